@@ -1,0 +1,534 @@
+"""Argument normalisation and validation for every public op.
+
+Everything a kernel relies on is checked here, once, in Python, before any backend runs:
+array kinds and dtypes, shapes, and the integer parameters of convolution and pooling,
+which are normalised into :class:`ConvGeometry` and :class:`PoolGeometry`.  Kernels run
+with bounds checking off, so nothing may reach them unchecked.
+
+Errors follow one rule: ``TypeError`` for a wrong type (an int array where floats are
+needed, a float stride), ``ValueError`` for a wrong value or shape.  Every message starts
+with the op's name and names the argument, the value received and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastnn._dispatch import KIND_NAMES, array_kind
+
+__all__ = [
+    "ACTIVATIONS",
+    "FLOAT_DTYPES",
+    "REDUCTIONS",
+    "ConvGeometry",
+    "PoolGeometry",
+    "activation_name",
+    "check_bool",
+    "check_dim",
+    "check_ndim",
+    "check_same_shape",
+    "check_scalar",
+    "conv_geometry",
+    "float_arrays",
+    "index_array",
+    "output_mask",
+    "pool_geometry",
+    "reduction_name",
+]
+
+FLOAT_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
+ACTIVATIONS = (None, "relu", "sigmoid", "tanh")
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------------------------------
+# Arrays
+# ---------------------------------------------------------------------------------------
+
+
+def _kind_of(op: str, name: str, value: object) -> str:
+    kind = array_kind(value)
+    if kind is None:
+        raise TypeError(
+            f"{op}: {name} must be an array (numpy.ndarray, cupy.ndarray or an object with "
+            f"__cuda_array_interface__), got {type(value).__name__}"
+        )
+    return kind
+
+
+def _float_dtype(op: str, name: str, value: Any) -> np.dtype:
+    dtype = value.dtype
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be a float32 or float64 array, got dtype {dtype}")
+    return dtype
+
+
+def float_array(op: str, name: str, value: Any) -> str:
+    """Check that ``value`` is a float32/float64 array; return its kind.  The fast path for
+    single-array ops."""
+    kind = array_kind(value)
+    if kind is None:
+        kind = _kind_of(op, name, value)
+    if value.dtype not in FLOAT_DTYPES:
+        _float_dtype(op, name, value)
+    return kind
+
+
+def float_arrays(op: str, arrays: dict[str, Any]) -> tuple[str, np.dtype]:
+    """Check the named arrays of one call (None entries are skipped): each is an array,
+    all live on one device and share one float dtype.  Returns ``(kind, dtype)``."""
+    kind = dtype = None
+    first = ""
+    for name, value in arrays.items():
+        if value is None:
+            continue
+        this_kind = _kind_of(op, name, value)
+        this_dtype = _float_dtype(op, name, value)
+        if kind is None:
+            kind, dtype, first = this_kind, this_dtype, name
+            continue
+        if _device(this_kind) != _device(kind):
+            raise ValueError(
+                f"{op}: {first} is a {KIND_NAMES[kind]} but {name} is a "
+                f"{KIND_NAMES[this_kind]}; all arrays of one call must be on the same device"
+            )
+        if this_dtype != dtype:
+            raise TypeError(
+                f"{op}: {first} and {name} must have the same dtype, got {dtype} and {this_dtype}"
+            )
+    if kind is None:
+        raise TypeError(f"{op}: no array given")
+    return kind, dtype
+
+
+def index_array(op: str, name: str, value: Any, kind: str) -> None:
+    """Check that ``value`` is an integer array on the same device as ``kind``."""
+    this_kind = _kind_of(op, name, value)
+    if _device(this_kind) != _device(kind):
+        raise ValueError(
+            f"{op}: {name} is a {KIND_NAMES[this_kind]} but the other arrays are "
+            f"{KIND_NAMES[kind]}s; all arrays of one call must be on the same device"
+        )
+    dtype = np.dtype(value.dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must be an integer array, got dtype {dtype}")
+
+
+def _device(kind: str) -> str:
+    return "host" if kind == "numpy" else "cuda"
+
+
+def check_ndim(op: str, name: str, value: Any, ndim: int | tuple[int, ...], layout: str) -> None:
+    """Raise ValueError unless ``value.ndim`` is ``ndim`` (or one of them)."""
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if len(value.shape) not in allowed:
+        want = " or ".join(f"{n}-d" for n in allowed)
+        raise ValueError(f"{op}: {name} must be {want} {layout}, got shape {tuple(value.shape)}")
+
+
+def check_same_shape(op: str, first: str, a: Any, second: str, b: Any) -> None:
+    """Raise ValueError unless ``a`` and ``b`` have the same shape."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{op}: {first} and {second} must have the same shape, got {tuple(a.shape)} "
+            f"and {tuple(b.shape)}"
+        )
+
+
+def check_shape(op: str, name: str, value: Any, expected: tuple[int, ...], why: str) -> None:
+    """Raise ValueError unless ``value.shape == expected``."""
+    if tuple(value.shape) != tuple(expected):
+        raise ValueError(
+            f"{op}: {name} must have shape {tuple(expected)} ({why}), got {tuple(value.shape)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Scalars and names
+# ---------------------------------------------------------------------------------------
+
+
+def _int(op: str, name: str, value: object) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    try:
+        return operator.index(value)  # int and numpy integers; not float
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a tuple of ints, got {value!r}") from None
+
+
+def int_tuple(op: str, name: str, value: object, nd: int, minimum: int) -> tuple[int, ...]:
+    """Normalise an int or a length-``nd`` sequence of ints, each >= ``minimum``."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {nd} ints, got {value!r}")
+    if isinstance(value, Sequence) or (isinstance(value, np.ndarray) and value.ndim == 1):
+        items = tuple(value)
+        if len(items) == 1 and nd > 1:
+            items = items * nd
+        if len(items) != nd:
+            raise ValueError(
+                f"{op}: {name} must be an int or a tuple of {nd} ints, got {tuple(value)!r}"
+            )
+        result = tuple(_int(op, name, v) for v in items)
+    else:
+        result = (_int(op, name, value),) * nd
+    if any(v < minimum for v in result):
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return result
+
+
+def check_bool(op: str, name: str, value: object) -> bool:
+    """A bool (numpy bools too); anything else is a TypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
+
+
+def check_scalar(op: str, name: str, value: object) -> float:
+    """A real number (int, float or numpy real scalar); not a bool, not complex."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def activation_name(op: str, value: object, allowed: tuple = ACTIVATIONS) -> str | None:
+    """One of the activation names (None means the identity)."""
+    if value is None or (isinstance(value, str) and value in allowed):
+        return value
+    raise ValueError(f"{op}: activation must be one of {allowed}, got {value!r}")
+
+
+def reduction_name(op: str, value: object) -> str:
+    """ "mean", "sum" or "none"."""
+    if isinstance(value, str) and value in REDUCTIONS:
+        return value
+    raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {value!r}")
+
+
+def check_dim(op: str, dim: object, ndim: int) -> int:
+    """Normalise ``dim`` (negative counts from the end) to ``0 <= dim < max(ndim, 1)``."""
+    d = _int(op, "dim", dim)
+    rank = max(ndim, 1)
+    if not -rank <= d < rank:
+        raise ValueError(
+            f"{op}: dim must be in [{-rank}, {rank - 1}] for a {ndim}-d input, got {d}"
+        )
+    return d % rank
+
+
+def output_mask(op: str, value: object) -> tuple[bool, bool, bool]:
+    """A sequence of three bools: which of (grad_input, grad_weight, grad_bias) to compute."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{op}: output_mask must be a tuple of 3 bools, got {value!r}")
+    items = tuple(value)
+    if len(items) != 3:
+        raise ValueError(f"{op}: output_mask must be a tuple of 3 bools, got {items!r}")
+    return tuple(check_bool(op, "output_mask", v) for v in items)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------
+# Convolution geometry
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConvGeometry:
+    """Everything a convolution kernel needs to know, validated.
+
+    Spatial tuples have one entry for conv1d (L) and two for conv2d (H, W).  ``pad`` holds
+    ``(before, after)`` per spatial dimension: equal for an int or tuple padding, and
+    asymmetric (one more after) for ``padding="same"`` with an even dilated kernel, as in
+    PyTorch.
+    """
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    in_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pad: tuple[tuple[int, int], ...]
+    out_size: tuple[int, ...]
+
+    @property
+    def nd(self) -> int:
+        """Number of spatial dimensions (1 or 2)."""
+        return len(self.in_size)
+
+    @property
+    def pad_before(self) -> tuple[int, ...]:
+        return tuple(p[0] for p in self.pad)
+
+    @property
+    def pad_after(self) -> tuple[int, ...]:
+        return tuple(p[1] for p in self.pad)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.in_channels, *self.in_size)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.out_channels, *self.out_size)
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds x 2 of the forward pass (bias excluded)."""
+        per_output = (self.in_channels // self.groups) * math.prod(self.kernel)
+        return 2 * math.prod(self.output_shape) * per_output
+
+
+def conv_geometry(
+    op: str,
+    nd: int,
+    input_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: object,
+    padding: object,
+    dilation: object,
+    groups: object,
+) -> ConvGeometry:
+    """Validate the shapes and parameters of a conv{nd}d call and compute its geometry."""
+    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+    wlayout = "(C_out, C_in // groups, kL)" if nd == 1 else "(C_out, C_in // groups, kH, kW)"
+    if len(input_shape) != nd + 2:
+        raise ValueError(
+            f"{op}: input must be {nd + 2}-d {layout} (batched), got shape {tuple(input_shape)}"
+        )
+    if len(weight_shape) != nd + 2:
+        raise ValueError(f"{op}: weight must be {nd + 2}-d {wlayout}, got shape {weight_shape}")
+    batch, in_channels, *in_size = input_shape
+    out_channels, group_channels, *kernel = weight_shape
+    g = _int(op, "groups", groups)
+    if g < 1:
+        raise ValueError(f"{op}: groups must be >= 1, got {g}")
+    stride_t = int_tuple(op, "stride", stride, nd, 1)
+    dilation_t = int_tuple(op, "dilation", dilation, nd, 1)
+    if in_channels < 1:
+        raise ValueError(f"{op}: input must have at least one channel, got shape {input_shape}")
+    if out_channels < 1:
+        raise ValueError(
+            f"{op}: weight must have at least one output channel, got shape {weight_shape}"
+        )
+    if any(k < 1 for k in kernel):
+        raise ValueError(f"{op}: kernel size must be >= 1, got weight shape {weight_shape}")
+    if in_channels % g:
+        raise ValueError(f"{op}: input channels ({in_channels}) must be divisible by groups ({g})")
+    if out_channels % g:
+        raise ValueError(
+            f"{op}: output channels (weight.shape[0] = {out_channels}) must be divisible by "
+            f"groups ({g})"
+        )
+    if group_channels * g != in_channels:
+        raise ValueError(
+            f"{op}: weight.shape[1] must be input channels // groups = {in_channels // g}, got "
+            f"weight shape {weight_shape} for input shape {input_shape} and groups={g}"
+        )
+    if any(s < 1 for s in in_size):
+        raise ValueError(f"{op}: input spatial size must be >= 1, got shape {input_shape}")
+    pad = _conv_padding(op, padding, nd, kernel, stride_t, dilation_t)
+    out_size = []
+    for size, k, s, d, (lo, hi) in zip(in_size, kernel, stride_t, dilation_t, pad):
+        span = d * (k - 1) + 1
+        if size + lo + hi < span:
+            raise ValueError(
+                f"{op}: padded input size {tuple(i + a + b for i, (a, b) in zip(in_size, pad))}"
+                f" is smaller than the dilated kernel size "
+                f"{tuple(dd * (kk - 1) + 1 for kk, dd in zip(kernel, dilation_t))}"
+            )
+        out_size.append((size + lo + hi - span) // s + 1)
+    return ConvGeometry(
+        batch=batch,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        groups=g,
+        in_size=tuple(in_size),
+        kernel=tuple(kernel),
+        stride=stride_t,
+        dilation=dilation_t,
+        pad=pad,
+        out_size=tuple(out_size),
+    )
+
+
+def _conv_padding(
+    op: str,
+    padding: object,
+    nd: int,
+    kernel: Sequence[int],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[tuple[int, int], ...]:
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * nd
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(
+                    f"{op}: padding='same' requires stride 1 (as in PyTorch), got stride {stride}"
+                )
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(
+            f"{op}: padding must be an int, a tuple of {nd} ints, 'valid' or 'same', "
+            f"got {padding!r}"
+        )
+    return tuple((p, p) for p in int_tuple(op, "padding", padding, nd, 0))
+
+
+# ---------------------------------------------------------------------------------------
+# Pooling geometry
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolGeometry:
+    """Validated pooling parameters.  Spatial tuples have 1 (L) or 2 (H, W) entries; the
+    padding is symmetric (``pad`` on both sides); ``dilation`` is 1 for average pooling."""
+
+    batch: int
+    channels: int
+    in_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool
+    out_size: tuple[int, ...]
+
+    @property
+    def nd(self) -> int:
+        return len(self.in_size)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.channels, *self.in_size)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.channels, *self.out_size)
+
+
+def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size (``ceil_mode`` drops a window that starts in the
+    right padding)."""
+    numerator = size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
+    out = numerator // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def pool_geometry(
+    op: str,
+    nd: int,
+    input_shape: tuple[int, ...],
+    kernel_size: object,
+    stride: object,
+    padding: object,
+    dilation: object,
+    ceil_mode: object,
+) -> PoolGeometry:
+    """Validate the parameters of a {max,avg}_pool{nd}d call and compute its geometry."""
+    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+    if len(input_shape) != nd + 2:
+        raise ValueError(
+            f"{op}: input must be {nd + 2}-d {layout} (batched), got shape {tuple(input_shape)}"
+        )
+    batch, channels, *in_size = input_shape
+    kernel = int_tuple(op, "kernel_size", kernel_size, nd, 1)
+    if stride is None or (isinstance(stride, Sequence) and len(stride) == 0):
+        stride_t = kernel
+    else:
+        stride_t = int_tuple(op, "stride", stride, nd, 1)
+    pad = int_tuple(op, "padding", padding, nd, 0)
+    dilation_t = int_tuple(op, "dilation", dilation, nd, 1)
+    ceil = check_bool(op, "ceil_mode", ceil_mode)
+    if channels < 1 or any(s < 1 for s in in_size):
+        raise ValueError(
+            f"{op}: input must have non-zero channels and spatial size (only the batch may be "
+            f"empty), got shape {tuple(input_shape)}"
+        )
+    for k, p, d in zip(kernel, pad, dilation_t):
+        if 2 * p > d * (k - 1) + 1:
+            raise ValueError(
+                f"{op}: padding must be at most half of the effective kernel size, got "
+                f"padding={pad}, kernel_size={kernel} and dilation={dilation_t}"
+            )
+    out_size = tuple(
+        pool_output_size(i, k, s, p, d, ceil)
+        for i, k, s, p, d in zip(in_size, kernel, stride_t, pad, dilation_t)
+    )
+    if any(o < 1 for o in out_size):
+        raise ValueError(
+            f"{op}: input spatial size {tuple(in_size)} is too small for kernel_size={kernel}, "
+            f"padding={pad} and dilation={dilation_t}: the output size would be {out_size}"
+        )
+    return PoolGeometry(
+        batch=batch,
+        channels=channels,
+        in_size=tuple(in_size),
+        kernel=kernel,
+        stride=stride_t,
+        pad=pad,
+        dilation=dilation_t,
+        ceil_mode=ceil,
+        out_size=out_size,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Checks that read the data (index ranges, probabilities)
+# ---------------------------------------------------------------------------------------
+
+
+def value_range(x: Any, kind: str, backend: str | None) -> tuple[float, float] | None:
+    """``(min, max)`` of ``x`` (NaN if it holds a NaN), or None when ``x`` is empty.  Runs
+    the backend's ``_value_range`` op, so GPU arrays are checked on the GPU."""
+    from fastnn._dispatch import resolve
+
+    if _size(x) == 0:
+        return None
+    return resolve("_value_range", kind, backend)(x)
+
+
+def check_index_range(
+    op: str, name: str, x: Any, kind: str, low: int, high: int, backend: str | None
+) -> None:
+    """Raise ValueError unless every entry of the integer array ``x`` is in [low, high)."""
+    bounds = value_range(x, kind, backend)
+    if bounds is not None and not (bounds[0] >= low and bounds[1] < high):
+        raise ValueError(
+            f"{op}: every entry of {name} must be in [{low}, {high}), got values in "
+            f"[{bounds[0]}, {bounds[1]}]"
+        )
+
+
+def check_probabilities(op: str, name: str, x: Any, kind: str, backend: str | None) -> None:
+    """Raise ValueError unless every entry of ``x`` is in [0, 1] (NaN is not)."""
+    bounds = value_range(x, kind, backend)
+    if bounds is not None and not (bounds[0] >= 0.0 and bounds[1] <= 1.0):
+        raise ValueError(
+            f"{op}: every entry of {name} must be in [0, 1], got values in "
+            f"[{bounds[0]}, {bounds[1]}]"
+        )
+
+
+def _size(x: Any) -> int:
+    return math.prod(x.shape)

@@ -1,0 +1,105 @@
+"""``fastnn info``: what fastnn can use on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+HELP = "show the version, the backends (and why one is unavailable), BLAS, threads and SIMD"
+
+#: CPU features worth knowing for our kernels, in numpy's naming.
+SIMD_FEATURES = (
+    "SSE42", "AVX", "F16C", "FMA3", "AVX2", "AVX512F", "AVX512CD", "AVX512_SKX",
+    "AVX512_CLX", "AVX512_CNL", "AVX512_ICL", "AVX512_SPR", "NEON", "ASIMD", "ASIMDHP",
+    "SVE",
+)  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def simd_features() -> list[str]:
+    """The SIMD extensions this CPU supports (as detected by NumPy at start-up)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # pragma: no cover - older numpy layouts
+        return []
+    return [name for name in SIMD_FEATURES if features.get(name)]
+
+
+def collect() -> dict:
+    """Everything ``fastnn info`` reports, as a dict."""
+    import numpy as np
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    import fastnn
+
+    backend_rows = list(_backend_rows())  # loads the CPU kernels (and their OpenMP runtime)
+    pools = threadpool_info()
+    return {
+        "fastnn": fastnn.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "backends": {name: {"available": ok, "detail": why} for name, ok, why in backend_rows},
+        "threads": fastnn.get_num_threads(),
+        "blas": [
+            {
+                "library": p.get("internal_api"),
+                "version": p.get("version"),
+                "threads": p.get("num_threads"),
+                "architecture": p.get("architecture"),
+                "path": p.get("filepath"),
+            }
+            for p in pools
+            if p.get("user_api") == "blas"
+        ],
+        "openmp": [
+            {
+                "library": p.get("internal_api"),
+                "threads": p.get("num_threads"),
+                "path": p.get("filepath"),
+            }
+            for p in pools
+            if p.get("user_api") == "openmp"
+        ],
+        "simd": simd_features(),
+    }
+
+
+def _backend_rows():
+    import fastnn
+
+    for name, (ok, why) in fastnn.backends().items():
+        yield name, ok, why
+
+
+def run(args: argparse.Namespace) -> int:
+    info = collect()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(
+        f"fastnn {info['fastnn']}  (Python {info['python']}, NumPy {info['numpy']}, "
+        f"SciPy {info['scipy']})"
+    )
+    print(f"platform: {info['platform']}")
+    print("backends:")
+    for name, row in info["backends"].items():
+        mark = "yes" if row["available"] else "no "
+        print(f"  {name:<11} {mark}  {row['detail']}")
+    print(f"fastnn threads: {info['threads']} (set_num_threads / OMP_NUM_THREADS)")
+    for lib in info["blas"]:
+        print(
+            f"BLAS: {lib['library']} {lib['version']} ({lib['architecture']}), "
+            f"{lib['threads']} threads  [{lib['path']}]"
+        )
+    for lib in info["openmp"]:
+        print(f"OpenMP: {lib['library']}, {lib['threads']} threads  [{lib['path']}]")
+    print(f"SIMD: {' '.join(info['simd']) or 'none detected'}")
+    return 0

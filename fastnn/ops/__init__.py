@@ -1,0 +1,58 @@
+"""The public ops, one module per family.  Each op validates its arguments once
+(fastnn._args) and hands them to the implementation the dispatcher picks."""
+
+from fastnn.ops.activation import (
+    activation_backward,
+    log_softmax,
+    log_softmax_backward,
+    relu,
+    sigmoid,
+    softmax,
+    softmax_backward,
+    tanh,
+)
+from fastnn.ops.backprop import dense_grads, mlp_backward, output_sensitivity, sensitivity
+from fastnn.ops.conv import conv1d, conv1d_backward, conv2d, conv2d_backward
+from fastnn.ops.dense import gemm, linear, linear_backward
+from fastnn.ops.loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    cross_entropy,
+    cross_entropy_backward,
+    mse_loss,
+    mse_loss_backward,
+)
+from fastnn.ops.pool import (
+    avg_pool1d,
+    avg_pool1d_backward,
+    avg_pool2d,
+    avg_pool2d_backward,
+    max_pool1d,
+    max_pool1d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
+
+#: Every public op, forward and backward, in the order of shared/API.md.
+OPS = (
+    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+    "gemm", "linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
+    "mse_loss", "binary_cross_entropy", "cross_entropy",
+    "conv1d_backward", "conv2d_backward", "max_pool1d_backward", "max_pool2d_backward",
+    "avg_pool1d_backward", "avg_pool2d_backward", "linear_backward", "activation_backward",
+    "softmax_backward", "log_softmax_backward", "mse_loss_backward",
+    "binary_cross_entropy_backward", "cross_entropy_backward",
+    "output_sensitivity", "sensitivity", "dense_grads", "mlp_backward",
+)  # fmt: skip
+
+__all__ = [
+    "OPS",
+    "activation_backward", "avg_pool1d", "avg_pool1d_backward", "avg_pool2d",
+    "avg_pool2d_backward", "binary_cross_entropy", "binary_cross_entropy_backward",
+    "conv1d", "conv1d_backward", "conv2d", "conv2d_backward", "cross_entropy",
+    "cross_entropy_backward", "dense_grads", "gemm", "linear", "linear_backward",
+    "log_softmax", "log_softmax_backward", "max_pool1d", "max_pool1d_backward",
+    "max_pool2d", "max_pool2d_backward", "mlp_backward", "mse_loss", "mse_loss_backward",
+    "output_sensitivity", "relu", "sensitivity", "sigmoid", "softmax", "softmax_backward",
+    "tanh",
+]  # fmt: skip

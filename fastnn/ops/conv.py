@@ -1,0 +1,164 @@
+"""conv1d / conv2d and their backward: validate once, then dispatch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastnn import _args
+from fastnn._dispatch import resolve
+
+__all__ = ["conv1d", "conv1d_backward", "conv2d", "conv2d_backward"]
+
+ALGOS = ("auto", "im2col", "direct")
+
+
+def _algo(op: str, algo: object) -> str:
+    if isinstance(algo, str) and algo in ALGOS:
+        return algo
+    raise ValueError(f"{op}: algo must be one of {ALGOS}, got {algo!r}")
+
+
+def _forward(op, nd, input, weight, bias, stride, padding, dilation, groups, algo, backend):
+    kind, _ = _args.float_arrays(op, {"input": input, "weight": weight, "bias": bias})
+    geom = _args.conv_geometry(
+        op, nd, tuple(input.shape), tuple(weight.shape), stride, padding, dilation, groups
+    )
+    if bias is not None:
+        _args.check_shape(op, "bias", bias, (geom.out_channels,), "C_out")
+    algo = _algo(op, algo)
+    return resolve(op, kind, backend)(input, weight, bias, geom, algo)
+
+
+def _backward(
+    op,
+    nd,
+    grad_output,
+    input,
+    weight,
+    stride,
+    padding,
+    dilation,
+    groups,
+    algo,
+    output_mask,
+    backend,
+):
+    kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input, "weight": weight})
+    geom = _args.conv_geometry(
+        op, nd, tuple(input.shape), tuple(weight.shape), stride, padding, dilation, groups
+    )
+    _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the conv output shape")
+    mask = _args.output_mask(op, output_mask)
+    algo = _algo(op, algo)
+    return resolve(op, kind, backend)(grad_output, input, weight, geom, algo, mask)
+
+
+def conv1d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] | str = 0,
+    dilation: int | tuple[int] = 1,
+    groups: int = 1,
+    *,
+    algo: str = "auto",
+    backend: str | None = None,
+) -> Any:
+    """1-D cross-correlation (PyTorch's ``conv1d``) of an (N, C_in, L) input with an
+    (C_out, C_in // groups, kL) weight, plus an optional (C_out,) bias.
+
+    ``padding`` is an int, a 1-tuple, ``"valid"`` (no padding) or ``"same"`` (output length
+    equal to the input's; stride must be 1; an even dilated kernel pads one more on the
+    right).  ``algo`` picks "im2col" (+ GEMM), "direct" or "auto".  Returns (N, C_out, L_out).
+    """
+    return _forward(
+        "conv1d", 1, input, weight, bias, stride, padding, dilation, groups, algo, backend
+    )
+
+
+def conv2d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    *,
+    algo: str = "auto",
+    backend: str | None = None,
+) -> Any:
+    """2-D cross-correlation (PyTorch's ``conv2d``) of an (N, C_in, H, W) input with an
+    (C_out, C_in // groups, kH, kW) weight, plus an optional (C_out,) bias:
+    ``out[n, j] = bias[j] + sum_k weight[j, k] * input[n, k]``.
+
+    ``stride``, ``padding`` and ``dilation`` are ints or pairs; ``padding`` may also be
+    ``"valid"`` or ``"same"`` (stride 1 only).  Returns (N, C_out, H_out, W_out).
+    """
+    return _forward(
+        "conv2d", 2, input, weight, bias, stride, padding, dilation, groups, algo, backend
+    )
+
+
+def conv1d_backward(
+    grad_output: Any,
+    input: Any,
+    weight: Any,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] | str = 0,
+    dilation: int | tuple[int] = 1,
+    groups: int = 1,
+    *,
+    algo: str = "auto",
+    output_mask: tuple[bool, bool, bool] = (True, True, True),
+    backend: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`conv1d`: ``(grad_input, grad_weight, grad_bias)`` given the
+    gradient of the loss with respect to its output.  An entry is None (and costs nothing)
+    where ``output_mask`` is False."""
+    return _backward(
+        "conv1d_backward",
+        1,
+        grad_output,
+        input,
+        weight,
+        stride,
+        padding,
+        dilation,
+        groups,
+        algo,
+        output_mask,
+        backend,
+    )
+
+
+def conv2d_backward(
+    grad_output: Any,
+    input: Any,
+    weight: Any,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    *,
+    algo: str = "auto",
+    output_mask: tuple[bool, bool, bool] = (True, True, True),
+    backend: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``; None where
+    ``output_mask`` is False."""
+    return _backward(
+        "conv2d_backward",
+        2,
+        grad_output,
+        input,
+        weight,
+        stride,
+        padding,
+        dilation,
+        groups,
+        algo,
+        output_mask,
+        backend,
+    )

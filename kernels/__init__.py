@@ -1,0 +1,1 @@
+"""fastnn's compiled and device kernels (installed as ``fastnn.kernels``)."""
