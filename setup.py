@@ -92,6 +92,7 @@ setup(
     ext_modules=cythonize(
         _extensions(),
         compiler_directives=DIRECTIVES,
+        include_path=[str(KERNEL_DIR)],
         nthreads=os.cpu_count() or 1,
         quiet=True,
     ),
