@@ -1,11 +1,21 @@
-"""pytest configuration shared by every test module."""
+"""pytest configuration shared by every test module.
+
+The Numba CUDA simulator tests in tests/cudasim/ need ``NUMBA_ENABLE_CUDASIM=1`` in the
+environment before numba is first imported, so they run in a pytest process of their own:
+``NUMBA_ENABLE_CUDASIM=1 pytest tests/cudasim``.  A plain ``pytest`` skips collecting them.
+"""
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
 import pytest
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+collect_ignore = [] if SIMULATOR else ["cudasim"]
 
 
 @pytest.fixture
