@@ -5,6 +5,10 @@ The same call runs on numpy arrays (the Cython ``cpu`` backend, or the plain-Num
 backends).  See shared/API.md for the contract; ``python -m fastnn info`` for what runs here.
 """
 
+# The package fastnn.backends is imported first so that the import system binds the
+# attribute ``fastnn.backends`` to it now, once; the function of the same name below then
+# replaces that attribute for good (later imports of fastnn.backends.* do not rebind it).
+import fastnn.backends as _backend_packages  # noqa: F401  (isort: keep first)
 from fastnn._autotune import autotune
 from fastnn._dispatch import backends, use_backend
 from fastnn._threads import get_num_threads, set_num_threads

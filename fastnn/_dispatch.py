@@ -97,7 +97,7 @@ def array_kind(value: object) -> str | None:
 
 def _classify(value: object) -> str | None:
     cls = type(value)
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, np.generic)):  # numpy scalars count as 0-d arrays
         _KIND_BY_TYPE[cls] = "numpy"
         return "numpy"
     root = (getattr(cls, "__module__", "") or "").split(".", 1)[0]
@@ -259,7 +259,7 @@ def _resolve_named(op: str, kind: str, name: str) -> Callable[..., Any]:
     if impl is None and name == "cpu":
         # The CPU backend falls back to the NumPy reference for ops it has no kernel for.
         _load("reference")
-        impl = impls.get("reference")
+        impl = _REGISTRY.get(op, {}).get("reference")
     if impl is None:
         raise NotImplementedError(f"{op}: backend {name!r} has no implementation of {op}")
     return impl
