@@ -21,8 +21,17 @@ def test_info_reports_version_backends_blas_threads_and_simd():
     result = _fastnn("info")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for needed in ("fastnn ", "backends:", "cpu", "reference", "numba-cuda", "cupy",
-                   "fastnn threads:", "BLAS:", "SIMD:"):
+    for needed in (
+        "fastnn ",
+        "backends:",
+        "cpu",
+        "reference",
+        "numba-cuda",
+        "cupy",
+        "fastnn threads:",
+        "BLAS:",
+        "SIMD:",
+    ):
         assert needed in out, needed
 
 

@@ -108,7 +108,8 @@ def _run(code: str, **env: str) -> str:
 def test_import_fastnn_imports_no_gpu_package():
     code = (
         "import sys, numpy as np, fastnn\n"
-        "fastnn.relu(np.ones(3, np.float32)); fastnn.conv2d(np.ones((1,1,3,3)), np.ones((1,1,2,2)))\n"
+        "fastnn.relu(np.ones(3, np.float32))\n"
+        "fastnn.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))\n"
         "print(sorted(m for m in ('cupy', 'numba', 'numba.cuda') if m in sys.modules))"
     )
     assert _run(code) == "[]"

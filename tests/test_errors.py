@@ -286,8 +286,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
-@pytest.mark.parametrize(("call", "error", "pattern"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("call", "error", "pattern"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_input_raises_clear_error(call, error, pattern, backend):
     with fastnn.use_backend(backend), pytest.raises(error) as info:
         call()
