@@ -1,19 +1,34 @@
-"""Thread count shared by every CPU kernel: ``set_num_threads`` / ``get_num_threads``.
+"""Thread count shared by every CPU kernel: ``set_num_threads`` / ``get_num_threads``, and
+control of the BLAS library that the kernels call.
 
 The default is ``OMP_NUM_THREADS`` when it is set to a positive integer, otherwise the
-number of CPUs this process may run on.  CPU kernels pass the count explicitly to their
-OpenMP regions (``prange(..., num_threads=n)``) and limit BLAS with threadpoolctl, so the
-two never oversubscribe the machine.
+number of CPUs this process may run on (read once, at import).  CPU kernels pass the count
+explicitly to their OpenMP regions (``prange(..., num_threads=n)``).
+
+BLAS: the kernels call SciPy's BLAS through ``scipy.linalg.cython_blas`` (SciPy's bundled
+OpenBLAS in a wheel install; not necessarily the library numpy's ``@`` uses).  Through
+threadpoolctl its thread pool follows ``set_num_threads`` (see :func:`sync_blas_threads`),
+and :func:`limit_blas_threads` pins it to one thread while a kernel calls BLAS from inside
+its own OpenMP region, so the two thread pools never oversubscribe the cores.  numpy's
+own BLAS is left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
+import threading
+from collections.abc import Iterator
 
-__all__ = ["get_num_threads", "set_num_threads", "default_num_threads"]
-
-_num_threads: int | None = None
+__all__ = [
+    "blas_num_threads",
+    "default_num_threads",
+    "get_num_threads",
+    "limit_blas_threads",
+    "set_num_threads",
+    "sync_blas_threads",
+]
 
 
 def default_num_threads() -> int:
@@ -27,9 +42,13 @@ def default_num_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: The thread count every kernel uses; read on each call, so it must be cheap to get.
+_num_threads: int = default_num_threads()
+
+
 def get_num_threads() -> int:
-    """The number of threads fastnn's CPU kernels use."""
-    return _num_threads if _num_threads is not None else default_num_threads()
+    """The number of threads fastnn's CPU kernels (and the BLAS they call) use."""
+    return _num_threads
 
 
 def set_num_threads(n: int) -> None:
@@ -44,3 +63,83 @@ def set_num_threads(n: int) -> None:
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
     _num_threads = n
+    if _blas_libs is not None:
+        _apply_blas_threads()
+
+
+# ---------------------------------------------------------------------------------------
+# The BLAS behind scipy.linalg.cython_blas
+# ---------------------------------------------------------------------------------------
+
+_blas_lock = threading.RLock()
+_blas_libs: list | None = None  # threadpoolctl LibControllers, found on first use
+_blas_pins = 0  # how many limit_blas_threads blocks are open
+
+
+def _scipy_blas_libs() -> list:
+    """threadpoolctl controllers of the BLAS scipy.linalg.cython_blas calls: the libraries
+    shipped inside SciPy's installation (scipy.libs/, scipy/.dylibs/) when there are any,
+    else every loaded BLAS (SciPy then uses a system BLAS, probably shared with numpy)."""
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library if nothing did yet)
+    from threadpoolctl import ThreadpoolController
+
+    libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    site = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+    own = [
+        lib
+        for lib in libs
+        if os.path.relpath(os.path.abspath(lib.filepath), site).split(os.sep)[0]
+        in ("scipy", "scipy.libs")
+    ]
+    return own or list(libs)
+
+
+def _apply_blas_threads() -> None:
+    with _blas_lock:
+        n = 1 if _blas_pins else _num_threads
+        for lib in _blas_libs or ():
+            if lib.num_threads != n:
+                lib.set_num_threads(n)
+
+
+def sync_blas_threads() -> None:
+    """Make SciPy's BLAS use ``get_num_threads()`` threads from now on (and on every later
+    ``set_num_threads``).  CPU kernel modules that call BLAS run this when imported."""
+    global _blas_libs
+    with _blas_lock:
+        if _blas_libs is None:
+            try:
+                _blas_libs = _scipy_blas_libs()
+            except Exception:  # no threadpoolctl support for this BLAS: leave it alone
+                _blas_libs = []
+        _apply_blas_threads()
+
+
+def blas_num_threads() -> int | None:
+    """The thread count SciPy's BLAS reports now (None if it cannot be controlled)."""
+    if _blas_libs is None:
+        sync_blas_threads()
+    counts = {lib.num_threads for lib in _blas_libs or ()}
+    return counts.pop() if len(counts) == 1 else None
+
+
+@contextlib.contextmanager
+def limit_blas_threads() -> Iterator[None]:
+    """Pin SciPy's BLAS to one thread inside the block: wrap any OpenMP region whose
+    threads call BLAS.  Blocks may nest and may be open in several Python threads at once;
+    the BLAS gets ``get_num_threads()`` threads back when the last one closes."""
+    global _blas_pins
+    if _blas_libs is None:
+        sync_blas_threads()
+    with _blas_lock:
+        _blas_pins += 1
+        if _blas_pins == 1:
+            _apply_blas_threads()
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_pins -= 1
+            if _blas_pins == 0:
+                _apply_blas_threads()

@@ -1,4 +1,9 @@
-"""Host-side wrappers of kernels/cpu/activation.pyx: contiguity, allocation, threads."""
+"""relu / sigmoid / tanh and activation_backward on the CPU: kernels/cpu/activation.pyx.
+
+The kernels take any float array (non-contiguous ones are copied once), allocate the
+C-contiguous result and split large arrays over threads, so these wrappers stay one line:
+per-call overhead matters for tiny arrays.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +13,28 @@ from fastnn._dispatch import register
 from fastnn._threads import get_num_threads
 from fastnn.kernels.cpu import activation as _k
 
-_BACKWARD_CODE = {"relu": 0, "sigmoid": 1, "tanh": 2}
+#: Activation names -> the kernels' codes.
+CODES = {None: _k.IDENTITY, "relu": _k.RELU, "sigmoid": _k.SIGMOID, "tanh": _k.TANH}
+
+_RELU, _SIGMOID, _TANH = _k.RELU, _k.SIGMOID, _k.TANH
+_activate = _k.activate
 
 
-def _elementwise(kernel):
-    def run(x):
-        x = np.asarray(x, order="C")
-        out = np.empty_like(x, order="C")
-        kernel(x.reshape(-1), out.reshape(-1), get_num_threads())
-        return out
-
-    return run
+@register("relu", "cpu")
+def relu(x: np.ndarray) -> np.ndarray:
+    return _activate(_RELU, x, get_num_threads())
 
 
-register("relu", "cpu")(_elementwise(_k.relu))
-register("sigmoid", "cpu")(_elementwise(_k.sigmoid))
-register("tanh", "cpu")(_elementwise(_k.tanh_))
+@register("sigmoid", "cpu")
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return _activate(_SIGMOID, x, get_num_threads())
+
+
+@register("tanh", "cpu")
+def tanh(x: np.ndarray) -> np.ndarray:
+    return _activate(_TANH, x, get_num_threads())
 
 
 @register("activation_backward", "cpu")
-def _activation_backward(name, gy, y):
-    gy = np.asarray(gy, order="C")
-    y = np.asarray(y, order="C")
-    out = np.empty_like(gy, order="C")
-    _k.backward(
-        _BACKWARD_CODE[name], gy.reshape(-1), y.reshape(-1), out.reshape(-1), get_num_threads()
-    )
-    return out
+def activation_backward(name: str, gy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return _k.backward(CODES[name], gy, y, get_num_threads())

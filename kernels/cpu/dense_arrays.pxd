@@ -1,0 +1,62 @@
+# Array plumbing shared by the dense-family kernel modules (activation, softmax, loss,
+# gemm, backprop): numpy arrays in, raw pointers and new C-contiguous arrays out, and the
+# split of flat loops over OpenMP threads.  `cimport dense_arrays as da`; every module that
+# does must call cnp.import_array() first.
+cimport numpy as cnp
+
+
+cdef inline cnp.ndarray carray(object x):
+    """x as a C-contiguous, aligned, native-byte-order float32/float64 ndarray: x itself
+    when it already is one, else a copy.  Numpy scalars become 0-d arrays."""
+    cdef int typenum
+    if not cnp.PyArray_Check(x):
+        x = cnp.PyArray_FROMANY(x, cnp.NPY_NOTYPE, 0, 0, 0)
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+        raise TypeError(f"expected a float32 or float64 array, got dtype {x.dtype}")
+    return <cnp.ndarray>cnp.PyArray_FROMANY(x, typenum, 0, 0, cnp.NPY_ARRAY_CARRAY_RO)
+
+
+cdef inline cnp.ndarray empty_like(cnp.ndarray x):
+    """A new uninitialised C-contiguous array with x's shape and dtype."""
+    return <cnp.ndarray>cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x),
+                                          cnp.PyArray_TYPE(x), 0)
+
+
+cdef inline cnp.ndarray empty_2d(Py_ssize_t rows, Py_ssize_t cols, int typenum):
+    """A new uninitialised C-contiguous (rows, cols) array."""
+    cdef cnp.npy_intp dims[2]
+    dims[0] = rows
+    dims[1] = cols
+    return <cnp.ndarray>cnp.PyArray_EMPTY(2, dims, typenum, 0)
+
+
+cdef inline bint same_layout(cnp.ndarray a, cnp.ndarray b):
+    """Same element count and dtype (both are C-contiguous: same flat layout)."""
+    return (cnp.PyArray_SIZE(a) == cnp.PyArray_SIZE(b)
+            and cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b))
+
+
+cdef inline int threads_for(Py_ssize_t work, Py_ssize_t per_thread,
+                            int num_threads) noexcept nogil:
+    """How many threads `work` units deserve when each thread should get at least
+    `per_thread` of them (1 for small work: waking a thread costs microseconds)."""
+    cdef Py_ssize_t c = work // per_thread
+    if c < 1:
+        return 1
+    return <int>c if c < num_threads else num_threads
+
+
+cdef inline Py_ssize_t chunk_start(Py_ssize_t n, int c, int chunks) noexcept nogil:
+    """Start of chunk c of `chunks` equal parts of range(n), rounded down to 16 elements
+    (whole cache lines: threads never write the same line).  chunk_start(n, chunks) == n."""
+    if c >= chunks:
+        return n
+    return (n * c // chunks) & ~(<Py_ssize_t>15)
+
+
+cdef inline Py_ssize_t split_start(Py_ssize_t n, int c, int chunks) noexcept nogil:
+    """Start of part c of `chunks` equal parts of range(n) (no rounding: for rows)."""
+    if c >= chunks:
+        return n
+    return n * c // chunks
