@@ -25,8 +25,8 @@ def _tanh(x):
 @reference("activation_backward")
 def _activation_backward(name: str, gy, y):
     g, out = f64(gy), f64(y)
-    if name == "relu":
-        grad = np.where(out > 0, g, 0.0)
+    if name == "relu":  # as PyTorch: zero where y <= 0, so a NaN output passes g through
+        grad = np.where(out <= 0, 0.0, g)
     elif name == "sigmoid":
         grad = g * out * (1.0 - out)
     else:  # tanh
@@ -35,21 +35,28 @@ def _activation_backward(name: str, gy, y):
 
 
 def _shifted(x, dim: int) -> np.ndarray:
-    """x - max(x) along dim: every exponent is <= 0, so exp never overflows."""
+    """x - max(x) along dim: every exponent is <= 0, so exp never overflows.
+
+    ``initial=-inf`` lets an empty ``dim`` through (the result is empty anyway).  A row
+    holding +inf, NaN or only -inf gives NaN, as in PyTorch; numpy's warning is silenced.
+    """
     x = f64(x)
-    return x - np.max(x, axis=dim, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return x - np.max(x, axis=dim, keepdims=True, initial=-np.inf)
 
 
 @reference("softmax")
 def _softmax(x, dim: int):
     e = np.exp(_shifted(x, dim))
-    return finish(e / e.sum(axis=dim, keepdims=True), x.dtype)
+    with np.errstate(invalid="ignore"):
+        return finish(e / e.sum(axis=dim, keepdims=True), x.dtype)
 
 
 @reference("log_softmax")
 def _log_softmax(x, dim: int):
     z = _shifted(x, dim)
-    return finish(z - np.log(np.exp(z).sum(axis=dim, keepdims=True)), x.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):  # log(0) of an empty dim
+        return finish(z - np.log(np.exp(z).sum(axis=dim, keepdims=True)), x.dtype)
 
 
 @reference("softmax_backward")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn.backends.reference._util import derivative, f64, finish, reference
-from fastnn.backends.reference.loss import BCE_EPS
+from fastnn.backends.reference.loss import BCE_EPS, mean_scale
 
 
 @reference("output_sensitivity")
@@ -19,10 +19,9 @@ def _output_sensitivity(y, target, u, activation, loss: str, reduction: str):
         else:  # "softmax": y are already probabilities
             prob = out.copy()
         prob[np.arange(out.shape[0]), np.asarray(target, dtype=np.int64)] -= 1.0
-        scale = 1.0 / out.shape[0] if reduction == "mean" else 1.0
-        return finish(prob * scale, y.dtype)
+        return finish(prob * mean_scale(reduction, out.shape[0]), y.dtype)
     t = f64(target)
-    scale = 1.0 / out.size if reduction == "mean" else 1.0
+    scale = mean_scale(reduction, out.size)
     if loss == "mse":
         delta = -2.0 * derivative(activation, pre) * (t - out)  # the notes' BP1
     elif activation == "sigmoid":  # BCE after a sigmoid: f'(u) cancels the denominator

@@ -7,7 +7,9 @@ import numpy as np
 from fastnn.backends.reference._util import f64, finish, reference
 
 BCE_LOG_FLOOR = -100.0  # PyTorch clamps each log term of BCE at -100
-BCE_EPS = 1e-12  # ... and the denominator of its gradient at 1e-12
+# ... and the denominator of its gradient at 1e-12, a float32 constant even for float64
+# inputs (so the floor is 9.99999996e-13, which shows in gradients of p = 0 or 1)
+BCE_EPS = float(np.float32(1e-12))
 
 
 def _reduce(per_element: np.ndarray, reduction: str, count: int) -> np.ndarray:
@@ -19,8 +21,9 @@ def _reduce(per_element: np.ndarray, reduction: str, count: int) -> np.ndarray:
     return np.asarray(total / count if count else np.nan)
 
 
-def _scale(reduction: str, count: int) -> float:
-    """The factor d(reduction)/d(element): 1/count for "mean", else 1."""
+def mean_scale(reduction: str, count: int) -> float:
+    """The factor d(reduction)/d(element): 1/count for "mean" (NaN for no elements, whose
+    mean is NaN as in PyTorch), else 1."""
     if reduction == "mean":
         return 1.0 / count if count else np.nan
     return 1.0
@@ -35,7 +38,7 @@ def _mse(x, t, reduction: str):
 @reference("mse_loss_backward")
 def _mse_backward(x, t, reduction: str):
     d = f64(x) - f64(t)
-    return finish(2.0 * d * _scale(reduction, d.size), x.dtype)
+    return finish(2.0 * d * mean_scale(reduction, d.size), x.dtype)
 
 
 @reference("binary_cross_entropy")
@@ -51,7 +54,7 @@ def _bce(x, t, reduction: str):
 def _bce_backward(x, t, reduction: str):
     p, y = f64(x), f64(t)
     grad = (p - y) / np.maximum(p * (1.0 - p), BCE_EPS)
-    return finish(grad * _scale(reduction, p.size), x.dtype)
+    return finish(grad * mean_scale(reduction, p.size), x.dtype)
 
 
 def _log_softmax_rows(x) -> np.ndarray:
@@ -70,4 +73,4 @@ def _cross_entropy(x, target, reduction: str):
 def _cross_entropy_backward(x, target, reduction: str):
     grad = np.exp(_log_softmax_rows(x))  # softmax
     grad[np.arange(x.shape[0]), np.asarray(target, dtype=np.int64)] -= 1.0
-    return finish(grad * _scale(reduction, x.shape[0]), x.dtype)
+    return finish(grad * mean_scale(reduction, x.shape[0]), x.dtype)

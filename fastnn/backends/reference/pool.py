@@ -81,10 +81,12 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
     n, c = geom.batch, geom.channels
     plane = int(np.prod(geom.in_size))
     gx = np.zeros((n, c, plane))
-    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
-    flat_index = index.reshape(n, c, -1)
+    windows = int(np.prod(geom.out_size))  # explicit: reshape(-1) fails for an empty batch
+    flat_index = index.reshape(n, c, windows)
+    nn, cc, _ = np.meshgrid(np.arange(n), np.arange(c), np.arange(windows), indexing="ij")
+    real = flat_index >= 0  # a window of padding only (index -1) has no input to send to
     # each output sends its gradient to its argmax; repeated argmaxes add up
-    np.add.at(gx, (nn[..., None], cc[..., None], flat_index), f64(gy).reshape(n, c, -1))
+    np.add.at(gx, (nn[real], cc[real], flat_index[real]), f64(gy).reshape(n, c, windows)[real])
     return finish(gx.reshape(geom.input_shape), gy.dtype)
 
 
