@@ -435,6 +435,20 @@ def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool)
     return out
 
 
+def _padding_only_window(size: int, k: int, s: int, p: int, d: int, out: int) -> int | None:
+    """The first of the ``out`` windows whose ``k`` taps (``start + j * d``) all miss the
+    input ``[0, size)``, or None.  Only windows that start in the left padding can miss:
+    every window starts before ``size`` (the output-size rule guarantees it)."""
+    o = 0
+    while o < out and o * s - p < 0:
+        start = o * s - p
+        first_real = -(start // d)  # ceil(-start / d): the first tap at or after 0
+        if first_real >= k or start + first_real * d >= size:
+            return o
+        o += 1
+    return None
+
+
 def pool_geometry(
     op: str,
     nd: int,
@@ -465,11 +479,11 @@ def pool_geometry(
             f"{op}: input must have non-zero channels and spatial size (only the batch may be "
             f"empty), got shape {tuple(input_shape)}"
         )
-    for k, p, d in zip(kernel, pad, dilation_t):
-        if 2 * p > d * (k - 1) + 1:
+    for k, p in zip(kernel, pad):
+        if p > k // 2:
             raise ValueError(
-                f"{op}: padding must be at most half of the effective kernel size, got "
-                f"padding={pad}, kernel_size={kernel} and dilation={dilation_t}"
+                f"{op}: padding must be at most half of kernel_size (as in PyTorch), got "
+                f"padding={pad} and kernel_size={kernel}"
             )
     out_size = tuple(
         pool_output_size(i, k, s, p, d, ceil)
@@ -480,6 +494,16 @@ def pool_geometry(
             f"{op}: input spatial size {tuple(in_size)} is too small for kernel_size={kernel}, "
             f"padding={pad} and dilation={dilation_t}: the output size would be {out_size}"
         )
+    axes = zip(in_size, kernel, stride_t, pad, dilation_t, out_size)
+    for axis, (i, k, s, p, d, o) in enumerate(axes):
+        empty = _padding_only_window(i, k, s, p, d, o)
+        if empty is not None:
+            raise ValueError(
+                f"{op}: window {empty} along spatial axis {axis} reads only padding (input "
+                f"size {tuple(in_size)}, kernel_size={kernel}, stride={stride_t}, "
+                f"padding={pad}, dilation={dilation_t}): its dilated taps skip every input "
+                f"element, so it has no maximum (PyTorch returns -inf and an out-of-range index)"
+            )
     return PoolGeometry(
         batch=batch,
         channels=channels,

@@ -126,7 +126,7 @@ CASES = [
     ("pool-stride-zero", lambda: fastnn.avg_pool2d(x4(), 2, stride=0), ValueError,
      r"stride must be >= 1, got 0"),
     ("pool-pad-too-big", lambda: fastnn.max_pool2d(x4(), 3, padding=2), ValueError,
-     r"padding must be at most half of the effective kernel size"),
+     r"padding must be at most half of kernel_size"),
     ("avg-pad-too-big", lambda: fastnn.avg_pool1d(x3(), 2, padding=2), ValueError,
      r"at most half"),
     ("pool-too-small", lambda: fastnn.max_pool2d(x4(h=2, w=2), 3), ValueError,
