@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES = ("activation",)
+_MODULES = ("activation", "pool")
 
 
 def probe() -> str | None:

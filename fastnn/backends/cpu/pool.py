@@ -1,0 +1,139 @@
+"""Host-side wrappers of kernels/cpu/pool_max.pyx and pool_avg.pyx: layout, allocation,
+scratch buffers, divisors, threads.
+
+Every pooling runs as a 2-D pooling of a stack of planes: (N, C, H, W) -> (N * C, H, W),
+and a 1-D input (N, C, L) is a 2-D one of height 1 pooled with a 1 x k kernel.  The
+kernels need C-contiguous float arrays and int64 indices; these wrappers make copies only
+where the caller's arrays are not already so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._args import PoolGeometry
+from fastnn._dispatch import register
+from fastnn._threads import get_num_threads
+from fastnn.kernels.cpu import pool_avg as _avg
+from fastnn.kernels.cpu import pool_max as _max
+
+
+def _as_2d(geom: PoolGeometry) -> tuple[int, ...]:
+    """(H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw): the geometry tuple the kernels take."""
+    fields = (geom.in_size, geom.out_size, geom.kernel, geom.stride, geom.pad, geom.dilation)
+    if geom.nd == 1:  # a single row: one input row, one output row, no padding above
+        fields = tuple((one, *f) for one, f in zip((1, 1, 1, 1, 0, 1), fields))
+    (h, w), (ho, wo), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = fields
+    return (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+def _row_len(g2: tuple[int, ...]) -> int:
+    """Columns of the kernels' padded row buffer (see kernels/cpu/pool_common.pxd)."""
+    _, w, _, wo, _, kw, _, sw, _, pw, _, dw = g2
+    return max((wo - 1) * sw + (kw - 1) * dw + 1, pw + w)
+
+
+def _planes(a, rows: int, cols: int) -> np.ndarray:
+    """``a`` as a C-contiguous (N * C, rows, cols) stack of planes (a view when it can)."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(-1, rows, cols)
+
+
+def _max_pool(x, geom: PoolGeometry, return_indices: bool):
+    g2 = _as_2d(geom)
+    h, w, ho, wo = g2[:4]
+    y = np.empty(geom.output_shape, dtype=x.dtype)
+    index = np.empty(geom.output_shape, dtype=np.int64) if return_indices else None
+    if y.size:
+        threads = get_num_threads()
+        xs = _planes(x, h, w)
+        ys = y.reshape(-1, ho, wo)
+        col = np.full((threads, _row_len(g2)), -np.inf, dtype=x.dtype)
+        if return_indices:
+            rows = np.full(col.shape, -1, dtype=np.int32)
+            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), g2, col, rows, threads)
+        else:
+            _max.forward(xs, ys, g2, col, threads)
+    return (y, index) if return_indices else y
+
+
+def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
+    g2 = _as_2d(geom)
+    h, w, ho, wo = g2[:4]
+    gx = np.empty(geom.input_shape, dtype=gy.dtype)
+    if gx.size == 0:
+        return gx
+    threads = get_num_threads()
+    if indices is not None:
+        # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
+        index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
+        gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
+        _max.backward_from_indices(gys, index, gx.reshape(-1, h * w), threads)
+        return gx
+    col = np.full((threads, _row_len(g2)), -np.inf, dtype=x.dtype)
+    rows = np.full(col.shape, -1, dtype=np.int32)
+    values = np.empty((threads, wo), dtype=x.dtype)
+    at = np.empty((threads, wo), dtype=np.int64)
+    _max.backward_recompute(
+        _planes(gy, ho, wo),
+        _planes(x, h, w),
+        gx.reshape(-1, h, w),
+        g2,
+        col,
+        rows,
+        values,
+        at,
+        threads,
+    )
+    return gx
+
+
+def _divisors(g2: tuple[int, ...], count_include_pad: bool, dtype) -> tuple[np.ndarray, ...]:
+    """Per-axis divisors (div_h over Ho, div_w over Wo): window (oh, ow) is divided by
+    div_h[oh] * div_w[ow].  A window spans [start, start + k) clipped to the padded input
+    [-pad, size + pad) when padding counts, otherwise to the input [0, size)."""
+    h, w, ho, wo, kh, kw, sh, sw, ph, pw, _, _ = g2
+    per_axis = []
+    for size, out, k, s, p in ((h, ho, kh, sh, ph), (w, wo, kw, sw, pw)):
+        start = np.arange(out) * s - p
+        end = np.minimum(start + k, size + p)
+        if count_include_pad:
+            count = end - start
+        else:
+            count = np.minimum(end, size) - np.maximum(start, 0)
+        per_axis.append(count.astype(dtype))
+    return tuple(per_axis)
+
+
+def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
+    g2 = _as_2d(geom)
+    h, w, ho, wo = g2[:4]
+    y = np.empty(geom.output_shape, dtype=x.dtype)
+    if y.size:
+        threads = get_num_threads()
+        div_h, div_w = _divisors(g2, count_include_pad, x.dtype)
+        col = np.zeros((threads, _row_len(g2)), dtype=x.dtype)
+        _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, div_h, div_w, col, threads)
+    return y
+
+
+def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
+    g2 = _as_2d(geom)
+    h, w, ho, wo = g2[:4]
+    gx = np.empty(geom.input_shape, dtype=gy.dtype)
+    if gx.size:
+        threads = get_num_threads()
+        div_h, div_w = _divisors(g2, count_include_pad, gy.dtype)
+        col = np.empty((threads, _row_len(g2)), dtype=gy.dtype)
+        share = np.empty((threads, wo), dtype=gy.dtype)
+        _avg.backward(
+            _planes(gy, ho, wo), gx.reshape(-1, h, w), g2, div_h, div_w, col, share, threads
+        )
+    return gx
+
+
+for _nd in (1, 2):
+    register(f"max_pool{_nd}d", "cpu")(_max_pool)
+    register(f"max_pool{_nd}d_backward", "cpu")(_max_pool_backward)
+    register(f"avg_pool{_nd}d", "cpu")(_avg_pool)
+    register(f"avg_pool{_nd}d_backward", "cpu")(_avg_pool_backward)

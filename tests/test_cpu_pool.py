@@ -1,0 +1,342 @@
+"""The Cython pooling kernels (backend "cpu") against the float64 reference backend and
+PyTorch: max/avg pooling, 1-D and 2-D, forward and backward, on random geometries (odd
+sizes, stride, padding, dilation, ceil_mode, count_include_pad), batch 0 and 1, every
+memory layout, float32 and float64, and inputs full of ties, NaN and -inf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn._args import PoolGeometry, pool_geometry
+from fastnn.ops import pool as ops
+from tests.utils import HAS_TORCH, assert_close, layouts
+
+DTYPES = [np.float32, np.float64]
+
+
+@dataclass
+class Config:
+    """One pooling call: input shape and the keyword arguments of the op."""
+
+    nd: int
+    shape: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool
+
+    def max_kwargs(self) -> dict:
+        return dict(
+            kernel_size=self.kernel,
+            stride=self.stride,
+            padding=self.pad,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+        )
+
+    def avg_kwargs(self, count_include_pad: bool) -> dict:
+        return dict(
+            kernel_size=self.kernel,
+            stride=self.stride,
+            padding=self.pad,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=count_include_pad,
+        )
+
+
+def random_config(rng: np.random.Generator, nd: int, dilated: bool, batch=None) -> Config:
+    """A valid pooling geometry (padding at most half the kernel, room for at least one
+    window, no window of padding only), odd sizes common."""
+    while True:
+        cfg = _draw_config(rng, nd, dilated, batch)
+        try:
+            pool_geometry(
+                "test", nd, cfg.shape, cfg.kernel, cfg.stride, cfg.pad, cfg.dilation, cfg.ceil_mode
+            )
+        except ValueError:  # e.g. a dilated window that skips every input element
+            continue
+        return cfg
+
+
+def _draw_config(rng: np.random.Generator, nd: int, dilated: bool, batch) -> Config:
+    kernel, stride, pad, dilation, size = [], [], [], [], []
+    for _ in range(nd):
+        k = int(rng.integers(1, 6))
+        d = int(rng.integers(1, 4)) if dilated else 1
+        p = int(rng.integers(0, k // 2 + 1))
+        reach = d * (k - 1) + 1
+        kernel.append(k)
+        dilation.append(d)
+        pad.append(p)
+        stride.append(int(rng.integers(1, 5)))
+        size.append(max(1, reach - 2 * p) + int(rng.integers(0, 9)))
+    n = int(rng.integers(0, 4)) if batch is None else batch
+    c = int(rng.integers(1, 4))
+    return Config(
+        nd,
+        (n, c, *size),
+        tuple(kernel),
+        tuple(stride),
+        tuple(pad),
+        tuple(dilation),
+        bool(rng.integers(0, 2)),
+    )
+
+
+def max_op(nd: int):
+    return ops.max_pool1d if nd == 1 else ops.max_pool2d
+
+
+def max_backward_op(nd: int):
+    return ops.max_pool1d_backward if nd == 1 else ops.max_pool2d_backward
+
+
+def avg_op(nd: int):
+    return ops.avg_pool1d if nd == 1 else ops.avg_pool2d
+
+
+def avg_backward_op(nd: int):
+    return ops.avg_pool1d_backward if nd == 1 else ops.avg_pool2d_backward
+
+
+def special_values(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+    """Few distinct values (so windows hold duplicate maxima), some NaN and -inf."""
+    x = rng.integers(-3, 3, size=shape).astype(dtype)
+    x[rng.random(shape) < 0.05] = np.nan
+    x[rng.random(shape) < 0.1] = -np.inf
+    return x
+
+
+def check_max(cfg: Config, x: np.ndarray, gy: np.ndarray) -> None:
+    """max pooling of x (every layout) on "cpu" equals the reference exactly (values and
+    indices), and so does its gradient, with and without indices."""
+    kw = cfg.max_kwargs()
+    want, want_index = max_op(cfg.nd)(x, **kw, return_indices=True, backend="reference")
+    want_grad = max_backward_op(cfg.nd)(gy, x, **kw, backend="reference")
+    for name, xl in layouts(x):
+        what = f"{cfg} {x.dtype} {name}"
+        got, index = max_op(cfg.nd)(xl, **kw, return_indices=True, backend="cpu")
+        plain = max_op(cfg.nd)(xl, **kw, backend="cpu")
+        assert got.dtype == x.dtype and got.flags.c_contiguous, what
+        assert index.dtype == np.int64 and index.flags.c_contiguous, what
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        np.testing.assert_array_equal(plain, want, err_msg=what)
+        np.testing.assert_array_equal(index, want_index, err_msg=what)
+        for gyl_name, gyl in layouts(gy):
+            grad = max_backward_op(cfg.nd)(gyl, xl, **kw, backend="cpu")
+            assert grad.dtype == x.dtype and grad.flags.c_contiguous, what
+            assert_close(grad, want_grad, x.dtype, what=f"{what} recompute, gy {gyl_name}")
+        if (want_index >= 0).all():  # a window of padding only has no valid index
+            grad = max_backward_op(cfg.nd)(gy, xl, **kw, indices=index, backend="cpu")
+            assert_close(grad, want_grad, x.dtype, what=f"{what} with indices")
+
+
+def check_avg(cfg: Config, x: np.ndarray, gy: np.ndarray, count_include_pad: bool) -> None:
+    """average pooling of x (every layout) on "cpu" matches the reference, forward and
+    backward."""
+    kw = cfg.avg_kwargs(count_include_pad)
+    want = avg_op(cfg.nd)(x, **kw, backend="reference")
+    want_grad = avg_backward_op(cfg.nd)(gy, x, **kw, backend="reference")
+    for name, xl in layouts(x):
+        what = f"{cfg} {x.dtype} {name} count_include_pad={count_include_pad}"
+        got = avg_op(cfg.nd)(xl, **kw, backend="cpu")
+        assert got.dtype == x.dtype and got.flags.c_contiguous, what
+        assert_close(got, want, x.dtype, what=what)
+    for name, gyl in layouts(gy):
+        grad = avg_backward_op(cfg.nd)(gyl, x, **kw, backend="cpu")
+        assert grad.dtype == x.dtype and grad.flags.c_contiguous, what
+        assert_close(grad, want_grad, x.dtype, what=f"{what} gy {name}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nd", [1, 2])
+def test_max_pool_matches_reference_on_random_configs(rng, nd, dtype):
+    for trial in range(25):
+        cfg = random_config(rng, nd, dilated=True, batch=1 if trial == 0 else None)
+        x = rng.standard_normal(cfg.shape).astype(dtype)
+        y_shape = max_op(nd)(x, **cfg.max_kwargs(), backend="reference").shape
+        check_max(cfg, x, rng.standard_normal(y_shape).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nd", [1, 2])
+def test_max_pool_ties_nan_and_inf_match_reference(rng, nd, dtype):
+    for _ in range(15):
+        cfg = random_config(rng, nd, dilated=True)
+        x = special_values(rng, cfg.shape, dtype)
+        y_shape = max_op(nd)(x, **cfg.max_kwargs(), backend="reference").shape
+        check_max(cfg, x, rng.standard_normal(y_shape).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nd", [1, 2])
+def test_avg_pool_matches_reference_on_random_configs(rng, nd, dtype):
+    for trial in range(25):
+        cfg = random_config(rng, nd, dilated=False, batch=1 if trial == 0 else None)
+        x = rng.standard_normal(cfg.shape).astype(dtype)
+        for count_include_pad in (True, False):
+            kw = cfg.avg_kwargs(count_include_pad)
+            y_shape = avg_op(nd)(x, **kw, backend="reference").shape
+            check_avg(cfg, x, rng.standard_normal(y_shape).astype(dtype), count_include_pad)
+
+
+def test_avg_pool_propagates_nan_and_inf(rng):
+    x = special_values(rng, (2, 3, 9, 8), np.float64)
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    got = ops.avg_pool2d(x, **kw, backend="cpu")
+    want = ops.avg_pool2d(x, **kw, backend="reference")
+    assert np.isnan(want).any() and np.isinf(want).any()
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)  # NaN, inf in place
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+def test_empty_batch_gives_empty_results(nd):
+    shape = (0, 3, 7) if nd == 1 else (0, 3, 7, 6)
+    x = np.zeros(shape, np.float32)
+    y, index = max_op(nd)(x, 3, 2, 1, return_indices=True, backend="cpu")
+    assert y.shape == index.shape == (0, 3, *([4] if nd == 1 else [4, 3]))
+    assert max_backward_op(nd)(y, x, 3, 2, 1, backend="cpu").shape == shape
+    assert max_backward_op(nd)(y, x, 3, 2, 1, indices=index, backend="cpu").shape == shape
+    assert avg_op(nd)(x, 3, 2, 1, backend="cpu").shape == y.shape
+    assert avg_backward_op(nd)(y, x, 3, 2, 1, backend="cpu").shape == shape
+
+
+def test_kernels_stay_total_on_a_window_of_padding_only():
+    # fastnn.ops rejects such windows; the kernels must still not read out of bounds.
+    # kernel 2 dilated by 3 with padding 1 over 2 elements: the window reads -1 and 2
+    from fastnn.backends.cpu import pool as cpu_pool
+
+    geom = PoolGeometry(1, 1, (2,), (2,), (1,), (1,), (3,), False, (1,))
+    x = np.array([[[1.0, 2.0]]])
+    y, index = cpu_pool._max_pool(x, geom, True)
+    assert y.tolist() == [[[-np.inf]]] and index.tolist() == [[[-1]]]
+    assert cpu_pool._max_pool_backward(np.ones((1, 1, 1)), x, geom, None).tolist() == [[[0.0, 0.0]]]
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.uint16, np.int8, np.uint64])
+def test_max_backward_accepts_any_integer_index_dtype(rng, index_dtype):
+    x = rng.standard_normal((2, 3, 7, 9))
+    kw = dict(kernel_size=3, stride=2, padding=1)
+    y, index = ops.max_pool2d(x, **kw, return_indices=True, backend="cpu")
+    gy = rng.standard_normal(y.shape)
+    want = ops.max_pool2d_backward(gy, x, **kw, backend="reference")
+    narrow = index.astype(index_dtype)[:, :, ::-1, :][:, :, ::-1, :]  # also non-contiguous
+    got = ops.max_pool2d_backward(gy, x, **kw, indices=narrow, backend="cpu")
+    assert_close(got, want, np.float64)
+
+
+def test_max_backward_uses_the_indices_it_is_given(rng):
+    # indices that are not the argmax: the gradient must follow them, not recompute
+    x = rng.standard_normal((1, 2, 6, 6))
+    index = np.zeros((1, 2, 3, 3), np.int64)
+    gy = np.ones((1, 2, 3, 3))
+    got = ops.max_pool2d_backward(gy, x, 2, indices=index, backend="cpu")
+    want = np.zeros_like(x)
+    want[:, :, 0, 0] = 9.0
+    np.testing.assert_array_equal(got, want)
+
+
+def test_inputs_are_not_modified(rng):
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    gy = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    x0, gy0 = x.copy(), gy.copy()
+    _, index = ops.max_pool2d(x, 3, 2, 1, return_indices=True, backend="cpu")
+    index0 = index.copy()
+    ops.avg_pool2d(x, 3, 2, 1, backend="cpu")
+    ops.max_pool2d_backward(gy, x, 3, 2, 1, backend="cpu")
+    ops.max_pool2d_backward(gy, x, 3, 2, 1, indices=index, backend="cpu")
+    ops.avg_pool2d_backward(gy, x, 3, 2, 1, backend="cpu")
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(gy, gy0)
+    np.testing.assert_array_equal(index, index0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_threads_agree_with_one_thread_on_large_inputs(rng, dtype):
+    # large enough for the OpenMP path; few planes, so output rows are split across threads
+    cases = [
+        ((1, 2, 130, 131), (3, 3), 2, 1),
+        ((3, 5, 64, 64), (2, 2), 2, 0),
+        ((2, 1, 1, 40000), (1, 5), 3, (0, 2)),
+    ]
+    saved = fastnn.get_num_threads()
+    try:
+        for shape, k, s, p in cases:
+            x = rng.standard_normal(shape).astype(dtype)
+            x[0, 0, 0, :7] = np.nan
+            results = []
+            for threads in (1, 2, 3):
+                fastnn.set_num_threads(threads)
+                y, index = ops.max_pool2d(x, k, s, p, return_indices=True, backend="cpu")
+                results.append(
+                    (
+                        y,
+                        index,
+                        ops.max_pool2d(x, k, s, p, backend="cpu"),
+                        ops.max_pool2d_backward(y, x, k, s, p, backend="cpu"),
+                        ops.max_pool2d_backward(y, x, k, s, p, indices=index, backend="cpu"),
+                        ops.avg_pool2d(x, k, s, p, backend="cpu"),
+                        ops.avg_pool2d_backward(y, x, k, s, p, backend="cpu"),
+                    )
+                )
+            for other in results[1:]:
+                for a, b in zip(results[0], other):
+                    np.testing.assert_array_equal(a, b)
+            want = ops.max_pool2d(x, k, s, p, backend="reference")
+            np.testing.assert_array_equal(results[0][0], want)
+    finally:
+        fastnn.set_num_threads(saved)
+
+
+# --------------------------------------------------------------------------------------
+# Against PyTorch
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+@pytest.mark.parametrize("nd", [1, 2])
+def test_max_pool_matches_torch(rng, nd):
+    import torch
+    import torch.nn.functional as F
+
+    fn = F.max_pool1d if nd == 1 else F.max_pool2d
+    for _ in range(20):
+        cfg = random_config(rng, nd, dilated=True)
+        x = special_values(rng, cfg.shape, np.float64) if _ % 2 else rng.standard_normal(cfg.shape)
+        kw = cfg.max_kwargs()
+        y, index = max_op(nd)(x, **kw, return_indices=True, backend="cpu")
+        gy = rng.standard_normal(y.shape)
+        xt = torch.tensor(x, requires_grad=True)
+        yt, it = fn(xt, **kw, return_indices=True)
+        yt.backward(torch.tensor(gy))
+        np.testing.assert_array_equal(y, yt.detach().numpy(), err_msg=str(cfg))
+        np.testing.assert_array_equal(index, it.numpy(), err_msg=str(cfg))
+        for indices in (None, index):
+            grad = max_backward_op(nd)(gy, x, **kw, indices=indices, backend="cpu")
+            assert_close(grad, xt.grad.numpy(), np.float64, what=str(cfg))
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+@pytest.mark.parametrize("nd", [1, 2])
+def test_avg_pool_matches_torch(rng, nd):
+    import torch
+    import torch.nn.functional as F
+
+    fn = F.avg_pool1d if nd == 1 else F.avg_pool2d
+    for trial in range(30):
+        cfg = random_config(rng, nd, dilated=False)
+        kw = cfg.avg_kwargs(count_include_pad=bool(trial % 2))
+        x = rng.standard_normal(cfg.shape)
+        y = avg_op(nd)(x, **kw, backend="cpu")
+        gy = rng.standard_normal(y.shape)
+        xt = torch.tensor(x, requires_grad=True)
+        yt = fn(xt, **kw)
+        yt.backward(torch.tensor(gy))
+        assert_close(y, yt.detach().numpy(), np.float64, what=str(cfg))
+        grad = avg_backward_op(nd)(gy, x, **kw, backend="cpu")
+        assert_close(grad, xt.grad.numpy(), np.float64, what=str(cfg))
