@@ -1,0 +1,96 @@
+"""The CPU convolution ops: conv1d, conv2d and their backward, registered on "cpu".
+
+Each call normalises its arrays once (4-D views, contiguous weight), picks the algorithm
+(``algo``: "im2col", "direct", or "auto" -- see conv_choice) and hands off to the host
+wrapper of that algorithm (conv_im2col, conv_direct).  A 1-D convolution runs as a 2-D one
+with H = 1; inputs of any strides are read in place, never copied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._args import ConvGeometry
+from fastnn._dispatch import register
+from fastnn._threads import get_num_threads
+from fastnn.backends.cpu import conv_direct, conv_im2col
+from fastnn.backends.cpu.conv_choice import pick
+from fastnn.backends.cpu.conv_plan import shape_tuple
+from fastnn.kernels.cpu import conv_bias as _bias
+
+_ALGORITHMS = {"im2col": conv_im2col, "direct": conv_direct}
+
+
+def _as_4d(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """A 2-D view of a 1-D problem's array: (N, C, L) -> (N, C, 1, L), strides kept."""
+    return a[:, :, None, :] if geom.nd == 1 else a
+
+
+def _flat_weight(w: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(w).reshape(-1)
+
+
+@register("conv1d", "cpu")
+@register("conv2d", "cpu")
+def conv_forward(x, w, b, geom: ConvGeometry, algo: str):
+    """y = conv(x, w) + b with the chosen algorithm."""
+    if geom.batch == 0:
+        return np.empty(geom.output_shape, dtype=x.dtype)
+    shape, threads = shape_tuple(geom), get_num_threads()
+    x4, wf = _as_4d(x, geom), _flat_weight(w)
+    bias = None if b is None else np.ascontiguousarray(b)
+
+    def run(name: str) -> np.ndarray:
+        return _ALGORITHMS[name].forward(x4, wf, bias, shape, threads)
+
+    name = pick(algo, f"conv{geom.nd}d", geom, x.dtype, threads, run)
+    return run(name).reshape(geom.output_shape)
+
+
+@register("conv1d_backward", "cpu")
+@register("conv2d_backward", "cpu")
+def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
+    """(grad_input, grad_weight, grad_bias), None where ``mask`` is False."""
+    want_x, want_w, want_b = mask
+    dtype = x.dtype
+    if geom.batch == 0:
+        return (
+            np.empty(geom.input_shape, dtype=dtype) if want_x else None,
+            np.zeros(geom.weight_shape, dtype=dtype) if want_w else None,
+            np.zeros(geom.out_channels, dtype=dtype) if want_b else None,
+        )
+    shape, threads = shape_tuple(geom), get_num_threads()
+    x4, wf = _as_4d(x, geom), _flat_weight(w)
+    contiguous_gy = np.ascontiguousarray(gy).reshape(-1)
+    padded_gy = None  # the direct input gradient reads past the end: a copy with slack
+
+    def run(name: str):
+        nonlocal padded_gy
+        module = _ALGORITHMS[name]
+        gx = gw = None
+        if want_x:
+            if name == "direct":
+                if padded_gy is None:
+                    padded_gy = conv_direct.with_slack(gy)
+                gx = module.grad_input(padded_gy, wf, shape, threads)
+            else:
+                gx = module.grad_input(contiguous_gy, wf, shape, threads)
+        if want_w:
+            gw = module.grad_weight(x4, contiguous_gy, shape, threads)
+        return gx, gw
+
+    gx = gw = None
+    if want_x or want_w:
+        extra = f"mask={int(want_x)}{int(want_w)}"
+        name = pick(algo, f"conv{geom.nd}d_backward", geom, dtype, threads, run, extra)
+        gx, gw = run(name)
+    gb = None
+    if want_b:
+        gb = np.empty(geom.out_channels, dtype=dtype)
+        plane = int(np.prod(geom.out_size))
+        _bias.backward_bias(contiguous_gy, gb, geom.batch, geom.out_channels, plane, threads)
+    return (
+        None if gx is None else gx.reshape(geom.input_shape),
+        None if gw is None else gw.astype(dtype).reshape(geom.weight_shape),
+        gb,
+    )

@@ -1,0 +1,50 @@
+"""Host side of the direct convolution (kernels/cpu/conv_direct.pyx): block sizes and
+allocation.  No BLAS is involved.
+
+Every function takes the geometry tuple of :func:`conv_plan.shape_tuple` and 4-D views
+(a 1-D convolution is passed as 2-D with H = 1); ``w`` is the flat contiguous weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn.backends.cpu import conv_plan
+from fastnn.kernels.cpu import conv_direct as _k
+
+__all__ = ["forward", "grad_input", "grad_weight", "with_slack"]
+
+
+def with_slack(a: np.ndarray) -> np.ndarray:
+    """A flat C-ordered copy of ``a`` followed by zeroed elements that the micro-kernels
+    may read past its end (they never use what they read there)."""
+    flat = np.empty(a.size + _k.SLACK, dtype=a.dtype)
+    np.copyto(flat[: a.size].reshape(a.shape), a)
+    flat[a.size :] = 0
+    return flat
+
+
+def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
+    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
+    n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
+    y = np.empty(n * k * ho * wo, dtype=x4.dtype)
+    rows = conv_plan.direct_rows(shape, threads)
+    kblocks = conv_plan.direct_kblocks(shape, rows, threads, _k.FWD_KB)
+    b = bias if bias is not None else w[:0]
+    _k.forward(x4, w, b, bias is not None, y, shape, rows, kblocks, threads)
+    return y
+
+
+def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d weight as float64 (K, Cg*R*S), from the flat contiguous grad_output."""
+    rows = conv_plan.direct_rows(shape, threads)
+    return _k.backward_weight(x4, gy, shape, rows, threads)
+
+
+def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d input, flat (N, C, H, W); ``gy`` must come from :func:`with_slack`."""
+    n, c, h, wd = shape[:4]
+    gx = np.empty(n * c * h * wd, dtype=gy.dtype)
+    channels = conv_plan.direct_channels(shape, threads)
+    _k.backward_input(gy, w, gx, shape, channels, threads)
+    return gx

@@ -1,0 +1,64 @@
+"""Host side of the im2col + GEMM convolution (kernels/cpu/conv_im2col.pyx): block sizes,
+allocation, and BLAS held to one thread while the kernels call it from OpenMP threads.
+
+Every function takes the geometry tuple of :func:`conv_plan.shape_tuple` and 4-D views
+(a 1-D convolution is passed as 2-D with H = 1); ``w`` is the flat contiguous weight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+import numpy as np
+
+from fastnn.backends.cpu import conv_plan
+from fastnn.kernels.cpu import conv_im2col as _k
+
+__all__ = ["forward", "grad_input", "grad_weight", "single_threaded_blas"]
+
+_controller: Any = None
+_controller_lock = threading.Lock()
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager:
+    """A context in which BLAS runs on one thread: the kernels call it from inside their
+    own OpenMP threads, which must not each start a BLAS thread pool."""
+    global _controller
+    if _controller is None:
+        with _controller_lock:
+            if _controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
+def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
+    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
+    n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
+    y = np.empty(n * k * ho * wo, dtype=x4.dtype)
+    tile = conv_plan.im2col_tile(shape, threads)
+    b = bias if bias is not None else w[:0]
+    with single_threaded_blas():
+        _k.forward(x4, w, b, bias is not None, y, shape, tile, threads)
+    return y
+
+
+def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d weight as float64 (K, Cg*R*S), from the flat contiguous grad_output."""
+    tile = conv_plan.im2col_tile(shape, threads)
+    with single_threaded_blas():
+        return _k.backward_weight(x4, gy, shape, tile, threads)
+
+
+def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d input, flat (N, C, H, W), from the flat contiguous grad_output."""
+    n, c, h, wd = shape[:4]
+    gx = np.zeros(n * c * h * wd, dtype=gy.dtype)
+    tile = conv_plan.im2col_tile(shape, threads)
+    channels = conv_plan.im2col_channels(shape, tile, threads)
+    with single_threaded_blas():
+        _k.backward_input(gy, w, gx, shape, tile, channels, threads)
+    return gx

@@ -1,0 +1,176 @@
+"""How the CPU convolution kernels split their work: the geometry tuple the Cython kernels
+read, and the block sizes (positions per im2col tile, output rows per packed chunk, input
+channels per gradient item) that bound every per-thread buffer.
+
+Buffers are per thread and sized by the limits below, never by the batch: a batch of any
+size runs in the same memory.  :func:`chunking` overrides the automatic sizes (tests use it
+to force tiny chunks, so that every chunk boundary is crossed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from fastnn._args import ConvGeometry
+
+__all__ = [
+    "Chunking",
+    "chunking",
+    "direct_channels",
+    "direct_kblocks",
+    "direct_rows",
+    "im2col_channels",
+    "im2col_tile",
+    "shape_tuple",
+]
+
+#: Elements of one thread's im2col column buffer (C*R*S x tile); 1 MiB of float32.
+COLUMN_BUFFER_ELEMENTS = 1 << 18
+#: Fewest positions per im2col tile (narrower GEMMs waste BLAS's packing).
+MIN_TILE = 64
+#: Elements of one thread's packed input rows in the direct kernels (fits the L2 cache).
+PACKED_ELEMENTS = 1 << 16
+#: Work items per thread we aim for, so that uneven items still balance.
+ITEMS_PER_THREAD = 2
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """Forced block sizes; None means automatic."""
+
+    tile: int | None = None  # im2col: output positions per work item
+    rows: int | None = None  # direct: output rows per packed chunk
+    channels: int | None = None  # both, input gradient: input channels per work item
+    kblocks: int | None = None  # direct forward: output-channel blocks per work item
+
+
+_forced = Chunking()
+
+
+@contextlib.contextmanager
+def chunking(
+    tile: int | None = None,
+    rows: int | None = None,
+    channels: int | None = None,
+    kblocks: int | None = None,
+) -> Iterator[Chunking]:
+    """Force block sizes inside a ``with`` block (for tests and experiments); each value is
+    clipped to what the problem allows, None keeps the automatic choice."""
+    global _forced
+    for name, value in (("tile", tile), ("rows", rows), ("channels", channels)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"chunking: {name} must be a positive int or None, got {value!r}")
+    if kblocks is not None and (not isinstance(kblocks, int) or kblocks < 1):
+        raise ValueError(f"chunking: kblocks must be a positive int or None, got {kblocks!r}")
+    previous = _forced
+    _forced = replace(previous, tile=tile, rows=rows, channels=channels, kblocks=kblocks)
+    try:
+        yield _forced
+    finally:
+        _forced = previous
+
+
+def shape_tuple(geom: ConvGeometry) -> tuple[int, ...]:
+    """(N, C, H, W, K, G, R, S, Ho, Wo, sh, sw, dh, dw, pt, pb, pl, pr): the 2-D geometry
+    the kernels read (conv_shape.pxd); 1-D has H = R = 1 and no vertical padding."""
+    if geom.nd == 1:
+        (size,), (k,), (s,), (d,), (pad,), (out,) = (
+            geom.in_size,
+            geom.kernel,
+            geom.stride,
+            geom.dilation,
+            geom.pad,
+            geom.out_size,
+        )
+        hw, kernel, stride, dilation = (1, size), (1, k), (1, s), (1, d)
+        pads, out_hw = ((0, 0), pad), (1, out)
+    else:
+        hw, kernel, stride, dilation = geom.in_size, geom.kernel, geom.stride, geom.dilation
+        pads, out_hw = geom.pad, geom.out_size
+    return (
+        geom.batch,
+        geom.in_channels,
+        *hw,
+        geom.out_channels,
+        geom.groups,
+        *kernel,
+        *out_hw,
+        *stride,
+        *dilation,
+        *pads[0],
+        *pads[1],
+    )
+
+
+def _split_for_threads(length: int, parts_already: int, threads: int) -> int:
+    """Block size along an axis of ``length`` so that ``parts_already`` times the number of
+    blocks gives every thread ITEMS_PER_THREAD items, if the axis allows."""
+    want = math.ceil(ITEMS_PER_THREAD * threads / max(parts_already, 1))
+    return max(1, math.ceil(length / max(want, 1)))
+
+
+def im2col_tile(shape: tuple[int, ...], threads: int) -> int:
+    """Output positions per im2col work item."""
+    n, c, _, _, _, _, r, s, ho, wo = shape[:10]
+    howo = ho * wo
+    if _forced.tile is not None:
+        return min(_forced.tile, howo)
+    tile = max(MIN_TILE, COLUMN_BUFFER_ELEMENTS // max(c * r * s, 1))
+    # split small batches across threads, but keep tiles wide enough for the GEMM
+    tile = min(tile, max(_split_for_threads(howo, n, threads), MIN_TILE // 2))
+    return max(1, min(tile, howo))
+
+
+def im2col_channels(shape: tuple[int, ...], tile: int, threads: int) -> int:
+    """Input channels per work item of the im2col input gradient."""
+    n, c, _, _, _, g, r, s = shape[:8]
+    cg = c // g
+    if _forced.channels is not None:
+        return min(_forced.channels, cg)
+    fit = max(1, COLUMN_BUFFER_ELEMENTS // max(r * s * tile, 1))
+    return max(1, min(cg, fit, _split_for_threads(cg, n * g, threads)))
+
+
+def _packed_row_width(shape: tuple[int, ...]) -> int:
+    _, _, _, w, _, _, _, _, _, _, _, sw, _, _, _, _, pl, pr = shape
+    return sw * math.ceil((w + pl + pr) / sw)
+
+
+def direct_rows(shape: tuple[int, ...], threads: int) -> int:
+    """Output rows per packed chunk of the direct forward and weight-gradient kernels."""
+    n, c, _, _, _, g, r, _, ho, _, sh, _, dh = shape[:13]
+    if _forced.rows is not None:
+        return min(_forced.rows, ho)
+    row = _packed_row_width(shape) * (c // g)
+    halo = (r - 1) * dh + 1  # padded rows one output row needs
+
+    def packed(rows: int) -> int:
+        return ((rows - 1) * sh + halo) * row
+
+    rows = ho
+    while rows > 1 and packed(rows) > PACKED_ELEMENTS:
+        rows = math.ceil(rows / 2)
+    return max(1, min(rows, _split_for_threads(ho, n * g, threads)))
+
+
+def direct_kblocks(shape: tuple[int, ...], rows: int, threads: int, kb: int) -> int:
+    """Blocks of ``kb`` output channels per direct forward work item."""
+    n, c, _, _, k, g, _, _, ho = shape[:9]
+    nkb = math.ceil((k // g) / kb)
+    if _forced.kblocks is not None:
+        return min(_forced.kblocks, nkb)
+    return max(1, min(nkb, _split_for_threads(nkb, n * g * math.ceil(ho / rows), threads)))
+
+
+def direct_channels(shape: tuple[int, ...], threads: int) -> int:
+    """Input channels per work item of the direct input gradient."""
+    n, c, h, _, _, g, _, _, _, _, _, _, _, _, pt, pb = shape[:16]
+    cg = c // g
+    if _forced.channels is not None:
+        return min(_forced.channels, cg)
+    per_channel = (h + pt + pb) * _packed_row_width(shape)
+    fit = max(1, PACKED_ELEMENTS * 4 // max(per_channel, 1))
+    return max(1, min(cg, fit, _split_for_threads(cg, n * g, threads)))

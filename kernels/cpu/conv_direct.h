@@ -1,0 +1,206 @@
+/*
+ * Direct-convolution micro-kernels for float and double, compiled for several instruction
+ * sets from one template (conv_direct_body.h) and chosen at run time.
+ *
+ * The build is portable (no -march=native): the "base" instantiation uses 16-byte
+ * vectors (SSE2 on x86-64, NEON on ARM), and on x86 an AVX2+FMA and an AVX-512
+ * instantiation are compiled with GCC target attributes and picked when the CPU has
+ * them.  fastnn_conv_set_isa() can force a lower level (tests use it to cover every
+ * path on one machine).
+ *
+ * Entry points (T = float: _f32, T = double: _f64):
+ *   fastnn_conv_fwd_*   forward block: up to FASTNN_FWD_KB output channels of one row
+ *   fastnn_conv_gw_*    weight-gradient block: FASTNN_GW_KB x FASTNN_GW_QB weights
+ *   fastnn_conv_gx_*    input-gradient block: FASTNN_GX_QB (c, r, s) columns of one row
+ * See conv_direct_body.h for what each computes.
+ */
+#ifndef FASTNN_CONV_DIRECT_H
+#define FASTNN_CONV_DIRECT_H
+
+#include <stddef.h>
+#include <string.h>
+
+#define FASTNN_FWD_KB 6 /* output channels per forward call */
+#define FASTNN_GW_KB 4  /* output channels per weight-gradient call */
+#define FASTNN_GW_QB 2  /* weight columns (c, r, s) per weight-gradient call */
+#define FASTNN_GX_QB 6  /* weight columns per input-gradient call */
+
+/* ISA levels */
+#define FASTNN_ISA_BASE 0
+#define FASTNN_ISA_AVX2 1
+#define FASTNN_ISA_AVX512 2
+
+#if defined(__GNUC__)
+#define FASTNN_VECTOR_EXT 1
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized" /* accumulators used up to KB only */
+#else /* MSVC: plain scalar code */
+#define FASTNN_VECTOR_EXT 0
+#define __attribute__(x)
+#define __builtin_memcpy memcpy
+#define restrict __restrict
+#endif
+
+#if FASTNN_VECTOR_EXT && (defined(__x86_64__) || defined(__i386__))
+#define FASTNN_X86 1
+#else
+#define FASTNN_X86 0
+#endif
+
+/* ---- float ------------------------------------------------------------------------- */
+#define T float
+#define TARGET_ATTR
+#if FASTNN_VECTOR_EXT
+typedef float fastnn_f32x4 __attribute__((vector_size(16)));
+#define VEC fastnn_f32x4
+#define VL 4
+#else
+#define VEC float
+#define VL 1
+#endif
+#define FN(name) fastnn_conv_##name##_f32_base
+#include "conv_direct_body.h"
+#undef VEC
+#undef VL
+#undef FN
+#undef TARGET_ATTR
+
+#if FASTNN_X86
+typedef float fastnn_f32x8 __attribute__((vector_size(32)));
+#define VEC fastnn_f32x8
+#define VL 8
+#define FN(name) fastnn_conv_##name##_f32_avx2
+#define TARGET_ATTR __attribute__((target("avx2,fma")))
+#include "conv_direct_body.h"
+#undef VEC
+#undef VL
+#undef FN
+#undef TARGET_ATTR
+
+typedef float fastnn_f32x16 __attribute__((vector_size(64)));
+#define VEC fastnn_f32x16
+#define VL 16
+#define FN(name) fastnn_conv_##name##_f32_avx512
+#define TARGET_ATTR __attribute__((target("avx512f")))
+#include "conv_direct_body.h"
+#undef VEC
+#undef VL
+#undef FN
+#undef TARGET_ATTR
+#endif
+#undef T
+
+/* ---- double ------------------------------------------------------------------------ */
+#define T double
+#define TARGET_ATTR
+#if FASTNN_VECTOR_EXT
+typedef double fastnn_f64x2 __attribute__((vector_size(16)));
+#define VEC fastnn_f64x2
+#define VL 2
+#else
+#define VEC double
+#define VL 1
+#endif
+#define FN(name) fastnn_conv_##name##_f64_base
+#include "conv_direct_body.h"
+#undef VEC
+#undef VL
+#undef FN
+#undef TARGET_ATTR
+
+#if FASTNN_X86
+typedef double fastnn_f64x4 __attribute__((vector_size(32)));
+#define VEC fastnn_f64x4
+#define VL 4
+#define FN(name) fastnn_conv_##name##_f64_avx2
+#define TARGET_ATTR __attribute__((target("avx2,fma")))
+#include "conv_direct_body.h"
+#undef VEC
+#undef VL
+#undef FN
+#undef TARGET_ATTR
+
+typedef double fastnn_f64x8 __attribute__((vector_size(64)));
+#define VEC fastnn_f64x8
+#define VL 8
+#define FN(name) fastnn_conv_##name##_f64_avx512
+#define TARGET_ATTR __attribute__((target("avx512f")))
+#include "conv_direct_body.h"
+#undef VEC
+#undef VL
+#undef FN
+#undef TARGET_ATTR
+#endif
+#undef T
+
+#if FASTNN_VECTOR_EXT
+#pragma GCC diagnostic pop
+#endif
+
+/* ---- run-time choice of the instruction set ----------------------------------------- */
+
+/* The best level this CPU supports. */
+static int fastnn_conv_detect_isa(void)
+{
+#if FASTNN_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return FASTNN_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return FASTNN_ISA_AVX2;
+#endif
+    return FASTNN_ISA_BASE;
+}
+
+/* The level in use; set once at module import (fastnn_conv_set_isa), read afterwards. */
+static int fastnn_conv_isa = FASTNN_ISA_BASE;
+
+/* Use `level`, or the best supported level if `level` is higher; returns the level set. */
+static int fastnn_conv_set_isa(int level)
+{
+    int best = fastnn_conv_detect_isa();
+    fastnn_conv_isa = level < best ? (level < 0 ? FASTNN_ISA_BASE : level) : best;
+    return fastnn_conv_isa;
+}
+
+#if FASTNN_X86
+#define FASTNN_CONV_DISPATCH(name, sfx, args)                                              \
+    do {                                                                                   \
+        if (fastnn_conv_isa == FASTNN_ISA_AVX512)                                          \
+            fastnn_conv_##name##_##sfx##_avx512 args;                                      \
+        else if (fastnn_conv_isa == FASTNN_ISA_AVX2)                                       \
+            fastnn_conv_##name##_##sfx##_avx2 args;                                        \
+        else                                                                               \
+            fastnn_conv_##name##_##sfx##_base args;                                        \
+    } while (0)
+#else
+#define FASTNN_CONV_DISPATCH(name, sfx, args) fastnn_conv_##name##_##sfx##_base args
+#endif
+
+#define FASTNN_DEFINE_ENTRIES(T_, sfx)                                                     \
+    static void fastnn_conv_fwd_##sfx(int kb, const T_ *xrow, const ptrdiff_t *qoff,       \
+                                      ptrdiff_t Q, const T_ *wpk, const T_ *bias, T_ *y,   \
+                                      ptrdiff_t ykstride, ptrdiff_t nw)                    \
+    {                                                                                      \
+        FASTNN_CONV_DISPATCH(fwd, sfx, (kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw));   \
+    }                                                                                      \
+    static void fastnn_conv_gw_##sfx(int kb, int qb, const T_ *gy, ptrdiff_t gyk,          \
+                                     ptrdiff_t gyr, const T_ *x, ptrdiff_t xr,             \
+                                     const ptrdiff_t *qoff, ptrdiff_t nrows, ptrdiff_t nw, \
+                                     double *gw, ptrdiff_t gwk)                            \
+    {                                                                                      \
+        FASTNN_CONV_DISPATCH(gw, sfx,                                                      \
+                             (kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, gw, gwk));     \
+    }                                                                                      \
+    static void fastnn_conv_gx_##sfx(int qb, const T_ *gy, ptrdiff_t gyk, ptrdiff_t K,     \
+                                     const T_ *wt, ptrdiff_t ldw, T_ *gx,                  \
+                                     const ptrdiff_t *qoff, ptrdiff_t nw)                  \
+    {                                                                                      \
+        FASTNN_CONV_DISPATCH(gx, sfx, (qb, gy, gyk, K, wt, ldw, gx, qoff, nw));            \
+    }
+
+FASTNN_DEFINE_ENTRIES(float, f32)
+FASTNN_DEFINE_ENTRIES(double, f64)
+
+#endif /* FASTNN_CONV_DIRECT_H */

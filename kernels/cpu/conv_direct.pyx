@@ -1,0 +1,352 @@
+# Direct convolution, 1-D and 2-D (1-D is 2-D with H = 1), forward and backward, float32
+# and float64: no im2col buffer.  Each thread packs the rows of one image it needs into
+# the phase-packed layout (conv_pack.pxd) and runs the register-blocked C micro-kernels of
+# conv_direct.h on them; the column matrix of im2col exists only as offsets (qoff).
+#
+# Work is split into items (image, group, block of output rows or input channels, block
+# of output channels), handed out to OpenMP threads in contiguous ranges so that a thread
+# packs an image's rows once for all the items that share them.  The Python side
+# (fastnn/backends/cpu/conv_direct.py) validates everything and chooses the block sizes.
+import numpy as np
+
+cimport openmp
+from cython cimport floating
+from cython.parallel cimport parallel
+from libc.string cimport memset
+
+from conv_pack cimport pack_rows, unpack_image
+from conv_shape cimport ConvShape, ceil_div, make_shape
+
+cdef extern from "conv_direct.h" nogil:
+    enum:
+        FASTNN_FWD_KB
+        FASTNN_GW_KB
+        FASTNN_GW_QB
+        FASTNN_GX_QB
+        FASTNN_ISA_BASE
+        FASTNN_ISA_AVX2
+        FASTNN_ISA_AVX512
+    int fastnn_conv_set_isa(int level)
+    int fastnn_conv_detect_isa()
+    void fastnn_conv_fwd_f32(int kb, const float* xrow, const Py_ssize_t* qoff, Py_ssize_t Q,
+                             const float* wpk, const float* bias, float* y,
+                             Py_ssize_t ykstride, Py_ssize_t nw)
+    void fastnn_conv_fwd_f64(int kb, const double* xrow, const Py_ssize_t* qoff, Py_ssize_t Q,
+                             const double* wpk, const double* bias, double* y,
+                             Py_ssize_t ykstride, Py_ssize_t nw)
+    void fastnn_conv_gw_f32(int kb, int qb, const float* gy, Py_ssize_t gyk, Py_ssize_t gyr,
+                            const float* x, Py_ssize_t xr, const Py_ssize_t* qoff,
+                            Py_ssize_t nrows, Py_ssize_t nw, double* gw, Py_ssize_t gwk)
+    void fastnn_conv_gw_f64(int kb, int qb, const double* gy, Py_ssize_t gyk, Py_ssize_t gyr,
+                            const double* x, Py_ssize_t xr, const Py_ssize_t* qoff,
+                            Py_ssize_t nrows, Py_ssize_t nw, double* gw, Py_ssize_t gwk)
+    void fastnn_conv_gx_f32(int qb, const float* gy, Py_ssize_t gyk, Py_ssize_t K,
+                            const float* wt, Py_ssize_t ldw, float* gx, const Py_ssize_t* qoff,
+                            Py_ssize_t nw)
+    void fastnn_conv_gx_f64(int qb, const double* gy, Py_ssize_t gyk, Py_ssize_t K,
+                            const double* wt, Py_ssize_t ldw, double* gx,
+                            const Py_ssize_t* qoff, Py_ssize_t nw)
+
+#: Elements of zeroed slack after every packed buffer: the micro-kernels read up to one
+#: block of columns (at most 2 x 16 lanes) past the last valid element.
+SLACK = 64
+#: Output channels per forward micro-kernel call (blocks of the output-channel axis).
+FWD_KB = FASTNN_FWD_KB
+ISA_NAMES = {FASTNN_ISA_BASE: "base", FASTNN_ISA_AVX2: "avx2", FASTNN_ISA_AVX512: "avx512"}
+
+fastnn_conv_set_isa(99)  # the best level this CPU supports
+
+
+def set_isa(str name):
+    """Use the micro-kernels compiled for `name` ("base", "avx2", "avx512"), or the best
+    level the CPU supports if it lacks `name`.  Returns the name of the level in use."""
+    levels = {v: k for k, v in ISA_NAMES.items()}
+    if name not in levels:
+        raise ValueError(f"set_isa: name must be one of {tuple(levels)}, got {name!r}")
+    return ISA_NAMES[fastnn_conv_set_isa(levels[name])]
+
+
+def best_isa():
+    """The name of the best instruction-set level this CPU supports."""
+    return ISA_NAMES[fastnn_conv_detect_isa()]
+
+
+cdef inline Py_ssize_t packed_width(ConvShape* s) noexcept nogil:
+    """Wq: entries per phase of a packed row."""
+    return ceil_div(s.W + s.pl + s.pr, s.sw)
+
+
+cdef inline Py_ssize_t tap_offset(ConvShape* s, Py_ssize_t r, Py_ssize_t c,
+                                  Py_ssize_t Wq) noexcept nogil:
+    """Offset of kernel tap (r, c) -- row r, column c -- from the packed row base."""
+    return (r * s.dh * s.sw * Wq + ((c * s.dw) % s.sw) * Wq + (c * s.dw) // s.sw)
+
+
+cdef void fill_qoff(ConvShape* s, Py_ssize_t nch, Py_ssize_t Wq, Py_ssize_t cstride,
+                    Py_ssize_t* qoff) noexcept nogil:
+    """qoff[q] for q = (c, r, s) flattened, c < nch: where weight column q reads."""
+    cdef Py_ssize_t c, r, t, q = 0
+    for c in range(nch):
+        for r in range(s.R):
+            for t in range(s.S):
+                qoff[q] = c * cstride + tap_offset(s, r, t, Wq)
+                q += 1
+
+
+cdef inline Py_ssize_t share(Py_ssize_t items, int part) noexcept nogil:
+    """Where this thread's contiguous share of items starts (part 0) or ends (part 1),
+    inside a parallel block."""
+    cdef Py_ssize_t tid = openmp.omp_get_thread_num()
+    return items * (tid + part) // openmp.omp_get_num_threads()
+
+
+# ---------------------------------------------------------------------------------------
+# Forward
+# ---------------------------------------------------------------------------------------
+
+cdef inline void fwd_block(int kb, const floating* xrow, const Py_ssize_t* qoff, Py_ssize_t Q,
+                           const floating* wpk, const floating* bias, floating* y,
+                           Py_ssize_t ykstride, Py_ssize_t nw) noexcept nogil:
+    if floating is float:
+        fastnn_conv_fwd_f32(kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw)
+    else:
+        fastnn_conv_fwd_f64(kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw)
+
+
+cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
+                    Py_ssize_t xw, const floating* wpk, const floating* bias, floating* y,
+                    ConvShape* s, const Py_ssize_t* qoff, Py_ssize_t rows, Py_ssize_t kbpc,
+                    Py_ssize_t Wq, Py_ssize_t cstride, Py_ssize_t start, Py_ssize_t end,
+                    floating* buf) noexcept nogil:
+    """Items start..end-1 of the forward pass; item = ((n, g, row chunk), k chunk)."""
+    cdef Py_ssize_t nkb = ceil_div(s.Kg, FASTNN_FWD_KB)
+    cdef Py_ssize_t nkc = ceil_div(nkb, kbpc)
+    cdef Py_ssize_t nrc = ceil_div(s.Ho, rows)
+    cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo
+    cdef Py_ssize_t item, key, last = -1, kc, rc, g, n, oh0, oh1, oh, kb, k0, kn
+    cdef const floating* bb = NULL
+    cdef floating* yb
+    for item in range(start, end):
+        kc = item % nkc
+        key = item // nkc
+        rc = key % nrc
+        g = (key // nrc) % s.G
+        n = key // (nrc * s.G)
+        oh0 = rc * rows
+        oh1 = min(s.Ho, oh0 + rows)
+        if key != last:
+            pack_rows(x + n * xn + g * s.Cg * xc, xc, xh, xw, s, s.Cg, oh0 * s.sh,
+                      (oh1 - oh0 - 1) * s.sh + (s.R - 1) * s.dh + 1, Wq, cstride, buf)
+            last = key
+        for kb in range(kc * kbpc, min(nkb, (kc + 1) * kbpc)):
+            k0 = kb * FASTNN_FWD_KB
+            kn = min(<Py_ssize_t>FASTNN_FWD_KB, s.Kg - k0)
+            if bias != NULL:
+                bb = bias + g * s.Kg + k0
+            yb = y + (n * s.K + g * s.Kg + k0) * howo
+            for oh in range(oh0, oh1):
+                fwd_block(<int>kn, buf + (oh - oh0) * s.sh * rowstride, qoff, s.Q,
+                          wpk + (g * s.Kg + k0) * s.Q, bb, yb + oh * s.Wo, howo, s.Wo)
+
+
+def forward(const floating[:, :, :, :] x, const floating[::1] w,
+                    const floating[::1] bias, bint has_bias, floating[::1] y, tuple shape,
+                    Py_ssize_t rows, Py_ssize_t kblocks, int num_threads):
+    """y = conv(x, w) + bias for x (N, C, H, W) with any strides, w the flat contiguous
+    (K, Cg, R, S) weight, y the flat contiguous (N, K, Ho, Wo) output.
+
+    rows: output rows per packed chunk; kblocks: blocks of FWD_KB output channels per item.
+    """
+    cdef ConvShape s = make_shape(shape)
+    DTYPE = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t Wq = packed_width(&s)
+    cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
+    cdef Py_ssize_t per_thread = s.Cg * cstride + SLACK
+    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows) * ceil_div(
+        ceil_div(s.Kg, FASTNN_FWD_KB), kblocks)
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef Py_ssize_t[::1] qoff = np.empty(max(s.Q, 1), dtype=np.intp)
+    cdef floating[::1] wpk = np.empty(max(w.shape[0], 1), dtype=DTYPE)
+    cdef floating[::1] buf = np.zeros(nt * per_thread, dtype=DTYPE)
+    cdef Py_ssize_t start = 0, end = 0, kb, k0, kn, k, q, g
+    if s.N == 0:
+        return
+    fill_qoff(&s, s.Cg, Wq, cstride, &qoff[0])
+    # weights packed per block of FWD_KB output channels: wpk[(g, k0)][q][k]
+    for g in range(s.G):
+        for kb in range(ceil_div(s.Kg, FASTNN_FWD_KB)):
+            k0 = kb * FASTNN_FWD_KB
+            kn = min(<Py_ssize_t>FASTNN_FWD_KB, s.Kg - k0)
+            for q in range(s.Q):
+                for k in range(kn):
+                    wpk[(g * s.Kg + k0) * s.Q + q * kn + k] = w[(g * s.Kg + k0 + k) * s.Q + q]
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef Py_ssize_t xn = x.strides[0] // isz, xc = x.strides[1] // isz
+    cdef Py_ssize_t xh = x.strides[2] // isz, xw = x.strides[3] // isz
+    cdef const floating* bp = &bias[0] if has_bias else NULL
+    with nogil:
+        if nt == 1:
+            fwd_items(xp, xn, xc, xh, xw, &wpk[0], bp, &y[0], &s, &qoff[0], rows, kblocks,
+                      Wq, cstride, 0, items, &buf[0])
+        else:
+            with parallel(num_threads=nt):
+                start = share(items, 0)
+                end = share(items, 1)
+                fwd_items(xp, xn, xc, xh, xw, &wpk[0], bp, &y[0], &s, &qoff[0], rows,
+                          kblocks, Wq, cstride, start, end,
+                          &buf[0] + openmp.omp_get_thread_num() * per_thread)
+
+
+# ---------------------------------------------------------------------------------------
+# Weight gradient
+# ---------------------------------------------------------------------------------------
+
+cdef inline void gw_block(int kb, int qb, const floating* gy, Py_ssize_t gyk, Py_ssize_t gyr,
+                          const floating* x, Py_ssize_t xr, const Py_ssize_t* qoff,
+                          Py_ssize_t nrows, Py_ssize_t nw, double* gw,
+                          Py_ssize_t gwk) noexcept nogil:
+    if floating is float:
+        fastnn_conv_gw_f32(kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, gw, gwk)
+    else:
+        fastnn_conv_gw_f64(kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, gw, gwk)
+
+
+cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
+                   Py_ssize_t xw, const floating* gy, ConvShape* s, const Py_ssize_t* qoff,
+                   Py_ssize_t rows, Py_ssize_t Wq, Py_ssize_t cstride, Py_ssize_t start,
+                   Py_ssize_t end, floating* buf, double* acc) noexcept nogil:
+    """Items start..end-1 of the weight gradient; item = (n, g, row chunk).  Adds into
+    this thread's (K, Q) double accumulator."""
+    cdef Py_ssize_t nrc = ceil_div(s.Ho, rows)
+    cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo
+    cdef Py_ssize_t item, rc, g, n, oh0, oh1, kb, k0, kn, qb, q0, qn
+    for item in range(start, end):
+        rc = item % nrc
+        g = (item // nrc) % s.G
+        n = item // (nrc * s.G)
+        oh0 = rc * rows
+        oh1 = min(s.Ho, oh0 + rows)
+        pack_rows(x + n * xn + g * s.Cg * xc, xc, xh, xw, s, s.Cg, oh0 * s.sh,
+                  (oh1 - oh0 - 1) * s.sh + (s.R - 1) * s.dh + 1, Wq, cstride, buf)
+        for kb in range(ceil_div(s.Kg, FASTNN_GW_KB)):
+            k0 = kb * FASTNN_GW_KB
+            kn = min(<Py_ssize_t>FASTNN_GW_KB, s.Kg - k0)
+            for qb in range(ceil_div(s.Q, FASTNN_GW_QB)):
+                q0 = qb * FASTNN_GW_QB
+                qn = min(<Py_ssize_t>FASTNN_GW_QB, s.Q - q0)
+                gw_block(<int>kn, <int>qn,
+                         gy + ((n * s.K + g * s.Kg + k0) * s.Ho + oh0) * s.Wo, howo, s.Wo,
+                         buf, s.sh * rowstride, qoff + q0, oh1 - oh0, s.Wo,
+                         acc + (g * s.Kg + k0) * s.Q + q0, s.Q)
+
+
+def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple shape,
+                    Py_ssize_t rows, int num_threads):
+    """grad_weight as a float64 (K, Cg * R * S) array, from x (N, C, H, W) with any strides
+    and the flat contiguous grad_output gy (N, K, Ho, Wo)."""
+    cdef ConvShape s = make_shape(shape)
+    DTYPE = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t Wq = packed_width(&s)
+    cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
+    cdef Py_ssize_t per_thread = s.Cg * cstride + SLACK
+    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows)
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef Py_ssize_t[::1] qoff = np.empty(max(s.Q, 1), dtype=np.intp)
+    cdef floating[::1] buf = np.zeros(nt * per_thread, dtype=DTYPE)
+    acc_array = np.zeros((nt, s.K * s.Q), dtype=np.float64)
+    cdef double[:, ::1] acc = acc_array
+    cdef Py_ssize_t start = 0, end = 0
+    if s.N == 0:
+        return acc_array[0].reshape(s.K, s.Q)
+    fill_qoff(&s, s.Cg, Wq, cstride, &qoff[0])
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef Py_ssize_t xn = x.strides[0] // isz, xc = x.strides[1] // isz
+    cdef Py_ssize_t xh = x.strides[2] // isz, xw = x.strides[3] // isz
+    with nogil:
+        if nt == 1:
+            gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], rows, Wq, cstride, 0, items,
+                     &buf[0], &acc[0, 0])
+        else:
+            with parallel(num_threads=nt):
+                start = share(items, 0)
+                end = share(items, 1)
+                gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], rows, Wq, cstride,
+                         start, end, &buf[0] + openmp.omp_get_thread_num() * per_thread,
+                         &acc[openmp.omp_get_thread_num(), 0])
+    return acc_array.sum(axis=0).reshape(s.K, s.Q)
+
+
+# ---------------------------------------------------------------------------------------
+# Input gradient (transposed convolution)
+# ---------------------------------------------------------------------------------------
+
+cdef inline void gx_block(int qb, const floating* gy, Py_ssize_t gyk, Py_ssize_t K,
+                          const floating* wt, Py_ssize_t ldw, floating* gx,
+                          const Py_ssize_t* qoff, Py_ssize_t nw) noexcept nogil:
+    if floating is float:
+        fastnn_conv_gx_f32(qb, gy, gyk, K, wt, ldw, gx, qoff, nw)
+    else:
+        fastnn_conv_gx_f64(qb, gy, gyk, K, wt, ldw, gx, qoff, nw)
+
+
+cdef void gx_items(const floating* gy, const floating* w, floating* gx, ConvShape* s,
+                   const Py_ssize_t* qoff, Py_ssize_t cpc, Py_ssize_t Wq, Py_ssize_t cstride,
+                   Py_ssize_t start, Py_ssize_t end, floating* buf) noexcept nogil:
+    """Items start..end-1 of the input gradient; item = (n, g, chunk of cpc channels).
+    Each item owns its channels of gx: no two threads write the same element."""
+    cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc)
+    cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
+    cdef Py_ssize_t item, cc, g, n, c0, nch, nq, oh, qb, q0, qn
+    cdef const floating* gyrow
+    cdef const floating* wg
+    for item in range(start, end):
+        cc = item % ncc
+        g = (item // ncc) % s.G
+        n = item // (ncc * s.G)
+        c0 = cc * cpc
+        nch = min(cpc, s.Cg - c0)
+        nq = nch * rs
+        memset(buf, 0, nch * cstride * sizeof(floating))
+        wg = w + g * s.Kg * s.Q + c0 * rs
+        for oh in range(s.Ho):
+            gyrow = gy + ((n * s.K + g * s.Kg) * s.Ho + oh) * s.Wo
+            for qb in range(ceil_div(nq, FASTNN_GX_QB)):
+                q0 = qb * FASTNN_GX_QB
+                qn = min(<Py_ssize_t>FASTNN_GX_QB, nq - q0)
+                gx_block(<int>qn, gyrow, howo, s.Kg, wg + q0, s.Q,
+                         buf + oh * s.sh * rowstride, qoff + q0, s.Wo)
+        unpack_image(buf, s, nch, Wq, cstride, gx + (n * s.C + g * s.Cg + c0) * s.H * s.W)
+
+
+def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] gx,
+                   tuple shape, Py_ssize_t channels, int num_threads):
+    """gx (flat contiguous (N, C, H, W)) = the gradient of conv(x, w) for the flat
+    contiguous grad_output gy, which must have SLACK readable elements after its end.
+
+    channels: input channels per item (each item packs them zero-padded).
+    """
+    cdef ConvShape s = make_shape(shape)
+    DTYPE = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t Wq = packed_width(&s)
+    cdef Py_ssize_t cstride = (s.H + s.pt + s.pb) * s.sw * Wq
+    cdef Py_ssize_t per_thread = channels * cstride + SLACK
+    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Cg, channels)
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t[::1] qoff = np.empty(max(channels * s.R * s.S, 1), dtype=np.intp)
+    cdef floating[::1] buf = np.zeros(nt * per_thread, dtype=DTYPE)
+    cdef Py_ssize_t start = 0, end = 0
+    if s.N == 0:
+        return
+    fill_qoff(&s, channels, Wq, cstride, &qoff[0])
+    with nogil:
+        if nt == 1:
+            gx_items(&gy[0], &w[0], &gx[0], &s, &qoff[0], channels, Wq, cstride, 0, items,
+                     &buf[0])
+        else:
+            with parallel(num_threads=nt):
+                start = share(items, 0)
+                end = share(items, 1)
+                gx_items(&gy[0], &w[0], &gx[0], &s, &qoff[0], channels, Wq, cstride, start,
+                         end, &buf[0] + openmp.omp_get_thread_num() * per_thread)

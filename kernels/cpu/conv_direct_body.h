@@ -1,0 +1,255 @@
+/*
+ * Register-blocked micro-kernels of the direct convolution: a template.
+ *
+ * conv_direct.h includes this file once per (element type, instruction set) with these
+ * macros defined:
+ *   T            the element type (float or double)
+ *   VEC          a vector of VL elements of T (GCC vector extension), or T when VL == 1
+ *   VL           lanes per vector
+ *   FN(name)     the instantiation's name for `name` (adds a type/ISA suffix)
+ *   TARGET_ATTR  __attribute__((target(...))) for the instruction set, or empty
+ *
+ * The input is "packed": one image's channels, zero-padded, with every padded row split
+ * into `stride_w` phases (packed[c][row][phase][j] = x_pad[c][row][j * stride_w + phase]),
+ * so that the input an output column ow reads at kernel tap (r, s) is always the
+ * contiguous run packed[c][oh * stride_h + r * dil_h][phase(s)][ow + off(s)].  A column
+ * of the im2col matrix is therefore a fixed offset `qoff[q]` from a row base, for
+ * q = (c, r, s) flattened; the kernels below are small GEMMs over q that never build the
+ * column matrix.
+ *
+ * Lanes past the end of a row are computed but never stored and never summed, so values
+ * read there (the next row, or the buffer's slack) cannot leak into a result.
+ */
+
+#define FWD_KB FASTNN_FWD_KB
+#define FWD_NV 2 /* vectors of output columns per forward block */
+#define GW_KB FASTNN_GW_KB
+#define GW_QB FASTNN_GW_QB
+#define GX_QB FASTNN_GX_QB
+#define GX_NV 2 /* vectors of output columns per input-gradient block */
+
+/* Unaligned vector load/store through memcpy (one instruction once optimised). */
+#define LOADV(dst, src) __builtin_memcpy(&(dst), (src), sizeof(VEC))
+#define STOREV(dst, src) __builtin_memcpy((dst), &(src), sizeof(VEC))
+
+/*
+ * Forward: y[k][w] = bias[k] + sum_q wpk[q * KB + k] * xrow[qoff[q] + w]
+ * for k < KB (KB <= FWD_KB) and w < nw; y rows are ykstride apart.
+ */
+static inline __attribute__((always_inline)) void FN(fwd_body)(
+    const int KB, const T *restrict xrow, const ptrdiff_t *restrict qoff, ptrdiff_t Q,
+    const T *restrict wpk, const T *restrict bias, T *restrict y, ptrdiff_t ykstride,
+    ptrdiff_t nw)
+{
+    const ptrdiff_t BW = FWD_NV * VL;
+    for (ptrdiff_t w0 = 0; w0 < nw; w0 += BW) {
+        VEC acc[FWD_KB][FWD_NV];
+        for (int k = 0; k < KB; k++) {
+            VEC b = {0};
+            b += bias ? bias[k] : (T)0;
+            for (int v = 0; v < FWD_NV; v++)
+                acc[k][v] = b;
+        }
+        const T *xb = xrow + w0;
+        for (ptrdiff_t q = 0; q < Q; q++) {
+            const T *xp = xb + qoff[q];
+            VEC xv[FWD_NV];
+            for (int v = 0; v < FWD_NV; v++)
+                LOADV(xv[v], xp + v * VL);
+            const T *wq = wpk + q * KB;
+            for (int k = 0; k < KB; k++) {
+                T wk = wq[k];
+                for (int v = 0; v < FWD_NV; v++)
+                    acc[k][v] += xv[v] * wk;
+            }
+        }
+        ptrdiff_t rem = nw - w0;
+        if (rem >= BW) {
+            for (int k = 0; k < KB; k++)
+                for (int v = 0; v < FWD_NV; v++)
+                    STOREV(y + k * ykstride + w0 + v * VL, acc[k][v]);
+        } else {
+            for (int k = 0; k < KB; k++) {
+                T tmp[FWD_NV * VL];
+                for (int v = 0; v < FWD_NV; v++)
+                    STOREV(tmp + v * VL, acc[k][v]);
+                __builtin_memcpy(y + k * ykstride + w0, tmp, (size_t)rem * sizeof(T));
+            }
+        }
+    }
+}
+
+/*
+ * Weight gradient: gw[k * gwk + q] += sum_{row < nrows, w < nw}
+ *     gy[k * gyk + row * gyr + w] * x[row * xr + qoff[q] + w]
+ * for k < KB, q < QB.  Partial sums stay in vector lanes over the whole call and are
+ * reduced into the double accumulator gw at the end.
+ */
+static inline __attribute__((always_inline)) void FN(gw_body)(
+    const int KB, const int QB, const T *restrict gy, ptrdiff_t gyk, ptrdiff_t gyr,
+    const T *restrict x, ptrdiff_t xr, const ptrdiff_t *restrict qoff, ptrdiff_t nrows,
+    ptrdiff_t nw, double *restrict gw, ptrdiff_t gwk)
+{
+    const VEC zero = {0};
+    VEC acc[GW_KB][GW_QB];
+    for (int k = 0; k < KB; k++)
+        for (int q = 0; q < QB; q++)
+            acc[k][q] = zero;
+    const ptrdiff_t nfull = nw - nw % VL;
+    const ptrdiff_t rem = nw - nfull;
+    for (ptrdiff_t row = 0; row < nrows; row++) {
+        const T *g = gy + row * gyr;
+        const T *xb = x + row * xr;
+        for (ptrdiff_t w = 0; w < nfull; w += VL) {
+            VEC gv[GW_KB];
+            for (int k = 0; k < KB; k++)
+                LOADV(gv[k], g + k * gyk + w);
+            for (int q = 0; q < QB; q++) {
+                VEC xv;
+                LOADV(xv, xb + qoff[q] + w);
+                for (int k = 0; k < KB; k++)
+                    acc[k][q] += gv[k] * xv;
+            }
+        }
+        if (rem) { /* zero-filled copies: lanes past the row hold 0 * 0 */
+            VEC gv[GW_KB];
+            for (int k = 0; k < KB; k++) {
+                T tmp[VL] = {0};
+                __builtin_memcpy(tmp, g + k * gyk + nfull, (size_t)rem * sizeof(T));
+                LOADV(gv[k], tmp);
+            }
+            for (int q = 0; q < QB; q++) {
+                T tmp[VL] = {0};
+                __builtin_memcpy(tmp, xb + qoff[q] + nfull, (size_t)rem * sizeof(T));
+                VEC xv;
+                LOADV(xv, tmp);
+                for (int k = 0; k < KB; k++)
+                    acc[k][q] += gv[k] * xv;
+            }
+        }
+    }
+    for (int k = 0; k < KB; k++)
+        for (int q = 0; q < QB; q++) {
+            T lanes[VL];
+            STOREV(lanes, acc[k][q]);
+            double s = 0.0;
+            for (int i = 0; i < VL; i++)
+                s += (double)lanes[i];
+            gw[k * gwk + q] += s;
+        }
+}
+
+/*
+ * Input gradient (transposed convolution, scatter form):
+ *     gx[qoff[q] + w] += sum_{k < K} wt[k * ldw + q] * gy[k * gyk + w]
+ * for q < QB and w < nw.  gy is read up to a block past nw (the caller provides slack);
+ * only lanes w < nw are added to gx.
+ */
+static inline __attribute__((always_inline)) void FN(gx_body)(
+    const int QB, const T *restrict gy, ptrdiff_t gyk, ptrdiff_t K, const T *restrict wt,
+    ptrdiff_t ldw, T *restrict gx, const ptrdiff_t *restrict qoff, ptrdiff_t nw)
+{
+    const ptrdiff_t BW = GX_NV * VL;
+    for (ptrdiff_t w0 = 0; w0 < nw; w0 += BW) {
+        const VEC zero = {0};
+        VEC acc[GX_QB][GX_NV];
+        for (int q = 0; q < QB; q++)
+            for (int v = 0; v < GX_NV; v++)
+                acc[q][v] = zero;
+        for (ptrdiff_t k = 0; k < K; k++) {
+            const T *g = gy + k * gyk + w0;
+            VEC gv[GX_NV];
+            for (int v = 0; v < GX_NV; v++)
+                LOADV(gv[v], g + v * VL);
+            const T *wk = wt + k * ldw;
+            for (int q = 0; q < QB; q++) {
+                T wq = wk[q];
+                for (int v = 0; v < GX_NV; v++)
+                    acc[q][v] += gv[v] * wq;
+            }
+        }
+        ptrdiff_t rem = nw - w0;
+        if (rem >= BW) {
+            for (int q = 0; q < QB; q++) {
+                T *dst = gx + qoff[q] + w0;
+                for (int v = 0; v < GX_NV; v++) {
+                    VEC old;
+                    LOADV(old, dst + v * VL);
+                    old += acc[q][v];
+                    STOREV(dst + v * VL, old);
+                }
+            }
+        } else {
+            for (int q = 0; q < QB; q++) {
+                T tmp[GX_NV * VL];
+                for (int v = 0; v < GX_NV; v++)
+                    STOREV(tmp + v * VL, acc[q][v]);
+                T *dst = gx + qoff[q] + w0;
+                for (ptrdiff_t i = 0; i < rem; i++)
+                    dst[i] += tmp[i];
+            }
+        }
+    }
+}
+
+/* Entry points of this instantiation: a switch picks the body compiled for the block. */
+
+static TARGET_ATTR void FN(fwd)(int kb, const T *xrow, const ptrdiff_t *qoff, ptrdiff_t Q,
+                                const T *wpk, const T *bias, T *y, ptrdiff_t ykstride,
+                                ptrdiff_t nw)
+{
+    switch (kb) {
+    case 1: FN(fwd_body)(1, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
+    case 2: FN(fwd_body)(2, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
+    case 3: FN(fwd_body)(3, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
+    case 4: FN(fwd_body)(4, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
+    case 5: FN(fwd_body)(5, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
+    default: FN(fwd_body)(FWD_KB, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
+    }
+}
+
+static TARGET_ATTR void FN(gw)(int kb, int qb, const T *gy, ptrdiff_t gyk, ptrdiff_t gyr,
+                               const T *x, ptrdiff_t xr, const ptrdiff_t *qoff,
+                               ptrdiff_t nrows, ptrdiff_t nw, double *gw, ptrdiff_t gwk)
+{
+#define FASTNN_GW_CASE(KB_, QB_)                                                         \
+    FN(gw_body)(KB_, QB_, gy, gyk, gyr, x, xr, qoff, nrows, nw, gw, gwk)
+    if (qb == 1) {
+        switch (kb) {
+        case 1: FASTNN_GW_CASE(1, 1); break;
+        case 2: FASTNN_GW_CASE(2, 1); break;
+        case 3: FASTNN_GW_CASE(3, 1); break;
+        default: FASTNN_GW_CASE(GW_KB, 1); break;
+        }
+    } else {
+        switch (kb) {
+        case 1: FASTNN_GW_CASE(1, GW_QB); break;
+        case 2: FASTNN_GW_CASE(2, GW_QB); break;
+        case 3: FASTNN_GW_CASE(3, GW_QB); break;
+        default: FASTNN_GW_CASE(GW_KB, GW_QB); break;
+        }
+    }
+#undef FASTNN_GW_CASE
+}
+
+static TARGET_ATTR void FN(gx)(int qb, const T *gy, ptrdiff_t gyk, ptrdiff_t K, const T *wt,
+                               ptrdiff_t ldw, T *gx, const ptrdiff_t *qoff, ptrdiff_t nw)
+{
+    switch (qb) {
+    case 1: FN(gx_body)(1, gy, gyk, K, wt, ldw, gx, qoff, nw); break;
+    case 2: FN(gx_body)(2, gy, gyk, K, wt, ldw, gx, qoff, nw); break;
+    case 3: FN(gx_body)(3, gy, gyk, K, wt, ldw, gx, qoff, nw); break;
+    case 4: FN(gx_body)(4, gy, gyk, K, wt, ldw, gx, qoff, nw); break;
+    case 5: FN(gx_body)(5, gy, gyk, K, wt, ldw, gx, qoff, nw); break;
+    default: FN(gx_body)(GX_QB, gy, gyk, K, wt, ldw, gx, qoff, nw); break;
+    }
+}
+
+#undef FWD_KB
+#undef FWD_NV
+#undef GW_KB
+#undef GW_QB
+#undef GX_QB
+#undef GX_NV
+#undef LOADV
+#undef STOREV

@@ -1,0 +1,37 @@
+# The geometry of one convolution, as the Cython kernels see it: always 2-D (a 1-D
+# convolution is a 2-D one with H = R = 1 and no vertical padding).  Built from the tuple
+# that fastnn/backends/cpu/conv_plan.py makes out of a validated ConvGeometry.
+
+cdef struct ConvShape:
+    Py_ssize_t N, C, H, W          # input
+    Py_ssize_t K, G, Cg, Kg        # output channels, groups, channels per group in / out
+    Py_ssize_t R, S                # kernel height, width
+    Py_ssize_t Ho, Wo              # output height, width
+    Py_ssize_t sh, sw, dh, dw      # stride, dilation
+    Py_ssize_t pt, pb, pl, pr      # padding: top, bottom, left, right
+    Py_ssize_t Q                   # Cg * R * S: weight columns per output channel
+
+
+cdef inline ConvShape make_shape(tuple t):
+    """Unpack (N, C, H, W, K, G, R, S, Ho, Wo, sh, sw, dh, dw, pt, pb, pl, pr)."""
+    cdef ConvShape s
+    (s.N, s.C, s.H, s.W, s.K, s.G, s.R, s.S, s.Ho, s.Wo,
+     s.sh, s.sw, s.dh, s.dw, s.pt, s.pb, s.pl, s.pr) = t
+    s.Cg = s.C // s.G
+    s.Kg = s.K // s.G
+    s.Q = s.Cg * s.R * s.S
+    return s
+
+
+cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """ceil(a / b) for b > 0 and any sign of a."""
+    if a >= 0:
+        return (a + b - 1) // b
+    return -((-a) // b)
+
+
+cdef inline Py_ssize_t floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """floor(a / b) for b > 0 and any sign of a."""
+    if a >= 0:
+        return a // b
+    return -((-a + b - 1) // b)
