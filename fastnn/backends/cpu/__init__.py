@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES = ("activation", "pool")
+_MODULES = ("activation", "pool", "conv")
 
 
 def probe() -> str | None:
