@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pytest
 
 #: Relative tolerances for comparing a backend with the float64 reference, per dtype.
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+#: Marks a test that compares with PyTorch (the ``torch`` extra; CI installs it).
+requires_torch = pytest.mark.skipif(not HAS_TORCH, reason="PyTorch (the torch extra) is missing")
 
 
 def assert_close(
@@ -48,6 +53,16 @@ def layouts(x: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
     yield "negative-stride", flipped
 
 
+@functools.cache
+def import_torch():
+    """PyTorch, limited to one thread: the tests' tensors are tiny, and on a busy machine
+    torch's thread pool costs far more than it saves."""
+    import torch
+
+    torch.set_num_threads(1)
+    return torch
+
+
 def torch_grads(fn, *arrays: np.ndarray, grad_output: np.ndarray | None = None):
     """Run ``fn`` on float64 torch copies of ``arrays`` and return (output, grads)."""
     import torch
@@ -59,3 +74,38 @@ def torch_grads(fn, *arrays: np.ndarray, grad_output: np.ndarray | None = None):
     else:
         out.backward(torch.tensor(np.asarray(grad_output, dtype=np.float64)))
     return out.detach().numpy(), [t.grad.numpy() if t.grad is not None else None for t in tensors]
+
+
+def _arrays(result: Any) -> list[np.ndarray]:
+    """The arrays in an op's result: one array, or a tuple/list (nested) with Nones."""
+    if isinstance(result, (tuple, list)):
+        return [a for item in result for a in _arrays(item)]
+    return [] if result is None else [result]
+
+
+def assert_fresh_outputs(result: Any, inputs: Any, what: str = "") -> None:
+    """Every array of ``result`` is C-contiguous and shares no memory with any input."""
+    for out in _arrays(result):
+        assert out.flags.c_contiguous, f"{what}: output of shape {out.shape} not C-contiguous"
+        for x in _arrays(inputs):
+            assert not np.shares_memory(out, x), f"{what}: output aliases an input"
+
+
+def assert_layout_independent(call, *arrays: np.ndarray, what: str = "") -> None:
+    """``call(*arrays)`` gives the same result whatever the memory layout of its arrays
+    (every array in each layout of :func:`layouts` in turn), always returns fresh
+    C-contiguous arrays, and never modifies its inputs."""
+    want = _arrays(call(*[np.ascontiguousarray(a) for a in arrays]))
+    for variants in zip(*(layouts(a) for a in arrays)):
+        layout = variants[0][0]
+        inputs = [v for _, v in variants]
+        before = [x.copy() for x in inputs]
+        result = call(*inputs)
+        got = _arrays(result)
+        assert len(got) == len(want), f"{what} [{layout}]: {len(got)} outputs, not {len(want)}"
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype, f"{what} [{layout}]: dtype {g.dtype} != {w.dtype}"
+            np.testing.assert_array_equal(g, w, err_msg=f"{what} [{layout}]")
+        assert_fresh_outputs(result, inputs, f"{what} [{layout}]")
+        for x, b in zip(inputs, before):
+            np.testing.assert_array_equal(x, b, err_msg=f"{what} [{layout}]: input modified")

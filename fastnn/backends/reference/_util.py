@@ -17,8 +17,11 @@ def reference(op: str):
 
 
 def f64(x: Any) -> np.ndarray:
-    """``x`` as a float64 array (the reference computes everything in float64)."""
-    return np.asarray(x, dtype=np.float64)
+    """``x`` as a C-contiguous float64 array (the reference computes everything in float64).
+
+    Contiguous, so that every memory layout of an input gives bit-identical results: numpy
+    may sum in a different order for a Fortran or reversed array."""
+    return np.ascontiguousarray(x, dtype=np.float64)
 
 
 def finish(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
