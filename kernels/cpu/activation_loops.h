@@ -10,10 +10,11 @@
 
 #include "activation_simd.h"
 
-/* Define `void name params` that runs `body` compiled for AVX2/FMA when the CPU has it and
- * for the portable baseline otherwise.  `args` forwards the parameters. */
-#define FNN_MULTIVERSION(name, params, args, body)                                        \
-    FNN_INLINE void name##_body params body                                               \
+/* Define `void name params` that runs the body (the last argument, a braced block)
+ * compiled for AVX2/FMA when the CPU has it and for the portable baseline otherwise.
+ * `args` forwards the parameters. */
+#define FNN_MULTIVERSION(name, params, args, ...)                                         \
+    FNN_INLINE void name##_body params __VA_ARGS__                                        \
     static void name##_generic params { name##_body args; }                               \
     FNN_TARGET_AVX2 static void name##_avx2 params { name##_body args; }                  \
     static void name params {                                                              \

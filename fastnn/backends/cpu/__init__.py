@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES = ("activation", "pool", "conv")
+_MODULES = ("activation", "gemm", "dense", "pool", "conv")
 
 
 def probe() -> str | None:

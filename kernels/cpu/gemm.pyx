@@ -1,0 +1,256 @@
+# GEMM for the CPU backend, two engines behind one calling style:
+#
+#   blocked(...)  fastnn's packed, cache-blocked GEMM (gemm_blocked.h) with a fused
+#                 epilogue: bias + activation, or a multiply by the activation's
+#                 derivative at a pre-activation u.  Any strides, no copies.
+#   blas(...)     SciPy's sgemm/dgemm (blas.pxd); operands with no unit stride are copied.
+#   epilogue(...) the epilogue alone, in place, on a result the caller owns (after blas).
+#
+# a and b are 2-d float arrays of one dtype, op(a) = a.T if trans_a (likewise b); the
+# Python layer (fastnn/ops/dense.py) has checked dtypes and that the shapes chain.
+import numpy as np
+
+cimport numpy as cnp
+
+cimport dense_arrays as da
+from blas cimport gemm_rowmajor
+
+cnp.import_array()
+
+cdef extern from "gemm_blocked.h" nogil:
+    ctypedef struct fnn_epilogue:
+        int act
+        int derivative
+        const void* bias
+        const void* u
+        Py_ssize_t ldu
+
+    ctypedef struct fnn_gemm_args:
+        Py_ssize_t m, n, k
+        const void* a
+        Py_ssize_t a_rs, a_cs
+        const void* b
+        Py_ssize_t b_rs, b_cs
+        const void* c
+        Py_ssize_t c_rs, c_cs
+        double alpha, beta
+        void* out
+        Py_ssize_t ldo
+        fnn_epilogue epi
+
+    int fnn_gemm_f32(const fnn_gemm_args* g, int num_threads, int variant)
+    int fnn_gemm_f64(const fnn_gemm_args* g, int num_threads, int variant)
+    void fnn_epilogue_f32(const fnn_epilogue* e, float* out, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t ldo, int num_threads)
+    void fnn_epilogue_f64(const fnn_epilogue* e, double* out, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t ldo, int num_threads)
+    int fnn_gemm_variant(int requested)
+    int FNN_GEMM_AUTO, FNN_GEMM_GENERIC, FNN_GEMM_AVX2, FNN_GEMM_AVX512
+    int FNN_GEMM_WIDE_GENERIC
+
+#: Instruction-set variants of the blocked GEMM, for tests and benchmarks.
+VARIANTS = {
+    "auto": FNN_GEMM_AUTO,
+    "generic": FNN_GEMM_GENERIC,
+    "avx2": FNN_GEMM_AVX2,
+    "avx512": FNN_GEMM_AVX512,
+    "wide-generic": FNN_GEMM_WIDE_GENERIC,
+}
+_VARIANT_NAMES = {code: name for name, code in VARIANTS.items()}
+
+cdef Py_ssize_t INT_MAX = 2147483647
+
+
+def variant_name(int requested=-1):
+    """The variant that runs for `requested` on this CPU (e.g. "avx2")."""
+    return _VARIANT_NAMES[fnn_gemm_variant(requested)]
+
+
+cdef object _strided(object x):
+    """x when its strides are whole elements and its data aligned, else a copy."""
+    cdef cnp.ndarray arr = <cnp.ndarray>x
+    cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(arr)
+    if (cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_STRIDE(arr, 0) % size == 0
+            and (cnp.PyArray_NDIM(arr) < 2 or cnp.PyArray_STRIDE(arr, 1) % size == 0)):
+        return arr
+    return np.ascontiguousarray(arr)
+
+
+cdef inline Py_ssize_t _stride(cnp.ndarray x, int axis):
+    return cnp.PyArray_STRIDE(x, axis) // cnp.PyArray_ITEMSIZE(x)
+
+
+cdef int _set_operands(fnn_gemm_args* g, cnp.ndarray a, cnp.ndarray b, bint trans_a,
+                       bint trans_b) except -1:
+    g.m = cnp.PyArray_DIM(a, 1) if trans_a else cnp.PyArray_DIM(a, 0)
+    g.k = cnp.PyArray_DIM(a, 0) if trans_a else cnp.PyArray_DIM(a, 1)
+    g.n = cnp.PyArray_DIM(b, 0) if trans_b else cnp.PyArray_DIM(b, 1)
+    g.a = cnp.PyArray_DATA(a)
+    g.b = cnp.PyArray_DATA(b)
+    g.a_rs, g.a_cs = (_stride(a, 1), _stride(a, 0)) if trans_a else (_stride(a, 0), _stride(a, 1))
+    g.b_rs, g.b_cs = (_stride(b, 1), _stride(b, 0)) if trans_b else (_stride(b, 0), _stride(b, 1))
+    return 0
+
+
+def blocked(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
+            bint trans_b=False, int act=0, bias=None, u=None, int num_threads=1,
+            int variant=-1):
+    """A new C-contiguous (m, n) array from fastnn's blocked GEMM:
+
+        u is None:  act(alpha * op(a) @ op(b) + beta * c + bias)
+        u given:    (alpha * op(a) @ op(b) + beta * c) * act'(u)
+
+    c: None or an array broadcast to (m, n) (read only when beta != 0); bias: None or
+    (n,); u: (m, n); act: an activation code (kernels/cpu/activation.pyx).
+    """
+    cdef fnn_gemm_args g
+    cdef cnp.ndarray ac = _strided(a), bc = _strided(b), cc, out, bias_c, u_c
+    cdef int typenum = cnp.PyArray_TYPE(ac), status
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+        raise TypeError(f"gemm: expected float32 or float64, got {a.dtype}")
+    if cnp.PyArray_TYPE(bc) != typenum or cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2:
+        raise ValueError("gemm: a and b must be 2-d arrays of one dtype")
+    _set_operands(&g, ac, bc, trans_a, trans_b)
+    if (cnp.PyArray_DIM(bc, 1) if trans_b else cnp.PyArray_DIM(bc, 0)) != g.k:
+        raise ValueError("gemm: inner dimensions differ")
+    out = da.empty_2d(g.m, g.n, typenum)
+    g.alpha = alpha
+    g.beta = beta
+    g.out = cnp.PyArray_DATA(out)
+    g.ldo = g.n
+    g.c = NULL
+    g.c_rs = g.c_cs = 0
+    if c is not None and beta != 0.0:
+        cc = _strided(np.broadcast_to(c, (g.m, g.n)))
+        if cnp.PyArray_TYPE(cc) != typenum:
+            raise ValueError("gemm: c must have the dtype of a")
+        g.c = cnp.PyArray_DATA(cc)
+        g.c_rs = _stride(cc, 0)
+        g.c_cs = _stride(cc, 1)
+    g.epi.act = act
+    g.epi.derivative = 0
+    g.epi.bias = NULL
+    g.epi.u = NULL
+    g.epi.ldu = 0
+    if bias is not None:
+        bias_c = da.carray(bias)
+        if not (cnp.PyArray_SIZE(bias_c) == g.n and cnp.PyArray_TYPE(bias_c) == typenum):
+            raise ValueError(f"gemm: bias must hold {g.n} values of the dtype of a")
+        g.epi.bias = cnp.PyArray_DATA(bias_c)
+    if u is not None:
+        u_c = da.carray(u)
+        if not (cnp.PyArray_SIZE(u_c) == g.m * g.n and cnp.PyArray_TYPE(u_c) == typenum):
+            raise ValueError(f"gemm: u must be ({g.m}, {g.n}) of the dtype of a")
+        g.epi.derivative = 1
+        g.epi.u = cnp.PyArray_DATA(u_c)
+        g.epi.ldu = g.n
+    with nogil:
+        if typenum == cnp.NPY_FLOAT:
+            status = fnn_gemm_f32(&g, num_threads, variant)
+        else:
+            status = fnn_gemm_f64(&g, num_threads, variant)
+    if status != 0:
+        raise MemoryError("gemm: cannot allocate the packing buffers")
+    return out
+
+
+cdef tuple _blas_operand(cnp.ndarray x, bint trans):
+    """(array, transpose flag, row stride) describing op(x) to a row-major BLAS call
+    without a copy when x has a unit stride along one axis, else with one."""
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(x, 0), cols = cnp.PyArray_DIM(x, 1)
+    cdef Py_ssize_t s0 = _stride(x, 0), s1 = _stride(x, 1)
+    if s1 == 1 and s0 >= max(1, cols) and s0 <= INT_MAX:
+        return x, trans, s0
+    if s0 == 1 and s1 >= max(1, rows) and s1 <= INT_MAX:
+        return x.T, not trans, s1
+    return np.ascontiguousarray(x), trans, max(1, cols)
+
+
+def blas_fits(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k):
+    """Whether the sizes fit the 32-bit integers of the BLAS interface."""
+    return max(m, n, k) < INT_MAX
+
+
+def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
+         bint trans_b=False):
+    """A new C-contiguous alpha * op(a) @ op(b) + beta * c from SciPy's BLAS.  c: None
+    or an array broadcast to (m, n).  Sizes must satisfy blas_fits."""
+    cdef fnn_gemm_args g
+    cdef cnp.ndarray ac = _strided(a), bc = _strided(b), out
+    cdef int typenum = cnp.PyArray_TYPE(ac), m, n, k, lda, ldb
+    cdef bint ta, tb
+    cdef float alpha_f = alpha, beta_f = beta
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+        raise TypeError(f"gemm: expected float32 or float64, got {a.dtype}")
+    if cnp.PyArray_TYPE(bc) != typenum or cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2:
+        raise ValueError("gemm: a and b must be 2-d arrays of one dtype")
+    _set_operands(&g, ac, bc, trans_a, trans_b)
+    if (cnp.PyArray_DIM(bc, 1) if trans_b else cnp.PyArray_DIM(bc, 0)) != g.k:
+        raise ValueError("gemm: inner dimensions differ")
+    if not blas_fits(g.m, g.n, g.k):
+        raise ValueError("gemm: sizes too large for the BLAS interface")
+    m, n, k = g.m, g.n, g.k
+    out = da.empty_2d(m, n, typenum)
+    if c is not None and beta != 0.0:
+        out[...] = c
+    else:
+        beta = beta_f = 0.0
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        if beta == 0.0:
+            out.fill(0)
+        elif beta != 1.0:
+            out *= beta
+        return out
+    ac, ta, lda = _blas_operand(ac, trans_a)
+    bc, tb, ldb = _blas_operand(bc, trans_b)
+    cdef void* ap = cnp.PyArray_DATA(ac)
+    cdef void* bp = cnp.PyArray_DATA(bc)
+    cdef void* op = cnp.PyArray_DATA(out)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT:
+            gemm_rowmajor(ta, tb, m, n, k, alpha_f, <const float*>ap, lda,
+                          <const float*>bp, ldb, beta_f, <float*>op, n)
+        else:
+            gemm_rowmajor(ta, tb, m, n, k, alpha, <const double*>ap, lda,
+                          <const double*>bp, ldb, beta, <double*>op, n)
+    return out
+
+
+def epilogue(out, int act=0, bias=None, u=None, int num_threads=1):
+    """In place on the C-contiguous (m, n) `out` the caller owns: out = act(out + bias),
+    or out = out * act'(u) when u is given.  Returns out."""
+    cdef cnp.ndarray o = <cnp.ndarray?>out, bias_c, u_c
+    cdef fnn_epilogue e
+    cdef int typenum = cnp.PyArray_TYPE(o)
+    cdef Py_ssize_t m = cnp.PyArray_DIM(o, 0), n = cnp.PyArray_DIM(o, 1)
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(o) and cnp.PyArray_ISWRITEABLE(o)
+            and cnp.PyArray_NDIM(o) == 2
+            and (typenum == cnp.NPY_FLOAT or typenum == cnp.NPY_DOUBLE)):
+        raise ValueError("epilogue: out must be a writeable C-contiguous float matrix")
+    e.act = act
+    e.derivative = 0
+    e.bias = NULL
+    e.u = NULL
+    e.ldu = n
+    if bias is not None:
+        bias_c = da.carray(bias)
+        if not (cnp.PyArray_SIZE(bias_c) == n and cnp.PyArray_TYPE(bias_c) == typenum):
+            raise ValueError(f"epilogue: bias must hold {n} values of the dtype of out")
+        e.bias = cnp.PyArray_DATA(bias_c)
+    if u is not None:
+        u_c = da.carray(u)
+        if not (cnp.PyArray_SIZE(u_c) == m * n and cnp.PyArray_TYPE(u_c) == typenum):
+            raise ValueError(f"epilogue: u must be ({m}, {n}) of the dtype of out")
+        e.derivative = 1
+        e.u = cnp.PyArray_DATA(u_c)
+    if e.derivative == 0 and e.bias == NULL and act == 0:
+        return out
+    with nogil:
+        if typenum == cnp.NPY_FLOAT:
+            fnn_epilogue_f32(&e, <float*>cnp.PyArray_DATA(o), m, n, n, num_threads)
+        else:
+            fnn_epilogue_f64(&e, <double*>cnp.PyArray_DATA(o), m, n, n, num_threads)
+    return out

@@ -1,0 +1,298 @@
+/* fastnn's own GEMM: out = epilogue(alpha * op(A) @ op(B) + beta * C), cache-blocked and
+ * packed, float and double, with the instruction set chosen at run time.
+ *
+ *   fnn_gemm_f32 / fnn_gemm_f64(args, num_threads, variant) -> 0, or -1 out of memory
+ *   fnn_epilogue_f32 / _f64(...)   the epilogue alone on a finished matrix (BLAS path)
+ *
+ * op(A) is m x k and op(B) k x n given as base pointers with element strides (any sign:
+ * a transpose is a swap of the two strides); C (optional, read only when beta != 0) has
+ * strides too, 0 for a broadcast dimension.  out is row-major with row stride ldo.
+ * The epilogue, applied after the last K slice while a tile is in cache, is either
+ *   out = act(out + bias)           (bias per column, optional; linear's forward)
+ *   out = out * act'(u)             (u the pre-activation; the backprop sensitivity)
+ *
+ * Variants (gemm_blocked_impl.h instantiated per dtype): generic (portable baseline,
+ * 32-byte vectors lowered to whatever the CPU has), avx2 (AVX2 + FMA), avx512
+ * (AVX-512F, 64-byte vectors) and wide-generic (the avx512 tile shape compiled for the
+ * baseline: lets the tests check that tile shape on a machine without AVX-512).
+ *
+ * Threads: the m x n result is cut into a tm x tn grid of rectangles, one per thread,
+ * each computed independently with its own packing buffers (no barriers).  The grid is
+ * the one with the smallest per-thread cost, compute plus packing (see fnn_gemm_grid).
+ */
+#ifndef FNN_GEMM_BLOCKED_H
+#define FNN_GEMM_BLOCKED_H
+
+#include <omp.h>
+#include <stdlib.h>
+
+#include "activation_simd.h"
+
+typedef struct {
+    int act;            /* FNN_ACT_* */
+    int derivative;     /* 0: out = act(out + bias);  1: out = out * act'(u) */
+    const void* bias;   /* (n,) contiguous, one per column; NULL for none */
+    const void* u;      /* derivative: (m, n) pre-activations, row stride ldu */
+    ptrdiff_t ldu;
+} fnn_epilogue;
+
+typedef struct {
+    ptrdiff_t m, n, k;
+    const void* a;
+    ptrdiff_t a_rs, a_cs; /* op(A)[i, p] = a[i * a_rs + p * a_cs] */
+    const void* b;
+    ptrdiff_t b_rs, b_cs; /* op(B)[p, j] = b[p * b_rs + j * b_cs] */
+    const void* c;        /* NULL for none */
+    ptrdiff_t c_rs, c_cs;
+    double alpha, beta;
+    void* out;
+    ptrdiff_t ldo;
+    fnn_epilogue epi;
+} fnn_gemm_args;
+
+enum {
+    FNN_GEMM_AUTO = -1,
+    FNN_GEMM_GENERIC = 0,
+    FNN_GEMM_AVX2 = 1,
+    FNN_GEMM_AVX512 = 2,
+    FNN_GEMM_WIDE_GENERIC = 3,
+};
+
+/* Below this many flops per thread a second thread does not pay for its wake-up. */
+#define FNN_GEMM_FLOPS_PER_THREAD (1 << 21)
+
+static void* fnn_aligned_alloc(size_t bytes) {
+    void* p = NULL;
+#if defined(_WIN32)
+    p = _aligned_malloc(bytes, 64);
+#else
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) p = NULL;
+#endif
+    return p;
+}
+
+static void fnn_aligned_free(void* p) {
+#if defined(_WIN32)
+    _aligned_free(p);
+#else
+    free(p);
+#endif
+}
+
+/* ---- instantiations: tile shapes and cache blocks per dtype and instruction set ---- */
+#define FNN_T float
+#define FNN_M f32
+#define FNN_SFX f32_generic
+#define FNN_ATTR
+#define FNN_VBYTES 32
+#define FNN_MR 6
+#define FNN_NV 2
+#define FNN_MC 144
+#define FNN_KC 256
+#define FNN_NC 4080
+#include "gemm_blocked_impl.h"
+
+#define FNN_T double
+#define FNN_M f64
+#define FNN_SFX f64_generic
+#define FNN_ATTR
+#define FNN_VBYTES 32
+#define FNN_MR 6
+#define FNN_NV 2
+#define FNN_MC 72
+#define FNN_KC 256
+#define FNN_NC 4080
+#include "gemm_blocked_impl.h"
+
+#define FNN_T float
+#define FNN_M f32
+#define FNN_SFX f32_wide
+#define FNN_ATTR
+#define FNN_VBYTES 64
+#define FNN_MR 6
+#define FNN_NV 2
+#define FNN_MC 144
+#define FNN_KC 256
+#define FNN_NC 4064
+#include "gemm_blocked_impl.h"
+
+#define FNN_T double
+#define FNN_M f64
+#define FNN_SFX f64_wide
+#define FNN_ATTR
+#define FNN_VBYTES 64
+#define FNN_MR 6
+#define FNN_NV 2
+#define FNN_MC 72
+#define FNN_KC 256
+#define FNN_NC 4064
+#include "gemm_blocked_impl.h"
+
+#if FNN_X86
+#define FNN_T float
+#define FNN_M f32
+#define FNN_SFX f32_avx2
+#define FNN_ATTR FNN_TARGET_AVX2
+#define FNN_VBYTES 32
+#define FNN_MR 6
+#define FNN_NV 2
+#define FNN_MC 144
+#define FNN_KC 256
+#define FNN_NC 4080
+#include "gemm_blocked_impl.h"
+
+#define FNN_T double
+#define FNN_M f64
+#define FNN_SFX f64_avx2
+#define FNN_ATTR FNN_TARGET_AVX2
+#define FNN_VBYTES 32
+#define FNN_MR 6
+#define FNN_NV 2
+#define FNN_MC 72
+#define FNN_KC 256
+#define FNN_NC 4080
+#include "gemm_blocked_impl.h"
+
+#define FNN_T float
+#define FNN_M f32
+#define FNN_SFX f32_avx512
+#define FNN_ATTR FNN_TARGET_AVX512
+#define FNN_VBYTES 64
+#define FNN_MR 6
+#define FNN_NV 2
+#define FNN_MC 144
+#define FNN_KC 256
+#define FNN_NC 4064
+#include "gemm_blocked_impl.h"
+
+#define FNN_T double
+#define FNN_M f64
+#define FNN_SFX f64_avx512
+#define FNN_ATTR FNN_TARGET_AVX512
+#define FNN_VBYTES 64
+#define FNN_MR 6
+#define FNN_NV 2
+#define FNN_MC 72
+#define FNN_KC 256
+#define FNN_NC 4064
+#include "gemm_blocked_impl.h"
+#endif
+
+/* The variant to run: the requested one if this CPU can, else the best it can. */
+static int fnn_gemm_variant(int requested) {
+    int best = fnn_cpu_has_avx512() ? FNN_GEMM_AVX512
+             : fnn_cpu_has_avx2()   ? FNN_GEMM_AVX2
+                                    : FNN_GEMM_GENERIC;
+    if (requested == FNN_GEMM_GENERIC || requested == FNN_GEMM_WIDE_GENERIC) return requested;
+    if (requested == FNN_GEMM_AVX2 && best >= FNN_GEMM_AVX2) return requested;
+    return best;
+}
+
+/* Tile shape (rows, columns) of a variant. */
+static void fnn_gemm_tile(int variant, int is_double, ptrdiff_t* mr, ptrdiff_t* nr) {
+    int wide = variant == FNN_GEMM_AVX512 || variant == FNN_GEMM_WIDE_GENERIC;
+    *mr = 6;
+    *nr = (wide ? 64 : 32) / (is_double ? 8 : 4) * 2;
+}
+
+/* Choose the thread grid tm x tn (tm * tn <= threads) that minimises one thread's cost:
+ * its rectangle's area (compute) plus its perimeter (packing A rows and B columns),
+ * compute weighted by how many multiply-adds a core does per packed element. */
+static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, int threads,
+                          int* tm, int* tn) {
+    ptrdiff_t row_tiles = (m + mr - 1) / mr, col_tiles = (n + nr - 1) / nr;
+    double best = -1.0;
+    *tm = *tn = 1;
+    for (int r = 1; r <= threads; ++r) {
+        int c = threads / r;
+        if (r > row_tiles || c > col_tiles) continue;
+        double rows = (double)((row_tiles + r - 1) / r * mr);
+        double cols = (double)((col_tiles + c - 1) / c * nr);
+        double cost = rows * cols / 16.0 + rows + cols;
+        if (best < 0 || cost < best) {
+            best = cost;
+            *tm = r;
+            *tn = c;
+        }
+    }
+}
+
+#if FNN_X86
+#define FNN_GEMM_X86_CASES(M)                                                             \
+    case FNN_GEMM_AVX2: return fnn_gemm_part_##M##_avx2(g, m0, m1, n0, n1);               \
+    case FNN_GEMM_AVX512: return fnn_gemm_part_##M##_avx512(g, m0, m1, n0, n1);
+#define FNN_EPI_X86_CASES(M)                                                              \
+    case FNN_GEMM_AVX2: fnn_epilogue_block_##M##_avx2(e, out, ldo, i0, 0, rows, n); return; \
+    case FNN_GEMM_AVX512: fnn_epilogue_block_##M##_avx512(e, out, ldo, i0, 0, rows, n); return;
+#else
+#define FNN_GEMM_X86_CASES(M)
+#define FNN_EPI_X86_CASES(M)
+#endif
+
+/* fnn_gemm_<M>(args, num_threads, variant) and fnn_epilogue_<M>(...) for one dtype. */
+#define FNN_DEFINE_GEMM(T, M, IS_DOUBLE)                                                  \
+    static int fnn_gemm_run_##M(int variant, const fnn_gemm_args* g, ptrdiff_t m0,        \
+                                ptrdiff_t m1, ptrdiff_t n0, ptrdiff_t n1) {               \
+        switch (variant) {                                                                \
+        FNN_GEMM_X86_CASES(M)                                                             \
+        case FNN_GEMM_WIDE_GENERIC: return fnn_gemm_part_##M##_wide(g, m0, m1, n0, n1);   \
+        default: return fnn_gemm_part_##M##_generic(g, m0, m1, n0, n1);                   \
+        }                                                                                 \
+    }                                                                                     \
+                                                                                          \
+    static int fnn_gemm_##M(const fnn_gemm_args* g, int num_threads, int variant) {      \
+        ptrdiff_t mr, nr;                                                                 \
+        int tm, tn, threads, failed = 0;                                                  \
+        double flops = 2.0 * (double)g->m * (double)g->n * (double)(g->k > 0 ? g->k : 1); \
+        if (g->m <= 0 || g->n <= 0) return 0;                                             \
+        variant = fnn_gemm_variant(variant);                                              \
+        fnn_gemm_tile(variant, IS_DOUBLE, &mr, &nr);                                      \
+        threads = (int)(flops / FNN_GEMM_FLOPS_PER_THREAD);                               \
+        threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);      \
+        fnn_gemm_grid(g->m, g->n, mr, nr, threads, &tm, &tn);                             \
+        if (tm * tn == 1) return fnn_gemm_run_##M(variant, g, 0, g->m, 0, g->n);          \
+        _Pragma("omp parallel for schedule(static) num_threads(tm * tn) reduction(|: failed)") \
+        for (int part = 0; part < tm * tn; ++part) {                                      \
+            int r = part / tn, c = part % tn;                                             \
+            ptrdiff_t row_tiles = (g->m + mr - 1) / mr, col_tiles = (g->n + nr - 1) / nr; \
+            ptrdiff_t m0 = row_tiles * r / tm * mr, m1 = row_tiles * (r + 1) / tm * mr;   \
+            ptrdiff_t n0 = col_tiles * c / tn * nr, n1 = col_tiles * (c + 1) / tn * nr;   \
+            m1 = m1 < g->m ? m1 : g->m;                                                   \
+            n1 = n1 < g->n ? n1 : g->n;                                                   \
+            if (m0 < m1 && n0 < n1)                                                       \
+                failed |= fnn_gemm_run_##M(variant, g, m0, m1, n0, n1) != 0;              \
+        }                                                                                 \
+        return failed ? -1 : 0;                                                           \
+    }                                                                                     \
+                                                                                          \
+    static void fnn_epilogue_rows_##M(int variant, const fnn_epilogue* e, T* out,         \
+                                      ptrdiff_t ldo, ptrdiff_t i0, ptrdiff_t rows,        \
+                                      ptrdiff_t n) {                                      \
+        switch (variant) {                                                                \
+        FNN_EPI_X86_CASES(M)                                                              \
+        default: fnn_epilogue_block_##M##_generic(e, out, ldo, i0, 0, rows, n);           \
+        }                                                                                 \
+    }                                                                                     \
+                                                                                          \
+    static void fnn_epilogue_##M(const fnn_epilogue* e, T* out, ptrdiff_t m, ptrdiff_t n, \
+                                 ptrdiff_t ldo, int num_threads) {                        \
+        int variant = fnn_gemm_variant(FNN_GEMM_AUTO);                                    \
+        ptrdiff_t per_thread = (1 << 15) / (n > 0 ? n : 1) + 1;                           \
+        int threads = (int)(m / per_thread);                                              \
+        threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);      \
+        if (m <= 0 || n <= 0) return;                                                     \
+        if (threads == 1) {                                                               \
+            fnn_epilogue_rows_##M(variant, e, out, ldo, 0, m, n);                         \
+            return;                                                                       \
+        }                                                                                 \
+        _Pragma("omp parallel for schedule(static) num_threads(threads)")                 \
+        for (int part = 0; part < threads; ++part) {                                      \
+            ptrdiff_t r0 = m * part / threads, r1 = m * (part + 1) / threads;             \
+            fnn_epilogue_rows_##M(variant, e, out, ldo, r0, r1 - r0, n);                  \
+        }                                                                                 \
+    }
+
+FNN_DEFINE_GEMM(float, f32, 0)
+FNN_DEFINE_GEMM(double, f64, 1)
+
+#endif /* FNN_GEMM_BLOCKED_H */

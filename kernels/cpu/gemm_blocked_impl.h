@@ -1,0 +1,246 @@
+/* One instantiation of the cache-blocked, packed GEMM with a fused epilogue.
+ *
+ * Included by gemm_blocked.h once per (dtype, instruction set); no include guard.  The
+ * includer defines:
+ *   FNN_T       float or double
+ *   FNN_M       f32 or f64: suffix of the activation_simd.h functions for FNN_T
+ *   FNN_SFX     suffix of every function defined here, e.g. f32_avx2
+ *   FNN_ATTR    function attribute selecting the instruction set (may be empty)
+ *   FNN_VBYTES  bytes per SIMD vector (32 for AVX2, 64 for AVX-512)
+ *   FNN_MR      rows of the micro-tile
+ *   FNN_NV      vectors per micro-tile row (the tile is FNN_MR x FNN_NV * lanes)
+ *   FNN_MC, FNN_KC, FNN_NC   cache blocks: an MC x KC block of A stays in L2, a KC x NR
+ *                            panel of B in L1, a KC x NC block of B in L3.
+ *
+ * The algorithm is the classic Goto/BLIS one.  For each NC-wide block of columns and
+ * KC-deep slice of K, B is copied ("packed") into KC x NR panels; for each MC-high block
+ * of rows, A is packed into MR x KC panels; then the micro-kernel multiplies one A panel
+ * by one B panel into an MR x NR tile held in registers.  Packing turns any strides
+ * (transposed, non-contiguous, negative) into unit-stride streams and pads the edges
+ * with zeros, so the micro-kernel has a single shape.
+ *
+ * The tile is stored with out = alpha * tile + beta * c on the first K slice and
+ * out += alpha * tile on the others; after the last slice the epilogue (bias + activation,
+ * or a multiply by f'(u)) runs on the tile while it is still in L1.
+ */
+
+#define FNN_CAT_(a, b) a##_##b
+#define FNN_CAT(a, b) FNN_CAT_(a, b)
+#define FNN_FN(name) FNN_CAT(name, FNN_SFX)
+#define FNN_MATH(name) FNN_CAT(name, FNN_M)
+
+#define FNN_LANES ((ptrdiff_t)(FNN_VBYTES / sizeof(FNN_T)))
+#define FNN_NR (FNN_NV * FNN_LANES)
+
+typedef FNN_T FNN_FN(fnn_vec) __attribute__((vector_size(FNN_VBYTES)));
+
+/* ------------------------------------------------------------------------------------
+ * Epilogue on mr x nr elements of out starting at row i0, column j0 (also used alone,
+ * on a whole matrix, after a BLAS call).
+ * ---------------------------------------------------------------------------------- */
+static FNN_ATTR void FNN_FN(fnn_epilogue_block)(
+    const fnn_epilogue* e, FNN_T* out, ptrdiff_t ldo, ptrdiff_t i0, ptrdiff_t j0,
+    ptrdiff_t mr, ptrdiff_t nr) {
+    const int act = e->act;
+    for (ptrdiff_t i = 0; i < mr; ++i) {
+        FNN_T* restrict o = out + (i0 + i) * ldo + j0;
+        ptrdiff_t j;
+        if (e->derivative) {
+            const FNN_T* restrict u = (const FNN_T*)e->u + (i0 + i) * e->ldu + j0;
+            switch (act) {
+            case FNN_ACT_RELU:
+                for (j = 0; j < nr; ++j) o[j] = u[j] > 0 ? o[j] : (FNN_T)0;
+                break;
+            case FNN_ACT_SIGMOID:
+                for (j = 0; j < nr; ++j)
+                    o[j] *= FNN_MATH(fnn_derivative)(FNN_ACT_SIGMOID, u[j]);
+                break;
+            case FNN_ACT_TANH:
+                for (j = 0; j < nr; ++j) o[j] *= FNN_MATH(fnn_derivative)(FNN_ACT_TANH, u[j]);
+                break;
+            default: break;
+            }
+            continue;
+        }
+        if (e->bias != NULL) {
+            const FNN_T* restrict b = (const FNN_T*)e->bias + j0;
+            for (j = 0; j < nr; ++j) o[j] += b[j];
+        }
+        switch (act) {
+        case FNN_ACT_RELU:
+            for (j = 0; j < nr; ++j) o[j] = FNN_MATH(fnn_relu)(o[j]);
+            break;
+        case FNN_ACT_SIGMOID:
+            for (j = 0; j < nr; ++j) o[j] = FNN_MATH(fnn_sigmoid)(o[j]);
+            break;
+        case FNN_ACT_TANH:
+            for (j = 0; j < nr; ++j) o[j] = FNN_MATH(fnn_tanh)(o[j]);
+            break;
+        default: break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------
+ * Packing.  A (mc x kc, element strides rs, cs) -> MR-row panels, each kc x MR (k-major);
+ * B (kc x nc, strides rs, cs) -> NR-column panels, each kc x NR.  Edges padded with 0.
+ * ---------------------------------------------------------------------------------- */
+static FNN_ATTR void FNN_FN(fnn_pack_a)(ptrdiff_t mc, ptrdiff_t kc, const FNN_T* a,
+                                        ptrdiff_t rs, ptrdiff_t cs, FNN_T* restrict dst) {
+    for (ptrdiff_t ir = 0; ir < mc; ir += FNN_MR, dst += kc * FNN_MR) {
+        const FNN_T* src = a + ir * rs;
+        ptrdiff_t mr = mc - ir < FNN_MR ? mc - ir : FNN_MR;
+        if (mr == FNN_MR && rs == 1) {
+            for (ptrdiff_t k = 0; k < kc; ++k)
+                for (ptrdiff_t i = 0; i < FNN_MR; ++i) dst[k * FNN_MR + i] = src[k * cs + i];
+        } else if (mr == FNN_MR && cs == 1) {
+            for (ptrdiff_t k = 0; k < kc; ++k)
+                for (ptrdiff_t i = 0; i < FNN_MR; ++i) dst[k * FNN_MR + i] = src[i * rs + k];
+        } else {
+            for (ptrdiff_t k = 0; k < kc; ++k)
+                for (ptrdiff_t i = 0; i < FNN_MR; ++i)
+                    dst[k * FNN_MR + i] = i < mr ? src[i * rs + k * cs] : (FNN_T)0;
+        }
+    }
+}
+
+static FNN_ATTR void FNN_FN(fnn_pack_b)(ptrdiff_t kc, ptrdiff_t nc, const FNN_T* b,
+                                        ptrdiff_t rs, ptrdiff_t cs, FNN_T* restrict dst) {
+    for (ptrdiff_t jr = 0; jr < nc; jr += FNN_NR, dst += kc * FNN_NR) {
+        const FNN_T* src = b + jr * cs;
+        ptrdiff_t nr = nc - jr < FNN_NR ? nc - jr : FNN_NR;
+        if (nr == FNN_NR && cs == 1) {
+            for (ptrdiff_t k = 0; k < kc; ++k)
+                for (ptrdiff_t j = 0; j < FNN_NR; ++j) dst[k * FNN_NR + j] = src[k * rs + j];
+        } else if (nr == FNN_NR && rs == 1) {
+            for (ptrdiff_t k = 0; k < kc; ++k)
+                for (ptrdiff_t j = 0; j < FNN_NR; ++j) dst[k * FNN_NR + j] = src[j * cs + k];
+        } else {
+            for (ptrdiff_t k = 0; k < kc; ++k)
+                for (ptrdiff_t j = 0; j < FNN_NR; ++j)
+                    dst[k * FNN_NR + j] = j < nr ? src[k * rs + j * cs] : (FNN_T)0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------
+ * The micro-kernel: tile (MR x NR, row-major, aligned) = A panel (kc x MR) @ B panel
+ * (kc x NR).  MR * NV accumulators stay in registers; per k it loads NV vectors of B and
+ * broadcasts MR scalars of A, each feeding NV fused multiply-adds.
+ * ---------------------------------------------------------------------------------- */
+typedef FNN_FN(fnn_vec) FNN_FN(fnn_vec_t);
+
+static FNN_ATTR void FNN_FN(fnn_micro_kernel)(ptrdiff_t kc, const FNN_T* restrict a,
+                                              const FNN_T* restrict b,
+                                              FNN_T* restrict tile) {
+    FNN_FN(fnn_vec_t) acc[FNN_MR][FNN_NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < FNN_MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < FNN_NV; ++v) acc[i][v] = (FNN_FN(fnn_vec_t)){0};
+#pragma GCC unroll 4
+    for (ptrdiff_t k = 0; k < kc; ++k) {
+        FNN_FN(fnn_vec_t) bv[FNN_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < FNN_NV; ++v)
+            bv[v] = *(const FNN_FN(fnn_vec_t)*)(b + k * FNN_NR + v * FNN_LANES);
+#pragma GCC unroll 16
+        for (int i = 0; i < FNN_MR; ++i) {
+            FNN_T s = a[k * FNN_MR + i];
+#pragma GCC unroll 4
+            for (int v = 0; v < FNN_NV; ++v) acc[i][v] += bv[v] * s;
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < FNN_MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < FNN_NV; ++v)
+            *(FNN_FN(fnn_vec_t)*)(tile + i * FNN_NR + v * FNN_LANES) = acc[i][v];
+}
+
+/* Write one tile into out (rows i0.., columns j0.., mr x nr of it). */
+static FNN_ATTR void FNN_FN(fnn_store_tile)(const fnn_gemm_args* g, const FNN_T* restrict tile,
+                                            ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t mr,
+                                            ptrdiff_t nr, int first, int last) {
+    const FNN_T alpha = (FNN_T)g->alpha, beta = (FNN_T)g->beta;
+    FNN_T* out = (FNN_T*)g->out;
+    const FNN_T* c = (const FNN_T*)g->c;
+    for (ptrdiff_t i = 0; i < mr; ++i) {
+        FNN_T* restrict o = out + (i0 + i) * g->ldo + j0;
+        const FNN_T* restrict t = tile + i * FNN_NR;
+        if (!first) {
+            for (ptrdiff_t j = 0; j < nr; ++j) o[j] += alpha * t[j];
+        } else if (c == NULL || beta == 0) {
+            for (ptrdiff_t j = 0; j < nr; ++j) o[j] = alpha * t[j];
+        } else if (g->c_cs == 1) {
+            const FNN_T* restrict cr = c + (i0 + i) * g->c_rs + j0;
+            for (ptrdiff_t j = 0; j < nr; ++j) o[j] = alpha * t[j] + beta * cr[j];
+        } else {
+            const FNN_T* cr = c + (i0 + i) * g->c_rs + j0 * g->c_cs;
+            for (ptrdiff_t j = 0; j < nr; ++j) o[j] = alpha * t[j] + beta * cr[j * g->c_cs];
+        }
+    }
+    if (last && (g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL))
+        FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, i0, j0, mr, nr);
+}
+
+/* The rows [m0, m1) x columns [n0, n1) of the product, on the calling thread, with its
+ * own packing buffers.  Returns 0, or -1 when the buffers cannot be allocated. */
+static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
+                                          ptrdiff_t n0, ptrdiff_t n1) {
+    const FNN_T* a = (const FNN_T*)g->a;
+    const FNN_T* b = (const FNN_T*)g->b;
+    const ptrdiff_t k = g->k;
+    ptrdiff_t kc_max = k < FNN_KC ? (k > 0 ? k : 1) : FNN_KC;
+    ptrdiff_t mc_max = m1 - m0 < FNN_MC ? m1 - m0 : FNN_MC;
+    ptrdiff_t nc_max = n1 - n0 < FNN_NC ? n1 - n0 : FNN_NC;
+    mc_max = (mc_max + FNN_MR - 1) / FNN_MR * FNN_MR;
+    nc_max = (nc_max + FNN_NR - 1) / FNN_NR * FNN_NR;
+    size_t a_bytes = (size_t)(mc_max * kc_max) * sizeof(FNN_T);
+    size_t b_bytes = (size_t)(kc_max * nc_max) * sizeof(FNN_T);
+    a_bytes = (a_bytes + 63) & ~(size_t)63;
+    char* buffer = (char*)fnn_aligned_alloc(a_bytes + b_bytes);
+    if (buffer == NULL) return -1;
+    FNN_T* ap = (FNN_T*)buffer;
+    FNN_T* bp = (FNN_T*)(buffer + a_bytes);
+    FNN_T tile[FNN_MR * FNN_NR] __attribute__((aligned(64)));
+
+    for (ptrdiff_t jc = n0; jc < n1; jc += FNN_NC) {
+        ptrdiff_t nc = n1 - jc < FNN_NC ? n1 - jc : FNN_NC;
+        for (ptrdiff_t pc = 0; pc == 0 || pc < k; pc += FNN_KC) {
+            ptrdiff_t kc = k - pc < FNN_KC ? k - pc : FNN_KC;
+            int first = pc == 0, last = pc + FNN_KC >= k;
+            FNN_FN(fnn_pack_b)(kc, nc, b + pc * g->b_rs + jc * g->b_cs, g->b_rs, g->b_cs, bp);
+            for (ptrdiff_t ic = m0; ic < m1; ic += FNN_MC) {
+                ptrdiff_t mc = m1 - ic < FNN_MC ? m1 - ic : FNN_MC;
+                FNN_FN(fnn_pack_a)(mc, kc, a + ic * g->a_rs + pc * g->a_cs, g->a_rs, g->a_cs,
+                                   ap);
+                for (ptrdiff_t jr = 0; jr < nc; jr += FNN_NR) {
+                    ptrdiff_t nr = nc - jr < FNN_NR ? nc - jr : FNN_NR;
+                    for (ptrdiff_t ir = 0; ir < mc; ir += FNN_MR) {
+                        ptrdiff_t mr = mc - ir < FNN_MR ? mc - ir : FNN_MR;
+                        FNN_FN(fnn_micro_kernel)(kc, ap + ir * kc, bp + jr * kc, tile);
+                        FNN_FN(fnn_store_tile)(g, tile, ic + ir, jc + jr, mr, nr, first, last);
+                    }
+                }
+            }
+        }
+    }
+    fnn_aligned_free(buffer);
+    return 0;
+}
+
+#undef FNN_FN
+#undef FNN_MATH
+#undef FNN_LANES
+#undef FNN_NR
+#undef FNN_T
+#undef FNN_M
+#undef FNN_SFX
+#undef FNN_ATTR
+#undef FNN_VBYTES
+#undef FNN_MR
+#undef FNN_NV
+#undef FNN_MC
+#undef FNN_KC
+#undef FNN_NC
