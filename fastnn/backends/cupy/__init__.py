@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = ("optim",)
 
 
 def probe() -> str | None:

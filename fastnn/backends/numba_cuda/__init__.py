@@ -13,7 +13,7 @@ from importlib import metadata
 MIN_VERSION = (0, 30, 4)
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = ("optim",)
 
 
 def simulated() -> bool:

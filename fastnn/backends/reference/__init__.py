@@ -11,7 +11,7 @@ import importlib
 
 import numpy as np
 
-_MODULES = ("activation", "backprop", "conv", "dense", "loss", "pool", "checks")
+_MODULES = ("activation", "backprop", "conv", "dense", "loss", "pool", "checks", "optim")
 
 
 def probe() -> str | None:

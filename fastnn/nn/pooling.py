@@ -1,0 +1,157 @@
+"""Max and average pooling layers, 1-D (N, C, L) and 2-D (N, C, H, W)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fastnn
+from fastnn.nn._layer_args import int_tuple
+from fastnn.nn.module import Module
+
+__all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]
+
+
+class _MaxPoolNd(Module):
+    nd = 0
+    _forward_op: Any = None
+    _backward_op: Any = None
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] | None = None,
+        padding: int | tuple[int, ...] = 0,
+        dilation: int | tuple[int, ...] = 1,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__()
+        layer = type(self).__name__
+        self.kernel_size = int_tuple(layer, "kernel_size", kernel_size, self.nd, 1)
+        self.stride = (
+            self.kernel_size if stride is None else int_tuple(layer, "stride", stride, self.nd, 1)
+        )
+        self.padding = int_tuple(layer, "padding", padding, self.nd, 0)
+        self.dilation = int_tuple(layer, "dilation", dilation, self.nd, 1)
+        self.ceil_mode = bool(ceil_mode)
+        self._input: Any = None
+        self._indices: Any = None
+
+    def _geometry(self) -> dict[str, Any]:
+        return {
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "ceil_mode": self.ceil_mode,
+        }
+
+    def forward(self, x: Any) -> Any:
+        y, self._indices = self._forward_op(x, return_indices=True, **self._geometry())
+        self._input = x
+        return y
+
+    def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
+        if self._input is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if not need_input_grad:
+            return None
+        return self._backward_op(grad, self._input, indices=self._indices, **self._geometry())
+
+    def _reset_cache(self) -> None:
+        self._input = self._indices = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+            + (f", dilation={self.dilation}" if self.dilation != (1,) * self.nd else "")
+            + (", ceil_mode=True" if self.ceil_mode else "")
+        )
+
+
+class _AvgPoolNd(Module):
+    nd = 0
+    _forward_op: Any = None
+    _backward_op: Any = None
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] | None = None,
+        padding: int | tuple[int, ...] = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__()
+        layer = type(self).__name__
+        self.kernel_size = int_tuple(layer, "kernel_size", kernel_size, self.nd, 1)
+        self.stride = (
+            self.kernel_size if stride is None else int_tuple(layer, "stride", stride, self.nd, 1)
+        )
+        self.padding = int_tuple(layer, "padding", padding, self.nd, 0)
+        self.ceil_mode = bool(ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        self._input: Any = None
+
+    def _geometry(self) -> dict[str, Any]:
+        return {
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+            "ceil_mode": self.ceil_mode,
+            "count_include_pad": self.count_include_pad,
+        }
+
+    def forward(self, x: Any) -> Any:
+        y = self._forward_op(x, **self._geometry())
+        self._input = x
+        return y
+
+    def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
+        if self._input is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if not need_input_grad:
+            return None
+        return self._backward_op(grad, self._input, **self._geometry())
+
+    def _reset_cache(self) -> None:
+        self._input = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+            + (", ceil_mode=True" if self.ceil_mode else "")
+            + ("" if self.count_include_pad else ", count_include_pad=False")
+        )
+
+
+class MaxPool1d(_MaxPoolNd):
+    """Max over windows of (N, C, L) inputs; backward routes each gradient to the
+    position that won (the first one on ties, as in PyTorch)."""
+
+    nd = 1
+    _forward_op = staticmethod(fastnn.max_pool1d)
+    _backward_op = staticmethod(fastnn.max_pool1d_backward)
+
+
+class MaxPool2d(_MaxPoolNd):
+    """Max over windows of (N, C, H, W) inputs."""
+
+    nd = 2
+    _forward_op = staticmethod(fastnn.max_pool2d)
+    _backward_op = staticmethod(fastnn.max_pool2d_backward)
+
+
+class AvgPool1d(_AvgPoolNd):
+    """Mean over windows of (N, C, L) inputs."""
+
+    nd = 1
+    _forward_op = staticmethod(fastnn.avg_pool1d)
+    _backward_op = staticmethod(fastnn.avg_pool1d_backward)
+
+
+class AvgPool2d(_AvgPoolNd):
+    """Mean over windows of (N, C, H, W) inputs."""
+
+    nd = 2
+    _forward_op = staticmethod(fastnn.avg_pool2d)
+    _backward_op = staticmethod(fastnn.avg_pool2d_backward)

@@ -1,0 +1,62 @@
+"""Adagrad: per-element step sizes shrinking with the sum of past squared gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastnn.optim import functional as F
+from fastnn.optim._checks import check_flag, check_nonnegative
+from fastnn.optim.optimizer import Optimizer
+
+__all__ = ["Adagrad"]
+
+
+class Adagrad(Optimizer):
+    """``s += g^2``; ``param -= lr_t * g / (sqrt(s) + eps)`` with
+    ``lr_t = lr / (1 + (t - 1) * lr_decay)``; ``s`` starts at
+    ``initial_accumulator_value`` (PyTorch's Adagrad)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "eps": eps,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            check_nonnegative("Adagrad", name, group[name])
+        check_flag("Adagrad", "maximize", group["maximize"])
+
+    def _update(self, param, group, state) -> None:
+        if "sum" not in state:
+            state["step"] = 0
+            state["sum"] = self._zeros(param)
+            state["sum"][...] = group["initial_accumulator_value"]
+        state["step"] += 1
+        F.adagrad_update(
+            param.data,
+            param.grad,
+            state["sum"],
+            lr=group["lr"],
+            step=state["step"],
+            lr_decay=group["lr_decay"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+        )
