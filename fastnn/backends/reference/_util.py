@@ -21,7 +21,7 @@ def f64(x: Any) -> np.ndarray:
 
     Contiguous, so that every memory layout of an input gives bit-identical results: numpy
     may sum in a different order for a Fortran or reversed array."""
-    return np.ascontiguousarray(x, dtype=np.float64)
+    return np.asarray(x, dtype=np.float64, order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def finish(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
