@@ -43,7 +43,8 @@
         }                                                                                 \
     })
 
-/* out = g * f'(input) where f' is expressed through the forward output y:
+/* out = g * f'(input) where f' is expressed through the forward output y (relu as in
+ * PyTorch: 0 where y <= 0, so a NaN output passes g through):
  * relu g [y > 0], sigmoid g y (1 - y), tanh g (1 - y^2). */
 #define FNN_DEFINE_BACKWARD(T, SUFFIX)                                                    \
     FNN_MULTIVERSION(fnn_backward_loop_##SUFFIX,                                          \
@@ -52,7 +53,7 @@
         ptrdiff_t i;                                                                      \
         switch (act) {                                                                    \
         case FNN_ACT_RELU:                                                                \
-            for (i = 0; i < n; ++i) out[i] = y[i] > 0 ? g[i] : (T)0;                      \
+            for (i = 0; i < n; ++i) out[i] = y[i] <= 0 ? (T)0 : g[i];                     \
             break;                                                                        \
         case FNN_ACT_SIGMOID:                                                             \
             for (i = 0; i < n; ++i) out[i] = g[i] * y[i] * ((T)1 - y[i]);                 \

@@ -49,7 +49,8 @@ static FNN_ATTR void FNN_FN(fnn_epilogue_block)(
             const FNN_T* restrict u = (const FNN_T*)e->u + (i0 + i) * e->ldu + j0;
             switch (act) {
             case FNN_ACT_RELU:
-                for (j = 0; j < nr; ++j) o[j] = u[j] > 0 ? o[j] : (FNN_T)0;
+                /* a multiply, not a select: 0 * NaN is NaN, as in f'(u) * (delta @ W) */
+                for (j = 0; j < nr; ++j) o[j] *= u[j] > 0 ? (FNN_T)1 : (FNN_T)0;
                 break;
             case FNN_ACT_SIGMOID:
                 for (j = 0; j < nr; ++j)

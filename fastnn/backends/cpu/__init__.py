@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES = ("activation", "gemm", "dense", "pool", "optim", "conv")
+_MODULES = ("activation", "gemm", "dense", "softmax", "loss", "backprop", "pool", "optim", "conv")
 
 
 def probe() -> str | None:

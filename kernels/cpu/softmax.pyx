@@ -1,0 +1,174 @@
+# softmax / log_softmax forward and backward along any axis, float32 and float64.
+#
+# The array is viewed as (outer, D, inner) around the reduced axis (softmax_rows.h has the
+# loops).  inner == 1: rows of D contiguous elements, split over threads by rows.
+# inner > 1: each (D, inner) slab is cut into column chunks narrow enough that a chunk's
+# D x width block stays in L2 across the kernel's passes; threads take (slab, chunk)
+# pairs.  Inputs that are not C-contiguous are copied once.
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport free, malloc
+
+cimport numpy as cnp
+
+cimport dense_arrays as da
+
+cnp.import_array()
+
+cdef extern from "softmax_rows.h" nogil:
+    void fnn_softmax_rows_f32(int log_mode, const float* x, float* y, Py_ssize_t rows,
+                              Py_ssize_t d)
+    void fnn_softmax_rows_f64(int log_mode, const double* x, double* y, Py_ssize_t rows,
+                              Py_ssize_t d)
+    void fnn_softmax_columns_f32(int log_mode, const float* x, float* y, Py_ssize_t d,
+                                 Py_ssize_t inner, Py_ssize_t c0, Py_ssize_t c1, float* mx,
+                                 double* s)
+    void fnn_softmax_columns_f64(int log_mode, const double* x, double* y, Py_ssize_t d,
+                                 Py_ssize_t inner, Py_ssize_t c0, Py_ssize_t c1, double* mx,
+                                 double* s)
+    void fnn_softmax_backward_rows_f32(int log_mode, const float* g, const float* y,
+                                       float* gx, Py_ssize_t rows, Py_ssize_t d)
+    void fnn_softmax_backward_rows_f64(int log_mode, const double* g, const double* y,
+                                       double* gx, Py_ssize_t rows, Py_ssize_t d)
+    void fnn_softmax_backward_columns_f32(int log_mode, const float* g, const float* y,
+                                          float* gx, Py_ssize_t d, Py_ssize_t inner,
+                                          Py_ssize_t c0, Py_ssize_t c1, double* s)
+    void fnn_softmax_backward_columns_f64(int log_mode, const double* g, const double* y,
+                                          double* gx, Py_ssize_t d, Py_ssize_t inner,
+                                          Py_ssize_t c0, Py_ssize_t c1, double* s)
+
+# Work (elements) below which a second thread does not pay for its wake-up.
+cdef Py_ssize_t PARALLEL_MIN = 1 << 14
+# Elements of one (D x width) column chunk: small enough to stay in L2 between passes.
+cdef Py_ssize_t CHUNK_ELEMENTS = 1 << 15
+
+
+cdef struct Shape3:
+    Py_ssize_t outer, d, inner
+
+
+cdef Shape3 _around(cnp.ndarray x, int dim):
+    cdef Shape3 s
+    cdef int i
+    s.outer = 1
+    s.inner = 1
+    s.d = cnp.PyArray_DIM(x, dim)
+    for i in range(dim):
+        s.outer *= cnp.PyArray_DIM(x, i)
+    for i in range(dim + 1, cnp.PyArray_NDIM(x)):
+        s.inner *= cnp.PyArray_DIM(x, i)
+    return s
+
+
+cdef Py_ssize_t _chunk_width(Py_ssize_t d, Py_ssize_t inner):
+    """Columns per chunk: a multiple of 16 (whole cache lines), at most inner."""
+    cdef Py_ssize_t w = (CHUNK_ELEMENTS // max(d, 1)) & ~(<Py_ssize_t>15)
+    w = max(w, 16)
+    return min(w, inner)
+
+
+def forward(int log_mode, x, int dim, int num_threads):
+    """A new array: softmax (log_mode 0) or log_softmax (1) of x along axis dim >= 0."""
+    cdef cnp.ndarray xc = da.carray(x)
+    cdef cnp.ndarray out = da.empty_like(xc)
+    cdef Shape3 s = _around(xc, dim)
+    cdef int typenum = cnp.PyArray_TYPE(xc), threads, t
+    cdef char* xp = <char*>cnp.PyArray_DATA(xc)
+    cdef char* yp = <char*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t r0, r1, width, chunks, jobs, job
+    cdef Py_ssize_t slab = s.d * s.inner, c0
+    cdef double* buffer
+    if cnp.PyArray_SIZE(xc) == 0:
+        return out
+    threads = da.threads_for(cnp.PyArray_SIZE(xc), PARALLEL_MIN, num_threads)
+    if s.inner == 1:
+        threads = min(threads, s.outer)
+        for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+            r0 = da.split_start(s.outer, t, threads)
+            r1 = da.split_start(s.outer, t + 1, threads)
+            if typenum == cnp.NPY_FLOAT:
+                fnn_softmax_rows_f32(log_mode, <float*>xp + r0 * s.d, <float*>yp + r0 * s.d,
+                                     r1 - r0, s.d)
+            else:
+                fnn_softmax_rows_f64(log_mode, <double*>xp + r0 * s.d,
+                                     <double*>yp + r0 * s.d, r1 - r0, s.d)
+        return out
+    width = _chunk_width(s.d, s.inner)
+    chunks = (s.inner + width - 1) // width
+    jobs = s.outer * chunks
+    threads = <int>min(<Py_ssize_t>threads, jobs)
+    buffer = <double*>malloc(threads * 2 * width * sizeof(double))
+    if buffer == NULL:
+        raise MemoryError("softmax: out of memory")
+    try:
+        for job in prange(jobs, nogil=True, schedule="static", num_threads=threads):
+            t = threadid()
+            c0 = (job % chunks) * width
+            if typenum == cnp.NPY_FLOAT:
+                fnn_softmax_columns_f32(
+                    log_mode, <float*>xp + (job // chunks) * slab,
+                    <float*>yp + (job // chunks) * slab, s.d, s.inner, c0,
+                    min(c0 + width, s.inner), <float*>(buffer + 2 * width * t),
+                    buffer + 2 * width * t + width)
+            else:
+                fnn_softmax_columns_f64(
+                    log_mode, <double*>xp + (job // chunks) * slab,
+                    <double*>yp + (job // chunks) * slab, s.d, s.inner, c0,
+                    min(c0 + width, s.inner), buffer + 2 * width * t,
+                    buffer + 2 * width * t + width)
+    finally:
+        free(buffer)
+    return out
+
+
+def backward(int log_mode, grad, y, int dim, int num_threads):
+    """A new array: the gradient of softmax (log_mode 0) or log_softmax (1) along dim
+    from the incoming gradient and the forward output y (same shape)."""
+    cdef cnp.ndarray gc = da.carray(grad), yc = da.carray(y)
+    cdef cnp.ndarray out = da.empty_like(gc)
+    cdef Shape3 s = _around(gc, dim)
+    cdef int typenum = cnp.PyArray_TYPE(gc), threads, t
+    cdef char* gp = <char*>cnp.PyArray_DATA(gc)
+    cdef char* yp = <char*>cnp.PyArray_DATA(yc)
+    cdef char* op = <char*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t r0, r1, width, chunks, jobs, job, slab = s.d * s.inner, c0, base
+    cdef double* buffer
+    if not da.same_layout(gc, yc):
+        raise ValueError("softmax backward: grad and y must have one shape and dtype")
+    if cnp.PyArray_SIZE(gc) == 0:
+        return out
+    threads = da.threads_for(cnp.PyArray_SIZE(gc), PARALLEL_MIN, num_threads)
+    if s.inner == 1:
+        threads = min(threads, s.outer)
+        for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+            r0 = da.split_start(s.outer, t, threads) * s.d
+            r1 = da.split_start(s.outer, t + 1, threads) * s.d
+            if typenum == cnp.NPY_FLOAT:
+                fnn_softmax_backward_rows_f32(log_mode, <float*>gp + r0, <float*>yp + r0,
+                                              <float*>op + r0, (r1 - r0) // s.d, s.d)
+            else:
+                fnn_softmax_backward_rows_f64(log_mode, <double*>gp + r0, <double*>yp + r0,
+                                              <double*>op + r0, (r1 - r0) // s.d, s.d)
+        return out
+    width = _chunk_width(s.d, s.inner)
+    chunks = (s.inner + width - 1) // width
+    jobs = s.outer * chunks
+    threads = <int>min(<Py_ssize_t>threads, jobs)
+    buffer = <double*>malloc(threads * width * sizeof(double))
+    if buffer == NULL:
+        raise MemoryError("softmax backward: out of memory")
+    try:
+        for job in prange(jobs, nogil=True, schedule="static", num_threads=threads):
+            t = threadid()
+            c0 = (job % chunks) * width
+            base = (job // chunks) * slab
+            if typenum == cnp.NPY_FLOAT:
+                fnn_softmax_backward_columns_f32(
+                    log_mode, <float*>gp + base, <float*>yp + base, <float*>op + base, s.d,
+                    s.inner, c0, min(c0 + width, s.inner), buffer + width * t)
+            else:
+                fnn_softmax_backward_columns_f64(
+                    log_mode, <double*>gp + base, <double*>yp + base, <double*>op + base,
+                    s.d, s.inner, c0, min(c0 + width, s.inner), buffer + width * t)
+    finally:
+        free(buffer)
+    return out
