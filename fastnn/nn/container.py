@@ -18,14 +18,27 @@ def _check_module(container: str, value: object) -> Module:
 
 class Sequential(Module):
     """Apply layers in order; ``backward`` runs them in reverse.  Layers are named "0",
-    "1", ... in the state dict, as in PyTorch's ``nn.Sequential``."""
+    "1", ... in the state dict, as in PyTorch's ``nn.Sequential``.
+
+    A layer remembers its last forward for its backward, so one layer object may appear
+    only once per forward pass; to share weights, give two layers the same Parameter
+    (``second.weight = first.weight``): their gradients add up in it."""
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
-        self._layers = [_check_module("Sequential", layer) for layer in layers]
+        self._layers: list[Module] = []
+        for layer in layers:
+            self.append(layer)
 
     def append(self, layer: Module) -> Sequential:
-        self._layers.append(_check_module("Sequential", layer))
+        """Add a layer at the end; returns the Sequential."""
+        _check_module("Sequential", layer)
+        if any(layer is existing for existing in self._layers):
+            raise ValueError(
+                "Sequential: the same layer object appears twice; create a second layer "
+                "and share its Parameters instead"
+            )
+        self._layers.append(layer)
         return self
 
     def named_children(self) -> Iterator[tuple[str, Module]]:

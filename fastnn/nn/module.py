@@ -169,12 +169,13 @@ class Module:
 
     def state_dict(self) -> dict[str, Any]:
         """Copies of every parameter and buffer, by dotted name, on the module's device.
-        Integer buffers (batch norm's ``num_batches_tracked``) are 0-d int64 numpy arrays."""
+        Integer buffers (batch norm's ``num_batches_tracked``) are 0-d int64 numpy arrays.
+        A parameter shared by two layers appears under both names (as in PyTorch)."""
         state: dict[str, Any] = {}
         for prefix, module in self.named_modules():
             dot = f"{prefix}." if prefix else ""
             for name, param in module._own_parameters():
-                state.setdefault(dot + name, param.data.copy())
+                state[dot + name] = param.data.copy()
             for name in module._buffer_names:
                 value = getattr(module, name)
                 if array_kind(value) is None:
@@ -220,13 +221,10 @@ class Module:
 
     def _state_targets(self) -> dict[str, tuple[Module, str]]:
         targets: dict[str, tuple[Module, str]] = {}
-        seen: set[int] = set()
         for prefix, module in self.named_modules():
             dot = f"{prefix}." if prefix else ""
-            for name, param in module._own_parameters():
-                if id(param) not in seen:
-                    seen.add(id(param))
-                    targets[dot + name] = (module, name)
+            for name, _ in module._own_parameters():
+                targets[dot + name] = (module, name)
             for name in module._buffer_names:
                 targets[dot + name] = (module, name)
         return targets
