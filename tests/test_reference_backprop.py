@@ -29,13 +29,14 @@ NUMPY_ACTIVATION = {
 }
 
 
-def _torch_activation(name, u):
+def _torch_activation(name: str | None, u):
+    """f(u) in PyTorch; "softmax" is over the classes (dim 1)."""
     torch = import_torch()
+    if name is None:
+        return u
     if name == "softmax":
         return torch.softmax(u, dim=1)
-    return {None: u, "relu": torch.relu(u), "sigmoid": torch.sigmoid(u), "tanh": torch.tanh(u)}[
-        name
-    ]
+    return getattr(torch, name)(u)
 
 
 def _torch_loss(loss: str, y, target, reduction: str, logits: bool):
@@ -173,10 +174,11 @@ def test_output_sensitivity_matches_finite_differences(loss, activation, reducti
 
 
 def _network(sizes, activations, batch, loss, rng):
-    """A dense network run forward in PyTorch, its loss backpropagated by autograd.
+    """A dense network run forward in PyTorch, its mean loss backpropagated by autograd.
 
-    Returns (inputs, preacts, weights) as float64 numpy lists, the output sensitivity
-    (autograd's dJ/du^M), autograd's dJ/du^m of every layer and (dW, db) of every layer."""
+    Returns a dict of float64 numpy arrays: per layer the "inputs" y^{m-1}, "preacts" u^m,
+    "weights" W^m, autograd's "deltas" dJ/du^m and "grads" (dJ/dW^m, dJ/db^m); and the
+    network's "output" and "target"."""
     torch = import_torch()
     layers = len(sizes) - 1
     weights = [

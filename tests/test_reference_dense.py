@@ -67,13 +67,17 @@ def test_gemm_matches_torch_addmm(case, rng):
 
 
 @pytest.mark.parametrize("poison", [np.nan, np.inf])
-def test_gemm_beta_zero_ignores_c(poison, rng):
-    """beta = 0 ignores c entirely: NaN and inf in it do not reach the result (BLAS and
-    torch.addmm semantics)."""
+def test_gemm_zero_factors_ignore_their_operands(poison, rng):
+    """beta = 0 ignores c, alpha = 0 ignores a and b: NaN and inf in them do not reach the
+    result (BLAS and torch.addmm semantics)."""
     a, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 5))
-    c = np.full((3, 5), poison)
-    got = fastnn.gemm(a, b, c, alpha=1.5, beta=0.0, backend="reference")
+    c = rng.standard_normal((3, 5))
+    bad_a, bad_c = a.copy(), c.copy()
+    bad_a[1, 2] = bad_c[0, 0] = poison
+    got = fastnn.gemm(a, b, bad_c, alpha=1.5, beta=0.0, backend="reference")
     assert_close(got, 1.5 * (a @ b))
+    got = fastnn.gemm(bad_a, b, c, alpha=0.0, beta=2.0, backend="reference")
+    assert_close(got, 2.0 * c)
 
 
 @requires_torch

@@ -11,10 +11,13 @@ from fastnn.backends.reference._util import activate, f64, finish, reference
 def _gemm(a, b, c, alpha: float, beta: float, trans_a: bool, trans_b: bool):
     op_a = f64(a).T if trans_a else f64(a)
     op_b = f64(b).T if trans_b else f64(b)
-    out = alpha * (op_a @ op_b)
-    if c is not None and beta != 0.0:  # beta == 0 ignores c entirely (NaN included)
+    shape = (op_a.shape[0], op_b.shape[1])
+    # As in BLAS and torch.addmm, a zero factor means its operands are not read at all:
+    # alpha == 0 ignores a and b, beta == 0 ignores c (NaN and inf included).
+    out = alpha * (op_a @ op_b) if alpha != 0.0 else np.zeros(shape)
+    if c is not None and beta != 0.0:
         out = out + beta * f64(c)
-    return finish(np.broadcast_to(out, (op_a.shape[0], op_b.shape[1])), a.dtype)
+    return finish(np.broadcast_to(out, shape), a.dtype)
 
 
 @reference("linear")
