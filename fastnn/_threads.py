@@ -99,8 +99,12 @@ def _apply_blas_threads() -> None:
     with _blas_lock:
         n = 1 if _blas_pins else _num_threads
         for lib in _blas_libs or ():
-            if lib.num_threads != n:
-                lib.set_num_threads(n)
+            if lib.get_num_threads() != n:
+                # threadpoolctl lets only the first Python thread that set a limit change
+                # a shared pool; _blas_lock serialises every change made here, so go
+                # straight to the library from whichever thread holds the lock.
+                setter = getattr(lib, "_real_set_num_threads", lib.set_num_threads)
+                setter(n)
 
 
 def sync_blas_threads() -> None:
@@ -120,7 +124,7 @@ def blas_num_threads() -> int | None:
     """The thread count SciPy's BLAS reports now (None if it cannot be controlled)."""
     if _blas_libs is None:
         sync_blas_threads()
-    counts = {lib.num_threads for lib in _blas_libs or ()}
+    counts = {lib.get_num_threads() for lib in _blas_libs or ()}
     return counts.pop() if len(counts) == 1 else None
 
 

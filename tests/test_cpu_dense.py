@@ -1,0 +1,108 @@
+"""The CPU dense layer: linear with each fused activation and linear_backward (every
+output mask), against the float64 reference backend and PyTorch (F.linear, autograd), on
+odd sizes, 0/1/N rows, 1-d and 3-d inputs, both GEMM engines and every memory layout."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.backends.cpu import gemm as engines
+from tests.utils import (
+    assert_close,
+    assert_fresh_outputs,
+    import_torch,
+    layouts,
+    requires_torch,
+    torch_grads,
+)
+
+ACTIVATIONS = [None, "relu", "sigmoid", "tanh"]
+DTYPES = [np.float32, np.float64]
+#: (input shape, out_features)
+SHAPES = [((0, 5), 3), ((1, 7), 1), ((13, 29), 17), ((64, 300), 70), ((3, 4, 9), 5), ((6,), 4)]
+
+
+@pytest.fixture(params=["auto", "blas", "blocked"])
+def engine(request, monkeypatch):
+    """Run the test with the engine heuristic, then forcing each GEMM engine."""
+    if request.param != "auto":
+        use_blas = request.param == "blas"
+        monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: use_blas)
+    return request.param
+
+
+def _layer(rng, shape, out_features, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    w = (rng.standard_normal((out_features, shape[-1])) / np.sqrt(shape[-1])).astype(dtype)
+    b = rng.standard_normal(out_features).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_linear_matches_reference(shape, dtype, engine, rng):
+    x, w, b = _layer(rng, *shape, dtype)
+    for activation, bias in itertools.product(ACTIVATIONS, (b, None)):
+        got = fastnn.linear(x, w, bias, activation=activation)
+        want = fastnn.linear(x, w, bias, activation=activation, backend="reference")
+        assert got.dtype == dtype and got.shape == want.shape
+        assert_close(got, want, dtype, what=f"{activation}, bias={bias is not None}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_linear_backward_matches_reference_every_mask(shape, dtype, engine, rng):
+    x, w, _ = _layer(rng, *shape, dtype)
+    gy = rng.standard_normal((*shape[0][:-1], shape[1])).astype(dtype)
+    want = fastnn.linear_backward(gy, x, w, backend="reference")
+    for mask in itertools.product((True, False), repeat=3):
+        got = fastnn.linear_backward(gy, x, w, output_mask=mask)
+        for g, ref, wanted in zip(got, want, mask):
+            assert (g is None) == (not wanted)
+            if wanted:
+                assert g.dtype == dtype
+                assert_close(g, ref, dtype, what=str(mask))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_linear_every_memory_layout(dtype, engine, rng):
+    x0, w0, b0 = _layer(rng, (9, 21), 11, dtype)
+    gy0 = rng.standard_normal((9, 11)).astype(dtype)
+    want = fastnn.linear(x0, w0, b0, activation="tanh", backend="reference")
+    want_grads = fastnn.linear_backward(gy0, x0, w0, backend="reference")
+    for (lx, x), (lw, w), (_, b), (_, gy) in zip(
+        layouts(x0), list(layouts(w0))[::-1], layouts(b0), list(layouts(gy0))[1:] + [("c", gy0)]
+    ):
+        before = [v.copy() for v in (x, w, b, gy)]
+        got = fastnn.linear(x, w, b, activation="tanh")
+        assert_close(got, want, dtype, what=f"x {lx}, w {lw}")
+        grads = fastnn.linear_backward(gy, x, w)
+        for g, ref in zip(grads, want_grads):
+            assert_close(g, ref, dtype, what=f"x {lx}, w {lw}")
+        assert_fresh_outputs([got, *grads], [x, w, b, gy])
+        for v, v0 in zip((x, w, b, gy), before):
+            np.testing.assert_array_equal(v, v0)
+
+
+@requires_torch
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+def test_linear_and_backward_match_torch(activation, rng):
+    torch = import_torch()
+    F = torch.nn.functional
+    acts = {None: lambda t: t, "relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+    x, w, b = _layer(rng, (33, 47), 19, np.float64)
+    gy = rng.standard_normal((33, 19))
+    want, (gx, gw, gb) = torch_grads(
+        lambda x_, w_, b_: F.linear(x_, w_, b_), x, w, b, grad_output=gy
+    )
+    y_want = acts[activation](torch.tensor(want)).numpy()
+    for dtype in DTYPES:
+        cast = [v.astype(dtype) for v in (x, w, b, gy)]
+        assert_close(fastnn.linear(*cast[:3], activation=activation), y_want, dtype)
+        got = fastnn.linear_backward(cast[3], cast[0], cast[1])
+        for g, ref in zip(got, (gx, gw, gb)):
+            assert_close(g, ref, dtype)

@@ -1,0 +1,260 @@
+"""The CPU GEMM (kernels/cpu/gemm.pyx): fastnn's blocked kernel in every instruction-set
+variant and SciPy's BLAS engine, against the float64 reference backend and PyTorch, on
+odd sizes that cross every cache block, all transposes, alpha/beta, broadcast c, every
+memory layout, empty operands, and the fused epilogues."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from fastnn.kernels.cpu import gemm as k
+
+import fastnn
+from tests.utils import (
+    assert_close,
+    assert_fresh_outputs,
+    import_torch,
+    layouts,
+    requires_torch,
+)
+
+DTYPES = [np.float32, np.float64]
+#: Variants runnable anywhere: "auto" is the best this CPU has; "generic" the portable
+#: build; "wide-generic" the AVX-512 tile shape compiled for the baseline.
+VARIANTS = ["auto", "generic", "wide-generic"]
+#: (m, n, k): tiny, odd, wider than a tile, deeper than a K block (256), taller than an
+#: M block (144 / 72 rows), and one wider than an N block (4080 columns).
+SHAPES = [
+    (1, 1, 1),
+    (5, 3, 7),
+    (7, 33, 300),
+    (150, 17, 9),
+    (13, 40, 513),
+    (2, 4100, 3),
+]
+
+
+def _operands(rng, m, n, kk, trans_a, trans_b, dtype):
+    a = rng.standard_normal((kk, m) if trans_a else (m, kk)).astype(dtype)
+    b = rng.standard_normal((n, kk) if trans_b else (kk, n)).astype(dtype)
+    return a, b
+
+
+def _want(a, b, trans_a, trans_b, alpha=1.0, beta=0.0, c=None):
+    op_a = a.T.astype(np.float64) if trans_a else a.astype(np.float64)
+    op_b = b.T.astype(np.float64) if trans_b else b.astype(np.float64)
+    out = alpha * (op_a @ op_b)
+    if c is not None and beta != 0:
+        out = out + beta * c.astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_blocked_matches_reference_every_transpose(shape, variant, dtype, rng):
+    m, n, kk = shape
+    for trans_a, trans_b in itertools.product((False, True), repeat=2):
+        a, b = _operands(rng, m, n, kk, trans_a, trans_b, dtype)
+        got = k.blocked(
+            a, b, None, 1.0, 0.0, trans_a, trans_b, 0, None, None, 2, k.VARIANTS[variant]
+        )
+        assert got.dtype == dtype and got.shape == (m, n) and got.flags.c_contiguous
+        assert_close(got, _want(a, b, trans_a, trans_b), dtype, what=f"{trans_a}{trans_b}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES[:5], ids=lambda s: "x".join(map(str, s)))
+def test_blas_engine_matches_reference_every_transpose(shape, dtype, rng):
+    m, n, kk = shape
+    for trans_a, trans_b in itertools.product((False, True), repeat=2):
+        a, b = _operands(rng, m, n, kk, trans_a, trans_b, dtype)
+        got = k.blas(a, b, None, 1.0, 0.0, trans_a, trans_b)
+        assert got.dtype == dtype and got.shape == (m, n) and got.flags.c_contiguous
+        assert_close(got, _want(a, b, trans_a, trans_b), dtype)
+
+
+#: c shapes broadcast to an (m, n) result.
+C_SHAPES = [
+    lambda m, n: (m, n),
+    lambda m, n: (n,),
+    lambda m, n: (1, n),
+    lambda m, n: (m, 1),
+    lambda m, n: (1, 1),
+    lambda m, n: (),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("engine", ["blocked", "blas", "public"])
+def test_alpha_beta_and_broadcast_c(engine, dtype, rng):
+    for c_shape, (alpha, beta) in itertools.product(
+        C_SHAPES, [(1.0, 1.0), (-0.5, 0.75), (2.0, 0.0)]
+    ):
+        m, n, kk = (int(v) for v in rng.integers(1, 40, 3))
+        trans_a, trans_b = (bool(v) for v in rng.integers(0, 2, 2))
+        a, b = _operands(rng, m, n, kk, trans_a, trans_b, dtype)
+        c = rng.standard_normal(c_shape(m, n)).astype(dtype)
+        if engine == "blocked":
+            got = k.blocked(a, b, c, alpha, beta, trans_a, trans_b, 0, None, None, 2)
+        elif engine == "blas":
+            got = k.blas(a, b, c, alpha, beta, trans_a, trans_b)
+        else:
+            got = fastnn.gemm(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+        want = fastnn.gemm(
+            a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b, backend="reference"
+        )
+        assert_close(got, want, dtype, what=f"c{c.shape} alpha={alpha} beta={beta}")
+
+
+@pytest.mark.parametrize("engine", ["blocked", "blas"])
+@pytest.mark.parametrize("poison", [np.nan, np.inf])
+def test_beta_zero_ignores_c(engine, poison, rng):
+    a, b = rng.standard_normal((9, 5)), rng.standard_normal((5, 20))
+    c = np.full((9, 20), poison)
+    run = k.blocked if engine == "blocked" else k.blas
+    assert_close(run(a, b, c, 1.5, 0.0), 1.5 * (a @ b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("engine", ["blocked", "blas", "public"])
+def test_empty_operands(engine, dtype, rng):
+    for m, n, kk in [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0)]:
+        a, b = _operands(rng, m, n, kk, False, False, dtype)
+        c = rng.standard_normal((m, n)).astype(dtype)
+        for beta in (0.0, 0.5):
+            if engine == "blocked":
+                got = k.blocked(a, b, c, 2.0, beta)
+            elif engine == "blas":
+                got = k.blas(a, b, c, 2.0, beta)
+            else:
+                got = fastnn.gemm(a, b, c, alpha=2.0, beta=beta)
+            assert got.shape == (m, n) and got.dtype == dtype
+            assert_close(got, _want(a, b, False, False, 2.0, beta, c), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("engine", ["blocked", "blas", "public"])
+def test_every_memory_layout(engine, dtype, rng):
+    """Fortran order, strided views and negative strides give the contiguous result; the
+    inputs are left untouched and the output is a fresh C-contiguous array."""
+    m, n, kk = 11, 19, 37
+    for trans_a, trans_b in itertools.product((False, True), repeat=2):
+        a0, b0 = _operands(rng, m, n, kk, trans_a, trans_b, dtype)
+        c0 = rng.standard_normal((m, n)).astype(dtype)
+        want = _want(a0, b0, trans_a, trans_b, 0.5, 2.0, c0)
+        la_s, lb_s, lc_s = list(layouts(a0)), list(layouts(b0)), list(layouts(c0))
+        for i in range(len(la_s)):  # every layout of each operand, in mixed pairs
+            (la, a), (lb, b), (_, c) = la_s[i], lb_s[(i + 1) % 4], lc_s[(i + 2) % 4]
+            before = [a.copy(), b.copy(), c.copy()]
+            if engine == "blocked":
+                got = k.blocked(a, b, c, 0.5, 2.0, trans_a, trans_b)
+            elif engine == "blas":
+                got = k.blas(a, b, c, 0.5, 2.0, trans_a, trans_b)
+            else:
+                got = fastnn.gemm(a, b, c, alpha=0.5, beta=2.0, trans_a=trans_a, trans_b=trans_b)
+            assert_close(got, want, dtype, what=f"a {la}, b {lb}")
+            assert_fresh_outputs(got, [a, b, c])
+            for x, x0 in zip([a, b, c], before):
+                np.testing.assert_array_equal(x, x0)
+
+
+@pytest.mark.parametrize("engine", ["blocked", "blas"])
+def test_zero_stride_and_misaligned_operands(engine, rng):
+    """Broadcast (stride-0) operands and data at an odd byte offset are handled (the
+    latter by a copy) without reading out of bounds."""
+    run = k.blocked if engine == "blocked" else k.blas
+    row = rng.standard_normal(6).astype(np.float32)
+    a = np.broadcast_to(row, (5, 6))
+    b = rng.standard_normal((6, 4)).astype(np.float32)
+    assert_close(run(a, b), _want(np.asarray(a), b, False, False))
+    raw = np.zeros(6 * 4 * 4 + 1, dtype=np.uint8)
+    odd = np.frombuffer(raw.data, dtype=np.float32, count=24, offset=1).reshape(6, 4)
+    assert not odd.flags.aligned
+    assert_close(run(a, odd), _want(np.asarray(a), odd, False, False))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_bias_activation_epilogue(variant, dtype, rng):
+    """act(op(a) @ op(b) + bias) for each activation, across several K slices."""
+    m, n, kk = 23, 37, 300
+    a, b = _operands(rng, m, n, kk, False, True, dtype)
+    bias = rng.standard_normal(n).astype(dtype)
+    for name, code in [(None, 0), ("relu", 1), ("sigmoid", 2), ("tanh", 3)]:
+        got = k.blocked(a, b, None, 0.1, 0.0, False, True, code, bias, None, 2, k.VARIANTS[variant])
+        pre = 0.1 * _want(a, b, False, True) + bias
+        want = fastnn.linear(pre, np.eye(n), activation=name, backend="reference")
+        assert_close(got, want, dtype, what=str(name))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_derivative_epilogue(variant, dtype, rng):
+    """(op(a) @ op(b)) * f'(u), f' at the pre-activation u, for each activation."""
+    m, n, kk = 31, 21, 260
+    a, b = _operands(rng, m, n, kk, False, False, dtype)
+    u = (3 * rng.standard_normal((m, n))).astype(dtype)
+    u[0, :3] = [0.0, -50.0, 50.0]
+    for name, code in [("relu", 1), ("sigmoid", 2), ("tanh", 3)]:
+        got = k.blocked(a, b, None, 1.0, 0.0, False, False, code, None, u, 2, k.VARIANTS[variant])
+        want = fastnn.sensitivity(a, b, u, name, backend="reference")
+        assert_close(got, want, dtype, what=name)
+
+
+def test_epilogue_alone_matches_blocked(rng):
+    """The epilogue pass used after a BLAS call gives what the fused kernel gives."""
+    a, b = rng.standard_normal((40, 30)), rng.standard_normal((30, 50))
+    bias, u = rng.standard_normal(50), rng.standard_normal((40, 50))
+    for code in range(4):
+        fused = k.blocked(a, b, None, 1.0, 0.0, False, False, code, bias)
+        separate = k.epilogue(k.blas(a, b), code, bias)
+        assert_close(separate, fused)
+        fused = k.blocked(a, b, None, 1.0, 0.0, False, False, code, None, u)
+        separate = k.epilogue(k.blas(a, b), code, None, u)
+        assert_close(separate, fused)
+
+
+def test_variant_names():
+    assert k.variant_name(k.VARIANTS["generic"]) == "generic"
+    assert k.variant_name(k.VARIANTS["wide-generic"]) == "wide-generic"
+    assert k.variant_name() in ("generic", "avx2", "avx512")
+
+
+def test_kernel_entry_points_reject_bad_arrays(rng):
+    a = rng.standard_normal((3, 4))
+    with pytest.raises(ValueError, match="inner dimensions"):
+        k.blocked(a, a)
+    with pytest.raises(ValueError, match="inner dimensions"):
+        k.blas(a, a)
+    with pytest.raises(TypeError):
+        k.blocked(a.astype(np.int64), a.T.astype(np.int64))
+    with pytest.raises(ValueError, match="bias"):
+        k.blocked(a, a.T, bias=np.ones(5))
+    with pytest.raises(ValueError, match="out must be"):
+        k.epilogue(np.ones((3, 4))[:, ::2], 1)
+
+
+@requires_torch
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_public_gemm_matches_torch_addmm(dtype, rng):
+    torch = import_torch()
+    for m, n, kk in [(1, 1, 1), (17, 9, 33), (64, 70, 129), (130, 5, 300)]:
+        for trans_a, trans_b in itertools.product((False, True), repeat=2):
+            a, b = _operands(rng, m, n, kk, trans_a, trans_b, np.float64)
+            c = rng.standard_normal((n,))
+            op_a = torch.tensor(a.T if trans_a else a)
+            op_b = torch.tensor(b.T if trans_b else b)
+            want = torch.addmm(torch.tensor(c), op_a, op_b, beta=0.5, alpha=1.5).numpy()
+            got = fastnn.gemm(
+                a.astype(dtype),
+                b.astype(dtype),
+                c.astype(dtype),
+                alpha=1.5,
+                beta=0.5,
+                trans_a=trans_a,
+                trans_b=trans_b,
+            )
+            assert_close(got, want, dtype)

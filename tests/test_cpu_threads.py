@@ -1,0 +1,143 @@
+"""Threads in the CPU kernels: results agree for 1 and 2 threads on sizes that take the
+parallel paths, SciPy's BLAS follows set_num_threads and is pinned to one thread inside
+limit_blas_threads (nested, from several Python threads), OMP_NUM_THREADS sets the
+default, and concurrent calls from several Python threads give correct results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _threads
+from fastnn.backends.cpu import gemm as engines
+from tests.utils import assert_close
+
+
+@pytest.fixture
+def restore_threads():
+    before = fastnn.get_num_threads()
+    yield
+    fastnn.set_num_threads(before)
+
+
+def _workloads(rng):
+    """(name, call) pairs, each large enough that the kernel splits its work."""
+    a = rng.standard_normal((200, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 170)).astype(np.float32)
+    w = rng.standard_normal((90, 300)).astype(np.float32)
+    bias = rng.standard_normal(90).astype(np.float32)
+    big = rng.standard_normal((400, 700))
+    t = rng.standard_normal((400, 700))
+    u = rng.standard_normal((200, 170)).astype(np.float32)
+    labels = rng.integers(0, 700, 400)
+    return [
+        ("gemm", lambda: fastnn.gemm(a, b)),
+        ("gemm-T", lambda: fastnn.gemm(b, a, trans_a=True, trans_b=True)),
+        ("linear", lambda: fastnn.linear(a, w, bias, activation="tanh")),
+        ("linear_backward", lambda: fastnn.linear_backward(a[:, :90], a, w)),
+        ("relu", lambda: fastnn.relu(big)),
+        ("sigmoid", lambda: fastnn.sigmoid(big)),
+        ("softmax-rows", lambda: fastnn.softmax(big, 1)),
+        ("softmax-columns", lambda: fastnn.log_softmax(big.reshape(4, 100, 700), 1)),
+        ("mse", lambda: fastnn.mse_loss(big, t)),
+        ("bce", lambda: fastnn.binary_cross_entropy(1 / (1 + np.exp(-big)), np.abs(np.sin(t)))),
+        ("cross_entropy", lambda: fastnn.cross_entropy(big, labels)),
+        ("sensitivity", lambda: fastnn.sensitivity(a, b, u, "sigmoid")),
+        ("dense_grads", lambda: fastnn.dense_grads(big, t)),
+    ]
+
+
+def _as_list(result):
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+@pytest.mark.parametrize("engine", ["blas", "blocked"])
+def test_one_and_two_threads_agree(engine, restore_threads, rng, monkeypatch):
+    monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: engine == "blas")
+    work = _workloads(rng)
+    fastnn.set_num_threads(1)
+    serial = {name: _as_list(call()) for name, call in work}
+    fastnn.set_num_threads(2)
+    for name, call in work:
+        for got, want in zip(_as_list(call()), serial[name]):
+            assert_close(got, want, rtol=1e-5 if got.dtype == np.float32 else 1e-12, what=name)
+
+
+def test_blas_follows_set_num_threads(restore_threads):
+    if _threads.blas_num_threads() is None:
+        pytest.skip("threadpoolctl cannot control this BLAS")
+    fastnn.set_num_threads(1)
+    assert _threads.blas_num_threads() == 1
+    fastnn.set_num_threads(2)
+    assert _threads.blas_num_threads() == 2
+
+
+def test_limit_blas_threads_nests_and_restores(restore_threads):
+    if _threads.blas_num_threads() is None:
+        pytest.skip("threadpoolctl cannot control this BLAS")
+    fastnn.set_num_threads(2)
+    with _threads.limit_blas_threads():
+        assert _threads.blas_num_threads() == 1
+        with _threads.limit_blas_threads():
+            assert _threads.blas_num_threads() == 1
+        assert _threads.blas_num_threads() == 1
+        fastnn.set_num_threads(2)  # a change inside a pinned block waits for the block
+        assert _threads.blas_num_threads() == 1
+    assert _threads.blas_num_threads() == 2
+
+
+def test_limit_blas_threads_from_several_python_threads(restore_threads):
+    if _threads.blas_num_threads() is None:
+        pytest.skip("threadpoolctl cannot control this BLAS")
+    fastnn.set_num_threads(2)
+    inside = threading.Barrier(4)
+    seen = []
+
+    def pinned():
+        with _threads.limit_blas_threads():
+            inside.wait(timeout=30)  # all four blocks open at once
+            seen.append(_threads.blas_num_threads())
+            inside.wait(timeout=30)
+
+    with ThreadPoolExecutor(4) as pool:
+        for f in [pool.submit(pinned) for _ in range(4)]:
+            f.result()
+    assert seen == [1, 1, 1, 1]
+    assert _threads.blas_num_threads() == 2
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """Eight Python threads run the kernels at once (the GIL is released inside them);
+    every result equals the one computed alone."""
+    work = _workloads(rng)
+    expected = {name: _as_list(call()) for name, call in work}
+
+    def run(i):
+        name, call = work[i % len(work)]
+        return name, _as_list(call())
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(run, range(3 * len(work))))
+    for name, got in results:
+        for g, want in zip(got, expected[name]):
+            assert_close(g, want, rtol=1e-5 if g.dtype == np.float32 else 1e-12, what=name)
+
+
+def test_omp_num_threads_sets_kernel_and_blas_threads():
+    code = (
+        "import numpy as np, fastnn; from fastnn import _threads;"
+        "fastnn.gemm(np.ones((4, 4)), np.ones((4, 4)));"
+        "print(fastnn.get_num_threads(), _threads.blas_num_threads())"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "1" and out[1] in ("1", "None")
