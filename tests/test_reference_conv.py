@@ -259,7 +259,7 @@ TINY = [
 def test_backward_matches_finite_differences(conv: Conv, rng):
     x, w, b = _data(conv, rng)
     forward = FORWARD[conv.nd]
-    grad_output = rng.standard_normal(forward(x, w, b, *conv.params).shape)
+    grad_output = rng.standard_normal(forward(x, w, b, *conv.params, backend="reference").shape)
     numeric = numerical_vjp(
         lambda x_, w_, b_: forward(x_, w_, b_, *conv.params, backend="reference"),
         [x, w, b],
@@ -276,7 +276,8 @@ def test_layouts_give_identical_results(conv: Conv, dtype, rng):
     """Fortran, strided and negative-stride inputs give the contiguous result, outputs are
     fresh C-contiguous arrays and inputs are left untouched."""
     x, w, b = _data(replace(conv, bias=True), rng, dtype)
-    grad_output = rng.standard_normal(FORWARD[conv.nd](x, w, b, *conv.params).shape)
+    out = FORWARD[conv.nd](x, w, b, *conv.params, backend="reference")
+    grad_output = rng.standard_normal(out.shape)
     grad_output = grad_output.astype(dtype)
     assert_layout_independent(
         lambda x_, w_, b_: FORWARD[conv.nd](x_, w_, b_, *conv.params, backend="reference"),

@@ -233,7 +233,9 @@ def test_padding_only_window_is_rejected(nd):
     with pytest.raises(ValueError, match="reads only padding"):
         MAX[nd](np.zeros(shape), kernel, 1, padding, dilation, backend="reference")
     with pytest.raises(ValueError, match="reads only padding"):
-        MAX_BACKWARD[nd](np.zeros(shape), np.zeros(shape), kernel, 1, padding, dilation)
+        MAX_BACKWARD[nd](
+            np.zeros(shape), np.zeros(shape), kernel, 1, padding, dilation, backend="reference"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -293,7 +295,7 @@ def test_max_pool_backward_matches_finite_differences(pool: Pool, rng):
     """Away from ties (values 0.01 apart, step 1e-6) the max is locally linear."""
     x = rng.permutation(np.prod(pool.shape)).reshape(pool.shape) * 0.01
     forward = MAX[pool.nd]
-    grad_output = rng.standard_normal(forward(x, *pool.max_args).shape)
+    grad_output = rng.standard_normal(forward(x, *pool.max_args, backend="reference").shape)
     (numeric,) = numerical_vjp(
         lambda x_: forward(x_, *pool.max_args, backend="reference"), [x], grad_output
     )
@@ -307,7 +309,7 @@ def test_avg_pool_backward_matches_finite_differences(pool: Pool, count_include_
     args = pool.avg_args(count_include_pad)
     x = rng.standard_normal(pool.shape)
     forward = AVG[pool.nd]
-    grad_output = rng.standard_normal(forward(x, *args).shape)
+    grad_output = rng.standard_normal(forward(x, *args, backend="reference").shape)
     (numeric,) = numerical_vjp(lambda x_: forward(x_, *args, backend="reference"), [x], grad_output)
     got = AVG_BACKWARD[pool.nd](grad_output, x, *args, backend="reference")
     assert_grad_close(got, numeric, str(pool))
@@ -317,7 +319,7 @@ def test_avg_pool_backward_matches_finite_differences(pool: Pool, count_include_
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_layouts_give_identical_results(pool: Pool, dtype, rng):
     x = _values(pool.shape, rng, "ties").astype(dtype)
-    y, index = MAX[pool.nd](x, *pool.max_args, True)
+    y, index = MAX[pool.nd](x, *pool.max_args, True, backend="reference")
     g = rng.standard_normal(y.shape).astype(dtype)
     what = str(pool)
 
