@@ -1,0 +1,222 @@
+"""The training loop, progress display and learning-curve plot shared by the examples.
+
+Each example builds its data, model, loss and optimizer, then calls :func:`fit`, which
+runs mini-batch epochs (a tqdm progress bar per epoch, one summary line per epoch),
+evaluates on the held-out split after each epoch, and returns the history that
+:func:`plot_history` draws.  tqdm and matplotlib come with ``pip install 'fastnn[train]'``;
+without them the examples still train (no bar, no figure) and say what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastnn import nn
+from fastnn.nn._array import namespace, to_device, to_numpy
+
+__all__ = ["Split", "TrainConfig", "fit", "plot_history", "predict", "write_outputs"]
+
+
+@dataclass
+class TrainConfig:
+    """The options every example takes (``fastnn train NAME --help``)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+    device: str = "cpu"
+    out: Path = Path("fastnn-train")
+    subset: int | None = None
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+    def rng(self, stream: int = 0) -> np.random.Generator:
+        """A generator for one purpose (data, weights, shuffling...), derived from the seed."""
+        return np.random.default_rng([self.seed, stream])
+
+
+@dataclass
+class Split:
+    """Inputs and targets of one split, on the training device."""
+
+    x: Any
+    y: Any
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def take(self, index: np.ndarray) -> Split:
+        if namespace(self.x) is not np:
+            index = namespace(self.x).asarray(index)
+        return Split(self.x[index], self.y[index])
+
+    def to(self, device: str) -> Split:
+        return Split(to_device(self.x, device), to_device(self.y, device))
+
+
+@dataclass
+class History:
+    """Per-epoch losses and metric values of both splits."""
+
+    metric: str
+    epochs: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    train_metric: list[float] = field(default_factory=list)
+    test_metric: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def subset(x: np.ndarray, y: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` rows (all when None): quick smoke runs."""
+    return (x, y) if limit is None else (x[:limit], y[:limit])
+
+
+def _progress(iterable: Iterable, total: int, description: str, enabled: bool):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=description, leave=False, unit="batch")
+
+
+def predict(model: nn.Module, x: Any, batch_size: int) -> Any:
+    """The model's outputs for ``x`` in eval mode, batch by batch."""
+    model.eval()
+    parts = [model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
+    return namespace(x).concatenate(parts) if parts else model(x)
+
+
+def fit(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: Any,
+    train: Split,
+    test: Split,
+    config: TrainConfig,
+    metric: tuple[str, Callable[[Any, Any], float]],
+) -> History:
+    """Train for ``config.epochs`` epochs of shuffled mini-batches and log one line per
+    epoch: the training loss and metric are averaged over the epoch's batches (as they
+    were computed, in training mode), the test ones computed after the epoch in eval
+    mode."""
+    metric_name, metric_fn = metric
+    history = History(metric=metric_name)
+    shuffle = config.rng(stream=2)
+    batches = math.ceil(len(train) / config.batch_size)
+    if config.progress and "tqdm" not in sys.modules:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            config.log("(no progress bar: tqdm is not installed; pip install 'fastnn[train]')")
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        order = shuffle.permutation(len(train))
+        bar = _progress(range(batches), batches, f"epoch {epoch}/{config.epochs}", config.progress)
+        loss_sum = metric_sum = 0.0
+        for index in bar:
+            batch = train.take(order[index * config.batch_size : (index + 1) * config.batch_size])
+            outputs = model(batch.x)
+            loss = criterion(outputs, batch.y)
+            model.backward(criterion.backward(), need_input_grad=False)
+            optimizer.step()
+            optimizer.zero_grad()
+            loss_sum += float(to_numpy(loss)) * len(batch)
+            metric_sum += metric_fn(to_numpy(outputs), to_numpy(batch.y)) * len(batch)
+            if hasattr(bar, "set_postfix"):
+                seen = min((index + 1) * config.batch_size, len(train))
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        if hasattr(bar, "close"):
+            bar.close()
+        seconds = time.perf_counter() - start
+        test_loss, test_metric = _evaluate(model, criterion, test, config, metric_fn)
+        history.epochs.append(epoch)
+        history.train_loss.append(loss_sum / len(train))
+        history.test_loss.append(test_loss)
+        history.train_metric.append(metric_sum / len(train))
+        history.test_metric.append(test_metric)
+        history.seconds.append(seconds)
+        config.log(
+            f"epoch {epoch:3d}/{config.epochs}  loss {history.train_loss[-1]:.4f} / "
+            f"{test_loss:.4f}  {metric_name} {history.train_metric[-1]:.4f} / "
+            f"{test_metric:.4f}  (train / test, {seconds:.1f} s)"
+        )
+    return history
+
+
+def _evaluate(model, criterion, split: Split, config: TrainConfig, metric_fn):
+    outputs = predict(model, split.x, max(config.batch_size, 256))
+    loss = float(to_numpy(criterion(outputs, split.y)))
+    return loss, float(metric_fn(to_numpy(outputs), to_numpy(split.y)))
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose largest logit is the label."""
+    return float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else math.nan
+
+
+def plot_history(history: History, path: Path, title: str, log: Callable[[str], None]) -> bool:
+    """Loss and metric per epoch, train and test, as a PNG; False if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("(no figure: matplotlib is not installed; pip install 'fastnn[train]')")
+        return False
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, key, label in ((left, "loss", "loss"), (right, "metric", history.metric)):
+        axis.plot(history.epochs, getattr(history, f"train_{key}"), "o-", label="train")
+        axis.plot(history.epochs, getattr(history, f"test_{key}"), "s-", label="test")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    left.set_yscale("log")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def write_outputs(
+    name: str,
+    model: nn.Module,
+    history: History,
+    summary: dict[str, Any],
+    config: TrainConfig,
+    title: str,
+) -> dict[str, Any]:
+    """Save the learning curves (PNG), the history and summary (JSON) and the trained
+    weights (.npz) under ``config.out``; returns the summary with the file paths."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    figure = config.out / f"{name}_curves.png"
+    weights = config.out / f"{name}.npz"
+    record = config.out / f"{name}_history.json"
+    summary = dict(summary)
+    if plot_history(history, figure, title, config.log):
+        summary["figure"] = str(figure)
+    model.save(weights)
+    summary["weights"] = str(weights)
+    summary["train_seconds"] = round(sum(history.seconds), 2)
+    record.write_text(json.dumps({"summary": summary, "history": history.as_dict()}, indent=1))
+    summary["history"] = str(record)
+    return summary

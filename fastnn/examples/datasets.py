@@ -1,0 +1,155 @@
+"""Data for the examples: scikit-learn's bundled digits, and generated data sets.
+
+Everything is offline.  The digits (1797 8x8 images, 10 classes) ship with scikit-learn,
+imported only here and only when a digits example runs.  The others are generated from a
+seeded numpy Generator: the XOR clusters of the course notes' two-class MLP, two Gaussian
+classes for logistic regression, and synthetic vis-NIR soil spectra.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "digits",
+    "gaussian_classes",
+    "soil_spectra",
+    "split",
+    "standardize",
+    "xor_clusters",
+]
+
+
+def _sklearn_datasets():
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise RuntimeError(
+            "the digits examples need scikit-learn, which is not installed: "
+            "pip install 'fastnn[train]' (or pip install scikit-learn)"
+        ) from None
+    return datasets
+
+
+def digits(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (N, 1, size, size) float32 images in [0, 1] and int64 labels.
+
+    The 8x8 images are enlarged by bilinear interpolation to the largest multiple of 8 that
+    fits and zero-padded to ``size`` (32 for LeNet-5: 24x24 plus a 4-pixel border, like the
+    2-pixel border LeNet-5 gave MNIST's 28x28 digits).
+    """
+    from scipy import ndimage
+
+    data = _sklearn_datasets().load_digits()
+    images = data.images.astype(np.float64) / 16.0
+    scale = size // 8
+    if scale > 1:
+        images = ndimage.zoom(images, (1, scale, scale), order=1, mode="nearest")
+    border = (size - images.shape[1]) // 2
+    extra = size - images.shape[1] - 2 * border
+    images = np.pad(images, ((0, 0), (border, border + extra), (border, border + extra)))
+    images = np.clip(images, 0.0, 1.0)
+    return images[:, None].astype(np.float32), data.target.astype(np.int64)
+
+
+def split(
+    x: np.ndarray, y: np.ndarray, test_fraction: float, rng: np.random.Generator
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A shuffled train/test split; classes (integer ``y``) keep their proportions."""
+    if y.dtype.kind in "iu":
+        test = np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(y == label))[
+                    : round(test_fraction * np.sum(y == label))
+                ]
+                for label in np.unique(y)
+            ]
+        )
+    else:
+        test = rng.permutation(len(y))[: round(test_fraction * len(y))]
+    is_test = np.zeros(len(y), dtype=bool)
+    is_test[test] = True
+    train_index = rng.permutation(np.flatnonzero(~is_test))
+    test_index = rng.permutation(test)
+    return (x[train_index], y[train_index]), (x[test_index], y[test_index])
+
+
+def standardize(train: np.ndarray, *others: np.ndarray, axis=0) -> list[np.ndarray]:
+    """Centre and scale by the training split's mean and standard deviation."""
+    mean = train.mean(axis=axis, keepdims=True)
+    std = train.std(axis=axis, keepdims=True) + 1e-8
+    return [((a - mean) / std).astype(a.dtype) for a in (train, *others)]
+
+
+def xor_clusters(n: int, rng: np.random.Generator, noise: float = 0.15):
+    """Points around the four corners of the unit square; class 1 where exactly one
+    coordinate is near 1 (XOR).  Returns (N, 2) float32 inputs and (N, 1) float32 targets."""
+    corners = rng.integers(0, 2, size=(n, 2))
+    x = corners + noise * rng.standard_normal((n, 2))
+    t = (corners[:, 0] ^ corners[:, 1]).astype(np.float32)[:, None]
+    return x.astype(np.float32), t
+
+
+def gaussian_classes(n: int, rng: np.random.Generator):
+    """Two classes in 2-D with the same covariance: the setting where logistic regression
+    is exactly right.  Returns (x, t, (w, b)) where ``(w, b)`` are the optimal (Bayes)
+    logistic-regression weights ``w = S^-1 (mu1 - mu0)`` and
+    ``b = (mu0' S^-1 mu0 - mu1' S^-1 mu1) / 2`` for equal priors."""
+    mu0, mu1 = np.array([-1.0, 0.5]), np.array([1.0, -0.5])
+    cov = np.array([[1.0, 0.6], [0.6, 1.5]])
+    labels = rng.integers(0, 2, n)
+    noise = rng.multivariate_normal(np.zeros(2), cov, n)
+    x = np.where(labels[:, None] == 1, mu1, mu0) + noise
+    inverse = np.linalg.inv(cov)
+    w = inverse @ (mu1 - mu0)
+    b = 0.5 * (mu0 @ inverse @ mu0 - mu1 @ inverse @ mu1)
+    return x.astype(np.float32), labels.astype(np.float32)[:, None], (w, b)
+
+
+def _band(wavelength: np.ndarray, centre: float, width: float) -> np.ndarray:
+    return np.exp(-0.5 * ((wavelength - centre) / width) ** 2)
+
+
+def soil_spectra(n: int, rng: np.random.Generator, points: int = 256, noise: float = 0.003):
+    """Synthetic vis-NIR absorbance spectra of soils and their organic carbon content.
+
+    Each soil has organic carbon (SOC, %, log-normal), clay, moisture and iron oxides.
+    Its reflectance is a bright soil curve rising through the visible, darkened by organic
+    matter (most in the visible), with absorption bands of water (1450, 1940 nm), clay
+    (Al-OH at 2205 nm), organic matter (C-H at 1725, 2310, 2350 nm) and iron oxides (480,
+    900 nm).  The absorbance ``log10(1 / R)`` then gets what measurements add: multiplicative
+    scatter, a baseline drift (offset, slope, curvature) and white noise.
+
+    Returns (wavelengths (L,), spectra (N, 1, L) float32, SOC (N, 1) float32).
+    """
+    wavelength = np.linspace(400.0, 2500.0, points)
+    soc = np.clip(rng.lognormal(np.log(1.5), 0.5, n), 0.1, 8.0)
+    clay = rng.uniform(5.0, 60.0, n)
+    moisture = rng.uniform(0.0, 25.0, n)
+    iron = rng.uniform(0.5, 6.0, n)
+    base = 0.12 + 0.38 / (1.0 + np.exp(-(wavelength - 700.0) / 150.0))
+    relative = (wavelength - 400.0) / 2100.0
+    darkening = np.exp(-0.12 * soc[:, None] * (1.2 - 0.6 * relative))
+    absorption = (
+        0.010
+        * moisture[:, None]
+        * (_band(wavelength, 1450, 40) + 1.6 * _band(wavelength, 1940, 50))
+        + 0.004 * clay[:, None] * (_band(wavelength, 2205, 25) + 0.5 * _band(wavelength, 1410, 20))
+        + 0.030 * soc[:, None] * (_band(wavelength, 1725, 30) + _band(wavelength, 2310, 35))
+        + 0.015 * soc[:, None] * _band(wavelength, 2350, 30)
+        + 0.030 * iron[:, None] * (_band(wavelength, 480, 60) + _band(wavelength, 900, 90))
+    )
+    absorbance = -np.log10(base * darkening * np.exp(-absorption))
+    centred = relative - 0.5
+    scatter = rng.normal(1.0, 0.05, (n, 1))
+    drift = (
+        rng.normal(0.0, 0.05, (n, 1))
+        + rng.normal(0.0, 0.05, (n, 1)) * centred
+        + rng.normal(0.0, 0.03, (n, 1)) * centred**2
+    )
+    spectra = absorbance * scatter + drift + rng.normal(0.0, noise, (n, points))
+    return (
+        wavelength,
+        spectra[:, None, :].astype(np.float32),
+        soc[:, None].astype(np.float32),
+    )

@@ -1,0 +1,67 @@
+"""LeNet-5 on scikit-learn's handwritten digits, enlarged and padded to 32x32.
+
+LeCun et al.'s network: C1 (6 maps, 5x5) -> S2 (2x2 pooling) -> C3 (16 maps, 5x5) -> S4
+-> C5/F6 (120, 84 units) -> 10 outputs, here with ReLU and max pooling, trained with
+cross-entropy and Adam.  Target: >= 97% accuracy on the held-out 20%.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastnn import init, nn, optim
+from fastnn.examples import datasets
+from fastnn.examples._training import Split, TrainConfig, accuracy, fit, subset, write_outputs
+
+NAME = "lenet"
+HELP = "LeNet-5 on scikit-learn's digits (32x32), cross-entropy, Adam"
+DEFAULTS = {"epochs": 10, "batch_size": 32, "lr": 2e-3}
+TARGET = 0.97
+
+
+def build_model(rng: init.RngLike = None, dtype: Any = np.float32) -> nn.Sequential:
+    """LeNet-5 for (N, 1, 32, 32) inputs and 10 classes."""
+    rng = init.as_generator(rng)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, rng=rng, dtype=dtype),  # C1: 6 x 28 x 28
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # S2: 6 x 14 x 14
+        nn.Conv2d(6, 16, 5, rng=rng, dtype=dtype),  # C3: 16 x 10 x 10
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # S4: 16 x 5 x 5
+        nn.Flatten(),
+        nn.Linear(400, 120, activation="relu", rng=rng, dtype=dtype),  # C5
+        nn.Linear(120, 84, activation="relu", rng=rng, dtype=dtype),  # F6
+        nn.Linear(84, 10, rng=rng, dtype=dtype),
+    )
+
+
+def run(config: TrainConfig) -> dict[str, Any]:
+    """Train and evaluate; returns the summary (accuracy, files written)."""
+    images, labels = datasets.digits(32)
+    (x_train, y_train), (x_test, y_test) = datasets.split(images, labels, 0.2, config.rng(1))
+    x_train, y_train = subset(x_train, y_train, config.subset)
+    x_test, y_test = subset(x_test, y_test, config.subset)
+    x_train, x_test = datasets.standardize(x_train, x_test, axis=None)
+    config.log(f"digits: {len(x_train)} training and {len(x_test)} test images, 1 x 32 x 32")
+    model = build_model(config.rng(0)).to(config.device)
+    optimizer = optim.Adam(model.parameters(), lr=config.lr)
+    history = fit(
+        model,
+        nn.CrossEntropyLoss(),
+        optimizer,
+        Split(x_train, y_train).to(config.device),
+        Split(x_test, y_test).to(config.device),
+        config,
+        ("accuracy", accuracy),
+    )
+    final = history.test_metric[-1]
+    summary = {
+        "example": NAME,
+        "test_accuracy": round(final, 4),
+        "target": f"test accuracy >= {TARGET}",
+        "reached": bool(final >= TARGET),
+    }
+    return write_outputs(NAME, model, history, summary, config, "LeNet-5 on digits")
