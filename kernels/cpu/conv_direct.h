@@ -35,11 +35,14 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized" /* accumulators used up to KB only */
+/* unroll the short loops over accumulator rows/vectors so the arrays become registers */
+#define UNROLL _Pragma("GCC unroll 16")
 #else /* MSVC: plain scalar code */
 #define FASTNN_VECTOR_EXT 0
 #define __attribute__(x)
 #define __builtin_memcpy memcpy
 #define restrict __restrict
+#define UNROLL
 #endif
 
 #if FASTNN_VECTOR_EXT && (defined(__x86_64__) || defined(__i386__))
@@ -53,7 +56,9 @@
 #define TARGET_ATTR
 #if FASTNN_VECTOR_EXT
 typedef float fastnn_f32x4 __attribute__((vector_size(16)));
+typedef int fastnn_i32x4 __attribute__((vector_size(16)));
 #define VEC fastnn_f32x4
+#define IVEC fastnn_i32x4
 #define VL 4
 #else
 #define VEC float
@@ -62,29 +67,36 @@ typedef float fastnn_f32x4 __attribute__((vector_size(16)));
 #define FN(name) fastnn_conv_##name##_f32_base
 #include "conv_direct_body.h"
 #undef VEC
+#undef IVEC
 #undef VL
 #undef FN
 #undef TARGET_ATTR
 
 #if FASTNN_X86
 typedef float fastnn_f32x8 __attribute__((vector_size(32)));
+typedef int fastnn_i32x8 __attribute__((vector_size(32)));
 #define VEC fastnn_f32x8
+#define IVEC fastnn_i32x8
 #define VL 8
 #define FN(name) fastnn_conv_##name##_f32_avx2
 #define TARGET_ATTR __attribute__((target("avx2,fma")))
 #include "conv_direct_body.h"
 #undef VEC
+#undef IVEC
 #undef VL
 #undef FN
 #undef TARGET_ATTR
 
 typedef float fastnn_f32x16 __attribute__((vector_size(64)));
+typedef int fastnn_i32x16 __attribute__((vector_size(64)));
 #define VEC fastnn_f32x16
+#define IVEC fastnn_i32x16
 #define VL 16
 #define FN(name) fastnn_conv_##name##_f32_avx512
 #define TARGET_ATTR __attribute__((target("avx512f")))
 #include "conv_direct_body.h"
 #undef VEC
+#undef IVEC
 #undef VL
 #undef FN
 #undef TARGET_ATTR
@@ -96,7 +108,9 @@ typedef float fastnn_f32x16 __attribute__((vector_size(64)));
 #define TARGET_ATTR
 #if FASTNN_VECTOR_EXT
 typedef double fastnn_f64x2 __attribute__((vector_size(16)));
+typedef long long fastnn_i64x2 __attribute__((vector_size(16)));
 #define VEC fastnn_f64x2
+#define IVEC fastnn_i64x2
 #define VL 2
 #else
 #define VEC double
@@ -105,29 +119,36 @@ typedef double fastnn_f64x2 __attribute__((vector_size(16)));
 #define FN(name) fastnn_conv_##name##_f64_base
 #include "conv_direct_body.h"
 #undef VEC
+#undef IVEC
 #undef VL
 #undef FN
 #undef TARGET_ATTR
 
 #if FASTNN_X86
 typedef double fastnn_f64x4 __attribute__((vector_size(32)));
+typedef long long fastnn_i64x4 __attribute__((vector_size(32)));
 #define VEC fastnn_f64x4
+#define IVEC fastnn_i64x4
 #define VL 4
 #define FN(name) fastnn_conv_##name##_f64_avx2
 #define TARGET_ATTR __attribute__((target("avx2,fma")))
 #include "conv_direct_body.h"
 #undef VEC
+#undef IVEC
 #undef VL
 #undef FN
 #undef TARGET_ATTR
 
 typedef double fastnn_f64x8 __attribute__((vector_size(64)));
+typedef long long fastnn_i64x8 __attribute__((vector_size(64)));
 #define VEC fastnn_f64x8
+#define IVEC fastnn_i64x8
 #define VL 8
 #define FN(name) fastnn_conv_##name##_f64_avx512
 #define TARGET_ATTR __attribute__((target("avx512f")))
 #include "conv_direct_body.h"
 #undef VEC
+#undef IVEC
 #undef VL
 #undef FN
 #undef TARGET_ATTR

@@ -214,66 +214,76 @@ cdef inline void gw_block(int kb, int qb, const floating* gy, Py_ssize_t gyk, Py
 
 cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
                    Py_ssize_t xw, const floating* gy, ConvShape* s, const Py_ssize_t* qoff,
-                   Py_ssize_t rows, Py_ssize_t Wq, Py_ssize_t cstride, Py_ssize_t start,
-                   Py_ssize_t end, floating* buf, double* acc) noexcept nogil:
-    """Items start..end-1 of the weight gradient; item = (n, g, row chunk).  Adds into
-    this thread's (K, Q) double accumulator."""
-    cdef Py_ssize_t nrc = ceil_div(s.Ho, rows)
-    cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo
-    cdef Py_ssize_t item, rc, g, n, oh0, oh1, kb, k0, kn, qb, q0, qn
+                   Py_ssize_t rows, Py_ssize_t cpc, Py_ssize_t Wq, Py_ssize_t cstride,
+                   Py_ssize_t start, Py_ssize_t end, floating* buf,
+                   double* acc) noexcept nogil:
+    """Items start..end-1 of the weight gradient; item = (n, g, row chunk, chunk of cpc
+    input channels).  Adds into this thread's (K, Q) double accumulator."""
+    cdef Py_ssize_t nrc = ceil_div(s.Ho, rows), ncc = ceil_div(s.Cg, cpc)
+    cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
+    cdef Py_ssize_t item, cc, rc, g, n, c0, nch, nq, oh0, oh1, kb, k0, kn, qb, q0, qn
     for item in range(start, end):
-        rc = item % nrc
-        g = (item // nrc) % s.G
-        n = item // (nrc * s.G)
+        cc = item % ncc
+        rc = (item // ncc) % nrc
+        g = (item // (ncc * nrc)) % s.G
+        n = item // (ncc * nrc * s.G)
+        c0 = cc * cpc
+        nch = min(cpc, s.Cg - c0)
+        nq = nch * rs
         oh0 = rc * rows
         oh1 = min(s.Ho, oh0 + rows)
-        pack_rows(x + n * xn + g * s.Cg * xc, xc, xh, xw, s, s.Cg, oh0 * s.sh,
+        pack_rows(x + n * xn + (g * s.Cg + c0) * xc, xc, xh, xw, s, nch, oh0 * s.sh,
                   (oh1 - oh0 - 1) * s.sh + (s.R - 1) * s.dh + 1, Wq, cstride, buf)
         for kb in range(ceil_div(s.Kg, FASTNN_GW_KB)):
             k0 = kb * FASTNN_GW_KB
             kn = min(<Py_ssize_t>FASTNN_GW_KB, s.Kg - k0)
-            for qb in range(ceil_div(s.Q, FASTNN_GW_QB)):
+            for qb in range(ceil_div(nq, FASTNN_GW_QB)):
                 q0 = qb * FASTNN_GW_QB
-                qn = min(<Py_ssize_t>FASTNN_GW_QB, s.Q - q0)
+                qn = min(<Py_ssize_t>FASTNN_GW_QB, nq - q0)
                 gw_block(<int>kn, <int>qn,
                          gy + ((n * s.K + g * s.Kg + k0) * s.Ho + oh0) * s.Wo, howo, s.Wo,
                          buf, s.sh * rowstride, qoff + q0, oh1 - oh0, s.Wo,
-                         acc + (g * s.Kg + k0) * s.Q + q0, s.Q)
+                         acc + (g * s.Kg + k0) * s.Q + c0 * rs + q0, s.Q)
 
 
 def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple shape,
-                    Py_ssize_t rows, int num_threads):
+                    Py_ssize_t rows, Py_ssize_t channels, int num_threads):
     """grad_weight as a float64 (K, Cg * R * S) array, from x (N, C, H, W) with any strides
-    and the flat contiguous grad_output gy (N, K, Ho, Wo)."""
+    and the flat contiguous grad_output gy (N, K, Ho, Wo), which must have SLACK readable
+    elements after its end.
+
+    rows: output rows per item; channels: input channels per item (each item packs them).
+    """
     cdef ConvShape s = make_shape(shape)
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t Wq = packed_width(&s)
     cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
-    cdef Py_ssize_t per_thread = s.Cg * cstride + SLACK
-    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows)
+    cdef Py_ssize_t per_thread = channels * cstride + SLACK
+    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows) * ceil_div(s.Cg, channels)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t isz = sizeof(floating)
-    cdef Py_ssize_t[::1] qoff = np.empty(max(s.Q, 1), dtype=np.intp)
+    cdef Py_ssize_t[::1] qoff = np.empty(max(channels * s.R * s.S, 1), dtype=np.intp)
     cdef floating[::1] buf = np.zeros(nt * per_thread, dtype=DTYPE)
     acc_array = np.zeros((nt, s.K * s.Q), dtype=np.float64)
     cdef double[:, ::1] acc = acc_array
     cdef Py_ssize_t start = 0, end = 0
     if s.N == 0:
         return acc_array[0].reshape(s.K, s.Q)
-    fill_qoff(&s, s.Cg, Wq, cstride, &qoff[0])
+    fill_qoff(&s, channels, Wq, cstride, &qoff[0])
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef Py_ssize_t xn = x.strides[0] // isz, xc = x.strides[1] // isz
     cdef Py_ssize_t xh = x.strides[2] // isz, xw = x.strides[3] // isz
     with nogil:
         if nt == 1:
-            gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], rows, Wq, cstride, 0, items,
-                     &buf[0], &acc[0, 0])
+            gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], rows, channels, Wq, cstride,
+                     0, items, &buf[0], &acc[0, 0])
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
-                gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], rows, Wq, cstride,
-                         start, end, &buf[0] + openmp.omp_get_thread_num() * per_thread,
+                gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], rows, channels, Wq,
+                         cstride, start, end,
+                         &buf[0] + openmp.omp_get_thread_num() * per_thread,
                          &acc[openmp.omp_get_thread_num(), 0])
     return acc_array.sum(axis=0).reshape(s.K, s.Q)
 
@@ -291,11 +301,12 @@ cdef inline void gx_block(int qb, const floating* gy, Py_ssize_t gyk, Py_ssize_t
         fastnn_conv_gx_f64(qb, gy, gyk, K, wt, ldw, gx, qoff, nw)
 
 
-cdef void gx_items(const floating* gy, const floating* w, floating* gx, ConvShape* s,
+cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvShape* s,
                    const Py_ssize_t* qoff, Py_ssize_t cpc, Py_ssize_t Wq, Py_ssize_t cstride,
                    Py_ssize_t start, Py_ssize_t end, floating* buf) noexcept nogil:
     """Items start..end-1 of the input gradient; item = (n, g, chunk of cpc channels).
-    Each item owns its channels of gx: no two threads write the same element."""
+    Each item owns its channels of gx: no two threads write the same element.  wt holds
+    W^T in blocks of GX_QB weight columns, each block (Kg, qn) contiguous."""
     cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc)
     cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
     cdef Py_ssize_t item, cc, g, n, c0, nch, nq, oh, qb, q0, qn
@@ -309,15 +320,35 @@ cdef void gx_items(const floating* gy, const floating* w, floating* gx, ConvShap
         nch = min(cpc, s.Cg - c0)
         nq = nch * rs
         memset(buf, 0, nch * cstride * sizeof(floating))
-        wg = w + g * s.Kg * s.Q + c0 * rs
+        wg = wt + (g * s.Q + c0 * rs) * s.Kg  # this chunk's blocks of packed W^T
         for oh in range(s.Ho):
             gyrow = gy + ((n * s.K + g * s.Kg) * s.Ho + oh) * s.Wo
             for qb in range(ceil_div(nq, FASTNN_GX_QB)):
                 q0 = qb * FASTNN_GX_QB
                 qn = min(<Py_ssize_t>FASTNN_GX_QB, nq - q0)
-                gx_block(<int>qn, gyrow, howo, s.Kg, wg + q0, s.Q,
+                gx_block(<int>qn, gyrow, howo, s.Kg, wg + q0 * s.Kg, qn,
                          buf + oh * s.sh * rowstride, qoff + q0, s.Wo)
         unpack_image(buf, s, nch, Wq, cstride, gx + (n * s.C + g * s.Cg + c0) * s.H * s.W)
+
+
+cdef void pack_transposed(const floating* w, ConvShape* s, Py_ssize_t cpc,
+                          floating* wt) noexcept nogil:
+    """W^T in the blocks gx_items reads: per group and chunk of cpc input channels, blocks
+    of GX_QB weight columns q; block (q0..q0+qn) holds wt[k * qn + j] = w[k, q0 + j] and
+    starts at (g * Q + q0) * Kg."""
+    cdef Py_ssize_t g, cc, c0, nq, qb, q0, qn, k, j, rs = s.R * s.S
+    cdef floating* blk
+    for g in range(s.G):
+        for cc in range(ceil_div(s.Cg, cpc)):
+            c0 = cc * cpc
+            nq = min(cpc, s.Cg - c0) * rs
+            for qb in range(ceil_div(nq, FASTNN_GX_QB)):
+                q0 = c0 * rs + qb * FASTNN_GX_QB
+                qn = min(<Py_ssize_t>FASTNN_GX_QB, nq - qb * FASTNN_GX_QB)
+                blk = wt + (g * s.Q + q0) * s.Kg
+                for k in range(s.Kg):
+                    for j in range(qn):
+                        blk[k * qn + j] = w[(g * s.Kg + k) * s.Q + q0 + j]
 
 
 def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] gx,
@@ -340,13 +371,15 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
     if s.N == 0:
         return
     fill_qoff(&s, channels, Wq, cstride, &qoff[0])
+    cdef floating[::1] wt = np.empty(max(w.shape[0], 1), dtype=DTYPE)
+    pack_transposed(&w[0], &s, channels, &wt[0])
     with nogil:
         if nt == 1:
-            gx_items(&gy[0], &w[0], &gx[0], &s, &qoff[0], channels, Wq, cstride, 0, items,
+            gx_items(&gy[0], &wt[0], &gx[0], &s, &qoff[0], channels, Wq, cstride, 0, items,
                      &buf[0])
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
-                gx_items(&gy[0], &w[0], &gx[0], &s, &qoff[0], channels, Wq, cstride, start,
+                gx_items(&gy[0], &wt[0], &gx[0], &s, &qoff[0], channels, Wq, cstride, start,
                          end, &buf[0] + openmp.omp_get_thread_num() * per_thread)

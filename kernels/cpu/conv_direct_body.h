@@ -5,6 +5,7 @@
  * macros defined:
  *   T            the element type (float or double)
  *   VEC          a vector of VL elements of T (GCC vector extension), or T when VL == 1
+ *   IVEC         an integer vector of the same size and lane count (for lane masks)
  *   VL           lanes per vector
  *   FN(name)     the instantiation's name for `name` (adds a type/ISA suffix)
  *   TARGET_ATTR  __attribute__((target(...))) for the instruction set, or empty
@@ -28,9 +29,20 @@
 #define GX_QB FASTNN_GX_QB
 #define GX_NV 2 /* vectors of output columns per input-gradient block */
 
-/* Unaligned vector load/store through memcpy (one instruction once optimised). */
-#define LOADV(dst, src) __builtin_memcpy(&(dst), (src), sizeof(VEC))
-#define STOREV(dst, src) __builtin_memcpy((dst), &(src), sizeof(VEC))
+/* Unaligned vector load/store through memcpy of a local (one instruction once optimised;
+ * the accumulator arrays themselves never have their address taken, so they stay in
+ * registers). */
+#define LOADV(dst, src)                                                                    \
+    do {                                                                                   \
+        VEC loadv_;                                                                        \
+        __builtin_memcpy(&loadv_, (src), sizeof(VEC));                                     \
+        (dst) = loadv_;                                                                    \
+    } while (0)
+#define STOREV(dst, src)                                                                   \
+    do {                                                                                   \
+        VEC storev_ = (src);                                                               \
+        __builtin_memcpy((dst), &storev_, sizeof(VEC));                                    \
+    } while (0)
 
 /*
  * Forward: y[k][w] = bias[k] + sum_q wpk[q * KB + k] * xrow[qoff[q] + w]
@@ -44,9 +56,11 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
     const ptrdiff_t BW = FWD_NV * VL;
     for (ptrdiff_t w0 = 0; w0 < nw; w0 += BW) {
         VEC acc[FWD_KB][FWD_NV];
+        UNROLL
         for (int k = 0; k < KB; k++) {
             VEC b = {0};
             b += bias ? bias[k] : (T)0;
+            UNROLL
             for (int v = 0; v < FWD_NV; v++)
                 acc[k][v] = b;
         }
@@ -54,23 +68,30 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
         for (ptrdiff_t q = 0; q < Q; q++) {
             const T *xp = xb + qoff[q];
             VEC xv[FWD_NV];
+            UNROLL
             for (int v = 0; v < FWD_NV; v++)
                 LOADV(xv[v], xp + v * VL);
             const T *wq = wpk + q * KB;
+            UNROLL
             for (int k = 0; k < KB; k++) {
                 T wk = wq[k];
+                UNROLL
                 for (int v = 0; v < FWD_NV; v++)
                     acc[k][v] += xv[v] * wk;
             }
         }
         ptrdiff_t rem = nw - w0;
         if (rem >= BW) {
+            UNROLL
             for (int k = 0; k < KB; k++)
+                UNROLL
                 for (int v = 0; v < FWD_NV; v++)
                     STOREV(y + k * ykstride + w0 + v * VL, acc[k][v]);
         } else {
+            UNROLL
             for (int k = 0; k < KB; k++) {
                 T tmp[FWD_NV * VL];
+                UNROLL
                 for (int v = 0; v < FWD_NV; v++)
                     STOREV(tmp + v * VL, acc[k][v]);
                 __builtin_memcpy(y + k * ykstride + w0, tmp, (size_t)rem * sizeof(T));
@@ -83,7 +104,9 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
  * Weight gradient: gw[k * gwk + q] += sum_{row < nrows, w < nw}
  *     gy[k * gyk + row * gyr + w] * x[row * xr + qoff[q] + w]
  * for k < KB, q < QB.  Partial sums stay in vector lanes over the whole call and are
- * reduced into the double accumulator gw at the end.
+ * reduced into the double accumulator gw at the end.  The last partial vector of a row is
+ * loaded whole (gy and x need a vector of readable slack after each row's end) and its
+ * lanes past nw are cleared bitwise, so they add exactly 0 whatever they held.
  */
 static inline __attribute__((always_inline)) void FN(gw_body)(
     const int KB, const int QB, const T *restrict gy, ptrdiff_t gyk, ptrdiff_t gyr,
@@ -92,47 +115,65 @@ static inline __attribute__((always_inline)) void FN(gw_body)(
 {
     const VEC zero = {0};
     VEC acc[GW_KB][GW_QB];
+    UNROLL
     for (int k = 0; k < KB; k++)
+        UNROLL
         for (int q = 0; q < QB; q++)
             acc[k][q] = zero;
     const ptrdiff_t nfull = nw - nw % VL;
+#if VL > 1
     const ptrdiff_t rem = nw - nfull;
+    IVEC tail_mask;
+    UNROLL
+    for (int i = 0; i < VL; i++)
+        tail_mask[i] = i < rem ? -1 : 0;
+#endif
     for (ptrdiff_t row = 0; row < nrows; row++) {
         const T *g = gy + row * gyr;
         const T *xb = x + row * xr;
         for (ptrdiff_t w = 0; w < nfull; w += VL) {
             VEC gv[GW_KB];
+            UNROLL
             for (int k = 0; k < KB; k++)
                 LOADV(gv[k], g + k * gyk + w);
+            UNROLL
             for (int q = 0; q < QB; q++) {
                 VEC xv;
                 LOADV(xv, xb + qoff[q] + w);
+                UNROLL
                 for (int k = 0; k < KB; k++)
                     acc[k][q] += gv[k] * xv;
             }
         }
-        if (rem) { /* zero-filled copies: lanes past the row hold 0 * 0 */
+#if VL > 1
+        if (rem) { /* full loads (the caller provides slack), lanes >= rem cleared to 0 */
             VEC gv[GW_KB];
+            UNROLL
             for (int k = 0; k < KB; k++) {
-                T tmp[VL] = {0};
-                __builtin_memcpy(tmp, g + k * gyk + nfull, (size_t)rem * sizeof(T));
-                LOADV(gv[k], tmp);
+                VEC t;
+                LOADV(t, g + k * gyk + nfull);
+                gv[k] = (VEC)((IVEC)t & tail_mask);
             }
+            UNROLL
             for (int q = 0; q < QB; q++) {
-                T tmp[VL] = {0};
-                __builtin_memcpy(tmp, xb + qoff[q] + nfull, (size_t)rem * sizeof(T));
-                VEC xv;
-                LOADV(xv, tmp);
+                VEC t;
+                LOADV(t, xb + qoff[q] + nfull);
+                VEC xv = (VEC)((IVEC)t & tail_mask);
+                UNROLL
                 for (int k = 0; k < KB; k++)
                     acc[k][q] += gv[k] * xv;
             }
         }
+#endif
     }
+    UNROLL
     for (int k = 0; k < KB; k++)
+        UNROLL
         for (int q = 0; q < QB; q++) {
             T lanes[VL];
             STOREV(lanes, acc[k][q]);
             double s = 0.0;
+            UNROLL
             for (int i = 0; i < VL; i++)
                 s += (double)lanes[i];
             gw[k * gwk + q] += s;
@@ -153,25 +194,32 @@ static inline __attribute__((always_inline)) void FN(gx_body)(
     for (ptrdiff_t w0 = 0; w0 < nw; w0 += BW) {
         const VEC zero = {0};
         VEC acc[GX_QB][GX_NV];
+        UNROLL
         for (int q = 0; q < QB; q++)
+            UNROLL
             for (int v = 0; v < GX_NV; v++)
                 acc[q][v] = zero;
         for (ptrdiff_t k = 0; k < K; k++) {
             const T *g = gy + k * gyk + w0;
             VEC gv[GX_NV];
+            UNROLL
             for (int v = 0; v < GX_NV; v++)
                 LOADV(gv[v], g + v * VL);
             const T *wk = wt + k * ldw;
+            UNROLL
             for (int q = 0; q < QB; q++) {
                 T wq = wk[q];
+                UNROLL
                 for (int v = 0; v < GX_NV; v++)
                     acc[q][v] += gv[v] * wq;
             }
         }
         ptrdiff_t rem = nw - w0;
         if (rem >= BW) {
+            UNROLL
             for (int q = 0; q < QB; q++) {
                 T *dst = gx + qoff[q] + w0;
+                UNROLL
                 for (int v = 0; v < GX_NV; v++) {
                     VEC old;
                     LOADV(old, dst + v * VL);
@@ -180,8 +228,10 @@ static inline __attribute__((always_inline)) void FN(gx_body)(
                 }
             }
         } else {
+            UNROLL
             for (int q = 0; q < QB; q++) {
                 T tmp[GX_NV * VL];
+                UNROLL
                 for (int v = 0; v < GX_NV; v++)
                     STOREV(tmp + v * VL, acc[q][v]);
                 T *dst = gx + qoff[q] + w0;

@@ -62,21 +62,18 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
     shape, threads = shape_tuple(geom), get_num_threads()
     x4, wf = _as_4d(x, geom), _flat_weight(w)
     contiguous_gy = np.ascontiguousarray(gy).reshape(-1)
-    padded_gy = None  # the direct input gradient reads past the end: a copy with slack
+    padded_gy = None  # the direct kernels' copy of gy, with slack after its end
 
     def run(name: str):
         nonlocal padded_gy
         module = _ALGORITHMS[name]
-        gx = gw = None
-        if want_x:
-            if name == "direct":
-                if padded_gy is None:
-                    padded_gy = conv_direct.with_slack(gy)
-                gx = module.grad_input(padded_gy, wf, shape, threads)
-            else:
-                gx = module.grad_input(contiguous_gy, wf, shape, threads)
-        if want_w:
-            gw = module.grad_weight(x4, contiguous_gy, shape, threads)
+        flat_gy = contiguous_gy
+        if name == "direct":  # its micro-kernels read a vector past the end
+            if padded_gy is None:
+                padded_gy = conv_direct.with_slack(gy)
+            flat_gy = padded_gy
+        gx = module.grad_input(flat_gy, wf, shape, threads) if want_x else None
+        gw = module.grad_weight(x4, flat_gy, shape, threads) if want_w else None
         return gx, gw
 
     gx = gw = None

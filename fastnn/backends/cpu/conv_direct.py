@@ -36,9 +36,9 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
 
 
 def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
-    """d loss / d weight as float64 (K, Cg*R*S), from the flat contiguous grad_output."""
-    rows = conv_plan.direct_rows(shape, threads)
-    return _k.backward_weight(x4, gy, shape, rows, threads)
+    """d loss / d weight as float64 (K, Cg*R*S); ``gy`` must come from :func:`with_slack`."""
+    rows, channels = conv_plan.direct_gw_blocks(shape, threads)
+    return _k.backward_weight(x4, gy, shape, rows, channels, threads)
 
 
 def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:

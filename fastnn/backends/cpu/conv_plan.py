@@ -20,6 +20,7 @@ __all__ = [
     "Chunking",
     "chunking",
     "direct_channels",
+    "direct_gw_blocks",
     "direct_kblocks",
     "direct_rows",
     "im2col_channels",
@@ -163,6 +164,28 @@ def direct_kblocks(shape: tuple[int, ...], rows: int, threads: int, kb: int) -> 
     if _forced.kblocks is not None:
         return min(_forced.kblocks, nkb)
     return max(1, min(nkb, _split_for_threads(nkb, n * g * math.ceil(ho / rows), threads)))
+
+
+#: Output positions one weight-gradient call should reduce over, at least (the call's
+#: fixed cost -- clearing and reducing its accumulators -- is then small).
+GW_MIN_REDUCTION = 1024
+
+
+def direct_gw_blocks(shape: tuple[int, ...], threads: int) -> tuple[int, int]:
+    """(output rows, input channels) per work item of the direct weight gradient: enough
+    rows for long reductions, then as many channels as fit the packed budget."""
+    n, c, _, _, _, g, r, _, ho, wo, sh, _, dh = shape[:13]
+    cg = c // g
+    rows = _forced.rows if _forced.rows is not None else math.ceil(GW_MIN_REDUCTION / wo)
+    rows = max(1, min(rows, ho))
+    packed_rows = ((rows - 1) * sh + (r - 1) * dh + 1) * _packed_row_width(shape)
+    if _forced.channels is not None:
+        return rows, min(_forced.channels, cg)
+    channels = max(1, min(cg, PACKED_ELEMENTS // max(packed_rows, 1)))
+    items = n * g * math.ceil(ho / rows) * math.ceil(cg / channels)
+    if items < ITEMS_PER_THREAD * threads:
+        channels = min(channels, _split_for_threads(cg, n * g * math.ceil(ho / rows), threads))
+    return rows, channels
 
 
 def direct_channels(shape: tuple[int, ...], threads: int) -> int:
