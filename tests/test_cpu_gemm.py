@@ -118,6 +118,18 @@ def test_beta_zero_ignores_c(engine, poison, rng):
     assert_close(run(a, b, c, 1.5, 0.0), 1.5 * (a @ b))
 
 
+@pytest.mark.parametrize("engine", ["blocked", "blas", "public"])
+def test_alpha_zero_ignores_a_and_b(engine, rng):
+    a = np.full((4, 3), np.nan)
+    b = np.full((3, 5), np.inf)
+    c = rng.standard_normal((4, 5))
+    if engine == "public":
+        got = fastnn.gemm(a, b, c, alpha=0.0, beta=0.5)
+    else:
+        got = (k.blocked if engine == "blocked" else k.blas)(a, b, c, 0.0, 0.5)
+    assert_close(got, 0.5 * c)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("engine", ["blocked", "blas", "public"])
 def test_empty_operands(engine, dtype, rng):

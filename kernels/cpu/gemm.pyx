@@ -115,6 +115,8 @@ def blocked(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     if (cnp.PyArray_DIM(bc, 1) if trans_b else cnp.PyArray_DIM(bc, 0)) != g.k:
         raise ValueError("gemm: inner dimensions differ")
     out = da.empty_2d(g.m, g.n, typenum)
+    if alpha == 0.0:
+        g.k = 0  # as in BLAS: a zero alpha means a and b are not read (NaN in them ignored)
     g.alpha = alpha
     g.beta = beta
     g.out = cnp.PyArray_DATA(out)
@@ -198,7 +200,7 @@ def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
         beta = beta_f = 0.0
     if m == 0 or n == 0:
         return out
-    if k == 0:
+    if k == 0 or alpha == 0.0:  # nothing to multiply, or a and b not to be read
         if beta == 0.0:
             out.fill(0)
         elif beta != 1.0:
