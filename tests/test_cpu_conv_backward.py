@@ -153,6 +153,7 @@ def test_every_instruction_set_path(rng, restore_isa):
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+@pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 @pytest.mark.parametrize("nd", (1, 2))
 def test_random_configurations_match_torch(rng, nd):
     import torch.nn.functional as F

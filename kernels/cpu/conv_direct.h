@@ -10,7 +10,8 @@
  *
  * Entry points (T = float: _f32, T = double: _f64):
  *   fastnn_conv_fwd_*   forward block: up to FASTNN_FWD_KB output channels of one row
- *   fastnn_conv_gw_*    weight-gradient block: FASTNN_GW_KB x FASTNN_GW_QB weights
+ *   fastnn_conv_gw_*    weight-gradient block: FASTNN_GW_KB x FASTNN_GW_QB weights, summed
+ *                       over rows of one or several images
  *   fastnn_conv_gx_*    input-gradient block: FASTNN_GX_QB (c, r, s) columns of one row
  * See conv_direct_body.h for what each computes.
  */
@@ -209,10 +210,11 @@ static int fastnn_conv_set_isa(int level)
     static void fastnn_conv_gw_##sfx(int kb, int qb, const T_ *gy, ptrdiff_t gyk,          \
                                      ptrdiff_t gyr, const T_ *x, ptrdiff_t xr,             \
                                      const ptrdiff_t *qoff, ptrdiff_t nrows, ptrdiff_t nw, \
+                                     ptrdiff_t nimg, ptrdiff_t gyi, ptrdiff_t xi,          \
                                      double *gw, ptrdiff_t gwk)                            \
     {                                                                                      \
-        FASTNN_CONV_DISPATCH(gw, sfx,                                                      \
-                             (kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, gw, gwk));     \
+        FASTNN_CONV_DISPATCH(gw, sfx, (kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, nimg, \
+                                       gyi, xi, gw, gwk));                                 \
     }                                                                                      \
     static void fastnn_conv_gx_##sfx(int qb, const T_ *gy, ptrdiff_t gyk, ptrdiff_t K,     \
                                      const T_ *wt, ptrdiff_t ldw, T_ *gx,                  \

@@ -36,10 +36,12 @@ cdef extern from "conv_direct.h" nogil:
                              Py_ssize_t ykstride, Py_ssize_t nw)
     void fastnn_conv_gw_f32(int kb, int qb, const float* gy, Py_ssize_t gyk, Py_ssize_t gyr,
                             const float* x, Py_ssize_t xr, const Py_ssize_t* qoff,
-                            Py_ssize_t nrows, Py_ssize_t nw, double* gw, Py_ssize_t gwk)
+                            Py_ssize_t nrows, Py_ssize_t nw, Py_ssize_t nimg, Py_ssize_t gyi,
+                            Py_ssize_t xi, double* gw, Py_ssize_t gwk)
     void fastnn_conv_gw_f64(int kb, int qb, const double* gy, Py_ssize_t gyk, Py_ssize_t gyr,
                             const double* x, Py_ssize_t xr, const Py_ssize_t* qoff,
-                            Py_ssize_t nrows, Py_ssize_t nw, double* gw, Py_ssize_t gwk)
+                            Py_ssize_t nrows, Py_ssize_t nw, Py_ssize_t nimg, Py_ssize_t gyi,
+                            Py_ssize_t xi, double* gw, Py_ssize_t gwk)
     void fastnn_conv_gx_f32(int qb, const float* gy, Py_ssize_t gyk, Py_ssize_t K,
                             const float* wt, Py_ssize_t ldw, float* gx, const Py_ssize_t* qoff,
                             Py_ssize_t nw)
@@ -204,36 +206,44 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w,
 
 cdef inline void gw_block(int kb, int qb, const floating* gy, Py_ssize_t gyk, Py_ssize_t gyr,
                           const floating* x, Py_ssize_t xr, const Py_ssize_t* qoff,
-                          Py_ssize_t nrows, Py_ssize_t nw, double* gw,
-                          Py_ssize_t gwk) noexcept nogil:
+                          Py_ssize_t nrows, Py_ssize_t nw, Py_ssize_t nimg, Py_ssize_t gyi,
+                          Py_ssize_t xi, double* gw, Py_ssize_t gwk) noexcept nogil:
     if floating is float:
-        fastnn_conv_gw_f32(kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, gw, gwk)
+        fastnn_conv_gw_f32(kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, nimg, gyi, xi, gw,
+                           gwk)
     else:
-        fastnn_conv_gw_f64(kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, gw, gwk)
+        fastnn_conv_gw_f64(kb, qb, gy, gyk, gyr, x, xr, qoff, nrows, nw, nimg, gyi, xi, gw,
+                           gwk)
 
 
 cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
                    Py_ssize_t xw, const floating* gy, ConvShape* s, const Py_ssize_t* qoff,
-                   Py_ssize_t rows, Py_ssize_t cpc, Py_ssize_t Wq, Py_ssize_t cstride,
-                   Py_ssize_t start, Py_ssize_t end, floating* buf,
+                   Py_ssize_t ipc, Py_ssize_t rows, Py_ssize_t cpc, Py_ssize_t Wq,
+                   Py_ssize_t cstride, Py_ssize_t start, Py_ssize_t end, floating* buf,
                    double* acc) noexcept nogil:
-    """Items start..end-1 of the weight gradient; item = (n, g, row chunk, chunk of cpc
-    input channels).  Adds into this thread's (K, Q) double accumulator."""
+    """Items start..end-1 of the weight gradient; item = (chunk of ipc images, g, chunk
+    of rows, chunk of cpc input channels).  Adds into this thread's (K, Q) double
+    accumulator."""
     cdef Py_ssize_t nrc = ceil_div(s.Ho, rows), ncc = ceil_div(s.Cg, cpc)
     cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
-    cdef Py_ssize_t item, cc, rc, g, n, c0, nch, nq, oh0, oh1, kb, k0, kn, qb, q0, qn
+    cdef Py_ssize_t istride = cpc * cstride  # packed elements per image
+    cdef Py_ssize_t item, cc, rc, g, n0, ni, i, c0, nch, nq, oh0, oh1, nrp
+    cdef Py_ssize_t kb, k0, kn, qb, q0, qn
     for item in range(start, end):
         cc = item % ncc
         rc = (item // ncc) % nrc
         g = (item // (ncc * nrc)) % s.G
-        n = item // (ncc * nrc * s.G)
+        n0 = (item // (ncc * nrc * s.G)) * ipc
+        ni = min(ipc, s.N - n0)
         c0 = cc * cpc
         nch = min(cpc, s.Cg - c0)
         nq = nch * rs
         oh0 = rc * rows
         oh1 = min(s.Ho, oh0 + rows)
-        pack_rows(x + n * xn + (g * s.Cg + c0) * xc, xc, xh, xw, s, nch, oh0 * s.sh,
-                  (oh1 - oh0 - 1) * s.sh + (s.R - 1) * s.dh + 1, Wq, cstride, buf)
+        nrp = (oh1 - oh0 - 1) * s.sh + (s.R - 1) * s.dh + 1
+        for i in range(ni):
+            pack_rows(x + (n0 + i) * xn + (g * s.Cg + c0) * xc, xc, xh, xw, s, nch,
+                      oh0 * s.sh, nrp, Wq, cstride, buf + i * istride)
         for kb in range(ceil_div(s.Kg, FASTNN_GW_KB)):
             k0 = kb * FASTNN_GW_KB
             kn = min(<Py_ssize_t>FASTNN_GW_KB, s.Kg - k0)
@@ -241,25 +251,29 @@ cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t x
                 q0 = qb * FASTNN_GW_QB
                 qn = min(<Py_ssize_t>FASTNN_GW_QB, nq - q0)
                 gw_block(<int>kn, <int>qn,
-                         gy + ((n * s.K + g * s.Kg + k0) * s.Ho + oh0) * s.Wo, howo, s.Wo,
+                         gy + ((n0 * s.K + g * s.Kg + k0) * s.Ho + oh0) * s.Wo, howo, s.Wo,
                          buf, s.sh * rowstride, qoff + q0, oh1 - oh0, s.Wo,
+                         ni, s.K * howo, istride,
                          acc + (g * s.Kg + k0) * s.Q + c0 * rs + q0, s.Q)
 
 
 def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple shape,
-                    Py_ssize_t rows, Py_ssize_t channels, int num_threads):
+                    Py_ssize_t images, Py_ssize_t rows, Py_ssize_t channels,
+                    int num_threads):
     """grad_weight as a float64 (K, Cg * R * S) array, from x (N, C, H, W) with any strides
     and the flat contiguous grad_output gy (N, K, Ho, Wo), which must have SLACK readable
     elements after its end.
 
-    rows: output rows per item; channels: input channels per item (each item packs them).
+    images, rows, channels: images, output rows and input channels per item (each item
+    packs that block of the input).
     """
     cdef ConvShape s = make_shape(shape)
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t Wq = packed_width(&s)
     cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
-    cdef Py_ssize_t per_thread = channels * cstride + SLACK
-    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows) * ceil_div(s.Cg, channels)
+    cdef Py_ssize_t per_thread = images * channels * cstride + SLACK
+    cdef Py_ssize_t items = (ceil_div(s.N, images) * s.G * ceil_div(s.Ho, rows)
+                             * ceil_div(s.Cg, channels))
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t isz = sizeof(floating)
     cdef Py_ssize_t[::1] qoff = np.empty(max(channels * s.R * s.S, 1), dtype=np.intp)
@@ -275,14 +289,14 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
     cdef Py_ssize_t xh = x.strides[2] // isz, xw = x.strides[3] // isz
     with nogil:
         if nt == 1:
-            gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], rows, channels, Wq, cstride,
-                     0, items, &buf[0], &acc[0, 0])
+            gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], images, rows, channels, Wq,
+                     cstride, 0, items, &buf[0], &acc[0, 0])
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
-                gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], rows, channels, Wq,
-                         cstride, start, end,
+                gw_items(xp, xn, xc, xh, xw, &gy[0], &s, &qoff[0], images, rows, channels,
+                         Wq, cstride, start, end,
                          &buf[0] + openmp.omp_get_thread_num() * per_thread,
                          &acc[openmp.omp_get_thread_num(), 0])
     return acc_array.sum(axis=0).reshape(s.K, s.Q)

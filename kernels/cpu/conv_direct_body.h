@@ -101,8 +101,8 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
 }
 
 /*
- * Weight gradient: gw[k * gwk + q] += sum_{row < nrows, w < nw}
- *     gy[k * gyk + row * gyr + w] * x[row * xr + qoff[q] + w]
+ * Weight gradient: gw[k * gwk + q] += sum_{i < nimg, row < nrows, w < nw}
+ *     gy[i * gyi + k * gyk + row * gyr + w] * x[i * xi + row * xr + qoff[q] + w]
  * for k < KB, q < QB.  Partial sums stay in vector lanes over the whole call and are
  * reduced into the double accumulator gw at the end.  The last partial vector of a row is
  * loaded whole (gy and x need a vector of readable slack after each row's end) and its
@@ -111,7 +111,8 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
 static inline __attribute__((always_inline)) void FN(gw_body)(
     const int KB, const int QB, const T *restrict gy, ptrdiff_t gyk, ptrdiff_t gyr,
     const T *restrict x, ptrdiff_t xr, const ptrdiff_t *restrict qoff, ptrdiff_t nrows,
-    ptrdiff_t nw, double *restrict gw, ptrdiff_t gwk)
+    ptrdiff_t nw, ptrdiff_t nimg, ptrdiff_t gyi, ptrdiff_t xi, double *restrict gw,
+    ptrdiff_t gwk)
 {
     const VEC zero = {0};
     VEC acc[GW_KB][GW_QB];
@@ -128,9 +129,10 @@ static inline __attribute__((always_inline)) void FN(gw_body)(
     for (int i = 0; i < VL; i++)
         tail_mask[i] = i < rem ? -1 : 0;
 #endif
-    for (ptrdiff_t row = 0; row < nrows; row++) {
-        const T *g = gy + row * gyr;
-        const T *xb = x + row * xr;
+    for (ptrdiff_t rowi = 0; rowi < nimg * nrows; rowi++) {
+        const ptrdiff_t img = rowi / nrows, row = rowi - img * nrows;
+        const T *g = gy + img * gyi + row * gyr;
+        const T *xb = x + img * xi + row * xr;
         for (ptrdiff_t w = 0; w < nfull; w += VL) {
             VEC gv[GW_KB];
             UNROLL
@@ -260,10 +262,11 @@ static TARGET_ATTR void FN(fwd)(int kb, const T *xrow, const ptrdiff_t *qoff, pt
 
 static TARGET_ATTR void FN(gw)(int kb, int qb, const T *gy, ptrdiff_t gyk, ptrdiff_t gyr,
                                const T *x, ptrdiff_t xr, const ptrdiff_t *qoff,
-                               ptrdiff_t nrows, ptrdiff_t nw, double *gw, ptrdiff_t gwk)
+                               ptrdiff_t nrows, ptrdiff_t nw, ptrdiff_t nimg, ptrdiff_t gyi,
+                               ptrdiff_t xi, double *gw, ptrdiff_t gwk)
 {
 #define FASTNN_GW_CASE(KB_, QB_)                                                         \
-    FN(gw_body)(KB_, QB_, gy, gyk, gyr, x, xr, qoff, nrows, nw, gw, gwk)
+    FN(gw_body)(KB_, QB_, gy, gyk, gyr, x, xr, qoff, nrows, nw, nimg, gyi, xi, gw, gwk)
     if (qb == 1) {
         switch (kb) {
         case 1: FASTNN_GW_CASE(1, 1); break;

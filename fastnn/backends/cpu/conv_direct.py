@@ -37,8 +37,8 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
 
 def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
     """d loss / d weight as float64 (K, Cg*R*S); ``gy`` must come from :func:`with_slack`."""
-    rows, channels = conv_plan.direct_gw_blocks(shape, threads)
-    return _k.backward_weight(x4, gy, shape, rows, channels, threads)
+    images, rows, channels = conv_plan.direct_gw_blocks(shape, threads)
+    return _k.backward_weight(x4, gy, shape, images, rows, channels, threads)
 
 
 def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:

@@ -171,21 +171,33 @@ def direct_kblocks(shape: tuple[int, ...], rows: int, threads: int, kb: int) -> 
 GW_MIN_REDUCTION = 1024
 
 
-def direct_gw_blocks(shape: tuple[int, ...], threads: int) -> tuple[int, int]:
-    """(output rows, input channels) per work item of the direct weight gradient: enough
-    rows for long reductions, then as many channels as fit the packed budget."""
+def direct_gw_blocks(shape: tuple[int, ...], threads: int) -> tuple[int, int, int]:
+    """(images, output rows, input channels) per work item of the direct weight gradient:
+    enough rows -- and, for small images, images -- for long reductions, then as many
+    channels as fit the packed budget, then smaller blocks if the threads need items."""
     n, c, _, _, _, g, r, _, ho, wo, sh, _, dh = shape[:13]
     cg = c // g
     rows = _forced.rows if _forced.rows is not None else math.ceil(GW_MIN_REDUCTION / wo)
     rows = max(1, min(rows, ho))
+    images = 1
+    if rows == ho and _forced.rows is None:
+        images = max(1, min(n, GW_MIN_REDUCTION // (ho * wo)))
     packed_rows = ((rows - 1) * sh + (r - 1) * dh + 1) * _packed_row_width(shape)
     if _forced.channels is not None:
-        return rows, min(_forced.channels, cg)
-    channels = max(1, min(cg, PACKED_ELEMENTS // max(packed_rows, 1)))
-    items = n * g * math.ceil(ho / rows) * math.ceil(cg / channels)
-    if items < ITEMS_PER_THREAD * threads:
-        channels = min(channels, _split_for_threads(cg, n * g * math.ceil(ho / rows), threads))
-    return rows, channels
+        channels = min(_forced.channels, cg)
+    else:
+        channels = max(1, min(cg, PACKED_ELEMENTS // max(packed_rows * images, 1)))
+    if _forced.channels is None and _forced.rows is None:
+        # never starve the threads: fewer images per item first, then fewer channels
+        def items(i: int, ch: int) -> int:
+            return math.ceil(n / i) * g * math.ceil(ho / rows) * math.ceil(cg / ch)
+
+        while images > 1 and items(images, channels) < ITEMS_PER_THREAD * threads:
+            images = math.ceil(images / 2)
+        if items(images, channels) < ITEMS_PER_THREAD * threads:
+            others = math.ceil(n / images) * g * math.ceil(ho / rows)
+            channels = min(channels, _split_for_threads(cg, others, threads))
+    return images, rows, channels
 
 
 def direct_channels(shape: tuple[int, ...], threads: int) -> int:

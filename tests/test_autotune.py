@@ -1,0 +1,166 @@
+"""fastnn.autotune: algo="auto" times the algorithms once per problem and remembers the
+winner in a JSON cache shared by processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _autotune
+from tests.utils import assert_close
+
+
+@pytest.fixture(autouse=True)
+def clean_state(monkeypatch):
+    """Every test starts with autotuning off, no remembered choices and no env override,
+    and leaves it so."""
+    monkeypatch.delenv("FASTNN_AUTOTUNE_CACHE", raising=False)
+    fastnn.autotune(False)
+    _autotune._memory.clear()
+    yield
+    fastnn.autotune(False)
+    _autotune._memory.clear()
+
+
+def entries(path) -> dict[str, str]:
+    data = json.loads(path.read_text())
+    assert data["format"] == 1
+    return data["entries"]
+
+
+def problem(rng):
+    x = rng.standard_normal((2, 3, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    return x, w, b
+
+
+def test_autotuned_conv_writes_its_choice(rng, tmp_path):
+    cache = tmp_path / "tune.json"
+    fastnn.autotune(True, cache=cache)
+    x, w, b = problem(rng)
+    got = fastnn.conv2d(x, w, b, 1, 1, algo="auto", backend="cpu")
+    assert_close(got, fastnn.conv2d(x, w, b, 1, 1, backend="reference"))
+    gy = rng.standard_normal(got.shape).astype(np.float32)
+    grads = fastnn.conv2d_backward(gy, x, w, 1, 1, algo="auto", backend="cpu")
+    want = fastnn.conv2d_backward(gy, x, w, 1, 1, backend="reference")
+    for g, r in zip(grads, want):
+        assert_close(g, r)
+    found = entries(cache)
+    forward = [k for k in found if k.startswith("cpu:conv2d|")]
+    backward = [k for k in found if k.startswith("cpu:conv2d_backward|")]
+    assert len(forward) == 1 and len(backward) == 1, found
+    assert "x=(2,3,11,9)" in forward[0] and "dtype=float32" in forward[0]
+    assert f"threads={fastnn.get_num_threads()}" in forward[0]
+    assert set(found.values()) <= {"im2col", "direct"}
+
+
+def test_choice_is_reused_after_memory_is_lost(tmp_path):
+    cache = tmp_path / "tune.json"
+    fastnn.autotune(True, cache=cache)
+    calls = []
+    chosen = _autotune.choose(
+        "key-a",
+        {
+            "slow": lambda: calls.append("slow") or sum(range(20000)),
+            "fast": lambda: calls.append("fast"),
+        },
+    )
+    assert chosen == "fast" and calls
+    _autotune._memory.clear()  # a fresh in-memory state: only the file remembers
+
+    def must_not_run():
+        raise AssertionError("a remembered choice must not be timed again")
+
+    assert _autotune.choose("key-a", {"slow": must_not_run, "fast": must_not_run}) == "fast"
+
+
+def test_choice_is_reused_by_another_process(tmp_path):
+    cache = tmp_path / "tune.json"
+    fastnn.autotune(True, cache=cache)
+    _autotune.store("key-b", "direct")
+    code = "from fastnn import _autotune; print(_autotune.lookup('key-b'))"
+    env = {**os.environ, "FASTNN_AUTOTUNE_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "direct"
+
+
+def test_environment_variable_names_the_cache(rng, tmp_path, monkeypatch):
+    cache = tmp_path / "sub" / "from-env.json"
+    monkeypatch.setenv("FASTNN_AUTOTUNE_CACHE", str(cache))
+    fastnn.autotune(True)
+    assert _autotune.cache_path() == cache
+    x, w, b = problem(rng)
+    fastnn.conv2d(x, w, b, algo="auto", backend="cpu")
+    assert any(k.startswith("cpu:conv2d|") for k in entries(cache))
+
+
+def test_default_cache_is_under_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _autotune.cache_path() == tmp_path / "fastnn" / "autotune.json"
+
+
+def test_an_explicit_cache_argument_beats_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTNN_AUTOTUNE_CACHE", str(tmp_path / "env.json"))
+    fastnn.autotune(True, cache=tmp_path / "arg.json")
+    assert _autotune.cache_path() == tmp_path / "arg.json"
+
+
+def test_corrupt_cache_is_ignored_and_replaced(tmp_path):
+    cache = tmp_path / "tune.json"
+    cache.write_text("{not json")
+    fastnn.autotune(True, cache=cache)
+    assert _autotune.lookup("key-c") is None
+    _autotune.store("key-c", "im2col")
+    assert entries(cache) == {"key-c": "im2col"}
+
+
+def test_two_processes_writing_at_once_leave_a_valid_file(tmp_path):
+    cache = tmp_path / "tune.json"
+    script = textwrap.dedent(
+        """
+        import sys
+        from fastnn import _autotune
+        _autotune.autotune(True, cache=sys.argv[1])
+        for i in range(150):
+            _autotune.store(f"{sys.argv[2]}-{i}", "direct" if i % 2 else "im2col")
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(cache), tag], stderr=subprocess.PIPE)
+        for tag in ("first", "second")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    found = entries(cache)  # valid JSON, nothing lost by either writer
+    for tag in ("first", "second"):
+        for i in range(150):
+            assert found[f"{tag}-{i}"] == ("direct" if i % 2 else "im2col")
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".autotune-")]
+    assert not leftovers
+
+
+def test_disabled_autotuning_uses_the_heuristic(rng, tmp_path):
+    cache = tmp_path / "tune.json"
+    fastnn.autotune(False, cache=cache)
+    x, w, b = problem(rng)
+    fastnn.conv2d(x, w, b, algo="auto", backend="cpu")
+    assert not cache.exists()
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="enabled"):
+        fastnn.autotune("yes")
+    with pytest.raises(TypeError, match="cache"):
+        fastnn.autotune(True, cache=3)
+    with pytest.raises(ValueError, match="candidates"):
+        _autotune.choose("key-d", {})
