@@ -65,7 +65,7 @@ def _rows(x: Any) -> Any:
     """View an (..., F) array as (rows, F); rows = prod(...)."""
     if len(x.shape) == 2:
         return x
-    return x.reshape(-1, x.shape[-1]) if len(x.shape) != 1 else x.reshape(1, -1)
+    return x.reshape(-1, tuple(x.shape)[-1]) if len(x.shape) != 1 else x.reshape(1, -1)
 
 
 def linear(
@@ -88,7 +88,7 @@ def linear(
         raise ValueError("linear: input must be at least 1-d (..., in_features), got shape ()")
     _args.check_ndim(op, "weight", weight, 2, "(out_features, in_features)")
     out_features, in_features = weight.shape
-    if input.shape[-1] != in_features:
+    if tuple(input.shape)[-1] != in_features:  # tuple: simulator shapes reject [-1]
         raise ValueError(
             f"linear: input.shape[-1] must equal weight.shape[1] = {in_features} "
             f"(in_features), got input shape {tuple(input.shape)}"
@@ -120,7 +120,7 @@ def linear_backward(
         raise ValueError("linear_backward: input must be at least 1-d, got shape ()")
     _args.check_ndim(op, "weight", weight, 2, "(out_features, in_features)")
     out_features, in_features = weight.shape
-    if input.shape[-1] != in_features:
+    if tuple(input.shape)[-1] != in_features:  # tuple: simulator shapes reject [-1]
         raise ValueError(
             f"linear_backward: input.shape[-1] must equal weight.shape[1] = {in_features}, "
             f"got input shape {tuple(input.shape)}"

@@ -13,7 +13,16 @@ from importlib import metadata
 MIN_VERSION = (0, 30, 4)
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES: tuple[str, ...] = ("optim",)
+_MODULES: tuple[str, ...] = (
+    "optim",
+    "dense",
+    "reductions",
+    "activation",
+    "loss",
+    "backprop",
+    "conv",
+    "pool",
+)
 
 
 def simulated() -> bool:
