@@ -182,9 +182,11 @@ def plot_history(history: History, path: Path, title: str, log: Callable[[str], 
         log("(no figure: matplotlib is not installed; pip install 'fastnn[train]')")
         return False
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    size = 5 if len(history.epochs) <= 20 else 0  # markers only when they can be told apart
     for axis, key, label in ((left, "loss", "loss"), (right, "metric", history.metric)):
-        axis.plot(history.epochs, getattr(history, f"train_{key}"), "o-", label="train")
-        axis.plot(history.epochs, getattr(history, f"test_{key}"), "s-", label="test")
+        train, test = getattr(history, f"train_{key}"), getattr(history, f"test_{key}")
+        axis.plot(history.epochs, train, "o-", markersize=size, label="train")
+        axis.plot(history.epochs, test, "s-", markersize=size, label="test")
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)

@@ -8,6 +8,10 @@ classes for logistic regression, and synthetic vis-NIR soil spectra.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 __all__ = [
@@ -20,36 +24,58 @@ __all__ = [
 ]
 
 
-def _sklearn_datasets():
+_MISSING_SKLEARN = (
+    "the digits examples need scikit-learn's bundled digits, and scikit-learn is not "
+    "installed: pip install 'fastnn[train]' (or pip install scikit-learn)"
+)
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """(1797, 8, 8) images with values 0..16 and their labels, from scikit-learn.
+
+    The CSV file that scikit-learn ships is read directly when it is where scikit-learn
+    keeps it (importing scikit-learn itself takes seconds); otherwise
+    ``sklearn.datasets.load_digits`` provides it.
+    """
     try:
-        from sklearn import datasets
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        raise RuntimeError(_MISSING_SKLEARN)
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    if path.is_file():
+        with gzip.open(path, "rt") as handle:
+            table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
+        return table[:, :64].reshape(-1, 8, 8), table[:, 64].astype(np.int64)
+    try:
+        from sklearn.datasets import load_digits
     except ImportError:
-        raise RuntimeError(
-            "the digits examples need scikit-learn, which is not installed: "
-            "pip install 'fastnn[train]' (or pip install scikit-learn)"
-        ) from None
-    return datasets
+        raise RuntimeError(_MISSING_SKLEARN) from None
+    data = load_digits()
+    return data.images, data.target
 
 
-def digits(size: int) -> tuple[np.ndarray, np.ndarray]:
+def digits(size: int, border: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as (N, 1, size, size) float32 images in [0, 1] and int64 labels.
 
-    The 8x8 images are enlarged by bilinear interpolation to the largest multiple of 8 that
-    fits and zero-padded to ``size`` (32 for LeNet-5: 24x24 plus a 4-pixel border, like the
-    2-pixel border LeNet-5 gave MNIST's 28x28 digits).
+    The 8x8 images are enlarged by bilinear interpolation to ``size - 2 * border`` pixels
+    (a multiple of 8) and framed by ``border`` zero pixels: LeNet-5 takes
+    ``digits(32, border=4)``, 24x24 digits in a 32x32 frame, as it took MNIST's 28x28
+    digits with a 2-pixel border.
     """
     from scipy import ndimage
 
-    data = _sklearn_datasets().load_digits()
-    images = data.images.astype(np.float64) / 16.0
-    scale = size // 8
-    if scale > 1:
-        images = ndimage.zoom(images, (1, scale, scale), order=1, mode="nearest")
-    border = (size - images.shape[1]) // 2
-    extra = size - images.shape[1] - 2 * border
-    images = np.pad(images, ((0, 0), (border, border + extra), (border, border + extra)))
-    images = np.clip(images, 0.0, 1.0)
-    return images[:, None].astype(np.float32), data.target.astype(np.int64)
+    inner = size - 2 * border
+    if inner < 8 or inner % 8:
+        raise ValueError(f"digits: size - 2 * border must be a multiple of 8, got {inner}")
+    images, labels = _load_digits()
+    images = images / 16.0
+    if inner > 8:
+        zoom = inner // 8
+        images = ndimage.zoom(images, (1, zoom, zoom), order=1, mode="nearest")
+    images = np.pad(np.clip(images, 0.0, 1.0), ((0, 0), (border, border), (border, border)))
+    return images[:, None].astype(np.float32), labels
 
 
 def split(

@@ -40,7 +40,7 @@ def build_model(rng: init.RngLike = None, dtype: Any = np.float32) -> nn.Sequent
 
 def run(config: TrainConfig) -> dict[str, Any]:
     """Train and evaluate; returns the summary (accuracy, files written)."""
-    images, labels = datasets.digits(32)
+    images, labels = datasets.digits(32, border=4)
     (x_train, y_train), (x_test, y_test) = datasets.split(images, labels, 0.2, config.rng(1))
     x_train, y_train = subset(x_train, y_train, config.subset)
     x_test, y_test = subset(x_test, y_test, config.subset)

@@ -25,7 +25,7 @@ from fastnn.examples._training import Split, TrainConfig, fit, subset, write_out
 
 NAME = "mlp"
 HELP = "a 2-4-1 perceptron on the two-class XOR problem, with backprop checked by hand"
-DEFAULTS = {"epochs": 40, "batch_size": 16, "lr": 0.2}
+DEFAULTS = {"epochs": 20, "batch_size": 16, "lr": 0.2}
 TARGET = 0.95
 
 
