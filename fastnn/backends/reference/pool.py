@@ -83,10 +83,10 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
     gx = np.zeros((n, c, plane))
     windows = int(np.prod(geom.out_size))  # explicit: reshape(-1) fails for an empty batch
     flat_index = index.reshape(n, c, windows)
-    nn, cc, _ = np.meshgrid(np.arange(n), np.arange(c), np.arange(windows), indexing="ij")
-    real = flat_index >= 0  # a window of padding only (index -1) has no input to send to
-    # each output sends its gradient to its argmax; repeated argmaxes add up
-    np.add.at(gx, (nn[real], cc[real], flat_index[real]), f64(gy).reshape(n, c, windows)[real])
+    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+    # each output sends its gradient to its argmax; repeated argmaxes add up.  (Every window
+    # holds an input element: fastnn._args rejects windows that read only padding.)
+    np.add.at(gx, (nn[..., None], cc[..., None], flat_index), f64(gy).reshape(n, c, windows))
     return finish(gx.reshape(geom.input_shape), gy.dtype)
 
 
