@@ -331,6 +331,28 @@ def test_recursion_matches_finite_differences(activations, rng):
         assert_grad_close(gb, numeric[2 * m + 1], f"db layer {m}")
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+def test_sensitivity_and_dense_grads_match_finite_differences(activation, rng):
+    """One layer u' = f(u) @ W.T + b seen from above through delta' = dJ/du': BP2 is the
+    gradient of sum(delta' * u') with respect to u, BP3/BP4 with respect to b and W."""
+    u = rng.standard_normal((3, 4))
+    u[np.abs(u) < 1e-3] = 0.5  # off relu's kink
+    w, b = rng.standard_normal((2, 4)), rng.standard_normal(2)
+    delta_next = rng.standard_normal((3, 2))
+
+    def layer(u_, w_, b_):
+        y = u_ if activation is None else getattr(fastnn, activation)(u_, backend="reference")
+        return fastnn.linear(y, w_, b_, backend="reference")
+
+    numeric_u, numeric_w, numeric_b = numerical_vjp(layer, [u, w, b], delta_next)
+    delta = fastnn.sensitivity(delta_next, w, u, activation, backend="reference")
+    assert_grad_close(delta, numeric_u, f"BP2 {activation}")
+    y = u if activation is None else NUMPY_ACTIVATION[activation](u)
+    gw, gb = fastnn.dense_grads(delta_next, y, backend="reference")
+    assert_grad_close(gw, numeric_w, "BP4")
+    assert_grad_close(gb, numeric_b, "BP3")
+
+
 def test_empty_batch(rng):
     """No rows: sensitivities are (0, n), parameter gradients are zeros."""
     w = rng.standard_normal((3, 4))
