@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "info": "fastnn.cli.info",
     "demo": "fastnn.cli.demo",
+    "bench": "fastnn.cli.bench",
     "train": "fastnn.cli.train",
 }
 

@@ -1,0 +1,1 @@
+"""pytest-benchmark suites of fastnn against its peers (see README.md)."""

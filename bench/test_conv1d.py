@@ -1,0 +1,9 @@
+"""conv1d forward and backward on the 1-D spectra shapes of shared/BENCH_SHAPES.md."""
+
+from __future__ import annotations
+
+FAMILY = "conv1d"
+
+
+def test_conv1d(bench, bench_case):
+    bench(bench_case)

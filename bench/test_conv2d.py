@@ -1,0 +1,11 @@
+"""conv2d forward on the 2-D shapes of shared/BENCH_SHAPES.md: fastnn (im2col, direct)
+vs NumPy, SciPy and PyTorch."""
+
+from __future__ import annotations
+
+FAMILY = "conv2d"
+OPS = ("conv2d",)
+
+
+def test_conv2d(bench, bench_case):
+    bench(bench_case)

@@ -1,0 +1,17 @@
+"""The benchmark harness behind ``fastnn bench`` and the pytest-benchmark suites in bench/.
+
+A *case* is one op on one shape (:class:`~fastnn.bench.case.Case`): its family, flop and
+byte counts, a function that makes its input arrays, and the implementations to compare
+(fastnn's backends and algorithms, and the peers: NumPy/OpenBLAS, SciPy, PyTorch, CuPy).
+
+Modules, in the order data flows through them:
+
+- ``shapes``   the shape tables (shared/BENCH_SHAPES.md plus small dispatch-overhead cases)
+- ``peers``    which peer libraries and fastnn backends can run here, and why not
+- ``case``     the Case / Impl records and moving a case's arrays to a device
+- ``cases_*``  one module per op family that turns shapes into cases
+- ``catalog``  every family's cases for a suite ("tiny", "quick", "full")
+- ``roofline`` the machine's measured sgemm GFLOP/s and copy GB/s
+- ``timing``   fair timing: warm-up, interleaved blocks, median and best
+- ``report``   markdown, JSON and ``--compare``;  ``plots``: the PNG figures
+"""

@@ -1,0 +1,161 @@
+"""The PyTorch peer: each op through the ATen kernel PyTorch itself runs for it (oneDNN
+convolutions and pooling on the CPU, cuDNN and cuBLAS on a GPU), called directly so that
+no autograd bookkeeping is timed.  Imported only when torch is installed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "activation",
+    "activation_backward",
+    "conv",
+    "conv_backward",
+    "derivative",
+    "loss",
+    "loss_backward",
+    "max_pool",
+    "max_pool_backward",
+    "mlp_backward",
+    "sensitivity",
+]
+
+aten = torch.ops.aten
+
+_REDUCTION_MEAN = 1  # ATen's enum: 0 none, 1 mean, 2 sum
+
+
+def _tuple(value, nd: int) -> list[int]:
+    return list(value) if isinstance(value, tuple) else [value] * nd
+
+
+def conv(x, w, b, stride, pad, dilation):
+    """F.conv1d / F.conv2d."""
+    fn = F.conv1d if x.ndim == 3 else F.conv2d
+    return fn(x, w, b, stride, pad, dilation)
+
+
+def conv_backward(gy, x, w, stride, pad, dilation):
+    """ATen's convolution_backward: (grad_input, grad_weight, grad_bias) in one call."""
+    nd = x.ndim - 2
+    return aten.convolution_backward(
+        gy,
+        x,
+        w,
+        [w.shape[0]],
+        _tuple(stride, nd),
+        _tuple(pad, nd),
+        _tuple(dilation, nd),
+        False,
+        [0] * nd,
+        1,
+        [True, True, True],
+    )
+
+
+def max_pool(x, kernel, stride, pad, return_indices=False):
+    fn = F.max_pool1d if x.ndim == 3 else F.max_pool2d
+    return fn(x, kernel, stride, pad, return_indices=return_indices)
+
+
+def avg_pool(x, kernel, stride, pad):
+    fn = F.avg_pool1d if x.ndim == 3 else F.avg_pool2d
+    return fn(x, kernel, stride, pad)
+
+
+def max_pool_backward(gy, x, kernel, stride, pad, indices):
+    """ATen's max_pool2d_with_indices_backward (1-D runs as 2-D with H = 1)."""
+    if x.ndim == 3:
+        gx = aten.max_pool2d_with_indices_backward(
+            gy[:, :, None], x[:, :, None], [1, kernel], [1, stride], [0, pad], [1, 1], False,
+            indices[:, :, None],
+        )  # fmt: skip
+        return gx[:, :, 0]
+    return aten.max_pool2d_with_indices_backward(
+        gy, x, [kernel] * 2, [stride] * 2, [pad] * 2, [1, 1], False, indices
+    )
+
+
+def avg_pool_backward(gy, x, kernel, stride, pad):
+    if x.ndim == 3:
+        gx = aten.avg_pool2d_backward(
+            gy[:, :, None], x[:, :, None], [1, kernel], [1, stride], [0, pad], False, True, None
+        )
+        return gx[:, :, 0]
+    return aten.avg_pool2d_backward(gy, x, [kernel] * 2, [stride] * 2, [pad] * 2, False, True, None)
+
+
+def activation(name: str | None, x):
+    if name == "relu":
+        return torch.relu(x)
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "tanh":
+        return torch.tanh(x)
+    if name == "softmax":
+        return torch.softmax(x, -1)
+    if name == "log_softmax":
+        return torch.log_softmax(x, -1)
+    return x
+
+
+def activation_backward(name: str, gy, y):
+    """The ATen backward kernels, from the forward output."""
+    if name == "relu":
+        return aten.threshold_backward(gy, y, 0)
+    if name == "sigmoid":
+        return aten.sigmoid_backward(gy, y)
+    if name == "tanh":
+        return aten.tanh_backward(gy, y)
+    if name == "softmax":
+        return aten._softmax_backward_data(gy, y, -1, y.dtype)
+    return aten._log_softmax_backward_data(gy, y, -1, y.dtype)
+
+
+def loss(name: str, x, t):
+    if name == "mse_loss":
+        return F.mse_loss(x, t)
+    if name == "binary_cross_entropy":
+        return F.binary_cross_entropy(x, t)
+    return F.cross_entropy(x, t)
+
+
+def loss_backward(name: str, x, t):
+    """d loss / d input through ATen's backward kernels (mean reduction)."""
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    if name == "mse_loss":
+        return aten.mse_loss_backward(one, x, t, _REDUCTION_MEAN)
+    if name == "binary_cross_entropy":
+        return aten.binary_cross_entropy_backward(one, x, t, None, _REDUCTION_MEAN)
+    logp = torch.log_softmax(x, 1)
+    _, total = aten.nll_loss_forward(logp, t, None, _REDUCTION_MEAN, -100)
+    g = aten.nll_loss_backward(one, logp, t, None, _REDUCTION_MEAN, -100, total)
+    return aten._log_softmax_backward_data(g, logp, 1, x.dtype)
+
+
+def derivative(name: str | None, u):
+    if name is None:
+        return 1
+    if name == "relu":
+        return u > 0
+    if name == "sigmoid":
+        s = torch.sigmoid(u)
+        return s * (1 - s)
+    return 1 - torch.tanh(u) ** 2
+
+
+def sensitivity(delta_next, w_next, u, act):
+    """BP2 with torch ops: f'(u) * (delta_next @ w_next)."""
+    return derivative(act, u) * (delta_next @ w_next)
+
+
+def mlp_backward(inputs, preacts, weights, delta_out, acts):
+    grads = [None] * len(weights)
+    delta = delta_out
+    for m in range(len(weights) - 1, -1, -1):
+        grads[m] = (delta.T @ inputs[m], delta.sum(0))
+        if m > 0:
+            delta = sensitivity(delta, weights[m], preacts[m - 1], acts[m - 1])
+    return grads

@@ -1,0 +1,102 @@
+"""The machine's roofline, measured: peak compute (sgemm) and memory bandwidth (copy).
+
+- Compute roof: NumPy float32 matmul (its BLAS, with the thread count set for the run) on
+  square matrices, best of a few calls, in GFLOP/s.
+- Memory roof: ``np.copyto`` of a buffer much larger than the last-level cache, split
+  into one slice per thread (NumPy releases the GIL while it copies), best of a few
+  calls, in GB/s counted as bytes read + bytes written.
+
+Every kernel is then placed against ``min(peak, intensity * bandwidth)``: the fastest a
+kernel of that arithmetic intensity (FLOP per byte) can run on this machine.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["Roofline", "measure_bandwidth", "measure_roofline", "measure_sgemm"]
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Peak GFLOP/s and GB/s measured on this machine, and how."""
+
+    gflops: float
+    gbps: float
+    threads: int
+    gemm_size: int
+    copy_mbytes: int
+
+    @property
+    def balance(self) -> float:
+        """FLOP per byte where the memory roof meets the compute roof."""
+        return self.gflops / self.gbps
+
+    def attainable(self, intensity: float) -> float:
+        """The roof in GFLOP/s for a kernel of ``intensity`` FLOP per byte."""
+        return min(self.gflops, intensity * self.gbps)
+
+    def fraction(self, flops: float, nbytes: float, seconds: float) -> float:
+        """Fraction of the roof a kernel reached: the least time the roofline allows for
+        its flops and bytes, divided by the time it took."""
+        floor = max(flops / (self.gflops * 1e9), nbytes / (self.gbps * 1e9))
+        return floor / seconds if seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_sgemm(size: int = 2048, repeats: int = 3) -> float:
+    """GFLOP/s of NumPy's float32 matmul on two ``size`` x ``size`` matrices."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty((size, size), dtype=np.float32)
+    seconds = _best_time(lambda: np.matmul(a, b, out=out), repeats)
+    return 2.0 * size**3 / seconds / 1e9
+
+
+def measure_bandwidth(mbytes: int = 256, threads: int = 1, repeats: int = 5) -> float:
+    """GB/s (read + write) of copying a ``mbytes`` MB buffer with ``threads`` threads."""
+    n = mbytes * 2**20 // 8
+    src = np.ones(n, dtype=np.float64)
+    dst = np.zeros_like(src)
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    parts = [(dst[lo:hi], src[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    if threads == 1:
+        seconds = _best_time(lambda: np.copyto(dst, src), repeats)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+
+            def copy_all() -> None:
+                list(pool.map(lambda part: np.copyto(*part), parts))
+
+            seconds = _best_time(copy_all, repeats)
+    return 2.0 * src.nbytes / seconds / 1e9
+
+
+def measure_roofline(
+    threads: int, gemm_size: int = 2048, copy_mbytes: int = 256, repeats: int = 3
+) -> Roofline:
+    """Measure both roofs with ``threads`` threads (BLAS must already be set to them)."""
+    return Roofline(
+        gflops=measure_sgemm(gemm_size, repeats),
+        gbps=measure_bandwidth(copy_mbytes, threads, repeats + 2),
+        threads=threads,
+        gemm_size=gemm_size,
+        copy_mbytes=copy_mbytes,
+    )

@@ -1,0 +1,80 @@
+"""Run a list of cases: make each case's arrays, prepare every implementation, time them
+together (:mod:`fastnn.bench.timing`), free the arrays, next case.  A progress bar
+(tqdm, when installed) shows the case being measured."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastnn.bench.case import Case, SkipImpl, prepare
+from fastnn.bench.timing import Measurement, TimingPlan, measure
+
+__all__ = ["CaseResult", "run_case", "run_cases"]
+
+
+@dataclass
+class CaseResult:
+    """A case and the measurement of each of its implementations (in the case's order)."""
+
+    case: Case
+    measurements: dict[str, Measurement]
+    seconds: float = 0.0  # wall time of the whole case: data, warm-ups, samples
+
+
+def run_case(case: Case, plan: TimingPlan, seed: int = 0) -> CaseResult:
+    """Time every implementation of ``case`` on the same data."""
+    start = time.perf_counter()
+    try:
+        data = case.data(np.random.default_rng(seed))
+    except Exception as exc:  # a broken data function must not end the whole run
+        why = f"making the inputs failed: {type(exc).__name__}: {exc}"
+        measurements = {i.name: Measurement(error=why) for i in case.impls}
+        return CaseResult(case, measurements, time.perf_counter() - start)
+    callables: dict[str, Callable[[], Any]] = {}
+    failed: dict[str, Measurement] = {}
+    for impl in case.impls:
+        try:
+            callables[impl.name] = prepare(impl, data)
+        except SkipImpl as exc:
+            failed[impl.name] = Measurement(skipped=str(exc))
+        except Exception as exc:  # e.g. the GPU runs out of memory while copying
+            failed[impl.name] = Measurement(error=f"{type(exc).__name__}: {exc}")
+    measured = measure(callables, plan)
+    del callables, data  # free the arrays before the next case allocates its own
+    measurements = {i.name: measured.get(i.name) or failed[i.name] for i in case.impls}
+    return CaseResult(case, measurements, time.perf_counter() - start)
+
+
+def _progress(cases: Sequence[Case], enabled: bool) -> Iterable[Case]:
+    if not enabled:
+        return cases
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is in the "bench" extra; fall back to plain lines
+        return _plain_progress(cases)
+    return tqdm(cases, desc="bench", unit="case", file=sys.stderr, dynamic_ncols=True)
+
+
+def _plain_progress(cases: Sequence[Case]) -> Iterable[Case]:
+    for i, case in enumerate(cases, 1):
+        print(f"[{i}/{len(cases)}] {case.key}", file=sys.stderr, flush=True)
+        yield case
+
+
+def run_cases(
+    cases: Sequence[Case], plan: TimingPlan, seed: int = 0, progress: bool = True
+) -> list[CaseResult]:
+    """Run every case in order, with a progress bar when ``progress``."""
+    results = []
+    bar = _progress(cases, progress)
+    for case in bar:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(case.key, refresh=True)
+        results.append(run_case(case, plan, seed))
+    return results

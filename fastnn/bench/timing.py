@@ -1,0 +1,124 @@
+"""Fair timing of several implementations of one op, in one process.
+
+1. Warm-up: each implementation runs once (caches, page faults, thread pools, JIT
+   compilation); that call is never counted.
+2. Calibration: a second call, timed.  A call shorter than ``min_sample`` is repeated
+   ``loops`` times per sample, so that every sample is long enough for the clock; a
+   longer one is the first sample.
+3. Interleaved blocks: the implementations take turns, one sample each per round, the
+   starting implementation rotating every round, with a pause of ``settle`` seconds
+   between blocks (a library's OpenMP threads spin for a while after a call and would
+   slow the next implementation's first call); a burst of load from another process then
+   hits every implementation alike.
+4. Each implementation gets as many samples as fit in ``budget`` seconds (at least one,
+   at most ``repeats``).
+
+Results are seconds per call: the median of the samples and the best one.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastnn.bench.case import SkipImpl
+
+__all__ = ["Measurement", "TimingPlan", "measure"]
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """How long and how often to measure.  ``budget``: seconds per implementation and
+    case; ``repeats``: the most samples; ``min_sample``: the shortest sample; ``settle``:
+    the pause between two blocks, in seconds."""
+
+    budget: float = 0.5
+    repeats: int = 7
+    min_sample: float = 0.005
+    settle: float = 0.001
+
+
+@dataclass
+class Measurement:
+    """Seconds per call of one implementation on one case (or why there are none)."""
+
+    times: list[float] = field(default_factory=list)
+    loops: int = 1
+    error: str | None = None
+    skipped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.times) and self.error is None and self.skipped is None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else math.nan
+
+    @property
+    def best(self) -> float:
+        return min(self.times) if self.times else math.nan
+
+    @property
+    def runs(self) -> int:
+        return len(self.times)
+
+
+def _timed(fn: Callable[[], Any], loops: int) -> float:
+    start = time.perf_counter()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter() - start) / loops
+
+
+def _warm_up(fn: Callable[[], Any], plan: TimingPlan) -> tuple[Measurement, int]:
+    """Warm ``fn`` up and calibrate it; return its measurement so far (the calibration
+    call, when it is long enough to be a sample) and how many samples it still needs."""
+    _timed(fn, 1)
+    per_call = _timed(fn, 1)
+    wanted = max(1, min(plan.repeats, int(plan.budget / max(per_call, 1e-9))))
+    if per_call >= plan.min_sample:
+        return Measurement(times=[per_call]), wanted - 1
+    loops = math.ceil(plan.min_sample / max(per_call, 1e-9))
+    wanted = max(1, min(plan.repeats, int(plan.budget / (per_call * loops))))
+    return Measurement(loops=loops), wanted
+
+
+def measure(
+    impls: Mapping[str, Callable[[], Any]],
+    plan: TimingPlan,
+    errors: tuple[type[BaseException], ...] = (Exception,),
+) -> dict[str, Measurement]:
+    """Time every zero-argument callable in ``impls`` by the rules of this module.
+
+    An implementation that raises :class:`SkipImpl` gets a Measurement with ``skipped``
+    set, one that raises one of ``errors`` one with ``error`` set (and no times); the
+    others are still measured.
+    """
+    results: dict[str, Measurement] = {}
+    needed: dict[str, int] = {}
+    for name, fn in impls.items():
+        try:
+            results[name], needed[name] = _warm_up(fn, plan)
+        except SkipImpl as exc:
+            results[name], needed[name] = Measurement(skipped=str(exc)), 0
+        except errors as exc:
+            results[name] = Measurement(error=f"{type(exc).__name__}: {exc}")
+            needed[name] = 0
+    order = [name for name in impls if needed[name] > 0]
+    rounds = max(needed.values(), default=0)
+    for r in range(rounds):
+        shift = r % len(order) if order else 0
+        for name in order[shift:] + order[:shift]:
+            if needed[name] <= r or results[name].error:
+                continue
+            time.sleep(plan.settle)
+            try:
+                results[name].times.append(_timed(impls[name], results[name].loops))
+            except errors as exc:
+                results[name].error = f"{type(exc).__name__}: {exc}"
+    return results

@@ -1,0 +1,240 @@
+"""``fastnn bench``: measure the machine's roofline, time fastnn against its peers, and
+write a report (markdown, JSON, PNG plots) into ``--out``.
+
+    env -u OPENBLAS_CORETYPE fastnn bench --quick           # about two minutes
+    fastnn bench --out bench_out --compare old/results.json  # the full suite, compared
+
+The harness lives in :mod:`fastnn.bench`; bench/ runs the same cases under
+pytest-benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from fastnn.bench.timing import TimingPlan
+
+HELP = "benchmark fastnn against NumPy, SciPy and PyTorch; write markdown, JSON and plots"
+
+#: Timing per suite: seconds per implementation and case, most samples, shortest sample.
+PLANS = {
+    "tiny": TimingPlan(budget=0.02, repeats=3, min_sample=0.0005),
+    "quick": TimingPlan(budget=0.15, repeats=5, min_sample=0.003),
+    "full": TimingPlan(budget=1.0, repeats=10, min_sample=0.01),
+}
+
+#: Roofline measurement per suite: sgemm size, copy MB, repeats.
+ROOFLINES = {
+    "tiny": {"gemm_size": 256, "copy_mbytes": 16, "repeats": 1},
+    "quick": {"gemm_size": 2048, "copy_mbytes": 256, "repeats": 3},
+    "full": {"gemm_size": 2048, "copy_mbytes": 512, "repeats": 5},
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from fastnn.bench.case import FAMILIES
+
+    parser.add_argument(
+        "--quick", action="store_true", help="the quick suite (under 3 minutes on 2 cores)"
+    )
+    parser.add_argument(
+        "--suite",
+        choices=tuple(PLANS),
+        default="full",
+        help="which suite to run (default: full; --quick is --suite quick; tiny is for tests)",
+    )
+    parser.add_argument("--out", default="bench_out", help="output folder (default: bench_out)")
+    parser.add_argument(
+        "--compare", metavar="OLD.json", help="compare with an earlier results.json"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for fastnn, PyTorch and BLAS alike"
+    )
+    parser.add_argument(
+        "--families",
+        default=None,
+        help=f"comma-separated families to run (default: all of {','.join(FAMILIES)})",
+    )
+    parser.add_argument("--budget", type=float, default=None, help="seconds per implementation")
+    parser.add_argument("--repeats", type=int, default=None, help="most samples per implementation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+
+
+def _plan(args: argparse.Namespace, suite: str) -> TimingPlan:
+    plan = PLANS[suite]
+    if args.budget is not None:
+        if args.budget <= 0:
+            raise SystemExit("fastnn bench: --budget must be positive")
+        plan = TimingPlan(args.budget, plan.repeats, plan.min_sample)
+    if args.repeats is not None:
+        if args.repeats < 1:
+            raise SystemExit("fastnn bench: --repeats must be at least 1")
+        plan = TimingPlan(plan.budget, args.repeats, plan.min_sample)
+    return plan
+
+
+def _families(args: argparse.Namespace) -> list[str] | None:
+    if not args.families:
+        return None
+    return [f.strip() for f in args.families.split(",") if f.strip()]
+
+
+def _print_peers(env) -> dict:
+    from fastnn.bench.peers import PEERS
+
+    peers = {}
+    for name, (ok, detail) in env.available.items():
+        peers[name] = {"available": ok, "detail": detail}
+        if name in PEERS or ok:
+            print(f"  {'measured' if ok else 'skipped '}  {name}: {detail}")
+        else:
+            print(f"  skipped   {name}: {detail}")
+    return peers
+
+
+def _fallback_note(cases, env) -> list[str]:
+    """Ops timed without ``fastnn[cpu]`` because they have no CPU kernel yet."""
+    from fastnn.bench.case import fastnn_name
+
+    if not env.has(fastnn_name("cpu")):
+        return []
+    missing = sorted(
+        {c.op for c in cases if not any(i.name.startswith("fastnn[cpu") for i in c.impls)}
+    )
+    if not missing:
+        return []
+    return [
+        "fastnn[cpu] not timed for ops without a CPU kernel (they fall back to the "
+        f"reference backend): {', '.join(missing)}"
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    import fastnn
+    from fastnn.bench import report
+    from fastnn.bench.case import REFERENCE, is_subject
+    from fastnn.bench.catalog import build_cases
+    from fastnn.bench.peers import detect, set_threads
+    from fastnn.bench.roofline import measure_roofline
+    from fastnn.bench.runner import run_cases
+
+    suite = "quick" if args.quick else args.suite
+    plan = _plan(args, suite)
+    old = None
+    if args.compare:  # read it first: a bad file should not cost a whole run
+        try:
+            old = report.load(args.compare)
+        except (OSError, ValueError) as exc:
+            print(f"fastnn bench: cannot compare: {exc}", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        print(
+            f"warning: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set; it can slow "
+            "OpenBLAS (NumPy, SciPy, fastnn's GEMM) and cannot be undone once BLAS is loaded. "
+            "Run `env -u OPENBLAS_CORETYPE fastnn bench ...` for fair numbers.",
+            file=sys.stderr,
+        )
+    print(f"fastnn bench: {suite} suite, results into {out}/")
+    env = detect()
+    threads = args.threads or fastnn.get_num_threads()
+    if threads < 1:
+        raise SystemExit("fastnn bench: --threads must be at least 1")
+    counts = set_threads(threads, env)
+    print("threads: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print("implementations:")
+    peers = _print_peers(env)
+    roof = measure_roofline(threads, **ROOFLINES[suite])
+    print(
+        f"roofline: {roof.gflops:.1f} GFLOP/s (sgemm {roof.gemm_size}^3), "
+        f"{roof.gbps:.1f} GB/s (copy, {threads} threads)"
+    )
+    try:
+        cases = build_cases(suite, env, _families(args))
+    except ValueError as exc:
+        raise SystemExit(f"fastnn bench: {exc}") from None
+    notes = _fallback_note(cases, env)
+    for note in notes:
+        print(note)
+    print(
+        f"{len(cases)} cases, up to {plan.budget:g} s and {plan.repeats} samples per implementation"
+    )
+    results = run_cases(cases, plan, args.seed, progress=not args.no_progress)
+    meta = {
+        "suite": suite,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fastnn": fastnn.__version__,
+        "python": platform.python_version(),
+        "machine": _machine(),
+        "threads": counts,
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "timing": {"budget": plan.budget, "repeats": plan.repeats, "min_sample": plan.min_sample},
+        "peers": peers,
+        "notes": notes,
+    }
+    doc = report.document(results, roof, meta)
+    report.write_json(doc, out / "results.json")
+    text = report.markdown(doc)
+    (out / "report.md").write_text(text)
+    written = [out / "results.json", out / "report.md"]
+    if not args.no_plots:
+        written += _plots(doc, out)
+    if old is not None:
+        table, changes = report.compare(old, doc)
+        (out / "compare.md").write_text(table)
+        written.append(out / "compare.md")
+        print(
+            f"compared with {args.compare}: {changes['faster']} faster, {changes['slower']} "
+            f"slower, {changes['same']} within noise"
+        )
+    summary = report.markdown_summary(doc)
+    if summary:
+        print(summary)
+    failed = [
+        f"{r['family']}/{r['op']}/{r['shape']} {r['impl']}: {r['error']}"
+        for r in doc["results"]
+        if r["error"]
+    ]
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    print(f"wrote {', '.join(str(p) for p in written)} in {time.perf_counter() - start:.0f} s")
+    ours_failed = [
+        r
+        for r in doc["results"]
+        if r["error"] and (is_subject(r["impl"]) or r["impl"] == REFERENCE)
+    ]
+    return 1 if ours_failed else 0
+
+
+def _plots(doc, out: Path) -> list[Path]:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("plots skipped: matplotlib is not installed (pip install 'fastnn[bench]')")
+        return []
+    from fastnn.bench.plots import plot_all
+
+    return plot_all(doc, out)

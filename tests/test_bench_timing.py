@@ -1,0 +1,98 @@
+"""The timing harness and the roofline measurement: structure, not speed (no timed
+assertions)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fastnn.bench import shapes
+from fastnn.bench.case import SkipImpl
+from fastnn.bench.roofline import Roofline, measure_bandwidth, measure_roofline, measure_sgemm
+from fastnn.bench.timing import TimingPlan, measure
+
+PLAN = TimingPlan(budget=0.01, repeats=4, min_sample=0.0005, settle=0.0)
+
+
+def test_every_implementation_is_warmed_up_then_sampled_in_interleaved_blocks():
+    calls: list[str] = []
+    impls = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    results = measure(impls, PLAN)
+    for name in impls:
+        m = results[name]
+        assert m.ok and 1 <= m.runs <= PLAN.repeats
+        assert m.loops >= 1
+        assert m.best <= m.median
+    # warm-up and calibration: two calls each, in order, before any sample
+    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]
+    # then blocks of calls alternate between implementations
+    blocks = [calls[6]]
+    for name in calls[7:]:
+        if name != blocks[-1]:
+            blocks.append(name)
+    assert len(blocks) >= 3 and set(blocks[:3]) == {"a", "b", "c"}
+
+
+def test_errors_and_skips_are_recorded_and_the_others_still_measured():
+    def broken():
+        raise RuntimeError("kernel exploded")
+
+    def not_here():
+        raise SkipImpl("too much memory")
+
+    results = measure({"ok": lambda: None, "broken": broken, "skip": not_here}, PLAN)
+    assert results["ok"].ok
+    assert not results["broken"].ok and "kernel exploded" in results["broken"].error
+    assert results["skip"].skipped == "too much memory" and not results["skip"].ok
+    assert math.isnan(results["skip"].median)
+
+
+def test_roofline_measurements_are_positive():
+    assert measure_sgemm(128, repeats=1) > 0
+    assert measure_bandwidth(4, threads=1, repeats=1) > 0
+    assert measure_bandwidth(4, threads=2, repeats=1) > 0
+    roof = measure_roofline(2, gemm_size=128, copy_mbytes=4, repeats=1)
+    assert roof.gflops > 0 and roof.gbps > 0 and roof.threads == 2
+
+
+def test_roofline_model():
+    roof = Roofline(gflops=200.0, gbps=25.0, threads=2, gemm_size=2048, copy_mbytes=256)
+    assert roof.balance == pytest.approx(8.0)
+    assert roof.attainable(1.0) == pytest.approx(25.0)  # bandwidth-bound
+    assert roof.attainable(100.0) == pytest.approx(200.0)  # compute-bound
+    # 4e9 flop and 0.25e9 bytes: the compute floor (20 ms) beats the memory one (10 ms)
+    assert roof.fraction(4e9, 0.25e9, 0.04) == pytest.approx(0.5)
+    # 1e6 flop and 2.5e9 bytes: the memory floor (100 ms) dominates
+    assert roof.fraction(1e6, 2.5e9, 0.1) == pytest.approx(1.0)
+
+
+def test_pick_cuts_batches_in_the_quick_suite_and_keeps_full_shapes():
+    full = shapes.pick("full", shapes.CONV2D, shapes.CONV2D_QUICK, shapes.CONV2D_TINY)
+    assert len(full) == len(shapes.CONV2D)
+    quick = dict(shapes.pick("quick", shapes.CONV2D, shapes.CONV2D_QUICK, shapes.CONV2D_TINY))
+    assert "R50-res2-3x3/N2" in quick and quick["R50-res2-3x3/N2"].n == 2
+    assert quick["LeNet5-C1"].n == 128
+    names = {s.name for s in shapes.CONV2D}
+    assert all(name.split("/")[0] in names for name in quick)
+    with pytest.raises(ValueError, match="suite"):
+        shapes.pick("huge", shapes.CONV2D, {}, ())
+
+
+def test_every_quick_name_exists_in_its_full_table():
+    tables = [
+        (shapes.CONV2D, shapes.CONV2D_QUICK),
+        (shapes.CONV2D, shapes.CONV2D_BACKWARD_QUICK),
+        (shapes.CONV1D, shapes.CONV1D_QUICK),
+        (shapes.CONV1D, shapes.CONV1D_BACKWARD_QUICK),
+        (shapes.GEMM, shapes.GEMM_QUICK),
+        (shapes.LINEAR, shapes.LINEAR_QUICK),
+        (shapes.MLP, shapes.MLP_QUICK),
+        (shapes.POOL, shapes.POOL_QUICK),
+        (shapes.ELEMENTWISE, shapes.ELEMENTWISE_QUICK),
+        (shapes.ROWS, shapes.ROWS_QUICK),
+        (shapes.LENET, shapes.LENET_QUICK),
+    ]
+    for full, quick in tables:
+        names = set(full) if isinstance(full, dict) else {s.name for s in full}
+        assert set(quick) <= names, set(quick) - names
