@@ -153,3 +153,13 @@ def test_cli_rejects_a_file_that_is_not_a_report(tmp_path, capsys):
     args = ["bench", "--suite", "tiny", "--out", str(tmp_path), "--compare", str(bad)]
     assert main(args) == 2
     assert "not a fastnn bench report" in capsys.readouterr().err
+
+
+def test_readme_main_command_runs_the_quick_report():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text()
+    main = text.split("<!-- main-command -->", 1)[1].split("```", 2)[1]
+    assert "env -u OPENBLAS_CORETYPE .venv/bin/fastnn bench --quick" in main
+    assert "pytest bench --benchmark-only" in (root / "bench" / "README.md").read_text()

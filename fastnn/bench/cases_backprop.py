@@ -140,10 +140,12 @@ def train_case(ctx: Context, name: str, batch: int) -> Case:
     impls = []
     if ctx.env.has(fastnn_name("cpu")):
         impls.append(Impl(fastnn_name("cpu"), lambda d: lenet.fastnn_step(d, "cpu")))
-    for backend, device in (("cupy", "cupy"), ("numba-cuda", "numba")):
-        if ctx.env.has(fastnn_name(backend)):
+    # On a GPU the step runs on CuPy arrays for both backends: the SGD update is done in
+    # place with ``-=``, which Numba device arrays do not support.
+    for backend in ("cupy", "numba-cuda"):
+        if ctx.env.has(fastnn_name(backend)) and ctx.env.has("cupy"):
             impls.append(
-                Impl(fastnn_name(backend), lambda d, b=backend: lenet.fastnn_step(d, b), device)
+                Impl(fastnn_name(backend), lambda d, b=backend: lenet.fastnn_step(d, b), "cupy")
             )
     flops = lenet.flops(batch)
     impls.append(reference_impl(ctx, lambda d: lenet.fastnn_step(d, "reference"), flops))
