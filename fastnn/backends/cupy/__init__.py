@@ -6,7 +6,17 @@ from __future__ import annotations
 import importlib
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES: tuple[str, ...] = ("optim",)
+_MODULES: tuple[str, ...] = (
+    "activation",
+    "backprop",
+    "checks",
+    "conv",
+    "dense",
+    "loss",
+    "optim",
+    "pool",
+    "softmax",
+)
 
 
 def probe() -> str | None:

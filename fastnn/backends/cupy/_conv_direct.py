@@ -1,0 +1,58 @@
+"""Direct convolution on the GPU (kernels/cuda/conv_direct.cu): no column buffer, every
+gradient a gather or a block reduction (deterministic)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cupy
+
+from fastnn._args import ConvGeometry
+from fastnn.backends.cupy._conv_shape import conv2d_shape
+from fastnn.backends.cupy._reduce import channel_sums
+from fastnn.backends.cupy._runtime import MAX_BLOCKS, contiguous, i32, kernel, launch_1d
+from fastnn.backends.cupy._sources import THREADS
+
+
+def _ints(geom: ConvGeometry) -> tuple:
+    """The geometry arguments shared by the three kernels, as C ints."""
+    s = conv2d_shape(geom)
+    values = (
+        geom.batch, geom.in_channels, s.in_h, s.in_w, geom.out_channels, s.out_h, s.out_w,
+        s.k_h, s.k_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h, s.dil_w, geom.groups,
+    )  # fmt: skip
+    return tuple(i32(v) for v in values)
+
+
+def forward(x: Any, w: Any, b: Any, geom: ConvGeometry) -> Any:
+    """One thread per output element, bias added in the same pass."""
+    y = cupy.empty(geom.output_shape, dtype=x.dtype)
+    wc = contiguous(w)
+    kern = kernel("conv_direct.cu", "conv_direct_forward", x.dtype, b is not None)
+    bias = contiguous(b) if b is not None else wc  # not read without a bias
+    launch_1d(kern, y.size, (contiguous(x), wc, bias, y, *_ints(geom)))
+    return y
+
+
+def backward(gy: Any, x: Any, w: Any, geom: ConvGeometry, mask) -> tuple:
+    """(grad_input, grad_weight, grad_bias), None where the mask is False."""
+    gyc = contiguous(gy)
+    args = _ints(geom)
+    gx = gw = gb = None
+    if mask[0]:
+        gx = cupy.empty(geom.input_shape, dtype=x.dtype)
+        kern = kernel("conv_direct.cu", "conv_direct_backward_input", x.dtype)
+        launch_1d(kern, gx.size, (gyc, contiguous(w), gx, *args))
+    if mask[1]:
+        gw = cupy.empty(geom.weight_shape, dtype=x.dtype)
+        if geom.batch == 0:
+            gw.fill(0)
+        else:
+            kern = kernel("conv_direct.cu", "conv_direct_backward_weight", x.dtype)
+            grid = (min(gw.size, MAX_BLOCKS),)
+            kern(grid, (THREADS,), (gyc, contiguous(x), gw, *args))
+    if mask[2]:
+        positions = math.prod(geom.out_size)
+        gb = channel_sums(gyc, geom.batch, geom.out_channels, positions)
+    return gx, gw, gb

@@ -1,0 +1,120 @@
+"""Convolution as im2col + cuBLAS on the GPU (kernels/cuda/im2col.cu for the column
+matrices, cupy.matmul for the products), the batch processed in chunks whose column
+buffer stays under COLUMN_BUDGET bytes.
+
+Forward: columns in (images, C_in * taps, P) layout and one batched GEMM per chunk,
+``w (G, C_out/G, C_in/G * taps) @ col (n, G, C_in/G * taps, P)``, whose result is NCHW.
+Backward: columns in (C_in * taps, images, P) layout, so the images join the inner
+dimension of a single GEMM per group: ``gw = gy (G, C_out/G, n P) @ col^T`` and
+``col_grad = w^T @ gy``, which col2im gathers back into the input gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cupy
+
+from fastnn._args import ConvGeometry
+from fastnn.backends.cupy._conv_shape import Conv2d, conv2d_shape
+from fastnn.backends.cupy._epilogue import bias_activation
+from fastnn.backends.cupy._reduce import channel_sums
+from fastnn.backends.cupy._runtime import contiguous, i32, i64, kernel, launch_1d
+
+#: Largest column buffer, in bytes.
+COLUMN_BUDGET = 1 << 28
+
+
+def _chunk(geom: ConvGeometry, s: Conv2d, itemsize: int) -> int:
+    per_image = geom.in_channels * s.taps * s.positions * itemsize
+    return max(1, min(geom.batch, COLUMN_BUDGET // per_image))
+
+
+def _is_identity(s: Conv2d) -> bool:
+    """A 1x1 kernel with stride 1 and no padding: the columns are the input itself."""
+    return s.taps == 1 and s.stride_h == s.stride_w == 1 and s.pad_h == s.pad_w == 0
+
+
+def _geometry_args(images: int, channels: int, s: Conv2d, row_step: int, image_step: int):
+    ints = (images, channels, *s.ints())
+    return (*(i32(v) for v in ints), i64(row_step), i64(image_step))
+
+
+def _im2col(x: Any, col: Any, images: int, channels: int, s: Conv2d, row_step, image_step):
+    kern = kernel("im2col.cu", "im2col", x.dtype)
+    count = channels * s.taps * images * s.positions
+    launch_1d(kern, count, (x, col, *_geometry_args(images, channels, s, row_step, image_step)))
+
+
+def _col2im(col: Any, gx: Any, images: int, channels: int, s: Conv2d, row_step, image_step):
+    kern = kernel("im2col.cu", "col2im", gx.dtype)
+    args = _geometry_args(images, channels, s, row_step, image_step)
+    launch_1d(kern, gx.size, (col, gx, *args))
+
+
+def forward(x: Any, w: Any, b: Any, geom: ConvGeometry) -> Any:
+    """y = conv(x, w) + b through columns and batched cuBLAS GEMMs."""
+    s = conv2d_shape(geom)
+    n_all, channels, groups = geom.batch, geom.in_channels, geom.groups
+    out_c, positions = geom.out_channels, s.positions
+    rows_g = channels // groups * s.taps
+    y = cupy.empty((n_all, out_c, positions), dtype=x.dtype)
+    if n_all == 0:
+        return y.reshape(geom.output_shape)
+    xc = contiguous(x)
+    w3 = contiguous(w).reshape(groups, out_c // groups, rows_g)
+    chunk = _chunk(geom, s, x.dtype.itemsize)
+    identity = _is_identity(s)
+    col = None if identity else cupy.empty((chunk, channels * s.taps, positions), dtype=x.dtype)
+    for n0 in range(0, n_all, chunk):
+        n = min(chunk, n_all - n0)
+        if identity:
+            cols = xc[n0 : n0 + n]
+        else:
+            cols = col[:n]
+            image_step = channels * s.taps * positions
+            _im2col(xc[n0 : n0 + n], cols, n, channels, s, positions, image_step)
+        part = cupy.matmul(w3, cols.reshape(n, groups, rows_g, positions))  # (n, G, out/G, P)
+        if n == n_all:
+            y = contiguous(part).reshape(n_all, out_c, positions)
+        else:
+            y[n0 : n0 + n] = part.reshape(n, out_c, positions)
+    bias_activation(y, b, None, positions, out_c)
+    return y.reshape(geom.output_shape)
+
+
+def backward(gy: Any, x: Any, w: Any, geom: ConvGeometry, mask) -> tuple:
+    """(grad_input, grad_weight, grad_bias), None where the mask is False."""
+    s = conv2d_shape(geom)
+    n_all, channels, groups = geom.batch, geom.in_channels, geom.groups
+    out_c, positions = geom.out_channels, s.positions
+    rows_g, out_g = channels // groups * s.taps, out_c // groups
+    gy3 = contiguous(gy).reshape(n_all, out_c, positions)
+    gx = cupy.empty(geom.input_shape, dtype=x.dtype) if mask[0] else None
+    gw = None
+    gb = channel_sums(gy3, n_all, out_c, positions) if mask[2] else None
+    if mask[1] and n_all == 0:
+        gw = cupy.zeros(geom.weight_shape, dtype=x.dtype)
+    if n_all == 0 or not (mask[0] or mask[1]):
+        return gx, gw, gb
+    xc = contiguous(x)
+    w3 = contiguous(w).reshape(groups, out_g, rows_g)
+    chunk = _chunk(geom, s, x.dtype.itemsize)
+    col = cupy.empty((channels * s.taps * chunk * positions,), dtype=x.dtype)
+    for n0 in range(0, n_all, chunk):
+        n = min(chunk, n_all - n0)
+        # gy of the chunk as (G, out/G, n * P): the images join the GEMMs' inner dimension
+        g_t = gy3[n0 : n0 + n].reshape(n, groups, out_g, positions).transpose(1, 2, 0, 3)
+        g_t = contiguous(g_t).reshape(groups, out_g, n * positions)
+        if mask[1]:
+            cols = col[: channels * s.taps * n * positions]
+            _im2col(xc[n0 : n0 + n], cols, n, channels, s, n * positions, positions)
+            cols = cols.reshape(groups, rows_g, n * positions)
+            part = cupy.matmul(g_t, cols.transpose(0, 2, 1))  # (G, out/G, rows/G)
+            gw = contiguous(part) if gw is None else gw + part
+        if mask[0]:
+            col_grad = contiguous(cupy.matmul(w3.transpose(0, 2, 1), g_t))  # (G, rows/G, nP)
+            _col2im(col_grad, gx[n0 : n0 + n], n, channels, s, n * positions, positions)
+    if gw is not None:
+        gw = contiguous(gw).reshape(geom.weight_shape)
+    return gx, gw, gb
