@@ -39,7 +39,8 @@ def activation_backward(
 ) -> Any:
     """Gradient of activation ``name`` ("relu", "sigmoid" or "tanh") with respect to its
     input, from the gradient of its output and the forward output itself:
-    relu ``g * (y > 0)``, sigmoid ``g * y * (1 - y)``, tanh ``g * (1 - y**2)``."""
+    relu ``0 if y <= 0 else g`` (a NaN output passes ``g``, as in PyTorch), sigmoid
+    ``g * y * (1 - y)``, tanh ``g * (1 - y**2)``."""
     op = "activation_backward"
     if name is None:
         raise ValueError(f"{op}: name must be one of ('relu', 'sigmoid', 'tanh'), got None")
