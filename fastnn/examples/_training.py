@@ -110,11 +110,15 @@ def fit(
     test: Split,
     config: TrainConfig,
     metric: tuple[str, Callable[[Any, Any], float]],
+    cosine: bool = False,
+    augment: Callable[[Any, np.random.Generator], Any] | None = None,
 ) -> History:
     """Train for ``config.epochs`` epochs of shuffled mini-batches and log one line per
     epoch: the training loss and metric are averaged over the epoch's batches (as they
     were computed, in training mode), the test ones computed after the epoch in eval
-    mode."""
+    mode.  With ``cosine`` the learning rate follows a half cosine from its initial value
+    towards zero over the run (set per epoch), which settles the final weights.
+    ``augment(x, rng)`` (optional) transforms each training batch's inputs."""
     metric_name, metric_fn = metric
     history = History(metric=metric_name)
     shuffle = config.rng(stream=2)
@@ -124,7 +128,12 @@ def fit(
             import tqdm  # noqa: F401
         except ImportError:
             config.log("(no progress bar: tqdm is not installed; pip install 'fastnn[train]')")
+    base_rates = [group["lr"] for group in getattr(optimizer, "param_groups", [])]
     for epoch in range(1, config.epochs + 1):
+        if cosine:
+            factor = 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / config.epochs))
+            for group, rate in zip(optimizer.param_groups, base_rates):
+                group["lr"] = rate * factor
         start = time.perf_counter()
         model.train()
         order = shuffle.permutation(len(train))
@@ -132,7 +141,8 @@ def fit(
         loss_sum = metric_sum = 0.0
         for index in bar:
             batch = train.take(order[index * config.batch_size : (index + 1) * config.batch_size])
-            outputs = model(batch.x)
+            inputs = batch.x if augment is None else augment(batch.x, shuffle)
+            outputs = model(inputs)
             loss = criterion(outputs, batch.y)
             model.backward(criterion.backward(), need_input_grad=False)
             optimizer.step()
@@ -164,6 +174,17 @@ def _evaluate(model, criterion, split: Split, config: TrainConfig, metric_fn):
     outputs = predict(model, split.x, max(config.batch_size, 256))
     loss = float(to_numpy(criterion(outputs, split.y)))
     return loss, float(metric_fn(to_numpy(outputs), to_numpy(split.y)))
+
+
+def random_shift(limit: int) -> Callable[[Any, np.random.Generator], Any]:
+    """An ``augment`` for images in an empty frame: roll the batch by up to ``limit``
+    pixels along H and W (one random shift per batch, cheap on any device)."""
+
+    def shift(x: Any, rng: np.random.Generator) -> Any:
+        dy, dx = (int(v) for v in rng.integers(-limit, limit + 1, 2))
+        return namespace(x).roll(x, (dy, dx), axis=(2, 3)) if dy or dx else x
+
+    return shift
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -79,6 +79,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
         Split(x_test, y_test).to(config.device),
         config,
         ("accuracy", accuracy),
+        cosine=True,
     )
     final = history.test_metric[-1]
     summary = {

@@ -88,6 +88,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
         test,
         config,
         ("R^2", r2),
+        cosine=True,
     )
     predicted = to_numpy(predict(model, test.x, 256)) * std + mean
     rmse = float(np.sqrt(np.mean((predicted - y_test) ** 2)))
