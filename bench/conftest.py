@@ -110,7 +110,7 @@ def run_benchmark(benchmark, bench_case: tuple[Case, str], config: pytest.Config
     benchmark.extra_info.update(
         {"impl": name, "flops": case.flops, "bytes": case.bytes, "metric": case.metric}
     )
-    fn = prepare(impl, _arrays(case))
+    fn = prepare(impl, _arrays(case), case.updates_inputs)
     plan = PLANS[config.getoption("--bench-suite")]
     try:
         fn()  # warm-up outside the timer; also where an implementation says it skips

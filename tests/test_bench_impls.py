@@ -30,11 +30,11 @@ def _flatten(result) -> list[np.ndarray]:
 @pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])
 def test_every_peer_matches_the_reference(case):
     data = case.data(np.random.default_rng(0))
-    want = _flatten(to_numpy(prepare(_impl(case, REFERENCE), data)()))
+    want = _flatten(to_numpy(prepare(_impl(case, REFERENCE), data, case.updates_inputs)()))
     peers = [i for i in case.impls if i.name != REFERENCE and not is_subject(i.name)]
     assert peers, f"{case.key} has no peer to compare with"
     for impl in peers:
-        got = _flatten(to_numpy(prepare(impl, data)()))
+        got = _flatten(to_numpy(prepare(impl, data, case.updates_inputs)()))
         assert len(got) == len(want), f"{impl.name}: {len(got)} outputs, expected {len(want)}"
         for i, (g, w) in enumerate(zip(got, want)):
             assert_close(g, w, np.float32, rtol=1e-4, what=f"{case.key} {impl.name} output {i}")
@@ -57,7 +57,8 @@ def test_training_step_updates_the_parameters_in_place():
     before = data["w1"].copy()
     from fastnn.bench.case import move
 
-    moved = move(data, "numpy")
+    assert case.updates_inputs
+    moved = move(data, "numpy", copy=True)
     _impl(case, REFERENCE).call(moved)
     assert not np.array_equal(moved["w1"], before), "SGD did not change w1"
     assert np.array_equal(data["w1"], before), "the case's own arrays must stay untouched"

@@ -10,7 +10,7 @@ callable that the timer calls; GPU work is synchronised inside that callable.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -91,7 +91,8 @@ class Case:
     ``flops`` counts arithmetic operations (a multiply-add is 2); ``bytes`` the compulsory
     memory traffic (every input read once, every output written once).  ``metric`` says
     how the report shows throughput: "flops" (GFLOP/s), "bytes" (GB/s) or "latency" (time
-    only: the dispatch-overhead cases).
+    only: the dispatch-overhead cases).  ``updates_inputs``: the implementations change
+    their arrays in place (each then gets its own copy).
     """
 
     family: str
@@ -103,7 +104,7 @@ class Case:
     data: Callable[[np.random.Generator], dict[str, Any]]
     impls: tuple[Impl, ...]
     metric: str = "flops"
-    notes: tuple[str, ...] = field(default=())
+    updates_inputs: bool = False
 
     @property
     def key(self) -> str:
@@ -130,14 +131,16 @@ def _map_arrays(value: Any, fn: Callable[[np.ndarray], Any]) -> Any:
     return value
 
 
-def _converter(device: str) -> Callable[[np.ndarray], Any]:
+def _converter(device: str, copy: bool) -> Callable[[np.ndarray], Any]:
     if device == "numpy":
-        return np.copy
+        return np.copy if copy else (lambda a: a)
     if device in ("torch", "torch-cuda"):
         import torch
 
         where = "cuda" if device == "torch-cuda" else "cpu"
-        return lambda a: torch.from_numpy(a.copy()).to(where)
+        if copy:
+            return lambda a: torch.from_numpy(a.copy()).to(where)
+        return lambda a: torch.from_numpy(a).to(where)  # shares the memory on the CPU
     if device == "cupy":
         import cupy
 
@@ -149,13 +152,14 @@ def _converter(device: str) -> Callable[[np.ndarray], Any]:
     raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
 
 
-def move(arrays: Mapping[str, Any], device: str) -> dict[str, Any]:
-    """A copy of ``arrays`` with every NumPy array moved to ``device``.
+def move(arrays: Mapping[str, Any], device: str, copy: bool = False) -> dict[str, Any]:
+    """``arrays`` with every NumPy array moved to ``device``.
 
-    Always a copy, also on the host: implementations that update parameters in place (the
-    training step) must not change the arrays another implementation reads.
+    With ``copy`` the host arrays are copied too: a case whose implementations update
+    their inputs in place (the training step) must not let one implementation change what
+    another reads.  Read-only cases share the host memory (the largest take a GB).
     """
-    convert = _converter(device)
+    convert = _converter(device, copy)
     return {key: _map_arrays(value, convert) for key, value in arrays.items()}
 
 
@@ -175,10 +179,11 @@ def _synchronizer(device: str) -> Callable[[], None] | None:
     return None
 
 
-def prepare(impl: Impl, arrays: Mapping[str, Any]) -> Callable[[], Any]:
+def prepare(impl: Impl, arrays: Mapping[str, Any], copy: bool = False) -> Callable[[], Any]:
     """The zero-argument callable the timer runs: ``impl`` on ``arrays`` moved to its
-    device, synchronised with the GPU before it returns."""
-    moved = move(arrays, impl.device)
+    device (copied when ``copy``: see :func:`move`), synchronised with the GPU before it
+    returns."""
+    moved = move(arrays, impl.device, copy)
     call = impl.call
     sync = _synchronizer(impl.device)
     if sync is None:

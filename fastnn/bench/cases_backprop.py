@@ -156,7 +156,9 @@ def train_case(ctx: Context, name: str, batch: int) -> Case:
 
     params = {"batch": batch, "input": (batch, 1, 32, 32), "classes": 10}
     nbytes = lenet.nbytes(batch, itemsize(ctx))
-    return Case("train", "lenet5_step", name, params, flops, nbytes, data, tuple(impls))
+    return Case(
+        "train", "lenet5_step", name, params, flops, nbytes, data, tuple(impls), updates_inputs=True
+    )
 
 
 def cases(ctx: Context) -> list[Case]:

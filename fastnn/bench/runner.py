@@ -40,7 +40,7 @@ def run_case(case: Case, plan: TimingPlan, seed: int = 0) -> CaseResult:
     failed: dict[str, Measurement] = {}
     for impl in case.impls:
         try:
-            callables[impl.name] = prepare(impl, data)
+            callables[impl.name] = prepare(impl, data, case.updates_inputs)
         except SkipImpl as exc:
             failed[impl.name] = Measurement(skipped=str(exc))
         except Exception as exc:  # e.g. the GPU runs out of memory while copying
