@@ -255,3 +255,38 @@ def test_optimizer_step_runs_closure_and_repr():
     assert opt.step(closure) == 2.0
     np.testing.assert_allclose(param.data, [0.5, 0.5])
     assert "SGD" in repr(opt) and "lr=0.25" in repr(opt)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("SGD", {"lr": 0.1, "momentum": 0.9}),
+        ("Adagrad", {"lr": 0.1}),
+        ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5}),
+        ("Adadelta", {}),
+        ("Adam", {"lr": 0.01, "amsgrad": True}),
+    ],
+)
+def test_state_dict_resumes_training(rng, name, options):
+    values = [rng.standard_normal(s) for s in ((3, 2), (4,))]
+    grads = [[rng.standard_normal(v.shape) for v in values] for _ in range(5)]
+    first = [Parameter(v.copy()) for v in values]
+    opt = getattr(optim, name)(first, **options)
+    for step in range(3):
+        for p, g in zip(first, grads[step]):
+            p.grad = g
+        opt.step()
+    saved = opt.state_dict()
+    second = [Parameter(p.data.copy()) for p in first]
+    resumed = getattr(optim, name)(second, lr=123.0)  # options come from the state dict
+    resumed.load_state_dict(saved)
+    assert resumed.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    for step in range(3, 5):
+        for params, o in ((first, opt), (second, resumed)):
+            for p, g in zip(params, grads[step]):
+                p.grad = g
+            o.step()
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a.data, b.data)
+    with pytest.raises(ValueError, match="parameters"):
+        getattr(optim, name)(second[:1]).load_state_dict(saved)

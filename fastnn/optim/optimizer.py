@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fastnn.nn._array import namespace
+import numpy as np
+
+from fastnn.nn._array import namespace, to_like, to_numpy
 from fastnn.nn.parameter import Parameter
 
 __all__ = ["Optimizer"]
@@ -83,6 +85,65 @@ class Optimizer:
                     continue
                 self._update(param, group, self.state.setdefault(param, {}))
         return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state, to checkpoint and resume training (as in PyTorch):
+        ``{"state": {index: {name: value}}, "param_groups": [{options, "params":
+        [index, ...]}]}``, parameters numbered in group order.  Arrays are copies."""
+        index = self._indices()
+        state = {
+            index[id(param)]: {k: v.copy() if hasattr(v, "shape") else v for k, v in s.items()}
+            for param, s in self.state.items()
+        }
+        groups = [
+            {
+                **{k: v for k, v in g.items() if k != "params"},
+                "params": [index[id(p)] for p in g["params"]],
+            }
+            for g in self.param_groups
+        ]
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore options and state saved by :meth:`state_dict` from an optimizer over
+        parameters of the same shapes, in the same groups; arrays are converted to each
+        parameter's device and dtype."""
+        name = type(self).__name__
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if groups is None or "state" not in state_dict:
+            raise ValueError(f"{name}.load_state_dict: expected 'state' and 'param_groups'")
+        if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError(
+                f"{name}.load_state_dict: the saved groups hold "
+                f"{[len(g['params']) for g in groups]} parameters, this optimizer's "
+                f"{[len(g['params']) for g in self.param_groups]}"
+            )
+        params = [p for g in self.param_groups for p in g["params"]]
+        for index, saved in state_dict["state"].items():
+            param = params[int(index)]
+            for key, value in saved.items():
+                if hasattr(value, "shape") and tuple(value.shape) != param.shape:
+                    raise ValueError(
+                        f"{name}.load_state_dict: state {key!r} of parameter {index} has "
+                        f"shape {tuple(value.shape)}, the parameter {param.shape}"
+                    )
+        for group, saved in zip(self.param_groups, groups):
+            options = {k: v for k, v in saved.items() if k != "params"}
+            self._check_group({**group, **options})
+            group.update(options)
+        self.state = {}
+        for index, saved in state_dict["state"].items():
+            param = params[int(index)]
+            self.state[param] = {
+                key: to_like(np.array(to_numpy(value)), param.data)
+                if hasattr(value, "shape")
+                else value
+                for key, value in saved.items()
+            }
+
+    def _indices(self) -> dict[int, int]:
+        params = [p for g in self.param_groups for p in g["params"]]
+        return {id(p): i for i, p in enumerate(params)}
 
     @staticmethod
     def _zeros(param: Parameter) -> Any:
