@@ -12,7 +12,7 @@ import numpy as np
 cimport openmp
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from conv_pack cimport pack_rows, unpack_image
 from conv_shape cimport ConvShape, ceil_div, make_shape
@@ -51,7 +51,10 @@ cdef extern from "conv_direct.h" nogil:
 
 #: Elements of zeroed slack after every packed buffer: the micro-kernels read up to one
 #: block of columns (at most 2 x 16 lanes) past the last valid element.
-SLACK = 64
+cdef Py_ssize_t SLACK_ELEMENTS = 64
+SLACK = SLACK_ELEMENTS
+#: Output columns per input-gradient strip (a multiple of every instruction set's block).
+cdef Py_ssize_t GX_STRIP = 64
 #: Output channels per forward micro-kernel call (blocks of the output-channel axis).
 FWD_KB = FASTNN_FWD_KB
 ISA_NAMES = {FASTNN_ISA_BASE: "base", FASTNN_ISA_AVX2: "avx2", FASTNN_ISA_AVX512: "avx512"}
@@ -163,7 +166,7 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w,
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t Wq = packed_width(&s)
     cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
-    cdef Py_ssize_t per_thread = s.Cg * cstride + SLACK
+    cdef Py_ssize_t per_thread = s.Cg * cstride + SLACK_ELEMENTS
     cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows) * ceil_div(
         ceil_div(s.Kg, FASTNN_FWD_KB), kblocks)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
@@ -271,7 +274,7 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t Wq = packed_width(&s)
     cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
-    cdef Py_ssize_t per_thread = images * channels * cstride + SLACK
+    cdef Py_ssize_t per_thread = images * channels * cstride + SLACK_ELEMENTS
     cdef Py_ssize_t items = (ceil_div(s.N, images) * s.G * ceil_div(s.Ho, rows)
                              * ceil_div(s.Cg, channels))
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
@@ -323,7 +326,8 @@ cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvSha
     W^T in blocks of GX_QB weight columns, each block (Kg, qn) contiguous."""
     cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc)
     cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
-    cdef Py_ssize_t item, cc, g, n, c0, nch, nq, oh, qb, q0, qn
+    cdef Py_ssize_t item, cc, g, n, c0, nch, nq, oh, ws, w0, nw, k, qb, q0, qn
+    cdef floating* strip = buf + cpc * cstride + SLACK_ELEMENTS  # after the packed gradient
     cdef const floating* gyrow
     cdef const floating* wg
     for item in range(start, end):
@@ -336,12 +340,20 @@ cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvSha
         memset(buf, 0, nch * cstride * sizeof(floating))
         wg = wt + (g * s.Q + c0 * rs) * s.Kg  # this chunk's blocks of packed W^T
         for oh in range(s.Ho):
-            gyrow = gy + ((n * s.K + g * s.Kg) * s.Ho + oh) * s.Wo
-            for qb in range(ceil_div(nq, FASTNN_GX_QB)):
-                q0 = qb * FASTNN_GX_QB
-                qn = min(<Py_ssize_t>FASTNN_GX_QB, nq - q0)
-                gx_block(<int>qn, gyrow, howo, s.Kg, wg + q0 * s.Kg, qn,
-                         buf + oh * s.sh * rowstride, qoff + q0, s.Wo)
+            for ws in range(ceil_div(s.Wo, GX_STRIP)):
+                # a strip of GX_STRIP columns of gy, all Kg channels, copied together: it
+                # stays in L1 while every block of weight columns uses it (in place, gy's
+                # channel stride can map all its rows to one cache set)
+                w0 = ws * GX_STRIP
+                nw = min(GX_STRIP, s.Wo - w0)
+                gyrow = gy + ((n * s.K + g * s.Kg) * s.Ho + oh) * s.Wo + w0
+                for k in range(s.Kg):
+                    memcpy(strip + k * GX_STRIP, gyrow + k * howo, nw * sizeof(floating))
+                for qb in range(ceil_div(nq, FASTNN_GX_QB)):
+                    q0 = qb * FASTNN_GX_QB
+                    qn = min(<Py_ssize_t>FASTNN_GX_QB, nq - q0)
+                    gx_block(<int>qn, strip, GX_STRIP, s.Kg, wg + q0 * s.Kg, qn,
+                             buf + oh * s.sh * rowstride + w0, qoff + q0, nw)
         unpack_image(buf, s, nch, Wq, cstride, gx + (n * s.C + g * s.Cg + c0) * s.H * s.W)
 
 
@@ -368,7 +380,7 @@ cdef void pack_transposed(const floating* w, ConvShape* s, Py_ssize_t cpc,
 def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] gx,
                    tuple shape, Py_ssize_t channels, int num_threads):
     """gx (flat contiguous (N, C, H, W)) = the gradient of conv(x, w) for the flat
-    contiguous grad_output gy, which must have SLACK readable elements after its end.
+    contiguous grad_output gy.
 
     channels: input channels per item (each item packs them zero-padded).
     """
@@ -376,7 +388,8 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t Wq = packed_width(&s)
     cdef Py_ssize_t cstride = (s.H + s.pt + s.pb) * s.sw * Wq
-    cdef Py_ssize_t per_thread = channels * cstride + SLACK
+    # packed gradient, then a strip of gy (Kg x GX_STRIP), each followed by slack
+    cdef Py_ssize_t per_thread = channels * cstride + SLACK_ELEMENTS + s.Kg * GX_STRIP + SLACK_ELEMENTS
     cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Cg, channels)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t[::1] qoff = np.empty(max(channels * s.R * s.S, 1), dtype=np.intp)

@@ -1,8 +1,9 @@
 """The CPU convolution ops: conv1d, conv2d and their backward, registered on "cpu".
 
 Each call normalises its arrays once (4-D views, contiguous weight), picks the algorithm
-(``algo``: "im2col", "direct", or "auto" -- see conv_choice) and hands off to the host
-wrapper of that algorithm (conv_im2col, conv_direct).  A 1-D convolution runs as a 2-D one
+(``algo``: "im2col", "direct", or "auto" -- see conv_choice; "auto" chooses the forward
+pass, the input gradient and the weight gradient each on its own) and hands off to the
+host wrapper of that algorithm (conv_im2col, conv_direct).  A 1-D convolution runs as a 2-D one
 with H = 1; inputs of any strides are read in place, never copied.
 """
 
@@ -43,7 +44,7 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str):
     def run(name: str) -> np.ndarray:
         return _ALGORITHMS[name].forward(x4, wf, bias, shape, threads)
 
-    name = pick(algo, f"conv{geom.nd}d", geom, x.dtype, threads, run)
+    name = pick(algo, f"conv{geom.nd}d", geom, x.dtype, threads, run, "forward")
     return run(name).reshape(geom.output_shape)
 
 
@@ -61,31 +62,35 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         )
     shape, threads = shape_tuple(geom), get_num_threads()
     x4, wf = _as_4d(x, geom), _flat_weight(w)
-    contiguous_gy = np.ascontiguousarray(gy).reshape(-1)
-    padded_gy = None  # the direct kernels' copy of gy, with slack after its end
+    flat: dict[str, np.ndarray] = {}  # gy made flat and contiguous, once per kind
 
-    def run(name: str):
-        nonlocal padded_gy
-        module = _ALGORITHMS[name]
-        flat_gy = contiguous_gy
-        if name == "direct":  # its micro-kernels read a vector past the end
-            if padded_gy is None:
-                padded_gy = conv_direct.with_slack(gy)
-            flat_gy = padded_gy
-        gx = module.grad_input(flat_gy, wf, shape, threads) if want_x else None
-        gw = module.grad_weight(x4, flat_gy, shape, threads) if want_w else None
-        return gx, gw
+    def flat_gy(name: str) -> np.ndarray:
+        if name == "direct":  # its micro-kernels read a vector past the end: add slack
+            if "direct" not in flat:
+                flat["direct"] = conv_direct.with_slack(gy)
+            return flat["direct"]
+        if "im2col" not in flat:
+            flat["im2col"] = flat.get("direct", np.ascontiguousarray(gy).reshape(-1))
+        return flat["im2col"]
 
+    def input_grad(name: str) -> np.ndarray:
+        return _ALGORITHMS[name].grad_input(flat_gy(name), wf, shape, threads)
+
+    def weight_grad(name: str) -> np.ndarray:
+        return _ALGORITHMS[name].grad_weight(x4, flat_gy(name), shape, threads)
+
+    op = f"conv{geom.nd}d_backward"
     gx = gw = None
-    if want_x or want_w:
-        extra = f"mask={int(want_x)}{int(want_w)}"
-        name = pick(algo, f"conv{geom.nd}d_backward", geom, dtype, threads, run, extra)
-        gx, gw = run(name)
+    if want_x:
+        gx = input_grad(pick(algo, op, geom, dtype, threads, input_grad, "input"))
+    if want_w:
+        gw = weight_grad(pick(algo, op, geom, dtype, threads, weight_grad, "weight"))
     gb = None
     if want_b:
         gb = np.empty(geom.out_channels, dtype=dtype)
         plane = int(np.prod(geom.out_size))
-        _bias.backward_bias(contiguous_gy, gb, geom.batch, geom.out_channels, plane, threads)
+        gy_flat = next(iter(flat.values())) if flat else flat_gy("im2col")
+        _bias.backward_bias(gy_flat, gb, geom.batch, geom.out_channels, plane, threads)
     return (
         None if gx is None else gx.reshape(geom.input_shape),
         None if gw is None else gw.astype(dtype).reshape(geom.weight_shape),
