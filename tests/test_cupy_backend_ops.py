@@ -489,3 +489,12 @@ def test_numba_arrays_come_back_as_numba_arrays(rng, monkeypatch):
         backend="cupy", output_mask=(True, True, False),
     )  # fmt: skip
     assert gx[0] == gw[0] == "numba" and gb is None
+
+
+def test_every_public_op_has_a_cupy_implementation():
+    from fastnn import _dispatch
+    from fastnn.ops import OPS
+
+    table = _dispatch.registered()
+    missing = [op for op in (*OPS, "_value_range") if "cupy" not in table.get(op, [])]
+    assert not missing
