@@ -26,7 +26,7 @@ from fastnn.bench.timing import TimingPlan
 
 #: Timing per suite (pytest-benchmark's rounds come from these, see run_benchmark).
 PLANS = {
-    "tiny": TimingPlan(budget=0.02, repeats=3, min_sample=0.0005),
+    "tiny": TimingPlan(budget=0.02, repeats=3, min_sample=0.0005, min_runs=1),
     "quick": TimingPlan(budget=0.3, repeats=10, min_sample=0.003),
     "full": TimingPlan(budget=1.5, repeats=20, min_sample=0.01),
 }
@@ -120,7 +120,8 @@ def run_benchmark(benchmark, bench_case: tuple[Case, str], config: pytest.Config
     fn()
     per_call = max(time.perf_counter() - start, 1e-9)
     iterations = max(1, math.ceil(plan.min_sample / per_call))
-    rounds = max(1, min(plan.repeats, int(plan.budget / (per_call * iterations))))
+    fits = int(plan.budget / (per_call * iterations))
+    rounds = max(plan.min_runs, 1, min(plan.repeats, fits))
     benchmark.pedantic(fn, rounds=rounds, iterations=iterations, warmup_rounds=0)
 
 

@@ -18,7 +18,7 @@ from fastnn.bench.roofline import Roofline
 from fastnn.bench.runner import run_cases
 from fastnn.bench.timing import TimingPlan
 
-PLAN = TimingPlan(budget=0.005, repeats=2, min_sample=0.0002, settle=0.0)
+PLAN = TimingPlan(budget=0.005, repeats=2, min_sample=0.0002, settle=0.0, min_runs=1)
 ROOF = Roofline(gflops=100.0, gbps=20.0, threads=2, gemm_size=256, copy_mbytes=16)
 
 

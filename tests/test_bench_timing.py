@@ -12,7 +12,7 @@ from fastnn.bench.case import SkipImpl
 from fastnn.bench.roofline import Roofline, measure_bandwidth, measure_roofline, measure_sgemm
 from fastnn.bench.timing import TimingPlan, measure
 
-PLAN = TimingPlan(budget=0.01, repeats=4, min_sample=0.0005, settle=0.0)
+PLAN = TimingPlan(budget=0.01, repeats=4, min_sample=0.0005, settle=0.0, min_runs=1)
 
 
 def test_every_implementation_is_warmed_up_then_sampled_in_interleaved_blocks():

@@ -10,8 +10,8 @@
    between blocks (a library's OpenMP threads spin for a while after a call and would
    slow the next implementation's first call); a burst of load from another process then
    hits every implementation alike.
-4. Each implementation gets as many samples as fit in ``budget`` seconds (at least one,
-   at most ``repeats``).
+4. Each implementation gets as many samples as fit in ``budget`` seconds, at least
+   ``min_runs`` and at most ``repeats``.
 
 Results are seconds per call: the median of the samples and the best one.
 """
@@ -33,13 +33,14 @@ __all__ = ["Measurement", "TimingPlan", "measure"]
 @dataclass(frozen=True)
 class TimingPlan:
     """How long and how often to measure.  ``budget``: seconds per implementation and
-    case; ``repeats``: the most samples; ``min_sample``: the shortest sample; ``settle``:
-    the pause between two blocks, in seconds."""
+    case; ``repeats``: the most samples, ``min_runs`` the fewest; ``min_sample``: the
+    shortest sample; ``settle``: the pause between two blocks, in seconds."""
 
     budget: float = 0.5
     repeats: int = 7
     min_sample: float = 0.005
     settle: float = 0.001
+    min_runs: int = 3
 
 
 @dataclass
@@ -79,12 +80,12 @@ def _warm_up(fn: Callable[[], Any], plan: TimingPlan) -> tuple[Measurement, int]
     """Warm ``fn`` up and calibrate it; return its measurement so far (the calibration
     call, when it is long enough to be a sample) and how many samples it still needs."""
     _timed(fn, 1)
-    per_call = _timed(fn, 1)
-    wanted = max(1, min(plan.repeats, int(plan.budget / max(per_call, 1e-9))))
-    if per_call >= plan.min_sample:
+    per_call = max(_timed(fn, 1), 1e-9)
+    loops = 1 if per_call >= plan.min_sample else math.ceil(plan.min_sample / per_call)
+    fits = int(plan.budget / (per_call * loops))
+    wanted = max(plan.min_runs, 1, min(plan.repeats, fits))
+    if loops == 1:  # the calibration call is long enough to be the first sample
         return Measurement(times=[per_call]), wanted - 1
-    loops = math.ceil(plan.min_sample / max(per_call, 1e-9))
-    wanted = max(1, min(plan.repeats, int(plan.budget / (per_call * loops))))
     return Measurement(loops=loops), wanted
 
 

@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from fastnn.bench.timing import TimingPlan
@@ -24,7 +25,7 @@ HELP = "benchmark fastnn against NumPy, SciPy and PyTorch; write markdown, JSON 
 
 #: Timing per suite: seconds per implementation and case, most samples, shortest sample.
 PLANS = {
-    "tiny": TimingPlan(budget=0.02, repeats=3, min_sample=0.0005),
+    "tiny": TimingPlan(budget=0.02, repeats=3, min_sample=0.0005, min_runs=1),
     "quick": TimingPlan(budget=0.15, repeats=5, min_sample=0.003),
     "full": TimingPlan(budget=1.0, repeats=10, min_sample=0.01),
 }
@@ -86,11 +87,11 @@ def _plan(args: argparse.Namespace, suite: str) -> TimingPlan:
     if args.budget is not None:
         if args.budget <= 0:
             raise SystemExit("fastnn bench: --budget must be positive")
-        plan = TimingPlan(args.budget, plan.repeats, plan.min_sample)
+        plan = replace(plan, budget=args.budget)
     if args.repeats is not None:
         if args.repeats < 1:
             raise SystemExit("fastnn bench: --repeats must be at least 1")
-        plan = TimingPlan(plan.budget, args.repeats, plan.min_sample)
+        plan = replace(plan, repeats=args.repeats, min_runs=min(plan.min_runs, args.repeats))
     return plan
 
 
