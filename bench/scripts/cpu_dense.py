@@ -2,6 +2,7 @@
 
     env -u OPENBLAS_CORETYPE python bench/scripts/cpu_dense.py gemm [--threads 2]
     ... gemm-engines | linear | sensitivity | elementwise | overhead   [--dtype float32]
+    ... --threads 1 --clock thread     (CPU time of one thread: steadier on a busy machine)
 
 Each round times every implementation once per case, in turn, so machine noise hits all
 of them alike; the tables show the median over rounds.  Ratios are numpy's time over
@@ -38,14 +39,19 @@ DEEPBENCH = [
 ]
 
 
+#: The clock of per_call: wall time, or (--clock thread, single-threaded runs only) the
+#: CPU time of this thread, which time slices lost to other processes do not inflate.
+CLOCK = time.perf_counter
+
+
 def per_call(fn: Callable[[], object], min_seconds: float) -> float:
     """Seconds per call of fn, averaged over as many calls as fit in min_seconds."""
     fn()
-    calls, start = 0, time.perf_counter()
+    calls, start = 0, CLOCK()
     while True:
         fn()
         calls += 1
-        elapsed = time.perf_counter() - start
+        elapsed = CLOCK() - start
         if elapsed >= min_seconds:
             return elapsed / calls
 
@@ -212,7 +218,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-seconds", type=float, default=0.03)
     parser.add_argument("--shapes", default="all", choices=["all", "square", "deepbench"])
+    parser.add_argument("--clock", default="wall", choices=["wall", "thread"])
     args = parser.parse_args()
+    if args.clock == "thread":
+        if args.threads != 1:
+            parser.error("--clock thread measures one thread: use it with --threads 1")
+        global CLOCK
+        CLOCK = time.thread_time
     fastnn.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     dtype = np.dtype(args.dtype)

@@ -58,6 +58,9 @@ enum {
     FNN_GEMM_WIDE_GENERIC = 3,
 };
 
+/* What the micro-kernel does with its tile (see gemm_blocked_impl.h). */
+enum { FNN_TILE_BUFFER = 0, FNN_TILE_SET = 1, FNN_TILE_ADD = 2 };
+
 /* Below this many flops per thread a second thread does not pay for its wake-up. */
 #define FNN_GEMM_FLOPS_PER_THREAD (1 << 21)
 

@@ -24,6 +24,13 @@
  * or a multiply by f'(u)) runs on the tile while it is still in L1.
  */
 
+/* Profiling aid: build with -DFNN_GEMM_NOINLINE=noinline to see each stage in perf. */
+#ifdef FNN_GEMM_NOINLINE
+#define FNN_STAGE __attribute__((FNN_GEMM_NOINLINE))
+#else
+#define FNN_STAGE
+#endif
+
 #define FNN_CAT_(a, b) a##_##b
 #define FNN_CAT(a, b) FNN_CAT_(a, b)
 #define FNN_FN(name) FNN_CAT(name, FNN_SFX)
@@ -86,7 +93,7 @@ static FNN_ATTR void FNN_FN(fnn_epilogue_block)(
  * Packing.  A (mc x kc, element strides rs, cs) -> MR-row panels, each kc x MR (k-major);
  * B (kc x nc, strides rs, cs) -> NR-column panels, each kc x NR.  Edges padded with 0.
  * ---------------------------------------------------------------------------------- */
-static FNN_ATTR void FNN_FN(fnn_pack_a)(ptrdiff_t mc, ptrdiff_t kc, const FNN_T* a,
+static FNN_ATTR FNN_STAGE void FNN_FN(fnn_pack_a)(ptrdiff_t mc, ptrdiff_t kc, const FNN_T* a,
                                         ptrdiff_t rs, ptrdiff_t cs, FNN_T* restrict dst) {
     for (ptrdiff_t ir = 0; ir < mc; ir += FNN_MR, dst += kc * FNN_MR) {
         const FNN_T* src = a + ir * rs;
@@ -105,7 +112,7 @@ static FNN_ATTR void FNN_FN(fnn_pack_a)(ptrdiff_t mc, ptrdiff_t kc, const FNN_T*
     }
 }
 
-static FNN_ATTR void FNN_FN(fnn_pack_b)(ptrdiff_t kc, ptrdiff_t nc, const FNN_T* b,
+static FNN_ATTR FNN_STAGE void FNN_FN(fnn_pack_b)(ptrdiff_t kc, ptrdiff_t nc, const FNN_T* b,
                                         ptrdiff_t rs, ptrdiff_t cs, FNN_T* restrict dst) {
     for (ptrdiff_t jr = 0; jr < nc; jr += FNN_NR, dst += kc * FNN_NR) {
         const FNN_T* src = b + jr * cs;
@@ -125,42 +132,86 @@ static FNN_ATTR void FNN_FN(fnn_pack_b)(ptrdiff_t kc, ptrdiff_t nc, const FNN_T*
 }
 
 /* ------------------------------------------------------------------------------------
- * The micro-kernel: tile (MR x NR, row-major, aligned) = A panel (kc x MR) @ B panel
- * (kc x NR).  MR * NV accumulators stay in registers; per k it loads NV vectors of B and
- * broadcasts MR scalars of A, each feeding NV fused multiply-adds.
+ * The micro-kernel: acc (MR x NR) = A panel (kc x MR) @ B panel (kc x NR).  MR * NV
+ * accumulators stay in registers; per k it loads NV vectors of B and broadcasts MR
+ * scalars of A, each feeding NV fused multiply-adds.  Then, by mode:
+ * (modes: gemm_blocked.h)
+ *   FNN_TILE_BUFFER  tile = acc           (edge tiles, and C read with beta: see store)
+ *   FNN_TILE_SET     out = alpha * acc    (a full tile, first K slice)
+ *   FNN_TILE_ADD     out += alpha * acc   (a full tile, later K slices)
+ * out's MR rows (and u's, for the epilogue that follows) are prefetched 32 steps before
+ * the end of the k loop: early enough to arrive, late enough not to be evicted by the
+ * B panel streaming through the same cache sets when rows are 4 KiB apart.
  * ---------------------------------------------------------------------------------- */
 typedef FNN_FN(fnn_vec) FNN_FN(fnn_vec_t);
 
-static FNN_ATTR void FNN_FN(fnn_micro_kernel)(ptrdiff_t kc, const FNN_T* restrict a,
-                                              const FNN_T* restrict b,
-                                              FNN_T* restrict tile) {
+#define FNN_KSTEP(k)                                                                      \
+    do {                                                                                  \
+        FNN_FN(fnn_vec_t) bv[FNN_NV];                                                     \
+        _Pragma("GCC unroll 4") for (int v = 0; v < FNN_NV; ++v)                          \
+            bv[v] = *(const FNN_FN(fnn_vec_t)*)(b + (k) * FNN_NR + v * FNN_LANES);        \
+        _Pragma("GCC unroll 16") for (int i = 0; i < FNN_MR; ++i) {                       \
+            FNN_T s = a[(k) * FNN_MR + i];                                                \
+            _Pragma("GCC unroll 4") for (int v = 0; v < FNN_NV; ++v) acc[i][v] += bv[v] * s; \
+        }                                                                                 \
+    } while (0)
+
+static FNN_ATTR FNN_STAGE void FNN_FN(fnn_micro_kernel)(
+    ptrdiff_t kc, const FNN_T* restrict a, const FNN_T* restrict b, int mode, FNN_T alpha,
+    FNN_T* restrict out, ptrdiff_t ldo, FNN_T* restrict tile, const FNN_T* u, ptrdiff_t ldu) {
     FNN_FN(fnn_vec_t) acc[FNN_MR][FNN_NV];
+    ptrdiff_t k, k_prefetch = kc > 32 ? kc - 32 : 0;
 #pragma GCC unroll 16
     for (int i = 0; i < FNN_MR; ++i)
 #pragma GCC unroll 4
         for (int v = 0; v < FNN_NV; ++v) acc[i][v] = (FNN_FN(fnn_vec_t)){0};
 #pragma GCC unroll 4
-    for (ptrdiff_t k = 0; k < kc; ++k) {
-        FNN_FN(fnn_vec_t) bv[FNN_NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < FNN_NV; ++v)
-            bv[v] = *(const FNN_FN(fnn_vec_t)*)(b + k * FNN_NR + v * FNN_LANES);
+    for (k = 0; k < k_prefetch; ++k) FNN_KSTEP(k);
+    if (mode != FNN_TILE_BUFFER) {
 #pragma GCC unroll 16
         for (int i = 0; i < FNN_MR; ++i) {
-            FNN_T s = a[k * FNN_MR + i];
-#pragma GCC unroll 4
-            for (int v = 0; v < FNN_NV; ++v) acc[i][v] += bv[v] * s;
+            __builtin_prefetch((const char*)(out + i * ldo), 1, 3);
+            __builtin_prefetch((const char*)(out + i * ldo + FNN_NR) - 1, 1, 3);
+        }
+        if (u != NULL) {
+#pragma GCC unroll 16
+            for (int i = 0; i < FNN_MR; ++i) {
+                __builtin_prefetch((const char*)(u + i * ldu), 0, 3);
+                __builtin_prefetch((const char*)(u + i * ldu + FNN_NR) - 1, 0, 3);
+            }
         }
     }
-#pragma GCC unroll 16
-    for (int i = 0; i < FNN_MR; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < FNN_NV; ++v)
-            *(FNN_FN(fnn_vec_t)*)(tile + i * FNN_NR + v * FNN_LANES) = acc[i][v];
+    for (k = k_prefetch; k < kc; ++k) FNN_KSTEP(k);
+
+    if (mode == FNN_TILE_BUFFER) {
+#pragma GCC unroll 16
+        for (int i = 0; i < FNN_MR; ++i)
+#pragma GCC unroll 4
+            for (int v = 0; v < FNN_NV; ++v)
+                *(FNN_FN(fnn_vec_t)*)(tile + i * FNN_NR + v * FNN_LANES) = acc[i][v];
+        return;
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < FNN_MR; ++i) {
+#pragma GCC unroll 4
+        for (int v = 0; v < FNN_NV; ++v) {
+            FNN_T* o = out + i * ldo + v * FNN_LANES; /* any alignment: memcpy loads */
+            FNN_FN(fnn_vec_t) r = acc[i][v] * alpha;
+            if (mode == FNN_TILE_ADD) {
+                FNN_FN(fnn_vec_t) old;
+                __builtin_memcpy(&old, o, sizeof old);
+                r += old;
+            }
+            __builtin_memcpy(o, &r, sizeof r);
+        }
+    }
 }
 
+#undef FNN_KSTEP
+
 /* Write one tile into out (rows i0.., columns j0.., mr x nr of it). */
-static FNN_ATTR void FNN_FN(fnn_store_tile)(const fnn_gemm_args* g, const FNN_T* restrict tile,
+static FNN_ATTR FNN_STAGE void FNN_FN(fnn_store_tile)(const fnn_gemm_args* g, const FNN_T* restrict tile,
                                             ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t mr,
                                             ptrdiff_t nr, int first, int last) {
     const FNN_T alpha = (FNN_T)g->alpha, beta = (FNN_T)g->beta;
@@ -205,23 +256,52 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
     FNN_T* ap = (FNN_T*)buffer;
     FNN_T* bp = (FNN_T*)(buffer + a_bytes);
     FNN_T tile[FNN_MR * FNN_NR] __attribute__((aligned(64)));
+    FNN_T* out = (FNN_T*)g->out;
+    const FNN_T alpha = (FNN_T)g->alpha;
+    const int reads_c = g->c != NULL && g->beta != 0;
+    const int epilogue = g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL;
+    /* With a single block of rows, each B panel is used by that block only: pack it right
+     * before use, while it is hot in L1, instead of packing the whole KC x NC slice into
+     * a buffer that spills out of L2 and is read back from L3. */
+    const int one_row_block = m1 - m0 <= FNN_MC;
 
     for (ptrdiff_t jc = n0; jc < n1; jc += FNN_NC) {
         ptrdiff_t nc = n1 - jc < FNN_NC ? n1 - jc : FNN_NC;
         for (ptrdiff_t pc = 0; pc == 0 || pc < k; pc += FNN_KC) {
             ptrdiff_t kc = k - pc < FNN_KC ? k - pc : FNN_KC;
             int first = pc == 0, last = pc + FNN_KC >= k;
-            FNN_FN(fnn_pack_b)(kc, nc, b + pc * g->b_rs + jc * g->b_cs, g->b_rs, g->b_cs, bp);
+            const FNN_T* b_slice = b + pc * g->b_rs + jc * g->b_cs;
+            if (!one_row_block) FNN_FN(fnn_pack_b)(kc, nc, b_slice, g->b_rs, g->b_cs, bp);
             for (ptrdiff_t ic = m0; ic < m1; ic += FNN_MC) {
                 ptrdiff_t mc = m1 - ic < FNN_MC ? m1 - ic : FNN_MC;
                 FNN_FN(fnn_pack_a)(mc, kc, a + ic * g->a_rs + pc * g->a_cs, g->a_rs, g->a_cs,
                                    ap);
                 for (ptrdiff_t jr = 0; jr < nc; jr += FNN_NR) {
                     ptrdiff_t nr = nc - jr < FNN_NR ? nc - jr : FNN_NR;
+                    const FNN_T* b_panel = bp + jr * kc;
+                    if (one_row_block) { /* pack this panel only, just before its use */
+                        FNN_FN(fnn_pack_b)(kc, nr, b_slice + jr * g->b_cs, g->b_rs, g->b_cs, bp);
+                        b_panel = bp;
+                    }
                     for (ptrdiff_t ir = 0; ir < mc; ir += FNN_MR) {
                         ptrdiff_t mr = mc - ir < FNN_MR ? mc - ir : FNN_MR;
-                        FNN_FN(fnn_micro_kernel)(kc, ap + ir * kc, bp + jr * kc, tile);
-                        FNN_FN(fnn_store_tile)(g, tile, ic + ir, jc + jr, mr, nr, first, last);
+                        ptrdiff_t i0 = ic + ir, j0 = jc + jr;
+                        FNN_T* o = out + i0 * g->ldo + j0;
+                        const FNN_T* u = last && g->epi.derivative
+                                             ? (const FNN_T*)g->epi.u + i0 * g->epi.ldu + j0
+                                             : NULL;
+                        if (mr < FNN_MR || nr < FNN_NR || (first && reads_c)) {
+                            FNN_FN(fnn_micro_kernel)(kc, ap + ir * kc, b_panel,
+                                                     FNN_TILE_BUFFER, alpha, o, g->ldo, tile,
+                                                     NULL, 0);
+                            FNN_FN(fnn_store_tile)(g, tile, i0, j0, mr, nr, first, last);
+                            continue;
+                        }
+                        FNN_FN(fnn_micro_kernel)(kc, ap + ir * kc, b_panel,
+                                                 first ? FNN_TILE_SET : FNN_TILE_ADD, alpha, o,
+                                                 g->ldo, tile, u, g->epi.ldu);
+                        if (last && epilogue)
+                            FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, i0, j0, mr, nr);
                     }
                 }
             }
@@ -232,6 +312,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
 }
 
 #undef FNN_FN
+#undef FNN_STAGE
 #undef FNN_MATH
 #undef FNN_LANES
 #undef FNN_NR
