@@ -96,3 +96,9 @@ def test_every_quick_name_exists_in_its_full_table():
     for full, quick in tables:
         names = set(full) if isinstance(full, dict) else {s.name for s in full}
         assert set(quick) <= names, set(quick) - names
+
+
+def test_min_runs_is_kept_even_when_the_budget_is_spent():
+    plan = TimingPlan(budget=1e-9, repeats=10, min_sample=0.0, settle=0.0, min_runs=3)
+    results = measure({"slow": lambda: sum(range(1000))}, plan)
+    assert results["slow"].runs == 3 and results["slow"].loops == 1

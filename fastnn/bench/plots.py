@@ -53,7 +53,9 @@ def plot_ratios(doc: Mapping[str, Any], family: str, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.5))
     for i, (peer, values) in enumerate(bars.items()):
         xs = [j + (i - (len(bars) - 1) / 2) * width for j in range(len(labels))]
-        ax.bar(xs, [0 if math.isnan(v) else v for v in values], width, label=f"vs {peer}")
+        # bars start at 1: up where fastnn is faster, down where it is slower
+        heights = [0.0 if math.isnan(v) else v - 1.0 for v in values]
+        ax.bar(xs, heights, width, bottom=1.0, label=f"vs {peer}")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right")
