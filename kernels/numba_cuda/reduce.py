@@ -33,7 +33,7 @@ def team_functions(dtype: np.dtype) -> SimpleNamespace:
     f = functions(np.dtype(dtype))
     nan_max, nan_min = f.nan_max, f.nan_min
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def team_sum(buf, tid, lane, team, v):
         buf[tid] = v
         cuda.syncthreads()
@@ -47,7 +47,7 @@ def team_functions(dtype: np.dtype) -> SimpleNamespace:
         cuda.syncthreads()  # the buffer is free again for the caller's next reduction
         return result
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def team_max(buf, tid, lane, team, v):
         buf[tid] = v
         cuda.syncthreads()
@@ -61,7 +61,7 @@ def team_functions(dtype: np.dtype) -> SimpleNamespace:
         cuda.syncthreads()
         return result
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def team_min(buf, tid, lane, team, v):
         buf[tid] = v
         cuda.syncthreads()

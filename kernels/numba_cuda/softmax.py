@@ -115,7 +115,7 @@ def cross_entropy_kernels(dtype: np.dtype) -> SimpleNamespace:
     t_fns = team_functions(np.dtype(dtype))
     team_sum, team_max = t_fns.team_sum, t_fns.team_max
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def row_max_sum(buf, x, n, active, tid, lane, team):
         """(max, sum of exp(x - max)) of row n, to every thread of its team."""
         m = zero

@@ -23,10 +23,11 @@ MAX_GRID_YZ = 65535
 LARGE_TILE_MIN_BLOCKS = 64
 
 
-def choose_tile(batch: int, m: int, n: int) -> Tile:
-    """LARGE when the problem fills the GPU with LARGE tiles, else SMALL."""
+def choose_tile(batch: int, m: int, n: int, itemsize: int = 4) -> Tile:
+    """LARGE when the problem fills the GPU with LARGE tiles, else SMALL.  float64 always
+    gets SMALL: 64 double accumulators per thread would not fit in the registers."""
     blocks = batch * ceil_div(m, LARGE.bm) * ceil_div(n, LARGE.bn)
-    return LARGE if blocks >= LARGE_TILE_MIN_BLOCKS else SMALL
+    return LARGE if blocks >= LARGE_TILE_MIN_BLOCKS and itemsize <= 4 else SMALL
 
 
 def gemm_grid(tile: Tile, batch: int, m: int, n: int) -> tuple[int, int, int]:
@@ -65,7 +66,7 @@ def matmul(
     each batch index z of the 3-d ``out`` (see kernels/numba_cuda/gemm.py for the exact
     epilogue).  ``a``/``b`` batches of 1 are shared by every z.  Returns ``out``."""
     batch, m, n = out.shape
-    tile = tile or choose_tile(batch, m, n)
+    tile = tile or choose_tile(batch, m, n, out.dtype.itemsize)
     scalar = out.dtype.type
     launch(
         gemm_kernel(out.dtype, tile),

@@ -1,0 +1,1 @@
+"""Tests of the numba-cuda backend under the Numba CUDA simulator (own pytest process)."""
