@@ -65,26 +65,27 @@ def avg_pool(x, kernel, stride, pad):
     return fn(x, kernel, stride, pad)
 
 
+def _as_2d(gy, x, indices, kernel, stride, pad):
+    """1-D pooling arguments as 2-D ones with H = 1 (ATen's pooling backward is 2-D)."""
+    if x.ndim == 4:
+        return gy, x, indices, [kernel] * 2, [stride] * 2, [pad] * 2
+    lift = (slice(None), slice(None), None)
+    indices = None if indices is None else indices[lift]
+    return gy[lift], x[lift], indices, [1, kernel], [1, stride], [0, pad]
+
+
 def max_pool_backward(gy, x, kernel, stride, pad, indices):
-    """ATen's max_pool2d_with_indices_backward (1-D runs as 2-D with H = 1)."""
-    if x.ndim == 3:
-        gx = aten.max_pool2d_with_indices_backward(
-            gy[:, :, None], x[:, :, None], [1, kernel], [1, stride], [0, pad], [1, 1], False,
-            indices[:, :, None],
-        )  # fmt: skip
-        return gx[:, :, 0]
-    return aten.max_pool2d_with_indices_backward(
-        gy, x, [kernel] * 2, [stride] * 2, [pad] * 2, [1, 1], False, indices
-    )
+    """ATen's max_pool2d_with_indices_backward."""
+    gy2, x2, idx2, k, s, p = _as_2d(gy, x, indices, kernel, stride, pad)
+    gx = aten.max_pool2d_with_indices_backward(gy2, x2, k, s, p, [1, 1], False, idx2)
+    return gx if x.ndim == 4 else gx[:, :, 0]
 
 
 def avg_pool_backward(gy, x, kernel, stride, pad):
-    if x.ndim == 3:
-        gx = aten.avg_pool2d_backward(
-            gy[:, :, None], x[:, :, None], [1, kernel], [1, stride], [0, pad], False, True, None
-        )
-        return gx[:, :, 0]
-    return aten.avg_pool2d_backward(gy, x, [kernel] * 2, [stride] * 2, [pad] * 2, False, True, None)
+    """ATen's avg_pool2d_backward (count_include_pad=True)."""
+    gy2, x2, _, k, s, p = _as_2d(gy, x, None, kernel, stride, pad)
+    gx = aten.avg_pool2d_backward(gy2, x2, k, s, p, False, True, None)
+    return gx if x.ndim == 4 else gx[:, :, 0]
 
 
 def activation(name: str | None, x):

@@ -102,15 +102,11 @@ def _families(args: argparse.Namespace) -> list[str] | None:
 
 
 def _print_peers(env) -> dict:
-    from fastnn.bench.peers import PEERS
-
+    """Print what will be measured and what is skipped (and why); return it for the JSON."""
     peers = {}
     for name, (ok, detail) in env.available.items():
         peers[name] = {"available": ok, "detail": detail}
-        if name in PEERS or ok:
-            print(f"  {'measured' if ok else 'skipped '}  {name}: {detail}")
-        else:
-            print(f"  skipped   {name}: {detail}")
+        print(f"  {'measured' if ok else 'skipped '}  {name}: {detail}")
     return peers
 
 
@@ -131,15 +127,94 @@ def _fallback_note(cases, env) -> list[str]:
     ]
 
 
+def _warn_about_openblas_coretype() -> None:
+    value = os.environ.get("OPENBLAS_CORETYPE")
+    if value:
+        print(
+            f"warning: OPENBLAS_CORETYPE={value} is set; it can slow OpenBLAS (NumPy, SciPy, "
+            "fastnn's GEMM) and cannot be undone once BLAS is loaded. Run "
+            "`env -u OPENBLAS_CORETYPE fastnn bench ...` for fair numbers.",
+            file=sys.stderr,
+        )
+
+
+def _meta(suite: str, plan: TimingPlan, counts: dict, peers: dict, notes: list[str]) -> dict:
+    """Everything about the run that the JSON report records besides the results."""
+    import fastnn
+
+    return {
+        "suite": suite,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fastnn": fastnn.__version__,
+        "python": platform.python_version(),
+        "machine": _machine(),
+        "threads": counts,
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "timing": {
+            "budget": plan.budget,
+            "repeats": plan.repeats,
+            "min_runs": plan.min_runs,
+            "min_sample": plan.min_sample,
+        },
+        "peers": peers,
+        "notes": notes,
+    }
+
+
+def _write(doc: dict, out: Path, plots: bool, old: dict | None, old_path: str | None) -> list:
+    """Write results.json, report.md, the plots and compare.md; return their paths."""
+    from fastnn.bench import report
+
+    report.write_json(doc, out / "results.json")
+    (out / "report.md").write_text(report.markdown(doc))
+    written = [out / "results.json", out / "report.md"]
+    if plots:
+        written += _plots(doc, out)
+    if old is not None:
+        table, changes = report.compare(old, doc)
+        (out / "compare.md").write_text(table)
+        written.append(out / "compare.md")
+        print(
+            f"compared with {old_path}: {changes['faster']} faster, {changes['slower']} "
+            f"slower, {changes['same']} within noise"
+        )
+    return written
+
+
+def _plots(doc, out: Path) -> list[Path]:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("plots skipped: matplotlib is not installed (pip install 'fastnn[bench]')")
+        return []
+    from fastnn.bench.plots import plot_all
+
+    return plot_all(doc, out)
+
+
+def _exit_code(doc: dict) -> int:
+    """Print every implementation that failed; 1 when one of fastnn's own did."""
+    from fastnn.bench.case import REFERENCE, is_subject
+
+    failed = [r for r in doc["results"] if r["error"]]
+    for r in failed:
+        print(
+            f"FAILED {r['family']}/{r['op']}/{r['shape']} {r['impl']}: {r['error']}",
+            file=sys.stderr,
+        )
+    ours = [r for r in failed if is_subject(r["impl"]) or r["impl"] == REFERENCE]
+    return 1 if ours else 0
+
+
 def run(args: argparse.Namespace) -> int:
     import fastnn
     from fastnn.bench import report
-    from fastnn.bench.case import REFERENCE, is_subject
     from fastnn.bench.catalog import build_cases
     from fastnn.bench.peers import detect, set_threads
     from fastnn.bench.roofline import measure_roofline
     from fastnn.bench.runner import run_cases
 
+    start = time.perf_counter()
     suite = "quick" if args.quick else args.suite
     plan = _plan(args, suite)
     old = None
@@ -149,21 +224,15 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"fastnn bench: cannot compare: {exc}", file=sys.stderr)
             return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        print(
-            f"warning: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set; it can slow "
-            "OpenBLAS (NumPy, SciPy, fastnn's GEMM) and cannot be undone once BLAS is loaded. "
-            "Run `env -u OPENBLAS_CORETYPE fastnn bench ...` for fair numbers.",
-            file=sys.stderr,
-        )
-    print(f"fastnn bench: {suite} suite, results into {out}/")
-    env = detect()
-    threads = args.threads or fastnn.get_num_threads()
+    threads = fastnn.get_num_threads() if args.threads is None else args.threads
     if threads < 1:
         raise SystemExit("fastnn bench: --threads must be at least 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _warn_about_openblas_coretype()
+    print(f"fastnn bench: {suite} suite, results into {out}/")
+
+    env = detect()
     counts = set_threads(threads, env)
     print("threads: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print("implementations:")
@@ -180,62 +249,13 @@ def run(args: argparse.Namespace) -> int:
     notes = _fallback_note(cases, env)
     for note in notes:
         print(note)
-    print(
-        f"{len(cases)} cases, up to {plan.budget:g} s and {plan.repeats} samples per implementation"
-    )
+    print(f"{len(cases)} cases, {plan.min_runs}-{plan.repeats} samples per implementation")
+
     results = run_cases(cases, plan, args.seed, progress=not args.no_progress)
-    meta = {
-        "suite": suite,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "fastnn": fastnn.__version__,
-        "python": platform.python_version(),
-        "machine": _machine(),
-        "threads": counts,
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        "timing": {"budget": plan.budget, "repeats": plan.repeats, "min_sample": plan.min_sample},
-        "peers": peers,
-        "notes": notes,
-    }
-    doc = report.document(results, roof, meta)
-    report.write_json(doc, out / "results.json")
-    text = report.markdown(doc)
-    (out / "report.md").write_text(text)
-    written = [out / "results.json", out / "report.md"]
-    if not args.no_plots:
-        written += _plots(doc, out)
-    if old is not None:
-        table, changes = report.compare(old, doc)
-        (out / "compare.md").write_text(table)
-        written.append(out / "compare.md")
-        print(
-            f"compared with {args.compare}: {changes['faster']} faster, {changes['slower']} "
-            f"slower, {changes['same']} within noise"
-        )
+    doc = report.document(results, roof, _meta(suite, plan, counts, peers, notes))
+    written = _write(doc, out, not args.no_plots, old, args.compare)
     summary = report.markdown_summary(doc)
     if summary:
         print(summary)
-    failed = [
-        f"{r['family']}/{r['op']}/{r['shape']} {r['impl']}: {r['error']}"
-        for r in doc["results"]
-        if r["error"]
-    ]
-    for line in failed:
-        print(f"FAILED {line}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in written)} in {time.perf_counter() - start:.0f} s")
-    ours_failed = [
-        r
-        for r in doc["results"]
-        if r["error"] and (is_subject(r["impl"]) or r["impl"] == REFERENCE)
-    ]
-    return 1 if ours_failed else 0
-
-
-def _plots(doc, out: Path) -> list[Path]:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("plots skipped: matplotlib is not installed (pip install 'fastnn[bench]')")
-        return []
-    from fastnn.bench.plots import plot_all
-
-    return plot_all(doc, out)
+    return _exit_code(doc)
