@@ -82,3 +82,12 @@ def test_probe_explains_a_missing_driver_and_a_missing_gpu(monkeypatch):
     assert cupy_backend.probe() == "no CUDA GPU is available"
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
     assert cupy_backend.probe().startswith("cupy is not installed")
+
+
+@pytest.mark.skipif(CUPY_RUNS_HERE, reason="CuPy and a GPU are present: the backend runs")
+def test_gpu_smoke_script_skips_without_a_gpu(capsys):
+    from bench import gpu_smoke
+
+    assert gpu_smoke.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: no GPU" in out and "cupy" in out

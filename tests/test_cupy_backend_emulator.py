@@ -327,6 +327,14 @@ def fake_cupy() -> types.ModuleType:
                 raise TypeError(f"cupy.matmul of {type(x).__name__}")
         return np.matmul(a, b).view(FakeArray)
 
+    def array(a, dtype=None):  # an explicit copy to the device (scripts, not the backend)
+        return np.array(a, dtype=dtype, copy=True).view(FakeArray)
+
+    def asnumpy(a):
+        return np.array(a, copy=True).view(np.ndarray)
+
+    cupy.array = array
+    cupy.asnumpy = asnumpy
     cupy.asarray = asarray
     cupy.ascontiguousarray = ascontiguousarray
     cupy.matmul = matmul
@@ -335,7 +343,7 @@ def fake_cupy() -> types.ModuleType:
     cupy.full = _wrap(np.full)
     cupy.RawModule = EmulatedModule
     cuda = types.ModuleType("cupy.cuda")
-    cuda.Device = lambda *a: types.SimpleNamespace(id=0)
+    cuda.Device = lambda *a: types.SimpleNamespace(id=0, synchronize=lambda: None)
     cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
     cupy.cuda = cuda
     return cupy

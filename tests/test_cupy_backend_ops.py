@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.ops import OPS
 from tests.test_cupy_backend_emulator import CXX, EmulatedModule, FakeArray, installed
 from tests.utils import assert_close, layouts
 
@@ -493,8 +494,20 @@ def test_numba_arrays_come_back_as_numba_arrays(rng, monkeypatch):
 
 def test_every_public_op_has_a_cupy_implementation():
     from fastnn import _dispatch
-    from fastnn.ops import OPS
 
     table = _dispatch.registered()
     missing = [op for op in (*OPS, "_value_range") if "cupy" not in table.get(op, [])]
     assert not missing
+
+
+def test_gpu_smoke_script_passes_on_the_emulated_gpu(capsys, monkeypatch):
+    from bench import gpu_smoke
+
+    # one untimed call instead of warm-up + timed runs: emulated timings mean nothing
+    monkeypatch.setattr(gpu_smoke, "median_seconds", lambda call, sync, repeats: [call(), 0.0][1])
+    status = gpu_smoke.main(["--tiny", "--repeats", "1", "--backend", "cupy"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    cases = gpu_smoke.build_cases("tiny")
+    assert out.count(" PASS ") == len(cases) and " FAIL " not in out
+    assert {c.op for c in cases} >= set(OPS)
