@@ -141,41 +141,42 @@ def soil_spectra(n: int, rng: np.random.Generator, points: int = 256, noise: flo
 
     Each soil has organic carbon (SOC, %, log-normal), clay, moisture and iron oxides.
     Its reflectance is a bright soil curve rising through the visible, darkened by organic
-    matter (most in the visible), with absorption bands of water (1450, 1940 nm), clay
-    (Al-OH at 2205 nm), organic matter (C-H at 1725, 2310, 2350 nm) and iron oxides (480,
-    900 nm).  The absorbance ``log10(1 / R)`` then gets what measurements add: multiplicative
-    scatter, a baseline drift (offset, slope, curvature) and white noise.
+    matter (saturating with SOC, most in the visible, and less under a water film), with
+    absorption bands of water (1450, 1940 nm, shifting from soil to soil), clay (Al-OH at
+    2205 nm), organic matter (C-H at 1725, 2310, 2350 nm, growing like sqrt(SOC)) and iron
+    oxides (480, 900 nm).  The absorbance ``log10(1 / R)`` then gets what measurements
+    add: multiplicative, wavelength-dependent scatter, a baseline drift (offset, slope,
+    curvature) and white noise.  The saturation, the interactions and the scatter make the
+    carbon a nonlinear function of the spectrum.
 
     Returns (wavelengths (L,), spectra (N, 1, L) float32, SOC (N, 1) float32).
     """
     wavelength = np.linspace(400.0, 2500.0, points)
-    soc = np.clip(rng.lognormal(np.log(1.5), 0.5, n), 0.1, 8.0)
-    clay = rng.uniform(5.0, 60.0, n)
-    moisture = rng.uniform(0.0, 25.0, n)
-    iron = rng.uniform(0.5, 6.0, n)
+    soc = np.clip(rng.lognormal(np.log(1.5), 0.5, (n, 1)), 0.1, 8.0)
+    clay = rng.uniform(5.0, 60.0, (n, 1))
+    moisture = rng.uniform(0.0, 25.0, (n, 1))
+    iron = rng.uniform(0.5, 6.0, (n, 1))
     base = 0.12 + 0.38 / (1.0 + np.exp(-(wavelength - 700.0) / 150.0))
     relative = (wavelength - 400.0) / 2100.0
-    darkening = np.exp(-0.12 * soc[:, None] * (1.2 - 0.6 * relative))
+    darkening = (1.0 - 0.6 * (1.0 - np.exp(-soc / 1.5)) * (1.1 - 0.6 * relative)) ** (
+        1.0 - moisture / 40.0
+    )
+    shift = rng.normal(0.0, 12.0, (n, 1))
+    water = _band(wavelength, 1450 + shift, 40) + 1.6 * _band(wavelength, 1940 + shift, 50)
     absorption = (
-        0.010
-        * moisture[:, None]
-        * (_band(wavelength, 1450, 40) + 1.6 * _band(wavelength, 1940, 50))
-        + 0.004 * clay[:, None] * (_band(wavelength, 2205, 25) + 0.5 * _band(wavelength, 1410, 20))
-        + 0.030 * soc[:, None] * (_band(wavelength, 1725, 30) + _band(wavelength, 2310, 35))
-        + 0.015 * soc[:, None] * _band(wavelength, 2350, 30)
-        + 0.030 * iron[:, None] * (_band(wavelength, 480, 60) + _band(wavelength, 900, 90))
+        0.010 * moisture * water
+        + 0.004 * clay * (_band(wavelength, 2205, 25) + 0.5 * _band(wavelength, 1410, 20))
+        + 0.12 * np.sqrt(soc) * (_band(wavelength, 1725, 30) + _band(wavelength, 2310, 35))
+        + 0.06 * np.sqrt(soc) * _band(wavelength, 2350, 30)
+        + 0.030 * iron * (_band(wavelength, 480, 60) + _band(wavelength, 900, 90))
     )
     absorbance = -np.log10(base * darkening * np.exp(-absorption))
     centred = relative - 0.5
-    scatter = rng.normal(1.0, 0.05, (n, 1))
+    scatter = rng.normal(1.0, 0.08, (n, 1)) * (wavelength / 1450.0) ** rng.normal(0.0, 0.15, (n, 1))
     drift = (
         rng.normal(0.0, 0.05, (n, 1))
         + rng.normal(0.0, 0.05, (n, 1)) * centred
         + rng.normal(0.0, 0.03, (n, 1)) * centred**2
     )
     spectra = absorbance * scatter + drift + rng.normal(0.0, noise, (n, points))
-    return (
-        wavelength,
-        spectra[:, None, :].astype(np.float32),
-        soc[:, None].astype(np.float32),
-    )
+    return wavelength, spectra[:, None, :].astype(np.float32), soc.astype(np.float32)
