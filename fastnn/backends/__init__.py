@@ -44,8 +44,8 @@ mlp_backward                      (inputs, preacts, weights, delta_out, activati
                                   -> [(gw, gb), ...]
 _value_range                      (x) -> (min, max) as Python numbers, NaN if any NaN
 sgd_update, adagrad_update,       (param, grad, states..., hyperparameters) -> None: update
-  rmsprop_update, adadelta_upd.,  param and state IN PLACE (the one exception to "return
-  adam_update                     new arrays"); signatures in fastnn/optim/functional.py
+  rmsprop_update, adam_update,    param and state IN PLACE (the one exception to "return
+  adadelta_update                 new arrays"); signatures in fastnn/optim/functional.py
 ================================  ============================================================
 
 ``geom.pad`` holds (before, after) pairs: asymmetric for ``padding="same"`` with an even
