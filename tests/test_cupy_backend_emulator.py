@@ -343,7 +343,9 @@ def fake_cupy() -> types.ModuleType:
     cupy.full = _wrap(np.full)
     cupy.RawModule = EmulatedModule
     cuda = types.ModuleType("cupy.cuda")
-    cuda.Device = lambda *a: types.SimpleNamespace(id=0, synchronize=lambda: None)
+    cuda.Device = lambda *a: types.SimpleNamespace(
+        id=0, compute_capability="emulated", synchronize=lambda: None
+    )
     cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
     cupy.cuda = cuda
     return cupy

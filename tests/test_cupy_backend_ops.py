@@ -10,6 +10,8 @@ negative-stride inputs, several column-buffer chunks and grids smaller than the 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -316,6 +318,24 @@ def test_convolution_in_several_column_chunks(rng, dtype, monkeypatch):
     check("conv2d_backward", gy, x, w, **kw)
     ones = rng.standard_normal((6, 4, 1, 1)).astype(dtype)  # 1x1: the columns are the input
     check("conv2d", x, ones, b, algo="im2col")
+
+
+def test_autotune_times_both_algorithms_once_and_remembers(rng, tmp_path, monkeypatch):
+    from fastnn import _autotune
+
+    cache = tmp_path / "autotune.json"
+    monkeypatch.setitem(_autotune._state, "enabled", True)
+    monkeypatch.setitem(_autotune._state, "cache", cache)
+    monkeypatch.setattr(_autotune, "_memory", {})
+    x = rng.standard_normal((2, 3, 6, 5))
+    w = rng.standard_normal((4, 3, 3, 3))
+    gy = rng.standard_normal((2, 4, 4, 3))
+    check("conv2d", x, w, None)
+    check("conv2d_backward", gy, x, w, output_mask=(True, True, False))
+    entries = json.loads(cache.read_text())["entries"]
+    keys = sorted(k.split("|")[:2] for k in entries if k.startswith("cupy:"))
+    assert keys == [["cupy:conv2d", "pass=backward110"], ["cupy:conv2d", "pass=forward"]]
+    assert set(entries.values()) <= {"im2col", "direct"}
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 // What it models: threadIdx/blockIdx/blockDim/gridDim, __shared__ memory per block,
 // __syncthreads() as a real barrier (each CUDA thread of a block is a fiber; a barrier
 // switches to the next fiber), and the bit-cast intrinsics the kernels call.  Blocks run
-// one after another, their threads interleaved only at barriers.  A barrier that some
+// one after another, their threads interleaved only at barriers (in forward, then reverse,
+// order, alternately).  A barrier that some
 // threads of a block reach while others have already returned is reported as an error
 // (undefined behaviour on a GPU).
 //
@@ -102,9 +103,12 @@ inline void run_block(unsigned threads) {
         f.context.uc_link = &scheduler;
         makecontext(&f.context, fiber_main, 0);
     }
-    for (;;) {
+    for (unsigned round = 0;; ++round) {
         unsigned finished = 0, waiting = 0;
-        for (unsigned t = 0; t < threads; ++t) {
+        for (unsigned step = 0; step < threads; ++step) {
+            // Odd rounds run the threads in reverse order, so a read of shared memory that
+            // lacks its barrier sees stale data whichever thread writes it.
+            const unsigned t = round % 2 ? threads - 1 - step : step;
             Fiber& f = fibers[t];
             if (f.done) continue;
             f.waiting = false;

@@ -1,13 +1,22 @@
 """Convolution geometry as the 2-D integers the CUDA kernels take (1-D convolution is
 2-D convolution with a height of 1), and the choice between im2col + cuBLAS and the
-direct kernels."""
+direct kernels (a heuristic, or ``fastnn.autotune`` timing both on this GPU)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import cupy
+import numpy as np
+
+from fastnn import _autotune
 from fastnn._args import ConvGeometry
+
+#: The two convolution algorithms of this backend.
+ALGORITHMS = ("im2col", "direct")
 
 #: algo="auto" takes the direct kernels when one output needs at most this many
 #: multiply-adds (in_channels / groups * kernel taps): a GEMM with so short an inner
@@ -64,10 +73,48 @@ def conv2d_shape(geom: ConvGeometry) -> Conv2d:
     return Conv2d(in_h, in_w, k_h, k_w, out_h, out_w, s_h, s_w, p_h, p_w, d_h, d_w)
 
 
-def choose_algo(geom: ConvGeometry, algo: str) -> str:
-    """The algorithm for ``algo``: "im2col" or "direct" ("auto" decides by the work per
-    output)."""
-    if algo != "auto":
-        return algo
+def heuristic(geom: ConvGeometry) -> str:
+    """ "direct" when one output needs few multiply-adds, else "im2col"."""
     macs = geom.in_channels // geom.groups * math.prod(geom.kernel)
     return "direct" if macs <= DIRECT_MAX_MACS else "im2col"
+
+
+def autotune_key(op: str, geom: ConvGeometry, dtype: Any, device: str, which: str) -> str:
+    """The ``fastnn.autotune`` cache key of one pass on one kind of GPU."""
+    parts = [
+        f"cupy:{op}",
+        f"pass={which}",
+        f"x={geom.input_shape}",
+        f"w={geom.weight_shape}",
+        f"s={geom.stride}",
+        f"p={geom.pad}",
+        f"d={geom.dilation}",
+        f"g={geom.groups}",
+        f"dtype={np.dtype(dtype)}",
+        f"gpu={device}",
+    ]
+    return "|".join(parts).replace(" ", "")
+
+
+def choose_algo(
+    op: str, geom: ConvGeometry, algo: str, dtype: Any, which: str, run: Callable[[str], Any]
+) -> str:
+    """The algorithm of one pass: ``algo`` unless it is "auto"; then, with
+    ``fastnn.autotune(True)``, the faster of the two when timed once on this GPU
+    (``run(name)`` runs the pass with one of them; the GPU is synchronised inside the
+    timing), else :func:`heuristic`."""
+    if algo != "auto":
+        return algo
+    if not _autotune.autotune_enabled():
+        return heuristic(geom)
+    device = cupy.cuda.Device()
+    key = autotune_key(op, geom, dtype, f"sm{device.compute_capability}", which)
+
+    def timed(name: str) -> Callable[[], None]:
+        def call() -> None:
+            run(name)
+            device.synchronize()
+
+        return call
+
+    return _autotune.choose(key, {name: timed(name) for name in ALGORITHMS})

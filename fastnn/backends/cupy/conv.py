@@ -1,5 +1,5 @@
 """conv1d / conv2d and their backward on the GPU: im2col + cuBLAS, or direct kernels
-(algo="direct", or "auto" for little work per output, see _conv_shape.choose_algo)."""
+(algo="direct"; "auto" decides, see _conv_shape.choose_algo)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,25 @@ from fastnn.backends.cupy import _conv_direct, _conv_im2col
 from fastnn.backends.cupy._conv_shape import choose_algo
 from fastnn.backends.cupy._runtime import cupy_op
 
+_FORWARD = {"im2col": _conv_im2col.forward, "direct": _conv_direct.forward}
+_BACKWARD = {"im2col": _conv_im2col.backward, "direct": _conv_direct.backward}
+
 
 @cupy_op("conv1d", "conv2d")
 def conv(x: Any, w: Any, b: Any, geom: ConvGeometry, algo: str) -> Any:
     """Cross-correlation of x with w, plus b (PyTorch's conv1d / conv2d)."""
-    if choose_algo(geom, algo) == "direct":
-        return _conv_direct.forward(x, w, b, geom)
-    return _conv_im2col.forward(x, w, b, geom)
+    op = f"conv{geom.nd}d"
+    chosen = choose_algo(op, geom, algo, x.dtype, "forward", lambda a: _FORWARD[a](x, w, b, geom))
+    return _FORWARD[chosen](x, w, b, geom)
 
 
 @cupy_op("conv1d_backward", "conv2d_backward")
 def conv_backward(gy: Any, x: Any, w: Any, geom: ConvGeometry, algo: str, mask) -> tuple:
     """(grad_input, grad_weight, grad_bias) of the convolution, None where masked."""
-    if choose_algo(geom, algo) == "direct":
-        return _conv_direct.backward(gy, x, w, geom, mask)
-    return _conv_im2col.backward(gy, x, w, geom, mask)
+    op = f"conv{geom.nd}d"
+    which = "backward" + "".join("1" if m else "0" for m in mask)
+
+    def run(name: str) -> tuple:
+        return _BACKWARD[name](gy, x, w, geom, mask)
+
+    return _BACKWARD[choose_algo(op, geom, algo, x.dtype, which, run)](gy, x, w, geom, mask)
