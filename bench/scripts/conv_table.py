@@ -7,7 +7,8 @@ median per implementation is reported with the speed-up of fastnn over PyTorch
 backward is grad_input + grad_weight (torch's aten.convolution_backward, no autograd).
 
     env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/conv_table.py [--backward]
-        [--only R50,Spec] [--rounds 7] [--threads 2] [--dtype float32] [--algos auto,direct]
+        [--only R50,Spec] [--rounds 7] [--threads 2] [--clock wall|thread]
+        [--dtype float32] [--algos auto,direct]
 """
 
 from __future__ import annotations
@@ -47,16 +48,16 @@ SHAPES = [
 ]
 
 
-def _median_times(funcs: dict, rounds: int, budget_s: float) -> dict[str, float]:
+def _median_times(funcs: dict, rounds: int, budget_s: float, clock) -> dict[str, float]:
     for f in funcs.values():  # warm-up (and autotuning, when on)
         f()
     times: dict[str, list[float]] = {name: [] for name in funcs}
     start = time.perf_counter()
     for i in range(rounds):
         for name, f in funcs.items():
-            t = time.perf_counter()
+            t = clock()
             f()
-            times[name].append(time.perf_counter() - t)
+            times[name].append(clock() - t)
         if i >= 2 and time.perf_counter() - start > budget_s:
             break
     return {name: statistics.median(v) for name, v in times.items()}
@@ -111,6 +112,9 @@ def run(args) -> None:
     import torch
     import torch.nn.functional as F
 
+    if args.clock == "thread" and args.threads != 1:
+        raise SystemExit("--clock thread measures one thread: use it with --threads 1")
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
     torch.set_num_threads(args.threads)
     fastnn.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -118,7 +122,10 @@ def run(args) -> None:
     algos = args.algos.split(",")
     only = args.only.split(",") if args.only else None
     kind = "backward (grad_input + grad_weight)" if args.backward else "forward (+ bias)"
-    print(f"conv {kind}, {dtype}, {args.threads} threads; median ms; speed-up = torch / fastnn")
+    print(
+        f"conv {kind}, {dtype}, {args.threads} threads, {args.clock} clock; median ms; "
+        "speed-up = torch / fastnn"
+    )
     cols = ["shape", "GFLOP", "torch ms"] + [f"{a} ms" for a in algos]
     cols += [f"{a} x" for a in algos]
     print("| " + " | ".join(cols) + " |")
@@ -141,7 +148,7 @@ def run(args) -> None:
             for a in algos:
                 funcs[a] = partial(conv, x, wt, b, stride, pad, algo=a)
         with torch.no_grad():
-            t = _median_times(funcs, args.rounds, args.budget)
+            t = _median_times(funcs, args.rounds, args.budget, clock)
         flop = _gflop(x, wt, y) * (2 if args.backward else 1)
         row = [name, f"{flop:.2f}", f"{t['torch'] * 1e3:.2f}"]
         row += [f"{t[a] * 1e3:.2f}" for a in algos]
@@ -162,6 +169,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--budget", type=float, default=3.0, help="seconds per shape, at most")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "thread"],
+        help="wall: elapsed time; thread: this thread's CPU time (with --threads 1), which "
+        "a busy machine's descheduling does not inflate",
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--algos", default="auto,im2col,direct")
     run(parser.parse_args())

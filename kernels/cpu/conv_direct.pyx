@@ -53,7 +53,9 @@ cdef extern from "conv_direct.h" nogil:
 #: block of columns (at most 2 x 16 lanes) past the last valid element.
 cdef Py_ssize_t SLACK_ELEMENTS = 64
 SLACK = SLACK_ELEMENTS
-#: Output columns per input-gradient strip (a multiple of every instruction set's block).
+#: Output columns per forward and input-gradient strip (a multiple of every instruction
+#: set's block of columns).
+cdef Py_ssize_t FWD_STRIP = 64
 cdef Py_ssize_t GX_STRIP = 64
 #: Output channels per forward micro-kernel call (blocks of the output-channel axis).
 FWD_KB = FASTNN_FWD_KB
@@ -128,9 +130,8 @@ cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t 
     cdef Py_ssize_t nkc = ceil_div(nkb, kbpc)
     cdef Py_ssize_t nrc = ceil_div(s.Ho, rows)
     cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo
-    cdef Py_ssize_t item, key, last = -1, kc, rc, g, n, oh0, oh1, oh, kb, k0, kn
+    cdef Py_ssize_t item, key, last = -1, kc, rc, g, n, oh0, oh1, oh, ws, w0, nw, kb, k0, kn
     cdef const floating* bb = NULL
-    cdef floating* yb
     for item in range(start, end):
         kc = item % nkc
         key = item // nkc
@@ -143,15 +144,21 @@ cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t 
             pack_rows(x + n * xn + g * s.Cg * xc, xc, xh, xw, s, s.Cg, oh0 * s.sh,
                       (oh1 - oh0 - 1) * s.sh + (s.R - 1) * s.dh + 1, Wq, cstride, buf)
             last = key
-        for kb in range(kc * kbpc, min(nkb, (kc + 1) * kbpc)):
-            k0 = kb * FASTNN_FWD_KB
-            kn = min(<Py_ssize_t>FASTNN_FWD_KB, s.Kg - k0)
-            if bias != NULL:
-                bb = bias + g * s.Kg + k0
-            yb = y + (n * s.K + g * s.Kg + k0) * howo
-            for oh in range(oh0, oh1):
-                fwd_block(<int>kn, buf + (oh - oh0) * s.sh * rowstride, qoff, s.Q,
-                          wpk + (g * s.Kg + k0) * s.Q, bb, yb + oh * s.Wo, howo, s.Wo)
+        for oh in range(oh0, oh1):
+            # a strip of FWD_STRIP output columns for every output-channel block: the
+            # input the strip reads stays in L1 while the weights stream past it
+            for ws in range(ceil_div(s.Wo, FWD_STRIP)):
+                w0 = ws * FWD_STRIP
+                nw = min(FWD_STRIP, s.Wo - w0)
+                for kb in range(kc * kbpc, min(nkb, (kc + 1) * kbpc)):
+                    k0 = kb * FASTNN_FWD_KB
+                    kn = min(<Py_ssize_t>FASTNN_FWD_KB, s.Kg - k0)
+                    if bias != NULL:
+                        bb = bias + g * s.Kg + k0
+                    fwd_block(<int>kn, buf + (oh - oh0) * s.sh * rowstride + w0, qoff, s.Q,
+                              wpk + (g * s.Kg + k0) * s.Q, bb,
+                              y + (n * s.K + g * s.Kg + k0) * howo + oh * s.Wo + w0, howo,
+                              nw)
 
 
 def forward(const floating[:, :, :, :] x, const floating[::1] w,
