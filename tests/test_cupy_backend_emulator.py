@@ -251,12 +251,13 @@ def compile_library(code: str, names: list[str]) -> Path:
     text = '#include "host_emulation.h"\n' + code + "\n" + _stubs(names)
     key = hashlib.sha256("\0".join([header, text, *CXX_FLAGS]).encode()).hexdigest()[:24]
     library = _cache_dir() / f"{key}.so"
-    if not library.exists():
-        source = _cache_dir() / f"{key}.cpp"
+    if not library.exists():  # private file names: pytest processes may share the cache
+        source = _cache_dir() / f"{key}.{os.getpid()}.cpp"
         source.write_text(text)
         partial = library.with_suffix(f".{os.getpid()}.tmp")
         command = [CXX, *CXX_FLAGS, f"-I{CUDA_DIR}", str(source), "-o", str(partial)]
         result = subprocess.run(command, capture_output=True, text=True)
+        source.unlink()
         if result.returncode:
             raise RuntimeError(f"g++ failed on the emulated source:\n{result.stderr[-6000:]}")
         os.replace(partial, library)
