@@ -1,11 +1,17 @@
 """The numba-cuda optimizer kernels under the CUDA simulator, against the NumPy reference.
 
-Run in their own process: ``NUMBA_ENABLE_CUDASIM=1 pytest tests/cudasim/test_optim_cudasim.py``.
+Run in their own process: ``NUMBA_ENABLE_CUDASIM=1 pytest tests/cudasim/test_optim_cudasim.py``
+(``FASTNN_PTX_CHECK=1`` adds the compile check for a real GPU).
 The simulator runs every GPU thread in Python, so the arrays are small (but span several
 blocks, and end mid-block, to exercise the bounds check).
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +123,53 @@ def test_device_mismatch_is_rejected():
     param = cuda.to_device(np.zeros(4))
     with pytest.raises(ValueError, match="same device"):
         optim.sgd_update(param, np.zeros(4), lr=0.1)
+
+
+PTX_SCRIPT = """
+import re, sys
+from tests.cudasim.ptx_check import find_cuda_home, find_libdevice, _patch_numba_toolkit
+_patch_numba_toolkit(find_libdevice(find_cuda_home()))
+from numba import cuda, types
+from fastnn.kernels.numba_cuda import optim as k
+for dt in (types.float32, types.float64):
+    a, b = types.Array(dt, 1, "C"), types.boolean
+    signatures = {
+        "sgd": (a, a, a, dt, dt, dt, dt, dt, b, b, b),
+        "adagrad": (a, a, a, dt, dt, dt, dt),
+        "rmsprop": (a, a, a, a, a, dt, dt, dt, dt, dt, dt, dt, b, b),
+        "adadelta": (a, a, a, a, dt, dt, dt, dt, dt, dt),
+        "adam": (a, a, a, a, a, dt, dt, dt, dt, dt, dt, dt, dt, dt, dt, b, b),
+    }
+    for name, signature in signatures.items():
+        ptx, _ = cuda.compile_ptx(getattr(k, name).py_func, signature, cc=(8, 0))
+        if dt == types.float32 and re.search(r"\\.f64", ptx):
+            sys.exit(f"{name}: float64 arithmetic in the float32 kernel")
+        print(dt, name, "compiled")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("FASTNN_PTX_CHECK") != "1",
+    reason="opt-in (NVVM compiles): set FASTNN_PTX_CHECK=1",
+)
+def test_kernels_compile_to_ptx_without_float64():
+    """The simulator runs kernels as Python; compile them for sm_80 through the real CUDA
+    target (libNVVM, no GPU needed), with the argument types the host code passes."""
+    from tests.cudasim.ptx_check import find_cuda_home
+
+    if find_cuda_home() is None:
+        pytest.skip("no CUDA toolkit with libNVVM and libdevice (set CUDA_HOME)")
+    root = Path(__file__).parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", PTX_SCRIPT],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert result.stdout.count("compiled") == 10
