@@ -55,6 +55,9 @@ class Tile(NamedTuple):
 
 #: For large problems: 256 threads, 8 x 8 outputs each (64 accumulators in registers).
 LARGE = Tile(bm=128, bn=128, bk=8, tm=8, tn=8)
+#: For large problems with at most 64 rows (a convolution's output channels per group):
+#: 256 threads, 4 x 8 outputs each.
+WIDE = Tile(bm=64, bn=128, bk=8, tm=4, tn=8)
 #: For problems too small to fill the GPU with LARGE tiles: 64 threads, 4 x 4 each.
 SMALL = Tile(bm=32, bn=32, bk=16, tm=4, tn=4)
 

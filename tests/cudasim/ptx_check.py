@@ -157,7 +157,7 @@ def install_fakes(compiler: Compiler) -> None:
 
 def drive(dtype: np.dtype) -> None:
     """Call every op (and every variant that changes argument types) once."""
-    from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL
+    from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
     from numba import cuda
 
     import fastnn
@@ -192,7 +192,7 @@ def drive(dtype: np.dtype) -> None:
     a, bm, c = D(5, 7), D(7, 3), D(3)
     fastnn.gemm(a, bm)
     fastnn.gemm(a, bm, c, beta=1.0)
-    for tile in (LARGE, SMALL):
+    for tile in (LARGE, WIDE, SMALL):
         out = cuda.device_array((1, 5, 3), dtype=dtype)
         mm.matmul(a.reshape(1, 5, 7), bm.reshape(1, 7, 3), out, tile=tile)
     x2, w2 = D(4, 7), D(3, 7)

@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL
+from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
 
 import fastnn
 from fastnn import _dispatch
@@ -101,8 +101,9 @@ def test_tile_choice():
     assert matmul.choose_tile(1, 8, 8) is SMALL
     assert matmul.choose_tile(1, 2048, 2048) is LARGE
     assert matmul.choose_tile(64, 128, 128) is LARGE
+    assert matmul.choose_tile(32, 64, 3136) is WIDE  # a ResNet conv: 64 channels
     assert matmul.choose_tile(1, 2048, 2048, itemsize=8) is SMALL  # doubles: registers
-    for tile in (LARGE, SMALL):
+    for tile in (LARGE, WIDE, SMALL):
         assert tile.bm % tile.tm == 0 and tile.bn % tile.tn == 0
         x, y = tile.threads
         assert (tile.bm * tile.bk) % (x * y) == 0  # every thread loads the same count

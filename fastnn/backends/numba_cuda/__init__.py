@@ -1,7 +1,14 @@
 """The ``numba-cuda`` backend: ``@cuda.jit`` kernels (kernels/numba_cuda/) for GPU arrays.
 
 Also runs under the Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set before numba is
-imported), which is how its kernels are tested on machines without a GPU.
+imported), which is how its kernels are tested on machines without a GPU (tests/cudasim;
+tests/cudasim/ptx_check.py also compiles every kernel for a real GPU, without one).
+
+Host modules, one per op family: ``_device`` (arrays in and out, streams, the ``op``
+registration decorator), ``_launch`` (launch-size arithmetic), ``matmul`` (the GEMM
+driver), ``dense``, ``backprop``, ``conv``, ``pool``, ``activation``, ``loss``,
+``reductions``; ``optim`` holds the optimizer updates.  Each kernel module under
+kernels/numba_cuda/ builds its kernels per dtype, lazily, at first use.
 """
 
 from __future__ import annotations

@@ -11,23 +11,30 @@ from typing import Any
 
 from fastnn.backends.numba_cuda._device import launch
 from fastnn.backends.numba_cuda._launch import ceil_div
-from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, Tile, gemm_kernel
+from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE, Tile, gemm_kernel
 from fastnn.kernels.numba_cuda.pointwise import CODES
 
 __all__ = ["as3d", "choose_tile", "gemm_grid", "matmul"]
 
 #: Grid dimensions y and z may not exceed this; the kernel loops over the rest.
 MAX_GRID_YZ = 65535
-#: LARGE tiles are used once they give at least this many blocks (about half the
+#: A big tile is used once it gives at least this many blocks (about half the
 #: multiprocessors of a big GPU); smaller problems get more, smaller blocks.
-LARGE_TILE_MIN_BLOCKS = 64
+BIG_TILE_MIN_BLOCKS = 64
+
+
+def _blocks(tile: Tile, batch: int, m: int, n: int) -> int:
+    return batch * ceil_div(m, tile.bm) * ceil_div(n, tile.bn)
 
 
 def choose_tile(batch: int, m: int, n: int, itemsize: int = 4) -> Tile:
-    """LARGE when the problem fills the GPU with LARGE tiles, else SMALL.  float64 always
-    gets SMALL: 64 double accumulators per thread would not fit in the registers."""
-    blocks = batch * ceil_div(m, LARGE.bm) * ceil_div(n, LARGE.bn)
-    return LARGE if blocks >= LARGE_TILE_MIN_BLOCKS and itemsize <= 4 else SMALL
+    """LARGE (or WIDE when M <= 64, which would leave half of LARGE's rows idle) when the
+    problem fills the GPU with such tiles, else SMALL.  float64 always gets SMALL: 64
+    double accumulators per thread would not fit in the registers."""
+    if itemsize > 4:
+        return SMALL
+    big = WIDE if m <= WIDE.bm else LARGE
+    return big if _blocks(big, batch, m, n) >= BIG_TILE_MIN_BLOCKS else SMALL
 
 
 def gemm_grid(tile: Tile, batch: int, m: int, n: int) -> tuple[int, int, int]:
