@@ -185,6 +185,61 @@ def test_avg_pool_matches_reference_on_random_configs(rng, nd, dtype):
             check_avg(cfg, x, rng.standard_normal(y_shape).astype(dtype), count_include_pad)
 
 
+# (shape, kernel_size, stride, padding, ceil_mode): the layers of real networks and the
+# special paths of the kernels (strides 1-4 and beyond, windows side by side, global
+# pooling, ceil_mode windows hanging over odd edges, 1-D)
+COMMON_LAYERS = [
+    ((2, 3, 12, 12), 2, 2, 0, False),
+    ((2, 3, 13, 11), 2, 2, 0, True),
+    ((2, 3, 15, 14), 3, 2, 1, False),
+    ((2, 3, 15, 14), 3, 2, 1, True),
+    ((2, 3, 10, 11), 3, 3, 0, True),
+    ((2, 3, 17, 19), 5, 4, 2, True),
+    ((2, 3, 16, 23), (2, 3), 5, (1, 1), True),
+    ((2, 3, 7, 7), 7, 7, 0, False),
+    ((2, 3, 7, 5), (7, 5), 1, 0, False),
+    ((2, 3, 9, 17), (2, 4), (3, 4), (1, 2), True),
+    ((2, 3, 9, 9), 1, 2, 0, False),
+    ((2, 3, 1, 1), 1, 1, 0, False),
+    ((2, 3, 21), 4, 4, 2, True),
+    ((2, 3, 50), 3, 1, 1, False),
+    ((2, 3, 9), 9, 1, 0, False),
+]
+
+
+def _tuple(value, nd: int) -> tuple[int, ...]:
+    return (value,) * nd if isinstance(value, int) else tuple(value)
+
+
+@pytest.fixture(params=["avx2", "portable"])
+def simd(request):
+    """Run a test with the kernels' AVX2 build (where the CPU has it) and portable build."""
+    from fastnn.kernels.cpu import pool_avg, pool_max
+
+    wanted = request.param == "avx2"
+    pool_max.use_avx2(wanted)
+    pool_avg.use_avx2(wanted)
+    yield request.param
+    pool_max.use_avx2(True)
+    pool_avg.use_avx2(True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_common_layers_match_reference_in_both_builds(rng, simd, dtype):
+    for shape, k, s, p, ceil_mode in COMMON_LAYERS:
+        nd = len(shape) - 2
+        cfg = Config(nd, shape, _tuple(k, nd), _tuple(s, nd), _tuple(p, nd), (1,) * nd, ceil_mode)
+        x = rng.standard_normal(shape).astype(dtype)
+        x[rng.random(shape) < 0.1] = 0.5  # duplicate maxima
+        y_shape = max_op(nd)(x, **cfg.max_kwargs(), backend="reference").shape
+        check_max(cfg, x, rng.standard_normal(y_shape).astype(dtype))
+        check_max(
+            cfg, special_values(rng, shape, dtype), rng.standard_normal(y_shape).astype(dtype)
+        )
+        for count_include_pad in (True, False):
+            check_avg(cfg, x, rng.standard_normal(y_shape).astype(dtype), count_include_pad)
+
+
 def test_avg_pool_propagates_nan_and_inf(rng):
     x = special_values(rng, (2, 3, 9, 8), np.float64)
     kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)

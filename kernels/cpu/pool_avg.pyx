@@ -1,153 +1,78 @@
 # Average pooling, forward and backward, float32 and float64 through fused types.
 #
-# Arrays arrive as C-contiguous stacks of planes: x (P, H, W), y (P, Ho, Wo), where
-# P = N * C; fastnn/backends/cpu/pool.py makes them so, after fastnn.ops validated the
-# call, and computes the divisors: window ow of output row oh is divided by
-# div_h[oh] * div_w[ow] (PyTorch's rules for count_include_pad and ceil_mode windows).
+# The loops are the C row kernels of pool_rows.h; this module splits the work over OpenMP
+# threads with the GIL released.  Arrays arrive as C-contiguous stacks of planes,
+# x (P, H, W) and y (P, Ho, Wo) with P = N * C, with the divisors (window (oh, ow) is
+# divided by div_h[oh] * div_w[ow], PyTorch's count_include_pad / ceil_mode rules) and
+# per-thread scratch rows; the Python wrapper (fastnn/backends/cpu/pool.py) makes them.
 #
-# Forward, per output row: a vertical pass sums the window's real input rows into a padded
-# row buffer (see pool_common.pxd; padding columns hold 0), a horizontal pass sums each
-# window's columns.  Backward runs the same two passes in reverse: each output's share
-# is spread over a row buffer, which is then added to every real input row of the window.
+# The forward pass splits the P * Ho output rows into one contiguous run per thread; the
+# backward pass, whose windows may overlap in the input gradient, gives each thread whole
+# planes.
 from cython cimport floating
-from cython.parallel cimport prange, threadid
-from libc.string cimport memcpy, memset
+from cython.parallel cimport prange
 
-from pool_common cimport PoolShape, real_taps, unpack_shape
-
-# Below this many input elements an OpenMP region costs more than it saves.
-cdef Py_ssize_t PARALLEL_MIN = 1 << 15
-
-
-cdef inline int _threads(Py_ssize_t work, int num_threads) noexcept nogil:
-    return num_threads if work >= PARALLEL_MIN else 1
+from pool_common cimport (
+    pool_avg_backward_f32, pool_avg_backward_f64, pool_avg_rows_f32, pool_avg_rows_f64,
+    pool_set_avx2, pool_shape, split, threads_for, unpack_shape,
+)
 
 
-cdef void _sum_rows(const floating* x, floating* c, Py_ssize_t oh,
-                    const PoolShape* s) noexcept nogil:
-    """c[iw] = sum over the real rows of output row oh's windows, for iw in [0, W)."""
-    cdef Py_ssize_t w = s.width, first, stop, i, iw
-    cdef Py_ssize_t start = oh * s.stride_h - s.pad_h
-    cdef const floating* r0
-    cdef const floating* r1
-    real_taps(start, s.kernel_h, s.dil_h, s.height, &first, &stop)
-    if first >= stop:  # cannot happen for valid average pooling; kept total
-        memset(c, 0, w * sizeof(floating))
-        return
-    r0 = x + (start + first * s.dil_h) * w
-    if stop - first == 1:
-        memcpy(c, r0, w * sizeof(floating))
-        return
-    r1 = r0 + s.dil_h * w
-    for iw in range(w):
-        c[iw] = r0[iw] + r1[iw]
-    for i in range(first + 2, stop):
-        r0 = x + (start + i * s.dil_h) * w
-        for iw in range(w):
-            c[iw] += r0[iw]
+def use_avx2(bint enabled):
+    """Run this module's kernels in their AVX2 build (True, the default where the CPU has
+    AVX2) or their portable build (False), for tests.  Returns whether AVX2 is used."""
+    return bool(pool_set_avx2(enabled))
 
 
-cdef void _sum_columns(const floating* col, floating* y, floating div_h,
-                       const floating* div_w, const PoolShape* s) noexcept nogil:
-    """y[ow] = sum of col[ow * sw + j * dw], j < kw, divided by div_h * div_w[ow]."""
-    cdef Py_ssize_t wo = s.out_width, kw = s.kernel_w, sw = s.stride_w, dw = s.dil_w
-    cdef Py_ssize_t ow, j, off
-    if kw == 2 and sw == 2 and dw == 1:  # the most common pooling, spelled out
-        for ow in range(wo):
-            y[ow] = (col[2 * ow] + col[2 * ow + 1]) / (div_h * div_w[ow])
-        return
-    if sw == 1:
-        memcpy(y, col, wo * sizeof(floating))
-    else:
-        for ow in range(wo):
-            y[ow] = col[ow * sw]
-    for j in range(1, kw):
-        off = j * dw
-        if sw == 1:
-            for ow in range(wo):
-                y[ow] += col[ow + off]
-        elif sw == 2:
-            for ow in range(wo):
-                y[ow] += col[2 * ow + off]
+cdef void _avg_run(const pool_shape* s, const floating* x, floating* y, Py_ssize_t lo,
+                   Py_ssize_t hi, const floating* div_h, const floating* div_w,
+                   floating* buf) noexcept nogil:
+    """Output rows [lo, hi) of the flattened (plane, row) order."""
+    cdef Py_ssize_t p, oh, stop
+    cdef Py_ssize_t plane = s.H * s.W, out_plane = s.Ho * s.Wo
+    while lo < hi:
+        p = lo // s.Ho
+        oh = lo - p * s.Ho
+        stop = min(s.Ho, oh + hi - lo)
+        if floating is float:
+            pool_avg_rows_f32(s, x + p * plane, y + p * out_plane, oh, stop, div_h, div_w,
+                              buf)
         else:
-            for ow in range(wo):
-                y[ow] += col[ow * sw + off]
-    for ow in range(wo):
-        y[ow] /= div_h * div_w[ow]
-
-
-cdef void _spread_columns(const floating* share, floating* col,
-                          const PoolShape* s) noexcept nogil:
-    """col[ow * sw + j * dw] += share[ow] for every window ow and j < kw, over a buffer
-    that starts zeroed (the transpose of _sum_columns without the division)."""
-    cdef Py_ssize_t wo = s.out_width, kw = s.kernel_w, sw = s.stride_w, dw = s.dil_w
-    cdef Py_ssize_t ow, j, off
-    if sw == kw and dw == 1:  # windows side by side: each column gets one share
-        for ow in range(wo):
-            for j in range(kw):
-                col[ow * kw + j] = share[ow]
-        memset(col + wo * kw, 0, (s.row_len - wo * kw) * sizeof(floating))
-        return
-    memset(col, 0, s.row_len * sizeof(floating))
-    for j in range(kw):
-        off = j * dw
-        for ow in range(wo):
-            col[ow * sw + off] += share[ow]
-
-
-cdef void _spread_rows(const floating* c, floating* gx, Py_ssize_t oh,
-                       const PoolShape* s) noexcept nogil:
-    """gx[ih, :] += c[0:W] for every real input row ih of output row oh's windows."""
-    cdef Py_ssize_t w = s.width, first, stop, i, iw
-    cdef Py_ssize_t start = oh * s.stride_h - s.pad_h
-    cdef floating* r
-    real_taps(start, s.kernel_h, s.dil_h, s.height, &first, &stop)
-    for i in range(first, stop):
-        r = gx + (start + i * s.dil_h) * w
-        for iw in range(w):
-            r[iw] += c[iw]
+            pool_avg_rows_f64(s, x + p * plane, y + p * out_plane, oh, stop, div_h, div_w,
+                              buf)
+        lo += stop - oh
 
 
 def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
-            const floating[::1] div_h, const floating[::1] div_w, floating[:, ::1] col,
+            const floating[::1] div_h, const floating[::1] div_w, floating[:, ::1] buf,
             int num_threads):
-    """y = average pooling of x.  col: (num_threads, row_len) scratch filled with 0."""
-    cdef PoolShape s = unpack_shape(geometry)
-    cdef Py_ssize_t item, p, oh, ho = s.out_height, items = x.shape[0] * ho
-    cdef int n = _threads(x.shape[0] * x.shape[1] * x.shape[2], num_threads)
-    cdef floating* c
-    # one item per output row, so that a few large planes still use every thread
-    for item in prange(items, nogil=True, schedule="static", num_threads=n):
-        p = item // ho
-        oh = item % ho
-        c = &col[threadid(), 0]
-        _sum_rows(&x[p, 0, 0], c + s.pad_w, oh, &s)
-        _sum_columns(c, &y[p, oh, 0], div_h[oh], &div_w[0], &s)
+    """y = average pooling of x (P planes).  buf: (num_threads, W) scratch."""
+    cdef pool_shape s = unpack_shape(geometry)
+    cdef Py_ssize_t items = x.shape[0] * s.Ho
+    cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
+    if items == 0:
+        return
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
+                 split(items, c + 1, chunks), &div_h[0], &div_w[0], &buf[c, 0])
 
 
 def backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in, tuple geometry,
-             const floating[::1] div_h, const floating[::1] div_w, floating[:, ::1] col,
+             const floating[::1] div_h, const floating[::1] div_w, floating[:, ::1] buf,
              floating[:, ::1] share, int num_threads):
-    """grad_in = gradient of average pooling.  Scratch per thread: col (row_len) and share
-    (Wo)."""
-    cdef PoolShape s = unpack_shape(geometry)
-    cdef Py_ssize_t planes = grad_in.shape[0], p, oh, ow
-    cdef Py_ssize_t size = s.height * s.width
-    cdef int t
-    cdef floating* c
-    cdef floating* sh
-    cdef floating* g
-    cdef const floating* go
-    cdef int n = _threads(planes * size, num_threads)
-    for p in prange(planes, nogil=True, schedule="static", num_threads=n):
-        t = threadid()
-        c = &col[t, 0]
-        sh = &share[t, 0]
-        g = &grad_in[p, 0, 0]
-        memset(g, 0, size * sizeof(floating))
-        for oh in range(s.out_height):
-            go = &grad_out[p, oh, 0]
-            for ow in range(s.out_width):
-                sh[ow] = go[ow] / (div_h[oh] * div_w[ow])
-            _spread_columns(sh, c, &s)
-            _spread_rows(c + s.pad_w, g, oh, &s)
+    """grad_in = gradient of average pooling.  Scratch per thread: buf (W), share (Wo)."""
+    cdef pool_shape s = unpack_shape(geometry)
+    cdef Py_ssize_t planes = grad_in.shape[0], p, lo, hi
+    cdef int c, chunks = threads_for(planes * s.H * s.W, planes, num_threads)
+    if planes == 0:
+        return
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = split(planes, c, chunks)
+        hi = split(planes, c + 1, chunks)
+        for p in range(lo, hi):
+            if floating is float:
+                pool_avg_backward_f32(&s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], &div_h[0],
+                                      &div_w[0], &buf[c, 0], &share[c, 0])
+            else:
+                pool_avg_backward_f64(&s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], &div_h[0],
+                                      &div_w[0], &buf[c, 0], &share[c, 0])

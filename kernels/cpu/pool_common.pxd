@@ -1,58 +1,69 @@
-# Shared by the pooling kernels (pool_max.pyx, pool_avg.pyx): the geometry of one call in
-# 2-D form and the arithmetic that finds the real (non-padding) taps of a window.
-#
-# A 1-D pooling is run as a 2-D one with height 1 and a 1 x k kernel.  Every window is
-# scanned in "padded" column coordinates: input column iw sits at pw + iw of a row buffer
-# whose columns [0, pw) and [pw + W, row_len) stand for the padding, so that window ow
-# reads buffer columns ow * sw + j * dw for j in [0, kw) with no bounds tests.
-cimport cython
+# Shared by the pooling modules (pool_max.pyx, pool_avg.pyx): the C row kernels of
+# pool_rows.h, the geometry of a call, and how work is split over OpenMP threads.
+from libc.stdint cimport int32_t, int64_t
+
+cdef extern from "pool_rows.h" nogil:
+    ctypedef struct pool_shape:
+        Py_ssize_t H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, ow_lo, ow_hi
+
+    void pool_shape_init(pool_shape* s)
+    int pool_set_avx2(int enabled)
+
+    void pool_max_rows_f32(const pool_shape* s, const float* x, float* y, Py_ssize_t oh0,
+                           Py_ssize_t oh1, float* buf)
+    void pool_max_rows_f64(const pool_shape* s, const double* x, double* y, Py_ssize_t oh0,
+                           Py_ssize_t oh1, double* buf)
+    void pool_argmax_rows_f32(const pool_shape* s, const float* x, float* y, int64_t* index,
+                              Py_ssize_t oh0, Py_ssize_t oh1, float* buf, int32_t* fbuf,
+                              int32_t* frow)
+    void pool_argmax_rows_f64(const pool_shape* s, const double* x, double* y,
+                              int64_t* index, Py_ssize_t oh0, Py_ssize_t oh1, double* buf,
+                              int32_t* fbuf, int32_t* frow)
+    void pool_max_backward_indices_f32(const float* gy, const int64_t* index, float* gx,
+                                       Py_ssize_t outs, Py_ssize_t size)
+    void pool_max_backward_indices_f64(const double* gy, const int64_t* index, double* gx,
+                                       Py_ssize_t outs, Py_ssize_t size)
+    void pool_max_backward_recompute_f32(const pool_shape* s, const float* gy,
+                                         const float* x, float* gx, float* buf,
+                                         int32_t* fbuf, float* vrow, int32_t* frow)
+    void pool_max_backward_recompute_f64(const pool_shape* s, const double* gy,
+                                         const double* x, double* gx, double* buf,
+                                         int32_t* fbuf, double* vrow, int32_t* frow)
+    void pool_avg_rows_f32(const pool_shape* s, const float* x, float* y, Py_ssize_t oh0,
+                           Py_ssize_t oh1, const float* div_h, const float* div_w,
+                           float* buf)
+    void pool_avg_rows_f64(const pool_shape* s, const double* x, double* y, Py_ssize_t oh0,
+                           Py_ssize_t oh1, const double* div_h, const double* div_w,
+                           double* buf)
+    void pool_avg_backward_f32(const pool_shape* s, const float* gy, float* gx,
+                               const float* div_h, const float* div_w, float* buf,
+                               float* share)
+    void pool_avg_backward_f64(const pool_shape* s, const double* gy, double* gx,
+                               const double* div_h, const double* div_w, double* buf,
+                               double* share)
 
 
-cdef struct PoolShape:
-    Py_ssize_t height          # H, input rows (1 for 1-D)
-    Py_ssize_t width           # W, input columns (L for 1-D)
-    Py_ssize_t out_height      # Ho
-    Py_ssize_t out_width       # Wo
-    Py_ssize_t kernel_h
-    Py_ssize_t kernel_w
-    Py_ssize_t stride_h
-    Py_ssize_t stride_w
-    Py_ssize_t pad_h
-    Py_ssize_t pad_w
-    Py_ssize_t dil_h
-    Py_ssize_t dil_w
-    Py_ssize_t row_len         # columns of a padded row buffer
+cdef enum:
+    # Below this many input elements an OpenMP region costs more than it saves.
+    PARALLEL_MIN = 1 << 15
 
 
-cdef inline PoolShape unpack_shape(tuple geometry):
-    """The PoolShape of the 12-tuple (H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw) that
+cdef inline pool_shape unpack_shape(tuple geometry):
+    """The pool_shape of the 12-tuple (H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw) that
     fastnn/backends/cpu/pool.py builds from a validated PoolGeometry."""
-    cdef PoolShape s
-    (s.height, s.width, s.out_height, s.out_width, s.kernel_h, s.kernel_w,
-     s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h, s.dil_w) = geometry
-    s.row_len = padded_row_len(s)
+    cdef pool_shape s
+    (s.H, s.W, s.Ho, s.Wo, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw) = geometry
+    pool_shape_init(&s)
     return s
 
 
-cdef inline Py_ssize_t padded_row_len(PoolShape s) noexcept nogil:
-    """Columns needed by a padded row: the whole input row plus the left padding, and far
-    enough right that the last (possibly ceil_mode) window fits."""
-    cdef Py_ssize_t reach = (s.out_width - 1) * s.stride_w + (s.kernel_w - 1) * s.dil_w + 1
-    return max(reach, s.pad_w + s.width)
+cdef inline int threads_for(Py_ssize_t work, Py_ssize_t items, int num_threads) noexcept nogil:
+    """Threads for `work` input elements spread over `items` independent pieces."""
+    if work < PARALLEL_MIN or items < 2:
+        return 1
+    return <int>min(<Py_ssize_t>num_threads, items)
 
 
-@cython.cdivision(True)
-cdef inline void real_taps(Py_ssize_t start, Py_ssize_t kernel, Py_ssize_t dilation,
-                           Py_ssize_t size, Py_ssize_t* first,
-                           Py_ssize_t* stop) noexcept nogil:
-    """The taps i in [first, stop) of a window starting at ``start`` (negative in the
-    padding) whose positions start + i * dilation fall inside [0, size).  stop <= first
-    when the window holds padding only."""
-    if start >= 0:
-        first[0] = 0
-    else:
-        first[0] = (-start + dilation - 1) // dilation
-    if start >= size:
-        stop[0] = 0
-    else:
-        stop[0] = min(kernel, (size - start + dilation - 1) // dilation)
+cdef inline Py_ssize_t split(Py_ssize_t n, int c, int chunks) noexcept nogil:
+    """Start of part c of `chunks` near-equal parts of range(n); split(n, chunks) == n."""
+    return n * c // chunks

@@ -1,250 +1,132 @@
 # Max pooling, forward and backward, float32 and float64 through fused types.
 #
-# Arrays arrive as C-contiguous stacks of planes: x (P, H, W), y (P, Ho, Wo), where
-# P = N * C; fastnn/backends/cpu/pool.py makes them so, after fastnn.ops validated the
-# call.  One output row is computed in two passes through a padded row buffer (see
-# pool_common.pxd): a vertical pass folds the real input rows of the window into the
-# buffer, column by column (contiguous, vectorised), then a horizontal pass folds each
-# window's columns of the buffer.
+# The loops are the C row kernels of pool_rows.h; this module splits the work over OpenMP
+# threads with the GIL released.  Arrays arrive as C-contiguous stacks of planes,
+# x (P, H, W) and y (P, Ho, Wo) with P = N * C, and per-thread scratch rows; the Python
+# wrapper (fastnn/backends/cpu/pool.py) makes them so after fastnn.ops validated the call.
 #
-# PyTorch's rule, which the reference backend also follows: each window starts from its
-# first real element and takes a later one when it is larger or NaN, in row-major order.
-# So the result is NaN when a NaN is present (the index of the LAST NaN), otherwise the
-# maximum (the index of its FIRST occurrence).  That rule does not depend on the order in
-# which partial results are combined, which is what allows the two passes; ``_better``
-# states it for two candidates.  Padding is never a candidate.
+# Forward passes split the P * Ho output rows into one contiguous run per thread, so a
+# few large planes still use every thread.  Backward passes scatter into the input
+# gradient, where windows may overlap, so they give each thread whole planes instead.
 from cython cimport floating
-from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY
+from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t
-from libc.string cimport memcpy, memset
 
-from pool_common cimport PoolShape, real_taps, unpack_shape
-
-# Below this many input elements an OpenMP region costs more than it saves.
-cdef Py_ssize_t PARALLEL_MIN = 1 << 15
-
-
-cdef inline int _threads(Py_ssize_t work, int num_threads) noexcept nogil:
-    return num_threads if work >= PARALLEL_MIN else 1
+from pool_common cimport (
+    pool_argmax_rows_f32, pool_argmax_rows_f64, pool_max_backward_indices_f32,
+    pool_max_backward_indices_f64, pool_max_backward_recompute_f32,
+    pool_max_backward_recompute_f64, pool_max_rows_f32, pool_max_rows_f64, pool_set_avx2,
+    pool_shape, split, threads_for, unpack_shape,
+)
 
 
-cdef inline floating _nan_max(floating a, floating b) noexcept nogil:
-    """b when it is larger than a or NaN, else a: a NaN on either side wins."""
-    return b if (b > a) | (b != b) else a
+def use_avx2(bint enabled):
+    """Run this module's kernels in their AVX2 build (True, the default where the CPU has
+    AVX2) or their portable build (False), for tests.  Returns whether AVX2 is used."""
+    return bool(pool_set_avx2(enabled))
 
 
-cdef inline bint _better(floating v, int64_t f, floating best, int64_t best_f) noexcept nogil:
-    """Whether element (value v, flat index f) beats the current winner (best, best_f):
-    among NaNs the largest index wins, a NaN beats any number, and among numbers the
-    larger value wins, ties going to the smaller index."""
-    if best != best:
-        return (v != v) and f > best_f
-    if v != v:
-        return True
-    return v > best or (v == best and f < best_f)
-
-
-# ------------------------------------------------------------------------------------
-# Vertical pass: fold the window's real rows into the padded row buffer
-# ------------------------------------------------------------------------------------
-
-cdef void _fold_rows(const floating* x, floating* c, Py_ssize_t oh,
-                     const PoolShape* s) noexcept nogil:
-    """c[iw] = NaN-propagating max over the real rows of output row oh's windows, for
-    iw in [0, W) (c points at the first real column of the buffer)."""
-    cdef Py_ssize_t w = s.width, first, stop, i, iw
-    cdef Py_ssize_t start = oh * s.stride_h - s.pad_h
-    cdef const floating* r0
-    cdef const floating* r1
-    real_taps(start, s.kernel_h, s.dil_h, s.height, &first, &stop)
-    if first >= stop:  # a window of padding rows only
-        for iw in range(w):
-            c[iw] = -INFINITY
-        return
-    r0 = x + (start + first * s.dil_h) * w
-    if stop - first == 1:
-        memcpy(c, r0, w * sizeof(floating))
-        return
-    r1 = r0 + s.dil_h * w
-    for iw in range(w):
-        c[iw] = _nan_max(r0[iw], r1[iw])
-    for i in range(first + 2, stop):
-        r0 = x + (start + i * s.dil_h) * w
-        for iw in range(w):
-            c[iw] = _nan_max(c[iw], r0[iw])
-
-
-cdef void _fold_rows_argmax(const floating* x, floating* c, int32_t* rows, Py_ssize_t oh,
-                            const PoolShape* s) noexcept nogil:
-    """Like _fold_rows, and rows[iw] = the input row of the winner in column iw (-1 when
-    the window has padding rows only)."""
-    cdef Py_ssize_t w = s.width, first, stop, i, iw
-    cdef Py_ssize_t start = oh * s.stride_h - s.pad_h
-    cdef int32_t ih
-    cdef const floating* r
-    cdef floating v
-    cdef bint take
-    real_taps(start, s.kernel_h, s.dil_h, s.height, &first, &stop)
-    if first >= stop:
-        for iw in range(w):
-            c[iw] = -INFINITY
-            rows[iw] = -1
-        return
-    ih = <int32_t>(start + first * s.dil_h)
-    memcpy(c, x + ih * w, w * sizeof(floating))
-    for iw in range(w):
-        rows[iw] = ih
-    for i in range(first + 1, stop):
-        ih = <int32_t>(start + i * s.dil_h)
-        r = x + ih * w
-        for iw in range(w):
-            v = r[iw]
-            take = (v > c[iw]) | (v != v)
-            c[iw] = v if take else c[iw]
-            rows[iw] = ih if take else rows[iw]
-
-
-# ------------------------------------------------------------------------------------
-# Horizontal pass: fold each window's columns of the buffer
-# ------------------------------------------------------------------------------------
-
-cdef void _fold_columns(const floating* col, floating* y, const PoolShape* s) noexcept nogil:
-    """y[ow] = NaN-propagating max of col[ow * sw + j * dw], j < kw (col is the whole
-    padded buffer, padding columns hold -inf)."""
-    cdef Py_ssize_t wo = s.out_width, kw = s.kernel_w, sw = s.stride_w, dw = s.dil_w
-    cdef Py_ssize_t ow, j, off
-    if kw == 2 and sw == 2 and dw == 1:  # the most common pooling, spelled out
-        for ow in range(wo):
-            y[ow] = _nan_max(col[2 * ow], col[2 * ow + 1])
-        return
-    if sw == 1:
-        memcpy(y, col, wo * sizeof(floating))
-    elif sw == 2:
-        for ow in range(wo):
-            y[ow] = col[2 * ow]
-    else:
-        for ow in range(wo):
-            y[ow] = col[ow * sw]
-    for j in range(1, kw):
-        off = j * dw
-        if sw == 1:
-            for ow in range(wo):
-                y[ow] = _nan_max(y[ow], col[ow + off])
-        elif sw == 2:
-            for ow in range(wo):
-                y[ow] = _nan_max(y[ow], col[2 * ow + off])
+cdef void _max_run(const pool_shape* s, const floating* x, floating* y, Py_ssize_t lo,
+                   Py_ssize_t hi, floating* buf) noexcept nogil:
+    """Output rows [lo, hi) of the flattened (plane, row) order."""
+    cdef Py_ssize_t p, oh, stop
+    cdef Py_ssize_t plane = s.H * s.W, out_plane = s.Ho * s.Wo
+    while lo < hi:
+        p = lo // s.Ho
+        oh = lo - p * s.Ho
+        stop = min(s.Ho, oh + hi - lo)
+        if floating is float:
+            pool_max_rows_f32(s, x + p * plane, y + p * out_plane, oh, stop, buf)
         else:
-            for ow in range(wo):
-                y[ow] = _nan_max(y[ow], col[ow * sw + off])
+            pool_max_rows_f64(s, x + p * plane, y + p * out_plane, oh, stop, buf)
+        lo += stop - oh
 
 
-cdef void _fold_columns_argmax(const floating* col, const int32_t* rows, floating* y,
-                               int64_t* index, const PoolShape* s) noexcept nogil:
-    """y[ow], index[ow] = the winner of window ow and its flat input index (row * W +
-    column), or -inf and -1 for a window of padding only.  rows[p] < 0 marks padding."""
-    cdef Py_ssize_t ow, j, p
-    cdef floating v, best
-    cdef int64_t f, best_f
-    for ow in range(s.out_width):
-        best = -INFINITY
-        best_f = -1
-        for j in range(s.kernel_w):
-            p = ow * s.stride_w + j * s.dil_w
-            if rows[p] < 0:
-                continue
-            v = col[p]
-            f = rows[p] * s.width + (p - s.pad_w)
-            if best_f < 0 or _better(v, f, best, best_f):
-                best = v
-                best_f = f
-        y[ow] = best
-        index[ow] = best_f
+cdef void _argmax_run(const pool_shape* s, const floating* x, floating* y, int64_t* index,
+                      Py_ssize_t lo, Py_ssize_t hi, floating* buf, int32_t* fbuf,
+                      int32_t* frow) noexcept nogil:
+    """Output rows [lo, hi) of the flattened (plane, row) order, with indices."""
+    cdef Py_ssize_t p, oh, stop
+    cdef Py_ssize_t plane = s.H * s.W, out_plane = s.Ho * s.Wo
+    while lo < hi:
+        p = lo // s.Ho
+        oh = lo - p * s.Ho
+        stop = min(s.Ho, oh + hi - lo)
+        if floating is float:
+            pool_argmax_rows_f32(s, x + p * plane, y + p * out_plane, index + p * out_plane,
+                                 oh, stop, buf, fbuf, frow)
+        else:
+            pool_argmax_rows_f64(s, x + p * plane, y + p * out_plane, index + p * out_plane,
+                                 oh, stop, buf, fbuf, frow)
+        lo += stop - oh
 
-
-cdef inline void _argmax_row(const floating* x, floating* y, int64_t* index, floating* col,
-                             int32_t* rows, Py_ssize_t oh, const PoolShape* s) noexcept nogil:
-    _fold_rows_argmax(x, col + s.pad_w, rows + s.pad_w, oh, s)
-    _fold_columns_argmax(col, rows, y, index, s)
-
-
-# ------------------------------------------------------------------------------------
-# Entry points
-# ------------------------------------------------------------------------------------
 
 def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
-            floating[:, ::1] col, int num_threads):
-    """y = max pooling of x.  col: (num_threads, row_len) scratch filled with -inf."""
-    cdef PoolShape s = unpack_shape(geometry)
-    cdef Py_ssize_t item, p, oh, ho = s.out_height, items = x.shape[0] * ho
-    cdef int n = _threads(x.shape[0] * x.shape[1] * x.shape[2], num_threads)
-    cdef floating* c
-    # one item per output row, so that a few large planes still use every thread
-    for item in prange(items, nogil=True, schedule="static", num_threads=n):
-        p = item // ho
-        oh = item % ho
-        c = &col[threadid(), 0]
-        _fold_rows(&x[p, 0, 0], c + s.pad_w, oh, &s)
-        _fold_columns(c, &y[p, oh, 0], &s)
+            floating[:, ::1] buf, int num_threads):
+    """y = max pooling of x (P planes).  buf: (num_threads, W) scratch."""
+    cdef pool_shape s = unpack_shape(geometry)
+    cdef Py_ssize_t items = x.shape[0] * s.Ho
+    cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
+    if items == 0:
+        return
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        _max_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
+                 split(items, c + 1, chunks), &buf[c, 0])
 
 
 def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
-                         int64_t[:, :, ::1] index, tuple geometry, floating[:, ::1] col,
-                         int32_t[:, ::1] rows, int num_threads):
+                         int64_t[:, :, ::1] index, tuple geometry, floating[:, ::1] buf,
+                         int32_t[:, ::1] fbuf, int32_t[:, ::1] frow, int num_threads):
     """y, index = max pooling of x and the flat (row * W + column) index of each maximum.
-    col: (num_threads, row_len) scratch; rows: same shape, filled with -1."""
-    cdef PoolShape s = unpack_shape(geometry)
-    cdef Py_ssize_t item, p, oh, ho = s.out_height, items = x.shape[0] * ho
-    cdef int n = _threads(x.shape[0] * x.shape[1] * x.shape[2], num_threads)
-    cdef int t
-    for item in prange(items, nogil=True, schedule="static", num_threads=n):
-        p = item // ho
-        oh = item % ho
-        t = threadid()
-        _argmax_row(&x[p, 0, 0], &y[p, oh, 0], &index[p, oh, 0], &col[t, 0], &rows[t, 0],
-                    oh, &s)
+    Scratch per thread: buf, fbuf (W), frow (Wo).  Needs H * W < 2**31."""
+    cdef pool_shape s = unpack_shape(geometry)
+    cdef Py_ssize_t items = x.shape[0] * s.Ho
+    cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
+    if items == 0:
+        return
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        _argmax_run(&s, &x[0, 0, 0], &y[0, 0, 0], &index[0, 0, 0], split(items, c, chunks),
+                    split(items, c + 1, chunks), &buf[c, 0], &fbuf[c, 0], &frow[c, 0])
 
 
 def backward_from_indices(const floating[:, ::1] grad_out, const int64_t[:, ::1] index,
                           floating[:, ::1] grad_in, int num_threads):
-    """grad_in[p, index[p, o]] += grad_out[p, o]: planes (P, Ho*Wo) -> (P, H*W).  Entries
-    outside [0, H*W) are skipped (fastnn.ops rejects them before this runs)."""
+    """grad_in[p] = 0, then grad_in[p, index[p, o]] += grad_out[p, o]: (P, Ho*Wo) planes
+    to (P, H*W).  Entries outside [0, H*W) are skipped (fastnn.ops rejects them)."""
     cdef Py_ssize_t planes = grad_in.shape[0], size = grad_in.shape[1]
-    cdef Py_ssize_t outs = grad_out.shape[1], p, o
-    cdef int64_t f
-    cdef floating* g
-    cdef int n = _threads(planes * (size + outs), num_threads)
-    for p in prange(planes, nogil=True, schedule="static", num_threads=n):
-        g = &grad_in[p, 0]
-        memset(g, 0, size * sizeof(floating))
-        for o in range(outs):
-            f = index[p, o]
-            if 0 <= f < size:
-                g[f] += grad_out[p, o]
+    cdef Py_ssize_t outs = grad_out.shape[1], p
+    cdef int chunks = threads_for(planes * size, planes, num_threads)
+    if planes == 0:
+        return
+    for p in prange(planes, nogil=True, schedule="static", num_threads=chunks):
+        if floating is float:
+            pool_max_backward_indices_f32(&grad_out[p, 0], &index[p, 0], &grad_in[p, 0],
+                                          outs, size)
+        else:
+            pool_max_backward_indices_f64(&grad_out[p, 0], &index[p, 0], &grad_in[p, 0],
+                                          outs, size)
 
 
 def backward_recompute(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
-                       floating[:, :, ::1] grad_in, tuple geometry, floating[:, ::1] col,
-                       int32_t[:, ::1] rows, floating[:, ::1] values, int64_t[:, ::1] index,
+                       floating[:, :, ::1] grad_in, tuple geometry, floating[:, ::1] buf,
+                       int32_t[:, ::1] fbuf, floating[:, ::1] vrow, int32_t[:, ::1] frow,
                        int num_threads):
     """grad_in = gradient of max pooling, finding each window's argmax again in x.
-    Scratch per thread: col and rows (row_len, as in forward_with_indices), values and
-    index (Wo)."""
-    cdef PoolShape s = unpack_shape(geometry)
-    cdef Py_ssize_t planes = x.shape[0], size = s.height * s.width, p, oh, ow
-    cdef int64_t f
-    cdef int t
-    cdef floating* g
-    cdef int64_t* at
-    cdef int n = _threads(planes * size, num_threads)
-    for p in prange(planes, nogil=True, schedule="static", num_threads=n):
-        t = threadid()
-        g = &grad_in[p, 0, 0]
-        at = &index[t, 0]
-        memset(g, 0, size * sizeof(floating))
-        for oh in range(s.out_height):
-            _argmax_row(&x[p, 0, 0], &values[t, 0], at, &col[t, 0], &rows[t, 0], oh, &s)
-            for ow in range(s.out_width):
-                f = at[ow]
-                if f >= 0:  # -1: a window of padding only, which has no input
-                    g[f] += grad_out[p, oh, ow]
+    Scratch per thread: buf, fbuf (W), vrow, frow (Wo).  Needs H * W < 2**31."""
+    cdef pool_shape s = unpack_shape(geometry)
+    cdef Py_ssize_t planes = x.shape[0], p, lo, hi
+    cdef int c, chunks = threads_for(planes * s.H * s.W, planes, num_threads)
+    if planes == 0:
+        return
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = split(planes, c, chunks)
+        hi = split(planes, c + 1, chunks)
+        for p in range(lo, hi):
+            if floating is float:
+                pool_max_backward_recompute_f32(&s, &grad_out[p, 0, 0], &x[p, 0, 0],
+                                                &grad_in[p, 0, 0], &buf[c, 0], &fbuf[c, 0],
+                                                &vrow[c, 0], &frow[c, 0])
+            else:
+                pool_max_backward_recompute_f64(&s, &grad_out[p, 0, 0], &x[p, 0, 0],
+                                                &grad_in[p, 0, 0], &buf[c, 0], &fbuf[c, 0],
+                                                &vrow[c, 0], &frow[c, 0])

@@ -1,5 +1,5 @@
 """Host-side wrappers of kernels/cpu/pool_max.pyx and pool_avg.pyx: layout, allocation,
-scratch buffers, divisors, threads.
+per-thread scratch rows, divisors, threads.
 
 Every pooling runs as a 2-D pooling of a stack of planes: (N, C, H, W) -> (N * C, H, W),
 and a 1-D input (N, C, L) is a 2-D one of height 1 pooled with a 1 x k kernel.  The
@@ -17,6 +17,8 @@ from fastnn._threads import get_num_threads
 from fastnn.kernels.cpu import pool_avg as _avg
 from fastnn.kernels.cpu import pool_max as _max
 
+_INT32_LIMIT = 2**31
+
 
 def _as_2d(geom: PoolGeometry) -> tuple[int, ...]:
     """(H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw): the geometry tuple the kernels take."""
@@ -27,16 +29,18 @@ def _as_2d(geom: PoolGeometry) -> tuple[int, ...]:
     return (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
-def _row_len(g2: tuple[int, ...]) -> int:
-    """Columns of the kernels' padded row buffer (see kernels/cpu/pool_common.pxd)."""
-    _, w, _, wo, _, kw, _, sw, _, pw, _, dw = g2
-    return max((wo - 1) * sw + (kw - 1) * dw + 1, pw + w)
-
-
 def _planes(a, rows: int, cols: int) -> np.ndarray:
     """``a`` as a C-contiguous (N * C, rows, cols) stack of planes (a view when it can)."""
-    a = np.ascontiguousarray(a)
-    return a.reshape(-1, rows, cols)
+    return np.ascontiguousarray(a).reshape(-1, rows, cols)
+
+
+def _check_flat_index(h: int, w: int) -> None:
+    """The argmax kernels keep flat indices in int32."""
+    if h * w >= _INT32_LIMIT:
+        raise ValueError(
+            f"max pooling on the cpu backend finds maxima in planes of fewer than 2**31 "
+            f"elements, got a {h} x {w} plane"
+        )
 
 
 def _max_pool(x, geom: PoolGeometry, return_indices: bool):
@@ -46,14 +50,15 @@ def _max_pool(x, geom: PoolGeometry, return_indices: bool):
     index = np.empty(geom.output_shape, dtype=np.int64) if return_indices else None
     if y.size:
         threads = get_num_threads()
-        xs = _planes(x, h, w)
-        ys = y.reshape(-1, ho, wo)
-        col = np.full((threads, _row_len(g2)), -np.inf, dtype=x.dtype)
+        xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
+        buf = np.empty((threads, w), dtype=x.dtype)
         if return_indices:
-            rows = np.full(col.shape, -1, dtype=np.int32)
-            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), g2, col, rows, threads)
+            _check_flat_index(h, w)
+            fbuf = np.empty((threads, w), dtype=np.int32)
+            frow = np.empty((threads, wo), dtype=np.int32)
+            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), g2, buf, fbuf, frow, threads)
         else:
-            _max.forward(xs, ys, g2, col, threads)
+            _max.forward(xs, ys, g2, buf, threads)
     return (y, index) if return_indices else y
 
 
@@ -70,19 +75,16 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
         gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
         _max.backward_from_indices(gys, index, gx.reshape(-1, h * w), threads)
         return gx
-    col = np.full((threads, _row_len(g2)), -np.inf, dtype=x.dtype)
-    rows = np.full(col.shape, -1, dtype=np.int32)
-    values = np.empty((threads, wo), dtype=x.dtype)
-    at = np.empty((threads, wo), dtype=np.int64)
+    _check_flat_index(h, w)
     _max.backward_recompute(
         _planes(gy, ho, wo),
         _planes(x, h, w),
         gx.reshape(-1, h, w),
         g2,
-        col,
-        rows,
-        values,
-        at,
+        np.empty((threads, w), dtype=x.dtype),
+        np.empty((threads, w), dtype=np.int32),
+        np.empty((threads, wo), dtype=x.dtype),
+        np.empty((threads, wo), dtype=np.int32),
         threads,
     )
     return gx
@@ -112,8 +114,8 @@ def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     if y.size:
         threads = get_num_threads()
         div_h, div_w = _divisors(g2, count_include_pad, x.dtype)
-        col = np.zeros((threads, _row_len(g2)), dtype=x.dtype)
-        _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, div_h, div_w, col, threads)
+        buf = np.empty((threads, w), dtype=x.dtype)
+        _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, div_h, div_w, buf, threads)
     return y
 
 
@@ -124,10 +126,10 @@ def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
     if gx.size:
         threads = get_num_threads()
         div_h, div_w = _divisors(g2, count_include_pad, gy.dtype)
-        col = np.empty((threads, _row_len(g2)), dtype=gy.dtype)
+        buf = np.empty((threads, w), dtype=gy.dtype)
         share = np.empty((threads, wo), dtype=gy.dtype)
         _avg.backward(
-            _planes(gy, ho, wo), gx.reshape(-1, h, w), g2, div_h, div_w, col, share, threads
+            _planes(gy, ho, wo), gx.reshape(-1, h, w), g2, div_h, div_w, buf, share, threads
         )
     return gx
 

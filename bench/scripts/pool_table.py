@@ -1,0 +1,170 @@
+"""Pooling on the CPU: fastnn's Cython kernels against PyTorch, interleaved in one process.
+
+Usage: env -u OPENBLAS_CORETYPE python bench/scripts/pool_table.py [--threads 2]
+       [--dtype float32] [--rounds 7] [--only NAME,NAME] [--ops max,max_idx,...]
+
+Ops: max (values only), max_idx (with indices), max_bwd (from indices, as in training),
+max_bwd_re (indices recomputed; fastnn only), avg, avg_bwd.  Each round runs a block of
+calls of every implementation in turn, the starting one rotating, so machine noise hits
+both alike; the table shows the median over rounds of the time per call, the speed-up
+over PyTorch (> 1: fastnn faster) and the bandwidth (bytes read + written per second) as
+a fraction of a multithreaded copy measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import fastnn
+from fastnn.ops import pool as ops
+
+# name, (N, C, *spatial), kernel, stride, padding
+SHAPES = [
+    ("big-2x2s2", (32, 64, 112, 112), 2, 2, 0),
+    ("big-3x3s2p1", (32, 64, 112, 112), 3, 2, 1),
+    ("LeNet-S2", (128, 6, 28, 28), 2, 2, 0),
+    ("LeNet-S4", (128, 16, 10, 10), 2, 2, 0),
+    ("R50-maxpool", (32, 64, 112, 112), 3, 2, 1),
+    ("R50-avgpool", (32, 2048, 7, 7), 7, 7, 0),
+    ("VGG-pool1", (8, 64, 224, 224), 2, 2, 0),
+    ("Spec-pool", (32, 64, 1000), 2, 2, 0),
+    ("Spec-pool-k3", (32, 100, 1000), 3, 2, 1),
+]
+OPS = ("max", "max_idx", "max_bwd", "max_bwd_re", "avg", "avg_bwd")
+
+
+def copy_bandwidth(threads: int, mbytes: int = 256, repeats: int = 5) -> float:
+    """GB/s (read + write) of a ``threads``-way parallel copy of ``mbytes`` MB."""
+    src = np.ones(mbytes * 2**20 // 8)
+    dst = np.zeros_like(src)
+    bounds = np.linspace(0, src.size, threads + 1).astype(int)
+    parts = [(dst[lo:hi], src[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    best = float("inf")
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            list(pool.map(lambda part: np.copyto(*part), parts))
+            best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best / 1e9
+
+
+def _torch_2d(t: torch.Tensor) -> torch.Tensor:
+    return t.unsqueeze(2) if t.ndim == 3 else t
+
+
+def cases(shape, k, s, p, dtype, op, rng):
+    """(bytes moved, fastnn callable, torch callable or None) for one op on one shape."""
+    nd = len(shape) - 2
+    x = rng.standard_normal(shape).astype(dtype)
+    xt = torch.from_numpy(x)
+    max_fn, avg_fn = (
+        (ops.max_pool1d, ops.avg_pool1d) if nd == 1 else (ops.max_pool2d, ops.avg_pool2d)
+    )
+    max_bwd = ops.max_pool1d_backward if nd == 1 else ops.max_pool2d_backward
+    avg_bwd = ops.avg_pool1d_backward if nd == 1 else ops.avg_pool2d_backward
+    t_max, t_avg = (F.max_pool1d, F.avg_pool1d) if nd == 1 else (F.max_pool2d, F.avg_pool2d)
+    y, index = max_fn(x, k, s, p, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gyt, it = torch.from_numpy(gy), torch.from_numpy(index)
+    k2, s2, p2 = ((1, k), (1, s), (0, p)) if nd == 1 else ((k, k), (s, s), (p, p))
+    itemsize = x.itemsize
+    io = (x.size + y.size) * itemsize
+    if op == "max":
+        return io, lambda: max_fn(x, k, s, p), lambda: t_max(xt, k, s, p)
+    if op == "max_idx":
+        return (
+            io + 8 * y.size,
+            lambda: max_fn(x, k, s, p, return_indices=True),
+            lambda: t_max(xt, k, s, p, return_indices=True),
+        )
+    if op == "max_bwd":
+        aten = torch.ops.aten.max_pool2d_with_indices_backward
+        return (
+            io + 8 * y.size,
+            lambda: max_bwd(gy, x, k, s, p, indices=index),
+            lambda: aten(_torch_2d(gyt), _torch_2d(xt), k2, s2, p2, (1, 1), False, _torch_2d(it)),
+        )
+    if op == "max_bwd_re":
+        return io + y.size * itemsize, lambda: max_bwd(gy, x, k, s, p), None
+    if op == "avg":
+        return io, lambda: avg_fn(x, k, s, p), lambda: t_avg(xt, k, s, p)
+    if op == "avg_bwd":
+        aten = torch.ops.aten.avg_pool2d_backward
+        return (
+            io,
+            lambda: avg_bwd(gy, x, k, s, p),
+            lambda: aten(_torch_2d(gyt), _torch_2d(xt), k2, s2, p2, False, True, None),
+        )
+    raise ValueError(op)
+
+
+def interleaved(fns, rounds: int, block_seconds: float = 0.02) -> list[float]:
+    """Median seconds per call of each callable, over ``rounds`` rotating rounds."""
+    loops = []
+    for fn in fns:
+        fn()  # warm-up
+        start = time.perf_counter()
+        fn()
+        once = time.perf_counter() - start
+        loops.append(max(1, int(block_seconds / max(once, 1e-7))))
+    samples = [[] for _ in fns]
+    for r in range(rounds):
+        for j in range(len(fns)):
+            i = (j + r) % len(fns)
+            start = time.perf_counter()
+            for _ in range(loops[i]):
+                fns[i]()
+            samples[i].append((time.perf_counter() - start) / loops[i])
+    return [statistics.median(s) for s in samples]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--only", default="", help="comma-separated shape names")
+    parser.add_argument("--ops", default=",".join(OPS))
+    args = parser.parse_args()
+    fastnn.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    rng = np.random.default_rng(0)
+    copy = copy_bandwidth(args.threads)
+    print(f"copy bandwidth ({args.threads} threads): {copy:.1f} GB/s; dtype {args.dtype}")
+    print(
+        f"{'shape':14} {'op':10} {'fastnn ms':>10} {'torch ms':>9} {'speed-up':>8} "
+        f"{'GB/s':>6} {'of copy':>7}"
+    )
+    wanted = set(filter(None, args.only.split(",")))
+    for name, shape, k, s, p in SHAPES:
+        if wanted and name not in wanted:
+            continue
+        for op in args.ops.split(","):
+            if (
+                op.startswith("max")
+                and name.endswith("avgpool")
+                or (op.startswith("avg") and name.endswith("maxpool"))
+            ):
+                continue
+            nbytes, ours, theirs = cases(shape, k, s, p, np.dtype(args.dtype), op, rng)
+            times = interleaved([ours] + ([theirs] if theirs else []), args.rounds)
+            torch_ms = f"{times[1] * 1e3:9.3f}" if theirs else f"{'-':>9}"
+            ratio = f"{times[1] / times[0]:7.2f}x" if theirs else f"{'-':>8}"
+            gbps = nbytes / times[0] / 1e9
+            print(
+                f"{name:14} {op:10} {times[0] * 1e3:10.3f} {torch_ms} {ratio} "
+                f"{gbps:6.1f} {gbps / copy:6.0%}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,465 @@
+/* The pooling loops of pool_rows.h, written once for an element type T and included once
+ * per (T, instruction set); POOL_FN(name) gives each copy its own names.  No include
+ * guard, on purpose.
+ *
+ * Max pooling follows PyTorch (and the reference backend): a window starts from its first
+ * real element and takes a later one, in row-major order, when it is larger or NaN.  So
+ * the result is NaN if the window holds one (index: the LAST NaN), otherwise the maximum
+ * (index: its FIRST occurrence).  POOL_FN(beats) states that rule for two candidates
+ * with their flat indices; it gives the same winner whatever order partial results are
+ * combined in, which is what lets a window be folded column by column.
+ */
+
+/* a when it is larger than b or NaN, else b: NaN on either side wins.  Two selects on
+ * one comparison each, so that even scalar code compiles without branches (max, cmov). */
+static inline T POOL_FN(nan_max)(T a, T b) {
+    T m = a > b ? a : b;
+    return a != a ? a : m;
+}
+
+/* Whether candidate (v, f) beats the current winner (b, bf) (see the top of the file).
+ * Bitwise, not logical, operators: no short-circuit branches. */
+static inline int POOL_FN(beats)(T v, int32_t f, T b, int32_t bf) {
+    int v_nan = v != v, b_nan = b != b;
+    int as_number = v_nan | (v > b) | ((v == b) & (f < bf));
+    int as_nan = v_nan & (f > bf);
+    return (b_nan & as_nan) | ((b_nan ^ 1) & as_number);
+}
+
+/* ====================================================================================
+ * Vertical passes: the window rows of output row oh folded into one row of W values.
+ * They return that row (the input row itself when the window has one real row) or NULL
+ * when the window has no real row (which validated calls never produce).
+ * ==================================================================================== */
+
+static const T* POOL_FN(fold_max)(const pool_shape* s, const T* restrict x, ptrdiff_t oh,
+                                  T* restrict buf) {
+    const ptrdiff_t w = s->W, start = oh * s->sh - s->ph;
+    ptrdiff_t first, stop, i, iw;
+    const T* restrict r0;
+    const T* restrict r1;
+    pool_taps(start, s->kh, s->dh, s->H, &first, &stop);
+    if (first >= stop) return NULL;
+    r0 = x + (start + first * s->dh) * w;
+    if (stop - first == 1) return r0;
+    r1 = r0 + s->dh * w;
+    for (iw = 0; iw < w; ++iw) buf[iw] = POOL_FN(nan_max)(r0[iw], r1[iw]);
+    for (i = first + 2; i < stop; ++i) {
+        r0 = x + (start + i * s->dh) * w;
+        for (iw = 0; iw < w; ++iw) buf[iw] = POOL_FN(nan_max)(buf[iw], r0[iw]);
+    }
+    return buf;
+}
+
+/* Like fold_max, and fbuf[iw] = flat index (row * W + iw) of the winner of column iw.
+ * Always returns buf (filled) or NULL. */
+static const T* POOL_FN(fold_argmax)(const pool_shape* s, const T* restrict x, ptrdiff_t oh,
+                                     T* restrict buf, int32_t* restrict fbuf) {
+    const ptrdiff_t w = s->W, start = oh * s->sh - s->ph;
+    ptrdiff_t first, stop, i, iw;
+    int32_t base;
+    const T* restrict r;
+    pool_taps(start, s->kh, s->dh, s->H, &first, &stop);
+    if (first >= stop) return NULL;
+    base = (int32_t)((start + first * s->dh) * w);
+    r = x + base;
+    for (iw = 0; iw < w; ++iw) {
+        buf[iw] = r[iw];
+        fbuf[iw] = base + (int32_t)iw;
+    }
+    for (i = first + 1; i < stop; ++i) {
+        base = (int32_t)((start + i * s->dh) * w);
+        r = x + base;
+        for (iw = 0; iw < w; ++iw) {
+            /* same column, later row: the sequential rule itself */
+            T v = r[iw];
+            int take = (v > buf[iw]) | (v != v);
+            buf[iw] = take ? v : buf[iw];
+            fbuf[iw] = take ? base + (int32_t)iw : fbuf[iw];
+        }
+    }
+    return buf;
+}
+
+static const T* POOL_FN(fold_sum)(const pool_shape* s, const T* restrict x, ptrdiff_t oh,
+                                  T* restrict buf) {
+    const ptrdiff_t w = s->W, start = oh * s->sh - s->ph;
+    ptrdiff_t first, stop, i, iw;
+    const T* restrict r0;
+    const T* restrict r1;
+    pool_taps(start, s->kh, s->dh, s->H, &first, &stop);
+    if (first >= stop) return NULL;
+    r0 = x + (start + first * s->dh) * w;
+    if (stop - first == 1) return r0;
+    r1 = r0 + s->dh * w;
+    for (iw = 0; iw < w; ++iw) buf[iw] = r0[iw] + r1[iw];
+    for (i = first + 2; i < stop; ++i) {
+        r0 = x + (start + i * s->dh) * w;
+        for (iw = 0; iw < w; ++iw) buf[iw] += r0[iw];
+    }
+    return buf;
+}
+
+/* ====================================================================================
+ * Horizontal passes over one folded row `src` (W values, no padding).
+ * ==================================================================================== */
+
+/* y[ow] = max of window ow, for the windows [lo, hi) that lie inside the row.  Taps 0
+ * and 1 are folded in one pass, then one pass per further tap. */
+static void POOL_FN(max_interior)(const pool_shape* s, const T* restrict src,
+                                  T* restrict y, ptrdiff_t lo, ptrdiff_t hi) {
+    const ptrdiff_t kw = s->kw, dw = s->dw, n = hi - lo;
+    const T* restrict a = src + lo * s->sw - s->pw;
+    T* restrict out = y + lo;
+    ptrdiff_t i, j;
+    if (n <= 0) return;
+    POOL_BY_STRIDE(s->sw, S, {
+        if (kw == 1) {
+            for (i = 0; i < n; ++i) out[i] = a[i * S];
+        } else {
+            for (i = 0; i < n; ++i) out[i] = POOL_FN(nan_max)(a[i * S], a[i * S + dw]);
+        }
+        for (j = 2; j < kw; ++j) {
+            const T* restrict b = a + j * dw;
+            for (i = 0; i < n; ++i) out[i] = POOL_FN(nan_max)(out[i], b[i * S]);
+        }
+    });
+}
+
+/* The max of window ow, clipped to the row (for the windows at its edges). */
+static T POOL_FN(max_clipped)(const pool_shape* s, const T* src, ptrdiff_t ow) {
+    const ptrdiff_t c0 = ow * s->sw - s->pw;
+    ptrdiff_t first, stop, j;
+    T v;
+    pool_taps(c0, s->kw, s->dw, s->W, &first, &stop);
+    if (first >= stop) return -INFINITY;
+    v = src[c0 + first * s->dw];
+    for (j = first + 1; j < stop; ++j) v = POOL_FN(nan_max)(v, src[c0 + j * s->dw]);
+    return v;
+}
+
+/* y[ow], bf[ow] = winner of window ow and its flat index, windows [lo, hi) inside. */
+static void POOL_FN(argmax_interior)(const pool_shape* s, const T* restrict val,
+                                     const int32_t* restrict fl, T* restrict y,
+                                     int32_t* restrict bf, ptrdiff_t lo, ptrdiff_t hi) {
+    const ptrdiff_t kw = s->kw, dw = s->dw, n = hi - lo;
+    const T* restrict a = val + lo * s->sw - s->pw;
+    const int32_t* restrict af = fl + lo * s->sw - s->pw;
+    T* restrict out = y + lo;
+    int32_t* restrict of = bf + lo;
+    ptrdiff_t i, j;
+    if (n <= 0) return;
+    POOL_BY_STRIDE(s->sw, S, {
+        if (kw == 1) {
+            for (i = 0; i < n; ++i) {
+                out[i] = a[i * S];
+                of[i] = af[i * S];
+            }
+        } else {
+            for (i = 0; i < n; ++i) {
+                T v0 = a[i * S], v1 = a[i * S + dw];
+                int32_t f0 = af[i * S], f1 = af[i * S + dw];
+                int take = POOL_FN(beats)(v1, f1, v0, f0);
+                out[i] = take ? v1 : v0;
+                of[i] = take ? f1 : f0;
+            }
+        }
+        for (j = 2; j < kw; ++j) {
+            const T* restrict b = a + j * dw;
+            const int32_t* restrict bfl = af + j * dw;
+            for (i = 0; i < n; ++i) {
+                T v = b[i * S];
+                int32_t f = bfl[i * S];
+                int take = POOL_FN(beats)(v, f, out[i], of[i]);
+                out[i] = take ? v : out[i];
+                of[i] = take ? f : of[i];
+            }
+        }
+    });
+}
+
+/* Window ow clipped to the row: its winner into *y, *f (-inf, -1 when empty). */
+static void POOL_FN(argmax_clipped)(const pool_shape* s, const T* val, const int32_t* fl,
+                                    ptrdiff_t ow, T* y, int32_t* f) {
+    const ptrdiff_t c0 = ow * s->sw - s->pw;
+    ptrdiff_t first, stop, j, c;
+    T b;
+    int32_t bf;
+    pool_taps(c0, s->kw, s->dw, s->W, &first, &stop);
+    if (first >= stop) {
+        *y = -INFINITY;
+        *f = -1;
+        return;
+    }
+    b = val[c0 + first * s->dw];
+    bf = fl[c0 + first * s->dw];
+    for (j = first + 1; j < stop; ++j) {
+        c = c0 + j * s->dw;
+        if (POOL_FN(beats)(val[c], fl[c], b, bf)) {
+            b = val[c];
+            bf = fl[c];
+        }
+    }
+    *y = b;
+    *f = bf;
+}
+
+/* y[ow] = sum of window ow / (dh * div_w[ow]), windows [lo, hi) inside the row. */
+static void POOL_FN(sum_interior)(const pool_shape* s, const T* restrict src,
+                                  T* restrict y, T dh, const T* restrict div_w,
+                                  ptrdiff_t lo, ptrdiff_t hi) {
+    const ptrdiff_t kw = s->kw, dw = s->dw, n = hi - lo;
+    const T* restrict a = src + lo * s->sw - s->pw;
+    const T* restrict d = div_w + lo;
+    T* restrict out = y + lo;
+    ptrdiff_t i, j;
+    if (n <= 0) return;
+    POOL_BY_STRIDE(s->sw, S, {
+        if (kw == 1) {
+            for (i = 0; i < n; ++i) out[i] = a[i * S];
+        } else {
+            for (i = 0; i < n; ++i) out[i] = a[i * S] + a[i * S + dw];
+        }
+        for (j = 2; j < kw; ++j) {
+            const T* restrict b = a + j * dw;
+            for (i = 0; i < n; ++i) out[i] += b[i * S];
+        }
+    });
+    for (i = 0; i < n; ++i) out[i] /= dh * d[i];
+}
+
+/* The sum of window ow clipped to the row (padding adds nothing). */
+static T POOL_FN(sum_clipped)(const pool_shape* s, const T* src, ptrdiff_t ow) {
+    const ptrdiff_t c0 = ow * s->sw - s->pw;
+    ptrdiff_t first, stop, j;
+    T v = 0;
+    pool_taps(c0, s->kw, s->dw, s->W, &first, &stop);
+    for (j = first; j < stop; ++j) v += src[c0 + j * s->dw];
+    return v;
+}
+
+/* ====================================================================================
+ * Whole-plane reductions (global pooling), eight partial results so that the loop
+ * vectorises without reassociating one long sum.
+ * ==================================================================================== */
+
+static T POOL_FN(reduce_max)(const T* restrict x, ptrdiff_t n) {
+    T acc[8];
+    ptrdiff_t i, k, blocks = n / 8 * 8;
+    T m;
+    if (n < 8) {
+        m = x[0];
+        for (i = 1; i < n; ++i) m = POOL_FN(nan_max)(m, x[i]);
+        return m;
+    }
+    for (k = 0; k < 8; ++k) acc[k] = x[k];
+    for (i = 8; i < blocks; i += 8)
+        for (k = 0; k < 8; ++k) acc[k] = POOL_FN(nan_max)(acc[k], x[i + k]);
+    m = acc[0];
+    for (k = 1; k < 8; ++k) m = POOL_FN(nan_max)(m, acc[k]);
+    for (i = blocks; i < n; ++i) m = POOL_FN(nan_max)(m, x[i]);
+    return m;
+}
+
+static T POOL_FN(reduce_sum)(const T* restrict x, ptrdiff_t n) {
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i, k, blocks = n / 8 * 8;
+    T total = 0;
+    for (i = 0; i < blocks; i += 8)
+        for (k = 0; k < 8; ++k) acc[k] += x[i + k];
+    for (k = 0; k < 8; ++k) total += acc[k];
+    for (i = blocks; i < n; ++i) total += x[i];
+    return total;
+}
+
+/* ====================================================================================
+ * Entry points (one plane each; y, index, gy, gx point at the plane's first element).
+ * ==================================================================================== */
+
+/* Max pooling, output rows [oh0, oh1) of one plane.  buf: W scratch values. */
+static void POOL_FN(pool_max_rows)(const pool_shape* s, const T* x, T* y, ptrdiff_t oh0,
+                                   ptrdiff_t oh1, T* buf) {
+    const ptrdiff_t wo = s->Wo;
+    ptrdiff_t oh, ow;
+    if (pool_is_global(s)) {
+        y[0] = POOL_FN(reduce_max)(x, s->H * s->W);
+        return;
+    }
+    for (oh = oh0; oh < oh1; ++oh) {
+        T* yrow = y + oh * wo;
+        const T* src = POOL_FN(fold_max)(s, x, oh, buf);
+        if (src == NULL) {
+            for (ow = 0; ow < wo; ++ow) yrow[ow] = -INFINITY;
+            continue;
+        }
+        for (ow = 0; ow < s->ow_lo; ++ow) yrow[ow] = POOL_FN(max_clipped)(s, src, ow);
+        POOL_FN(max_interior)(s, src, yrow, s->ow_lo, s->ow_hi);
+        for (ow = s->ow_hi; ow < wo; ++ow) yrow[ow] = POOL_FN(max_clipped)(s, src, ow);
+    }
+}
+
+/* The winners of output row oh into vrow (values) and frow (flat indices, -1 for a
+ * window without real elements).  buf, fbuf: W scratch. */
+static void POOL_FN(argmax_row)(const pool_shape* s, const T* x, ptrdiff_t oh, T* vrow,
+                                int32_t* frow, T* buf, int32_t* fbuf) {
+    const ptrdiff_t wo = s->Wo;
+    ptrdiff_t ow;
+    const T* val = POOL_FN(fold_argmax)(s, x, oh, buf, fbuf);
+    if (val == NULL) {
+        for (ow = 0; ow < wo; ++ow) {
+            vrow[ow] = -INFINITY;
+            frow[ow] = -1;
+        }
+        return;
+    }
+    for (ow = 0; ow < s->ow_lo; ++ow)
+        POOL_FN(argmax_clipped)(s, val, fbuf, ow, vrow + ow, frow + ow);
+    POOL_FN(argmax_interior)(s, val, fbuf, vrow, frow, s->ow_lo, s->ow_hi);
+    for (ow = s->ow_hi; ow < wo; ++ow)
+        POOL_FN(argmax_clipped)(s, val, fbuf, ow, vrow + ow, frow + ow);
+}
+
+/* Max pooling with indices, output rows [oh0, oh1) of one plane.  buf, fbuf: W scratch;
+ * frow: Wo scratch. */
+static void POOL_FN(pool_argmax_rows)(const pool_shape* s, const T* x, T* y, int64_t* index,
+                                      ptrdiff_t oh0, ptrdiff_t oh1, T* buf, int32_t* fbuf,
+                                      int32_t* frow) {
+    const ptrdiff_t wo = s->Wo;
+    ptrdiff_t oh, ow;
+    for (oh = oh0; oh < oh1; ++oh) {
+        int64_t* irow = index + oh * wo;
+        POOL_FN(argmax_row)(s, x, oh, y + oh * wo, frow, buf, fbuf);
+        for (ow = 0; ow < wo; ++ow) irow[ow] = frow[ow];
+    }
+}
+
+/* gx = 0, then gx[index[o]] += gy[o] for the `outs` outputs of one plane; indices
+ * outside [0, size) are skipped (fastnn.ops rejects them before a kernel runs). */
+static void POOL_FN(pool_max_backward_indices)(const T* restrict gy,
+                                               const int64_t* restrict index,
+                                               T* restrict gx, ptrdiff_t outs,
+                                               ptrdiff_t size) {
+    ptrdiff_t o;
+    memset(gx, 0, (size_t)size * sizeof(T));
+    for (o = 0; o < outs; ++o) {
+        int64_t f = index[o];
+        if ((uint64_t)f < (uint64_t)size) gx[f] += gy[o];
+    }
+}
+
+/* The gradient of max pooling for one plane, finding each window's argmax again.
+ * buf, fbuf: W scratch; vrow, frow: Wo scratch. */
+static void POOL_FN(pool_max_backward_recompute)(const pool_shape* s, const T* gy,
+                                                 const T* x, T* gx, T* buf, int32_t* fbuf,
+                                                 T* vrow, int32_t* frow) {
+    const ptrdiff_t wo = s->Wo;
+    ptrdiff_t oh, ow;
+    memset(gx, 0, (size_t)(s->H * s->W) * sizeof(T));
+    for (oh = 0; oh < s->Ho; ++oh) {
+        const T* grow = gy + oh * wo;
+        POOL_FN(argmax_row)(s, x, oh, vrow, frow, buf, fbuf);
+        for (ow = 0; ow < wo; ++ow)
+            if (frow[ow] >= 0) gx[frow[ow]] += grow[ow];
+    }
+}
+
+/* Average pooling, output rows [oh0, oh1) of one plane: window (oh, ow) is divided by
+ * div_h[oh] * div_w[ow].  buf: W scratch. */
+static void POOL_FN(pool_avg_rows)(const pool_shape* s, const T* x, T* y, ptrdiff_t oh0,
+                                   ptrdiff_t oh1, const T* div_h, const T* div_w, T* buf) {
+    const ptrdiff_t wo = s->Wo;
+    ptrdiff_t oh, ow;
+    if (pool_is_global(s)) {
+        y[0] = POOL_FN(reduce_sum)(x, s->H * s->W) / (div_h[0] * div_w[0]);
+        return;
+    }
+    for (oh = oh0; oh < oh1; ++oh) {
+        T* yrow = y + oh * wo;
+        const T dh = div_h[oh];
+        const T* src = POOL_FN(fold_sum)(s, x, oh, buf);
+        if (src == NULL) {
+            for (ow = 0; ow < wo; ++ow) yrow[ow] = 0;
+            continue;
+        }
+        for (ow = 0; ow < s->ow_lo; ++ow)
+            yrow[ow] = POOL_FN(sum_clipped)(s, src, ow) / (dh * div_w[ow]);
+        POOL_FN(sum_interior)(s, src, yrow, dh, div_w, s->ow_lo, s->ow_hi);
+        for (ow = s->ow_hi; ow < wo; ++ow)
+            yrow[ow] = POOL_FN(sum_clipped)(s, src, ow) / (dh * div_w[ow]);
+    }
+}
+
+/* row[c] = the sum of the shares of the windows of one output row that cover column c
+ * (the transpose of the horizontal average pass, divisors already applied). */
+static void POOL_FN(spread_columns)(const pool_shape* s, const T* restrict share,
+                                    T* restrict row) {
+    const ptrdiff_t sw = s->sw, kw = s->kw, dw = s->dw, w = s->W, wo = s->Wo;
+    const ptrdiff_t lo = s->ow_lo, hi = s->ow_hi;
+    ptrdiff_t ow, j, i, c, first, stop, c0, end;
+    if (sw == kw && dw == 1 && s->pw == 0) { /* windows side by side from column 0 */
+        if (kw == 2) {
+            for (i = 0; i < hi; ++i) row[2 * i] = row[2 * i + 1] = share[i];
+        } else {
+            for (j = 0; j < kw; ++j)
+                for (i = 0; i < hi; ++i) row[i * kw + j] = share[i];
+        }
+        end = hi * kw;
+        for (ow = hi; ow < wo; ++ow) { /* a ceil_mode window hanging over the edge */
+            end = (ow + 1) * kw < w ? (ow + 1) * kw : w;
+            for (c = ow * kw; c < end; ++c) row[c] = share[ow];
+        }
+        for (c = end; c < w; ++c) row[c] = 0; /* columns no window reaches */
+        return;
+    }
+    memset(row, 0, (size_t)w * sizeof(T));
+    for (j = 0; j < kw && hi > lo; ++j) {
+        T* restrict b = row + lo * sw - s->pw + j * dw;
+        const T* restrict sh = share + lo;
+        POOL_BY_STRIDE(sw, S, {
+            for (i = 0; i < hi - lo; ++i) b[i * S] += sh[i];
+        });
+    }
+    for (ow = 0; ow < wo; ++ow) { /* the clipped windows at both edges */
+        if (ow == lo) ow = hi;
+        if (ow >= wo) break;
+        c0 = ow * sw - s->pw;
+        pool_taps(c0, kw, dw, w, &first, &stop);
+        for (j = first; j < stop; ++j) row[c0 + j * dw] += share[ow];
+    }
+}
+
+/* The gradient of average pooling for one plane.  buf: W scratch; share: Wo scratch.
+ * When windows do not overlap vertically every input row is written once (no zeroing
+ * pass); otherwise gx is zeroed and the rows are accumulated. */
+static void POOL_FN(pool_avg_backward)(const pool_shape* s, const T* gy, T* gx,
+                                       const T* div_h, const T* div_w, T* buf, T* share) {
+    const ptrdiff_t w = s->W, wo = s->Wo;
+    const int overlap = s->sh < (s->kh - 1) * s->dh + 1;
+    ptrdiff_t oh, ow, i, iw, first, stop, start, next = 0;
+    if (pool_is_global(s)) { /* every input element gets the one share */
+        const T v = gy[0] / (div_h[0] * div_w[0]);
+        for (iw = 0; iw < s->H * w; ++iw) gx[iw] = v;
+        return;
+    }
+    if (overlap) memset(gx, 0, (size_t)(s->H * w) * sizeof(T));
+    for (oh = 0; oh < s->Ho; ++oh) {
+        const T* restrict grow = gy + oh * wo;
+        const T dh = div_h[oh];
+        for (ow = 0; ow < wo; ++ow) share[ow] = grow[ow] / (dh * div_w[ow]);
+        POOL_FN(spread_columns)(s, share, buf);
+        start = oh * s->sh - s->ph;
+        pool_taps(start, s->kh, s->dh, s->H, &first, &stop);
+        for (i = first; i < stop; ++i) {
+            ptrdiff_t ih = start + i * s->dh;
+            T* restrict r = gx + ih * w;
+            if (overlap) {
+                for (iw = 0; iw < w; ++iw) r[iw] += buf[iw];
+            } else { /* rows arrive in increasing order: zero the ones skipped */
+                if (ih > next) memset(gx + next * w, 0, (size_t)((ih - next) * w) * sizeof(T));
+                memcpy(r, buf, (size_t)w * sizeof(T));
+                next = ih + 1;
+            }
+        }
+    }
+    if (!overlap && next < s->H) memset(gx + next * w, 0, (size_t)((s->H - next) * w) * sizeof(T));
+}
