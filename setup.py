@@ -44,7 +44,11 @@ def _compile_args() -> list[str]:
     if sys.platform == "win32":
         return ["/O2", "/openmp"]
     args = ["-O0", "-g"] if DEBUG else ["-O3"]
-    args += ["-fopenmp", "-fno-math-errno", "-Wno-unused-function", "-Wno-unreachable-code"]
+    # -fno-trapping-math: no kernel reads the floating-point exception flags, and without
+    # it gcc will not turn a conditional FP operation into a vector select, so loops with
+    # a ternary (the activations, softmax's exp) stay scalar.
+    args += ["-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    args += ["-Wno-unused-function", "-Wno-unreachable-code"]
     if os.environ.get("FASTNN_NATIVE") == "1":
         args.append("-march=native")
     return args

@@ -9,10 +9,11 @@
  * (see FNN_TARGET_AVX2 below).
  *
  * Accuracy: exp is a Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, followed by a
- * Taylor polynomial (degree 7 in float: < 2 ulp; degree 13 in double: < 2 ulp), scaled by
+ * polynomial (fitted degree 6 in float: < 2 ulp; Taylor degree 13 in double: < 2 ulp), scaled by
  * 2^n built from the exponent bits.  Results underflow to exactly 0 below the smallest
- * normal number (exp(-inf) == 0, as softmax masking needs) and saturate at the largest
- * finite power of two the reduction reaches above it.  NaN in gives NaN out.
+ * normal number (exp(-inf) == 0, as softmax masking needs) and overflow to +inf once
+ * round(x / ln2) reaches the exponent range's end (x > 88.38 in float, a hair before
+ * expf's own overflow at 88.72; x > 709.44 in double).  NaN in gives NaN out.
  */
 #ifndef FNN_ACTIVATION_SIMD_H
 #define FNN_ACTIVATION_SIMD_H
@@ -81,7 +82,7 @@ FNN_INLINE double fnn_copysign_f64(double magnitude, double sign) {
  * (undefined for NaN in C), so NaN flows through as NaN.
  * ---------------------------------------------------------------------------------- */
 #define FNN_EXPF_LO (-87.33654f) /* below: exp underflows the normal range -> 0 */
-#define FNN_EXPF_HI 88.0f        /* above: clamped (result ~1.65e38) */
+#define FNN_EXPF_HI 89.0f        /* n reaches 128 there: 2^n is +inf, and so is exp */
 
 /* r reduced and 2^n, for |x| within [FNN_EXPF_LO, FNN_EXPF_HI] (callers clamp). */
 FNN_INLINE float fnn_reduce_f32(float x, float* scale) {
@@ -94,33 +95,60 @@ FNN_INLINE float fnn_reduce_f32(float x, float* scale) {
     return r - n * 1.42860682030941723212e-6f;
 }
 
-/* exp(r) - 1 for |r| <= ln2 / 2, Taylor to degree 7 (Horner). */
+/* exp(r) - 1 for |r| <= ln2 / 2: r + r^2 (c2 + c3 r + ... + c6 r^4) (Horner), the c_k
+ * fitted here for the least maximum relative error of exp on that interval (iteratively
+ * reweighted least squares): 4e-9, below float's rounding; one term fewer than Taylor. */
 FNN_INLINE float fnn_expm1_poly_f32(float r) {
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
+    float p = 0.0013871090355158811f;
+    p = p * r + 0.008369502049320476f;
+    p = p * r + 0.04166741603656163f;
+    p = p * r + 0.16666513224539886f;
+    p = p * r + 0.4999999735048168f;
     p = p * r + 1.0f;
     return p * r;
 }
 
+/* Clamp x to [lo, hi], NaN staying NaN.  Written as `bound < x ? bound : x` (and >) so
+ * that it compiles to one vminps / vmaxps, whose NaN rule (return the second operand)
+ * keeps a NaN x. */
+FNN_INLINE float fnn_clamp_f32(float x, float lo, float hi) {
+    x = hi < x ? hi : x;
+    return lo > x ? lo : x;
+}
+FNN_INLINE double fnn_clamp_f64(double x, double lo, double hi) {
+    x = hi < x ? hi : x;
+    return lo > x ? lo : x;
+}
+
+/* exp(x), with results below the normal range flushed to exactly 0 (exp(-inf) == 0). */
 FNN_INLINE float fnn_exp_f32(float x) {
-    float xc = x > FNN_EXPF_HI ? FNN_EXPF_HI : x;
-    xc = xc < FNN_EXPF_LO ? FNN_EXPF_LO : xc; /* NaN passes both selects unchanged */
     float scale;
-    float r = fnn_reduce_f32(xc, &scale);
+    float r = fnn_reduce_f32(fnn_clamp_f32(x, FNN_EXPF_LO, FNN_EXPF_HI), &scale);
     float y = (fnn_expm1_poly_f32(r) + 1.0f) * scale;
     return x < FNN_EXPF_LO ? 0.0f : y;
 }
 
-/* expm1 for x >= 0 (tanh only needs that half): 2^n expm1(r) + (2^n - 1), exact for
- * small x where n = 0. */
-FNN_INLINE float fnn_expm1_pos_f32(float x) {
-    float xc = x > FNN_EXPF_HI ? FNN_EXPF_HI : x;
+/* exp(x) for x <= 0 (softmax's x - max): no upper clamp needed.  NaN stays NaN. */
+FNN_INLINE float fnn_exp_nonpos_f32(float x) {
     float scale;
-    float r = fnn_reduce_f32(xc, &scale);
+    float r = fnn_reduce_f32(FNN_EXPF_LO > x ? FNN_EXPF_LO : x, &scale);
+    float y = (fnn_expm1_poly_f32(r) + 1.0f) * scale;
+    return x < FNN_EXPF_LO ? 0.0f : y;
+}
+
+/* exp(x) without the flush to 0 (x below FNN_EXPF_LO gives exp(FNN_EXPF_LO) ~ 1e-38):
+ * one select less, for callers to whom that and 0 are the same (sigmoid). */
+FNN_INLINE float fnn_exp_clamped_f32(float x) {
+    float scale;
+    float r = fnn_reduce_f32(fnn_clamp_f32(x, FNN_EXPF_LO, FNN_EXPF_HI), &scale);
+    return (fnn_expm1_poly_f32(r) + 1.0f) * scale;
+}
+
+/* expm1(x) for 0 <= x <= FNN_EXPF_HI (callers clamp; tanh needs only that half):
+ * 2^n expm1(r) + (2^n - 1), exact for small x where n = 0. */
+FNN_INLINE float fnn_expm1_pos_f32(float x) {
+    float scale;
+    float r = fnn_reduce_f32(x, &scale);
     return fnn_expm1_poly_f32(r) * scale + (scale - 1.0f);
 }
 
@@ -128,7 +156,7 @@ FNN_INLINE float fnn_expm1_pos_f32(float x) {
  * exp / expm1 in double: the same scheme with 1.5 * 2^52 and a degree-13 polynomial.
  * ---------------------------------------------------------------------------------- */
 #define FNN_EXP_LO (-708.3964185322641) /* exp(FNN_EXP_LO) ~ 2^-1022 */
-#define FNN_EXP_HI 709.0
+#define FNN_EXP_HI 710.0                /* n reaches 1024: +inf */
 
 FNN_INLINE double fnn_reduce_f64(double x, double* scale) {
     const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
@@ -158,50 +186,57 @@ FNN_INLINE double fnn_expm1_poly_f64(double r) {
 }
 
 FNN_INLINE double fnn_exp_f64(double x) {
-    double xc = x > FNN_EXP_HI ? FNN_EXP_HI : x;
-    xc = xc < FNN_EXP_LO ? FNN_EXP_LO : xc;
     double scale;
-    double r = fnn_reduce_f64(xc, &scale);
+    double r = fnn_reduce_f64(fnn_clamp_f64(x, FNN_EXP_LO, FNN_EXP_HI), &scale);
     double y = (fnn_expm1_poly_f64(r) + 1.0) * scale;
     return x < FNN_EXP_LO ? 0.0 : y;
 }
 
-FNN_INLINE double fnn_expm1_pos_f64(double x) {
-    double xc = x > FNN_EXP_HI ? FNN_EXP_HI : x;
+FNN_INLINE double fnn_exp_nonpos_f64(double x) {
     double scale;
-    double r = fnn_reduce_f64(xc, &scale);
+    double r = fnn_reduce_f64(FNN_EXP_LO > x ? FNN_EXP_LO : x, &scale);
+    double y = (fnn_expm1_poly_f64(r) + 1.0) * scale;
+    return x < FNN_EXP_LO ? 0.0 : y;
+}
+
+FNN_INLINE double fnn_exp_clamped_f64(double x) {
+    double scale;
+    double r = fnn_reduce_f64(fnn_clamp_f64(x, FNN_EXP_LO, FNN_EXP_HI), &scale);
+    return (fnn_expm1_poly_f64(r) + 1.0) * scale;
+}
+
+FNN_INLINE double fnn_expm1_pos_f64(double x) {
+    double scale;
+    double r = fnn_reduce_f64(x, &scale);
     return fnn_expm1_poly_f64(r) * scale + (scale - 1.0);
 }
 
 /* ------------------------------------------------------------------------------------
  * Activations and their derivatives f'(u) at the pre-activation u.
- *   sigmoid(x) = 1 / (1 + e)  (x >= 0)  or  e / (1 + e)  (x < 0),  e = exp(-|x|)
+ *   sigmoid(x) = 1 / (1 + exp(-x)), exp clamped: accurate to the last bits for all x
+ *                (exp's relative accuracy carries over), 0 and 1 at the extremes
  *   tanh(x)    = sign(x) m / (m + 2),  m = expm1(2 |x|), |x| clamped at 20 (tanh = 1 there)
  *   sigmoid'(u) = e / (1 + e)^2,  e = exp(-|u|)     (= s (1 - s), without cancellation)
  *   tanh'(u)    = 4 e / (1 + e)^2, e = exp(-2 |u|)  (= 1 - tanh^2, without cancellation)
  * ---------------------------------------------------------------------------------- */
 FNN_INLINE float fnn_sigmoid_f32(float x) {
-    float e = fnn_exp_f32(-fnn_abs_f32(x));
-    float r = 1.0f / (1.0f + e);
-    return x >= 0.0f ? r : e * r;
+    return 1.0f / (1.0f + fnn_exp_clamped_f32(-x));
 }
 
 FNN_INLINE double fnn_sigmoid_f64(double x) {
-    double e = fnn_exp_f64(-fnn_abs_f64(x));
-    double r = 1.0 / (1.0 + e);
-    return x >= 0.0 ? r : e * r;
+    return 1.0 / (1.0 + fnn_exp_clamped_f64(-x));
 }
 
 FNN_INLINE float fnn_tanh_f32(float x) {
     float a = fnn_abs_f32(x);
-    a = a > 20.0f ? 20.0f : a;
+    a = 20.0f < a ? 20.0f : a; /* one vminps; NaN stays NaN */
     float m = fnn_expm1_pos_f32(2.0f * a);
     return fnn_copysign_f32(m / (m + 2.0f), x);
 }
 
 FNN_INLINE double fnn_tanh_f64(double x) {
     double a = fnn_abs_f64(x);
-    a = a > 20.0 ? 20.0 : a;
+    a = 20.0 < a ? 20.0 : a;
     double m = fnn_expm1_pos_f64(2.0 * a);
     return fnn_copysign_f64(m / (m + 2.0), x);
 }

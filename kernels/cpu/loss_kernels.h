@@ -89,12 +89,8 @@ static inline double fnn_bce_term(double p, double t) {
         (x, target, rows, c, nll), {                                                      \
         for (ptrdiff_t r = 0; r < rows; ++r) {                                            \
             const T* restrict xr = x + r * c;                                             \
-            T m = -INFINITY;                                                              \
-            double s = 0.0;                                                               \
-            _Pragma("omp simd reduction(max: m)")                                         \
-            for (ptrdiff_t j = 0; j < c; ++j) m = xr[j] > m ? xr[j] : m;                  \
-            _Pragma("omp simd reduction(+: s)")                                           \
-            for (ptrdiff_t j = 0; j < c; ++j) s += (double)fnn_exp_##SUFFIX(xr[j] - m);   \
+            T m = fnn_row_max_##SUFFIX(xr, c);                                            \
+            double s = fnn_row_sum_exp_##SUFFIX(xr, NULL, c, m);                          \
             nll[r] = log(s) - ((double)xr[target[r]] - (double)m);                        \
         }                                                                                 \
     })                                                                                    \

@@ -38,8 +38,12 @@ cdef extern from "softmax_rows.h" nogil:
 
 # Work (elements) below which a second thread does not pay for its wake-up.
 cdef Py_ssize_t PARALLEL_MIN = 1 << 14
-# Elements of one (D x width) column chunk: small enough to stay in L2 between passes.
-cdef Py_ssize_t CHUNK_ELEMENTS = 1 << 15
+# Column chunks: a (D x width) block is read up to three times, so it should stay in
+# cache between passes (CHUNK_ELEMENTS: about an L2); but each of its D rows is another
+# page once rows are 4 KiB or longer, so narrow chunks pay a TLB miss per few elements
+# (MIN_WIDTH keeps a row segment at 1 KiB or more: blocks then fall back on the L3).
+cdef Py_ssize_t CHUNK_ELEMENTS = 1 << 16
+cdef Py_ssize_t MIN_WIDTH = 256
 
 
 cdef struct Shape3:
@@ -62,7 +66,7 @@ cdef Shape3 _around(cnp.ndarray x, int dim):
 cdef Py_ssize_t _chunk_width(Py_ssize_t d, Py_ssize_t inner):
     """Columns per chunk: a multiple of 16 (whole cache lines), at most inner."""
     cdef Py_ssize_t w = (CHUNK_ELEMENTS // max(d, 1)) & ~(<Py_ssize_t>15)
-    w = max(w, 16)
+    w = max(w, MIN_WIDTH)
     return min(w, inner)
 
 

@@ -21,6 +21,62 @@
 
 enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
 
+/* Row sums add FNN_SUM_BLOCK terms in T across the vector lanes (fast: no conversions),
+ * then the block sums in double: a float32 sum of any length keeps ~1e-6 accuracy. */
+#define FNN_SUM_BLOCK 512
+
+#define FNN_DEFINE_ROW_HELPERS(T, SUFFIX)                                                 \
+    /* max of x[0 .. d) (-inf for d == 0). */                                             \
+    FNN_INLINE T fnn_row_max_##SUFFIX(const T* restrict x, ptrdiff_t d) {                 \
+        T m = -INFINITY;                                                                  \
+        _Pragma("omp simd reduction(max: m)")                                             \
+        for (ptrdiff_t j = 0; j < d; ++j) m = x[j] > m ? x[j] : m;                        \
+        return m;                                                                         \
+    }                                                                                     \
+    /* sum of exp(x[j] - m); the terms are also stored in y unless y is NULL. */          \
+    FNN_INLINE double fnn_row_sum_exp_##SUFFIX(const T* restrict x, T* restrict y,        \
+                                               ptrdiff_t d, T m) {                        \
+        double s = 0.0;                                                                   \
+        for (ptrdiff_t j0 = 0; j0 < d; j0 += FNN_SUM_BLOCK) {                             \
+            ptrdiff_t j1 = d - j0 < FNN_SUM_BLOCK ? d : j0 + FNN_SUM_BLOCK;               \
+            T block = 0;                                                                  \
+            if (y != NULL) {                                                              \
+                _Pragma("omp simd reduction(+: block)")                                   \
+                for (ptrdiff_t j = j0; j < j1; ++j) {                                     \
+                    T e = fnn_exp_nonpos_##SUFFIX(x[j] - m);                                     \
+                    y[j] = e;                                                             \
+                    block += e;                                                           \
+                }                                                                         \
+            } else {                                                                      \
+                _Pragma("omp simd reduction(+: block)")                                   \
+                for (ptrdiff_t j = j0; j < j1; ++j) block += fnn_exp_nonpos_##SUFFIX(x[j] - m);  \
+            }                                                                             \
+            s += (double)block;                                                           \
+        }                                                                                 \
+        return s;                                                                         \
+    }                                                                                     \
+    /* sum of a[j] * b[j] (b NULL: of a[j]). */                                           \
+    FNN_INLINE double fnn_row_dot_##SUFFIX(const T* restrict a, const T* restrict b,      \
+                                           ptrdiff_t d) {                                 \
+        double s = 0.0;                                                                   \
+        for (ptrdiff_t j0 = 0; j0 < d; j0 += FNN_SUM_BLOCK) {                             \
+            ptrdiff_t j1 = d - j0 < FNN_SUM_BLOCK ? d : j0 + FNN_SUM_BLOCK;               \
+            T block = 0;                                                                  \
+            if (b != NULL) {                                                              \
+                _Pragma("omp simd reduction(+: block)")                                   \
+                for (ptrdiff_t j = j0; j < j1; ++j) block += a[j] * b[j];                 \
+            } else {                                                                      \
+                _Pragma("omp simd reduction(+: block)")                                   \
+                for (ptrdiff_t j = j0; j < j1; ++j) block += a[j];                        \
+            }                                                                             \
+            s += (double)block;                                                           \
+        }                                                                                 \
+        return s;                                                                         \
+    }
+
+FNN_DEFINE_ROW_HELPERS(float, f32)
+FNN_DEFINE_ROW_HELPERS(double, f64)
+
 #define FNN_DEFINE_SOFTMAX(T, SUFFIX)                                                     \
     /* Forward over `rows` contiguous rows of d elements. */                              \
     FNN_MULTIVERSION(fnn_softmax_rows_##SUFFIX,                                           \
@@ -29,23 +85,12 @@ enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
         for (ptrdiff_t r = 0; r < rows; ++r) {                                            \
             const T* restrict xr = x + r * d;                                             \
             T* restrict yr = y + r * d;                                                   \
-            T m = -INFINITY;                                                              \
-            double s = 0.0;                                                               \
-            _Pragma("omp simd reduction(max: m)")                                         \
-            for (ptrdiff_t j = 0; j < d; ++j) m = xr[j] > m ? xr[j] : m;                  \
+            T m = fnn_row_max_##SUFFIX(xr, d);                                            \
             if (log_mode) {                                                               \
-                _Pragma("omp simd reduction(+: s)")                                       \
-                for (ptrdiff_t j = 0; j < d; ++j) s += (double)fnn_exp_##SUFFIX(xr[j] - m); \
-                T ls = (T)log(s);                                                         \
+                T ls = (T)log(fnn_row_sum_exp_##SUFFIX(xr, NULL, d, m));                  \
                 for (ptrdiff_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) - ls;               \
             } else {                                                                      \
-                _Pragma("omp simd reduction(+: s)")                                       \
-                for (ptrdiff_t j = 0; j < d; ++j) {                                       \
-                    T e = fnn_exp_##SUFFIX(xr[j] - m);                                    \
-                    yr[j] = e;                                                            \
-                    s += (double)e;                                                       \
-                }                                                                         \
-                T inv = (T)(1.0 / s);                                                     \
+                T inv = (T)(1.0 / fnn_row_sum_exp_##SUFFIX(xr, yr, d, m));                \
                 for (ptrdiff_t j = 0; j < d; ++j) yr[j] *= inv;                           \
             }                                                                             \
         }                                                                                 \
@@ -67,8 +112,9 @@ enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
             for (ptrdiff_t i = 0; i < w; ++i)                                             \
                 mx[i] = x[k * inner + i] > mx[i] ? x[k * inner + i] : mx[i];              \
         for (ptrdiff_t k = 0; k < d; ++k)                                                 \
+            _Pragma("omp simd")                                                           \
             for (ptrdiff_t i = 0; i < w; ++i) {                                           \
-                T e = fnn_exp_##SUFFIX(x[k * inner + i] - mx[i]);                         \
+                T e = fnn_exp_nonpos_##SUFFIX(x[k * inner + i] - mx[i]);                         \
                 if (!log_mode) y[k * inner + i] = e;                                      \
                 s[i] += (double)e;                                                        \
             }                                                                             \
@@ -93,17 +139,13 @@ enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
             const T* restrict gr = g + r * d;                                             \
             const T* restrict yr = y + r * d;                                             \
             T* restrict out = gx + r * d;                                                 \
-            double s = 0.0;                                                               \
             if (log_mode) {                                                               \
-                _Pragma("omp simd reduction(+: s)")                                       \
-                for (ptrdiff_t j = 0; j < d; ++j) s += (double)gr[j];                     \
-                T st = (T)s;                                                              \
+                T st = (T)fnn_row_dot_##SUFFIX(gr, NULL, d);                              \
+                _Pragma("omp simd")                                                       \
                 for (ptrdiff_t j = 0; j < d; ++j)                                         \
                     out[j] = gr[j] - fnn_exp_##SUFFIX(yr[j]) * st;                        \
             } else {                                                                      \
-                _Pragma("omp simd reduction(+: s)")                                       \
-                for (ptrdiff_t j = 0; j < d; ++j) s += (double)(gr[j] * yr[j]);           \
-                T st = (T)s;                                                              \
+                T st = (T)fnn_row_dot_##SUFFIX(gr, yr, d);                                \
                 for (ptrdiff_t j = 0; j < d; ++j) out[j] = yr[j] * (gr[j] - st);          \
             }                                                                             \
         }                                                                                 \
@@ -124,6 +166,7 @@ enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
                 s[i] += log_mode ? (double)g[k * inner + i]                               \
                                  : (double)(g[k * inner + i] * y[k * inner + i]);         \
         for (ptrdiff_t k = 0; k < d; ++k)                                                 \
+            _Pragma("omp simd")                                                           \
             for (ptrdiff_t i = 0; i < w; ++i) {                                           \
                 T gv = g[k * inner + i], yv = y[k * inner + i], sv = (T)s[i];             \
                 gx[k * inner + i] = log_mode ? gv - fnn_exp_##SUFFIX(yv) * sv             \
