@@ -25,3 +25,15 @@ __all__ = [
     "set_num_threads",
     "use_backend",
 ]
+
+#: Subpackages reachable as attributes (``fastnn.nn.Linear``) without importing them
+#: at ``import fastnn``: the training toolkit.
+_LAZY_SUBMODULES = ("nn", "optim", "init")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"fastnn.{name}")
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
