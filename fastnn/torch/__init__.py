@@ -1,0 +1,85 @@
+"""fastnn.torch: fastnn's kernels for PyTorch tensors and models (needs the ``torch`` extra).
+
+``import fastnn`` never imports torch; ``import fastnn.torch`` does.
+
+Functions, mirroring ``torch.nn.functional`` (plus fastnn's ``algo=`` for convolutions and
+``activation=`` for the fused linear)::
+
+    conv1d conv2d max_pool1d max_pool2d avg_pool1d avg_pool2d linear
+    relu sigmoid tanh softmax log_softmax cross_entropy mse_loss
+
+Each is a ``torch.autograd.Function``: forward and backward run fastnn's public ops
+(``fastnn.conv2d``, ``fastnn.conv2d_backward``, ...), and backward computes only the
+gradients autograd needs.  Tensors cross without copies through DLPack: CPU tensors as
+numpy views, CUDA tensors as CuPy views (CuPy required; otherwise a RuntimeError).
+Non-contiguous tensors cross as strided views.  The functions run float32 and float64
+only: other dtypes raise TypeError, and options fastnn lacks (``divisor_override``, class
+weights, label smoothing) raise ValueError.  The drop-in modules fall back to torch instead.
+
+Under ``torch.compile`` the functions call the same work registered as custom ops,
+``torch.ops.fastnn.conv2d`` etc. (with fake shapes and autograd formulas), so compiled
+graphs keep them as opaque nodes.  Gradients are first order (no double backward).
+
+Drop-in layers (subclasses of the torch.nn ones; same constructor, parameters and
+state_dict): Conv1d, Conv2d, Linear, MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, ReLU,
+Sigmoid, Tanh, Softmax, LogSoftmax.  ``patch(model)`` turns a model's supported layers into
+them in place and returns a printable report; ``unpatch(model)`` undoes it::
+
+    import fastnn.torch
+    report = fastnn.torch.patch(model)
+    print(report)
+"""
+
+from fastnn.torch._activation import log_softmax, relu, sigmoid, softmax, tanh
+from fastnn.torch._conv import conv1d, conv2d
+from fastnn.torch._dense import linear
+from fastnn.torch._loss import cross_entropy, mse_loss
+from fastnn.torch._modules import (
+    AvgPool1d,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    Linear,
+    LogSoftmax,
+    MaxPool1d,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from fastnn.torch._patch import PatchEntry, PatchReport, patch, unpatch
+from fastnn.torch._pool import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
+
+__all__ = [
+    "AvgPool1d",
+    "AvgPool2d",
+    "Conv1d",
+    "Conv2d",
+    "Linear",
+    "LogSoftmax",
+    "MaxPool1d",
+    "MaxPool2d",
+    "PatchEntry",
+    "PatchReport",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "avg_pool1d",
+    "avg_pool2d",
+    "conv1d",
+    "conv2d",
+    "cross_entropy",
+    "linear",
+    "log_softmax",
+    "max_pool1d",
+    "max_pool2d",
+    "mse_loss",
+    "patch",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "tanh",
+    "unpatch",
+]

@@ -1,0 +1,231 @@
+"""relu, sigmoid, tanh, softmax and log_softmax on torch tensors, run by fastnn.
+
+Each backward works from the forward *output* (fastnn's ``activation_backward``,
+``softmax_backward``, ``log_softmax_backward``), so only the output is saved.  Same three
+layers as ``_conv``: tensor-level functions, ``torch.autograd.Function`` classes for eager
+mode, custom ops ``torch.ops.fastnn.*`` for ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+import fastnn
+from fastnn.torch._bridge import device_scope, to_array, to_tensor
+
+__all__ = [
+    "ActivationFunction",
+    "SoftmaxFunction",
+    "log_softmax",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "tanh",
+]
+
+_ACTIVATIONS = {"relu": fastnn.relu, "sigmoid": fastnn.sigmoid, "tanh": fastnn.tanh}
+_SOFTMAX = {"softmax": fastnn.softmax, "log_softmax": fastnn.log_softmax}
+_SOFTMAX_BACKWARD = {
+    "softmax": fastnn.softmax_backward,
+    "log_softmax": fastnn.log_softmax_backward,
+}
+
+
+def activation_forward(name: str, input: torch.Tensor) -> torch.Tensor:
+    """fastnn's relu / sigmoid / tanh (by ``name``) on a tensor."""
+    with device_scope(input):
+        return to_tensor(_ACTIVATIONS[name](to_array(f"fastnn.torch.{name}", "input", input)))
+
+
+def activation_backward(name: str, grad_output, output) -> torch.Tensor:
+    """Gradient of activation ``name`` from its forward output."""
+    op = f"fastnn.torch.{name} backward"
+    with device_scope(output):
+        grad = fastnn.activation_backward(
+            name, to_array(op, "grad_output", grad_output), to_array(op, "output", output)
+        )
+        return to_tensor(grad)
+
+
+def softmax_forward(name: str, input: torch.Tensor, dim: int) -> torch.Tensor:
+    """fastnn's softmax or log_softmax (by ``name``) along ``dim``."""
+    with device_scope(input):
+        y = _SOFTMAX[name](to_array(f"fastnn.torch.{name}", "input", input), dim)
+        return to_tensor(y)
+
+
+def softmax_backward(name: str, grad_output, output, dim: int) -> torch.Tensor:
+    """Gradient of softmax / log_softmax from its forward output."""
+    op = f"fastnn.torch.{name} backward"
+    with device_scope(output):
+        grad = _SOFTMAX_BACKWARD[name](
+            to_array(op, "grad_output", grad_output), to_array(op, "output", output), dim
+        )
+        return to_tensor(grad)
+
+
+class ActivationFunction(torch.autograd.Function):
+    """``apply(name, input)`` for name "relu", "sigmoid" or "tanh"."""
+
+    @staticmethod
+    def forward(ctx, name, input):
+        y = activation_forward(name, input)
+        ctx.save_for_backward(y)
+        ctx.name = name
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        return None, activation_backward(ctx.name, grad_output, output)
+
+
+class SoftmaxFunction(torch.autograd.Function):
+    """``apply(name, input, dim)`` for name "softmax" or "log_softmax"."""
+
+    @staticmethod
+    def forward(ctx, name, input, dim):
+        y = softmax_forward(name, input, dim)
+        ctx.save_for_backward(y)
+        ctx.params = (name, dim)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        name, dim = ctx.params
+        return None, softmax_backward(name, grad_output, output, dim), None
+
+
+# ---------------------------------------------------------------------------------------
+# Custom ops, for torch.compile
+# ---------------------------------------------------------------------------------------
+
+
+def _save_output(ctx, inputs, output):
+    ctx.save_for_backward(output)
+    ctx.params = inputs[1:]
+
+
+def _register_activation(name: str, backward_op: Any) -> Any:
+    """``fastnn::{name}`` with its autograd through ``fastnn::activation_backward``."""
+    op = torch.library.custom_op(
+        f"fastnn::{name}",
+        lambda input: activation_forward(name, input),
+        mutates_args=(),
+        schema="(Tensor input) -> Tensor",
+    )
+    op.register_fake(lambda input: torch.empty_like(input, memory_format=torch.contiguous_format))
+
+    def autograd_backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        return backward_op(name, grad_output, output)
+
+    op.register_autograd(autograd_backward, setup_context=_save_output)
+    return op
+
+
+def _register_softmax(name: str) -> Any:
+    """``fastnn::{name}`` and ``fastnn::{name}_backward``."""
+    op = torch.library.custom_op(
+        f"fastnn::{name}",
+        lambda input, dim: softmax_forward(name, input, dim),
+        mutates_args=(),
+        schema="(Tensor input, int dim) -> Tensor",
+    )
+    backward_op = torch.library.custom_op(
+        f"fastnn::{name}_backward",
+        lambda grad_output, output, dim: softmax_backward(name, grad_output, output, dim),
+        mutates_args=(),
+        schema="(Tensor grad_output, Tensor output, int dim) -> Tensor",
+    )
+    op.register_fake(
+        lambda input, dim: torch.empty_like(input, memory_format=torch.contiguous_format)
+    )
+    backward_op.register_fake(
+        lambda grad_output, output, dim: torch.empty_like(
+            output, memory_format=torch.contiguous_format
+        )
+    )
+
+    def autograd_backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        (dim,) = ctx.params
+        return backward_op(grad_output, output, dim), None
+
+    op.register_autograd(autograd_backward, setup_context=_save_output)
+    return op
+
+
+_activation_backward_op = torch.library.custom_op(
+    "fastnn::activation_backward",
+    activation_backward,
+    mutates_args=(),
+    schema="(str name, Tensor grad_output, Tensor output) -> Tensor",
+)
+_activation_backward_op.register_fake(
+    lambda name, grad_output, output: torch.empty_like(
+        output, memory_format=torch.contiguous_format
+    )
+)
+
+_ACTIVATION_OPS = {
+    name: _register_activation(name, _activation_backward_op) for name in _ACTIVATIONS
+}
+_SOFTMAX_OPS = {name: _register_softmax(name) for name in _SOFTMAX}
+
+
+# ---------------------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------------------
+
+
+def _activation(name: str, input: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        return _ACTIVATION_OPS[name](input)
+    return ActivationFunction.apply(name, input)
+
+
+def relu(input: torch.Tensor) -> torch.Tensor:
+    """``torch.nn.functional.relu`` run by fastnn (NaN stays NaN; not in place)."""
+    return _activation("relu", input)
+
+
+def sigmoid(input: torch.Tensor) -> torch.Tensor:
+    """``torch.sigmoid`` run by fastnn."""
+    return _activation("sigmoid", input)
+
+
+def tanh(input: torch.Tensor) -> torch.Tensor:
+    """``torch.tanh`` run by fastnn."""
+    return _activation("tanh", input)
+
+
+def _softmax(name: str, input: torch.Tensor, dim: int, dtype: torch.dtype | None):
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(
+            f"fastnn.torch.{name}: dim must be an int, got {dim!r} (PyTorch's implicit dim "
+            f"for dim=None is deprecated and not supported)"
+        )
+    if dtype is not None:  # as in torch: the input is cast before the operation
+        input = input.to(dtype)
+    if torch.compiler.is_compiling():
+        return _SOFTMAX_OPS[name](input, dim)
+    return SoftmaxFunction.apply(name, input, dim)
+
+
+def softmax(input: torch.Tensor, dim: int = -1, *, dtype: torch.dtype | None = None):
+    """``torch.nn.functional.softmax`` along ``dim`` run by fastnn; ``dtype`` casts the
+    input first, as in torch."""
+    return _softmax("softmax", input, dim, dtype)
+
+
+def log_softmax(input: torch.Tensor, dim: int = -1, *, dtype: torch.dtype | None = None):
+    """``torch.nn.functional.log_softmax`` along ``dim`` run by fastnn; ``dtype`` casts
+    the input first, as in torch."""
+    return _softmax("log_softmax", input, dim, dtype)

@@ -1,0 +1,211 @@
+"""conv1d / conv2d on torch tensors, forward and backward run by fastnn.
+
+Three layers, the same in every family module of this package:
+
+1. ``conv_forward`` / ``conv_backward`` take and return tensors and call fastnn's public ops on
+   zero-copy views of them (``fastnn.torch._bridge``).
+2. ``ConvFunction`` (a ``torch.autograd.Function``) runs them in eager mode; its backward
+   asks only for the gradients autograd needs (``output_mask``).
+3. The custom ops ``torch.ops.fastnn.conv1d`` / ``conv2d`` (and ``*_backward``) run them
+   under ``torch.compile``: opaque to the compiler, with fake implementations for shapes
+   and an autograd formula made of the backward op.
+
+The public functions pick 2 in eager mode (less overhead) and 3 while compiling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+import fastnn
+from fastnn.torch._bridge import device_scope, optional_array, to_array, to_tensor
+from fastnn.torch._params import conv_padding, int_list
+
+__all__ = ["ConvFunction", "conv1d", "conv2d"]
+
+_FORWARD = {1: fastnn.conv1d, 2: fastnn.conv2d}
+_BACKWARD = {1: fastnn.conv1d_backward, 2: fastnn.conv2d_backward}
+_TORCH = {1: F.conv1d, 2: F.conv2d}
+
+
+def conv_forward(nd, input, weight, bias, stride, padding, dilation, groups, algo) -> torch.Tensor:
+    """fastnn's conv{nd}d on tensors; ``padding`` is a list of ints, "same" or "valid"."""
+    op = f"fastnn.torch.conv{nd}d"
+    with device_scope(input):
+        y = _FORWARD[nd](
+            to_array(op, "input", input),
+            to_array(op, "weight", weight),
+            optional_array(op, "bias", bias),
+            stride,
+            padding,
+            dilation,
+            groups,
+            algo=algo,
+        )
+        return to_tensor(y)
+
+
+def conv_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, algo, mask):
+    """fastnn's conv{nd}d_backward on tensors: (grad_input, grad_weight, grad_bias), None
+    where ``mask`` is False (not computed)."""
+    op = f"fastnn.torch.conv{nd}d backward"
+    with device_scope(input):
+        grads = _BACKWARD[nd](
+            to_array(op, "grad_output", grad_output),
+            to_array(op, "input", input),
+            to_array(op, "weight", weight),
+            stride,
+            padding,
+            dilation,
+            groups,
+            algo=algo,
+            output_mask=tuple(mask),
+        )
+        return tuple(None if g is None else to_tensor(g) for g in grads)
+
+
+class ConvFunction(torch.autograd.Function):
+    """Autograd for ``conv_forward``/``conv_backward``: ``apply(nd, input, weight, bias, stride,
+    padding, dilation, groups, algo)``."""
+
+    @staticmethod
+    def forward(ctx, nd, input, weight, bias, stride, padding, dilation, groups, algo):
+        ctx.save_for_backward(input, weight)
+        ctx.params = (nd, stride, padding, dilation, groups, algo)
+        return conv_forward(nd, input, weight, bias, stride, padding, dilation, groups, algo)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        nd, stride, padding, dilation, groups, algo = ctx.params
+        mask = ctx.needs_input_grad[1:4]
+        grads = (None, None, None)
+        if any(mask):
+            grads = conv_backward(
+                nd, grad_output, input, weight, stride, padding, dilation, groups, algo, mask
+            )
+        return (None, *grads, None, None, None, None, None)
+
+
+# ---------------------------------------------------------------------------------------
+# Custom ops, for torch.compile
+# ---------------------------------------------------------------------------------------
+
+_SIGNATURE = "int[] stride, int[] padding, str padding_name, int[] dilation, int groups, str algo"
+
+
+def _register(nd: int) -> Any:
+    """Define ``fastnn::conv{nd}d`` and ``fastnn::conv{nd}d_backward`` and return the
+    forward op.  The backward op returns the gradients selected by ``output_mask``, in
+    order, as a list."""
+    name = f"fastnn::conv{nd}d"
+
+    def run_forward(input, weight, bias, stride, padding, padding_name, dilation, groups, algo):
+        pad = padding_name or padding
+        return conv_forward(nd, input, weight, bias, stride, pad, dilation, groups, algo)
+
+    def run_backward(
+        grad_output, input, weight, stride, padding, padding_name, dilation, groups, algo, mask
+    ):
+        pad = padding_name or padding
+        grads = conv_backward(
+            nd, grad_output, input, weight, stride, pad, dilation, groups, algo, mask
+        )
+        return [g for g in grads if g is not None]
+
+    forward_op = torch.library.custom_op(
+        name,
+        run_forward,
+        mutates_args=(),
+        schema=f"(Tensor input, Tensor weight, Tensor? bias, {_SIGNATURE}) -> Tensor",
+    )
+    backward_op = torch.library.custom_op(
+        f"{name}_backward",
+        run_backward,
+        mutates_args=(),
+        schema=(
+            f"(Tensor grad_output, Tensor input, Tensor weight, {_SIGNATURE}, "
+            "bool[] output_mask) -> Tensor[]"
+        ),
+    )
+
+    @forward_op.register_fake
+    def _(input, weight, bias, stride, padding, padding_name, dilation, groups, algo):
+        pad = padding_name or padding
+        shape = _TORCH[nd](input, weight, bias, stride, pad, dilation, groups).shape
+        return input.new_empty(shape)
+
+    @backward_op.register_fake
+    def _(grad_output, input, weight, stride, padding, padding_name, dilation, groups, algo, mask):
+        like = (input, weight, weight.new_empty(weight.shape[0]))
+        return [t.new_empty(t.shape) for t, wanted in zip(like, mask) if wanted]
+
+    def setup_context(ctx, inputs, output):
+        input, weight, _bias, *params = inputs
+        ctx.save_for_backward(input, weight)
+        ctx.params = params
+
+    def autograd_backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        mask = list(ctx.needs_input_grad[:3])
+        grads = iter(
+            backward_op(grad_output, input, weight, *ctx.params, mask) if any(mask) else ()
+        )
+        return (*(next(grads) if wanted else None for wanted in mask), *[None] * 6)
+
+    forward_op.register_autograd(autograd_backward, setup_context=setup_context)
+    return forward_op
+
+
+_OPS = {nd: _register(nd) for nd in (1, 2)}
+
+
+def _conv(nd, input, weight, bias, stride, padding, dilation, groups, algo):
+    if isinstance(input, torch.Tensor) and input.dim() == nd + 1:  # unbatched, as in torch
+        y = _conv(nd, input.unsqueeze(0), weight, bias, stride, padding, dilation, groups, algo)
+        return y.squeeze(0)
+    stride, dilation = int_list(stride, nd), int_list(dilation, nd)
+    pad_ints, pad_name = conv_padding(padding, nd)
+    if torch.compiler.is_compiling():
+        return _OPS[nd](input, weight, bias, stride, pad_ints, pad_name, dilation, groups, algo)
+    padding = pad_name or pad_ints
+    return ConvFunction.apply(nd, input, weight, bias, stride, padding, dilation, groups, algo)
+
+
+def conv1d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] | str = 0,
+    dilation: int | tuple[int] = 1,
+    groups: int = 1,
+    *,
+    algo: str = "auto",
+) -> torch.Tensor:
+    """``torch.nn.functional.conv1d`` run by fastnn: input (N, C_in, L) or unbatched
+    (C_in, L), weight (C_out, C_in // groups, kL).  ``padding`` may be "same" or "valid";
+    ``algo`` is fastnn's "auto", "im2col" or "direct".  Differentiable (fastnn's
+    conv1d_backward computes only the gradients autograd asks for)."""
+    return _conv(1, input, weight, bias, stride, padding, dilation, groups, algo)
+
+
+def conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    *,
+    algo: str = "auto",
+) -> torch.Tensor:
+    """``torch.nn.functional.conv2d`` run by fastnn: input (N, C_in, H, W) or unbatched
+    (C_in, H, W), weight (C_out, C_in // groups, kH, kW).  See :func:`conv1d`."""
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, algo)
