@@ -224,8 +224,9 @@ def test_nan_propagates_only_to_windows_that_read_it(rng):
 
 @pytest.fixture
 def restore_isa():
+    before = direct_kernels.current_isa()
     yield
-    direct_kernels.set_isa(direct_kernels.best_isa())
+    direct_kernels.set_isa(before)
 
 
 def supported_isas() -> list[str]:

@@ -4,9 +4,9 @@
  *
  * The build is portable (no -march=native): the "base" instantiation uses 16-byte
  * vectors (SSE2 on x86-64, NEON on ARM), and on x86 an AVX2+FMA and an AVX-512
- * instantiation are compiled with GCC target attributes and picked when the CPU has
- * them.  fastnn_conv_set_isa() can force a lower level (tests use it to cover every
- * path on one machine).
+ * instantiation are compiled with GCC target attributes.  fastnn_conv_set_isa() picks
+ * one, capped at what the CPU supports (conv_direct.pyx chooses AVX2 by default, AVX-512
+ * on request; tests force each supported level in turn).
  *
  * Entry points (T = float: _f32, T = double: _f64):
  *   fastnn_conv_fwd_*   forward block: up to FASTNN_FWD_KB output channels of one row

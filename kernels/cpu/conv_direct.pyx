@@ -26,6 +26,7 @@ cdef extern from "conv_direct.h" nogil:
         FASTNN_ISA_BASE
         FASTNN_ISA_AVX2
         FASTNN_ISA_AVX512
+    int fastnn_conv_isa
     int fastnn_conv_set_isa(int level)
     int fastnn_conv_detect_isa()
     void fastnn_conv_fwd_f32(int kb, const float* xrow, const Py_ssize_t* qoff, Py_ssize_t Q,
@@ -61,7 +62,10 @@ cdef Py_ssize_t GX_STRIP = 64
 FWD_KB = FASTNN_FWD_KB
 ISA_NAMES = {FASTNN_ISA_BASE: "base", FASTNN_ISA_AVX2: "avx2", FASTNN_ISA_AVX512: "avx512"}
 
-fastnn_conv_set_isa(99)  # the best level this CPU supports
+#: The level used unless FASTNN_CONV_ISA names another: AVX-512 kernels are compiled but
+#: opt-in, since the development machines could not run them (their tests run wherever
+#: the CPU has AVX-512: tests/test_cpu_conv.py covers every supported level).
+DEFAULT_ISA = "avx2"
 
 
 def set_isa(str name):
@@ -71,6 +75,21 @@ def set_isa(str name):
     if name not in levels:
         raise ValueError(f"set_isa: name must be one of {tuple(levels)}, got {name!r}")
     return ISA_NAMES[fastnn_conv_set_isa(levels[name])]
+
+
+def current_isa():
+    """The name of the instruction-set level the micro-kernels use now."""
+    return ISA_NAMES[fastnn_conv_isa]
+
+
+def _initial_isa() -> str:
+    import os
+
+    name = os.environ.get("FASTNN_CONV_ISA", DEFAULT_ISA)
+    return name if name in ISA_NAMES.values() else DEFAULT_ISA
+
+
+set_isa(_initial_isa())
 
 
 def best_isa():

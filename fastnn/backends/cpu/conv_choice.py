@@ -34,7 +34,7 @@ DIRECT_WEIGHT_MAX_CHANNELS = 32
 #: Channels from which a pointwise layer is a GEMM worth handing to BLAS.
 POINTWISE_GEMM_CHANNELS = 32
 #: Padded input positions beyond which the direct input gradient leaves the L2 cache.
-LARGE_IMAGE = 150 * 150
+LARGE_IMAGE = 200 * 200
 
 
 def _pointwise(geom: ConvGeometry) -> bool:
