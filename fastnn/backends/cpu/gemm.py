@@ -17,15 +17,28 @@ from fastnn.kernels.cpu import gemm as _k
 sync_blas_threads()
 
 
+#: The instruction set the blocked kernel runs with on this CPU ("avx2", "avx512", ...).
+VARIANT = _k.variant_name()
+
+
 def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
     """Whether SciPy's BLAS beats the blocked kernel for an (m x k) @ (k x n) product.
 
-    The blocked kernel wins where OpenBLAS pays fixed costs (small and skinny products)
-    and wherever an epilogue would cost BLAS an extra pass over the result.
+    Measured on the development machine (AVX2, Zen 4; bench/scripts/cpu_dense.py
+    gemm-engines and the paired single-thread timings in the closing note of issue 3):
+    the blocked kernel is within noise of OpenBLAS on most shapes and ahead on small,
+    skinny and transposed ones (few rows of A: 35 x 8457 x 2560 +28%; 512^3 +10%;
+    4096 x 128 x 4096 TN +14%); OpenBLAS is ahead by 7-11% on large squares
+    (1536^3, 2048^3).  A fused epilogue saves the blocked kernel one pass over the
+    result, worth ~40 / K of a GEMM's time, so with one BLAS needs a deeper K to win.
+    Without AVX2 the blocked kernel is a portable build with no tuning: BLAS, with its
+    per-CPU kernels, wins there.
     """
     if not _k.blas_fits(m, n, k):
         return False
-    return False
+    if VARIANT == "generic":
+        return m * n * k >= 32**3
+    return min(m, n) >= 1024 and k >= (1024 if epilogue else 512)
 
 
 def matmul(
