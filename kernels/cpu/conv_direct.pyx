@@ -119,6 +119,13 @@ cdef void fill_qoff(ConvShape* s, Py_ssize_t nch, Py_ssize_t Wq, Py_ssize_t cstr
                 q += 1
 
 
+cdef inline Py_ssize_t block_start(Py_ssize_t n, Py_ssize_t nblocks,
+                                   Py_ssize_t b) noexcept nogil:
+    """Where block b starts when n items are split into nblocks blocks of sizes that differ
+    by at most one (so no block is left with a small remainder)."""
+    return n * b // nblocks
+
+
 cdef inline Py_ssize_t share(Py_ssize_t items, int part) noexcept nogil:
     """Where this thread's contiguous share of items starts (part 0) or ends (part 1),
     inside a parallel block."""
@@ -170,8 +177,8 @@ cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t 
                 w0 = ws * FWD_STRIP
                 nw = min(FWD_STRIP, s.Wo - w0)
                 for kb in range(kc * kbpc, min(nkb, (kc + 1) * kbpc)):
-                    k0 = kb * FASTNN_FWD_KB
-                    kn = min(<Py_ssize_t>FASTNN_FWD_KB, s.Kg - k0)
+                    k0 = block_start(s.Kg, nkb, kb)
+                    kn = block_start(s.Kg, nkb, kb + 1) - k0
                     if bias != NULL:
                         bb = bias + g * s.Kg + k0
                     fwd_block(<int>kn, buf + (oh - oh0) * s.sh * rowstride + w0, qoff, s.Q,
@@ -193,8 +200,8 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w,
     cdef Py_ssize_t Wq = packed_width(&s)
     cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
     cdef Py_ssize_t per_thread = s.Cg * cstride + SLACK_ELEMENTS
-    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows) * ceil_div(
-        ceil_div(s.Kg, FASTNN_FWD_KB), kblocks)
+    cdef Py_ssize_t nkb = ceil_div(s.Kg, FASTNN_FWD_KB)
+    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows) * ceil_div(nkb, kblocks)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t isz = sizeof(floating)
     cdef Py_ssize_t[::1] qoff = np.empty(max(s.Q, 1), dtype=np.intp)
@@ -204,11 +211,11 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w,
     if s.N == 0:
         return
     fill_qoff(&s, s.Cg, Wq, cstride, &qoff[0])
-    # weights packed per block of FWD_KB output channels: wpk[(g, k0)][q][k]
+    # weights packed per block of output channels: wpk[(g, k0)][q][k]
     for g in range(s.G):
-        for kb in range(ceil_div(s.Kg, FASTNN_FWD_KB)):
-            k0 = kb * FASTNN_FWD_KB
-            kn = min(<Py_ssize_t>FASTNN_FWD_KB, s.Kg - k0)
+        for kb in range(nkb):
+            k0 = block_start(s.Kg, nkb, kb)
+            kn = block_start(s.Kg, nkb, kb + 1) - k0
             for q in range(s.Q):
                 for k in range(kn):
                     wpk[(g * s.Kg + k0) * s.Q + q * kn + k] = w[(g * s.Kg + k0 + k) * s.Q + q]
@@ -257,7 +264,7 @@ cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t x
     cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
     cdef Py_ssize_t istride = cpc * cstride  # packed elements per image
     cdef Py_ssize_t item, cc, rc, g, n0, ni, i, c0, nch, nq, oh0, oh1, nrp
-    cdef Py_ssize_t kb, k0, kn, qb, q0, qn
+    cdef Py_ssize_t kb, k0, kn, qb, q0, qn, nkb = ceil_div(s.Kg, FASTNN_GW_KB)
     for item in range(start, end):
         cc = item % ncc
         rc = (item // ncc) % nrc
@@ -273,9 +280,9 @@ cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t x
         for i in range(ni):
             pack_rows(x + (n0 + i) * xn + (g * s.Cg + c0) * xc, xc, xh, xw, s, nch,
                       oh0 * s.sh, nrp, Wq, cstride, buf + i * istride)
-        for kb in range(ceil_div(s.Kg, FASTNN_GW_KB)):
-            k0 = kb * FASTNN_GW_KB
-            kn = min(<Py_ssize_t>FASTNN_GW_KB, s.Kg - k0)
+        for kb in range(nkb):
+            k0 = block_start(s.Kg, nkb, kb)
+            kn = block_start(s.Kg, nkb, kb + 1) - k0
             for qb in range(ceil_div(nq, FASTNN_GW_QB)):
                 q0 = qb * FASTNN_GW_QB
                 qn = min(<Py_ssize_t>FASTNN_GW_QB, nq - q0)
@@ -352,7 +359,7 @@ cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvSha
     W^T in blocks of GX_QB weight columns, each block (Kg, qn) contiguous."""
     cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc)
     cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
-    cdef Py_ssize_t item, cc, g, n, c0, nch, nq, oh, ws, w0, nw, k, qb, q0, qn
+    cdef Py_ssize_t item, cc, g, n, c0, nch, nq, nqb, oh, ws, w0, nw, k, qb, q0, qn
     cdef floating* strip = buf + cpc * cstride + SLACK_ELEMENTS  # after the packed gradient
     cdef const floating* gyrow
     cdef const floating* wg
@@ -363,6 +370,7 @@ cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvSha
         c0 = cc * cpc
         nch = min(cpc, s.Cg - c0)
         nq = nch * rs
+        nqb = ceil_div(nq, FASTNN_GX_QB)
         memset(buf, 0, nch * cstride * sizeof(floating))
         wg = wt + (g * s.Q + c0 * rs) * s.Kg  # this chunk's blocks of packed W^T
         for oh in range(s.Ho):
@@ -375,9 +383,9 @@ cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvSha
                 gyrow = gy + ((n * s.K + g * s.Kg) * s.Ho + oh) * s.Wo + w0
                 for k in range(s.Kg):
                     memcpy(strip + k * GX_STRIP, gyrow + k * howo, nw * sizeof(floating))
-                for qb in range(ceil_div(nq, FASTNN_GX_QB)):
-                    q0 = qb * FASTNN_GX_QB
-                    qn = min(<Py_ssize_t>FASTNN_GX_QB, nq - q0)
+                for qb in range(nqb):
+                    q0 = block_start(nq, nqb, qb)
+                    qn = block_start(nq, nqb, qb + 1) - q0
                     gx_block(<int>qn, strip, GX_STRIP, s.Kg, wg + q0 * s.Kg, qn,
                              buf + oh * s.sh * rowstride + w0, qoff + q0, nw)
         unpack_image(buf, s, nch, Wq, cstride, gx + (n * s.C + g * s.Cg + c0) * s.H * s.W)
@@ -386,17 +394,18 @@ cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvSha
 cdef void pack_transposed(const floating* w, ConvShape* s, Py_ssize_t cpc,
                           floating* wt) noexcept nogil:
     """W^T in the blocks gx_items reads: per group and chunk of cpc input channels, blocks
-    of GX_QB weight columns q; block (q0..q0+qn) holds wt[k * qn + j] = w[k, q0 + j] and
-    starts at (g * Q + q0) * Kg."""
-    cdef Py_ssize_t g, cc, c0, nq, qb, q0, qn, k, j, rs = s.R * s.S
+    of at most GX_QB weight columns q (balanced); block (q0..q0+qn) holds
+    wt[k * qn + j] = w[k, q0 + j] and starts at (g * Q + q0) * Kg."""
+    cdef Py_ssize_t g, cc, c0, nq, nqb, qb, q0, qn, k, j, rs = s.R * s.S
     cdef floating* blk
     for g in range(s.G):
         for cc in range(ceil_div(s.Cg, cpc)):
             c0 = cc * cpc
             nq = min(cpc, s.Cg - c0) * rs
-            for qb in range(ceil_div(nq, FASTNN_GX_QB)):
-                q0 = c0 * rs + qb * FASTNN_GX_QB
-                qn = min(<Py_ssize_t>FASTNN_GX_QB, nq - qb * FASTNN_GX_QB)
+            nqb = ceil_div(nq, FASTNN_GX_QB)
+            for qb in range(nqb):
+                q0 = c0 * rs + block_start(nq, nqb, qb)
+                qn = block_start(nq, nqb, qb + 1) - block_start(nq, nqb, qb)
                 blk = wt + (g * s.Q + q0) * s.Kg
                 for k in range(s.Kg):
                     for j in range(qn):
