@@ -272,3 +272,23 @@ def test_unknown_algorithm_is_rejected(rng):
     x, w, b = Case(2, 1, 1, 1, 1, (5, 5), (3, 3), (1, 1), 0, (1, 1)).arrays(rng, np.float32)
     with pytest.raises(ValueError, match="algo"):
         fastnn.conv2d(x, w, b, algo="winograd", backend="cpu")
+
+
+def test_problems_too_large_for_blas_run_direct(rng, monkeypatch):
+    """BLAS takes 32-bit sizes: past them "auto" runs the direct kernel and an explicit
+    "im2col" is refused (simulated by lowering the limit)."""
+    from fastnn.backends.cpu import conv_plan
+
+    monkeypatch.setattr(conv_plan, "BLAS_INT_MAX", 20)
+    case = Case(2, 2, 3, 4, 1, (6, 7), (3, 3), (1, 1), 1, (1, 1))
+    x, w, b = case.arrays(rng, np.float64)
+    want = reference(case, x, w, b)
+    assert_close(fastnn.conv2d(x, w, b, *case.params, algo="auto", backend="cpu"), want)
+    with pytest.raises(ValueError, match="im2col"):
+        fastnn.conv2d(x, w, b, *case.params, algo="im2col", backend="cpu")
+    gy = rng.standard_normal(want.shape)
+    with pytest.raises(ValueError, match="im2col"):
+        fastnn.conv2d_backward(gy, x, w, *case.params, algo="im2col", backend="cpu")
+    grads = fastnn.conv2d_backward(gy, x, w, *case.params, backend="cpu")
+    for got, ref in zip(grads, fastnn.conv2d_backward(gy, x, w, *case.params, backend="reference")):
+        assert_close(got, ref)

@@ -16,7 +16,7 @@ from fastnn._dispatch import register
 from fastnn._threads import get_num_threads
 from fastnn.backends.cpu import conv_direct, conv_im2col
 from fastnn.backends.cpu.conv_choice import pick
-from fastnn.backends.cpu.conv_plan import shape_tuple
+from fastnn.backends.cpu.conv_plan import fits_blas, shape_tuple
 from fastnn.kernels.cpu import conv_bias as _bias
 
 _ALGORITHMS = {"im2col": conv_im2col, "direct": conv_direct}
@@ -29,6 +29,19 @@ def _as_4d(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
 
 def _flat_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w).reshape(-1)
+
+
+def _usable(algo: str, shape: tuple[int, ...], op: str) -> str:
+    """``algo``, unless im2col cannot run this problem: BLAS takes 32-bit sizes.  "auto"
+    then runs the direct kernel; an explicit "im2col" is an error."""
+    if fits_blas(shape) or algo == "direct":
+        return algo
+    if algo == "im2col":
+        raise ValueError(
+            f"{op}: algo='im2col' cannot run this problem (a plane or reduction of more "
+            "than 2**31 - 1 elements overflows BLAS's 32-bit sizes); use algo='direct'"
+        )
+    return "direct"
 
 
 @register("conv1d", "cpu")
@@ -44,7 +57,8 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str):
     def run(name: str) -> np.ndarray:
         return _ALGORITHMS[name].forward(x4, wf, bias, shape, threads)
 
-    name = pick(algo, f"conv{geom.nd}d", geom, x.dtype, threads, run, "forward")
+    op = f"conv{geom.nd}d"
+    name = pick(_usable(algo, shape, op), op, geom, x.dtype, threads, run, "forward")
     return run(name).reshape(geom.output_shape)
 
 
@@ -80,6 +94,7 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         return _ALGORITHMS[name].grad_weight(x4, flat_gy(name), shape, threads)
 
     op = f"conv{geom.nd}d_backward"
+    algo = _usable(algo, shape, op)
     gx = gw = None
     if want_x:
         gx = input_grad(pick(algo, op, geom, dtype, threads, input_grad, "input"))

@@ -23,6 +23,7 @@ __all__ = [
     "direct_gw_blocks",
     "direct_kblocks",
     "direct_rows",
+    "fits_blas",
     "im2col_channels",
     "im2col_tile",
     "shape_tuple",
@@ -104,6 +105,16 @@ def shape_tuple(geom: ConvGeometry) -> tuple[int, ...]:
         *pads[0],
         *pads[1],
     )
+
+
+#: BLAS takes 32-bit sizes and leading dimensions.
+BLAS_INT_MAX = 2**31 - 1
+
+
+def fits_blas(shape: tuple[int, ...]) -> bool:
+    """Whether every size the im2col GEMMs pass to BLAS fits its 32-bit integers."""
+    _, c, h, w, k, g, r, s, ho, wo = shape[:10]
+    return max(ho * wo, h * w, (c // g) * r * s, k) <= BLAS_INT_MAX
 
 
 def _split_for_threads(length: int, parts_already: int, threads: int) -> int:
