@@ -9,10 +9,12 @@
  * Geometry (pool_shape): a 1-D pooling is a 2-D one of height 1 with a 1 x k kernel.
  * Window (oh, ow) reads input rows oh*sh - ph + i*dh (i < kh) and columns
  * ow*sw - pw + j*dw (j < kw); taps outside the input are padding and are never read.
- * Each output row is computed in two passes: a vertical pass folds the window's real
- * input rows into one row (or uses the input row itself when there is only one), then a
- * horizontal pass folds each window's columns.  Windows [ow_lo, ow_hi) lie wholly inside
- * the row and run branch-free, vectorised loops; the few at the edges clip their taps.
+ * Kernels work on one output row of windows at a time.  Max (values only) and average
+ * pooling take two passes: a vertical pass folds the window's real input rows into one
+ * row (or uses the input row itself when there is only one), then a horizontal pass folds
+ * each window's columns (with the winners' flat indices, for max pooling with indices).
+ * Windows [ow_lo, ow_hi) lie wholly inside the row and run branch-free, vectorised loops;
+ * the few at the edges scan their real taps one by one.
  *
  * Flat argmax indices are int32 inside the kernels (the wrappers check H * W < 2^31).
  */

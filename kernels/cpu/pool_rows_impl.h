@@ -51,22 +51,20 @@ static const T* POOL_FN(fold_max)(const pool_shape* s, const T* restrict x, ptrd
     return buf;
 }
 
-/* Like fold_max, and fbuf[iw] = flat index (row * W + iw) of the winner of column iw.
- * Always returns buf (filled) or NULL. */
+/* Like fold_max, and fbuf[iw] = flat index (row * W + iw) of the winner of column iw. */
 static const T* POOL_FN(fold_argmax)(const pool_shape* s, const T* restrict x, ptrdiff_t oh,
                                      T* restrict buf, int32_t* restrict fbuf) {
     const ptrdiff_t w = s->W, start = oh * s->sh - s->ph;
     ptrdiff_t first, stop, i, iw;
-    int32_t base;
+    int32_t base, k;
     const T* restrict r;
     pool_taps(start, s->kh, s->dh, s->H, &first, &stop);
     if (first >= stop) return NULL;
     base = (int32_t)((start + first * s->dh) * w);
     r = x + base;
-    for (iw = 0; iw < w; ++iw) {
-        buf[iw] = r[iw];
-        fbuf[iw] = base + (int32_t)iw;
-    }
+    for (k = 0; k < (int32_t)w; ++k) fbuf[k] = base + k;
+    if (stop - first == 1) return r; /* one real row: the row itself */
+    memcpy(buf, r, (size_t)w * sizeof(T));
     for (i = first + 1; i < stop; ++i) {
         base = (int32_t)((start + i * s->dh) * w);
         r = x + base;
@@ -138,8 +136,9 @@ static T POOL_FN(max_clipped)(const pool_shape* s, const T* src, ptrdiff_t ow) {
     return v;
 }
 
-/* y[ow], bf[ow] = winner of window ow and its flat index, windows [lo, hi) inside. */
-static void POOL_FN(argmax_interior)(const pool_shape* s, const T* restrict val,
+/* y[ow], bf[ow] = winner of window ow and its flat index, windows [lo, hi) inside, from
+ * a row folded by fold_argmax (values val, flat indices fl). */
+static void POOL_FN(argmax_columns)(const pool_shape* s, const T* restrict val,
                                      const int32_t* restrict fl, T* restrict y,
                                      int32_t* restrict bf, ptrdiff_t lo, ptrdiff_t hi) {
     const ptrdiff_t kw = s->kw, dw = s->dw, n = hi - lo;
@@ -178,30 +177,30 @@ static void POOL_FN(argmax_interior)(const pool_shape* s, const T* restrict val,
     });
 }
 
-/* Window ow clipped to the row: its winner into *y, *f (-inf, -1 when empty). */
-static void POOL_FN(argmax_clipped)(const pool_shape* s, const T* val, const int32_t* fl,
-                                    ptrdiff_t ow, T* y, int32_t* f) {
-    const ptrdiff_t c0 = ow * s->sw - s->pw;
-    ptrdiff_t first, stop, j, c;
-    T b;
-    int32_t bf;
-    pool_taps(c0, s->kw, s->dw, s->W, &first, &stop);
-    if (first >= stop) {
-        *y = -INFINITY;
-        *f = -1;
-        return;
-    }
-    b = val[c0 + first * s->dw];
-    bf = fl[c0 + first * s->dw];
-    for (j = first + 1; j < stop; ++j) {
-        c = c0 + j * s->dw;
-        if (POOL_FN(beats)(val[c], fl[c], b, bf)) {
-            b = val[c];
-            bf = fl[c];
+/* One window ow clipped to the input (at the edges of a row), real rows [first, stop),
+ * scanned tap by tap in row-major order: its winner into *y, *f (-inf and -1 for a window
+ * without real elements). */
+static void POOL_FN(argmax_clipped)(const pool_shape* s, const T* x, ptrdiff_t oh,
+                                    ptrdiff_t first, ptrdiff_t stop, ptrdiff_t ow, T* y,
+                                    int32_t* f) {
+    const ptrdiff_t c0 = ow * s->sw - s->pw, start = oh * s->sh - s->ph;
+    ptrdiff_t jf, js, ii, j;
+    T best = -INFINITY;
+    int32_t best_f = -1;
+    pool_taps(c0, s->kw, s->dw, s->W, &jf, &js);
+    for (ii = first; ii < stop; ++ii) {
+        const ptrdiff_t row = (start + ii * s->dh) * s->W;
+        for (j = jf; j < js; ++j) {
+            const ptrdiff_t at = row + c0 + j * s->dw;
+            const T v = x[at];
+            if (best_f < 0 || v > best || v != v) {
+                best = v;
+                best_f = (int32_t)at;
+            }
         }
     }
-    *y = b;
-    *f = bf;
+    *y = best;
+    *f = best_f;
 }
 
 /* y[ow] = sum of window ow / (dh * div_w[ow]), windows [lo, hi) inside the row. */
@@ -303,20 +302,21 @@ static void POOL_FN(pool_max_rows)(const pool_shape* s, const T* x, T* y, ptrdif
 static void POOL_FN(argmax_row)(const pool_shape* s, const T* x, ptrdiff_t oh, T* vrow,
                                 int32_t* frow, T* buf, int32_t* fbuf) {
     const ptrdiff_t wo = s->Wo;
-    ptrdiff_t ow;
-    const T* val = POOL_FN(fold_argmax)(s, x, oh, buf, fbuf);
-    if (val == NULL) {
-        for (ow = 0; ow < wo; ++ow) {
+    ptrdiff_t ow, first, stop;
+    pool_taps(oh * s->sh - s->ph, s->kh, s->dh, s->H, &first, &stop);
+    for (ow = 0; ow < s->ow_lo; ++ow)
+        POOL_FN(argmax_clipped)(s, x, oh, first, stop, ow, vrow + ow, frow + ow);
+    if (first < stop) {
+        const T* val = POOL_FN(fold_argmax)(s, x, oh, buf, fbuf);
+        POOL_FN(argmax_columns)(s, val, fbuf, vrow, frow, s->ow_lo, s->ow_hi);
+    } else { /* a window of padding rows only */
+        for (ow = s->ow_lo; ow < s->ow_hi; ++ow) {
             vrow[ow] = -INFINITY;
             frow[ow] = -1;
         }
-        return;
     }
-    for (ow = 0; ow < s->ow_lo; ++ow)
-        POOL_FN(argmax_clipped)(s, val, fbuf, ow, vrow + ow, frow + ow);
-    POOL_FN(argmax_interior)(s, val, fbuf, vrow, frow, s->ow_lo, s->ow_hi);
     for (ow = s->ow_hi; ow < wo; ++ow)
-        POOL_FN(argmax_clipped)(s, val, fbuf, ow, vrow + ow, frow + ow);
+        POOL_FN(argmax_clipped)(s, x, oh, first, stop, ow, vrow + ow, frow + ow);
 }
 
 /* Max pooling with indices, output rows [oh0, oh1) of one plane.  buf, fbuf: W scratch;
