@@ -15,6 +15,9 @@ from tests.utils import assert_close, import_torch
 torch = pytest.importorskip("torch")
 import_torch()  # one thread: the tensors are tiny
 
+#: torch warns that its own "same" padding with an even kernel copies the input.
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+
 import torch.nn.functional as F  # noqa: E402
 
 import fastnn  # noqa: E402
