@@ -291,10 +291,35 @@ def markdown(doc: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+def _speedup_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """fastnn's geometric-mean speed-up over each peer per family, old -> new.  Ratios
+    measured within one run cancel a machine that is slower or busier as a whole, so they
+    compare across runs better than raw times."""
+    before, after = speedups(old), speedups(new)
+    peers = [p for p in PEER_ORDER if any(p in v for v in (*before.values(), *after.values()))]
+    if not peers:
+        return []
+    lines = [
+        "",
+        "## Speed-ups over each peer, old -> new",
+        "",
+        "| family | " + " | ".join(peers) + " |",
+        "|---|" + "---|" * len(peers),
+    ]
+    for family in dict.fromkeys([*before, *after]):
+        cells = []
+        for p in peers:
+            a = before.get(family, {}).get(p)
+            b = after.get(family, {}).get(p)
+            cells.append(f"{a[0]:.2f}x -> {b[0]:.2f}x" if a and b else "-")
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, dict[str, int]]:
-    """Markdown table of every (case, implementation) measured in both reports, with the
-    relative change of the median; and the counts of faster / slower / within-noise rows
-    (a change under :data:`NOISE` is noise)."""
+    """Markdown: the per-family speed-ups of both reports, then every (case,
+    implementation) measured in both with the relative change of its median; and the
+    counts of faster / slower / within-noise rows (a change under :data:`NOISE` is noise)."""
     before = {
         (r["family"], r["op"], r["shape"], r["impl"]): r["median_s"]
         for r in old["results"]
@@ -309,6 +334,9 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, dict[s
         f"- new: {new.get('created', '?')} ({new.get('suite', '?')} suite), roofline "
         f"{new['roofline']['gflops']:.1f} GFLOP/s, {new['roofline']['gbps']:.1f} GB/s",
         f"- change = new / old - 1 of the median time; within +-{NOISE:.0%} is noise",
+        *_speedup_changes(old, new),
+        "",
+        "## Every implementation",
         "",
         "| op | shape | implementation | old | new | change | |",
         "|---|---|---|---|---|---|---|",
