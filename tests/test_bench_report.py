@@ -90,6 +90,8 @@ def test_compare_reports_faster_slower_and_same(doc):
     text, counts = report.compare(doc, doc)
     timed = sum(1 for r in doc["results"] if r["median_s"])
     assert counts["same"] == timed and counts["faster"] == counts["slower"] == 0
+    assert "## Speed-ups over each peer, old -> new" in text
+    assert "| gemm | " in text.split("## Every implementation")[0]
     new = copy.deepcopy(doc)
     timed_rows = [r for r in new["results"] if r["median_s"]]
     timed_rows[0]["median_s"] /= 2
