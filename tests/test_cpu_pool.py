@@ -296,6 +296,20 @@ def test_max_backward_uses_the_indices_it_is_given(rng):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("kernel", [2, 3])
+def test_max_backward_scatters_indices_outside_their_window(rng, kernel):
+    # windows that tile the plane take a write-once path; an index pointing outside its
+    # own window (legal input) must still be scattered and summed like PyTorch does
+    x = rng.standard_normal((2, 3, 7, 8))
+    y, index = ops.max_pool2d(x, kernel, return_indices=True, ceil_mode=True, backend="cpu")
+    gy = rng.standard_normal(y.shape)
+    index[1, 2, 0, 0] = 55  # one stray index in one plane
+    index[0, 1] = rng.integers(0, 56, size=index.shape[2:])  # a plane of random ones
+    kw = dict(kernel_size=kernel, ceil_mode=True, indices=index)
+    got = ops.max_pool2d_backward(gy, x, **kw, backend="cpu")
+    assert_close(got, ops.max_pool2d_backward(gy, x, **kw, backend="reference"), np.float64)
+
+
 def test_inputs_are_not_modified(rng):
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     gy = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)

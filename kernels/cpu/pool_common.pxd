@@ -19,10 +19,10 @@ cdef extern from "pool_rows.h" nogil:
     void pool_argmax_rows_f64(const pool_shape* s, const double* x, double* y,
                               int64_t* index, Py_ssize_t oh0, Py_ssize_t oh1, double* buf,
                               int32_t* fbuf, int32_t* frow)
-    void pool_max_backward_indices_f32(const float* gy, const int64_t* index, float* gx,
-                                       Py_ssize_t outs, Py_ssize_t size)
-    void pool_max_backward_indices_f64(const double* gy, const int64_t* index, double* gx,
-                                       Py_ssize_t outs, Py_ssize_t size)
+    void pool_max_backward_indices_f32(const pool_shape* s, const float* gy,
+                                       const int64_t* index, float* gx)
+    void pool_max_backward_indices_f64(const pool_shape* s, const double* gy,
+                                       const int64_t* index, double* gx)
     void pool_max_backward_recompute_f32(const pool_shape* s, const float* gy,
                                          const float* x, float* gx, float* buf,
                                          int32_t* fbuf, float* vrow, int32_t* frow)

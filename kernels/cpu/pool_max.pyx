@@ -90,21 +90,19 @@ def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
 
 
 def backward_from_indices(const floating[:, ::1] grad_out, const int64_t[:, ::1] index,
-                          floating[:, ::1] grad_in, int num_threads):
+                          floating[:, ::1] grad_in, tuple geometry, int num_threads):
     """grad_in[p] = 0, then grad_in[p, index[p, o]] += grad_out[p, o]: (P, Ho*Wo) planes
     to (P, H*W).  Entries outside [0, H*W) are skipped (fastnn.ops rejects them)."""
-    cdef Py_ssize_t planes = grad_in.shape[0], size = grad_in.shape[1]
-    cdef Py_ssize_t outs = grad_out.shape[1], p
-    cdef int chunks = threads_for(planes * size, planes, num_threads)
+    cdef pool_shape s = unpack_shape(geometry)
+    cdef Py_ssize_t planes = grad_in.shape[0], p
+    cdef int chunks = threads_for(planes * s.H * s.W, planes, num_threads)
     if planes == 0:
         return
     for p in prange(planes, nogil=True, schedule="static", num_threads=chunks):
         if floating is float:
-            pool_max_backward_indices_f32(&grad_out[p, 0], &index[p, 0], &grad_in[p, 0],
-                                          outs, size)
+            pool_max_backward_indices_f32(&s, &grad_out[p, 0], &index[p, 0], &grad_in[p, 0])
         else:
-            pool_max_backward_indices_f64(&grad_out[p, 0], &index[p, 0], &grad_in[p, 0],
-                                          outs, size)
+            pool_max_backward_indices_f64(&s, &grad_out[p, 0], &index[p, 0], &grad_in[p, 0])
 
 
 def backward_recompute(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,

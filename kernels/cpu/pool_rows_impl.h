@@ -333,12 +333,13 @@ static void POOL_FN(pool_argmax_rows)(const pool_shape* s, const T* x, T* y, int
     }
 }
 
-/* gx = 0, then gx[index[o]] += gy[o] for the `outs` outputs of one plane; indices
- * outside [0, size) are skipped (fastnn.ops rejects them before a kernel runs). */
-static void POOL_FN(pool_max_backward_indices)(const T* restrict gy,
+/* The gradient of max pooling from indices for one plane: gx = 0, then
+ * gx[index[o]] += gy[o] for every output o (the plane stays in cache meanwhile).  Indices
+ * outside [0, H * W) are skipped (fastnn.ops rejects them before a kernel runs). */
+static void POOL_FN(pool_max_backward_indices)(const pool_shape* s, const T* restrict gy,
                                                const int64_t* restrict index,
-                                               T* restrict gx, ptrdiff_t outs,
-                                               ptrdiff_t size) {
+                                               T* restrict gx) {
+    const ptrdiff_t outs = s->Ho * s->Wo, size = s->H * s->W;
     ptrdiff_t o;
     memset(gx, 0, (size_t)size * sizeof(T));
     for (o = 0; o < outs; ++o) {

@@ -73,7 +73,7 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
         # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
         index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
         gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
-        _max.backward_from_indices(gys, index, gx.reshape(-1, h * w), threads)
+        _max.backward_from_indices(gys, index, gx.reshape(-1, h * w), g2, threads)
         return gx
     _check_flat_index(h, w)
     _max.backward_recompute(
