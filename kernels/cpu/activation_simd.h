@@ -241,8 +241,9 @@ FNN_INLINE double fnn_tanh_f64(double x) {
     return fnn_copysign_f64(m / (m + 2.0), x);
 }
 
-FNN_INLINE float fnn_relu_f32(float x) { return x > 0.0f ? x : (x == x ? 0.0f : x); }
-FNN_INLINE double fnn_relu_f64(double x) { return x > 0.0 ? x : (x == x ? 0.0 : x); }
+/* max(x, 0) with NaN kept (as PyTorch): one compare and select, a vmaxps. */
+FNN_INLINE float fnn_relu_f32(float x) { return x < 0.0f ? 0.0f : x; }
+FNN_INLINE double fnn_relu_f64(double x) { return x < 0.0 ? 0.0 : x; }
 
 FNN_INLINE float fnn_activate_f32(int act, float x) {
     switch (act) {

@@ -90,6 +90,53 @@ static FNN_ATTR void FNN_FN(fnn_epilogue_block)(
     }
 }
 
+/* out = act(tile) for a full MR x NR tile (constant trip counts: straight-line vector
+ * code; the aligned tile is read, out only written). */
+static FNN_ATTR void FNN_FN(fnn_activate_tile)(int act, const FNN_T* restrict tile,
+                                               FNN_T* restrict out, ptrdiff_t ldo) {
+    for (int i = 0; i < FNN_MR; ++i) {
+        const FNN_T* restrict t = tile + i * FNN_NR;
+        FNN_T* restrict o = out + i * ldo;
+        switch (act) {
+        case FNN_ACT_RELU:
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < FNN_NR; ++j) o[j] = FNN_MATH(fnn_relu)(t[j]);
+            break;
+        case FNN_ACT_SIGMOID:
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < FNN_NR; ++j) o[j] = FNN_MATH(fnn_sigmoid)(t[j]);
+            break;
+        default:
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < FNN_NR; ++j) o[j] = FNN_MATH(fnn_tanh)(t[j]);
+        }
+    }
+}
+
+/* f'(u) for a full MR x NR tile of u (row stride ldu) into the aligned `tile`. */
+static FNN_ATTR void FNN_FN(fnn_derivative_tile)(int act, const FNN_T* restrict u,
+                                                 ptrdiff_t ldu, FNN_T* restrict tile) {
+    for (int i = 0; i < FNN_MR; ++i) {
+        const FNN_T* restrict ur = u + i * ldu;
+        FNN_T* restrict d = tile + i * FNN_NR;
+        switch (act) {
+        case FNN_ACT_RELU:
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < FNN_NR; ++j) d[j] = ur[j] > 0 ? (FNN_T)1 : (FNN_T)0;
+            break;
+        case FNN_ACT_SIGMOID:
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < FNN_NR; ++j)
+                d[j] = FNN_MATH(fnn_derivative)(FNN_ACT_SIGMOID, ur[j]);
+            break;
+        default:
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < FNN_NR; ++j)
+                d[j] = FNN_MATH(fnn_derivative)(FNN_ACT_TANH, ur[j]);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------------------
  * Packing.  A (mc x kc, element strides rs, cs) -> MR-row panels, each kc x MR (k-major);
  * B (kc x nc, strides rs, cs) -> NR-column panels, each kc x NR.  Edges padded with 0.
@@ -137,12 +184,21 @@ static FNN_ATTR FNN_STAGE void FNN_FN(fnn_pack_b)(ptrdiff_t kc, ptrdiff_t nc, co
  * accumulators stay in registers; per k it loads NV vectors of B and broadcasts MR
  * scalars of A, each feeding NV fused multiply-adds.  Then, by mode:
  * (modes: gemm_blocked.h)
- *   FNN_TILE_BUFFER  tile = acc           (edge tiles, and C read with beta: see store)
- *   FNN_TILE_SET     out = alpha * acc    (a full tile, first K slice)
- *   FNN_TILE_ADD     out += alpha * acc   (a full tile, later K slices)
- * out's MR rows (and u's, for the epilogue that follows) are prefetched 32 steps before
- * the end of the k loop: early enough to arrive, late enough not to be evicted by the
- * B panel streaming through the same cache sets when rows are 4 KiB apart.
+ *   FNN_TILE_BUFFER  dst = acc                 (edge tiles, C read with beta: see store)
+ *   FNN_TILE_SET     dst = alpha * acc          (a full tile, first K slice)
+ *   FNN_TILE_ADD     dst = out + alpha * acc    (a full tile, later K slices)
+ * dst is out itself, or the aligned stack tile (row stride NR) when an activation is
+ * still to be applied: reading rows back from out right after storing them stalls when
+ * rows are a multiple of 1 KiB apart (a load whose address matches an older store's in
+ * its low 12 bits waits for that store), so the activation runs on the tile instead.
+ * and, when `shift` (a row of NR values: the bias) is given, it is added to every row;
+ * when `scale` (an MR x NR tile) is given, the result is multiplied by it before the
+ * store: the derivative epilogue f'(u), computed into `scale` before the kernel runs so
+ * that no load of u follows a store to out (when u and out rows share their address
+ * bits below 4 KiB, as two large arrays usually do, such a load stalls on the store).
+ * out's MR rows (and the u rows given, those of the next tile) are prefetched 32 steps
+ * before the end of the k loop: early enough to arrive, late enough not to be evicted by
+ * the B panel streaming through the same cache sets when rows are 4 KiB apart.
  * ---------------------------------------------------------------------------------- */
 typedef FNN_FN(fnn_vec) FNN_FN(fnn_vec_t);
 
@@ -159,7 +215,8 @@ typedef FNN_FN(fnn_vec) FNN_FN(fnn_vec_t);
 
 static FNN_ATTR FNN_STAGE void FNN_FN(fnn_micro_kernel)(
     ptrdiff_t kc, const FNN_T* restrict a, const FNN_T* restrict b, int mode, FNN_T alpha,
-    FNN_T* restrict out, ptrdiff_t ldo, FNN_T* restrict tile, const FNN_T* u, ptrdiff_t ldu) {
+    const FNN_T* out, ptrdiff_t ldo, FNN_T* dst, ptrdiff_t ldd, const FNN_T* restrict shift,
+    const FNN_T* restrict scale, const FNN_T* u, ptrdiff_t ldu) {
     FNN_FN(fnn_vec_t) acc[FNN_MR][FNN_NV];
     ptrdiff_t k, k_prefetch = kc > 32 ? kc - 32 : 0;
 #pragma GCC unroll 16
@@ -190,20 +247,26 @@ static FNN_ATTR FNN_STAGE void FNN_FN(fnn_micro_kernel)(
         for (int i = 0; i < FNN_MR; ++i)
 #pragma GCC unroll 4
             for (int v = 0; v < FNN_NV; ++v)
-                *(FNN_FN(fnn_vec_t)*)(tile + i * FNN_NR + v * FNN_LANES) = acc[i][v];
+                *(FNN_FN(fnn_vec_t)*)(dst + i * FNN_NR + v * FNN_LANES) = acc[i][v];
         return;
     }
 #pragma GCC unroll 16
     for (int i = 0; i < FNN_MR; ++i) {
 #pragma GCC unroll 4
         for (int v = 0; v < FNN_NV; ++v) {
-            FNN_T* o = out + i * ldo + v * FNN_LANES; /* any alignment: memcpy loads */
+            FNN_T* o = dst + i * ldd + v * FNN_LANES; /* any alignment: memcpy loads */
             FNN_FN(fnn_vec_t) r = acc[i][v] * alpha;
             if (mode == FNN_TILE_ADD) {
                 FNN_FN(fnn_vec_t) old;
-                __builtin_memcpy(&old, o, sizeof old);
+                __builtin_memcpy(&old, out + i * ldo + v * FNN_LANES, sizeof old);
                 r += old;
             }
+            if (shift != NULL) {
+                FNN_FN(fnn_vec_t) add;
+                __builtin_memcpy(&add, shift + v * FNN_LANES, sizeof add);
+                r += add;
+            }
+            if (scale != NULL) r *= *(const FNN_FN(fnn_vec_t)*)(scale + i * FNN_NR + v * FNN_LANES);
             __builtin_memcpy(o, &r, sizeof r);
         }
     }
@@ -279,7 +342,6 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
     FNN_T* out = (FNN_T*)g->out;
     const FNN_T alpha = (FNN_T)g->alpha;
     const int reads_c = g->c != NULL && g->beta != 0;
-    const int epilogue = g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL;
     /* With a single block of rows, each B panel is used by that block only: pack panels
      * right before their use, FNN_PANEL_GROUP at a time (so that each row of B read from
      * memory is FNN_PANEL_GROUP * NR elements long), while they are hot in cache, instead
@@ -323,15 +385,27 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
                         if (mr < FNN_MR || nr < FNN_NR || (first && reads_c)) {
                             FNN_FN(fnn_micro_kernel)(kc, ap + ir * kc, b_panel,
                                                      FNN_TILE_BUFFER, alpha, o, g->ldo, tile,
-                                                     NULL, 0);
+                                                     FNN_NR, NULL, NULL, NULL, 0);
                             FNN_FN(fnn_store_tile)(g, tile, i0, j0, mr, nr, first, last);
                             continue;
                         }
+                        const FNN_T* scale = NULL;
+                        if (u != NULL && g->epi.act != FNN_ACT_IDENTITY) {
+                            FNN_FN(fnn_derivative_tile)(g->epi.act, u, g->epi.ldu, tile);
+                            scale = tile;
+                        }
+                        const FNN_T* shift = last && g->epi.bias != NULL && !g->epi.derivative
+                                                 ? (const FNN_T*)g->epi.bias + j0
+                                                 : NULL;
+                        const int activate =
+                            last && !g->epi.derivative && g->epi.act != FNN_ACT_IDENTITY;
                         FNN_FN(fnn_micro_kernel)(kc, ap + ir * kc, b_panel,
                                                  first ? FNN_TILE_SET : FNN_TILE_ADD, alpha, o,
-                                                 g->ldo, tile, u, g->epi.ldu);
-                        if (last && epilogue)
-                            FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, i0, j0, mr, nr);
+                                                 g->ldo, activate ? tile : o,
+                                                 activate ? FNN_NR : g->ldo, shift, scale,
+                                                 u == NULL ? NULL : u + FNN_MR * g->epi.ldu,
+                                                 g->epi.ldu);
+                        if (activate) FNN_FN(fnn_activate_tile)(g->epi.act, tile, o, g->ldo);
                     }
                 }
             }
