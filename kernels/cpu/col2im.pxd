@@ -7,9 +7,10 @@ from conv_shape cimport ConvShape
 from im2col cimport valid_columns
 
 
-cdef inline void col2im_tile(const floating* col, ConvShape* s, Py_ssize_t nch,
-                             Py_ssize_t p0, Py_ssize_t npos, floating* gx) noexcept nogil:
-    """gx[c, oh*sh + r*dh - pt, ow*sw + t*dw - pl] += col[(c, r, t) * npos + j] for
+cdef inline void col2im_tile(const floating* col, Py_ssize_t ld, ConvShape* s,
+                             Py_ssize_t nch, Py_ssize_t p0, Py_ssize_t npos,
+                             floating* gx) noexcept nogil:
+    """gx[c, oh*sh + r*dh - pt, ow*sw + t*dw - pl] += col[(c, r, t) * ld + j] for
     p0 + j = (oh, ow), inside the image only.  gx: contiguous (nch, H, W)."""
     cdef Py_ssize_t c, r, t, j, seg, oh, ow, ih, lo, hi, a, b, o
     cdef const floating* src
@@ -18,7 +19,7 @@ cdef inline void col2im_tile(const floating* col, ConvShape* s, Py_ssize_t nch,
         for r in range(s.R):
             for t in range(s.S):
                 valid_columns(s, t, &lo, &hi)
-                src = col + ((c * s.R + r) * s.S + t) * npos
+                src = col + ((c * s.R + r) * s.S + t) * ld
                 j = 0
                 while j < npos:
                     oh = (p0 + j) // s.Wo

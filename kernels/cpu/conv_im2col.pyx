@@ -2,19 +2,23 @@
 # backward, float32 and float64.
 #
 # The column matrix is never built for a whole batch: each OpenMP thread owns a buffer of
-# C*R*S x `tile` columns and processes work items -- (image, tile of output positions) --
-# one at a time: im2col of the tile into its buffer, then one single-threaded GEMM per
-# group straight into the output (row stride Ho*Wo), the bias fused as the GEMM's C
-# operand.  The caller (fastnn/backends/cpu/conv_im2col.py) limits BLAS to one thread
-# around these calls, so BLAS never spawns threads inside the OpenMP region.
+# C*R*S x (tile columns) and processes work items one at a time -- im2col of the tile into
+# its buffer, then one single-threaded GEMM per group.  A tile is either a run of `tile`
+# output positions of one image, or, for small images, `ipt` whole images side by side
+# (so that the GEMM is wide enough to run fast).  A one-image tile's GEMM writes straight
+# into the output (row stride Ho*Wo) on top of the bias; a several-image tile's GEMM
+# writes a per-thread buffer that is then copied out.  The caller
+# (fastnn/backends/cpu/conv_im2col.py) limits BLAS to one thread around these calls, so
+# BLAS never spawns threads inside the OpenMP region.
 #
 # A 1x1 convolution with stride 1 and no padding over a contiguous image needs no
-# im2col: the image itself is the column matrix.
+# im2col for a one-image tile: the image itself is the column matrix.
 import numpy as np
 
 cimport openmp
 from cython cimport floating
 from cython.parallel cimport parallel
+from libc.string cimport memcpy
 
 from blas cimport gemm_rowmajor
 from col2im cimport col2im_tile
@@ -37,26 +41,73 @@ cdef inline bint is_pointwise(ConvShape* s, Py_ssize_t xc, Py_ssize_t xh,
             and s.pl == 0 and s.pr == 0 and xw == 1 and xh == s.W and xc == s.H * s.W)
 
 
-cdef struct Columns:
-    # Where the GEMM finds the columns of one tile: row q at ptr + q * ld.
+cdef struct Tile:
+    Py_ssize_t n0, nimg  # images n0 .. n0 + nimg - 1
+    Py_ssize_t p0, npos  # positions p0 .. p0 + npos - 1 of each (all of them if nimg > 1)
+    Py_ssize_t cols      # nimg * npos: the GEMM's width
+
+
+cdef inline Py_ssize_t tiles_per_chunk(ConvShape* s, Py_ssize_t tile,
+                                       Py_ssize_t ipt) noexcept nogil:
+    """Tiles per chunk of ipt images: 1 for several-image tiles, else one image's tiles."""
+    return 1 if ipt > 1 else ceil_div(s.Ho * s.Wo, tile)
+
+
+cdef inline Tile tile_at(ConvShape* s, Py_ssize_t chunk, Py_ssize_t t, Py_ssize_t tile,
+                         Py_ssize_t ipt) noexcept nogil:
+    """Tile t of image chunk `chunk` (chunks hold ipt images; ipt > 1 only for tiles of
+    whole images)."""
+    cdef Tile tl
+    cdef Py_ssize_t howo = s.Ho * s.Wo
+    tl.n0 = chunk * ipt
+    tl.nimg = min(ipt, s.N - tl.n0)
+    tl.p0 = 0 if ipt > 1 else t * tile
+    tl.npos = howo if ipt > 1 else min(tile, howo - tl.p0)
+    tl.cols = tl.nimg * tl.npos
+    return tl
+
+
+cdef struct Matrix:
+    # Where a GEMM finds an operand: row i at ptr + i * ld.
     void* ptr
     Py_ssize_t ld
 
 
-cdef inline Columns tile_columns(const floating* x, Py_ssize_t xn, Py_ssize_t xc,
-                                 Py_ssize_t xh, Py_ssize_t xw, ConvShape* s, bint pointwise,
-                                 Py_ssize_t n, Py_ssize_t p0, Py_ssize_t npos,
-                                 floating* col) noexcept nogil:
-    """The column matrix of positions [p0, p0 + npos) of image n, all channels."""
-    cdef Columns cols
-    if pointwise:
-        cols.ptr = <void*>(x + n * xn + p0)
-        cols.ld = s.H * s.W
-    else:
-        im2col_tile(x + n * xn, xc, xh, xw, s, s.C, p0, npos, col)
-        cols.ptr = <void*>col
-        cols.ld = npos
-    return cols
+cdef inline Matrix tile_columns(const floating* x, Py_ssize_t xn, Py_ssize_t xc,
+                                Py_ssize_t xh, Py_ssize_t xw, ConvShape* s, Tile* tl,
+                                bint pointwise, floating* col) noexcept nogil:
+    """The column matrix of a tile, all channels: (C*R*S, cols)."""
+    cdef Matrix m
+    cdef Py_ssize_t i
+    if pointwise and tl.nimg == 1:
+        m.ptr = <void*>(x + tl.n0 * xn + tl.p0)
+        m.ld = s.H * s.W
+        return m
+    for i in range(tl.nimg):
+        im2col_tile(x + (tl.n0 + i) * xn, xc, xh, xw, s, s.C, tl.p0, tl.npos,
+                    col + i * tl.npos, tl.cols)
+    m.ptr = <void*>col
+    m.ld = tl.cols
+    return m
+
+
+cdef inline Matrix tile_grad_output(const floating* gy, ConvShape* s, Tile* tl, Py_ssize_t g,
+                                    floating* buf) noexcept nogil:
+    """grad_output of a tile for group g as a (Kg, cols) matrix (gathered into buf when the
+    tile spans images)."""
+    cdef Matrix m
+    cdef Py_ssize_t howo = s.Ho * s.Wo, i, k
+    if tl.nimg == 1:
+        m.ptr = <void*>(gy + (tl.n0 * s.K + g * s.Kg) * howo + tl.p0)
+        m.ld = howo
+        return m
+    for k in range(s.Kg):
+        for i in range(tl.nimg):
+            memcpy(buf + k * tl.cols + i * howo, gy + ((tl.n0 + i) * s.K + g * s.Kg + k) * howo,
+                   howo * sizeof(floating))
+    m.ptr = <void*>buf
+    m.ld = tl.cols
+    return m
 
 
 # ---------------------------------------------------------------------------------------
@@ -65,98 +116,117 @@ cdef inline Columns tile_columns(const floating* x, Py_ssize_t xn, Py_ssize_t xc
 
 cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
                     Py_ssize_t xw, const floating* w, const floating* bias, floating* y,
-                    ConvShape* s, Py_ssize_t tile, Py_ssize_t start, Py_ssize_t end,
-                    floating* col) noexcept nogil:
-    """Items start..end-1 of the forward pass; item = (image, tile of positions)."""
-    cdef Py_ssize_t howo = s.Ho * s.Wo, ntiles = ceil_div(howo, tile)
-    cdef Py_ssize_t item, n, p0, npos, g, k, j
+                    ConvShape* s, Py_ssize_t tile, Py_ssize_t ipt, Py_ssize_t start,
+                    Py_ssize_t end, floating* col, floating* ybuf) noexcept nogil:
+    """Items start..end-1 of the forward pass; item = one tile."""
+    cdef Py_ssize_t howo = s.Ho * s.Wo, per_chunk = tiles_per_chunk(s, tile, ipt)
+    cdef Py_ssize_t item, g, k, i, j
     cdef bint pointwise = is_pointwise(s, xc, xh, xw)
-    cdef Columns cols
-    cdef const floating* b
+    cdef Tile tl
+    cdef Matrix cols
     cdef floating* yb
-    cdef floating beta = 1 if bias != NULL else 0
+    cdef const floating* src
+    cdef floating b
     for item in range(start, end):
-        n = item // ntiles
-        p0 = (item % ntiles) * tile
-        npos = min(tile, howo - p0)
-        cols = tile_columns(x, xn, xc, xh, xw, s, pointwise, n, p0, npos, col)
+        tl = tile_at(s, item // per_chunk, item % per_chunk, tile, ipt)
+        cols = tile_columns(x, xn, xc, xh, xw, s, &tl, pointwise, col)
         for g in range(s.G):
-            yb = y + (n * s.K + g * s.Kg) * howo + p0
-            if bias != NULL:  # the GEMM adds onto the bias: C = bias, beta = 1
-                for k in range(s.Kg):
-                    for j in range(npos):
-                        yb[k * howo + j] = bias[g * s.Kg + k]
-            gemm_rowmajor(False, False, <int>s.Kg, <int>npos, <int>s.Q, 1,
+            if tl.nimg == 1:  # straight into the output, on top of the bias
+                yb = y + (tl.n0 * s.K + g * s.Kg) * howo + tl.p0
+                if bias != NULL:
+                    for k in range(s.Kg):
+                        for j in range(tl.npos):
+                            yb[k * howo + j] = bias[g * s.Kg + k]
+                gemm_rowmajor(False, False, <int>s.Kg, <int>tl.npos, <int>s.Q, 1,
+                              w + g * s.Kg * s.Q, <int>s.Q,
+                              <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
+                              1 if bias != NULL else 0, yb, <int>howo)
+                continue
+            gemm_rowmajor(False, False, <int>s.Kg, <int>tl.cols, <int>s.Q, 1,
                           w + g * s.Kg * s.Q, <int>s.Q,
                           <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
-                          beta, yb, <int>howo)
+                          0, ybuf, <int>tl.cols)
+            for i in range(tl.nimg):  # copy out, adding the bias
+                for k in range(s.Kg):
+                    yb = y + ((tl.n0 + i) * s.K + g * s.Kg + k) * howo
+                    src = ybuf + k * tl.cols + i * howo
+                    b = bias[g * s.Kg + k] if bias != NULL else 0
+                    for j in range(howo):
+                        yb[j] = src[j] + b
 
 
 def forward(const floating[:, :, :, :] x, const floating[::1] w, const floating[::1] bias,
-            bint has_bias, floating[::1] y, tuple shape, Py_ssize_t tile, int num_threads):
+            bint has_bias, floating[::1] y, tuple shape, Py_ssize_t tile, Py_ssize_t ipt,
+            int num_threads):
     """y = conv(x, w) + bias for x (N, C, H, W) with any strides, w the flat contiguous
     (K, Cg, R, S) weight and y the flat contiguous (N, K, Ho, Wo) output.
 
-    tile: output positions per work item (the column buffer holds C*R*S x tile)."""
+    tile: output positions per tile (= Ho*Wo when ipt > 1); ipt: images per tile."""
     cdef ConvShape s = make_shape(shape)
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t isz = sizeof(floating)
-    cdef Py_ssize_t items = s.N * ceil_div(s.Ho * s.Wo, tile)
+    cdef Py_ssize_t items = ceil_div(s.N, ipt) * tiles_per_chunk(&s, tile, ipt)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t start = 0, end = 0
     if s.N == 0:
         return
     cdef Py_ssize_t xn = x.strides[0] // isz, xc = x.strides[1] // isz
     cdef Py_ssize_t xh = x.strides[2] // isz, xw = x.strides[3] // isz
-    cdef Py_ssize_t per_thread = 0 if is_pointwise(&s, xc, xh, xw) else s.C * s.R * s.S * tile
-    cdef floating[::1] col = np.empty(max(nt * per_thread, 1), dtype=DTYPE)
+    cdef Py_ssize_t width = tile * ipt
+    cdef Py_ssize_t col_size = s.C * s.R * s.S * width
+    cdef Py_ssize_t ybuf_size = s.Kg * width if ipt > 1 else 0
+    cdef Py_ssize_t per_thread = col_size + ybuf_size
+    cdef floating[::1] buf = np.empty(max(nt * per_thread, 1), dtype=DTYPE)
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef const floating* bp = &bias[0] if has_bias else NULL
+    cdef floating* mine = NULL
     with nogil:
         if nt == 1:
-            fwd_items(xp, xn, xc, xh, xw, &w[0], bp, &y[0], &s, tile, 0, items, &col[0])
+            fwd_items(xp, xn, xc, xh, xw, &w[0], bp, &y[0], &s, tile, ipt, 0, items,
+                      &buf[0], &buf[0] + col_size)
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
-                fwd_items(xp, xn, xc, xh, xw, &w[0], bp, &y[0], &s, tile, start, end,
-                          &col[0] + openmp.omp_get_thread_num() * per_thread)
+                mine = &buf[0] + openmp.omp_get_thread_num() * per_thread
+                fwd_items(xp, xn, xc, xh, xw, &w[0], bp, &y[0], &s, tile, ipt, start, end,
+                          mine, mine + col_size)
 
 
 # ---------------------------------------------------------------------------------------
-# Weight gradient: grad_weight[g] += grad_output[n, g] (Kg x tile) @ columns^T
+# Weight gradient: grad_weight[g] += grad_output[tile, g] (Kg x cols) @ columns^T
 # ---------------------------------------------------------------------------------------
 
 cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
                    Py_ssize_t xw, const floating* gy, ConvShape* s, Py_ssize_t tile,
-                   Py_ssize_t start, Py_ssize_t end, floating* col,
-                   floating* acc) noexcept nogil:
-    """Items start..end-1; item = (image, tile).  Adds into this thread's (K, Q) acc."""
-    cdef Py_ssize_t howo = s.Ho * s.Wo, ntiles = ceil_div(howo, tile)
-    cdef Py_ssize_t item, n, p0, npos, g
+                   Py_ssize_t ipt, Py_ssize_t start, Py_ssize_t end, floating* col,
+                   floating* gybuf, floating* acc) noexcept nogil:
+    """Items start..end-1; item = one tile.  Adds into this thread's (K, Q) acc."""
+    cdef Py_ssize_t per_chunk = tiles_per_chunk(s, tile, ipt)
+    cdef Py_ssize_t item, g
     cdef bint pointwise = is_pointwise(s, xc, xh, xw)
-    cdef Columns cols
+    cdef Tile tl
+    cdef Matrix cols, grad
     for item in range(start, end):
-        n = item // ntiles
-        p0 = (item % ntiles) * tile
-        npos = min(tile, howo - p0)
-        cols = tile_columns(x, xn, xc, xh, xw, s, pointwise, n, p0, npos, col)
+        tl = tile_at(s, item // per_chunk, item % per_chunk, tile, ipt)
+        cols = tile_columns(x, xn, xc, xh, xw, s, &tl, pointwise, col)
         for g in range(s.G):
-            gemm_rowmajor(False, True, <int>s.Kg, <int>s.Q, <int>npos, 1,
-                          gy + (n * s.K + g * s.Kg) * howo + p0, <int>howo,
+            grad = tile_grad_output(gy, s, &tl, g, gybuf)
+            gemm_rowmajor(False, True, <int>s.Kg, <int>s.Q, <int>tl.cols, 1,
+                          <const floating*>grad.ptr, <int>grad.ld,
                           <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
                           1, acc + g * s.Kg * s.Q, <int>s.Q)
 
 
 def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple shape,
-                    Py_ssize_t tile, int num_threads):
+                    Py_ssize_t tile, Py_ssize_t ipt, int num_threads):
     """grad_weight as a float64 (K, Cg*R*S) array from x (N, C, H, W, any strides) and
     the flat contiguous grad_output gy (N, K, Ho, Wo).  Each thread accumulates its items
     in its own buffer; the buffers are summed at the end."""
     cdef ConvShape s = make_shape(shape)
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t isz = sizeof(floating)
-    cdef Py_ssize_t items = s.N * ceil_div(s.Ho * s.Wo, tile)
+    cdef Py_ssize_t items = ceil_div(s.N, ipt) * tiles_per_chunk(&s, tile, ipt)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t start = 0, end = 0
     acc_array = np.zeros((nt, s.K * s.Q), dtype=DTYPE)
@@ -165,78 +235,91 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
         return np.zeros((s.K, s.Q))
     cdef Py_ssize_t xn = x.strides[0] // isz, xc = x.strides[1] // isz
     cdef Py_ssize_t xh = x.strides[2] // isz, xw = x.strides[3] // isz
-    cdef Py_ssize_t per_thread = 0 if is_pointwise(&s, xc, xh, xw) else s.C * s.R * s.S * tile
-    cdef floating[::1] col = np.empty(max(nt * per_thread, 1), dtype=DTYPE)
+    cdef Py_ssize_t width = tile * ipt
+    cdef Py_ssize_t col_size = s.C * s.R * s.S * width
+    cdef Py_ssize_t per_thread = col_size + (s.Kg * width if ipt > 1 else 0)
+    cdef floating[::1] buf = np.empty(max(nt * per_thread, 1), dtype=DTYPE)
     cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef floating* mine = NULL
     with nogil:
         if nt == 1:
-            gw_items(xp, xn, xc, xh, xw, &gy[0], &s, tile, 0, items, &col[0], &acc[0, 0])
+            gw_items(xp, xn, xc, xh, xw, &gy[0], &s, tile, ipt, 0, items, &buf[0],
+                     &buf[0] + col_size, &acc[0, 0])
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
-                gw_items(xp, xn, xc, xh, xw, &gy[0], &s, tile, start, end,
-                         &col[0] + openmp.omp_get_thread_num() * per_thread,
-                         &acc[openmp.omp_get_thread_num(), 0])
+                mine = &buf[0] + openmp.omp_get_thread_num() * per_thread
+                gw_items(xp, xn, xc, xh, xw, &gy[0], &s, tile, ipt, start, end, mine,
+                         mine + col_size, &acc[openmp.omp_get_thread_num(), 0])
     return acc_array.sum(axis=0, dtype=np.float64).reshape(s.K, s.Q)
 
 
 # ---------------------------------------------------------------------------------------
-# Input gradient: columns = weight[g]^T @ grad_output[n, g], then col2im
+# Input gradient: columns = weight[g]^T @ grad_output[tile, g], then col2im
 # ---------------------------------------------------------------------------------------
 
 cdef void gx_items(const floating* gy, const floating* w, floating* gx, ConvShape* s,
-                   Py_ssize_t tile, Py_ssize_t cpc, bint pointwise, Py_ssize_t start,
-                   Py_ssize_t end, floating* col) noexcept nogil:
-    """Items start..end-1; item = (image, group, chunk of cpc input channels), each
-    looping over the tiles of positions.  An item owns its channels of gx."""
-    cdef Py_ssize_t howo = s.Ho * s.Wo, plane = s.H * s.W, rs = s.R * s.S
-    cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc)
-    cdef Py_ssize_t item, cc, g, n, c0, nch, t, p0, npos
-    cdef const floating* gyb
-    cdef floating* gxb
+                   Py_ssize_t tile, Py_ssize_t ipt, Py_ssize_t cpc, bint pointwise,
+                   Py_ssize_t start, Py_ssize_t end, floating* col,
+                   floating* gybuf) noexcept nogil:
+    """Items start..end-1; item = (chunk of ipt images, group, chunk of cpc input
+    channels), each looping over its tiles.  An item owns its images' channels of gx, so
+    no two threads write the same element."""
+    cdef Py_ssize_t plane = s.H * s.W, rs = s.R * s.S
+    cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc), per_chunk = tiles_per_chunk(s, tile, ipt)
+    cdef Py_ssize_t item, cc, g, chunk, c0, nch, t, i
+    cdef Tile tl
+    cdef Matrix grad
     for item in range(start, end):
         cc = item % ncc
         g = (item // ncc) % s.G
-        n = item // (ncc * s.G)
+        chunk = item // (ncc * s.G)
         c0 = cc * cpc
         nch = min(cpc, s.Cg - c0)
-        gyb = gy + (n * s.K + g * s.Kg) * howo
-        gxb = gx + (n * s.C + g * s.Cg + c0) * plane
-        for t in range(ceil_div(howo, tile)):
-            p0 = t * tile
-            npos = min(tile, howo - p0)
-            if pointwise:  # the columns are gx itself
-                gemm_rowmajor(True, False, <int>nch, <int>npos, <int>s.Kg, 1,
-                              w + g * s.Kg * s.Q + c0, <int>s.Q, gyb + p0, <int>howo,
-                              0, gxb + p0, <int>plane)
-            else:
-                gemm_rowmajor(True, False, <int>(nch * rs), <int>npos, <int>s.Kg, 1,
-                              w + g * s.Kg * s.Q + c0 * rs, <int>s.Q, gyb + p0, <int>howo,
-                              0, col, <int>npos)
-                col2im_tile(col, s, nch, p0, npos, gxb)
+        for t in range(per_chunk):
+            tl = tile_at(s, chunk, t, tile, ipt)
+            grad = tile_grad_output(gy, s, &tl, g, gybuf)
+            if pointwise and tl.nimg == 1:  # the columns are gx itself
+                gemm_rowmajor(True, False, <int>nch, <int>tl.npos, <int>s.Kg, 1,
+                              w + g * s.Kg * s.Q + c0, <int>s.Q,
+                              <const floating*>grad.ptr, <int>grad.ld, 0,
+                              gx + (tl.n0 * s.C + g * s.Cg + c0) * plane + tl.p0, <int>plane)
+                continue
+            gemm_rowmajor(True, False, <int>(nch * rs), <int>tl.cols, <int>s.Kg, 1,
+                          w + g * s.Kg * s.Q + c0 * rs, <int>s.Q,
+                          <const floating*>grad.ptr, <int>grad.ld, 0, col, <int>tl.cols)
+            for i in range(tl.nimg):
+                col2im_tile(col + i * tl.npos, tl.cols, s, nch, tl.p0, tl.npos,
+                            gx + ((tl.n0 + i) * s.C + g * s.Cg + c0) * plane)
 
 
 def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] gx,
-                   tuple shape, Py_ssize_t tile, Py_ssize_t channels, int num_threads):
+                   tuple shape, Py_ssize_t tile, Py_ssize_t ipt, Py_ssize_t channels,
+                   int num_threads):
     """gx (flat contiguous (N, C, H, W), zero on entry) = the gradient of conv(x, w) for
     the flat contiguous grad_output gy.  channels: input channels per work item."""
     cdef ConvShape s = make_shape(shape)
     DTYPE = np.float32 if floating is float else np.float64
-    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Cg, channels)
+    cdef Py_ssize_t items = ceil_div(s.N, ipt) * s.G * ceil_div(s.Cg, channels)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t start = 0, end = 0
     cdef bint pointwise = is_pointwise(&s, s.H * s.W, s.W, 1)
-    cdef Py_ssize_t per_thread = 0 if pointwise else channels * s.R * s.S * tile
-    cdef floating[::1] col = np.empty(max(nt * per_thread, 1), dtype=DTYPE)
+    cdef Py_ssize_t width = tile * ipt
+    cdef Py_ssize_t col_size = channels * s.R * s.S * width
+    cdef Py_ssize_t per_thread = col_size + (s.Kg * width if ipt > 1 else 0)
+    cdef floating[::1] buf = np.empty(max(nt * per_thread, 1), dtype=DTYPE)
+    cdef floating* mine = NULL
     if s.N == 0:
         return
     with nogil:
         if nt == 1:
-            gx_items(&gy[0], &w[0], &gx[0], &s, tile, channels, pointwise, 0, items, &col[0])
+            gx_items(&gy[0], &w[0], &gx[0], &s, tile, ipt, channels, pointwise, 0, items,
+                     &buf[0], &buf[0] + col_size)
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
-                gx_items(&gy[0], &w[0], &gx[0], &s, tile, channels, pointwise, start, end,
-                         &col[0] + openmp.omp_get_thread_num() * per_thread)
+                mine = &buf[0] + openmp.omp_get_thread_num() * per_thread
+                gx_items(&gy[0], &w[0], &gx[0], &s, tile, ipt, channels, pointwise, start,
+                         end, mine, mine + col_size)

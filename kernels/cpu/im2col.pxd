@@ -2,7 +2,8 @@
 # convolution becomes one GEMM (weight (Kg, Cg*R*S) @ columns (Cg*R*S, positions)).
 #
 # One call fills a tile of positions [p0, p0 + npos) of one image (p = oh * Wo + ow), for
-# nch channels; rows are (c, r, t) flattened, npos apart.  Padding positions read 0.  The
+# nch channels; rows are (c, r, t) flattened, ld apart (ld >= npos: several images' tiles
+# can sit side by side in one matrix).  Padding positions read 0.  The
 # input may have any strides (negative too): no contiguous copy is needed.
 from libc.string cimport memset
 from cython cimport floating
@@ -19,8 +20,8 @@ cdef inline void valid_columns(ConvShape* s, Py_ssize_t t, Py_ssize_t* lo,
 
 cdef inline void im2col_tile(const floating* x, Py_ssize_t xc, Py_ssize_t xh, Py_ssize_t xw,
                              ConvShape* s, Py_ssize_t nch, Py_ssize_t p0, Py_ssize_t npos,
-                             floating* col) noexcept nogil:
-    """col[(c, r, t) * npos + j] = x_pad[c, oh*sh + r*dh, ow*sw + t*dw] for p0 + j = (oh, ow).
+                             floating* col, Py_ssize_t ld) noexcept nogil:
+    """col[(c, r, t) * ld + j] = x_pad[c, oh*sh + r*dh, ow*sw + t*dw] for p0 + j = (oh, ow).
 
     x points at the image's first channel (element strides xc, xh, xw)."""
     cdef Py_ssize_t c, r, t, j, seg, oh, ow, ih, lo, hi, a, b, o
@@ -30,7 +31,7 @@ cdef inline void im2col_tile(const floating* x, Py_ssize_t xc, Py_ssize_t xh, Py
         for r in range(s.R):
             for t in range(s.S):
                 valid_columns(s, t, &lo, &hi)
-                dst = col + ((c * s.R + r) * s.S + t) * npos
+                dst = col + ((c * s.R + r) * s.S + t) * ld
                 j = 0
                 while j < npos:
                     oh = (p0 + j) // s.Wo

@@ -39,26 +39,26 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
     """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
     y = np.empty(n * k * ho * wo, dtype=x4.dtype)
-    tile = conv_plan.im2col_tile(shape, threads)
+    tile, images = conv_plan.im2col_tile(shape, threads)
     b = bias if bias is not None else w[:0]
     with single_threaded_blas():
-        _k.forward(x4, w, b, bias is not None, y, shape, tile, threads)
+        _k.forward(x4, w, b, bias is not None, y, shape, tile, images, threads)
     return y
 
 
 def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
     """d loss / d weight as float64 (K, Cg*R*S), from the flat contiguous grad_output."""
-    tile = conv_plan.im2col_tile(shape, threads)
+    tile, images = conv_plan.im2col_tile(shape, threads)
     with single_threaded_blas():
-        return _k.backward_weight(x4, gy, shape, tile, threads)
+        return _k.backward_weight(x4, gy, shape, tile, images, threads)
 
 
 def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
     """d loss / d input, flat (N, C, H, W), from the flat contiguous grad_output."""
     n, c, h, wd = shape[:4]
     gx = np.zeros(n * c * h * wd, dtype=gy.dtype)
-    tile = conv_plan.im2col_tile(shape, threads)
-    channels = conv_plan.im2col_channels(shape, tile, threads)
+    tile, images = conv_plan.im2col_tile(shape, threads)
+    channels = conv_plan.im2col_channels(shape, tile * images, images, threads)
     with single_threaded_blas():
-        _k.backward_input(gy, w, gx, shape, tile, channels, threads)
+        _k.backward_input(gy, w, gx, shape, tile, images, channels, threads)
     return gx

@@ -29,8 +29,11 @@ __all__ = [
     "shape_tuple",
 ]
 
-#: Elements of one thread's im2col column buffer (C*R*S x tile); 1 MiB of float32.
-COLUMN_BUFFER_ELEMENTS = 1 << 18
+#: Elements of one thread's im2col column buffer (C*R*S x tile); 4 MiB of float32.
+COLUMN_BUFFER_ELEMENTS = 1 << 20
+#: Output positions below which a pointwise layer's tile spans several images: a one-image
+#: pointwise tile reads the image in place, a several-image tile has to copy it.
+POINTWISE_MULTI_IMAGE = 128
 #: Fewest positions per im2col tile (narrower GEMMs waste BLAS's packing).
 MIN_TILE = 64
 #: Elements of one thread's packed input rows in the direct kernels (fits the L2 cache).
@@ -124,26 +127,38 @@ def _split_for_threads(length: int, parts_already: int, threads: int) -> int:
     return max(1, math.ceil(length / max(want, 1)))
 
 
-def im2col_tile(shape: tuple[int, ...], threads: int) -> int:
-    """Output positions per im2col work item."""
+def im2col_tile(shape: tuple[int, ...], threads: int) -> tuple[int, int]:
+    """(tile, images per tile) of the im2col kernels: a tile is ``tile`` output positions
+    of one image, or -- for images smaller than a good GEMM width -- several whole images
+    side by side (then ``tile`` is Ho*Wo)."""
     n, c, _, _, _, _, r, s, ho, wo = shape[:10]
     howo = ho * wo
     if _forced.tile is not None:
-        return min(_forced.tile, howo)
-    tile = max(MIN_TILE, COLUMN_BUFFER_ELEMENTS // max(c * r * s, 1))
+        if _forced.tile >= howo:
+            return howo, max(1, min(n, _forced.tile // howo))
+        return _forced.tile, 1
+    width = max(MIN_TILE, COLUMN_BUFFER_ELEMENTS // max(c * r * s, 1))
+    pointwise = r == s == 1 and shape[10:12] == (1, 1) and not any(shape[14:18])
+    small = howo < (POINTWISE_MULTI_IMAGE if pointwise else width // 2)
+    if small and n > 1:  # several whole images per tile, if threads allow
+        images = min(n, width // howo, max(1, n // (ITEMS_PER_THREAD * threads)))
+        if images > 1:
+            return howo, images
     # split small batches across threads, but keep tiles wide enough for the GEMM
-    tile = min(tile, max(_split_for_threads(howo, n, threads), MIN_TILE // 2))
-    return max(1, min(tile, howo))
+    tile = min(width, max(_split_for_threads(howo, n, threads), MIN_TILE // 2))
+    return max(1, min(tile, howo)), 1
 
 
-def im2col_channels(shape: tuple[int, ...], tile: int, threads: int) -> int:
-    """Input channels per work item of the im2col input gradient."""
+def im2col_channels(shape: tuple[int, ...], width: int, images: int, threads: int) -> int:
+    """Input channels per work item of the im2col input gradient (``width`` columns per
+    tile, ``images`` per tile)."""
     n, c, _, _, _, g, r, s = shape[:8]
     cg = c // g
     if _forced.channels is not None:
         return min(_forced.channels, cg)
-    fit = max(1, COLUMN_BUFFER_ELEMENTS // max(r * s * tile, 1))
-    return max(1, min(cg, fit, _split_for_threads(cg, n * g, threads)))
+    fit = max(1, COLUMN_BUFFER_ELEMENTS // max(r * s * width, 1))
+    chunks = math.ceil(n / images)
+    return max(1, min(cg, fit, _split_for_threads(cg, chunks * g, threads)))
 
 
 def _packed_row_width(shape: tuple[int, ...]) -> int:
