@@ -2,9 +2,9 @@
 #
 # The loops are the C row kernels of pool_rows.h; this module splits the work over OpenMP
 # threads with the GIL released.  Arrays arrive as C-contiguous stacks of planes,
-# x (P, H, W) and y (P, Ho, Wo) with P = N * C, with the divisors (window (oh, ow) is
-# divided by div_h[oh] * div_w[ow], PyTorch's count_include_pad / ceil_mode rules) and
-# per-thread scratch rows; the Python wrapper (fastnn/backends/cpu/pool.py) makes them.
+# x (P, H, W) and y (P, Ho, Wo) with P = N * C, with per-thread scratch rows; the Python
+# wrapper (fastnn/backends/cpu/pool.py) makes them.  Window (oh, ow) is divided by
+# div_h[oh] * div_w[ow], filled in here by PyTorch's count_include_pad / ceil_mode rules.
 #
 # The forward pass splits the P * Ho output rows into one contiguous run per thread; the
 # backward pass, whose windows may overlap in the input gradient, gives each thread whole
@@ -22,6 +22,27 @@ def use_avx2(bint enabled):
     """Run this module's kernels in their AVX2 build (True, the default where the CPU has
     AVX2) or their portable build (False), for tests.  Returns whether AVX2 is used."""
     return bool(pool_set_avx2(enabled))
+
+
+cdef void _fill_divisors(floating* div, Py_ssize_t out, Py_ssize_t size, Py_ssize_t kernel,
+                        Py_ssize_t stride, Py_ssize_t pad, bint count_include_pad) noexcept nogil:
+    """div[o] = the divisor of window o along one axis: the window [start, start + kernel)
+    clipped to the padded input [-pad, size + pad) when padding counts, otherwise to the
+    input [0, size)."""
+    cdef Py_ssize_t o, start, end
+    for o in range(out):
+        start = o * stride - pad
+        end = min(start + kernel, size + pad)
+        if count_include_pad:
+            div[o] = end - start
+        else:
+            div[o] = min(end, size) - max(start, 0)
+
+
+cdef void _divisors(const pool_shape* s, bint count_include_pad, floating* div) noexcept nogil:
+    """div[0:Ho] = div_h, div[Ho:Ho + Wo] = div_w."""
+    _fill_divisors(div, s.Ho, s.H, s.kh, s.sh, s.ph, count_include_pad)
+    _fill_divisors(div + s.Ho, s.Wo, s.W, s.kw, s.sw, s.pw, count_include_pad)
 
 
 cdef void _avg_run(const pool_shape* s, const floating* x, floating* y, Py_ssize_t lo,
@@ -44,35 +65,38 @@ cdef void _avg_run(const pool_shape* s, const floating* x, floating* y, Py_ssize
 
 
 def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
-            const floating[::1] div_h, const floating[::1] div_w, floating[:, ::1] buf,
+            bint count_include_pad, floating[::1] div, floating[:, ::1] buf,
             int num_threads):
-    """y = average pooling of x (P planes).  buf: (num_threads, W) scratch."""
+    """y = average pooling of x (P planes).  Scratch: div (Ho + Wo), buf (num_threads, W)."""
     cdef pool_shape s = unpack_shape(geometry)
     cdef Py_ssize_t items = x.shape[0] * s.Ho
     cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
     if items == 0:
         return
+    _divisors(&s, count_include_pad, &div[0])
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
-                 split(items, c + 1, chunks), &div_h[0], &div_w[0], &buf[c, 0])
+                 split(items, c + 1, chunks), &div[0], &div[s.Ho], &buf[c, 0])
 
 
 def backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in, tuple geometry,
-             const floating[::1] div_h, const floating[::1] div_w, floating[:, ::1] buf,
+             bint count_include_pad, floating[::1] div, floating[:, ::1] buf,
              floating[:, ::1] share, int num_threads):
-    """grad_in = gradient of average pooling.  Scratch per thread: buf (W), share (Wo)."""
+    """grad_in = gradient of average pooling.  Scratch: div (Ho + Wo); per thread buf (W)
+    and share (Wo)."""
     cdef pool_shape s = unpack_shape(geometry)
     cdef Py_ssize_t planes = grad_in.shape[0], p, lo, hi
     cdef int c, chunks = threads_for(planes * s.H * s.W, planes, num_threads)
     if planes == 0:
         return
+    _divisors(&s, count_include_pad, &div[0])
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = split(planes, c, chunks)
         hi = split(planes, c + 1, chunks)
         for p in range(lo, hi):
             if floating is float:
-                pool_avg_backward_f32(&s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], &div_h[0],
-                                      &div_w[0], &buf[c, 0], &share[c, 0])
+                pool_avg_backward_f32(&s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], &div[0],
+                                      &div[s.Ho], &buf[c, 0], &share[c, 0])
             else:
-                pool_avg_backward_f64(&s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], &div_h[0],
-                                      &div_w[0], &buf[c, 0], &share[c, 0])
+                pool_avg_backward_f64(&s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], &div[0],
+                                      &div[s.Ho], &buf[c, 0], &share[c, 0])

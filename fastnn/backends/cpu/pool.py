@@ -1,5 +1,5 @@
 """Host-side wrappers of kernels/cpu/pool_max.pyx and pool_avg.pyx: layout, allocation,
-per-thread scratch rows, divisors, threads.
+per-thread scratch rows, threads.
 
 Every pooling runs as a 2-D pooling of a stack of planes: (N, C, H, W) -> (N * C, H, W),
 and a 1-D input (N, C, L) is a 2-D one of height 1 pooled with a 1 x k kernel.  The
@@ -90,32 +90,21 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
     return gx
 
 
-def _divisors(g2: tuple[int, ...], count_include_pad: bool, dtype) -> tuple[np.ndarray, ...]:
-    """Per-axis divisors (div_h over Ho, div_w over Wo): window (oh, ow) is divided by
-    div_h[oh] * div_w[ow].  A window spans [start, start + k) clipped to the padded input
-    [-pad, size + pad) when padding counts, otherwise to the input [0, size)."""
-    h, w, ho, wo, kh, kw, sh, sw, ph, pw, _, _ = g2
-    per_axis = []
-    for size, out, k, s, p in ((h, ho, kh, sh, ph), (w, wo, kw, sw, pw)):
-        start = np.arange(out) * s - p
-        end = np.minimum(start + k, size + p)
-        if count_include_pad:
-            count = end - start
-        else:
-            count = np.minimum(end, size) - np.maximum(start, 0)
-        per_axis.append(count.astype(dtype))
-    return tuple(per_axis)
-
-
 def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     g2 = _as_2d(geom)
     h, w, ho, wo = g2[:4]
     y = np.empty(geom.output_shape, dtype=x.dtype)
     if y.size:
         threads = get_num_threads()
-        div_h, div_w = _divisors(g2, count_include_pad, x.dtype)
-        buf = np.empty((threads, w), dtype=x.dtype)
-        _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, div_h, div_w, buf, threads)
+        _avg.forward(
+            _planes(x, h, w),
+            y.reshape(-1, ho, wo),
+            g2,
+            count_include_pad,
+            np.empty(ho + wo, dtype=x.dtype),
+            np.empty((threads, w), dtype=x.dtype),
+            threads,
+        )
     return y
 
 
@@ -125,11 +114,15 @@ def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
     gx = np.empty(geom.input_shape, dtype=gy.dtype)
     if gx.size:
         threads = get_num_threads()
-        div_h, div_w = _divisors(g2, count_include_pad, gy.dtype)
-        buf = np.empty((threads, w), dtype=gy.dtype)
-        share = np.empty((threads, wo), dtype=gy.dtype)
         _avg.backward(
-            _planes(gy, ho, wo), gx.reshape(-1, h, w), g2, div_h, div_w, buf, share, threads
+            _planes(gy, ho, wo),
+            gx.reshape(-1, h, w),
+            g2,
+            count_include_pad,
+            np.empty(ho + wo, dtype=gy.dtype),
+            np.empty((threads, w), dtype=gy.dtype),
+            np.empty((threads, wo), dtype=gy.dtype),
+            threads,
         )
     return gx
 
