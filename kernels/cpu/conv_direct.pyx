@@ -5,8 +5,8 @@
 #
 # Work is split into items (image, group, block of output rows or input channels, block
 # of output channels), handed out to OpenMP threads in contiguous ranges so that a thread
-# packs an image's rows once for all the items that share them.  The Python side
-# (fastnn/backends/cpu/conv_direct.py) validates everything and chooses the block sizes.
+# packs an image's rows once for all the items that share them.  fastnn/ops validated the
+# arguments; the Python side (fastnn/backends/cpu/conv_direct.py) chooses the block sizes.
 import numpy as np
 
 cimport openmp
@@ -424,7 +424,8 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
     cdef Py_ssize_t Wq = packed_width(&s)
     cdef Py_ssize_t cstride = (s.H + s.pt + s.pb) * s.sw * Wq
     # packed gradient, then a strip of gy (Kg x GX_STRIP), each followed by slack
-    cdef Py_ssize_t per_thread = channels * cstride + SLACK_ELEMENTS + s.Kg * GX_STRIP + SLACK_ELEMENTS
+    cdef Py_ssize_t per_thread = (channels * cstride + SLACK_ELEMENTS
+                                  + s.Kg * GX_STRIP + SLACK_ELEMENTS)
     cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Cg, channels)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t[::1] qoff = np.empty(max(channels * s.R * s.S, 1), dtype=np.intp)
