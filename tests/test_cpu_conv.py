@@ -292,3 +292,15 @@ def test_problems_too_large_for_blas_run_direct(rng, monkeypatch):
     grads = fastnn.conv2d_backward(gy, x, w, *case.params, backend="cpu")
     for got, ref in zip(grads, fastnn.conv2d_backward(gy, x, w, *case.params, backend="reference")):
         assert_close(got, ref)
+
+
+def test_auto_avoids_huge_direct_buffers(rng, monkeypatch):
+    """With the direct kernels' buffer limit lowered, "auto" runs im2col (still correct)."""
+    from fastnn.backends.cpu import conv, conv_plan
+
+    monkeypatch.setattr(conv_plan, "DIRECT_MAX_PACKED", 10)
+    case = Case(1, 2, 3, 4, 1, (40,), (3,), (1,), 1, (1,))
+    x, w, b = case.arrays(rng, np.float64)
+    shape = conv_plan.shape_tuple(conv_geometry("conv1d", 1, x.shape, w.shape, 1, 1, 1, 1))
+    assert conv._usable("auto", shape, "conv1d") == "im2col"
+    assert_close(fastnn.conv1d(x, w, b, *case.params, backend="cpu"), reference(case, x, w, b))

@@ -16,7 +16,7 @@ from fastnn._dispatch import register
 from fastnn._threads import get_num_threads
 from fastnn.backends.cpu import conv_direct, conv_im2col
 from fastnn.backends.cpu.conv_choice import pick
-from fastnn.backends.cpu.conv_plan import fits_blas, shape_tuple
+from fastnn.backends.cpu.conv_plan import direct_fits, fits_blas, shape_tuple
 from fastnn.kernels.cpu import conv_bias as _bias
 
 _ALGORITHMS = {"im2col": conv_im2col, "direct": conv_direct}
@@ -32,8 +32,12 @@ def _flat_weight(w: np.ndarray) -> np.ndarray:
 
 
 def _usable(algo: str, shape: tuple[int, ...], op: str) -> str:
-    """``algo``, unless im2col cannot run this problem: BLAS takes 32-bit sizes.  "auto"
-    then runs the direct kernel; an explicit "im2col" is an error."""
+    """``algo``, unless an algorithm cannot run this problem well.  im2col cannot when
+    BLAS's 32-bit sizes overflow: "auto" then runs the direct kernel, and an explicit
+    "im2col" is an error.  "auto" also avoids the direct kernel when its packed buffers
+    would be huge (very long rows over many channels)."""
+    if algo == "auto" and fits_blas(shape) and not direct_fits(shape):
+        return "im2col"
     if fits_blas(shape) or algo == "direct":
         return algo
     if algo == "im2col":

@@ -20,6 +20,7 @@ __all__ = [
     "Chunking",
     "chunking",
     "direct_channels",
+    "direct_fits",
     "direct_gw_blocks",
     "direct_kblocks",
     "direct_rows",
@@ -46,7 +47,7 @@ ITEMS_PER_THREAD = 2
 class Chunking:
     """Forced block sizes; None means automatic."""
 
-    tile: int | None = None  # im2col: output positions per work item
+    tile: int | None = None  # im2col: output positions per tile (>= Ho*Wo: whole images)
     rows: int | None = None  # direct: output rows per packed chunk
     channels: int | None = None  # both, input gradient: input channels per work item
     kblocks: int | None = None  # direct forward: output-channel blocks per work item
@@ -65,11 +66,10 @@ def chunking(
     """Force block sizes inside a ``with`` block (for tests and experiments); each value is
     clipped to what the problem allows, None keeps the automatic choice."""
     global _forced
-    for name, value in (("tile", tile), ("rows", rows), ("channels", channels)):
+    sizes = {"tile": tile, "rows": rows, "channels": channels, "kblocks": kblocks}
+    for name, value in sizes.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"chunking: {name} must be a positive int or None, got {value!r}")
-    if kblocks is not None and (not isinstance(kblocks, int) or kblocks < 1):
-        raise ValueError(f"chunking: kblocks must be a positive int or None, got {kblocks!r}")
     previous = _forced
     _forced = replace(previous, tile=tile, rows=rows, channels=channels, kblocks=kblocks)
     try:
@@ -118,6 +118,22 @@ def fits_blas(shape: tuple[int, ...]) -> bool:
     """Whether every size the im2col GEMMs pass to BLAS fits its 32-bit integers."""
     _, c, h, w, k, g, r, s, ho, wo = shape[:10]
     return max(ho * wo, h * w, (c // g) * r * s, k) <= BLAS_INT_MAX
+
+
+#: Largest per-thread packed buffer (elements) the direct kernels may need before "auto"
+#: prefers im2col, whose buffers are bounded by COLUMN_BUFFER_ELEMENTS whatever the size.
+DIRECT_MAX_PACKED = 1 << 24
+
+
+def direct_fits(shape: tuple[int, ...]) -> bool:
+    """Whether the direct kernels' smallest per-thread buffers stay within
+    DIRECT_MAX_PACKED: one output row's input over a group's channels (forward, weight
+    gradient) and one padded input channel (input gradient)."""
+    _, c, h, _, _, g, r, _, _, _, _, _, dh, _, pt, pb = shape[:16]
+    row = _packed_row_width(shape)
+    forward = (c // g) * ((r - 1) * dh + 1) * row
+    backward = (h + pt + pb) * row
+    return max(forward, backward) <= DIRECT_MAX_PACKED
 
 
 def _split_for_threads(length: int, parts_already: int, threads: int) -> int:
