@@ -38,7 +38,8 @@ def output_sensitivity(int loss, int act, y, target, u, double scale, int num_th
     if not (da.same_layout(yc, tc) and da.same_layout(yc, uc)):
         raise ValueError("output_sensitivity: y, target and u must have one shape and dtype")
     chunks = da.threads_for(n, PARALLEL_MIN, num_threads)
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks,
+                    use_threads_if=chunks > 1):
         lo = da.chunk_start(n, c, chunks)
         hi = da.chunk_start(n, c + 1, chunks)
         if typenum == cnp.NPY_FLOAT:

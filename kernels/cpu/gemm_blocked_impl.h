@@ -19,9 +19,12 @@
  * (transposed, non-contiguous, negative) into unit-stride streams and pads the edges
  * with zeros, so the micro-kernel has a single shape.
  *
- * The tile is stored with out = alpha * tile + beta * c on the first K slice and
- * out += alpha * tile on the others; after the last slice the epilogue (bias + activation,
- * or a multiply by f'(u)) runs on the tile while it is still in L1.
+ * A full tile goes from registers to out: out = alpha * tile on the first K slice,
+ * out += alpha * tile on the others; on the last slice the epilogue is fused in: the bias
+ * is added and f'(u) multiplied in registers, an activation runs on an aligned stack copy
+ * of the tile on its way to out.  Edge tiles (and a first slice that reads C with beta)
+ * take a slower general path through the stack tile (fnn_store_tile).  With a single
+ * block of rows, B panels are packed just before their use instead (see fnn_gemm_part).
  */
 
 /* Profiling aid: build with -DFNN_GEMM_NOINLINE=noinline to see each stage in perf. */

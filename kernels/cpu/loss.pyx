@@ -131,7 +131,8 @@ cdef object _pointwise(int loss, int mode, x, target, int reduction, int num_thr
     cdef char* xp = <char*>cnp.PyArray_DATA(xc)
     cdef char* tp = <char*>cnp.PyArray_DATA(tc)
     try:
-        for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks,
+                    use_threads_if=chunks > 1):
             partial[c] = 0.0
             _pointwise_chunk(loss, mode, typenum, xp, tp, op, da.chunk_start(n, c, chunks),
                              da.chunk_start(n, c + 1, chunks), scale, partial + c)
@@ -175,7 +176,8 @@ def cross_entropy(x, target, int reduction, int num_threads):
     if cnp.PyArray_SIZE(tc) != rows:
         raise ValueError("cross_entropy: one target per row")
     threads = min(da.threads_for(rows * c, PARALLEL_MIN, num_threads), max(rows, 1))
-    for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+    for t in prange(threads, nogil=True, schedule="static", num_threads=threads,
+                    use_threads_if=threads > 1):
         r0 = da.split_start(rows, t, threads)
         r1 = da.split_start(rows, t + 1, threads)
         if typenum == cnp.NPY_FLOAT:
@@ -200,7 +202,8 @@ def cross_entropy_backward(x, target, int reduction, int num_threads):
     if cnp.PyArray_SIZE(tc) != rows:
         raise ValueError("cross_entropy: one target per row")
     threads = min(da.threads_for(rows * c, PARALLEL_MIN, num_threads), max(rows, 1))
-    for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+    for t in prange(threads, nogil=True, schedule="static", num_threads=threads,
+                    use_threads_if=threads > 1):
         r0 = da.split_start(rows, t, threads)
         r1 = da.split_start(rows, t + 1, threads)
         if typenum == cnp.NPY_FLOAT:

@@ -86,7 +86,8 @@ def forward(int log_mode, x, int dim, int num_threads):
     threads = da.threads_for(cnp.PyArray_SIZE(xc), PARALLEL_MIN, num_threads)
     if s.inner == 1:
         threads = min(threads, s.outer)
-        for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+        for t in prange(threads, nogil=True, schedule="static", num_threads=threads,
+                    use_threads_if=threads > 1):
             r0 = da.split_start(s.outer, t, threads)
             r1 = da.split_start(s.outer, t + 1, threads)
             if typenum == cnp.NPY_FLOAT:
@@ -104,7 +105,8 @@ def forward(int log_mode, x, int dim, int num_threads):
     if buffer == NULL:
         raise MemoryError("softmax: out of memory")
     try:
-        for job in prange(jobs, nogil=True, schedule="static", num_threads=threads):
+        for job in prange(jobs, nogil=True, schedule="static", num_threads=threads,
+                    use_threads_if=threads > 1):
             t = threadid()
             c0 = (job % chunks) * width
             if typenum == cnp.NPY_FLOAT:
@@ -143,7 +145,8 @@ def backward(int log_mode, grad, y, int dim, int num_threads):
     threads = da.threads_for(cnp.PyArray_SIZE(gc), PARALLEL_MIN, num_threads)
     if s.inner == 1:
         threads = min(threads, s.outer)
-        for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+        for t in prange(threads, nogil=True, schedule="static", num_threads=threads,
+                    use_threads_if=threads > 1):
             r0 = da.split_start(s.outer, t, threads) * s.d
             r1 = da.split_start(s.outer, t + 1, threads) * s.d
             if typenum == cnp.NPY_FLOAT:
@@ -161,7 +164,8 @@ def backward(int log_mode, grad, y, int dim, int num_threads):
     if buffer == NULL:
         raise MemoryError("softmax backward: out of memory")
     try:
-        for job in prange(jobs, nogil=True, schedule="static", num_threads=threads):
+        for job in prange(jobs, nogil=True, schedule="static", num_threads=threads,
+                    use_threads_if=threads > 1):
             t = threadid()
             c0 = (job % chunks) * width
             base = (job // chunks) * slab
