@@ -14,6 +14,7 @@ from tests.utils import assert_close, assert_layout_independent, import_torch, r
 NAMES = ["relu", "sigmoid", "tanh"]
 DTYPES = [np.float32, np.float64]
 SHAPES = [(), (0,), (1,), (17,), (3, 5), (2, 3, 4, 5), (70001,)]
+_DEFAULT_THREADS = fastnn.get_num_threads()
 
 EXTREMES = [
     0.0,
@@ -140,3 +141,21 @@ def test_relu_backward_passes_gradient_through_nan_output():
     y = np.array([np.nan, 0.0, -1.0, 2.0])
     g = np.array([1.0, 2.0, 3.0, 4.0])
     np.testing.assert_array_equal(fastnn.activation_backward("relu", g, y), [1.0, 0.0, 0.0, 4.0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_relu_streamed_path_on_large_arrays(dtype, rng):
+    """Arrays far beyond the caches take the streaming-store path (any alignment of the
+    result, any tail length): exact results, as the plain loop."""
+    n = (1 << 20) + 37
+    x = rng.standard_normal(n + 1).astype(dtype)[1:]  # misaligned start
+    x[:3] = [np.nan, -0.0, np.inf]
+    g = rng.standard_normal(n).astype(dtype)
+    for threads in (1, 2):
+        fastnn.set_num_threads(threads)
+        try:
+            np.testing.assert_array_equal(fastnn.relu(x), np.where(x < 0, 0, x))
+            want = np.where(x <= 0, 0, g)
+            np.testing.assert_array_equal(fastnn.activation_backward("relu", g, x), want)
+        finally:
+            fastnn.set_num_threads(_DEFAULT_THREADS)

@@ -1,6 +1,8 @@
 # Elementwise activations (relu, sigmoid, tanh) and their gradients, float32 and float64.
 #
-# The loops live in activation_loops.h (vectorised, AVX2 chosen at run time).  This module
+# The loops live in activation_loops.h (vectorised, AVX2 chosen at run time) and, for
+# arrays far beyond the caches, activation_stream.h (relu's result written with streaming
+# stores).  This module
 # only turns numpy arrays into pointers, allocates the result and splits large arrays
 # over OpenMP threads.  Entry points take any float32/float64 array: a non-contiguous or
 # misaligned one is copied first (np.require semantics), the result is always a new
@@ -13,14 +15,14 @@ from dense_arrays cimport chunk_start
 
 cnp.import_array()
 
-cdef extern from "activation_loops.h" nogil:
+cdef extern from "activation_stream.h" nogil:
     int FNN_ACT_IDENTITY, FNN_ACT_RELU, FNN_ACT_SIGMOID, FNN_ACT_TANH
-    void fnn_activate_loop_f32(int act, const float* x, float* y, Py_ssize_t n)
-    void fnn_activate_loop_f64(int act, const double* x, double* y, Py_ssize_t n)
-    void fnn_backward_loop_f32(int act, const float* g, const float* y, float* out,
-                               Py_ssize_t n)
-    void fnn_backward_loop_f64(int act, const double* g, const double* y, double* out,
-                               Py_ssize_t n)
+    void fnn_activate_array_f32(int act, const float* x, float* y, Py_ssize_t n)
+    void fnn_activate_array_f64(int act, const double* x, double* y, Py_ssize_t n)
+    void fnn_backward_array_f32(int act, const float* g, const float* y, float* out,
+                                Py_ssize_t n)
+    void fnn_backward_array_f64(int act, const double* g, const double* y, double* out,
+                                Py_ssize_t n)
 
 # Activation codes, for the Python wrappers.
 IDENTITY = FNN_ACT_IDENTITY
@@ -48,18 +50,18 @@ def activate(int act, object x, int num_threads):
     if chunks == 1:
         with nogil:
             if typenum == cnp.NPY_FLOAT:
-                fnn_activate_loop_f32(act, <float*>xp, <float*>yp, n)
+                fnn_activate_array_f32(act, <float*>xp, <float*>yp, n)
             else:
-                fnn_activate_loop_f64(act, <double*>xp, <double*>yp, n)
+                fnn_activate_array_f64(act, <double*>xp, <double*>yp, n)
         return out
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks,
                     use_threads_if=chunks > 1):
         lo = chunk_start(n, c, chunks)
         hi = chunk_start(n, c + 1, chunks)
         if typenum == cnp.NPY_FLOAT:
-            fnn_activate_loop_f32(act, <float*>xp + lo, <float*>yp + lo, hi - lo)
+            fnn_activate_array_f32(act, <float*>xp + lo, <float*>yp + lo, hi - lo)
         else:
-            fnn_activate_loop_f64(act, <double*>xp + lo, <double*>yp + lo, hi - lo)
+            fnn_activate_array_f64(act, <double*>xp + lo, <double*>yp + lo, hi - lo)
     return out
 
 
@@ -80,18 +82,18 @@ def backward(int act, object grad, object y, int num_threads):
     if chunks == 1:
         with nogil:
             if typenum == cnp.NPY_FLOAT:
-                fnn_backward_loop_f32(act, <float*>gp, <float*>yp, <float*>op, n)
+                fnn_backward_array_f32(act, <float*>gp, <float*>yp, <float*>op, n)
             else:
-                fnn_backward_loop_f64(act, <double*>gp, <double*>yp, <double*>op, n)
+                fnn_backward_array_f64(act, <double*>gp, <double*>yp, <double*>op, n)
         return out
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks,
                     use_threads_if=chunks > 1):
         lo = chunk_start(n, c, chunks)
         hi = chunk_start(n, c + 1, chunks)
         if typenum == cnp.NPY_FLOAT:
-            fnn_backward_loop_f32(act, <float*>gp + lo, <float*>yp + lo, <float*>op + lo,
+            fnn_backward_array_f32(act, <float*>gp + lo, <float*>yp + lo, <float*>op + lo,
                                   hi - lo)
         else:
-            fnn_backward_loop_f64(act, <double*>gp + lo, <double*>yp + lo,
+            fnn_backward_array_f64(act, <double*>gp + lo, <double*>yp + lo,
                                   <double*>op + lo, hi - lo)
     return out
