@@ -2,13 +2,19 @@
 
 Usage: env -u OPENBLAS_CORETYPE python bench/scripts/pool_table.py [--threads 2]
        [--dtype float32] [--rounds 7] [--only NAME,NAME] [--ops max,max_idx,...]
+       [--clock wall|thread]
 
 Ops: max (values only), max_idx (with indices), max_bwd (from indices, as in training),
 max_bwd_re (indices recomputed; fastnn only), avg, avg_bwd.  Each round runs a block of
 calls of every implementation in turn, the starting one rotating, so machine noise hits
-both alike; the table shows the median over rounds of the time per call, the speed-up
-over PyTorch (> 1: fastnn faster) and the bandwidth (bytes read + written per second) as
-a fraction of a multithreaded copy measured in the same run.
+all alike; the table shows the median over rounds of the time per call, the speed-up
+over PyTorch (> 1: fastnn faster), fastnn's bandwidth (bytes read + written per second)
+and that bandwidth as a fraction of a copy's: a copy moving as many bytes (read + write)
+with as many threads takes part in the same rounds.
+
+On a shared machine, ``--threads 1 --clock thread`` times the CPU time of the calling
+thread (where both libraries compute when limited to one thread): other processes then
+barely disturb the ratios, though they still share the memory bus.
 """
 
 from __future__ import annotations
@@ -40,19 +46,17 @@ SHAPES = [
 OPS = ("max", "max_idx", "max_bwd", "max_bwd_re", "avg", "avg_bwd")
 
 
-def copy_bandwidth(threads: int, mbytes: int = 256, repeats: int = 5) -> float:
-    """GB/s (read + write) of a ``threads``-way parallel copy of ``mbytes`` MB."""
-    src = np.ones(mbytes * 2**20 // 8)
+def parallel_copy(nbytes: int, threads: int, pool: ThreadPoolExecutor):
+    """A callable copying ``nbytes / 2`` bytes (so reading + writing ``nbytes``) with
+    ``threads`` threads of ``pool``, the destination touched beforehand."""
+    src = np.ones(max(1, nbytes // 16))
     dst = np.zeros_like(src)
+    dst[:] = 2.0
+    if threads == 1:  # in the calling thread, so that a thread clock sees it
+        return lambda: np.copyto(dst, src)
     bounds = np.linspace(0, src.size, threads + 1).astype(int)
     parts = [(dst[lo:hi], src[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    best = float("inf")
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            list(pool.map(lambda part: np.copyto(*part), parts))
-            best = min(best, time.perf_counter() - start)
-    return 2 * src.nbytes / best / 1e9
+    return lambda: list(pool.map(lambda part: np.copyto(*part), parts))
 
 
 def _torch_2d(t: torch.Tensor) -> torch.Tensor:
@@ -105,23 +109,23 @@ def cases(shape, k, s, p, dtype, op, rng):
     raise ValueError(op)
 
 
-def interleaved(fns, rounds: int, block_seconds: float = 0.02) -> list[float]:
+def interleaved(fns, rounds: int, clock, block_seconds: float = 0.02) -> list[float]:
     """Median seconds per call of each callable, over ``rounds`` rotating rounds."""
     loops = []
     for fn in fns:
         fn()  # warm-up
-        start = time.perf_counter()
+        start = clock()
         fn()
-        once = time.perf_counter() - start
+        once = clock() - start
         loops.append(max(1, int(block_seconds / max(once, 1e-7))))
     samples = [[] for _ in fns]
     for r in range(rounds):
         for j in range(len(fns)):
             i = (j + r) % len(fns)
-            start = time.perf_counter()
+            start = clock()
             for _ in range(loops[i]):
                 fns[i]()
-            samples[i].append((time.perf_counter() - start) / loops[i])
+            samples[i].append((clock() - start) / loops[i])
     return [statistics.median(s) for s in samples]
 
 
@@ -132,38 +136,45 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", default="", help="comma-separated shape names")
     parser.add_argument("--ops", default=",".join(OPS))
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     args = parser.parse_args()
+    if args.clock == "thread" and args.threads != 1:
+        parser.error("--clock thread measures one thread: use it with --threads 1")
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
     fastnn.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     rng = np.random.default_rng(0)
-    copy = copy_bandwidth(args.threads)
-    print(f"copy bandwidth ({args.threads} threads): {copy:.1f} GB/s; dtype {args.dtype}")
+    print(f"{args.threads} threads, {args.clock} clock, dtype {args.dtype}")
     print(
         f"{'shape':14} {'op':10} {'fastnn ms':>10} {'torch ms':>9} {'speed-up':>8} "
         f"{'GB/s':>6} {'of copy':>7}"
     )
     wanted = set(filter(None, args.only.split(",")))
-    for name, shape, k, s, p in SHAPES:
-        if wanted and name not in wanted:
+    with ThreadPoolExecutor(args.threads) as pool:
+        for name, shape, k, s, p in SHAPES:
+            if not wanted or name in wanted:
+                table_rows(name, shape, k, s, p, args, clock, pool, rng)
+
+
+def table_rows(name, shape, k, s, p, args, clock, pool, rng) -> None:
+    """Measure and print every requested op on one shape."""
+    for op in args.ops.split(","):
+        if (op.startswith("max") and name.endswith("avgpool")) or (
+            op.startswith("avg") and name.endswith("maxpool")
+        ):
             continue
-        for op in args.ops.split(","):
-            if (
-                op.startswith("max")
-                and name.endswith("avgpool")
-                or (op.startswith("avg") and name.endswith("maxpool"))
-            ):
-                continue
-            nbytes, ours, theirs = cases(shape, k, s, p, np.dtype(args.dtype), op, rng)
-            times = interleaved([ours] + ([theirs] if theirs else []), args.rounds)
-            torch_ms = f"{times[1] * 1e3:9.3f}" if theirs else f"{'-':>9}"
-            ratio = f"{times[1] / times[0]:7.2f}x" if theirs else f"{'-':>8}"
-            gbps = nbytes / times[0] / 1e9
-            print(
-                f"{name:14} {op:10} {times[0] * 1e3:10.3f} {torch_ms} {ratio} "
-                f"{gbps:6.1f} {gbps / copy:6.0%}",
-                flush=True,
-            )
+        nbytes, ours, theirs = cases(shape, k, s, p, np.dtype(args.dtype), op, rng)
+        fns = [ours, parallel_copy(nbytes, args.threads, pool)] + ([theirs] if theirs else [])
+        times = interleaved(fns, args.rounds, clock)
+        torch_ms = f"{times[2] * 1e3:9.3f}" if theirs else f"{'-':>9}"
+        ratio = f"{times[2] / times[0]:7.2f}x" if theirs else f"{'-':>8}"
+        gbps = nbytes / times[0] / 1e9
+        print(
+            f"{name:14} {op:10} {times[0] * 1e3:10.3f} {torch_ms} {ratio} "
+            f"{gbps:6.1f} {times[1] / times[0]:6.0%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
