@@ -54,8 +54,7 @@ def activate(int act, object x, int num_threads):
             else:
                 fnn_activate_array_f64(act, <double*>xp, <double*>yp, n)
         return out
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks,
-                    use_threads_if=chunks > 1):
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk_start(n, c, chunks)
         hi = chunk_start(n, c + 1, chunks)
         if typenum == cnp.NPY_FLOAT:
@@ -86,8 +85,7 @@ def backward(int act, object grad, object y, int num_threads):
             else:
                 fnn_backward_array_f64(act, <double*>gp, <double*>yp, <double*>op, n)
         return out
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks,
-                    use_threads_if=chunks > 1):
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         lo = chunk_start(n, c, chunks)
         hi = chunk_start(n, c + 1, chunks)
         if typenum == cnp.NPY_FLOAT:

@@ -30,7 +30,7 @@ def output_sensitivity(int loss, int act, y, target, u, double scale, int num_th
     cdef cnp.ndarray yc = da.carray(y), tc = da.carray(target), uc = da.carray(u)
     cdef cnp.ndarray out = da.empty_like(yc)
     cdef int typenum = cnp.PyArray_TYPE(yc), chunks, c
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(yc), lo, hi
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(yc)
     cdef char* yp = <char*>cnp.PyArray_DATA(yc)
     cdef char* tp = <char*>cnp.PyArray_DATA(tc)
     cdef char* up = <char*>cnp.PyArray_DATA(uc)
@@ -38,15 +38,21 @@ def output_sensitivity(int loss, int act, y, target, u, double scale, int num_th
     if not (da.same_layout(yc, tc) and da.same_layout(yc, uc)):
         raise ValueError("output_sensitivity: y, target and u must have one shape and dtype")
     chunks = da.threads_for(n, PARALLEL_MIN, num_threads)
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks,
-                    use_threads_if=chunks > 1):
-        lo = da.chunk_start(n, c, chunks)
-        hi = da.chunk_start(n, c + 1, chunks)
-        if typenum == cnp.NPY_FLOAT:
-            fnn_output_sensitivity_f32(loss, act, <float*>yp + lo, <float*>tp + lo,
-                                       <float*>up + lo, <float*>op + lo, hi - lo,
-                                       <float>scale)
-        else:
-            fnn_output_sensitivity_f64(loss, act, <double*>yp + lo, <double*>tp + lo,
-                                       <double*>up + lo, <double*>op + lo, hi - lo, scale)
+    if chunks == 1:
+        with nogil:
+            _chunk(loss, act, typenum, yp, tp, up, op, 0, n, scale)
+    else:
+        for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+            _chunk(loss, act, typenum, yp, tp, up, op, da.chunk_start(n, c, chunks),
+                   da.chunk_start(n, c + 1, chunks), scale)
     return out
+
+
+cdef void _chunk(int loss, int act, int typenum, char* yp, char* tp, char* up, char* op,
+                 Py_ssize_t lo, Py_ssize_t hi, double scale) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT:
+        fnn_output_sensitivity_f32(loss, act, <float*>yp + lo, <float*>tp + lo,
+                                   <float*>up + lo, <float*>op + lo, hi - lo, <float>scale)
+    else:
+        fnn_output_sensitivity_f64(loss, act, <double*>yp + lo, <double*>tp + lo,
+                                   <double*>up + lo, <double*>op + lo, hi - lo, scale)

@@ -32,10 +32,15 @@
         if (threads > m) threads = m > 0 ? (int)m : 1;                                    \
         acc = (double*)calloc((size_t)threads * (size_t)n, sizeof(double));               \
         if (acc == NULL) return -1;                                                       \
-        _Pragma("omp parallel for schedule(static) num_threads(threads) if(threads > 1)") \
-        for (int t = 0; t < threads; ++t) {                                               \
-            ptrdiff_t r0 = m * t / threads, r1 = m * (t + 1) / threads;                   \
-            fnn_column_sums_rows_##SUFFIX(x + r0 * n, r1 - r0, n, acc + (ptrdiff_t)t * n); \
+        if (threads == 1) { /* no OpenMP region at all: even an if(0) one costs ~1 us */   \
+            fnn_column_sums_rows_##SUFFIX(x, m, n, acc);                                  \
+        } else {                                                                          \
+            _Pragma("omp parallel for schedule(static) num_threads(threads)")             \
+            for (int t = 0; t < threads; ++t) {                                           \
+                ptrdiff_t r0 = m * t / threads, r1 = m * (t + 1) / threads;               \
+                fnn_column_sums_rows_##SUFFIX(x + r0 * n, r1 - r0, n,                     \
+                                              acc + (ptrdiff_t)t * n);                    \
+            }                                                                             \
         }                                                                                 \
         for (ptrdiff_t j = 0; j < n; ++j) {                                               \
             double s = 0.0;                                                               \

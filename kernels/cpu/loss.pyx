@@ -75,6 +75,7 @@ cdef void _pointwise_chunk(int loss, int mode, int typenum, char* xp, char* tp, 
                            double* partial) noexcept nogil:
     """mode 0: partial sum; 1: per-element losses; 2: gradient (times scale)."""
     cdef Py_ssize_t n = hi - lo
+    partial[0] = 0.0
     if typenum == cnp.NPY_FLOAT:
         if mode == 0:
             if loss == L_MSE:
@@ -131,11 +132,14 @@ cdef object _pointwise(int loss, int mode, x, target, int reduction, int num_thr
     cdef char* xp = <char*>cnp.PyArray_DATA(xc)
     cdef char* tp = <char*>cnp.PyArray_DATA(tc)
     try:
-        for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks,
-                    use_threads_if=chunks > 1):
-            partial[c] = 0.0
-            _pointwise_chunk(loss, mode, typenum, xp, tp, op, da.chunk_start(n, c, chunks),
-                             da.chunk_start(n, c + 1, chunks), scale, partial + c)
+        if chunks == 1:
+            with nogil:
+                _pointwise_chunk(loss, mode, typenum, xp, tp, op, 0, n, scale, partial)
+        else:
+            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+                _pointwise_chunk(loss, mode, typenum, xp, tp, op,
+                                 da.chunk_start(n, c, chunks), da.chunk_start(n, c + 1, chunks),
+                                 scale, partial + c)
         for c in range(chunks):
             total += partial[c]
     finally:
@@ -164,11 +168,31 @@ cdef cnp.ndarray _class_indices(target, Py_ssize_t classes):
     return t
 
 
+cdef void _ce_rows(int typenum, char* xp, Py_ssize_t* tp, double* nll, char* grad,
+                   double scale, Py_ssize_t rows, Py_ssize_t c, int part,
+                   int parts) noexcept nogil:
+    """Rows [part/parts, (part+1)/parts): the losses into nll, or (nll NULL) the gradient
+    times scale into grad."""
+    cdef Py_ssize_t r0 = da.split_start(rows, part, parts)
+    cdef Py_ssize_t r1 = da.split_start(rows, part + 1, parts)
+    if nll != NULL:
+        if typenum == cnp.NPY_FLOAT:
+            fnn_cross_entropy_rows_f32(<float*>xp + r0 * c, tp + r0, r1 - r0, c, nll + r0)
+        else:
+            fnn_cross_entropy_rows_f64(<double*>xp + r0 * c, tp + r0, r1 - r0, c, nll + r0)
+    elif typenum == cnp.NPY_FLOAT:
+        fnn_cross_entropy_grad_rows_f32(<float*>xp + r0 * c, tp + r0, <float*>grad + r0 * c,
+                                        r1 - r0, c, <float>scale)
+    else:
+        fnn_cross_entropy_grad_rows_f64(<double*>xp + r0 * c, tp + r0, <double*>grad + r0 * c,
+                                        r1 - r0, c, scale)
+
+
 def cross_entropy(x, target, int reduction, int num_threads):
     """Cross-entropy of logits x (N, C) against class indices target (N,)."""
     cdef cnp.ndarray xc = da.carray(x), tc = _class_indices(target, cnp.PyArray_DIM(xc, 1))
     cdef int typenum = cnp.PyArray_TYPE(xc), threads, t
-    cdef Py_ssize_t rows = cnp.PyArray_DIM(xc, 0), c = cnp.PyArray_DIM(xc, 1), r0, r1
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(xc, 0), c = cnp.PyArray_DIM(xc, 1)
     cdef cnp.ndarray nll = np.empty(rows, dtype=np.float64)
     cdef double* np_ = <double*>cnp.PyArray_DATA(nll)
     cdef char* xp = <char*>cnp.PyArray_DATA(xc)
@@ -176,14 +200,12 @@ def cross_entropy(x, target, int reduction, int num_threads):
     if cnp.PyArray_SIZE(tc) != rows:
         raise ValueError("cross_entropy: one target per row")
     threads = min(da.threads_for(rows * c, PARALLEL_MIN, num_threads), max(rows, 1))
-    for t in prange(threads, nogil=True, schedule="static", num_threads=threads,
-                    use_threads_if=threads > 1):
-        r0 = da.split_start(rows, t, threads)
-        r1 = da.split_start(rows, t + 1, threads)
-        if typenum == cnp.NPY_FLOAT:
-            fnn_cross_entropy_rows_f32(<float*>xp + r0 * c, tp + r0, r1 - r0, c, np_ + r0)
-        else:
-            fnn_cross_entropy_rows_f64(<double*>xp + r0 * c, tp + r0, r1 - r0, c, np_ + r0)
+    if threads == 1:
+        with nogil:
+            _ce_rows(typenum, xp, tp, np_, NULL, 0.0, rows, c, 0, 1)
+    else:
+        for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+            _ce_rows(typenum, xp, tp, np_, NULL, 0.0, rows, c, t, threads)
     if reduction == R_NONE:
         return nll.astype(xc.dtype)
     return _scalar(float(nll.sum()) * _scale(reduction, rows), typenum)
@@ -194,7 +216,7 @@ def cross_entropy_backward(x, target, int reduction, int num_threads):
     cdef cnp.ndarray xc = da.carray(x), tc = _class_indices(target, cnp.PyArray_DIM(xc, 1))
     cdef cnp.ndarray out = da.empty_like(xc)
     cdef int typenum = cnp.PyArray_TYPE(xc), threads, t
-    cdef Py_ssize_t rows = cnp.PyArray_DIM(xc, 0), c = cnp.PyArray_DIM(xc, 1), r0, r1
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(xc, 0), c = cnp.PyArray_DIM(xc, 1)
     cdef double scale = _scale(reduction, rows)
     cdef char* xp = <char*>cnp.PyArray_DATA(xc)
     cdef char* op = <char*>cnp.PyArray_DATA(out)
@@ -202,14 +224,10 @@ def cross_entropy_backward(x, target, int reduction, int num_threads):
     if cnp.PyArray_SIZE(tc) != rows:
         raise ValueError("cross_entropy: one target per row")
     threads = min(da.threads_for(rows * c, PARALLEL_MIN, num_threads), max(rows, 1))
-    for t in prange(threads, nogil=True, schedule="static", num_threads=threads,
-                    use_threads_if=threads > 1):
-        r0 = da.split_start(rows, t, threads)
-        r1 = da.split_start(rows, t + 1, threads)
-        if typenum == cnp.NPY_FLOAT:
-            fnn_cross_entropy_grad_rows_f32(<float*>xp + r0 * c, tp + r0, <float*>op + r0 * c,
-                                            r1 - r0, c, <float>scale)
-        else:
-            fnn_cross_entropy_grad_rows_f64(<double*>xp + r0 * c, tp + r0,
-                                            <double*>op + r0 * c, r1 - r0, c, scale)
+    if threads == 1:
+        with nogil:
+            _ce_rows(typenum, xp, tp, NULL, op, scale, rows, c, 0, 1)
+    else:
+        for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+            _ce_rows(typenum, xp, tp, NULL, op, scale, rows, c, t, threads)
     return out

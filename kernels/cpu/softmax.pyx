@@ -70,6 +70,58 @@ cdef Py_ssize_t _chunk_width(Py_ssize_t d, Py_ssize_t inner):
     return min(w, inner)
 
 
+cdef void _forward_rows(int log_mode, int typenum, char* xp, char* yp, Shape3 s, int part,
+                        int parts) noexcept nogil:
+    """Rows [part/parts, (part+1)/parts) of the (outer, D) array."""
+    cdef Py_ssize_t r0 = da.split_start(s.outer, part, parts) * s.d
+    cdef Py_ssize_t r1 = da.split_start(s.outer, part + 1, parts) * s.d
+    if typenum == cnp.NPY_FLOAT:
+        fnn_softmax_rows_f32(log_mode, <float*>xp + r0, <float*>yp + r0, (r1 - r0) // s.d,
+                             s.d)
+    else:
+        fnn_softmax_rows_f64(log_mode, <double*>xp + r0, <double*>yp + r0, (r1 - r0) // s.d,
+                             s.d)
+
+
+cdef void _forward_columns(int log_mode, int typenum, char* xp, char* yp, Shape3 s,
+                           Py_ssize_t job, Py_ssize_t chunks, Py_ssize_t width,
+                           double* buffer) noexcept nogil:
+    """Column chunk job % chunks of slab job // chunks; buffer: 2 * width doubles."""
+    cdef Py_ssize_t base = (job // chunks) * s.d * s.inner, c0 = (job % chunks) * width
+    cdef Py_ssize_t c1 = min(c0 + width, s.inner)
+    if typenum == cnp.NPY_FLOAT:
+        fnn_softmax_columns_f32(log_mode, <float*>xp + base, <float*>yp + base, s.d,
+                                s.inner, c0, c1, <float*>buffer, buffer + width)
+    else:
+        fnn_softmax_columns_f64(log_mode, <double*>xp + base, <double*>yp + base, s.d,
+                                s.inner, c0, c1, buffer, buffer + width)
+
+
+cdef void _backward_rows(int log_mode, int typenum, char* gp, char* yp, char* op, Shape3 s,
+                         int part, int parts) noexcept nogil:
+    cdef Py_ssize_t r0 = da.split_start(s.outer, part, parts) * s.d
+    cdef Py_ssize_t r1 = da.split_start(s.outer, part + 1, parts) * s.d
+    if typenum == cnp.NPY_FLOAT:
+        fnn_softmax_backward_rows_f32(log_mode, <float*>gp + r0, <float*>yp + r0,
+                                      <float*>op + r0, (r1 - r0) // s.d, s.d)
+    else:
+        fnn_softmax_backward_rows_f64(log_mode, <double*>gp + r0, <double*>yp + r0,
+                                      <double*>op + r0, (r1 - r0) // s.d, s.d)
+
+
+cdef void _backward_columns(int log_mode, int typenum, char* gp, char* yp, char* op,
+                            Shape3 s, Py_ssize_t job, Py_ssize_t chunks, Py_ssize_t width,
+                            double* buffer) noexcept nogil:
+    cdef Py_ssize_t base = (job // chunks) * s.d * s.inner, c0 = (job % chunks) * width
+    cdef Py_ssize_t c1 = min(c0 + width, s.inner)
+    if typenum == cnp.NPY_FLOAT:
+        fnn_softmax_backward_columns_f32(log_mode, <float*>gp + base, <float*>yp + base,
+                                         <float*>op + base, s.d, s.inner, c0, c1, buffer)
+    else:
+        fnn_softmax_backward_columns_f64(log_mode, <double*>gp + base, <double*>yp + base,
+                                         <double*>op + base, s.d, s.inner, c0, c1, buffer)
+
+
 def forward(int log_mode, x, int dim, int num_threads):
     """A new array: softmax (log_mode 0) or log_softmax (1) of x along axis dim >= 0."""
     cdef cnp.ndarray xc = da.carray(x)
@@ -78,24 +130,19 @@ def forward(int log_mode, x, int dim, int num_threads):
     cdef int typenum = cnp.PyArray_TYPE(xc), threads, t
     cdef char* xp = <char*>cnp.PyArray_DATA(xc)
     cdef char* yp = <char*>cnp.PyArray_DATA(out)
-    cdef Py_ssize_t r0, r1, width, chunks, jobs, job
-    cdef Py_ssize_t slab = s.d * s.inner, c0
+    cdef Py_ssize_t width, chunks, jobs, job
     cdef double* buffer
     if cnp.PyArray_SIZE(xc) == 0:
         return out
     threads = da.threads_for(cnp.PyArray_SIZE(xc), PARALLEL_MIN, num_threads)
     if s.inner == 1:
-        threads = min(threads, s.outer)
-        for t in prange(threads, nogil=True, schedule="static", num_threads=threads,
-                    use_threads_if=threads > 1):
-            r0 = da.split_start(s.outer, t, threads)
-            r1 = da.split_start(s.outer, t + 1, threads)
-            if typenum == cnp.NPY_FLOAT:
-                fnn_softmax_rows_f32(log_mode, <float*>xp + r0 * s.d, <float*>yp + r0 * s.d,
-                                     r1 - r0, s.d)
-            else:
-                fnn_softmax_rows_f64(log_mode, <double*>xp + r0 * s.d,
-                                     <double*>yp + r0 * s.d, r1 - r0, s.d)
+        threads = <int>min(<Py_ssize_t>threads, s.outer)
+        if threads == 1:
+            with nogil:
+                _forward_rows(log_mode, typenum, xp, yp, s, 0, 1)
+        else:
+            for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+                _forward_rows(log_mode, typenum, xp, yp, s, t, threads)
         return out
     width = _chunk_width(s.d, s.inner)
     chunks = (s.inner + width - 1) // width
@@ -105,22 +152,14 @@ def forward(int log_mode, x, int dim, int num_threads):
     if buffer == NULL:
         raise MemoryError("softmax: out of memory")
     try:
-        for job in prange(jobs, nogil=True, schedule="static", num_threads=threads,
-                    use_threads_if=threads > 1):
-            t = threadid()
-            c0 = (job % chunks) * width
-            if typenum == cnp.NPY_FLOAT:
-                fnn_softmax_columns_f32(
-                    log_mode, <float*>xp + (job // chunks) * slab,
-                    <float*>yp + (job // chunks) * slab, s.d, s.inner, c0,
-                    min(c0 + width, s.inner), <float*>(buffer + 2 * width * t),
-                    buffer + 2 * width * t + width)
-            else:
-                fnn_softmax_columns_f64(
-                    log_mode, <double*>xp + (job // chunks) * slab,
-                    <double*>yp + (job // chunks) * slab, s.d, s.inner, c0,
-                    min(c0 + width, s.inner), buffer + 2 * width * t,
-                    buffer + 2 * width * t + width)
+        if threads == 1:
+            with nogil:
+                for job in range(jobs):
+                    _forward_columns(log_mode, typenum, xp, yp, s, job, chunks, width, buffer)
+        else:
+            for job in prange(jobs, nogil=True, schedule="static", num_threads=threads):
+                _forward_columns(log_mode, typenum, xp, yp, s, job, chunks, width,
+                                 buffer + 2 * width * threadid())
     finally:
         free(buffer)
     return out
@@ -136,7 +175,7 @@ def backward(int log_mode, grad, y, int dim, int num_threads):
     cdef char* gp = <char*>cnp.PyArray_DATA(gc)
     cdef char* yp = <char*>cnp.PyArray_DATA(yc)
     cdef char* op = <char*>cnp.PyArray_DATA(out)
-    cdef Py_ssize_t r0, r1, width, chunks, jobs, job, slab = s.d * s.inner, c0, base
+    cdef Py_ssize_t width, chunks, jobs, job
     cdef double* buffer
     if not da.same_layout(gc, yc):
         raise ValueError("softmax backward: grad and y must have one shape and dtype")
@@ -144,17 +183,13 @@ def backward(int log_mode, grad, y, int dim, int num_threads):
         return out
     threads = da.threads_for(cnp.PyArray_SIZE(gc), PARALLEL_MIN, num_threads)
     if s.inner == 1:
-        threads = min(threads, s.outer)
-        for t in prange(threads, nogil=True, schedule="static", num_threads=threads,
-                    use_threads_if=threads > 1):
-            r0 = da.split_start(s.outer, t, threads) * s.d
-            r1 = da.split_start(s.outer, t + 1, threads) * s.d
-            if typenum == cnp.NPY_FLOAT:
-                fnn_softmax_backward_rows_f32(log_mode, <float*>gp + r0, <float*>yp + r0,
-                                              <float*>op + r0, (r1 - r0) // s.d, s.d)
-            else:
-                fnn_softmax_backward_rows_f64(log_mode, <double*>gp + r0, <double*>yp + r0,
-                                              <double*>op + r0, (r1 - r0) // s.d, s.d)
+        threads = <int>min(<Py_ssize_t>threads, s.outer)
+        if threads == 1:
+            with nogil:
+                _backward_rows(log_mode, typenum, gp, yp, op, s, 0, 1)
+        else:
+            for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
+                _backward_rows(log_mode, typenum, gp, yp, op, s, t, threads)
         return out
     width = _chunk_width(s.d, s.inner)
     chunks = (s.inner + width - 1) // width
@@ -164,19 +199,15 @@ def backward(int log_mode, grad, y, int dim, int num_threads):
     if buffer == NULL:
         raise MemoryError("softmax backward: out of memory")
     try:
-        for job in prange(jobs, nogil=True, schedule="static", num_threads=threads,
-                    use_threads_if=threads > 1):
-            t = threadid()
-            c0 = (job % chunks) * width
-            base = (job // chunks) * slab
-            if typenum == cnp.NPY_FLOAT:
-                fnn_softmax_backward_columns_f32(
-                    log_mode, <float*>gp + base, <float*>yp + base, <float*>op + base, s.d,
-                    s.inner, c0, min(c0 + width, s.inner), buffer + width * t)
-            else:
-                fnn_softmax_backward_columns_f64(
-                    log_mode, <double*>gp + base, <double*>yp + base, <double*>op + base,
-                    s.d, s.inner, c0, min(c0 + width, s.inner), buffer + width * t)
+        if threads == 1:
+            with nogil:
+                for job in range(jobs):
+                    _backward_columns(log_mode, typenum, gp, yp, op, s, job, chunks, width,
+                                      buffer)
+        else:
+            for job in prange(jobs, nogil=True, schedule="static", num_threads=threads):
+                _backward_columns(log_mode, typenum, gp, yp, op, s, job, chunks, width,
+                                  buffer + width * threadid())
     finally:
         free(buffer)
     return out
