@@ -2,8 +2,8 @@
 shape, and the fused epilogues (bias + activation, multiply by f'(u)) the dense ops need.
 
 Both engines live in kernels/cpu/gemm.pyx.  :func:`prefers_blas` encodes where each wins
-(measured with bench/scripts/gemm_shapes.py); :func:`matmul` is the one entry point the
-dense and backprop wrappers use.
+(measured with bench/scripts/cpu_dense.py gemm-engines); :func:`matmul` is the one entry
+point the dense and backprop wrappers use.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ VARIANT = _k.variant_name()
 def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
     """Whether SciPy's BLAS beats the blocked kernel for an (m x k) @ (k x n) product.
 
-    Measured on the development machine (AVX2, Zen 4; bench/scripts/cpu_dense.py
-    gemm-engines and the paired single-thread timings in the closing note of issue 3):
-    the blocked kernel is within noise of OpenBLAS on most shapes and ahead on small,
+    Measured on the development machine (AVX2, Zen 4), one thread, CPU time, interleaved
+    (bench/scripts/cpu_dense.py gemm-engines --threads 1 --clock thread): the blocked kernel is within noise of OpenBLAS on most shapes and ahead on small,
     skinny and transposed ones (few rows of A: 35 x 8457 x 2560 +28%; 512^3 +10%;
     4096 x 128 x 4096 TN +14%); OpenBLAS is ahead by 7-11% on large squares
     (1536^3, 2048^3).  A fused epilogue saves the blocked kernel one pass over the
