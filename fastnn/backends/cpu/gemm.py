@@ -25,9 +25,10 @@ def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
     """Whether SciPy's BLAS beats the blocked kernel for an (m x k) @ (k x n) product.
 
     Measured on the development machine (AVX2, Zen 4), one thread, CPU time, interleaved
-    (bench/scripts/cpu_dense.py gemm-engines --threads 1 --clock thread): the blocked kernel is within noise of OpenBLAS on most shapes and ahead on small,
-    skinny and transposed ones (few rows of A: 35 x 8457 x 2560 +28%; 512^3 +10%;
-    4096 x 128 x 4096 TN +14%); OpenBLAS is ahead by 7-11% on large squares
+    (bench/scripts/cpu_dense.py gemm-engines --threads 1 --clock thread): the blocked
+    kernel is within noise of OpenBLAS on most shapes and ahead on small, skinny and
+    transposed ones (few rows of A: 35 x 8457 x 2560 +28%; 512^3 +10%; 4096 x 128 x 4096
+    TN +14%); OpenBLAS is ahead by 7-11% on large squares
     (1536^3, 2048^3).  A fused epilogue saves the blocked kernel one pass over the
     result, worth ~40 / K of a GEMM's time, so with one BLAS needs a deeper K to win.
     Without AVX2 the blocked kernel is a portable build with no tuning: BLAS, with its
