@@ -33,6 +33,7 @@ SHAPES = [
     (150, 17, 9),
     (13, 40, 513),
     (2, 4100, 3),
+    (300, 45, 270),
 ]
 
 
@@ -191,8 +192,13 @@ def test_zero_stride_and_misaligned_operands(engine, rng):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fused_bias_activation_epilogue(variant, dtype, rng):
-    """act(op(a) @ op(b) + bias) for each activation, across several K slices."""
-    m, n, kk = 23, 37, 300
+    """act(op(a) @ op(b) + bias) for each activation, across several K slices, one row
+    block (B panels packed just in time) and several."""
+    for m, n, kk in [(23, 37, 300), (151, 37, 270)]:
+        _check_bias_activation(variant, dtype, rng, m, n, kk)
+
+
+def _check_bias_activation(variant, dtype, rng, m, n, kk):
     a, b = _operands(rng, m, n, kk, False, True, dtype)
     bias = rng.standard_normal(n).astype(dtype)
     for name, code in [(None, 0), ("relu", 1), ("sigmoid", 2), ("tanh", 3)]:
@@ -206,7 +212,11 @@ def test_fused_bias_activation_epilogue(variant, dtype, rng):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fused_derivative_epilogue(variant, dtype, rng):
     """(op(a) @ op(b)) * f'(u), f' at the pre-activation u, for each activation."""
-    m, n, kk = 31, 21, 260
+    for m, n, kk in [(31, 21, 260), (160, 40, 30)]:
+        _check_derivative(variant, dtype, rng, m, n, kk)
+
+
+def _check_derivative(variant, dtype, rng, m, n, kk):
     a, b = _operands(rng, m, n, kk, False, False, dtype)
     u = (3 * rng.standard_normal((m, n))).astype(dtype)
     u[0, :3] = [0.0, -50.0, 50.0]

@@ -334,6 +334,8 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
     ptrdiff_t nc_max = n1 - n0 < FNN_NC ? n1 - n0 : FNN_NC;
     mc_max = (mc_max + FNN_MR - 1) / FNN_MR * FNN_MR;
     nc_max = (nc_max + FNN_NR - 1) / FNN_NR * FNN_NR;
+    if (m1 - m0 <= FNN_MC && nc_max > FNN_NR * FNN_PANEL_GROUP) /* one_row_block, below */
+        nc_max = FNN_NR * FNN_PANEL_GROUP;
     size_t a_bytes = (size_t)(mc_max * kc_max) * sizeof(FNN_T);
     size_t b_bytes = (size_t)(kc_max * nc_max) * sizeof(FNN_T);
     a_bytes = (a_bytes + 63) & ~(size_t)63;
