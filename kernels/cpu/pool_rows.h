@@ -38,12 +38,13 @@ typedef struct {
 static inline void pool_taps(ptrdiff_t start, ptrdiff_t kernel, ptrdiff_t dilation,
                              ptrdiff_t size, ptrdiff_t* first, ptrdiff_t* stop) {
     ptrdiff_t hi;
-    *first = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
-    if (start >= size) {
-        *stop = 0;
-        return;
+    if (dilation == 1) { /* the common case, without divisions: it runs once per row */
+        *first = start >= 0 ? 0 : -start;
+        hi = size - start;
+    } else {
+        *first = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+        hi = start >= size ? 0 : (size - start + dilation - 1) / dilation;
     }
-    hi = (size - start + dilation - 1) / dilation;
     *stop = hi < kernel ? hi : kernel;
 }
 

@@ -238,6 +238,47 @@ static T POOL_FN(sum_clipped)(const pool_shape* s, const T* src, ptrdiff_t ow) {
 }
 
 /* ====================================================================================
+ * 2 x 2 windows with stride 2 (the most common pooling) over two real rows r0, r1: one
+ * pass, no folded row in between.  Windows [lo, hi) lie inside the rows.
+ * ==================================================================================== */
+
+static void POOL_FN(max_2x2)(const pool_shape* s, const T* restrict r0, const T* restrict r1,
+                             T* restrict y, ptrdiff_t lo, ptrdiff_t hi) {
+    const T* restrict a = r0 + 2 * lo - s->pw;
+    const T* restrict b = r1 + 2 * lo - s->pw;
+    T* restrict out = y + lo;
+    ptrdiff_t i;
+    for (i = 0; i < hi - lo; ++i)
+        out[i] = POOL_FN(nan_max)(POOL_FN(nan_max)(a[2 * i], a[2 * i + 1]),
+                                  POOL_FN(nan_max)(b[2 * i], b[2 * i + 1]));
+}
+
+static void POOL_FN(sum_2x2)(const pool_shape* s, const T* restrict r0, const T* restrict r1,
+                             T* restrict y, T dh, const T* restrict div_w, ptrdiff_t lo,
+                             ptrdiff_t hi) {
+    const T* restrict a = r0 + 2 * lo - s->pw;
+    const T* restrict b = r1 + 2 * lo - s->pw;
+    const T* restrict d = div_w + lo;
+    T* restrict out = y + lo;
+    ptrdiff_t i;
+    for (i = 0; i < hi - lo; ++i)
+        out[i] = ((a[2 * i] + a[2 * i + 1]) + (b[2 * i] + b[2 * i + 1])) / (dh * d[i]);
+}
+
+/* Whether output row oh has 2 x 2 windows with stride 2 over exactly two real rows; if
+ * so, *r0 and *r1 point at them. */
+static inline int POOL_FN(two_rows_2x2)(const pool_shape* s, const T* x, ptrdiff_t oh,
+                                        const T** r0, const T** r1) {
+    ptrdiff_t first, stop, start = oh * s->sh - s->ph;
+    if (s->kw != 2 || s->sw != 2 || s->dw != 1) return 0;
+    pool_taps(start, s->kh, s->dh, s->H, &first, &stop);
+    if (stop - first != 2) return 0;
+    *r0 = x + (start + first * s->dh) * s->W;
+    *r1 = *r0 + s->dh * s->W;
+    return 1;
+}
+
+/* ====================================================================================
  * Whole-plane reductions (global pooling), eight partial results so that the loop
  * vectorises without reassociating one long sum.
  * ==================================================================================== */
@@ -286,7 +327,20 @@ static void POOL_FN(pool_max_rows)(const pool_shape* s, const T* x, T* y, ptrdif
     }
     for (oh = oh0; oh < oh1; ++oh) {
         T* yrow = y + oh * wo;
-        const T* src = POOL_FN(fold_max)(s, x, oh, buf);
+        const T *r0, *r1, *src;
+        if (POOL_FN(two_rows_2x2)(s, x, oh, &r0, &r1)) {
+            for (ow = 0; ow < wo; ++ow) {
+                if (ow == s->ow_lo) { /* the windows inside the rows, then the edges */
+                    POOL_FN(max_2x2)(s, r0, r1, yrow, s->ow_lo, s->ow_hi);
+                    ow = s->ow_hi;
+                    if (ow >= wo) break;
+                }
+                yrow[ow] = POOL_FN(nan_max)(POOL_FN(max_clipped)(s, r0, ow),
+                                            POOL_FN(max_clipped)(s, r1, ow));
+            }
+            continue;
+        }
+        src = POOL_FN(fold_max)(s, x, oh, buf);
         if (src == NULL) {
             for (ow = 0; ow < wo; ++ow) yrow[ow] = -INFINITY;
             continue;
@@ -377,7 +431,20 @@ static void POOL_FN(pool_avg_rows)(const pool_shape* s, const T* x, T* y, ptrdif
     for (oh = oh0; oh < oh1; ++oh) {
         T* yrow = y + oh * wo;
         const T dh = div_h[oh];
-        const T* src = POOL_FN(fold_sum)(s, x, oh, buf);
+        const T *r0, *r1, *src;
+        if (POOL_FN(two_rows_2x2)(s, x, oh, &r0, &r1)) {
+            for (ow = 0; ow < wo; ++ow) {
+                if (ow == s->ow_lo) { /* the windows inside the rows, then the edges */
+                    POOL_FN(sum_2x2)(s, r0, r1, yrow, dh, div_w, s->ow_lo, s->ow_hi);
+                    ow = s->ow_hi;
+                    if (ow >= wo) break;
+                }
+                yrow[ow] = (POOL_FN(sum_clipped)(s, r0, ow) + POOL_FN(sum_clipped)(s, r1, ow)) /
+                           (dh * div_w[ow]);
+            }
+            continue;
+        }
+        src = POOL_FN(fold_sum)(s, x, oh, buf);
         if (src == NULL) {
             for (ow = 0; ow < wo; ++ow) yrow[ow] = 0;
             continue;
