@@ -191,6 +191,7 @@ def test_avg_pool_matches_reference_on_random_configs(rng, nd, dtype):
 COMMON_LAYERS = [
     ((2, 3, 12, 12), 2, 2, 0, False),
     ((2, 3, 13, 11), 2, 2, 0, True),
+    ((2, 3, 11, 13), 2, 2, 1, True),
     ((2, 3, 15, 14), 3, 2, 1, False),
     ((2, 3, 15, 14), 3, 2, 1, True),
     ((2, 3, 10, 11), 3, 3, 0, True),
@@ -238,6 +239,16 @@ def test_common_layers_match_reference_in_both_builds(rng, simd, dtype):
         )
         for count_include_pad in (True, False):
             check_avg(cfg, x, rng.standard_normal(y_shape).astype(dtype), count_include_pad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dilated_rows_of_2x2_windows_match_reference(rng, simd, dtype):
+    # 2 x 2 windows with stride 2 take a one-pass path whose two rows may be far apart
+    for dilation, pad in (((2, 1), (1, 1)), ((3, 1), (0, 1)), ((1, 2), (1, 0))):
+        cfg = Config(2, (2, 3, 11, 12), (2, 2), (2, 2), pad, dilation, True)
+        x = special_values(rng, cfg.shape, dtype)
+        y_shape = max_op(2)(x, **cfg.max_kwargs(), backend="reference").shape
+        check_max(cfg, x, rng.standard_normal(y_shape).astype(dtype))
 
 
 def test_avg_pool_propagates_nan_and_inf(rng):
