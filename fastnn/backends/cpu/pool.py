@@ -44,6 +44,7 @@ def _check_flat_index(h: int, w: int) -> None:
 
 
 def _max_pool(x, geom: PoolGeometry, return_indices: bool):
+    """max_pool{1,2}d: y, or (y, int64 flat indices) with ``return_indices``."""
     g2 = _as_2d(geom)
     h, w, ho, wo = g2[:4]
     y = np.empty(geom.output_shape, dtype=x.dtype)
@@ -63,6 +64,8 @@ def _max_pool(x, geom: PoolGeometry, return_indices: bool):
 
 
 def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
+    """max_pool{1,2}d_backward: scatter gy through ``indices``, or through the maxima
+    found again in x when ``indices`` is None."""
     g2 = _as_2d(geom)
     h, w, ho, wo = g2[:4]
     gx = np.empty(geom.input_shape, dtype=gy.dtype)
@@ -91,6 +94,7 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
 
 
 def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
+    """avg_pool{1,2}d."""
     g2 = _as_2d(geom)
     h, w, ho, wo = g2[:4]
     y = np.empty(geom.output_shape, dtype=x.dtype)
@@ -109,6 +113,7 @@ def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
 
 
 def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
+    """avg_pool{1,2}d_backward: each output's share spread over its window."""
     g2 = _as_2d(geom)
     h, w, ho, wo = g2[:4]
     gx = np.empty(geom.input_shape, dtype=gy.dtype)
