@@ -291,7 +291,7 @@ class ConvGeometry:
         return 2 * math.prod(self.output_shape) * per_output
 
 
-def conv_geometry(
+def _conv_geometry(
     op: str,
     nd: int,
     input_shape: tuple[int, ...],
@@ -449,7 +449,7 @@ def _padding_only_window(size: int, k: int, s: int, p: int, d: int, out: int) ->
     return None
 
 
-def pool_geometry(
+def _pool_geometry(
     op: str,
     nd: int,
     input_shape: tuple[int, ...],
@@ -556,3 +556,75 @@ def check_probabilities(op: str, name: str, x: Any, kind: str, backend: str | No
 
 def _size(x: Any) -> int:
     return math.prod(x.shape)
+
+
+# ---------------------------------------------------------------------------------------
+# Memoised geometry: a training loop calls the same layer with the same parameters over
+# and over, and validating them costs ~10 us of Python.  Only calls whose parameters are
+# plain ints, strs, bools, None or tuples of ints are memoised, keyed with their types so
+# that True never stands in for 1; anything else (lists, numpy ints) is validated afresh.
+# Geometries are frozen, so sharing one is safe; errors are never cached.
+# ---------------------------------------------------------------------------------------
+
+_MEMO_LIMIT = 4096
+_conv_memo: dict[tuple, ConvGeometry] = {}
+_pool_memo: dict[tuple, PoolGeometry] = {}
+_SCALARS = (int, str, bool, type(None))
+
+
+def _memo_key(args: tuple) -> tuple | None:
+    key = []
+    for value in args:
+        kind = type(value)
+        if kind in _SCALARS:
+            key.append((kind, value))
+        elif kind is tuple and all(type(v) is int for v in value):
+            key.append((tuple, value))
+        else:
+            return None
+    return tuple(key)
+
+
+def _memoised(memo: dict, build, args: tuple):
+    key = _memo_key(args)
+    if key is None:
+        return build(*args)
+    geometry = memo.get(key)
+    if geometry is None:
+        geometry = build(*args)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = geometry
+    return geometry
+
+
+def conv_geometry(
+    op: str,
+    nd: int,
+    input_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: object,
+    padding: object,
+    dilation: object,
+    groups: object,
+) -> ConvGeometry:
+    """Validate the shapes and parameters of a conv{nd}d call and compute its geometry
+    (memoised for repeated plain-int parameters)."""
+    args = (op, nd, input_shape, weight_shape, stride, padding, dilation, groups)
+    return _memoised(_conv_memo, _conv_geometry, args)
+
+
+def pool_geometry(
+    op: str,
+    nd: int,
+    input_shape: tuple[int, ...],
+    kernel_size: object,
+    stride: object,
+    padding: object,
+    dilation: object,
+    ceil_mode: object,
+) -> PoolGeometry:
+    """Validate the parameters of a {max,avg}_pool{nd}d call and compute its geometry
+    (memoised for repeated plain-int parameters)."""
+    args = (op, nd, input_shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return _memoised(_pool_memo, _pool_geometry, args)
