@@ -186,13 +186,17 @@ def int_tuple(op: str, name: str, value: object, nd: int, minimum: int) -> tuple
 
 def check_bool(op: str, name: str, value: object) -> bool:
     """A bool (numpy bools too); anything else is a TypeError."""
-    if isinstance(value, (bool, np.bool_)):
+    if value is True or value is False:
+        return value
+    if isinstance(value, np.bool_):
         return bool(value)
     raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
 
 
 def check_scalar(op: str, name: str, value: object) -> float:
     """A real number (int, float or numpy real scalar); not a bool, not complex."""
+    if type(value) is float or type(value) is int:  # the common case, without ABC checks
+        return float(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
     return float(value)
