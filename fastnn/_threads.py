@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator
 
 __all__ = [
+    "blas_for_call",
     "blas_num_threads",
     "default_num_threads",
     "get_num_threads",
@@ -73,13 +74,16 @@ def set_num_threads(n: int) -> None:
 
 _blas_lock = threading.RLock()
 _blas_libs: list | None = None  # threadpoolctl LibControllers, found on first use
+_blas_private = False  # True when those libraries are SciPy's own (nobody else calls them)
+_blas_current: int | None = None  # the thread count we last gave them
 _blas_pins = 0  # how many limit_blas_threads blocks are open
 
 
-def _scipy_blas_libs() -> list:
+def _scipy_blas_libs() -> tuple[list, bool]:
     """threadpoolctl controllers of the BLAS scipy.linalg.cython_blas calls: the libraries
     shipped inside SciPy's installation (scipy.libs/, scipy/.dylibs/) when there are any,
-    else every loaded BLAS (SciPy then uses a system BLAS, probably shared with numpy)."""
+    else every loaded BLAS (SciPy then uses a system BLAS, probably shared with numpy).
+    The flag says which of the two it is."""
     import scipy
     import scipy.linalg.cython_blas  # noqa: F401  (loads the library if nothing did yet)
     from threadpoolctl import ThreadpoolController
@@ -92,31 +96,47 @@ def _scipy_blas_libs() -> list:
         if os.path.relpath(os.path.abspath(lib.filepath), site).split(os.sep)[0]
         in ("scipy", "scipy.libs")
     ]
-    return own or list(libs)
+    return (own, True) if own else (list(libs), False)
+
+
+def _set_blas_threads(n: int) -> None:
+    """Give the BLAS ``n`` threads unless it has them already (caller holds the lock)."""
+    global _blas_current
+    if n == _blas_current:
+        return
+    for lib in _blas_libs or ():
+        if lib.get_num_threads() != n:
+            # threadpoolctl lets only the first Python thread that set a limit change a
+            # shared pool; _blas_lock serialises every change made here, so go straight
+            # to the library from whichever thread holds the lock.
+            setter = getattr(lib, "_real_set_num_threads", lib.set_num_threads)
+            setter(n)
+    _blas_current = n
 
 
 def _apply_blas_threads() -> None:
     with _blas_lock:
-        n = 1 if _blas_pins else _num_threads
-        for lib in _blas_libs or ():
-            if lib.get_num_threads() != n:
-                # threadpoolctl lets only the first Python thread that set a limit change
-                # a shared pool; _blas_lock serialises every change made here, so go
-                # straight to the library from whichever thread holds the lock.
-                setter = getattr(lib, "_real_set_num_threads", lib.set_num_threads)
-                setter(n)
+        _set_blas_threads(1 if _blas_pins else _num_threads)
 
 
 def sync_blas_threads() -> None:
     """Make SciPy's BLAS use ``get_num_threads()`` threads from now on (and on every later
     ``set_num_threads``).  CPU kernel modules that call BLAS run this when imported."""
-    global _blas_libs
+    global _blas_libs, _blas_private
     with _blas_lock:
         if _blas_libs is None:
             try:
-                _blas_libs = _scipy_blas_libs()
+                _blas_libs, _blas_private = _scipy_blas_libs()
             except Exception:  # no threadpoolctl support for this BLAS: leave it alone
-                _blas_libs = []
+                _blas_libs, _blas_private = [], False
+        _apply_blas_threads()
+
+
+def blas_for_call() -> None:
+    """Before a BLAS call made outside any OpenMP region: give the BLAS its
+    ``get_num_threads()`` threads back if a :func:`limit_blas_threads` block left it
+    at one.  Two comparisons when nothing needs to change."""
+    if _blas_current != _num_threads and _blas_pins == 0 and _blas_libs:
         _apply_blas_threads()
 
 
@@ -131,8 +151,12 @@ def blas_num_threads() -> int | None:
 @contextlib.contextmanager
 def limit_blas_threads() -> Iterator[None]:
     """Pin SciPy's BLAS to one thread inside the block: wrap any OpenMP region whose
-    threads call BLAS.  Blocks may nest and may be open in several Python threads at once;
-    the BLAS gets ``get_num_threads()`` threads back when the last one closes."""
+    threads call BLAS.  Blocks may nest and may be open in several Python threads at once.
+
+    When the last block closes, a BLAS that SciPy ships for itself stays at one thread
+    until fastnn next calls it outside a parallel region (:func:`blas_for_call`), so a
+    loop of convolutions does not pay two thread-count changes per call; a system BLAS
+    that numpy may share gets its ``get_num_threads()`` threads back at once."""
     global _blas_pins
     if _blas_libs is None:
         sync_blas_threads()
@@ -145,5 +169,5 @@ def limit_blas_threads() -> Iterator[None]:
     finally:
         with _blas_lock:
             _blas_pins -= 1
-            if _blas_pins == 0:
+            if _blas_pins == 0 and not _blas_private:
                 _apply_blas_threads()

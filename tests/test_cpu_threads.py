@@ -90,6 +90,18 @@ def test_limit_blas_threads_nests_and_restores(restore_threads):
         assert _threads.blas_num_threads() == 1
         fastnn.set_num_threads(2)  # a change inside a pinned block waits for the block
         assert _threads.blas_num_threads() == 1
+    _threads.blas_for_call()  # the next BLAS call outside a parallel region restores it
+    assert _threads.blas_num_threads() == 2
+
+
+def test_blas_gets_its_threads_back_before_a_gemm_call(restore_threads, monkeypatch):
+    if _threads.blas_num_threads() is None:
+        pytest.skip("threadpoolctl cannot control this BLAS")
+    monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: True)
+    fastnn.set_num_threads(2)
+    with _threads.limit_blas_threads():
+        pass
+    fastnn.gemm(np.ones((8, 8)), np.ones((8, 8)))
     assert _threads.blas_num_threads() == 2
 
 
@@ -110,6 +122,7 @@ def test_limit_blas_threads_from_several_python_threads(restore_threads):
         for f in [pool.submit(pinned) for _ in range(4)]:
             f.result()
     assert seen == [1, 1, 1, 1]
+    _threads.blas_for_call()
     assert _threads.blas_num_threads() == 2
 
 

@@ -7,32 +7,13 @@ Every function takes the geometry tuple of :func:`conv_plan.shape_tuple` and 4-D
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from typing import Any
-
 import numpy as np
 
+from fastnn._threads import limit_blas_threads
 from fastnn.backends.cpu import conv_plan
 from fastnn.kernels.cpu import conv_im2col as _k
 
-__all__ = ["forward", "grad_input", "grad_weight", "single_threaded_blas"]
-
-_controller: Any = None
-_controller_lock = threading.Lock()
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager:
-    """A context in which BLAS runs on one thread: the kernels call it from inside their
-    own OpenMP threads, which must not each start a BLAS thread pool."""
-    global _controller
-    if _controller is None:
-        with _controller_lock:
-            if _controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+__all__ = ["forward", "grad_input", "grad_weight"]
 
 
 def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
@@ -41,7 +22,7 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
     y = np.empty(n * k * ho * wo, dtype=x4.dtype)
     tile, images = conv_plan.im2col_tile(shape, threads)
     b = bias if bias is not None else w[:0]
-    with single_threaded_blas():
+    with limit_blas_threads():
         _k.forward(x4, w, b, bias is not None, y, shape, tile, images, threads)
     return y
 
@@ -49,7 +30,7 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
 def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
     """d loss / d weight as float64 (K, Cg*R*S), from the flat contiguous grad_output."""
     tile, images = conv_plan.im2col_tile(shape, threads)
-    with single_threaded_blas():
+    with limit_blas_threads():
         return _k.backward_weight(x4, gy, shape, tile, images, threads)
 
 
@@ -59,6 +40,6 @@ def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray
     gx = np.zeros(n * c * h * wd, dtype=gy.dtype)
     tile, images = conv_plan.im2col_tile(shape, threads)
     channels = conv_plan.im2col_channels(shape, tile * images, images, threads)
-    with single_threaded_blas():
+    with limit_blas_threads():
         _k.backward_input(gy, w, gx, shape, tile, images, channels, threads)
     return gx

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads, sync_blas_threads
+from fastnn._threads import blas_for_call, get_num_threads, sync_blas_threads
 from fastnn.kernels.cpu import gemm as _k
 
 sync_blas_threads()
@@ -62,6 +62,7 @@ def matmul(
     threads = get_num_threads()
     epilogue = act != 0 or bias is not None or u is not None
     if prefers_blas(m, n, k, epilogue):
+        blas_for_call()
         out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b)
         if epilogue:
             _k.epilogue(out, act, bias, u, threads)
