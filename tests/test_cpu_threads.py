@@ -94,15 +94,30 @@ def test_limit_blas_threads_nests_and_restores(restore_threads):
     assert _threads.blas_num_threads() == 2
 
 
-def test_blas_gets_its_threads_back_before_a_gemm_call(restore_threads, monkeypatch):
+@pytest.mark.parametrize("shape", [(70, 40, 33), (40, 70, 33), (5, 3, 2)])
+def test_blas_path_splits_the_result_over_our_threads_with_blas_pinned(
+    restore_threads, monkeypatch, shape
+):
+    """The BLAS engine runs one single-threaded BLAS call per block of the result inside
+    fastnn's own parallel region: no OpenBLAS pool is left spinning after the call."""
     if _threads.blas_num_threads() is None:
         pytest.skip("threadpoolctl cannot control this BLAS")
     monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: True)
-    fastnn.set_num_threads(2)
-    with _threads.limit_blas_threads():
-        pass
-    fastnn.gemm(np.ones((8, 8)), np.ones((8, 8)))
-    assert _threads.blas_num_threads() == 2
+    real_blas, seen = engines._k.blas, []
+
+    def recording_blas(*args):
+        seen.append((_threads.blas_num_threads(), args[-1]))
+        return real_blas(*args)
+
+    monkeypatch.setattr(engines._k, "blas", recording_blas)
+    fastnn.set_num_threads(3)
+    m, n, k = shape
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k))
+    c = rng.standard_normal(n)
+    out = fastnn.gemm(a, b, c, alpha=0.5, beta=2.0, trans_b=True)
+    assert seen == [(1, 3)]
+    assert_close(out, 0.5 * a @ b.T + 2.0 * c)
 
 
 def test_limit_blas_threads_from_several_python_threads(restore_threads):

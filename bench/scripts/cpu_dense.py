@@ -5,7 +5,11 @@
     ... --threads 1 --clock thread     (CPU time of one thread: steadier on a busy machine)
 
 Each round times every implementation once per case, in turn, so machine noise hits all
-of them alike; the tables show the median over rounds.  Ratios are numpy's time over
+of them alike; the tables show the median over rounds.  Each timed block starts with an
+untimed run-in of --settle seconds (default 0.15): after a call, OpenBLAS's worker
+threads spin for ~0.1 s and take a core from whatever runs next, so without it a block
+measures the previous implementation's idle threads as much as its own work.
+``--settle 0`` shows that cross-library cost (see README, "Threads").  Ratios are numpy's time over
 ours (> 1: we are faster).  numpy's BLAS and SciPy's BLAS (used by fastnn) are limited to
 --threads threads with threadpoolctl, as are fastnn's kernels (set_num_threads).
 """
@@ -22,6 +26,7 @@ from fastnn.kernels.cpu import gemm as engines
 from threadpoolctl import threadpool_limits
 
 import fastnn
+from fastnn._threads import limit_blas_threads
 
 PEAK_GFLOPS = 231.0  # 2 Zen 4 cores, FP32 FMA (shared/BENCH_SHAPES.md)
 COPY_GBS = 26.0  # STREAM-like copy on 2 threads
@@ -44,9 +49,17 @@ DEEPBENCH = [
 CLOCK = time.perf_counter
 
 
+#: Seconds of untimed calls before each timed block (--settle).
+SETTLE = 0.15
+
+
 def per_call(fn: Callable[[], object], min_seconds: float) -> float:
-    """Seconds per call of fn, averaged over as many calls as fit in min_seconds."""
+    """Seconds per call of fn, averaged over as many calls as fit in min_seconds, after
+    SETTLE seconds of untimed calls."""
     fn()
+    end = time.perf_counter() + SETTLE
+    while time.perf_counter() < end:
+        fn()
     calls, start = 0, CLOCK()
     while True:
         fn()
@@ -65,6 +78,12 @@ def compare(impls: dict[str, Callable[[], object]], rounds: int, min_seconds: fl
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def _split_blas(a, b, ta: bool, tb: bool, threads: int):
+    """The BLAS engine as fastnn runs it: one-thread BLAS calls on blocks of the result."""
+    with limit_blas_threads():
+        return engines.blas(a, b, None, 1.0, 0.0, ta, tb, threads)
+
+
 def _gemm_impls(a, b, ta: bool, tb: bool, threads: int, engines_only: bool) -> dict:
     op_a, op_b = (a.T if ta else a), (b.T if tb else b)
     impls = {
@@ -73,7 +92,7 @@ def _gemm_impls(a, b, ta: bool, tb: bool, threads: int, engines_only: bool) -> d
     }
     if engines_only:
         impls["blocked"] = lambda: engines.blocked(a, b, None, 1, 0, ta, tb, 0, None, None, threads)
-        impls["blas"] = lambda: engines.blas(a, b, None, 1.0, 0.0, ta, tb)
+        impls["blas"] = lambda: _split_blas(a, b, ta, tb, threads)
     return impls
 
 
@@ -209,6 +228,7 @@ def bench_overhead(args, dtype, rng) -> None:
 
 
 def main() -> None:
+    global SETTLE, CLOCK
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "what", choices=["gemm", "gemm-engines", "linear", "sensitivity", "elementwise", "overhead"]
@@ -219,11 +239,12 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=0.03)
     parser.add_argument("--shapes", default="all", choices=["all", "square", "deepbench"])
     parser.add_argument("--clock", default="wall", choices=["wall", "thread"])
+    parser.add_argument("--settle", type=float, default=SETTLE, help="untimed run-in, seconds")
     args = parser.parse_args()
+    SETTLE = args.settle
     if args.clock == "thread":
         if args.threads != 1:
             parser.error("--clock thread measures one thread: use it with --threads 1")
-        global CLOCK
         CLOCK = time.thread_time
     fastnn.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

@@ -4,6 +4,10 @@
 #                 epilogue: bias + activation, or a multiply by the activation's
 #                 derivative at a pre-activation u.  Any strides, no copies.
 #   blas(...)     SciPy's sgemm/dgemm (blas.pxd); operands with no unit stride are copied.
+#                 With several threads the result is split into row (or column) blocks,
+#                 one single-threaded BLAS call per block in our own OpenMP region: the
+#                 caller pins SciPy's BLAS to one thread (fastnn._threads.limit_blas_threads),
+#                 so no OpenBLAS worker is left spinning on a core the next kernel needs.
 #   epilogue(...) the epilogue alone, in place, on a result the caller owns (after blas).
 #
 # a and b are 2-d float arrays of one dtype, op(a) = a.T if trans_a (likewise b); the
@@ -14,6 +18,7 @@ cimport numpy as cnp
 
 cimport dense_arrays as da
 from blas cimport gemm_rowmajor
+from cython.parallel cimport prange
 
 cnp.import_array()
 
@@ -174,15 +179,43 @@ def blas_fits(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k):
     return max(m, n, k) < INT_MAX
 
 
+#: Block boundaries of a split BLAS call fall on multiples of this many rows / columns.
+cdef int BLAS_SPLIT_ALIGN = 16
+
+
+cdef void _blas_block(bint is_float, bint ta, bint tb, int m, int n, int k, double alpha,
+                      const char* a, int lda, const char* b, int ldb, double beta, char* c,
+                      int ldc, bint by_rows, int start, int stop) noexcept nogil:
+    """Rows (by_rows) or columns [start, stop) of the row-major product, in one BLAS call."""
+    cdef Py_ssize_t item = sizeof(float) if is_float else sizeof(double)
+    if by_rows:
+        a = a + item * (<Py_ssize_t>start if ta else <Py_ssize_t>start * lda)
+        c = c + item * <Py_ssize_t>start * ldc
+        m = stop - start
+    else:
+        b = b + item * (<Py_ssize_t>start * ldb if tb else <Py_ssize_t>start)
+        c = c + item * <Py_ssize_t>start
+        n = stop - start
+    if is_float:
+        gemm_rowmajor(ta, tb, m, n, k, <float>alpha, <const float*>a, lda,
+                      <const float*>b, ldb, <float>beta, <float*>c, ldc)
+    else:
+        gemm_rowmajor(ta, tb, m, n, k, alpha, <const double*>a, lda,
+                      <const double*>b, ldb, beta, <double*>c, ldc)
+
+
 def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
-         bint trans_b=False):
+         bint trans_b=False, int num_threads=1):
     """A new C-contiguous alpha * op(a) @ op(b) + beta * c from SciPy's BLAS.  c: None
-    or an array broadcast to (m, n).  Sizes must satisfy blas_fits."""
+    or an array broadcast to (m, n).  Sizes must satisfy blas_fits.
+
+    num_threads > 1 splits the result into that many row (or, for a wide result, column)
+    blocks computed in parallel, one BLAS call each: call it with SciPy's BLAS pinned to
+    one thread (fastnn._threads.limit_blas_threads)."""
     cdef fnn_gemm_args g
     cdef cnp.ndarray ac = _strided(a), bc = _strided(b), out
     cdef int typenum = cnp.PyArray_TYPE(ac), m, n, k, lda, ldb
     cdef bint ta, tb
-    cdef float alpha_f = alpha, beta_f = beta
     if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
         raise TypeError(f"gemm: expected float32 or float64, got {a.dtype}")
     if cnp.PyArray_TYPE(bc) != typenum or cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2:
@@ -197,7 +230,7 @@ def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     if c is not None and beta != 0.0:
         out[...] = c
     else:
-        beta = beta_f = 0.0
+        beta = 0.0
     if m == 0 or n == 0:
         return out
     if k == 0 or alpha == 0.0:  # nothing to multiply, or a and b not to be read
@@ -208,17 +241,29 @@ def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
         return out
     ac, ta, lda = _blas_operand(ac, trans_a)
     bc, tb, ldb = _blas_operand(bc, trans_b)
-    cdef void* ap = cnp.PyArray_DATA(ac)
-    cdef void* bp = cnp.PyArray_DATA(bc)
-    cdef void* op = cnp.PyArray_DATA(out)
+    cdef const char* ap = <const char*>cnp.PyArray_DATA(ac)
+    cdef const char* bp = <const char*>cnp.PyArray_DATA(bc)
+    cdef char* op = <char*>cnp.PyArray_DATA(out)
+    cdef bint is_float = typenum == cnp.NPY_FLOAT, by_rows = m >= n
+    cdef int split = m if by_rows else n, p, parts
+    parts = min(max(num_threads, 1), (split + BLAS_SPLIT_ALIGN - 1) // BLAS_SPLIT_ALIGN)
     with nogil:
-        if typenum == cnp.NPY_FLOAT:
-            gemm_rowmajor(ta, tb, m, n, k, alpha_f, <const float*>ap, lda,
-                          <const float*>bp, ldb, beta_f, <float*>op, n)
+        if parts <= 1:
+            _blas_block(is_float, ta, tb, m, n, k, alpha, ap, lda, bp, ldb, beta, op, n,
+                        True, 0, m)
         else:
-            gemm_rowmajor(ta, tb, m, n, k, alpha, <const double*>ap, lda,
-                          <const double*>bp, ldb, beta, <double*>op, n)
+            for p in prange(parts, num_threads=parts, schedule="static"):
+                _blas_block(is_float, ta, tb, m, n, k, alpha, ap, lda, bp, ldb, beta, op, n,
+                            by_rows, _split_point(split, parts, p),
+                            _split_point(split, parts, p + 1))
     return out
+
+
+cdef inline int _split_point(int total, int parts, int p) noexcept nogil:
+    """Start of block p of `parts` over `total` rows, on a BLAS_SPLIT_ALIGN boundary."""
+    if p >= parts:
+        return total
+    return <int>(<long long>total * p // parts) // BLAS_SPLIT_ALIGN * BLAS_SPLIT_ALIGN
 
 
 def epilogue(out, int act=0, bias=None, u=None, int num_threads=1):

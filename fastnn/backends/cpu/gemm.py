@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import blas_for_call, get_num_threads, sync_blas_threads
+from fastnn._threads import get_num_threads, limit_blas_threads, sync_blas_threads
 from fastnn.kernels.cpu import gemm as _k
 
 sync_blas_threads()
@@ -62,8 +62,10 @@ def matmul(
     threads = get_num_threads()
     epilogue = act != 0 or bias is not None or u is not None
     if prefers_blas(m, n, k, epilogue):
-        blas_for_call()
-        out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b)
+        # Our threads each make a one-thread BLAS call on a block of the result: an
+        # OpenBLAS pool left spinning after a threaded call would slow the kernels after.
+        with limit_blas_threads():
+            out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, threads)
         if epilogue:
             _k.epilogue(out, act, bias, u, threads)
         return out

@@ -100,7 +100,7 @@ def backward(gy: Any, x: Any, w: Any, geom: ConvGeometry, mask) -> tuple:
     xc = contiguous(x)
     w3 = contiguous(w).reshape(groups, out_g, rows_g)
     chunk = _chunk(geom, s, x.dtype.itemsize)
-    col = cupy.empty((channels * s.taps * chunk * positions,), dtype=x.dtype)
+    col = cupy.empty((channels * s.taps * chunk * positions,), dtype=x.dtype) if mask[1] else None
     for n0 in range(0, n_all, chunk):
         n = min(chunk, n_all - n0)
         # gy of the chunk as (G, out/G, n * P): the images join the GEMMs' inner dimension
