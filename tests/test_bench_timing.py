@@ -102,3 +102,26 @@ def test_min_runs_is_kept_even_when_the_budget_is_spent():
     plan = TimingPlan(budget=1e-9, repeats=10, min_sample=0.0, settle=0.0, min_runs=3)
     results = measure({"slow": lambda: sum(range(1000))}, plan)
     assert results["slow"].runs == 3 and results["slow"].loops == 1
+
+
+def test_a_block_after_a_spinning_implementation_starts_with_untimed_calls():
+    calls = {"blas": 0, "ours": 0}
+
+    def counter(name):
+        def fn():
+            calls[name] += 1
+
+        return fn
+
+    plan = TimingPlan(budget=1.0, repeats=3, min_sample=0.0, min_runs=3, run_in=0.02)
+    impls = {"blas": counter("blas"), "ours": counter("ours")}
+    measured = measure(impls, plan, spinning={"blas"})
+    assert measured["ours"].runs == 3 and measured["blas"].runs == 3
+    # one untimed warm-up call; the calibration call is the first sample (min_sample=0)
+    run_in_calls = calls["ours"] - 1 - measured["ours"].runs
+    assert run_in_calls > 100  # 0.02 s of a no-op, at least once
+    assert calls["blas"] == 1 + measured["blas"].runs  # nothing spins before "blas"
+
+    calls.update(blas=0, ours=0)
+    measure(impls, plan)
+    assert calls["ours"] == 1 + 3  # no run-in without a spinning peer

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.bench.case import Case, SkipImpl, prepare
+from fastnn.bench.case import REFERENCE, Case, SkipImpl, prepare
 from fastnn.bench.timing import Measurement, TimingPlan, measure
 
 __all__ = ["CaseResult", "run_case", "run_cases"]
@@ -25,6 +25,17 @@ class CaseResult:
     case: Case
     measurements: dict[str, Measurement]
     seconds: float = 0.0  # wall time of the whole case: data, warm-ups, samples
+
+
+#: Families whose NumPy / SciPy peers call a threaded BLAS (matmul, tensordot).
+BLAS_FAMILIES = frozenset({"gemm", "linear", "sensitivity", "conv1d", "conv2d", "train"})
+
+
+def _spinning(case: Case) -> frozenset[str]:
+    """The implementations of ``case`` that leave OpenBLAS threads spinning after a call."""
+    if case.family not in BLAS_FAMILIES:
+        return frozenset()
+    return frozenset(i.name for i in case.impls if i.name in ("numpy", "scipy", REFERENCE))
 
 
 def run_case(case: Case, plan: TimingPlan, seed: int = 0) -> CaseResult:
@@ -45,7 +56,7 @@ def run_case(case: Case, plan: TimingPlan, seed: int = 0) -> CaseResult:
             failed[impl.name] = Measurement(skipped=str(exc))
         except Exception as exc:  # e.g. the GPU runs out of memory while copying
             failed[impl.name] = Measurement(error=f"{type(exc).__name__}: {exc}")
-    measured = measure(callables, plan)
+    measured = measure(callables, plan, spinning=_spinning(case))
     del callables, data  # free the arrays before the next case allocates its own
     measurements = {i.name: measured.get(i.name) or failed[i.name] for i in case.impls}
     return CaseResult(case, measurements, time.perf_counter() - start)

@@ -12,6 +12,11 @@
    hits every implementation alike.
 4. Each implementation gets as many samples as fit in ``budget`` seconds, at least
    ``min_runs`` and at most ``repeats``.
+5. Run-in: OpenBLAS's worker threads (numpy's ``@``) keep spinning for ~0.1 s after a
+   call, and on a machine with as many cores as threads they take a core from whatever
+   runs next.  A block that follows one of the implementations named ``spinning`` starts
+   with ``run_in`` seconds of untimed calls, so that each sample measures its own
+   implementation, not the previous one's idle threads.
 
 Results are seconds per call: the median of the samples and the best one.
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +39,15 @@ __all__ = ["Measurement", "TimingPlan", "measure"]
 class TimingPlan:
     """How long and how often to measure.  ``budget``: seconds per implementation and
     case; ``repeats``: the most samples, ``min_runs`` the fewest; ``min_sample``: the
-    shortest sample; ``settle``: the pause between two blocks, in seconds."""
+    shortest sample; ``settle``: the pause between two blocks, in seconds; ``run_in``:
+    untimed calls, in seconds, before a block that follows a spinning implementation."""
 
     budget: float = 0.5
     repeats: int = 7
     min_sample: float = 0.005
     settle: float = 0.001
     min_runs: int = 3
+    run_in: float = 0.12
 
 
 @dataclass
@@ -89,16 +96,24 @@ def _warm_up(fn: Callable[[], Any], plan: TimingPlan) -> tuple[Measurement, int]
     return Measurement(loops=loops), wanted
 
 
+def _run_in(fn: Callable[[], Any], seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        fn()
+
+
 def measure(
     impls: Mapping[str, Callable[[], Any]],
     plan: TimingPlan,
     errors: tuple[type[BaseException], ...] = (Exception,),
+    spinning: Collection[str] = (),
 ) -> dict[str, Measurement]:
     """Time every zero-argument callable in ``impls`` by the rules of this module.
 
     An implementation that raises :class:`SkipImpl` gets a Measurement with ``skipped``
     set, one that raises one of ``errors`` one with ``error`` set (and no times); the
-    others are still measured.
+    others are still measured.  ``spinning``: the implementations whose thread pool
+    keeps spinning after a call (rule 5).
     """
     results: dict[str, Measurement] = {}
     needed: dict[str, int] = {}
@@ -112,6 +127,7 @@ def measure(
             needed[name] = 0
     order = [name for name in impls if needed[name] > 0]
     rounds = max(needed.values(), default=0)
+    previous = None
     for r in range(rounds):
         shift = r % len(order) if order else 0
         for name in order[shift:] + order[:shift]:
@@ -119,7 +135,10 @@ def measure(
                 continue
             time.sleep(plan.settle)
             try:
+                if previous in spinning and previous != name:
+                    _run_in(impls[name], plan.run_in)
                 results[name].times.append(_timed(impls[name], results[name].loops))
             except errors as exc:
                 results[name].error = f"{type(exc).__name__}: {exc}"
+            previous = name
     return results

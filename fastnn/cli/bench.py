@@ -25,7 +25,7 @@ HELP = "benchmark fastnn against NumPy, SciPy and PyTorch; write markdown, JSON 
 
 #: Timing per suite: seconds per implementation and case, most samples, shortest sample.
 PLANS = {
-    "tiny": TimingPlan(budget=0.02, repeats=3, min_sample=0.0005, min_runs=1),
+    "tiny": TimingPlan(budget=0.02, repeats=3, min_sample=0.0005, min_runs=1, run_in=0.0),
     "quick": TimingPlan(budget=0.15, repeats=5, min_sample=0.003),
     "full": TimingPlan(budget=1.0, repeats=10, min_sample=0.01),
 }
