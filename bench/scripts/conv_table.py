@@ -5,6 +5,8 @@ run in interleaved rounds (one call of each per round, after a warm-up call), an
 median per implementation is reported with the speed-up of fastnn over PyTorch
 (torch time / fastnn time; > 1 means fastnn is faster).  Forward includes the bias;
 backward is grad_input + grad_weight (torch's aten.convolution_backward, no autograd).
+Each timed call follows a pause of --settle seconds (default 0.01): both libraries'
+OpenMP threads spin for a few ms after a call and would slow whichever call comes next.
 
     env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/conv_table.py [--backward]
         [--only R50,Spec] [--rounds 7] [--threads 2] [--clock wall|thread]
@@ -48,13 +50,16 @@ SHAPES = [
 ]
 
 
-def _median_times(funcs: dict, rounds: int, budget_s: float, clock) -> dict[str, float]:
+def _median_times(
+    funcs: dict, rounds: int, budget_s: float, clock, settle: float = 0.01
+) -> dict[str, float]:
     for f in funcs.values():  # warm-up (and autotuning, when on)
         f()
     times: dict[str, list[float]] = {name: [] for name in funcs}
     start = time.perf_counter()
     for i in range(rounds):
         for name, f in funcs.items():
+            time.sleep(settle)
             t = clock()
             f()
             times[name].append(clock() - t)
@@ -148,7 +153,7 @@ def run(args) -> None:
             for a in algos:
                 funcs[a] = partial(conv, x, wt, b, stride, pad, algo=a)
         with torch.no_grad():
-            t = _median_times(funcs, args.rounds, args.budget, clock)
+            t = _median_times(funcs, args.rounds, args.budget, clock, args.settle)
         flop = _gflop(x, wt, y) * (2 if args.backward else 1)
         row = [name, f"{flop:.2f}", f"{t['torch'] * 1e3:.2f}"]
         row += [f"{t[a] * 1e3:.2f}" for a in algos]
@@ -167,6 +172,7 @@ def main() -> None:
     parser.add_argument("--backward", action="store_true", help="time grad_input+grad_weight")
     parser.add_argument("--only", default="", help="comma-separated name fragments")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--settle", type=float, default=0.01, help="pause before a call, s")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds per shape, at most")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(

@@ -109,8 +109,12 @@ def cases(shape, k, s, p, dtype, op, rng):
     raise ValueError(op)
 
 
-def interleaved(fns, rounds: int, clock, block_seconds: float = 0.02) -> list[float]:
-    """Median seconds per call of each callable, over ``rounds`` rotating rounds."""
+def interleaved(
+    fns, rounds: int, clock, block_seconds: float = 0.02, settle: float = 0.01
+) -> list[float]:
+    """Median seconds per call of each callable, over ``rounds`` rotating rounds; each
+    timed block follows a pause of ``settle`` seconds, so that the OpenMP threads of the
+    previous block (torch's or ours) have stopped spinning."""
     loops = []
     for fn in fns:
         fn()  # warm-up
@@ -122,6 +126,7 @@ def interleaved(fns, rounds: int, clock, block_seconds: float = 0.02) -> list[fl
     for r in range(rounds):
         for j in range(len(fns)):
             i = (j + r) % len(fns)
+            time.sleep(settle)
             start = clock()
             for _ in range(loops[i]):
                 fns[i]()
@@ -137,6 +142,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated shape names")
     parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
+    parser.add_argument("--settle", type=float, default=0.01, help="pause before a block, s")
     args = parser.parse_args()
     if args.clock == "thread" and args.threads != 1:
         parser.error("--clock thread measures one thread: use it with --threads 1")
@@ -166,7 +172,7 @@ def table_rows(name, shape, k, s, p, args, clock, pool, rng) -> None:
             continue
         nbytes, ours, theirs = cases(shape, k, s, p, np.dtype(args.dtype), op, rng)
         fns = [ours, parallel_copy(nbytes, args.threads, pool)] + ([theirs] if theirs else [])
-        times = interleaved(fns, args.rounds, clock)
+        times = interleaved(fns, args.rounds, clock, settle=args.settle)
         torch_ms = f"{times[2] * 1e3:9.3f}" if theirs else f"{'-':>9}"
         ratio = f"{times[2] / times[0]:7.2f}x" if theirs else f"{'-':>8}"
         gbps = nbytes / times[0] / 1e9
