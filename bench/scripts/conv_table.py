@@ -5,8 +5,9 @@ run in interleaved rounds (one call of each per round, after a warm-up call), an
 median per implementation is reported with the speed-up of fastnn over PyTorch
 (torch time / fastnn time; > 1 means fastnn is faster).  Forward includes the bias;
 backward is grad_input + grad_weight (torch's aten.convolution_backward, no autograd).
-Each timed call follows a pause of --settle seconds (default 0.01): both libraries'
-OpenMP threads spin for a few ms after a call and would slow whichever call comes next.
+--settle S pauses S seconds before each timed call (default 0), so that one library's
+spinning OpenMP threads do not land on the other's clock.  On a virtual machine a pause
+can cost more than it saves: an idle vCPU is slow to wake (ms), so check both ways.
 
     env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/conv_table.py [--backward]
         [--only R50,Spec] [--rounds 7] [--threads 2] [--clock wall|thread]
@@ -51,7 +52,7 @@ SHAPES = [
 
 
 def _median_times(
-    funcs: dict, rounds: int, budget_s: float, clock, settle: float = 0.01
+    funcs: dict, rounds: int, budget_s: float, clock, settle: float = 0.0
 ) -> dict[str, float]:
     for f in funcs.values():  # warm-up (and autotuning, when on)
         f()
@@ -172,7 +173,7 @@ def main() -> None:
     parser.add_argument("--backward", action="store_true", help="time grad_input+grad_weight")
     parser.add_argument("--only", default="", help="comma-separated name fragments")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--settle", type=float, default=0.01, help="pause before a call, s")
+    parser.add_argument("--settle", type=float, default=0.0, help="pause before a call, s")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds per shape, at most")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(

@@ -110,11 +110,11 @@ def cases(shape, k, s, p, dtype, op, rng):
 
 
 def interleaved(
-    fns, rounds: int, clock, block_seconds: float = 0.02, settle: float = 0.01
+    fns, rounds: int, clock, block_seconds: float = 0.02, settle: float = 0.0
 ) -> list[float]:
     """Median seconds per call of each callable, over ``rounds`` rotating rounds; each
-    timed block follows a pause of ``settle`` seconds, so that the OpenMP threads of the
-    previous block (torch's or ours) have stopped spinning."""
+    timed block follows a pause of ``settle`` seconds (the OpenMP threads of the previous
+    block, torch's or ours, stop spinning; on a VM an idle vCPU is slow to wake, though)."""
     loops = []
     for fn in fns:
         fn()  # warm-up
@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated shape names")
     parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
-    parser.add_argument("--settle", type=float, default=0.01, help="pause before a block, s")
+    parser.add_argument("--settle", type=float, default=0.0, help="pause before a block, s")
     args = parser.parse_args()
     if args.clock == "thread" and args.threads != 1:
         parser.error("--clock thread measures one thread: use it with --threads 1")
