@@ -1,5 +1,8 @@
-# Reductions for the dense layer's gradients: column sums (the bias gradient, BP3).
+# Reductions: column sums (the dense layer's bias gradient, BP3), and the value range
+# that the argument checks take of class targets, pooling indices and probabilities.
 cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t
 
 cimport dense_arrays as da
 
@@ -32,3 +35,70 @@ def column_sums(x, int num_threads):
     if status != 0:
         raise MemoryError("column_sums: out of memory")
     return out
+
+
+cdef extern from "value_range.h" nogil:
+    void fnn_range_i32(const int32_t* x, Py_ssize_t n, int64_t* lo, int64_t* hi)
+    void fnn_range_i64(const int64_t* x, Py_ssize_t n, int64_t* lo, int64_t* hi)
+    void fnn_range_f32(const void* x, Py_ssize_t n, int64_t* lo, int64_t* hi, int64_t* nan)
+    void fnn_range_f64(const void* x, Py_ssize_t n, int64_t* lo, int64_t* hi, int64_t* nan)
+    double fnn_from_key_f32(int64_t k)
+    double fnn_from_key_f64(int64_t k)
+
+#: Elements per thread below which value_range stays on one thread.
+cdef Py_ssize_t RANGE_PER_THREAD = 1 << 16
+cdef int RANGE_MAX_CHUNKS = 64
+
+#: The dtypes value_range takes (others: the caller falls back to NumPy).
+RANGE_DTYPES = frozenset(["int32", "int64", "float32", "float64"])
+
+
+cdef void _range_chunk(int kind, const char* x, Py_ssize_t n, int64_t* lo, int64_t* hi,
+                       int64_t* nan) noexcept nogil:
+    if kind == 0:
+        fnn_range_i32(<const int32_t*>x, n, lo, hi)
+    elif kind == 1:
+        fnn_range_i64(<const int64_t*>x, n, lo, hi)
+    elif kind == 2:
+        fnn_range_f32(x, n, lo, hi, nan)
+    else:
+        fnn_range_f64(x, n, lo, hi, nan)
+
+
+def value_range(x, int num_threads):
+    """(min, max) of the non-empty, C-contiguous array x as Python numbers, in one pass
+    (NaN, NaN when x holds a NaN).  dtype: one of RANGE_DTYPES, native byte order."""
+    cdef cnp.ndarray a = <cnp.ndarray?>x
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(a), start, stop, item
+    cdef int kind, chunks, c
+    cdef int64_t lo[64]
+    cdef int64_t hi[64]
+    cdef int64_t nan[64]
+    if n == 0 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError("value_range: x must be a non-empty C-contiguous array")
+    if not a.dtype.isnative or a.dtype.name not in RANGE_DTYPES:
+        raise TypeError(f"value_range: unsupported dtype {a.dtype}")
+    kind = ("int32", "int64", "float32", "float64").index(a.dtype.name)
+    item = a.dtype.itemsize
+    cdef const char* data = <const char*>cnp.PyArray_DATA(a)
+    chunks = da.threads_for(n, RANGE_PER_THREAD, num_threads)
+    chunks = chunks if chunks < RANGE_MAX_CHUNKS else RANGE_MAX_CHUNKS
+    for c in range(chunks):
+        nan[c] = 0
+    with nogil:
+        if chunks == 1:
+            _range_chunk(kind, data, n, &lo[0], &hi[0], &nan[0])
+        else:
+            for c in prange(chunks, schedule="static", num_threads=chunks):
+                start = da.split_start(n, c, chunks)
+                stop = da.split_start(n, c + 1, chunks)
+                _range_chunk(kind, data + start * item, stop - start, &lo[c], &hi[c], &nan[c])
+    low = min([lo[c] for c in range(chunks)])
+    high = max([hi[c] for c in range(chunks)])
+    if kind < 2:
+        return low, high
+    if any([nan[c] for c in range(chunks)]):
+        return float("nan"), float("nan")
+    if kind == 2:
+        return fnn_from_key_f32(low), fnn_from_key_f32(high)
+    return fnn_from_key_f64(low), fnn_from_key_f64(high)

@@ -8,7 +8,18 @@ from __future__ import annotations
 import importlib
 
 #: The op modules of this backend; each registers its ops when imported.
-_MODULES = ("activation", "gemm", "dense", "softmax", "loss", "backprop", "pool", "optim", "conv")
+_MODULES = (
+    "activation",
+    "gemm",
+    "dense",
+    "softmax",
+    "loss",
+    "backprop",
+    "pool",
+    "optim",
+    "conv",
+    "checks",
+)
 
 
 def probe() -> str | None:

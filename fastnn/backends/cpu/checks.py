@@ -1,0 +1,20 @@
+"""The value range the argument checks take of class targets, pooling indices and
+probabilities (``_value_range``): one parallel pass for the common dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._dispatch import register
+from fastnn._threads import get_num_threads
+from fastnn.backends.reference.checks import _value_range as _numpy_range
+from fastnn.kernels.cpu import dense as _k
+
+
+@register("_value_range", "cpu")
+def _value_range(x) -> tuple:
+    """(min, max) of a non-empty array as Python numbers; NaN when it holds a NaN."""
+    a = np.asarray(x)
+    if a.dtype.name in _k.RANGE_DTYPES and a.dtype.isnative and a.flags.c_contiguous:
+        return _k.value_range(a, get_num_threads())
+    return _numpy_range(a)
