@@ -1,5 +1,7 @@
 # Reductions: column sums (the dense layer's bias gradient, BP3), and the value range
 # that the argument checks take of class targets, pooling indices and probabilities.
+import numpy as np
+
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t
@@ -49,8 +51,8 @@ cdef extern from "value_range.h" nogil:
 cdef Py_ssize_t RANGE_PER_THREAD = 1 << 16
 cdef int RANGE_MAX_CHUNKS = 64
 
-#: The dtypes value_range takes (others: the caller falls back to NumPy).
-RANGE_DTYPES = frozenset(["int32", "int64", "float32", "float64"])
+#: The dtypes value_range takes, native byte order (others: the caller uses NumPy).
+RANGE_DTYPES = frozenset(np.dtype(name) for name in ("int32", "int64", "float32", "float64"))
 
 
 cdef void _range_chunk(int kind, const char* x, Py_ssize_t n, int64_t* lo, int64_t* hi,
@@ -67,19 +69,27 @@ cdef void _range_chunk(int kind, const char* x, Py_ssize_t n, int64_t* lo, int64
 
 def value_range(x, int num_threads):
     """(min, max) of the non-empty, C-contiguous array x as Python numbers, in one pass
-    (NaN, NaN when x holds a NaN).  dtype: one of RANGE_DTYPES, native byte order."""
+    (NaN, NaN when x holds a NaN).  dtype: one of RANGE_DTYPES."""
     cdef cnp.ndarray a = <cnp.ndarray?>x
     cdef Py_ssize_t n = cnp.PyArray_SIZE(a), start, stop, item
     cdef int kind, chunks, c
     cdef int64_t lo[64]
     cdef int64_t hi[64]
     cdef int64_t nan[64]
+    cdef int typenum = cnp.PyArray_TYPE(a)
     if n == 0 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError("value_range: x must be a non-empty C-contiguous array")
-    if not a.dtype.isnative or a.dtype.name not in RANGE_DTYPES:
+    item = cnp.PyArray_ITEMSIZE(a)
+    if typenum == cnp.NPY_FLOAT:
+        kind = 2
+    elif typenum == cnp.NPY_DOUBLE:
+        kind = 3
+    elif cnp.PyTypeNum_ISINTEGER(typenum) and cnp.PyTypeNum_ISSIGNED(typenum) and item in (4, 8):
+        kind = 0 if item == 4 else 1
+    else:
+        kind = -1
+    if kind < 0 or not cnp.PyArray_ISNOTSWAPPED(a):
         raise TypeError(f"value_range: unsupported dtype {a.dtype}")
-    kind = ("int32", "int64", "float32", "float64").index(a.dtype.name)
-    item = a.dtype.itemsize
     cdef const char* data = <const char*>cnp.PyArray_DATA(a)
     chunks = da.threads_for(n, RANGE_PER_THREAD, num_threads)
     chunks = chunks if chunks < RANGE_MAX_CHUNKS else RANGE_MAX_CHUNKS

@@ -15,6 +15,6 @@ from fastnn.kernels.cpu import dense as _k
 def _value_range(x) -> tuple:
     """(min, max) of a non-empty array as Python numbers; NaN when it holds a NaN."""
     a = np.asarray(x)
-    if a.dtype.name in _k.RANGE_DTYPES and a.dtype.isnative and a.flags.c_contiguous:
+    if a.dtype in _k.RANGE_DTYPES and a.flags.c_contiguous and a.size:
         return _k.value_range(a, get_num_threads())
     return _numpy_range(a)
