@@ -1,5 +1,6 @@
 /* Vectorisable math for the CPU kernels: exp, expm1, sigmoid, tanh and the activation
- * derivatives, in float and double, plus run-time CPU feature checks.
+ * derivatives, in float and double, log and log1p in double, plus run-time CPU feature
+ * checks.
  *
  * Why not libm?  A call to expf() cannot be vectorised by gcc without -ffast-math and
  * libmvec, and a scalar expf costs ~10 cycles: too slow for a bandwidth-bound kernel
@@ -209,6 +210,51 @@ FNN_INLINE double fnn_expm1_pos_f64(double x) {
     double scale;
     double r = fnn_reduce_f64(x, &scale);
     return fnn_expm1_poly_f64(r) * scale + (scale - 1.0);
+}
+
+/* ------------------------------------------------------------------------------------
+ * log and log1p in double, for the binary cross-entropy.  x = 2^e m with m in
+ * [sqrt(1/2), sqrt(2)) taken from the bits (the exponent turned into a double through
+ * 2^52 + e, so no int->float conversion), f = m - 1 exact, s = f / (2 + f), and
+ * log(1 + f) = f - s (f - T(s^2)), T(z) = sum_{k=1..10} 2 z^k / (2k + 1) (the atanh
+ * series; the next term is below 2^-60 relative).  Then e ln2 is added in two parts.
+ * Valid for positive normal x; 0 and subnormals give about -709 (callers clamp: BCE
+ * floors at -100); +inf and NaN give x itself.
+ * ---------------------------------------------------------------------------------- */
+FNN_INLINE double fnn_log_f64(double x) {
+    const double two52 = 4503599627370496.0; /* 2^52 */
+    uint64_t bits = fnn_bits_f64(x);
+    double m = fnn_from_bits_f64((bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull);
+    double e = fnn_from_bits_f64((bits >> 52) | 0x4330000000000000ull) - two52 - 1023.0;
+    int big = m > 1.4142135623730951;
+    m = big ? 0.5 * m : m;
+    e = big ? e + 1.0 : e;
+    double f = m - 1.0;
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double t = 2.0 / 21.0;
+    t = t * z + 2.0 / 19.0;
+    t = t * z + 2.0 / 17.0;
+    t = t * z + 2.0 / 15.0;
+    t = t * z + 2.0 / 13.0;
+    t = t * z + 2.0 / 11.0;
+    t = t * z + 2.0 / 9.0;
+    t = t * z + 2.0 / 7.0;
+    t = t * z + 2.0 / 5.0;
+    t = t * z + 2.0 / 3.0;
+    t = t * z;
+    double log_m = f - s * (f - t);
+    double y = e * 6.93147180369123816490e-01 + (log_m + e * 1.90821492927058770002e-10);
+    return x != x || x > 1.7976931348623157e308 ? x : y;
+}
+
+/* log(1 + y) for y >= -1, accurate for tiny y: log(u) * y / (u - 1) with u = 1 + y
+ * rounded corrects u's rounding (y itself when u == 1). */
+FNN_INLINE double fnn_log1p_f64(double y) {
+    double u = 1.0 + y;
+    double d = u - 1.0;
+    double r = fnn_log_f64(u) * (y / (d == 0.0 ? 1.0 : d));
+    return d == 0.0 ? y : r;
 }
 
 /* ------------------------------------------------------------------------------------

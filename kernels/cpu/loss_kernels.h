@@ -22,8 +22,8 @@
 #define FNN_BCE_EPS ((double)1e-12f)
 
 /* -(t log p + (1 - t) log(1 - p)) with PyTorch's clamp of each log at -100, in double. */
-static inline double fnn_bce_term(double p, double t) {
-    double log_p = log(p), log_q = log1p(-p);
+FNN_INLINE double fnn_bce_term(double p, double t) {
+    double log_p = fnn_log_f64(p), log_q = fnn_log1p_f64(-p);
     log_p = log_p < FNN_BCE_LOG_FLOOR ? FNN_BCE_LOG_FLOOR : log_p;
     log_q = log_q < FNN_BCE_LOG_FLOOR ? FNN_BCE_LOG_FLOOR : log_q;
     return -(t * log_p + (1.0 - t) * log_q);
@@ -59,16 +59,21 @@ static inline double fnn_bce_term(double p, double t) {
         for (ptrdiff_t i = 0; i < n; ++i) out[i] = two_scale * (x[i] - t[i]);             \
     })                                                                                    \
                                                                                           \
-    static void fnn_bce_sum_##SUFFIX(const T* x, const T* t, ptrdiff_t n, double* sum) {  \
+    FNN_MULTIVERSION(fnn_bce_sum_##SUFFIX,                                                \
+        (const T* restrict x, const T* restrict t, ptrdiff_t n, double* restrict sum),    \
+        (x, t, n, sum), {                                                                 \
         double s = 0.0;                                                                   \
+        _Pragma("omp simd reduction(+: s)")                                               \
         for (ptrdiff_t i = 0; i < n; ++i) s += fnn_bce_term((double)x[i], (double)t[i]);  \
         *sum = s;                                                                         \
-    }                                                                                     \
+    })                                                                                    \
                                                                                           \
-    static void fnn_bce_each_##SUFFIX(const T* x, const T* t, T* out, ptrdiff_t n) {      \
+    FNN_MULTIVERSION(fnn_bce_each_##SUFFIX,                                               \
+        (const T* restrict x, const T* restrict t, T* restrict out, ptrdiff_t n),         \
+        (x, t, out, n), {                                                                 \
         for (ptrdiff_t i = 0; i < n; ++i)                                                 \
             out[i] = (T)fnn_bce_term((double)x[i], (double)t[i]);                         \
-    }                                                                                     \
+    })                                                                                    \
                                                                                           \
     FNN_MULTIVERSION(fnn_bce_grad_##SUFFIX,                                               \
         (const T* restrict x, const T* restrict t, T* restrict out, ptrdiff_t n,          \
