@@ -7,6 +7,8 @@ search the whole parameter space (and shrink any failure to a minimal configurat
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,7 +16,12 @@ from hypothesis import strategies as st
 import fastnn
 from tests.utils import assert_close
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FASTNN_HYPOTHESIS_EXAMPLES=3000 searches longer (a 2-minute run before a release).
+SETTINGS = settings(
+    max_examples=int(os.environ.get("FASTNN_HYPOTHESIS_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @st.composite

@@ -96,7 +96,10 @@ FNN_DEFINE_ROW_HELPERS(double, f64)
         }                                                                                 \
     })                                                                                    \
                                                                                           \
-    /* Forward down the columns [c0, c1) of one (d, inner) slab; work: 2 * inner. */      \
+    /* Forward down the columns [c0, c1) of one (d, inner) slab, in three passes that   \
+     * only read x (max; sum of exp; y from x): 3 reads and 1 write of the slab, each     \
+     * row segment read whole and in order.  exp is evaluated twice per element rather   \
+     * than reading back a y written in the second pass. */                              \
     FNN_MULTIVERSION(fnn_softmax_columns_##SUFFIX,                                        \
         (int log_mode, const T* restrict x, T* restrict y, ptrdiff_t d, ptrdiff_t inner,  \
          ptrdiff_t c0, ptrdiff_t c1, T* restrict mx, double* restrict s),                 \
@@ -108,25 +111,34 @@ FNN_DEFINE_ROW_HELPERS(double, f64)
             mx[i] = -INFINITY;                                                            \
             s[i] = 0.0;                                                                   \
         }                                                                                 \
-        for (ptrdiff_t k = 0; k < d; ++k)                                                 \
-            for (ptrdiff_t i = 0; i < w; ++i)                                             \
-                mx[i] = x[k * inner + i] > mx[i] ? x[k * inner + i] : mx[i];              \
-        for (ptrdiff_t k = 0; k < d; ++k)                                                 \
+        for (ptrdiff_t k = 0; k < d; ++k) {                                               \
+            const T* xr = x + k * inner;                                                  \
             _Pragma("omp simd")                                                           \
-            for (ptrdiff_t i = 0; i < w; ++i) {                                           \
-                T e = fnn_exp_nonpos_##SUFFIX(x[k * inner + i] - mx[i]);                         \
-                if (!log_mode) y[k * inner + i] = e;                                      \
-                s[i] += (double)e;                                                        \
-            }                                                                             \
+            for (ptrdiff_t i = 0; i < w; ++i) mx[i] = xr[i] > mx[i] ? xr[i] : mx[i];      \
+        }                                                                                 \
+        for (ptrdiff_t k = 0; k < d; ++k) {                                               \
+            const T* xr = x + k * inner;                                                  \
+            _Pragma("omp simd")                                                           \
+            for (ptrdiff_t i = 0; i < w; ++i)                                             \
+                s[i] += (double)fnn_exp_nonpos_##SUFFIX(xr[i] - mx[i]);                   \
+        }                                                                                 \
         if (log_mode) {                                                                   \
             for (ptrdiff_t i = 0; i < w; ++i) s[i] = log(s[i]);                           \
-            for (ptrdiff_t k = 0; k < d; ++k)                                             \
-                for (ptrdiff_t i = 0; i < w; ++i)                                         \
-                    y[k * inner + i] = (x[k * inner + i] - mx[i]) - (T)s[i];              \
+            for (ptrdiff_t k = 0; k < d; ++k) {                                           \
+                const T* xr = x + k * inner;                                              \
+                T* yr = y + k * inner;                                                    \
+                _Pragma("omp simd")                                                       \
+                for (ptrdiff_t i = 0; i < w; ++i) yr[i] = (xr[i] - mx[i]) - (T)s[i];      \
+            }                                                                             \
         } else {                                                                          \
-            for (ptrdiff_t i = 0; i < w; ++i) mx[i] = (T)(1.0 / s[i]);                    \
-            for (ptrdiff_t k = 0; k < d; ++k)                                             \
-                for (ptrdiff_t i = 0; i < w; ++i) y[k * inner + i] *= mx[i];              \
+            for (ptrdiff_t i = 0; i < w; ++i) s[i] = 1.0 / s[i];                         \
+            for (ptrdiff_t k = 0; k < d; ++k) {                                           \
+                const T* xr = x + k * inner;                                              \
+                T* yr = y + k * inner;                                                    \
+                _Pragma("omp simd")                                                       \
+                for (ptrdiff_t i = 0; i < w; ++i)                                         \
+                    yr[i] = fnn_exp_nonpos_##SUFFIX(xr[i] - mx[i]) * (T)s[i];             \
+            }                                                                             \
         }                                                                                 \
     })                                                                                    \
                                                                                           \
