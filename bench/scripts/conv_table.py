@@ -1,8 +1,9 @@
 """Convolution timing table: fastnn's CPU algorithms against PyTorch CPU, same process.
 
 For every shape of shared/BENCH_SHAPES.md (or those matching --only), the implementations
-run in interleaved rounds (one call of each per round, after a warm-up call), and the
-median per implementation is reported with the speed-up of fastnn over PyTorch
+run in interleaved rounds (one call of each per round, after a warm-up call, the first
+implementation rotating from round to round), and the median per implementation is
+reported with the speed-up of fastnn over PyTorch
 (torch time / fastnn time; > 1 means fastnn is faster).  Forward includes the bias;
 backward is grad_input + grad_weight (torch's aten.convolution_backward, no autograd).
 --settle S pauses S seconds before each timed call (default 0), so that one library's
@@ -58,8 +59,12 @@ def _median_times(
         f()
     times: dict[str, list[float]] = {name: [] for name in funcs}
     start = time.perf_counter()
+    names = list(funcs)
     for i in range(rounds):
-        for name, f in funcs.items():
+        # the starting implementation rotates: whichever follows torch pays for what
+        # torch leaves behind (freed memory handed back to the OS: fresh page faults)
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            f = funcs[name]
             time.sleep(settle)
             t = clock()
             f()
