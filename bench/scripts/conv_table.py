@@ -1,8 +1,8 @@
 """Convolution timing table: fastnn's CPU algorithms against PyTorch CPU, same process.
 
 For every shape of shared/BENCH_SHAPES.md (or those matching --only), the implementations
-run in interleaved rounds (one call of each per round, after a warm-up call, the first
-implementation rotating from round to round), and the median per implementation is
+run in interleaved rounds (one call of each per round, after a warm-up call, in a new
+seeded random order every round), and the median per implementation is
 reported with the speed-up of fastnn over PyTorch
 (torch time / fastnn time; > 1 means fastnn is faster).  Forward includes the bias;
 backward is grad_input + grad_weight (torch's aten.convolution_backward, no autograd).
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import statistics
 import time
 from functools import partial
@@ -60,10 +61,13 @@ def _median_times(
     times: dict[str, list[float]] = {name: [] for name in funcs}
     start = time.perf_counter()
     names = list(funcs)
+    order = random.Random(0)
     for i in range(rounds):
-        # the starting implementation rotates: whichever follows torch pays for what
-        # torch leaves behind (freed memory handed back to the OS: fresh page faults)
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        # a new order every round (a rotation would keep the same successor): whichever
+        # follows torch pays for what torch leaves behind (memory it handed back to the
+        # OS, so fresh page faults)
+        order.shuffle(names)
+        for name in names:
             f = funcs[name]
             time.sleep(settle)
             t = clock()

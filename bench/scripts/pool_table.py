@@ -20,6 +20,7 @@ barely disturb the ratios, though they still share the memory bus.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -112,7 +113,7 @@ def cases(shape, k, s, p, dtype, op, rng):
 def interleaved(
     fns, rounds: int, clock, block_seconds: float = 0.02, settle: float = 0.0
 ) -> list[float]:
-    """Median seconds per call of each callable, over ``rounds`` rotating rounds; each
+    """Median seconds per call of each callable, over ``rounds`` shuffled rounds; each
     timed block follows a pause of ``settle`` seconds (the OpenMP threads of the previous
     block, torch's or ours, stop spinning; on a VM an idle vCPU is slow to wake, though)."""
     loops = []
@@ -123,9 +124,10 @@ def interleaved(
         once = clock() - start
         loops.append(max(1, int(block_seconds / max(once, 1e-7))))
     samples = [[] for _ in fns]
-    for r in range(rounds):
-        for j in range(len(fns)):
-            i = (j + r) % len(fns)
+    order, indices = random.Random(0), list(range(len(fns)))
+    for _ in range(rounds):
+        order.shuffle(indices)  # a new order each round: no fixed successor of torch
+        for i in indices:
             time.sleep(settle)
             start = clock()
             for _ in range(loops[i]):
