@@ -5,11 +5,13 @@
 2. Calibration: a second call, timed.  A call shorter than ``min_sample`` is repeated
    ``loops`` times per sample, so that every sample is long enough for the clock; a
    longer one is the first sample.
-3. Interleaved blocks: the implementations take turns, one sample each per round, the
-   starting implementation rotating every round, with a pause of ``settle`` seconds
+3. Interleaved blocks: the implementations take turns, one sample each per round, in a
+   new (seeded) random order every round, with a pause of ``settle`` seconds
    between blocks (a library's OpenMP threads spin for a while after a call and would
    slow the next implementation's first call); a burst of load from another process then
-   hits every implementation alike.
+   hits every implementation alike.  Not a rotation: a rotation keeps each
+   implementation's successor fixed, and the successor pays for what its predecessor
+   leaves behind (memory handed back to the OS, so fresh page faults).
 4. Each implementation gets as many samples as fit in ``budget`` seconds, at least
    ``min_runs`` and at most ``repeats``.
 5. Run-in: OpenBLAS's worker threads (numpy's ``@``) keep spinning for ~0.1 s after a
@@ -24,6 +26,7 @@ Results are seconds per call: the median of the samples and the best one.
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -128,9 +131,10 @@ def measure(
     order = [name for name in impls if needed[name] > 0]
     rounds = max(needed.values(), default=0)
     previous = None
+    shuffler = random.Random(0)  # seeded: the same orders on every run
     for r in range(rounds):
-        shift = r % len(order) if order else 0
-        for name in order[shift:] + order[:shift]:
+        shuffler.shuffle(order)
+        for name in order:
             if needed[name] <= r or results[name].error:
                 continue
             time.sleep(plan.settle)
