@@ -1,6 +1,5 @@
 /* Vectorisable math for the CPU kernels: exp, expm1, sigmoid, tanh and the activation
- * derivatives, in float and double, log and log1p in double, plus run-time CPU feature
- * checks.
+ * derivatives, in float and double, log and log1p in double.
  *
  * Why not libm?  A call to expf() cannot be vectorised by gcc without -ffast-math and
  * libmvec, and a scalar expf costs ~10 cycles: too slow for a bandwidth-bound kernel
@@ -28,32 +27,8 @@
 /* Activation codes shared by every kernel (fastnn/backends/cpu passes them in). */
 enum { FNN_ACT_IDENTITY = 0, FNN_ACT_RELU = 1, FNN_ACT_SIGMOID = 2, FNN_ACT_TANH = 3 };
 
-/* ------------------------------------------------------------------------------------
- * Run-time CPU dispatch.  The default build is portable (no -march flags); functions
- * that want AVX2/FMA or AVX-512 are compiled a second time with a target attribute and
- * chosen at run time with these checks.
- * ---------------------------------------------------------------------------------- */
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FNN_X86 1
-#define FNN_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define FNN_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
-
-static inline int fnn_cpu_has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-static inline int fnn_cpu_has_avx512(void) {
-    __builtin_cpu_init();
-    return fnn_cpu_has_avx2() && __builtin_cpu_supports("avx512f");
-}
-#else
-#define FNN_X86 0
-#define FNN_TARGET_AVX2
-#define FNN_TARGET_AVX512
-static inline int fnn_cpu_has_avx2(void) { return 0; }
-static inline int fnn_cpu_has_avx512(void) { return 0; }
-#endif
+/* Run-time CPU dispatch: FNN_X86, FNN_TARGET_AVX2/AVX512 and fnn_cpu_has_*(). */
+#include "cpu_features.h"
 
 /* ------------------------------------------------------------------------------------
  * Bit casts (memcpy compiles to a register move and keeps strict aliasing happy).

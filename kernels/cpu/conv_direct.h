@@ -21,6 +21,10 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "cpu_features.h"
+
+#include "cpu_features.h"
+
 #define FASTNN_FWD_KB 6 /* output channels per forward call */
 #define FASTNN_GW_KB 4  /* output channels per weight-gradient call */
 #define FASTNN_GW_QB 2  /* weight columns (c, r, s) per weight-gradient call */
@@ -162,17 +166,14 @@ typedef long long fastnn_i64x8 __attribute__((vector_size(64)));
 
 /* ---- run-time choice of the instruction set ----------------------------------------- */
 
-/* The best level this CPU supports. */
+/* The best level this CPU supports (cpu_features.h). */
 static int fastnn_conv_detect_isa(void)
 {
 #if FASTNN_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        return FASTNN_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return FASTNN_ISA_AVX2;
-#endif
+    return fnn_cpu_best_isa();
+#else
     return FASTNN_ISA_BASE;
+#endif
 }
 
 /* The level in use; set once at module import (fastnn_conv_set_isa), read afterwards. */

@@ -64,24 +64,6 @@ enum { FNN_TILE_BUFFER = 0, FNN_TILE_SET = 1, FNN_TILE_ADD = 2 };
 /* Below this many flops per thread a second thread does not pay for its wake-up. */
 #define FNN_GEMM_FLOPS_PER_THREAD (1 << 21)
 
-static void* fnn_aligned_alloc(size_t bytes) {
-    void* p = NULL;
-#if defined(_WIN32)
-    p = _aligned_malloc(bytes, 64);
-#else
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) p = NULL;
-#endif
-    return p;
-}
-
-static void fnn_aligned_free(void* p) {
-#if defined(_WIN32)
-    _aligned_free(p);
-#else
-    free(p);
-#endif
-}
-
 /* ---- instantiations: tile shapes and cache blocks per dtype and instruction set ---- */
 #define FNN_T float
 #define FNN_M f32

@@ -339,7 +339,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
     size_t a_bytes = (size_t)(mc_max * kc_max) * sizeof(FNN_T);
     size_t b_bytes = (size_t)(kc_max * nc_max) * sizeof(FNN_T);
     a_bytes = (a_bytes + 63) & ~(size_t)63;
-    char* buffer = (char*)fnn_aligned_alloc(a_bytes + b_bytes);
+    char* buffer = (char*)fnn_aligned_alloc_64(a_bytes + b_bytes);
     if (buffer == NULL) return -1;
     FNN_T* ap = (FNN_T*)buffer;
     FNN_T* bp = (FNN_T*)(buffer + a_bytes);
@@ -416,7 +416,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
             }
         }
     }
-    fnn_aligned_free(buffer);
+    fnn_aligned_free_64(buffer);
     return 0;
 }
 

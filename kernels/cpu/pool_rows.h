@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu_features.h"
+
 typedef struct {
     ptrdiff_t H, W, Ho, Wo;    /* input and output sizes */
     ptrdiff_t kh, kw, sh, sw;  /* kernel and stride */
@@ -66,16 +68,12 @@ static inline int pool_is_global(const pool_shape* s) {
            s->pw == 0 && s->dh == 1 && s->dw == 1;
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && !defined(__clang__) && FNN_X86
 #define POOL_HAVE_AVX2_BUILD 1
-static inline int pool_detect_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 #else
 #define POOL_HAVE_AVX2_BUILD 0
-static inline int pool_detect_avx2(void) { return 0; }
 #endif
+static inline int pool_detect_avx2(void) { return POOL_HAVE_AVX2_BUILD && fnn_cpu_has_avx2(); }
 
 /* Whether the entry points run the AVX2 build: -1 until the CPU is first checked (a
  * benign race: every thread stores the same value). */
