@@ -1,0 +1,137 @@
+"""Host side of the Winograd convolution (kernels/cpu/conv_winograd.pyx, winograd.h):
+which layers it runs, the tile size, the blocking, and the two passes it computes.
+
+Winograd's F(m x m, 3 x 3) runs 3x3 convolutions with stride 1 and no dilation (any
+padding, any groups): the forward pass, and the input gradient, which is the same kind of
+convolution of grad_output with the flipped, transposed weights and padding 2 - pad.
+Tile sizes: m = 2, 4 or 6 (multiplies per output fall 2.25x, 4x and 5.06x; the float32
+error against float64 grows with m: see docs/API.md).
+
+The plan (:func:`plan`) cuts the work for the kernel: ``pb`` tiles per block, whose
+transformed input (alpha^2 x channels x pb) a thread keeps near its core; ``kc`` output
+channels per chunk, whose filters each thread transforms just in time; and a grid of
+``tk x tp`` threads over chunks and blocks (blocks when there are enough of them, else
+channels: a 7x7 map at batch 8 has too few tiles to split).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from fastnn import _isa
+from fastnn.kernels.cpu import conv_winograd as _k
+
+__all__ = [
+    "TILE_SIZES",
+    "WinogradPlan",
+    "default_tile",
+    "forward",
+    "grad_input",
+    "plan",
+    "unsupported",
+]
+
+TILE_SIZES = _k.TILE_SIZES
+
+#: Bytes of transformed input a thread keeps per block (the sweep behind the plan, on a
+#: Zen 4 with a 1 MB L2 per core, found 1-3 MB best: the filters of a chunk are
+#: transformed once per block, so a block must be long enough to pay for it).
+BLOCK_BYTES = 5 << 19
+#: The longest block, in tiles.
+MAX_BLOCK = 256
+#: Output channels per chunk, at least (rounded up to the register tile).
+CHUNK = 16
+
+
+class WinogradPlan(NamedTuple):
+    """How one call is cut: tile size, instruction-set level, tiles per block, output
+    channels per chunk, and the thread grid (chunks x blocks)."""
+
+    m: int
+    isa: int
+    pb: int
+    kc: int
+    tk: int
+    tp: int
+
+
+def unsupported(shape: tuple[int, ...]) -> str | None:
+    """Why the Winograd kernels cannot run this geometry tuple, or None when they can."""
+    r, s, sh, sw, dh, dw = shape[6], shape[7], shape[10], shape[11], shape[12], shape[13]
+    if (r, s) != (3, 3):
+        return f"the kernel must be 3x3, got {r}x{s}"
+    if (sh, sw) != (1, 1):
+        return f"the stride must be 1, got {(sh, sw)}"
+    if (dh, dw) != (1, 1):
+        return f"the dilation must be 1, got {(dh, dw)}"
+    return None
+
+
+def default_tile(ho: int, wo: int) -> int:
+    """The tile size the prior expects to be fastest for an ho x wo output: F(4x4, 3x3)
+    (4x fewer multiplies; its transforms cost less per output than F(6x6)'s), or
+    F(2x2, 3x3) when the map is too small for 4x4 tiles to be mostly useful."""
+    return 4 if min(ho, wo) >= 4 else 2
+
+
+def plan(
+    n: int,
+    cg: int,
+    kg: int,
+    groups: int,
+    ho: int,
+    wo: int,
+    m: int,
+    itemsize: int,
+    threads: int,
+) -> WinogradPlan:
+    """The blocking of one convolution: n images, cg input and kg output channels per
+    group, an ho x wo output, F(m x m, 3 x 3)."""
+    isa = _isa.level_code("winograd")
+    mr, nr = _k.register_tile(isa, itemsize == 8)
+    alpha2 = (m + 2) ** 2
+    tiles = n * math.ceil(ho / m) * math.ceil(wo / m)
+    fit = BLOCK_BYTES // (alpha2 * cg * itemsize)
+    pb = max(nr, min(MAX_BLOCK, fit) // nr * nr)
+    pb = min(pb, _round_up(tiles, nr))
+    kc = _round_up(max(CHUNK, mr), mr)
+    chunks = math.ceil(kg / kc)
+    blocks = groups * math.ceil(tiles / pb)
+    if blocks >= 2 * threads or chunks < 2:
+        return WinogradPlan(m, isa, pb, kc, 1, threads)
+    # few blocks: split the output channels between threads instead, each with all tiles
+    tk = min(threads, chunks)
+    tp = max(1, threads // tk)
+    pb = _round_up(math.ceil(tiles / tp), nr)
+    return WinogradPlan(m, isa, pb, kc, tk, tp)
+
+
+def _round_up(a: int, b: int) -> int:
+    return -(-a // b) * b
+
+
+def forward(x4: np.ndarray, w: np.ndarray, bias, shape, threads: int, m: int) -> np.ndarray:
+    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides) by F(m, 3);
+    ``w`` is the flat contiguous weight."""
+    n, c, _, _, k, g = shape[:6]
+    ho, wo, pt, pl = shape[8], shape[9], shape[14], shape[16]
+    y = np.empty(n * k * ho * wo, dtype=x4.dtype)
+    p = plan(n, c // g, k // g, g, ho, wo, m, x4.dtype.itemsize, threads)
+    _k.convolve(x4, None, w, False, bias, y, k, g, ho, wo, pt, pl, p.m, p.isa, p.pb, p.kc,
+                p.tk, p.tp)  # fmt: skip
+    return y
+
+
+def grad_input(gy4: np.ndarray, w: np.ndarray, shape, threads: int, m: int) -> np.ndarray:
+    """d loss / d input, flat (N, C, H, W): grad_output (4-D, any strides) convolved with
+    the flipped, transposed weight (flat contiguous ``w``), padding 2 - pad."""
+    n, c, h, wd, k, g = shape[:6]
+    pt, pl = shape[14], shape[16]
+    gx = np.empty(n * c * h * wd, dtype=gy4.dtype)
+    p = plan(n, k // g, c // g, g, h, wd, m, gy4.dtype.itemsize, threads)
+    _k.convolve(gy4, None, w, True, None, gx, c, g, h, wd, 2 - pt, 2 - pl, p.m, p.isa, p.pb,
+                p.kc, p.tk, p.tp)  # fmt: skip
+    return gx

@@ -1,0 +1,156 @@
+# Winograd convolution F(m x m, 3 x 3), m = 2, 4 or 6, float32 and float64: the Python
+# face of winograd.h.  fastnn/ops validated the arguments; fastnn/backends/cpu/
+# conv_winograd.py checks that the problem is a 3x3 stride-1 undilated one, chooses the
+# tile size, the blocking and the instruction set, and calls these two steps:
+#
+#   transform_filters  U = G w G^T for every filter, packed for the micro-kernel
+#   convolve           the whole convolution of a source tensor with U (its own OpenMP
+#                      threads, GIL released)
+import numpy as np
+
+from cython cimport floating
+
+cdef extern from "winograd.h" nogil:
+    ctypedef struct fnn_wino_args:
+        const void* src
+        Py_ssize_t sn, sc, sh, sw
+        Py_ssize_t N, C, H, W
+        Py_ssize_t K, G
+        Py_ssize_t Ho, Wo, pt, pl
+        const void* u
+        const void* bias
+        void* dst
+        Py_ssize_t pb, kc
+        Py_ssize_t tk, tp
+    int fnn_wino_run_f32(const fnn_wino_args* a, const float* w, int transposed, int m,
+                         int isa)
+    int fnn_wino_run_f64(const fnn_wino_args* a, const double* w, int transposed, int m,
+                         int isa)
+    int fnn_wino_filter_f32(const float* w, int transposed, Py_ssize_t groups,
+                            Py_ssize_t kg, Py_ssize_t cg, int m, int isa, float* u,
+                            int threads)
+    int fnn_wino_filter_f64(const double* w, int transposed, Py_ssize_t groups,
+                            Py_ssize_t kg, Py_ssize_t cg, int m, int isa, double* u,
+                            int threads)
+    int fnn_wino_isa(int requested)
+    Py_ssize_t fnn_wino_filter_elements(int m, int isa, int is_double, Py_ssize_t groups,
+                                        Py_ssize_t kg, Py_ssize_t cg)
+    void fnn_wino_tile(int isa, int is_double, Py_ssize_t* mr, Py_ssize_t* nr)
+    size_t fnn_wino_scratch_bytes(int m, int isa, int is_double, Py_ssize_t cg,
+                                  Py_ssize_t kc, Py_ssize_t pb, int jit)
+
+#: Tile sizes m of F(m x m, 3 x 3) this module runs.
+TILE_SIZES = (2, 4, 6)
+
+
+def level(int requested):
+    """The instruction-set level that runs for ``requested`` (0 base, 1 AVX2, 2 AVX-512):
+    capped at what this CPU supports."""
+    return fnn_wino_isa(requested)
+
+
+def register_tile(int isa, bint is_double):
+    """(MR, NR): output channels and tiles of the micro-kernel's register tile."""
+    cdef Py_ssize_t mr = 0, nr = 0
+    fnn_wino_tile(fnn_wino_isa(isa), is_double, &mr, &nr)
+    return mr, nr
+
+
+def scratch_bytes(int m, int isa, bint is_double, Py_ssize_t cg, Py_ssize_t kc,
+                  Py_ssize_t pb, bint jit):
+    """Bytes of per-thread scratch of one call (transformed input of a block, products
+    of a chunk, and with ``jit`` the chunk's transformed filters)."""
+    return fnn_wino_scratch_bytes(m, fnn_wino_isa(isa), is_double, cg, kc, pb, jit)
+
+
+def transform_filters(const floating[::1] w, bint transposed, Py_ssize_t groups,
+                      Py_ssize_t kg, Py_ssize_t cg, int m, int isa, int num_threads):
+    """U for the flat contiguous 3x3 weight w, packed for the micro-kernel of ``isa``.
+
+    Forward: w is (groups * kg, cg, 3, 3).  transposed (the input gradient): w is the
+    forward weight (groups * cg, kg, 3, 3), read flipped with its two channel axes
+    swapped, so that U convolves grad_output (kg channels per group in) into cg channels.
+    """
+    if m not in TILE_SIZES:
+        raise ValueError(f"winograd: tile size must be one of {TILE_SIZES}, got {m}")
+    cdef Py_ssize_t mr = 0, nr = 0
+    isa = fnn_wino_isa(isa)
+    fnn_wino_tile(isa, floating is double, &mr, &nr)
+    if w.shape[0] != groups * kg * cg * 9:
+        raise ValueError("winograd: weight size does not match the channels")
+    dtype = np.float32 if floating is float else np.float64
+    u_arr = np.empty(fnn_wino_filter_elements(m, isa, floating is double, groups, kg, cg),
+                     dtype=dtype)
+    cdef floating[::1] u = u_arr
+    cdef int rc
+    with nogil:
+        if floating is float:
+            rc = fnn_wino_filter_f32(&w[0], transposed, groups, kg, cg, m, isa, &u[0],
+                                     num_threads)
+        else:
+            rc = fnn_wino_filter_f64(&w[0], transposed, groups, kg, cg, m, isa, &u[0],
+                                     num_threads)
+    if rc != 0:
+        raise MemoryError("winograd: could not allocate the filter transform's scratch")
+    return u_arr
+
+
+def convolve(const floating[:, :, :, :] src, object u, const floating[::1] w,
+             bint transposed, object bias, floating[::1] dst, Py_ssize_t out_channels,
+             Py_ssize_t groups, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t pt, Py_ssize_t pl,
+             int m, int isa, Py_ssize_t pb, Py_ssize_t kc, Py_ssize_t tk, Py_ssize_t tp):
+    """dst (flat contiguous (N, out_channels, ho, wo)) = the convolution of src (any
+    strides) with the 3x3 filters, plus ``bias`` ((out_channels,) contiguous, or None);
+    the source window of output (oh, ow) starts at (oh - pt, ow - pl).
+
+    The filters are ``u`` from :func:`transform_filters` (same m and isa), or, when u is
+    None, transformed per thread just in time from the flat weight ``w`` (laid out as
+    transform_filters takes it, ``transposed`` likewise).  pb: tiles per block, a multiple
+    of the register tile's NR; kc: output channels per chunk, a multiple of its MR; the
+    threads form a tk x tp grid (chunks of channels x blocks of tiles).
+    """
+    cdef Py_ssize_t mr = 0, nr = 0
+    cdef fnn_wino_args a
+    cdef const floating[::1] b
+    cdef const floating[::1] uu
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef int rc
+    isa = fnn_wino_isa(isa)
+    fnn_wino_tile(isa, floating is double, &mr, &nr)
+    if m not in TILE_SIZES:
+        raise ValueError(f"winograd: tile size must be one of {TILE_SIZES}, got {m}")
+    if pb < nr or pb % nr or kc < mr or kc % mr or tk < 1 or tp < 1:
+        raise ValueError(f"winograd: pb={pb} must be a multiple of {nr}, kc={kc} of {mr}")
+    if src.shape[1] % groups or out_channels % groups:
+        raise ValueError("winograd: channels must divide into groups")
+    if dst.shape[0] != src.shape[0] * out_channels * ho * wo:
+        raise ValueError("winograd: output size does not match")
+    if w.shape[0] != out_channels * (src.shape[1] // groups) * 9:
+        raise ValueError("winograd: weight size does not match the channels")
+    a.src = &src[0, 0, 0, 0]
+    a.sn = src.strides[0] // itemsize
+    a.sc = src.strides[1] // itemsize
+    a.sh = src.strides[2] // itemsize
+    a.sw = src.strides[3] // itemsize
+    a.N, a.C, a.H, a.W = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
+    a.K, a.G = out_channels, groups
+    a.Ho, a.Wo, a.pt, a.pl = ho, wo, pt, pl
+    a.u = NULL
+    if u is not None:
+        uu = u
+        a.u = &uu[0]
+    a.bias = NULL
+    if bias is not None:
+        b = bias
+        if b.shape[0] != out_channels:
+            raise ValueError("winograd: bias size does not match")
+        a.bias = &b[0]
+    a.dst = &dst[0]
+    a.pb, a.kc, a.tk, a.tp = pb, kc, tk, tp
+    with nogil:
+        if floating is float:
+            rc = fnn_wino_run_f32(&a, &w[0], transposed, m, isa)
+        else:
+            rc = fnn_wino_run_f64(&a, &w[0], transposed, m, isa)
+    if rc != 0:
+        raise MemoryError("winograd: could not allocate the per-thread scratch")

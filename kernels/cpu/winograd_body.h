@@ -1,0 +1,82 @@
+/* One (element type, instruction set) instantiation of the Winograd convolution.
+ *
+ * Included by winograd.h with these macros defined (all undefined again at the end):
+ *   T            float or double
+ *   VEC          a GCC vector of VL elements of T
+ *   VL           lanes per vector
+ *   SFX          name suffix, e.g. f32_avx2
+ *   TARGET_ATTR  the target attribute of the instruction set (may be empty)
+ *   WMR, WNV     register tile: WMR output channels x WNV vectors of tiles
+ * It defines the GEMM micro-kernel, then includes winograd_tile.h once per tile size.
+ */
+
+#define WCAT_(a, b) a##_##b
+#define WCAT(a, b) WCAT_(a, b)
+#define WFN(name) WCAT(name, SFX)
+#define WNR (WNV * VL)
+
+/* Unaligned vector load and store (one instruction once optimised). */
+#define WLOAD(dst, src)                                                                    \
+    do {                                                                                   \
+        VEC wl_;                                                                           \
+        __builtin_memcpy(&wl_, (src), sizeof(VEC));                                        \
+        (dst) = wl_;                                                                       \
+    } while (0)
+#define WSTORE(dst, src)                                                                   \
+    do {                                                                                   \
+        VEC ws_ = (src);                                                                   \
+        __builtin_memcpy((dst), &ws_, sizeof(VEC));                                        \
+    } while (0)
+
+/* out[i][v*VL ...] = sum_c a[c*WMR + i] * b[c*ldb + v*VL ...] for a WMR x WNR tile: the
+ * transformed filters of WMR output channels (packed, contiguous over c) times WNR tiles
+ * of the transformed input (rows ldb apart, aligned).  Accumulators stay in registers
+ * for the whole reduction. */
+static TARGET_ATTR void WFN(fnn_wino_gemm_tile)(const T* restrict a, const T* restrict b,
+                                                ptrdiff_t cg, ptrdiff_t ldb,
+                                                T* restrict out, ptrdiff_t ldo) {
+    VEC acc[WMR][WNV];
+    FNN_WINO_UNROLL
+    for (int i = 0; i < WMR; ++i) {
+        FNN_WINO_UNROLL
+        for (int v = 0; v < WNV; ++v) acc[i][v] = (VEC){0};
+    }
+    for (ptrdiff_t c = 0; c < cg; ++c) {
+        VEC bv[WNV];
+        FNN_WINO_UNROLL
+        for (int v = 0; v < WNV; ++v) bv[v] = *(const VEC*)(b + c * ldb + v * VL);
+        const T* ac = a + c * WMR;
+        FNN_WINO_UNROLL
+        for (int i = 0; i < WMR; ++i) {
+            const T ai = ac[i];
+            FNN_WINO_UNROLL
+            for (int v = 0; v < WNV; ++v) acc[i][v] += bv[v] * ai;
+        }
+    }
+    FNN_WINO_UNROLL
+    for (int i = 0; i < WMR; ++i) {
+        FNN_WINO_UNROLL
+        for (int v = 0; v < WNV; ++v) *(VEC*)(out + i * ldo + v * VL) = acc[i][v];
+    }
+}
+
+#define WM 2
+#include "winograd_tile.h"
+#define WM 4
+#include "winograd_tile.h"
+#define WM 6
+#include "winograd_tile.h"
+
+#undef WLOAD
+#undef WSTORE
+#undef WNR
+#undef WFN
+#undef WCAT
+#undef WCAT_
+#undef T
+#undef VEC
+#undef VL
+#undef SFX
+#undef TARGET_ATTR
+#undef WMR
+#undef WNV
