@@ -1,11 +1,19 @@
-"""``fastnn.autotune``: remember the fastest algorithm per problem key in a JSON cache.
+"""``fastnn.autotune``: choose kernels by measurement, and remember the choice.
 
-With autotuning on, ``algo="auto"`` convolutions time every candidate algorithm once per
-key (op, shapes, parameters, dtype, threads, backend) and reuse the winner.  Choices are
-kept in memory and persisted to a JSON file, by default ``$XDG_CACHE_HOME/fastnn/
-autotune.json`` (``~/.cache/...``); the ``cache`` argument or the ``FASTNN_AUTOTUNE_CACHE``
-environment variable points elsewhere.  Several processes may write the file at once: each
-write takes an exclusive lock, merges with what is on disk and replaces the file
+With autotuning on (the default), the first call of an ``algo="auto"`` convolution times
+the few candidate algorithms that the static prior ranks highest, once per key (op and
+pass, shapes, parameters, dtype, threads, backend), and every later call reuses the
+winner; kernel families choose their instruction-set level the same way, once per CPU.
+With it off (``fastnn.autotune(False)`` or ``FASTNN_AUTOTUNE=0``), the static prior alone
+decides, and nothing is timed.
+
+Choices are kept in memory and persisted to a JSON file, by default
+``$XDG_CACHE_HOME/fastnn/autotune.json`` (``~/.cache/...``); the ``cache`` argument or the
+``FASTNN_AUTOTUNE_CACHE`` environment variable points elsewhere.  Every key stored there
+carries the CPU model, the fastnn version and a fingerprint of the compiled kernels
+(fastnn._machine.context), so a cache copied to another machine, or kept across an
+upgrade or a rebuild, is never trusted.  Several processes may write the file at once:
+each write takes an exclusive lock, merges with what is on disk and replaces the file
 atomically, so no process loses another's entries or reads a torn file.
 """
 
@@ -18,23 +26,43 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["autotune", "autotune_enabled", "cache_path", "choose", "lookup", "store"]
+from fastnn import _machine
 
-_FORMAT = 1
-_state = {"enabled": False, "cache": None}
+__all__ = [
+    "autotune",
+    "autotune_enabled",
+    "cache_path",
+    "choose",
+    "lookup",
+    "recording",
+    "store",
+]
+
+_FORMAT = 2
+
+
+def _enabled_from_env() -> bool:
+    return os.environ.get("FASTNN_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+_state: dict[str, Any] = {"enabled": _enabled_from_env(), "cache": None}
 _memory: dict[str, str] = {}
 _lock = threading.Lock()
+_local = threading.local()
 
 
 def autotune(enabled: bool = True, cache: str | os.PathLike[str] | None = None) -> None:
-    """Turn autotuning of ``algo="auto"`` on or off.
+    """Turn the measurement of ``algo="auto"`` choices on (the default) or off.
 
-    ``cache`` is the JSON file that keeps the choices across processes (default: the
-    ``FASTNN_AUTOTUNE_CACHE`` environment variable, else ``~/.cache/fastnn/autotune.json``
-    under ``$XDG_CACHE_HOME`` when set).
+    Off, the static prior decides (reproducible across runs and machines; pin one
+    algorithm with an explicit ``algo=`` for bit-for-bit results).  ``cache`` is the JSON
+    file that keeps the choices across processes (default: the ``FASTNN_AUTOTUNE_CACHE``
+    environment variable, else ``~/.cache/fastnn/autotune.json`` under
+    ``$XDG_CACHE_HOME`` when set).
     """
     if not isinstance(enabled, bool):
         raise TypeError(f"autotune: enabled must be a bool, got {enabled!r}")
@@ -49,7 +77,7 @@ def autotune(enabled: bool = True, cache: str | os.PathLike[str] | None = None) 
 
 
 def autotune_enabled() -> bool:
-    """Whether ``algo="auto"`` times the candidates (True) or uses the built-in heuristic."""
+    """Whether ``algo="auto"`` measures its candidates (True) or trusts the prior."""
     return bool(_state["enabled"])
 
 
@@ -64,52 +92,120 @@ def cache_path() -> Path:
     return Path(base) / "fastnn" / "autotune.json"
 
 
+def _full(key: str) -> str:
+    return f"{_machine.context()}|{key}"
+
+
 def lookup(key: str) -> str | None:
-    """The remembered choice for ``key`` (memory first, then the cache file), or None."""
-    choice = _memory.get(key)
+    """The remembered choice for ``key`` on this machine and build (memory first, then
+    the cache file), or None."""
+    full = _full(key)
+    choice = _memory.get(full)
     if choice is not None:
         return choice
     entries = _read(cache_path())
     with _lock:
         _memory.update(entries)
-    return entries.get(key)
+    return entries.get(full)
 
 
 def store(key: str, choice: str) -> None:
     """Remember ``choice`` for ``key`` in memory and in the cache file (merged, atomic)."""
+    full = _full(key)
     with _lock:
-        _memory[key] = choice
+        _memory[full] = choice
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(path):
             entries = _read(path)
-            entries[key] = choice
+            entries[full] = choice
             _write_atomic(path, entries)
     except OSError:
         pass  # a read-only cache directory costs a re-tune next time, never an error
 
 
-def choose(key: str, candidates: dict[str, Callable[[], Any]], repeats: int = 3) -> str:
-    """Return the remembered choice for ``key`` or time each candidate (best of
-    ``repeats`` after one warm-up call), store the fastest and return its name."""
+@dataclass
+class Record:
+    """What the choices made inside :func:`recording` were: ``choices`` maps each key to
+    the chosen candidate, ``timed`` lists the keys that were measured (the others came
+    from the cache), ``seconds`` is the time spent measuring."""
+
+    choices: dict[str, str] = field(default_factory=dict)
+    timed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[Record]:
+    """Collect the choices made by this thread inside the ``with`` block."""
+    record = Record()
+    previous = getattr(_local, "record", None)
+    _local.record = record
+    try:
+        yield record
+    finally:
+        _local.record = previous
+
+
+def _note(key: str, choice: str, seconds: float | None) -> None:
+    record = getattr(_local, "record", None)
+    if record is not None:
+        record.choices[key] = choice
+        if seconds is not None:
+            record.timed.append(key)
+            record.seconds += seconds
+
+
+#: A candidate slower than this factor times the best so far after one timed call is
+#: not timed again (it cannot win, and the slow ones are what makes tuning expensive).
+HOPELESS = 1.5
+
+
+def choose(
+    key: str,
+    candidates: dict[str, Callable[[], Any]],
+    repeats: int = 3,
+    errors: tuple[type[BaseException], ...] = (MemoryError,),
+) -> str:
+    """Return the remembered choice for ``key``, or time the candidates and remember the
+    fastest.
+
+    ``candidates`` maps names to zero-argument callables, best first by the prior (on a
+    tie the earlier one wins).  Each runs once to warm up, then up to ``repeats`` more
+    times; its best time counts.  A candidate that raises one of ``errors`` (out of
+    memory) is dropped.
+    """
     if not candidates:
         raise ValueError("autotune.choose: no candidates to time")
     known = lookup(key)
     if known in candidates:
+        _note(key, known, None)
         return known
+    start = time.perf_counter()
     best_name, best_time = next(iter(candidates)), float("inf")
     for name, run in candidates.items():
-        run()
-        elapsed = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            elapsed = min(elapsed, time.perf_counter() - start)
+        try:
+            elapsed = _time(run, repeats, best_time)
+        except errors:
+            continue
         if elapsed < best_time:
             best_name, best_time = name, elapsed
     store(key, best_name)
+    _note(key, best_name, time.perf_counter() - start)
     return best_name
+
+
+def _time(run: Callable[[], Any], repeats: int, to_beat: float) -> float:
+    run()  # warm-up: caches, page faults, thread pools
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        begin = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - begin)
+        if best > HOPELESS * to_beat:
+            break
+    return best
 
 
 def _read(path: Path) -> dict[str, str]:

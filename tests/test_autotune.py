@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _autotune
+from fastnn import _autotune, _machine
 from tests.utils import assert_close
 
 
@@ -30,9 +30,12 @@ def clean_state(monkeypatch):
 
 
 def entries(path) -> dict[str, str]:
+    """The cache file's entries, keys without the machine/build context every key has."""
     data = json.loads(path.read_text())
-    assert data["format"] == 1
-    return data["entries"]
+    assert data["format"] == 2
+    prefix = _machine.context() + "|"
+    assert all(k.startswith(prefix) for k in data["entries"]), data["entries"]
+    return {k[len(prefix) :]: v for k, v in data["entries"].items()}
 
 
 def problem(rng):
@@ -58,9 +61,12 @@ def test_autotuned_conv_writes_its_choice(rng, tmp_path):
     backward = [k for k in found if k.startswith("cpu:conv2d_backward|")]
     assert len(forward) == 1, found
     assert sorted(k.split("|")[1] for k in backward) == ["pass=input", "pass=weight"], found
-    assert "x=(2,3,11,9)" in forward[0] and "dtype=float32" in forward[0]
+    assert "plane=2,3,11,9,4,1,3,3,11,9,1,1,1,1,1,1,1,1" in forward[0]
+    assert "dtype=float32" in forward[0]
     assert f"threads={fastnn.get_num_threads()}" in forward[0]
-    assert set(found.values()) <= {"im2col", "direct"}
+    conv_choices = {v for k, v in found.items() if k.startswith("cpu:")}
+    assert conv_choices <= {"im2col", "direct", "winograd2", "winograd4"}
+    assert all(v in ("base", "avx2", "avx512") for k, v in found.items() if k.startswith("isa:"))
 
 
 def test_choice_is_reused_after_memory_is_lost(tmp_path):
@@ -129,7 +135,7 @@ def test_two_processes_writing_at_once_leave_a_valid_file(tmp_path):
     script = textwrap.dedent(
         """
         import sys
-        from fastnn import _autotune
+        from fastnn import _autotune, _machine
         _autotune.autotune(True, cache=sys.argv[1])
         for i in range(150):
             _autotune.store(f"{sys.argv[2]}-{i}", "direct" if i % 2 else "im2col")

@@ -108,7 +108,7 @@ def test_large_batch_never_allocates_the_whole_column_matrix(rng):
 
 
 def test_tile_is_bounded_by_the_buffer_limit():
-    from fastnn._args import conv_geometry
+    from fastnn._geometry import conv_geometry
     from fastnn.backends.cpu import conv_plan
 
     geom = conv_geometry("conv2d", 2, (512, 256, 56, 56), (256, 256, 3, 3), 1, 1, 1, 1)

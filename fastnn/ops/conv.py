@@ -4,28 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastnn import _args
+from fastnn import _args, _geometry
 from fastnn._dispatch import resolve
 
 __all__ = ["conv1d", "conv1d_backward", "conv2d", "conv2d_backward"]
 
-ALGOS = ("auto", "im2col", "direct")
+#: "winograd" lets the backend pick the tile size; "winograd2/4/6" pin F(2x2, 3x3),
+#: F(4x4, 3x3) or F(6x6, 3x3).
+ALGOS = ("auto", "im2col", "direct", "winograd", "winograd2", "winograd4", "winograd6")
 
 
-def _algo(op: str, algo: object) -> str:
-    if isinstance(algo, str) and algo in ALGOS:
-        return algo
-    raise ValueError(f"{op}: algo must be one of {ALGOS}, got {algo!r}")
+def _algo(op: str, algo: object, geom: _geometry.ConvGeometry) -> str:
+    if not (isinstance(algo, str) and algo in ALGOS):
+        raise ValueError(f"{op}: algo must be one of {ALGOS}, got {algo!r}")
+    if algo.startswith("winograd"):
+        why = _geometry.winograd_unsupported(geom)
+        if why is not None:
+            raise ValueError(
+                f"{op}: algo={algo!r} runs 2-D 3x3 convolutions with stride 1 and dilation 1"
+                f" only: {why}"
+            )
+    return algo
 
 
 def _forward(op, nd, input, weight, bias, stride, padding, dilation, groups, algo, backend):
     kind, _ = _args.float_arrays(op, {"input": input, "weight": weight, "bias": bias})
-    geom = _args.conv_geometry(
+    geom = _geometry.conv_geometry(
         op, nd, tuple(input.shape), tuple(weight.shape), stride, padding, dilation, groups
     )
     if bias is not None:
         _args.check_shape(op, "bias", bias, (geom.out_channels,), "C_out")
-    algo = _algo(op, algo)
+    algo = _algo(op, algo, geom)
     return resolve(op, kind, backend)(input, weight, bias, geom, algo)
 
 
@@ -44,12 +53,12 @@ def _backward(
     backend,
 ):
     kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input, "weight": weight})
-    geom = _args.conv_geometry(
+    geom = _geometry.conv_geometry(
         op, nd, tuple(input.shape), tuple(weight.shape), stride, padding, dilation, groups
     )
     _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the conv output shape")
     mask = _args.output_mask(op, output_mask)
-    algo = _algo(op, algo)
+    algo = _algo(op, algo, geom)
     return resolve(op, kind, backend)(grad_output, input, weight, geom, algo, mask)
 
 
@@ -70,7 +79,8 @@ def conv1d(
 
     ``padding`` is an int, a 1-tuple, ``"valid"`` (no padding) or ``"same"`` (output length
     equal to the input's; stride must be 1; an even dilated kernel pads one more on the
-    right).  ``algo`` picks "im2col" (+ GEMM), "direct" or "auto".  Returns (N, C_out, L_out).
+    right).  ``algo`` picks "im2col" (+ GEMM), "direct" or "auto" (see :func:`conv2d`).
+    Returns (N, C_out, L_out).
     """
     return _forward(
         "conv1d", 1, input, weight, bias, stride, padding, dilation, groups, algo, backend
@@ -95,6 +105,12 @@ def conv2d(
 
     ``stride``, ``padding`` and ``dilation`` are ints or pairs; ``padding`` may also be
     ``"valid"`` or ``"same"`` (stride 1 only).  Returns (N, C_out, H_out, W_out).
+
+    ``algo``: "auto" (default) measures the candidate algorithms on first use of a shape
+    and remembers the fastest (``fastnn.autotune``; with autotuning off, a static prior
+    picks); "im2col" (+ GEMM), "direct", or "winograd" (3x3, stride 1, dilation 1 only;
+    "winograd2", "winograd4", "winograd6" pin the output tile F(m x m, 3 x 3)).  A layer
+    an explicit algorithm cannot run raises ValueError.
     """
     return _forward(
         "conv2d", 2, input, weight, bias, stride, padding, dilation, groups, algo, backend

@@ -11,7 +11,8 @@ from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
 
 import fastnn
 from fastnn import _dispatch
-from fastnn._args import conv_geometry, pool_geometry
+from fastnn._args import pool_geometry
+from fastnn._geometry import conv_geometry
 from fastnn.backends.numba_cuda import _launch, matmul, reductions
 from fastnn.backends.numba_cuda.activation import softmax_launch
 from fastnn.backends.numba_cuda.conv import choose_algo, chunk_images, plane

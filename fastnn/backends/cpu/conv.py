@@ -1,25 +1,33 @@
 """The CPU convolution ops: conv1d, conv2d and their backward, registered on "cpu".
 
 Each call normalises its arrays once (4-D views, contiguous weight), picks the algorithm
-(``algo``: "im2col", "direct", or "auto" -- see conv_choice; "auto" chooses the forward
-pass, the input gradient and the weight gradient each on its own) and hands off to the
-host wrapper of that algorithm (conv_im2col, conv_direct).  A 1-D convolution runs as a 2-D one
-with H = 1; inputs of any strides are read in place, never copied.
+of each pass and hands off to the host wrapper of that algorithm (conv_im2col,
+conv_direct, conv_winograd).  ``algo="auto"`` ranks the algorithms with the prior of
+conv_choice and, with autotuning on, measures the first few on first use of a shape
+(fastnn._selection); the forward pass, the input gradient and the weight gradient are
+chosen each on its own.  "winograd" (F(m x m, 3 x 3), tile chosen by the prior) and
+"winograd2/4/6" run the forward pass and the input gradient; the weight gradient then
+runs whichever of im2col and direct "auto" would pick.  A 1-D convolution runs as a 2-D
+one with H = 1; inputs of any strides are read in place, never copied.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from fastnn._args import ConvGeometry
+from fastnn import _isa
 from fastnn._dispatch import register
+from fastnn._geometry import ConvGeometry
+from fastnn._selection import choose_conv, tuning_batch
 from fastnn._threads import get_num_threads
-from fastnn.backends.cpu import conv_direct, conv_im2col
-from fastnn.backends.cpu.conv_choice import pick
-from fastnn.backends.cpu.conv_plan import direct_fits, fits_blas, shape_tuple
+from fastnn.backends.cpu import conv_direct, conv_im2col, conv_winograd
+from fastnn.backends.cpu.conv_choice import ranked
+from fastnn.backends.cpu.conv_plan import direct_fits, fits_blas
 from fastnn.kernels.cpu import conv_bias as _bias
 
-_ALGORITHMS = {"im2col": conv_im2col, "direct": conv_direct}
+_GEMM_OR_DIRECT = {"im2col": conv_im2col, "direct": conv_direct}
 
 
 def _as_4d(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
@@ -31,21 +39,60 @@ def _flat_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w).reshape(-1)
 
 
-def _usable(algo: str, shape: tuple[int, ...], op: str) -> str:
-    """``algo``, unless an algorithm cannot run this problem well.  im2col cannot when
-    BLAS's 32-bit sizes overflow: "auto" then runs the direct kernel, and an explicit
-    "im2col" is an error.  "auto" also avoids the direct kernel when its packed buffers
-    would be huge (very long rows over many channels)."""
-    if algo == "auto" and fits_blas(shape) and not direct_fits(shape):
-        return "im2col"
-    if fits_blas(shape) or algo == "direct":
-        return algo
-    if algo == "im2col":
+def _tile(name: str) -> int:
+    return int(name[len("winograd") :])
+
+
+def _candidates(geom: ConvGeometry, shape: tuple[int, ...], which: str) -> list[str]:
+    """The prior's ranking for "auto", without the algorithms that cannot run this
+    problem well: im2col when BLAS's 32-bit sizes overflow, direct when its packed
+    buffers would be huge (very long rows over many channels)."""
+    order = ranked(geom, which)
+    if not fits_blas(shape):
+        order = [a for a in order if a != "im2col"]
+    elif not direct_fits(shape):
+        order = [a for a in order if a != "direct"]
+    return order
+
+
+def _explicit(algo: str, shape: tuple[int, ...], op: str, hw: tuple[int, int]) -> str:
+    """An explicit algorithm as run: "winograd" gets its tile size; im2col is refused
+    when BLAS's 32-bit sizes overflow."""
+    if algo == "winograd":
+        return f"winograd{conv_winograd.default_tile(*hw)}"
+    if algo == "im2col" and not fits_blas(shape):
         raise ValueError(
             f"{op}: algo='im2col' cannot run this problem (a plane or reduction of more "
             "than 2**31 - 1 elements overflows BLAS's 32-bit sizes); use algo='direct'"
         )
-    return "direct"
+    return algo
+
+
+def _pick(
+    algo: str,
+    op: str,
+    which: str,
+    geom: ConvGeometry,
+    dtype,
+    threads: int,
+    run: Callable[[str], object],
+) -> str:
+    shape = tuple(geom.plane)
+    p = geom.plane
+    hw = (p.ho, p.wo) if which == "forward" else (p.h, p.w)
+    if algo == "auto":
+        name = choose_conv(
+            "cpu", op, which, geom, dtype, threads, _candidates(geom, shape, which), run
+        )
+    else:
+        name = _explicit(algo, shape, op, hw)
+    if name == "direct":
+        _isa.level("conv_direct")  # the direct kernels' level, measured on first use
+    return name
+
+
+def _batch_slice(n: int) -> slice:
+    return slice(0, tuning_batch(n))
 
 
 @register("conv1d", "cpu")
@@ -54,15 +101,23 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str):
     """y = conv(x, w) + b with the chosen algorithm."""
     if geom.batch == 0:
         return np.empty(geom.output_shape, dtype=x.dtype)
-    shape, threads = shape_tuple(geom), get_num_threads()
+    shape, threads = tuple(geom.plane), get_num_threads()
     x4, wf = _as_4d(x, geom), _flat_weight(w)
     bias = None if b is None else np.ascontiguousarray(b)
 
-    def run(name: str) -> np.ndarray:
-        return _ALGORITHMS[name].forward(x4, wf, bias, shape, threads)
+    def run(name: str, x4=x4, shape=shape) -> np.ndarray:
+        if name.startswith("winograd"):
+            return conv_winograd.forward(x4, wf, bias, shape, threads, _tile(name))
+        return _GEMM_OR_DIRECT[name].forward(x4, wf, bias, shape, threads)
+
+    part = _batch_slice(geom.batch)
+    part_shape = (part.stop, *shape[1:])
+
+    def tune(name: str) -> np.ndarray:
+        return run(name, x4[part], part_shape)
 
     op = f"conv{geom.nd}d"
-    name = pick(_usable(algo, shape, op), op, geom, x.dtype, threads, run, "forward")
+    name = _pick(algo, op, "forward", geom, x.dtype, threads, tune)
     return run(name).reshape(geom.output_shape)
 
 
@@ -78,37 +133,50 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
             np.zeros(geom.weight_shape, dtype=dtype) if want_w else None,
             np.zeros(geom.out_channels, dtype=dtype) if want_b else None,
         )
-    shape, threads = shape_tuple(geom), get_num_threads()
-    x4, wf = _as_4d(x, geom), _flat_weight(w)
-    flat: dict[str, np.ndarray] = {}  # gy made flat and contiguous, once per kind
+    shape, threads = tuple(geom.plane), get_num_threads()
+    x4, wf, gy4 = _as_4d(x, geom), _flat_weight(w), _as_4d(gy, geom)
+    part = _batch_slice(geom.batch)
+    part_shape = (part.stop, *shape[1:])
+    flat: dict[tuple[str, int], np.ndarray] = {}  # gy made flat and contiguous, per kind
 
-    def flat_gy(name: str) -> np.ndarray:
-        if name == "direct":  # its micro-kernels read a vector past the end: add slack
-            if "direct" not in flat:
-                flat["direct"] = conv_direct.with_slack(gy)
-            return flat["direct"]
-        if "im2col" not in flat:
-            flat["im2col"] = flat.get("direct", np.ascontiguousarray(gy).reshape(-1))
-        return flat["im2col"]
+    def flat_gy(name: str, n: int) -> np.ndarray:
+        kind = "direct" if name == "direct" else "im2col"
+        if (kind, n) not in flat:
+            src = gy[:n]
+            if kind == "direct":  # its micro-kernels read a vector past the end: add slack
+                flat[(kind, n)] = conv_direct.with_slack(src)
+            else:
+                other = flat.get(("direct", n))
+                flat[(kind, n)] = (
+                    other if other is not None else np.ascontiguousarray(src).reshape(-1)
+                )
+        return flat[(kind, n)]
 
-    def input_grad(name: str) -> np.ndarray:
-        return _ALGORITHMS[name].grad_input(flat_gy(name), wf, shape, threads)
+    def input_grad(name: str, n: int, shp) -> np.ndarray:
+        if name.startswith("winograd"):
+            return conv_winograd.grad_input(gy4[:n], wf, shp, threads, _tile(name))
+        return _GEMM_OR_DIRECT[name].grad_input(flat_gy(name, n), wf, shp, threads)
 
-    def weight_grad(name: str) -> np.ndarray:
-        return _ALGORITHMS[name].grad_weight(x4, flat_gy(name), shape, threads)
+    def weight_grad(name: str, n: int, shp) -> np.ndarray:
+        return _GEMM_OR_DIRECT[name].grad_weight(x4[:n], flat_gy(name, n), shp, threads)
 
     op = f"conv{geom.nd}d_backward"
-    algo = _usable(algo, shape, op)
+    n, pn = geom.batch, part.stop
     gx = gw = None
     if want_x:
-        gx = input_grad(pick(algo, op, geom, dtype, threads, input_grad, "input"))
+        tune_x = lambda name: input_grad(name, pn, part_shape)  # noqa: E731
+        gx = input_grad(_pick(algo, op, "input", geom, dtype, threads, tune_x), n, shape)
     if want_w:
-        gw = weight_grad(pick(algo, op, geom, dtype, threads, weight_grad, "weight"))
+        tune_w = lambda name: weight_grad(name, pn, part_shape)  # noqa: E731
+        weight_algo = "auto" if algo.startswith("winograd") else algo
+        chosen = _pick(weight_algo, op, "weight", geom, dtype, threads, tune_w)
+        gw = weight_grad(chosen, n, shape)
     gb = None
     if want_b:
         gb = np.empty(geom.out_channels, dtype=dtype)
         plane = int(np.prod(geom.out_size))
-        gy_flat = next(iter(flat.values())) if flat else flat_gy("im2col")
+        full = [v for (_, size), v in flat.items() if size == n]
+        gy_flat = full[0] if full else flat_gy("im2col", n)
         _bias.backward_bias(gy_flat, gb, geom.batch, geom.out_channels, plane, threads)
     return (
         None if gx is None else gx.reshape(geom.input_shape),

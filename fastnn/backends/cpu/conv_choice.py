@@ -1,14 +1,19 @@
-"""``algo="auto"`` for the CPU convolution: a heuristic drawn from measurements, or, with
-``fastnn.autotune(True)``, timing both algorithms once per problem (fastnn._autotune).
+"""The CPU's prior for ``algo="auto"``: the algorithms ranked by how fast they are
+expected to be for one pass of one convolution, without running anything.
 
-Each pass is chosen on its own -- the forward pass, the input gradient and the weight
-gradient -- since they favour different algorithms on the same layer.  What the
-measurements (single-thread CPU time per algorithm on the shapes of
-bench/scripts/conv_table.py) showed:
+With autotuning on (the default), fastnn._selection times the first few of this ranking
+on first use of a shape and remembers the winner; with it off, the first one runs.  Each
+pass -- the forward pass, the input gradient and the weight gradient -- is ranked on its
+own, since they favour different algorithms on the same layer.
 
-- forward: the direct kernel wins everywhere except on pointwise (1x1, stride 1, no
-  padding) layers with many input channels, where im2col is no copy at all and the whole
-  convolution is one GEMM;
+What the measurements (bench/scripts/conv_table.py and model_convs.py) showed:
+
+- Winograd F(4x4, 3x3) (F(2x2) on maps under 4x4) is fastest on 3x3 stride-1 layers with
+  enough channels on both sides: it does a quarter of the multiplies, and its GEMMs over
+  channels run near peak.  With few channels its transforms dominate.
+- forward otherwise: the direct kernel wins everywhere except on pointwise (1x1, stride
+  1, no padding) layers with many input channels, where im2col is no copy at all and the
+  whole convolution is one GEMM;
 - input gradient: direct wins too, except on pointwise layers with many output channels
   and on large images with many channels (VGG's 224x224x64), where the direct kernel's
   packed gradient no longer fits the L2 cache;
@@ -18,15 +23,11 @@ bench/scripts/conv_table.py) showed:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from fastnn._geometry import ConvGeometry, winograd_unsupported
+from fastnn.backends.cpu.conv_winograd import default_tile
 
-from fastnn import _autotune
-from fastnn._args import ConvGeometry
+__all__ = ["PASSES", "heuristic", "ranked"]
 
-__all__ = ["PASSES", "autotune_key", "heuristic", "pick"]
-
-ALGOS = ("im2col", "direct")
 PASSES = ("forward", "input", "weight")
 
 #: Input channels per group up to which the direct weight gradient wins.
@@ -35,19 +36,17 @@ DIRECT_WEIGHT_MAX_CHANNELS = 32
 POINTWISE_GEMM_CHANNELS = 32
 #: Padded input positions beyond which the direct input gradient leaves the L2 cache.
 LARGE_IMAGE = 200 * 200
+#: Channels on each side (reduced over, and produced) from which Winograd leads.
+WINOGRAD_MIN_CHANNELS = 16
 
 
 def _pointwise(geom: ConvGeometry) -> bool:
-    return (
-        all(k == 1 for k in geom.kernel)
-        and all(s == 1 for s in geom.stride)
-        and all(p == (0, 0) for p in geom.pad)
-    )
+    return geom.plane.pointwise
 
 
 def heuristic(geom: ConvGeometry, which: str = "forward") -> str:
-    """The algorithm expected to be faster for one pass ("forward", "input" or "weight"
-    gradient) of ``geom``, without running anything."""
+    """The GEMM-or-direct choice for one pass ("forward", "input" or "weight" gradient)
+    of ``geom``: the older of the two algorithms expected to be faster."""
     cg = geom.in_channels // geom.groups
     kg = geom.out_channels // geom.groups
     if which == "forward":
@@ -63,38 +62,19 @@ def heuristic(geom: ConvGeometry, which: str = "forward") -> str:
     return "direct" if cg <= DIRECT_WEIGHT_MAX_CHANNELS and not _pointwise(geom) else "im2col"
 
 
-def autotune_key(op: str, geom: ConvGeometry, dtype: Any, threads: int, which: str) -> str:
-    """The autotune cache key: op and pass, shapes, parameters, dtype, threads."""
-    parts = [
-        f"cpu:{op}",
-        f"pass={which}",
-        f"x={geom.input_shape}",
-        f"w={geom.weight_shape}",
-        f"s={geom.stride}",
-        f"p={geom.pad}",
-        f"d={geom.dilation}",
-        f"g={geom.groups}",
-        f"dtype={dtype}",
-        f"threads={threads}",
-    ]
-    return "|".join(parts).replace(" ", "")
-
-
-def pick(
-    algo: str,
-    op: str,
-    geom: ConvGeometry,
-    dtype: Any,
-    threads: int,
-    run: Callable[[str], Any],
-    which: str = "forward",
-) -> str:
-    """The algorithm for one pass: ``algo`` itself unless it is "auto"; then the autotuned
-    choice when autotuning is on (``run(name)`` runs the pass with one candidate), else
-    the heuristic."""
-    if algo != "auto":
-        return algo
-    if _autotune.autotune_enabled():
-        key = autotune_key(op, geom, dtype, threads, which)
-        return _autotune.choose(key, {name: (lambda name=name: run(name)) for name in ALGOS})
-    return heuristic(geom, which)
+def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
+    """Every algorithm that can run this pass, best expected first."""
+    first = heuristic(geom, which)
+    order = [first, "direct" if first == "im2col" else "im2col"]
+    if which == "weight" or winograd_unsupported(geom) is not None:
+        return order
+    p = geom.plane
+    if which == "forward":
+        reduced, produced, hw = p.cg, p.kg, (p.ho, p.wo)
+    else:  # the input gradient convolves grad_output (kg channels) into cg channels
+        reduced, produced, hw = p.kg, p.cg, (p.h, p.w)
+    m = default_tile(*hw)
+    tiles = [f"winograd{m}", f"winograd{2 if m == 4 else 4}"]
+    if reduced >= WINOGRAD_MIN_CHANNELS and produced >= WINOGRAD_MIN_CHANNELS:
+        return [tiles[0], order[0], tiles[1], order[1]]
+    return [order[0], tiles[0], order[1], tiles[1]]

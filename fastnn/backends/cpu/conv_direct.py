@@ -1,7 +1,7 @@
 """Host side of the direct convolution (kernels/cpu/conv_direct.pyx): block sizes and
 allocation.  No BLAS is involved.
 
-Every function takes the geometry tuple of :func:`conv_plan.shape_tuple` and 4-D views
+Every function takes the geometry tuple ``tuple(geom.plane)`` (fastnn._geometry) and 4-D views
 (a 1-D convolution is passed as 2-D with H = 1); ``w`` is the flat contiguous weight.
 """
 

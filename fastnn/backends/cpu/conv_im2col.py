@@ -1,7 +1,7 @@
 """Host side of the im2col + GEMM convolution (kernels/cpu/conv_im2col.pyx): block sizes,
 allocation, and BLAS held to one thread while the kernels call it from OpenMP threads.
 
-Every function takes the geometry tuple of :func:`conv_plan.shape_tuple` and 4-D views
+Every function takes the geometry tuple ``tuple(geom.plane)`` (fastnn._geometry) and 4-D views
 (a 1-D convolution is passed as 2-D with H = 1); ``w`` is the flat contiguous weight.
 """
 

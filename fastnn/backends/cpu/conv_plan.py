@@ -1,6 +1,7 @@
 """How the CPU convolution kernels split their work: the geometry tuple the Cython kernels
-read, and the block sizes (positions per im2col tile, output rows per packed chunk, input
-channels per gradient item) that bound every per-thread buffer.
+read (ConvGeometry.plane as a tuple), and the block sizes (positions per im2col tile,
+output rows per packed chunk, input channels per gradient item) that bound every
+per-thread buffer.
 
 Buffers are per thread and sized by the limits below, never by the batch: a batch of any
 size runs in the same memory.  :func:`chunking` overrides the automatic sizes (tests use it
@@ -14,7 +15,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from fastnn._args import ConvGeometry
+from fastnn._geometry import ConvGeometry
 
 __all__ = [
     "Chunking",
@@ -80,34 +81,8 @@ def chunking(
 
 def shape_tuple(geom: ConvGeometry) -> tuple[int, ...]:
     """(N, C, H, W, K, G, R, S, Ho, Wo, sh, sw, dh, dw, pt, pb, pl, pr): the 2-D geometry
-    the kernels read (conv_shape.pxd); 1-D has H = R = 1 and no vertical padding."""
-    if geom.nd == 1:
-        (size,), (k,), (s,), (d,), (pad,), (out,) = (
-            geom.in_size,
-            geom.kernel,
-            geom.stride,
-            geom.dilation,
-            geom.pad,
-            geom.out_size,
-        )
-        hw, kernel, stride, dilation = (1, size), (1, k), (1, s), (1, d)
-        pads, out_hw = ((0, 0), pad), (1, out)
-    else:
-        hw, kernel, stride, dilation = geom.in_size, geom.kernel, geom.stride, geom.dilation
-        pads, out_hw = geom.pad, geom.out_size
-    return (
-        geom.batch,
-        geom.in_channels,
-        *hw,
-        geom.out_channels,
-        geom.groups,
-        *kernel,
-        *out_hw,
-        *stride,
-        *dilation,
-        *pads[0],
-        *pads[1],
-    )
+    the kernels read (conv_shape.pxd), i.e. ``geom.plane`` as a plain tuple."""
+    return tuple(geom.plane)
 
 
 #: BLAS takes 32-bit sizes and leading dimensions.

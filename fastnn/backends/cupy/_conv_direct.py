@@ -8,7 +8,7 @@ from typing import Any
 
 import cupy
 
-from fastnn._args import ConvGeometry
+from fastnn._geometry import ConvGeometry
 from fastnn.backends.cupy._conv_shape import conv2d_shape
 from fastnn.backends.cupy._reduce import channel_sums
 from fastnn.backends.cupy._runtime import MAX_BLOCKS, contiguous, i32, kernel, launch_1d

@@ -15,7 +15,7 @@ from typing import Any
 
 import cupy
 
-from fastnn._args import ConvGeometry
+from fastnn._geometry import ConvGeometry
 from fastnn.backends.cupy._conv_shape import Conv2d, conv2d_shape
 from fastnn.backends.cupy._epilogue import bias_activation
 from fastnn.backends.cupy._reduce import channel_sums

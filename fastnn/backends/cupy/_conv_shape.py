@@ -13,7 +13,7 @@ import cupy
 import numpy as np
 
 from fastnn import _autotune
-from fastnn._args import ConvGeometry
+from fastnn._geometry import ConvGeometry
 
 #: The two convolution algorithms of this backend.
 ALGORITHMS = ("im2col", "direct")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastnn._args import ConvGeometry
+from fastnn._geometry import ConvGeometry
 from fastnn.backends.cupy import _conv_direct, _conv_im2col
 from fastnn.backends.cupy._conv_shape import choose_algo
 from fastnn.backends.cupy._runtime import cupy_op

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from fastnn._args import ConvGeometry
+from fastnn._geometry import ConvGeometry
 from fastnn.backends.numba_cuda import _launch
 from fastnn.backends.numba_cuda._device import empty, launch, op, zeros
 from fastnn.backends.numba_cuda.matmul import matmul

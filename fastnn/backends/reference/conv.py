@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn._args import ConvGeometry
+from fastnn._geometry import ConvGeometry
 from fastnn.backends.reference._util import f64, finish, reference
 
 

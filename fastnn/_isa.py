@@ -1,0 +1,236 @@
+"""Which instruction-set level each CPU kernel family runs: chosen by measurement, once per
+CPU, not fixed for the CPU the code was tuned on.
+
+The kernels are compiled for several levels ("base": the portable build; "avx2": AVX2 +
+FMA; "avx512": AVX-512F) and the CPU caps what can run (kernels/cpu/cpu_features.h).  But
+what can run is not what is fastest: AVX-512 doubles the work per instruction, yet a core
+with one 512-bit FMA port (AMD Zen 4) gains little from it, and a kernel bound by loads
+or shuffles can lose.  So each family that has a choice times a small, representative
+problem at every level this CPU supports, once, and keeps the fastest in the autotune
+cache (keyed by CPU model and build: fastnn._autotune).  Until then, and whenever
+autotuning is off, a static prior decides.
+
+Overrides, strongest first: :func:`forced` (tests, experiments), the environment
+variables ``FASTNN_ISA_<FAMILY>`` (e.g. ``FASTNN_ISA_WINOGRAD=avx2``), ``FASTNN_ISA``
+(every family), and ``FASTNN_CONV_ISA`` (the direct convolution, as before).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from fastnn import _autotune
+
+__all__ = ["FAMILIES", "LEVELS", "forced", "level", "level_code", "report", "supported"]
+
+LEVELS = ("base", "avx2", "avx512")
+#: Kernel families with a choice, and their static prior (capped by the CPU).  The
+#: direct convolution's AVX-512 build measured slower than its AVX2 build on a Zen 4 and
+#: faster on some layers of a Xeon, hence its conservative prior.
+FAMILIES = {"gemm": "avx512", "conv_direct": "avx2", "winograd": "avx512"}
+
+_chosen: dict[str, tuple[str, str]] = {}  # family -> (level, how it was chosen)
+_forced: dict[str, str] = {}
+_lock = threading.RLock()
+
+
+def supported() -> tuple[str, ...]:
+    """The levels this CPU can run, lowest first."""
+    from fastnn.kernels.cpu import conv_winograd
+
+    return LEVELS[: conv_winograd.level(len(LEVELS) - 1) + 1]
+
+
+def _check(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown kernel family {family!r}; expected one of {tuple(FAMILIES)}")
+
+
+def _cap(name: str) -> str:
+    levels = supported()
+    return name if name in levels else levels[-1]
+
+
+def _from_env(family: str) -> str | None:
+    names = [f"FASTNN_ISA_{family.upper()}", "FASTNN_ISA"]
+    if family == "conv_direct":
+        names.insert(1, "FASTNN_CONV_ISA")
+    for var in names:
+        value = os.environ.get(var, "").strip().lower()
+        if value in LEVELS:
+            return value
+    return None
+
+
+def level(family: str) -> str:
+    """The level ``family`` runs at on this CPU ("base", "avx2" or "avx512")."""
+    if family in _forced:
+        return _forced[family]
+    got = _chosen.get(family)
+    if got is None:
+        got = _resolve(family)
+    return got[0]
+
+
+def level_code(family: str) -> int:
+    """:func:`level` as the kernels number it (0 base, 1 AVX2, 2 AVX-512)."""
+    return LEVELS.index(level(family))
+
+
+def report() -> dict[str, tuple[str, str]]:
+    """family -> (level, how it was chosen: "forced", "environment", "measured",
+    "cached" or "prior"), resolving every family."""
+    out = {}
+    for family in FAMILIES:
+        if family in _forced:
+            out[family] = (_forced[family], "forced")
+        else:
+            level(family)
+            out[family] = _chosen[family]
+    return out
+
+
+@contextlib.contextmanager
+def forced(family: str, name: str) -> Iterator[str]:
+    """Run ``family`` at level ``name`` (capped at what the CPU supports) inside the
+    ``with`` block; yields the level in force."""
+    _check(family)
+    if name not in LEVELS:
+        raise ValueError(f"unknown level {name!r}; expected one of {LEVELS}")
+    capped = _cap(name)
+    with _lock:
+        previous = _forced.get(family)
+        _forced[family] = capped
+        _apply(family, capped)
+    try:
+        yield capped
+    finally:
+        with _lock:
+            if previous is None:
+                _forced.pop(family, None)
+            else:
+                _forced[family] = previous
+            _apply(family, level(family))
+
+
+def _resolve(family: str) -> tuple[str, str]:
+    _check(family)
+    with _lock:
+        if family in _chosen:
+            return _chosen[family]
+        env = _from_env(family)
+        if env is not None:
+            got = (_cap(env), "environment")
+        elif _autotune.autotune_enabled() and len(supported()) > 1:
+            key = f"isa:{family}"
+            cached = _autotune.lookup(key)
+            if cached in supported():
+                got = (cached, "cached")
+            else:
+                got = (_measure(family), "measured")
+                _autotune.store(key, got[0])
+        else:
+            got = (_cap(FAMILIES[family]), "prior")
+        _chosen[family] = got
+        _apply(family, got[0])
+        return got
+
+
+def _apply(family: str, name: str) -> None:
+    """Push a level into kernels that keep it as global state."""
+    if family == "conv_direct":
+        from fastnn.kernels.cpu import conv_direct
+
+        conv_direct.set_isa(name)
+
+
+def _reset() -> None:
+    """Forget every choice (tests)."""
+    with _lock:
+        _chosen.clear()
+
+
+# ---------------------------------------------------------------------------------------
+# Measurement: a representative problem per family, every level in alternating rounds
+# ---------------------------------------------------------------------------------------
+
+#: Rounds of the measurement (each runs every level once); the best round counts.
+ROUNDS = 5
+#: A lower level replaces the prior only when it is faster by more than this fraction.
+MARGIN = 0.03
+
+
+def _measure(family: str) -> str:
+    runs = _PROBES[family]()
+    levels = supported()
+    best = {name: float("inf") for name in levels}
+    for name in levels:
+        runs(name)  # warm-up
+    for _ in range(ROUNDS):
+        for name in levels:
+            start = time.perf_counter()
+            runs(name)
+            best[name] = min(best[name], time.perf_counter() - start)
+    prior = _cap(FAMILIES[family])
+    fastest = min(levels, key=lambda name: best[name])
+    return fastest if best[fastest] < (1 - MARGIN) * best[prior] else prior
+
+
+def _probe_gemm() -> Callable[[str], None]:
+    from fastnn.kernels.cpu import gemm
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((192, 256), dtype=np.float32)
+    b = rng.standard_normal((256, 256), dtype=np.float32)
+    return lambda name: gemm.blocked(
+        a, b, None, 1.0, 0.0, False, False, 0, None, None, 1, LEVELS.index(name)
+    )
+
+
+def _probe_conv_direct() -> Callable[[str], None]:
+    from fastnn.backends.cpu import conv_direct as host
+    from fastnn.kernels.cpu import conv_direct
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 28, 28), dtype=np.float32)
+    w = rng.standard_normal(32 * 8 * 25, dtype=np.float32)
+    shape = (2, 8, 28, 28, 32, 1, 5, 5, 24, 24, 1, 1, 1, 1, 0, 0, 0, 0)
+
+    def run(name: str) -> None:
+        previous = conv_direct.current_isa()
+        conv_direct.set_isa(name)
+        try:
+            host.forward(x, w, None, shape, 1)
+        finally:
+            conv_direct.set_isa(previous)
+
+    return run
+
+
+def _probe_winograd() -> Callable[[str], None]:
+    from fastnn.kernels.cpu import conv_winograd as k
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 64, 16, 16), dtype=np.float32)
+    w = rng.standard_normal(64 * 64 * 9, dtype=np.float32)
+    y = np.empty(64 * 16 * 16, dtype=np.float32)
+
+    def run(name: str) -> None:
+        code = LEVELS.index(name)
+        mr, nr = k.register_tile(code, False)
+        k.convolve(x, None, w, False, None, y, 64, 1, 16, 16, 1, 1, 4, code, nr, 2 * mr, 1, 1)
+
+    return run
+
+
+_PROBES: dict[str, Callable[[], Callable[[str], None]]] = {
+    "gemm": _probe_gemm,
+    "conv_direct": _probe_conv_direct,
+    "winograd": _probe_winograd,
+}

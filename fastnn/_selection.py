@@ -1,0 +1,79 @@
+"""Choosing a convolution algorithm, for every backend: a ranked list from the backend's
+static prior, then -- with autotuning on -- a measurement of its first few candidates on
+first use of a shape, remembered in the autotune cache (fastnn._autotune).
+
+A backend supplies what only it knows: the candidates in the order its prior expects
+them to be fastest, and a function that runs one pass with a named algorithm (on the
+GPU, synchronised, so that the timing covers the work).  This module supplies the
+policy: the key, how many candidates are timed, and when the prior alone decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from fastnn import _autotune
+from fastnn._geometry import ConvGeometry
+
+__all__ = ["TIMED", "choose_conv", "conv_key", "tuning_batch"]
+
+#: Candidates timed on first use, best-ranked first.  The prior rarely puts the winner
+#: below third; timing every algorithm of every pass would multiply the first-use cost.
+TIMED = 3
+#: Batches larger than this are tuned on a slice of this many images: the ranking of the
+#: algorithms does not change with the batch once every thread has several images.
+TUNING_BATCH = 16
+
+
+def conv_key(
+    backend: str,
+    op: str,
+    which: str,
+    geom: ConvGeometry,
+    dtype: Any,
+    threads: int,
+    device: str = "",
+) -> str:
+    """The cache key of one pass ("forward", "input" or "weight") of one convolution: op,
+    the 2-D geometry, dtype, threads, and the device where it matters (a GPU's model)."""
+    parts = [
+        f"{backend}:{op}",
+        f"pass={which}",
+        "plane=" + ",".join(str(v) for v in geom.plane),
+        f"dtype={np.dtype(dtype)}",
+        f"threads={threads}",
+    ]
+    if device:
+        parts.append(f"device={device}")
+    return "|".join(parts)
+
+
+def tuning_batch(batch: int) -> int:
+    """How many images of a batch the measurement runs on."""
+    return min(batch, TUNING_BATCH)
+
+
+def choose_conv(
+    backend: str,
+    op: str,
+    which: str,
+    geom: ConvGeometry,
+    dtype: Any,
+    threads: int,
+    ranked: Sequence[str],
+    run: Callable[[str], Any],
+    device: str = "",
+) -> str:
+    """The algorithm for one pass: ``ranked[0]`` (the prior's favourite) when autotuning
+    is off or there is no choice; else the fastest of the first :data:`TIMED` candidates,
+    measured once per key with ``run(name)`` and remembered."""
+    if not ranked:
+        raise ValueError(f"{op}: no algorithm can run this convolution")
+    if len(ranked) == 1 or not _autotune.autotune_enabled():
+        return ranked[0]
+    key = conv_key(backend, op, which, geom, dtype, threads, device)
+    candidates = {name: (lambda name=name: run(name)) for name in ranked[:TIMED]}
+    return _autotune.choose(key, candidates)
