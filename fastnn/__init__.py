@@ -12,6 +12,7 @@ import fastnn.backends as _backend_packages  # noqa: F401  (isort: keep first)
 from fastnn._autotune import autotune
 from fastnn._dispatch import backends, use_backend
 from fastnn._threads import get_num_threads, set_num_threads
+from fastnn._tune import tune
 from fastnn._version import __version__
 from fastnn.ops import *  # noqa: F403  (the public ops; their list is fastnn.ops.OPS)
 from fastnn.ops import OPS
@@ -23,6 +24,7 @@ __all__ = [
     "backends",
     "get_num_threads",
     "set_num_threads",
+    "tune",
     "use_backend",
 ]
 

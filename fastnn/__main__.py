@@ -12,6 +12,7 @@ COMMANDS = {
     "demo": "fastnn.cli.demo",
     "bench": "fastnn.cli.bench",
     "train": "fastnn.cli.train",
+    "tune": "fastnn.cli.tune",
 }
 
 

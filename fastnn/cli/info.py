@@ -7,7 +7,10 @@ import json
 import platform
 import sys
 
-HELP = "show the version, the backends (and why one is unavailable), BLAS, threads and SIMD"
+HELP = (
+    "show the version, the backends (and why one is unavailable), the CPU, BLAS, threads, "
+    "SIMD and the instruction set each kernel family runs"
+)
 
 #: CPU features worth knowing for our kernels, in numpy's naming.
 SIMD_FEATURES = (
@@ -37,6 +40,7 @@ def collect() -> dict:
     from threadpoolctl import threadpool_info
 
     import fastnn
+    from fastnn import _isa, _machine
 
     backend_rows = list(_backend_rows())  # loads the CPU kernels (and their OpenMP runtime)
     pools = threadpool_info()
@@ -69,6 +73,15 @@ def collect() -> dict:
             if p.get("user_api") == "openmp"
         ],
         "simd": simd_features(),
+        "cpu": _machine.cpu_model(),
+        "kernel_isa": {
+            family: {"level": level, "chosen_by": how}
+            for family, (level, how) in _isa.report().items()
+        },
+        "autotune": {
+            "enabled": fastnn._autotune.autotune_enabled(),
+            "cache": str(fastnn._autotune.cache_path()),
+        },
     }
 
 
@@ -89,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         f"SciPy {info['scipy']})"
     )
     print(f"platform: {info['platform']}")
+    print(f"CPU: {info['cpu']}")
     print("backends:")
     for name, row in info["backends"].items():
         mark = "yes" if row["available"] else "no "
@@ -102,4 +116,10 @@ def run(args: argparse.Namespace) -> int:
     for lib in info["openmp"]:
         print(f"OpenMP: {lib['library']}, {lib['threads']} threads  [{lib['path']}]")
     print(f"SIMD: {' '.join(info['simd']) or 'none detected'}")
+    isa = info["kernel_isa"]
+    levels = ", ".join(f"{f} {row['level']} ({row['chosen_by']})" for f, row in isa.items())
+    print(f"kernel instruction sets: {levels}")
+    tuning = info["autotune"]
+    state = "on" if tuning["enabled"] else "off (FASTNN_AUTOTUNE=0 or fastnn.autotune(False))"
+    print(f"autotune: {state}; cache {tuning['cache']}")
     return 0
