@@ -347,7 +347,9 @@ def fake_cupy() -> types.ModuleType:
     cuda.Device = lambda *a: types.SimpleNamespace(
         id=0, compute_capability="emulated", synchronize=lambda: None
     )
-    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    cuda.runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1, getDeviceProperties=lambda device: {"name": b"CuPy emulator"}
+    )
     cupy.cuda = cuda
     return cupy
 
@@ -395,15 +397,25 @@ def installed() -> Iterator[types.ModuleType]:
     try:
         yield fake
     finally:
+        # Other backends loaded meanwhile (the reference the tests compare with) keep
+        # their registrations: their modules stay imported, so loading them again would
+        # not register anything.
+        others = {
+            op: {backend: f for backend, f in impls.items() if backend != "cupy"}
+            for op, impls in _dispatch._REGISTRY.items()
+        }
+        others_loaded = _dispatch._LOADED - {"cupy"}
         for name in [k for k in sys.modules if _owned(k)]:
             del sys.modules[name]  # the fake cupy and backend modules bound to it
         sys.modules.update(saved_modules)
         _dispatch._REGISTRY.clear()
         _dispatch._REGISTRY.update(saved_registry)
+        for op, impls in others.items():
+            _dispatch._REGISTRY.setdefault(op, {}).update(impls)
         _dispatch._STATUS.clear()
         _dispatch._STATUS.update(saved_status)
         _dispatch._LOADED.clear()
-        _dispatch._LOADED.update(saved_loaded)
+        _dispatch._LOADED.update(saved_loaded | others_loaded)
         _dispatch._KIND_BY_TYPE.pop(FakeArray, None)
         _dispatch._DEFAULT_CACHE.clear()
 

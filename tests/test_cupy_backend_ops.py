@@ -17,6 +17,7 @@ import pytest
 
 import fastnn
 from fastnn._args import pool_geometry
+from fastnn._geometry import conv_geometry
 from fastnn.ops import OPS
 from tests.test_cupy_backend_emulator import CXX, EmulatedModule, FakeArray, installed
 from tests.utils import assert_close, layouts
@@ -321,6 +322,18 @@ def test_convolution_in_several_column_chunks(rng, dtype, monkeypatch):
     check("conv2d", x, ones, b, algo="im2col")
 
 
+def _cupy_entries(cache) -> dict[str, str]:
+    """The cupy entries of an autotune cache file, without the machine context prefix."""
+    from fastnn import _autotune, _machine
+
+    data = json.loads(cache.read_text())
+    assert data["format"] == _autotune._FORMAT
+    prefix = _machine.context() + "|"
+    assert all(k.startswith(prefix) for k in data["entries"])
+    entries = {k[len(prefix) :]: v for k, v in data["entries"].items()}
+    return {k: v for k, v in entries.items() if k.startswith("cupy:")}
+
+
 def test_autotune_times_both_algorithms_once_and_remembers(rng, tmp_path, monkeypatch):
     from fastnn import _autotune
 
@@ -331,12 +344,63 @@ def test_autotune_times_both_algorithms_once_and_remembers(rng, tmp_path, monkey
     x = rng.standard_normal((2, 3, 6, 5))
     w = rng.standard_normal((4, 3, 3, 3))
     gy = rng.standard_normal((2, 4, 4, 3))
-    check("conv2d", x, w, None)
-    check("conv2d_backward", gy, x, w, output_mask=(True, True, False))
-    entries = json.loads(cache.read_text())["entries"]
-    keys = sorted(k.split("|")[:2] for k in entries if k.startswith("cupy:"))
+    with _autotune.recording() as first:
+        check("conv2d", x, w, None)
+        check("conv2d_backward", gy, x, w, output_mask=(True, True, False))
+    entries = _cupy_entries(cache)
+    keys = sorted(k.split("|")[:2] for k in entries)
     assert keys == [["cupy:conv2d", "pass=backward110"], ["cupy:conv2d", "pass=forward"]]
     assert set(entries.values()) <= {"im2col", "direct"}
+    plane = "plane=2,3,6,5,4,1,3,3,4,3,1,1,1,1,0,0,0,0"
+    for key in entries:  # fastnn._selection's layout, the GPU named by the emulator
+        assert key.split("|")[2:] == [plane, "dtype=float64", "threads=0",
+                                      "device=smemulated CuPy emulator"]  # fmt: skip
+    assert sorted(first.timed) == sorted(first.choices) and len(first.timed) == 2
+    with _autotune.recording() as again:  # remembered: nothing timed a second time
+        check("conv2d", x, w, None)
+        check("conv2d_backward", gy, x, w, output_mask=(True, True, False))
+    assert again.timed == [] and again.choices == first.choices
+
+
+def test_autotune_off_takes_the_prior_and_times_nothing(rng, tmp_path, monkeypatch):
+    from fastnn import _autotune
+    from fastnn.backends.cupy import _conv_shape
+
+    cache = tmp_path / "autotune.json"
+    monkeypatch.setitem(_autotune._state, "enabled", False)
+    monkeypatch.setitem(_autotune._state, "cache", cache)
+    monkeypatch.setattr(_autotune, "_memory", {})
+    ran = []
+    monkeypatch.setattr(_conv_shape, "choose_conv", _spy(_conv_shape.choose_conv, ran))
+    x = rng.standard_normal((2, 3, 6, 5))
+    w = rng.standard_normal((4, 3, 3, 3))  # 3 * 9 = 27 multiply-adds: direct first
+    with _autotune.recording() as record:
+        check("conv2d", x, w, None)
+    assert record.choices == {} and not cache.exists()
+    assert ran == [["direct", "im2col"]]
+    wide = rng.standard_normal((4, 3, 4, 3))  # 36 multiply-adds: im2col first
+    geom = conv_geometry("conv2d", 2, x.shape, wide.shape, 1, 0, 1, 1)
+    assert _conv_shape.ranked(geom) == ["im2col", "direct"]
+
+
+def _spy(choose, ranks: list):
+    def spy(backend, op, which, geom, dtype, threads, ranked, run, device=""):
+        ranks.append(list(ranked))
+        return choose(backend, op, which, geom, dtype, threads, ranked, run, device)
+
+    return spy
+
+
+@pytest.mark.parametrize("algo", ["winograd", "winograd2", "winograd4", "winograd6"])
+def test_winograd_is_refused_with_value_error(rng, algo):
+    x = to_device(rng.standard_normal((1, 2, 5, 5)))
+    w = to_device(rng.standard_normal((2, 2, 3, 3)))
+    gy = to_device(rng.standard_normal((1, 2, 3, 3)))
+    message = rf"algo='{algo}' is implemented on the cpu backend only; use 'auto', 'im2col' or"
+    with pytest.raises(ValueError, match=rf"^conv2d: {message} 'direct' on cupy$"):
+        fastnn.conv2d(x, w, algo=algo)
+    with pytest.raises(ValueError, match=rf"^conv2d_backward: {message}"):
+        fastnn.conv2d_backward(gy, x, w, algo=algo)
 
 
 # ---------------------------------------------------------------------------------------

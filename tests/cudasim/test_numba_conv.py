@@ -3,12 +3,14 @@ algorithms, against the reference backend."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import fastnn
+from fastnn import _autotune
 from fastnn.backends.numba_cuda import conv as conv_host
 from tests.cudasim.devices import check, dev, device_layouts, host
 
@@ -123,3 +125,77 @@ def test_auto_and_float64(rng):
     gy = rng.standard_normal(want.shape)
     want = fastnn.conv2d_backward(gy, x, w, **case.params, backend="reference")
     check(fastnn.conv2d_backward(dev(gy), dev(x), dev(w), **case.params), want, "backward")
+
+
+def _numba_entries(cache) -> dict[str, str]:
+    """The numba-cuda entries of an autotune cache file, without the machine context."""
+    from fastnn import _machine
+
+    prefix = _machine.context() + "|"
+    entries = json.loads(cache.read_text())["entries"]
+    assert all(k.startswith(prefix) for k in entries)
+    return {
+        k[len(prefix) :]: v
+        for k, v in entries.items()
+        if k[len(prefix) :].startswith("numba-cuda:")
+    }
+
+
+def test_auto_goes_through_the_autotune_cache(rng, tmp_path):
+    """With autotuning on, "auto" times both algorithms once per pass (forward, input and
+    weight gradients), stores the winner under a numba-cuda key and reuses it."""
+    cache = tmp_path / "autotune.json"
+    fastnn.autotune(True, cache=cache)
+    case = CASES["2d-pad"]
+    x, w, b = case.arrays(rng)
+    want = fastnn.conv2d(x, w, b, **case.params, backend="reference")
+    gy = rng.standard_normal(want.shape).astype(F32)
+    want_grads = fastnn.conv2d_backward(gy, x, w, **case.params, backend="reference")
+    with _autotune.recording() as first:
+        check(fastnn.conv2d(dev(x), dev(w), dev(b), **case.params), want, "forward")
+        got = fastnn.conv2d_backward(dev(gy), dev(x), dev(w), **case.params)
+        check(got, want_grads, "backward")
+    entries = _numba_entries(cache)
+    passes = sorted(k.split("|")[1] for k in entries)
+    assert passes == ["pass=forward", "pass=input", "pass=weight"]
+    assert set(entries.values()) <= {"im2col", "direct"}
+    for key in entries:
+        assert key.startswith("numba-cuda:conv2d|")
+        assert key.endswith("|dtype=float32|threads=0|device=sm52")  # the simulator's GPU
+    assert sorted(first.timed) == sorted(entries) == sorted(first.choices)
+    with _autotune.recording() as again:
+        check(fastnn.conv2d(dev(x), dev(w), dev(b), **case.params), want, "forward again")
+    assert again.timed == [] and list(again.choices) == [k for k in entries if "forward" in k]
+
+
+def test_auto_with_autotuning_off_takes_the_prior(rng, tmp_path, monkeypatch):
+    cache = tmp_path / "autotune.json"
+    fastnn.autotune(False, cache=cache)
+    ran = []
+    monkeypatch.setattr(conv_host, "direct_forward", _counted(conv_host.direct_forward, ran))
+    monkeypatch.setattr(conv_host, "im2col_forward", _counted(conv_host.im2col_forward, ran))
+    case = CASES["1d-stride-pad"]  # K = 3 * 3 = 9 < DIRECT_BELOW: the prior says direct
+    x, w, b = case.arrays(rng)
+    want = fastnn.conv1d(x, w, b, **case.params, backend="reference")
+    with _autotune.recording() as record:
+        check(fastnn.conv1d(dev(x), dev(w), dev(b), **case.params), want, "forward")
+    assert ran == ["direct_forward"] and record.choices == {} and not cache.exists()
+
+
+def _counted(function, calls: list):
+    def run(*args):
+        calls.append(function.__name__)
+        return function(*args)
+
+    return run
+
+
+@pytest.mark.parametrize("algo", ["winograd", "winograd2", "winograd4", "winograd6"])
+def test_winograd_is_refused_with_value_error(rng, algo):
+    x, w, _ = (dev(a) for a in Case((1, 2, 5, 5), 2, (3, 3)).arrays(rng))
+    gy = dev(rng.standard_normal((1, 2, 3, 3)).astype(F32))
+    message = rf"algo='{algo}' is implemented on the cpu backend only; use 'auto', 'im2col' or"
+    with pytest.raises(ValueError, match=rf"^conv2d: {message} 'direct' on numba-cuda$"):
+        fastnn.conv2d(x, w, algo=algo)
+    with pytest.raises(ValueError, match=rf"^conv2d_backward: {message}"):
+        fastnn.conv2d_backward(gy, x, w, algo=algo)

@@ -15,7 +15,8 @@ from fastnn._args import pool_geometry
 from fastnn._geometry import conv_geometry
 from fastnn.backends.numba_cuda import _launch, matmul, reductions
 from fastnn.backends.numba_cuda.activation import softmax_launch
-from fastnn.backends.numba_cuda.conv import choose_algo, chunk_images, plane
+from fastnn.backends.numba_cuda.conv import chunk_images, heuristic, ranked
+from fastnn.backends.numba_cuda.conv import window as conv_window
 from fastnn.backends.numba_cuda.pool import window
 from fastnn.ops import OPS
 
@@ -122,17 +123,15 @@ def test_softmax_launch_skips_empty_rows():
     assert team == 1 and threads == 200 and blocks == 1
 
 
-def test_conv_plane_and_algo():
+def test_conv_window_and_prior():
     geom = conv_geometry("conv1d", 1, (2, 3, 9), (3, 1, 3), 2, 1, 2, 3)
-    p = plane(geom)
-    assert (p.height, p.width, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.dh, p.dw) == (
-        1, 9, 1, 3, 1, 2, 0, 1, 1, 2,
-    )  # fmt: skip
-    assert (p.ho, p.wo) == (1, geom.out_size[0])
-    assert choose_algo(geom, "auto") == "direct"  # K = 1 * 3: too small for a GEMM
+    p = geom.plane
+    assert (p.h, p.w, p.ho, p.wo) == (1, 9, 1, geom.out_size[0])
+    assert conv_window(p) == (1, 3, 1, 2, 0, 1, 1, 2)  # kh, kw, sh, sw, pt, pl, dh, dw
+    assert heuristic(geom) == "direct"  # K = 1 * 3: too small for a GEMM
+    assert ranked(geom) == ["direct", "im2col"]
     big = conv_geometry("conv2d", 2, (2, 16, 9, 9), (4, 16, 3, 3), 1, 1, 1, 1)
-    assert choose_algo(big, "auto") == "im2col"
-    assert choose_algo(big, "direct") == "direct"
+    assert heuristic(big) == "im2col" and ranked(big) == ["im2col", "direct"]
     assert chunk_images(big, 1) == 2 and chunk_images(big, 1 << 40) == 1
 
 

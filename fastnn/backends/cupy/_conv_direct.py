@@ -3,13 +3,12 @@ gradient a gather or a block reduction (deterministic)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import cupy
 
 from fastnn._geometry import ConvGeometry
-from fastnn.backends.cupy._conv_shape import conv2d_shape
+from fastnn.backends.cupy._conv_shape import direct_ints
 from fastnn.backends.cupy._reduce import channel_sums
 from fastnn.backends.cupy._runtime import MAX_BLOCKS, contiguous, i32, kernel, launch_1d
 from fastnn.backends.cupy._sources import THREADS
@@ -17,12 +16,7 @@ from fastnn.backends.cupy._sources import THREADS
 
 def _ints(geom: ConvGeometry) -> tuple:
     """The geometry arguments shared by the three kernels, as C ints."""
-    s = conv2d_shape(geom)
-    values = (
-        geom.batch, geom.in_channels, s.in_h, s.in_w, geom.out_channels, s.out_h, s.out_w,
-        s.k_h, s.k_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h, s.dil_w, geom.groups,
-    )  # fmt: skip
-    return tuple(i32(v) for v in values)
+    return tuple(i32(v) for v in direct_ints(geom.plane))
 
 
 def forward(x: Any, w: Any, b: Any, geom: ConvGeometry) -> Any:
@@ -53,6 +47,6 @@ def backward(gy: Any, x: Any, w: Any, geom: ConvGeometry, mask) -> tuple:
             grid = (min(gw.size, MAX_BLOCKS),)
             kern(grid, (THREADS,), (gyc, contiguous(x), gw, *args))
     if mask[2]:
-        positions = math.prod(geom.out_size)
-        gb = channel_sums(gyc, geom.batch, geom.out_channels, positions)
+        p = geom.plane
+        gb = channel_sums(gyc, p.n, p.k, p.ho * p.wo)
     return gx, gw, gb

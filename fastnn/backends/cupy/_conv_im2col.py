@@ -15,8 +15,8 @@ from typing import Any
 
 import cupy
 
-from fastnn._geometry import ConvGeometry
-from fastnn.backends.cupy._conv_shape import Conv2d, conv2d_shape
+from fastnn._geometry import ConvGeometry, ConvPlane
+from fastnn.backends.cupy._conv_shape import im2col_ints
 from fastnn.backends.cupy._epilogue import bias_activation
 from fastnn.backends.cupy._reduce import channel_sums
 from fastnn.backends.cupy._runtime import contiguous, i32, i64, kernel, launch_1d
@@ -25,55 +25,50 @@ from fastnn.backends.cupy._runtime import contiguous, i32, i64, kernel, launch_1
 COLUMN_BUDGET = 1 << 28
 
 
-def _chunk(geom: ConvGeometry, s: Conv2d, itemsize: int) -> int:
-    per_image = geom.in_channels * s.taps * s.positions * itemsize
-    return max(1, min(geom.batch, COLUMN_BUDGET // per_image))
+def _chunk(p: ConvPlane, itemsize: int) -> int:
+    per_image = p.c * p.r * p.s * p.ho * p.wo * itemsize
+    return max(1, min(p.n, COLUMN_BUDGET // per_image))
 
 
-def _is_identity(s: Conv2d) -> bool:
-    """A 1x1 kernel with stride 1 and no padding: the columns are the input itself."""
-    return s.taps == 1 and s.stride_h == s.stride_w == 1 and s.pad_h == s.pad_w == 0
-
-
-def _geometry_args(images: int, channels: int, s: Conv2d, row_step: int, image_step: int):
-    ints = (images, channels, *s.ints())
+def _geometry_args(images: int, channels: int, p: ConvPlane, row_step: int, image_step: int):
+    ints = (images, channels, *im2col_ints(p))
     return (*(i32(v) for v in ints), i64(row_step), i64(image_step))
 
 
-def _im2col(x: Any, col: Any, images: int, channels: int, s: Conv2d, row_step, image_step):
+def _im2col(x: Any, col: Any, images: int, channels: int, p: ConvPlane, row_step, image_step):
     kern = kernel("im2col.cu", "im2col", x.dtype)
-    count = channels * s.taps * images * s.positions
-    launch_1d(kern, count, (x, col, *_geometry_args(images, channels, s, row_step, image_step)))
+    count = channels * p.r * p.s * images * p.ho * p.wo
+    launch_1d(kern, count, (x, col, *_geometry_args(images, channels, p, row_step, image_step)))
 
 
-def _col2im(col: Any, gx: Any, images: int, channels: int, s: Conv2d, row_step, image_step):
+def _col2im(col: Any, gx: Any, images: int, channels: int, p: ConvPlane, row_step, image_step):
     kern = kernel("im2col.cu", "col2im", gx.dtype)
-    args = _geometry_args(images, channels, s, row_step, image_step)
+    args = _geometry_args(images, channels, p, row_step, image_step)
     launch_1d(kern, gx.size, (col, gx, *args))
 
 
 def forward(x: Any, w: Any, b: Any, geom: ConvGeometry) -> Any:
     """y = conv(x, w) + b through columns and batched cuBLAS GEMMs."""
-    s = conv2d_shape(geom)
-    n_all, channels, groups = geom.batch, geom.in_channels, geom.groups
-    out_c, positions = geom.out_channels, s.positions
-    rows_g = channels // groups * s.taps
+    p = geom.plane
+    n_all, channels, groups = p.n, p.c, p.g
+    out_c, positions, taps = p.k, p.ho * p.wo, p.r * p.s
+    rows_g = p.cg * taps
     y = cupy.empty((n_all, out_c, positions), dtype=x.dtype)
     if n_all == 0:
         return y.reshape(geom.output_shape)
     xc = contiguous(x)
     w3 = contiguous(w).reshape(groups, out_c // groups, rows_g)
-    chunk = _chunk(geom, s, x.dtype.itemsize)
-    identity = _is_identity(s)
-    col = None if identity else cupy.empty((chunk, channels * s.taps, positions), dtype=x.dtype)
+    chunk = _chunk(p, x.dtype.itemsize)
+    identity = p.pointwise  # a 1x1 kernel, stride 1, no padding: the columns are the input
+    col = None if identity else cupy.empty((chunk, channels * taps, positions), dtype=x.dtype)
     for n0 in range(0, n_all, chunk):
         n = min(chunk, n_all - n0)
         if identity:
             cols = xc[n0 : n0 + n]
         else:
             cols = col[:n]
-            image_step = channels * s.taps * positions
-            _im2col(xc[n0 : n0 + n], cols, n, channels, s, positions, image_step)
+            image_step = channels * taps * positions
+            _im2col(xc[n0 : n0 + n], cols, n, channels, p, positions, image_step)
         part = cupy.matmul(w3, cols.reshape(n, groups, rows_g, positions))  # (n, G, out/G, P)
         if n == n_all:
             y = contiguous(part).reshape(n_all, out_c, positions)
@@ -85,10 +80,10 @@ def forward(x: Any, w: Any, b: Any, geom: ConvGeometry) -> Any:
 
 def backward(gy: Any, x: Any, w: Any, geom: ConvGeometry, mask) -> tuple:
     """(grad_input, grad_weight, grad_bias), None where the mask is False."""
-    s = conv2d_shape(geom)
-    n_all, channels, groups = geom.batch, geom.in_channels, geom.groups
-    out_c, positions = geom.out_channels, s.positions
-    rows_g, out_g = channels // groups * s.taps, out_c // groups
+    p = geom.plane
+    n_all, channels, groups = p.n, p.c, p.g
+    out_c, positions, taps = p.k, p.ho * p.wo, p.r * p.s
+    rows_g, out_g = p.cg * taps, p.kg
     gy3 = contiguous(gy).reshape(n_all, out_c, positions)
     gx = cupy.empty(geom.input_shape, dtype=x.dtype) if mask[0] else None
     gw = None
@@ -99,22 +94,22 @@ def backward(gy: Any, x: Any, w: Any, geom: ConvGeometry, mask) -> tuple:
         return gx, gw, gb
     xc = contiguous(x)
     w3 = contiguous(w).reshape(groups, out_g, rows_g)
-    chunk = _chunk(geom, s, x.dtype.itemsize)
-    col = cupy.empty((channels * s.taps * chunk * positions,), dtype=x.dtype) if mask[1] else None
+    chunk = _chunk(p, x.dtype.itemsize)
+    col = cupy.empty((channels * taps * chunk * positions,), dtype=x.dtype) if mask[1] else None
     for n0 in range(0, n_all, chunk):
         n = min(chunk, n_all - n0)
         # gy of the chunk as (G, out/G, n * P): the images join the GEMMs' inner dimension
         g_t = gy3[n0 : n0 + n].reshape(n, groups, out_g, positions).transpose(1, 2, 0, 3)
         g_t = contiguous(g_t).reshape(groups, out_g, n * positions)
         if mask[1]:
-            cols = col[: channels * s.taps * n * positions]
-            _im2col(xc[n0 : n0 + n], cols, n, channels, s, n * positions, positions)
+            cols = col[: channels * taps * n * positions]
+            _im2col(xc[n0 : n0 + n], cols, n, channels, p, n * positions, positions)
             cols = cols.reshape(groups, rows_g, n * positions)
             part = cupy.matmul(g_t, cols.transpose(0, 2, 1))  # (G, out/G, rows/G)
             gw = contiguous(part) if gw is None else gw + part
         if mask[0]:
             col_grad = contiguous(cupy.matmul(w3.transpose(0, 2, 1), g_t))  # (G, rows/G, nP)
-            _col2im(col_grad, gx[n0 : n0 + n], n, channels, s, n * positions, positions)
+            _col2im(col_grad, gx[n0 : n0 + n], n, channels, p, n * positions, positions)
     if gw is not None:
         gw = contiguous(gw).reshape(geom.weight_shape)
     return gx, gw, gb

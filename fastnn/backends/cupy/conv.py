@@ -1,5 +1,7 @@
 """conv1d / conv2d and their backward on the GPU: im2col + cuBLAS, or direct kernels
-(algo="direct"; "auto" decides, see _conv_shape.choose_algo)."""
+(algo="direct"; "auto" ranks them with a prior and, with ``fastnn.autotune`` on, times
+both on first use of a shape: see _conv_shape.choose_algo).  Winograd is a CPU
+algorithm: asking for it here raises ValueError."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 from fastnn._geometry import ConvGeometry
 from fastnn.backends.cupy import _conv_direct, _conv_im2col
-from fastnn.backends.cupy._conv_shape import choose_algo
+from fastnn.backends.cupy._conv_shape import choose_algo, unsupported
 from fastnn.backends.cupy._runtime import cupy_op
 
 _FORWARD = {"im2col": _conv_im2col.forward, "direct": _conv_direct.forward}
@@ -17,18 +19,23 @@ _BACKWARD = {"im2col": _conv_im2col.backward, "direct": _conv_direct.backward}
 @cupy_op("conv1d", "conv2d")
 def conv(x: Any, w: Any, b: Any, geom: ConvGeometry, algo: str) -> Any:
     """Cross-correlation of x with w, plus b (PyTorch's conv1d / conv2d)."""
-    op = f"conv{geom.nd}d"
-    chosen = choose_algo(op, geom, algo, x.dtype, "forward", lambda a: _FORWARD[a](x, w, b, geom))
-    return _FORWARD[chosen](x, w, b, geom)
+    unsupported(f"conv{geom.nd}d", algo)
+
+    def run(name: str) -> Any:
+        return _FORWARD[name](x, w, b, geom)
+
+    return run(choose_algo(geom, algo, x.dtype, "forward", run))
 
 
 @cupy_op("conv1d_backward", "conv2d_backward")
 def conv_backward(gy: Any, x: Any, w: Any, geom: ConvGeometry, algo: str, mask) -> tuple:
-    """(grad_input, grad_weight, grad_bias) of the convolution, None where masked."""
-    op = f"conv{geom.nd}d"
+    """(grad_input, grad_weight, grad_bias) of the convolution, None where masked; one
+    algorithm for the whole call, chosen per output mask ("backward110": the input and
+    weight gradients, no bias gradient)."""
+    unsupported(f"conv{geom.nd}d_backward", algo)
     which = "backward" + "".join("1" if m else "0" for m in mask)
 
     def run(name: str) -> tuple:
         return _BACKWARD[name](gy, x, w, geom, mask)
 
-    return _BACKWARD[choose_algo(op, geom, algo, x.dtype, which, run)](gy, x, w, geom, mask)
+    return run(choose_algo(geom, algo, x.dtype, which, run))
