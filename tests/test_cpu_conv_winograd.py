@@ -66,7 +66,7 @@ def test_forward_matches_reference_every_level(rng, m, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m", TILES)
-def test_input_gradient_matches_reference_every_level(rng, m, dtype):
+def test_gradients_match_reference_every_level(rng, m, dtype):
     for level in levels():
         with _isa.forced("winograd", level):
             for _ in range(5):
@@ -78,7 +78,8 @@ def test_input_gradient_matches_reference_every_level(rng, m, dtype):
                 got = fastnn.conv2d_backward(*args, algo=f"winograd{m}")
                 tol = F32_BOUND[m] * 10 if dtype == np.float32 else 1e-12
                 assert relative_error(got[0], want[0]) <= tol, (level, x.shape, padding)
-                assert_close(got[1], want[1], dtype)  # the weight gradient: im2col or direct
+                assert relative_error(got[1], want[1]) <= tol, (level, x.shape, padding)
+                assert got[1].dtype == dtype and got[1].flags.c_contiguous
                 assert_close(got[2], want[2], dtype)
 
 
@@ -139,6 +140,26 @@ def test_blocks_chunks_and_thread_grids(rng, m):
                 tol = F32_BOUND[m] * 10 if dtype == np.float32 else 1e-12
                 err = relative_error(y.reshape(want.shape), want)
                 assert err <= tol, (level, pb, kc, tk, tp, jit)
+
+
+@pytest.mark.parametrize("m", TILES)
+def test_weight_gradient_items_blocks_and_thread_splits(rng, m):
+    """The weight-gradient kernel cut every way: items of a few channels, blocks of a
+    few tiles, threads over items or over the tiles of one item (partial sums added)."""
+    for dtype in DTYPES:
+        x = rng.standard_normal((3, 9, 11, 10)).astype(dtype)
+        w = rng.standard_normal((12, 9, 3, 3)).astype(dtype)
+        gy = rng.standard_normal((3, 12, 11, 10)).astype(dtype)
+        want = fastnn.conv2d_backward(gy, x, w, 1, 1, backend="reference")[1]
+        for level in levels():
+            code = _isa.LEVELS.index(level)
+            for pb, kc, cc, threads in [(8, 3, 4, 1), (16, 12, 9, 2), (5, 7, 2, 3), (64, 5, 9, 2)]:
+                gw = np.full(want.size, np.nan, dtype=dtype)
+                kernels.weight_gradient(x, gy.reshape(-1), gw, 12, 1, 11, 10, 1, 1, m, code, pb,
+                                        kc, cc, threads)  # fmt: skip
+                tol = F32_BOUND[m] * 10 if dtype == np.float32 else 1e-12
+                err = relative_error(gw.reshape(want.shape), want)
+                assert err <= tol, (level, pb, kc, cc, threads)
 
 
 def test_plan_splits_small_maps_over_channels():

@@ -79,14 +79,20 @@ def _runs(fn) -> bool:
     return True
 
 
-def _chosen(layer, x, w, gy) -> dict[str, str]:
-    """What "auto" runs for each pass of the layer (fastnn.explain_conv)."""
-    try:
-        return fastnn.explain_conv(
-            x, w, stride=layer.stride, padding=layer.pad, groups=layer.groups
-        )
-    except AttributeError:  # an older fastnn without explain_conv
-        return {}
+def _chosen(impls) -> dict[str, str]:
+    """What "auto" runs for each pass of the layer ("forward", "input", "weight"), as
+    recorded by the autotuner while the passes run once (tuned now, or from the cache)."""
+    from fastnn import _autotune
+
+    with _autotune.recording() as record:
+        impls["fwd"]["auto"]()
+        impls["bwd"]["auto"]()
+    passes = {}
+    for key, choice in record.choices.items():
+        for part in key.split("|"):
+            if part.startswith("pass="):
+                passes[part[len("pass=") :]] = choice
+    return passes
 
 
 def run(args) -> None:
@@ -131,7 +137,7 @@ def run(args) -> None:
         for a in algos:
             f_fwd, f_bwd = _fastnn_impls(layer, x, w, b, gy, a)
             impls["fwd"][a], impls["bwd"][a] = f_fwd, f_bwd
-        chosen = _chosen(layer, x, w, gy) if "auto" in algos else {}
+        chosen = _chosen(impls) if "auto" in algos else {}
         shape = f"{layer.c}x{layer.h}x{layer.w}->{layer.k} {layer.r}x{layer.s}/{layer.stride}"
         if layer.groups > 1:
             shape += f" g{layer.groups}"
@@ -152,7 +158,10 @@ def run(args) -> None:
             if ratio < worst.get(p, (math.inf, ""))[0]:
                 worst[p] = (ratio, layer.name)
             if "auto" in algos:
-                row.append(chosen.get("forward" if p == "fwd" else "backward", "?"))
+                if p == "fwd":
+                    row.append(chosen.get("forward", "prior"))
+                else:
+                    row.append(f"{chosen.get('input', 'prior')}/{chosen.get('weight', 'prior')}")
         print("| " + " | ".join(row) + " |", flush=True)
     print()
     for p in passes:

@@ -32,6 +32,16 @@ cdef extern from "winograd.h" nogil:
     int fnn_wino_filter_f64(const double* w, int transposed, Py_ssize_t groups,
                             Py_ssize_t kg, Py_ssize_t cg, int m, int isa, double* u,
                             int threads)
+    ctypedef struct fnn_wino_wargs:
+        const void* x
+        Py_ssize_t sn, sc, sh, sw
+        const void* gy
+        Py_ssize_t N, C, H, W, K, G, Ho, Wo, pt, pl
+        void* gw
+        Py_ssize_t pb, kc, cc
+        int threads
+    int fnn_wino_wgrad_run_f32(const fnn_wino_wargs* a, int m, int isa)
+    int fnn_wino_wgrad_run_f64(const fnn_wino_wargs* a, int m, int isa)
     int fnn_wino_isa(int requested)
     Py_ssize_t fnn_wino_filter_elements(int m, int isa, int is_double, Py_ssize_t groups,
                                         Py_ssize_t kg, Py_ssize_t cg)
@@ -152,5 +162,48 @@ def convolve(const floating[:, :, :, :] src, object u, const floating[::1] w,
             rc = fnn_wino_run_f32(&a, &w[0], transposed, m, isa)
         else:
             rc = fnn_wino_run_f64(&a, &w[0], transposed, m, isa)
+    if rc != 0:
+        raise MemoryError("winograd: could not allocate the per-thread scratch")
+
+
+def weight_gradient(const floating[:, :, :, :] x, const floating[::1] gy, floating[::1] gw,
+                    Py_ssize_t out_channels, Py_ssize_t groups, Py_ssize_t ho, Py_ssize_t wo,
+                    Py_ssize_t pt, Py_ssize_t pl, int m, int isa, Py_ssize_t pb,
+                    Py_ssize_t kc, Py_ssize_t cc, int num_threads):
+    """gw (flat contiguous (out_channels, C // groups, 3, 3), overwritten) = the weight
+    gradient of the 3x3 stride-1 convolution of x (any strides) whose output gradient is
+    gy (flat contiguous (N, out_channels, ho, wo)); window offsets pt, pl.
+
+    pb: tiles per block; kc x cc: output x input channels per work item.
+    """
+    cdef fnn_wino_wargs a
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef int rc
+    isa = fnn_wino_isa(isa)
+    if m not in TILE_SIZES:
+        raise ValueError(f"winograd: tile size must be one of {TILE_SIZES}, got {m}")
+    if pb < 1 or kc < 1 or cc < 1:
+        raise ValueError("winograd: pb, kc and cc must be positive")
+    if x.shape[1] % groups or out_channels % groups:
+        raise ValueError("winograd: channels must divide into groups")
+    if gy.shape[0] != x.shape[0] * out_channels * ho * wo:
+        raise ValueError("winograd: grad_output size does not match")
+    if gw.shape[0] != out_channels * (x.shape[1] // groups) * 9:
+        raise ValueError("winograd: weight size does not match the channels")
+    a.x = &x[0, 0, 0, 0]
+    a.sn = x.strides[0] // itemsize
+    a.sc = x.strides[1] // itemsize
+    a.sh = x.strides[2] // itemsize
+    a.sw = x.strides[3] // itemsize
+    a.gy = &gy[0]
+    a.N, a.C, a.H, a.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    a.K, a.G, a.Ho, a.Wo, a.pt, a.pl = out_channels, groups, ho, wo, pt, pl
+    a.gw = &gw[0]
+    a.pb, a.kc, a.cc, a.threads = pb, kc, cc, max(1, num_threads)
+    with nogil:
+        if floating is float:
+            rc = fnn_wino_wgrad_run_f32(&a, m, isa)
+        else:
+            rc = fnn_wino_wgrad_run_f64(&a, m, isa)
     if rc != 0:
         raise MemoryError("winograd: could not allocate the per-thread scratch")

@@ -60,6 +60,19 @@ typedef struct {
     ptrdiff_t tk, tp;             /* thread grid: chunks of channels x blocks of tiles */
 } fnn_wino_args;
 
+/* The weight gradient: gw (K, C/G, 3, 3), contiguous, overwritten) of the convolution of
+ * x (any strides) producing grad_output gy (contiguous), window offsets pt, pl as above;
+ * pb tiles per block, kc x cc channels per work item (winograd_wgrad.h). */
+typedef struct {
+    const void* x;
+    ptrdiff_t sn, sc, sh, sw;
+    const void* gy;
+    ptrdiff_t N, C, H, W, K, G, Ho, Wo, pt, pl;
+    void* gw;
+    ptrdiff_t pb, kc, cc;
+    int threads;
+} fnn_wino_wargs;
+
 #define FNN_WINO_ISA_BASE 0
 #define FNN_WINO_ISA_AVX2 1
 #define FNN_WINO_ISA_AVX512 2
@@ -230,6 +243,17 @@ static ptrdiff_t fnn_wino_filter_elements(int m, int isa, int is_double, ptrdiff
 
 FNN_WINO_ENTRIES(float, f32)
 FNN_WINO_ENTRIES(double, f64)
+
+#define FNN_WINO_WGRAD_ENTRY(sfx)                                                          \
+    static int fnn_wino_wgrad_run_##sfx(const fnn_wino_wargs* a, int m, int isa) {        \
+        isa = fnn_wino_isa(isa);                                                           \
+        if (m == 2) { FNN_WINO_DISPATCH(2, fnn_wino_wgrad, sfx, (a)) }                    \
+        if (m == 4) { FNN_WINO_DISPATCH(4, fnn_wino_wgrad, sfx, (a)) }                    \
+        FNN_WINO_DISPATCH(6, fnn_wino_wgrad, sfx, (a))                                     \
+    }
+
+FNN_WINO_WGRAD_ENTRY(f32)
+FNN_WINO_WGRAD_ENTRY(f64)
 
 /* ---- filter transform ------------------------------------------------------------------ */
 

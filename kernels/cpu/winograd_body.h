@@ -60,6 +60,64 @@ static TARGET_ATTR void WFN(fnn_wino_gemm_tile)(const T* restrict a, const T* re
     }
 }
 
+/* out[i][v*VL ...] += sum_{t < n} a[i * lda + t] * b[t * ldb + v*VL ...]: the same
+ * register tile with the broadcast operand read from WMR rows (the weight gradient's
+ * transformed grad_output, tiles contiguous) and the result added to what out holds. */
+static TARGET_ATTR void WFN(fnn_wino_gemm_rows)(const T* restrict a, ptrdiff_t lda,
+                                                const T* restrict b, ptrdiff_t ldb,
+                                                ptrdiff_t n, T* restrict out, ptrdiff_t ldo) {
+    VEC acc[WMR][WNV];
+    FNN_WINO_UNROLL
+    for (int i = 0; i < WMR; ++i) {
+        FNN_WINO_UNROLL
+        for (int v = 0; v < WNV; ++v) acc[i][v] = *(const VEC*)(out + i * ldo + v * VL);
+    }
+    for (ptrdiff_t t = 0; t < n; ++t) {
+        VEC bv[WNV];
+        FNN_WINO_UNROLL
+        for (int v = 0; v < WNV; ++v) bv[v] = *(const VEC*)(b + t * ldb + v * VL);
+        FNN_WINO_UNROLL
+        for (int i = 0; i < WMR; ++i) {
+            const T ai = a[i * lda + t];
+            FNN_WINO_UNROLL
+            for (int v = 0; v < WNV; ++v) acc[i][v] += bv[v] * ai;
+        }
+    }
+    FNN_WINO_UNROLL
+    for (int i = 0; i < WMR; ++i) {
+        FNN_WINO_UNROLL
+        for (int v = 0; v < WNV; ++v) *(VEC*)(out + i * ldo + v * VL) = acc[i][v];
+    }
+}
+
+/* dst[j * ldd + i] = src[i * lds + j] for a VL x VL block (both aligned): log2(VL)
+ * stages, each swapping the off-diagonal blocks of every 2b x 2b block in registers. */
+static inline __attribute__((always_inline)) TARGET_ATTR void WFN(fnn_wino_transpose)(
+    const T* restrict src, ptrdiff_t lds, T* restrict dst, ptrdiff_t ldd) {
+    typedef __typeof__((VEC){0} < (VEC){0}) IDX;
+    VEC r[VL];
+    FNN_WINO_UNROLL
+    for (int i = 0; i < VL; ++i) r[i] = *(const VEC*)(src + i * lds);
+    FNN_WINO_UNROLL
+    for (int b = VL / 2; b >= 1; b /= 2) {
+        IDX lo, hi;
+        FNN_WINO_UNROLL
+        for (int j = 0; j < VL; ++j) {
+            lo[j] = (j & b) ? VL + j - b : j;
+            hi[j] = (j & b) ? VL + j : j + b;
+        }
+        FNN_WINO_UNROLL
+        for (int i = 0; i < VL; ++i) {
+            if (i & b) continue;
+            VEC top = r[i], bottom = r[i + b];
+            r[i] = __builtin_shuffle(top, bottom, lo);
+            r[i + b] = __builtin_shuffle(top, bottom, hi);
+        }
+    }
+    FNN_WINO_UNROLL
+    for (int i = 0; i < VL; ++i) *(VEC*)(dst + i * ldd) = r[i];
+}
+
 #define WM 2
 #include "winograd_tile.h"
 #define WM 4

@@ -387,6 +387,8 @@ static int WFNM(fnn_wino_filters)(const T* w, int transposed, ptrdiff_t groups, 
     return failed ? -1 : 0;
 }
 
+#include "winograd_wgrad.h"
+
 #undef WLINCOMB
 #undef WBT
 #undef WG

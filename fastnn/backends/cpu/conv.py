@@ -6,9 +6,8 @@ conv_direct, conv_winograd).  ``algo="auto"`` ranks the algorithms with the prio
 conv_choice and, with autotuning on, measures the first few on first use of a shape
 (fastnn._selection); the forward pass, the input gradient and the weight gradient are
 chosen each on its own.  "winograd" (F(m x m, 3 x 3), tile chosen by the prior) and
-"winograd2/4/6" run the forward pass and the input gradient; the weight gradient then
-runs whichever of im2col and direct "auto" would pick.  A 1-D convolution runs as a 2-D
-one with H = 1; inputs of any strides are read in place, never copied.
+"winograd2/4/6" run all three passes.  A 1-D convolution runs as a 2-D one with H = 1;
+inputs of any strides are read in place, never copied.
 """
 
 from __future__ import annotations
@@ -158,6 +157,9 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         return _GEMM_OR_DIRECT[name].grad_input(flat_gy(name, n), wf, shp, threads)
 
     def weight_grad(name: str, n: int, shp) -> np.ndarray:
+        if name.startswith("winograd"):
+            gy_n = flat_gy("im2col", n)[: n * geom.out_channels * shp[8] * shp[9]]
+            return conv_winograd.grad_weight(x4[:n], gy_n, shp, threads, _tile(name))
         return _GEMM_OR_DIRECT[name].grad_weight(x4[:n], flat_gy(name, n), shp, threads)
 
     op = f"conv{geom.nd}d_backward"
@@ -168,8 +170,7 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         gx = input_grad(_pick(algo, op, "input", geom, dtype, threads, tune_x), n, shape)
     if want_w:
         tune_w = lambda name: weight_grad(name, pn, part_shape)  # noqa: E731
-        weight_algo = "auto" if algo.startswith("winograd") else algo
-        chosen = _pick(weight_algo, op, "weight", geom, dtype, threads, tune_w)
+        chosen = _pick(algo, op, "weight", geom, dtype, threads, tune_w)
         gw = weight_grad(chosen, n, shape)
     gb = None
     if want_b:

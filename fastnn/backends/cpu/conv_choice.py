@@ -18,7 +18,10 @@ What the measurements (bench/scripts/conv_table.py and model_convs.py) showed:
   and on large images with many channels (VGG's 224x224x64), where the direct kernel's
   packed gradient no longer fits the L2 cache;
 - weight gradient: direct wins with few input channels per group (up to ~32); beyond,
-  im2col's GEMM runs closer to peak than the direct kernel's long reductions.
+  im2col's GEMM runs closer to peak than the direct kernel's long reductions; Winograd's
+  (GEMMs over tiles of the transformed grad_output and input) beats both on 3x3
+  stride-1 layers with enough channels, except on tiny maps with many channels, where
+  there are too few tiles to reduce over (the tuner catches those).
 """
 
 from __future__ import annotations
@@ -66,13 +69,13 @@ def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
     """Every algorithm that can run this pass, best expected first."""
     first = heuristic(geom, which)
     order = [first, "direct" if first == "im2col" else "im2col"]
-    if which == "weight" or winograd_unsupported(geom) is not None:
+    if winograd_unsupported(geom) is not None:
         return order
     p = geom.plane
-    if which == "forward":
-        reduced, produced, hw = p.cg, p.kg, (p.ho, p.wo)
-    else:  # the input gradient convolves grad_output (kg channels) into cg channels
+    if which == "input":  # grad_output (kg channels) convolved into cg channels
         reduced, produced, hw = p.kg, p.cg, (p.h, p.w)
+    else:  # forward; the weight gradient reduces over tiles of the output plane
+        reduced, produced, hw = p.cg, p.kg, (p.ho, p.wo)
     m = default_tile(*hw)
     tiles = [f"winograd{m}", f"winograd{2 if m == 4 else 4}"]
     if reduced >= WINOGRAD_MIN_CHANNELS and produced >= WINOGRAD_MIN_CHANNELS:

@@ -2,8 +2,10 @@
 which layers it runs, the tile size, the blocking, and the two passes it computes.
 
 Winograd's F(m x m, 3 x 3) runs 3x3 convolutions with stride 1 and no dilation (any
-padding, any groups): the forward pass, and the input gradient, which is the same kind of
-convolution of grad_output with the flipped, transposed weights and padding 2 - pad.
+padding, any groups; fastnn._geometry.winograd_unsupported says why not): the forward
+pass; the input gradient, which is the same kind of convolution of grad_output with the
+flipped, transposed weights and padding 2 - pad; and the weight gradient, whose
+transformed products are GEMMs that reduce over the tiles (kernels/cpu/winograd_wgrad.h).
 Tile sizes: m = 2, 4 or 6 (multiplies per output fall 2.25x, 4x and 5.06x; the float32
 error against float64 grows with m: see docs/API.md).
 
@@ -30,8 +32,9 @@ __all__ = [
     "default_tile",
     "forward",
     "grad_input",
+    "grad_weight",
     "plan",
-    "unsupported",
+    "weight_plan",
 ]
 
 TILE_SIZES = _k.TILE_SIZES
@@ -56,18 +59,6 @@ class WinogradPlan(NamedTuple):
     kc: int
     tk: int
     tp: int
-
-
-def unsupported(shape: tuple[int, ...]) -> str | None:
-    """Why the Winograd kernels cannot run this geometry tuple, or None when they can."""
-    r, s, sh, sw, dh, dw = shape[6], shape[7], shape[10], shape[11], shape[12], shape[13]
-    if (r, s) != (3, 3):
-        return f"the kernel must be 3x3, got {r}x{s}"
-    if (sh, sw) != (1, 1):
-        return f"the stride must be 1, got {(sh, sw)}"
-    if (dh, dw) != (1, 1):
-        return f"the dilation must be 1, got {(dh, dw)}"
-    return None
 
 
 def default_tile(ho: int, wo: int) -> int:
@@ -135,3 +126,27 @@ def grad_input(gy4: np.ndarray, w: np.ndarray, shape, threads: int, m: int) -> n
     _k.convolve(gy4, None, w, True, None, gx, c, g, h, wd, 2 - pt, 2 - pl, p.m, p.isa, p.pb,
                 p.kc, p.tk, p.tp)  # fmt: skip
     return gx
+
+
+#: Weight gradient: tiles per block, and output x input channels per work item (a Zen 4
+#: sweep: 64-128 x 64-128 channels with blocks of 64 tiles were best on every ResNet
+#: layer; larger items recompute fewer transforms, smaller ones keep S in the cache).
+WEIGHT_BLOCK = 64
+WEIGHT_CHANNELS = 128
+
+
+def weight_plan(cg: int, kg: int) -> tuple[int, int, int]:
+    """(tiles per block, output channels, input channels) per weight-gradient item."""
+    return WEIGHT_BLOCK, min(kg, WEIGHT_CHANNELS), min(cg, WEIGHT_CHANNELS)
+
+
+def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int, m: int) -> np.ndarray:
+    """d loss / d weight, flat (K, C // G, 3, 3), in x's dtype: ``gy`` is the flat
+    contiguous grad_output."""
+    n, c, _, _, k, g = shape[:6]
+    ho, wo, pt, pl = shape[8], shape[9], shape[14], shape[16]
+    gw = np.empty(k * (c // g) * 9, dtype=x4.dtype)
+    pb, kc, cc = weight_plan(c // g, k // g)
+    isa = _isa.level_code("winograd")
+    _k.weight_gradient(x4, gy, gw, k, g, ho, wo, pt, pl, m, isa, pb, kc, cc, threads)
+    return gw
