@@ -33,7 +33,7 @@ LEVELS = ("base", "avx2", "avx512")
 #: Kernel families with a choice, and their static prior (capped by the CPU).  The
 #: direct convolution's AVX-512 build measured slower than its AVX2 build on a Zen 4 and
 #: faster on some layers of a Xeon, hence its conservative prior.
-FAMILIES = {"gemm": "avx512", "conv_direct": "avx2", "winograd": "avx512"}
+FAMILIES = {"gemm": "avx512", "conv_direct": "avx2", "winograd": "avx512", "depthwise": "avx2"}
 
 _chosen: dict[str, tuple[str, str]] = {}  # family -> (level, how it was chosen)
 _forced: dict[str, str] = {}
@@ -229,8 +229,20 @@ def _probe_winograd() -> Callable[[str], None]:
     return run
 
 
+def _probe_depthwise() -> Callable[[str], None]:
+    from fastnn.kernels.cpu import conv_depthwise as k
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 64, 28, 28), dtype=np.float32)
+    w = rng.standard_normal(64 * 9, dtype=np.float32)
+    y = np.empty(2 * 64 * 28 * 28, dtype=np.float32)
+    shape = (2, 64, 28, 28, 64, 64, 3, 3, 28, 28, 1, 1, 1, 1, 1, 1, 1, 1)
+    return lambda name: k.forward(x, w, None, y, shape, 1, LEVELS.index(name))
+
+
 _PROBES: dict[str, Callable[[], Callable[[str], None]]] = {
     "gemm": _probe_gemm,
     "conv_direct": _probe_conv_direct,
     "winograd": _probe_winograd,
+    "depthwise": _probe_depthwise,
 }

@@ -21,12 +21,20 @@ from fastnn._dispatch import register
 from fastnn._geometry import ConvGeometry
 from fastnn._selection import choose_conv, tuning_batch
 from fastnn._threads import get_num_threads
-from fastnn.backends.cpu import conv_direct, conv_im2col, conv_winograd
+from fastnn.backends.cpu import conv_depthwise, conv_direct, conv_im2col, conv_winograd
 from fastnn.backends.cpu.conv_choice import ranked
 from fastnn.backends.cpu.conv_plan import direct_fits, fits_blas
 from fastnn.kernels.cpu import conv_bias as _bias
 
 _GEMM_OR_DIRECT = {"im2col": conv_im2col, "direct": conv_direct}
+
+
+def _kernels(name: str, geom: ConvGeometry):
+    """The host module of im2col or direct for this layer: on depthwise layers "direct"
+    is the depthwise kernel."""
+    if name == "direct" and conv_depthwise.is_depthwise(geom):
+        return conv_depthwise
+    return _GEMM_OR_DIRECT[name]
 
 
 def _as_4d(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
@@ -85,7 +93,7 @@ def _pick(
         )
     else:
         name = _explicit(algo, shape, op, hw)
-    if name == "direct":
+    if name == "direct" and not conv_depthwise.is_depthwise(geom):
         _isa.level("conv_direct")  # the direct kernels' level, measured on first use
     return name
 
@@ -107,7 +115,7 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str):
     def run(name: str, x4=x4, shape=shape) -> np.ndarray:
         if name.startswith("winograd"):
             return conv_winograd.forward(x4, wf, bias, shape, threads, _tile(name))
-        return _GEMM_OR_DIRECT[name].forward(x4, wf, bias, shape, threads)
+        return _kernels(name, geom).forward(x4, wf, bias, shape, threads)
 
     part = _batch_slice(geom.batch)
     part_shape = (part.stop, *shape[1:])
@@ -154,12 +162,16 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
     def input_grad(name: str, n: int, shp) -> np.ndarray:
         if name.startswith("winograd"):
             return conv_winograd.grad_input(gy4[:n], wf, shp, threads, _tile(name))
+        if name == "direct" and conv_depthwise.is_depthwise(geom):
+            return conv_depthwise.grad_input(flat_gy("im2col", n), wf, shp, threads)
         return _GEMM_OR_DIRECT[name].grad_input(flat_gy(name, n), wf, shp, threads)
 
     def weight_grad(name: str, n: int, shp) -> np.ndarray:
         if name.startswith("winograd"):
             gy_n = flat_gy("im2col", n)[: n * geom.out_channels * shp[8] * shp[9]]
             return conv_winograd.grad_weight(x4[:n], gy_n, shp, threads, _tile(name))
+        if name == "direct" and conv_depthwise.is_depthwise(geom):
+            return conv_depthwise.grad_weight(x4[:n], flat_gy("im2col", n), shp, threads)
         return _GEMM_OR_DIRECT[name].grad_weight(x4[:n], flat_gy(name, n), shp, threads)
 
     op = f"conv{geom.nd}d_backward"

@@ -8,6 +8,8 @@ own, since they favour different algorithms on the same layer.
 
 What the measurements (bench/scripts/conv_table.py and model_convs.py) showed:
 
+- depthwise layers (groups = input channels) run their own direct kernel
+  (conv_depthwise), a bandwidth-bound stream per plane that im2col cannot approach.
 - Winograd F(4x4, 3x3) (F(2x2) on maps under 4x4) is fastest on 3x3 stride-1 layers with
   enough channels on both sides: it does a quarter of the multiplies, and its GEMMs over
   channels run near peak.  With few channels its transforms dominate.
@@ -67,6 +69,8 @@ def heuristic(geom: ConvGeometry, which: str = "forward") -> str:
 
 def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
     """Every algorithm that can run this pass, best expected first."""
+    if geom.groups == geom.in_channels and geom.groups > 1:  # depthwise: its own kernel
+        return ["direct", "im2col"]
     first = heuristic(geom, which)
     order = [first, "direct" if first == "im2col" else "im2col"]
     if winograd_unsupported(geom) is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import _isa
 from fastnn._dispatch import register
 from fastnn._threads import get_num_threads, limit_blas_threads, sync_blas_threads
 from fastnn.kernels.cpu import gemm as _k
@@ -17,7 +18,8 @@ from fastnn.kernels.cpu import gemm as _k
 sync_blas_threads()
 
 
-#: The instruction set the blocked kernel runs with on this CPU ("avx2", "avx512", ...).
+#: The best instruction set the blocked kernel can run with on this CPU ("avx2",
+#: "avx512", ...); the one it runs is measured once per CPU (fastnn._isa, family "gemm").
 VARIANT = _k.variant_name()
 
 
@@ -69,7 +71,8 @@ def matmul(
         if epilogue:
             _k.epilogue(out, act, bias, u, threads)
         return out
-    return _k.blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads)
+    level = _isa.level_code("gemm")  # measured once per CPU (fastnn._isa)
+    return _k.blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads, level)
 
 
 @register("gemm", "cpu")

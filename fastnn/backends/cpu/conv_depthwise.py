@@ -1,0 +1,45 @@
+"""Host side of the depthwise convolution (kernels/cpu/conv_depthwise.pyx, depthwise.h):
+layers whose groups equal their input channels (any channel multiplier, kernel, stride,
+dilation and padding).  On such layers this kernel is what ``algo="direct"`` runs: one
+input plane at a time, split into its stride phases so that every tap of the kernel is a
+contiguous shifted stream (see depthwise.h).
+
+Every function takes the geometry tuple ``tuple(geom.plane)`` and 4-D views (a 1-D
+convolution is passed as 2-D with H = 1); ``w`` is the flat contiguous weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn import _isa
+from fastnn._geometry import ConvGeometry
+from fastnn.kernels.cpu import conv_depthwise as _k
+
+__all__ = ["forward", "grad_input", "grad_weight", "is_depthwise"]
+
+
+def is_depthwise(geom: ConvGeometry) -> bool:
+    """Groups equal to the input channels (one input channel per group), more than one."""
+    return geom.groups == geom.in_channels and geom.groups > 1
+
+
+def forward(x4: np.ndarray, w: np.ndarray, bias, shape, threads: int) -> np.ndarray:
+    """The flat (N, K, Ho, Wo) output of the depthwise convolution of x4 (any strides)."""
+    n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
+    y = np.empty(n * k * ho * wo, dtype=x4.dtype)
+    _k.forward(x4, w, bias, y, shape, threads, _isa.level_code("depthwise"))
+    return y
+
+
+def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d input, flat (N, C, H, W), from the flat contiguous grad_output."""
+    n, c, h, wd = shape[:4]
+    gx = np.empty(n * c * h * wd, dtype=gy.dtype)
+    _k.backward_input(gy, w, gx, shape, threads, _isa.level_code("depthwise"))
+    return gx
+
+
+def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d weight as float64 (K, R*S) from x4 and the flat contiguous grad_output."""
+    return _k.backward_weight(x4, gy, shape, threads, _isa.level_code("depthwise"))

@@ -1,0 +1,155 @@
+/* Depthwise convolution (groups == input channels, any channel multiplier), forward and
+ * both gradients, float and double, instruction set chosen at run time.
+ *
+ * Each input plane is zero-padded and split into its stride phases:
+ *
+ *     P[a][b][h'][j'] = x_pad[sh * h' + a][sw * j' + b],   a < sh, b < sw,
+ *
+ * each phase an Hq x Wq plane stored flat.  Output (oh, ow), tap (r, s) reads
+ * x_pad[sh*oh + r*dh][sw*ow + s*dw] = P[(r*dh) % sh][(s*dw) % sw][oh + (r*dh)/sh][ow +
+ * (s*dw)/sw], which for the flat "wide" output index i = oh * Wq + ow is phase (a, b) at
+ * i + shift(r, s): every tap is one contiguous shifted vector stream, whatever the
+ * stride and dilation.  Columns ow >= Wo of the wide output are junk and never stored.
+ *
+ *   forward      y_wide[i] = bias + sum_taps w[r][s] P_ab[i + shift]
+ *   grad_input   G_ab[q] = sum over the taps of phase (a, b) of w[r][s] gy_wide[q - shift]
+ *                (gy_wide: grad_output in the wide layout, zero in the junk columns), then
+ *                gx[h][w] = G[(h+pt) % sh][(w+pl) % sw][(h+pt)/sh][(w+pl)/sw]
+ *   grad_weight  gw[r][s] += sum_i gy_wide[i] P_ab[i + shift]
+ *
+ * Work items are planes (image, input channel) with all their channel-multiplier outputs;
+ * each thread keeps its phase planes in a workspace (workspace.h).  The weight gradient
+ * sums per thread, in double, into rows the caller adds up.
+ */
+#ifndef FNN_DEPTHWISE_H
+#define FNN_DEPTHWISE_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "cpu_features.h"
+#include "workspace.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+typedef struct {
+    const void* x;                /* (N, C, H, W), any strides (elements) */
+    ptrdiff_t sn, sc, sh_, sw_;
+    ptrdiff_t N, C, H, W;
+    ptrdiff_t KM;                 /* channel multiplier: K = C * KM output channels */
+    ptrdiff_t R, S, Ho, Wo, sh, sw, dh, dw, pt, pl;
+    const void* w;                /* (C * KM, 1, R, S), contiguous */
+    const void* bias;             /* (C * KM,) or NULL (forward) */
+    const void* gy;               /* (N, C * KM, Ho, Wo), contiguous (gradients) */
+    void* out;                    /* y (N, K, Ho, Wo) | gx (N, C, H, W) | gw (threads, K*R*S) double */
+    int threads;
+} fnn_dw_args;
+
+/* The phase layout of one call. */
+typedef struct {
+    ptrdiff_t hq, wq;   /* phase plane rows and columns */
+    ptrdiff_t ps;       /* elements per phase plane, with slack for vector over-reads */
+    ptrdiff_t wide;     /* Ho * wq: wide output positions */
+    ptrdiff_t margin;   /* largest tap shift: zeros before gy_wide */
+} fnn_dw_layout;
+
+static inline fnn_dw_layout fnn_dw_layout_of(const fnn_dw_args* a, ptrdiff_t vl) {
+    fnn_dw_layout l;
+    l.hq = a->Ho + ((a->R - 1) * a->dh) / a->sh + 1;
+    l.wq = a->Wo + ((a->S - 1) * a->dw) / a->sw + 1;
+    l.wide = a->Ho * l.wq;
+    l.margin = (((a->R - 1) * a->dh) / a->sh) * l.wq + ((a->S - 1) * a->dw) / a->sw;
+    l.ps = (l.hq * l.wq + 4 * vl + l.margin + vl - 1) / vl * vl + 16;
+    return l;
+}
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+typedef float fnn_dw_f32x4 __attribute__((vector_size(16)));
+typedef double fnn_dw_f64x2 __attribute__((vector_size(16)));
+
+#define T float
+#define VEC fnn_dw_f32x4
+#define VL 4
+#define SFX f32_base
+#define TARGET_ATTR
+#include "depthwise_body.h"
+
+#define T double
+#define VEC fnn_dw_f64x2
+#define VL 2
+#define SFX f64_base
+#define TARGET_ATTR
+#include "depthwise_body.h"
+
+#if FNN_X86
+typedef float fnn_dw_f32x8 __attribute__((vector_size(32)));
+typedef double fnn_dw_f64x4 __attribute__((vector_size(32)));
+typedef float fnn_dw_f32x16 __attribute__((vector_size(64)));
+typedef double fnn_dw_f64x8 __attribute__((vector_size(64)));
+
+#define T float
+#define VEC fnn_dw_f32x8
+#define VL 8
+#define SFX f32_avx2
+#define TARGET_ATTR FNN_TARGET_AVX2
+#include "depthwise_body.h"
+
+#define T double
+#define VEC fnn_dw_f64x4
+#define VL 4
+#define SFX f64_avx2
+#define TARGET_ATTR FNN_TARGET_AVX2
+#include "depthwise_body.h"
+
+#define T float
+#define VEC fnn_dw_f32x16
+#define VL 16
+#define SFX f32_avx512
+#define TARGET_ATTR FNN_TARGET_AVX512
+#include "depthwise_body.h"
+
+#define T double
+#define VEC fnn_dw_f64x8
+#define VL 8
+#define SFX f64_avx512
+#define TARGET_ATTR FNN_TARGET_AVX512
+#include "depthwise_body.h"
+#endif
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+/* The level that runs for `requested` (capped at what the CPU supports). */
+static int fnn_dw_isa(int requested) {
+    int best = fnn_cpu_best_isa();
+    if (requested < 0) return FNN_ISA_BASE;
+    return requested < best ? requested : best;
+}
+
+#if FNN_X86
+#define FNN_DW_DISPATCH(fn, sfx, args)                                                     \
+    switch (fnn_dw_isa(isa)) {                                                             \
+    case FNN_ISA_AVX512: return fn##_##sfx##_avx512 args;                                  \
+    case FNN_ISA_AVX2: return fn##_##sfx##_avx2 args;                                      \
+    default: return fn##_##sfx##_base args;                                                \
+    }
+#else
+#define FNN_DW_DISPATCH(fn, sfx, args) return fn##_##sfx##_base args;
+#endif
+
+/* pass: 0 forward, 1 input gradient, 2 weight gradient.  0, or -1 without memory. */
+#define FNN_DW_ENTRY(sfx)                                                                  \
+    static int fnn_dw_run_##sfx(const fnn_dw_args* a, int pass, int isa) {                \
+        FNN_DW_DISPATCH(fnn_dw_run, sfx, (a, pass))                                        \
+    }
+FNN_DW_ENTRY(f32)
+FNN_DW_ENTRY(f64)
+
+#endif /* FNN_DEPTHWISE_H */

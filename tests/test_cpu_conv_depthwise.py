@@ -1,0 +1,103 @@
+"""The depthwise convolution kernel (groups == input channels; what algo="direct" runs on
+such layers): forward and both gradients against the float64 reference backend and
+PyTorch, at every instruction-set level this CPU runs, on random problems: channel
+multipliers, kernels 1-5, strides 1-3, dilation, asymmetric padding, 1-D, batch 1, and
+every memory layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _isa
+from fastnn._geometry import conv_geometry
+from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
+
+DTYPES = (np.float32, np.float64)
+
+
+def random_depthwise(rng, nd=2):
+    while True:
+        c = int(rng.integers(2, 9))
+        km = int(rng.choice([1, 1, 2, 3]))
+        n = int(rng.integers(1, 4))
+        size = tuple(int(v) for v in rng.integers(1, 24, size=nd))
+        kernel = tuple(int(v) for v in rng.integers(1, 6, size=nd))
+        stride = tuple(int(v) for v in rng.choice([1, 1, 2, 3], size=nd))
+        dilation = tuple(int(v) for v in rng.choice([1, 1, 2], size=nd))
+        padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+        if rng.random() < 0.15:
+            padding, stride = "same", (1,) * nd
+        try:
+            conv_geometry("conv", nd, (n, c, *size), (c * km, 1, *kernel), stride, padding,
+                          dilation, c)  # fmt: skip
+        except ValueError:
+            continue
+        return (n, c, km, size, kernel), (stride, padding, dilation, c)
+
+
+def arrays(rng, dims, dtype):
+    n, c, km, size, kernel = dims
+    x = rng.standard_normal((n, c, *size)).astype(dtype)
+    w = rng.standard_normal((c * km, 1, *kernel)).astype(dtype)
+    b = rng.standard_normal(c * km).astype(dtype)
+    return x, w, b
+
+
+def conv(nd):
+    return (fastnn.conv1d, fastnn.conv1d_backward) if nd == 1 else (
+        fastnn.conv2d, fastnn.conv2d_backward)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nd", (1, 2))
+def test_every_pass_every_level(rng, nd, dtype):
+    forward, backward = conv(nd)
+    for level in _isa.supported():
+        with _isa.forced("depthwise", level):
+            for _ in range(12):
+                dims, params = random_depthwise(rng, nd)
+                x, w, b = arrays(rng, dims, dtype)
+                want = forward(x, w, b, *params, backend="reference")
+                got = forward(x, w, b, *params, algo="direct")
+                assert got.dtype == dtype and got.flags.c_contiguous
+                assert_close(got, want, dtype, what=f"{level} forward {dims} {params}")
+                gy = rng.standard_normal(want.shape).astype(dtype)
+                ref = backward(gy, x, w, *params, backend="reference")
+                grads = backward(gy, x, w, *params, algo="direct")
+                for name, g, r in zip(("gx", "gw", "gb"), grads, ref):
+                    assert_close(g, r, dtype, what=f"{level} {name} {dims} {params}")
+
+
+def test_auto_runs_the_depthwise_kernel(rng):
+    x, w, b = arrays(rng, (2, 16, 1, (9, 9), (3, 3)), np.float32)
+    want = fastnn.conv2d(x, w, b, 1, 1, 1, 16, backend="reference")
+    assert_close(fastnn.conv2d(x, w, b, 1, 1, 1, 16), want)
+
+
+def test_memory_layouts(rng):
+    x, w, b = arrays(rng, (2, 4, 2, (10, 11), (3, 3)), np.float32)
+    params = ((2, 1), 1, 1, 4)
+    want = fastnn.conv2d(x, w, b, *params, algo="direct")
+    gy = rng.standard_normal(want.shape).astype(np.float32)
+    want_grads = fastnn.conv2d_backward(gy, x, w, *params, algo="direct")
+    for name, xl in layouts(x):
+        for _, wl in layouts(w):
+            np.testing.assert_array_equal(
+                fastnn.conv2d(xl, wl, b, *params, algo="direct"), want, err_msg=name
+            )
+        for _, gyl in layouts(gy):
+            for g, r in zip(fastnn.conv2d_backward(gyl, xl, w, *params, algo="direct"),
+                            want_grads):  # fmt: skip
+                np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch (the torch extra) is missing")
+def test_matches_torch_mobilenet_shapes(rng):
+    torch = import_torch()
+    for c, hw, stride in ((32, 16, 1), (24, 15, 2), (40, 7, 1)):
+        x, w, b = arrays(rng, (2, c, 1, (hw, hw), (3, 3)), np.float32)
+        tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+        want = torch.nn.functional.conv2d(tx, tw, tb, stride, 1, 1, c).numpy()
+        assert_close(fastnn.conv2d(x, w, b, stride, 1, 1, c), want)
