@@ -101,15 +101,15 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
     if gy.shape[0] < a.N * a.C * a.KM * a.Ho * a.Wo:
         raise ValueError("depthwise: sizes do not match the geometry")
     threads = max(1, num_threads)
-    acc_array = np.zeros((threads, a.C * a.KM * a.R * a.S), dtype=np.float64)
-    cdef double[:, ::1] acc = acc_array
+    acc_array = np.zeros(a.C * a.KM * a.R * a.S, dtype=np.float64)
+    cdef double[::1] acc = acc_array
     a.x = &x[0, 0, 0, 0]
     a.sn, a.sc = x.strides[0] // isz, x.strides[1] // isz
     a.sh_, a.sw_ = x.strides[2] // isz, x.strides[3] // isz
     a.w = NULL
     a.bias = NULL
     a.gy = &gy[0]
-    a.out = &acc[0, 0]
+    a.out = &acc[0]
     a.threads = threads
     _run(&a, 2, isa, floating is double)
-    return acc_array.sum(axis=0).reshape(a.C * a.KM, a.R * a.S)
+    return acc_array.reshape(a.C * a.KM, a.R * a.S)

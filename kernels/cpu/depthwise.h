@@ -17,9 +17,10 @@
  *                gx[h][w] = G[(h+pt) % sh][(w+pl) % sw][(h+pt)/sh][(w+pl)/sw]
  *   grad_weight  gw[r][s] += sum_i gy_wide[i] P_ab[i + shift]
  *
- * Work items are planes (image, input channel) with all their channel-multiplier outputs;
- * each thread keeps its phase planes in a workspace (workspace.h).  The weight gradient
- * sums per thread, in double, into rows the caller adds up.
+ * Work items are planes (image, input channel) with all their channel-multiplier outputs,
+ * or for the weight gradient input channels (all images: a vector of partial sums per
+ * tap, added across lanes in double at the end); each thread keeps its phase planes in a
+ * workspace (workspace.h).
  */
 #ifndef FNN_DEPTHWISE_H
 #define FNN_DEPTHWISE_H
@@ -43,7 +44,7 @@ typedef struct {
     const void* w;                /* (C * KM, 1, R, S), contiguous */
     const void* bias;             /* (C * KM,) or NULL (forward) */
     const void* gy;               /* (N, C * KM, Ho, Wo), contiguous (gradients) */
-    void* out;                    /* y (N, K, Ho, Wo) | gx (N, C, H, W) | gw (threads, K*R*S) double */
+    void* out;                    /* y (N, K, Ho, Wo) | gx (N, C, H, W) | gw (K * R * S) double */
     int threads;
 } fnn_dw_args;
 
@@ -55,13 +56,20 @@ typedef struct {
     ptrdiff_t margin;   /* largest tap shift: zeros before gy_wide */
 } fnn_dw_layout;
 
+/* Where the input data lies in one phase plane (the rest is padding). */
+typedef struct {
+    ptrdiff_t lo, hi;        /* data columns */
+    ptrdiff_t hp_lo, hp_hi;  /* data rows */
+    ptrdiff_t src;           /* offset in the input plane of (hp_lo, lo) */
+} fnn_dw_phase;
+
 static inline fnn_dw_layout fnn_dw_layout_of(const fnn_dw_args* a, ptrdiff_t vl) {
     fnn_dw_layout l;
     l.hq = a->Ho + ((a->R - 1) * a->dh) / a->sh + 1;
     l.wq = a->Wo + ((a->S - 1) * a->dw) / a->sw + 1;
     l.wide = a->Ho * l.wq;
     l.margin = (((a->R - 1) * a->dh) / a->sh) * l.wq + ((a->S - 1) * a->dw) / a->sw;
-    l.ps = (l.hq * l.wq + 4 * vl + l.margin + vl - 1) / vl * vl + 16;
+    l.ps = (l.hq * l.wq + 6 * vl + l.margin + vl - 1) / vl * vl + 16;
     return l;
 }
 

@@ -2,6 +2,14 @@
  * Included by depthwise.h with T, VEC, VL, SFX and TARGET_ATTR defined; undefines them.
  */
 
+/* Rows here are short (a 7x7 map has 9-wide padded rows): gcc must not turn the copy
+ * and clear loops into memcpy / memset calls, whose fixed cost exceeds the work. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DNOCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define DNOCALLS
+#endif
+
 #define DCAT_(a, b) a##_##b
 #define DCAT(a, b) DCAT_(a, b)
 #define DFN(name) DCAT(name, SFX)
@@ -18,81 +26,109 @@
         __builtin_memcpy((dst), &ds_, sizeof(VEC));                                        \
     } while (0)
 
-/* The zero-padded phases of one input plane (see depthwise.h) into P (sh*sw planes of
- * l->ps elements; only the hq*wq data part is written, the slack stays as it was). */
-static TARGET_ATTR void DFN(fnn_dw_phases)(const fnn_dw_args* a, const fnn_dw_layout* l,
-                                           const T* x, T* restrict P) {
+/* Where the data of each phase plane lies: rows hp_lo..hp_hi-1 and columns lo..hi-1 come
+ * from the input; everything else is padding, zeroed once per call and never written. */
+static void DFN(fnn_dw_phase_table)(const fnn_dw_args* a, const fnn_dw_layout* l,
+                                    fnn_dw_phase* table) {
     for (ptrdiff_t pa = 0; pa < a->sh; ++pa) {
         for (ptrdiff_t pb = 0; pb < a->sw; ++pb) {
-            T* plane = P + (pa * a->sw + pb) * l->ps;
-            /* columns j' whose source column sw*j' + pb - pl is inside [0, W) */
-            const ptrdiff_t first = pb - a->pl;
+            fnn_dw_phase* ph = table + pa * a->sw + pb;
+            const ptrdiff_t first = pb - a->pl;      /* source column of j' = 0 */
+            const ptrdiff_t top = pa - a->pt;        /* source row of h' = 0 */
             ptrdiff_t lo = first >= 0 ? 0 : (-first + a->sw - 1) / a->sw;
             ptrdiff_t hi = first >= a->W ? 0 : (a->W - first + a->sw - 1) / a->sw;
+            ptrdiff_t rlo = top >= 0 ? 0 : (-top + a->sh - 1) / a->sh;
+            ptrdiff_t rhi = top >= a->H ? 0 : (a->H - top + a->sh - 1) / a->sh;
             if (hi > l->wq) hi = l->wq;
             if (lo > hi) lo = hi;
-            for (ptrdiff_t hp = 0; hp < l->hq; ++hp) {
-                T* row = plane + hp * l->wq;
-                const ptrdiff_t h = a->sh * hp + pa - a->pt;
-                if (h < 0 || h >= a->H) {
-                    memset(row, 0, l->wq * sizeof(T));
-                    continue;
-                }
-                const T* src = x + h * a->sh_;
-                ptrdiff_t j = 0;
-                for (; j < lo; ++j) row[j] = 0;
-                if (a->sw == 1 && a->sw_ == 1) {
-                    memcpy(row + lo, src + first + lo, (hi - lo) * sizeof(T));
-                    j = hi;
-                } else {
-                    const ptrdiff_t step = a->sw * a->sw_;
-                    const T* sp = src + first * a->sw_;
-                    for (; j < hi; ++j) row[j] = sp[j * step];
-                }
-                for (; j < l->wq; ++j) row[j] = 0;
+            if (rhi > l->hq) rhi = l->hq;
+            if (rlo > rhi) rlo = rhi;
+            ph->lo = lo;
+            ph->hi = hi;
+            ph->hp_lo = rlo;
+            ph->hp_hi = rhi;
+            ph->src = (top + rlo * a->sh) * a->sh_ + (first + lo * a->sw) * a->sw_;
+        }
+    }
+}
+
+/* The data of one input plane's phases into P (see fnn_dw_phase_table): only the part
+ * that comes from the input is written; the padding around it stays zero. */
+static TARGET_ATTR DNOCALLS void DFN(fnn_dw_phases)(const fnn_dw_args* a,
+                                                    const fnn_dw_layout* l,
+                                                    const fnn_dw_phase* table, const T* x,
+                                                    T* restrict P) {
+    const ptrdiff_t phases = a->sh * a->sw;
+    const ptrdiff_t row_step = a->sh * a->sh_, col_step = a->sw * a->sw_;
+    for (ptrdiff_t q = 0; q < phases; ++q) {
+        const fnn_dw_phase* ph = table + q;
+        const ptrdiff_t n = ph->hi - ph->lo;
+        T* row = P + q * l->ps + ph->hp_lo * l->wq + ph->lo;
+        const T* src = x + ph->src;
+        if (col_step == 1) {
+            for (ptrdiff_t hp = ph->hp_lo; hp < ph->hp_hi; ++hp) {
+                for (ptrdiff_t j = 0; j < n; ++j) row[j] = src[j];
+                row += l->wq;
+                src += row_step;
+            }
+        } else {
+            for (ptrdiff_t hp = ph->hp_lo; hp < ph->hp_hi; ++hp) {
+                for (ptrdiff_t j = 0; j < n; ++j) row[j] = src[j * col_step];
+                row += l->wq;
+                src += row_step;
             }
         }
     }
 }
 
-/* off[t] = phase plane of tap t times ps, plus its shift; t = r * S + s. */
+/* For tap t = r * S + s: off[t] = its phase plane times ps plus its shift;
+ * off[taps + t] = its phase plane; off[2 * taps + t] = its shift. */
 static void DFN(fnn_dw_taps)(const fnn_dw_args* a, const fnn_dw_layout* l, ptrdiff_t* off) {
+    const ptrdiff_t taps = a->R * a->S;
     for (ptrdiff_t r = 0; r < a->R; ++r)
         for (ptrdiff_t s = 0; s < a->S; ++s) {
-            const ptrdiff_t vr = r * a->dh, vs = s * a->dw;
+            const ptrdiff_t vr = r * a->dh, vs = s * a->dw, t = r * a->S + s;
             const ptrdiff_t phase = (vr % a->sh) * a->sw + vs % a->sw;
-            off[r * a->S + s] = phase * l->ps + (vr / a->sh) * l->wq + vs / a->sw;
+            const ptrdiff_t shift = (vr / a->sh) * l->wq + vs / a->sw;
+            off[t] = phase * l->ps + shift;
+            off[taps + t] = phase;
+            off[2 * taps + t] = shift;
         }
 }
 
-/* grad_output plane of channel k in the wide layout, after `margin` zeros: junk columns
- * and the tail zero, up to a vector past the phase planes' span (the input gradient
- * reads there). */
-static TARGET_ATTR void DFN(fnn_dw_gy_wide)(const fnn_dw_args* a, const fnn_dw_layout* l,
-                                            const T* gy, T* restrict gw_) {
-    memset(gw_, 0, (l->margin + l->hq * l->wq + 2 * VL) * sizeof(T));
-    T* base = gw_ + l->margin;
-    for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
-        memcpy(base + oh * l->wq, gy + oh * a->Wo, a->Wo * sizeof(T));
+/* grad_output plane of channel k in the wide layout, after `margin` zeros.  Only the
+ * data is written: the junk columns, the margin and the tail (up to a vector past the
+ * phase planes' span, where the input gradient reads) were zeroed once per call. */
+static TARGET_ATTR DNOCALLS void DFN(fnn_dw_gy_wide)(const fnn_dw_args* a,
+                                                     const fnn_dw_layout* l, const T* gy,
+                                                     T* restrict gw_) {
+    T* dst = gw_ + l->margin;
+    for (ptrdiff_t oh = 0; oh < a->Ho; ++oh) {
+        const T* src = gy + oh * a->Wo;
+        for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) dst[ow] = src[ow];
+        dst += l->wq;
+    }
 }
 
 /* Forward for the planes lo..hi-1 (plane = image n, input channel c). */
-static TARGET_ATTR void DFN(fnn_dw_forward)(const fnn_dw_args* a, const fnn_dw_layout* l,
-                                            ptrdiff_t lo, ptrdiff_t hi, T* P, T* yw,
-                                            ptrdiff_t* off) {
+static TARGET_ATTR DNOCALLS void DFN(fnn_dw_forward)(const fnn_dw_args* a,
+                                                     const fnn_dw_layout* l, ptrdiff_t lo,
+                                                     ptrdiff_t hi, T* P, T* yw, ptrdiff_t* off,
+                                                     const fnn_dw_phase* table) {
     const ptrdiff_t taps = a->R * a->S, K = a->C * a->KM;
     const T* w = (const T*)a->w;
     const T* bias = (const T*)a->bias;
     T* y = (T*)a->out;
-    for (ptrdiff_t item = lo; item < hi; ++item) {
-        const ptrdiff_t n = item / a->C, c = item % a->C;
-        DFN(fnn_dw_phases)(a, l, (const T*)a->x + n * a->sn + c * a->sc, P);
+    ptrdiff_t n = lo / a->C, c = lo % a->C;
+    for (ptrdiff_t item = lo; item < hi; ++item, c = c + 1 == a->C ? (++n, 0) : c + 1) {
+        DFN(fnn_dw_phases)(a, l, table, (const T*)a->x + n * a->sn + c * a->sc, P);
         for (ptrdiff_t j = 0; j < a->KM; ++j) {
             const ptrdiff_t k = c * a->KM + j;
             const T* wk = w + k * taps;
             const T b = bias != NULL ? bias[k] : (T)0;
-            ptrdiff_t i0 = 0;
-            for (; i0 + 4 * VL <= l->wide; i0 += 4 * VL) {
+            /* four independent accumulators; the last group may run past the wide
+             * plane into zero slack (P) and scratch (yw) */
+            for (ptrdiff_t i0 = 0; i0 < l->wide; i0 += 4 * VL) {
                 VEC acc0 = (VEC){0} + b, acc1 = acc0, acc2 = acc0, acc3 = acc0;
                 for (ptrdiff_t t = 0; t < taps; ++t) {
                     const T* p = P + off[t] + i0;
@@ -112,27 +148,23 @@ static TARGET_ATTR void DFN(fnn_dw_forward)(const fnn_dw_args* a, const fnn_dw_l
                 DSTORE(yw + i0 + 2 * VL, acc2);
                 DSTORE(yw + i0 + 3 * VL, acc3);
             }
-            for (; i0 < l->wide; i0 += VL) {
-                VEC acc = (VEC){0} + b;
-                for (ptrdiff_t t = 0; t < taps; ++t) {
-                    VEC v;
-                    DLOAD(v, P + off[t] + i0);
-                    acc += v * wk[t];
-                }
-                DSTORE(yw + i0, acc);
-            }
             T* yk = y + (n * K + k) * a->Ho * a->Wo;
-            for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
-                memcpy(yk + oh * a->Wo, yw + oh * l->wq, a->Wo * sizeof(T));
+            for (ptrdiff_t oh = 0; oh < a->Ho; ++oh) {
+                T* dst = yk + oh * a->Wo;
+                const T* src = yw + oh * l->wq;
+                for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) dst[ow] = src[ow];
+            }
         }
     }
 }
 
 /* Input gradient for the planes lo..hi-1: G (sh*sw phase planes) gathers every output
  * channel of the plane's group, then is scattered back into gx. */
-static TARGET_ATTR void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, const fnn_dw_layout* l,
+static TARGET_ATTR DNOCALLS void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, const fnn_dw_layout* l,
                                                ptrdiff_t lo, ptrdiff_t hi, T* G, T* gyw,
                                                ptrdiff_t* off) {
+    ptrdiff_t* sel = off + 3 * a->R * a->S;
+    T* wsel = (T*)(sel + a->R * a->S);
     const ptrdiff_t taps = a->R * a->S, K = a->C * a->KM, phases = a->sh * a->sw;
     const ptrdiff_t span = l->hq * l->wq;
     const T* w = (const T*)a->w;
@@ -147,18 +179,32 @@ static TARGET_ATTR void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, const fnn_d
             const T* base = gyw + l->margin;
             for (ptrdiff_t ph = 0; ph < phases; ++ph) {
                 T* g = G + ph * l->ps;
-                for (ptrdiff_t q0 = 0; q0 < span; q0 += VL) {
-                    VEC acc;
-                    if (j == 0) acc = (VEC){0};
-                    else DLOAD(acc, g + q0);
-                    for (ptrdiff_t t = 0; t < taps; ++t) {
-                        if (off[t] / l->ps != ph) continue;
-                        /* q - shift stays inside gy_wide's zero margins (see gy_wide) */
-                        VEC v;
-                        DLOAD(v, base + q0 - (off[t] - ph * l->ps));
-                        acc += v * wk[t];
+                /* the taps of this phase: their shifts and weights */
+                ptrdiff_t nt = 0;
+                for (ptrdiff_t t = 0; t < taps; ++t) {
+                    if (off[taps + t] != ph) continue;
+                    sel[nt] = off[2 * taps + t];
+                    wsel[nt] = wk[t];
+                    ++nt;
+                }
+                for (ptrdiff_t q0 = 0; q0 < span; q0 += 2 * VL) {
+                    VEC acc0, acc1;
+                    if (j == 0) {
+                        acc0 = acc1 = (VEC){0};
+                    } else {
+                        DLOAD(acc0, g + q0);
+                        DLOAD(acc1, g + q0 + VL);
                     }
-                    DSTORE(g + q0, acc);
+                    /* q - shift stays inside gy_wide's zero margins (see gy_wide) */
+                    for (ptrdiff_t t = 0; t < nt; ++t) {
+                        VEC v0, v1;
+                        DLOAD(v0, base + q0 - sel[t]);
+                        DLOAD(v1, base + q0 + VL - sel[t]);
+                        acc0 += v0 * wsel[t];
+                        acc1 += v1 * wsel[t];
+                    }
+                    DSTORE(g + q0, acc0);
+                    DSTORE(g + q0 + VL, acc1);
                 }
             }
         }
@@ -171,59 +217,70 @@ static TARGET_ATTR void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, const fnn_d
                 continue;
             }
             if (a->sw == 1) {
-                const T* g = G + pa * l->ps + hq * l->wq;
+                const T* g = G + pa * l->ps + hq * l->wq + a->pl;
                 ptrdiff_t valid = l->wq - a->pl;
                 if (valid > a->W) valid = a->W;
                 if (valid < 0) valid = 0;
-                memcpy(row, g + a->pl, valid * sizeof(T));
-                for (ptrdiff_t x = valid; x < a->W; ++x) row[x] = 0;
+                ptrdiff_t x = 0;
+                for (; x < valid; ++x) row[x] = g[x];
+                for (; x < a->W; ++x) row[x] = 0;
                 continue;
             }
-            for (ptrdiff_t x = 0; x < a->W; ++x) {
-                const ptrdiff_t wp = x + a->pl, pb = wp % a->sw, jq = wp / a->sw;
-                row[x] = jq < l->wq ? G[(pa * a->sw + pb) * l->ps + hq * l->wq + jq] : (T)0;
+            /* columns x with (x + pl) % sw == pb come from phase pb, at (x + pl) / sw */
+            for (ptrdiff_t pb = 0; pb < a->sw; ++pb) {
+                ptrdiff_t x = ((pb - a->pl) % a->sw + a->sw) % a->sw;
+                ptrdiff_t jq = (x + a->pl) / a->sw;
+                const T* g = G + (pa * a->sw + pb) * l->ps + hq * l->wq;
+                for (; x < a->W; x += a->sw, ++jq) row[x] = jq < l->wq ? g[jq] : (T)0;
             }
         }
     }
 }
 
-/* Weight gradient of the planes lo..hi-1, added in double into acc (K * R * S). */
+/* Weight gradient of the input channels lo..hi-1 (all images), written in double to
+ * gw (K * R * S): per tap, a vector of partial dot products over every image of the
+ * channel, summed across lanes once at the end. */
 static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_dw_layout* l,
                                                 ptrdiff_t lo, ptrdiff_t hi, T* P, T* gyw,
-                                                ptrdiff_t* off, double* acc) {
+                                                ptrdiff_t* off, VEC* vacc, double* gw,
+                                                const fnn_dw_phase* table) {
     const ptrdiff_t taps = a->R * a->S, K = a->C * a->KM;
     const T* gy = (const T*)a->gy;
-    for (ptrdiff_t item = lo; item < hi; ++item) {
-        const ptrdiff_t n = item / a->C, c = item % a->C;
-        DFN(fnn_dw_phases)(a, l, (const T*)a->x + n * a->sn + c * a->sc, P);
-        for (ptrdiff_t j = 0; j < a->KM; ++j) {
-            const ptrdiff_t k = c * a->KM + j;
-            DFN(fnn_dw_gy_wide)(a, l, gy + (n * K + k) * a->Ho * a->Wo, gyw);
-            const T* g = gyw + l->margin;
-            for (ptrdiff_t t = 0; t < taps; ++t) {
-                const T* p = P + off[t];
-                VEC s0 = (VEC){0}, s1 = s0;
-                ptrdiff_t i0 = 0;
-                for (; i0 + 2 * VL <= l->wide; i0 += 2 * VL) {
-                    VEC g0, g1, p0, p1;
-                    DLOAD(g0, g + i0);
-                    DLOAD(g1, g + i0 + VL);
-                    DLOAD(p0, p + i0);
-                    DLOAD(p1, p + i0 + VL);
-                    s0 += g0 * p0;
-                    s1 += g1 * p1;
+    for (ptrdiff_t c = lo; c < hi; ++c) {
+        for (ptrdiff_t e = 0; e < a->KM * taps; ++e) vacc[e] = (VEC){0};
+        for (ptrdiff_t n = 0; n < a->N; ++n) {
+            DFN(fnn_dw_phases)(a, l, table, (const T*)a->x + n * a->sn + c * a->sc, P);
+            for (ptrdiff_t j = 0; j < a->KM; ++j) {
+                const ptrdiff_t k = c * a->KM + j;
+                DFN(fnn_dw_gy_wide)(a, l, gy + (n * K + k) * a->Ho * a->Wo, gyw);
+                const T* g = gyw + l->margin;
+                for (ptrdiff_t t = 0; t < taps; ++t) {
+                    const T* p = P + off[t];
+                    VEC s0 = vacc[j * taps + t], s1 = (VEC){0};
+                    ptrdiff_t i0 = 0;
+                    for (; i0 + 2 * VL <= l->wide; i0 += 2 * VL) {
+                        VEC g0, g1, p0, p1;
+                        DLOAD(g0, g + i0);
+                        DLOAD(g1, g + i0 + VL);
+                        DLOAD(p0, p + i0);
+                        DLOAD(p1, p + i0 + VL);
+                        s0 += g0 * p0;
+                        s1 += g1 * p1;
+                    }
+                    for (; i0 < l->wide; i0 += VL) { /* gy_wide is zero past the plane */
+                        VEC g0, p0;
+                        DLOAD(g0, g + i0);
+                        DLOAD(p0, p + i0);
+                        s0 += g0 * p0;
+                    }
+                    vacc[j * taps + t] = s0 + s1;
                 }
-                for (; i0 < l->wide; i0 += VL) { /* gy_wide is zero past the plane */
-                    VEC g0, p0;
-                    DLOAD(g0, g + i0);
-                    DLOAD(p0, p + i0);
-                    s0 += g0 * p0;
-                }
-                s0 += s1;
-                double total = 0;
-                for (int e = 0; e < VL; ++e) total += (double)s0[e];
-                acc[k * taps + t] += total;
             }
+        }
+        for (ptrdiff_t e = 0; e < a->KM * taps; ++e) {
+            double total = 0;
+            for (int lane = 0; lane < VL; ++lane) total += (double)vacc[e][lane];
+            gw[c * a->KM * taps + e] = total;
         }
     }
 }
@@ -231,11 +288,15 @@ static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_
 /* A whole pass over every plane, split between threads. */
 static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
     const fnn_dw_layout l = fnn_dw_layout_of(a, VL);
-    const ptrdiff_t items = a->N * a->C, phases = a->sh * a->sw, taps = a->R * a->S;
+    const ptrdiff_t phases = a->sh * a->sw, taps = a->R * a->S;
+    /* the weight gradient's items are channels (each sums over all images) */
+    const ptrdiff_t items = pass == 2 ? a->C : a->N * a->C;
     int threads = a->threads < 1 ? 1 : a->threads;
     if (threads > items) threads = (int)(items > 0 ? items : 1);
     const size_t plane_bytes = (size_t)(phases * l.ps) * sizeof(T);
     const size_t wide_bytes = (size_t)(l.margin + l.hq * l.wq + 8 * VL + l.ps) * sizeof(T);
+    const size_t tap_bytes = (size_t)(5 * taps) * sizeof(ptrdiff_t) + (size_t)taps * sizeof(T);
+    const size_t vacc_bytes = pass == 2 ? (size_t)(a->KM * taps) * sizeof(VEC) : 0;
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
     {
@@ -243,26 +304,31 @@ static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
         const ptrdiff_t lo = items * tid / nth, hi = items * (tid + 1) / nth;
         T* P = (T*)fnn_workspace(0, plane_bytes);
         T* Wb = (T*)fnn_workspace(1, wide_bytes);
-        ptrdiff_t* off = (ptrdiff_t*)fnn_workspace(2, (size_t)taps * sizeof(ptrdiff_t));
-        if (P == NULL || Wb == NULL || off == NULL) {
+        ptrdiff_t* off = (ptrdiff_t*)fnn_workspace(2, tap_bytes);
+        fnn_dw_phase* table = (fnn_dw_phase*)fnn_workspace(4, (size_t)phases * sizeof(fnn_dw_phase));
+        VEC* vacc = pass == 2 ? (VEC*)fnn_workspace(3, vacc_bytes) : NULL;
+        if (P == NULL || Wb == NULL || off == NULL || table == NULL ||
+            (pass == 2 && vacc == NULL)) {
             failed = 1;
         } else {
-            memset(P, 0, plane_bytes); /* the slack past each phase plane stays zero */
+            memset(P, 0, plane_bytes); /* padding and slack: zero for the whole call */
+            memset(Wb, 0, wide_bytes); /* gy_wide's margins and junk columns likewise */
             DFN(fnn_dw_taps)(a, &l, off);
-            if (pass == 0) {
-                DFN(fnn_dw_forward)(a, &l, lo, hi, P, Wb, off);
-            } else if (pass == 1) {
+            DFN(fnn_dw_phase_table)(a, &l, table);
+            if (pass == 0)
+                DFN(fnn_dw_forward)(a, &l, lo, hi, P, Wb, off, table);
+            else if (pass == 1)
                 DFN(fnn_dw_grad_input)(a, &l, lo, hi, P, Wb, off);
-            } else {
-                double* acc = (double*)a->out + tid * a->C * a->KM * taps;
-                DFN(fnn_dw_grad_weight)(a, &l, lo, hi, P, Wb, off, acc);
-            }
+            else
+                DFN(fnn_dw_grad_weight)(a, &l, lo, hi, P, Wb, off, vacc, (double*)a->out,
+                                        table);
         }
     }
     return failed ? -1 : 0;
 }
 
 #undef DLOAD
+#undef DNOCALLS
 #undef DSTORE
 #undef DFN
 #undef DCAT
