@@ -255,6 +255,97 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
     return acc_array.sum(axis=0, dtype=np.float64).reshape(s.K, s.Q)
 
 
+cdef void shared_columns(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
+                         Py_ssize_t xw, const floating* gy, ConvShape* s, Py_ssize_t n0,
+                         Py_ssize_t nimg, Py_ssize_t part, Py_ssize_t parts, floating* col,
+                         floating* gybuf) noexcept nogil:
+    """Part `part` of `parts` of filling one chunk of images n0..n0+nimg-1: the columns of
+    all channels (rows (c, r, s), images side by side) and grad_output (K rows)."""
+    cdef Py_ssize_t howo = s.Ho * s.Wo, ld = nimg * howo, rs = s.R * s.S
+    cdef Py_ssize_t rows = nimg * (s.C + s.K)
+    cdef Py_ssize_t lo = rows * part // parts, hi = rows * (part + 1) // parts, row, i, c, k
+    for row in range(lo, hi):
+        i = row % nimg
+        if row < nimg * s.C:
+            c = row // nimg
+            im2col_tile(x + (n0 + i) * xn + c * xc, xc, xh, xw, s, 1, 0, howo,
+                        col + c * rs * ld + i * howo, ld)
+        else:
+            k = row // nimg - s.C
+            memcpy(gybuf + k * ld + i * howo, gy + ((n0 + i) * s.K + k) * howo,
+                   howo * sizeof(floating))
+
+
+cdef void shared_gemm(ConvShape* s, Py_ssize_t ld, const floating* col, const floating* gybuf,
+                      floating* gw, floating beta, Py_ssize_t part,
+                      Py_ssize_t parts) noexcept nogil:
+    """Part `part` of `parts` of gw[g] (Kg x Q) = beta * gw[g] + gy[g] @ col[g]^T, split
+    over the weight columns q (or rows k when there are more of them)."""
+    cdef Py_ssize_t g, lo, hi
+    cdef bint by_rows = s.Kg > s.Q
+    cdef Py_ssize_t length = s.Kg if by_rows else s.Q
+    lo = length * part // parts
+    hi = length * (part + 1) // parts
+    if hi <= lo:
+        return
+    for g in range(s.G):
+        if by_rows:
+            gemm_rowmajor(False, True, <int>(hi - lo), <int>s.Q, <int>ld, 1,
+                          gybuf + (g * s.Kg + lo) * ld, <int>ld, col + g * s.Q * ld, <int>ld,
+                          beta, gw + (g * s.Kg + lo) * s.Q, <int>s.Q)
+        else:
+            gemm_rowmajor(False, True, <int>s.Kg, <int>(hi - lo), <int>ld, 1,
+                          gybuf + g * s.Kg * ld, <int>ld, col + (g * s.Q + lo) * ld, <int>ld,
+                          beta, gw + g * s.Kg * s.Q + lo, <int>s.Q)
+
+
+def backward_weight_shared(const floating[:, :, :, :] x, const floating[::1] gy,
+                           tuple shape, Py_ssize_t images, int num_threads):
+    """grad_weight as a (K, Cg*R*S) array in x's dtype, for layers whose weight is large:
+    chunks of `images` whole images are unfolded into ONE column matrix shared by the
+    threads, which then split the weight gradient between them (each a block of its
+    columns, reduced over every position of the chunk).  No thread keeps a private copy
+    of the gradient, and each GEMM reduces over all the chunk's positions."""
+    cdef ConvShape s = make_shape(shape)
+    DTYPE = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t isz = sizeof(floating)
+    gw_array = np.empty((s.K, s.Q), dtype=DTYPE)
+    cdef floating[:, ::1] gw = gw_array
+    if s.N == 0:
+        gw_array[...] = 0
+        return gw_array
+    images = max(1, min(images, s.N))
+    cdef Py_ssize_t howo = s.Ho * s.Wo
+    cdef Py_ssize_t ld_max = images * howo
+    cdef floating[::1] col = np.empty(max(s.C * s.R * s.S * ld_max, 1), dtype=DTYPE)
+    cdef floating[::1] gybuf = np.empty(max(s.K * ld_max, 1), dtype=DTYPE)
+    cdef Py_ssize_t xn = x.strides[0] // isz, xc = x.strides[1] // isz
+    cdef Py_ssize_t xh = x.strides[2] // isz, xw = x.strides[3] // isz
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef Py_ssize_t nt = max(1, num_threads), n0, nimg, part = 0
+    cdef floating beta
+    with nogil:
+        n0 = 0
+        while n0 < s.N:
+            nimg = min(images, s.N - n0)
+            beta = 0 if n0 == 0 else 1
+            if nt == 1:
+                shared_columns(xp, xn, xc, xh, xw, &gy[0], &s, n0, nimg, 0, 1, &col[0],
+                               &gybuf[0])
+                shared_gemm(&s, nimg * howo, &col[0], &gybuf[0], &gw[0, 0], beta, 0, 1)
+            else:
+                with parallel(num_threads=nt):
+                    part = openmp.omp_get_thread_num()
+                    shared_columns(xp, xn, xc, xh, xw, &gy[0], &s, n0, nimg, part,
+                                   openmp.omp_get_num_threads(), &col[0], &gybuf[0])
+                with parallel(num_threads=nt):
+                    part = openmp.omp_get_thread_num()
+                    shared_gemm(&s, nimg * howo, &col[0], &gybuf[0], &gw[0, 0], beta, part,
+                                openmp.omp_get_num_threads())
+            n0 += nimg
+    return gw_array
+
+
 # ---------------------------------------------------------------------------------------
 # Input gradient: columns = weight[g]^T @ grad_output[tile, g], then col2im
 # ---------------------------------------------------------------------------------------

@@ -28,9 +28,15 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
 
 
 def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
-    """d loss / d weight as float64 (K, Cg*R*S), from the flat contiguous grad_output."""
-    tile, images = conv_plan.im2col_tile(shape, threads)
+    """d loss / d weight (K, Cg*R*S), from the flat contiguous grad_output: per-thread
+    partial gradients over tiles of positions, or, for a large weight, one column matrix
+    per chunk of images shared by the threads, which split the gradient between them
+    (conv_plan.shared_weight_images)."""
+    images = conv_plan.shared_weight_images(shape, threads)
     with limit_blas_threads():
+        if images:
+            return _k.backward_weight_shared(x4, gy, shape, images, threads)
+        tile, images = conv_plan.im2col_tile(shape, threads)
         return _k.backward_weight(x4, gy, shape, tile, images, threads)
 
 

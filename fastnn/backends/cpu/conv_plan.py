@@ -28,6 +28,7 @@ __all__ = [
     "fits_blas",
     "im2col_channels",
     "im2col_tile",
+    "shared_weight_images",
     "shape_tuple",
 ]
 
@@ -181,6 +182,28 @@ def direct_kblocks(shape: tuple[int, ...], rows: int, threads: int, kb: int) -> 
     if _forced.kblocks is not None:
         return min(_forced.kblocks, nkb)
     return max(1, min(nkb, _split_for_threads(nkb, n * g * math.ceil(ho / rows), threads)))
+
+
+#: Weight elements (K x Cg*R*S) from which the im2col weight gradient stops giving each
+#: thread its own copy: past this, re-reading and re-writing per-thread copies tile after
+#: tile costs more than sharing the column matrix (ResNet-50's 2048 -> 512 1x1 at 7x7:
+#: 14 ms with copies, torch 10 ms).
+SHARED_WEIGHT_ELEMENTS = 1 << 18
+#: Elements of the shared column matrix of one chunk of images (16 MiB of float32).
+SHARED_COLUMN_ELEMENTS = 1 << 22
+
+
+def shared_weight_images(shape: tuple[int, ...], threads: int) -> int:
+    """Images per chunk of the shared-column weight gradient, or 0 to keep per-thread
+    partial gradients (small weights, or images too large for one chunk)."""
+    n, c, _, _, k, g, r, s, ho, wo = shape[:10]
+    weight = k * (c // g) * r * s
+    per_image = c * r * s * ho * wo
+    if _forced.tile is not None or weight * threads < SHARED_WEIGHT_ELEMENTS:
+        return 0
+    if per_image > SHARED_COLUMN_ELEMENTS:
+        return 0
+    return max(1, min(n, SHARED_COLUMN_ELEMENTS // per_image))
 
 
 #: Output positions one weight-gradient call should reduce over, at least (the call's
