@@ -12,7 +12,10 @@ can cost more than it saves: an idle vCPU is slow to wake (ms), so check both wa
 
     env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/conv_table.py [--backward]
         [--only R50,Spec] [--rounds 7] [--threads 2] [--clock wall|thread]
-        [--dtype float32] [--algos auto,direct]
+        [--dtype float32] [--algos auto,direct,winograd]
+
+"winograd" runs only on the 3x3 stride-1 shapes ("-" elsewhere; its geomean is over those).
+"auto" tunes into the default autotune cache on its warm-up call (fastnn.autotune).
 """
 
 from __future__ import annotations
@@ -119,8 +122,19 @@ def _backward_funcs(one_d, gy, x, wt, stride, pad, algos) -> dict:
         )
     }
     for a in algos:
-        funcs[a] = partial(back, gy, x, wt, stride, pad, algo=a, output_mask=mask)
+        if _runs(partial(back, gy, x, wt, stride, pad, algo=a, output_mask=mask)):
+            funcs[a] = partial(back, gy, x, wt, stride, pad, algo=a, output_mask=mask)
     return funcs
+
+
+def _runs(fn) -> bool:
+    """Whether an explicit algorithm can run this layer (Winograd refuses all but 3x3
+    stride-1 layers with a ValueError)."""
+    try:
+        fn()
+    except ValueError:
+        return False
+    return True
 
 
 def run(args) -> None:
@@ -161,13 +175,17 @@ def run(args) -> None:
         else:
             funcs = {"torch": partial(tconv, tx, tw, tb, stride, pad)}
             for a in algos:
-                funcs[a] = partial(conv, x, wt, b, stride, pad, algo=a)
+                if _runs(partial(conv, x[:1], wt, b, stride, pad, algo=a)):
+                    funcs[a] = partial(conv, x, wt, b, stride, pad, algo=a)
         with torch.no_grad():
             t = _median_times(funcs, args.rounds, args.budget, clock, args.settle)
         flop = _gflop(x, wt, y) * (2 if args.backward else 1)
         row = [name, f"{flop:.2f}", f"{t['torch'] * 1e3:.2f}"]
-        row += [f"{t[a] * 1e3:.2f}" for a in algos]
+        row += [f"{t[a] * 1e3:.2f}" if a in t else "-" for a in algos]
         for a in algos:
+            if a not in t:
+                row.append("-")
+                continue
             ratios[a].append(t["torch"] / t[a])
             row.append(f"{t['torch'] / t[a]:.2f}")
         print("| " + " | ".join(row) + " |", flush=True)
@@ -193,7 +211,7 @@ def main() -> None:
         "a busy machine's descheduling does not inflate",
     )
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--algos", default="auto,im2col,direct")
+    parser.add_argument("--algos", default="auto,im2col,direct,winograd")
     run(parser.parse_args())
 
 

@@ -1,5 +1,6 @@
 """Convolution cases: conv1d and conv2d, forward and backward, on the shapes of
-shared/BENCH_SHAPES.md.  fastnn runs each of its algorithms ("im2col", "direct"); the
+shared/BENCH_SHAPES.md.  fastnn runs each of its algorithms ("im2col", "direct", and
+"winograd" on 3x3 stride-1 layers); the
 peers are NumPy (im2col + OpenBLAS), SciPy (oaconvolve, few input channels only) and
 PyTorch (oneDNN)."""
 
@@ -15,7 +16,7 @@ from fastnn.bench.case import Case, SkipImpl
 
 __all__ = ["ALGOS", "cases"]
 
-ALGOS = ("im2col", "direct")
+ALGOS = ("im2col", "direct", "winograd")
 
 #: The largest im2col matrix the NumPy peer may build, in bytes.
 MAX_IM2COL_BYTES = 1536 * 2**20
@@ -69,7 +70,16 @@ def conv_case(ctx: Context, shape: shapes.ConvShape, backward: bool) -> Case:
     forward_fn = fastnn.conv1d if nd == 1 else fastnn.conv2d
     backward_fn = fastnn.conv1d_backward if nd == 1 else fastnn.conv2d_backward
 
+    winograd_why = None
+    if nd != 2 or shape.kernel != (3, 3) or stride != (1, 1) or dil != (1, 1):
+        winograd_why = "Winograd runs 2-D 3x3 convolutions with stride 1 and dilation 1 only"
+
     def run_fastnn(d, backend, algo):
+        if algo == "winograd":
+            if winograd_why is not None:
+                raise SkipImpl(winograd_why)
+            if backend != "cpu":
+                raise SkipImpl("Winograd is implemented on the cpu backend only")
         if backward:
             return backward_fn(
                 d["gy"], d["x"], d["w"], stride, pad, dil, backend=backend, algo=algo or "auto"
