@@ -91,9 +91,11 @@ def plan(
     kc = _round_up(max(CHUNK, mr), mr)
     chunks = math.ceil(kg / kc)
     blocks = groups * math.ceil(tiles / pb)
-    if blocks >= 2 * threads or chunks < 2:
+    balanced = blocks % threads == 0 or blocks >= 3 * threads
+    if (blocks >= threads and balanced) or chunks < 2:
         return WinogradPlan(m, isa, pb, kc, 1, threads)
-    # few blocks: split the output channels between threads instead, each with all tiles
+    # too few blocks to share evenly: split the output channels between threads instead,
+    # each with all the tiles
     tk = min(threads, chunks)
     tp = max(1, threads // tk)
     pb = _round_up(math.ceil(tiles / tp), nr)
