@@ -172,9 +172,9 @@ def choose(
     fastest.
 
     ``candidates`` maps names to zero-argument callables, best first by the prior (on a
-    tie the earlier one wins).  Each runs once to warm up, then up to ``repeats`` more
-    times; its best time counts.  A candidate that raises one of ``errors`` (out of
-    memory) is dropped.
+    tie the earlier one wins).  Each runs once to warm up, then the candidates take
+    turns for ``repeats`` rounds; each one's best time counts (see :func:`_measure`).  A
+    candidate that raises one of ``errors`` (out of memory) is dropped.
     """
     if not candidates:
         raise ValueError("autotune.choose: no candidates to time")
@@ -183,29 +183,44 @@ def choose(
         _note(key, known, None)
         return known
     start = time.perf_counter()
-    best_name, best_time = next(iter(candidates)), float("inf")
-    for name, run in candidates.items():
-        try:
-            elapsed = _time(run, repeats, best_time)
-        except errors:
-            continue
-        if elapsed < best_time:
-            best_name, best_time = name, elapsed
+    best = _measure(candidates, repeats, errors)
+    best_name = min(best, key=lambda name: best[name]) if best else next(iter(candidates))
     store(key, best_name)
     _note(key, best_name, time.perf_counter() - start)
     return best_name
 
 
-def _time(run: Callable[[], Any], repeats: int, to_beat: float) -> float:
-    run()  # warm-up: caches, page faults, thread pools
-    best = float("inf")
+def _measure(
+    candidates: dict[str, Callable[[], Any]],
+    repeats: int,
+    errors: tuple[type[BaseException], ...],
+) -> dict[str, float]:
+    """Best time per candidate: one warm-up call each, then ``repeats`` rounds that time
+    every candidate once, in turn (a burst of load from elsewhere then hits them alike,
+    instead of all the samples of one).  A candidate slower than HOPELESS times the best
+    so far is not timed again; one that raises one of ``errors`` is dropped.  Ties go to
+    the earlier candidate (the prior's favourite)."""
+    alive = {}
+    for name, run in candidates.items():
+        try:
+            run()
+        except errors:
+            continue
+        alive[name] = run
+    best = {name: float("inf") for name in alive}
     for _ in range(max(1, repeats)):
-        begin = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - begin)
-        if best > HOPELESS * to_beat:
-            break
-    return best
+        leader = min(best.values(), default=float("inf"))
+        for name, run in alive.items():
+            if best[name] != float("inf") and best[name] > HOPELESS * leader:
+                continue
+            begin = time.perf_counter()
+            try:
+                run()
+            except errors:
+                best[name] = float("inf")
+                continue
+            best[name] = min(best[name], time.perf_counter() - begin)
+    return {name: t for name, t in best.items() if t != float("inf")}
 
 
 def _read(path: Path) -> dict[str, str]:

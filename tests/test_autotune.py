@@ -171,3 +171,24 @@ def test_bad_arguments():
         fastnn.autotune(True, cache=3)
     with pytest.raises(ValueError, match="candidates"):
         _autotune.choose("key-d", {})
+
+
+def test_candidates_take_turns_and_failures_are_dropped(tmp_path):
+    """After one warm-up call each, candidates are timed in alternating rounds (so that a
+    burst of outside load hits them alike); one that runs out of memory is dropped."""
+    fastnn.autotune(True, cache=tmp_path / "tune.json")
+    calls = []
+
+    def oom():
+        calls.append("oom")
+        raise MemoryError("no room")
+
+    chosen = _autotune.choose(
+        "key-turns",
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b"), "oom": oom},
+        repeats=3,
+    )
+    assert chosen in ("a", "b")
+    assert calls[:3] == ["a", "b", "oom"]  # warm-up
+    assert calls[3:] == ["a", "b"] * 3  # then turns; "oom" never again
+    assert _autotune.choose("key-all-fail", {"x": oom, "y": oom}) == "x"
