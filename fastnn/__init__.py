@@ -14,6 +14,7 @@ from fastnn._dispatch import backends, use_backend
 from fastnn._threads import get_num_threads, set_num_threads
 from fastnn._tune import tune
 from fastnn._version import __version__
+from fastnn.backends.cpu._outputs import empty_cache
 from fastnn.ops import *  # noqa: F403  (the public ops; their list is fastnn.ops.OPS)
 from fastnn.ops import OPS
 
@@ -22,6 +23,7 @@ __all__ = [
     "__version__",
     "autotune",
     "backends",
+    "empty_cache",
     "get_num_threads",
     "set_num_threads",
     "tune",

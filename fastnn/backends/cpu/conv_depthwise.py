@@ -14,6 +14,7 @@ import numpy as np
 
 from fastnn import _isa
 from fastnn._geometry import ConvGeometry
+from fastnn.backends.cpu import _outputs
 from fastnn.kernels.cpu import conv_depthwise as _k
 
 __all__ = ["forward", "grad_input", "grad_weight", "is_depthwise"]
@@ -27,7 +28,7 @@ def is_depthwise(geom: ConvGeometry) -> bool:
 def forward(x4: np.ndarray, w: np.ndarray, bias, shape, threads: int) -> np.ndarray:
     """The flat (N, K, Ho, Wo) output of the depthwise convolution of x4 (any strides)."""
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
-    y = np.empty(n * k * ho * wo, dtype=x4.dtype)
+    y = _outputs.empty(n * k * ho * wo, x4.dtype)
     _k.forward(x4, w, bias, y, shape, threads, _isa.level_code("depthwise"))
     return y
 
@@ -35,7 +36,7 @@ def forward(x4: np.ndarray, w: np.ndarray, bias, shape, threads: int) -> np.ndar
 def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
     """d loss / d input, flat (N, C, H, W), from the flat contiguous grad_output."""
     n, c, h, wd = shape[:4]
-    gx = np.empty(n * c * h * wd, dtype=gy.dtype)
+    gx = _outputs.empty(n * c * h * wd, gy.dtype)
     _k.backward_input(gy, w, gx, shape, threads, _isa.level_code("depthwise"))
     return gx
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.backends.cpu import conv_plan
+from fastnn.backends.cpu import _outputs, conv_plan
 from fastnn.kernels.cpu import conv_direct as _k
 
 __all__ = ["forward", "grad_input", "grad_weight", "with_slack"]
@@ -27,7 +27,7 @@ def with_slack(a: np.ndarray) -> np.ndarray:
 def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
     """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
-    y = np.empty(n * k * ho * wo, dtype=x4.dtype)
+    y = _outputs.empty(n * k * ho * wo, x4.dtype)
     rows = conv_plan.direct_rows(shape, threads)
     kblocks = conv_plan.direct_kblocks(shape, rows, threads, _k.FWD_KB)
     b = bias if bias is not None else w[:0]
@@ -44,7 +44,7 @@ def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarr
 def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
     """d loss / d input, flat (N, C, H, W); ``gy`` must come from :func:`with_slack`."""
     n, c, h, wd = shape[:4]
-    gx = np.empty(n * c * h * wd, dtype=gy.dtype)
+    gx = _outputs.empty(n * c * h * wd, gy.dtype)
     channels = conv_plan.direct_channels(shape, threads)
     _k.backward_input(gy, w, gx, shape, channels, threads)
     return gx

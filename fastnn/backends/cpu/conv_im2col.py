@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._threads import limit_blas_threads
-from fastnn.backends.cpu import conv_plan
+from fastnn.backends.cpu import _outputs, conv_plan
 from fastnn.kernels.cpu import conv_im2col as _k
 
 __all__ = ["forward", "grad_input", "grad_weight"]
@@ -19,7 +19,7 @@ __all__ = ["forward", "grad_input", "grad_weight"]
 def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
     """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
-    y = np.empty(n * k * ho * wo, dtype=x4.dtype)
+    y = _outputs.empty(n * k * ho * wo, x4.dtype)
     tile, images = conv_plan.im2col_tile(shape, threads)
     b = bias if bias is not None else w[:0]
     with limit_blas_threads():
@@ -43,7 +43,7 @@ def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarr
 def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
     """d loss / d input, flat (N, C, H, W), from the flat contiguous grad_output."""
     n, c, h, wd = shape[:4]
-    gx = np.zeros(n * c * h * wd, dtype=gy.dtype)
+    gx = _outputs.zeros(n * c * h * wd, gy.dtype)
     tile, images = conv_plan.im2col_tile(shape, threads)
     channels = conv_plan.im2col_channels(shape, tile * images, images, threads)
     with limit_blas_threads():

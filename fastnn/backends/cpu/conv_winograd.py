@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import _isa
+from fastnn.backends.cpu import _outputs
 from fastnn.kernels.cpu import conv_winograd as _k
 
 __all__ = [
@@ -111,7 +112,7 @@ def forward(x4: np.ndarray, w: np.ndarray, bias, shape, threads: int, m: int) ->
     ``w`` is the flat contiguous weight."""
     n, c, _, _, k, g = shape[:6]
     ho, wo, pt, pl = shape[8], shape[9], shape[14], shape[16]
-    y = np.empty(n * k * ho * wo, dtype=x4.dtype)
+    y = _outputs.empty(n * k * ho * wo, x4.dtype)
     p = plan(n, c // g, k // g, g, ho, wo, m, x4.dtype.itemsize, threads)
     _k.convolve(x4, None, w, False, bias, y, k, g, ho, wo, pt, pl, p.m, p.isa, p.pb, p.kc,
                 p.tk, p.tp)  # fmt: skip
@@ -123,7 +124,7 @@ def grad_input(gy4: np.ndarray, w: np.ndarray, shape, threads: int, m: int) -> n
     the flipped, transposed weight (flat contiguous ``w``), padding 2 - pad."""
     n, c, h, wd, k, g = shape[:6]
     pt, pl = shape[14], shape[16]
-    gx = np.empty(n * c * h * wd, dtype=gy4.dtype)
+    gx = _outputs.empty(n * c * h * wd, gy4.dtype)
     p = plan(n, k // g, c // g, g, h, wd, m, gy4.dtype.itemsize, threads)
     _k.convolve(gy4, None, w, True, None, gx, c, g, h, wd, 2 - pt, 2 - pl, p.m, p.isa, p.pb,
                 p.kc, p.tk, p.tp)  # fmt: skip

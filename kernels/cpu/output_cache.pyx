@@ -1,0 +1,90 @@
+# fastnn's caching allocator for large outputs (output_cache.h), as a NumPy data
+# allocator: `empty(shape, dtype)` allocates with it, everything else in the process keeps
+# NumPy's default.  Arrays remember the allocator that made them, so a freed output comes
+# back to this cache whoever frees it.
+cimport numpy as cnp
+
+from cpython.pycapsule cimport PyCapsule_New
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "output_cache.h" nogil:
+    ctypedef struct fnn_cache_state:
+        int count
+        size_t bytes
+        size_t limit
+        size_t hits, misses
+    fnn_cache_state fnn_cache
+    size_t FNN_CACHE_MIN
+    void* fnn_cache_malloc(void* ctx, size_t size)
+    void* fnn_cache_calloc(void* ctx, size_t nelem, size_t elsize)
+    void* fnn_cache_realloc(void* ctx, void* ptr, size_t new_size)
+    void fnn_cache_free(void* ctx, void* ptr, size_t size)
+    void fnn_cache_clear()
+
+cdef extern from "numpy/ndarraytypes.h":
+    ctypedef struct PyDataMemAllocator:
+        void* ctx
+        void* (*malloc)(void* ctx, size_t size)
+        void* (*calloc)(void* ctx, size_t nelem, size_t elsize)
+        void* (*realloc)(void* ctx, void* ptr, size_t new_size)
+        void (*free)(void* ctx, void* ptr, size_t size)
+    ctypedef struct PyDataMem_Handler:
+        char name[127]
+        unsigned char version
+        PyDataMemAllocator allocator
+
+cdef PyDataMem_Handler _handler
+_handler.name[:] = b"fastnn_output_cache" + b"\0" * (127 - 19)
+_handler.version = 1
+_handler.allocator.ctx = NULL
+_handler.allocator.malloc = fnn_cache_malloc
+_handler.allocator.calloc = fnn_cache_calloc
+_handler.allocator.realloc = fnn_cache_realloc
+_handler.allocator.free = fnn_cache_free
+
+_capsule = PyCapsule_New(<void*>&_handler, "mem_handler", NULL)
+
+#: Arrays smaller than this (bytes) are allocated by NumPy as usual.
+MIN_BYTES = FNN_CACHE_MIN
+
+
+def empty(Py_ssize_t size, dtype):
+    """A new 1-D array of ``size`` elements of ``dtype``, its memory from the cache when
+    it is large (a block freed earlier with exactly this size, whose pages are already
+    mapped), else from NumPy."""
+    dt = np.dtype(dtype)
+    if size * dt.itemsize < FNN_CACHE_MIN:
+        return np.empty(size, dtype=dt)
+    old = cnp.PyDataMem_SetHandler(_capsule)
+    try:
+        return np.empty(size, dtype=dt)
+    finally:
+        cnp.PyDataMem_SetHandler(old)
+
+
+def zeros(Py_ssize_t size, dtype):
+    """Like :func:`empty`, filled with zeros."""
+    out = empty(size, dtype)
+    out.fill(0)
+    return out
+
+
+def stats():
+    """(free blocks, bytes held free, limit in bytes, hits, misses)."""
+    return (fnn_cache.count, fnn_cache.bytes, fnn_cache.limit, fnn_cache.hits,
+            fnn_cache.misses)
+
+
+def set_limit(size_t limit):
+    """Hold at most ``limit`` bytes of freed blocks (0 disables the cache)."""
+    fnn_cache.limit = limit
+    if fnn_cache.bytes > limit:
+        fnn_cache_clear()
+
+
+def clear():
+    """Return every freed block held by the cache to the system."""
+    fnn_cache_clear()

@@ -1,0 +1,96 @@
+"""fastnn's cache for large outputs (kernels/cpu/output_cache.h): large arrays come from
+it and go back to it when freed, the next output of the same size reuses the block, the
+cap holds, and arrays from it behave like any NumPy array (resize, views, threads)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import numpy as np
+import pytest
+from fastnn.kernels.cpu import output_cache as cache
+from numpy._core.multiarray import get_handler_name
+
+import fastnn
+
+LARGE = 2 * cache.MIN_BYTES // 4  # float32 elements: twice the threshold
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    cache.clear()
+    _, _, limit, _, _ = cache.stats()
+    yield
+    cache.set_limit(limit)
+    cache.clear()
+
+
+def test_large_arrays_come_from_the_cache_and_are_reused():
+    a = cache.empty(LARGE, np.float32)
+    assert get_handler_name(a) == "fastnn_output_cache" and a.shape == (LARGE,)
+    a[:] = 3
+    address = a.ctypes.data
+    del a
+    gc.collect()
+    count, held, _, hits, _ = cache.stats()
+    assert count == 1 and held >= LARGE * 4
+    b = cache.empty(LARGE, np.float32)
+    assert b.ctypes.data == address and cache.stats()[3] == hits + 1
+    assert cache.stats()[0] == 0
+
+
+def test_small_arrays_use_numpy():
+    a = cache.empty(16, np.float64)
+    assert get_handler_name(a) != "fastnn_output_cache"
+    assert cache.zeros(16, np.float64).sum() == 0
+
+
+def test_zeros_and_resize():
+    z = cache.zeros(LARGE, np.float64)
+    assert not z.any()
+    z.resize(LARGE + 1000, refcheck=False)
+    z[-1] = 7
+    assert z.shape == (LARGE + 1000,) and z[-1] == 7 and not z[:LARGE].any()
+
+
+def test_limit_and_clear():
+    cache.set_limit(0)
+    a = cache.empty(LARGE, np.float32)
+    del a
+    gc.collect()
+    assert cache.stats()[:2] == (0, 0)
+    cache.set_limit(3 * LARGE * 4)
+    arrays = [cache.empty(LARGE + i, np.float32) for i in range(5)]
+    del arrays
+    gc.collect()
+    count, held, limit, _, _ = cache.stats()
+    assert held <= limit and count <= 3
+    fastnn.empty_cache()
+    assert cache.stats()[:2] == (0, 0)
+
+
+def test_threads_allocate_and_free_concurrently():
+    def work():
+        for i in range(50):
+            a = cache.empty(LARGE + (i % 3), np.float32)
+            a[::4096] = i
+            assert a[4096] == i
+            del a
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    count, held, limit, _, _ = cache.stats()
+    assert held <= limit
+
+
+def test_conv_outputs_use_the_cache(rng):
+    x = rng.standard_normal((4, 16, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    y = fastnn.conv2d(x, w, None, 1, 1)
+    assert get_handler_name(y.base if y.base is not None else y) == "fastnn_output_cache"
+    want = fastnn.conv2d(x, w, None, 1, 1, backend="reference")
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-3)
