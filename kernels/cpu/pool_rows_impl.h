@@ -265,6 +265,42 @@ static void POOL_FN(sum_2x2)(const pool_shape* s, const T* restrict r0, const T*
         out[i] = ((a[2 * i] + a[2 * i + 1]) + (b[2 * i] + b[2 * i + 1])) / (dh * d[i]);
 }
 
+/* max_2x2 with the flat index of each winner (int64, straight into the output): the four
+ * candidates of a window in row-major order, each taken when larger or NaN, so the
+ * sequential rule (see the top of the file) in one pass.  f0, f1: flat index of r0[0],
+ * r1[0]. */
+static void POOL_FN(argmax_2x2)(const pool_shape* s, const T* restrict r0,
+                                const T* restrict r1, int64_t f0, int64_t f1,
+                                T* restrict y, int64_t* restrict index, ptrdiff_t lo,
+                                ptrdiff_t hi) {
+    const ptrdiff_t shift = 2 * lo - s->pw;
+    const T* restrict a = r0 + shift;
+    const T* restrict b = r1 + shift;
+    const int64_t fa = f0 + shift, fb = f1 + shift;
+    T* restrict out = y + lo;
+    int64_t* restrict idx = index + lo;
+    ptrdiff_t i;
+    for (i = 0; i < hi - lo; ++i) {
+        T v = a[2 * i], c;
+        int64_t f = fa + 2 * i;
+        int take;
+        c = a[2 * i + 1];
+        take = (c > v) | (c != c);
+        v = take ? c : v;
+        f = take ? fa + 2 * i + 1 : f;
+        c = b[2 * i];
+        take = (c > v) | (c != c);
+        v = take ? c : v;
+        f = take ? fb + 2 * i : f;
+        c = b[2 * i + 1];
+        take = (c > v) | (c != c);
+        v = take ? c : v;
+        f = take ? fb + 2 * i + 1 : f;
+        out[i] = v;
+        idx[i] = f;
+    }
+}
+
 /* Whether output row oh has 2 x 2 windows with stride 2 over exactly two real rows; if
  * so, *r0 and *r1 point at them. */
 static inline int POOL_FN(two_rows_2x2)(const pool_shape* s, const T* x, ptrdiff_t oh,
@@ -382,7 +418,25 @@ static void POOL_FN(pool_argmax_rows)(const pool_shape* s, const T* x, T* y, int
     ptrdiff_t oh, ow;
     for (oh = oh0; oh < oh1; ++oh) {
         int64_t* irow = index + oh * wo;
-        POOL_FN(argmax_row)(s, x, oh, y + oh * wo, frow, buf, fbuf);
+        T* yrow = y + oh * wo;
+        const T *r0, *r1;
+        if (POOL_FN(two_rows_2x2)(s, x, oh, &r0, &r1)) { /* one pass, no scratch rows */
+            ptrdiff_t first, stop;
+            pool_taps(oh * s->sh - s->ph, s->kh, s->dh, s->H, &first, &stop);
+            for (ow = 0; ow < s->ow_lo; ++ow) {
+                int32_t f;
+                POOL_FN(argmax_clipped)(s, x, oh, first, stop, ow, yrow + ow, &f);
+                irow[ow] = f;
+            }
+            POOL_FN(argmax_2x2)(s, r0, r1, r0 - x, r1 - x, yrow, irow, s->ow_lo, s->ow_hi);
+            for (ow = s->ow_hi; ow < wo; ++ow) {
+                int32_t f;
+                POOL_FN(argmax_clipped)(s, x, oh, first, stop, ow, yrow + ow, &f);
+                irow[ow] = f;
+            }
+            continue;
+        }
+        POOL_FN(argmax_row)(s, x, oh, yrow, frow, buf, fbuf);
         for (ow = 0; ow < wo; ++ow) irow[ow] = frow[ow];
     }
 }
