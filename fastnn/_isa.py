@@ -183,14 +183,26 @@ def _measure(family: str) -> str:
 
 
 def _probe_gemm() -> Callable[[str], None]:
+    """A mix of the products dense layers make (batch x in -> out, weight transposed):
+    one shape alone misleads, since tile widths suit some widths of the result and not
+    others (the AVX-512 tile is 32 columns wide)."""
     from fastnn.kernels.cpu import gemm
 
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((192, 256), dtype=np.float32)
-    b = rng.standard_normal((256, 256), dtype=np.float32)
-    return lambda name: gemm.blocked(
-        a, b, None, 1.0, 0.0, False, False, 0, None, None, 1, LEVELS.index(name)
-    )
+    shapes = ((64, 784, 300), (256, 256, 256), (1024, 100, 16))
+    pairs = [
+        (
+            rng.standard_normal((m, k), dtype=np.float32),
+            rng.standard_normal((n, k), dtype=np.float32),
+        )
+        for m, k, n in shapes
+    ]
+
+    def run(name: str) -> None:
+        for a, w in pairs:
+            gemm.blocked(a, w, None, 1.0, 0.0, False, True, 0, None, None, 1, LEVELS.index(name))
+
+    return run
 
 
 def _probe_conv_direct() -> Callable[[str], None]:
