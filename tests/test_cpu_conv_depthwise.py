@@ -1,6 +1,7 @@
-"""The depthwise convolution kernel (groups == input channels; what algo="direct" runs on
-such layers): forward and both gradients against the float64 reference backend and
-PyTorch, at every instruction-set level this CPU runs, on random problems: channel
+"""The depthwise convolution kernels (groups == input channels; what algo="direct" runs
+on such layers), plane by plane and with channels in SIMD lanes: forward and both
+gradients against the float64 reference backend and PyTorch, at every instruction-set
+level this CPU runs, on random problems: channel
 multipliers, kernels 1-5, strides 1-3, dilation, asymmetric padding, 1-D, batch 1, and
 every memory layout."""
 
@@ -50,9 +51,19 @@ def conv(nd):
         fastnn.conv2d, fastnn.conv2d_backward)  # fmt: skip
 
 
+@pytest.fixture(params=["planes", "lanes"])
+def variant(request, monkeypatch):
+    """Run a test with each depthwise variant (plane by plane, channels in lanes) as the
+    one algo="direct" picks."""
+    from fastnn.backends.cpu import conv_choice
+
+    monkeypatch.setattr(conv_choice, "prefer_lanes", lambda geom: request.param == "lanes")
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", (1, 2))
-def test_every_pass_every_level(rng, nd, dtype):
+def test_every_pass_every_level(rng, nd, dtype, variant):
     forward, backward = conv(nd)
     for level in _isa.supported():
         with _isa.forced("depthwise", level):
@@ -76,7 +87,7 @@ def test_auto_runs_the_depthwise_kernel(rng):
     assert_close(fastnn.conv2d(x, w, b, 1, 1, 1, 16), want)
 
 
-def test_memory_layouts(rng):
+def test_memory_layouts(rng, variant):
     x, w, b = arrays(rng, (2, 4, 2, (10, 11), (3, 3)), np.float32)
     params = ((2, 1), 1, 1, 4)
     want = fastnn.conv2d(x, w, b, *params, algo="direct")

@@ -17,8 +17,8 @@ cdef extern from "depthwise.h" nogil:
         const void* gy
         void* out
         int threads
-    int fnn_dw_run_f32(const fnn_dw_args* a, int pass_, int isa)
-    int fnn_dw_run_f64(const fnn_dw_args* a, int pass_, int isa)
+    int fnn_dw_run_f32(const fnn_dw_args* a, int pass_, int isa, int lanes)
+    int fnn_dw_run_f64(const fnn_dw_args* a, int pass_, int isa, int lanes)
     int fnn_dw_isa(int requested)
 
 
@@ -33,13 +33,13 @@ cdef int _fill(fnn_dw_args* a, tuple shape, Py_ssize_t itemsize) except -1:
     return 0
 
 
-cdef int _run(fnn_dw_args* a, int pass_, int isa, bint is_double) except -1:
+cdef int _run(fnn_dw_args* a, int pass_, int isa, bint is_double, bint lanes) except -1:
     cdef int rc
     with nogil:
         if is_double:
-            rc = fnn_dw_run_f64(a, pass_, isa)
+            rc = fnn_dw_run_f64(a, pass_, isa, lanes)
         else:
-            rc = fnn_dw_run_f32(a, pass_, isa)
+            rc = fnn_dw_run_f32(a, pass_, isa, lanes)
     if rc != 0:
         raise MemoryError("depthwise: could not allocate the per-thread scratch")
     return 0
@@ -51,9 +51,10 @@ def level(int requested):
 
 
 def forward(const floating[:, :, :, :] x, const floating[::1] w, object bias,
-            floating[::1] y, tuple shape, int num_threads, int isa):
+            floating[::1] y, tuple shape, int num_threads, int isa, bint lanes=False):
     """y (flat contiguous (N, K, Ho, Wo)) = the depthwise convolution of x (any strides)
-    with the flat contiguous weight w (K, 1, R, S), plus bias (K,) or None."""
+    with the flat contiguous weight w (K, 1, R, S), plus bias (K,) or None.  ``lanes``:
+    the channels-in-lanes variant (small planes) instead of plane by plane."""
     cdef fnn_dw_args a
     cdef Py_ssize_t isz = sizeof(floating)
     cdef const floating[::1] b
@@ -71,11 +72,11 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w, object bias,
     a.gy = NULL
     a.out = &y[0]
     a.threads = max(1, num_threads)
-    _run(&a, 0, isa, floating is double)
+    _run(&a, 0, isa, floating is double, lanes)
 
 
 def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] gx,
-                   tuple shape, int num_threads, int isa):
+                   tuple shape, int num_threads, int isa, bint lanes=False):
     """gx (flat contiguous (N, C, H, W)) from the flat contiguous grad_output gy."""
     cdef fnn_dw_args a
     _fill(&a, shape, sizeof(floating))
@@ -88,11 +89,11 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
     a.gy = &gy[0]
     a.out = &gx[0]
     a.threads = max(1, num_threads)
-    _run(&a, 1, isa, floating is double)
+    _run(&a, 1, isa, floating is double, lanes)
 
 
 def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple shape,
-                    int num_threads, int isa):
+                    int num_threads, int isa, bint lanes=False):
     """grad_weight as a float64 (K, R*S) array from x (any strides) and the flat
     contiguous grad_output gy."""
     cdef fnn_dw_args a
@@ -111,5 +112,5 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
     a.gy = &gy[0]
     a.out = &acc[0]
     a.threads = threads
-    _run(&a, 2, isa, floating is double)
+    _run(&a, 2, isa, floating is double, lanes)
     return acc_array.reshape(a.C * a.KM, a.R * a.S)

@@ -152,9 +152,11 @@ static int fnn_dw_isa(int requested) {
 #define FNN_DW_DISPATCH(fn, sfx, args) return fn##_##sfx##_base args;
 #endif
 
-/* pass: 0 forward, 1 input gradient, 2 weight gradient.  0, or -1 without memory. */
+/* pass: 0 forward, 1 input gradient, 2 weight gradient; lanes: the channels-in-lanes
+ * variant (depthwise_lanes_body.h) instead of plane by plane.  0, or -1 without memory. */
 #define FNN_DW_ENTRY(sfx)                                                                  \
-    static int fnn_dw_run_##sfx(const fnn_dw_args* a, int pass, int isa) {                \
+    static int fnn_dw_run_##sfx(const fnn_dw_args* a, int pass, int isa, int lanes) {     \
+        if (lanes) { FNN_DW_DISPATCH(fnn_dwl_run, sfx, (a, pass)) }                        \
         FNN_DW_DISPATCH(fnn_dw_run, sfx, (a, pass))                                        \
     }
 FNN_DW_ENTRY(f32)

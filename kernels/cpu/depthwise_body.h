@@ -327,6 +327,8 @@ static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
     return failed ? -1 : 0;
 }
 
+#include "depthwise_lanes_body.h"
+
 #undef DLOAD
 #undef DNOCALLS
 #undef DSTORE

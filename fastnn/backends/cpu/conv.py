@@ -29,12 +29,15 @@ from fastnn.kernels.cpu import conv_bias as _bias
 _GEMM_OR_DIRECT = {"im2col": conv_im2col, "direct": conv_direct}
 
 
-def _kernels(name: str, geom: ConvGeometry):
-    """The host module of im2col or direct for this layer: on depthwise layers "direct"
-    is the depthwise kernel."""
+def _depthwise_variant(name: str, geom: ConvGeometry) -> bool | None:
+    """None unless ``name`` runs the depthwise kernels on this layer; else whether it is
+    their channels-in-lanes variant.  On depthwise layers "direct" is the depthwise
+    kernel (the variant the prior prefers when given explicitly)."""
+    if name == conv_depthwise.LANES:
+        return True
     if name == "direct" and conv_depthwise.is_depthwise(geom):
-        return conv_depthwise
-    return _GEMM_OR_DIRECT[name]
+        return False
+    return None
 
 
 def _as_4d(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
@@ -93,6 +96,8 @@ def _pick(
         )
     else:
         name = _explicit(algo, shape, op, hw)
+        if name == "direct" and conv_depthwise.is_depthwise(geom):
+            name = ranked(geom, which)[0]  # the prior's depthwise variant
     if name == "direct" and not conv_depthwise.is_depthwise(geom):
         _isa.level("conv_direct")  # the direct kernels' level, measured on first use
     return name
@@ -115,7 +120,10 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str):
     def run(name: str, x4=x4, shape=shape) -> np.ndarray:
         if name.startswith("winograd"):
             return conv_winograd.forward(x4, wf, bias, shape, threads, _tile(name))
-        return _kernels(name, geom).forward(x4, wf, bias, shape, threads)
+        lanes = _depthwise_variant(name, geom)
+        if lanes is not None:
+            return conv_depthwise.forward(x4, wf, bias, shape, threads, lanes)
+        return _GEMM_OR_DIRECT[name].forward(x4, wf, bias, shape, threads)
 
     part = _batch_slice(geom.batch)
     part_shape = (part.stop, *shape[1:])
@@ -162,16 +170,19 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
     def input_grad(name: str, n: int, shp) -> np.ndarray:
         if name.startswith("winograd"):
             return conv_winograd.grad_input(gy4[:n], wf, shp, threads, _tile(name))
-        if name == "direct" and conv_depthwise.is_depthwise(geom):
-            return conv_depthwise.grad_input(flat_gy("im2col", n), wf, shp, threads)
+        lanes = _depthwise_variant(name, geom)
+        if lanes is not None:
+            return conv_depthwise.grad_input(flat_gy("im2col", n), wf, shp, threads, lanes)
         return _GEMM_OR_DIRECT[name].grad_input(flat_gy(name, n), wf, shp, threads)
 
     def weight_grad(name: str, n: int, shp) -> np.ndarray:
         if name.startswith("winograd"):
             gy_n = flat_gy("im2col", n)[: n * geom.out_channels * shp[8] * shp[9]]
             return conv_winograd.grad_weight(x4[:n], gy_n, shp, threads, _tile(name))
-        if name == "direct" and conv_depthwise.is_depthwise(geom):
-            return conv_depthwise.grad_weight(x4[:n], flat_gy("im2col", n), shp, threads)
+        lanes = _depthwise_variant(name, geom)
+        if lanes is not None:
+            gy_n = flat_gy("im2col", n)
+            return conv_depthwise.grad_weight(x4[:n], gy_n, shp, threads, lanes)
         return _GEMM_OR_DIRECT[name].grad_weight(x4[:n], flat_gy(name, n), shp, threads)
 
     op = f"conv{geom.nd}d_backward"

@@ -29,6 +29,7 @@ What the measurements (bench/scripts/conv_table.py and model_convs.py) showed:
 from __future__ import annotations
 
 from fastnn._geometry import ConvGeometry, winograd_unsupported
+from fastnn.backends.cpu.conv_depthwise import LANES, prefer_lanes
 from fastnn.backends.cpu.conv_winograd import default_tile
 
 __all__ = ["PASSES", "heuristic", "ranked"]
@@ -69,8 +70,9 @@ def heuristic(geom: ConvGeometry, which: str = "forward") -> str:
 
 def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
     """Every algorithm that can run this pass, best expected first."""
-    if geom.groups == geom.in_channels and geom.groups > 1:  # depthwise: its own kernel
-        return ["direct", "im2col"]
+    if geom.groups == geom.in_channels and geom.groups > 1:  # depthwise: its own kernels
+        variants = [LANES, "direct"] if prefer_lanes(geom) else ["direct", LANES]
+        return [*variants, "im2col"]
     first = heuristic(geom, which)
     order = [first, "direct" if first == "im2col" else "im2col"]
     if winograd_unsupported(geom) is not None:

@@ -1,0 +1,206 @@
+/* Depthwise convolution with channels in SIMD lanes, for small planes: one instantiation
+ * per (type, instruction set), included by depthwise.h after depthwise_body.h with the
+ * same macros (T, VEC, VL, SFX, TARGET_ATTR; undefined by depthwise_body.h's end, so they
+ * are defined again here by the includer).
+ *
+ * A 7x7 plane is 49 values: a kernel that vectorises over one plane's positions leaves
+ * most of every vector empty or spends its time building padded rows.  Here a block of VL
+ * channels of one image is gathered into a padded buffer with the channels innermost,
+ * X[(h + pt) * Wp + (w + pl)][lane], so that every output position is a sum of R*S vector
+ * products with the taps' per-channel weights, W[t][lane]:
+ *
+ *   forward      Y[oh][ow] = b + sum_t W[t] * X[oh*sh + r*dh][ow*sw + s*dw]
+ *   grad_input   G[oh*sh + r*dh][ow*sw + s*dw] += W[t] * GY[oh][ow]   (a scatter into the
+ *                padded buffer, conflict-free: lanes are channels), then the interior of
+ *                G is the gradient
+ *   grad_weight  gw[t] += sum_{oh, ow} GY[oh][ow] * X[oh*sh + r*dh][ow*sw + s*dw]
+ *
+ * The border of X (and the padding rows of G) is zeroed once per call and never written;
+ * gathers and scatters between NCHW planes and the lane layout are scalar, which for
+ * small planes costs less than a plane-at-a-time kernel's per-row overheads.
+ */
+
+#define LCAT_(a, b) a##_##b
+#define LCAT(a, b) LCAT_(a, b)
+#define LFN(name) LCAT(name, SFX)
+
+/* Weights of the channel block c0..c0+n-1 (multiplier index j) in lanes: wl[t][lane]. */
+static void LFN(fnn_dwl_weights)(const fnn_dw_args* a, const T* w, ptrdiff_t c0, ptrdiff_t n,
+                                 ptrdiff_t j, T* restrict wl) {
+    const ptrdiff_t taps = a->R * a->S;
+    for (ptrdiff_t t = 0; t < taps; ++t)
+        for (ptrdiff_t lane = 0; lane < VL; ++lane)
+            wl[t * VL + lane] = lane < n ? w[((c0 + lane) * a->KM + j) * taps + t] : (T)0;
+}
+
+/* X's interior from channels c0..c0+n-1 of one image (x: that image's first channel). */
+static TARGET_ATTR void LFN(fnn_dwl_gather)(const fnn_dw_args* a, const T* x, ptrdiff_t c0,
+                                            ptrdiff_t n, ptrdiff_t wp, T* restrict X) {
+    for (ptrdiff_t lane = 0; lane < n; ++lane) {
+        const T* plane = x + (c0 + lane) * a->sc;
+        for (ptrdiff_t h = 0; h < a->H; ++h) {
+            const T* row = plane + h * a->sh_;
+            T* dst = X + ((h + a->pt) * wp + a->pl) * VL + lane;
+            for (ptrdiff_t w = 0; w < a->W; ++w) dst[w * VL] = row[w * a->sw_];
+        }
+    }
+}
+
+/* Output positions of one tap (r, s) lie at X[(oh*sh + r*dh) * wp + ow*sw + s*dw]: the
+ * offset of tap t, in vectors, and the steps of oh and ow. */
+static void LFN(fnn_dwl_taps)(const fnn_dw_args* a, ptrdiff_t wp, ptrdiff_t* toff) {
+    for (ptrdiff_t r = 0; r < a->R; ++r)
+        for (ptrdiff_t s = 0; s < a->S; ++s) toff[r * a->S + s] = r * a->dh * wp + s * a->dw;
+}
+
+static TARGET_ATTR void LFN(fnn_dwl_forward_block)(const fnn_dw_args* a, const T* X,
+                                                   const T* wl, const ptrdiff_t* toff,
+                                                   ptrdiff_t wp, const T* bias,
+                                                   T* restrict Y) {
+    /* (bias by pointer: a vector argument would cross from baseline code into this
+     * target-attributed function with two different calling conventions) */
+    const ptrdiff_t taps = a->R * a->S;
+    const VEC b = *(const VEC*)bias;
+    for (ptrdiff_t oh = 0; oh < a->Ho; ++oh) {
+        for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) {
+            const T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
+            VEC acc = b;
+            for (ptrdiff_t t = 0; t < taps; ++t)
+                acc += *(const VEC*)(base + toff[t] * VL) * *(const VEC*)(wl + t * VL);
+            *(VEC*)(Y + (oh * a->Wo + ow) * VL) = acc;
+        }
+    }
+}
+
+/* Y (positions x lanes) out to the planes of channels k = (c0 + lane) * KM + j. */
+static TARGET_ATTR void LFN(fnn_dwl_scatter)(const fnn_dw_args* a, const T* Y, ptrdiff_t n0,
+                                             ptrdiff_t c0, ptrdiff_t n, ptrdiff_t j,
+                                             T* restrict y) {
+    const ptrdiff_t plane = a->Ho * a->Wo, K = a->C * a->KM;
+    for (ptrdiff_t lane = 0; lane < n; ++lane) {
+        T* dst = y + (n0 * K + (c0 + lane) * a->KM + j) * plane;
+        for (ptrdiff_t p = 0; p < plane; ++p) dst[p] = Y[p * VL + lane];
+    }
+}
+
+/* grad_output of channels k = (c0 + lane) * KM + j of image n0 into lanes: GY[p][lane]. */
+static TARGET_ATTR void LFN(fnn_dwl_gather_gy)(const fnn_dw_args* a, const T* gy, ptrdiff_t n0,
+                                               ptrdiff_t c0, ptrdiff_t n, ptrdiff_t j,
+                                               T* restrict GY) {
+    const ptrdiff_t plane = a->Ho * a->Wo, K = a->C * a->KM;
+    for (ptrdiff_t lane = 0; lane < VL; ++lane) {
+        if (lane >= n) {
+            for (ptrdiff_t p = 0; p < plane; ++p) GY[p * VL + lane] = 0;
+            continue;
+        }
+        const T* src = gy + (n0 * K + (c0 + lane) * a->KM + j) * plane;
+        for (ptrdiff_t p = 0; p < plane; ++p) GY[p * VL + lane] = src[p];
+    }
+}
+
+/* A whole pass with channels in lanes; items are (image, block of VL channels).  Vector
+ * code runs here too, hence the target attribute (the dispatcher calls the level the CPU
+ * supports). */
+static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
+    const ptrdiff_t hp = a->H + a->pt + a->sh * a->Ho + a->dh * a->R; /* generous */
+    const ptrdiff_t wp = a->W + a->pl + a->sw * a->Wo + a->dw * a->S;
+    const ptrdiff_t taps = a->R * a->S, plane = a->Ho * a->Wo;
+    const ptrdiff_t blocks = (a->C + VL - 1) / VL;
+    const ptrdiff_t items = pass == 2 ? blocks : a->N * blocks;
+    const size_t x_bytes = (size_t)(hp * wp * VL) * sizeof(T);
+    const size_t y_bytes = (size_t)(plane * VL) * sizeof(T);
+    const size_t w_bytes = (size_t)(taps * VL) * sizeof(T);
+    int threads = a->threads < 1 ? 1 : a->threads;
+    if (threads > items) threads = (int)(items > 0 ? items : 1);
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
+    {
+        const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        T* X = (T*)fnn_workspace(0, x_bytes);
+        T* Y = (T*)fnn_workspace(1, y_bytes);
+        T* wl = (T*)fnn_workspace(3, w_bytes);
+        ptrdiff_t* toff = (ptrdiff_t*)fnn_workspace(2, (size_t)taps * sizeof(ptrdiff_t));
+        if (X == NULL || Y == NULL || wl == NULL || toff == NULL) {
+            failed = 1;
+        } else {
+            memset(X, 0, x_bytes); /* the padding border stays zero for the whole call */
+            LFN(fnn_dwl_taps)(a, wp, toff);
+            const T* w = (const T*)a->w;
+            for (ptrdiff_t item = items * tid / nth; item < items * (tid + 1) / nth; ++item) {
+                const ptrdiff_t blk = pass == 2 ? item : item % blocks;
+                const ptrdiff_t c0 = blk * VL, n = a->C - c0 < VL ? a->C - c0 : VL;
+                if (pass == 0) {
+                    const ptrdiff_t n0 = item / blocks;
+                    const T* bias = (const T*)a->bias;
+                    LFN(fnn_dwl_gather)(a, (const T*)a->x + n0 * a->sn, c0, n, wp, X);
+                    for (ptrdiff_t j = 0; j < a->KM; ++j) {
+                        T bl[VL] __attribute__((aligned(64)));
+                        for (ptrdiff_t lane = 0; lane < VL; ++lane)
+                            bl[lane] = bias != NULL && lane < n ? bias[(c0 + lane) * a->KM + j]
+                                                                : (T)0;
+                        LFN(fnn_dwl_weights)(a, w, c0, n, j, wl);
+                        LFN(fnn_dwl_forward_block)(a, X, wl, toff, wp, bl, Y);
+                        LFN(fnn_dwl_scatter)(a, Y, n0, c0, n, j, (T*)a->out);
+                    }
+                } else if (pass == 1) {
+                    /* G (the padded gradient) accumulates every multiplier's scatter */
+                    const ptrdiff_t n0 = item / blocks;
+                    const T* gy = (const T*)a->gy;
+                    memset(X, 0, x_bytes);
+                    for (ptrdiff_t j = 0; j < a->KM; ++j) {
+                        LFN(fnn_dwl_weights)(a, w, c0, n, j, wl);
+                        LFN(fnn_dwl_gather_gy)(a, gy, n0, c0, n, j, Y);
+                        for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
+                            for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) {
+                                const VEC g = *(const VEC*)(Y + (oh * a->Wo + ow) * VL);
+                                T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
+                                for (ptrdiff_t t = 0; t < taps; ++t) {
+                                    VEC* dst = (VEC*)(base + toff[t] * VL);
+                                    *dst += g * *(const VEC*)(wl + t * VL);
+                                }
+                            }
+                    }
+                    T* gx = (T*)a->out + n0 * a->C * a->H * a->W;
+                    for (ptrdiff_t lane = 0; lane < n; ++lane) {
+                        T* dst = gx + (c0 + lane) * a->H * a->W;
+                        for (ptrdiff_t h = 0; h < a->H; ++h) {
+                            const T* src = X + ((h + a->pt) * wp + a->pl) * VL + lane;
+                            for (ptrdiff_t x_ = 0; x_ < a->W; ++x_)
+                                dst[h * a->W + x_] = src[x_ * VL];
+                        }
+                    }
+                } else {
+                    /* one channel block, every image: per tap a vector of lane sums */
+                    double* gw = (double*)a->out;
+                    for (ptrdiff_t j = 0; j < a->KM; ++j) {
+                        VEC acc[64];
+                        VEC* accp = taps <= 64 ? acc : (VEC*)wl; /* wl is free here */
+                        for (ptrdiff_t t = 0; t < taps; ++t) accp[t] = (VEC){0};
+                        for (ptrdiff_t n0 = 0; n0 < a->N; ++n0) {
+                            LFN(fnn_dwl_gather)(a, (const T*)a->x + n0 * a->sn, c0, n, wp, X);
+                            LFN(fnn_dwl_gather_gy)(a, (const T*)a->gy, n0, c0, n, j, Y);
+                            for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
+                                for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) {
+                                    const VEC g = *(const VEC*)(Y + (oh * a->Wo + ow) * VL);
+                                    const T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
+                                    for (ptrdiff_t t = 0; t < taps; ++t)
+                                        accp[t] += g * *(const VEC*)(base + toff[t] * VL);
+                                }
+                        }
+                        for (ptrdiff_t t = 0; t < taps; ++t) {
+                            T v[VL] __attribute__((aligned(64)));
+                            *(VEC*)v = accp[t];
+                            for (ptrdiff_t lane = 0; lane < n; ++lane)
+                                gw[((c0 + lane) * a->KM + j) * taps + t] = (double)v[lane];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+#undef LFN
+#undef LCAT
+#undef LCAT_
