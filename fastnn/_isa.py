@@ -226,17 +226,20 @@ def _probe_conv_direct() -> Callable[[str], None]:
 
 
 def _probe_winograd() -> Callable[[str], None]:
+    """A ResNet-like layer (64 channels, 28x28, two images: 98 tiles of F(4x4)), blocked
+    the way the plan blocks real layers, so that every level's register tile is full."""
     from fastnn.kernels.cpu import conv_winograd as k
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, 64, 16, 16), dtype=np.float32)
+    x = rng.standard_normal((2, 64, 28, 28), dtype=np.float32)
     w = rng.standard_normal(64 * 64 * 9, dtype=np.float32)
-    y = np.empty(64 * 16 * 16, dtype=np.float32)
+    y = np.empty(2 * 64 * 28 * 28, dtype=np.float32)
 
     def run(name: str) -> None:
         code = LEVELS.index(name)
         mr, nr = k.register_tile(code, False)
-        k.convolve(x, None, w, False, None, y, 64, 1, 16, 16, 1, 1, 4, code, nr, 2 * mr, 1, 1)
+        kc = -(-16 // mr) * mr
+        k.convolve(x, None, w, False, None, y, 64, 1, 28, 28, 1, 1, 4, code, 4 * nr, kc, 1, 1)
 
     return run
 
