@@ -173,9 +173,10 @@ def test_bad_arguments():
         _autotune.choose("key-d", {})
 
 
-def test_candidates_take_turns_and_failures_are_dropped(tmp_path):
+def test_candidates_take_turns_and_failures_are_dropped(tmp_path, monkeypatch):
     """After one warm-up call each, candidates are timed in alternating rounds (so that a
     burst of outside load hits them alike); one that runs out of memory is dropped."""
+    monkeypatch.setattr(_autotune, "HOPELESS", float("inf"))  # never drop a slow one here
     fastnn.autotune(True, cache=tmp_path / "tune.json")
     calls = []
 
@@ -192,3 +193,16 @@ def test_candidates_take_turns_and_failures_are_dropped(tmp_path):
     assert calls[:3] == ["a", "b", "oom"]  # warm-up
     assert calls[3:] == ["a", "b"] * 3  # then turns; "oom" never again
     assert _autotune.choose("key-all-fail", {"x": oom, "y": oom}) == "x"
+
+
+def test_hopeless_candidates_are_not_timed_again(tmp_path):
+    fastnn.autotune(True, cache=tmp_path / "tune.json")
+    calls = []
+
+    def slow():
+        calls.append("slow")
+        sum(range(200_000))
+
+    chosen = _autotune.choose("key-hopeless", {"fast": lambda: calls.append("fast"), "slow": slow})
+    assert chosen == "fast"
+    assert calls.count("slow") <= 2  # the warm-up and at most one timed round
