@@ -18,7 +18,21 @@ import numpy as np
 from fastnn import _autotune
 from fastnn._geometry import ConvGeometry
 
-__all__ = ["TIMED", "choose_conv", "conv_key", "tuning_batch"]
+__all__ = ["CPU_ONLY", "TIMED", "choose_conv", "conv_key", "refuse_cpu_only", "tuning_batch"]
+
+#: Convolution algorithms only the CPU backend implements.
+CPU_ONLY = ("winograd", "winograd2", "winograd4", "winograd6")
+
+
+def refuse_cpu_only(op: str, algo: str, backend: str) -> None:
+    """A GPU backend's answer to an algorithm only the CPU implements: ValueError naming
+    the algorithms that run on ``backend``."""
+    if algo in CPU_ONLY:
+        raise ValueError(
+            f"{op}: algo={algo!r} is implemented on the cpu backend only; use 'auto', "
+            f"'im2col' or 'direct' on {backend}"
+        )
+
 
 #: Candidates timed on first use, best-ranked first.  The prior rarely puts the winner
 #: below third; timing every algorithm of every pass would multiply the first-use cost.

@@ -29,7 +29,7 @@ from typing import Any
 from numba import cuda
 
 from fastnn._geometry import ConvGeometry, ConvPlane
-from fastnn._selection import choose_conv
+from fastnn._selection import choose_conv, refuse_cpu_only
 from fastnn.backends.numba_cuda import _launch
 from fastnn.backends.numba_cuda._device import empty, launch, op, zeros
 from fastnn.backends.numba_cuda.matmul import matmul
@@ -58,12 +58,8 @@ def window(p: ConvPlane) -> tuple[int, ...]:
 
 
 def unsupported(name: str, algo: str) -> None:
-    """Refuse the CPU-only algorithms with a ValueError naming the ones that run here."""
-    if algo.startswith("winograd"):
-        raise ValueError(
-            f"{name}: algo={algo!r} is implemented on the cpu backend only; use 'auto', "
-            f"'im2col' or 'direct' on {BACKEND}"
-        )
+    """Refuse the CPU-only algorithms (fastnn._selection.refuse_cpu_only)."""
+    refuse_cpu_only(name, algo, BACKEND)
 
 
 def heuristic(geom: ConvGeometry) -> str:
