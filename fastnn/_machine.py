@@ -8,7 +8,7 @@ import hashlib
 import platform
 from pathlib import Path
 
-__all__ = ["build_id", "cpu_model", "context"]
+__all__ = ["build_id", "context", "cpu_model", "l2_bytes"]
 
 
 @functools.cache
@@ -23,6 +23,27 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+#: The L2 size assumed when the system does not say (a common per-core size).
+DEFAULT_L2 = 1 << 20
+
+
+@functools.cache
+def l2_bytes() -> int:
+    """The per-core L2 cache size in bytes (Linux sysfs), else DEFAULT_L2.  Kernels size
+    the blocks they keep near a core from it instead of from one CPU's number."""
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for index in sorted(base.glob("index*")):
+            if (index / "level").read_text().strip() != "2":
+                continue
+            text = (index / "size").read_text().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            return int(text.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        pass
+    return DEFAULT_L2
 
 
 @functools.cache
@@ -50,5 +71,5 @@ def context() -> str:
 
 
 def _reset() -> None:  # for tests
-    for fn in (cpu_model, build_id, context):
+    for fn in (cpu_model, build_id, context, l2_bytes):
         fn.cache_clear()

@@ -240,3 +240,16 @@ def test_generated_matrices_are_up_to_date():
         pytest.skip("not a source checkout")
     done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_plan_scales_with_the_l2_cache(monkeypatch):
+    """The blocks a thread keeps near its core are sized from this CPU's L2, not from the
+    CPU the constants were fitted on: twice the L2, twice the tiles per block."""
+    from fastnn import _machine
+
+    assert _machine.l2_bytes() >= 64 << 10
+    monkeypatch.setattr(conv_winograd, "l2_bytes", lambda: 1 << 20)
+    small = conv_winograd.plan(32, 256, 256, 1, 28, 28, 4, 4, 2)
+    monkeypatch.setattr(conv_winograd, "l2_bytes", lambda: 2 << 20)
+    large = conv_winograd.plan(32, 256, 256, 1, 28, 28, 4, 4, 2)
+    assert large.pb == 2 * small.pb

@@ -2,7 +2,7 @@
 tiles per block (pb), output channels per chunk (kc) and thread grid, per layer, against
 the plan fastnn.backends.cpu.conv_winograd.plan() picks and against torch.
 
-The plan's constants (BLOCK_BYTES, MAX_BLOCK, CHUNK and the grid rule) are a prior fitted
+The plan's constants (BLOCK_L2, FILTER_L2, MAX_BLOCK, CHUNK, the grid rule) are a prior fitted
 on one CPU (an AMD Zen 4 with a 1 MB L2 per core); run this on another CPU kind to see
 whether they still pick near the best there.  Timing is fastnn.bench's (interleaved,
 seeded order, medians).

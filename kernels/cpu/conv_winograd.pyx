@@ -49,6 +49,12 @@ cdef extern from "winograd.h" nogil:
     size_t fnn_wino_scratch_bytes(int m, int isa, int is_double, Py_ssize_t cg,
                                   Py_ssize_t kc, Py_ssize_t pb, int jit)
 
+cdef tuple _dims(Py_ssize_t* shape, Py_ssize_t* strides, Py_ssize_t itemsize):
+    """(N, C, H, W) and the element strides of a 4-D memoryview."""
+    return (shape[0], shape[1], shape[2], shape[3], strides[0] // itemsize,
+            strides[1] // itemsize, strides[2] // itemsize, strides[3] // itemsize)
+
+
 #: Tile sizes m of F(m x m, 3 x 3) this module runs.
 TILE_SIZES = (2, 4, 6)
 
@@ -138,11 +144,7 @@ def convolve(const floating[:, :, :, :] src, object u, const floating[::1] w,
     if w.shape[0] != out_channels * (src.shape[1] // groups) * 9:
         raise ValueError("winograd: weight size does not match the channels")
     a.src = &src[0, 0, 0, 0]
-    a.sn = src.strides[0] // itemsize
-    a.sc = src.strides[1] // itemsize
-    a.sh = src.strides[2] // itemsize
-    a.sw = src.strides[3] // itemsize
-    a.N, a.C, a.H, a.W = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
+    a.N, a.C, a.H, a.W, a.sn, a.sc, a.sh, a.sw = _dims(src.shape, src.strides, itemsize)
     a.K, a.G = out_channels, groups
     a.Ho, a.Wo, a.pt, a.pl = ho, wo, pt, pl
     a.u = NULL
@@ -191,12 +193,8 @@ def weight_gradient(const floating[:, :, :, :] x, const floating[::1] gy, floati
     if gw.shape[0] != out_channels * (x.shape[1] // groups) * 9:
         raise ValueError("winograd: weight size does not match the channels")
     a.x = &x[0, 0, 0, 0]
-    a.sn = x.strides[0] // itemsize
-    a.sc = x.strides[1] // itemsize
-    a.sh = x.strides[2] // itemsize
-    a.sw = x.strides[3] // itemsize
+    a.N, a.C, a.H, a.W, a.sn, a.sc, a.sh, a.sw = _dims(x.shape, x.strides, itemsize)
     a.gy = &gy[0]
-    a.N, a.C, a.H, a.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     a.K, a.G, a.Ho, a.Wo, a.pt, a.pl = out_channels, groups, ho, wo, pt, pl
     a.gw = &gw[0]
     a.pb, a.kc, a.cc, a.threads = pb, kc, cc, max(1, num_threads)

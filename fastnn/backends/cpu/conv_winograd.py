@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import _isa
+from fastnn._machine import l2_bytes
 from fastnn.backends.cpu import _outputs
 from fastnn.kernels.cpu import conv_winograd as _k
 
@@ -40,18 +41,19 @@ __all__ = [
 
 TILE_SIZES = _k.TILE_SIZES
 
-#: Bytes of transformed input a thread keeps per block (the sweep behind the plan, on a
-#: Zen 4 with a 1 MB L2 per core, found 1-3 MB best: the filters of a chunk are
-#: transformed once per block, so a block must be long enough to pay for it).
-BLOCK_BYTES = 5 << 19
+#: Transformed input a thread keeps per block, in L2 sizes (a sweep on a Zen 4 with a 1 MB
+#: L2 per core found 1-3 MB best: the filters of a chunk are transformed once per block,
+#: so a block must be long enough to pay for it; bench/scripts/winograd_sweep.py re-checks
+#: this on another CPU).
+BLOCK_L2 = 2.5
 #: The longest block, in tiles.
 MAX_BLOCK = 256
 #: Output channels per chunk, at most (rounded up to the register tile).
 CHUNK = 16
-#: Bytes of just-in-time transformed filters a thread keeps per chunk (alpha^2 x kc x
-#: channels): fewer output channels per chunk when there are many input channels, so that
-#: they stay in the L2 cache (512x7x7 at batch 8: kc 18 -> 6 took 8.3 -> 6.5 ms, Zen 4).
-FILTER_BYTES = 1 << 19
+#: Just-in-time transformed filters a thread keeps per chunk (alpha^2 x kc x channels),
+#: in L2 sizes: fewer output channels per chunk when there are many input channels, so
+#: that they stay in the L2 cache (512x7x7 at batch 8: kc 18 -> 6 took 8.3 -> 6.5 ms, Zen 4).
+FILTER_L2 = 0.5
 
 
 class WinogradPlan(NamedTuple):
@@ -90,7 +92,7 @@ def plan(
     mr, nr = _k.register_tile(isa, itemsize == 8)
     alpha2 = (m + 2) ** 2
     tiles = n * math.ceil(ho / m) * math.ceil(wo / m)
-    fit = BLOCK_BYTES // (alpha2 * cg * itemsize)
+    fit = int(BLOCK_L2 * l2_bytes()) // (alpha2 * cg * itemsize)
     pb = max(nr, min(MAX_BLOCK, fit) // nr * nr)
     pb = min(pb, _round_up(tiles, nr))
     kc = _round_up(max(CHUNK, mr), mr)
@@ -102,7 +104,7 @@ def plan(
     # too few blocks to share evenly: split the output channels between threads instead,
     # each with all the tiles and the filters of its chunks, transformed once per chunk
     # and kept in the cache for every block
-    fit_kc = FILTER_BYTES // (alpha2 * cg * itemsize) // mr * mr
+    fit_kc = int(FILTER_L2 * l2_bytes()) // (alpha2 * cg * itemsize) // mr * mr
     kc = max(mr, min(kc, fit_kc))
     chunks = math.ceil(kg / kc)
     tk = min(threads, chunks)
