@@ -33,7 +33,13 @@ LEVELS = ("base", "avx2", "avx512")
 #: Kernel families with a choice, and their static prior (capped by the CPU).  The
 #: direct convolution's AVX-512 build measured slower than its AVX2 build on a Zen 4 and
 #: faster on some layers of a Xeon, hence its conservative prior.
-FAMILIES = {"gemm": "avx512", "conv_direct": "avx2", "winograd": "avx512", "depthwise": "avx2"}
+FAMILIES = {
+    "gemm": "avx512",
+    "conv_direct": "avx2",
+    "conv_blocked": "avx512",
+    "winograd": "avx512",
+    "depthwise": "avx2",
+}
 
 _chosen: dict[str, tuple[str, str]] = {}  # family -> (level, how it was chosen)
 _forced: dict[str, str] = {}
@@ -225,6 +231,32 @@ def _probe_conv_direct() -> Callable[[str], None]:
     return run
 
 
+def _probe_conv_blocked() -> Callable[[str], None]:
+    """Two layers of the kinds the channel-blocked kernel serves (a strided 3x3 and a
+    pointwise one), blocked as the plan blocks real layers."""
+    from fastnn.kernels.cpu import conv_blocked as k
+
+    rng = np.random.default_rng(0)
+    layers = []
+    for c, hw, kk, r, st, pad in ((32, 28, 64, 3, 2, 1), (64, 14, 64, 1, 1, 0)):
+        x = rng.standard_normal((2, c, hw, hw), dtype=np.float32)
+        w = rng.standard_normal((kk, c, r, r), dtype=np.float32)
+        ho = (hw + 2 * pad - r) // st + 1
+        y = np.empty((2, kk, ho, ho), dtype=np.float32)
+        layers.append((x, w, y, r, st, pad, ho))
+
+    def run(name: str) -> None:
+        code = LEVELS.index(name)
+        for x, w, y, r, st, pad, ho in layers:
+            wp = k.pack(w, 1, code, 1)
+            k.convolve(
+                x, wp, None, y, 1, (r, r), (st, st), (1, 1), (pad, pad), pad == 0,
+                2 if ho < 8 else 4, 64, x.shape[1], code, 1,
+            )  # fmt: skip
+
+    return run
+
+
 def _probe_winograd() -> Callable[[str], None]:
     """A ResNet-like layer (64 channels, 28x28, two images: 98 tiles of F(4x4)), blocked
     the way the plan blocks real layers, so that every level's register tile is full."""
@@ -258,6 +290,7 @@ def _probe_depthwise() -> Callable[[str], None]:
 _PROBES: dict[str, Callable[[], Callable[[str], None]]] = {
     "gemm": _probe_gemm,
     "conv_direct": _probe_conv_direct,
+    "conv_blocked": _probe_conv_blocked,
     "winograd": _probe_winograd,
     "depthwise": _probe_depthwise,
 }

@@ -21,7 +21,13 @@ from fastnn._dispatch import register
 from fastnn._geometry import ConvGeometry
 from fastnn._selection import choose_conv, tuning_batch
 from fastnn._threads import get_num_threads
-from fastnn.backends.cpu import conv_depthwise, conv_direct, conv_im2col, conv_winograd
+from fastnn.backends.cpu import (
+    conv_blocked,
+    conv_depthwise,
+    conv_direct,
+    conv_im2col,
+    conv_winograd,
+)
 from fastnn.backends.cpu.conv_choice import ranked
 from fastnn.backends.cpu.conv_plan import direct_fits, fits_blas
 from fastnn.kernels.cpu import conv_bias as _bias
@@ -55,13 +61,15 @@ def _tile(name: str) -> int:
 
 def _candidates(geom: ConvGeometry, shape: tuple[int, ...], which: str) -> list[str]:
     """The prior's ranking for "auto", without the algorithms that cannot run this
-    problem well: im2col when BLAS's 32-bit sizes overflow, direct when its packed
-    buffers would be huge (very long rows over many channels)."""
+    problem well: im2col when BLAS's 32-bit sizes overflow, direct and the channel-
+    blocked kernel when their packed buffers would be huge (very long rows)."""
     order = ranked(geom, which)
     if not fits_blas(shape):
         order = [a for a in order if a != "im2col"]
     elif not direct_fits(shape):
         order = [a for a in order if a != "direct"]
+    if not conv_blocked.fits(shape) and len(order) > 1:
+        order = [a for a in order if a != conv_blocked.NAME]
     return order
 
 
@@ -91,9 +99,10 @@ def _pick(
     p = geom.plane
     hw = (p.ho, p.wo) if which == "forward" else (p.h, p.w)
     if algo == "auto":
-        name = choose_conv(
-            "cpu", op, which, geom, dtype, threads, _candidates(geom, shape, which), run
-        )
+        candidates = _candidates(geom, shape, which)
+        if conv_blocked.NAME in candidates:
+            _isa.level("conv_blocked")  # measured once per CPU, not inside a timing
+        name = choose_conv("cpu", op, which, geom, dtype, threads, candidates, run)
     else:
         name = _explicit(algo, shape, op, hw)
         if name == "direct" and conv_depthwise.is_depthwise(geom):
@@ -120,6 +129,8 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str):
     def run(name: str, x4=x4, shape=shape) -> np.ndarray:
         if name.startswith("winograd"):
             return conv_winograd.forward(x4, wf, bias, shape, threads, _tile(name))
+        if name == conv_blocked.NAME:
+            return conv_blocked.forward(x4, wf, bias, shape, threads)
         lanes = _depthwise_variant(name, geom)
         if lanes is not None:
             return conv_depthwise.forward(x4, wf, bias, shape, threads, lanes)
@@ -170,6 +181,8 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
     def input_grad(name: str, n: int, shp) -> np.ndarray:
         if name.startswith("winograd"):
             return conv_winograd.grad_input(gy4[:n], wf, shp, threads, _tile(name))
+        if name == conv_blocked.NAME:
+            return conv_blocked.grad_input(gy4[:n], wf, shp, threads)
         lanes = _depthwise_variant(name, geom)
         if lanes is not None:
             return conv_depthwise.grad_input(flat_gy("im2col", n), wf, shp, threads, lanes)

@@ -8,6 +8,10 @@ own, since they favour different algorithms on the same layer.
 
 What the measurements (bench/scripts/conv_table.py and model_convs.py) showed:
 
+- the channel-blocked direct kernel (conv_blocked: output channels in SIMD lanes,
+  broadcast inputs) runs strided, pointwise, large-kernel and grouped layers near the
+  FMA peak, forward and input gradient, once there are enough channels to fill its lanes;
+  it leads those passes unless Winograd applies.
 - depthwise layers (groups = input channels) run their own direct kernel
   (conv_depthwise), a bandwidth-bound stream per plane that im2col cannot approach.
 - Winograd F(4x4, 3x3) (F(2x2) on maps under 4x4) is fastest on 3x3 stride-1 layers with
@@ -29,6 +33,7 @@ What the measurements (bench/scripts/conv_table.py and model_convs.py) showed:
 from __future__ import annotations
 
 from fastnn._geometry import ConvGeometry, winograd_unsupported
+from fastnn.backends.cpu.conv_blocked import NAME as BLOCKED
 from fastnn.backends.cpu.conv_depthwise import LANES, prefer_lanes
 from fastnn.backends.cpu.conv_winograd import default_tile
 
@@ -44,6 +49,9 @@ POINTWISE_GEMM_CHANNELS = 32
 LARGE_IMAGE = 200 * 200
 #: Channels on each side (reduced over, and produced) from which Winograd leads.
 WINOGRAD_MIN_CHANNELS = 16
+#: Channels produced per group from which the channel-blocked kernel leads: they fill
+#: its SIMD lanes (16 floats on AVX-512).
+BLOCKED_MIN_CHANNELS = 16
 
 
 def _pointwise(geom: ConvGeometry) -> bool:
@@ -75,9 +83,12 @@ def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
         return [*variants, "im2col"]
     first = heuristic(geom, which)
     order = [first, "direct" if first == "im2col" else "im2col"]
+    p = geom.plane
+    if which != "weight":  # the channel-blocked kernel runs forward and input gradient
+        lanes = p.kg if which == "forward" else p.cg
+        order.insert(0 if lanes >= BLOCKED_MIN_CHANNELS else len(order), BLOCKED)
     if winograd_unsupported(geom) is not None:
         return order
-    p = geom.plane
     if which == "input":  # grad_output (kg channels) convolved into cg channels
         reduced, produced, hw = p.kg, p.cg, (p.h, p.w)
     else:  # forward; the weight gradient reduces over tiles of the output plane
@@ -85,5 +96,5 @@ def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
     m = default_tile(*hw)
     tiles = [f"winograd{m}", f"winograd{2 if m == 4 else 4}"]
     if reduced >= WINOGRAD_MIN_CHANNELS and produced >= WINOGRAD_MIN_CHANNELS:
-        return [tiles[0], order[0], tiles[1], order[1]]
-    return [order[0], tiles[0], order[1], tiles[1]]
+        return [tiles[0], order[0], tiles[1], *order[1:]]
+    return [order[0], tiles[0], *order[1:], tiles[1]]

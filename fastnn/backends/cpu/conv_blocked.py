@@ -1,0 +1,167 @@
+"""Host side of the channel-blocked direct convolution (kernels/cpu/conv_blocked.pyx,
+conv_blocked.h): the blocking, the instruction set, and the two passes it runs.
+
+The kernel keeps output channels in SIMD lanes and broadcasts input values, so one FMA
+stream serves any kernel size, stride, dilation and padding; no im2col buffer is built.
+It is the candidate ``"direct:blocked"`` of ``algo="auto"``:
+
+- forward: the convolution itself;
+- input gradient: for each stride phase (a, b) -- the input rows a, a + sh, ... and
+  columns b, b + sw, ... -- the taps that reach it form a smaller kernel, and the phase
+  is a stride-1 convolution of grad_output with those taps, flipped and transposed,
+  written into every sh-th row and sw-th column of the gradient.  A phase no tap reaches
+  (a 1x1 kernel with stride 2) is zero.
+
+Every function takes the geometry tuple ``tuple(geom.plane)`` (fastnn._geometry) and 4-D
+views (a 1-D convolution is passed as 2-D with H = 1); ``w`` is the flat contiguous
+weight.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from fastnn import _isa
+from fastnn._machine import l2_bytes
+from fastnn.backends.cpu import _outputs, conv_plan
+from fastnn.kernels.cpu import conv_blocked as _k
+
+__all__ = ["NAME", "BlockedPlan", "fits", "forward", "grad_input", "plan"]
+
+#: The algorithm's name among the candidates of ``algo="auto"``.
+NAME = "direct:blocked"
+#: Each of the per-thread working sets -- one reduction chunk's weights, its packed input
+#: rows, the partial sums of a work item -- is kept within this fraction of the L2 cache.
+WORKING_SET_L2 = 0.25
+#: Work items per thread we aim for, so that uneven items still balance.
+ITEMS_PER_THREAD = 2
+
+
+class BlockedPlan(NamedTuple):
+    """How one call is cut: the level, output rows and channel blocks per work item,
+    input channels per reduction chunk."""
+
+    isa: int
+    rows: int
+    kbs: int
+    kc: int
+
+
+def plan(
+    n: int,
+    cg: int,
+    kg: int,
+    groups: int,
+    kernel: tuple[int, int],
+    stride_h: int,
+    dil_h: int,
+    out_hw: tuple[int, int],
+    is_double: bool,
+    threads: int,
+) -> BlockedPlan:
+    """The blocking of one convolution of ``n`` images (``cg`` -> ``kg`` channels per
+    group) producing an ``out_hw`` plane."""
+    isa = _isa.level_code("conv_blocked")
+    ob, nw = _k.register_tile(isa, is_double)
+    esize = 8 if is_double else 4
+    budget = WORKING_SET_L2 * l2_bytes()
+    r, s = kernel
+    ho, wo = out_hw
+    # reduction chunks of equal size whose weights fit the budget
+    kc_max = max(1, int(budget // (ob * r * s * esize)))
+    chunks = math.ceil(cg / kc_max)
+    kc = math.ceil(cg / chunks)
+    nkb = math.ceil(kg / ob)
+    kbs = nkb
+    pair = 2 if 2 * wo <= nw else 1  # short rows run two per tile
+
+    def rows_fit(rows: int) -> bool:
+        packed = kc * ((rows - 1) * stride_h + (r - 1) * dil_h + 1) * (wo * stride_h + s)
+        partial = kbs * rows * wo * ob
+        return max(packed, partial) * esize <= budget
+
+    rows = ho
+    while rows > pair and not rows_fit(rows):
+        rows = max(pair, rows // 2)
+    want = ITEMS_PER_THREAD * threads
+
+    def items(rows: int, kbs: int) -> int:
+        return n * groups * math.ceil(ho / rows) * math.ceil(nkb / kbs)
+
+    while items(rows, kbs) < want and rows > pair:
+        rows = max(pair, math.ceil(rows / 2))
+    while items(rows, kbs) < want and kbs > 1:
+        kbs = math.ceil(kbs / 2)
+    if pair == 2 and rows > 1 and rows % 2:
+        rows += 1 if rows < ho else -1
+    return BlockedPlan(isa, max(1, rows), max(1, kbs), max(1, kc))
+
+
+def fits(shape: tuple[int, ...]) -> bool:
+    """Whether the smallest per-thread buffers of both passes -- one output row's packed
+    input and partial sums -- stay within conv_plan.DIRECT_MAX_PACKED elements (rows
+    are not cut into column blocks, so a very long 1-D signal does not fit)."""
+    _, _, h, w, _, _, r, s, ho, wo, _, sw, dh, dw = shape[:14]
+    ob = max(_k.register_tile(level, True)[0] for level in range(3))
+    fwd = max(r * dh * ((wo - 1) * sw + (s - 1) * dw + 1), wo * ob)
+    bwd = max(r * dh * (w + s * dw), w * ob)  # a stride phase spans at most a row
+    return max(fwd, bwd) <= conv_plan.DIRECT_MAX_PACKED
+
+
+def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
+    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
+    n, c, _, _, k, g, r, s, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr = shape
+    y = _outputs.empty(n * k * ho * wo, x4.dtype)
+    p = plan(n, c // g, k // g, g, (r, s), sh, dh, (ho, wo), x4.dtype == np.float64, threads)
+    wp = _k.pack(w.reshape(k, c // g, r, s), g, p.isa, threads)
+    in_place = not (pt or pb or pl or pr) and x4.strides[3] == x4.itemsize
+    _k.convolve(
+        x4, wp, bias, y.reshape(n, k, ho, wo), g, (r, s), (sh, sw), (dh, dw), (pt, pl),
+        in_place, p.rows, p.kbs, p.kc, p.isa, threads,
+    )  # fmt: skip
+    return y
+
+
+def _phase_taps(phase: int, size: int, pad: int, stride: int, dil: int):
+    """The taps of one axis that reach input index ``phase`` (mod stride): a slice of
+    the kernel axis, flipped (None when no tap reaches it), the sub-convolution's
+    dilation and its window offset."""
+    taps = [t for t in range(size) if (phase + pad - t * dil) % stride == 0]
+    if not taps:
+        return None
+    step = stride // math.gcd(stride, dil)
+    flipped = slice(taps[-1], None if taps[0] == 0 else taps[0] - 1, -step)
+    offset = -((phase + pad - taps[-1] * dil) // stride)
+    return flipped, dil // math.gcd(stride, dil), offset
+
+
+def grad_input(gy4: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d input, flat (N, C, H, W), from grad_output gy4 (N, K, Ho, Wo)."""
+    n, c, h, wd, k, g, r, s, ho, wo, sh, sw, dh, dw, pt, _, pl, _ = shape
+    cg, kg = c // g, k // g
+    gx = _outputs.empty(n * c * h * wd, gy4.dtype)
+    gx4 = gx.reshape(n, c, h, wd)
+    # the transposed weight: (G*Cg, Kg, R, S), output and input channels swapped
+    wt = w.reshape(g, kg, cg, r, s).transpose(0, 2, 1, 3, 4).reshape(g * cg, kg, r, s)
+    is_double = gy4.dtype == np.float64
+    for a in range(min(sh, h)):
+        rows = _phase_taps(a, r, pt, sh, dh)
+        for b in range(min(sw, wd)):
+            cols = _phase_taps(b, s, pl, sw, dw)
+            out = gx4[:, :, a::sh, b::sw]
+            if rows is None or cols is None:
+                out[...] = 0
+                continue
+            (rsl, rdil, roff), (csl, cdil, coff) = rows, cols
+            wphase = wt[:, :, rsl, csl]
+            hq, wq = out.shape[2:]
+            p = plan(n, kg, cg, g, wphase.shape[2:], 1, rdil, (hq, wq), is_double, threads)
+            wp = _k.pack(wphase, g, p.isa, threads)
+            _k.convolve(
+                gy4, wp, None, out, g, wphase.shape[2:], (1, 1), (rdil, cdil), (roff, coff),
+                False, p.rows, p.kbs, p.kc, p.isa, threads,
+            )  # fmt: skip
+    return gx

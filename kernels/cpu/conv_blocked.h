@@ -1,0 +1,208 @@
+/* Channel-blocked direct convolution: any kernel size, stride, dilation, padding and
+ * groups, float and double, instruction set chosen at run time.  No im2col buffer.
+ *
+ *   dst(n, g*Kg + k, oh, ow) = bias[g*Kg + k] + sum_{c < Cg, r < R, s < S}
+ *       w[g][k][c][r][s] * src[n, g*Cg + c, oh*str_h - pt + r*dil_h, ow*str_w - pl + s*dil_w]
+ *
+ * reading zeros outside the source; dst is addressed through its own strides, so a
+ * caller can write every other row and column (the input gradient's stride phases).
+ *
+ * Layout.  Output channels go in SIMD lanes, as in oneDNN's blocked kernels: the weights
+ * are packed once per call into blocks of OB = NV x VL output channels,
+ * wp[g][kb][c][r][s][OB] (fnn_cb_pack_*), and the micro-kernel keeps a register tile of
+ * NW output positions of one output row x OB channels (14 x 32 floats on AVX-512: 28
+ * accumulators).  Each step of the reduction over (c, r, s) loads NV weight vectors and
+ * broadcasts NW input values, whatever the stride: the input is never gathered into
+ * vectors, so strided, dilated and 1x1 layers all run the same FMA stream.
+ *
+ * Blocking.  A work item is (image, group, block of `rows` output rows, `kbs` channel
+ * blocks).  Its reduction runs in chunks of `kc` input channels; a chunk's input rows are
+ * copied once, zero-padded, into a per-thread buffer (skipped when the layer has no
+ * padding and the source rows are contiguous: then the micro-kernel reads the source in
+ * place), and the chunk's weights stay in the cache while every tile of the item uses
+ * them.  Partial sums live in a per-thread buffer t[kb][row][ow][OB] between chunks; at
+ * the end the buffer is transposed into the output (VL x VL blocks in registers) with
+ * the bias added.
+ */
+#ifndef FNN_CONV_BLOCKED_H
+#define FNN_CONV_BLOCKED_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "cpu_features.h"
+#include "workspace.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+typedef struct {
+    const void* src; /* (N, G*Cg, H, W), any strides (elements) */
+    ptrdiff_t sn, sc, sh, sw;
+    ptrdiff_t N, H, W, G, Cg, Kg;
+    ptrdiff_t R, S, str_h, str_w, dil_h, dil_w, pt, pl;
+    ptrdiff_t Ho, Wo;
+    const void* wp;   /* packed weights from fnn_cb_pack_* at the same level */
+    const void* bias; /* (G*Kg,) contiguous, or NULL */
+    void* dst;        /* element (n, k, oh, ow) at dst + n*dn + k*dk + oh*dh + ow*dw */
+    ptrdiff_t dn, dk, dh, dw;
+    int in_place;    /* read src directly: no padding, sw == 1 */
+    ptrdiff_t rows;  /* output rows per work item */
+    ptrdiff_t kbs;   /* channel blocks per work item */
+    ptrdiff_t kc;    /* input channels per reduction chunk */
+    int threads;
+} fnn_cb_args;
+
+/* Register tiles per level: NV vectors of output channels x NW output positions. */
+#define FNN_CB_NV_BASE 2
+#define FNN_CB_NW_BASE 6
+#define FNN_CB_NV_AVX2 2
+#define FNN_CB_NW_AVX2 6
+#define FNN_CB_NV_AVX512 2
+#define FNN_CB_NW_AVX512 14
+
+/* Extra zeroed elements after a packed input chunk (none are read; a safety margin). */
+#define FNN_CB_SLACK 64
+
+static inline ptrdiff_t fnn_cb_ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define FNN_CB_UNROLL _Pragma("GCC unroll 16")
+#else
+#define FNN_CB_UNROLL
+#endif
+
+/* ---- instantiations ------------------------------------------------------------------ */
+typedef float fnn_cb_f32x4 __attribute__((vector_size(16)));
+typedef double fnn_cb_f64x2 __attribute__((vector_size(16)));
+
+#define T float
+#define VEC fnn_cb_f32x4
+#define VL 4
+#define SFX f32_base
+#define TARGET_ATTR
+#define CB_NV FNN_CB_NV_BASE
+#define CB_NW FNN_CB_NW_BASE
+#include "conv_blocked_body.h"
+
+#define T double
+#define VEC fnn_cb_f64x2
+#define VL 2
+#define SFX f64_base
+#define TARGET_ATTR
+#define CB_NV FNN_CB_NV_BASE
+#define CB_NW FNN_CB_NW_BASE
+#include "conv_blocked_body.h"
+
+#if FNN_X86
+typedef float fnn_cb_f32x8 __attribute__((vector_size(32)));
+typedef double fnn_cb_f64x4 __attribute__((vector_size(32)));
+typedef float fnn_cb_f32x16 __attribute__((vector_size(64)));
+typedef double fnn_cb_f64x8 __attribute__((vector_size(64)));
+
+#define T float
+#define VEC fnn_cb_f32x8
+#define VL 8
+#define SFX f32_avx2
+#define TARGET_ATTR FNN_TARGET_AVX2
+#define CB_NV FNN_CB_NV_AVX2
+#define CB_NW FNN_CB_NW_AVX2
+#include "conv_blocked_body.h"
+
+#define T double
+#define VEC fnn_cb_f64x4
+#define VL 4
+#define SFX f64_avx2
+#define TARGET_ATTR FNN_TARGET_AVX2
+#define CB_NV FNN_CB_NV_AVX2
+#define CB_NW FNN_CB_NW_AVX2
+#include "conv_blocked_body.h"
+
+#define T float
+#define VEC fnn_cb_f32x16
+#define VL 16
+#define SFX f32_avx512
+#define TARGET_ATTR FNN_TARGET_AVX512
+#define CB_NV FNN_CB_NV_AVX512
+#define CB_NW FNN_CB_NW_AVX512
+#include "conv_blocked_body.h"
+
+#define T double
+#define VEC fnn_cb_f64x8
+#define VL 8
+#define SFX f64_avx512
+#define TARGET_ATTR FNN_TARGET_AVX512
+#define CB_NV FNN_CB_NV_AVX512
+#define CB_NW FNN_CB_NW_AVX512
+#include "conv_blocked_body.h"
+#endif
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+/* ---- run-time choice ------------------------------------------------------------------ */
+
+/* The level to run: `requested`, capped at what this CPU supports. */
+static inline int fnn_cb_isa(int requested) {
+    int best = fnn_cpu_best_isa();
+    if (requested < 0) return FNN_ISA_BASE;
+    return requested < best ? requested : best;
+}
+
+/* The register tile of a level: output channels per block (OB) and positions (NW). */
+static inline void fnn_cb_tile(int isa, int is_double, ptrdiff_t* ob, ptrdiff_t* nw) {
+    ptrdiff_t bytes = 16, nv = FNN_CB_NV_BASE;
+    *nw = FNN_CB_NW_BASE;
+#if FNN_X86
+    if (isa == FNN_ISA_AVX2) { bytes = 32; nv = FNN_CB_NV_AVX2; *nw = FNN_CB_NW_AVX2; }
+    if (isa == FNN_ISA_AVX512) { bytes = 64; nv = FNN_CB_NV_AVX512; *nw = FNN_CB_NW_AVX512; }
+#else
+    (void)isa;
+#endif
+    *ob = nv * bytes / (is_double ? 8 : 4);
+}
+
+/* Elements of the packed weights of a call. */
+static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t G,
+                                               ptrdiff_t Kg, ptrdiff_t Cg, ptrdiff_t R,
+                                               ptrdiff_t S) {
+    ptrdiff_t ob, nw;
+    fnn_cb_tile(isa, is_double, &ob, &nw);
+    return G * fnn_cb_ceil_div(Kg, ob) * ob * Cg * R * S;
+}
+
+#if FNN_X86
+#define FNN_CB_DISPATCH(fn, sfx, args)                                                     \
+    switch (isa) {                                                                         \
+    case FNN_ISA_AVX512: return fn##_##sfx##_avx512 args;                                  \
+    case FNN_ISA_AVX2: return fn##_##sfx##_avx2 args;                                      \
+    default: return fn##_##sfx##_base args;                                                \
+    }
+#else
+#define FNN_CB_DISPATCH(fn, sfx, args) return fn##_##sfx##_base args;
+#endif
+
+#define FNN_CB_ENTRIES(T_, sfx)                                                            \
+    /* The convolution; 0 on success, -1 when scratch could not be allocated. */          \
+    static int fnn_cb_run_##sfx(const fnn_cb_args* a, int isa) {                           \
+        isa = fnn_cb_isa(isa);                                                             \
+        FNN_CB_DISPATCH(fnn_cb_conv, sfx, (a))                                             \
+    }                                                                                      \
+    /* Pack w(k, c, r, s) = w[k*wk + c*wc + r*wr + s*ws] (any strides, k < G*Kg) for the \
+     * kernels of level isa. */                                                            \
+    static void fnn_cb_pack_##sfx(const T_* w, ptrdiff_t wk, ptrdiff_t wc, ptrdiff_t wr,   \
+                                  ptrdiff_t ws, ptrdiff_t G, ptrdiff_t Kg, ptrdiff_t Cg,   \
+                                  ptrdiff_t R, ptrdiff_t S, T_* wp, int isa, int threads) {\
+        isa = fnn_cb_isa(isa);                                                             \
+        FNN_CB_DISPATCH(fnn_cb_pack, sfx, (w, wk, wc, wr, ws, G, Kg, Cg, R, S, wp, threads)) \
+    }
+
+FNN_CB_ENTRIES(float, f32)
+FNN_CB_ENTRIES(double, f64)
+
+#endif /* FNN_CONV_BLOCKED_H */

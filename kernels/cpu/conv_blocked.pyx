@@ -1,0 +1,122 @@
+# Channel-blocked direct convolution, float32 and float64: the Python face of
+# conv_blocked.h.  fastnn/ops validated the arguments; fastnn/backends/cpu/conv_blocked.py
+# plans the blocking, picks the instruction set and calls these two steps:
+#
+#   pack       the weights, in blocks of output channels for the micro-kernel
+#   convolve   the whole convolution of a source tensor with packed weights into a
+#              destination of any strides (its own OpenMP threads, GIL released)
+import numpy as np
+
+from cython cimport floating
+
+cdef extern from "conv_blocked.h" nogil:
+    ctypedef struct fnn_cb_args:
+        const void* src
+        Py_ssize_t sn, sc, sh, sw
+        Py_ssize_t N, H, W, G, Cg, Kg
+        Py_ssize_t R, S, str_h, str_w, dil_h, dil_w, pt, pl
+        Py_ssize_t Ho, Wo
+        const void* wp
+        const void* bias
+        void* dst
+        Py_ssize_t dn, dk, dh, dw
+        int in_place
+        Py_ssize_t rows, kbs, kc
+        int threads
+    int fnn_cb_run_f32(const fnn_cb_args* a, int isa)
+    int fnn_cb_run_f64(const fnn_cb_args* a, int isa)
+    void fnn_cb_pack_f32(const float* w, Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wr,
+                         Py_ssize_t ws, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t Cg,
+                         Py_ssize_t R, Py_ssize_t S, float* wp, int isa, int threads)
+    void fnn_cb_pack_f64(const double* w, Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wr,
+                         Py_ssize_t ws, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t Cg,
+                         Py_ssize_t R, Py_ssize_t S, double* wp, int isa, int threads)
+    int fnn_cb_isa(int requested)
+    void fnn_cb_tile(int isa, int is_double, Py_ssize_t* ob, Py_ssize_t* nw)
+    Py_ssize_t fnn_cb_packed_elements(int isa, int is_double, Py_ssize_t G, Py_ssize_t Kg,
+                                      Py_ssize_t Cg, Py_ssize_t R, Py_ssize_t S)
+
+
+def level(int requested):
+    """The instruction-set level that runs for ``requested`` (0 base, 1 AVX2, 2 AVX-512):
+    capped at what this CPU supports."""
+    return fnn_cb_isa(requested)
+
+
+def register_tile(int isa, bint is_double):
+    """(OB, NW): output channels per block and output positions of the register tile."""
+    cdef Py_ssize_t ob = 0, nw = 0
+    fnn_cb_tile(fnn_cb_isa(isa), is_double, &ob, &nw)
+    return ob, nw
+
+
+def pack(const floating[:, :, :, :] w, Py_ssize_t groups, int isa, int threads):
+    """The packed weights of w viewed as (G*Kg, Cg, R, S) with any strides (a flipped or
+    transposed view is read in place): a flat array for :func:`convolve` at level isa."""
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef Py_ssize_t K = w.shape[0], Cg = w.shape[1], R = w.shape[2], S = w.shape[3]
+    cdef Py_ssize_t Kg = K // groups
+    cdef bint is_double = floating is double
+    cdef Py_ssize_t size = fnn_cb_packed_elements(fnn_cb_isa(isa), is_double, groups, Kg,
+                                                  Cg, R, S)
+    # 64-byte aligned, so that every weight vector the micro-kernel loads is one line
+    raw = np.empty(max(size, 1) + 64 // isz, dtype=np.float64 if is_double else np.float32)
+    cdef Py_ssize_t skip = (-(raw.ctypes.data % 64) % 64) // isz
+    cdef floating[::1] wp = raw[skip : skip + max(size, 1)]
+    cdef Py_ssize_t wk = w.strides[0] // isz, wc = w.strides[1] // isz
+    cdef Py_ssize_t wr = w.strides[2] // isz, ws = w.strides[3] // isz
+    if K == 0 or Cg == 0:
+        return np.asarray(wp)
+    with nogil:
+        if floating is float:
+            fnn_cb_pack_f32(&w[0, 0, 0, 0], wk, wc, wr, ws, groups, Kg, Cg, R, S, &wp[0],
+                            isa, threads)
+        else:
+            fnn_cb_pack_f64(&w[0, 0, 0, 0], wk, wc, wr, ws, groups, Kg, Cg, R, S, &wp[0],
+                            isa, threads)
+    return np.asarray(wp)
+
+
+def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
+             floating[:, :, :, :] dst, Py_ssize_t groups, tuple kernel, tuple stride,
+             tuple dilation, tuple offset, bint in_place, Py_ssize_t rows, Py_ssize_t kbs,
+             Py_ssize_t kc, int isa, int threads):
+    """dst[n, k, i, j] = bias[k] + sum w * src over the window at
+    (i*stride - offset, j*stride - offset), for dst a view of any strides (N, K, Ho, Wo).
+
+    kernel (R, S), stride, dilation and offset (pt, pl) are pairs; in_place reads src
+    without copying (only when nothing is padded and its rows are contiguous); rows, kbs,
+    kc: the blocking (output rows and channel blocks per work item, input channels per
+    reduction chunk)."""
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef fnn_cb_args a
+    cdef const floating[::1] b
+    cdef int rc
+    a.src = &src[0, 0, 0, 0]
+    a.sn, a.sc = src.strides[0] // isz, src.strides[1] // isz
+    a.sh, a.sw = src.strides[2] // isz, src.strides[3] // isz
+    a.N, a.H, a.W = src.shape[0], src.shape[2], src.shape[3]
+    a.G, a.Cg, a.Kg = groups, src.shape[1] // groups, dst.shape[1] // groups
+    a.R, a.S = kernel
+    a.str_h, a.str_w = stride
+    a.dil_h, a.dil_w = dilation
+    a.pt, a.pl = offset
+    a.Ho, a.Wo = dst.shape[2], dst.shape[3]
+    a.wp = &wp[0]
+    a.bias = NULL
+    if bias is not None:
+        b = bias
+        a.bias = &b[0]
+    a.dst = &dst[0, 0, 0, 0]
+    a.dn, a.dk = dst.strides[0] // isz, dst.strides[1] // isz
+    a.dh, a.dw = dst.strides[2] // isz, dst.strides[3] // isz
+    a.in_place = in_place
+    a.rows, a.kbs, a.kc = rows, kbs, kc
+    a.threads = threads
+    with nogil:
+        if floating is float:
+            rc = fnn_cb_run_f32(&a, isa)
+        else:
+            rc = fnn_cb_run_f64(&a, isa)
+    if rc != 0:
+        raise MemoryError("conv_blocked: out of memory for the per-thread buffers")

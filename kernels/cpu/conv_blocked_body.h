@@ -1,0 +1,363 @@
+/* One (element type, instruction set) instantiation of the channel-blocked direct
+ * convolution (conv_blocked.h).
+ *
+ * Included by conv_blocked.h with these macros defined (all undefined again at the end):
+ *   T            float or double
+ *   VEC          a GCC vector of VL elements of T
+ *   VL           lanes per vector
+ *   SFX          name suffix, e.g. f32_avx2
+ *   TARGET_ATTR  the target attribute of the instruction set (may be empty)
+ *   CB_NV, CB_NW register tile: CB_NV vectors of output channels x CB_NW positions
+ */
+
+#define CCAT_(a, b) a##_##b
+#define CCAT(a, b) CCAT_(a, b)
+#define CFN(name) CCAT(name, SFX)
+#define CB_OB (CB_NV * VL)
+#define CB_INLINE static inline __attribute__((always_inline)) TARGET_ATTR
+
+/* Unaligned vector load and store (one instruction once optimised). */
+#define CLOAD(dst, src)                                                                    \
+    do {                                                                                   \
+        VEC cl_;                                                                           \
+        __builtin_memcpy(&cl_, (src), sizeof(VEC));                                        \
+        (dst) = cl_;                                                                       \
+    } while (0)
+#define CSTORE(dst, src)                                                                   \
+    do {                                                                                   \
+        VEC cs_ = (src);                                                                   \
+        __builtin_memcpy((dst), &cs_, sizeof(VEC));                                        \
+    } while (0)
+
+/* t[j][0 .. OB) (+)= sum_{c < nc, r < R, s < S} w[c][r][s][0 .. OB) *
+ *                    x[c*cs + r*drs + s*dws + at(j)]       for j < nw
+ * where at(j) = j*step for j < split, else rowgap + (j - split)*step: the positions of
+ * one output row, or of two (split = the row's width) when rows are short.  nw, split
+ * and swc are compile-time constants once inlined (swc = 0: the step is sw_rt).  The
+ * weights are contiguous in the order the loops read them; t is aligned. */
+CB_INLINE void CFN(fnn_cb_tile_fixed)(const T* restrict x, ptrdiff_t cs, ptrdiff_t drs,
+                                      ptrdiff_t dws, ptrdiff_t sw_rt, ptrdiff_t rowgap,
+                                      const T* restrict w, ptrdiff_t nc, ptrdiff_t R,
+                                      ptrdiff_t S, T* restrict t, int accumulate,
+                                      const int nw, const int split, const int swc) {
+    const ptrdiff_t step = swc ? swc : sw_rt;
+    VEC acc[CB_NW][CB_NV];
+    FNN_CB_UNROLL
+    for (int j = 0; j < nw; ++j) {
+        FNN_CB_UNROLL
+        for (int v = 0; v < CB_NV; ++v) {
+            if (accumulate)
+                acc[j][v] = *(const VEC*)(t + j * CB_OB + v * VL);
+            else
+                acc[j][v] = (VEC){0};
+        }
+    }
+    for (ptrdiff_t c = 0; c < nc; ++c) {
+        const T* xc = x + c * cs;
+        for (ptrdiff_t r = 0; r < R; ++r) {
+            const T* xr = xc + r * drs;
+            for (ptrdiff_t s = 0; s < S; ++s) {
+                const T* xs = xr + s * dws;
+                VEC wv[CB_NV];
+                FNN_CB_UNROLL
+                for (int v = 0; v < CB_NV; ++v) CLOAD(wv[v], w + v * VL);
+                w += CB_OB;
+                FNN_CB_UNROLL
+                for (int j = 0; j < nw; ++j) {
+                    const T xv = j < split ? xs[j * step] : xs[rowgap + (j - split) * step];
+                    FNN_CB_UNROLL
+                    for (int v = 0; v < CB_NV; ++v) acc[j][v] += wv[v] * xv;
+                }
+            }
+        }
+    }
+    FNN_CB_UNROLL
+    for (int j = 0; j < nw; ++j) {
+        FNN_CB_UNROLL
+        for (int v = 0; v < CB_NV; ++v) *(VEC*)(t + j * CB_OB + v * VL) = acc[j][v];
+    }
+}
+
+#define CB_CALL(n, swc)                                                                    \
+    case n:                                                                                \
+        CFN(fnn_cb_tile_fixed)(x, cs, drs, dws, sw, 0, w, nc, R, S, t, acc, n, n, swc);    \
+        return;
+/* two rows of n positions each */
+#define CB_CALL2(n, swc)                                                                   \
+    case n:                                                                                \
+        CFN(fnn_cb_tile_fixed)(x, cs, drs, dws, sw, rowgap, w, nc, R, S, t, acc, 2 * n, n, \
+                               swc);                                                       \
+        return;
+
+#if CB_NW > 6
+#define CB_CASES_HI(swc)                                                                   \
+    CB_CALL(7, swc) CB_CALL(8, swc) CB_CALL(9, swc) CB_CALL(10, swc) CB_CALL(11, swc)      \
+    CB_CALL(12, swc) CB_CALL(13, swc) CB_CALL(14, swc)
+#else
+#define CB_CASES_HI(swc)
+#endif
+#define CB_CASES(swc)                                                                      \
+    CB_CALL(1, swc) CB_CALL(2, swc) CB_CALL(3, swc) CB_CALL(4, swc) CB_CALL(5, swc)        \
+    CB_CALL(6, swc) CB_CASES_HI(swc)
+
+/* One tile of nw <= CB_NW positions, the position step sw (specialised for 1 and 2). */
+static TARGET_ATTR void CFN(fnn_cb_tile)(const T* x, ptrdiff_t cs, ptrdiff_t drs,
+                                         ptrdiff_t dws, ptrdiff_t sw, const T* w,
+                                         ptrdiff_t nc, ptrdiff_t R, ptrdiff_t S, T* t,
+                                         int acc, int nw) {
+    if (sw == 1) {
+        switch (nw) { CB_CASES(1) }
+    } else if (sw == 2) {
+        switch (nw) { CB_CASES(2) }
+    } else {
+        switch (nw) { CB_CASES(0) }
+    }
+}
+
+#if CB_NW >= 14
+#define CB_CASES2(swc)                                                                     \
+    CB_CALL2(1, swc) CB_CALL2(2, swc) CB_CALL2(3, swc) CB_CALL2(4, swc) CB_CALL2(5, swc)   \
+    CB_CALL2(6, swc) CB_CALL2(7, swc)
+#else
+#define CB_CASES2(swc) CB_CALL2(1, swc) CB_CALL2(2, swc) CB_CALL2(3, swc)
+#endif
+
+/* One tile of two output rows of nw <= CB_NW / 2 positions each, rowgap apart. */
+static TARGET_ATTR void CFN(fnn_cb_tile2)(const T* x, ptrdiff_t cs, ptrdiff_t drs,
+                                          ptrdiff_t dws, ptrdiff_t sw, ptrdiff_t rowgap,
+                                          const T* w, ptrdiff_t nc, ptrdiff_t R,
+                                          ptrdiff_t S, T* t, int acc, int nw) {
+    if (sw == 1) {
+        switch (nw) { CB_CASES2(1) }
+    } else if (sw == 2) {
+        switch (nw) { CB_CASES2(2) }
+    } else {
+        switch (nw) { CB_CASES2(0) }
+    }
+}
+
+#undef CB_CALL
+#undef CB_CALL2
+#undef CB_CASES
+#undef CB_CASES2
+#undef CB_CASES_HI
+
+/* dst[o*ldd + j] = t[j*CB_OB + o] + bias[o] for o < no, j < nj: a run of positions of one
+ * output row, block by block.  dw is the position step of dst. */
+static TARGET_ATTR void CFN(fnn_cb_store)(const T* restrict t, ptrdiff_t no, ptrdiff_t nj,
+                                          const T* bias, T* restrict dst, ptrdiff_t ldd,
+                                          ptrdiff_t dw) {
+    typedef __typeof__((VEC){0} < (VEC){0}) IDX;
+    ptrdiff_t o0 = 0, j0 = 0;
+    if (dw == 1) {
+        for (o0 = 0; o0 + VL <= no; o0 += VL) {
+            for (j0 = 0; j0 + VL <= nj; j0 += VL) {
+                VEC r[VL];
+                FNN_CB_UNROLL
+                for (int i = 0; i < VL; ++i) r[i] = *(const VEC*)(t + (j0 + i) * CB_OB + o0);
+                FNN_CB_UNROLL
+                for (int b = VL / 2; b >= 1; b /= 2) {
+                    IDX lo, hi;
+                    FNN_CB_UNROLL
+                    for (int q = 0; q < VL; ++q) {
+                        lo[q] = (q & b) ? VL + q - b : q;
+                        hi[q] = (q & b) ? VL + q : q + b;
+                    }
+                    FNN_CB_UNROLL
+                    for (int i = 0; i < VL; ++i) {
+                        if (i & b) continue;
+                        VEC top = r[i], bottom = r[i + b];
+                        r[i] = __builtin_shuffle(top, bottom, lo);
+                        r[i + b] = __builtin_shuffle(top, bottom, hi);
+                    }
+                }
+                FNN_CB_UNROLL
+                for (int i = 0; i < VL; ++i) {
+                    const T bi = bias ? bias[o0 + i] : (T)0;
+                    CSTORE(dst + (o0 + i) * ldd + j0, r[i] + bi);
+                }
+            }
+            for (ptrdiff_t o = o0; o < o0 + VL; ++o) {
+                const T bo = bias ? bias[o] : (T)0;
+                for (ptrdiff_t j = j0; j < nj; ++j) dst[o * ldd + j] = t[j * CB_OB + o] + bo;
+            }
+        }
+    }
+    for (ptrdiff_t o = o0; o < no; ++o) {
+        const T bo = bias ? bias[o] : (T)0;
+        for (ptrdiff_t j = 0; j < nj; ++j) dst[o * ldd + j * dw] = t[j * CB_OB + o] + bo;
+    }
+}
+
+/* Rows [ih0, ih0 + nrows) of nc source channels, columns [-pl, -pl + width), into
+ * p[c][row][width]; what lies outside the image is zero (pl may be negative). */
+static TARGET_ATTR void CFN(fnn_cb_pack_rows)(const T* src, ptrdiff_t sc, ptrdiff_t sh,
+                                              ptrdiff_t sw, ptrdiff_t H, ptrdiff_t W,
+                                              ptrdiff_t nc, ptrdiff_t ih0, ptrdiff_t nrows,
+                                              ptrdiff_t pl, ptrdiff_t width, T* restrict p) {
+    /* packed column j holds source column j - pl */
+    ptrdiff_t jlo = pl < 0 ? 0 : (pl > width ? width : pl);
+    ptrdiff_t jhi = W + pl < jlo ? jlo : (W + pl > width ? width : W + pl);
+    for (ptrdiff_t c = 0; c < nc; ++c) {
+        for (ptrdiff_t i = 0; i < nrows; ++i) {
+            T* d = p + (c * nrows + i) * width;
+            const ptrdiff_t ih = ih0 + i;
+            if (ih < 0 || ih >= H) {
+                memset(d, 0, (size_t)width * sizeof(T));
+                continue;
+            }
+            const T* s = src + c * sc + ih * sh + (jlo - pl) * sw;
+            if (jlo > 0) memset(d, 0, (size_t)jlo * sizeof(T));
+            if (sw == 1) {
+                memcpy(d + jlo, s, (size_t)(jhi - jlo) * sizeof(T));
+            } else {
+                for (ptrdiff_t j = 0; j < jhi - jlo; ++j) d[jlo + j] = s[j * sw];
+            }
+            if (jhi < width) memset(d + jhi, 0, (size_t)(width - jhi) * sizeof(T));
+        }
+    }
+}
+
+static TARGET_ATTR int CFN(fnn_cb_conv)(const fnn_cb_args* a) {
+    const ptrdiff_t OB = CB_OB, NW = CB_NW;
+    const ptrdiff_t nkb = fnn_cb_ceil_div(a->Kg, OB);
+    const ptrdiff_t rows = a->rows, kbs = a->kbs, kc = a->kc;
+    const ptrdiff_t nrb = fnn_cb_ceil_div(a->Ho, rows), nkg = fnn_cb_ceil_div(nkb, kbs);
+    const ptrdiff_t items = a->N * a->G * nrb * nkg;
+    const ptrdiff_t rows_in = (rows - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
+    const ptrdiff_t width = (a->Wo - 1) * a->str_w + (a->S - 1) * a->dil_w + 1;
+    const ptrdiff_t RS = a->R * a->S;
+    const size_t pack_bytes =
+        a->in_place ? 64 : (size_t)(kc * rows_in * width + FNN_CB_SLACK) * sizeof(T);
+    const size_t t_bytes = (size_t)(kbs * rows * a->Wo * OB) * sizeof(T);
+    const T* src = (const T*)a->src;
+    const T* wp = (const T*)a->wp;
+    const T* bias = (const T*)a->bias;
+    T* dst = (T*)a->dst;
+    int failed = 0;
+    int nt = a->threads < 1 ? 1 : a->threads;
+    if (nt > items) nt = (int)items;
+    if (items == 0) return 0;
+#pragma omp parallel num_threads(nt)
+    {
+#if defined(_OPENMP)
+        const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const ptrdiff_t tid = 0, nth = 1;
+#endif
+        const ptrdiff_t start = items * tid / nth, end = items * (tid + 1) / nth;
+        T* pk = (T*)fnn_workspace(0, pack_bytes);
+        T* tb = (T*)fnn_workspace(1, t_bytes);
+        if (pk == NULL || tb == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+            for (ptrdiff_t item = start; item < end; ++item) {
+                ptrdiff_t rest = item;
+                const ptrdiff_t kgi = rest % nkg;
+                rest /= nkg;
+                const ptrdiff_t rb = rest % nrb;
+                rest /= nrb;
+                const ptrdiff_t g = rest % a->G;
+                const ptrdiff_t n = rest / a->G;
+                const ptrdiff_t oh0 = rb * rows;
+                const ptrdiff_t nr = rows < a->Ho - oh0 ? rows : a->Ho - oh0;
+                const ptrdiff_t kb0 = kgi * kbs;
+                const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
+                const T* img = src + n * a->sn + g * a->Cg * a->sc;
+                for (ptrdiff_t c0 = 0; c0 < a->Cg; c0 += kc) {
+                    const ptrdiff_t nc = kc < a->Cg - c0 ? kc : a->Cg - c0;
+                    const T* base;
+                    ptrdiff_t cs, rs;
+                    if (a->in_place) {
+                        base = img + c0 * a->sc + oh0 * a->str_h * a->sh;
+                        cs = a->sc;
+                        rs = a->sh;
+                    } else {
+                        const ptrdiff_t nrows = (nr - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
+                        CFN(fnn_cb_pack_rows)(img + c0 * a->sc, a->sc, a->sh, a->sw, a->H,
+                                              a->W, nc, oh0 * a->str_h - a->pt, nrows, a->pl,
+                                              width, pk);
+                        base = pk;
+                        cs = nrows * width;
+                        rs = width;
+                    }
+                    for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
+                        const T* wk = wp + ((g * nkb + kb0 + kbi) * a->Cg + c0) * RS * OB;
+                        ptrdiff_t r = 0;
+                        if (2 * a->Wo <= NW) { /* short rows: two per tile */
+                            for (; r + 2 <= nr; r += 2)
+                                CFN(fnn_cb_tile2)(base + r * a->str_h * rs, cs, a->dil_h * rs,
+                                                  a->dil_w, a->str_w, a->str_h * rs, wk, nc,
+                                                  a->R, a->S, tb + (kbi * rows + r) * a->Wo * OB,
+                                                  c0 > 0, (int)a->Wo);
+                        }
+                        for (; r < nr; ++r) {
+                            const T* xrow = base + r * a->str_h * rs;
+                            T* trow = tb + (kbi * rows + r) * a->Wo * OB;
+                            for (ptrdiff_t ow0 = 0; ow0 < a->Wo; ow0 += NW) {
+                                const ptrdiff_t nw = NW < a->Wo - ow0 ? NW : a->Wo - ow0;
+                                CFN(fnn_cb_tile)(xrow + ow0 * a->str_w, cs, a->dil_h * rs,
+                                                 a->dil_w, a->str_w, wk, nc, a->R, a->S,
+                                                 trow + ow0 * OB, c0 > 0, (int)nw);
+                            }
+                        }
+                    }
+                }
+                for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
+                    const ptrdiff_t k0 = (kb0 + kbi) * OB;
+                    const ptrdiff_t no = OB < a->Kg - k0 ? OB : a->Kg - k0;
+                    const T* bk = bias ? bias + g * a->Kg + k0 : NULL;
+                    for (ptrdiff_t r = 0; r < nr; ++r) {
+                        T* d = dst + n * a->dn + (g * a->Kg + k0) * a->dk + (oh0 + r) * a->dh;
+                        CFN(fnn_cb_store)(tb + (kbi * rows + r) * a->Wo * OB, no, a->Wo, bk,
+                                          d, a->dk, a->dw);
+                    }
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+/* wp[g][kb][c][r][s][o] = w(g*Kg + kb*OB + o, c, r, s), zero for channels past Kg. */
+static void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc, ptrdiff_t wr,
+                             ptrdiff_t ws, ptrdiff_t G, ptrdiff_t Kg, ptrdiff_t Cg,
+                             ptrdiff_t R, ptrdiff_t S, T* wp, int threads) {
+    const ptrdiff_t OB = CB_OB, nkb = fnn_cb_ceil_div(Kg, OB), per = Cg * R * S * OB;
+    const ptrdiff_t blocks = G * nkb;
+    int nt = threads < 1 ? 1 : threads;
+    if (nt > blocks) nt = (int)(blocks > 0 ? blocks : 1);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (ptrdiff_t gk = 0; gk < blocks; ++gk) {
+        const ptrdiff_t g = gk / nkb, kb = gk % nkb;
+        T* d = wp + gk * per;
+        const ptrdiff_t valid = Kg - kb * OB < OB ? Kg - kb * OB : OB;
+        const T* src = w + (g * Kg + kb * OB) * wk;
+        /* o innermost: the OB source rows stay in L1 while d is written in order */
+        for (ptrdiff_t c = 0; c < Cg; ++c)
+            for (ptrdiff_t r = 0; r < R; ++r)
+                for (ptrdiff_t s = 0; s < S; ++s) {
+                    const T* q = src + c * wc + r * wr + s * ws;
+                    ptrdiff_t o = 0;
+                    for (; o < valid; ++o) d[o] = q[o * wk];
+                    for (; o < OB; ++o) d[o] = 0;
+                    d += OB;
+                }
+    }
+}
+
+#undef CLOAD
+#undef CSTORE
+#undef CB_INLINE
+#undef CB_OB
+#undef CFN
+#undef CCAT
+#undef CCAT_
+#undef T
+#undef VEC
+#undef VL
+#undef SFX
+#undef TARGET_ATTR
+#undef CB_NV
+#undef CB_NW

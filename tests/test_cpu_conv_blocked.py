@@ -1,0 +1,157 @@
+"""The channel-blocked direct convolution (candidate "direct:blocked" of algo="auto":
+output channels in SIMD lanes, broadcast inputs): forward and input gradient against the
+float64 reference backend and PyTorch, at every instruction-set level this CPU runs, on
+random problems -- kernels 1-5, strides 1-3, dilation, asymmetric and "same" padding,
+groups, 1-D, batch 1, channel counts that do not fill a block, every memory layout --
+and with every blocking forced to its smallest (one row, one channel block, one input
+channel per chunk), so that every chunk boundary is crossed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _isa
+from fastnn._geometry import conv_geometry
+from fastnn.backends.cpu import conv as cpu_conv
+from fastnn.backends.cpu import conv_blocked
+from fastnn.backends.cpu.conv_choice import ranked
+from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
+
+DTYPES = (np.float32, np.float64)
+BLOCKED = conv_blocked.NAME
+
+
+@pytest.fixture
+def blocked_first(monkeypatch):
+    """algo="auto" with tuning off runs the channel-blocked kernel for the forward pass
+    and the input gradient (the weight gradient keeps the prior's choice)."""
+    fastnn.autotune(False)
+
+    def first(geom, which="forward"):
+        order = [a for a in ranked(geom, which) if a != BLOCKED]
+        return order if which == "weight" else [BLOCKED, *order]
+
+    monkeypatch.setattr(cpu_conv, "ranked", first)
+
+
+def random_problem(rng, nd=2):
+    while True:
+        g = int(rng.choice([1, 1, 1, 2, 3]))
+        cg, kg = int(rng.integers(1, 7)), int(rng.choice([1, 5, 16, 19, 33]))
+        n = int(rng.integers(1, 4))
+        size = tuple(int(v) for v in rng.integers(1, 20, size=nd))
+        kernel = tuple(int(v) for v in rng.integers(1, 6, size=nd))
+        stride = tuple(int(v) for v in rng.choice([1, 1, 2, 3], size=nd))
+        dilation = tuple(int(v) for v in rng.choice([1, 1, 2], size=nd))
+        padding: object = tuple(int(rng.integers(0, k + 1)) for k in kernel)
+        if rng.random() < 0.15:
+            padding, stride = "same", (1,) * nd
+        elif nd == 2 and rng.random() < 0.2:  # asymmetric: (top, bottom, left, right)
+            padding = tuple(int(v) for v in rng.integers(0, 3, size=4))
+        dims = (n, g * cg, g * kg, size, kernel)
+        try:
+            conv_geometry("conv", nd, (n, g * cg, *size), (g * kg, cg, *kernel), stride,
+                          padding, dilation, g)  # fmt: skip
+        except ValueError:
+            continue
+        return dims, (stride, padding, dilation, g)
+
+
+def arrays(rng, dims, groups, dtype):
+    n, c, k, size, kernel = dims
+    x = rng.standard_normal((n, c, *size)).astype(dtype)
+    w = rng.standard_normal((k, c // groups, *kernel)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    return x, w, b
+
+
+def conv(nd):
+    return (fastnn.conv1d, fastnn.conv1d_backward) if nd == 1 else (
+        fastnn.conv2d, fastnn.conv2d_backward)  # fmt: skip
+
+
+def check(rng, nd, dtype, what, count=10):
+    forward, backward = conv(nd)
+    for _ in range(count):
+        dims, params = random_problem(rng, nd)
+        x, w, b = arrays(rng, dims, params[3], dtype)
+        want = forward(x, w, b, *params, backend="reference")
+        got = forward(x, w, b, *params)
+        assert got.dtype == dtype and got.flags.c_contiguous
+        assert_close(got, want, dtype, what=f"{what} forward {dims} {params}")
+        gy = rng.standard_normal(want.shape).astype(dtype)
+        ref = backward(gy, x, w, *params, backend="reference")
+        grads = backward(gy, x, w, *params)
+        for name, g, r in zip(("gx", "gw", "gb"), grads, ref):
+            assert_close(g, r, dtype, what=f"{what} {name} {dims} {params}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nd", (1, 2))
+def test_every_pass_every_level(rng, nd, dtype, blocked_first):
+    for level in _isa.supported():
+        with _isa.forced("conv_blocked", level):
+            check(rng, nd, dtype, level)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_smallest_blocks(rng, dtype, blocked_first, monkeypatch):
+    """One output row, one channel block and one input channel per work item: every
+    chunk of the reduction accumulates into the partial sums of the one before."""
+    original = conv_blocked.plan
+
+    def tiny(*args, **kwargs):
+        return original(*args, **kwargs)._replace(rows=1, kbs=1, kc=1)
+
+    monkeypatch.setattr(conv_blocked, "plan", tiny)
+    check(rng, 2, dtype, "tiny blocks", count=8)
+
+
+def test_short_rows_run_two_per_tile(rng, blocked_first):
+    """Maps narrower than half the register tile put two output rows in one tile; odd
+    row counts leave one row alone."""
+    for hw in ((7, 7), (5, 3), (2, 2), (9, 1)):
+        x, w, b = arrays(rng, (2, 6, 40, hw, (3, 3)), 1, np.float32)
+        want = fastnn.conv2d(x, w, b, 1, 1, backend="reference")
+        assert_close(fastnn.conv2d(x, w, b, 1, 1), want, what=str(hw))
+
+
+def test_memory_layouts(rng, blocked_first):
+    x, w, b = arrays(rng, (2, 4, 20, (10, 11), (3, 3)), 1, np.float32)
+    params = ((2, 1), 1, 1, 1)
+    want = fastnn.conv2d(x, w, b, *params, backend="reference")
+    gy = rng.standard_normal(want.shape).astype(np.float32)
+    want_gx = fastnn.conv2d_backward(gy, x, w, *params, backend="reference")[0]
+    for name, xl in layouts(x):
+        for _, wl in layouts(w):
+            assert_close(fastnn.conv2d(xl, wl, b, *params), want, what=name)
+        for _, gyl in layouts(gy):
+            gx = fastnn.conv2d_backward(gyl, xl, w, *params, output_mask=(True, False, False))[0]
+            assert_close(gx, want_gx, what=name)
+
+
+def test_ranked_for_forward_and_input_only():
+    geom = conv_geometry("conv", 2, (8, 64, 56, 56), (128, 64, 3, 3), 2, 1, 1, 1)
+    assert ranked(geom, "forward")[0] == BLOCKED
+    assert ranked(geom, "input")[0] == BLOCKED
+    assert BLOCKED not in ranked(geom, "weight")
+    few = conv_geometry("conv", 2, (8, 64, 56, 56), (4, 64, 3, 3), 2, 1, 1, 1)
+    assert ranked(few, "forward")[-1] == BLOCKED  # four channels do not fill its lanes
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch (the torch extra) is missing")
+def test_matches_torch_resnet_shapes(rng, blocked_first):
+    torch = import_torch()
+    for c, hw, k, r, stride, pad in ((16, 15, 32, 3, 2, 1), (8, 9, 48, 1, 2, 0),
+                                     (3, 23, 16, 7, 2, 3)):  # fmt: skip
+        x, w, b = arrays(rng, (2, c, k, (hw, hw), (r, r)), 1, np.float32)
+        tx = torch.from_numpy(x).requires_grad_()
+        ty = torch.nn.functional.conv2d(tx, torch.from_numpy(w), torch.from_numpy(b),
+                                        stride, pad)  # fmt: skip
+        gy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+        ty.backward(torch.from_numpy(gy))
+        assert_close(fastnn.conv2d(x, w, b, stride, pad), ty.detach().numpy())
+        gx = fastnn.conv2d_backward(gy, x, w, stride, pad, output_mask=(True, False, False))[0]
+        assert_close(gx, tx.grad.numpy())
