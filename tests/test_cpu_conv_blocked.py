@@ -1,5 +1,5 @@
 """The channel-blocked direct convolution (candidate "direct:blocked" of algo="auto":
-output channels in SIMD lanes, broadcast inputs): forward and input gradient against the
+output channels in SIMD lanes, broadcast inputs): all three passes against the
 float64 reference backend and PyTorch, at every instruction-set level this CPU runs, on
 random problems -- kernels 1-5, strides 1-3, dilation, asymmetric and "same" padding,
 groups, 1-D, batch 1, channel counts that do not fill a block, every memory layout --
@@ -25,13 +25,11 @@ BLOCKED = conv_blocked.NAME
 
 @pytest.fixture
 def blocked_first(monkeypatch):
-    """algo="auto" with tuning off runs the channel-blocked kernel for the forward pass
-    and the input gradient (the weight gradient keeps the prior's choice)."""
+    """algo="auto" with tuning off runs the channel-blocked kernel for every pass."""
     fastnn.autotune(False)
 
     def first(geom, which="forward"):
-        order = [a for a in ranked(geom, which) if a != BLOCKED]
-        return order if which == "weight" else [BLOCKED, *order]
+        return [BLOCKED, *(a for a in ranked(geom, which) if a != BLOCKED)]
 
     monkeypatch.setattr(cpu_conv, "ranked", first)
 
@@ -100,12 +98,13 @@ def test_every_pass_every_level(rng, nd, dtype, blocked_first):
 def test_smallest_blocks(rng, dtype, blocked_first, monkeypatch):
     """One output row, one channel block and one input channel per work item: every
     chunk of the reduction accumulates into the partial sums of the one before."""
-    original = conv_blocked.plan
+    for name in ("plan", "weight_plan"):
+        original = getattr(conv_blocked, name)
 
-    def tiny(*args, **kwargs):
-        return original(*args, **kwargs)._replace(rows=1, kbs=1, kc=1)
+        def tiny(*args, original=original, **kwargs):
+            return original(*args, **kwargs)._replace(rows=1, kbs=1, kc=1)
 
-    monkeypatch.setattr(conv_blocked, "plan", tiny)
+        monkeypatch.setattr(conv_blocked, name, tiny)
     check(rng, 2, dtype, "tiny blocks", count=8)
 
 
@@ -123,20 +122,20 @@ def test_memory_layouts(rng, blocked_first):
     params = ((2, 1), 1, 1, 1)
     want = fastnn.conv2d(x, w, b, *params, backend="reference")
     gy = rng.standard_normal(want.shape).astype(np.float32)
-    want_gx = fastnn.conv2d_backward(gy, x, w, *params, backend="reference")[0]
+    want_gx, want_gw, _ = fastnn.conv2d_backward(gy, x, w, *params, backend="reference")
     for name, xl in layouts(x):
         for _, wl in layouts(w):
             assert_close(fastnn.conv2d(xl, wl, b, *params), want, what=name)
         for _, gyl in layouts(gy):
-            gx = fastnn.conv2d_backward(gyl, xl, w, *params, output_mask=(True, False, False))[0]
+            gx, gw, _ = fastnn.conv2d_backward(gyl, xl, w, *params)
             assert_close(gx, want_gx, what=name)
+            assert_close(gw, want_gw, what=name)
 
 
-def test_ranked_for_forward_and_input_only():
+def test_ranked_first_with_channels_to_fill_its_lanes():
     geom = conv_geometry("conv", 2, (8, 64, 56, 56), (128, 64, 3, 3), 2, 1, 1, 1)
-    assert ranked(geom, "forward")[0] == BLOCKED
-    assert ranked(geom, "input")[0] == BLOCKED
-    assert BLOCKED not in ranked(geom, "weight")
+    for which in ("forward", "input", "weight"):
+        assert ranked(geom, which)[0] == BLOCKED
     few = conv_geometry("conv", 2, (8, 64, 56, 56), (4, 64, 3, 3), 2, 1, 1, 1)
     assert ranked(few, "forward")[-1] == BLOCKED  # four channels do not fill its lanes
 
@@ -147,11 +146,11 @@ def test_matches_torch_resnet_shapes(rng, blocked_first):
     for c, hw, k, r, stride, pad in ((16, 15, 32, 3, 2, 1), (8, 9, 48, 1, 2, 0),
                                      (3, 23, 16, 7, 2, 3)):  # fmt: skip
         x, w, b = arrays(rng, (2, c, k, (hw, hw), (r, r)), 1, np.float32)
-        tx = torch.from_numpy(x).requires_grad_()
-        ty = torch.nn.functional.conv2d(tx, torch.from_numpy(w), torch.from_numpy(b),
-                                        stride, pad)  # fmt: skip
+        tx, tw = (torch.from_numpy(a).requires_grad_() for a in (x, w))
+        ty = torch.nn.functional.conv2d(tx, tw, torch.from_numpy(b), stride, pad)
         gy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
         ty.backward(torch.from_numpy(gy))
         assert_close(fastnn.conv2d(x, w, b, stride, pad), ty.detach().numpy())
-        gx = fastnn.conv2d_backward(gy, x, w, stride, pad, output_mask=(True, False, False))[0]
+        gx, gw, _ = fastnn.conv2d_backward(gy, x, w, stride, pad)
         assert_close(gx, tx.grad.numpy())
+        assert_close(gw, tw.grad.numpy())

@@ -54,6 +54,26 @@ typedef struct {
     int threads;
 } fnn_cb_args;
 
+/* The weight gradient out (G*Kg, Cg, R, S), contiguous, overwritten, of the convolution
+ * above, from x and grad_output gy (both any strides).  Output channels go in lanes
+ * again; a work item is (group, kbs channel blocks, cc input channels) and reduces over
+ * every image and position, so items never share an output: per block of `rows` output
+ * rows, the item's input rows are packed channels-last (p[row][col][c]) and its
+ * grad_output rows positions-first (g[pos][OB]), and a register tile of NW input channels
+ * x OB output channels, one (r, s) at a time, runs the reduction over positions. */
+typedef struct {
+    const void* x;
+    ptrdiff_t sn, sc, sh, sw;
+    const void* gy;
+    ptrdiff_t gn, gk, gh, gw_;
+    ptrdiff_t N, H, W, G, Cg, Kg;
+    ptrdiff_t R, S, str_h, str_w, dil_h, dil_w, pt, pl;
+    ptrdiff_t Ho, Wo;
+    void* out;
+    ptrdiff_t rows, kbs, cc;
+    int threads;
+} fnn_cb_wargs;
+
 /* Register tiles per level: NV vectors of output channels x NW output positions. */
 #define FNN_CB_NV_BASE 2
 #define FNN_CB_NW_BASE 6
@@ -139,6 +159,7 @@ typedef double fnn_cb_f64x8 __attribute__((vector_size(64)));
 #define CB_NV FNN_CB_NV_AVX512
 #define CB_NW FNN_CB_NW_AVX512
 #include "conv_blocked_body.h"
+
 #endif
 
 #if defined(__GNUC__)
@@ -192,6 +213,11 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
     static int fnn_cb_run_##sfx(const fnn_cb_args* a, int isa) {                           \
         isa = fnn_cb_isa(isa);                                                             \
         FNN_CB_DISPATCH(fnn_cb_conv, sfx, (a))                                             \
+    }                                                                                      \
+    /* The weight gradient; 0 on success, -1 when scratch could not be allocated. */     \
+    static int fnn_cb_wgrad_run_##sfx(const fnn_cb_wargs* a, int isa) {                    \
+        isa = fnn_cb_isa(isa);                                                             \
+        FNN_CB_DISPATCH(fnn_cb_wgrad, sfx, (a))                                            \
     }                                                                                      \
     /* Pack w(k, c, r, s) = w[k*wk + c*wc + r*wr + s*ws] (any strides, k < G*Kg) for the \
      * kernels of level isa. */                                                            \

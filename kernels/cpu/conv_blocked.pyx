@@ -5,6 +5,7 @@
 #   pack       the weights, in blocks of output channels for the micro-kernel
 #   convolve   the whole convolution of a source tensor with packed weights into a
 #              destination of any strides (its own OpenMP threads, GIL released)
+#   weight_grad  the weight gradient from the input and grad_output
 import numpy as np
 
 from cython cimport floating
@@ -23,6 +24,19 @@ cdef extern from "conv_blocked.h" nogil:
         int in_place
         Py_ssize_t rows, kbs, kc
         int threads
+    ctypedef struct fnn_cb_wargs:
+        const void* x
+        Py_ssize_t sn, sc, sh, sw
+        const void* gy
+        Py_ssize_t gn, gk, gh, gw_
+        Py_ssize_t N, H, W, G, Cg, Kg
+        Py_ssize_t R, S, str_h, str_w, dil_h, dil_w, pt, pl
+        Py_ssize_t Ho, Wo
+        void* out
+        Py_ssize_t rows, kbs, cc
+        int threads
+    int fnn_cb_wgrad_run_f32(const fnn_cb_wargs* a, int isa)
+    int fnn_cb_wgrad_run_f64(const fnn_cb_wargs* a, int isa)
     int fnn_cb_run_f32(const fnn_cb_args* a, int isa)
     int fnn_cb_run_f64(const fnn_cb_args* a, int isa)
     void fnn_cb_pack_f32(const float* w, Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wr,
@@ -50,23 +64,35 @@ def register_tile(int isa, bint is_double):
     return ob, nw
 
 
-def pack(const floating[:, :, :, :] w, Py_ssize_t groups, int isa, int threads):
+def packed_size(Py_ssize_t K, Py_ssize_t Cg, Py_ssize_t R, Py_ssize_t S,
+                Py_ssize_t groups, int isa, bint is_double):
+    """Elements of the packed weights of a (K, Cg, R, S) weight at level isa."""
+    return fnn_cb_packed_elements(fnn_cb_isa(isa), is_double, groups, K // groups, Cg, R, S)
+
+
+def pack(const floating[:, :, :, :] w, Py_ssize_t groups, int isa, int threads, out=None):
     """The packed weights of w viewed as (G*Kg, Cg, R, S) with any strides (a flipped or
-    transposed view is read in place): a flat array for :func:`convolve` at level isa."""
+    transposed view is read in place), for :func:`convolve` at level isa: written into
+    ``out`` (flat, contiguous, at least :func:`packed_size` elements; 64-byte aligned is
+    best) or a new aligned array."""
     cdef Py_ssize_t isz = sizeof(floating)
     cdef Py_ssize_t K = w.shape[0], Cg = w.shape[1], R = w.shape[2], S = w.shape[3]
     cdef Py_ssize_t Kg = K // groups
     cdef bint is_double = floating is double
-    cdef Py_ssize_t size = fnn_cb_packed_elements(fnn_cb_isa(isa), is_double, groups, Kg,
-                                                  Cg, R, S)
-    # 64-byte aligned, so that every weight vector the micro-kernel loads is one line
-    raw = np.empty(max(size, 1) + 64 // isz, dtype=np.float64 if is_double else np.float32)
-    cdef Py_ssize_t skip = (-(raw.ctypes.data % 64) % 64) // isz
-    cdef floating[::1] wp = raw[skip : skip + max(size, 1)]
+    cdef Py_ssize_t size = packed_size(K, Cg, R, S, groups, isa, is_double)
+    cdef Py_ssize_t skip
+    if out is None:
+        # 64-byte aligned, so that every weight vector the micro-kernel loads is one line
+        raw = np.empty(max(size, 1) + 64 // isz, dtype=np.float64 if is_double else np.float32)
+        skip = (-(raw.ctypes.data % 64) % 64) // isz
+        out = raw[skip : skip + max(size, 1)]
+    cdef floating[::1] wp = out
+    if wp.shape[0] < size:
+        raise ValueError(f"pack: out holds {wp.shape[0]} elements, {size} needed")
     cdef Py_ssize_t wk = w.strides[0] // isz, wc = w.strides[1] // isz
     cdef Py_ssize_t wr = w.strides[2] // isz, ws = w.strides[3] // isz
     if K == 0 or Cg == 0:
-        return np.asarray(wp)
+        return out
     with nogil:
         if floating is float:
             fnn_cb_pack_f32(&w[0, 0, 0, 0], wk, wc, wr, ws, groups, Kg, Cg, R, S, &wp[0],
@@ -74,7 +100,7 @@ def pack(const floating[:, :, :, :] w, Py_ssize_t groups, int isa, int threads):
         else:
             fnn_cb_pack_f64(&w[0, 0, 0, 0], wk, wc, wr, ws, groups, Kg, Cg, R, S, &wp[0],
                             isa, threads)
-    return np.asarray(wp)
+    return out
 
 
 def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
@@ -118,5 +144,40 @@ def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
             rc = fnn_cb_run_f32(&a, isa)
         else:
             rc = fnn_cb_run_f64(&a, isa)
+    if rc != 0:
+        raise MemoryError("conv_blocked: out of memory for the per-thread buffers")
+
+
+def weight_grad(const floating[:, :, :, :] x, const floating[:, :, :, :] gy,
+                floating[::1] out, Py_ssize_t groups, tuple kernel, tuple stride,
+                tuple dilation, tuple offset, Py_ssize_t rows, Py_ssize_t kbs,
+                Py_ssize_t cc, int isa, int threads):
+    """out (flat (K, Cg, R, S), overwritten) = d loss / d weight of the convolution of x
+    (N, C, H, W) producing gy (N, K, Ho, Wo), both of any strides.  rows, kbs, cc: output
+    rows per position block, channel blocks and input channels per work item."""
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef fnn_cb_wargs a
+    cdef int rc
+    a.x = &x[0, 0, 0, 0]
+    a.sn, a.sc = x.strides[0] // isz, x.strides[1] // isz
+    a.sh, a.sw = x.strides[2] // isz, x.strides[3] // isz
+    a.gy = &gy[0, 0, 0, 0]
+    a.gn, a.gk = gy.strides[0] // isz, gy.strides[1] // isz
+    a.gh, a.gw_ = gy.strides[2] // isz, gy.strides[3] // isz
+    a.N, a.H, a.W = x.shape[0], x.shape[2], x.shape[3]
+    a.G, a.Cg, a.Kg = groups, x.shape[1] // groups, gy.shape[1] // groups
+    a.R, a.S = kernel
+    a.str_h, a.str_w = stride
+    a.dil_h, a.dil_w = dilation
+    a.pt, a.pl = offset
+    a.Ho, a.Wo = gy.shape[2], gy.shape[3]
+    a.out = &out[0]
+    a.rows, a.kbs, a.cc = rows, kbs, cc
+    a.threads = threads
+    with nogil:
+        if floating is float:
+            rc = fnn_cb_wgrad_run_f32(&a, isa)
+        else:
+            rc = fnn_cb_wgrad_run_f64(&a, isa)
     if rc != 0:
         raise MemoryError("conv_blocked: out of memory for the per-thread buffers")

@@ -89,10 +89,12 @@ CB_INLINE void CFN(fnn_cb_tile_fixed)(const T* restrict x, ptrdiff_t cs, ptrdiff
                                swc);                                                       \
         return;
 
-#if CB_NW > 6
+#if CB_NW >= 14
 #define CB_CASES_HI(swc)                                                                   \
     CB_CALL(7, swc) CB_CALL(8, swc) CB_CALL(9, swc) CB_CALL(10, swc) CB_CALL(11, swc)      \
     CB_CALL(12, swc) CB_CALL(13, swc) CB_CALL(14, swc)
+#elif CB_NW >= 7
+#define CB_CASES_HI(swc) CB_CALL(7, swc)
 #else
 #define CB_CASES_HI(swc)
 #endif
@@ -320,8 +322,255 @@ static TARGET_ATTR int CFN(fnn_cb_conv)(const fnn_cb_args* a) {
     return failed ? -1 : 0;
 }
 
+/* ---- weight gradient ------------------------------------------------------------------ */
+
+/* acc[j][0 .. OB) += sum_{p < np} g[p][0 .. OB) * x[at(p) + j]   for j < nw (channels)
+ * where the positions p run over nr output rows of wo positions, at(p) = row * xrow +
+ * col * xcol in the channels-last packed input, and acc row j lies at acc + j * lda.
+ * nw is a compile-time constant once inlined. */
+CB_INLINE void CFN(fnn_cb_wtile_fixed)(const T* restrict x, ptrdiff_t xrow, ptrdiff_t xcol,
+                                       const T* restrict g, ptrdiff_t nr, ptrdiff_t wo,
+                                       T* restrict acc_out, ptrdiff_t lda, const int nw) {
+    VEC acc[CB_NW][CB_NV];
+    FNN_CB_UNROLL
+    for (int j = 0; j < nw; ++j) {
+        FNN_CB_UNROLL
+        for (int v = 0; v < CB_NV; ++v) acc[j][v] = *(const VEC*)(acc_out + j * lda + v * VL);
+    }
+    for (ptrdiff_t r = 0; r < nr; ++r) {
+        const T* xr = x + r * xrow;
+        const T* gr = g + r * wo * CB_OB;
+        for (ptrdiff_t ow = 0; ow < wo; ++ow) {
+            VEC gv[CB_NV];
+            FNN_CB_UNROLL
+            for (int v = 0; v < CB_NV; ++v) gv[v] = *(const VEC*)(gr + ow * CB_OB + v * VL);
+            const T* xp = xr + ow * xcol;
+            FNN_CB_UNROLL
+            for (int j = 0; j < nw; ++j) {
+                const T xv = xp[j];
+                FNN_CB_UNROLL
+                for (int v = 0; v < CB_NV; ++v) acc[j][v] += gv[v] * xv;
+            }
+        }
+    }
+    FNN_CB_UNROLL
+    for (int j = 0; j < nw; ++j) {
+        FNN_CB_UNROLL
+        for (int v = 0; v < CB_NV; ++v) *(VEC*)(acc_out + j * lda + v * VL) = acc[j][v];
+    }
+}
+
+#define CB_WCALL(n)                                                                        \
+    case n:                                                                                \
+        CFN(fnn_cb_wtile_fixed)(x, xrow, xcol, g, nr, wo, acc, lda, n);                    \
+        return;
+#if CB_NW >= 14
+#define CB_WCASES_HI                                                                       \
+    CB_WCALL(7) CB_WCALL(8) CB_WCALL(9) CB_WCALL(10) CB_WCALL(11) CB_WCALL(12)             \
+    CB_WCALL(13) CB_WCALL(14)
+#elif CB_NW >= 7
+#define CB_WCASES_HI CB_WCALL(7)
+#else
+#define CB_WCASES_HI
+#endif
+
+static TARGET_ATTR void CFN(fnn_cb_wtile)(const T* x, ptrdiff_t xrow, ptrdiff_t xcol,
+                                          const T* g, ptrdiff_t nr, ptrdiff_t wo, T* acc,
+                                          ptrdiff_t lda, int nw) {
+    switch (nw) {
+        CB_WCALL(1) CB_WCALL(2) CB_WCALL(3) CB_WCALL(4) CB_WCALL(5) CB_WCALL(6)
+        CB_WCASES_HI
+    }
+}
+
+#undef CB_WCALL
+#undef CB_WCASES_HI
+
+/* dst[j*ldd + i] = src[i*lds + j] for i < ni, j < nj: VL x VL blocks through registers
+ * (unaligned loads and stores), the edges element by element. */
+static TARGET_ATTR void CFN(fnn_cb_transpose)(const T* restrict src, ptrdiff_t lds,
+                                              ptrdiff_t ni, ptrdiff_t nj, T* restrict dst,
+                                              ptrdiff_t ldd) {
+    typedef __typeof__((VEC){0} < (VEC){0}) IDX;
+    ptrdiff_t i0 = 0;
+    for (; i0 + VL <= ni; i0 += VL) {
+        ptrdiff_t j0 = 0;
+        for (; j0 + VL <= nj; j0 += VL) {
+            VEC r[VL];
+            FNN_CB_UNROLL
+            for (int i = 0; i < VL; ++i) CLOAD(r[i], src + (i0 + i) * lds + j0);
+            FNN_CB_UNROLL
+            for (int b = VL / 2; b >= 1; b /= 2) {
+                IDX lo, hi;
+                FNN_CB_UNROLL
+                for (int q = 0; q < VL; ++q) {
+                    lo[q] = (q & b) ? VL + q - b : q;
+                    hi[q] = (q & b) ? VL + q : q + b;
+                }
+                FNN_CB_UNROLL
+                for (int i = 0; i < VL; ++i) {
+                    if (i & b) continue;
+                    VEC top = r[i], bottom = r[i + b];
+                    r[i] = __builtin_shuffle(top, bottom, lo);
+                    r[i + b] = __builtin_shuffle(top, bottom, hi);
+                }
+            }
+            FNN_CB_UNROLL
+            for (int j = 0; j < VL; ++j) CSTORE(dst + (j0 + j) * ldd + i0, r[j]);
+        }
+        for (ptrdiff_t i = i0; i < i0 + VL; ++i)
+            for (ptrdiff_t j = j0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
+    }
+    for (ptrdiff_t i = i0; i < ni; ++i)
+        for (ptrdiff_t j = 0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
+}
+
+/* Channels-last packed input rows of one image: p[i][j][c] (c < nc, row length width,
+ * nc apart per column) = src[c][ih0 + i*rstep][j*cstep - pl], zero outside the image.
+ * rstep, cstep > 1 skip the rows and columns a 1x1 kernel's stride never reads. */
+static TARGET_ATTR void CFN(fnn_cb_pack_last)(const T* src, ptrdiff_t sc, ptrdiff_t sh,
+                                              ptrdiff_t sw, ptrdiff_t H, ptrdiff_t W,
+                                              ptrdiff_t nc, ptrdiff_t ih0, ptrdiff_t nrows,
+                                              ptrdiff_t rstep, ptrdiff_t pl, ptrdiff_t width,
+                                              ptrdiff_t cstep, T* restrict p) {
+    /* packed column j reads source column j*cstep - pl: valid for jlo <= j < jhi */
+    ptrdiff_t jlo = pl <= 0 ? 0 : fnn_cb_ceil_div(pl, cstep);
+    ptrdiff_t jhi = W + pl <= 0 ? 0 : fnn_cb_ceil_div(W + pl, cstep);
+    if (jlo > width) jlo = width;
+    if (jhi > width) jhi = width;
+    if (jhi < jlo) jhi = jlo;
+    for (ptrdiff_t i = 0; i < nrows; ++i) {
+        T* d = p + i * width * nc;
+        const ptrdiff_t ih = ih0 + i * rstep;
+        if (ih < 0 || ih >= H) {
+            memset(d, 0, (size_t)(width * nc) * sizeof(T));
+            continue;
+        }
+        if (jlo > 0) memset(d, 0, (size_t)(jlo * nc) * sizeof(T));
+        if (jhi < width) memset(d + jhi * nc, 0, (size_t)((width - jhi) * nc) * sizeof(T));
+        const T* s = src + ih * sh + (jlo * cstep - pl) * sw;
+        if (sw == 1 && cstep == 1) {
+            CFN(fnn_cb_transpose)(s, sc, nc, jhi - jlo, d + jlo * nc, nc);
+        } else {
+            for (ptrdiff_t c = 0; c < nc; ++c)
+                for (ptrdiff_t j = jlo; j < jhi; ++j)
+                    d[j * nc + c] = s[c * sc + (j - jlo) * cstep * sw];
+        }
+    }
+}
+
+static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
+    const ptrdiff_t OB = CB_OB, NW = CB_NW;
+    const ptrdiff_t nkb = fnn_cb_ceil_div(a->Kg, OB);
+    const ptrdiff_t rows = a->rows, kbs = a->kbs, cc = a->cc;
+    const ptrdiff_t nkg = fnn_cb_ceil_div(nkb, kbs), ncc = fnn_cb_ceil_div(a->Cg, cc);
+    const ptrdiff_t items = a->G * nkg * ncc;
+    const ptrdiff_t R = a->R, S = a->S, RS = R * S;
+    /* a 1x1 axis reads only every stride-th row / column: pack just those */
+    const ptrdiff_t rstep = R == 1 ? a->str_h : 1, cstep = S == 1 ? a->str_w : 1;
+    const ptrdiff_t rows_in = R == 1 ? rows : (rows - 1) * a->str_h + (R - 1) * a->dil_h + 1;
+    const ptrdiff_t width = S == 1 ? a->Wo : (a->Wo - 1) * a->str_w + (S - 1) * a->dil_w + 1;
+    const ptrdiff_t prow = R == 1 ? 1 : a->str_h, pcol = S == 1 ? 1 : a->str_w;
+    const size_t acc_bytes = (size_t)(kbs * cc * RS * OB) * sizeof(T);
+    const size_t x_bytes = (size_t)(rows_in * width * cc + FNN_CB_SLACK) * sizeof(T);
+    const size_t g_bytes = (size_t)(kbs * rows * a->Wo * OB) * sizeof(T);
+    const T* x = (const T*)a->x;
+    const T* gy = (const T*)a->gy;
+    T* out = (T*)a->out;
+    int failed = 0;
+    int nt = a->threads < 1 ? 1 : a->threads;
+    if (nt > items) nt = (int)items;
+    if (items == 0) return 0;
+#pragma omp parallel num_threads(nt)
+    {
+#if defined(_OPENMP)
+        const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const ptrdiff_t tid = 0, nth = 1;
+#endif
+        const ptrdiff_t start = items * tid / nth, end = items * (tid + 1) / nth;
+        T* accb = (T*)fnn_workspace(0, acc_bytes);
+        T* xt = (T*)fnn_workspace(1, x_bytes);
+        T* gt = (T*)fnn_workspace(2, g_bytes);
+        if (accb == NULL || xt == NULL || gt == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+            for (ptrdiff_t item = start; item < end; ++item) {
+                const ptrdiff_t ci = item % ncc;
+                const ptrdiff_t kgi = (item / ncc) % nkg;
+                const ptrdiff_t g = item / (ncc * nkg);
+                const ptrdiff_t c0 = ci * cc;
+                const ptrdiff_t nc = cc < a->Cg - c0 ? cc : a->Cg - c0;
+                const ptrdiff_t kb0 = kgi * kbs;
+                const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
+                /* accb[kbi][r][s][c][OB]: along (s, c) a unit-dilation row of taps is one
+                 * run of the packed input, so a register tile sweeps S*nc of them */
+                memset(accb, 0, (size_t)(nk * RS * nc * OB) * sizeof(T));
+                for (ptrdiff_t n = 0; n < a->N; ++n) {
+                    for (ptrdiff_t oh0 = 0; oh0 < a->Ho; oh0 += rows) {
+                        const ptrdiff_t nr = rows < a->Ho - oh0 ? rows : a->Ho - oh0;
+                        const ptrdiff_t nrows =
+                            R == 1 ? nr : (nr - 1) * a->str_h + (R - 1) * a->dil_h + 1;
+                        CFN(fnn_cb_pack_last)(x + n * a->sn + (g * a->Cg + c0) * a->sc, a->sc,
+                                              a->sh, a->sw, a->H, a->W, nc,
+                                              oh0 * a->str_h - a->pt, nrows, rstep, a->pl,
+                                              width, cstep, xt);
+                        for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
+                            T* gb = gt + kbi * rows * a->Wo * OB;
+                            const ptrdiff_t k0 = (kb0 + kbi) * OB;
+                            const ptrdiff_t valid = OB < a->Kg - k0 ? OB : a->Kg - k0;
+                            const T* src = gy + n * a->gn + (g * a->Kg + k0) * a->gk + oh0 * a->gh;
+                            for (ptrdiff_t r = 0; r < nr; ++r) {
+                                T* d = gb + r * a->Wo * OB;
+                                if (a->gw_ == 1) {
+                                    CFN(fnn_cb_transpose)(src + r * a->gh, a->gk, valid, a->Wo, d, OB);
+                                } else {
+                                    for (ptrdiff_t o = 0; o < valid; ++o)
+                                        for (ptrdiff_t ow = 0; ow < a->Wo; ++ow)
+                                            d[ow * OB + o] = src[o * a->gk + r * a->gh + ow * a->gw_];
+                                }
+                                for (ptrdiff_t ow = 0; valid < OB && ow < a->Wo; ++ow)
+                                    memset(d + ow * OB + valid, 0, (size_t)(OB - valid) * sizeof(T));
+                            }
+                        }
+                        for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
+                            const T* gb = gt + kbi * rows * a->Wo * OB;
+                            for (ptrdiff_t r = 0; r < R; ++r) {
+                                /* taps (s, c) of row r: one run of S*nc when undilated */
+                                const ptrdiff_t runs = a->dil_w == 1 ? 1 : S;
+                                const ptrdiff_t len = a->dil_w == 1 ? S * nc : nc;
+                                for (ptrdiff_t q = 0; q < runs; ++q) {
+                                    const T* xs = xt + (r * a->dil_h * width + q * a->dil_w) * nc;
+                                    T* acc = accb + (((kbi * R + r) * S + q) * nc) * OB;
+                                    for (ptrdiff_t j0 = 0; j0 < len; j0 += NW) {
+                                        const ptrdiff_t nw = NW < len - j0 ? NW : len - j0;
+                                        CFN(fnn_cb_wtile)(xs + j0, prow * width * nc, pcol * nc, gb,
+                                                          nr, a->Wo, acc + j0 * OB, OB, (int)nw);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
+                    const ptrdiff_t k0 = (kb0 + kbi) * OB;
+                    const ptrdiff_t valid = OB < a->Kg - k0 ? OB : a->Kg - k0;
+                    for (ptrdiff_t o = 0; o < valid; ++o) {
+                        T* d = out + ((g * a->Kg + k0 + o) * a->Cg + c0) * RS;
+                        for (ptrdiff_t c = 0; c < nc; ++c)
+                            for (ptrdiff_t rs = 0; rs < RS; ++rs)
+                                d[c * RS + rs] = accb[((kbi * RS + rs) * nc + c) * OB + o];
+                    }
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
 /* wp[g][kb][c][r][s][o] = w(g*Kg + kb*OB + o, c, r, s), zero for channels past Kg. */
-static void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc, ptrdiff_t wr,
+static TARGET_ATTR void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc, ptrdiff_t wr,
                              ptrdiff_t ws, ptrdiff_t G, ptrdiff_t Kg, ptrdiff_t Cg,
                              ptrdiff_t R, ptrdiff_t S, T* wp, int threads) {
     const ptrdiff_t OB = CB_OB, nkb = fnn_cb_ceil_div(Kg, OB), per = Cg * R * S * OB;
@@ -334,6 +583,13 @@ static void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc, ptrdiff_t w
         T* d = wp + gk * per;
         const ptrdiff_t valid = Kg - kb * OB < OB ? Kg - kb * OB : OB;
         const T* src = w + (g * Kg + kb * OB) * wk;
+        if (ws == 1 && wr == S && wc == R * S) { /* (c, r, s) one run: a transpose */
+            const ptrdiff_t q = Cg * R * S;
+            CFN(fnn_cb_transpose)(src, wk, valid, q, d, OB);
+            for (ptrdiff_t j = 0; valid < OB && j < q; ++j)
+                for (ptrdiff_t o = valid; o < OB; ++o) d[j * OB + o] = 0;
+            continue;
+        }
         /* o innermost: the OB source rows stay in L1 while d is written in order */
         for (ptrdiff_t c = 0; c < Cg; ++c)
             for (ptrdiff_t r = 0; r < R; ++r)

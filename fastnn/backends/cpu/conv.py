@@ -192,6 +192,8 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         if name.startswith("winograd"):
             gy_n = flat_gy("im2col", n)[: n * geom.out_channels * shp[8] * shp[9]]
             return conv_winograd.grad_weight(x4[:n], gy_n, shp, threads, _tile(name))
+        if name == conv_blocked.NAME:
+            return conv_blocked.grad_weight(x4[:n], gy4[:n], shp, threads)
         lanes = _depthwise_variant(name, geom)
         if lanes is not None:
             gy_n = flat_gy("im2col", n)

@@ -6,6 +6,10 @@ stream serves any kernel size, stride, dilation and padding; no im2col buffer is
 It is the candidate ``"direct:blocked"`` of ``algo="auto"``:
 
 - forward: the convolution itself;
+- weight gradient: work items of (group, output-channel blocks, input channels) that
+  each reduce over every image and position, so no two threads share an output; the
+  input rows are packed channels-last and grad_output positions-first, and the register
+  tile holds NW input channels x a block of output channels for one kernel tap;
 - input gradient: for each stride phase (a, b) -- the input rows a, a + sh, ... and
   columns b, b + sw, ... -- the taps that reach it form a smaller kernel, and the phase
   is a stride-1 convolution of grad_output with those taps, flipped and transposed,
@@ -29,13 +33,26 @@ from fastnn._machine import l2_bytes
 from fastnn.backends.cpu import _outputs, conv_plan
 from fastnn.kernels.cpu import conv_blocked as _k
 
-__all__ = ["NAME", "BlockedPlan", "fits", "forward", "grad_input", "plan"]
+__all__ = [
+    "NAME",
+    "BlockedPlan",
+    "fits",
+    "forward",
+    "grad_input",
+    "grad_weight",
+    "plan",
+    "weight_plan",
+]
 
 #: The algorithm's name among the candidates of ``algo="auto"``.
 NAME = "direct:blocked"
-#: Each of the per-thread working sets -- one reduction chunk's weights, its packed input
-#: rows, the partial sums of a work item -- is kept within this fraction of the L2 cache.
+#: Each of the per-thread working sets -- its packed input rows, the partial sums of a
+#: work item -- is kept within this fraction of the L2 cache.
 WORKING_SET_L2 = 0.25
+#: One reduction chunk's weights, which every tile of a work item streams, in L2 sizes
+#: (a sweep on a Zen 4 with a 1 MB L2 found 32-128 KB chunks within 2% of each other and
+#: 5-10% ahead of whole-layer chunks).
+WEIGHT_CHUNK_L2 = 0.125
 #: Work items per thread we aim for, so that uneven items still balance.
 ITEMS_PER_THREAD = 2
 
@@ -71,7 +88,7 @@ def plan(
     r, s = kernel
     ho, wo = out_hw
     # reduction chunks of equal size whose weights fit the budget
-    kc_max = max(1, int(budget // (ob * r * s * esize)))
+    kc_max = max(1, int(WEIGHT_CHUNK_L2 * l2_bytes() // (ob * r * s * esize)))
     chunks = math.ceil(cg / kc_max)
     kc = math.ceil(cg / chunks)
     nkb = math.ceil(kg / ob)
@@ -100,6 +117,17 @@ def plan(
     return BlockedPlan(isa, max(1, rows), max(1, kbs), max(1, kc))
 
 
+def _packed(w4: np.ndarray, groups: int, isa: int, threads: int) -> np.ndarray:
+    """The packed weights of w4 (any strides), in 64-byte aligned memory from the output
+    cache: a call per step would otherwise fault in megabytes of fresh pages each time."""
+    k, cg, r, s = w4.shape
+    size = max(1, _k.packed_size(k, cg, r, s, groups, isa, w4.dtype == np.float64))
+    lanes = 64 // w4.itemsize
+    buf = _outputs.empty(size + lanes, w4.dtype)
+    skip = (-buf.ctypes.data % 64) // w4.itemsize
+    return _k.pack(w4, groups, isa, threads, buf[skip : skip + size])
+
+
 def fits(shape: tuple[int, ...]) -> bool:
     """Whether the smallest per-thread buffers of both passes -- one output row's packed
     input and partial sums -- stay within conv_plan.DIRECT_MAX_PACKED elements (rows
@@ -116,7 +144,7 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
     n, c, _, _, k, g, r, s, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr = shape
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
     p = plan(n, c // g, k // g, g, (r, s), sh, dh, (ho, wo), x4.dtype == np.float64, threads)
-    wp = _k.pack(w.reshape(k, c // g, r, s), g, p.isa, threads)
+    wp = _packed(w.reshape(k, c // g, r, s), g, p.isa, threads)
     in_place = not (pt or pb or pl or pr) and x4.strides[3] == x4.itemsize
     _k.convolve(
         x4, wp, bias, y.reshape(n, k, ho, wo), g, (r, s), (sh, sw), (dh, dw), (pt, pl),
@@ -159,9 +187,75 @@ def grad_input(gy4: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarra
             wphase = wt[:, :, rsl, csl]
             hq, wq = out.shape[2:]
             p = plan(n, kg, cg, g, wphase.shape[2:], 1, rdil, (hq, wq), is_double, threads)
-            wp = _k.pack(wphase, g, p.isa, threads)
+            wp = _packed(wphase, g, p.isa, threads)
             _k.convolve(
                 gy4, wp, None, out, g, wphase.shape[2:], (1, 1), (rdil, cdil), (roff, coff),
                 False, p.rows, p.kbs, p.kc, p.isa, threads,
             )  # fmt: skip
     return gx
+
+
+#: Output positions each register tile of the weight gradient reduces over per call, at
+#: least (its accumulators are loaded and stored once per call).
+WEIGHT_POSITIONS = 256
+
+
+def weight_plan(
+    n: int,
+    cg: int,
+    kg: int,
+    groups: int,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, int],
+    is_double: bool,
+    threads: int,
+) -> BlockedPlan:
+    """The blocking of one weight gradient: ``rows`` output rows per position block,
+    ``kbs`` channel blocks and ``kc`` input channels per work item."""
+    isa = _isa.level_code("conv_blocked")
+    ob, nw = _k.register_tile(isa, is_double)
+    esize = 8 if is_double else 4
+    budget = WORKING_SET_L2 * l2_bytes()
+    (r, s), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    width = (wo - 1) * sw + (s - 1) * dw + 1
+    rows = max(1, min(ho, math.ceil(WEIGHT_POSITIONS / wo)))
+
+    def channels_fit(rows: int) -> int:
+        rows_in = (rows - 1) * sh + (r - 1) * dh + 1
+        return int(budget // (rows_in * width * esize))
+
+    while rows > 1 and channels_fit(rows) < min(cg, nw):
+        rows = math.ceil(rows / 2)
+    cc = max(1, min(cg, channels_fit(rows)))
+    cc = math.ceil(cg / math.ceil(cg / cc))  # equal chunks
+    kbs = math.ceil(kg / ob)
+
+    def items(cc: int, kbs: int) -> int:
+        return groups * math.ceil(cg / cc) * math.ceil(math.ceil(kg / ob) / kbs)
+
+    while items(cc, kbs) < threads:
+        if cc >= 2 * nw or (cc > 1 and kbs == 1):
+            cc = math.ceil(cc / 2)
+        elif kbs > 1:
+            kbs = math.ceil(kbs / 2)
+        else:
+            break
+    return BlockedPlan(isa, rows, kbs, cc)
+
+
+def grad_weight(x4: np.ndarray, gy4: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d weight, flat (K, Cg, R, S) in the input's dtype, from the input x4 and
+    grad_output gy4 (both any strides)."""
+    n, c, _, _, k, g, r, s, ho, wo, sh, sw, dh, dw, pt, _, pl, _ = shape
+    gw = np.empty(k * (c // g) * r * s, dtype=x4.dtype)
+    p = weight_plan(
+        n, c // g, k // g, g, (r, s), (sh, sw), (dh, dw), (ho, wo),
+        x4.dtype == np.float64, threads,
+    )  # fmt: skip
+    _k.weight_grad(
+        x4, gy4, gw, g, (r, s), (sh, sw), (dh, dw), (pt, pl), p.rows, p.kbs, p.kc,
+        p.isa, threads,
+    )  # fmt: skip
+    return gw

@@ -10,8 +10,8 @@ What the measurements (bench/scripts/conv_table.py and model_convs.py) showed:
 
 - the channel-blocked direct kernel (conv_blocked: output channels in SIMD lanes,
   broadcast inputs) runs strided, pointwise, large-kernel and grouped layers near the
-  FMA peak, forward and input gradient, once there are enough channels to fill its lanes;
-  it leads those passes unless Winograd applies.
+  FMA peak, all three passes, once there are enough channels to fill its lanes; it leads
+  unless Winograd applies.
 - depthwise layers (groups = input channels) run their own direct kernel
   (conv_depthwise), a bandwidth-bound stream per plane that im2col cannot approach.
 - Winograd F(4x4, 3x3) (F(2x2) on maps under 4x4) is fastest on 3x3 stride-1 layers with
@@ -84,9 +84,8 @@ def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
     first = heuristic(geom, which)
     order = [first, "direct" if first == "im2col" else "im2col"]
     p = geom.plane
-    if which != "weight":  # the channel-blocked kernel runs forward and input gradient
-        lanes = p.kg if which == "forward" else p.cg
-        order.insert(0 if lanes >= BLOCKED_MIN_CHANNELS else len(order), BLOCKED)
+    lanes = p.cg if which == "input" else p.kg  # the channels the blocked kernel produces
+    order.insert(0 if lanes >= BLOCKED_MIN_CHANNELS else len(order), BLOCKED)
     if winograd_unsupported(geom) is not None:
         return order
     if which == "input":  # grad_output (kg channels) convolved into cg channels
