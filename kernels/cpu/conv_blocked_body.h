@@ -144,48 +144,22 @@ static TARGET_ATTR void CFN(fnn_cb_tile2)(const T* x, ptrdiff_t cs, ptrdiff_t dr
 #undef CB_CASES2
 #undef CB_CASES_HI
 
-/* dst[o*ldd + j] = t[j*CB_OB + o] + bias[o] for o < no, j < nj: a run of positions of one
- * output row, block by block.  dw is the position step of dst. */
+#define TR_FN CFN(fnn_cb_transpose)
+#include "simd_transpose.h"
+
+/* dst[o*ldd + j*dw] = t[j*CB_OB + o] + bias[o] for o < no, j < nj: a run of positions of
+ * one output row (dw the position step of dst). */
 static TARGET_ATTR void CFN(fnn_cb_store)(const T* restrict t, ptrdiff_t no, ptrdiff_t nj,
                                           const T* bias, T* restrict dst, ptrdiff_t ldd,
                                           ptrdiff_t dw) {
-    typedef __typeof__((VEC){0} < (VEC){0}) IDX;
-    ptrdiff_t o0 = 0, j0 = 0;
     if (dw == 1) {
-        for (o0 = 0; o0 + VL <= no; o0 += VL) {
-            for (j0 = 0; j0 + VL <= nj; j0 += VL) {
-                VEC r[VL];
-                FNN_CB_UNROLL
-                for (int i = 0; i < VL; ++i) r[i] = *(const VEC*)(t + (j0 + i) * CB_OB + o0);
-                FNN_CB_UNROLL
-                for (int b = VL / 2; b >= 1; b /= 2) {
-                    IDX lo, hi;
-                    FNN_CB_UNROLL
-                    for (int q = 0; q < VL; ++q) {
-                        lo[q] = (q & b) ? VL + q - b : q;
-                        hi[q] = (q & b) ? VL + q : q + b;
-                    }
-                    FNN_CB_UNROLL
-                    for (int i = 0; i < VL; ++i) {
-                        if (i & b) continue;
-                        VEC top = r[i], bottom = r[i + b];
-                        r[i] = __builtin_shuffle(top, bottom, lo);
-                        r[i + b] = __builtin_shuffle(top, bottom, hi);
-                    }
-                }
-                FNN_CB_UNROLL
-                for (int i = 0; i < VL; ++i) {
-                    const T bi = bias ? bias[o0 + i] : (T)0;
-                    CSTORE(dst + (o0 + i) * ldd + j0, r[i] + bi);
-                }
-            }
-            for (ptrdiff_t o = o0; o < o0 + VL; ++o) {
-                const T bo = bias ? bias[o] : (T)0;
-                for (ptrdiff_t j = j0; j < nj; ++j) dst[o * ldd + j] = t[j * CB_OB + o] + bo;
-            }
-        }
+        CFN(fnn_cb_transpose)(t, CB_OB, nj, no, dst, ldd);
+        if (bias != NULL)
+            for (ptrdiff_t o = 0; o < no; ++o)
+                for (ptrdiff_t j = 0; j < nj; ++j) dst[o * ldd + j] += bias[o];
+        return;
     }
-    for (ptrdiff_t o = o0; o < no; ++o) {
+    for (ptrdiff_t o = 0; o < no; ++o) {
         const T bo = bias ? bias[o] : (T)0;
         for (ptrdiff_t j = 0; j < nj; ++j) dst[o * ldd + j * dw] = t[j * CB_OB + o] + bo;
     }
@@ -385,45 +359,6 @@ static TARGET_ATTR void CFN(fnn_cb_wtile)(const T* x, ptrdiff_t xrow, ptrdiff_t 
 
 #undef CB_WCALL
 #undef CB_WCASES_HI
-
-/* dst[j*ldd + i] = src[i*lds + j] for i < ni, j < nj: VL x VL blocks through registers
- * (unaligned loads and stores), the edges element by element. */
-static TARGET_ATTR void CFN(fnn_cb_transpose)(const T* restrict src, ptrdiff_t lds,
-                                              ptrdiff_t ni, ptrdiff_t nj, T* restrict dst,
-                                              ptrdiff_t ldd) {
-    typedef __typeof__((VEC){0} < (VEC){0}) IDX;
-    ptrdiff_t i0 = 0;
-    for (; i0 + VL <= ni; i0 += VL) {
-        ptrdiff_t j0 = 0;
-        for (; j0 + VL <= nj; j0 += VL) {
-            VEC r[VL];
-            FNN_CB_UNROLL
-            for (int i = 0; i < VL; ++i) CLOAD(r[i], src + (i0 + i) * lds + j0);
-            FNN_CB_UNROLL
-            for (int b = VL / 2; b >= 1; b /= 2) {
-                IDX lo, hi;
-                FNN_CB_UNROLL
-                for (int q = 0; q < VL; ++q) {
-                    lo[q] = (q & b) ? VL + q - b : q;
-                    hi[q] = (q & b) ? VL + q : q + b;
-                }
-                FNN_CB_UNROLL
-                for (int i = 0; i < VL; ++i) {
-                    if (i & b) continue;
-                    VEC top = r[i], bottom = r[i + b];
-                    r[i] = __builtin_shuffle(top, bottom, lo);
-                    r[i + b] = __builtin_shuffle(top, bottom, hi);
-                }
-            }
-            FNN_CB_UNROLL
-            for (int j = 0; j < VL; ++j) CSTORE(dst + (j0 + j) * ldd + i0, r[j]);
-        }
-        for (ptrdiff_t i = i0; i < i0 + VL; ++i)
-            for (ptrdiff_t j = j0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
-    }
-    for (ptrdiff_t i = i0; i < ni; ++i)
-        for (ptrdiff_t j = 0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
-}
 
 /* Channels-last packed input rows of one image: p[i][j][c] (c < nc, row length width,
  * nc apart per column) = src[c][ih0 + i*rstep][j*cstep - pl], zero outside the image.

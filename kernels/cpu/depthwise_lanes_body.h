@@ -16,8 +16,8 @@
  *   grad_weight  gw[t] += sum_{oh, ow} GY[oh][ow] * X[oh*sh + r*dh][ow*sw + s*dw]
  *
  * The border of X (and the padding rows of G) is zeroed once per call and never written;
- * gathers and scatters between NCHW planes and the lane layout are scalar, which for
- * small planes costs less than a plane-at-a-time kernel's per-row overheads.
+ * moves between NCHW planes and the lane layout are VL x VL transposes in registers
+ * (simd_transpose.h) over whole planes, copied row by row into the padded buffer.
  */
 
 #define LCAT_(a, b) a##_##b
@@ -33,9 +33,22 @@ static void LFN(fnn_dwl_weights)(const fnn_dw_args* a, const T* w, ptrdiff_t c0,
             wl[t * VL + lane] = lane < n ? w[((c0 + lane) * a->KM + j) * taps + t] : (T)0;
 }
 
-/* X's interior from channels c0..c0+n-1 of one image (x: that image's first channel). */
+#define TR_FN LFN(fnn_dwl_transpose)
+#include "simd_transpose.h"
+
+/* X's interior from channels c0..c0+n-1 of one image (x: that image's first channel).
+ * Contiguous planes are transposed whole into `flat` (positions x lanes) and copied row
+ * by row into the padded buffer; others are gathered element by element. */
 static TARGET_ATTR void LFN(fnn_dwl_gather)(const fnn_dw_args* a, const T* x, ptrdiff_t c0,
-                                            ptrdiff_t n, ptrdiff_t wp, T* restrict X) {
+                                            ptrdiff_t n, ptrdiff_t wp, T* restrict flat,
+                                            T* restrict X) {
+    if (a->sw_ == 1 && a->sh_ == a->W) {
+        LFN(fnn_dwl_transpose)(x + c0 * a->sc, a->sc, n, a->H * a->W, flat, VL);
+        for (ptrdiff_t h = 0; h < a->H; ++h)
+            memcpy(X + ((h + a->pt) * wp + a->pl) * VL, flat + h * a->W * VL,
+                   (size_t)(a->W * VL) * sizeof(T));
+        return;
+    }
     for (ptrdiff_t lane = 0; lane < n; ++lane) {
         const T* plane = x + (c0 + lane) * a->sc;
         for (ptrdiff_t h = 0; h < a->H; ++h) {
@@ -53,21 +66,46 @@ static void LFN(fnn_dwl_taps)(const fnn_dw_args* a, ptrdiff_t wp, ptrdiff_t* tof
         for (ptrdiff_t s = 0; s < a->S; ++s) toff[r * a->S + s] = r * a->dh * wp + s * a->dw;
 }
 
+/* Positions of one output row computed together: independent accumulators, so that the
+ * taps of one position do not form a chain of dependent FMAs. */
+#define FNN_DWL_GROUP 8
+
 static TARGET_ATTR void LFN(fnn_dwl_forward_block)(const fnn_dw_args* a, const T* X,
                                                    const T* wl, const ptrdiff_t* toff,
                                                    ptrdiff_t wp, const T* bias,
                                                    T* restrict Y) {
     /* (bias by pointer: a vector argument would cross from baseline code into this
      * target-attributed function with two different calling conventions) */
-    const ptrdiff_t taps = a->R * a->S;
+    const ptrdiff_t taps = a->R * a->S, step = a->sw * VL;
     const VEC b = *(const VEC*)bias;
     for (ptrdiff_t oh = 0; oh < a->Ho; ++oh) {
-        for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) {
+        ptrdiff_t ow = 0;
+        for (; ow + FNN_DWL_GROUP <= a->Wo; ow += FNN_DWL_GROUP) {
             const T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
-            VEC acc = b;
-            for (ptrdiff_t t = 0; t < taps; ++t)
-                acc += *(const VEC*)(base + toff[t] * VL) * *(const VEC*)(wl + t * VL);
-            *(VEC*)(Y + (oh * a->Wo + ow) * VL) = acc;
+            VEC acc[FNN_DWL_GROUP];
+            _Pragma("GCC unroll 8")
+            for (int u = 0; u < FNN_DWL_GROUP; ++u) acc[u] = b;
+            for (ptrdiff_t t = 0; t < taps; ++t) {
+                const VEC wt = *(const VEC*)(wl + t * VL);
+                const T* src = base + toff[t] * VL;
+                _Pragma("GCC unroll 8")
+                for (int u = 0; u < FNN_DWL_GROUP; ++u) acc[u] += *(const VEC*)(src + u * step) * wt;
+            }
+            _Pragma("GCC unroll 8")
+            for (int u = 0; u < FNN_DWL_GROUP; ++u)
+                *(VEC*)(Y + (oh * a->Wo + ow + u) * VL) = acc[u];
+        }
+        if (ow < a->Wo) { /* the rest of the row, up to GROUP - 1 positions */
+            const ptrdiff_t rest = a->Wo - ow;
+            const T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
+            VEC acc[FNN_DWL_GROUP];
+            for (ptrdiff_t u = 0; u < rest; ++u) acc[u] = b;
+            for (ptrdiff_t t = 0; t < taps; ++t) {
+                const VEC wt = *(const VEC*)(wl + t * VL);
+                const T* src = base + toff[t] * VL;
+                for (ptrdiff_t u = 0; u < rest; ++u) acc[u] += *(const VEC*)(src + u * step) * wt;
+            }
+            for (ptrdiff_t u = 0; u < rest; ++u) *(VEC*)(Y + (oh * a->Wo + ow + u) * VL) = acc[u];
         }
     }
 }
@@ -77,25 +115,20 @@ static TARGET_ATTR void LFN(fnn_dwl_scatter)(const fnn_dw_args* a, const T* Y, p
                                              ptrdiff_t c0, ptrdiff_t n, ptrdiff_t j,
                                              T* restrict y) {
     const ptrdiff_t plane = a->Ho * a->Wo, K = a->C * a->KM;
-    for (ptrdiff_t lane = 0; lane < n; ++lane) {
-        T* dst = y + (n0 * K + (c0 + lane) * a->KM + j) * plane;
-        for (ptrdiff_t p = 0; p < plane; ++p) dst[p] = Y[p * VL + lane];
-    }
+    LFN(fnn_dwl_transpose)(Y, VL, plane, n, y + (n0 * K + c0 * a->KM + j) * plane,
+                           a->KM * plane);
 }
 
-/* grad_output of channels k = (c0 + lane) * KM + j of image n0 into lanes: GY[p][lane]. */
+/* grad_output of channels k = (c0 + lane) * KM + j of image n0 into lanes: GY[p][lane],
+ * zero in the lanes past n. */
 static TARGET_ATTR void LFN(fnn_dwl_gather_gy)(const fnn_dw_args* a, const T* gy, ptrdiff_t n0,
                                                ptrdiff_t c0, ptrdiff_t n, ptrdiff_t j,
                                                T* restrict GY) {
     const ptrdiff_t plane = a->Ho * a->Wo, K = a->C * a->KM;
-    for (ptrdiff_t lane = 0; lane < VL; ++lane) {
-        if (lane >= n) {
-            for (ptrdiff_t p = 0; p < plane; ++p) GY[p * VL + lane] = 0;
-            continue;
-        }
-        const T* src = gy + (n0 * K + (c0 + lane) * a->KM + j) * plane;
-        for (ptrdiff_t p = 0; p < plane; ++p) GY[p * VL + lane] = src[p];
-    }
+    LFN(fnn_dwl_transpose)(gy + (n0 * K + c0 * a->KM + j) * plane, a->KM * plane, n, plane,
+                           GY, VL);
+    for (ptrdiff_t lane = n; lane < VL; ++lane)
+        for (ptrdiff_t p = 0; p < plane; ++p) GY[p * VL + lane] = 0;
 }
 
 /* A whole pass with channels in lanes; items are (image, block of VL channels).  Vector
@@ -120,7 +153,8 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
         T* Y = (T*)fnn_workspace(1, y_bytes);
         T* wl = (T*)fnn_workspace(3, w_bytes);
         ptrdiff_t* toff = (ptrdiff_t*)fnn_workspace(2, (size_t)taps * sizeof(ptrdiff_t));
-        if (X == NULL || Y == NULL || wl == NULL || toff == NULL) {
+        T* flat = (T*)fnn_workspace(4, (size_t)(a->H * a->W * VL) * sizeof(T));
+        if (X == NULL || Y == NULL || wl == NULL || toff == NULL || flat == NULL) {
             failed = 1;
         } else {
             memset(X, 0, x_bytes); /* the padding border stays zero for the whole call */
@@ -132,7 +166,7 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
                 if (pass == 0) {
                     const ptrdiff_t n0 = item / blocks;
                     const T* bias = (const T*)a->bias;
-                    LFN(fnn_dwl_gather)(a, (const T*)a->x + n0 * a->sn, c0, n, wp, X);
+                    LFN(fnn_dwl_gather)(a, (const T*)a->x + n0 * a->sn, c0, n, wp, flat, X);
                     for (ptrdiff_t j = 0; j < a->KM; ++j) {
                         T bl[VL] __attribute__((aligned(64)));
                         for (ptrdiff_t lane = 0; lane < VL; ++lane)
@@ -160,15 +194,13 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
                                 }
                             }
                     }
+                    /* the interior of G, row by row into `flat`, out to the planes */
                     T* gx = (T*)a->out + n0 * a->C * a->H * a->W;
-                    for (ptrdiff_t lane = 0; lane < n; ++lane) {
-                        T* dst = gx + (c0 + lane) * a->H * a->W;
-                        for (ptrdiff_t h = 0; h < a->H; ++h) {
-                            const T* src = X + ((h + a->pt) * wp + a->pl) * VL + lane;
-                            for (ptrdiff_t x_ = 0; x_ < a->W; ++x_)
-                                dst[h * a->W + x_] = src[x_ * VL];
-                        }
-                    }
+                    for (ptrdiff_t h = 0; h < a->H; ++h)
+                        memcpy(flat + h * a->W * VL, X + ((h + a->pt) * wp + a->pl) * VL,
+                               (size_t)(a->W * VL) * sizeof(T));
+                    LFN(fnn_dwl_transpose)(flat, VL, a->H * a->W, n, gx + c0 * a->H * a->W,
+                                           a->H * a->W);
                 } else {
                     /* one channel block, every image: per tap a vector of lane sums */
                     double* gw = (double*)a->out;
@@ -177,7 +209,7 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
                         VEC* accp = taps <= 64 ? acc : (VEC*)wl; /* wl is free here */
                         for (ptrdiff_t t = 0; t < taps; ++t) accp[t] = (VEC){0};
                         for (ptrdiff_t n0 = 0; n0 < a->N; ++n0) {
-                            LFN(fnn_dwl_gather)(a, (const T*)a->x + n0 * a->sn, c0, n, wp, X);
+                            LFN(fnn_dwl_gather)(a, (const T*)a->x + n0 * a->sn, c0, n, wp, flat, X);
                             LFN(fnn_dwl_gather_gy)(a, (const T*)a->gy, n0, c0, n, j, Y);
                             for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
                                 for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) {
@@ -201,6 +233,7 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
     return failed ? -1 : 0;
 }
 
+#undef FNN_DWL_GROUP
 #undef LFN
 #undef LCAT
 #undef LCAT_

@@ -90,32 +90,14 @@ static TARGET_ATTR void WFN(fnn_wino_gemm_rows)(const T* restrict a, ptrdiff_t l
     }
 }
 
-/* dst[j * ldd + i] = src[i * lds + j] for a VL x VL block (both aligned): log2(VL)
- * stages, each swapping the off-diagonal blocks of every 2b x 2b block in registers. */
+/* dst[j * ldd + i] = src[i * lds + j] for a VL x VL block, in registers
+ * (simd_transpose.h). */
+#define TR_FN WFN(fnn_wino_transpose_block)
+#include "simd_transpose.h"
+
 static inline __attribute__((always_inline)) TARGET_ATTR void WFN(fnn_wino_transpose)(
     const T* restrict src, ptrdiff_t lds, T* restrict dst, ptrdiff_t ldd) {
-    typedef __typeof__((VEC){0} < (VEC){0}) IDX;
-    VEC r[VL];
-    FNN_WINO_UNROLL
-    for (int i = 0; i < VL; ++i) r[i] = *(const VEC*)(src + i * lds);
-    FNN_WINO_UNROLL
-    for (int b = VL / 2; b >= 1; b /= 2) {
-        IDX lo, hi;
-        FNN_WINO_UNROLL
-        for (int j = 0; j < VL; ++j) {
-            lo[j] = (j & b) ? VL + j - b : j;
-            hi[j] = (j & b) ? VL + j : j + b;
-        }
-        FNN_WINO_UNROLL
-        for (int i = 0; i < VL; ++i) {
-            if (i & b) continue;
-            VEC top = r[i], bottom = r[i + b];
-            r[i] = __builtin_shuffle(top, bottom, lo);
-            r[i + b] = __builtin_shuffle(top, bottom, hi);
-        }
-    }
-    FNN_WINO_UNROLL
-    for (int i = 0; i < VL; ++i) *(VEC*)(dst + i * ldd) = r[i];
+    WFN(fnn_wino_transpose_block)(src, lds, VL, VL, dst, ldd);
 }
 
 #define WM 2
