@@ -154,3 +154,21 @@ def test_matches_torch_resnet_shapes(rng, blocked_first):
         gx, gw, _ = fastnn.conv2d_backward(gy, x, w, stride, pad)
         assert_close(gx, tx.grad.numpy())
         assert_close(gw, tw.grad.numpy())
+
+
+def test_half_empty_blocks_step_down_a_level():
+    """Channels that fill the next level's blocks but only half of this level's (16 in
+    AVX-512's 32 lanes) run at the next level down; three times as many (48: 64 lanes,
+    75% full) keep this level.  On a CPU with only the base level nothing steps."""
+    from fastnn.kernels.cpu import conv_blocked as kernels
+
+    top = _isa.supported()[-1]
+    code = _isa.LEVELS.index(top)
+    args = ((3, 3), 1, 1, (9, 9), False, 2)
+    with _isa.forced("conv_blocked", top):
+        if code == 0:
+            assert conv_blocked.plan(8, 8, 4, 1, *args).isa == 0
+            return
+        narrow = kernels.register_tile(code - 1, False)[0]
+        assert conv_blocked.plan(8, 8, narrow, 1, *args).isa == code - 1
+        assert conv_blocked.plan(8, 8, 3 * narrow, 1, *args).isa == code
