@@ -172,3 +172,27 @@ def test_half_empty_blocks_step_down_a_level():
         narrow = kernels.register_tile(code - 1, False)[0]
         assert conv_blocked.plan(8, 8, narrow, 1, *args).isa == code - 1
         assert conv_blocked.plan(8, 8, 3 * narrow, 1, *args).isa == code
+
+
+def test_explicit_direct_runs_it_where_channels_fill_its_lanes(rng, monkeypatch):
+    """algo="direct" means the channel-blocked kernel for a pass that produces at least
+    16 channels per group, the row kernel for fewer (and the depthwise kernels on
+    depthwise layers)."""
+    calls = []
+    for name in ("forward", "grad_input", "grad_weight"):
+        original = getattr(conv_blocked, name)
+
+        def spy(*args, name=name, original=original, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(conv_blocked, name, spy)
+    x, w, b = arrays(rng, (2, 4, 16, (9, 9), (3, 3)), 1, np.float32)
+    y = fastnn.conv2d(x, w, b, 2, 1, algo="direct")
+    assert_close(y, fastnn.conv2d(x, w, b, 2, 1, backend="reference"))
+    fastnn.conv2d_backward(np.ones_like(y), x, w, 2, 1, algo="direct")
+    # the input gradient produces 4 channels: the row kernel's
+    assert calls == ["forward", "grad_weight"]
+    calls.clear()
+    fastnn.conv2d(x, w[:8], b[:8], 2, 1, algo="direct")
+    assert calls == []

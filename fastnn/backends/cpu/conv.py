@@ -2,7 +2,10 @@
 
 Each call normalises its arrays once (4-D views, contiguous weight), picks the algorithm
 of each pass and hands off to the host wrapper of that algorithm (conv_im2col,
-conv_direct, conv_winograd).  ``algo="auto"`` ranks the algorithms with the prior of
+conv_direct, conv_blocked, conv_depthwise, conv_winograd).  ``algo="direct"`` means the
+direct kernel that suits the pass: the depthwise kernels on depthwise layers, the
+channel-blocked kernel where the pass produces enough channels to fill its SIMD lanes,
+the row kernel (conv_direct) otherwise.  ``algo="auto"`` ranks the algorithms with the prior of
 conv_choice and, with autotuning on, measures the first few on first use of a shape
 (fastnn._selection); the forward pass, the input gradient and the weight gradient are
 chosen each on its own.  "winograd" (F(m x m, 3 x 3), tile chosen by the prior) and
@@ -28,7 +31,7 @@ from fastnn.backends.cpu import (
     conv_im2col,
     conv_winograd,
 )
-from fastnn.backends.cpu.conv_choice import ranked
+from fastnn.backends.cpu.conv_choice import blocked_fills_lanes, ranked
 from fastnn.backends.cpu.conv_plan import direct_fits, fits_blas
 from fastnn.kernels.cpu import conv_bias as _bias
 
@@ -107,6 +110,9 @@ def _pick(
         name = _explicit(algo, shape, op, hw)
         if name == "direct" and conv_depthwise.is_depthwise(geom):
             name = ranked(geom, which)[0]  # the prior's depthwise variant
+        elif name == "direct" and blocked_fills_lanes(geom, which):
+            if conv_blocked.fits(shape):  # else the row kernel, whose rows are bounded
+                name = conv_blocked.NAME
     if name == "direct" and not conv_depthwise.is_depthwise(geom):
         _isa.level("conv_direct")  # the direct kernels' level, measured on first use
     return name

@@ -37,7 +37,7 @@ from fastnn.backends.cpu.conv_blocked import NAME as BLOCKED
 from fastnn.backends.cpu.conv_depthwise import LANES, prefer_lanes
 from fastnn.backends.cpu.conv_winograd import default_tile
 
-__all__ = ["PASSES", "heuristic", "ranked"]
+__all__ = ["PASSES", "blocked_fills_lanes", "heuristic", "ranked"]
 
 PASSES = ("forward", "input", "weight")
 
@@ -52,6 +52,14 @@ WINOGRAD_MIN_CHANNELS = 16
 #: Channels produced per group from which the channel-blocked kernel leads: they fill
 #: its SIMD lanes (16 floats on AVX-512).
 BLOCKED_MIN_CHANNELS = 16
+
+
+def blocked_fills_lanes(geom: ConvGeometry, which: str = "forward") -> bool:
+    """Whether a pass produces enough channels per group for the channel-blocked kernel,
+    which puts them in SIMD lanes (input channels for the input gradient, output
+    channels otherwise)."""
+    p = geom.plane
+    return (p.cg if which == "input" else p.kg) >= BLOCKED_MIN_CHANNELS
 
 
 def _pointwise(geom: ConvGeometry) -> bool:
@@ -84,8 +92,7 @@ def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
     first = heuristic(geom, which)
     order = [first, "direct" if first == "im2col" else "im2col"]
     p = geom.plane
-    lanes = p.cg if which == "input" else p.kg  # the channels the blocked kernel produces
-    order.insert(0 if lanes >= BLOCKED_MIN_CHANNELS else len(order), BLOCKED)
+    order.insert(0 if blocked_fills_lanes(geom, which) else len(order), BLOCKED)
     if winograd_unsupported(geom) is not None:
         return order
     if which == "input":  # grad_output (kg channels) convolved into cg channels
