@@ -45,10 +45,34 @@ def _impl(case, name):
 
 
 def test_tiny_suite_covers_every_family_and_the_empty_batch():
-    from fastnn.bench.case import FAMILIES
+    from fastnn.bench.catalog import DEFAULT_FAMILIES
 
-    assert {c.family for c in CASES} == set(FAMILIES)
+    assert {c.family for c in CASES} == set(DEFAULT_FAMILIES)
     assert any(c.params.get("input", (1,))[0] == 0 for c in CASES), "no N = 0 case"
+
+
+SWEEP = build_cases("tiny", detect(), ["sweep"])
+
+
+def test_sweep_is_run_only_when_named_and_covers_every_op_family():
+    """The sweep re-runs each op family's own cases over a grid; it keeps fastnn's fast
+    backends, torch, and NumPy for the products, and stays within its size caps."""
+    from fastnn.bench import cases_sweep
+
+    assert SWEEP and all(c.family == "sweep" for c in SWEEP)
+    assert "sweep" not in {c.family for c in CASES}
+    kinds = {c.shape.split(":")[0] for c in SWEEP}
+    assert kinds == {"gemm", "linear", "activation", "loss", "pool", "conv2d", "sensitivity"}
+    ops = {c.op for c in SWEEP}
+    assert {"conv2d_backward", "max_pool2d_backward", "cross_entropy_backward"} <= ops
+    for case in SWEEP:
+        names = {i.name for i in case.impls}
+        assert REFERENCE not in names and any(is_subject(n) for n in names), case.key
+        assert ("numpy" in names) == case.shape.startswith(("gemm:", "linear:")), case.key
+        assert case.bytes <= cases_sweep.MAX_BYTES and case.flops <= cases_sweep.MAX_FLOPS
+    full = build_cases("full", detect(), ["sweep"])
+    assert len(full) > 4 * len(SWEEP)
+    assert {c.shape.split(":")[0] for c in full} >= kinds | {"conv1d"}
 
 
 def test_training_step_updates_the_parameters_in_place():

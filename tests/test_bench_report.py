@@ -174,3 +174,25 @@ def test_readme_main_command_runs_the_quick_report():
     main = text.split("<!-- main-command -->", 1)[1].split("```", 2)[1]
     assert "env -u OPENBLAS_CORETYPE .venv/bin/fastnn bench --quick" in main
     assert "pytest bench --benchmark-only" in (root / "bench" / "README.md").read_text()
+
+
+def test_worst_cases_are_the_lowest_speedups_first():
+    from fastnn.bench.report import worst_cases, worst_table
+
+    def row(family, shape, impl, seconds):
+        return {"family": family, "op": "op", "shape": shape, "impl": impl, "median_s": seconds}
+
+    doc = {
+        "results": [
+            row("sweep", "a", "fastnn[cpu]", 2.0), row("sweep", "a", "torch", 1.0),
+            row("sweep", "b", "fastnn[cpu]", 1.0), row("sweep", "b", "torch", 3.0),
+            row("sweep", "c", "fastnn[cpu]", 1.0), row("sweep", "c", "numpy", 1.0),
+            row("gemm", "d", "fastnn[cpu]", 9.0), row("gemm", "d", "torch", 1.0),
+        ]
+    }  # fmt: skip
+    worst = worst_cases(doc, "torch", "sweep")
+    assert [r["shape"] for r in worst] == ["a", "b"]  # c has no torch time, d is not sweep
+    assert worst[0]["speedup"] == 0.5 and worst[1]["speedup"] == 3.0
+    assert [r["shape"] for r in worst_cases(doc, "torch", None, count=1)] == ["d"]
+    table = worst_table(worst)
+    assert len(table) == 4 and "0.50x" in table[2]

@@ -46,6 +46,7 @@ FAMILIES = (
     "loss",
     "sensitivity",
     "train",
+    "sweep",
 )
 
 #: Devices an implementation can run on.

@@ -153,6 +153,45 @@ def speedups(doc: Mapping[str, Any]) -> dict[str, dict[str, tuple[float, int]]]:
     }
 
 
+def worst_cases(
+    doc: Mapping[str, Any], peer: str = "torch", family: str | None = None, count: int = 20
+) -> list[dict[str, Any]]:
+    """The ``count`` cases where fastnn's fastest implementation does worst against
+    ``peer`` (speed-up = peer time / fastnn time, lowest first), of ``family`` or of all:
+    each a dict of family, op, shape, speedup, fastnn_s and peer_s."""
+    found = []
+    for (fam, op, shape), rows in group_cases(doc["results"]).items():
+        if family is not None and fam != family:
+            continue
+        times = median_times(rows)
+        ours = [t for impl, t in times.items() if is_subject(impl)]
+        if not ours or peer not in times:
+            continue
+        best = min(ours)
+        found.append(
+            {
+                "family": fam,
+                "op": op,
+                "shape": shape,
+                "speedup": times[peer] / best,
+                "fastnn_s": best,
+                "peer_s": times[peer],
+            }  # fmt: skip
+        )
+    return sorted(found, key=lambda row: row["speedup"])[:count]
+
+
+def worst_table(rows: list[Mapping[str, Any]], peer: str = "torch") -> list[str]:
+    """Markdown rows of :func:`worst_cases`."""
+    lines = [f"| case | fastnn | {peer} | {peer} / fastnn |", "|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['shape']} | {format_time(row['fastnn_s'])} | "
+            f"{format_time(row['peer_s'])} | {row['speedup']:.2f}x |"
+        )
+    return lines
+
+
 def format_time(seconds: float | None) -> str:
     """``seconds`` with a unit that keeps 3-4 significant digits."""
     if seconds is None or not math.isfinite(seconds):
@@ -214,6 +253,10 @@ def _header(doc: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+#: Sweep cases listed in the summary, slowest against torch first.
+SWEEP_WORST = 10
+
+
 def markdown_summary(doc: Mapping[str, Any]) -> str:
     """The summary section alone (printed by ``fastnn bench``)."""
     return "\n".join(_summary(doc)).strip()
@@ -237,6 +280,10 @@ def _summary(doc: Mapping[str, Any]) -> list[str]:
     for family, ratios in table.items():
         cells = [f"{ratios[p][0]:.2f}x ({ratios[p][1]})" if p in ratios else "-" for p in peers]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    worst = worst_cases(doc, "torch", "sweep", SWEEP_WORST)
+    if worst:
+        lines += ["", f"Sweep: the {len(worst)} cases slowest against torch", ""]
+        lines += worst_table(worst)
     return lines
 
 

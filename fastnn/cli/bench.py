@@ -39,7 +39,7 @@ ROOFLINES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from fastnn.bench.case import FAMILIES
+    from fastnn.bench.catalog import DEFAULT_FAMILIES
 
     parser.add_argument(
         "--quick", action="store_true", help="the quick suite (under 3 minutes on 2 cores)"
@@ -60,7 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--families",
         default=None,
-        help=f"comma-separated families to run (default: all of {','.join(FAMILIES)})",
+        help=(
+            f"comma-separated families to run (default: {','.join(DEFAULT_FAMILIES)}; "
+            "'sweep' adds every op over a grid of shapes, with its slowest cases against "
+            "torch in the summary)"
+        ),
     )
     parser.add_argument("--budget", type=float, default=None, help="seconds per implementation")
     parser.add_argument("--repeats", type=int, default=None, help="most samples per implementation")
