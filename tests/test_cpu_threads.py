@@ -94,15 +94,19 @@ def test_limit_blas_threads_nests_and_restores(restore_threads):
     assert _threads.blas_num_threads() == 2
 
 
-@pytest.mark.parametrize("shape", [(70, 40, 33), (40, 70, 33), (5, 3, 2)])
+@pytest.mark.parametrize("shape", [(70, 40, 33), (40, 70, 33)])
 def test_blas_path_splits_the_result_over_our_threads_with_blas_pinned(
     restore_threads, monkeypatch, shape
 ):
     """The BLAS engine runs one single-threaded BLAS call per block of the result inside
-    fastnn's own parallel region: no OpenBLAS pool is left spinning after the call."""
+    fastnn's own parallel region: no OpenBLAS pool is left spinning after the call.
+    (The split threshold is lowered so that these small products split.)"""
     if _threads.blas_num_threads() is None:
         pytest.skip("threadpoolctl cannot control this BLAS")
     monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: True)
+    monkeypatch.setattr(engines, "_calibrated", True)
+    before = engines._k.flops_per_thread()
+    engines._k.set_flops_per_thread(1.0)
     real_blas, seen = engines._k.blas, []
 
     def recording_blas(*args):
@@ -115,9 +119,42 @@ def test_blas_path_splits_the_result_over_our_threads_with_blas_pinned(
     rng = np.random.default_rng(7)
     a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k))
     c = rng.standard_normal(n)
-    out = fastnn.gemm(a, b, c, alpha=0.5, beta=2.0, trans_b=True)
+    try:
+        out = fastnn.gemm(a, b, c, alpha=0.5, beta=2.0, trans_b=True)
+    finally:
+        engines._k.set_flops_per_thread(before)
     assert seen == [(1, 3)]
     assert_close(out, 0.5 * a @ b.T + 2.0 * c)
+
+
+def test_blas_path_makes_one_call_when_a_split_would_not_pay(restore_threads, monkeypatch):
+    """Below the measured flops-per-thread threshold the BLAS engine makes a single call
+    outside any parallel region, with the BLAS at fastnn's thread count."""
+    if _threads.blas_num_threads() is None:
+        pytest.skip("threadpoolctl cannot control this BLAS")
+    monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: True)
+    real_blas, seen = engines._k.blas, []
+
+    def recording_blas(*args):
+        seen.append((_threads.blas_num_threads(), args[-1]))
+        return real_blas(*args)
+
+    monkeypatch.setattr(engines._k, "blas", recording_blas)
+    fastnn.set_num_threads(3)
+    for shape in ((5, 2), (5, 3)):  # under the threshold; fewer rows than one block
+        seen.clear()
+        a = np.ones(shape)
+        out = fastnn.gemm(a, a.T)
+        assert seen == [(3, 1)]
+        assert_close(out, a @ a.T)
+
+
+def test_calibrated_threshold_is_within_its_bounds():
+    """The measured flops-per-thread threshold: 2 x fork-join x one thread's rate."""
+    low, high = engines.FLOPS_PER_THREAD_RANGE
+    flops = engines.calibrate()
+    assert low <= flops <= high
+    assert engines._k.flops_per_thread() == flops
 
 
 def test_limit_blas_threads_from_several_python_threads(restore_threads):

@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--worst", type=int, default=20)
+    parser.add_argument(
+        "--run-in", type=float, default=0.12, help="untimed seconds after a spinning peer"
+    )
     parser.add_argument("--json", default="sweep.json")
     parser.add_argument("--only", default="", help="comma-separated op families, e.g. pool,loss")
     args = parser.parse_args()
@@ -80,9 +83,11 @@ def main() -> None:
     if args.only:
         prefixes = tuple(f"{o.strip()}:" for o in args.only.split(","))
         cases = [c for c in cases if c.shape.startswith(prefixes)]
-    plan = TimingPlan(budget=args.budget, repeats=args.repeats, min_runs=3)
+    # torch's OpenMP pool (a runtime of its own) keeps spinning after each call like
+    # OpenBLAS's: the next implementation first runs untimed for run_in seconds
+    plan = TimingPlan(budget=args.budget, repeats=args.repeats, min_runs=3, run_in=args.run_in)
     print(f"sweep: {len(cases)} cases, {args.threads} threads, {cpu_model()}")
-    results = run_cases(cases, plan, progress=False)
+    results = run_cases(cases, plan, progress=False, spinning=("torch",))
     meta = {"suite": args.suite, "threads": args.threads, "cpu": cpu_model()}
     doc = report.document(results, Roofline(0.0, 0.0, args.threads, 0, 0), meta)
     report.write_json(doc, args.json)

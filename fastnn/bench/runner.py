@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,15 +31,21 @@ class CaseResult:
 BLAS_FAMILIES = frozenset({"gemm", "linear", "sensitivity", "conv1d", "conv2d", "train"})
 
 
-def _spinning(case: Case) -> frozenset[str]:
-    """The implementations of ``case`` that leave OpenBLAS threads spinning after a call."""
+def _spinning(case: Case, also: Collection[str] = ()) -> frozenset[str]:
+    """The implementations of ``case`` that leave OpenBLAS threads spinning after a call,
+    plus those named in ``also`` (e.g. "torch", whose OpenMP pool spins too)."""
+    names = {i.name for i in case.impls}
+    extra = names & set(also)
     if case.family not in BLAS_FAMILIES:
-        return frozenset()
-    return frozenset(i.name for i in case.impls if i.name in ("numpy", "scipy", REFERENCE))
+        return frozenset(extra)
+    return frozenset(extra | (names & {"numpy", "scipy", REFERENCE}))
 
 
-def run_case(case: Case, plan: TimingPlan, seed: int = 0) -> CaseResult:
-    """Time every implementation of ``case`` on the same data."""
+def run_case(
+    case: Case, plan: TimingPlan, seed: int = 0, spinning: Collection[str] = ()
+) -> CaseResult:
+    """Time every implementation of ``case`` on the same data; ``spinning`` names more
+    implementations whose threads keep spinning after a call (see fastnn.bench.timing)."""
     start = time.perf_counter()
     try:
         data = case.data(np.random.default_rng(seed))
@@ -56,7 +62,7 @@ def run_case(case: Case, plan: TimingPlan, seed: int = 0) -> CaseResult:
             failed[impl.name] = Measurement(skipped=str(exc))
         except Exception as exc:  # e.g. the GPU runs out of memory while copying
             failed[impl.name] = Measurement(error=f"{type(exc).__name__}: {exc}")
-    measured = measure(callables, plan, spinning=_spinning(case))
+    measured = measure(callables, plan, spinning=_spinning(case, spinning))
     del callables, data  # free the arrays before the next case allocates its own
     measurements = {i.name: measured.get(i.name) or failed[i.name] for i in case.impls}
     return CaseResult(case, measurements, time.perf_counter() - start)
@@ -79,7 +85,11 @@ def _plain_progress(cases: Sequence[Case]) -> Iterable[Case]:
 
 
 def run_cases(
-    cases: Sequence[Case], plan: TimingPlan, seed: int = 0, progress: bool = True
+    cases: Sequence[Case],
+    plan: TimingPlan,
+    seed: int = 0,
+    progress: bool = True,
+    spinning: Collection[str] = (),
 ) -> list[CaseResult]:
     """Run every case in order, with a progress bar when ``progress``."""
     results = []
@@ -87,5 +97,5 @@ def run_cases(
     for case in bar:
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(case.key, refresh=True)
-        results.append(run_case(case, plan, seed))
+        results.append(run_case(case, plan, seed, spinning))
     return results

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from fastnn import _args
 from fastnn._dispatch import resolve
 
@@ -37,6 +39,22 @@ def gemm(
     array broadcastable to (M, N) (as in ``torch.addmm``); when ``beta`` is 0 it is ignored,
     NaN and inf in it included.  Returns a new C-contiguous (M, N) array.
     """
+    if (
+        c is None
+        and (backend is None or backend == "cpu")
+        and type(a) is np.ndarray
+        and type(b) is np.ndarray
+        and alpha.__class__ is float
+        and beta.__class__ is float
+        and trans_a is False
+        and trans_b is False
+        and a.ndim == 2
+        and b.ndim == 2
+        and a.dtype is b.dtype
+        and a.dtype in _args.FLOAT_DTYPES
+        and a.shape[1] == b.shape[0]
+    ):  # the plain product: nothing left to check (NumPy arrays, defaults, shapes agree)
+        return resolve("gemm", "numpy", backend)(a, b, None, alpha, beta, False, False)
     op = "gemm"
     kind, _ = _args.float_arrays(op, {"a": a, "b": b, "c": c})
     _args.check_ndim(op, "a", a, 2, "matrix")

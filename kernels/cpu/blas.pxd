@@ -51,13 +51,14 @@ cdef inline void gemv_rowmajor(
     """gemm_rowmajor for a result with one column (n == 1) or one row (m == 1), as one
     gemv: GEMM kernels run a single column at a fraction of their speed.  A row-major
     matrix with row stride ld is the column-major transpose with leading dimension ld."""
+    cdef char no = b"N", yes = b"T"
     if n == 1:  # c[:, 0] = op(A) @ op(B)[:, 0]; op(B)'s column has stride 1 or ldb
         if trans_a:  # A stored (k, m): column-major (m, k) is op(A)
-            _gemv(b"N", m, k, alpha, a, lda, b, 1 if trans_b else ldb, beta, c, ldc)
+            _gemv(no, m, k, alpha, a, lda, b, 1 if trans_b else ldb, beta, c, ldc)
         else:  # A stored (m, k): column-major (k, m) is op(A)^T
-            _gemv(b"T", k, m, alpha, a, lda, b, 1 if trans_b else ldb, beta, c, ldc)
+            _gemv(yes, k, m, alpha, a, lda, b, 1 if trans_b else ldb, beta, c, ldc)
     else:  # m == 1: c[0, :]^T = op(B)^T @ op(A)[0, :]^T; op(A)'s row has stride 1 or lda
         if trans_b:  # B stored (n, k): column-major (k, n) is op(B)
-            _gemv(b"T", k, n, alpha, b, ldb, a, lda if trans_a else 1, beta, c, 1)
+            _gemv(yes, k, n, alpha, b, ldb, a, lda if trans_a else 1, beta, c, 1)
         else:  # B stored (k, n): column-major (n, k) is op(B)^T
-            _gemv(b"N", n, k, alpha, b, ldb, a, lda if trans_a else 1, beta, c, 1)
+            _gemv(no, n, k, alpha, b, ldb, a, lda if trans_a else 1, beta, c, 1)

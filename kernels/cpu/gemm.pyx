@@ -19,10 +19,12 @@ cimport numpy as cnp
 cimport dense_arrays as da
 from blas cimport gemm_rowmajor
 from cython.parallel cimport prange
+cimport openmp
 
 cnp.import_array()
 
 cdef extern from "gemm_blocked.h" nogil:
+    double fnn_gemm_flops_per_thread
     ctypedef struct fnn_epilogue:
         int act
         int derivative
@@ -64,6 +66,37 @@ VARIANTS = {
 _VARIANT_NAMES = {code: name for name, code in VARIANTS.items()}
 
 cdef Py_ssize_t INT_MAX = 2147483647
+
+
+def flops_per_thread():
+    """Flops per thread below which the blocked kernel and the BLAS path stay on fewer
+    threads (a second thread would not pay for its wake-up)."""
+    return fnn_gemm_flops_per_thread
+
+
+def set_flops_per_thread(double flops):
+    """Set :func:`flops_per_thread` (fastnn/backends/cpu/gemm.py measures it)."""
+    global fnn_gemm_flops_per_thread
+    if not flops > 0:
+        raise ValueError(f"flops per thread must be positive, got {flops}")
+    fnn_gemm_flops_per_thread = flops
+
+
+def fork_join_seconds(int threads, int reps):
+    """The cheapest of ``reps`` empty OpenMP parallel regions of ``threads`` threads, in
+    seconds: what a split has to save before it pays."""
+    cdef double best = 1e30, t0, t1
+    cdef int r, i
+    cdef int sink = 0
+    with nogil:
+        for r in range(reps):
+            t0 = openmp.omp_get_wtime()
+            for i in prange(threads, num_threads=threads, schedule="static"):
+                sink += i
+            t1 = openmp.omp_get_wtime()
+            if t1 - t0 < best:
+                best = t1 - t0
+    return best
 
 
 def variant_name(int requested=-1):
@@ -209,9 +242,10 @@ def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     """A new C-contiguous alpha * op(a) @ op(b) + beta * c from SciPy's BLAS.  c: None
     or an array broadcast to (m, n).  Sizes must satisfy blas_fits.
 
-    num_threads > 1 splits the result into that many row (or, for a wide result, column)
-    blocks computed in parallel, one BLAS call each: call it with SciPy's BLAS pinned to
-    one thread (fastnn._threads.limit_blas_threads)."""
+    num_threads > 1 splits the result into up to that many row (or, for a wide result,
+    column) blocks computed in parallel, one BLAS call each, when there is work for them
+    (:func:`blas_threads`): call it with SciPy's BLAS pinned to one thread then
+    (fastnn._threads.limit_blas_threads)."""
     cdef fnn_gemm_args g
     cdef cnp.ndarray ac = _strided(a), bc = _strided(b), out
     cdef int typenum = cnp.PyArray_TYPE(ac), m, n, k, lda, ldb
@@ -246,7 +280,9 @@ def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     cdef char* op = <char*>cnp.PyArray_DATA(out)
     cdef bint is_float = typenum == cnp.NPY_FLOAT, by_rows = m >= n
     cdef int split = m if by_rows else n, p, parts
+    cdef double flops = 2.0 * m * n * k
     parts = min(max(num_threads, 1), (split + BLAS_SPLIT_ALIGN - 1) // BLAS_SPLIT_ALIGN)
+    parts = min(parts, max(1, <int>(flops / fnn_gemm_flops_per_thread)))
     with nogil:
         if parts <= 1:
             _blas_block(is_float, ta, tb, m, n, k, alpha, ap, lda, bp, ldb, beta, op, n,
@@ -257,6 +293,14 @@ def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
                             by_rows, _split_point(split, parts, p),
                             _split_point(split, parts, p + 1))
     return out
+
+
+def blas_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int num_threads):
+    """How many parallel BLAS calls :func:`blas` makes for an (m x k) @ (k x n) product
+    (1: a single call, outside any parallel region)."""
+    cdef Py_ssize_t split = m if m >= n else n
+    cdef int parts = <int>min(max(num_threads, 1), (split + BLAS_SPLIT_ALIGN - 1) // BLAS_SPLIT_ALIGN)
+    return max(1, min(parts, <int>(2.0 * m * n * k / fnn_gemm_flops_per_thread)))
 
 
 cdef inline int _split_point(int total, int parts, int p) noexcept nogil:

@@ -61,8 +61,10 @@ enum {
 /* What the micro-kernel does with its tile (see gemm_blocked_impl.h). */
 enum { FNN_TILE_BUFFER = 0, FNN_TILE_SET = 1, FNN_TILE_ADD = 2 };
 
-/* Below this many flops per thread a second thread does not pay for its wake-up. */
-#define FNN_GEMM_FLOPS_PER_THREAD (1 << 21)
+/* Below this many flops per thread a second thread does not pay for its wake-up.  A
+ * prior; fastnn/backends/cpu/gemm.py sets it from a measurement of this machine's
+ * fork-join cost and single-thread GEMM rate (gemm.pyx: set_flops_per_thread). */
+static double fnn_gemm_flops_per_thread = (double)(1 << 21);
 
 /* ---- instantiations: tile shapes and cache blocks per dtype and instruction set ---- */
 #define FNN_T float
@@ -232,7 +234,7 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
         if (g->m <= 0 || g->n <= 0) return 0;                                             \
         variant = fnn_gemm_variant(variant);                                              \
         fnn_gemm_tile(variant, IS_DOUBLE, &mr, &nr);                                      \
-        threads = (int)(flops / FNN_GEMM_FLOPS_PER_THREAD);                               \
+        threads = (int)(flops / fnn_gemm_flops_per_thread);                               \
         threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);      \
         fnn_gemm_grid(g->m, g->n, mr, nr, threads, &tm, &tn);                             \
         if (tm * tn == 1) return fnn_gemm_run_##M(variant, g, 0, g->m, 0, g->n);          \

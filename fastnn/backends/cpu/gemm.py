@@ -8,11 +8,18 @@ point the dense and backprop wrappers use.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from fastnn import _isa
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads, limit_blas_threads, sync_blas_threads
+from fastnn._threads import (
+    blas_for_call,
+    get_num_threads,
+    limit_blas_threads,
+    sync_blas_threads,
+)
 from fastnn.kernels.cpu import gemm as _k
 
 sync_blas_threads()
@@ -21,6 +28,37 @@ sync_blas_threads()
 #: The best instruction set the blocked kernel can run with on this CPU ("avx2",
 #: "avx512", ...); the one it runs is measured once per CPU (fastnn._isa, family "gemm").
 VARIANT = _k.variant_name()
+
+
+#: Bounds of the measured flops-per-thread threshold (a busy or odd machine can give a
+#: wild measurement; outside these a split is surely worth it, or surely not).
+FLOPS_PER_THREAD_RANGE = (2.0**16, 2.0**23)
+_calibrated = False
+
+
+def calibrate() -> float:
+    """Measure where a second GEMM thread starts to pay on this machine, and set it.
+
+    A split into two halves saves half the single-thread time and costs one fork-join,
+    so it pays from ``flops = 2 * fork_join * rate`` (rate: one thread's blocked-GEMM
+    FLOP/s on a 96^3 product).  Both are measured in about a millisecond, once per
+    process, on the first product; the result is clamped to FLOPS_PER_THREAD_RANGE."""
+    global _calibrated
+    _calibrated = True
+    threads = max(2, get_num_threads())
+    overhead = _k.fork_join_seconds(threads, 64)
+    a = np.ones((96, 96), dtype=np.float32)
+    level = _isa.level_code("gemm")
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        _k.blocked(a, a, None, 1.0, 0.0, False, False, 0, None, None, 1, level)
+        best = min(best, time.perf_counter() - start)
+    rate = 2.0 * 96**3 / best
+    low, high = FLOPS_PER_THREAD_RANGE
+    flops = min(high, max(low, 2.0 * overhead * rate))
+    _k.set_flops_per_thread(flops)
+    return flops
 
 
 def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
@@ -66,12 +104,18 @@ def matmul(
     k = a.shape[0] if trans_a else a.shape[1]
     n = b.shape[0] if trans_b else b.shape[1]
     threads = get_num_threads()
+    if not _calibrated and threads > 1:
+        calibrate()
     epilogue = act != 0 or bias is not None or u is not None
     if prefers_blas(m, n, k, epilogue):
-        # Our threads each make a one-thread BLAS call on a block of the result: an
-        # OpenBLAS pool left spinning after a threaded call would slow the kernels after.
-        with limit_blas_threads():
-            out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, threads)
+        if _k.blas_threads(m, n, k, threads) == 1:  # one call, outside any parallel region
+            blas_for_call()
+            out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, 1)
+        else:
+            # Our threads each make a one-thread BLAS call on a block of the result: an
+            # OpenBLAS pool left spinning after a threaded call would slow the kernels after.
+            with limit_blas_threads():
+                out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, threads)
         if epilogue:
             _k.epilogue(out, act, bias, u, threads)
         return out
