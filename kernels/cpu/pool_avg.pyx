@@ -74,6 +74,10 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
     if items == 0:
         return
     _divisors(&s, count_include_pad, &div[0])
+    if chunks == 1:  # no parallel region for one chunk
+        with nogil:
+            _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], 0, items, &div[0], &div[s.Ho], &buf[0, 0])
+        return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
                  split(items, c + 1, chunks), &div[0], &div[s.Ho], &buf[c, 0])
@@ -85,18 +89,31 @@ def backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in, tu
     """grad_in = gradient of average pooling.  Scratch: div (Ho + Wo); per thread buf (W)
     and share (Wo)."""
     cdef pool_shape s = unpack_shape(geometry)
-    cdef Py_ssize_t planes = grad_in.shape[0], p, lo, hi
+    cdef Py_ssize_t planes = grad_in.shape[0]
     cdef int c, chunks = threads_for(planes * s.H * s.W, planes, num_threads)
     if planes == 0:
         return
     _divisors(&s, count_include_pad, &div[0])
+    if chunks == 1:  # no parallel region for one chunk
+        with nogil:
+            _avg_backward_planes(&s, grad_out, grad_in, &div[0], &buf[0, 0], &share[0, 0],
+                                 0, planes)
+        return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        lo = split(planes, c, chunks)
-        hi = split(planes, c + 1, chunks)
-        for p in range(lo, hi):
-            if floating is float:
-                pool_avg_backward_f32(&s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], &div[0],
-                                      &div[s.Ho], &buf[c, 0], &share[c, 0])
-            else:
-                pool_avg_backward_f64(&s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], &div[0],
-                                      &div[s.Ho], &buf[c, 0], &share[c, 0])
+        _avg_backward_planes(&s, grad_out, grad_in, &div[0], &buf[c, 0], &share[c, 0],
+                             split(planes, c, chunks), split(planes, c + 1, chunks))
+
+
+cdef void _avg_backward_planes(const pool_shape* s, const floating[:, :, ::1] grad_out,
+                               floating[:, :, ::1] grad_in, const floating* div,
+                               floating* buf, floating* share, Py_ssize_t lo,
+                               Py_ssize_t hi) noexcept nogil:
+    """Planes lo .. hi-1 of the average-pooling gradient."""
+    cdef Py_ssize_t p
+    for p in range(lo, hi):
+        if floating is float:
+            pool_avg_backward_f32(s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], div,
+                                  div + s.Ho, buf, share)
+        else:
+            pool_avg_backward_f64(s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], div,
+                                  div + s.Ho, buf, share)

@@ -69,6 +69,10 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
     cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
     if items == 0:
         return
+    if chunks == 1:  # no parallel region for one chunk
+        with nogil:
+            _max_run(&s, &x[0, 0, 0], &y[0, 0, 0], 0, items, &buf[0, 0])
+        return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         _max_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
                  split(items, c + 1, chunks), &buf[c, 0])
@@ -84,6 +88,11 @@ def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
     if items == 0:
         return
+    if chunks == 1:  # no parallel region for one chunk
+        with nogil:
+            _argmax_run(&s, &x[0, 0, 0], &y[0, 0, 0], &index[0, 0, 0], 0, items, &buf[0, 0],
+                        &fbuf[0, 0], &frow[0, 0])
+        return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         _argmax_run(&s, &x[0, 0, 0], &y[0, 0, 0], &index[0, 0, 0], split(items, c, chunks),
                     split(items, c + 1, chunks), &buf[c, 0], &fbuf[c, 0], &frow[c, 0])
@@ -97,6 +106,16 @@ def backward_from_indices(const floating[:, ::1] grad_out, const int64_t[:, ::1]
     cdef Py_ssize_t planes = grad_in.shape[0], p
     cdef int chunks = threads_for(planes * s.H * s.W, planes, num_threads)
     if planes == 0:
+        return
+    if chunks == 1:  # no parallel region for one chunk
+        with nogil:
+            for p in range(planes):
+                if floating is float:
+                    pool_max_backward_indices_f32(&s, &grad_out[p, 0], &index[p, 0],
+                                                  &grad_in[p, 0])
+                else:
+                    pool_max_backward_indices_f64(&s, &grad_out[p, 0], &index[p, 0],
+                                                  &grad_in[p, 0])
         return
     for p in prange(planes, nogil=True, schedule="static", num_threads=chunks):
         if floating is float:
@@ -112,19 +131,30 @@ def backward_recompute(const floating[:, :, ::1] grad_out, const floating[:, :, 
     """grad_in = gradient of max pooling, finding each window's argmax again in x.
     Scratch per thread: buf, fbuf (W), vrow, frow (Wo).  Needs H * W < 2**31."""
     cdef pool_shape s = unpack_shape(geometry)
-    cdef Py_ssize_t planes = x.shape[0], p, lo, hi
+    cdef Py_ssize_t planes = x.shape[0]
     cdef int c, chunks = threads_for(planes * s.H * s.W, planes, num_threads)
     if planes == 0:
         return
+    if chunks == 1:  # no parallel region for one chunk
+        with nogil:
+            _recompute_planes(&s, grad_out, x, grad_in, &buf[0, 0], &fbuf[0, 0], &vrow[0, 0],
+                              &frow[0, 0], 0, planes)
+        return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        lo = split(planes, c, chunks)
-        hi = split(planes, c + 1, chunks)
-        for p in range(lo, hi):
-            if floating is float:
-                pool_max_backward_recompute_f32(&s, &grad_out[p, 0, 0], &x[p, 0, 0],
-                                                &grad_in[p, 0, 0], &buf[c, 0], &fbuf[c, 0],
-                                                &vrow[c, 0], &frow[c, 0])
-            else:
-                pool_max_backward_recompute_f64(&s, &grad_out[p, 0, 0], &x[p, 0, 0],
-                                                &grad_in[p, 0, 0], &buf[c, 0], &fbuf[c, 0],
-                                                &vrow[c, 0], &frow[c, 0])
+        _recompute_planes(&s, grad_out, x, grad_in, &buf[c, 0], &fbuf[c, 0], &vrow[c, 0],
+                          &frow[c, 0], split(planes, c, chunks), split(planes, c + 1, chunks))
+
+
+cdef void _recompute_planes(const pool_shape* s, const floating[:, :, ::1] grad_out,
+                            const floating[:, :, ::1] x, floating[:, :, ::1] grad_in,
+                            floating* buf, int32_t* fbuf, floating* vrow, int32_t* frow,
+                            Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Planes lo .. hi-1 of the max-pooling gradient, maxima found again in x."""
+    cdef Py_ssize_t p
+    for p in range(lo, hi):
+        if floating is float:
+            pool_max_backward_recompute_f32(s, &grad_out[p, 0, 0], &x[p, 0, 0],
+                                            &grad_in[p, 0, 0], buf, fbuf, vrow, frow)
+        else:
+            pool_max_backward_recompute_f64(s, &grad_out[p, 0, 0], &x[p, 0, 0],
+                                            &grad_in[p, 0, 0], buf, fbuf, vrow, frow)
