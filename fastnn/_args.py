@@ -16,7 +16,7 @@ import math
 import numbers
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -254,6 +254,17 @@ class PoolGeometry:
     dilation: tuple[int, ...]
     ceil_mode: bool
     out_size: tuple[int, ...]
+    #: (H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw): the 2-D view the CPU kernels take,
+    #: a 1-D problem as one row (H = Ho = kh = sh = dh = 1, ph = 0); set once, at creation.
+    plane: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.in_size, self.out_size, self.kernel, self.stride, self.pad,
+                  self.dilation)  # fmt: skip
+        if len(self.in_size) == 1:
+            fields = tuple((one, *f) for one, f in zip((1, 1, 1, 1, 0, 1), fields))
+        (h, w), (ho, wo), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = fields
+        object.__setattr__(self, "plane", (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw))
 
     @property
     def nd(self) -> int:
@@ -411,20 +422,22 @@ def _size(x: Any) -> int:
 
 _MEMO_LIMIT = 4096
 _pool_memo: dict[tuple, PoolGeometry] = {}
-_SCALARS = (int, str, bool, type(None))
+_SCALARS = frozenset({int, str, bool, type(None)})
 
 
 def _memo_key(args: tuple) -> tuple | None:
-    key = []
-    for value in args:
-        kind = type(value)
-        if kind in _SCALARS:
-            key.append((kind, value))
-        elif kind is tuple and all(type(v) is int for v in value):
-            key.append((tuple, value))
-        else:
+    """``(args, their types)``, or None when an argument is not a plain scalar or a tuple
+    of exact ints (the types keep True from standing in for 1 at the top level; inside a
+    tuple only exact ints are accepted)."""
+    kinds = tuple(map(type, args))
+    for value, kind in zip(args, kinds):
+        if kind is tuple:
+            for v in value:
+                if type(v) is not int:
+                    return None
+        elif kind not in _SCALARS:
             return None
-    return tuple(key)
+    return (args, kinds)
 
 
 def _memoised(memo: dict, build, args: tuple):

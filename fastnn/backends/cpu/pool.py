@@ -20,15 +20,6 @@ from fastnn.kernels.cpu import pool_max as _max
 _INT32_LIMIT = 2**31
 
 
-def _as_2d(geom: PoolGeometry) -> tuple[int, ...]:
-    """(H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw): the geometry tuple the kernels take."""
-    fields = (geom.in_size, geom.out_size, geom.kernel, geom.stride, geom.pad, geom.dilation)
-    if geom.nd == 1:  # a single row: one input row, one output row, no padding above
-        fields = tuple((one, *f) for one, f in zip((1, 1, 1, 1, 0, 1), fields))
-    (h, w), (ho, wo), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = fields
-    return (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw)
-
-
 def _planes(a, rows: int, cols: int) -> np.ndarray:
     """``a`` as a C-contiguous (N * C, rows, cols) stack of planes (a view when it can)."""
     return np.ascontiguousarray(a).reshape(-1, rows, cols)
@@ -45,7 +36,7 @@ def _check_flat_index(h: int, w: int) -> None:
 
 def _max_pool(x, geom: PoolGeometry, return_indices: bool):
     """max_pool{1,2}d: y, or (y, int64 flat indices) with ``return_indices``."""
-    g2 = _as_2d(geom)
+    g2 = geom.plane
     h, w, ho, wo = g2[:4]
     y = np.empty(geom.output_shape, dtype=x.dtype)
     index = np.empty(geom.output_shape, dtype=np.int64) if return_indices else None
@@ -66,7 +57,7 @@ def _max_pool(x, geom: PoolGeometry, return_indices: bool):
 def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
     """max_pool{1,2}d_backward: scatter gy through ``indices``, or through the maxima
     found again in x when ``indices`` is None."""
-    g2 = _as_2d(geom)
+    g2 = geom.plane
     h, w, ho, wo = g2[:4]
     gx = np.empty(geom.input_shape, dtype=gy.dtype)
     if gx.size == 0:
@@ -95,7 +86,7 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
 
 def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d."""
-    g2 = _as_2d(geom)
+    g2 = geom.plane
     h, w, ho, wo = g2[:4]
     y = np.empty(geom.output_shape, dtype=x.dtype)
     if y.size:
@@ -114,7 +105,7 @@ def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
 
 def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d_backward: each output's share spread over its window."""
-    g2 = _as_2d(geom)
+    g2 = geom.plane
     h, w, ho, wo = g2[:4]
     gx = np.empty(geom.input_shape, dtype=gy.dtype)
     if gx.size:
