@@ -1,0 +1,136 @@
+"""The course notes' MLP training steps with fastnn.nn + fastnn.optim against the same
+models in PyTorch eager (autograd + torch.optim), same weights, same batch:
+
+- XOR 2-4-1: sigmoid layers, MSE loss, plain SGD, the four XOR points as the batch;
+- 784-300-10: a ReLU hidden layer, cross-entropy, SGD with momentum 0.9, batch 64.
+
+A step is forward, loss, backward, optimizer update, gradients cleared.  Both run in
+fastnn.bench's interleaved, seeded-order blocks (fastnn.bench.timing.measure); the table
+shows medians and torch / fastnn (> 1: fastnn is faster).  Before timing, one step of each
+from the same weights is compared.
+
+    env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/mlp_step.py [--threads 2]
+        [--budget 1] [--repeats 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import numpy as np
+
+import fastnn
+from fastnn import nn, optim
+from fastnn.bench.timing import TimingPlan, measure
+
+
+def cpu_model() -> str:
+    """lscpu's model name (every figure is reported beside it)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _copy_weights(model, reference) -> None:
+    for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
+        ours.data[...] = theirs.detach().numpy()
+
+
+def xor_steps(torch):
+    """(fastnn step, torch step, their first losses) for XOR 2-4-1."""
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    y = np.array([[0], [1], [1], [0]], dtype=np.float32)
+    t = torch.nn
+    torch.manual_seed(0)
+    reference = t.Sequential(t.Linear(2, 4), t.Sigmoid(), t.Linear(4, 1), t.Sigmoid())
+    model = nn.Sequential(
+        nn.Linear(2, 4, activation="sigmoid"), nn.Linear(4, 1, activation="sigmoid")
+    )
+    _copy_weights(model, reference)
+    criterion = nn.MSELoss()
+    sgd = optim.SGD(model.parameters(), lr=0.5)
+    torch_sgd = torch.optim.SGD(reference.parameters(), lr=0.5)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def ours():
+        loss = criterion(model(x), y)
+        model.backward(criterion.backward(), need_input_grad=False)
+        sgd.step()
+        sgd.zero_grad()
+        return loss
+
+    def theirs():
+        torch_sgd.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(reference(tx), ty)
+        loss.backward()
+        torch_sgd.step()
+        return loss
+
+    return ours, theirs
+
+
+def mnist_steps(torch):
+    """(fastnn step, torch step) for 784-300-10 at batch 64."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    t = torch.nn
+    torch.manual_seed(0)
+    reference = t.Sequential(t.Linear(784, 300), t.ReLU(), t.Linear(300, 10))
+    model = nn.Sequential(nn.Linear(784, 300, activation="relu"), nn.Linear(300, 10))
+    _copy_weights(model, reference)
+    criterion = nn.CrossEntropyLoss()
+    sgd = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    torch_sgd = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def ours():
+        loss = criterion(model(x), y)
+        model.backward(criterion.backward(), need_input_grad=False)
+        sgd.step()
+        sgd.zero_grad()
+        return loss
+
+    def theirs():
+        torch_sgd.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(reference(tx), ty)
+        loss.backward()
+        torch_sgd.step()
+        return loss
+
+    return ours, theirs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    fastnn.set_num_threads(args.threads)
+    plan = TimingPlan(budget=args.budget, repeats=args.repeats, min_runs=5)
+    print(f"MLP training steps, float32, {args.threads} threads, {cpu_model()}")
+    print("| model | fastnn | torch | torch / fastnn | first loss fastnn / torch |")
+    print("|---|---|---|---|---|")
+    for name, build in (("XOR 2-4-1, SGD, MSE", xor_steps), ("784-300-10, SGD+momentum, CE",
+                                                              mnist_steps)):  # fmt: skip
+        ours, theirs = build(torch)
+        first = f"{float(ours()):.6f} / {float(theirs().detach()):.6f}"
+        ours, theirs = build(torch)  # fresh weights for the timing
+        got = measure({"fastnn": ours, "torch": theirs}, plan)
+        f, t = got["fastnn"].median, got["torch"].median
+        print(f"| {name} | {f * 1e6:.1f} us | {t * 1e6:.1f} us | {t / f:.2f}x | {first} |")
+
+
+if __name__ == "__main__":
+    main()
