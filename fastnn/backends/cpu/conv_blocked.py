@@ -127,8 +127,8 @@ def plan(
         rows = max(pair, math.ceil(rows / 2))
     while items(rows, kbs) < want and kbs > 1:
         kbs = math.ceil(kbs / 2)
-    if pair == 2 and rows > 1 and rows % 2:
-        rows += 1 if rows < ho else -1
+    if pair == 2 and rows % 2 and rows < ho:  # whole pairs per item (a map's last row
+        rows += 1  # may still be alone)
     return BlockedPlan(isa, max(1, rows), max(1, kbs), max(1, kc))
 
 
