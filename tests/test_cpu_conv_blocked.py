@@ -108,6 +108,31 @@ def test_smallest_blocks(rng, dtype, blocked_first, monkeypatch):
     check(rng, 2, dtype, "tiny blocks", count=8)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kbs", (1, 3))
+def test_weights_packed_just_in_time(rng, dtype, kbs, blocked_first, monkeypatch):
+    """Layers whose weights outweigh their maps pack each chunk of weights inside the
+    kernel (work items of channel blocks over every image): forced here on random
+    problems, with one input channel per chunk so that the partial sums of every image
+    accumulate across chunks."""
+    original = conv_blocked.plan
+
+    def jit(*args, **kwargs):
+        return original(*args, **kwargs)._replace(jit=True, kbs=kbs, kc=1)
+
+    monkeypatch.setattr(conv_blocked, "plan", jit)
+    check(rng, 2, dtype, "jit", count=8)
+
+
+def test_jit_plan_for_weights_that_outweigh_the_maps():
+    """ResNet-50's 512x14x14 -> 512 stride-2 layer packs just in time; ResNet-18's first
+    stride-2 layer (64x56x56 -> 128), whose input is 5x its weights, packs up front
+    (two images: their partial sums fit any L2 cache)."""
+    late = conv_blocked.plan(2, 512, 512, 1, (3, 3), 2, 1, (7, 7), False, 2, (14, 14))
+    early = conv_blocked.plan(2, 64, 128, 1, (3, 3), 2, 1, (28, 28), False, 2, (56, 56))
+    assert late.jit and not early.jit
+
+
 def test_short_rows_run_two_per_tile(rng, blocked_first):
     """Maps narrower than half the register tile put two output rows in one tile; odd
     row counts leave one row alone."""

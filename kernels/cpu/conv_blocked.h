@@ -15,8 +15,10 @@
  * broadcasts NW input values, whatever the stride: the input is never gathered into
  * vectors, so strided, dilated and 1x1 layers all run the same FMA stream.
  *
- * Blocking.  A work item is (image, group, block of `rows` output rows, `kbs` channel
- * blocks).  Its reduction runs in chunks of `kc` input channels; a chunk's input rows are
+ * Blocking.  With weights packed once per call, a work item is (image, group, block of
+ * `rows` output rows, `kbs` channel blocks).  Layers whose weights outweigh their maps
+ * instead pack each chunk of weights just in time, in items of (group, channel blocks)
+ * over every image (fnn_cb_conv_jit).  Its reduction runs in chunks of `kc` input channels; a chunk's input rows are
  * copied once, zero-padded, into a per-thread buffer (skipped when the layer has no
  * padding and the source rows are contiguous: then the micro-kernel reads the source in
  * place), and the chunk's weights stay in the cache while every tile of the item uses
@@ -43,7 +45,9 @@ typedef struct {
     ptrdiff_t N, H, W, G, Cg, Kg;
     ptrdiff_t R, S, str_h, str_w, dil_h, dil_w, pt, pl;
     ptrdiff_t Ho, Wo;
-    const void* wp;   /* packed weights from fnn_cb_pack_* at the same level */
+    const void* wp;   /* packed weights from fnn_cb_pack_* at the same level, or NULL: */
+    const void* w;    /* then the weights w(k, c, r, s) = w[k*wk + c*wc + r*wr + s*ws], */
+    ptrdiff_t wk, wc, wr, ws; /* packed just in time (k < G*Kg) */
     const void* bias; /* (G*Kg,) contiguous, or NULL */
     void* dst;        /* element (n, k, oh, ow) at dst + n*dn + k*dk + oh*dh + ow*dw */
     ptrdiff_t dn, dk, dh, dw;

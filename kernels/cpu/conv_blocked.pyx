@@ -18,6 +18,8 @@ cdef extern from "conv_blocked.h" nogil:
         Py_ssize_t R, S, str_h, str_w, dil_h, dil_w, pt, pl
         Py_ssize_t Ho, Wo
         const void* wp
+        const void* w
+        Py_ssize_t wk, wc, wr, ws
         const void* bias
         void* dst
         Py_ssize_t dn, dk, dh, dw
@@ -106,18 +108,31 @@ def pack(const floating[:, :, :, :] w, Py_ssize_t groups, int isa, int threads, 
 def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
              floating[:, :, :, :] dst, Py_ssize_t groups, tuple kernel, tuple stride,
              tuple dilation, tuple offset, bint in_place, Py_ssize_t rows, Py_ssize_t kbs,
-             Py_ssize_t kc, int isa, int threads):
+             Py_ssize_t kc, int isa, int threads, const floating[:, :, :, :] w=None):
     """dst[n, k, i, j] = bias[k] + sum w * src over the window at
     (i*stride - offset, j*stride - offset), for dst a view of any strides (N, K, Ho, Wo).
 
     kernel (R, S), stride, dilation and offset (pt, pl) are pairs; in_place reads src
     without copying (only when nothing is padded and its rows are contiguous); rows, kbs,
     kc: the blocking (output rows and channel blocks per work item, input channels per
-    reduction chunk)."""
+    reduction chunk).  Weights: ``wp`` from :func:`pack`, or ``wp`` None and ``w`` the
+    (K, Cg, R, S) weights of any strides, packed chunk by chunk just in time (then a
+    work item is a group's ``kbs`` channel blocks over every image and row)."""
     cdef Py_ssize_t isz = sizeof(floating)
     cdef fnn_cb_args a
     cdef const floating[::1] b
     cdef int rc
+    if wp is None:
+        if w is None:
+            raise ValueError("convolve: give packed weights wp or the weights w")
+        a.wp = NULL
+        a.w = &w[0, 0, 0, 0]
+        a.wk, a.wc = w.strides[0] // isz, w.strides[1] // isz
+        a.wr, a.ws = w.strides[2] // isz, w.strides[3] // isz
+    else:
+        a.wp = &wp[0]
+        a.w = NULL
+        a.wk = a.wc = a.wr = a.ws = 0
     a.src = &src[0, 0, 0, 0]
     a.sn, a.sc = src.strides[0] // isz, src.strides[1] // isz
     a.sh, a.sw = src.strides[2] // isz, src.strides[3] // isz
@@ -128,7 +143,6 @@ def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
     a.dil_h, a.dil_w = dilation
     a.pt, a.pl = offset
     a.Ho, a.Wo = dst.shape[2], dst.shape[3]
-    a.wp = &wp[0]
     a.bias = NULL
     if bias is not None:
         b = bias

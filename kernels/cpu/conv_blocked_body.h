@@ -194,8 +194,100 @@ static TARGET_ATTR void CFN(fnn_cb_pack_rows)(const T* src, ptrdiff_t sc, ptrdif
     }
 }
 
-static TARGET_ATTR int CFN(fnn_cb_conv)(const fnn_cb_args* a) {
+/* One channel block's packed weights d[c][r][s][OB] (c < nc) from w(k, c, r, s) at
+ * src + k*wk + c*wc + r*wr + s*ws for the block's `valid` channels k; zero past them. */
+static TARGET_ATTR void CFN(fnn_cb_pack_block)(const T* src, ptrdiff_t wk, ptrdiff_t wc,
+                                               ptrdiff_t wr, ptrdiff_t ws, ptrdiff_t valid,
+                                               ptrdiff_t nc, ptrdiff_t R, ptrdiff_t S,
+                                               T* restrict d) {
+    const ptrdiff_t OB = CB_OB;
+    if (ws == 1 && wr == S && wc == R * S) { /* (c, r, s) one run: a transpose */
+        const ptrdiff_t q = nc * R * S;
+        CFN(fnn_cb_transpose)(src, wk, valid, q, d, OB);
+        for (ptrdiff_t j = 0; valid < OB && j < q; ++j)
+            for (ptrdiff_t o = valid; o < OB; ++o) d[j * OB + o] = 0;
+        return;
+    }
+    /* o innermost: the OB source rows stay in L1 while d is written in order */
+    for (ptrdiff_t c = 0; c < nc; ++c)
+        for (ptrdiff_t r = 0; r < R; ++r)
+            for (ptrdiff_t s = 0; s < S; ++s) {
+                const T* q = src + c * wc + r * wr + s * ws;
+                ptrdiff_t o = 0;
+                for (; o < valid; ++o) d[o] = q[o * wk];
+                for (; o < OB; ++o) d[o] = 0;
+                d += OB;
+            }
+}
+
+/* Every tile of nr output rows of one channel block: t (rows of Wo x OB) (+)= the
+ * reduction over nc channels of the input rows at base (channel stride cs, row stride
+ * rs) with the block's weights wk.  Short rows run two per tile. */
+static TARGET_ATTR void CFN(fnn_cb_rows)(const fnn_cb_args* a, const T* base, ptrdiff_t cs,
+                                         ptrdiff_t rs, const T* wk, ptrdiff_t nc,
+                                         ptrdiff_t nr, T* t, int accumulate) {
     const ptrdiff_t OB = CB_OB, NW = CB_NW;
+    ptrdiff_t r = 0;
+    if (2 * a->Wo <= NW) {
+        for (; r + 2 <= nr; r += 2)
+            CFN(fnn_cb_tile2)(base + r * a->str_h * rs, cs, a->dil_h * rs, a->dil_w,
+                              a->str_w, a->str_h * rs, wk, nc, a->R, a->S,
+                              t + r * a->Wo * OB, accumulate, (int)a->Wo);
+    }
+    for (; r < nr; ++r) {
+        const T* xrow = base + r * a->str_h * rs;
+        T* trow = t + r * a->Wo * OB;
+        for (ptrdiff_t ow0 = 0; ow0 < a->Wo; ow0 += NW) {
+            const ptrdiff_t nw = NW < a->Wo - ow0 ? NW : a->Wo - ow0;
+            CFN(fnn_cb_tile)(xrow + ow0 * a->str_w, cs, a->dil_h * rs, a->dil_w, a->str_w,
+                             wk, nc, a->R, a->S, trow + ow0 * OB, accumulate, (int)nw);
+        }
+    }
+}
+
+/* The input rows one work item reads for output rows [oh0, oh0 + nr) of image n, input
+ * channels [c0, c0 + nc): in place, or packed zero-padded into pk.  Sets the channel and
+ * row strides. */
+static TARGET_ATTR const T* CFN(fnn_cb_input)(const fnn_cb_args* a, ptrdiff_t n, ptrdiff_t g,
+                                              ptrdiff_t c0, ptrdiff_t nc, ptrdiff_t oh0,
+                                              ptrdiff_t nr, ptrdiff_t width, T* pk,
+                                              ptrdiff_t* cs, ptrdiff_t* rs) {
+    const T* img = (const T*)a->src + n * a->sn + (g * a->Cg + c0) * a->sc;
+    if (a->in_place) {
+        *cs = a->sc;
+        *rs = a->sh;
+        return img + oh0 * a->str_h * a->sh;
+    }
+    const ptrdiff_t nrows = (nr - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
+    CFN(fnn_cb_pack_rows)(img, a->sc, a->sh, a->sw, a->H, a->W, nc, oh0 * a->str_h - a->pt,
+                          nrows, a->pl, width, pk);
+    *cs = nrows * width;
+    *rs = width;
+    return pk;
+}
+
+/* Partial sums t (kbs blocks of nr rows x Wo x OB, `rows` rows apart) out to dst, with
+ * the bias, for channel blocks kb0 .. kb0 + nk - 1 of image n, rows [oh0, oh0 + nr). */
+static TARGET_ATTR void CFN(fnn_cb_write)(const fnn_cb_args* a, const T* t, ptrdiff_t n,
+                                          ptrdiff_t g, ptrdiff_t kb0, ptrdiff_t nk,
+                                          ptrdiff_t oh0, ptrdiff_t nr, ptrdiff_t rows) {
+    const ptrdiff_t OB = CB_OB;
+    const T* bias = (const T*)a->bias;
+    for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
+        const ptrdiff_t k0 = (kb0 + kbi) * OB;
+        const ptrdiff_t no = OB < a->Kg - k0 ? OB : a->Kg - k0;
+        const T* bk = bias ? bias + g * a->Kg + k0 : NULL;
+        for (ptrdiff_t r = 0; r < nr; ++r) {
+            T* d = (T*)a->dst + n * a->dn + (g * a->Kg + k0) * a->dk + (oh0 + r) * a->dh;
+            CFN(fnn_cb_store)(t + (kbi * rows + r) * a->Wo * OB, no, a->Wo, bk, d, a->dk,
+                              a->dw);
+        }
+    }
+}
+
+/* Packed weights once per call (a->wp): work items (image, group, rows, channel blocks). */
+static TARGET_ATTR int CFN(fnn_cb_conv_packed)(const fnn_cb_args* a) {
+    const ptrdiff_t OB = CB_OB;
     const ptrdiff_t nkb = fnn_cb_ceil_div(a->Kg, OB);
     const ptrdiff_t rows = a->rows, kbs = a->kbs, kc = a->kc;
     const ptrdiff_t nrb = fnn_cb_ceil_div(a->Ho, rows), nkg = fnn_cb_ceil_div(nkb, kbs);
@@ -206,10 +298,7 @@ static TARGET_ATTR int CFN(fnn_cb_conv)(const fnn_cb_args* a) {
     const size_t pack_bytes =
         a->in_place ? 64 : (size_t)(kc * rows_in * width + FNN_CB_SLACK) * sizeof(T);
     const size_t t_bytes = (size_t)(kbs * rows * a->Wo * OB) * sizeof(T);
-    const T* src = (const T*)a->src;
     const T* wp = (const T*)a->wp;
-    const T* bias = (const T*)a->bias;
-    T* dst = (T*)a->dst;
     int failed = 0;
     int nt = a->threads < 1 ? 1 : a->threads;
     if (nt > items) nt = (int)items;
@@ -240,60 +329,93 @@ static TARGET_ATTR int CFN(fnn_cb_conv)(const fnn_cb_args* a) {
                 const ptrdiff_t nr = rows < a->Ho - oh0 ? rows : a->Ho - oh0;
                 const ptrdiff_t kb0 = kgi * kbs;
                 const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
-                const T* img = src + n * a->sn + g * a->Cg * a->sc;
                 for (ptrdiff_t c0 = 0; c0 < a->Cg; c0 += kc) {
                     const ptrdiff_t nc = kc < a->Cg - c0 ? kc : a->Cg - c0;
-                    const T* base;
                     ptrdiff_t cs, rs;
-                    if (a->in_place) {
-                        base = img + c0 * a->sc + oh0 * a->str_h * a->sh;
-                        cs = a->sc;
-                        rs = a->sh;
-                    } else {
-                        const ptrdiff_t nrows = (nr - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
-                        CFN(fnn_cb_pack_rows)(img + c0 * a->sc, a->sc, a->sh, a->sw, a->H,
-                                              a->W, nc, oh0 * a->str_h - a->pt, nrows, a->pl,
-                                              width, pk);
-                        base = pk;
-                        cs = nrows * width;
-                        rs = width;
-                    }
+                    const T* base = CFN(fnn_cb_input)(a, n, g, c0, nc, oh0, nr, width, pk,
+                                                      &cs, &rs);
                     for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
                         const T* wk = wp + ((g * nkb + kb0 + kbi) * a->Cg + c0) * RS * OB;
-                        ptrdiff_t r = 0;
-                        if (2 * a->Wo <= NW) { /* short rows: two per tile */
-                            for (; r + 2 <= nr; r += 2)
-                                CFN(fnn_cb_tile2)(base + r * a->str_h * rs, cs, a->dil_h * rs,
-                                                  a->dil_w, a->str_w, a->str_h * rs, wk, nc,
-                                                  a->R, a->S, tb + (kbi * rows + r) * a->Wo * OB,
-                                                  c0 > 0, (int)a->Wo);
-                        }
-                        for (; r < nr; ++r) {
-                            const T* xrow = base + r * a->str_h * rs;
-                            T* trow = tb + (kbi * rows + r) * a->Wo * OB;
-                            for (ptrdiff_t ow0 = 0; ow0 < a->Wo; ow0 += NW) {
-                                const ptrdiff_t nw = NW < a->Wo - ow0 ? NW : a->Wo - ow0;
-                                CFN(fnn_cb_tile)(xrow + ow0 * a->str_w, cs, a->dil_h * rs,
-                                                 a->dil_w, a->str_w, wk, nc, a->R, a->S,
-                                                 trow + ow0 * OB, c0 > 0, (int)nw);
-                            }
-                        }
+                        CFN(fnn_cb_rows)(a, base, cs, rs, wk, nc, nr,
+                                         tb + kbi * rows * a->Wo * OB, c0 > 0);
                     }
                 }
-                for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
-                    const ptrdiff_t k0 = (kb0 + kbi) * OB;
-                    const ptrdiff_t no = OB < a->Kg - k0 ? OB : a->Kg - k0;
-                    const T* bk = bias ? bias + g * a->Kg + k0 : NULL;
-                    for (ptrdiff_t r = 0; r < nr; ++r) {
-                        T* d = dst + n * a->dn + (g * a->Kg + k0) * a->dk + (oh0 + r) * a->dh;
-                        CFN(fnn_cb_store)(tb + (kbi * rows + r) * a->Wo * OB, no, a->Wo, bk,
-                                          d, a->dk, a->dw);
-                    }
-                }
+                CFN(fnn_cb_write)(a, tb, n, g, kb0, nk, oh0, nr, rows);
             }
         }
     }
     return failed ? -1 : 0;
+}
+
+/* Weights packed just in time (a->w with its strides), for layers whose weights outweigh
+ * their maps: a work item is (group, channel blocks) over every image, so each chunk of
+ * weights is packed once, by the thread that uses it, right before its tiles, while the
+ * partial sums of every image (N x Ho x Wo per block) wait in the thread's buffer. */
+static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
+    const ptrdiff_t OB = CB_OB;
+    const ptrdiff_t nkb = fnn_cb_ceil_div(a->Kg, OB);
+    const ptrdiff_t kbs = a->kbs, kc = a->kc, ho = a->Ho;
+    const ptrdiff_t nkg = fnn_cb_ceil_div(nkb, kbs);
+    const ptrdiff_t items = a->G * nkg;
+    const ptrdiff_t rows_in = (ho - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
+    const ptrdiff_t width = (a->Wo - 1) * a->str_w + (a->S - 1) * a->dil_w + 1;
+    const ptrdiff_t RS = a->R * a->S, per_image = kbs * ho * a->Wo * OB;
+    const size_t pack_bytes =
+        a->in_place ? 64 : (size_t)(kc * rows_in * width + FNN_CB_SLACK) * sizeof(T);
+    const size_t t_bytes = (size_t)(a->N * per_image) * sizeof(T);
+    const size_t w_bytes = (size_t)(kbs * kc * RS * OB) * sizeof(T);
+    const T* w = (const T*)a->w;
+    int failed = 0;
+    int nt = a->threads < 1 ? 1 : a->threads;
+    if (nt > items) nt = (int)items;
+    if (items == 0 || a->N == 0) return 0;
+#pragma omp parallel num_threads(nt)
+    {
+#if defined(_OPENMP)
+        const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const ptrdiff_t tid = 0, nth = 1;
+#endif
+        const ptrdiff_t start = items * tid / nth, end = items * (tid + 1) / nth;
+        T* pk = (T*)fnn_workspace(0, pack_bytes);
+        T* tb = (T*)fnn_workspace(1, t_bytes);
+        T* wb = (T*)fnn_workspace(3, w_bytes);
+        if (pk == NULL || tb == NULL || wb == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+            for (ptrdiff_t item = start; item < end; ++item) {
+                const ptrdiff_t kgi = item % nkg, g = item / nkg;
+                const ptrdiff_t kb0 = kgi * kbs;
+                const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
+                for (ptrdiff_t c0 = 0; c0 < a->Cg; c0 += kc) {
+                    const ptrdiff_t nc = kc < a->Cg - c0 ? kc : a->Cg - c0;
+                    for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
+                        const ptrdiff_t k0 = (kb0 + kbi) * OB;
+                        const ptrdiff_t valid = OB < a->Kg - k0 ? OB : a->Kg - k0;
+                        CFN(fnn_cb_pack_block)(w + (g * a->Kg + k0) * a->wk + c0 * a->wc,
+                                               a->wk, a->wc, a->wr, a->ws, valid, nc, a->R,
+                                               a->S, wb + kbi * nc * RS * OB);
+                    }
+                    for (ptrdiff_t n = 0; n < a->N; ++n) {
+                        ptrdiff_t cs, rs;
+                        const T* base = CFN(fnn_cb_input)(a, n, g, c0, nc, 0, ho, width, pk,
+                                                          &cs, &rs);
+                        for (ptrdiff_t kbi = 0; kbi < nk; ++kbi)
+                            CFN(fnn_cb_rows)(a, base, cs, rs, wb + kbi * nc * RS * OB, nc, ho,
+                                             tb + n * per_image + kbi * ho * a->Wo * OB, c0 > 0);
+                    }
+                }
+                for (ptrdiff_t n = 0; n < a->N; ++n)
+                    CFN(fnn_cb_write)(a, tb + n * per_image, n, g, kb0, nk, 0, ho, ho);
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+static TARGET_ATTR int CFN(fnn_cb_conv)(const fnn_cb_args* a) {
+    return a->wp == NULL ? CFN(fnn_cb_conv_jit)(a) : CFN(fnn_cb_conv_packed)(a);
 }
 
 /* ---- weight gradient ------------------------------------------------------------------ */
@@ -517,24 +639,8 @@ static TARGET_ATTR void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc,
         const ptrdiff_t g = gk / nkb, kb = gk % nkb;
         T* d = wp + gk * per;
         const ptrdiff_t valid = Kg - kb * OB < OB ? Kg - kb * OB : OB;
-        const T* src = w + (g * Kg + kb * OB) * wk;
-        if (ws == 1 && wr == S && wc == R * S) { /* (c, r, s) one run: a transpose */
-            const ptrdiff_t q = Cg * R * S;
-            CFN(fnn_cb_transpose)(src, wk, valid, q, d, OB);
-            for (ptrdiff_t j = 0; valid < OB && j < q; ++j)
-                for (ptrdiff_t o = valid; o < OB; ++o) d[j * OB + o] = 0;
-            continue;
-        }
-        /* o innermost: the OB source rows stay in L1 while d is written in order */
-        for (ptrdiff_t c = 0; c < Cg; ++c)
-            for (ptrdiff_t r = 0; r < R; ++r)
-                for (ptrdiff_t s = 0; s < S; ++s) {
-                    const T* q = src + c * wc + r * wr + s * ws;
-                    ptrdiff_t o = 0;
-                    for (; o < valid; ++o) d[o] = q[o * wk];
-                    for (; o < OB; ++o) d[o] = 0;
-                    d += OB;
-                }
+        CFN(fnn_cb_pack_block)(w + (g * Kg + kb * OB) * wk, wk, wc, wr, ws, valid, Cg, R, S,
+                               d);
     }
 }
 

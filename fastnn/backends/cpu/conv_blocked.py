@@ -59,12 +59,14 @@ ITEMS_PER_THREAD = 2
 
 class BlockedPlan(NamedTuple):
     """How one call is cut: the level, output rows and channel blocks per work item,
-    input channels per reduction chunk."""
+    input channels per reduction chunk; ``jit``: weights packed chunk by chunk inside the
+    kernel (items of channel blocks over every image) instead of once up front."""
 
     isa: int
     rows: int
     kbs: int
     kc: int
+    jit: bool = False
 
 
 def _lanes_level(kg: int, is_double: bool) -> int:
@@ -93,10 +95,15 @@ def plan(
     out_hw: tuple[int, int],
     is_double: bool,
     threads: int,
+    in_hw: tuple[int, int] | None = None,
 ) -> BlockedPlan:
     """The blocking of one convolution of ``n`` images (``cg`` -> ``kg`` channels per
-    group) producing an ``out_hw`` plane."""
+    group, ``in_hw`` input planes) producing an ``out_hw`` plane."""
     isa = _lanes_level(kg, is_double)
+    if in_hw is not None:
+        jit = _jit_plan(n, cg, kg, groups, kernel, in_hw, out_hw, isa, is_double, threads)
+        if jit is not None:
+            return jit
     ob, nw = _k.register_tile(isa, is_double)
     esize = 8 if is_double else 4
     budget = WORKING_SET_L2 * l2_bytes()
@@ -132,6 +139,39 @@ def plan(
     return BlockedPlan(isa, max(1, rows), max(1, kbs), max(1, kc))
 
 
+def _jit_plan(
+    n: int,
+    cg: int,
+    kg: int,
+    groups: int,
+    kernel: tuple[int, int],
+    in_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    isa: int,
+    is_double: bool,
+    threads: int,
+) -> BlockedPlan | None:
+    """The just-in-time weight plan, for layers whose weights outweigh their input maps
+    (ResNet's and MobileNetV2's last stages): packing the weights up front writes and
+    re-reads them from memory, and every image's items re-read them again, while a
+    thread that owns a few channel blocks reads its weights once and keeps every image's
+    partial sums, which must then fit the cache budget.  None when the layer does not
+    qualify."""
+    ob = _k.register_tile(isa, is_double)[0]
+    esize = 8 if is_double else 4
+    r, s = kernel
+    if kg * cg * r * s < n * cg * in_hw[0] * in_hw[1]:  # weights under the input maps
+        return None
+    nkb = math.ceil(kg / ob)
+    kbs = min(nkb, max(1, math.ceil(groups * nkb / threads)))
+    partial = n * out_hw[0] * out_hw[1] * kbs * ob * esize
+    if partial > 2 * WORKING_SET_L2 * l2_bytes() or groups * math.ceil(nkb / kbs) < threads:
+        return None
+    kc_max = max(1, int(WEIGHT_CHUNK_L2 * l2_bytes() // (kbs * ob * r * s * esize)))
+    kc = math.ceil(cg / math.ceil(cg / kc_max))
+    return BlockedPlan(isa, out_hw[0], kbs, kc, jit=True)
+
+
 def _packed(w4: np.ndarray, groups: int, isa: int, threads: int) -> np.ndarray:
     """The packed weights of w4 (any strides), in 64-byte aligned memory from the output
     cache: a call per step would otherwise fault in megabytes of fresh pages each time."""
@@ -158,12 +198,14 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
     """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
     n, c, _, _, k, g, r, s, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr = shape
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
-    p = plan(n, c // g, k // g, g, (r, s), sh, dh, (ho, wo), x4.dtype == np.float64, threads)
-    wp = _packed(w.reshape(k, c // g, r, s), g, p.isa, threads)
+    is_double = x4.dtype == np.float64
+    p = plan(n, c // g, k // g, g, (r, s), sh, dh, (ho, wo), is_double, threads, shape[2:4])
+    w4 = w.reshape(k, c // g, r, s)
+    wp = None if p.jit else _packed(w4, g, p.isa, threads)
     in_place = not (pt or pb or pl or pr) and x4.strides[3] == x4.itemsize
     _k.convolve(
         x4, wp, bias, y.reshape(n, k, ho, wo), g, (r, s), (sh, sw), (dh, dw), (pt, pl),
-        in_place, p.rows, p.kbs, p.kc, p.isa, threads,
+        in_place, p.rows, p.kbs, p.kc, p.isa, threads, w=w4,
     )  # fmt: skip
     return y
 
@@ -201,11 +243,12 @@ def grad_input(gy4: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarra
             (rsl, rdil, roff), (csl, cdil, coff) = rows, cols
             wphase = wt[:, :, rsl, csl]
             hq, wq = out.shape[2:]
-            p = plan(n, kg, cg, g, wphase.shape[2:], 1, rdil, (hq, wq), is_double, threads)
-            wp = _packed(wphase, g, p.isa, threads)
+            kernel = wphase.shape[2:]
+            p = plan(n, kg, cg, g, kernel, 1, rdil, (hq, wq), is_double, threads, (ho, wo))
+            wp = None if p.jit else _packed(wphase, g, p.isa, threads)
             _k.convolve(
-                gy4, wp, None, out, g, wphase.shape[2:], (1, 1), (rdil, cdil), (roff, coff),
-                False, p.rows, p.kbs, p.kc, p.isa, threads,
+                gy4, wp, None, out, g, kernel, (1, 1), (rdil, cdil), (roff, coff),
+                False, p.rows, p.kbs, p.kc, p.isa, threads, w=wphase,
             )  # fmt: skip
     return gx
 
