@@ -133,13 +133,24 @@ def test_jit_plan_for_weights_that_outweigh_the_maps():
     assert late.jit and not early.jit
 
 
-def test_short_rows_run_two_per_tile(rng, blocked_first):
+@pytest.mark.parametrize("jit", (False, True))
+def test_short_rows_run_two_per_tile(rng, blocked_first, monkeypatch, jit):
     """Maps narrower than half the register tile put two output rows in one tile; odd
-    row counts leave one row alone."""
-    for hw in ((7, 7), (5, 3), (2, 2), (9, 1)):
-        x, w, b = arrays(rng, (2, 6, 40, hw, (3, 3)), 1, np.float32)
-        want = fastnn.conv2d(x, w, b, 1, 1, backend="reference")
-        assert_close(fastnn.conv2d(x, w, b, 1, 1), want, what=str(hw))
+    row counts leave one row alone, except with weights packed just in time, where the
+    rows of all images form one sequence and pair up across images."""
+    original = conv_blocked.plan
+    monkeypatch.setattr(
+        conv_blocked, "plan", lambda *args: original(*args)._replace(jit=jit) if jit else
+        original(*args))  # fmt: skip
+    for hw in ((7, 7), (5, 3), (2, 2), (9, 1), (3, 3)):
+        for n in (1, 3):
+            x, w, b = arrays(rng, (n, 6, 40, hw, (3, 3)), 1, np.float32)
+            want = fastnn.conv2d(x, w, b, 1, 1, backend="reference")
+            assert_close(fastnn.conv2d(x, w, b, 1, 1), want, what=f"{hw} n={n}")
+            gy = rng.standard_normal(want.shape).astype(np.float32)
+            gx = fastnn.conv2d_backward(gy, x, w, 1, 1, output_mask=(True, False, False))[0]
+            want_gx = fastnn.conv2d_backward(gy, x, w, 1, 1, backend="reference")[0]
+            assert_close(gx, want_gx, what=f"gx {hw} n={n}")
 
 
 def test_memory_layouts(rng, blocked_first):

@@ -349,22 +349,25 @@ static TARGET_ATTR int CFN(fnn_cb_conv_packed)(const fnn_cb_args* a) {
 
 /* Weights packed just in time (a->w with its strides), for layers whose weights outweigh
  * their maps: a work item is (group, channel blocks) over every image, so each chunk of
- * weights is packed once, by the thread that uses it, right before its tiles, while the
- * partial sums of every image (N x Ho x Wo per block) wait in the thread's buffer. */
+ * weights is packed once, by the thread that uses it, right before its tiles.  The
+ * partial sums of every image wait in the thread's buffer as t[kb][n*Ho + row][Wo][OB]:
+ * the rows of all images form one sequence, so short rows pair up across images too (a
+ * 7x7 map would otherwise leave every seventh row alone in a half-empty tile). */
 static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
-    const ptrdiff_t OB = CB_OB;
+    const ptrdiff_t OB = CB_OB, NW = CB_NW;
     const ptrdiff_t nkb = fnn_cb_ceil_div(a->Kg, OB);
-    const ptrdiff_t kbs = a->kbs, kc = a->kc, ho = a->Ho;
+    const ptrdiff_t kbs = a->kbs, kc = a->kc, ho = a->Ho, wo = a->Wo;
     const ptrdiff_t nkg = fnn_cb_ceil_div(nkb, kbs);
-    const ptrdiff_t items = a->G * nkg;
+    const ptrdiff_t items = a->G * nkg, seq = a->N * ho; /* rows of every image */
     const ptrdiff_t rows_in = (ho - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
-    const ptrdiff_t width = (a->Wo - 1) * a->str_w + (a->S - 1) * a->dil_w + 1;
-    const ptrdiff_t RS = a->R * a->S, per_image = kbs * ho * a->Wo * OB;
+    const ptrdiff_t width = (wo - 1) * a->str_w + (a->S - 1) * a->dil_w + 1;
+    const ptrdiff_t RS = a->R * a->S, image_in = kc * rows_in * width;
     const size_t pack_bytes =
-        a->in_place ? 64 : (size_t)(kc * rows_in * width + FNN_CB_SLACK) * sizeof(T);
-    const size_t t_bytes = (size_t)(a->N * per_image) * sizeof(T);
+        a->in_place ? 64 : (size_t)(a->N * image_in + FNN_CB_SLACK) * sizeof(T);
+    const size_t t_bytes = (size_t)(kbs * seq * wo * OB) * sizeof(T);
     const size_t w_bytes = (size_t)(kbs * kc * RS * OB) * sizeof(T);
     const T* w = (const T*)a->w;
+    const int pairs = 2 * wo <= NW;
     int failed = 0;
     int nt = a->threads < 1 ? 1 : a->threads;
     if (nt > items) nt = (int)items;
@@ -390,6 +393,9 @@ static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
                 const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
                 for (ptrdiff_t c0 = 0; c0 < a->Cg; c0 += kc) {
                     const ptrdiff_t nc = kc < a->Cg - c0 ? kc : a->Cg - c0;
+                    const int acc = c0 > 0;
+                    ptrdiff_t cs = 0, rs = 0, image_stride = 0;
+                    const T* first = NULL;
                     for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
                         const ptrdiff_t k0 = (kb0 + kbi) * OB;
                         const ptrdiff_t valid = OB < a->Kg - k0 ? OB : a->Kg - k0;
@@ -397,17 +403,41 @@ static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
                                                a->wk, a->wc, a->wr, a->ws, valid, nc, a->R,
                                                a->S, wb + kbi * nc * RS * OB);
                     }
-                    for (ptrdiff_t n = 0; n < a->N; ++n) {
-                        ptrdiff_t cs, rs;
-                        const T* base = CFN(fnn_cb_input)(a, n, g, c0, nc, 0, ho, width, pk,
-                                                          &cs, &rs);
-                        for (ptrdiff_t kbi = 0; kbi < nk; ++kbi)
-                            CFN(fnn_cb_rows)(a, base, cs, rs, wb + kbi * nc * RS * OB, nc, ho,
-                                             tb + n * per_image + kbi * ho * a->Wo * OB, c0 > 0);
+                    for (ptrdiff_t n = 0; n < a->N; ++n) { /* every image's input rows */
+                        const T* base = CFN(fnn_cb_input)(a, n, g, c0, nc, 0, ho, width,
+                                                          pk + n * image_in, &cs, &rs);
+                        if (n == 0) first = base;
+                        if (n == 1) image_stride = base - first;
+                    }
+                    for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
+                        const T* wk = wb + kbi * nc * RS * OB;
+                        T* t = tb + kbi * seq * wo * OB;
+                        ptrdiff_t q = 0;
+                        for (; pairs && q + 2 <= seq; q += 2) {
+                            const ptrdiff_t n1 = q / ho, r1 = q - n1 * ho;
+                            const ptrdiff_t n2 = (q + 1) / ho, r2 = q + 1 - n2 * ho;
+                            const T* x1 = first + n1 * image_stride + r1 * a->str_h * rs;
+                            const T* x2 = first + n2 * image_stride + r2 * a->str_h * rs;
+                            CFN(fnn_cb_tile2)(x1, cs, a->dil_h * rs, a->dil_w, a->str_w,
+                                              x2 - x1, wk, nc, a->R, a->S, t + q * wo * OB,
+                                              acc, (int)wo);
+                        }
+                        for (; q < seq; ++q) {
+                            const ptrdiff_t n1 = q / ho, r1 = q - n1 * ho;
+                            const T* x1 = first + n1 * image_stride + r1 * a->str_h * rs;
+                            for (ptrdiff_t ow0 = 0; ow0 < wo; ow0 += NW) {
+                                const ptrdiff_t nw = NW < wo - ow0 ? NW : wo - ow0;
+                                CFN(fnn_cb_tile)(x1 + ow0 * a->str_w, cs, a->dil_h * rs,
+                                                 a->dil_w, a->str_w, wk, nc, a->R, a->S,
+                                                 t + (q * wo + ow0) * OB, acc, (int)nw);
+                            }
+                        }
                     }
                 }
+                /* t[kb][n*Ho + row] is image n's rows of block kb, Ho rows per image, so
+                 * image n's sums are at t + n*Ho*Wo*OB with blocks seq*Wo*OB apart */
                 for (ptrdiff_t n = 0; n < a->N; ++n)
-                    CFN(fnn_cb_write)(a, tb + n * per_image, n, g, kb0, nk, 0, ho, ho);
+                    CFN(fnn_cb_write)(a, tb + n * ho * wo * OB, n, g, kb0, nk, 0, ho, seq);
             }
         }
     }

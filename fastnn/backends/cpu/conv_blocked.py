@@ -167,8 +167,8 @@ def _jit_plan(
     partial = n * out_hw[0] * out_hw[1] * kbs * ob * esize
     if partial > 2 * WORKING_SET_L2 * l2_bytes() or groups * math.ceil(nkb / kbs) < threads:
         return None
-    kc_max = max(1, int(WEIGHT_CHUNK_L2 * l2_bytes() // (kbs * ob * r * s * esize)))
-    kc = math.ceil(cg / math.ceil(cg / kc_max))
+    kc_max = max(1, int(WEIGHT_CHUNK_L2 * l2_bytes() // (ob * r * s * esize)))
+    kc = math.ceil(cg / math.ceil(cg / kc_max))  # one block's chunk within the budget
     return BlockedPlan(isa, out_hw[0], kbs, kc, jit=True)
 
 
