@@ -94,6 +94,18 @@ def test_limit_blas_threads_nests_and_restores(restore_threads):
     assert _threads.blas_num_threads() == 2
 
 
+def _record_blas_calls(monkeypatch) -> list[tuple[int | None, int]]:
+    """Record (the BLAS's thread count, the threads asked of the BLAS engine) per call."""
+    real_blas, seen = engines._k.blas, []
+
+    def recording_blas(*args):
+        seen.append((_threads.blas_num_threads(), args[-1]))
+        return real_blas(*args)
+
+    monkeypatch.setattr(engines._k, "blas", recording_blas)
+    return seen
+
+
 @pytest.mark.parametrize("shape", [(70, 40, 33), (40, 70, 33)])
 def test_blas_path_splits_the_result_over_our_threads_with_blas_pinned(
     restore_threads, monkeypatch, shape
@@ -107,13 +119,7 @@ def test_blas_path_splits_the_result_over_our_threads_with_blas_pinned(
     monkeypatch.setattr(engines, "_calibrated", True)
     before = engines._k.flops_per_thread()
     engines._k.set_flops_per_thread(1.0)
-    real_blas, seen = engines._k.blas, []
-
-    def recording_blas(*args):
-        seen.append((_threads.blas_num_threads(), args[-1]))
-        return real_blas(*args)
-
-    monkeypatch.setattr(engines._k, "blas", recording_blas)
+    seen = _record_blas_calls(monkeypatch)
     fastnn.set_num_threads(3)
     m, n, k = shape
     rng = np.random.default_rng(7)
@@ -133,13 +139,7 @@ def test_blas_path_makes_one_call_when_a_split_would_not_pay(restore_threads, mo
     if _threads.blas_num_threads() is None:
         pytest.skip("threadpoolctl cannot control this BLAS")
     monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: True)
-    real_blas, seen = engines._k.blas, []
-
-    def recording_blas(*args):
-        seen.append((_threads.blas_num_threads(), args[-1]))
-        return real_blas(*args)
-
-    monkeypatch.setattr(engines._k, "blas", recording_blas)
+    seen = _record_blas_calls(monkeypatch)
     fastnn.set_num_threads(3)
     for shape in ((5, 2), (5, 3)):  # under the threshold; fewer rows than one block
         seen.clear()

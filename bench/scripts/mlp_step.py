@@ -16,25 +16,13 @@ from the same weights is compared.
 from __future__ import annotations
 
 import argparse
-import platform
 
 import numpy as np
 
 import fastnn
 from fastnn import nn, optim
+from fastnn._machine import cpu_model
 from fastnn.bench.timing import TimingPlan, measure
-
-
-def cpu_model() -> str:
-    """lscpu's model name (every figure is reported beside it)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _copy_weights(model, reference) -> None:
@@ -42,8 +30,29 @@ def _copy_weights(model, reference) -> None:
         ours.data[...] = theirs.detach().numpy()
 
 
+def _steps(model, reference, criterion, torch_loss, opt, torch_opt, x, y, torch):
+    """(fastnn step, torch step): forward, loss, backward, update, gradients cleared."""
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def ours():
+        loss = criterion(model(x), y)
+        model.backward(criterion.backward(), need_input_grad=False)
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    def theirs():
+        torch_opt.zero_grad(set_to_none=True)
+        loss = torch_loss(reference(tx), ty)
+        loss.backward()
+        torch_opt.step()
+        return loss
+
+    return ours, theirs
+
+
 def xor_steps(torch):
-    """(fastnn step, torch step, their first losses) for XOR 2-4-1."""
+    """(fastnn step, torch step) for XOR 2-4-1."""
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     y = np.array([[0], [1], [1], [0]], dtype=np.float32)
     t = torch.nn
@@ -53,26 +62,11 @@ def xor_steps(torch):
         nn.Linear(2, 4, activation="sigmoid"), nn.Linear(4, 1, activation="sigmoid")
     )
     _copy_weights(model, reference)
-    criterion = nn.MSELoss()
-    sgd = optim.SGD(model.parameters(), lr=0.5)
-    torch_sgd = torch.optim.SGD(reference.parameters(), lr=0.5)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-
-    def ours():
-        loss = criterion(model(x), y)
-        model.backward(criterion.backward(), need_input_grad=False)
-        sgd.step()
-        sgd.zero_grad()
-        return loss
-
-    def theirs():
-        torch_sgd.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(reference(tx), ty)
-        loss.backward()
-        torch_sgd.step()
-        return loss
-
-    return ours, theirs
+    return _steps(
+        model, reference, nn.MSELoss(), torch.nn.functional.mse_loss,
+        optim.SGD(model.parameters(), lr=0.5), torch.optim.SGD(reference.parameters(), lr=0.5),
+        x, y, torch,
+    )  # fmt: skip
 
 
 def mnist_steps(torch):
@@ -85,26 +79,11 @@ def mnist_steps(torch):
     reference = t.Sequential(t.Linear(784, 300), t.ReLU(), t.Linear(300, 10))
     model = nn.Sequential(nn.Linear(784, 300, activation="relu"), nn.Linear(300, 10))
     _copy_weights(model, reference)
-    criterion = nn.CrossEntropyLoss()
-    sgd = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    torch_sgd = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-
-    def ours():
-        loss = criterion(model(x), y)
-        model.backward(criterion.backward(), need_input_grad=False)
-        sgd.step()
-        sgd.zero_grad()
-        return loss
-
-    def theirs():
-        torch_sgd.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(reference(tx), ty)
-        loss.backward()
-        torch_sgd.step()
-        return loss
-
-    return ours, theirs
+    return _steps(
+        model, reference, nn.CrossEntropyLoss(), torch.nn.functional.cross_entropy,
+        optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+        torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9), x, y, torch,
+    )  # fmt: skip
 
 
 def main() -> None:

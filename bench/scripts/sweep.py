@@ -15,9 +15,9 @@ issue's goals.  Every figure belongs beside the CPU model printed in the header.
 from __future__ import annotations
 
 import argparse
-import platform
 
 import fastnn
+from fastnn._machine import cpu_model
 from fastnn.bench import report
 from fastnn.bench.catalog import build_cases
 from fastnn.bench.peers import detect, set_threads
@@ -30,18 +30,6 @@ RATIO_FROM_S = 20e-6
 MIN_RATIO = 0.95
 #: Below RATIO_FROM_S, fastnn may take this much longer than torch.
 SLACK_S = 2e-6
-
-
-def cpu_model() -> str:
-    """lscpu's model name, or what Python knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def failures(doc) -> list[dict]:

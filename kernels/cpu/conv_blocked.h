@@ -91,6 +91,24 @@ typedef struct {
 
 static inline ptrdiff_t fnn_cb_ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
 
+/* Threads for `items` work items: the request, at least one, at most one per item. */
+static inline int fnn_cb_threads(int requested, ptrdiff_t items) {
+    int nt = requested < 1 ? 1 : requested;
+    return items > 0 && nt > items ? (int)items : nt;
+}
+
+/* The calling thread's contiguous share [start, end) of `items`, inside a parallel
+ * region (all of them outside one). */
+static inline void fnn_cb_share(ptrdiff_t items, ptrdiff_t* start, ptrdiff_t* end) {
+#if defined(_OPENMP)
+    const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+    const ptrdiff_t tid = 0, nth = 1;
+#endif
+    *start = items * tid / nth;
+    *end = items * (tid + 1) / nth;
+}
+
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"

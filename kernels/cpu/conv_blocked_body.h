@@ -300,17 +300,12 @@ static TARGET_ATTR int CFN(fnn_cb_conv_packed)(const fnn_cb_args* a) {
     const size_t t_bytes = (size_t)(kbs * rows * a->Wo * OB) * sizeof(T);
     const T* wp = (const T*)a->wp;
     int failed = 0;
-    int nt = a->threads < 1 ? 1 : a->threads;
-    if (nt > items) nt = (int)items;
+    const int nt = fnn_cb_threads(a->threads, items);
     if (items == 0) return 0;
 #pragma omp parallel num_threads(nt)
     {
-#if defined(_OPENMP)
-        const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const ptrdiff_t tid = 0, nth = 1;
-#endif
-        const ptrdiff_t start = items * tid / nth, end = items * (tid + 1) / nth;
+        ptrdiff_t start, end;
+        fnn_cb_share(items, &start, &end);
         T* pk = (T*)fnn_workspace(0, pack_bytes);
         T* tb = (T*)fnn_workspace(1, t_bytes);
         if (pk == NULL || tb == NULL) {
@@ -369,17 +364,12 @@ static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
     const T* w = (const T*)a->w;
     const int pairs = 2 * wo <= NW;
     int failed = 0;
-    int nt = a->threads < 1 ? 1 : a->threads;
-    if (nt > items) nt = (int)items;
+    const int nt = fnn_cb_threads(a->threads, items);
     if (items == 0 || a->N == 0) return 0;
 #pragma omp parallel num_threads(nt)
     {
-#if defined(_OPENMP)
-        const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const ptrdiff_t tid = 0, nth = 1;
-#endif
-        const ptrdiff_t start = items * tid / nth, end = items * (tid + 1) / nth;
+        ptrdiff_t start, end;
+        fnn_cb_share(items, &start, &end);
         T* pk = (T*)fnn_workspace(0, pack_bytes);
         T* tb = (T*)fnn_workspace(1, t_bytes);
         T* wb = (T*)fnn_workspace(3, w_bytes);
@@ -565,17 +555,12 @@ static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
     const T* gy = (const T*)a->gy;
     T* out = (T*)a->out;
     int failed = 0;
-    int nt = a->threads < 1 ? 1 : a->threads;
-    if (nt > items) nt = (int)items;
+    const int nt = fnn_cb_threads(a->threads, items);
     if (items == 0) return 0;
 #pragma omp parallel num_threads(nt)
     {
-#if defined(_OPENMP)
-        const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const ptrdiff_t tid = 0, nth = 1;
-#endif
-        const ptrdiff_t start = items * tid / nth, end = items * (tid + 1) / nth;
+        ptrdiff_t start, end;
+        fnn_cb_share(items, &start, &end);
         T* accb = (T*)fnn_workspace(0, acc_bytes);
         T* xt = (T*)fnn_workspace(1, x_bytes);
         T* gt = (T*)fnn_workspace(2, g_bytes);
