@@ -1,11 +1,14 @@
 """Host side of the channel-blocked direct convolution (kernels/cpu/conv_blocked.pyx,
-conv_blocked.h): the blocking, the instruction set, and the two passes it runs.
+conv_blocked.h): the blocking, the instruction set, and the three passes it runs.
 
 The kernel keeps output channels in SIMD lanes and broadcasts input values, so one FMA
 stream serves any kernel size, stride, dilation and padding; no im2col buffer is built.
-It is the candidate ``"direct:blocked"`` of ``algo="auto"``:
+It is the candidate ``"direct:blocked"`` of ``algo="auto"``, and what ``algo="direct"``
+runs for a pass that produces enough channels to fill its lanes:
 
-- forward: the convolution itself;
+- forward: the convolution itself, with the weights packed once per call, or -- where
+  the weights outweigh the input maps -- chunk by chunk just in time inside the kernel
+  (:func:`plan`'s ``jit``);
 - weight gradient: work items of (group, output-channel blocks, input channels) that
   each reduce over every image and position, so no two threads share an output; the
   input rows are packed channels-last and grad_output positions-first, and the register
