@@ -11,6 +11,7 @@
 # planes.
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdlib cimport free, malloc
 
 from pool_common cimport (
     pool_avg_backward_f32, pool_avg_backward_f64, pool_avg_rows_f32, pool_avg_rows_f64,
@@ -65,22 +66,30 @@ cdef void _avg_run(const pool_shape* s, const floating* x, floating* y, Py_ssize
 
 
 def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
-            bint count_include_pad, floating[::1] div, floating[:, ::1] buf,
-            int num_threads):
-    """y = average pooling of x (P planes).  Scratch: div (Ho + Wo), buf (num_threads, W)."""
+            bint count_include_pad, int num_threads):
+    """y = average pooling of x (P planes)."""
     cdef pool_shape s = unpack_shape(geometry)
     cdef Py_ssize_t items = x.shape[0] * s.Ho
     cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
     if items == 0:
         return
-    _divisors(&s, count_include_pad, &div[0])
-    if chunks == 1:  # no parallel region for one chunk
-        with nogil:
-            _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], 0, items, &div[0], &div[s.Ho], &buf[0, 0])
-        return
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
-                 split(items, c + 1, chunks), &div[0], &div[s.Ho], &buf[c, 0])
+    cdef Py_ssize_t w = max(s.W, 1)
+    # the divisors (Ho + Wo), then one scratch row (W) per chunk
+    cdef floating* div = <floating*>malloc((s.Ho + s.Wo + chunks * w) * sizeof(floating))
+    if div == NULL:
+        raise MemoryError("avg_pool: out of memory for the scratch rows")
+    cdef floating* buf = div + s.Ho + s.Wo
+    try:
+        _divisors(&s, count_include_pad, div)
+        if chunks == 1:  # no parallel region for one chunk
+            with nogil:
+                _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], 0, items, div, div + s.Ho, buf)
+        else:
+            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+                _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
+                         split(items, c + 1, chunks), div, div + s.Ho, buf + c * w)
+    finally:
+        free(div)
 
 
 def backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in, tuple geometry,

@@ -2,8 +2,10 @@
 #
 # The loops are the C row kernels of pool_rows.h; this module splits the work over OpenMP
 # threads with the GIL released.  Arrays arrive as C-contiguous stacks of planes,
-# x (P, H, W) and y (P, Ho, Wo) with P = N * C, and per-thread scratch rows; the Python
-# wrapper (fastnn/backends/cpu/pool.py) makes them so after fastnn.ops validated the call.
+# x (P, H, W) and y (P, Ho, Wo) with P = N * C; the Python wrapper
+# (fastnn/backends/cpu/pool.py) makes them so after fastnn.ops validated the call.  The
+# forward passes allocate their per-thread scratch rows here; the backward passes take
+# theirs from the wrapper.
 #
 # Forward passes split the P * Ho output rows into one contiguous run per thread, so a
 # few large planes still use every thread.  Backward passes scatter into the input
@@ -11,6 +13,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
 
 from pool_common cimport (
     pool_argmax_rows_f32, pool_argmax_rows_f64, pool_max_backward_indices_f32,
@@ -62,40 +65,57 @@ cdef void _argmax_run(const pool_shape* s, const floating* x, floating* y, int64
 
 
 def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
-            floating[:, ::1] buf, int num_threads):
-    """y = max pooling of x (P planes).  buf: (num_threads, W) scratch."""
+            int num_threads):
+    """y = max pooling of x (P planes)."""
     cdef pool_shape s = unpack_shape(geometry)
     cdef Py_ssize_t items = x.shape[0] * s.Ho
     cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
     if items == 0:
         return
-    if chunks == 1:  # no parallel region for one chunk
-        with nogil:
-            _max_run(&s, &x[0, 0, 0], &y[0, 0, 0], 0, items, &buf[0, 0])
-        return
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _max_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
-                 split(items, c + 1, chunks), &buf[c, 0])
+    cdef floating* buf = <floating*>malloc(chunks * max(s.W, 1) * sizeof(floating))
+    if buf == NULL:
+        raise MemoryError("max_pool: out of memory for the scratch rows")
+    try:
+        if chunks == 1:  # no parallel region for one chunk
+            with nogil:
+                _max_run(&s, &x[0, 0, 0], &y[0, 0, 0], 0, items, buf)
+        else:
+            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+                _max_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
+                         split(items, c + 1, chunks), buf + c * s.W)
+    finally:
+        free(buf)
 
 
 def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
-                         int64_t[:, :, ::1] index, tuple geometry, floating[:, ::1] buf,
-                         int32_t[:, ::1] fbuf, int32_t[:, ::1] frow, int num_threads):
+                         int64_t[:, :, ::1] index, tuple geometry, int num_threads):
     """y, index = max pooling of x and the flat (row * W + column) index of each maximum.
-    Scratch per thread: buf, fbuf (W), frow (Wo).  Needs H * W < 2**31."""
+    Needs H * W < 2**31."""
     cdef pool_shape s = unpack_shape(geometry)
     cdef Py_ssize_t items = x.shape[0] * s.Ho
     cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
     if items == 0:
         return
-    if chunks == 1:  # no parallel region for one chunk
-        with nogil:
-            _argmax_run(&s, &x[0, 0, 0], &y[0, 0, 0], &index[0, 0, 0], 0, items, &buf[0, 0],
-                        &fbuf[0, 0], &frow[0, 0])
-        return
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _argmax_run(&s, &x[0, 0, 0], &y[0, 0, 0], &index[0, 0, 0], split(items, c, chunks),
-                    split(items, c + 1, chunks), &buf[c, 0], &fbuf[c, 0], &frow[c, 0])
+    cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1)
+    cdef floating* buf = <floating*>malloc(chunks * w * sizeof(floating))
+    cdef int32_t* fbuf = <int32_t*>malloc(chunks * (w + wo) * sizeof(int32_t))
+    if buf == NULL or fbuf == NULL:
+        free(buf)
+        free(fbuf)
+        raise MemoryError("max_pool: out of memory for the scratch rows")
+    try:
+        if chunks == 1:  # no parallel region for one chunk
+            with nogil:
+                _argmax_run(&s, &x[0, 0, 0], &y[0, 0, 0], &index[0, 0, 0], 0, items, buf,
+                            fbuf, fbuf + w)
+        else:
+            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+                _argmax_run(&s, &x[0, 0, 0], &y[0, 0, 0], &index[0, 0, 0],
+                            split(items, c, chunks), split(items, c + 1, chunks),
+                            buf + c * w, fbuf + c * (w + wo), fbuf + c * (w + wo) + w)
+    finally:
+        free(buf)
+        free(fbuf)
 
 
 def backward_from_indices(const floating[:, ::1] grad_out, const int64_t[:, ::1] index,

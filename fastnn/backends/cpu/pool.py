@@ -43,14 +43,11 @@ def _max_pool(x, geom: PoolGeometry, return_indices: bool):
     if y.size:
         threads = get_num_threads()
         xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
-        buf = np.empty((threads, w), dtype=x.dtype)
         if return_indices:
             _check_flat_index(h, w)
-            fbuf = np.empty((threads, w), dtype=np.int32)
-            frow = np.empty((threads, wo), dtype=np.int32)
-            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), g2, buf, fbuf, frow, threads)
+            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), g2, threads)
         else:
-            _max.forward(xs, ys, g2, buf, threads)
+            _max.forward(xs, ys, g2, threads)
     return (y, index) if return_indices else y
 
 
@@ -91,15 +88,7 @@ def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     y = np.empty(geom.output_shape, dtype=x.dtype)
     if y.size:
         threads = get_num_threads()
-        _avg.forward(
-            _planes(x, h, w),
-            y.reshape(-1, ho, wo),
-            g2,
-            count_include_pad,
-            np.empty(ho + wo, dtype=x.dtype),
-            np.empty((threads, w), dtype=x.dtype),
-            threads,
-        )
+        _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, count_include_pad, threads)
     return y
 
 
