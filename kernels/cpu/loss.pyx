@@ -163,7 +163,15 @@ cdef cnp.ndarray _class_indices(target, Py_ssize_t classes):
     """target as contiguous intp; every index must be in [0, classes) (the Python layer
     checked already: this guard only keeps a direct caller from reading out of bounds)."""
     cdef cnp.ndarray t = np.ascontiguousarray(target, dtype=np.intp)
-    if t.size and (t.min() < 0 or t.max() >= classes):
+    cdef const Py_ssize_t* tp = <const Py_ssize_t*>cnp.PyArray_DATA(t)
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(t)
+    cdef bint bad = False
+    with nogil:
+        for i in range(n):  # one pass in C (two NumPy reductions cost more on small batches)
+            if tp[i] < 0 or tp[i] >= classes:
+                bad = True
+                break
+    if bad:
         raise ValueError(f"cross_entropy: class indices must be in [0, {classes})")
     return t
 
@@ -208,7 +216,11 @@ def cross_entropy(x, target, int reduction, int num_threads):
             _ce_rows(typenum, xp, tp, np_, NULL, 0.0, rows, c, t, threads)
     if reduction == R_NONE:
         return nll.astype(xc.dtype)
-    return _scalar(float(nll.sum()) * _scale(reduction, rows), typenum)
+    cdef double total = 0.0
+    cdef Py_ssize_t i
+    for i in range(rows):  # in order: the same sum whatever the thread count
+        total += np_[i]
+    return _scalar(total * _scale(reduction, rows), typenum)
 
 
 def cross_entropy_backward(x, target, int reduction, int num_threads):
