@@ -16,17 +16,12 @@
 #define CB_OB (CB_NV * VL)
 #define CB_INLINE static inline __attribute__((always_inline)) TARGET_ATTR
 
-/* Unaligned vector load and store (one instruction once optimised). */
+/* Unaligned vector load (one instruction once optimised). */
 #define CLOAD(dst, src)                                                                    \
     do {                                                                                   \
         VEC cl_;                                                                           \
         __builtin_memcpy(&cl_, (src), sizeof(VEC));                                        \
         (dst) = cl_;                                                                       \
-    } while (0)
-#define CSTORE(dst, src)                                                                   \
-    do {                                                                                   \
-        VEC cs_ = (src);                                                                   \
-        __builtin_memcpy((dst), &cs_, sizeof(VEC));                                        \
     } while (0)
 
 /* t[j][0 .. OB) (+)= sum_{c < nc, r < R, s < S} w[c][r][s][0 .. OB) *
@@ -660,7 +655,6 @@ static TARGET_ATTR void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc,
 }
 
 #undef CLOAD
-#undef CSTORE
 #undef CB_INLINE
 #undef CB_OB
 #undef CFN
