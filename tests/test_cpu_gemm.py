@@ -1,7 +1,9 @@
 """The CPU GEMM (kernels/cpu/gemm.pyx): fastnn's blocked kernel in every instruction-set
 variant and SciPy's BLAS engine, against the float64 reference backend and PyTorch, on
 odd sizes that cross every cache block, all transposes, alpha/beta, broadcast c, every
-memory layout, empty operands, and the fused epilogues."""
+memory layout, empty operands, and the fused epilogues.  Every test runs twice: with the
+unpacked short-reduction path off, and with it taking every product (its measured cutoff
+depends on the CPU)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,20 @@ SHAPES = [
     (2, 4100, 3),
     (300, 45, 270),
 ]
+
+
+@pytest.fixture(autouse=True, params=["packed", "unpacked"])
+def short_path(request):
+    """The blocked kernel's path for the test: packed tiles always, or the unpacked
+    short-reduction path for every product."""
+    from fastnn.backends.cpu import gemm as engines
+
+    fastnn.gemm(np.ones((2, 2)), np.ones((2, 2)))  # let the first product calibrate
+    before = k.short_k()
+    k.set_short_k(-1 if request.param == "packed" else 1 << 30)
+    engines._calibrated = True
+    yield request.param
+    k.set_short_k(before)
 
 
 def _operands(rng, m, n, kk, trans_a, trans_b, dtype):

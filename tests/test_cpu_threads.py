@@ -149,12 +149,14 @@ def test_blas_path_makes_one_call_when_a_split_would_not_pay(restore_threads, mo
         assert_close(out, a @ a.T)
 
 
-def test_calibrated_threshold_is_within_its_bounds():
-    """The measured flops-per-thread threshold: 2 x fork-join x one thread's rate."""
+def test_calibrated_thresholds_are_within_their_bounds():
+    """The measured flops-per-thread threshold (2 x fork-join x one thread's rate) and
+    the longest reduction the unpacked path runs (one of the lengths tried, or 0)."""
     low, high = engines.FLOPS_PER_THREAD_RANGE
     flops = engines.calibrate()
     assert low <= flops <= high
     assert engines._k.flops_per_thread() == flops
+    assert engines._k.short_k() in (0, *engines.SHORT_K_TRIALS)
 
 
 def test_limit_blas_threads_from_several_python_threads(restore_threads):

@@ -25,6 +25,7 @@ cnp.import_array()
 
 cdef extern from "gemm_blocked.h" nogil:
     double fnn_gemm_flops_per_thread
+    Py_ssize_t fnn_gemm_short_k
     ctypedef struct fnn_epilogue:
         int act
         int derivative
@@ -80,6 +81,17 @@ def set_flops_per_thread(double flops):
     if not flops > 0:
         raise ValueError(f"flops per thread must be positive, got {flops}")
     fnn_gemm_flops_per_thread = flops
+
+
+def short_k():
+    """Reductions up to this long run the unpacked path (no packing, no register tiles)."""
+    return fnn_gemm_short_k
+
+
+def set_short_k(Py_ssize_t k):
+    """Set :func:`short_k` (fastnn/backends/cpu/gemm.py measures it; -1 turns it off)."""
+    global fnn_gemm_short_k
+    fnn_gemm_short_k = k
 
 
 def fork_join_seconds(int threads, int reps):

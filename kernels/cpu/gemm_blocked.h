@@ -66,6 +66,10 @@ enum { FNN_TILE_BUFFER = 0, FNN_TILE_SET = 1, FNN_TILE_ADD = 2 };
  * fork-join cost and single-thread GEMM rate (gemm.pyx: set_flops_per_thread). */
 static double fnn_gemm_flops_per_thread = (double)(1 << 21);
 
+/* Reductions up to this long run unpacked (fnn_gemm_short): a prior of 1, which
+ * gemm.py replaces with the longest k at which the unpacked path measured faster. */
+static ptrdiff_t fnn_gemm_short_k = 1;
+
 /* ---- instantiations: tile shapes and cache blocks per dtype and instruction set ---- */
 #define FNN_T float
 #define FNN_M f32
@@ -206,8 +210,12 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
 
 #if FNN_X86
 #define FNN_GEMM_X86_CASES(M)                                                             \
-    case FNN_GEMM_AVX2: return fnn_gemm_part_##M##_avx2(g, m0, m1, n0, n1);               \
-    case FNN_GEMM_AVX512: return fnn_gemm_part_##M##_avx512(g, m0, m1, n0, n1);
+    case FNN_GEMM_AVX2:                                                                   \
+        return short_k ? fnn_gemm_short_##M##_avx2(g, m0, m1, n0, n1)                     \
+                       : fnn_gemm_part_##M##_avx2(g, m0, m1, n0, n1);                     \
+    case FNN_GEMM_AVX512:                                                                 \
+        return short_k ? fnn_gemm_short_##M##_avx512(g, m0, m1, n0, n1)                   \
+                       : fnn_gemm_part_##M##_avx512(g, m0, m1, n0, n1);
 #define FNN_EPI_X86_CASES(M)                                                              \
     case FNN_GEMM_AVX2: fnn_epilogue_block_##M##_avx2(e, out, ldo, i0, 0, rows, n); return; \
     case FNN_GEMM_AVX512: fnn_epilogue_block_##M##_avx512(e, out, ldo, i0, 0, rows, n); return;
@@ -220,10 +228,15 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
 #define FNN_DEFINE_GEMM(T, M, IS_DOUBLE)                                                  \
     static int fnn_gemm_run_##M(int variant, const fnn_gemm_args* g, ptrdiff_t m0,        \
                                 ptrdiff_t m1, ptrdiff_t n0, ptrdiff_t n1) {               \
+        const int short_k = g->k <= fnn_gemm_short_k;                                     \
         switch (variant) {                                                                \
         FNN_GEMM_X86_CASES(M)                                                             \
-        case FNN_GEMM_WIDE_GENERIC: return fnn_gemm_part_##M##_wide(g, m0, m1, n0, n1);   \
-        default: return fnn_gemm_part_##M##_generic(g, m0, m1, n0, n1);                   \
+        case FNN_GEMM_WIDE_GENERIC:                                                       \
+            return short_k ? fnn_gemm_short_##M##_wide(g, m0, m1, n0, n1)                 \
+                           : fnn_gemm_part_##M##_wide(g, m0, m1, n0, n1);                 \
+        default:                                                                          \
+            return short_k ? fnn_gemm_short_##M##_generic(g, m0, m1, n0, n1)              \
+                           : fnn_gemm_part_##M##_generic(g, m0, m1, n0, n1);              \
         }                                                                                 \
     }                                                                                     \
                                                                                           \

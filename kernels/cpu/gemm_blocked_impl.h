@@ -322,6 +322,51 @@ static FNN_ATTR inline void FNN_FN(fnn_prefetch_next_group)(const fnn_gemm_args*
     }
 }
 
+/* The rows [m0, m1) x columns [n0, n1) of a product with a short reduction (k small),
+ * without packing: each output row is alpha * sum_p a[i, p] * b[p, :] (+ beta * c), built
+ * in place one row of B at a time, then the epilogue.  With k = 1 or 2 every packed
+ * element would be used once or twice and every register tile loaded and stored for a
+ * step or two, so the blocked path spends its time on overhead; here the output is
+ * written once, at memory speed. */
+static FNN_ATTR int FNN_FN(fnn_gemm_short)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
+                                           ptrdiff_t n0, ptrdiff_t n1) {
+    const FNN_T* a = (const FNN_T*)g->a;
+    const FNN_T* b = (const FNN_T*)g->b;
+    const FNN_T* c = (const FNN_T*)g->c;
+    FNN_T* out = (FNN_T*)g->out;
+    const FNN_T alpha = (FNN_T)g->alpha, beta = (FNN_T)g->beta;
+    const int reads_c = c != NULL && g->beta != 0;
+    const ptrdiff_t nc = n1 - n0;
+    for (ptrdiff_t i = m0; i < m1; ++i) {
+        FNN_T* restrict o = out + i * g->ldo + n0;
+        if (g->k == 0) {
+            for (ptrdiff_t j = 0; j < nc; ++j) o[j] = 0;
+        }
+        for (ptrdiff_t p = 0; p < g->k; ++p) {
+            const FNN_T coef = alpha * a[i * g->a_rs + p * g->a_cs];
+            const FNN_T* brow = b + p * g->b_rs + n0 * g->b_cs;
+            if (g->b_cs == 1) {
+                const FNN_T* restrict br = brow;
+                if (p == 0)
+                    for (ptrdiff_t j = 0; j < nc; ++j) o[j] = coef * br[j];
+                else
+                    for (ptrdiff_t j = 0; j < nc; ++j) o[j] += coef * br[j];
+            } else if (p == 0) {
+                for (ptrdiff_t j = 0; j < nc; ++j) o[j] = coef * brow[j * g->b_cs];
+            } else {
+                for (ptrdiff_t j = 0; j < nc; ++j) o[j] += coef * brow[j * g->b_cs];
+            }
+        }
+        if (reads_c) {
+            const FNN_T* cr = c + i * g->c_rs + n0 * g->c_cs;
+            for (ptrdiff_t j = 0; j < nc; ++j) o[j] += beta * cr[j * g->c_cs];
+        }
+        if (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL)
+            FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, i, n0, 1, nc);
+    }
+    return 0;
+}
+
 /* The rows [m0, m1) x columns [n0, n1) of the product, on the calling thread, with its
  * own packing buffers.  Returns 0, or -1 when the buffers cannot be allocated. */
 static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,

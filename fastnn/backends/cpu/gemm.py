@@ -37,28 +37,64 @@ _calibrated = False
 
 
 def calibrate() -> float:
-    """Measure where a second GEMM thread starts to pay on this machine, and set it.
+    """Measure, once per process on the first product, where this machine's GEMM paths
+    cross over, and set them:
 
-    A split into two halves saves half the single-thread time and costs one fork-join,
-    so it pays from ``flops = 2 * fork_join * rate`` (rate: one thread's blocked-GEMM
-    FLOP/s on a 96^3 product).  Both are measured in about a millisecond, once per
-    process, on the first product; the result is clamped to FLOPS_PER_THREAD_RANGE."""
+    - the flops from which a second thread pays: a split into two halves saves half the
+      single-thread time and costs one fork-join, so it pays from
+      ``2 * fork_join * rate`` (rate: one thread's blocked-GEMM FLOP/s on a 96^3
+      product), clamped to FLOPS_PER_THREAD_RANGE;
+    - the longest reduction the unpacked path runs (:func:`_measure_short_k`).
+
+    Together a few milliseconds.  Returns the flops per thread."""
     global _calibrated
     _calibrated = True
-    threads = max(2, get_num_threads())
-    overhead = _k.fork_join_seconds(threads, 64)
-    a = np.ones((96, 96), dtype=np.float32)
     level = _isa.level_code("gemm")
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        _k.blocked(a, a, None, 1.0, 0.0, False, False, 0, None, None, 1, level)
-        best = min(best, time.perf_counter() - start)
-    rate = 2.0 * 96**3 / best
+    overhead = _k.fork_join_seconds(max(2, get_num_threads()), 64)
+    a = np.ones((96, 96), dtype=np.float32)
+    args = (a, a, None, 1.0, 0.0, False, False, 0, None, None, 1, level)
+    rate = 2.0 * 96**3 / _best_seconds(lambda: _k.blocked(*args))
     low, high = FLOPS_PER_THREAD_RANGE
     flops = min(high, max(low, 2.0 * overhead * rate))
     _k.set_flops_per_thread(flops)
+    _k.set_short_k(_measure_short_k(level))
     return flops
+
+
+def _best_seconds(fn, rounds: int = 3) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+#: Reduction lengths the unpacked-path measurement tries, shortest first.
+SHORT_K_TRIALS = (1, 2, 4, 8, 16)
+
+
+def _measure_short_k(level: int) -> int:
+    """The longest k in SHORT_K_TRIALS at which a one-thread 512 x 512 product runs
+    faster unpacked than blocked, trying the lengths in order and stopping at the first
+    where packing wins (0: never; then only k = 0 products, which read nothing, run
+    unpacked)."""
+    out = 0
+    for k in SHORT_K_TRIALS:
+        a = np.ones((512, k), dtype=np.float32)
+        b = np.ones((k, 512), dtype=np.float32)
+
+        def run(a=a, b=b) -> None:
+            _k.blocked(a, b, None, 1.0, 0.0, False, False, 0, None, None, 1, level)
+
+        _k.set_short_k(k)
+        unpacked = _best_seconds(run)
+        _k.set_short_k(k - 1)
+        packed = _best_seconds(run)
+        if unpacked >= packed:
+            break
+        out = k
+    return out
 
 
 def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
@@ -104,7 +140,7 @@ def matmul(
     k = a.shape[0] if trans_a else a.shape[1]
     n = b.shape[0] if trans_b else b.shape[1]
     threads = get_num_threads()
-    if not _calibrated and threads > 1:
+    if not _calibrated:
         calibrate()
     epilogue = act != 0 or bias is not None or u is not None
     if prefers_blas(m, n, k, epilogue):
