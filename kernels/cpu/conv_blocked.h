@@ -39,12 +39,18 @@
 #include <omp.h>
 #endif
 
+/* The convolution's geometry, shared by both passes' arguments: images, input plane,
+ * groups and channels per group, kernel, stride, dilation, window offsets, output plane. */
 typedef struct {
-    const void* src; /* (N, G*Cg, H, W), any strides (elements) */
-    ptrdiff_t sn, sc, sh, sw;
     ptrdiff_t N, H, W, G, Cg, Kg;
     ptrdiff_t R, S, str_h, str_w, dil_h, dil_w, pt, pl;
     ptrdiff_t Ho, Wo;
+} fnn_cb_geom;
+
+typedef struct {
+    const void* src; /* (N, G*Cg, H, W), any strides (elements) */
+    ptrdiff_t sn, sc, sh, sw;
+    fnn_cb_geom geo;
     const void* wp;   /* packed weights from fnn_cb_pack_* at the same level, or NULL: */
     const void* w;    /* then the weights w(k, c, r, s) = w[k*wk + c*wc + r*wr + s*ws], */
     ptrdiff_t wk, wc, wr, ws; /* packed just in time (k < G*Kg) */
@@ -70,9 +76,7 @@ typedef struct {
     ptrdiff_t sn, sc, sh, sw;
     const void* gy;
     ptrdiff_t gn, gk, gh, gw_;
-    ptrdiff_t N, H, W, G, Cg, Kg;
-    ptrdiff_t R, S, str_h, str_w, dil_h, dil_w, pt, pl;
-    ptrdiff_t Ho, Wo;
+    fnn_cb_geom geo;
     void* out;
     ptrdiff_t rows, kbs, cc;
     int threads;

@@ -11,12 +11,14 @@ import numpy as np
 from cython cimport floating
 
 cdef extern from "conv_blocked.h" nogil:
-    ctypedef struct fnn_cb_args:
-        const void* src
-        Py_ssize_t sn, sc, sh, sw
+    ctypedef struct fnn_cb_geom:
         Py_ssize_t N, H, W, G, Cg, Kg
         Py_ssize_t R, S, str_h, str_w, dil_h, dil_w, pt, pl
         Py_ssize_t Ho, Wo
+    ctypedef struct fnn_cb_args:
+        const void* src
+        Py_ssize_t sn, sc, sh, sw
+        fnn_cb_geom geo
         const void* wp
         const void* w
         Py_ssize_t wk, wc, wr, ws
@@ -31,9 +33,7 @@ cdef extern from "conv_blocked.h" nogil:
         Py_ssize_t sn, sc, sh, sw
         const void* gy
         Py_ssize_t gn, gk, gh, gw_
-        Py_ssize_t N, H, W, G, Cg, Kg
-        Py_ssize_t R, S, str_h, str_w, dil_h, dil_w, pt, pl
-        Py_ssize_t Ho, Wo
+        fnn_cb_geom geo
         void* out
         Py_ssize_t rows, kbs, cc
         int threads
@@ -51,6 +51,20 @@ cdef extern from "conv_blocked.h" nogil:
     void fnn_cb_tile(int isa, int is_double, Py_ssize_t* ob, Py_ssize_t* nw)
     Py_ssize_t fnn_cb_packed_elements(int isa, int is_double, Py_ssize_t G, Py_ssize_t Kg,
                                       Py_ssize_t Cg, Py_ssize_t R, Py_ssize_t S)
+
+
+cdef fnn_cb_geom _geometry(Py_ssize_t* src, Py_ssize_t* dst, Py_ssize_t groups,
+                           tuple kernel, tuple stride, tuple dilation, tuple offset):
+    """The geometry of a convolution of src (N, C, H, W) producing dst (N, K, Ho, Wo)."""
+    cdef fnn_cb_geom g
+    g.N, g.H, g.W = src[0], src[2], src[3]
+    g.G, g.Cg, g.Kg = groups, src[1] // groups, dst[1] // groups
+    g.R, g.S = kernel
+    g.str_h, g.str_w = stride
+    g.dil_h, g.dil_w = dilation
+    g.pt, g.pl = offset
+    g.Ho, g.Wo = dst[2], dst[3]
+    return g
 
 
 def level(int requested):
@@ -136,13 +150,7 @@ def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
     a.src = &src[0, 0, 0, 0]
     a.sn, a.sc = src.strides[0] // isz, src.strides[1] // isz
     a.sh, a.sw = src.strides[2] // isz, src.strides[3] // isz
-    a.N, a.H, a.W = src.shape[0], src.shape[2], src.shape[3]
-    a.G, a.Cg, a.Kg = groups, src.shape[1] // groups, dst.shape[1] // groups
-    a.R, a.S = kernel
-    a.str_h, a.str_w = stride
-    a.dil_h, a.dil_w = dilation
-    a.pt, a.pl = offset
-    a.Ho, a.Wo = dst.shape[2], dst.shape[3]
+    a.geo = _geometry(src.shape, dst.shape, groups, kernel, stride, dilation, offset)
     a.bias = NULL
     if bias is not None:
         b = bias
@@ -178,13 +186,7 @@ def weight_grad(const floating[:, :, :, :] x, const floating[:, :, :, :] gy,
     a.gy = &gy[0, 0, 0, 0]
     a.gn, a.gk = gy.strides[0] // isz, gy.strides[1] // isz
     a.gh, a.gw_ = gy.strides[2] // isz, gy.strides[3] // isz
-    a.N, a.H, a.W = x.shape[0], x.shape[2], x.shape[3]
-    a.G, a.Cg, a.Kg = groups, x.shape[1] // groups, gy.shape[1] // groups
-    a.R, a.S = kernel
-    a.str_h, a.str_w = stride
-    a.dil_h, a.dil_w = dilation
-    a.pt, a.pl = offset
-    a.Ho, a.Wo = gy.shape[2], gy.shape[3]
+    a.geo = _geometry(x.shape, gy.shape, groups, kernel, stride, dilation, offset)
     a.out = &out[0]
     a.rows, a.kbs, a.cc = rows, kbs, cc
     a.threads = threads

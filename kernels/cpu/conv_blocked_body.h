@@ -223,19 +223,19 @@ static TARGET_ATTR void CFN(fnn_cb_rows)(const fnn_cb_args* a, const T* base, pt
                                          ptrdiff_t nr, T* t, int accumulate) {
     const ptrdiff_t OB = CB_OB, NW = CB_NW;
     ptrdiff_t r = 0;
-    if (2 * a->Wo <= NW) {
+    if (2 * a->geo.Wo <= NW) {
         for (; r + 2 <= nr; r += 2)
-            CFN(fnn_cb_tile2)(base + r * a->str_h * rs, cs, a->dil_h * rs, a->dil_w,
-                              a->str_w, a->str_h * rs, wk, nc, a->R, a->S,
-                              t + r * a->Wo * OB, accumulate, (int)a->Wo);
+            CFN(fnn_cb_tile2)(base + r * a->geo.str_h * rs, cs, a->geo.dil_h * rs, a->geo.dil_w,
+                              a->geo.str_w, a->geo.str_h * rs, wk, nc, a->geo.R, a->geo.S,
+                              t + r * a->geo.Wo * OB, accumulate, (int)a->geo.Wo);
     }
     for (; r < nr; ++r) {
-        const T* xrow = base + r * a->str_h * rs;
-        T* trow = t + r * a->Wo * OB;
-        for (ptrdiff_t ow0 = 0; ow0 < a->Wo; ow0 += NW) {
-            const ptrdiff_t nw = NW < a->Wo - ow0 ? NW : a->Wo - ow0;
-            CFN(fnn_cb_tile)(xrow + ow0 * a->str_w, cs, a->dil_h * rs, a->dil_w, a->str_w,
-                             wk, nc, a->R, a->S, trow + ow0 * OB, accumulate, (int)nw);
+        const T* xrow = base + r * a->geo.str_h * rs;
+        T* trow = t + r * a->geo.Wo * OB;
+        for (ptrdiff_t ow0 = 0; ow0 < a->geo.Wo; ow0 += NW) {
+            const ptrdiff_t nw = NW < a->geo.Wo - ow0 ? NW : a->geo.Wo - ow0;
+            CFN(fnn_cb_tile)(xrow + ow0 * a->geo.str_w, cs, a->geo.dil_h * rs, a->geo.dil_w, a->geo.str_w,
+                             wk, nc, a->geo.R, a->geo.S, trow + ow0 * OB, accumulate, (int)nw);
         }
     }
 }
@@ -247,15 +247,15 @@ static TARGET_ATTR const T* CFN(fnn_cb_input)(const fnn_cb_args* a, ptrdiff_t n,
                                               ptrdiff_t c0, ptrdiff_t nc, ptrdiff_t oh0,
                                               ptrdiff_t nr, ptrdiff_t width, T* pk,
                                               ptrdiff_t* cs, ptrdiff_t* rs) {
-    const T* img = (const T*)a->src + n * a->sn + (g * a->Cg + c0) * a->sc;
+    const T* img = (const T*)a->src + n * a->sn + (g * a->geo.Cg + c0) * a->sc;
     if (a->in_place) {
         *cs = a->sc;
         *rs = a->sh;
-        return img + oh0 * a->str_h * a->sh;
+        return img + oh0 * a->geo.str_h * a->sh;
     }
-    const ptrdiff_t nrows = (nr - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
-    CFN(fnn_cb_pack_rows)(img, a->sc, a->sh, a->sw, a->H, a->W, nc, oh0 * a->str_h - a->pt,
-                          nrows, a->pl, width, pk);
+    const ptrdiff_t nrows = (nr - 1) * a->geo.str_h + (a->geo.R - 1) * a->geo.dil_h + 1;
+    CFN(fnn_cb_pack_rows)(img, a->sc, a->sh, a->sw, a->geo.H, a->geo.W, nc, oh0 * a->geo.str_h - a->geo.pt,
+                          nrows, a->geo.pl, width, pk);
     *cs = nrows * width;
     *rs = width;
     return pk;
@@ -270,11 +270,11 @@ static TARGET_ATTR void CFN(fnn_cb_write)(const fnn_cb_args* a, const T* t, ptrd
     const T* bias = (const T*)a->bias;
     for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
         const ptrdiff_t k0 = (kb0 + kbi) * OB;
-        const ptrdiff_t no = OB < a->Kg - k0 ? OB : a->Kg - k0;
-        const T* bk = bias ? bias + g * a->Kg + k0 : NULL;
+        const ptrdiff_t no = OB < a->geo.Kg - k0 ? OB : a->geo.Kg - k0;
+        const T* bk = bias ? bias + g * a->geo.Kg + k0 : NULL;
         for (ptrdiff_t r = 0; r < nr; ++r) {
-            T* d = (T*)a->dst + n * a->dn + (g * a->Kg + k0) * a->dk + (oh0 + r) * a->dh;
-            CFN(fnn_cb_store)(t + (kbi * rows + r) * a->Wo * OB, no, a->Wo, bk, d, a->dk,
+            T* d = (T*)a->dst + n * a->dn + (g * a->geo.Kg + k0) * a->dk + (oh0 + r) * a->dh;
+            CFN(fnn_cb_store)(t + (kbi * rows + r) * a->geo.Wo * OB, no, a->geo.Wo, bk, d, a->dk,
                               a->dw);
         }
     }
@@ -283,16 +283,16 @@ static TARGET_ATTR void CFN(fnn_cb_write)(const fnn_cb_args* a, const T* t, ptrd
 /* Packed weights once per call (a->wp): work items (image, group, rows, channel blocks). */
 static TARGET_ATTR int CFN(fnn_cb_conv_packed)(const fnn_cb_args* a) {
     const ptrdiff_t OB = CB_OB;
-    const ptrdiff_t nkb = fnn_cb_ceil_div(a->Kg, OB);
+    const ptrdiff_t nkb = fnn_cb_ceil_div(a->geo.Kg, OB);
     const ptrdiff_t rows = a->rows, kbs = a->kbs, kc = a->kc;
-    const ptrdiff_t nrb = fnn_cb_ceil_div(a->Ho, rows), nkg = fnn_cb_ceil_div(nkb, kbs);
-    const ptrdiff_t items = a->N * a->G * nrb * nkg;
-    const ptrdiff_t rows_in = (rows - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
-    const ptrdiff_t width = (a->Wo - 1) * a->str_w + (a->S - 1) * a->dil_w + 1;
-    const ptrdiff_t RS = a->R * a->S;
+    const ptrdiff_t nrb = fnn_cb_ceil_div(a->geo.Ho, rows), nkg = fnn_cb_ceil_div(nkb, kbs);
+    const ptrdiff_t items = a->geo.N * a->geo.G * nrb * nkg;
+    const ptrdiff_t rows_in = (rows - 1) * a->geo.str_h + (a->geo.R - 1) * a->geo.dil_h + 1;
+    const ptrdiff_t width = (a->geo.Wo - 1) * a->geo.str_w + (a->geo.S - 1) * a->geo.dil_w + 1;
+    const ptrdiff_t RS = a->geo.R * a->geo.S;
     const size_t pack_bytes =
         a->in_place ? 64 : (size_t)(kc * rows_in * width + FNN_CB_SLACK) * sizeof(T);
-    const size_t t_bytes = (size_t)(kbs * rows * a->Wo * OB) * sizeof(T);
+    const size_t t_bytes = (size_t)(kbs * rows * a->geo.Wo * OB) * sizeof(T);
     const T* wp = (const T*)a->wp;
     int failed = 0;
     const int nt = fnn_cb_threads(a->threads, items);
@@ -313,21 +313,21 @@ static TARGET_ATTR int CFN(fnn_cb_conv_packed)(const fnn_cb_args* a) {
                 rest /= nkg;
                 const ptrdiff_t rb = rest % nrb;
                 rest /= nrb;
-                const ptrdiff_t g = rest % a->G;
-                const ptrdiff_t n = rest / a->G;
+                const ptrdiff_t g = rest % a->geo.G;
+                const ptrdiff_t n = rest / a->geo.G;
                 const ptrdiff_t oh0 = rb * rows;
-                const ptrdiff_t nr = rows < a->Ho - oh0 ? rows : a->Ho - oh0;
+                const ptrdiff_t nr = rows < a->geo.Ho - oh0 ? rows : a->geo.Ho - oh0;
                 const ptrdiff_t kb0 = kgi * kbs;
                 const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
-                for (ptrdiff_t c0 = 0; c0 < a->Cg; c0 += kc) {
-                    const ptrdiff_t nc = kc < a->Cg - c0 ? kc : a->Cg - c0;
+                for (ptrdiff_t c0 = 0; c0 < a->geo.Cg; c0 += kc) {
+                    const ptrdiff_t nc = kc < a->geo.Cg - c0 ? kc : a->geo.Cg - c0;
                     ptrdiff_t cs, rs;
                     const T* base = CFN(fnn_cb_input)(a, n, g, c0, nc, oh0, nr, width, pk,
                                                       &cs, &rs);
                     for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
-                        const T* wk = wp + ((g * nkb + kb0 + kbi) * a->Cg + c0) * RS * OB;
+                        const T* wk = wp + ((g * nkb + kb0 + kbi) * a->geo.Cg + c0) * RS * OB;
                         CFN(fnn_cb_rows)(a, base, cs, rs, wk, nc, nr,
-                                         tb + kbi * rows * a->Wo * OB, c0 > 0);
+                                         tb + kbi * rows * a->geo.Wo * OB, c0 > 0);
                     }
                 }
                 CFN(fnn_cb_write)(a, tb, n, g, kb0, nk, oh0, nr, rows);
@@ -345,22 +345,22 @@ static TARGET_ATTR int CFN(fnn_cb_conv_packed)(const fnn_cb_args* a) {
  * 7x7 map would otherwise leave every seventh row alone in a half-empty tile). */
 static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
     const ptrdiff_t OB = CB_OB, NW = CB_NW;
-    const ptrdiff_t nkb = fnn_cb_ceil_div(a->Kg, OB);
-    const ptrdiff_t kbs = a->kbs, kc = a->kc, ho = a->Ho, wo = a->Wo;
+    const ptrdiff_t nkb = fnn_cb_ceil_div(a->geo.Kg, OB);
+    const ptrdiff_t kbs = a->kbs, kc = a->kc, ho = a->geo.Ho, wo = a->geo.Wo;
     const ptrdiff_t nkg = fnn_cb_ceil_div(nkb, kbs);
-    const ptrdiff_t items = a->G * nkg, seq = a->N * ho; /* rows of every image */
-    const ptrdiff_t rows_in = (ho - 1) * a->str_h + (a->R - 1) * a->dil_h + 1;
-    const ptrdiff_t width = (wo - 1) * a->str_w + (a->S - 1) * a->dil_w + 1;
-    const ptrdiff_t RS = a->R * a->S, image_in = kc * rows_in * width;
+    const ptrdiff_t items = a->geo.G * nkg, seq = a->geo.N * ho; /* rows of every image */
+    const ptrdiff_t rows_in = (ho - 1) * a->geo.str_h + (a->geo.R - 1) * a->geo.dil_h + 1;
+    const ptrdiff_t width = (wo - 1) * a->geo.str_w + (a->geo.S - 1) * a->geo.dil_w + 1;
+    const ptrdiff_t RS = a->geo.R * a->geo.S, image_in = kc * rows_in * width;
     const size_t pack_bytes =
-        a->in_place ? 64 : (size_t)(a->N * image_in + FNN_CB_SLACK) * sizeof(T);
+        a->in_place ? 64 : (size_t)(a->geo.N * image_in + FNN_CB_SLACK) * sizeof(T);
     const size_t t_bytes = (size_t)(kbs * seq * wo * OB) * sizeof(T);
     const size_t w_bytes = (size_t)(kbs * kc * RS * OB) * sizeof(T);
     const T* w = (const T*)a->w;
     const int pairs = 2 * wo <= NW;
     int failed = 0;
     const int nt = fnn_cb_threads(a->threads, items);
-    if (items == 0 || a->N == 0) return 0;
+    if (items == 0 || a->geo.N == 0) return 0;
 #pragma omp parallel num_threads(nt)
     {
         ptrdiff_t start, end;
@@ -376,19 +376,19 @@ static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
                 const ptrdiff_t kgi = item % nkg, g = item / nkg;
                 const ptrdiff_t kb0 = kgi * kbs;
                 const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
-                for (ptrdiff_t c0 = 0; c0 < a->Cg; c0 += kc) {
-                    const ptrdiff_t nc = kc < a->Cg - c0 ? kc : a->Cg - c0;
+                for (ptrdiff_t c0 = 0; c0 < a->geo.Cg; c0 += kc) {
+                    const ptrdiff_t nc = kc < a->geo.Cg - c0 ? kc : a->geo.Cg - c0;
                     const int acc = c0 > 0;
                     ptrdiff_t cs = 0, rs = 0, image_stride = 0;
                     const T* first = NULL;
                     for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
                         const ptrdiff_t k0 = (kb0 + kbi) * OB;
-                        const ptrdiff_t valid = OB < a->Kg - k0 ? OB : a->Kg - k0;
-                        CFN(fnn_cb_pack_block)(w + (g * a->Kg + k0) * a->wk + c0 * a->wc,
-                                               a->wk, a->wc, a->wr, a->ws, valid, nc, a->R,
-                                               a->S, wb + kbi * nc * RS * OB);
+                        const ptrdiff_t valid = OB < a->geo.Kg - k0 ? OB : a->geo.Kg - k0;
+                        CFN(fnn_cb_pack_block)(w + (g * a->geo.Kg + k0) * a->wk + c0 * a->wc,
+                                               a->wk, a->wc, a->wr, a->ws, valid, nc, a->geo.R,
+                                               a->geo.S, wb + kbi * nc * RS * OB);
                     }
-                    for (ptrdiff_t n = 0; n < a->N; ++n) { /* every image's input rows */
+                    for (ptrdiff_t n = 0; n < a->geo.N; ++n) { /* every image's input rows */
                         const T* base = CFN(fnn_cb_input)(a, n, g, c0, nc, 0, ho, width,
                                                           pk + n * image_in, &cs, &rs);
                         if (n == 0) first = base;
@@ -401,19 +401,19 @@ static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
                         for (; pairs && q + 2 <= seq; q += 2) {
                             const ptrdiff_t n1 = q / ho, r1 = q - n1 * ho;
                             const ptrdiff_t n2 = (q + 1) / ho, r2 = q + 1 - n2 * ho;
-                            const T* x1 = first + n1 * image_stride + r1 * a->str_h * rs;
-                            const T* x2 = first + n2 * image_stride + r2 * a->str_h * rs;
-                            CFN(fnn_cb_tile2)(x1, cs, a->dil_h * rs, a->dil_w, a->str_w,
-                                              x2 - x1, wk, nc, a->R, a->S, t + q * wo * OB,
+                            const T* x1 = first + n1 * image_stride + r1 * a->geo.str_h * rs;
+                            const T* x2 = first + n2 * image_stride + r2 * a->geo.str_h * rs;
+                            CFN(fnn_cb_tile2)(x1, cs, a->geo.dil_h * rs, a->geo.dil_w, a->geo.str_w,
+                                              x2 - x1, wk, nc, a->geo.R, a->geo.S, t + q * wo * OB,
                                               acc, (int)wo);
                         }
                         for (; q < seq; ++q) {
                             const ptrdiff_t n1 = q / ho, r1 = q - n1 * ho;
-                            const T* x1 = first + n1 * image_stride + r1 * a->str_h * rs;
+                            const T* x1 = first + n1 * image_stride + r1 * a->geo.str_h * rs;
                             for (ptrdiff_t ow0 = 0; ow0 < wo; ow0 += NW) {
                                 const ptrdiff_t nw = NW < wo - ow0 ? NW : wo - ow0;
-                                CFN(fnn_cb_tile)(x1 + ow0 * a->str_w, cs, a->dil_h * rs,
-                                                 a->dil_w, a->str_w, wk, nc, a->R, a->S,
+                                CFN(fnn_cb_tile)(x1 + ow0 * a->geo.str_w, cs, a->geo.dil_h * rs,
+                                                 a->geo.dil_w, a->geo.str_w, wk, nc, a->geo.R, a->geo.S,
                                                  t + (q * wo + ow0) * OB, acc, (int)nw);
                             }
                         }
@@ -421,7 +421,7 @@ static TARGET_ATTR int CFN(fnn_cb_conv_jit)(const fnn_cb_args* a) {
                 }
                 /* t[kb][n*Ho + row] is image n's rows of block kb, Ho rows per image, so
                  * image n's sums are at t + n*Ho*Wo*OB with blocks seq*Wo*OB apart */
-                for (ptrdiff_t n = 0; n < a->N; ++n)
+                for (ptrdiff_t n = 0; n < a->geo.N; ++n)
                     CFN(fnn_cb_write)(a, tb + n * ho * wo * OB, n, g, kb0, nk, 0, ho, seq);
             }
         }
@@ -533,19 +533,19 @@ static TARGET_ATTR void CFN(fnn_cb_pack_last)(const T* src, ptrdiff_t sc, ptrdif
 
 static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
     const ptrdiff_t OB = CB_OB, NW = CB_NW;
-    const ptrdiff_t nkb = fnn_cb_ceil_div(a->Kg, OB);
+    const ptrdiff_t nkb = fnn_cb_ceil_div(a->geo.Kg, OB);
     const ptrdiff_t rows = a->rows, kbs = a->kbs, cc = a->cc;
-    const ptrdiff_t nkg = fnn_cb_ceil_div(nkb, kbs), ncc = fnn_cb_ceil_div(a->Cg, cc);
-    const ptrdiff_t items = a->G * nkg * ncc;
-    const ptrdiff_t R = a->R, S = a->S, RS = R * S;
+    const ptrdiff_t nkg = fnn_cb_ceil_div(nkb, kbs), ncc = fnn_cb_ceil_div(a->geo.Cg, cc);
+    const ptrdiff_t items = a->geo.G * nkg * ncc;
+    const ptrdiff_t R = a->geo.R, S = a->geo.S, RS = R * S;
     /* a 1x1 axis reads only every stride-th row / column: pack just those */
-    const ptrdiff_t rstep = R == 1 ? a->str_h : 1, cstep = S == 1 ? a->str_w : 1;
-    const ptrdiff_t rows_in = R == 1 ? rows : (rows - 1) * a->str_h + (R - 1) * a->dil_h + 1;
-    const ptrdiff_t width = S == 1 ? a->Wo : (a->Wo - 1) * a->str_w + (S - 1) * a->dil_w + 1;
-    const ptrdiff_t prow = R == 1 ? 1 : a->str_h, pcol = S == 1 ? 1 : a->str_w;
+    const ptrdiff_t rstep = R == 1 ? a->geo.str_h : 1, cstep = S == 1 ? a->geo.str_w : 1;
+    const ptrdiff_t rows_in = R == 1 ? rows : (rows - 1) * a->geo.str_h + (R - 1) * a->geo.dil_h + 1;
+    const ptrdiff_t width = S == 1 ? a->geo.Wo : (a->geo.Wo - 1) * a->geo.str_w + (S - 1) * a->geo.dil_w + 1;
+    const ptrdiff_t prow = R == 1 ? 1 : a->geo.str_h, pcol = S == 1 ? 1 : a->geo.str_w;
     const size_t acc_bytes = (size_t)(kbs * cc * RS * OB) * sizeof(T);
     const size_t x_bytes = (size_t)(rows_in * width * cc + FNN_CB_SLACK) * sizeof(T);
-    const size_t g_bytes = (size_t)(kbs * rows * a->Wo * OB) * sizeof(T);
+    const size_t g_bytes = (size_t)(kbs * rows * a->geo.Wo * OB) * sizeof(T);
     const T* x = (const T*)a->x;
     const T* gy = (const T*)a->gy;
     T* out = (T*)a->out;
@@ -568,52 +568,52 @@ static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
                 const ptrdiff_t kgi = (item / ncc) % nkg;
                 const ptrdiff_t g = item / (ncc * nkg);
                 const ptrdiff_t c0 = ci * cc;
-                const ptrdiff_t nc = cc < a->Cg - c0 ? cc : a->Cg - c0;
+                const ptrdiff_t nc = cc < a->geo.Cg - c0 ? cc : a->geo.Cg - c0;
                 const ptrdiff_t kb0 = kgi * kbs;
                 const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
                 /* accb[kbi][r][s][c][OB]: along (s, c) a unit-dilation row of taps is one
                  * run of the packed input, so a register tile sweeps S*nc of them */
                 memset(accb, 0, (size_t)(nk * RS * nc * OB) * sizeof(T));
-                for (ptrdiff_t n = 0; n < a->N; ++n) {
-                    for (ptrdiff_t oh0 = 0; oh0 < a->Ho; oh0 += rows) {
-                        const ptrdiff_t nr = rows < a->Ho - oh0 ? rows : a->Ho - oh0;
+                for (ptrdiff_t n = 0; n < a->geo.N; ++n) {
+                    for (ptrdiff_t oh0 = 0; oh0 < a->geo.Ho; oh0 += rows) {
+                        const ptrdiff_t nr = rows < a->geo.Ho - oh0 ? rows : a->geo.Ho - oh0;
                         const ptrdiff_t nrows =
-                            R == 1 ? nr : (nr - 1) * a->str_h + (R - 1) * a->dil_h + 1;
-                        CFN(fnn_cb_pack_last)(x + n * a->sn + (g * a->Cg + c0) * a->sc, a->sc,
-                                              a->sh, a->sw, a->H, a->W, nc,
-                                              oh0 * a->str_h - a->pt, nrows, rstep, a->pl,
+                            R == 1 ? nr : (nr - 1) * a->geo.str_h + (R - 1) * a->geo.dil_h + 1;
+                        CFN(fnn_cb_pack_last)(x + n * a->sn + (g * a->geo.Cg + c0) * a->sc, a->sc,
+                                              a->sh, a->sw, a->geo.H, a->geo.W, nc,
+                                              oh0 * a->geo.str_h - a->geo.pt, nrows, rstep, a->geo.pl,
                                               width, cstep, xt);
                         for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
-                            T* gb = gt + kbi * rows * a->Wo * OB;
+                            T* gb = gt + kbi * rows * a->geo.Wo * OB;
                             const ptrdiff_t k0 = (kb0 + kbi) * OB;
-                            const ptrdiff_t valid = OB < a->Kg - k0 ? OB : a->Kg - k0;
-                            const T* src = gy + n * a->gn + (g * a->Kg + k0) * a->gk + oh0 * a->gh;
+                            const ptrdiff_t valid = OB < a->geo.Kg - k0 ? OB : a->geo.Kg - k0;
+                            const T* src = gy + n * a->gn + (g * a->geo.Kg + k0) * a->gk + oh0 * a->gh;
                             for (ptrdiff_t r = 0; r < nr; ++r) {
-                                T* d = gb + r * a->Wo * OB;
+                                T* d = gb + r * a->geo.Wo * OB;
                                 if (a->gw_ == 1) {
-                                    CFN(fnn_cb_transpose)(src + r * a->gh, a->gk, valid, a->Wo, d, OB);
+                                    CFN(fnn_cb_transpose)(src + r * a->gh, a->gk, valid, a->geo.Wo, d, OB);
                                 } else {
                                     for (ptrdiff_t o = 0; o < valid; ++o)
-                                        for (ptrdiff_t ow = 0; ow < a->Wo; ++ow)
+                                        for (ptrdiff_t ow = 0; ow < a->geo.Wo; ++ow)
                                             d[ow * OB + o] = src[o * a->gk + r * a->gh + ow * a->gw_];
                                 }
-                                for (ptrdiff_t ow = 0; valid < OB && ow < a->Wo; ++ow)
+                                for (ptrdiff_t ow = 0; valid < OB && ow < a->geo.Wo; ++ow)
                                     memset(d + ow * OB + valid, 0, (size_t)(OB - valid) * sizeof(T));
                             }
                         }
                         for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
-                            const T* gb = gt + kbi * rows * a->Wo * OB;
+                            const T* gb = gt + kbi * rows * a->geo.Wo * OB;
                             for (ptrdiff_t r = 0; r < R; ++r) {
                                 /* taps (s, c) of row r: one run of S*nc when undilated */
-                                const ptrdiff_t runs = a->dil_w == 1 ? 1 : S;
-                                const ptrdiff_t len = a->dil_w == 1 ? S * nc : nc;
+                                const ptrdiff_t runs = a->geo.dil_w == 1 ? 1 : S;
+                                const ptrdiff_t len = a->geo.dil_w == 1 ? S * nc : nc;
                                 for (ptrdiff_t q = 0; q < runs; ++q) {
-                                    const T* xs = xt + (r * a->dil_h * width + q * a->dil_w) * nc;
+                                    const T* xs = xt + (r * a->geo.dil_h * width + q * a->geo.dil_w) * nc;
                                     T* acc = accb + (((kbi * R + r) * S + q) * nc) * OB;
                                     for (ptrdiff_t j0 = 0; j0 < len; j0 += NW) {
                                         const ptrdiff_t nw = NW < len - j0 ? NW : len - j0;
                                         CFN(fnn_cb_wtile)(xs + j0, prow * width * nc, pcol * nc, gb,
-                                                          nr, a->Wo, acc + j0 * OB, OB, (int)nw);
+                                                          nr, a->geo.Wo, acc + j0 * OB, OB, (int)nw);
                                     }
                                 }
                             }
@@ -622,9 +622,9 @@ static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
                 }
                 for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
                     const ptrdiff_t k0 = (kb0 + kbi) * OB;
-                    const ptrdiff_t valid = OB < a->Kg - k0 ? OB : a->Kg - k0;
+                    const ptrdiff_t valid = OB < a->geo.Kg - k0 ? OB : a->geo.Kg - k0;
                     for (ptrdiff_t o = 0; o < valid; ++o) {
-                        T* d = out + ((g * a->Kg + k0 + o) * a->Cg + c0) * RS;
+                        T* d = out + ((g * a->geo.Kg + k0 + o) * a->geo.Cg + c0) * RS;
                         for (ptrdiff_t c = 0; c < nc; ++c)
                             for (ptrdiff_t rs = 0; rs < RS; ++rs)
                                 d[c * RS + rs] = accb[((kbi * RS + rs) * nc + c) * OB + o];
