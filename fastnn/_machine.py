@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import platform
+import time
 from pathlib import Path
 
 __all__ = ["build_id", "context", "cpu_model", "l2_bytes"]
@@ -73,3 +74,17 @@ def context() -> str:
 def _reset() -> None:  # for tests
     for fn in (cpu_model, build_id, context, l2_bytes):
         fn.cache_clear()
+
+
+def best_seconds(fn, repeats: int = 3, warm_up: bool = False) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn`` (after one untimed call with
+    ``warm_up``): a quick measurement of this machine, for calibration, not for reports
+    (fastnn.bench times those)."""
+    if warm_up:
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -12,11 +12,12 @@ kernel of that arithmetic intensity (FLOP per byte) can run on this machine.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from fastnn._machine import best_seconds
 
 __all__ = ["Roofline", "measure_bandwidth", "measure_roofline", "measure_sgemm"]
 
@@ -50,23 +51,13 @@ class Roofline:
         return asdict(self)
 
 
-def _best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def measure_sgemm(size: int = 2048, repeats: int = 3) -> float:
     """GFLOP/s of NumPy's float32 matmul on two ``size`` x ``size`` matrices."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     out = np.empty((size, size), dtype=np.float32)
-    seconds = _best_time(lambda: np.matmul(a, b, out=out), repeats)
+    seconds = best_seconds(lambda: np.matmul(a, b, out=out), repeats, warm_up=True)
     return 2.0 * size**3 / seconds / 1e9
 
 
@@ -78,14 +69,14 @@ def measure_bandwidth(mbytes: int = 256, threads: int = 1, repeats: int = 5) -> 
     bounds = np.linspace(0, n, threads + 1).astype(int)
     parts = [(dst[lo:hi], src[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
     if threads == 1:
-        seconds = _best_time(lambda: np.copyto(dst, src), repeats)
+        seconds = best_seconds(lambda: np.copyto(dst, src), repeats, warm_up=True)
     else:
         with ThreadPoolExecutor(threads) as pool:
 
             def copy_all() -> None:
                 list(pool.map(lambda part: np.copyto(*part), parts))
 
-            seconds = _best_time(copy_all, repeats)
+            seconds = best_seconds(copy_all, repeats, warm_up=True)
     return 2.0 * src.nbytes / seconds / 1e9
 
 

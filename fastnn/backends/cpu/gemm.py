@@ -8,12 +8,11 @@ point the dense and backprop wrappers use.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from fastnn import _isa
 from fastnn._dispatch import register
+from fastnn._machine import best_seconds
 from fastnn._threads import (
     blas_for_call,
     get_num_threads,
@@ -53,21 +52,12 @@ def calibrate() -> float:
     overhead = _k.fork_join_seconds(max(2, get_num_threads()), 64)
     a = np.ones((96, 96), dtype=np.float32)
     args = (a, a, None, 1.0, 0.0, False, False, 0, None, None, 1, level)
-    rate = 2.0 * 96**3 / _best_seconds(lambda: _k.blocked(*args))
+    rate = 2.0 * 96**3 / best_seconds(lambda: _k.blocked(*args))
     low, high = FLOPS_PER_THREAD_RANGE
     flops = min(high, max(low, 2.0 * overhead * rate))
     _k.set_flops_per_thread(flops)
     _k.set_short_k(_measure_short_k(level))
     return flops
-
-
-def _best_seconds(fn, rounds: int = 3) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 #: Reduction lengths the unpacked-path measurement tries, shortest first.
@@ -88,9 +78,9 @@ def _measure_short_k(level: int) -> int:
             _k.blocked(a, b, None, 1.0, 0.0, False, False, 0, None, None, 1, level)
 
         _k.set_short_k(k)
-        unpacked = _best_seconds(run)
+        unpacked = best_seconds(run)
         _k.set_short_k(k - 1)
-        packed = _best_seconds(run)
+        packed = best_seconds(run)
         if unpacked >= packed:
             break
         out = k
