@@ -225,6 +225,8 @@ def build_cases(size: str) -> list[Case]:
     pool1_kw = dict(kernel_size=4, stride=2, padding=1)
     pooled1 = cpu("max_pool1d", seq, **pool1_kw)
     gp1 = randn(*pooled1.shape)
+    ga, ga1 = randn(n, c, 3, 5), randn(batch_1d, c, 7)  # adaptive pooling gradients
+    drop_mask = cpu("dropout", img, 0.3, generator=7)[1]
     a, b, cm = randn(m, m), randn(m, m), randn(m, m)
     x, wl, bl = randn(m, m // 2), randn(m // 4, m // 2), randn(m // 4)
     gl = randn(m, m // 4)
@@ -246,6 +248,11 @@ def build_cases(size: str) -> list[Case]:
     acts = ["relu", "relu", None]
     delta = randn(m, 10)
     conv_tol = SUM_TOLERANCE
+    gamma, beta = randn(c), randn(c)
+    running_var = rng.uniform(0.5, 2.0, c).astype(np.float32)
+    bn_y, bn_mean, bn_invstd = cpu(
+        "batch_norm", img, None, None, gamma, beta, True, activation="relu", return_stats=True
+    )
     return [
         Case(
             "conv2d 3x3 im2col",
@@ -316,6 +323,16 @@ def build_cases(size: str) -> list[Case]:
         Case("max_pool1d_backward", "max_pool1d_backward", (gp1, seq), pool1_kw),
         Case("avg_pool2d_backward", "avg_pool2d_backward", (gp, img), pool_kw),
         Case("avg_pool1d_backward", "avg_pool1d_backward", (gp1, seq), pool1_kw),
+        Case("adaptive_avg_pool2d", "adaptive_avg_pool2d", (img, (3, 5))),
+        Case("adaptive_avg_pool2d global", "adaptive_avg_pool2d", (img, 1)),
+        Case("adaptive_avg_pool1d", "adaptive_avg_pool1d", (seq, 7)),
+        Case("adaptive_max_pool2d", "adaptive_max_pool2d", (img, (3, 5), True)),
+        Case("adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_backward", (ga, img)),
+        Case("adaptive_avg_pool1d_backward", "adaptive_avg_pool1d_backward", (ga1, seq)),
+        Case("adaptive_max_pool2d_backward", "adaptive_max_pool2d_backward", (ga, img)),
+        Case("dropout", "dropout", (img, 0.3), dict(generator=7)),
+        Case("dropout_backward", "dropout_backward", (img, drop_mask, 0.3)),
+        Case("add relu", "add", (img, cpu("tanh", img)), dict(activation="relu")),
         Case("gemm", "gemm", (a, b), {}, SUM_TOLERANCE, cublas_matmul(0, 1)),
         Case(
             "gemm T alpha beta",
@@ -337,6 +354,14 @@ def build_cases(size: str) -> list[Case]:
         Case("sigmoid", "sigmoid", (img,)),
         Case("tanh", "tanh", (img,)),
         Case("activation_backward", "activation_backward", ("tanh", img, cpu("tanh", img))),
+        Case("hardtanh", "hardtanh", (img, -0.5, 2.0)),
+        Case("relu6", "relu6", (img,)),
+        Case("leaky_relu", "leaky_relu", (img, 0.1)),
+        Case("silu", "silu", (img,)),
+        Case("gelu", "gelu", (img,)),
+        Case("gelu tanh", "gelu", (img, "tanh")),
+        Case("silu_backward", "silu_backward", (img, img)),
+        Case("gelu_backward", "gelu_backward", (img, img)),
         Case("softmax", "softmax", (logits,)),
         Case("log_softmax dim 1", "log_softmax", (img,), dict(dim=1)),
         Case("softmax_backward", "softmax_backward", (target, soft)),
@@ -362,6 +387,23 @@ def build_cases(size: str) -> list[Case]:
             "mlp_backward",
             (inputs, preacts, weights, delta, acts),
             {},
+            SUM_TOLERANCE,
+        ),
+        Case(
+            "batch_norm train relu",
+            "batch_norm",
+            (img, None, None, gamma, beta, True),
+            dict(activation="relu"),
+            SUM_TOLERANCE,
+        ),
+        Case("batch_norm eval", "batch_norm", (img, beta, running_var, gamma, beta)),
+        Case("batch_norm_stats", "batch_norm_stats", (img,), {}, SUM_TOLERANCE),
+        Case("batch_norm_elemt", "batch_norm_elemt", (img, bn_mean, bn_invstd, gamma, beta)),
+        Case(
+            "batch_norm_backward relu",
+            "batch_norm_backward",
+            (randn(*img.shape), img, gamma, bn_mean, bn_invstd),
+            dict(output=bn_y, activation="relu"),
             SUM_TOLERANCE,
         ),
     ]

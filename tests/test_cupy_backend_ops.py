@@ -95,6 +95,47 @@ def test_activations_and_gradients(rng, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (0,), (7,), (3, 5, 4), (1100,)])
+def test_extra_activations_and_gradients(rng, dtype, shape):
+    """hardtanh, relu6, leaky_relu (gradients from the output), silu, gelu (from the
+    input), NaN and +-inf included, on contiguous and reversed inputs."""
+    for x in (_values(rng, shape, dtype), _values(rng, shape, dtype)[::-1] if shape else None):
+        if x is None:
+            continue
+        gy = _values(rng, x.shape, dtype, special=False)
+        with np.errstate(all="ignore"):
+            check("hardtanh", x, -2.0, 3.0)
+            check("relu6", x)
+            check("leaky_relu", x, 0.2)
+            check("silu", x)
+            check("silu_backward", gy, x)
+            for approx in ("none", "tanh"):
+                check("gelu", x, approx)
+                check("gelu_backward", gy, x, approx)
+            y = fastnn.hardtanh(x, -2.0, 3.0, backend="reference")
+            check("activation_backward", "hardtanh", gy, y, min_val=-2.0, max_val=3.0)
+            check("activation_backward", "relu6", gy, fastnn.relu6(x, backend="reference"))
+            y = fastnn.leaky_relu(x, 0.2, backend="reference")
+            check("activation_backward", "leaky_relu", gy, y, negative_slope=0.2)
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "hardtanh", "leaky_relu"])
+def test_activation_out_in_place_and_separate(rng, name):
+    args = {"hardtanh": (-0.5, 2.0), "leaky_relu": (0.1,)}.get(name, ())
+    x = _values(rng, (5, 7), np.float32)
+    want = getattr(fastnn, name)(x, *args, backend="reference")
+    d = to_device(x.copy())
+    assert getattr(fastnn, name)(d, *args, out=d) is d
+    assert_close(np.asarray(d).view(np.ndarray), want, np.float32, what=f"{name} in place")
+    out = to_device(np.zeros_like(x))
+    src = to_device(x.copy())[::-1]  # a non-contiguous input into a separate out
+    assert getattr(fastnn, name)(src, *args, out=out) is out
+    assert_close(np.asarray(out).view(np.ndarray), want[::-1], np.float32, what=name)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        getattr(fastnn, name)(to_device(x), *args, out=to_device(np.zeros((7, 5), np.float32)).T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_any_input_layout(rng, dtype):
     x = _values(rng, (4, 6), dtype)
     w = rng.standard_normal((3, 6)).astype(dtype)
@@ -322,6 +363,23 @@ def test_convolution_in_several_column_chunks(rng, dtype, monkeypatch):
     check("conv2d", x, ones, b, algo="im2col")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nd", [1, 2])
+@pytest.mark.parametrize("algo", ["im2col", "direct"])
+def test_convolution_fused_activation(rng, dtype, nd, algo):
+    """activation="relu" / "relu6": the direct kernel's store and the im2col epilogue,
+    with and without bias, NaN and inf in the input, against the reference."""
+    op = f"conv{nd}d"
+    for batch in [2, 1]:
+        x, w, b, kw = _conv_case(rng, nd, batch)
+        x = _values(rng, x.shape, dtype)  # * 3, with NaN and +-inf
+        w, b = w.astype(dtype), (3 * b).astype(dtype)
+        for activation in ("relu", "relu6"):
+            y = check(op, x, w, b, algo=algo, activation=activation, **kw)
+            check(op, x, w, None, algo=algo, activation=activation, **kw)
+            assert np.nanmax(np.asarray(y)) <= (6 if activation == "relu6" else np.inf)
+
+
 def _cupy_entries(cache) -> dict[str, str]:
     """The cupy entries of an autotune cache file, without the machine context prefix."""
     from fastnn import _autotune, _machine
@@ -453,6 +511,43 @@ def test_max_pool_backward_with_indices_outside_their_windows(rng, dtype):
     check("max_pool2d_backward", gy, x, 2, indices=indices)
 
 
+ADAPTIVE_CASES = [((2, 2, 7, 5), (3, 2)), ((1, 3, 3, 4), (5, 6)), ((2, 2, 6, 5), 1),
+                  ((0, 2, 8, 6), (4, 3)), ((1, 1, 5, 7), (None, 3))]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, size", ADAPTIVE_CASES)
+def test_adaptive_pooling_forward_and_backward(rng, dtype, shape, size):
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[:: max(1, x.size // 3)] = np.nan
+    y, idx = check("adaptive_max_pool2d", x, size, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    check("adaptive_max_pool2d_backward", gy, x)
+    check("adaptive_max_pool2d_backward", gy, x, np.asarray(idx))
+    plane = int(np.prod(shape[2:]))  # valid positions, mostly outside their windows
+    check("adaptive_max_pool2d_backward", gy, x, rng.integers(0, plane, y.shape))
+    y = check("adaptive_avg_pool2d", x, size)
+    check("adaptive_avg_pool2d_backward", rng.standard_normal(y.shape).astype(dtype), x)
+    x1, size1 = x[:, :, 0], (size if isinstance(size, int) else size[1])
+    y = check("adaptive_avg_pool1d", x1, size1)
+    check("adaptive_avg_pool1d_backward", rng.standard_normal(y.shape).astype(dtype), x1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (0,), (7,), (3, 5, 4), (1100,)])
+def test_dropout_and_residual_add(rng, dtype, shape):
+    x = _values(rng, shape, dtype)
+    b = _values(rng, shape, dtype, special=False)
+    for p, seed in ((0.5, 3), (0.1, 2**64 - 1)):
+        y, mask = check("dropout", x, p, generator=seed)  # the reference's mask, exactly
+        check("dropout_backward", b, np.asarray(mask), p)
+        check("dropout_backward", b, np.asarray(mask).astype(bool), p)
+    check("dropout", x, 0.5, training=False)
+    check("dropout_backward", b, None, 0.5)
+    for activation in (None, "relu", "relu6"):
+        check("add", x, b, activation=activation)
+
+
 # ---------------------------------------------------------------------------------------
 # Launch configuration
 # ---------------------------------------------------------------------------------------
@@ -575,6 +670,55 @@ def test_numba_arrays_come_back_as_numba_arrays(rng, monkeypatch):
         backend="cupy", output_mask=(True, True, False),
     )  # fmt: skip
     assert gx[0] == gw[0] == "numba" and gb is None
+
+
+BATCH_NORM_SHAPES = [(4, 3), (3, 2, 5), (2, 3, 2, 3), (1, 2, 3), (0, 2, 3)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+def test_batch_norm_family(rng, dtype, shape, activation):
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 100).astype(dtype)
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    rm, rv = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    # training: the running statistics move in place on the device as on the host
+    host_rm, host_rv = rm.copy(), rv.copy()
+    want = fastnn.batch_norm(x, host_rm, host_rv, w, b, True, 0.3, activation=activation,
+                             return_stats=True, backend="reference")  # fmt: skip
+    dev_rm, dev_rv = to_device(rm.copy()), to_device(rv.copy())
+    got = fastnn.batch_norm(*to_device((x, dev_rm, dev_rv, w, b)), True, 0.3,
+                            activation=activation, return_stats=True)  # fmt: skip
+    _compare(got, want, "batch_norm train", None)
+    _compare((dev_rm, dev_rv), (host_rm, host_rv), "running stats", None)
+    y, mean, invstd = want
+    for training in (True, False):
+        for mask in ((True, True, True), (False, True, False), (True, False, True)):
+            check("batch_norm_backward", g, x, w, mean, invstd, training=training, output=y,
+                  activation=activation, output_mask=mask)  # fmt: skip
+    check("batch_norm_backward", g, x, None, mean, invstd, output=y, activation=activation)
+    check("batch_norm", x, rm, rv, w[::-1], b, activation=activation)  # eval, strided weight
+    check("batch_norm", x, rm, rv, None, None, training=False)
+    check("batch_norm_stats", x, 1e-3)
+    check("batch_norm_elemt", x[::-1], mean, invstd, w, None, activation=activation)
+
+
+def test_batch_norm_counts_batches_and_refuses_strided_running_stats(rng):
+    x = rng.standard_normal((3, 2, 2))
+    count = to_device(np.zeros((), np.int64))
+    rm, rv = to_device(np.zeros(2)), to_device(np.ones(2))
+    for _ in range(2):
+        fastnn.batch_norm(to_device(x), rm, rv, training=True, momentum=None,
+                          num_batches_tracked=count)  # fmt: skip
+    assert int(np.asarray(count)) == 2
+    want_rm, want_rv = np.zeros(2), np.ones(2)
+    fastnn.batch_norm(x, want_rm, want_rv, training=True, momentum=1.0, backend="reference")
+    _compare((rm, rv), (want_rm, want_rv), "cumulative average of one batch", None)
+    strided = to_device(np.zeros(4))[::2]
+    with pytest.raises(ValueError, match="running_mean must be contiguous"):
+        fastnn.batch_norm(to_device(x), strided, rv, training=True)
 
 
 def test_every_public_op_has_a_cupy_implementation():

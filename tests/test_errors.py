@@ -1,4 +1,4 @@
-"""Every error path of shared/API.md: bad input raises ValueError/TypeError with a message
+"""Every error path of docs/API.md: bad input raises ValueError/TypeError with a message
 that names the op, the argument and the value, on every backend that runs numpy arrays."""
 
 from __future__ import annotations
@@ -209,6 +209,21 @@ CASES = [
      ValueError, r"name must be one of"),
     ("act-bw-shape", lambda: fastnn.activation_backward("relu", np.ones(3, f32), np.ones(4, f32)),
      ValueError, r"grad_output and output must have the same shape, got \(3,\) and \(4,\)"),
+    ("hardtanh-bounds", lambda: fastnn.hardtanh(np.ones(3, f32), 1.0, -1.0), ValueError,
+     r"hardtanh: max_val \(-1.0\) must not be less than min_val \(1.0\)"),
+    ("leaky-slope-nan", lambda: fastnn.leaky_relu(np.ones(3, f32), float("nan")), ValueError,
+     r"leaky_relu: negative_slope must be finite"),
+    ("leaky-bw-negative", lambda: fastnn.activation_backward(
+        "leaky_relu", np.ones(3, f32), np.ones(3, f32), negative_slope=-0.1),
+     ValueError, r"needs negative_slope >= 0"),
+    ("gelu-approx", lambda: fastnn.gelu(np.ones(3, f32), "erf"), ValueError,
+     r"gelu: approximate must be one of \('none', 'tanh'\)"),
+    ("silu-bw-shape", lambda: fastnn.silu_backward(np.ones(3, f32), np.ones(4, f32)),
+     ValueError, r"grad_output and input must have the same shape"),
+    ("relu-out-shape", lambda: fastnn.relu(np.ones(3, f32), out=np.ones(4, f32)), ValueError,
+     r"relu: out must have the input's shape \(3,\)"),
+    ("relu6-out-dtype", lambda: fastnn.relu6(np.ones(3, f32), out=np.ones(3)), TypeError,
+     r"relu6: out must have the input's dtype float32"),
     ("softmax-dim", lambda: fastnn.softmax(np.ones((2, 3), f32), dim=2), ValueError,
      r"softmax: dim must be in \[-2, 1\] for a 2-d input, got 2"),
     ("softmax-dim-neg", lambda: fastnn.log_softmax(np.ones((2, 3), f32), dim=-3), ValueError,

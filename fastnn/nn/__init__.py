@@ -11,7 +11,7 @@ A training step::
     optimizer.step(); optimizer.zero_grad()
 """
 
-from fastnn.nn.activation import ReLU, Sigmoid, Tanh
+from fastnn.nn.activation import GELU, Hardtanh, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU, Tanh
 from fastnn.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from fastnn.nn.container import Residual, Sequential
 from fastnn.nn.conv import Conv1d, Conv2d
@@ -21,9 +21,20 @@ from fastnn.nn.linear import Linear
 from fastnn.nn.loss import BCELoss, CrossEntropyLoss, MSELoss
 from fastnn.nn.module import Module
 from fastnn.nn.parameter import Parameter
-from fastnn.nn.pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from fastnn.nn.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 
 __all__ = [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
     "AvgPool1d",
     "AvgPool2d",
     "BCELoss",
@@ -34,6 +45,9 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "GELU",
+    "Hardtanh",
+    "LeakyReLU",
     "Linear",
     "MSELoss",
     "MaxPool1d",
@@ -41,8 +55,10 @@ __all__ = [
     "Module",
     "Parameter",
     "ReLU",
+    "ReLU6",
     "Residual",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Tanh",
 ]

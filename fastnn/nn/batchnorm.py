@@ -9,8 +9,9 @@ variance takes the unbiased batch variance (``var * m / (m - 1)``, m values per 
 mode the running statistics normalise.  With ``track_running_stats=False`` batch
 statistics are used in both modes.
 
-The array math is the array library's own (numpy or cupy): a handful of reductions and
-elementwise operations per call, memory-bound like any kernel would be.
+The work runs on fastnn's batch normalisation ops (fastnn.ops.normalization): statistics
+and the normalising pass forward, one reduction and one elementwise pass backward, on
+numpy (CPU) or GPU arrays alike.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastnn.nn._array import namespace
 from fastnn.nn._layer_args import check_features, check_float_dtype
 from fastnn.nn.module import Module
 from fastnn.nn.parameter import Parameter
+from fastnn.ops.normalization import batch_norm, batch_norm_backward
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
@@ -85,67 +87,59 @@ class _BatchNorm(Module):
         if x.dtype.kind != "f":
             raise TypeError(f"{layer}: input must be a float array, got dtype {x.dtype}")
 
+    def _as_input_dtype(self, value: Any, dtype: Any) -> Any:
+        return value if value is None or value.dtype == dtype else value.astype(dtype)
+
     def forward(self, x: Any) -> Any:
         self._check(x)
-        xp = namespace(x)
-        channels = self.num_features
-        axes = (0, *range(2, x.ndim))
-        shape = (1, channels) + (1,) * (x.ndim - 2)
-        count = x.size // channels
+        count = x.size // self.num_features
         use_batch = self.training or not self.track_running_stats
-        if use_batch:
-            if count == 1:
-                raise ValueError(
-                    f"{type(self).__name__}: expected more than 1 value per channel when "
-                    f"using batch statistics, got input shape {tuple(x.shape)}"
-                )
-            if count == 0:  # an empty batch: nothing to normalise, statistics unchanged
-                self._cache = None
-                return xp.empty_like(x)
-            mean = x.mean(axis=axes)
-            centred = x - mean.reshape(shape)
-            var = (centred * centred).mean(axis=axes)
-            if self.training and self.track_running_stats:
-                self._update_running(mean, var, count)
-        else:
-            mean, var = self.running_mean, self.running_var
-            centred = x - mean.reshape(shape)
-        invstd = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
-        xhat = centred * invstd.reshape(shape)
-        self._cache = (xhat, invstd, use_batch, shape, axes)
-        if not self.affine:
-            return xhat
-        return xhat * self.weight.data.reshape(shape) + self.bias.data.reshape(shape)
-
-    def _update_running(self, mean: Any, var: Any, count: int) -> None:
-        self.num_batches_tracked += 1
-        factor = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
-        unbiased = var * (count / (count - 1))
-        self.running_mean *= 1.0 - factor
-        self.running_mean += factor * mean
-        self.running_var *= 1.0 - factor
-        self.running_var += factor * unbiased
+        if use_batch and count == 1:
+            raise ValueError(
+                f"{type(self).__name__}: expected more than 1 value per channel when "
+                f"using batch statistics, got input shape {tuple(x.shape)}"
+            )
+        if use_batch and count == 0:  # an empty batch: nothing to normalise, stats unchanged
+            self._cache = None
+            return namespace(x).empty_like(x)
+        dtype = x.dtype
+        weight = self._as_input_dtype(self.weight.data if self.affine else None, dtype)
+        bias = self._as_input_dtype(self.bias.data if self.affine else None, dtype)
+        running_mean = running_var = None
+        factor = 0.0
+        if self.track_running_stats:
+            running_mean = self._as_input_dtype(self.running_mean, dtype)
+            running_var = self._as_input_dtype(self.running_var, dtype)
+            if self.training:
+                self.num_batches_tracked += 1
+                momentum = self.momentum
+                factor = momentum if momentum is not None else 1.0 / self.num_batches_tracked
+        y, mean, invstd = batch_norm(
+            x, running_mean, running_var, weight, bias, training=use_batch, momentum=factor,
+            eps=self.eps, return_stats=True,
+        )  # fmt: skip
+        if running_mean is not None and running_mean is not self.running_mean:
+            self.running_mean[...] = running_mean  # statistics kept in the layer's dtype
+            self.running_var[...] = running_var
+        self._cache = (x, weight, mean, invstd, use_batch)
+        return y
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
         if self._cache is None:
             if grad.size == 0:  # the empty batch of forward
                 return grad.copy() if need_input_grad else None
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        xhat, invstd, use_batch, shape, axes = self._cache
-        grad_sum = grad.sum(axis=axes)
-        grad_xhat_sum = (grad * xhat).sum(axis=axes)
-        if self.affine:
-            self.weight.accumulate(grad_xhat_sum)
-            self.bias.accumulate(grad_sum)
-        if not need_input_grad:
+        x, weight, mean, invstd, use_batch = self._cache
+        mask = (bool(need_input_grad), self.affine, self.affine)
+        if not any(mask):
             return None
-        scale = invstd if not self.affine else invstd * self.weight.data
-        if not use_batch:
-            return grad * scale.reshape(shape)
-        count = grad.size // self.num_features
-        mean_grad = (grad_sum / count).reshape(shape)
-        mean_grad_xhat = (grad_xhat_sum / count).reshape(shape)
-        return (grad - mean_grad - xhat * mean_grad_xhat) * scale.reshape(shape)
+        grad_input, grad_weight, grad_bias = batch_norm_backward(
+            grad, x, weight, mean, invstd, training=use_batch, output_mask=mask
+        )
+        if self.affine:
+            self.weight.accumulate(grad_weight)
+            self.bias.accumulate(grad_bias)
+        return grad_input
 
     def _reset_cache(self) -> None:
         self._cache = None

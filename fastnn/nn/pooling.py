@@ -1,4 +1,4 @@
-"""Max and average pooling layers, 1-D (N, C, L) and 2-D (N, C, H, W)."""
+"""Max, average and adaptive pooling layers, 1-D (N, C, L) and 2-D (N, C, H, W)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import fastnn
 from fastnn.nn._layer_args import int_tuple
 from fastnn.nn.module import Module
 
-__all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]
+__all__ = [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "MaxPool1d",
+    "MaxPool2d",
+]
 
 
 class _MaxPoolNd(Module):
@@ -155,3 +163,92 @@ class AvgPool2d(_AvgPoolNd):
     nd = 2
     _forward_op = staticmethod(fastnn.avg_pool2d)
     _backward_op = staticmethod(fastnn.avg_pool2d_backward)
+
+
+class _AdaptivePoolNd(Module):
+    """Pools to a fixed ``output_size`` whatever the input size (PyTorch's windows)."""
+
+    nd = 0
+    _forward_op: Any = None
+    _backward_op: Any = None
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        if isinstance(output_size, (list, tuple)):
+            output_size = tuple(output_size)
+            if len(output_size) != self.nd:
+                raise ValueError(
+                    f"{type(self).__name__}: output_size must be an int or a tuple of "
+                    f"{self.nd}, got {output_size!r}"
+                )
+            for v in output_size:
+                if v is not None:
+                    int_tuple(type(self).__name__, "output_size", v, 1, 1)
+        else:
+            int_tuple(type(self).__name__, "output_size", output_size, 1, 1)
+        self.output_size = output_size
+        self._input: Any = None
+
+    def _reset_cache(self) -> None:
+        self._input = None
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
+    def forward(self, x: Any) -> Any:
+        y = self._forward_op(x, self.output_size)
+        self._input = x
+        return y
+
+    def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
+        if self._input is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if not need_input_grad:
+            return None
+        return self._backward_op(grad, self._input)
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """Mean over adaptive windows of (N, C, L) inputs, to (N, C, output_size)."""
+
+    nd = 1
+    _forward_op = staticmethod(fastnn.adaptive_avg_pool1d)
+    _backward_op = staticmethod(fastnn.adaptive_avg_pool1d_backward)
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    """Mean over adaptive windows of (N, C, H, W) inputs; ``AdaptiveAvgPool2d(1)`` is the
+    global average pooling of classifier heads.  ``output_size`` entries may be None
+    (keep that input size)."""
+
+    nd = 2
+    _forward_op = staticmethod(fastnn.adaptive_avg_pool2d)
+    _backward_op = staticmethod(fastnn.adaptive_avg_pool2d_backward)
+
+
+class AdaptiveMaxPool2d(_AdaptivePoolNd):
+    """Max over adaptive windows of (N, C, H, W) inputs; backward routes each gradient to
+    the position that won."""
+
+    nd = 2
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__(output_size)
+        self._indices: Any = None
+
+    def forward(self, x: Any) -> Any:
+        y, self._indices = fastnn.adaptive_max_pool2d(x, self.output_size, return_indices=True)
+        self._input = x
+        return y
+
+    def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
+        if self._input is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if not need_input_grad:
+            return None
+        return fastnn.adaptive_max_pool2d_backward(grad, self._input, self._indices)
+
+    def _reset_cache(self) -> None:
+        self._input = self._indices = None

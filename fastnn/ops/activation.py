@@ -2,26 +2,140 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastnn import _args
 from fastnn._dispatch import resolve
+from fastnn.ops._out import check_out
 
 __all__ = [
     "activation_backward",
+    "gelu",
+    "gelu_backward",
+    "hardtanh",
+    "leaky_relu",
     "log_softmax",
     "log_softmax_backward",
     "relu",
+    "relu6",
     "sigmoid",
+    "silu",
+    "silu_backward",
     "softmax",
     "softmax_backward",
     "tanh",
 ]
 
+#: The names activation_backward takes (fastnn._args.ACTIVATIONS also drives linear and
+#: the sensitivity ops, whose kernels know only the first three).
+BACKWARD_NAMES = ("relu", "sigmoid", "tanh", "hardtanh", "relu6", "leaky_relu")
+#: The approximations of gelu.
+GELU_APPROXIMATIONS = ("none", "tanh")
 
-def relu(input: Any, *, backend: str | None = None) -> Any:
-    """``max(input, 0)`` elementwise (NaN stays NaN, as in PyTorch)."""
-    return resolve("relu", _args.float_array("relu", "input", input), backend)(input)
+
+def check_finite(op: str, name: str, value: object) -> float:
+    """``value`` as a finite float (TypeError / ValueError naming ``name`` otherwise)."""
+    v = _args.check_scalar(op, name, value)
+    if not math.isfinite(v):
+        raise ValueError(f"{op}: {name} must be finite, got {v!r}")
+    return v
+
+
+def check_bounds(op: str, min_val: object, max_val: object) -> tuple[float, float]:
+    """hardtanh's (min_val, max_val) as finite floats with min_val <= max_val."""
+    lo, hi = check_finite(op, "min_val", min_val), check_finite(op, "max_val", max_val)
+    if hi < lo:
+        raise ValueError(f"{op}: max_val ({hi!r}) must not be less than min_val ({lo!r})")
+    return lo, hi
+
+
+def _approximation(op: str, value: object) -> str:
+    if isinstance(value, str) and value in GELU_APPROXIMATIONS:
+        return value
+    raise ValueError(f"{op}: approximate must be one of {GELU_APPROXIMATIONS}, got {value!r}")
+
+
+def _forward_out(op: str, input: Any, out: Any, backend: str | None, *params: float) -> Any:
+    """Run the (x, out, *params) implementation of ``op``; ``out`` itself is returned."""
+    kind = _args.float_array(op, "input", input)
+    if out is None:
+        return resolve(op, kind, backend)(input, None, *params)
+    check_out(op, out, input, kind)
+    resolve(op, kind, backend)(input, out, *params)
+    return out
+
+
+def relu(input: Any, *, out: Any = None, backend: str | None = None) -> Any:
+    """``max(input, 0)`` elementwise (NaN stays NaN, as in PyTorch).  ``out``: an array
+    of the input's shape, dtype and kind (C-contiguous, writeable; the input itself for
+    in place) that receives the result and is returned."""
+    if out is None:  # the fast path: one check, one call
+        return resolve("relu", _args.float_array("relu", "input", input), backend)(input, None)
+    return _forward_out("relu", input, out, backend)
+
+
+def hardtanh(
+    input: Any,
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+    *,
+    out: Any = None,
+    backend: str | None = None,
+) -> Any:
+    """``input`` clamped to ``[min_val, max_val]`` elementwise (NaN stays NaN).  ``out``
+    as for :func:`relu`."""
+    lo, hi = check_bounds("hardtanh", min_val, max_val)
+    return _forward_out("hardtanh", input, out, backend, lo, hi)
+
+
+def relu6(input: Any, *, out: Any = None, backend: str | None = None) -> Any:
+    """``min(max(input, 0), 6)`` elementwise: :func:`hardtanh` on ``[0, 6]``.  ``out`` as
+    for :func:`relu`."""
+    return _forward_out("relu6", input, out, backend)
+
+
+def leaky_relu(
+    input: Any, negative_slope: float = 0.01, *, out: Any = None, backend: str | None = None
+) -> Any:
+    """``input if input > 0 else negative_slope * input`` elementwise.  ``out`` as for
+    :func:`relu`."""
+    slope = check_finite("leaky_relu", "negative_slope", negative_slope)
+    return _forward_out("leaky_relu", input, out, backend, slope)
+
+
+def silu(input: Any, *, backend: str | None = None) -> Any:
+    """``input * sigmoid(input)`` elementwise (also called swish)."""
+    return resolve("silu", _args.float_array("silu", "input", input), backend)(input)
+
+
+def gelu(input: Any, approximate: str = "none", *, backend: str | None = None) -> Any:
+    """``input * Phi(input)``, Phi the standard normal CDF (``approximate="none"``, with
+    erf), or PyTorch's ``approximate="tanh"``:
+    ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``."""
+    approx = _approximation("gelu", approximate)
+    return resolve("gelu", _args.float_array("gelu", "input", input), backend)(input, approx)
+
+
+def silu_backward(grad_output: Any, input: Any, *, backend: str | None = None) -> Any:
+    """Gradient of :func:`silu` from the forward INPUT ``x`` (the output does not
+    determine it): ``g * s * (1 + x (1 - s))``, ``s = sigmoid(x)``."""
+    op = "silu_backward"
+    kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
+    _args.check_same_shape(op, "grad_output", grad_output, "input", input)
+    return resolve(op, kind, backend)(grad_output, input)
+
+
+def gelu_backward(
+    grad_output: Any, input: Any, approximate: str = "none", *, backend: str | None = None
+) -> Any:
+    """Gradient of :func:`gelu` from the forward INPUT ``x``: ``g * (Phi(x) + x phi(x))``
+    for ``approximate="none"``, the derivative of the tanh form for ``"tanh"``."""
+    op = "gelu_backward"
+    approx = _approximation(op, approximate)
+    kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
+    _args.check_same_shape(op, "grad_output", grad_output, "input", input)
+    return resolve(op, kind, backend)(grad_output, input, approx)
 
 
 def sigmoid(input: Any, *, backend: str | None = None) -> Any:
@@ -35,19 +149,51 @@ def tanh(input: Any, *, backend: str | None = None) -> Any:
 
 
 def activation_backward(
-    name: str, grad_output: Any, output: Any, *, backend: str | None = None
+    name: str,
+    grad_output: Any,
+    output: Any,
+    *,
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+    negative_slope: float = 0.01,
+    backend: str | None = None,
 ) -> Any:
-    """Gradient of activation ``name`` ("relu", "sigmoid" or "tanh") with respect to its
-    input, from the gradient of its output and the forward output itself:
-    relu ``0 if y <= 0 else g`` (a NaN output passes ``g``, as in PyTorch), sigmoid
-    ``g * y * (1 - y)``, tanh ``g * (1 - y**2)``."""
+    """Gradient of activation ``name`` with respect to its input, from the gradient of
+    its output and the forward output ``y`` itself:
+
+    - relu ``0 if y <= 0 else g`` (a NaN output passes ``g``, as in PyTorch);
+    - sigmoid ``g * y * (1 - y)``, tanh ``g * (1 - y**2)``;
+    - hardtanh ``g if min_val < y < max_val else 0`` (NaN passes ``g``; the same as
+      PyTorch's ``hardtanh_backward`` from the input), relu6 that on ``[0, 6]``;
+    - leaky_relu ``g if y > 0 else negative_slope * g``: only for ``negative_slope >= 0``
+      (with a negative slope the output's sign no longer tells the input's, as PyTorch's
+      in-place leaky_relu also refuses).
+
+    ``min_val`` / ``max_val`` are read for "hardtanh" only, ``negative_slope`` for
+    "leaky_relu" only."""
     op = "activation_backward"
-    if name is None:
-        raise ValueError(f"{op}: name must be one of ('relu', 'sigmoid', 'tanh'), got None")
-    act = _args.activation_name(op, name)
+    if name is None:  # (None, the identity elsewhere, has no gradient op of its own)
+        raise ValueError(f"{op}: name must be one of {BACKWARD_NAMES}, got None")
+    if not isinstance(name, str) or name not in BACKWARD_NAMES:
+        raise ValueError(f"{op}: activation must be one of {BACKWARD_NAMES}, got {name!r}")
     kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "output": output})
     _args.check_same_shape(op, "grad_output", grad_output, "output", output)
-    return resolve(op, kind, backend)(act, grad_output, output)
+    impl = resolve(op, kind, backend)
+    if name == "hardtanh":
+        lo, hi = check_bounds(op, min_val, max_val)
+        return impl(name, grad_output, output, lo, hi)
+    if name == "leaky_relu":
+        slope = check_finite(op, "negative_slope", negative_slope)
+        if slope < 0:
+            raise ValueError(
+                f"{op}: leaky_relu's gradient from its output needs negative_slope >= 0, "
+                f"got {slope!r}: with a negative slope the output's sign does not tell the "
+                f"input's (PyTorch refuses in-place leaky_relu backward for the same reason)"
+            )
+        return impl(name, grad_output, output, slope, 0.0)
+    if name == "relu6":
+        return impl("hardtanh", grad_output, output, 0.0, 6.0)
+    return impl(name, grad_output, output, 0.0, 0.0)
 
 
 def _softmax_like(op: str, input: Any, dim: object, backend: str | None) -> Any:

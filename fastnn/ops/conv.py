@@ -27,7 +27,13 @@ def _algo(op: str, algo: object, geom: _geometry.ConvGeometry) -> str:
     return algo
 
 
-def _forward(op, nd, input, weight, bias, stride, padding, dilation, groups, algo, backend):
+#: The activations a convolution can fuse into its output (None: the identity).
+ACTIVATIONS = (None, "relu", "relu6")
+
+
+def _forward(
+    op, nd, input, weight, bias, stride, padding, dilation, groups, algo, activation, backend
+):
     kind, _ = _args.float_arrays(op, {"input": input, "weight": weight, "bias": bias})
     geom = _geometry.conv_geometry(
         op, nd, tuple(input.shape), tuple(weight.shape), stride, padding, dilation, groups
@@ -35,7 +41,8 @@ def _forward(op, nd, input, weight, bias, stride, padding, dilation, groups, alg
     if bias is not None:
         _args.check_shape(op, "bias", bias, (geom.out_channels,), "C_out")
     algo = _algo(op, algo, geom)
-    return resolve(op, kind, backend)(input, weight, bias, geom, algo)
+    act = _args.activation_name(op, activation, ACTIVATIONS)
+    return resolve(op, kind, backend)(input, weight, bias, geom, algo, act)
 
 
 def _backward(
@@ -72,10 +79,12 @@ def conv1d(
     groups: int = 1,
     *,
     algo: str = "auto",
+    activation: str | None = None,
     backend: str | None = None,
 ) -> Any:
     """1-D cross-correlation (PyTorch's ``conv1d``) of an (N, C_in, L) input with an
-    (C_out, C_in // groups, kL) weight, plus an optional (C_out,) bias.
+    (C_out, C_in // groups, kL) weight, plus an optional (C_out,) bias, through an
+    optional fused ``activation`` (see :func:`conv2d`).
 
     ``padding`` is an int, a 1-tuple, ``"valid"`` (no padding) or ``"same"`` (output length
     equal to the input's; stride must be 1; an even dilated kernel pads one more on the
@@ -83,8 +92,9 @@ def conv1d(
     Returns (N, C_out, L_out).
     """
     return _forward(
-        "conv1d", 1, input, weight, bias, stride, padding, dilation, groups, algo, backend
-    )
+        "conv1d", 1, input, weight, bias, stride, padding, dilation, groups, algo, activation,
+        backend,
+    )  # fmt: skip
 
 
 def conv2d(
@@ -97,6 +107,7 @@ def conv2d(
     groups: int = 1,
     *,
     algo: str = "auto",
+    activation: str | None = None,
     backend: str | None = None,
 ) -> Any:
     """2-D cross-correlation (PyTorch's ``conv2d``) of an (N, C_in, H, W) input with an
@@ -111,10 +122,17 @@ def conv2d(
     picks); "im2col" (+ GEMM), "direct", or "winograd" (3x3, stride 1, dilation 1 only;
     "winograd2", "winograd4", "winograd6" pin the output tile F(m x m, 3 x 3)).  A layer
     an explicit algorithm cannot run raises ValueError.
+
+    ``activation``: None (default), "relu" (``max(y, 0)``) or "relu6"
+    (``min(max(y, 0), 6)``), applied to ``conv + bias`` by the kernel as it writes the
+    output, with no extra pass over it; NaN stays NaN.  The backward ops do not take it:
+    pass the gradient through the activation first (``activation_backward`` from this
+    output), then call :func:`conv2d_backward`.
     """
     return _forward(
-        "conv2d", 2, input, weight, bias, stride, padding, dilation, groups, algo, backend
-    )
+        "conv2d", 2, input, weight, bias, stride, padding, dilation, groups, algo, activation,
+        backend,
+    )  # fmt: skip
 
 
 def conv1d_backward(

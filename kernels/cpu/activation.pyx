@@ -1,12 +1,15 @@
-# Elementwise activations (relu, sigmoid, tanh) and their gradients, float32 and float64.
+# Elementwise activations (relu, sigmoid, tanh; hardtanh / relu6, leaky_relu, silu, gelu)
+# and their gradients, float32 and float64.
 #
 # The loops live in activation_loops.h (vectorised, AVX2 chosen at run time) and, for
 # arrays far beyond the caches, activation_stream.h (relu's result written with streaming
-# stores).  This module
+# stores); hardtanh, leaky_relu, silu and gelu in activation_extra.h.  This module
 # only turns numpy arrays into pointers, allocates the result and splits large arrays
 # over OpenMP threads.  Entry points take any float32/float64 array: a non-contiguous or
-# misaligned one is copied first (np.require semantics), the result is always a new
-# C-contiguous array.  The calling Python layer has checked dtypes and shapes already.
+# misaligned one is copied first (np.require semantics), the result is a new C-contiguous
+# array, or `out` when given: a C-contiguous, writeable array of x's shape and dtype,
+# which may be x itself (in place).  The calling Python layer has checked dtypes, shapes
+# and `out` (and that out does not partly overlap x) already.
 cimport numpy as cnp
 from cython.parallel cimport prange
 
@@ -24,6 +27,26 @@ cdef extern from "activation_stream.h" nogil:
     void fnn_backward_array_f64(int act, const double* g, const double* y, double* out,
                                 Py_ssize_t n)
 
+cdef extern from "activation_extra.h" nogil:
+    int FNN_XACT_HARDTANH, FNN_XACT_LEAKY_RELU, FNN_XACT_SILU, FNN_XACT_GELU
+    int FNN_XACT_GELU_TANH
+    void fnn_xact_forward_f32(int act, const float* x, float* y, Py_ssize_t n, float p0,
+                              float p1)
+    void fnn_xact_forward_f64(int act, const double* x, double* y, Py_ssize_t n,
+                              double p0, double p1)
+    void fnn_xact_backward_f32(int act, const float* g, const float* v, float* out,
+                               Py_ssize_t n, float p0, float p1)
+    void fnn_xact_backward_f64(int act, const double* g, const double* v, double* out,
+                               Py_ssize_t n, double p0, double p1)
+
+# Codes of the activations of activation_extra.h (entry points activate_extra and
+# backward_extra).
+HARDTANH = FNN_XACT_HARDTANH
+LEAKY_RELU = FNN_XACT_LEAKY_RELU
+SILU = FNN_XACT_SILU
+GELU = FNN_XACT_GELU
+GELU_TANH = FNN_XACT_GELU_TANH
+
 # Activation codes, for the Python wrappers.
 IDENTITY = FNN_ACT_IDENTITY
 RELU = FNN_ACT_RELU
@@ -37,14 +60,26 @@ cdef Py_ssize_t PARALLEL_MIN_CHEAP = 1 << 16
 cdef Py_ssize_t PARALLEL_MIN_EXP = 1 << 14
 
 
-def activate(int act, object x, int num_threads):
-    """A new C-contiguous array f(x) for activation code `act` (RELU, SIGMOID, TANH)."""
+cdef cnp.ndarray _result(cnp.ndarray src, object out):
+    """`out` (checked by the caller; compared here once more, cheaply) or a new array."""
+    if out is None:
+        return da.empty_like(src)
+    if (not cnp.PyArray_Check(out) or not da.same_layout(src, <cnp.ndarray>out)
+            or not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)):
+        raise ValueError("activation: out must be a writeable C-contiguous array of the "
+                         "input's size and dtype")
+    return <cnp.ndarray>out
+
+
+def activate(int act, object x, int num_threads, object out=None):
+    """f(x) for activation code `act` (RELU, SIGMOID, TANH) into `out` (which may be x
+    itself) or a new C-contiguous array; returns it."""
     cdef cnp.ndarray src = da.carray(x)
-    cdef cnp.ndarray out = da.empty_like(src)
+    out = _result(src, out)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(src), lo, hi
     cdef int typenum = cnp.PyArray_TYPE(src)
     cdef char* xp = <char*>cnp.PyArray_DATA(src)
-    cdef char* yp = <char*>cnp.PyArray_DATA(out)
+    cdef char* yp = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
     cdef int c, chunks = da.threads_for(
         n, PARALLEL_MIN_CHEAP if act == FNN_ACT_RELU else PARALLEL_MIN_EXP, num_threads)
     if chunks == 1:
@@ -94,4 +129,76 @@ def backward(int act, object grad, object y, int num_threads):
         else:
             fnn_backward_array_f64(act, <double*>gp + lo, <double*>yp + lo,
                                   <double*>op + lo, hi - lo)
+    return out
+
+
+cdef Py_ssize_t _extra_min(int act):
+    if act == FNN_XACT_HARDTANH or act == FNN_XACT_LEAKY_RELU:
+        return PARALLEL_MIN_CHEAP
+    return PARALLEL_MIN_EXP
+
+
+def activate_extra(int act, object x, int num_threads, double p0=0.0, double p1=0.0,
+                   object out=None):
+    """f(x) for code `act` (HARDTANH with p0, p1 = min_val, max_val; LEAKY_RELU with
+    p0 = negative_slope; SILU, GELU, GELU_TANH) into `out` (which may be x itself) or a
+    new C-contiguous array; returns it."""
+    cdef cnp.ndarray src = da.carray(x)
+    out = _result(src, out)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(src), lo, hi
+    cdef int typenum = cnp.PyArray_TYPE(src)
+    cdef char* xp = <char*>cnp.PyArray_DATA(src)
+    cdef char* yp = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
+    cdef float p0f = <float>p0, p1f = <float>p1
+    cdef int c, chunks = da.threads_for(n, _extra_min(act), num_threads)
+    if chunks == 1:
+        with nogil:
+            if typenum == cnp.NPY_FLOAT:
+                fnn_xact_forward_f32(act, <float*>xp, <float*>yp, n, p0f, p1f)
+            else:
+                fnn_xact_forward_f64(act, <double*>xp, <double*>yp, n, p0, p1)
+        return out
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk_start(n, c, chunks)
+        hi = chunk_start(n, c + 1, chunks)
+        if typenum == cnp.NPY_FLOAT:
+            fnn_xact_forward_f32(act, <float*>xp + lo, <float*>yp + lo, hi - lo, p0f, p1f)
+        else:
+            fnn_xact_forward_f64(act, <double*>xp + lo, <double*>yp + lo, hi - lo, p0, p1)
+    return out
+
+
+def backward_extra(int act, object grad, object v, int num_threads, double p0=0.0,
+                   double p1=0.0):
+    """A new array grad * f' for code `act`: HARDTANH and LEAKY_RELU read the forward
+    output v (parameters as in activate_extra), SILU, GELU and GELU_TANH the input."""
+    cdef cnp.ndarray g = da.carray(grad)
+    cdef cnp.ndarray vc = da.carray(v)
+    cdef cnp.ndarray out = da.empty_like(g)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(g), lo, hi
+    cdef int typenum = cnp.PyArray_TYPE(g)
+    cdef char* gp = <char*>cnp.PyArray_DATA(g)
+    cdef char* vp = <char*>cnp.PyArray_DATA(vc)
+    cdef char* op = <char*>cnp.PyArray_DATA(out)
+    cdef float p0f = <float>p0, p1f = <float>p1
+    cdef int c, chunks = da.threads_for(n, _extra_min(act), num_threads)
+    if not da.same_layout(g, vc):
+        raise ValueError("activation backward: grad and v must have one shape and dtype")
+    if chunks == 1:
+        with nogil:
+            if typenum == cnp.NPY_FLOAT:
+                fnn_xact_backward_f32(act, <float*>gp, <float*>vp, <float*>op, n, p0f, p1f)
+            else:
+                fnn_xact_backward_f64(act, <double*>gp, <double*>vp, <double*>op, n, p0,
+                                      p1)
+        return out
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = chunk_start(n, c, chunks)
+        hi = chunk_start(n, c + 1, chunks)
+        if typenum == cnp.NPY_FLOAT:
+            fnn_xact_backward_f32(act, <float*>gp + lo, <float*>vp + lo, <float*>op + lo,
+                                  hi - lo, p0f, p1f)
+        else:
+            fnn_xact_backward_f64(act, <double*>gp + lo, <double*>vp + lo,
+                                  <double*>op + lo, hi - lo, p0, p1)
     return out

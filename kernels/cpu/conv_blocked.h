@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "conv_epilogue.h"
 #include "cpu_features.h"
 #include "workspace.h"
 
@@ -55,6 +56,7 @@ typedef struct {
     const void* w;    /* then the weights w(k, c, r, s) = w[k*wk + c*wc + r*wr + s*ws], */
     ptrdiff_t wk, wc, wr, ws; /* packed just in time (k < G*Kg) */
     const void* bias; /* (G*Kg,) contiguous, or NULL */
+    int act;          /* activation after the bias: conv_epilogue.h's codes (0: none) */
     void* dst;        /* element (n, k, oh, ow) at dst + n*dn + k*dk + oh*dh + ow*dw */
     ptrdiff_t dn, dk, dh, dw;
     int in_place;    /* read src directly: no padding, sw == 1 */

@@ -23,6 +23,7 @@ cdef extern from "conv_blocked.h" nogil:
         const void* w
         Py_ssize_t wk, wc, wr, ws
         const void* bias
+        int act
         void* dst
         Py_ssize_t dn, dk, dh, dw
         int in_place
@@ -122,9 +123,12 @@ def pack(const floating[:, :, :, :] w, Py_ssize_t groups, int isa, int threads, 
 def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
              floating[:, :, :, :] dst, Py_ssize_t groups, tuple kernel, tuple stride,
              tuple dilation, tuple offset, bint in_place, Py_ssize_t rows, Py_ssize_t kbs,
-             Py_ssize_t kc, int isa, int threads, const floating[:, :, :, :] w=None):
-    """dst[n, k, i, j] = bias[k] + sum w * src over the window at
-    (i*stride - offset, j*stride - offset), for dst a view of any strides (N, K, Ho, Wo).
+             Py_ssize_t kc, int isa, int threads, const floating[:, :, :, :] w=None,
+             int act=0):
+    """dst[n, k, i, j] = act(bias[k] + sum w * src over the window at
+    (i*stride - offset, j*stride - offset)), for dst a view of any strides (N, K, Ho, Wo);
+    act: 0 none, 1 relu, 4 relu6 (conv_epilogue.h), applied as the partial sums are
+    written out.
 
     kernel (R, S), stride, dilation and offset (pt, pl) are pairs; in_place reads src
     without copying (only when nothing is padded and its rows are contiguous); rows, kbs,
@@ -155,6 +159,7 @@ def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
     if bias is not None:
         b = bias
         a.bias = &b[0]
+    a.act = act
     a.dst = &dst[0, 0, 0, 0]
     a.dn, a.dk = dst.strides[0] // isz, dst.strides[1] // isz
     a.dh, a.dw = dst.strides[2] // isz, dst.strides[3] // isz

@@ -15,6 +15,9 @@
 #define CFN(name) CCAT(name, SFX)
 #define CB_OB (CB_NV * VL)
 #define CB_INLINE static inline __attribute__((always_inline)) TARGET_ATTR
+/* relu and relu6 with NaN kept (conv_epilogue.h) */
+#define CB_RELU(x) ((x) < (T)0 ? (T)0 : (x))
+#define CB_RELU6(x) ((x) < (T)0 ? (T)0 : ((x) > (T)6 ? (T)6 : (x)))
 
 /* Unaligned vector load (one instruction once optimised). */
 #define CLOAD(dst, src)                                                                    \
@@ -142,21 +145,34 @@ static TARGET_ATTR void CFN(fnn_cb_tile2)(const T* x, ptrdiff_t cs, ptrdiff_t dr
 #define TR_FN CFN(fnn_cb_transpose)
 #include "simd_transpose.h"
 
-/* dst[o*ldd + j*dw] = t[j*CB_OB + o] + bias[o] for o < no, j < nj: a run of positions of
- * one output row (dw the position step of dst). */
+/* dst[o*ldd + j*dw] = act(t[j*CB_OB + o] + bias[o]) for o < no, j < nj: a run of
+ * positions of one output row (dw the position step of dst); act as in conv_epilogue.h. */
 static TARGET_ATTR void CFN(fnn_cb_store)(const T* restrict t, ptrdiff_t no, ptrdiff_t nj,
                                           const T* bias, T* restrict dst, ptrdiff_t ldd,
-                                          ptrdiff_t dw) {
+                                          ptrdiff_t dw, int act) {
     if (dw == 1) {
         CFN(fnn_cb_transpose)(t, CB_OB, nj, no, dst, ldd);
-        if (bias != NULL)
-            for (ptrdiff_t o = 0; o < no; ++o)
-                for (ptrdiff_t j = 0; j < nj; ++j) dst[o * ldd + j] += bias[o];
+        if (bias == NULL && act == FNN_CONV_ACT_NONE) return;
+        for (ptrdiff_t o = 0; o < no; ++o) { /* the row just written, still in L1 */
+            T* restrict d = dst + o * ldd;
+            const T bo = bias ? bias[o] : (T)0;
+            if (act == FNN_CONV_ACT_RELU)
+                for (ptrdiff_t j = 0; j < nj; ++j) d[j] = CB_RELU(d[j] + bo);
+            else if (act == FNN_CONV_ACT_RELU6)
+                for (ptrdiff_t j = 0; j < nj; ++j) d[j] = CB_RELU6(d[j] + bo);
+            else
+                for (ptrdiff_t j = 0; j < nj; ++j) d[j] += bo;
+        }
         return;
     }
     for (ptrdiff_t o = 0; o < no; ++o) {
         const T bo = bias ? bias[o] : (T)0;
-        for (ptrdiff_t j = 0; j < nj; ++j) dst[o * ldd + j * dw] = t[j * CB_OB + o] + bo;
+        if (act == FNN_CONV_ACT_RELU)
+            for (ptrdiff_t j = 0; j < nj; ++j) dst[o * ldd + j * dw] = CB_RELU(t[j * CB_OB + o] + bo);
+        else if (act == FNN_CONV_ACT_RELU6)
+            for (ptrdiff_t j = 0; j < nj; ++j) dst[o * ldd + j * dw] = CB_RELU6(t[j * CB_OB + o] + bo);
+        else
+            for (ptrdiff_t j = 0; j < nj; ++j) dst[o * ldd + j * dw] = t[j * CB_OB + o] + bo;
     }
 }
 
@@ -275,7 +291,7 @@ static TARGET_ATTR void CFN(fnn_cb_write)(const fnn_cb_args* a, const T* t, ptrd
         for (ptrdiff_t r = 0; r < nr; ++r) {
             T* d = (T*)a->dst + n * a->dn + (g * a->geo.Kg + k0) * a->dk + (oh0 + r) * a->dh;
             CFN(fnn_cb_store)(t + (kbi * rows + r) * a->geo.Wo * OB, no, a->geo.Wo, bk, d, a->dk,
-                              a->dw);
+                              a->dw, a->act);
         }
     }
 }
@@ -656,6 +672,8 @@ static TARGET_ATTR void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc,
 
 #undef CLOAD
 #undef CB_INLINE
+#undef CB_RELU
+#undef CB_RELU6
 #undef CB_OB
 #undef CFN
 #undef CCAT

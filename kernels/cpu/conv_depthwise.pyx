@@ -14,6 +14,7 @@ cdef extern from "depthwise.h" nogil:
         Py_ssize_t R, S, Ho, Wo, sh, sw, dh, dw, pt, pl
         const void* w
         const void* bias
+        int act
         const void* gy
         void* out
         int threads
@@ -30,6 +31,7 @@ cdef int _fill(fnn_dw_args* a, tuple shape, Py_ssize_t itemsize) except -1:
     a.KM = k // c
     a.R, a.S, a.Ho, a.Wo = r, s, ho, wo
     a.sh, a.sw, a.dh, a.dw, a.pt, a.pl = sh, sw, dh, dw, pt, pl
+    a.act = 0
     return 0
 
 
@@ -51,10 +53,12 @@ def level(int requested):
 
 
 def forward(const floating[:, :, :, :] x, const floating[::1] w, object bias,
-            floating[::1] y, tuple shape, int num_threads, int isa, bint lanes=False):
-    """y (flat contiguous (N, K, Ho, Wo)) = the depthwise convolution of x (any strides)
-    with the flat contiguous weight w (K, 1, R, S), plus bias (K,) or None.  ``lanes``:
-    the channels-in-lanes variant (small planes) instead of plane by plane."""
+            floating[::1] y, tuple shape, int num_threads, int isa, bint lanes=False,
+            int act=0):
+    """y (flat contiguous (N, K, Ho, Wo)) = act(the depthwise convolution of x (any
+    strides) with the flat contiguous weight w (K, 1, R, S), plus bias (K,) or None).
+    ``lanes``: the channels-in-lanes variant (small planes) instead of plane by plane;
+    act: 0 none, 1 relu, 4 relu6 (conv_epilogue.h), applied where the output is written."""
     cdef fnn_dw_args a
     cdef Py_ssize_t isz = sizeof(floating)
     cdef const floating[::1] b
@@ -69,6 +73,7 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w, object bias,
     if bias is not None:
         b = bias
         a.bias = &b[0]
+    a.act = act
     a.gy = NULL
     a.out = &y[0]
     a.threads = max(1, num_threads)

@@ -21,8 +21,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "cpu_features.h"
-
+#include "conv_epilogue.h"
 #include "cpu_features.h"
 
 #define FASTNN_FWD_KB 6 /* output channels per forward call */
@@ -48,6 +47,17 @@
 #define __builtin_memcpy memcpy
 #define restrict __restrict
 #define UNROLL
+#endif
+
+/* The forward kernel's activation on one accumulator (a vector, or a scalar without
+ * GCC's vector extension). */
+#if FASTNN_VECTOR_EXT
+#define FASTNN_ACT_ACC(v, act) FNN_CONV_ACT_VEC(v, act)
+#else
+#define FASTNN_ACT_ACC(v, act)                                                             \
+    ((v) = (act) == FNN_CONV_ACT_RELU ? ((v) < 0 ? 0 : (v))                                \
+           : (act) == FNN_CONV_ACT_RELU6 ? ((v) < 0 ? 0 : ((v) > 6 ? 6 : (v)))             \
+                                         : (v))
 #endif
 
 #if FASTNN_VECTOR_EXT && (defined(__x86_64__) || defined(__i386__))
@@ -204,9 +214,10 @@ static int fastnn_conv_set_isa(int level)
 #define FASTNN_DEFINE_ENTRIES(T_, sfx)                                                     \
     static void fastnn_conv_fwd_##sfx(int kb, const T_ *xrow, const ptrdiff_t *qoff,       \
                                       ptrdiff_t Q, const T_ *wpk, const T_ *bias, T_ *y,   \
-                                      ptrdiff_t ykstride, ptrdiff_t nw)                    \
+                                      ptrdiff_t ykstride, ptrdiff_t nw, int act)           \
     {                                                                                      \
-        FASTNN_CONV_DISPATCH(fwd, sfx, (kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw));   \
+        FASTNN_CONV_DISPATCH(fwd, sfx,                                                     \
+                             (kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act));        \
     }                                                                                      \
     static void fastnn_conv_gw_##sfx(int kb, int qb, const T_ *gy, ptrdiff_t gyk,          \
                                      ptrdiff_t gyr, const T_ *x, ptrdiff_t xr,             \

@@ -31,10 +31,10 @@ cdef extern from "conv_direct.h" nogil:
     int fastnn_conv_detect_isa()
     void fastnn_conv_fwd_f32(int kb, const float* xrow, const Py_ssize_t* qoff, Py_ssize_t Q,
                              const float* wpk, const float* bias, float* y,
-                             Py_ssize_t ykstride, Py_ssize_t nw)
+                             Py_ssize_t ykstride, Py_ssize_t nw, int act)
     void fastnn_conv_fwd_f64(int kb, const double* xrow, const Py_ssize_t* qoff, Py_ssize_t Q,
                              const double* wpk, const double* bias, double* y,
-                             Py_ssize_t ykstride, Py_ssize_t nw)
+                             Py_ssize_t ykstride, Py_ssize_t nw, int act)
     void fastnn_conv_gw_f32(int kb, int qb, const float* gy, Py_ssize_t gyk, Py_ssize_t gyr,
                             const float* x, Py_ssize_t xr, const Py_ssize_t* qoff,
                             Py_ssize_t nrows, Py_ssize_t nw, Py_ssize_t nimg, Py_ssize_t gyi,
@@ -139,19 +139,20 @@ cdef inline Py_ssize_t share(Py_ssize_t items, int part) noexcept nogil:
 
 cdef inline void fwd_block(int kb, const floating* xrow, const Py_ssize_t* qoff, Py_ssize_t Q,
                            const floating* wpk, const floating* bias, floating* y,
-                           Py_ssize_t ykstride, Py_ssize_t nw) noexcept nogil:
+                           Py_ssize_t ykstride, Py_ssize_t nw, int act) noexcept nogil:
     if floating is float:
-        fastnn_conv_fwd_f32(kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw)
+        fastnn_conv_fwd_f32(kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act)
     else:
-        fastnn_conv_fwd_f64(kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw)
+        fastnn_conv_fwd_f64(kb, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act)
 
 
 cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
                     Py_ssize_t xw, const floating* wpk, const floating* bias, floating* y,
                     ConvShape* s, const Py_ssize_t* qoff, Py_ssize_t rows, Py_ssize_t kbpc,
                     Py_ssize_t Wq, Py_ssize_t cstride, Py_ssize_t start, Py_ssize_t end,
-                    floating* buf) noexcept nogil:
-    """Items start..end-1 of the forward pass; item = ((n, g, row chunk), k chunk)."""
+                    floating* buf, int act) noexcept nogil:
+    """Items start..end-1 of the forward pass; item = ((n, g, row chunk), k chunk); the
+    micro-kernel applies the activation ``act`` before it stores."""
     cdef Py_ssize_t nkb = ceil_div(s.Kg, FASTNN_FWD_KB)
     cdef Py_ssize_t nkc = ceil_div(nkb, kbpc)
     cdef Py_ssize_t nrc = ceil_div(s.Ho, rows)
@@ -184,14 +185,15 @@ cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t 
                     fwd_block(<int>kn, buf + (oh - oh0) * s.sh * rowstride + w0, qoff, s.Q,
                               wpk + (g * s.Kg + k0) * s.Q, bb,
                               y + (n * s.K + g * s.Kg + k0) * howo + oh * s.Wo + w0, howo,
-                              nw)
+                              nw, act)
 
 
 def forward(const floating[:, :, :, :] x, const floating[::1] w,
                     const floating[::1] bias, bint has_bias, floating[::1] y, tuple shape,
-                    Py_ssize_t rows, Py_ssize_t kblocks, int num_threads):
-    """y = conv(x, w) + bias for x (N, C, H, W) with any strides, w the flat contiguous
-    (K, Cg, R, S) weight, y the flat contiguous (N, K, Ho, Wo) output.
+                    Py_ssize_t rows, Py_ssize_t kblocks, int num_threads, int act=0):
+    """y = act(conv(x, w) + bias) for x (N, C, H, W) with any strides, w the flat
+    contiguous (K, Cg, R, S) weight, y the flat contiguous (N, K, Ho, Wo) output; act:
+    0 none, 1 relu, 4 relu6 (conv_epilogue.h).
 
     rows: output rows per packed chunk; kblocks: blocks of FWD_KB output channels per item.
     """
@@ -226,14 +228,14 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w,
     with nogil:
         if nt == 1:
             fwd_items(xp, xn, xc, xh, xw, &wpk[0], bp, &y[0], &s, &qoff[0], rows, kblocks,
-                      Wq, cstride, 0, items, &buf[0])
+                      Wq, cstride, 0, items, &buf[0], act)
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
                 fwd_items(xp, xn, xc, xh, xw, &wpk[0], bp, &y[0], &s, &qoff[0], rows,
                           kblocks, Wq, cstride, start, end,
-                          &buf[0] + openmp.omp_get_thread_num() * per_thread)
+                          &buf[0] + openmp.omp_get_thread_num() * per_thread, act)
 
 
 # ---------------------------------------------------------------------------------------

@@ -45,13 +45,14 @@
     } while (0)
 
 /*
- * Forward: y[k][w] = bias[k] + sum_q wpk[q * KB + k] * xrow[qoff[q] + w]
- * for k < KB (KB <= FWD_KB) and w < nw; y rows are ykstride apart.
+ * Forward: y[k][w] = act(bias[k] + sum_q wpk[q * KB + k] * xrow[qoff[q] + w])
+ * for k < KB (KB <= FWD_KB) and w < nw; y rows are ykstride apart.  The activation
+ * (conv_epilogue.h: none, relu, relu6) runs on the accumulators, before the store.
  */
 static inline __attribute__((always_inline)) void FN(fwd_body)(
     const int KB, const T *restrict xrow, const ptrdiff_t *restrict qoff, ptrdiff_t Q,
     const T *restrict wpk, const T *restrict bias, T *restrict y, ptrdiff_t ykstride,
-    ptrdiff_t nw)
+    ptrdiff_t nw, int act)
 {
     const ptrdiff_t BW = FWD_NV * VL;
     for (ptrdiff_t w0 = 0; w0 < nw; w0 += BW) {
@@ -79,6 +80,13 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
                 for (int v = 0; v < FWD_NV; v++)
                     acc[k][v] += xv[v] * wk;
             }
+        }
+        if (act != FNN_CONV_ACT_NONE) {
+            UNROLL
+            for (int k = 0; k < KB; k++)
+                UNROLL
+                for (int v = 0; v < FWD_NV; v++)
+                    FASTNN_ACT_ACC(acc[k][v], act);
         }
         ptrdiff_t rem = nw - w0;
         if (rem >= BW) {
@@ -248,15 +256,15 @@ static inline __attribute__((always_inline)) void FN(gx_body)(
 
 static TARGET_ATTR void FN(fwd)(int kb, const T *xrow, const ptrdiff_t *qoff, ptrdiff_t Q,
                                 const T *wpk, const T *bias, T *y, ptrdiff_t ykstride,
-                                ptrdiff_t nw)
+                                ptrdiff_t nw, int act)
 {
     switch (kb) {
-    case 1: FN(fwd_body)(1, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
-    case 2: FN(fwd_body)(2, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
-    case 3: FN(fwd_body)(3, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
-    case 4: FN(fwd_body)(4, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
-    case 5: FN(fwd_body)(5, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
-    default: FN(fwd_body)(FWD_KB, xrow, qoff, Q, wpk, bias, y, ykstride, nw); break;
+    case 1: FN(fwd_body)(1, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act); break;
+    case 2: FN(fwd_body)(2, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act); break;
+    case 3: FN(fwd_body)(3, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act); break;
+    case 4: FN(fwd_body)(4, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act); break;
+    case 5: FN(fwd_body)(5, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act); break;
+    default: FN(fwd_body)(FWD_KB, xrow, qoff, Q, wpk, bias, y, ykstride, nw, act); break;
     }
 }
 

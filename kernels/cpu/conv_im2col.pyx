@@ -25,6 +25,32 @@ from col2im cimport col2im_tile
 from conv_shape cimport ConvShape, ceil_div, make_shape
 from im2col cimport im2col_tile
 
+cdef extern from "conv_epilogue.h" nogil:
+    void fnn_conv_rows_f32(int act, float* y, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ld,
+                           const float* bias)
+    void fnn_conv_rows_f64(int act, double* y, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ld,
+                           const double* bias)
+    void fnn_conv_copy_f32(int act, float* dst, const float* src, Py_ssize_t n, float b)
+    void fnn_conv_copy_f64(int act, double* dst, const double* src, Py_ssize_t n, double b)
+
+
+cdef inline void act_rows(int act, floating* y, Py_ssize_t rows, Py_ssize_t n,
+                          Py_ssize_t ld) noexcept nogil:
+    """The activation over a block of output rows a GEMM just wrote (bias included)."""
+    if floating is float:
+        fnn_conv_rows_f32(act, y, rows, n, ld, NULL)
+    else:
+        fnn_conv_rows_f64(act, y, rows, n, ld, NULL)
+
+
+cdef inline void copy_out(int act, floating* dst, const floating* src, Py_ssize_t n,
+                          floating b) noexcept nogil:
+    """dst = act(src + b) over n elements."""
+    if floating is float:
+        fnn_conv_copy_f32(act, dst, src, n, b)
+    else:
+        fnn_conv_copy_f64(act, dst, src, n, b)
+
 
 cdef inline Py_ssize_t share(Py_ssize_t items, int part) noexcept nogil:
     """Where this thread's contiguous share of items starts (part 0) or ends (part 1),
@@ -117,8 +143,9 @@ cdef inline Matrix tile_grad_output(const floating* gy, ConvShape* s, Tile* tl, 
 cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
                     Py_ssize_t xw, const floating* w, const floating* bias, floating* y,
                     ConvShape* s, Py_ssize_t tile, Py_ssize_t ipt, Py_ssize_t start,
-                    Py_ssize_t end, floating* col, floating* ybuf) noexcept nogil:
-    """Items start..end-1 of the forward pass; item = one tile."""
+                    Py_ssize_t end, floating* col, floating* ybuf, int act) noexcept nogil:
+    """Items start..end-1 of the forward pass; item = one tile.  The activation ``act``
+    (conv_epilogue.h) is applied to each tile's block of outputs right after its GEMM."""
     cdef Py_ssize_t howo = s.Ho * s.Wo, per_chunk = tiles_per_chunk(s, tile, ipt)
     cdef Py_ssize_t item, g, k, i, j
     cdef bint pointwise = is_pointwise(s, xc, xh, xw)
@@ -141,25 +168,27 @@ cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t 
                               w + g * s.Kg * s.Q, <int>s.Q,
                               <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
                               1 if bias != NULL else 0, yb, <int>howo)
+                if act != 0:  # the block the GEMM just wrote, still in cache
+                    act_rows(act, yb, s.Kg, tl.npos, howo)
                 continue
             gemm_rowmajor(False, False, <int>s.Kg, <int>tl.cols, <int>s.Q, 1,
                           w + g * s.Kg * s.Q, <int>s.Q,
                           <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
                           0, ybuf, <int>tl.cols)
-            for i in range(tl.nimg):  # copy out, adding the bias
+            for i in range(tl.nimg):  # copy out, adding the bias, through the activation
                 for k in range(s.Kg):
                     yb = y + ((tl.n0 + i) * s.K + g * s.Kg + k) * howo
                     src = ybuf + k * tl.cols + i * howo
                     b = bias[g * s.Kg + k] if bias != NULL else 0
-                    for j in range(howo):
-                        yb[j] = src[j] + b
+                    copy_out(act, yb, src, howo, b)
 
 
 def forward(const floating[:, :, :, :] x, const floating[::1] w, const floating[::1] bias,
             bint has_bias, floating[::1] y, tuple shape, Py_ssize_t tile, Py_ssize_t ipt,
-            int num_threads):
-    """y = conv(x, w) + bias for x (N, C, H, W) with any strides, w the flat contiguous
-    (K, Cg, R, S) weight and y the flat contiguous (N, K, Ho, Wo) output.
+            int num_threads, int act=0):
+    """y = act(conv(x, w) + bias) for x (N, C, H, W) with any strides, w the flat
+    contiguous (K, Cg, R, S) weight and y the flat contiguous (N, K, Ho, Wo) output;
+    act: 0 none, 1 relu, 4 relu6 (conv_epilogue.h).
 
     tile: output positions per tile (= Ho*Wo when ipt > 1); ipt: images per tile."""
     cdef ConvShape s = make_shape(shape)
@@ -183,14 +212,14 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w, const floating[
     with nogil:
         if nt == 1:
             fwd_items(xp, xn, xc, xh, xw, &w[0], bp, &y[0], &s, tile, ipt, 0, items,
-                      &buf[0], &buf[0] + col_size)
+                      &buf[0], &buf[0] + col_size, act)
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
                 mine = &buf[0] + openmp.omp_get_thread_num() * per_thread
                 fwd_items(xp, xn, xc, xh, xw, &w[0], bp, &y[0], &s, tile, ipt, start, end,
-                          mine, mine + col_size)
+                          mine, mine + col_size, act)
 
 
 # ---------------------------------------------------------------------------------------

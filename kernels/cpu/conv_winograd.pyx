@@ -19,6 +19,7 @@ cdef extern from "winograd.h" nogil:
         Py_ssize_t Ho, Wo, pt, pl
         const void* u
         const void* bias
+        int act
         void* dst
         Py_ssize_t pb, kc
         Py_ssize_t tk, tp
@@ -114,10 +115,12 @@ def transform_filters(const floating[::1] w, bint transposed, Py_ssize_t groups,
 def convolve(const floating[:, :, :, :] src, object u, const floating[::1] w,
              bint transposed, object bias, floating[::1] dst, Py_ssize_t out_channels,
              Py_ssize_t groups, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t pt, Py_ssize_t pl,
-             int m, int isa, Py_ssize_t pb, Py_ssize_t kc, Py_ssize_t tk, Py_ssize_t tp):
-    """dst (flat contiguous (N, out_channels, ho, wo)) = the convolution of src (any
-    strides) with the 3x3 filters, plus ``bias`` ((out_channels,) contiguous, or None);
-    the source window of output (oh, ow) starts at (oh - pt, ow - pl).
+             int m, int isa, Py_ssize_t pb, Py_ssize_t kc, Py_ssize_t tk, Py_ssize_t tp,
+             int act=0):
+    """dst (flat contiguous (N, out_channels, ho, wo)) = act(the convolution of src (any
+    strides) with the 3x3 filters, plus ``bias`` ((out_channels,) contiguous, or None));
+    the source window of output (oh, ow) starts at (oh - pt, ow - pl).  act: 0 none,
+    1 relu, 4 relu6 (conv_epilogue.h), applied in the output transform.
 
     The filters are ``u`` from :func:`transform_filters` (same m and isa), or, when u is
     None, transformed per thread just in time from the flat weight ``w`` (laid out as
@@ -157,6 +160,7 @@ def convolve(const floating[:, :, :, :] src, object u, const floating[::1] w,
         if b.shape[0] != out_channels:
             raise ValueError("winograd: bias size does not match")
         a.bias = &b[0]
+    a.act = act
     a.dst = &dst[0]
     a.pb, a.kc, a.tk, a.tp = pb, kc, tk, tp
     with nogil:

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "conv_epilogue.h"
 #include "cpu_features.h"
 #include "workspace.h"
 
@@ -43,6 +44,7 @@ typedef struct {
     ptrdiff_t R, S, Ho, Wo, sh, sw, dh, dw, pt, pl;
     const void* w;                /* (C * KM, 1, R, S), contiguous */
     const void* bias;             /* (C * KM,) or NULL (forward) */
+    int act;                      /* forward: activation after the bias (conv_epilogue.h) */
     const void* gy;               /* (N, C * KM, Ho, Wo), contiguous (gradients) */
     void* out;                    /* y (N, K, Ho, Wo) | gx (N, C, H, W) | gw (K * R * S) double */
     int threads;

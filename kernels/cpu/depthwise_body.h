@@ -148,11 +148,19 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_forward)(const fnn_dw_args* a,
                 DSTORE(yw + i0 + 2 * VL, acc2);
                 DSTORE(yw + i0 + 3 * VL, acc3);
             }
+            /* the wide rows out to the plane, through the activation */
             T* yk = y + (n * K + k) * a->Ho * a->Wo;
             for (ptrdiff_t oh = 0; oh < a->Ho; ++oh) {
-                T* dst = yk + oh * a->Wo;
-                const T* src = yw + oh * l->wq;
-                for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) dst[ow] = src[ow];
+                T* restrict dst = yk + oh * a->Wo;
+                const T* restrict src = yw + oh * l->wq;
+                if (a->act == FNN_CONV_ACT_RELU)
+                    for (ptrdiff_t ow = 0; ow < a->Wo; ++ow)
+                        dst[ow] = src[ow] < (T)0 ? (T)0 : src[ow];
+                else if (a->act == FNN_CONV_ACT_RELU6)
+                    for (ptrdiff_t ow = 0; ow < a->Wo; ++ow)
+                        dst[ow] = src[ow] < (T)0 ? (T)0 : (src[ow] > (T)6 ? (T)6 : src[ow]);
+                else
+                    for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) dst[ow] = src[ow];
             }
         }
     }

@@ -92,8 +92,10 @@ static TARGET_ATTR void LFN(fnn_dwl_forward_block)(const fnn_dw_args* a, const T
                 for (int u = 0; u < FNN_DWL_GROUP; ++u) acc[u] += *(const VEC*)(src + u * step) * wt;
             }
             _Pragma("GCC unroll 8")
-            for (int u = 0; u < FNN_DWL_GROUP; ++u)
+            for (int u = 0; u < FNN_DWL_GROUP; ++u) {
+                FNN_CONV_ACT_VEC(acc[u], a->act);
                 *(VEC*)(Y + (oh * a->Wo + ow + u) * VL) = acc[u];
+            }
         }
         if (ow < a->Wo) { /* the rest of the row, up to GROUP - 1 positions */
             const ptrdiff_t rest = a->Wo - ow;
@@ -105,7 +107,10 @@ static TARGET_ATTR void LFN(fnn_dwl_forward_block)(const fnn_dw_args* a, const T
                 const T* src = base + toff[t] * VL;
                 for (ptrdiff_t u = 0; u < rest; ++u) acc[u] += *(const VEC*)(src + u * step) * wt;
             }
-            for (ptrdiff_t u = 0; u < rest; ++u) *(VEC*)(Y + (oh * a->Wo + ow + u) * VL) = acc[u];
+            for (ptrdiff_t u = 0; u < rest; ++u) {
+                FNN_CONV_ACT_VEC(acc[u], a->act);
+                *(VEC*)(Y + (oh * a->Wo + ow + u) * VL) = acc[u];
+            }
         }
     }
 }

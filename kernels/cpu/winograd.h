@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "conv_epilogue.h"
 #include "cpu_features.h"
 #include "winograd_matrices.h"
 #include "workspace.h"
@@ -54,6 +55,7 @@ typedef struct {
     ptrdiff_t Ho, Wo, pt, pl;     /* output plane; offsets of the source window */
     const void* u;                /* filters from fnn_wino_filter_*, same m and tile */
     const void* bias;             /* (K,) or NULL */
+    int act;                      /* activation after the bias (conv_epilogue.h), 0: none */
     void* dst;                    /* (N, K, Ho, Wo), contiguous */
     ptrdiff_t pb;                 /* tiles per block: a multiple of the tile's NR */
     ptrdiff_t kc;                 /* output channels per chunk: a multiple of MR */

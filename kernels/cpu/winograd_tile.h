@@ -99,13 +99,13 @@ static TARGET_ATTR void WFNM(fnn_wino_input)(const T* restrict rows, ptrdiff_t r
     }
 }
 
-/* The outputs of nt tiles of one output channel: (AT M A) + bias from
+/* The outputs of nt tiles of one output channel: act((AT M A) + bias) from
  * m[xi * ld + t], written to the plane y (Ho x Wo) at rows oh0.., columns ow0 + t * WM..,
- * clipped to the plane. */
+ * clipped to the plane; act as in conv_epilogue.h (0: none). */
 static TARGET_ATTR void WFNM(fnn_wino_output)(const T* restrict m, ptrdiff_t ld,
                                               ptrdiff_t nt, T bias, T* restrict y,
                                               ptrdiff_t oh0, ptrdiff_t ow0, ptrdiff_t Ho,
-                                              ptrdiff_t Wo) {
+                                              ptrdiff_t Wo, int act) {
     for (ptrdiff_t t0 = 0; t0 < nt; t0 += VL) {
         VEC mv[ALPHA][ALPHA], tmp[WM][ALPHA];
         T ob[WM][VL] __attribute__((aligned(64)));
@@ -132,6 +132,7 @@ static TARGET_ATTR void WFNM(fnn_wino_output)(const T* restrict m, ptrdiff_t ld,
                 VEC o;
                 WLINCOMB(o, ALPHA, WAT[j][k_], tmp[i][k_]);
                 o += bias;
+                FNN_CONV_ACT_VEC(o, act);
                 WSTORE(&ob[j][0], o);
             }
             T* restrict yr = y + oh * Wo + base;
@@ -296,7 +297,7 @@ static TARGET_ATTR void WFNM(fnn_wino_share)(const fnn_wino_args* a, const T* w,
                     const ptrdiff_t nt = tiles_w - tw < p_end - p ? tiles_w - tw : p_end - p;
                     WFNM(fnn_wino_output)(sc->M + kk * ps + (p - p_start), mxs, nt, bk,
                                           dst + (n * a->K + k) * plane, th * WM, tw * WM,
-                                          a->Ho, a->Wo);
+                                          a->Ho, a->Wo, a->act);
                     p += nt;
                 }
             }

@@ -75,6 +75,8 @@ __device__ __forceinline__ double negative_infinity(double) {
 
 // The activation codes; fastnn/backends/cupy/_sources.py holds the same numbers.
 enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_SIGMOID = 2, ACT_TANH = 3 };
+// relu6 = min(max(u, 0), 6): the convolutions' fused activation.
+enum { ACT_RELU6 = 4 };
 
 // 1 / (1 + exp(-u)) without overflow: exp is only taken of -|u| <= 0.
 template <typename T>
@@ -86,6 +88,7 @@ __device__ __forceinline__ T stable_sigmoid(T u) {
 template <int ACT, typename T>
 __device__ __forceinline__ T activate(T u) {
     if (ACT == ACT_RELU) return (u > T(0) || is_nan(u)) ? u : T(0);  // NaN stays NaN
+    if (ACT == ACT_RELU6) return u < T(0) ? T(0) : (u > T(6) ? T(6) : u);  // NaN stays NaN
     if (ACT == ACT_SIGMOID) return stable_sigmoid(u);
     if (ACT == ACT_TANH) return math_tanh(u);
     return u;
@@ -95,6 +98,7 @@ __device__ __forceinline__ T activate(T u) {
 template <int ACT, typename T>
 __device__ __forceinline__ T derivative_at(T u) {
     if (ACT == ACT_RELU) return u > T(0) ? T(1) : T(0);
+    if (ACT == ACT_RELU6) return (u > T(0) && u < T(6)) ? T(1) : T(0);
     if (ACT == ACT_SIGMOID) {
         T s = stable_sigmoid(u);
         return s * (T(1) - s);
@@ -111,6 +115,7 @@ __device__ __forceinline__ T derivative_at(T u) {
 template <int ACT, typename T>
 __device__ __forceinline__ T gradient_from_output(T g, T y) {
     if (ACT == ACT_RELU) return y <= T(0) ? T(0) : g;
+    if (ACT == ACT_RELU6) return (y <= T(0) || y >= T(6)) ? T(0) : g;  // as hardtanh's
     if (ACT == ACT_SIGMOID) return g * y * (T(1) - y);
     if (ACT == ACT_TANH) return g * (T(1) - y * y);
     return g;

@@ -3,7 +3,8 @@
 // w (C_out, C_in / groups, k_h, k_w), y (N, C_out, out_h, out_w), all C-contiguous.
 // pad_h / pad_w are the paddings before the input (those after are implied by out_h/out_w).
 //
-//   conv_direct_forward<T, BIAS>           one thread per output element
+//   conv_direct_forward<T, ACT, BIAS>      one thread per output element, bias and the
+//                                          activation ACT (common.cuh) fused in its store
 //   conv_direct_backward_input<T>          one thread per input element: a gather over the
 //                                          outputs that read it (no atomics)
 //   conv_direct_backward_weight<T>         one block per weight element: a block reduction
@@ -11,7 +12,7 @@
 // Every sum runs in a fixed order, so results are deterministic.
 #include "common.cuh"
 
-template <typename T, bool BIAS>
+template <typename T, int ACT, bool BIAS>
 __global__ void conv_direct_forward(const T* __restrict__ x, const T* __restrict__ w,
                                     const T* __restrict__ bias, T* __restrict__ y, int images,
                                     int in_c, int in_h, int in_w, int out_c, int out_h,
@@ -42,7 +43,7 @@ __global__ void conv_direct_forward(const T* __restrict__ x, const T* __restrict
             }
         }
         if (BIAS) acc += bias[k];
-        y[idx] = acc;
+        y[idx] = fastnn::activate<ACT>(acc);
     }
 }
 

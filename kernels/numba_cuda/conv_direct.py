@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
+from fastnn.kernels.numba_cuda.pointwise import functions
 from fastnn.kernels.numba_cuda.reduce import BLOCK, team_functions
 from numba import cuda
 
@@ -33,16 +34,19 @@ def conv_direct_kernels(dtype: np.dtype) -> SimpleNamespace:
     """The direct convolution kernels for ``dtype``; every array is 4-d and
     C-contiguous except ``bias`` (1-d or None):
 
-    - ``forward(x, w, bias, out, groups, kh, kw, sh, sw, pt, pl, dh, dw)``
+    - ``forward(x, w, bias, out, groups, kh, kw, sh, sw, pt, pl, dh, dw, act)``: act is
+      the fused activation's code (kernels/numba_cuda/pointwise.py), applied to conv +
+      bias as each output is written
     - ``grad_input(gy, w, gx, groups, kh, kw, sh, sw, pt, pl, dh, dw)``
     - ``grad_weight(gy, x, gw, team, groups, kh, kw, sh, sw, pt, pl, dh, dw)``
     """
     F = numba.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
     team_sum = team_functions(np.dtype(dtype)).team_sum
+    activate = functions(np.dtype(dtype)).activate
 
     @cuda.jit
-    def forward(x, w, bias, out, groups, kh, kw, sh, sw, pt, pl, dh, dw):
+    def forward(x, w, bias, out, groups, kh, kw, sh, sw, pt, pl, dh, dw, act):
         acc = cuda.local.array(CB, F)
         _, channels, height, width = x.shape
         batch, out_channels, ho_size, wo_size = out.shape
@@ -81,7 +85,7 @@ def conv_direct_kernels(dtype: np.dtype) -> SimpleNamespace:
                     v = acc[q]
                     if bias is not None:
                         v += bias[co0 + q]
-                    out[n, co0 + q, ho, wo] = v
+                    out[n, co0 + q, ho, wo] = activate(act, v)
 
     @cuda.jit
     def grad_input(gy, w, gx, groups, kh, kw, sh, sw, pt, pl, dh, dw):

@@ -17,9 +17,11 @@ from numba import cuda
 
 #: Activation codes understood by :func:`functions` ``.activate`` and ``.derivative``.
 IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
+#: relu6 (min(max(u, 0), 6)): the convolutions' fused activation.
+RELU6 = 4
 
 #: Activation names (as in the public API) -> codes.
-CODES = {None: IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
+CODES = {None: IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "relu6": RELU6}
 
 
 @functools.cache
@@ -34,6 +36,7 @@ def functions(dtype: np.dtype) -> SimpleNamespace:
     """
     zero = np.dtype(dtype).type(0)
     one = np.dtype(dtype).type(1)
+    six = np.dtype(dtype).type(6)
 
     @cuda.jit(device=True, inline=True)
     def sigmoid(u):
@@ -46,6 +49,8 @@ def functions(dtype: np.dtype) -> SimpleNamespace:
     def activate(code, u):
         if code == RELU:
             return zero if u < zero else u
+        if code == RELU6:  # NaN fails both compares and stays NaN
+            return zero if u < zero else (six if u > six else u)
         if code == SIGMOID:
             return sigmoid(u)
         if code == TANH:
@@ -56,6 +61,8 @@ def functions(dtype: np.dtype) -> SimpleNamespace:
     def derivative(code, u):
         if code == RELU:
             return one if u > zero else zero
+        if code == RELU6:
+            return one if zero < u < six else zero
         if code == SIGMOID:
             s = sigmoid(u)
             return s * (one - s)
@@ -68,6 +75,8 @@ def functions(dtype: np.dtype) -> SimpleNamespace:
     def input_grad(code, g, y):
         if code == RELU:  # a selection, not a product: g passes where y is NaN, as in PyTorch
             return zero if y <= zero else g
+        if code == RELU6:  # as hardtanh's: g where 0 < y < 6, and where y is NaN
+            return zero if (y <= zero or y >= six) else g
         if code == SIGMOID:
             return g * y * (one - y)
         if code == TANH:

@@ -199,3 +199,24 @@ def test_winograd_is_refused_with_value_error(rng, algo):
         fastnn.conv2d(x, w, algo=algo)
     with pytest.raises(ValueError, match=rf"^conv2d_backward: {message}"):
         fastnn.conv2d_backward(gy, x, w, algo=algo)
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("name", ["2d-pad", "2d-pointwise-groups", "1d-stride-pad"])
+def test_fused_activation(rng, name, algo, activation):
+    """activation= fused in the direct kernel's store and in the GEMM epilogue (with the
+    bias, and without): the reference convolution, then the activation; NaN stays NaN."""
+    case = CASES[name]
+    forward = _ops(case.nd)[0]
+    x, w, b = case.arrays(rng)
+    x, b = 3 * x, 3 * b  # outputs below 0 and above 6
+    x.reshape(-1)[1] = np.nan
+    for bias in (b, None):
+        ref = forward(x, w, bias, **case.params, backend="reference").astype(np.float64)
+        want = np.maximum(ref, 0) if activation == "relu" else np.minimum(np.maximum(ref, 0), 6)
+        assert np.isnan(want).any() and (want == 0).any()
+        got = forward(dev(x), dev(w), None if bias is None else dev(bias), **case.params,
+                      algo=algo, activation=activation)  # fmt: skip
+        check(got, want.astype(F32), f"{activation} bias={bias is not None}")
+        np.testing.assert_array_equal(np.isnan(host(got)), np.isnan(want))

@@ -16,9 +16,11 @@ _MODULES = (
     "loss",
     "backprop",
     "pool",
+    "regularization",
     "optim",
     "conv",
     "checks",
+    "normalization",
 )
 
 

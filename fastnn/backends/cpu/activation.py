@@ -1,8 +1,10 @@
-"""relu / sigmoid / tanh and activation_backward on the CPU: kernels/cpu/activation.pyx.
+"""Elementwise activations and activation_backward on the CPU: kernels/cpu/activation.pyx.
 
-The kernels take any float array (non-contiguous ones are copied once), allocate the
-C-contiguous result and split large arrays over threads, so these wrappers stay one line:
-per-call overhead matters for tiny arrays.
+relu / sigmoid / tanh run the kernels of activation_loops.h, hardtanh (relu6),
+leaky_relu, silu and gelu those of activation_extra.h.  The kernels take any float array
+(non-contiguous ones are copied once), allocate the C-contiguous result or write into the
+``out`` array the caller has checked (fastnn/ops/_out.py), and split large arrays over
+threads, so these wrappers stay one line: per-call overhead matters for tiny arrays.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from fastnn.kernels.cpu import activation as _k
 
 #: Activation names -> the kernels' codes.
 CODES = {None: _k.IDENTITY, "relu": _k.RELU, "sigmoid": _k.SIGMOID, "tanh": _k.TANH}
+#: activation_backward's names served by backward_extra -> its codes.
+_EXTRA_BACKWARD = {"hardtanh": _k.HARDTANH, "leaky_relu": _k.LEAKY_RELU}
+_GELU = {"none": _k.GELU, "tanh": _k.GELU_TANH}
 
 _RELU, _SIGMOID, _TANH = _k.RELU, _k.SIGMOID, _k.TANH
-_activate = _k.activate
+_HARDTANH, _LEAKY_RELU, _SILU = _k.HARDTANH, _k.LEAKY_RELU, _k.SILU
+_activate, _extra, _backward_extra = _k.activate, _k.activate_extra, _k.backward_extra
 
 
 @register("relu", "cpu")
-def relu(x: np.ndarray) -> np.ndarray:
-    return _activate(_RELU, x, get_num_threads())
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return _activate(_RELU, x, get_num_threads(), out)
 
 
 @register("sigmoid", "cpu")
@@ -35,6 +41,46 @@ def tanh(x: np.ndarray) -> np.ndarray:
     return _activate(_TANH, x, get_num_threads())
 
 
+@register("hardtanh", "cpu")
+def hardtanh(x: np.ndarray, out: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
+    return _extra(_HARDTANH, x, get_num_threads(), lo, hi, out)
+
+
+@register("relu6", "cpu")
+def relu6(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return _extra(_HARDTANH, x, get_num_threads(), 0.0, 6.0, out)
+
+
+@register("leaky_relu", "cpu")
+def leaky_relu(x: np.ndarray, out: np.ndarray | None, slope: float) -> np.ndarray:
+    return _extra(_LEAKY_RELU, x, get_num_threads(), slope, 0.0, out)
+
+
+@register("silu", "cpu")
+def silu(x: np.ndarray) -> np.ndarray:
+    return _extra(_SILU, x, get_num_threads())
+
+
+@register("gelu", "cpu")
+def gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    return _extra(_GELU[approximate], x, get_num_threads())
+
+
+@register("silu_backward", "cpu")
+def silu_backward(gy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return _backward_extra(_SILU, gy, x, get_num_threads())
+
+
+@register("gelu_backward", "cpu")
+def gelu_backward(gy: np.ndarray, x: np.ndarray, approximate: str) -> np.ndarray:
+    return _backward_extra(_GELU[approximate], gy, x, get_num_threads())
+
+
 @register("activation_backward", "cpu")
-def activation_backward(name: str, gy: np.ndarray, y: np.ndarray) -> np.ndarray:
+def activation_backward(
+    name: str, gy: np.ndarray, y: np.ndarray, p0: float = 0.0, p1: float = 0.0
+) -> np.ndarray:
+    code = _EXTRA_BACKWARD.get(name)
+    if code is not None:
+        return _backward_extra(code, gy, y, get_num_threads(), p0, p1)
     return _k.backward(CODES[name], gy, y, get_num_threads())

@@ -37,6 +37,9 @@ from fastnn.kernels.cpu import conv_bias as _bias
 
 _GEMM_OR_DIRECT = {"im2col": conv_im2col, "direct": conv_direct}
 
+#: The fused activations' codes in the kernels (kernels/cpu/conv_epilogue.h).
+ACT_CODES = {None: 0, "relu": 1, "relu6": 4}
+
 
 def _depthwise_variant(name: str, geom: ConvGeometry) -> bool | None:
     """None unless ``name`` runs the depthwise kernels on this layer; else whether it is
@@ -124,23 +127,27 @@ def _batch_slice(n: int) -> slice:
 
 @register("conv1d", "cpu")
 @register("conv2d", "cpu")
-def conv_forward(x, w, b, geom: ConvGeometry, algo: str):
-    """y = conv(x, w) + b with the chosen algorithm."""
+def conv_forward(x, w, b, geom: ConvGeometry, algo: str, activation: str | None = None):
+    """y = activation(conv(x, w) + b) with the chosen algorithm, the activation applied
+    by each kernel as it writes its output.  Autotuning measures the candidates with the
+    activation; their keys do not include it, so one choice serves the layer either way
+    (the epilogue costs the same in every algorithm)."""
     if geom.batch == 0:
         return np.empty(geom.output_shape, dtype=x.dtype)
     shape, threads = tuple(geom.plane), get_num_threads()
     x4, wf = _as_4d(x, geom), _flat_weight(w)
     bias = None if b is None else np.ascontiguousarray(b)
+    act = ACT_CODES[activation]
 
     def run(name: str, x4=x4, shape=shape) -> np.ndarray:
         if name.startswith("winograd"):
-            return conv_winograd.forward(x4, wf, bias, shape, threads, _tile(name))
+            return conv_winograd.forward(x4, wf, bias, shape, threads, _tile(name), act)
         if name == conv_blocked.NAME:
-            return conv_blocked.forward(x4, wf, bias, shape, threads)
+            return conv_blocked.forward(x4, wf, bias, shape, threads, act)
         lanes = _depthwise_variant(name, geom)
         if lanes is not None:
-            return conv_depthwise.forward(x4, wf, bias, shape, threads, lanes)
-        return _GEMM_OR_DIRECT[name].forward(x4, wf, bias, shape, threads)
+            return conv_depthwise.forward(x4, wf, bias, shape, threads, lanes, act)
+        return _GEMM_OR_DIRECT[name].forward(x4, wf, bias, shape, threads, act)
 
     part = _batch_slice(geom.batch)
     part_shape = (part.stop, *shape[1:])

@@ -197,8 +197,11 @@ def fits(shape: tuple[int, ...]) -> bool:
     return max(fwd, bwd) <= conv_plan.DIRECT_MAX_PACKED
 
 
-def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
-    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
+def forward(
+    x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int, act: int = 0
+):
+    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides), through the
+    activation ``act`` (conv_epilogue.h's code, 0: none) as the partial sums are written."""
     n, c, _, _, k, g, r, s, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr = shape
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
     is_double = x4.dtype == np.float64
@@ -208,7 +211,7 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threa
     in_place = not (pt or pb or pl or pr) and x4.strides[3] == x4.itemsize
     _k.convolve(
         x4, wp, bias, y.reshape(n, k, ho, wo), g, (r, s), (sh, sw), (dh, dw), (pt, pl),
-        in_place, p.rows, p.kbs, p.kc, p.isa, threads, w=w4,
+        in_place, p.rows, p.kbs, p.kc, p.isa, threads, w=w4, act=act,
     )  # fmt: skip
     return y
 

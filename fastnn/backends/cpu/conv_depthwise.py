@@ -39,12 +39,13 @@ def is_depthwise(geom: ConvGeometry) -> bool:
 
 
 def forward(
-    x4: np.ndarray, w: np.ndarray, bias, shape, threads: int, lanes: bool = False
+    x4: np.ndarray, w: np.ndarray, bias, shape, threads: int, lanes: bool = False, act: int = 0
 ) -> np.ndarray:
-    """The flat (N, K, Ho, Wo) output of the depthwise convolution of x4 (any strides)."""
+    """The flat (N, K, Ho, Wo) output of the depthwise convolution of x4 (any strides),
+    through the activation ``act`` (conv_epilogue.h's code, 0: none) where it is written."""
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
-    _k.forward(x4, w, bias, y, shape, threads, _isa.level_code("depthwise"), lanes)
+    _k.forward(x4, w, bias, y, shape, threads, _isa.level_code("depthwise"), lanes, act)
     return y
 
 

@@ -24,14 +24,17 @@ def with_slack(a: np.ndarray) -> np.ndarray:
     return flat
 
 
-def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
-    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
+def forward(
+    x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int, act: int = 0
+):
+    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides), through the
+    activation ``act`` (conv_epilogue.h's code, 0: none) in the micro-kernel's store."""
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
     rows = conv_plan.direct_rows(shape, threads)
     kblocks = conv_plan.direct_kblocks(shape, rows, threads, _k.FWD_KB)
     b = bias if bias is not None else w[:0]
-    _k.forward(x4, w, b, bias is not None, y, shape, rows, kblocks, threads)
+    _k.forward(x4, w, b, bias is not None, y, shape, rows, kblocks, threads, act)
     return y
 
 

@@ -16,14 +16,17 @@ from fastnn.kernels.cpu import conv_im2col as _k
 __all__ = ["forward", "grad_input", "grad_weight"]
 
 
-def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int):
-    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides)."""
+def forward(
+    x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int, act: int = 0
+):
+    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides), through the
+    activation ``act`` (conv_epilogue.h's code, 0: none) in each tile's write-out."""
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
     tile, images = conv_plan.im2col_tile(shape, threads)
     b = bias if bias is not None else w[:0]
     with limit_blas_threads():
-        _k.forward(x4, w, b, bias is not None, y, shape, tile, images, threads)
+        _k.forward(x4, w, b, bias is not None, y, shape, tile, images, threads, act)
     return y
 
 

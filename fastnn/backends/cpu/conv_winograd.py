@@ -117,15 +117,18 @@ def _round_up(a: int, b: int) -> int:
     return -(-a // b) * b
 
 
-def forward(x4: np.ndarray, w: np.ndarray, bias, shape, threads: int, m: int) -> np.ndarray:
+def forward(
+    x4: np.ndarray, w: np.ndarray, bias, shape, threads: int, m: int, act: int = 0
+) -> np.ndarray:
     """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides) by F(m, 3);
-    ``w`` is the flat contiguous weight."""
+    ``w`` is the flat contiguous weight; the activation ``act`` (conv_epilogue.h's code,
+    0: none) runs in the output transform."""
     n, c, _, _, k, g = shape[:6]
     ho, wo, pt, pl = shape[8], shape[9], shape[14], shape[16]
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
     p = plan(n, c // g, k // g, g, ho, wo, m, x4.dtype.itemsize, threads)
     _k.convolve(x4, None, w, False, bias, y, k, g, ho, wo, pt, pl, p.m, p.isa, p.pb, p.kc,
-                p.tk, p.tp)  # fmt: skip
+                p.tk, p.tp, act)  # fmt: skip
     return y
 
 

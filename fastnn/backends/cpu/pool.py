@@ -1,5 +1,5 @@
-"""Host-side wrappers of kernels/cpu/pool_max.pyx and pool_avg.pyx: layout, allocation,
-per-thread scratch rows, threads.
+"""Host-side wrappers of kernels/cpu/pool_max.pyx, pool_avg.pyx and pool_adaptive.pyx:
+layout, allocation, per-thread scratch rows, threads.
 
 Every pooling runs as a 2-D pooling of a stack of planes: (N, C, H, W) -> (N * C, H, W),
 and a 1-D input (N, C, L) is a 2-D one of height 1 pooled with a 1 x k kernel.  The
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn._adaptive import AdaptiveGeometry
 from fastnn._args import PoolGeometry
 from fastnn._dispatch import register
 from fastnn._threads import get_num_threads
+from fastnn.kernels.cpu import pool_adaptive as _adaptive
 from fastnn.kernels.cpu import pool_avg as _avg
 from fastnn.kernels.cpu import pool_max as _max
 
@@ -117,3 +119,87 @@ for _nd in (1, 2):
     register(f"max_pool{_nd}d_backward", "cpu")(_max_pool_backward)
     register(f"avg_pool{_nd}d", "cpu")(_avg_pool)
     register(f"avg_pool{_nd}d_backward", "cpu")(_avg_pool_backward)
+
+
+# ---------------------------------------------------------------------------------------
+# Adaptive pooling (kernels/cpu/pool_adaptive.pyx).  When every In is a multiple of its
+# Out, the windows are those of a plain pooling with kernel = stride = In / Out, and the
+# row kernels above run it (except global average pooling, a flat sum per plane).
+# ---------------------------------------------------------------------------------------
+
+
+def _plain_geometry(geom: AdaptiveGeometry) -> tuple[int, ...] | None:
+    """The 12-tuple plane geometry of the equal plain pooling, or None."""
+    if not geom.divides:
+        return None
+    h, w, ho, wo = geom.plane
+    kh, kw = h // ho, w // wo
+    return (h, w, ho, wo, kh, kw, kh, kw, 0, 0, 1, 1)
+
+
+def _adaptive_avg_pool(x, geom: AdaptiveGeometry):
+    """adaptive_avg_pool{1,2}d."""
+    h, w, ho, wo = geom.plane
+    y = np.empty(geom.output_shape, dtype=x.dtype)
+    if y.size:
+        threads = get_num_threads()
+        xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
+        plain = _plain_geometry(geom)
+        if plain is not None and ho * wo > 1:
+            _avg.forward(xs, ys, plain, True, threads)
+        else:
+            _adaptive.avg_forward(xs, ys, threads)
+    return y
+
+
+def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
+    """adaptive_avg_pool{1,2}d_backward."""
+    h, w, ho, wo = geom.plane
+    gx = np.empty(geom.input_shape, dtype=gy.dtype)
+    if gx.size:
+        _adaptive.avg_backward(_planes(gy, ho, wo), gx.reshape(-1, h, w), get_num_threads())
+    return gx
+
+
+def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
+    """adaptive_max_pool2d: y, or (y, int64 flat indices)."""
+    h, w, ho, wo = geom.plane
+    y = np.empty(geom.output_shape, dtype=x.dtype)
+    index = np.empty(geom.output_shape, dtype=np.int64) if return_indices else None
+    if y.size:
+        threads = get_num_threads()
+        xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
+        plain = _plain_geometry(geom)
+        if plain is None:
+            index3 = index.reshape(ys.shape) if return_indices else None
+            _adaptive.max_forward(xs, ys, index3, threads)
+        elif return_indices:
+            _check_flat_index(h, w)
+            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), plain, threads)
+        else:
+            _max.forward(xs, ys, plain, threads)
+    return (y, index) if return_indices else y
+
+
+def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
+    """adaptive_max_pool2d_backward: scatter gy through ``indices`` (found again in x
+    when None); overlapping windows' shared maxima add up."""
+    h, w, ho, wo = geom.plane
+    gx = np.empty(geom.input_shape, dtype=gy.dtype)
+    if gx.size == 0:
+        return gx
+    if indices is None:
+        _, indices = _adaptive_max_pool(x, geom, True)
+    # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
+    index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
+    gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
+    _adaptive.max_backward(gys, index, gx.reshape(-1, h * w), get_num_threads())
+    return gx
+
+
+register("adaptive_avg_pool1d", "cpu")(_adaptive_avg_pool)
+register("adaptive_avg_pool2d", "cpu")(_adaptive_avg_pool)
+register("adaptive_avg_pool1d_backward", "cpu")(_adaptive_avg_pool_backward)
+register("adaptive_avg_pool2d_backward", "cpu")(_adaptive_avg_pool_backward)
+register("adaptive_max_pool2d", "cpu")(_adaptive_max_pool)
+register("adaptive_max_pool2d_backward", "cpu")(_adaptive_max_pool_backward)

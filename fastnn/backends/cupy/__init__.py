@@ -13,8 +13,10 @@ _MODULES: tuple[str, ...] = (
     "conv",
     "dense",
     "loss",
+    "normalization",
     "optim",
     "pool",
+    "regularization",
     "softmax",
 )
 

@@ -11,7 +11,7 @@ from fastnn._geometry import ConvGeometry
 from fastnn.backends.cupy._conv_shape import direct_ints
 from fastnn.backends.cupy._reduce import channel_sums
 from fastnn.backends.cupy._runtime import MAX_BLOCKS, contiguous, i32, kernel, launch_1d
-from fastnn.backends.cupy._sources import THREADS
+from fastnn.backends.cupy._sources import ACTIVATIONS, THREADS
 
 
 def _ints(geom: ConvGeometry) -> tuple:
@@ -19,11 +19,12 @@ def _ints(geom: ConvGeometry) -> tuple:
     return tuple(i32(v) for v in direct_ints(geom.plane))
 
 
-def forward(x: Any, w: Any, b: Any, geom: ConvGeometry) -> Any:
-    """One thread per output element, bias added in the same pass."""
+def forward(x: Any, w: Any, b: Any, geom: ConvGeometry, activation: str | None = None) -> Any:
+    """One thread per output element, bias and activation applied in the same pass."""
     y = cupy.empty(geom.output_shape, dtype=x.dtype)
     wc = contiguous(w)
-    kern = kernel("conv_direct.cu", "conv_direct_forward", x.dtype, b is not None)
+    act = ACTIVATIONS[activation]
+    kern = kernel("conv_direct.cu", "conv_direct_forward", x.dtype, act, b is not None)
     bias = contiguous(b) if b is not None else wc  # not read without a bias
     launch_1d(kern, y.size, (contiguous(x), wc, bias, y, *_ints(geom)))
     return y

@@ -47,8 +47,9 @@ def _col2im(col: Any, gx: Any, images: int, channels: int, p: ConvPlane, row_ste
     launch_1d(kern, gx.size, (col, gx, *args))
 
 
-def forward(x: Any, w: Any, b: Any, geom: ConvGeometry) -> Any:
-    """y = conv(x, w) + b through columns and batched cuBLAS GEMMs."""
+def forward(x: Any, w: Any, b: Any, geom: ConvGeometry, activation: str | None = None) -> Any:
+    """y = activation(conv(x, w) + b) through columns and batched cuBLAS GEMMs; the bias
+    and the activation in one epilogue pass (kernels/cuda/epilogue.cu)."""
     p = geom.plane
     n_all, channels, groups = p.n, p.c, p.g
     out_c, positions, taps = p.k, p.ho * p.wo, p.r * p.s
@@ -74,7 +75,7 @@ def forward(x: Any, w: Any, b: Any, geom: ConvGeometry) -> Any:
             y = contiguous(part).reshape(n_all, out_c, positions)
         else:
             y[n0 : n0 + n] = part.reshape(n, out_c, positions)
-    bias_activation(y, b, None, positions, out_c)
+    bias_activation(y, b, activation, positions, out_c)
     return y.reshape(geom.output_shape)
 
 

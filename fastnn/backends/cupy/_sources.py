@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "ACTIVATIONS",
+    "EXTRA_ACTIVATIONS",
     "KERNELS",
     "LOSSES",
     "ROW_THREADS",
@@ -41,7 +42,11 @@ ROW_THREADS = (32, 256)
 COLUMN_TILE, COLUMN_LANES = 32, 8
 
 #: Activation codes of common.cuh.
-ACTIVATIONS = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+ACTIVATIONS = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4}
+
+#: Codes of activation.cu's extra_forward / extra_backward (not common.cuh's: no other
+#: kernel knows them).
+EXTRA_ACTIVATIONS = {"hardtanh": 5, "leaky_relu": 6, "silu": 7, "gelu": 8, "gelu_tanh": 9}
 
 #: Loss codes of loss.cu.
 LOSSES = {"mse": 0, "binary_cross_entropy": 1}
@@ -49,6 +54,8 @@ LOSSES = {"mse": 0, "binary_cross_entropy": 1}
 _ACTS = tuple(ACTIVATIONS.values())
 _FUNCTIONS = tuple(v for k, v in ACTIVATIONS.items() if k is not None)
 _BOOLS = (False, True)
+#: The activations a convolution fuses (None, relu, relu6).
+_CONV_ACTS = (0, 1, 4)
 
 #: file -> {template name -> the extra template arguments of each instantiation}.  Every
 #: kernel is instantiated for float and double in addition.
@@ -56,6 +63,8 @@ KERNELS: dict[str, dict[str, tuple[tuple, ...]]] = {
     "activation.cu": {
         "activation_forward": tuple((a,) for a in _FUNCTIONS),
         "activation_backward": tuple((a,) for a in _FUNCTIONS),
+        "extra_forward": tuple((a,) for a in EXTRA_ACTIVATIONS.values()),
+        "extra_backward": tuple((a,) for a in EXTRA_ACTIVATIONS.values()),
     },
     "epilogue.cu": {
         "bias_activation": tuple((a, b) for a in _ACTS for b in _BOOLS),
@@ -83,9 +92,18 @@ KERNELS: dict[str, dict[str, tuple[tuple, ...]]] = {
     },
     "im2col.cu": {"im2col": ((),), "col2im": ((),)},
     "conv_direct.cu": {
-        "conv_direct_forward": tuple((b,) for b in _BOOLS),
+        "conv_direct_forward": tuple((a, b) for a in _CONV_ACTS for b in _BOOLS),
         "conv_direct_backward_input": ((),),
         "conv_direct_backward_weight": ((),),
+    },
+    "batch_norm.cu": {
+        "bn_stats_partial": ((),),
+        "bn_stats_finish": ((),),
+        "bn_running_stats": ((),),
+        "bn_affine": ((0,), (1,), (2,)),  # batch_norm.cu's codes: none, relu, relu6
+        "bn_grad_partial": ((0,), (1,), (2,)),
+        "bn_grad_finish": ((),),
+        "bn_grad_input": ((0,), (1,), (2,)),
     },
     "pool.cu": {
         "max_pool_forward": tuple((b,) for b in _BOOLS),
@@ -94,6 +112,18 @@ KERNELS: dict[str, dict[str, tuple[tuple, ...]]] = {
         "max_pool_backward_scatter": ((),),
         "avg_pool_forward": ((),),
         "avg_pool_backward": ((),),
+    },
+    "adaptive_pool.cu": {
+        "adaptive_avg_forward": ((),),
+        "adaptive_avg_backward": ((),),
+        "adaptive_max_forward": tuple((b,) for b in _BOOLS),
+        "adaptive_max_check_indices": ((),),
+        "adaptive_max_backward_gather": ((),),
+    },
+    "dropout_add.cu": {
+        "dropout_forward": ((),),
+        "dropout_backward": ((),),
+        "residual_add": ((0,), (1,), (2,)),
     },
 }
 

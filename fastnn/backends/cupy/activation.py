@@ -1,4 +1,8 @@
-"""relu, sigmoid, tanh and their gradient on the GPU (kernels/cuda/activation.cu)."""
+"""Elementwise activations and their gradients on the GPU (kernels/cuda/activation.cu):
+relu, sigmoid, tanh through common.cuh's activation codes; hardtanh (relu6), leaky_relu,
+silu and gelu through activation.cu's extra_forward / extra_backward.  relu, relu6,
+hardtanh and leaky_relu write into ``out`` when the caller gives one (checked by
+fastnn.ops: C-contiguous, the input's shape and dtype; it may be the input itself)."""
 
 from __future__ import annotations
 
@@ -6,21 +10,38 @@ from typing import Any
 
 import cupy
 
-from fastnn.backends.cupy._runtime import contiguous, cupy_op, i64, kernel, launch_1d
-from fastnn.backends.cupy._sources import ACTIVATIONS
+from fastnn.backends.cupy._runtime import contiguous, cupy_op, f64, i64, kernel, launch_1d
+from fastnn.backends.cupy._sources import ACTIVATIONS, EXTRA_ACTIVATIONS
+
+_GELU = {"none": "gelu", "tanh": "gelu_tanh"}
 
 
-def _forward(name: str, x: Any) -> Any:
-    y = cupy.empty(x.shape, dtype=x.dtype)  # shape first: contiguous() makes 0-d 1-d
+def _forward(name: str, x: Any, out: Any = None) -> Any:
+    y = cupy.empty(x.shape, dtype=x.dtype) if out is None else out  # shape first: 0-d
     kern = kernel("activation.cu", "activation_forward", x.dtype, ACTIVATIONS[name])
     launch_1d(kern, y.size, (contiguous(x), y, i64(y.size)))
     return y
 
 
+def _extra(name: str, x: Any, out: Any = None, p0: float = 0.0, p1: float = 0.0) -> Any:
+    y = cupy.empty(x.shape, dtype=x.dtype) if out is None else out
+    kern = kernel("activation.cu", "extra_forward", x.dtype, EXTRA_ACTIVATIONS[name])
+    launch_1d(kern, y.size, (contiguous(x), y, i64(y.size), f64(p0), f64(p1)))
+    return y
+
+
+def _extra_backward(name: str, gy: Any, v: Any, p0: float = 0.0, p1: float = 0.0) -> Any:
+    gx = cupy.empty(gy.shape, dtype=gy.dtype)
+    kern = kernel("activation.cu", "extra_backward", gy.dtype, EXTRA_ACTIVATIONS[name])
+    args = (contiguous(gy), contiguous(v), gx, i64(gx.size), f64(p0), f64(p1))
+    launch_1d(kern, gx.size, args)
+    return gx
+
+
 @cupy_op("relu")
-def relu(x: Any) -> Any:
+def relu(x: Any, out: Any = None) -> Any:
     """max(x, 0), NaN kept."""
-    return _forward("relu", x)
+    return _forward("relu", x, out)
 
 
 @cupy_op("sigmoid")
@@ -35,9 +56,54 @@ def tanh(x: Any) -> Any:
     return _forward("tanh", x)
 
 
+@cupy_op("hardtanh")
+def hardtanh(x: Any, out: Any, min_val: float, max_val: float) -> Any:
+    """x clamped to [min_val, max_val], NaN kept."""
+    return _extra("hardtanh", x, out, min_val, max_val)
+
+
+@cupy_op("relu6")
+def relu6(x: Any, out: Any = None) -> Any:
+    """x clamped to [0, 6], NaN kept."""
+    return _extra("hardtanh", x, out, 0.0, 6.0)
+
+
+@cupy_op("leaky_relu")
+def leaky_relu(x: Any, out: Any, negative_slope: float) -> Any:
+    """x where x > 0, else negative_slope * x."""
+    return _extra("leaky_relu", x, out, negative_slope)
+
+
+@cupy_op("silu")
+def silu(x: Any) -> Any:
+    """x sigmoid(x)."""
+    return _extra("silu", x)
+
+
+@cupy_op("gelu")
+def gelu(x: Any, approximate: str) -> Any:
+    """x Phi(x) (erf), or its tanh approximation."""
+    return _extra(_GELU[approximate], x)
+
+
+@cupy_op("silu_backward")
+def silu_backward(gy: Any, x: Any) -> Any:
+    """gy * silu'(x), from the forward input."""
+    return _extra_backward("silu", gy, x)
+
+
+@cupy_op("gelu_backward")
+def gelu_backward(gy: Any, x: Any, approximate: str) -> Any:
+    """gy * gelu'(x), from the forward input."""
+    return _extra_backward(_GELU[approximate], gy, x)
+
+
 @cupy_op("activation_backward")
-def activation_backward(name: str, gy: Any, y: Any) -> Any:
-    """gy * f'(u), written with the forward output y = f(u)."""
+def activation_backward(name: str, gy: Any, y: Any, p0: float = 0.0, p1: float = 0.0) -> Any:
+    """gy * f'(u), written with the forward output y = f(u); p0, p1: hardtanh's min_val
+    and max_val, leaky_relu's negative_slope."""
+    if name in EXTRA_ACTIVATIONS:
+        return _extra_backward(name, gy, y, p0, p1)
     gx = cupy.empty(gy.shape, dtype=gy.dtype)
     kern = kernel("activation.cu", "activation_backward", gy.dtype, ACTIVATIONS[name])
     launch_1d(kern, gx.size, (contiguous(gy), contiguous(y), gx, i64(gx.size)))

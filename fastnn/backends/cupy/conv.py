@@ -17,12 +17,15 @@ _BACKWARD = {"im2col": _conv_im2col.backward, "direct": _conv_direct.backward}
 
 
 @cupy_op("conv1d", "conv2d")
-def conv(x: Any, w: Any, b: Any, geom: ConvGeometry, algo: str) -> Any:
-    """Cross-correlation of x with w, plus b (PyTorch's conv1d / conv2d)."""
+def conv(
+    x: Any, w: Any, b: Any, geom: ConvGeometry, algo: str, activation: str | None = None
+) -> Any:
+    """Cross-correlation of x with w, plus b (PyTorch's conv1d / conv2d), through the
+    fused activation (None, "relu", "relu6"); autotuning times the passes with it."""
     unsupported(f"conv{geom.nd}d", algo)
 
     def run(name: str) -> Any:
-        return _FORWARD[name](x, w, b, geom)
+        return _FORWARD[name](x, w, b, geom, activation)
 
     return run(choose_algo(geom, algo, x.dtype, "forward", run))
 

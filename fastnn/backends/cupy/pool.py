@@ -1,5 +1,6 @@
-"""Max and average pooling (1-D and 2-D) and their gradients on the GPU
-(kernels/cuda/pool.cu), with PyTorch's rules; 1-D pooling runs as 2-D with a height of 1.
+"""Max, average and adaptive pooling (1-D and 2-D) and their gradients on the GPU
+(kernels/cuda/pool.cu, adaptive_pool.cu), with PyTorch's rules; 1-D pooling runs as 2-D
+with a height of 1.
 
 The backward passes are gathers, one thread per input element, so they are
 deterministic.  Max pooling's gather reads the indices of the windows around an input
@@ -15,6 +16,7 @@ from typing import Any
 import cupy
 import numpy as np
 
+from fastnn._adaptive import AdaptiveGeometry
 from fastnn._args import PoolGeometry
 from fastnn.backends.cupy._runtime import contiguous, cupy_op, i32, i64, kernel, launch_1d
 
@@ -109,4 +111,76 @@ def avg_pool_backward(gy: Any, geom: PoolGeometry, count_include_pad: bool) -> A
     sizes = _sizes(geom, dilation=False)
     args = (contiguous(gy), gx, i64(_planes(geom)), *sizes, i32(count_include_pad))
     launch_1d(kern, gx.size, args)
+    return gx
+
+
+# ---------------------------------------------------------------------------------------
+# Adaptive pooling (kernels/cuda/adaptive_pool.cu)
+# ---------------------------------------------------------------------------------------
+
+
+def _adaptive_sizes(geom: AdaptiveGeometry) -> tuple:
+    """(planes, in_h, in_w, out_h, out_w) as C long long / ints."""
+    return (i64(geom.planes), *(i32(v) for v in geom.plane))
+
+
+def _adaptive_max(x: Any, geom: AdaptiveGeometry, y: Any, indices: Any | None) -> None:
+    with_indices = indices is not None
+    kern = kernel("adaptive_pool.cu", "adaptive_max_forward", x.dtype, with_indices)
+    if indices is None:
+        indices = cupy.empty((1,), dtype=np.int64)  # not written
+    launch_1d(kern, y.size, (contiguous(x), y, indices, *_adaptive_sizes(geom)))
+
+
+@cupy_op("adaptive_avg_pool1d", "adaptive_avg_pool2d")
+def adaptive_avg_pool(x: Any, geom: AdaptiveGeometry) -> Any:
+    """The mean of every adaptive window."""
+    y = cupy.empty(geom.output_shape, dtype=x.dtype)
+    kern = kernel("adaptive_pool.cu", "adaptive_avg_forward", x.dtype)
+    launch_1d(kern, y.size, (contiguous(x), y, *_adaptive_sizes(geom)))
+    return y
+
+
+@cupy_op("adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward")
+def adaptive_avg_pool_backward(gy: Any, geom: AdaptiveGeometry) -> Any:
+    """Every element gets gy / size of each window that contains it (a gather)."""
+    gx = cupy.empty(geom.input_shape, dtype=gy.dtype)
+    kern = kernel("adaptive_pool.cu", "adaptive_avg_backward", gy.dtype)
+    launch_1d(kern, gx.size, (contiguous(gy), gx, *_adaptive_sizes(geom)))
+    return gx
+
+
+@cupy_op("adaptive_max_pool2d")
+def adaptive_max_pool(x: Any, geom: AdaptiveGeometry, return_indices: bool) -> Any:
+    """The maximum of every adaptive window (NaN propagates), with its int64 position."""
+    y = cupy.empty(geom.output_shape, dtype=x.dtype)
+    indices = cupy.empty(geom.output_shape, dtype=np.int64) if return_indices else None
+    _adaptive_max(x, geom, y, indices)
+    return (y, indices) if return_indices else y
+
+
+@cupy_op("adaptive_max_pool2d_backward")
+def adaptive_max_pool_backward(gy: Any, x: Any, geom: AdaptiveGeometry, indices: Any) -> Any:
+    """Each output's gradient goes to the element its window chose (a gather), or, for
+    caller indices outside their windows, pool.cu's per-plane serial scatter."""
+    gx = cupy.empty(geom.input_shape, dtype=gy.dtype)
+    if gx.size == 0:
+        return gx
+    if indices is None:
+        indices = cupy.empty(geom.output_shape, dtype=np.int64)
+        _adaptive_max(x, geom, cupy.empty(geom.output_shape, dtype=x.dtype), indices)
+    else:
+        indices = contiguous(indices, dtype=np.int64)
+        bad = cupy.zeros((1,), dtype=np.int32)
+        kern = kernel("adaptive_pool.cu", "adaptive_max_check_indices", np.float32)
+        launch_1d(kern, indices.size, (indices, bad, *_adaptive_sizes(geom)))
+        if int(bad[0]):
+            gx.fill(0)
+            kern = kernel("pool.cu", "max_pool_backward_scatter", gy.dtype)
+            outputs, inputs = math.prod(geom.out_size), math.prod(geom.in_size)
+            args = (contiguous(gy), indices, gx, i64(geom.planes), i64(outputs), i64(inputs))
+            launch_1d(kern, geom.planes, args)
+            return gx
+    kern = kernel("adaptive_pool.cu", "adaptive_max_backward_gather", gy.dtype)
+    launch_1d(kern, gx.size, (contiguous(gy), indices, gx, *_adaptive_sizes(geom)))
     return gx

@@ -29,6 +29,8 @@ _MODULES: tuple[str, ...] = (
     "backprop",
     "conv",
     "pool",
+    "normalization",
+    "regularization",
 )
 
 

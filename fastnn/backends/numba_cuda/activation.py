@@ -1,5 +1,6 @@
 """Activations, softmax / log_softmax and their backward on the GPU: one launch each
-(kernels/numba_cuda/activation.py and softmax.py)."""
+(kernels/numba_cuda/activation.py and softmax.py).  relu, relu6, hardtanh and leaky_relu
+write into ``out`` when the caller gives one (checked by fastnn.ops; it may be x)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,87 @@ from typing import Any
 
 from fastnn.backends.numba_cuda import _launch
 from fastnn.backends.numba_cuda._device import empty, launch, op
-from fastnn.kernels.numba_cuda.activation import THREADS, activation_kernels
+from fastnn.kernels.numba_cuda import activation as _extra
+from fastnn.kernels.numba_cuda.activation import THREADS, activation_kernels, extra_kernels
 from fastnn.kernels.numba_cuda.pointwise import CODES, RELU, SIGMOID, TANH
 from fastnn.kernels.numba_cuda.reduce import BLOCK
 from fastnn.kernels.numba_cuda.softmax import softmax_kernels
 
 
-def _forward(code: int, x: Any) -> Any:
-    out = empty(x.shape, x.dtype)
+def _forward(code: int, x: Any, out: Any = None) -> Any:
+    if out is None:
+        out = empty(x.shape, x.dtype)
     blocks, threads = _launch.elementwise(x.size, THREADS)
     kernel = activation_kernels(x.dtype).forward
     launch(kernel, blocks, threads, code, x.reshape(x.size), out.reshape(x.size))
     return out
 
 
+def _extra_forward(code: int, x: Any, out: Any = None, p0: float = 0.0, p1: float = 0.0):
+    """hardtanh / leaky_relu / silu / gelu (codes of extra_kernels) into out or a new
+    array; out (checked by fastnn.ops) may be x itself."""
+    if out is None:
+        out = empty(x.shape, x.dtype)
+    n = x.size
+    blocks, threads = _launch.elementwise(n, THREADS)
+    t = x.dtype.type
+    kernel = extra_kernels(x.dtype).forward
+    launch(kernel, blocks, threads, code, x.reshape(n), out.reshape(n), t(p0), t(p1))
+    return out
+
+
+def _extra_backward(code: int, gy: Any, v: Any, p0: float = 0.0, p1: float = 0.0) -> Any:
+    out = empty(gy.shape, gy.dtype)
+    n = gy.size
+    blocks, threads = _launch.elementwise(n, THREADS)
+    t = gy.dtype.type
+    kernel = extra_kernels(gy.dtype).backward
+    launch(kernel, blocks, threads, code, gy.reshape(n), v.reshape(n), out.reshape(n),
+           t(p0), t(p1))  # fmt: skip
+    return out
+
+
+_GELU = {"none": _extra.GELU, "tanh": _extra.GELU_TANH}
+
+
 @op("relu")
-def _relu(x):
-    return _forward(RELU, x)
+def _relu(x, out=None):
+    return _forward(RELU, x, out)
+
+
+@op("hardtanh")
+def _hardtanh(x, out, min_val: float, max_val: float):
+    return _extra_forward(_extra.HARDTANH, x, out, min_val, max_val)
+
+
+@op("relu6")
+def _relu6(x, out=None):
+    return _extra_forward(_extra.HARDTANH, x, out, 0.0, 6.0)
+
+
+@op("leaky_relu")
+def _leaky_relu(x, out, negative_slope: float):
+    return _extra_forward(_extra.LEAKY_RELU, x, out, negative_slope)
+
+
+@op("silu")
+def _silu(x):
+    return _extra_forward(_extra.SILU, x)
+
+
+@op("gelu")
+def _gelu(x, approximate: str):
+    return _extra_forward(_GELU[approximate], x)
+
+
+@op("silu_backward")
+def _silu_backward(gy, x):
+    return _extra_backward(_extra.SILU, gy, x)
+
+
+@op("gelu_backward")
+def _gelu_backward(gy, x, approximate: str):
+    return _extra_backward(_GELU[approximate], gy, x)
 
 
 @op("sigmoid")
@@ -37,8 +102,13 @@ def _tanh(x):
     return _forward(TANH, x)
 
 
+_EXTRA_BACKWARD = {"hardtanh": _extra.HARDTANH, "leaky_relu": _extra.LEAKY_RELU}
+
+
 @op("activation_backward")
-def _activation_backward(name: str, gy, y):
+def _activation_backward(name: str, gy, y, p0: float = 0.0, p1: float = 0.0):
+    if name in _EXTRA_BACKWARD:  # p0, p1: min_val, max_val / negative_slope
+        return _extra_backward(_EXTRA_BACKWARD[name], gy, y, p0, p1)
     out = empty(gy.shape, gy.dtype)
     n = gy.size
     blocks, threads = _launch.elementwise(n, THREADS)

@@ -37,6 +37,7 @@ from fastnn.backends.numba_cuda.reductions import axis_sums
 from fastnn.kernels.numba_cuda import conv_direct as _direct
 from fastnn.kernels.numba_cuda import im2col as _im2col
 from fastnn.kernels.numba_cuda import layout as _layout
+from fastnn.kernels.numba_cuda.pointwise import CODES
 from fastnn.kernels.numba_cuda.reduce import BLOCK
 
 BACKEND = "numba-cuda"
@@ -128,7 +129,9 @@ def _views(x: Any, w: Any, p: ConvPlane) -> tuple[Any, Any]:
 
 
 @op("conv1d", "conv2d")
-def _conv(x, w, b, geom: ConvGeometry, algo: str):
+def _conv(x, w, b, geom: ConvGeometry, algo: str, activation: str | None = None):
+    """activation(conv(x, w) + b), the activation fused where each kernel writes (the
+    direct kernel's store, the GEMM's epilogue); autotuning times the passes with it."""
     unsupported(f"conv{geom.nd}d", algo)
     out = empty(geom.output_shape, x.dtype)
     if out.size == 0:
@@ -139,24 +142,29 @@ def _conv(x, w, b, geom: ConvGeometry, algo: str):
 
     def run(name: str) -> None:
         if name == "direct":
-            direct_forward(x4, w4, b, out4, p)
+            direct_forward(x4, w4, b, out4, p, activation)
         else:
-            im2col_forward(x4, w4, b, out4, geom)
+            im2col_forward(x4, w4, b, out4, geom, activation)
 
     run(choose_algo(geom, algo, "forward", x.dtype, run))
     return out
 
 
-def direct_forward(x4: Any, w4: Any, b: Any, out4: Any, p: ConvPlane) -> None:
-    """One launch of the direct forward kernel."""
+def direct_forward(
+    x4: Any, w4: Any, b: Any, out4: Any, p: ConvPlane, activation: str | None = None
+) -> None:
+    """One launch of the direct forward kernel (activation fused in its store)."""
     channel_blocks = p.g * _launch.ceil_div(p.kg, _direct.CB)
     blocks, threads = _launch.elementwise(p.n * channel_blocks * p.ho * p.wo, _direct.THREADS)
     kernel = _direct.conv_direct_kernels(x4.dtype).forward
-    launch(kernel, blocks, threads, x4, w4, b, out4, p.g, *window(p))
+    launch(kernel, blocks, threads, x4, w4, b, out4, p.g, *window(p), CODES[activation])
 
 
-def im2col_forward(x4: Any, w4: Any, b: Any, out4: Any, geom: ConvGeometry) -> None:
-    """Chunks of images: im2col, then one batched GEMM with the bias in its epilogue."""
+def im2col_forward(
+    x4: Any, w4: Any, b: Any, out4: Any, geom: ConvGeometry, activation: str | None = None
+) -> None:
+    """Chunks of images: im2col, then one batched GEMM with the bias and the activation
+    in its epilogue."""
     p = geom.plane
     groups, batch, cin, cout = p.g, p.n, p.cg, p.kg
     k, positions = cin * p.r * p.s, p.ho * p.wo
@@ -165,7 +173,7 @@ def im2col_forward(x4: Any, w4: Any, b: Any, out4: Any, geom: ConvGeometry) -> N
     out3 = out4.reshape(batch * groups, cout, positions)
     if p.pointwise:  # 1x1: the input already is the column matrix
         x3 = x4.reshape(batch * groups, cin, positions)
-        matmul(w3, x3, out3, bias=bias, bias_axis=0)
+        matmul(w3, x3, out3, bias=bias, bias_axis=0, activation=activation)
         return
     chunk = chunk_images(geom, p.c * p.r * p.s * positions * x4.dtype.itemsize)
     col = empty((chunk, p.c * p.r * p.s, positions), x4.dtype)
@@ -173,7 +181,8 @@ def im2col_forward(x4: Any, w4: Any, b: Any, out4: Any, geom: ConvGeometry) -> N
         nb = min(chunk, batch - n0)
         _im2col_launch(x4, col[:nb], n0, False, p)
         cols = col[:nb].reshape(nb * groups, k, positions)
-        matmul(w3, cols, out3[n0 * groups : (n0 + nb) * groups], bias=bias, bias_axis=0)
+        out_chunk = out3[n0 * groups : (n0 + nb) * groups]
+        matmul(w3, cols, out_chunk, bias=bias, bias_axis=0, activation=activation)
 
 
 def _im2col_launch(x4: Any, col: Any, n0: int, rows_first: bool, p: ConvPlane) -> None:

@@ -1,4 +1,4 @@
-"""Max and average pooling (1-d as H = 1) on the GPU: one launch per op, plus, for max
+"""Max, average and adaptive pooling (1-d as H = 1) on the GPU: one launch per op, plus, for max
 backward, the forward launch that finds the argmaxes when no indices are given, or the
 check of the caller's indices (see kernels/numba_cuda/pool.py)."""
 
@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from fastnn._adaptive import AdaptiveGeometry
 from fastnn._args import PoolGeometry
 from fastnn.backends.numba_cuda import _launch
 from fastnn.backends.numba_cuda._device import empty, launch, op, to_host, zeros
+from fastnn.kernels.numba_cuda.adaptive_pool import adaptive_kernels
 from fastnn.kernels.numba_cuda.pool import THREADS, pool_kernels
 
 
@@ -101,4 +103,71 @@ def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
         pool_kernels(gy.dtype).avg_backward, gx.size, _planes(gy, geom, ho, wo),
         _planes(gx, geom, height, width), kh, kw, sh, sw, ph, pw, count_include_pad,
     )  # fmt: skip
+    return gx
+
+
+# ---------------------------------------------------------------------------------------
+# Adaptive pooling (kernels/numba_cuda/adaptive_pool.py)
+# ---------------------------------------------------------------------------------------
+
+
+def _adaptive_planes(a: Any, geom: AdaptiveGeometry, output: bool) -> Any:
+    h, w, ho, wo = geom.plane
+    return a.reshape(geom.planes, ho, wo) if output else a.reshape(geom.planes, h, w)
+
+
+def _adaptive_max(x: Any, geom: AdaptiveGeometry, with_indices: bool) -> tuple[Any, Any]:
+    out = empty(geom.output_shape, x.dtype)
+    idx = empty(geom.output_shape, np.int64) if with_indices else None
+    idx3 = _adaptive_planes(idx, geom, True) if idx is not None else None
+    _run(
+        adaptive_kernels(x.dtype).max_forward, out.size, _adaptive_planes(x, geom, False),
+        _adaptive_planes(out, geom, True), idx3,
+    )  # fmt: skip
+    return out, idx
+
+
+@op("adaptive_avg_pool1d", "adaptive_avg_pool2d")
+def _adaptive_avg_pool(x, geom: AdaptiveGeometry):
+    out = empty(geom.output_shape, x.dtype)
+    _run(
+        adaptive_kernels(x.dtype).avg_forward, out.size, _adaptive_planes(x, geom, False),
+        _adaptive_planes(out, geom, True),
+    )  # fmt: skip
+    return out
+
+
+@op("adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward")
+def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
+    gx = empty(geom.input_shape, gy.dtype)
+    _run(
+        adaptive_kernels(gy.dtype).avg_backward, gx.size, _adaptive_planes(gy, geom, True),
+        _adaptive_planes(gx, geom, False),
+    )  # fmt: skip
+    return gx
+
+
+@op("adaptive_max_pool2d")
+def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
+    out, idx = _adaptive_max(x, geom, return_indices)
+    return (out, idx) if return_indices else out
+
+
+@op("adaptive_max_pool2d_backward")
+def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
+    kernels = adaptive_kernels(gy.dtype)
+    gx = empty(geom.input_shape, gy.dtype)
+    if gx.size == 0:
+        return gx
+    gx3, gy3 = _adaptive_planes(gx, geom, False), _adaptive_planes(gy, geom, True)
+    if indices is None:
+        _, indices = _adaptive_max(x, geom, True)
+    idx3 = _adaptive_planes(indices, geom, True)
+    h, w, _, _ = geom.plane
+    bad = zeros(1, np.int32)
+    _run(kernels.check_indices, idx3.size, idx3, bad, h, w)
+    if to_host(bad)[0]:  # an index outside its window: gather over every window
+        _run(pool_kernels(gy.dtype).max_backward_scan, gx.size, gy3, idx3, gx3)
+    else:
+        _run(kernels.max_backward, gx.size, gy3, idx3, gx3)
     return gx

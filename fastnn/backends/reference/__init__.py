@@ -11,7 +11,18 @@ import importlib
 
 import numpy as np
 
-_MODULES = ("activation", "backprop", "conv", "dense", "loss", "pool", "checks", "optim")
+_MODULES = (
+    "activation",
+    "backprop",
+    "conv",
+    "dense",
+    "loss",
+    "pool",
+    "regularization",
+    "checks",
+    "optim",
+    "normalization",
+)
 
 
 def probe() -> str | None:

@@ -1,15 +1,100 @@
-"""Elementwise activations and (log-)softmax, with their gradients from the output."""
+"""Elementwise activations and (log-)softmax, with their gradients (from the output;
+silu's and gelu's from the input), in float64 with textbook formulas."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import erf
 
-from fastnn.backends.reference._util import activate, f64, finish, reference
+from fastnn.backends.reference._util import activate, f64, finish, reference, stable_sigmoid
+
+_SQRT1_2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+_GELU_BETA = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_KAPPA = 0.044715
+#: |x| beyond which the cubic of gelu's tanh form is taken at the bound: tanh is +-1
+#: there already, and x**3 can no longer overflow (0 * inf would make the gradient NaN).
+_GELU_CUBIC_BOUND = 100.0
+
+
+def _result(y: np.ndarray, x, out):
+    """The float64 result rounded once to the input's dtype: a new array, or written into
+    ``out`` (which may be ``x`` itself) and returned."""
+    if out is None:
+        return finish(y, x.dtype)
+    np.copyto(out, y, casting="unsafe")
+    return out
+
+
+def _hardtanh_f64(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Clamp to [lo, hi] with NaN kept."""
+    return np.where(x < lo, lo, np.where(x > hi, hi, x))
 
 
 @reference("relu")
-def _relu(x):
-    return finish(activate("relu", f64(x)), x.dtype)
+def _relu(x, out=None):
+    return _result(activate("relu", f64(x)), x, out)
+
+
+@reference("hardtanh")
+def _hardtanh(x, out, min_val: float, max_val: float):
+    return _result(_hardtanh_f64(f64(x), min_val, max_val), x, out)
+
+
+@reference("relu6")
+def _relu6(x, out=None):
+    return _result(_hardtanh_f64(f64(x), 0.0, 6.0), x, out)
+
+
+@reference("leaky_relu")
+def _leaky_relu(x, out, negative_slope: float):
+    u = f64(x)
+    return _result(np.where(u > 0, u, u * negative_slope), x, out)
+
+
+@reference("silu")
+def _silu(x):
+    u = f64(x)
+    with np.errstate(invalid="ignore"):  # -inf * 0 at -inf: NaN, as in PyTorch
+        return finish(u * stable_sigmoid(u), x.dtype)
+
+
+def _gelu_inner(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sqrt(2/pi) (x + kappa x^3) and its derivative, x bounded (_GELU_CUBIC_BOUND)."""
+    b = np.clip(u, -_GELU_CUBIC_BOUND, _GELU_CUBIC_BOUND)
+    inner = _GELU_BETA * (b + _GELU_KAPPA * b**3)
+    return inner, _GELU_BETA * (1.0 + 3.0 * _GELU_KAPPA * b * b)
+
+
+@reference("gelu")
+def _gelu(x, approximate: str):
+    u = f64(x)
+    with np.errstate(invalid="ignore"):  # -inf * 0 at -inf: NaN, as in PyTorch
+        if approximate == "tanh":
+            return finish(0.5 * u * (1.0 + np.tanh(_gelu_inner(u)[0])), x.dtype)
+        return finish(u * 0.5 * (1.0 + erf(u * _SQRT1_2)), x.dtype)
+
+
+@reference("silu_backward")
+def _silu_backward(gy, x):
+    g, u = f64(gy), f64(x)
+    s = stable_sigmoid(u)
+    with np.errstate(invalid="ignore"):  # 0 * inf at +-inf: NaN, as in PyTorch
+        return finish(g * s * (1.0 + u * (1.0 - s)), gy.dtype)
+
+
+@reference("gelu_backward")
+def _gelu_backward(gy, x, approximate: str):
+    g, u = f64(gy), f64(x)
+    with np.errstate(invalid="ignore", over="ignore"):  # 0 * inf at +-inf: NaN, as torch
+        if approximate == "tanh":
+            inner, slope = _gelu_inner(u)
+            t = np.tanh(inner)
+            grad = 0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * slope
+        else:
+            pdf = np.exp(-0.5 * u * u) * _INV_SQRT_2PI
+            grad = 0.5 * (1.0 + erf(u * _SQRT1_2)) + u * pdf
+    return finish(g * grad, gy.dtype)
 
 
 @reference("sigmoid")
@@ -23,10 +108,14 @@ def _tanh(x):
 
 
 @reference("activation_backward")
-def _activation_backward(name: str, gy, y):
+def _activation_backward(name: str, gy, y, p0: float = 0.0, p1: float = 0.0):
     g, out = f64(gy), f64(y)
     if name == "relu":  # as PyTorch: zero where y <= 0, so a NaN output passes g through
         grad = np.where(out <= 0, 0.0, g)
+    elif name == "hardtanh":  # p0, p1 = min_val, max_val; NaN passes g, as in PyTorch
+        grad = np.where((out <= p0) | (out >= p1), 0.0, g)
+    elif name == "leaky_relu":  # p0 = negative_slope >= 0
+        grad = np.where(out > 0, g, g * p0)
     elif name == "sigmoid":
         grad = g * out * (1.0 - out)
     else:  # tanh

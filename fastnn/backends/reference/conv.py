@@ -42,7 +42,16 @@ def _window(geom2d, i: int, j: int) -> tuple[slice, slice]:
     )
 
 
-def _conv_forward(x, w, b, geom: ConvGeometry, algo: str):
+def _activate(name: str | None, u: np.ndarray) -> np.ndarray:
+    """The fused activation: relu max(u, 0), relu6 min(max(u, 0), 6); NaN stays NaN."""
+    if name == "relu":
+        return np.maximum(u, 0.0)
+    if name == "relu6":
+        return np.minimum(np.maximum(u, 0.0), 6.0)
+    return u
+
+
+def _conv_forward(x, w, b, geom: ConvGeometry, algo: str, activation: str | None = None):
     g2 = _as_2d(geom)
     _, (kh, kw), _, _, ((pt, pb), (pl, pr)), (ho, wo) = g2
     n, groups = geom.batch, geom.groups
@@ -60,7 +69,7 @@ def _conv_forward(x, w, b, geom: ConvGeometry, algo: str):
                 out[:, co] += np.einsum("nchw,kc->nkhw", patch, w4[co, :, i, j])
     if b is not None:
         out += f64(b)[None, :, None, None]
-    return finish(out.reshape(geom.output_shape), x.dtype)
+    return finish(_activate(activation, out).reshape(geom.output_shape), x.dtype)
 
 
 def _conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):

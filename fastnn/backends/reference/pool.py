@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn._adaptive import AdaptiveGeometry, window_bounds
 from fastnn._args import PoolGeometry
 from fastnn.backends.reference._util import f64, finish, reference
 
@@ -130,3 +131,87 @@ for _nd in (1, 2):
     reference(f"max_pool{_nd}d_backward")(_max_pool_backward)
     reference(f"avg_pool{_nd}d")(_avg_pool)
     reference(f"avg_pool{_nd}d_backward")(_avg_pool_backward)
+
+
+# ---------------------------------------------------------------------------------------
+# Adaptive pooling: window i of an axis covers [floor(i * In / Out), ceil((i+1) In / Out))
+# ---------------------------------------------------------------------------------------
+
+
+def _adaptive_windows(geom: AdaptiveGeometry):
+    """Every output window (oh, ow) with its rows and columns, as slices."""
+    h, w, ho, wo = geom.plane
+    (h0, h1), (w0, w1) = window_bounds(h, ho), window_bounds(w, wo)
+    for i in range(ho):
+        for j in range(wo):
+            yield i, j, slice(int(h0[i]), int(h1[i])), slice(int(w0[j]), int(w1[j]))
+
+
+def _adaptive_avg_pool(x, geom: AdaptiveGeometry):
+    h, w, ho, wo = geom.plane
+    xs = f64(x).reshape(geom.planes, h, w)
+    out = np.empty((geom.planes, ho, wo))
+    with np.errstate(invalid="ignore"):  # inf - inf in a window is NaN, as in PyTorch
+        for i, j, rows, cols in _adaptive_windows(geom):
+            out[:, i, j] = xs[:, rows, cols].mean(axis=(1, 2))
+    return finish(out.reshape(geom.output_shape), x.dtype)
+
+
+def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
+    h, w, ho, wo = geom.plane
+    g = f64(gy).reshape(geom.planes, ho, wo)
+    gx = np.zeros((geom.planes, h, w))
+    for i, j, rows, cols in _adaptive_windows(geom):
+        count = (rows.stop - rows.start) * (cols.stop - cols.start)
+        gx[:, rows, cols] += (g[:, i, j] / count)[:, None, None]
+    return finish(gx.reshape(geom.input_shape), gy.dtype)
+
+
+def _adaptive_max_scan(x, geom: AdaptiveGeometry):
+    """(max values, flat indices) (planes, Ho, Wo): each window scanned in row-major
+    order from its first element, taking a later one when larger or NaN."""
+    h, w, ho, wo = geom.plane
+    xs = f64(x).reshape(geom.planes, h * w)
+    where = np.arange(h * w).reshape(h, w)
+    best = np.empty((geom.planes, ho, wo))
+    index = np.empty((geom.planes, ho, wo), dtype=np.int64)
+    for i, j, rows, cols in _adaptive_windows(geom):
+        taps = where[rows, cols].reshape(-1)
+        b = xs[:, taps[0]].copy()
+        k = np.full(geom.planes, taps[0], dtype=np.int64)
+        for t in taps[1:]:
+            v = xs[:, t]
+            take = (v > b) | np.isnan(v)
+            b = np.where(take, v, b)
+            k = np.where(take, t, k)
+        best[:, i, j], index[:, i, j] = b, k
+    return best, index
+
+
+def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
+    best, index = _adaptive_max_scan(x, geom)
+    out = finish(best.reshape(geom.output_shape), x.dtype)
+    if return_indices:
+        return out, np.ascontiguousarray(index.reshape(geom.output_shape))
+    return out
+
+
+def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
+    if indices is None:
+        _, index = _adaptive_max_scan(x, geom)
+    else:
+        index = np.asarray(indices, dtype=np.int64)
+    h, w, ho, wo = geom.plane
+    gx = np.zeros((geom.planes, h * w))
+    rows = np.arange(geom.planes)[:, None]
+    # repeated argmaxes (overlapping windows) add up
+    np.add.at(gx, (rows, index.reshape(geom.planes, ho * wo)), f64(gy).reshape(-1, ho * wo))
+    return finish(gx.reshape(geom.input_shape), gy.dtype)
+
+
+reference("adaptive_avg_pool1d")(_adaptive_avg_pool)
+reference("adaptive_avg_pool2d")(_adaptive_avg_pool)
+reference("adaptive_avg_pool1d_backward")(_adaptive_avg_pool_backward)
+reference("adaptive_avg_pool2d_backward")(_adaptive_avg_pool_backward)
+reference("adaptive_max_pool2d")(_adaptive_max_pool)
+reference("adaptive_max_pool2d_backward")(_adaptive_max_pool_backward)

@@ -1,0 +1,114 @@
+# Dropout (forward, backward) and the fused residual add act(a + b), float32 and float64.
+#
+# The loops are those of dropout_add.h (vectorised, AVX2 chosen at run time); this module
+# takes flat C-contiguous arrays that the Python wrapper (fastnn/backends/cpu/
+# regularization.py) allocates and validates, and splits them into one contiguous chunk
+# per OpenMP thread with the GIL released.  Dropout's random words depend only on (seed,
+# element index), so the split does not change the mask.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+cdef extern from "dropout_add.h" nogil:
+    int FNN_ADD_IDENTITY, FNN_ADD_RELU, FNN_ADD_RELU6
+    void fnn_dropout_f32(const float* x, float* y, uint8_t* mask, Py_ssize_t n,
+                         uint64_t first, uint64_t seed, uint32_t threshold, float scale)
+    void fnn_dropout_f64(const double* x, double* y, uint8_t* mask, Py_ssize_t n,
+                         uint64_t first, uint64_t seed, uint32_t threshold, double scale)
+    void fnn_dropout_backward_f32(const float* g, const uint8_t* mask, float* out,
+                                  Py_ssize_t n, float scale)
+    void fnn_dropout_backward_f64(const double* g, const uint8_t* mask, double* out,
+                                  Py_ssize_t n, double scale)
+    void fnn_add_f32(int act, const float* a, const float* b, float* y, Py_ssize_t n)
+    void fnn_add_f64(int act, const double* a, const double* b, double* y, Py_ssize_t n)
+
+# Activation codes of add, for the Python wrapper.
+ADD_CODES = {None: FNN_ADD_IDENTITY, "relu": FNN_ADD_RELU, "relu6": FNN_ADD_RELU6}
+
+# Elements per thread below which waking another thread costs more than it saves.
+cdef Py_ssize_t PER_THREAD = 1 << 16
+
+
+cdef inline int _chunks(Py_ssize_t n, int num_threads) noexcept nogil:
+    cdef Py_ssize_t c = n // PER_THREAD
+    if c < 1:
+        return 1
+    return <int>c if c < num_threads else num_threads
+
+
+cdef inline Py_ssize_t _split(Py_ssize_t n, int c, int chunks) noexcept nogil:
+    return n * c // chunks
+
+
+cdef void _dropout_run(const floating* x, floating* y, uint8_t* mask, Py_ssize_t lo,
+                       Py_ssize_t hi, uint64_t seed, uint32_t threshold,
+                       floating scale) noexcept nogil:
+    if floating is float:
+        fnn_dropout_f32(x + lo, y + lo, mask + lo, hi - lo, lo, seed, threshold, scale)
+    else:
+        fnn_dropout_f64(x + lo, y + lo, mask + lo, hi - lo, lo, seed, threshold, scale)
+
+
+def dropout(const floating[::1] x, floating[::1] y, uint8_t[::1] mask, uint64_t seed,
+            uint32_t threshold, double scale, int num_threads):
+    """y = x * keep * scale and mask = keep, keep from the counter-based stream."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int c, chunks = _chunks(n, num_threads)
+    cdef floating s = <floating>scale
+    if n == 0:
+        return
+    if chunks == 1:
+        with nogil:
+            _dropout_run(&x[0], &y[0], &mask[0], 0, n, seed, threshold, s)
+        return
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        _dropout_run(&x[0], &y[0], &mask[0], _split(n, c, chunks), _split(n, c + 1, chunks),
+                     seed, threshold, s)
+
+
+cdef void _backward_run(const floating* g, const uint8_t* mask, floating* out, Py_ssize_t lo,
+                        Py_ssize_t hi, floating scale) noexcept nogil:
+    if floating is float:
+        fnn_dropout_backward_f32(g + lo, mask + lo, out + lo, hi - lo, scale)
+    else:
+        fnn_dropout_backward_f64(g + lo, mask + lo, out + lo, hi - lo, scale)
+
+
+def dropout_backward(const floating[::1] g, const uint8_t[::1] mask, floating[::1] out,
+                     double scale, int num_threads):
+    """out = g * [mask != 0] * scale."""
+    cdef Py_ssize_t n = g.shape[0]
+    cdef int c, chunks = _chunks(n, num_threads)
+    cdef floating s = <floating>scale
+    if n == 0:
+        return
+    if chunks == 1:
+        with nogil:
+            _backward_run(&g[0], &mask[0], &out[0], 0, n, s)
+        return
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        _backward_run(&g[0], &mask[0], &out[0], _split(n, c, chunks),
+                      _split(n, c + 1, chunks), s)
+
+
+cdef void _add_run(int act, const floating* a, const floating* b, floating* y, Py_ssize_t lo,
+                   Py_ssize_t hi) noexcept nogil:
+    if floating is float:
+        fnn_add_f32(act, a + lo, b + lo, y + lo, hi - lo)
+    else:
+        fnn_add_f64(act, a + lo, b + lo, y + lo, hi - lo)
+
+
+def add(int act, const floating[::1] a, const floating[::1] b, floating[::1] y,
+        int num_threads):
+    """y = act(a + b) (act: a code of ADD_CODES)."""
+    cdef Py_ssize_t n = a.shape[0]
+    cdef int c, chunks = _chunks(n, num_threads)
+    if n == 0:
+        return
+    if chunks == 1:
+        with nogil:
+            _add_run(act, &a[0], &b[0], &y[0], 0, n)
+        return
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        _add_run(act, &a[0], &b[0], &y[0], _split(n, c, chunks), _split(n, c + 1, chunks))
