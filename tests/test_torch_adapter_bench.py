@@ -19,8 +19,8 @@ SCRIPT = Path(__file__).parents[1] / "bench" / "scripts" / "torch_patch.py"
 
 
 def test_torch_patch_benchmark_smoke(monkeypatch, capsys):
-    argv = [str(SCRIPT), "--models", "lenet", "--lenet-batch", "4", "--threads", "1"]
-    argv += ["--rounds", "1", "--min-seconds", "0.01"]
+    argv = [str(SCRIPT), "--models", "lenet", "--batch", "4", "--threads", "1"]
+    argv += ["--repeats", "1", "--budget", "0.01", "--shares"]
     monkeypatch.setattr(sys, "argv", argv)
     threads = fastnn.get_num_threads()
     try:
@@ -28,7 +28,8 @@ def test_torch_patch_benchmark_smoke(monkeypatch, capsys):
     finally:
         fastnn.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert "swapped 11 layer(s)" in out
-    assert "fastnn kernels in place: conv2d=" in out
+    assert "12 layer(s) swapped to fastnn, 0 left alone (100% of leaf layers)" in out
+    for mode in ("infer:", "train step:", "fused inference:", "forward time per layer type"):
+        assert mode in out
     table = out.split("| model |")[1]
-    assert "| lenet |" in table
+    assert "| lenet | 12/12 |" in table and "| geomean |" in table

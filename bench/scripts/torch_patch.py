@@ -1,45 +1,50 @@
-"""Torch models with and without ``fastnn.torch.patch``: forward + backward time.
+"""Whole torch models with and without ``fastnn.torch.patch``: inference, training step,
+and inference with ``fuse=True``.
 
-    env -u OPENBLAS_CORETYPE python bench/scripts/torch_patch.py [--device cpu|cuda]
-        [--threads 2] [--rounds 5] [--min-seconds 0.3] [--dtype float32]
-        [--models lenet,resnet-block] [--lenet-batch 128] [--block-batch 16]
+    env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/torch_patch.py \\
+        [--models resnet18,mobilenet_v2,vgg11,squeezenet1_1,resnet50] [--batch 8]
+        [--size 224] [--threads 2] [--modes infer,train,fused] [--budget 2] [--repeats 5]
+        [--shares] [--dtype float32]
 
-Two models, each deep-copied so that both versions start from the same weights:
+Models are torchvision's own definitions (``pip install --no-deps torchvision==0.28.0``;
+its compiled extension does not load against the CPU torch build, and the model files do
+not need it: its meta registrations are stubbed out before the import), plus "lenet"
+(LeNet-5, 32x32 input) which needs no torchvision.  Each model is deep-copied so both
+versions start from the same weights; random inputs, seeded.
 
-- LeNet-5 (32x32 input, batch 128): conv-relu-pool twice, three linear layers; the loss
-  is torch's cross-entropy.
-- A ResNet basic block (64 channels, 56x56, batch 16): conv3x3-BN-ReLU-conv3x3-BN, plus
-  the identity, ReLU; the "loss" is the mean of the output.  Batch norm stays in torch
-  (fastnn has no drop-in for it); the convolutions and ReLUs run on fastnn.
+- infer: ``model.eval()`` forward under ``torch.no_grad()``, torch vs patched.
+- train: ``model.train()``, zero_grad + forward + cross-entropy + backward.
+- fused: eval forward of ``patch(model, fuse=True)`` against torch with its own batch norm
+  folded (``torch.nn.utils.fusion.fuse_conv_bn_eval``), so the comparison is honest; the
+  table also gives fused vs unfused torch.
 
-A step is forward, loss, backward, gradients cleared.  Rounds alternate torch and the
-patched copy (each timed over ``--min-seconds``) so that machine noise hits both alike;
-the table shows medians and the ratio torch / patched (> 1: the patch is faster).  Before
-timing, one step of each is compared (loss and gradients).  ``--device cuda`` runs on the
-GPU when there is one (the patched layers need CuPy there, or they fall back to torch).
+Times are medians of fastnn.bench.timing's interleaved, seeded-order blocks (the same
+timing as every fastnn benchmark); x = torch / fastnn (> 1: the patch is faster).  Before
+timing, outputs (and, for training, every parameter's gradient, with dropout off since the
+two libraries draw different masks) are compared; in float32 the gradients of deep
+batch-normed nets differ by ~1e-2 between any two implementations (float64: ~1e-10).
+``--shares`` adds each model's forward time per layer type (torch vs patched, measured
+with forward hooks on the leaf layers), to see where the time goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
+import math
 import time
-from collections.abc import Callable
-
-from threadpoolctl import threadpool_limits
+from collections import defaultdict
 
 import fastnn
-from fastnn._dispatch import resolve
+from fastnn._machine import cpu_model
+from fastnn.bench.timing import TimingPlan, measure
+from fastnn.bench.torchvision_models import torchvision_models
 
-OPS = [
-    "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "relu",
-    "activation_backward", "linear", "linear_backward",
-]  # fmt: skip
+MODELS = ("resnet18", "mobilenet_v2", "vgg11", "squeezenet1_1", "resnet50")
 
 
 def lenet(nn):
-    """LeNet-5 as in bench/scripts/lenet_step.py (32x32 single-channel input)."""
+    """LeNet-5 (32x32 single-channel input), as in bench/scripts/lenet_step.py."""
     return nn.Sequential(
         nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -47,149 +52,239 @@ def lenet(nn):
     )  # fmt: skip
 
 
-def basic_block(torch, channels: int = 64):
-    """ResNet's basic block with an identity shortcut."""
-    nn = torch.nn
-
-    class BasicBlock(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(channels)
-            self.relu1 = nn.ReLU()
-            self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(channels)
-            self.relu2 = nn.ReLU()
-
-        def forward(self, x):
-            out = self.relu1(self.bn1(self.conv1(x)))
-            return self.relu2(self.bn2(self.conv2(out)) + x)
-
-    return BasicBlock()
+def build(name: str, torch):
+    """(model, input shape) for a model name."""
+    if name == "lenet":
+        return lenet(torch.nn), (1, 32, 32)
+    return getattr(torchvision_models(), name)(), (3, None, None)
 
 
-def per_call(fn: Callable[[], object], min_seconds: float, sync: Callable[[], None]) -> float:
-    """Seconds per call, averaged over as many calls as fit in ``min_seconds``."""
-    fn()
-    sync()
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()
-        sync()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return elapsed / calls
+def torch_fold(model, torch):
+    """torch's own inference fusion: every conv + batch norm pair folded with
+    torch.nn.utils.fusion.fuse_conv_bn_eval (the batch norm becomes an Identity)."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from fastnn.torch._fuse import TRIPLES
+
+    for parent in list(model.modules()):
+        pairs = []
+        cls = type(parent)
+        for conv, bn, _ in TRIPLES.get((cls.__module__, cls.__name__), ()):
+            if bn is not None:
+                pairs.append((conv, bn))
+        if isinstance(parent, nn.Sequential):
+            names = [n for n, _ in parent.named_children()]
+            for a, b in zip(names, names[1:]):
+                if isinstance(parent.get_submodule(a), nn.Conv2d) and isinstance(
+                    parent.get_submodule(b), nn.BatchNorm2d
+                ):
+                    pairs.append((a, b))
+        for conv_name, bn_name in pairs:
+            conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+            setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(parent, bn_name, nn.Identity())
+    return model
 
 
-def make_step(model, x, loss_fn):
-    """forward + loss + backward, gradients cleared first; returns the loss tensor."""
-
-    def step():
-        model.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x))
-        loss.backward()
-        return loss
-
-    return step
+def _relative(a, b) -> float:
+    scale = float(b.abs().max()) or 1.0
+    return float((a - b).abs().max()) / scale
 
 
-def compare(original, patched, step_original, step_patched) -> str:
-    """One step of each from the same weights: loss and largest gradient difference."""
-    a, b = step_original().item(), step_patched().item()
-    worst = max(
-        float((p.grad - q.grad).abs().max() / (q.grad.abs().max() + 1e-30))
-        for p, q in zip(patched.parameters(), original.parameters())
-    )
-    return (
-        f"loss {b:.6g} (patched) vs {a:.6g} (torch); largest gradient difference "
-        f"{worst:.1e} (relative to the gradient's largest entry)"
-    )
+def _grad_difference(patched, original) -> float:
+    worst = 0.0
+    floor = max(float(p.grad.abs().max()) for p in original.parameters() if p.grad is not None)
+    for p, q in zip(patched.parameters(), original.parameters()):
+        if q.grad is None:
+            continue
+        scale = max(float(q.grad.abs().max()), floor * 1e-3)
+        worst = max(worst, float((p.grad - q.grad).abs().max()) / scale)
+    return worst
 
 
-def run_model(name, model, x, loss_fn, args, sync):
+def layer_shares(model, x, torch, runs: int = 3) -> dict[str, float]:
+    """Forward seconds per leaf layer type (best of ``runs`` forwards), via hooks."""
+    totals: dict[str, float] = defaultdict(float)
+    starts: dict[int, float] = {}
+    handles = []
+    for layer in model.modules():
+        if next(layer.children(), None) is not None:
+            continue
+
+        def pre(mod, _inputs):
+            starts[id(mod)] = time.perf_counter()
+
+        def post(mod, _inputs, _output):
+            totals[type(mod).__name__] += time.perf_counter() - starts.pop(id(mod))
+
+        handles += [layer.register_forward_pre_hook(pre), layer.register_forward_hook(post)]
+    best: dict[str, float] = {}
+    try:
+        with torch.no_grad():
+            for _ in range(runs):
+                totals.clear()
+                model(x)
+                if not best or sum(totals.values()) < sum(best.values()):
+                    best = dict(totals)
+    finally:
+        for h in handles:
+            h.remove()
+    return best
+
+
+def _print_shares(name: str, original, patched, x, torch) -> None:
+    theirs, ours = layer_shares(original, x, torch), layer_shares(patched, x, torch)
+    total_t, total_f = sum(theirs.values()), sum(ours.values())
+    print(f"\n{name}: forward time per layer type (leaf layers; eval mode)")
+    print("| layer type | torch ms | share | fastnn ms | share | x |")
+    print("|---|---|---|---|---|---|")
+    for kind in sorted(theirs, key=theirs.get, reverse=True):
+        t, f = theirs[kind], ours.get(kind, math.nan)
+        print(
+            f"| {kind} | {t * 1e3:.2f} | {t / total_t:.0%} | {f * 1e3:.2f} | "
+            f"{f / total_f:.0%} | {t / f:.2f} |"
+        )
+    print(f"| total (leaves) | {total_t * 1e3:.2f} | | {total_f * 1e3:.2f} | | |")
+
+
+def run_model(name, args, torch, plan, results):
     import fastnn.torch as ft
 
+    dtype = getattr(torch, args.dtype)
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model, shape = build(name, torch)
+    c, h, w = shape
+    size = args.size if h is None else h
+    x = torch.randn(args.batch, c, size, size if w is None else w, generator=gen).to(dtype)
+    model = model.to(dtype)
     patched = copy.deepcopy(model)
     report = ft.patch(patched)
-    swapped = ", ".join(f"{e.name}:{e.layer}" for e in report.swapped)
-    print(f"\n{name}: input {tuple(x.shape)}, swapped {len(report.swapped)} layer(s) ({swapped})")
-    step_original = make_step(model, x, loss_fn)
-    step_patched = make_step(patched, x, loss_fn)
-    print("  check: " + compare(model, patched, step_original, step_patched))
-    times: dict[str, list[float]] = {"torch": [], "patched": []}
-    for _ in range(args.rounds):
-        times["torch"].append(per_call(step_original, args.min_seconds, sync))
-        times["patched"].append(per_call(step_patched, args.min_seconds, sync))
-    theirs, ours = (statistics.median(times[k]) for k in ("torch", "patched"))
-    ratios = [t / p for t, p in zip(times["torch"], times["patched"])]
-    print(f"  {'torch':<16}{theirs * 1e3:9.2f} ms")
-    print(f"  {'fastnn patched':<16}{ours * 1e3:9.2f} ms")
-    print(
-        f"  torch / patched = {theirs / ours:.2f}x  (per-round {min(ratios):.2f}-{max(ratios):.2f})"
-    )
-    return name, theirs, ours
+    print(f"\n{name}: input {tuple(x.shape)}; {report.summary()}", flush=True)
+    with torch.no_grad():
+        classes = model.eval()(x).shape[1]
+    target = torch.randint(0, classes, (args.batch,), generator=gen)
+
+    def forward(m):
+        def run():
+            with torch.no_grad():
+                return m(x)
+
+        return run
+
+    def step(m):
+        def run():
+            m.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(m(x), target)
+            loss.backward()
+            return loss
+
+        return run
+
+    row = {
+        "model": name,
+        "swapped": f"{len(report.swapped)}/{len(report.swapped) + len(report.left_alone)}",
+    }
+    if "infer" in args.modes:
+        model.eval(), patched.eval()
+        diff = _relative(forward(patched)(), forward(model)())
+        m = measure({"torch": forward(model), "fastnn": forward(patched)}, plan)
+        row["infer"] = (m["torch"].median, m["fastnn"].median)
+        print(
+            f"  infer: torch {m['torch'].median * 1e3:.1f} ms, patched "
+            f"{m['fastnn'].median * 1e3:.1f} ms ({m['torch'].median / m['fastnn'].median:.2f}x); "
+            f"output difference {diff:.1e}",
+            flush=True,
+        )
+        if args.shares:
+            _print_shares(name, model, patched, x, torch)
+    if "train" in args.modes:
+        model.train(), patched.train()
+        a, b = copy.deepcopy(model), copy.deepcopy(patched)
+        for layer in [*a.modules(), *b.modules()]:  # the libraries draw different masks
+            if isinstance(layer, torch.nn.Dropout):
+                layer.eval()
+        step(b)(), step(a)()
+        diff = _grad_difference(b, a)
+        m = measure({"torch": step(model), "fastnn": step(patched)}, plan)
+        row["train"] = (m["torch"].median, m["fastnn"].median)
+        print(
+            f"  train step: torch {m['torch'].median * 1e3:.1f} ms, patched "
+            f"{m['fastnn'].median * 1e3:.1f} ms ({m['torch'].median / m['fastnn'].median:.2f}x); "
+            f"largest gradient difference {diff:.1e} (relative, per tensor)",
+            flush=True,
+        )
+    if "fused" in args.modes:
+        model.eval()
+        fused = copy.deepcopy(model).eval()
+        ft.patch(fused, fuse=True)
+        folded = torch_fold(copy.deepcopy(model).eval(), torch)
+        diff = _relative(forward(fused)(), forward(model)())
+        m = measure(
+            {"torch": forward(model), "torch folded": forward(folded), "fastnn": forward(fused)},
+            plan,
+        )
+        row["fused"] = (m["torch folded"].median, m["fastnn"].median)
+        row["fused_vs_unfolded"] = (m["torch"].median, m["fastnn"].median)
+        t, tf, f = (m[k].median for k in ("torch", "torch folded", "fastnn"))
+        print(
+            f"  fused inference: torch {t * 1e3:.1f} ms, torch folded {tf * 1e3:.1f} ms, "
+            f"fastnn fused {f * 1e3:.1f} ms ({tf / f:.2f}x torch folded, {t / f:.2f}x torch); "
+            f"output difference {diff:.1e}",
+            flush=True,
+        )
+    results.append(row)
 
 
-def _backend(op: str) -> str:
-    module = resolve(op, "numpy").__module__
-    return module.split(".")[2] if module.startswith("fastnn.backends.") else module
+def _summary(results, modes) -> None:
+    cols = [
+        m for m in ("infer", "train", "fused", "fused_vs_unfolded") if any(m in r for r in results)
+    ]
+    print("\n| model | leaf layers swapped | " + " | ".join(f"{c} x" for c in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    logs = defaultdict(list)
+    for r in results:
+        cells = []
+        for c in cols:
+            if c in r:
+                t, f = r[c]
+                cells.append(f"{t / f:.2f}x")
+                logs[c].append(math.log(t / f))
+            else:
+                cells.append("-")
+        print(f"| {r['model']} | {r['swapped']} | " + " | ".join(cells) + " |")
+    geo = [f"{math.exp(sum(logs[c]) / len(logs[c])):.2f}x" if logs[c] else "-" for c in cols]
+    print("| geomean | | " + " | ".join(geo) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--min-seconds", type=float, default=0.3)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--models", default="lenet,resnet-block")
-    parser.add_argument("--lenet-batch", type=int, default=128)
-    parser.add_argument("--block-batch", type=int, default=16)
+    parser.add_argument("--modes", default="infer,train,fused")
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per impl, at most")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--shares", action="store_true", help="forward time per layer type")
     args = parser.parse_args()
+    args.modes = args.modes.split(",")
 
     import torch
 
     torch.set_num_threads(args.threads)
     fastnn.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no GPU")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
+    plan = TimingPlan(budget=args.budget, repeats=args.repeats, min_runs=2)
     print(
-        f"torch {torch.__version__}, fastnn {fastnn.__version__}; {args.device}, {args.dtype}, "
-        f"{args.threads} thread(s), median of {args.rounds} rounds"
+        f"torch {torch.__version__}, fastnn {fastnn.__version__}; {args.dtype}, batch "
+        f"{args.batch}, {args.threads} thread(s), {cpu_model()}; medians; x = torch / fastnn"
     )
-    if device.type == "cpu":
-        print("fastnn kernels in place: " + ", ".join(f"{op}={_backend(op)}" for op in OPS))
-    generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    results = []
-    with threadpool_limits(args.threads):
-        for name in args.models.split(","):
-            if name == "lenet":
-                model = lenet(torch.nn).to(device, dtype)
-                x = torch.randn(args.lenet_batch, 1, 32, 32, generator=generator)
-                y = torch.randint(0, 10, (args.lenet_batch,), generator=generator).to(device)
-
-                def loss_fn(out, y=y):
-                    return torch.nn.functional.cross_entropy(out, y)
-
-            elif name == "resnet-block":
-                model = basic_block(torch).to(device, dtype)
-                x = torch.randn(args.block_batch, 64, 56, 56, generator=generator)
-                loss_fn = torch.Tensor.mean
-            else:
-                parser.error(f"unknown model {name!r}; expected lenet or resnet-block")
-            x = x.to(device, dtype)
-            results.append(run_model(name, model, x, loss_fn, args, sync))
-
-    print("\n| model | torch (ms) | fastnn patched (ms) | torch / patched |")
-    print("|---|---|---|---|")
-    for name, theirs, ours in results:
-        print(f"| {name} | {theirs * 1e3:.2f} | {ours * 1e3:.2f} | {theirs / ours:.2f}x |")
+    results: list[dict] = []
+    for name in args.models.split(","):
+        run_model(name, args, torch, plan, results)
+    _summary(results, args.modes)
 
 
 if __name__ == "__main__":

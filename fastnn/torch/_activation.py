@@ -1,4 +1,6 @@
-"""relu, sigmoid, tanh, softmax and log_softmax on torch tensors, run by fastnn.
+"""relu, sigmoid, tanh, softmax and log_softmax on torch tensors, run by fastnn (and,
+from ``_activation_extra``, hardtanh, relu6, leaky_relu, silu, gelu and the in-place
+variants: ``relu(input, inplace=True)`` runs fastnn's kernel into the tensor's memory).
 
 Each backward works from the forward *output* (fastnn's ``activation_backward``,
 ``softmax_backward``, ``log_softmax_backward``), so only the output is saved.  Same three
@@ -14,14 +16,27 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import fastnn
+from fastnn.torch._activation_extra import (
+    gelu,
+    hardtanh,
+    inplace_relu,
+    leaky_relu,
+    relu6,
+    silu,
+)
 from fastnn.torch._bridge import device_scope, to_array, to_tensor
 
 __all__ = [
     "ActivationFunction",
     "SoftmaxFunction",
+    "gelu",
+    "hardtanh",
+    "leaky_relu",
     "log_softmax",
     "relu",
+    "relu6",
     "sigmoid",
+    "silu",
     "softmax",
     "tanh",
 ]
@@ -191,8 +206,15 @@ def _activation(name: str, input: torch.Tensor) -> torch.Tensor:
     return ActivationFunction.apply(name, input)
 
 
-def relu(input: torch.Tensor) -> torch.Tensor:
-    """``torch.nn.functional.relu`` run by fastnn (NaN stays NaN; not in place)."""
+def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``torch.nn.functional.relu`` run by fastnn (NaN stays NaN).  ``inplace=True``
+    writes the result into ``input`` and returns it, with torch's autograd checks: a
+    leaf that requires grad raises, and so does the backward of an op that saved
+    ``input`` before it was overwritten."""
+    if inplace is True:
+        return inplace_relu(input)
+    if inplace is not False:
+        raise TypeError(f"fastnn.torch.relu: inplace must be a bool, got {inplace!r}")
     return _activation("relu", input)
 
 

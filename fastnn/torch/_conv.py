@@ -5,7 +5,9 @@ Three layers, the same in every family module of this package:
 1. ``conv_forward`` / ``conv_backward`` take and return tensors and call fastnn's public ops on
    zero-copy views of them (``fastnn.torch._bridge``).
 2. ``ConvFunction`` (a ``torch.autograd.Function``) runs them in eager mode; its backward
-   asks only for the gradients autograd needs (``output_mask``).
+   asks only for the gradients autograd needs (``output_mask``).  With a fused
+   ``activation`` ("relu", "relu6") the forward output is saved too, and the gradient
+   passes through the activation (from that output) before the convolution's backward.
 3. The custom ops ``torch.ops.fastnn.conv1d`` / ``conv2d`` (and ``*_backward``) run them
    under ``torch.compile``: opaque to the compiler, with fake implementations for shapes
    and an autograd formula made of the backward op.
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 import fastnn
+from fastnn.ops import activation as _activation_ops
 from fastnn.torch._bridge import device_scope, optional_array, to_array, to_tensor
 from fastnn.torch._params import conv_padding, int_list
 
@@ -30,10 +33,17 @@ __all__ = ["ConvFunction", "conv1d", "conv2d"]
 _FORWARD = {1: fastnn.conv1d, 2: fastnn.conv2d}
 _BACKWARD = {1: fastnn.conv1d_backward, 2: fastnn.conv2d_backward}
 _TORCH = {1: F.conv1d, 2: F.conv2d}
+#: The activations a convolution fuses.
+ACTIVATIONS = (None, "relu", "relu6")
+#: The activations fastnn.activation_backward takes (relu6 joined relu later).
+_FASTNN_BACKWARD = frozenset(getattr(_activation_ops, "BACKWARD_NAMES", ("relu",)))
 
 
-def conv_forward(nd, input, weight, bias, stride, padding, dilation, groups, algo) -> torch.Tensor:
-    """fastnn's conv{nd}d on tensors; ``padding`` is a list of ints, "same" or "valid"."""
+def conv_forward(
+    nd, input, weight, bias, stride, padding, dilation, groups, algo, activation=None
+) -> torch.Tensor:
+    """fastnn's conv{nd}d on tensors; ``padding`` is a list of ints, "same" or "valid";
+    ``activation`` (None, "relu", "relu6") is fused into the convolution's output."""
     op = f"fastnn.torch.conv{nd}d"
     with device_scope(input):
         y = _FORWARD[nd](
@@ -45,8 +55,28 @@ def conv_forward(nd, input, weight, bias, stride, padding, dilation, groups, alg
             dilation,
             groups,
             algo=algo,
+            activation=activation,
         )
         return to_tensor(y)
+
+
+def activation_grad(activation: str | None, grad_output: torch.Tensor, output: torch.Tensor):
+    """d loss / d (conv + bias) from d loss / d output, written with the forward OUTPUT y,
+    as PyTorch's backward: relu passes the gradient where y > 0, relu6 where 0 < y < 6
+    (fastnn's activation_backward; relu6 as torch ops where this fastnn lacks it); both
+    pass it where y is NaN, as torch's threshold_backward and hardtanh_backward do."""
+    if activation is None:
+        return grad_output
+    if activation == "relu" or activation in _FASTNN_BACKWARD:
+        op = "fastnn.torch.conv activation backward"
+        with device_scope(output):
+            g = fastnn.activation_backward(
+                activation,
+                to_array(op, "grad_output", grad_output),
+                to_array(op, "output", output),
+            )
+            return to_tensor(g)
+    return torch.where((output <= 0) | (output >= 6), 0, grad_output)
 
 
 def conv_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, algo, mask):
@@ -70,26 +100,30 @@ def conv_backward(nd, grad_output, input, weight, stride, padding, dilation, gro
 
 class ConvFunction(torch.autograd.Function):
     """Autograd for ``conv_forward``/``conv_backward``: ``apply(nd, input, weight, bias, stride,
-    padding, dilation, groups, algo)``."""
+    padding, dilation, groups, algo, activation)``."""
 
     @staticmethod
-    def forward(ctx, nd, input, weight, bias, stride, padding, dilation, groups, algo):
-        ctx.save_for_backward(input, weight)
-        ctx.params = (nd, stride, padding, dilation, groups, algo)
-        return conv_forward(nd, input, weight, bias, stride, padding, dilation, groups, algo)
+    def forward(ctx, nd, input, weight, bias, stride, padding, dilation, groups, algo, activation):
+        y = conv_forward(
+            nd, input, weight, bias, stride, padding, dilation, groups, algo, activation
+        )
+        ctx.save_for_backward(input, weight, y if activation is not None else None)
+        ctx.params = (nd, stride, padding, dilation, groups, algo, activation)
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
-        nd, stride, padding, dilation, groups, algo = ctx.params
+        input, weight, output = ctx.saved_tensors
+        nd, stride, padding, dilation, groups, algo, activation = ctx.params
         mask = ctx.needs_input_grad[1:4]
         grads = (None, None, None)
         if any(mask):
+            gy = activation_grad(activation, grad_output, output)
             grads = conv_backward(
-                nd, grad_output, input, weight, stride, padding, dilation, groups, algo, mask
+                nd, gy, input, weight, stride, padding, dilation, groups, algo, mask
             )
-        return (None, *grads, None, None, None, None, None)
+        return (None, *grads, None, None, None, None, None, None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -105,24 +139,32 @@ def _register(nd: int) -> Any:
     order, as a list."""
     name = f"fastnn::conv{nd}d"
 
-    def run_forward(input, weight, bias, stride, padding, padding_name, dilation, groups, algo):
+    def run_forward(
+        input, weight, bias, stride, padding, padding_name, dilation, groups, algo,
+        activation=None,
+    ):  # fmt: skip
         pad = padding_name or padding
-        return conv_forward(nd, input, weight, bias, stride, pad, dilation, groups, algo)
+        return conv_forward(
+            nd, input, weight, bias, stride, pad, dilation, groups, algo, activation
+        )
 
     def run_backward(
-        grad_output, input, weight, stride, padding, padding_name, dilation, groups, algo, mask
-    ):
+        grad_output, input, weight, stride, padding, padding_name, dilation, groups, algo, mask,
+        output=None, activation=None,
+    ):  # fmt: skip
         pad = padding_name or padding
-        grads = conv_backward(
-            nd, grad_output, input, weight, stride, pad, dilation, groups, algo, mask
-        )
+        gy = activation_grad(activation, grad_output, output)
+        grads = conv_backward(nd, gy, input, weight, stride, pad, dilation, groups, algo, mask)
         return [g for g in grads if g is not None]
 
     forward_op = torch.library.custom_op(
         name,
         run_forward,
         mutates_args=(),
-        schema=f"(Tensor input, Tensor weight, Tensor? bias, {_SIGNATURE}) -> Tensor",
+        schema=(
+            f"(Tensor input, Tensor weight, Tensor? bias, {_SIGNATURE}, "
+            "str? activation=None) -> Tensor"
+        ),
     )
     backward_op = torch.library.custom_op(
         f"{name}_backward",
@@ -130,33 +172,43 @@ def _register(nd: int) -> Any:
         mutates_args=(),
         schema=(
             f"(Tensor grad_output, Tensor input, Tensor weight, {_SIGNATURE}, "
-            "bool[] output_mask) -> Tensor[]"
+            "bool[] output_mask, Tensor? output=None, str? activation=None) -> Tensor[]"
         ),
     )
 
     @forward_op.register_fake
-    def _(input, weight, bias, stride, padding, padding_name, dilation, groups, algo):
+    def _(
+        input, weight, bias, stride, padding, padding_name, dilation, groups, algo,
+        activation=None,
+    ):  # fmt: skip
         pad = padding_name or padding
         shape = _TORCH[nd](input, weight, bias, stride, pad, dilation, groups).shape
         return input.new_empty(shape)
 
     @backward_op.register_fake
-    def _(grad_output, input, weight, stride, padding, padding_name, dilation, groups, algo, mask):
+    def _(
+        grad_output, input, weight, stride, padding, padding_name, dilation, groups, algo, mask,
+        output=None, activation=None,
+    ):  # fmt: skip
         like = (input, weight, weight.new_empty(weight.shape[0]))
         return [t.new_empty(t.shape) for t, wanted in zip(like, mask) if wanted]
 
     def setup_context(ctx, inputs, output):
         input, weight, _bias, *params = inputs
-        ctx.save_for_backward(input, weight)
-        ctx.params = params
+        activation = params[6] if len(params) > 6 else None
+        ctx.save_for_backward(input, weight, output if activation is not None else None)
+        ctx.params = params[:6]
+        ctx.activation = activation
 
     def autograd_backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
+        input, weight, output = ctx.saved_tensors
         mask = list(ctx.needs_input_grad[:3])
         grads = iter(
-            backward_op(grad_output, input, weight, *ctx.params, mask) if any(mask) else ()
+            backward_op(grad_output, input, weight, *ctx.params, mask, output, ctx.activation)
+            if any(mask)
+            else ()
         )
-        return (*(next(grads) if wanted else None for wanted in mask), *[None] * 6)
+        return (*(next(grads) if wanted else None for wanted in mask), *[None] * 7)
 
     forward_op.register_autograd(autograd_backward, setup_context=setup_context)
     return forward_op
@@ -165,16 +217,27 @@ def _register(nd: int) -> Any:
 _OPS = {nd: _register(nd) for nd in (1, 2)}
 
 
-def _conv(nd, input, weight, bias, stride, padding, dilation, groups, algo):
+def _conv(nd, input, weight, bias, stride, padding, dilation, groups, algo, activation):
     if isinstance(input, torch.Tensor) and input.dim() == nd + 1:  # unbatched, as in torch
-        y = _conv(nd, input.unsqueeze(0), weight, bias, stride, padding, dilation, groups, algo)
+        y = _conv(
+            nd, input.unsqueeze(0), weight, bias, stride, padding, dilation, groups, algo,
+            activation,
+        )  # fmt: skip
         return y.squeeze(0)
+    if activation not in ACTIVATIONS:  # before the custom op's schema sees it
+        raise ValueError(
+            f"fastnn.torch.conv{nd}d: activation must be one of {ACTIVATIONS}, got {activation!r}"
+        )
     stride, dilation = int_list(stride, nd), int_list(dilation, nd)
     pad_ints, pad_name = conv_padding(padding, nd)
     if torch.compiler.is_compiling():
-        return _OPS[nd](input, weight, bias, stride, pad_ints, pad_name, dilation, groups, algo)
+        return _OPS[nd](
+            input, weight, bias, stride, pad_ints, pad_name, dilation, groups, algo, activation
+        )
     padding = pad_name or pad_ints
-    return ConvFunction.apply(nd, input, weight, bias, stride, padding, dilation, groups, algo)
+    return ConvFunction.apply(
+        nd, input, weight, bias, stride, padding, dilation, groups, algo, activation
+    )
 
 
 def conv1d(
@@ -187,12 +250,15 @@ def conv1d(
     groups: int = 1,
     *,
     algo: str = "auto",
+    activation: str | None = None,
 ) -> torch.Tensor:
     """``torch.nn.functional.conv1d`` run by fastnn: input (N, C_in, L) or unbatched
     (C_in, L), weight (C_out, C_in // groups, kL).  ``padding`` may be "same" or "valid";
-    ``algo`` is fastnn's "auto", "im2col" or "direct".  Differentiable (fastnn's
-    conv1d_backward computes only the gradients autograd asks for)."""
-    return _conv(1, input, weight, bias, stride, padding, dilation, groups, algo)
+    ``algo`` is fastnn's "auto", "im2col" or "direct".  ``activation`` None, "relu" or
+    "relu6" is fused into the output (``F.relu(F.conv1d(...))`` in one pass).
+    Differentiable (fastnn's conv1d_backward computes only the gradients autograd asks
+    for; with an activation, the gradient first passes through it, from the output)."""
+    return _conv(1, input, weight, bias, stride, padding, dilation, groups, algo, activation)
 
 
 def conv2d(
@@ -205,7 +271,9 @@ def conv2d(
     groups: int = 1,
     *,
     algo: str = "auto",
+    activation: str | None = None,
 ) -> torch.Tensor:
     """``torch.nn.functional.conv2d`` run by fastnn: input (N, C_in, H, W) or unbatched
-    (C_in, H, W), weight (C_out, C_in // groups, kH, kW).  See :func:`conv1d`."""
-    return _conv(2, input, weight, bias, stride, padding, dilation, groups, algo)
+    (C_in, H, W), weight (C_out, C_in // groups, kH, kW); ``activation`` None, "relu" or
+    "relu6" fused into the output.  See :func:`conv1d`."""
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, algo, activation)

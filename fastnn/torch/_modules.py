@@ -9,8 +9,8 @@ Every forward falls back to the torch parent's forward when fastnn cannot run th
 - an input that is not float32/float64, or not on the CPU (or on CUDA without CuPy), or
   parameters of another dtype or device than the input;
 - options fastnn has no kernel for: ``padding_mode`` other than "zeros" (convolutions),
-  ``divisor_override`` (AvgPool2d), ``inplace=True`` (ReLU), ``dim=None`` (Softmax,
-  LogSoftmax).  :meth:`unsupported` names them, and ``patch`` leaves such layers alone.
+  ``divisor_override`` (AvgPool2d), ``dim=None`` (Softmax, LogSoftmax).
+  :meth:`unsupported` names them, and ``patch`` leaves such layers alone.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def _runs_with(input: torch.Tensor, weight: torch.Tensor) -> bool:
+def runs_with(input: torch.Tensor, weight: torch.Tensor) -> bool:
     """fastnn can run ``input`` with a parameter ``weight`` of the same dtype and device."""
     return runs_here(input) and weight.dtype == input.dtype and weight.device == input.device
 
@@ -71,7 +71,7 @@ class Conv1d(_ConvDropIn, nn.Conv1d):
     padding_mode != "zeros", dtypes other than float32/float64, unsupported devices)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.padding_mode != "zeros" or not _runs_with(input, self.weight):
+        if self.padding_mode != "zeros" or not runs_with(input, self.weight):
             return super().forward(input)
         return conv1d(
             input, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -84,7 +84,7 @@ class Conv2d(_ConvDropIn, nn.Conv2d):
     padding_mode != "zeros", dtypes other than float32/float64, unsupported devices)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.padding_mode != "zeros" or not _runs_with(input, self.weight):
+        if self.padding_mode != "zeros" or not runs_with(input, self.weight):
             return super().forward(input)
         return conv2d(
             input, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -97,7 +97,7 @@ class Linear(_DropIn, nn.Linear):
     dtypes other than float32/float64 and unsupported devices)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not _runs_with(input, self.weight):
+        if not runs_with(input, self.weight):
             return super().forward(input)
         return linear(input, self.weight, self.bias)
 
@@ -158,16 +158,17 @@ class AvgPool2d(_DropIn, nn.AvgPool2d):
 
 
 class ReLU(_DropIn, nn.ReLU):
-    """``torch.nn.ReLU`` run by :func:`fastnn.torch.relu` (falls back to torch when
-    ``inplace=True``: fastnn's activations return new tensors)."""
-
-    @staticmethod
-    def unsupported(layer: nn.Module) -> str | None:
-        return "inplace=True (fastnn returns a new tensor)" if layer.inplace else None
+    """``torch.nn.ReLU`` run by :func:`fastnn.torch.relu`; with ``inplace=True`` the result
+    is written into the input tensor by fastnn's kernel, which autograd sees as an in-place
+    operation (marked dirty, version counter bumped), as with torch's ``relu_``."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.inplace or not runs_here(input):
+        if not runs_here(input):
             return super().forward(input)
+        if self.inplace:
+            from fastnn.torch._activation_extra import inplace_relu
+
+            return inplace_relu(input)
         return relu(input)
 
 
@@ -213,7 +214,9 @@ class LogSoftmax(_DropIn, nn.LogSoftmax):
         return log_softmax(input, self.dim)
 
 
-#: torch.nn layer class -> its fastnn drop-in (exact classes: subclasses are left alone).
+#: torch.nn layer class -> its fastnn drop-in, for the layers of this module (the whole
+#: table, with batch norm, the other activations, adaptive pooling, dropout and flatten, is
+#: fastnn.torch._drop_ins.DROP_INS).
 DROP_INS: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv1d: Conv1d,
     nn.Conv2d: Conv2d,
