@@ -1,4 +1,4 @@
-"""conv1d forward and backward on the 1-D spectra shapes of shared/BENCH_SHAPES.md."""
+"""conv1d forward and backward on the 1-D spectra shapes of docs/BENCHMARKS.md."""
 
 from __future__ import annotations
 

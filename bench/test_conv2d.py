@@ -1,4 +1,4 @@
-"""conv2d forward on the 2-D shapes of shared/BENCH_SHAPES.md: fastnn (im2col, direct)
+"""conv2d forward on the 2-D shapes of docs/BENCHMARKS.md: fastnn (im2col, direct)
 vs NumPy, SciPy and PyTorch."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The same call runs on numpy arrays (the Cython ``cpu`` backend, or the plain-NumPy
 ``reference``) and on CuPy / Numba device arrays (the ``cupy`` and ``numba-cuda``
-backends).  See shared/API.md for the contract; ``python -m fastnn info`` for what runs here.
+backends).  See docs/API.md for the contract; ``python -m fastnn info`` for what runs here.
 """
 
 # The package fastnn.backends is imported first so that the import system binds the

@@ -6,6 +6,9 @@ import argparse
 import importlib
 import sys
 
+from fastnn._version import __version__
+from fastnn.cli import HelpFormatter
+
 #: subcommand -> module under fastnn.cli (imported only when that command runs)
 COMMANDS = {
     "info": "fastnn.cli.info",
@@ -18,12 +21,17 @@ COMMANDS = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fastnn", description="fastnn: fast neural-network kernels for CPU and GPU"
+        prog="fastnn",
+        description="fastnn: fast neural-network kernels for CPU and GPU",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        command = sub.add_parser(
+            name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter
+        )
         module.add_arguments(command)
         command.set_defaults(_module=module)
     return parser

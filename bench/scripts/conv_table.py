@@ -1,6 +1,6 @@
 """Convolution timing table: fastnn's CPU algorithms against PyTorch CPU, same process.
 
-For every shape of shared/BENCH_SHAPES.md (or those matching --only), the implementations
+For every shape of docs/BENCHMARKS.md (or those matching --only), the implementations
 run in interleaved rounds (one call of each per round, after a warm-up call, in a new
 seeded random order every round), and the median per implementation is
 reported with the speed-up of fastnn over PyTorch

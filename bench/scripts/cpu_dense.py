@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 import fastnn
 from fastnn._threads import limit_blas_threads
 
-PEAK_GFLOPS = 231.0  # 2 Zen 4 cores, FP32 FMA (shared/BENCH_SHAPES.md)
+PEAK_GFLOPS = 231.0  # 2 Zen 4 cores, FP32 FMA (docs/BENCHMARKS.md)
 COPY_GBS = 26.0  # STREAM-like copy on 2 threads
 
 SQUARE = [(n, n, n, False, False) for n in (256, 512, 1024, 1536, 2048)]

@@ -6,7 +6,7 @@ byte counts, a function that makes its input arrays, and the implementations to 
 
 Modules, in the order data flows through them:
 
-- ``shapes``   the shape tables (shared/BENCH_SHAPES.md plus small dispatch-overhead cases)
+- ``shapes``   the shape tables (docs/BENCHMARKS.md plus small dispatch-overhead cases)
 - ``peers``    which peer libraries and fastnn backends can run here, and why not
 - ``case``     the Case / Impl records and moving a case's arrays to a device
 - ``cases_*``  one module per op family that turns shapes into cases

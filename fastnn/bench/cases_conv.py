@@ -1,5 +1,5 @@
 """Convolution cases: conv1d and conv2d, forward and backward, on the shapes of
-shared/BENCH_SHAPES.md.  fastnn runs each of its algorithms ("im2col", "direct", and
+docs/BENCHMARKS.md.  fastnn runs each of its algorithms ("im2col", "direct", and
 "winograd" on 3x3 stride-1 layers); the
 peers are NumPy (im2col + OpenBLAS), SciPy (oaconvolve, few input channels only) and
 PyTorch (oneDNN)."""

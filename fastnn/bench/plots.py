@@ -1,14 +1,21 @@
 """PNG figures of a report (matplotlib, Agg backend: no display needed).
 
 - ``ratios_<family>.png``: for every case of the family, fastnn's fastest implementation's
-  speed-up over each peer (log scale; above 1 fastnn is faster).
+  speed-up over each peer, as horizontal bars on a log axis with the value written at the
+  end of each bar (right of the 1x line: fastnn is faster).  The figure grows with the
+  number of cases, so that every label stays readable.
 - ``roofline.png``: every implementation on every case placed by arithmetic intensity and
-  achieved GFLOP/s under the measured roofline.
+  achieved GFLOP/s under the measured roofline (both roofs labelled); colour = the
+  implementation, marker = the op family, each with its own legend.
+
+Every implementation has one colour in every figure (:func:`impl_color`): torch is always
+red, numpy always green, fastnn's CPU backend always blue, and so on.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,9 +23,73 @@ from typing import Any
 from fastnn.bench.case import is_subject
 from fastnn.bench.report import group_cases, median_times, peer_columns, roofline_of
 
-__all__ = ["plot_all", "plot_ratios", "plot_roofline"]
+__all__ = [
+    "IMPL_COLORS",
+    "format_ratio",
+    "impl_color",
+    "plot_all",
+    "plot_ratios",
+    "plot_roofline",
+    "ratios_figure",
+    "roofline_figure",
+]
 
 _MARKERS = "osD^v<>Ph*Xp"
+
+#: Behind the roofs' labels, so that the points under them do not hide them.
+_LABEL_BOX = {"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.0}
+
+#: The colour of each implementation in every figure (matplotlib's tab10 and tab20 hues).
+IMPL_COLORS = {
+    "fastnn[cpu]": "#1f77b4",  # blue
+    "fastnn[cpu:im2col]": "#17becf",  # cyan
+    "fastnn[cpu:direct]": "#aec7e8",  # light blue
+    "fastnn[cpu:winograd]": "#393b79",  # navy
+    "fastnn[cupy]": "#9467bd",  # purple
+    "fastnn[numba-cuda]": "#c5b0d5",  # light purple
+    "fastnn[reference]": "#7f7f7f",  # grey
+    "numpy": "#2ca02c",  # green
+    "scipy": "#bcbd22",  # olive
+    "torch": "#d62728",  # red
+    "torch-cuda": "#ff7f0e",  # orange
+    "cupy": "#8c564b",  # brown
+}
+
+#: Colours for implementations not named above, picked by a hash of the name (stable).
+_SPARE_COLORS = (
+    "#e377c2", "#5254a3", "#6b6ecf", "#637939", "#8c6d31", "#843c39", "#7b4173",
+    "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
+)  # fmt: skip
+
+#: Ratio figure: inches per bar, extra inches per case, and around the axes.
+_BAR_INCHES = 0.2
+_CASE_GAP_INCHES = 0.16
+_FRAME_INCHES = 1.6
+
+
+def impl_color(name: str) -> str:
+    """The colour of implementation ``name``: the same in every figure and every run."""
+    if name in IMPL_COLORS:
+        return IMPL_COLORS[name]
+    if name.startswith("fastnn[cpu:winograd"):  # winograd2, winograd4, ...
+        return IMPL_COLORS["fastnn[cpu:winograd]"]
+    return _SPARE_COLORS[zlib.crc32(name.encode()) % len(_SPARE_COLORS)]
+
+
+def format_ratio(value: float) -> str:
+    """A speed-up as the bars and the axis show it: ``0.47x``, ``1.00x``, ``6.3x``, ``984x``."""
+    if not math.isfinite(value):
+        return "n/a"
+    if value >= 100:
+        return f"{value:.0f}x"
+    if value >= 10:
+        return f"{value:.1f}x"
+    return f"{value:.2f}x"
+
+
+def _axis_label(value: float, _position: Any = None) -> str:
+    """A log-axis tick as a plain number: ``0.5x``, ``1x``, ``6x``, ``100x`` (never 6x10^0)."""
+    return f"{value:.6g}x"
 
 
 def _pyplot():
@@ -30,9 +101,8 @@ def _pyplot():
     return plt
 
 
-def plot_ratios(doc: Mapping[str, Any], family: str, path: Path) -> bool:
-    """Bar chart of speed-ups over each peer for ``family``; False (no file) when fastnn
-    has no measured implementation in that family."""
+def _ratios(doc: Mapping[str, Any], family: str) -> tuple[list[str], dict[str, list[float]]]:
+    """Case labels and, per peer, fastnn's speed-up in each case (NaN: peer not run)."""
     peers = peer_columns(doc)
     labels, bars = [], {p: [] for p in peers}
     for (fam, op, shape), rows in group_cases(doc["results"]).items():
@@ -42,42 +112,92 @@ def plot_ratios(doc: Mapping[str, Any], family: str, path: Path) -> bool:
         ours = [t for impl, t in times.items() if is_subject(impl)]
         if not ours:
             continue
-        labels.append(f"{op}\n{shape}")
+        labels.append(f"{op} {shape}" if op != family else shape)
         for p in peers:
             bars[p].append(times[p] / min(ours) if p in times else math.nan)
     bars = {p: v for p, v in bars.items() if any(not math.isnan(x) for x in v)}
+    return labels, bars
+
+
+def ratios_figure(doc: Mapping[str, Any], family: str):
+    """The figure of :func:`plot_ratios` (a matplotlib Figure), or None when fastnn has
+    no measured implementation in ``family``."""
+    labels, bars = _ratios(doc, family)
     if not labels or not bars:
-        return False
+        return None
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     plt = _pyplot()
-    width = 0.8 / len(bars)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.5))
-    for i, (peer, values) in enumerate(bars.items()):
-        xs = [j + (i - (len(bars) - 1) / 2) * width for j in range(len(labels))]
-        # bars start at 1: up where fastnn is faster, down where it is slower
-        heights = [0.0 if math.isnan(v) else v - 1.0 for v in values]
-        ax.bar(xs, heights, width, bottom=1.0, label=f"vs {peer}")
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right")
-    ax.set_ylabel("speed-up of fastnn (peer time / fastnn time)")
-    ax.set_title(f"{family}: fastnn's fastest implementation vs peers ({doc.get('suite')} suite)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    count = len(bars)
+    case_inches = count * _BAR_INCHES + _CASE_GAP_INCHES
+    height = max(_FRAME_INCHES + len(labels) * case_inches, 2.8)
+    longest = max(len(label) for label in labels)
+    width = 7.5 + min(longest, 60) * 0.07
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+
+    values = [v for series in bars.values() for v in series if math.isfinite(v) and v > 0]
+    low = min(min(values) / 1.6, 0.5)
+    high = max(max(values) * 3.0, 2.0)  # room for the value labels right of the bars
+    bar = _BAR_INCHES / case_inches  # bar thickness in data units (one case = 1)
+    for i, (peer, series) in enumerate(bars.items()):
+        color = impl_color(peer)
+        ys = [j + (i - (count - 1) / 2) * bar for j in range(len(labels))]
+        for y, value in zip(ys, series):
+            if not (math.isfinite(value) and value > 0):
+                continue
+            # from the axis' left edge, so that 1.0x (and anything) has a visible bar
+            ax.barh(y, value - low, height=bar * 0.9, left=low, color=color)
+            ax.text(value * 1.04, y, format_ratio(value), va="center", fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=1.0)
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    decades = math.log10(high / low)  # fewer ticks per decade over a wide range
+    subs = (1.0, 2.0, 5.0) if decades <= 3 else (1.0, 3.0) if decades <= 5 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    ax.xaxis.set_major_formatter(FuncFormatter(_axis_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5)  # first case on top
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("speed-up of fastnn = peer time / fastnn time (right of 1x: fastnn faster)")
+    ax.set_title(
+        f"{family}: fastnn's fastest implementation vs each peer ({doc.get('suite')} suite)",
+        fontsize=10,
+    )
+    ax.legend(
+        handles=[Patch(color=impl_color(peer), label=f"vs {peer}") for peer in bars],
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+    )
+    return fig
+
+
+def plot_ratios(doc: Mapping[str, Any], family: str, path: Path) -> bool:
+    """Bar chart of speed-ups over each peer for ``family``; False (no file) when fastnn
+    has no measured implementation in that family."""
+    fig = ratios_figure(doc, family)
+    if fig is None:
+        return False
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
     return True
 
 
-def plot_roofline(doc: Mapping[str, Any], path: Path) -> None:
-    """Every measured (case, implementation) under the roofline; color = implementation,
-    marker = family.  Dispatch-overhead cases are left out (they measure latency)."""
+def roofline_figure(doc: Mapping[str, Any]):
+    """The figure of :func:`plot_roofline` (a matplotlib Figure)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter
+
     roof = roofline_of(doc)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 6))
+    fig, ax = plt.subplots(figsize=(10, 6), layout="constrained")
     families: dict[str, str] = {}
-    colors: dict[str, Any] = {}
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    xs_all = []
+    impls: dict[str, str] = {}
+    xs_all, ys_all = [], []
     for row in doc["results"]:
         if not row["median_s"] or row["metric"] == "latency" or not row["bytes"]:
             continue
@@ -86,30 +206,91 @@ def plot_roofline(doc: Mapping[str, Any], path: Path) -> None:
         intensity = row["flops"] / row["bytes"]
         achieved = row["flops"] / row["median_s"] / 1e9
         marker = families.setdefault(row["family"], _MARKERS[len(families) % len(_MARKERS)])
-        color = colors.setdefault(row["impl"], cycle[len(colors) % len(cycle)])
+        color = impls.setdefault(row["impl"], impl_color(row["impl"]))
         ax.scatter(intensity, achieved, marker=marker, color=color, s=28, alpha=0.8)
         xs_all.append(intensity)
+        ys_all.append(achieved)
     if xs_all:
         lo, hi = min(xs_all) / 2, max(max(xs_all) * 2, roof.balance * 4)
     else:
         lo, hi = 0.01, 1000.0
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
     ax.plot(grid, [roof.attainable(x) for x in grid], color="black", linewidth=1.5)
+    ax.axvline(roof.balance, color="black", linewidth=0.6, linestyle=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    bottom = min([*ys_all, roof.attainable(lo)]) / 2
+    ax.set_ylim(bottom, roof.gflops * 2.5)
+    ax.set_xlim(lo, hi)
+    # the roofs, labelled where they are drawn
+    ax.annotate(
+        f"compute roof: {roof.gflops:.0f} GFLOP/s (sgemm {roof.gemm_size}^3)",
+        (hi, roof.gflops),
+        xytext=(-4, 4),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        bbox=_LABEL_BOX,
+    )
+    ax.annotate(
+        f"memory roof: {roof.gbps:.0f} GB/s (copy)",
+        (lo, roof.attainable(lo)),
+        xytext=(6, -8),  # under the rising line, clear of it
+        textcoords="offset points",
+        ha="left",
+        va="top",
+        fontsize=8,
+        bbox=_LABEL_BOX,
+    )
+    ax.annotate(
+        f"balance: {roof.balance:.1f} FLOP/byte",
+        (roof.balance, bottom),
+        xytext=(3, 4),
+        textcoords="offset points",
+        ha="left",
+        va="bottom",
+        fontsize=7,
+    )
+    for axis in (ax.xaxis, ax.yaxis):  # 0.1, 1, 10, 100 rather than 10^-1 ... 10^2
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.6g}"))
     ax.set_xlabel("arithmetic intensity (FLOP / byte)")
     ax.set_ylabel("achieved GFLOP/s")
     ax.set_title(
-        f"roofline: {roof.gflops:.0f} GFLOP/s, {roof.gbps:.0f} GB/s ({roof.threads} threads)"
+        f"roofline: {roof.gflops:.0f} GFLOP/s, {roof.gbps:.0f} GB/s ({roof.threads} threads; "
+        f"{doc.get('suite')} suite)",
+        fontsize=10,
     )
-    for impl, color in colors.items():
-        ax.scatter([], [], color=color, label=impl)
-    for family, marker in families.items():
-        ax.scatter([], [], color="gray", marker=marker, label=family)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.grid(alpha=0.25, which="major")
+    # two legends, one per encoding: colours are implementations, markers are families
+    fig.legend(
+        handles=[Patch(color=c, label=name) for name, c in impls.items()],
+        title="implementation (colour)",
+        fontsize=7,
+        title_fontsize=8,
+        loc="outside right upper",
+        frameon=False,
+    )
+    fig.legend(
+        handles=[
+            Line2D([], [], marker=m, color="dimgray", linestyle="none", label=family)
+            for family, m in families.items()
+        ],
+        title="op family (marker)",
+        fontsize=7,
+        title_fontsize=8,
+        loc="outside right lower",
+        frameon=False,
+    )
+    return fig
+
+
+def plot_roofline(doc: Mapping[str, Any], path: Path) -> None:
+    """Every measured (case, implementation) under the roofline; colour = implementation,
+    marker = family.  Dispatch-overhead cases are left out (they measure latency)."""
+    fig = roofline_figure(doc)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
 
 
 def plot_all(doc: Mapping[str, Any], out: Path) -> list[Path]:

@@ -1,6 +1,8 @@
 """Run a list of cases: make each case's arrays, prepare every implementation, time them
-together (:mod:`fastnn.bench.timing`), free the arrays, next case.  A progress bar
-(tqdm, when installed) shows the case being measured."""
+together (:mod:`fastnn.bench.timing`), free the arrays, next case.  On a terminal a
+progress bar (tqdm, when installed) shows the case being measured; elsewhere (a log file,
+a pipe, CI) one short plain line per case does, since a bar's carriage-return redraws would
+make one line of many kilobytes there."""
 
 from __future__ import annotations
 
@@ -68,9 +70,18 @@ def run_case(
     return CaseResult(case, measurements, time.perf_counter() - start)
 
 
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _progress(cases: Sequence[Case], enabled: bool) -> Iterable[Case]:
     if not enabled:
         return cases
+    if not _is_terminal(sys.stderr):
+        return _plain_progress(cases)
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is in the "bench" extra; fall back to plain lines
@@ -79,8 +90,11 @@ def _progress(cases: Sequence[Case], enabled: bool) -> Iterable[Case]:
 
 
 def _plain_progress(cases: Sequence[Case]) -> Iterable[Case]:
+    """One line per case on stderr, ``[ 3/69] family/op/shape``, as the case starts."""
+    digits = len(str(len(cases)))
     for i, case in enumerate(cases, 1):
-        print(f"[{i}/{len(cases)}] {case.key}", file=sys.stderr, flush=True)
+        sys.stdout.flush()  # keeps the order when stdout and stderr go to one file
+        print(f"[{i:>{digits}}/{len(cases)}] {case.key}", file=sys.stderr, flush=True)
         yield case
 
 

@@ -1,6 +1,6 @@
 """The benchmark shapes, one table per family, used by ``fastnn bench`` and by bench/.
 
-The convolution and GEMM shapes are those of shared/BENCH_SHAPES.md (LeNet-5, ResNet-50,
+The convolution and GEMM shapes are those of docs/BENCHMARKS.md (LeNet-5, ResNet-50,
 VGG-16, DeepBench, 1-D spectra); the rest are chosen to cover the cache hierarchy (a few
 KB, L2/L3-resident, DRAM-sized) and the small tensors where dispatch overhead dominates.
 
@@ -110,7 +110,7 @@ class MlpShape:
 
 
 # ---------------------------------------------------------------------------------------
-# Convolutions (shared/BENCH_SHAPES.md)
+# Convolutions (docs/BENCHMARKS.md)
 # ---------------------------------------------------------------------------------------
 
 _LECUN, _R50, _VGG, _DB = "LeCun et al. 1998", "ResNet-50", "VGG-16", "DeepBench training set"

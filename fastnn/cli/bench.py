@@ -1,8 +1,9 @@
 """``fastnn bench``: measure the machine's roofline, time fastnn against its peers, and
 write a report (markdown, JSON, PNG plots) into ``--out``.
 
-    env -u OPENBLAS_CORETYPE fastnn bench --quick           # about two minutes
-    fastnn bench --out bench_out --compare old/results.json  # the full suite, compared
+    env -u OPENBLAS_CORETYPE fastnn bench                   # the quick suite, 2-3 minutes
+    env -u OPENBLAS_CORETYPE fastnn bench --suite full      # every shape, tens of minutes
+    fastnn bench --out new --compare bench_out/results.json  # what changed since
 
 The harness lives in :mod:`fastnn.bench`; bench/ runs the same cases under
 pytest-benchmark.
@@ -38,39 +39,83 @@ ROOFLINES = {
 }
 
 
+#: How long each suite takes on a 2-core machine (the README's main command runs "quick").
+QUICK_TIME = "2-3 minutes on 2 cores"
+FULL_TIME = "tens of minutes on 2 cores"
+
+
+def _suite(args: argparse.Namespace) -> str:
+    """The suite to run: --suite, else quick (--quick says so explicitly)."""
+    if args.quick and args.suite not in (None, "quick"):
+        raise SystemExit(f"fastnn bench: --quick contradicts --suite {args.suite}")
+    return args.suite or "quick"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fastnn.bench.catalog import DEFAULT_FAMILIES
 
     parser.add_argument(
-        "--quick", action="store_true", help="the quick suite (under 3 minutes on 2 cores)"
+        "--quick", action="store_true", help=f"same as --suite quick, the default ({QUICK_TIME})"
     )
     parser.add_argument(
         "--suite",
         choices=tuple(PLANS),
-        default="full",
-        help="which suite to run (default: full; --quick is --suite quick; tiny is for tests)",
+        default=None,
+        help=(
+            f"which suite to run (default: quick, {QUICK_TIME}; full: every shape at its "
+            f"published batch size, {FULL_TIME}; tiny: a few small shapes, for tests)"
+        ),
     )
-    parser.add_argument("--out", default="bench_out", help="output folder (default: bench_out)")
+    parser.add_argument("--out", default="bench_out", help="output folder")
     parser.add_argument(
         "--compare", metavar="OLD.json", help="compare with an earlier results.json"
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="threads for fastnn, PyTorch and BLAS alike"
+        "--threads",
+        type=int,
+        default=None,
+        help=(
+            "threads for fastnn, PyTorch and BLAS alike (default: fastnn's, that is "
+            "OMP_NUM_THREADS or else the CPUs available)"
+        ),
     )
     parser.add_argument(
         "--families",
         default=None,
         help=(
-            f"comma-separated families to run (default: {','.join(DEFAULT_FAMILIES)}; "
+            f"comma-separated families to run (default: {', '.join(DEFAULT_FAMILIES)}; "
             "'sweep' adds every op over a grid of shapes, with its slowest cases against "
             "torch in the summary)"
         ),
     )
-    parser.add_argument("--budget", type=float, default=None, help="seconds per implementation")
-    parser.add_argument("--repeats", type=int, default=None, help="most samples per implementation")
+    per_suite = "; ".join
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help=(
+            "seconds of timing per implementation and case (default: "
+            + per_suite(f"{name} {plan.budget:g}" for name, plan in PLANS.items())
+            + ")"
+        ),
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=(
+            "most samples per implementation and case (default: "
+            + per_suite(f"{name} {plan.repeats}" for name, plan in PLANS.items())
+            + ")"
+        ),
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress display (a bar on a terminal, one line per case otherwise)",
+    )
 
 
 def _machine() -> str:
@@ -219,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     from fastnn.bench.runner import run_cases
 
     start = time.perf_counter()
-    suite = "quick" if args.quick else args.suite
+    suite = _suite(args)
     plan = _plan(args, suite)
     old = None
     if args.compare:  # read it first: a bad file should not cost a whole run
@@ -235,6 +280,11 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _warn_about_openblas_coretype()
     print(f"fastnn bench: {suite} suite, results into {out}/")
+    if args.suite is None and not args.quick:
+        print(
+            f"(the quick suite takes {QUICK_TIME}; `fastnn bench --suite full` times every "
+            f"shape at its published batch size and takes {FULL_TIME})"
+        )
 
     env = detect()
     counts = set_threads(threads, env)

@@ -12,10 +12,18 @@ HELP = "pre-tune the convolution layers of a network (resnet18, resnet50, vgg11,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fastnn import net_shapes
 
-    parser.add_argument("network", choices=net_shapes.network_names())
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default: usual)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--threads", type=int, default=None, help="default: fastnn's")
+    parser.add_argument(
+        "network", choices=net_shapes.network_names(), help="the network whose layers to tune"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="batch size (default: the network's usual)"
+    )
+    parser.add_argument(
+        "--dtype", default="float32", choices=["float32", "float64"], help="element type"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads to tune for (default: fastnn's)"
+    )
     parser.add_argument("--quiet", action="store_true", help="only the summary line")
 
 

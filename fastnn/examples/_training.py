@@ -1,10 +1,11 @@
 """The training loop, progress display and learning-curve plot shared by the examples.
 
 Each example builds its data, model, loss and optimizer, then calls :func:`fit`, which
-runs mini-batch epochs (a tqdm progress bar per epoch, one summary line per epoch),
-evaluates on the held-out split after each epoch, and returns the history that
-:func:`plot_history` draws.  tqdm and matplotlib come with ``pip install 'fastnn[train]'``;
-without them the examples still train (no bar, no figure) and say what is missing.
+runs mini-batch epochs (a tqdm progress bar per epoch when stderr is a terminal, and one
+summary line per epoch always), evaluates on the held-out split after each epoch, and
+returns the history that :func:`plot_history` draws.  tqdm and matplotlib come with
+``pip install 'fastnn[train]'``; without them the examples still train (no bar, no
+figure) and say what is missing.
 """
 
 from __future__ import annotations
@@ -85,8 +86,20 @@ def subset(x: np.ndarray, y: np.ndarray, limit: int | None) -> tuple[np.ndarray,
     return (x, y) if limit is None else (x[:limit], y[:limit])
 
 
+def _interactive(stream: Any = None) -> bool:
+    """Whether ``stream`` (default: stderr, where tqdm draws) is a terminal.  A bar redraws
+    its line with carriage returns: in a log file or a pipe that makes one line of many
+    kilobytes, so there the per-epoch summary lines are the only progress shown."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _progress(iterable: Iterable, total: int, description: str, enabled: bool):
-    if not enabled:
+    # in Jupyter, tqdm.auto draws a widget, not carriage returns
+    if not enabled or not (_interactive() or "ipykernel" in sys.modules):
         return iterable
     try:
         from tqdm.auto import tqdm
@@ -123,7 +136,7 @@ def fit(
     history = History(metric=metric_name)
     shuffle = config.rng(stream=2)
     batches = math.ceil(len(train) / config.batch_size)
-    if config.progress and "tqdm" not in sys.modules:
+    if config.progress and _interactive() and "tqdm" not in sys.modules:  # say why no bar
         try:
             import tqdm  # noqa: F401
         except ImportError:
