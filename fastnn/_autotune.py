@@ -37,6 +37,8 @@ __all__ = [
     "autotune_enabled",
     "cache_path",
     "choose",
+    "generation",
+    "is_recording",
     "lookup",
     "recording",
     "store",
@@ -49,7 +51,7 @@ def _enabled_from_env() -> bool:
     return os.environ.get("FASTNN_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-_state: dict[str, Any] = {"enabled": _enabled_from_env(), "cache": None}
+_state: dict[str, Any] = {"enabled": _enabled_from_env(), "cache": None, "generation": 0}
 _memory: dict[str, str] = {}
 _lock = threading.Lock()
 _local = threading.local()
@@ -74,6 +76,18 @@ def autotune(enabled: bool = True, cache: str | os.PathLike[str] | None = None) 
             _memory.clear()
         _state["enabled"] = enabled
         _state["cache"] = new_cache
+        _state["generation"] += 1
+
+
+def generation() -> int:
+    """A number that changes whenever :func:`autotune` changes the settings: callers that
+    memoise a choice key it by this, so a new setting or cache is seen at once."""
+    return _state["generation"]
+
+
+def is_recording() -> bool:
+    """Whether this thread is inside :func:`recording` (every choice must be noted)."""
+    return getattr(_local, "record", None) is not None
 
 
 def autotune_enabled() -> bool:

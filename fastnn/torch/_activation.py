@@ -24,7 +24,7 @@ from fastnn.torch._activation_extra import (
     relu6,
     silu,
 )
-from fastnn.torch._bridge import device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = [
     "ActivationFunction",
@@ -203,7 +203,7 @@ _SOFTMAX_OPS = {name: _register_softmax(name) for name in _SOFTMAX}
 def _activation(name: str, input: torch.Tensor) -> torch.Tensor:
     if torch.compiler.is_compiling():
         return _ACTIVATION_OPS[name](input)
-    return ActivationFunction.apply(name, input)
+    return apply_function(ActivationFunction, name, input)
 
 
 def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -238,7 +238,7 @@ def _softmax(name: str, input: torch.Tensor, dim: int, dtype: torch.dtype | None
         input = input.to(dtype)
     if torch.compiler.is_compiling():
         return _SOFTMAX_OPS[name](input, dim)
-    return SoftmaxFunction.apply(name, input, dim)
+    return apply_function(SoftmaxFunction, name, input, dim)
 
 
 def softmax(input: torch.Tensor, dim: int = -1, *, dtype: torch.dtype | None = None):

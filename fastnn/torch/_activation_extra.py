@@ -30,7 +30,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import fastnn
-from fastnn.torch._bridge import device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = [
     "GeluFunction",
@@ -341,14 +341,14 @@ def _pointwise(name: str, input: torch.Tensor, p0: float, p1: float, inplace: bo
     if not inplace:
         if torch.compiler.is_compiling():
             return _pointwise_op(name, input, p0, p1)
-        return PointwiseFunction.apply(name, input, p0, p1)
+        return apply_function(PointwiseFunction, name, input, p0, p1)
     if torch.compiler.is_compiling():
         if torch.is_grad_enabled() and input.requires_grad:
             return input.copy_(_pointwise_op(name, input, p0, p1))
         _pointwise_inplace_op(name, input, p0, p1)
         return input
     _check_inplace_allowed(input)
-    return InplacePointwiseFunction.apply(name, input, p0, p1)
+    return apply_function(InplacePointwiseFunction, name, input, p0, p1)
 
 
 def _bool(name: str, value: object) -> bool:
@@ -394,7 +394,7 @@ def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     source = input
     if inplace and torch.is_grad_enabled() and input.requires_grad:
         source = input.clone()  # the gradient needs the input that copy_ overwrites
-    y = _silu_op(source) if torch.compiler.is_compiling() else SiluFunction.apply(source)
+    y = _silu_op(source) if torch.compiler.is_compiling() else apply_function(SiluFunction, source)
     return input.copy_(y) if inplace else y
 
 
@@ -404,4 +404,4 @@ def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
         raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
     if torch.compiler.is_compiling():
         return _gelu_op(input, approximate)
-    return GeluFunction.apply(input, approximate)
+    return apply_function(GeluFunction, input, approximate)

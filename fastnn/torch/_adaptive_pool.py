@@ -18,7 +18,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import fastnn
-from fastnn.torch._bridge import device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = [
     "AdaptiveAvgPoolFunction",
@@ -238,7 +238,7 @@ def _adaptive_avg(nd: int, input: torch.Tensor, output_size: object) -> torch.Te
     sizes = _sizes(f"fastnn.torch.adaptive_avg_pool{nd}d", input, output_size, nd)
     if torch.compiler.is_compiling():
         return _AVG_OPS[nd](input, sizes)
-    return AdaptiveAvgPoolFunction.apply(nd, input, sizes)
+    return apply_function(AdaptiveAvgPoolFunction, nd, input, sizes)
 
 
 def adaptive_avg_pool1d(input: torch.Tensor, output_size: int | tuple[int]) -> torch.Tensor:
@@ -269,4 +269,4 @@ def adaptive_max_pool2d(
     if torch.compiler.is_compiling():
         y, indices = _MAX_OP(input, sizes)
         return (y, indices) if return_indices else y
-    return AdaptiveMaxPoolFunction.apply(input, sizes, bool(return_indices))
+    return apply_function(AdaptiveMaxPoolFunction, input, sizes, bool(return_indices))

@@ -15,7 +15,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import fastnn
-from fastnn.torch._bridge import device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = ["AddFunction", "add"]
 
@@ -127,4 +127,4 @@ def add(a: torch.Tensor, b: torch.Tensor, *, activation: str | None = None) -> t
     name = activation or ""
     if torch.compiler.is_compiling():
         return _forward_op(a, b, name)
-    return AddFunction.apply(a, b, name)
+    return apply_function(AddFunction, a, b, name)

@@ -25,7 +25,7 @@ from torch.autograd.function import once_differentiable
 
 import fastnn
 from fastnn.ops import activation as _activation_ops
-from fastnn.torch._bridge import device_scope, optional_array, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, optional_array, to_array, to_tensor
 from fastnn.torch._params import conv_padding, int_list
 
 __all__ = ["ConvFunction", "conv1d", "conv2d"]
@@ -235,8 +235,8 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, algo, acti
             input, weight, bias, stride, pad_ints, pad_name, dilation, groups, algo, activation
         )
     padding = pad_name or pad_ints
-    return ConvFunction.apply(
-        nd, input, weight, bias, stride, padding, dilation, groups, algo, activation
+    return apply_function(
+        ConvFunction, nd, input, weight, bias, stride, padding, dilation, groups, algo, activation
     )
 
 

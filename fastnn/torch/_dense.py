@@ -11,7 +11,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import fastnn
-from fastnn.torch._bridge import device_scope, optional_array, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, optional_array, to_array, to_tensor
 
 __all__ = ["LinearFunction", "linear"]
 
@@ -138,4 +138,4 @@ def linear(
     applied in the same pass, as fastnn's fused linear does."""
     if torch.compiler.is_compiling():
         return _linear_op(input, weight, bias, activation or "")
-    return LinearFunction.apply(input, weight, bias, activation)
+    return apply_function(LinearFunction, input, weight, bias, activation)

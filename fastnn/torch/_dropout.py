@@ -20,7 +20,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import fastnn
-from fastnn.torch._bridge import device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = ["DropoutFunction", "dropout", "draw_seed"]
 
@@ -140,4 +140,4 @@ def dropout(
     if torch.compiler.is_compiling():
         y, _ = _forward_op(input, seed, float(p))
         return input.copy_(y) if inplace else y
-    return DropoutFunction.apply(input, seed, float(p), bool(inplace))
+    return apply_function(DropoutFunction, input, seed, float(p), bool(inplace))

@@ -12,7 +12,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import fastnn
-from fastnn.torch._bridge import device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = ["CrossEntropyFunction", "MSELossFunction", "cross_entropy", "mse_loss"]
 
@@ -218,7 +218,7 @@ def cross_entropy(
         )
     if torch.compiler.is_compiling():
         return _cross_entropy_op(input, target, reduction)
-    return CrossEntropyFunction.apply(input, target, reduction)
+    return apply_function(CrossEntropyFunction, input, target, reduction)
 
 
 def mse_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean"):
@@ -227,4 +227,4 @@ def mse_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mea
     ``input`` and ``target``."""
     if torch.compiler.is_compiling():
         return _mse_loss_op(input, target, reduction)
-    return MSELossFunction.apply(input, target, reduction)
+    return apply_function(MSELossFunction, input, target, reduction)

@@ -16,7 +16,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import fastnn
-from fastnn.torch._bridge import device_scope, optional_array, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, optional_array, to_array, to_tensor
 
 __all__ = ["BatchNormFunction", "batch_norm"]
 
@@ -227,6 +227,15 @@ def batch_norm(
                 running_mean.copy_(new_mean)
                 running_var.copy_(new_var)
         return y
-    return BatchNormFunction.apply(
-        input, weight, bias, running_mean, running_var, training, m, eps, activation
+    return apply_function(
+        BatchNormFunction,
+        input,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        training,
+        m,
+        eps,
+        activation,
     )

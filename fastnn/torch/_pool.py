@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 import fastnn
-from fastnn.torch._bridge import device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 from fastnn.torch._params import int_list
 
 __all__ = [
@@ -288,7 +288,7 @@ def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, retu
         y, indices = _MAX_OPS[nd](input, *params, ceil_mode)
         return (y, indices) if return_indices else y
     keep = torch.is_grad_enabled() and isinstance(input, torch.Tensor) and input.requires_grad
-    return MaxPoolFunction.apply(nd, input, *params, ceil_mode, keep, return_indices)
+    return apply_function(MaxPoolFunction, nd, input, *params, ceil_mode, keep, return_indices)
 
 
 def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad):
@@ -301,7 +301,7 @@ def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_
     params = (int_list(kernel_size, nd), stride, int_list(padding, nd))
     if torch.compiler.is_compiling():
         return _AVG_OPS[nd](input, *params, ceil_mode, count_include_pad)
-    return AvgPoolFunction.apply(nd, input, *params, ceil_mode, count_include_pad)
+    return apply_function(AvgPoolFunction, nd, input, *params, ceil_mode, count_include_pad)
 
 
 def max_pool1d(

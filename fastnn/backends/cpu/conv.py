@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastnn import _isa
+from fastnn import _autotune, _isa
 from fastnn._dispatch import register
 from fastnn._geometry import ConvGeometry
 from fastnn._selection import choose_conv, tuning_batch
@@ -92,7 +92,32 @@ def _explicit(algo: str, shape: tuple[int, ...], op: str, hw: tuple[int, int]) -
     return algo
 
 
+#: (algo, op, pass, geometry, dtype, threads, autotune generation) -> the algorithm run:
+#: the choice for a layer never changes within a setting, and making it costs ~30 us of
+#: Python (the prior, the cache key, the lookup), which small layers notice.
+_PICKS: dict[tuple, str] = {}
+
+
 def _pick(
+    algo: str,
+    op: str,
+    which: str,
+    geom: ConvGeometry,
+    dtype,
+    threads: int,
+    run: Callable[[str], object],
+) -> str:
+    memo = (algo, op, which, geom, dtype, threads, _autotune.generation())
+    name = _PICKS.get(memo)
+    if name is None or _autotune.is_recording():
+        name = _pick_once(algo, op, which, geom, dtype, threads, run)
+        if len(_PICKS) > 4096:
+            _PICKS.clear()
+        _PICKS[memo] = name
+    return name
+
+
+def _pick_once(
     algo: str,
     op: str,
     which: str,
