@@ -4,7 +4,7 @@ and inference with ``fuse=True``.
     env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/torch_patch.py \\
         [--models resnet18,mobilenet_v2,vgg11,squeezenet1_1,resnet50] [--batch 8]
         [--size 224] [--threads 2] [--modes infer,train,fused] [--budget 2] [--repeats 5]
-        [--shares] [--dtype float32]
+        [--shares] [--dtype float32] [--cache PATH]
 
 Models are torchvision's own definitions (``pip install --no-deps torchvision==0.28.0``;
 its compiled extension does not load against the CPU torch build, and the model files do
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import tempfile
 import time
 from collections import defaultdict
 
@@ -269,6 +270,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per impl, at most")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--shares", action="store_true", help="forward time per layer type")
+    parser.add_argument("--cache", default="", help="autotune cache file (default: a temp file)")
     args = parser.parse_args()
     args.modes = args.modes.split(",")
 
@@ -276,6 +278,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     fastnn.set_num_threads(args.threads)
+    # Tune into a fresh cache: the first (warm-up) call of each layer pays the tuning, and
+    # the timed calls run what a second process would.
+    cache = args.cache or tempfile.mkstemp(prefix="fastnn-tune-", suffix=".json")[1]
+    fastnn.autotune(True, cache=cache)
     plan = TimingPlan(budget=args.budget, repeats=args.repeats, min_runs=2)
     print(
         f"torch {torch.__version__}, fastnn {fastnn.__version__}; {args.dtype}, batch "

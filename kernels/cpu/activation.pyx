@@ -18,6 +18,10 @@ from dense_arrays cimport chunk_start
 
 cnp.import_array()
 
+from fastnn.kernels.cpu.output_cache import HANDLER as _CACHE, MIN_BYTES as _CACHE_MIN
+
+cdef Py_ssize_t _cache_min = _CACHE_MIN
+
 cdef extern from "activation_stream.h" nogil:
     int FNN_ACT_IDENTITY, FNN_ACT_RELU, FNN_ACT_SIGMOID, FNN_ACT_TANH
     void fnn_activate_array_f32(int act, const float* x, float* y, Py_ssize_t n)
@@ -63,7 +67,7 @@ cdef Py_ssize_t PARALLEL_MIN_EXP = 1 << 14
 cdef cnp.ndarray _result(cnp.ndarray src, object out):
     """`out` (checked by the caller; compared here once more, cheaply) or a new array."""
     if out is None:
-        return da.empty_like(src)
+        return da.empty_like_cached(src, _CACHE, _cache_min)
     if (not cnp.PyArray_Check(out) or not da.same_layout(src, <cnp.ndarray>out)
             or not cnp.PyArray_ISCARRAY(<cnp.ndarray>out)):
         raise ValueError("activation: out must be a writeable C-contiguous array of the "
@@ -104,7 +108,7 @@ def backward(int act, object grad, object y, int num_threads):
     relu grad [y > 0], sigmoid grad y (1 - y), tanh grad (1 - y^2).  Same shapes."""
     cdef cnp.ndarray g = da.carray(grad)
     cdef cnp.ndarray yc = da.carray(y)
-    cdef cnp.ndarray out = da.empty_like(g)
+    cdef cnp.ndarray out = da.empty_like_cached(g, _CACHE, _cache_min)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(g), lo, hi
     cdef int typenum = cnp.PyArray_TYPE(g)
     cdef char* gp = <char*>cnp.PyArray_DATA(g)
@@ -174,7 +178,7 @@ def backward_extra(int act, object grad, object v, int num_threads, double p0=0.
     output v (parameters as in activate_extra), SILU, GELU and GELU_TANH the input."""
     cdef cnp.ndarray g = da.carray(grad)
     cdef cnp.ndarray vc = da.carray(v)
-    cdef cnp.ndarray out = da.empty_like(g)
+    cdef cnp.ndarray out = da.empty_like_cached(g, _CACHE, _cache_min)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(g), lo, hi
     cdef int typenum = cnp.PyArray_TYPE(g)
     cdef char* gp = <char*>cnp.PyArray_DATA(g)

@@ -13,6 +13,10 @@ cimport dense_arrays as da
 
 cnp.import_array()
 
+from fastnn.kernels.cpu.output_cache import HANDLER as _CACHE, MIN_BYTES as _CACHE_MIN
+
+cdef Py_ssize_t _cache_min = _CACHE_MIN
+
 cdef extern from "batch_norm.h" nogil:
     int FNN_BN_NONE, FNN_BN_RELU, FNN_BN_RELU6
     int fnn_bn_stats_f32(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t P,
@@ -98,7 +102,7 @@ def affine(object input, object m, object a, object b, int act, int num_threads)
     cdef cnp.ndarray mc = _channel(m, typenum, C)
     cdef cnp.ndarray ac = _channel(a, typenum, C)
     cdef cnp.ndarray bc = _channel(b, typenum, C)
-    cdef cnp.ndarray out = da.empty_like(x)
+    cdef cnp.ndarray out = da.empty_like_cached(x, _CACHE, _cache_min)
     cdef void* xp = cnp.PyArray_DATA(x)
     cdef void* yp = cnp.PyArray_DATA(out)
     cdef void* mp = cnp.PyArray_DATA(mc)
@@ -144,7 +148,7 @@ def backward(object grad, object input, object output, int act, object mean, obj
     cdef cnp.ndarray mc = _channel(mean, typenum, C)
     cdef cnp.ndarray ic = _channel(invstd, typenum, C)
     cdef cnp.ndarray wc = None if weight is None else _channel(weight, typenum, C)
-    cdef cnp.ndarray gx = da.empty_like(g) if want_gx else None
+    cdef cnp.ndarray gx = da.empty_like_cached(g, _CACHE, _cache_min) if want_gx else None
     cdef cnp.ndarray gw = _empty_channels(C, typenum) if want_gw else None
     cdef cnp.ndarray gb = _empty_channels(C, typenum) if want_gb else None
     cdef void* gp = cnp.PyArray_DATA(g)

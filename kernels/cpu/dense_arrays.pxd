@@ -23,6 +23,20 @@ cdef inline cnp.ndarray empty_like(cnp.ndarray x):
                                           cnp.PyArray_TYPE(x), 0)
 
 
+cdef inline cnp.ndarray empty_like_cached(cnp.ndarray x, object handler, Py_ssize_t min_bytes):
+    """empty_like, its memory from fastnn's output cache (output_cache.HANDLER, passed in
+    by the calling module) when it is at least ``min_bytes`` (output_cache.MIN_BYTES):
+    a large result of a training loop then reuses pages already mapped instead of
+    faulting in fresh ones every step."""
+    if cnp.PyArray_NBYTES(x) < min_bytes:
+        return empty_like(x)
+    old = cnp.PyDataMem_SetHandler(handler)
+    try:
+        return empty_like(x)
+    finally:
+        cnp.PyDataMem_SetHandler(old)
+
+
 cdef inline cnp.ndarray empty_2d(Py_ssize_t rows, Py_ssize_t cols, int typenum):
     """A new uninitialised C-contiguous (rows, cols) array."""
     cdef cnp.npy_intp dims[2]

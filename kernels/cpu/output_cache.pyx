@@ -49,6 +49,9 @@ _capsule = PyCapsule_New(<void*>&_handler, "mem_handler", NULL)
 
 #: Arrays smaller than this (bytes) are allocated by NumPy as usual.
 MIN_BYTES = FNN_CACHE_MIN
+#: The NumPy memory handler of the cache, for kernels that allocate their results in
+#: Cython (dense_arrays.empty_like_cached).
+HANDLER = _capsule
 
 
 def empty(Py_ssize_t size, dtype):

@@ -20,7 +20,7 @@ import numpy as np
 
 from fastnn.kernels.cpu import output_cache as _k
 
-__all__ = ["empty", "empty_cache", "zeros"]
+__all__ = ["empty", "empty_cache", "empty_shaped", "zeros"]
 
 
 def _limit_from_env() -> int:
@@ -37,6 +37,16 @@ _k.set_limit(_limit_from_env())
 def empty(size: int, dtype) -> np.ndarray:
     """A new flat array of ``size`` elements (memory from the cache when large)."""
     return _k.empty(size, dtype)
+
+
+def empty_shaped(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A new C-contiguous array of ``shape`` (memory from the cache when large)."""
+    size = 1
+    for n in shape:
+        size *= n
+    if size * np.dtype(dtype).itemsize < _k.MIN_BYTES:  # the small calls' fast path
+        return np.empty(shape, dtype=dtype)
+    return _k.empty(size, dtype).reshape(shape)
 
 
 def zeros(size: int, dtype) -> np.ndarray:

@@ -15,6 +15,7 @@ from fastnn._adaptive import AdaptiveGeometry
 from fastnn._args import PoolGeometry
 from fastnn._dispatch import register
 from fastnn._threads import get_num_threads
+from fastnn.backends.cpu import _outputs
 from fastnn.kernels.cpu import pool_adaptive as _adaptive
 from fastnn.kernels.cpu import pool_avg as _avg
 from fastnn.kernels.cpu import pool_max as _max
@@ -40,8 +41,8 @@ def _max_pool(x, geom: PoolGeometry, return_indices: bool):
     """max_pool{1,2}d: y, or (y, int64 flat indices) with ``return_indices``."""
     g2 = geom.plane
     h, w, ho, wo = g2[:4]
-    y = np.empty(geom.output_shape, dtype=x.dtype)
-    index = np.empty(geom.output_shape, dtype=np.int64) if return_indices else None
+    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
+    index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
     if y.size:
         threads = get_num_threads()
         xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
@@ -58,7 +59,7 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
     found again in x when ``indices`` is None."""
     g2 = geom.plane
     h, w, ho, wo = g2[:4]
-    gx = np.empty(geom.input_shape, dtype=gy.dtype)
+    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
     if gx.size == 0:
         return gx
     threads = get_num_threads()
@@ -87,7 +88,7 @@ def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d."""
     g2 = geom.plane
     h, w, ho, wo = g2[:4]
-    y = np.empty(geom.output_shape, dtype=x.dtype)
+    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
     if y.size:
         threads = get_num_threads()
         _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, count_include_pad, threads)
@@ -98,7 +99,7 @@ def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d_backward: each output's share spread over its window."""
     g2 = geom.plane
     h, w, ho, wo = g2[:4]
-    gx = np.empty(geom.input_shape, dtype=gy.dtype)
+    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
     if gx.size:
         threads = get_num_threads()
         _avg.backward(
@@ -140,7 +141,7 @@ def _plain_geometry(geom: AdaptiveGeometry) -> tuple[int, ...] | None:
 def _adaptive_avg_pool(x, geom: AdaptiveGeometry):
     """adaptive_avg_pool{1,2}d."""
     h, w, ho, wo = geom.plane
-    y = np.empty(geom.output_shape, dtype=x.dtype)
+    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
     if y.size:
         threads = get_num_threads()
         xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
@@ -155,7 +156,7 @@ def _adaptive_avg_pool(x, geom: AdaptiveGeometry):
 def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
     """adaptive_avg_pool{1,2}d_backward."""
     h, w, ho, wo = geom.plane
-    gx = np.empty(geom.input_shape, dtype=gy.dtype)
+    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
     if gx.size:
         _adaptive.avg_backward(_planes(gy, ho, wo), gx.reshape(-1, h, w), get_num_threads())
     return gx
@@ -164,8 +165,8 @@ def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
 def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
     """adaptive_max_pool2d: y, or (y, int64 flat indices)."""
     h, w, ho, wo = geom.plane
-    y = np.empty(geom.output_shape, dtype=x.dtype)
-    index = np.empty(geom.output_shape, dtype=np.int64) if return_indices else None
+    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
+    index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
     if y.size:
         threads = get_num_threads()
         xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
@@ -185,7 +186,7 @@ def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
     """adaptive_max_pool2d_backward: scatter gy through ``indices`` (found again in x
     when None); overlapping windows' shared maxima add up."""
     h, w, ho, wo = geom.plane
-    gx = np.empty(geom.input_shape, dtype=gy.dtype)
+    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
     if gx.size == 0:
         return gx
     if indices is None:

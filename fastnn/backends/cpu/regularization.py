@@ -8,6 +8,7 @@ import numpy as np
 
 from fastnn._dispatch import register
 from fastnn._threads import get_num_threads
+from fastnn.backends.cpu import _outputs
 from fastnn.kernels.cpu import elementwise as _kernels
 
 
@@ -20,8 +21,8 @@ def _dropout(x, p: float, threshold: int, seed: int | None):
     """(x * mask / (1 - p), uint8 mask), or (copy of x, None) when seed is None."""
     if seed is None:
         return np.array(x, order="C", copy=True), None
-    y = np.empty(x.shape, dtype=x.dtype)
-    mask = np.empty(x.shape, dtype=np.uint8)
+    y = _outputs.empty_shaped(x.shape, x.dtype)
+    mask = _outputs.empty_shaped(x.shape, np.uint8)
     _kernels.dropout(
         _flat(x), y.reshape(-1), mask.reshape(-1), seed, threshold, 1.0 / (1.0 - p),
         get_num_threads(),
@@ -34,7 +35,7 @@ def _dropout_backward(gy, mask, p: float):
     """gy * [mask != 0] / (1 - p); a copy of gy when mask is None."""
     if mask is None:
         return np.array(gy, order="C", copy=True)
-    gx = np.empty(gy.shape, dtype=gy.dtype)
+    gx = _outputs.empty_shaped(gy.shape, gy.dtype)
     flat_mask = _flat(mask).view(np.uint8)
     _kernels.dropout_backward(
         _flat(gy), flat_mask, gx.reshape(-1), 1.0 / (1.0 - p), get_num_threads()
@@ -45,7 +46,7 @@ def _dropout_backward(gy, mask, p: float):
 @register("add", "cpu")
 def _add(a, b, activation: str | None):
     """activation(a + b)."""
-    y = np.empty(a.shape, dtype=a.dtype)
+    y = _outputs.empty_shaped(a.shape, a.dtype)
     code = _kernels.ADD_CODES[activation]
     _kernels.add(code, _flat(a), _flat(b), y.reshape(-1), get_num_threads())
     return y
