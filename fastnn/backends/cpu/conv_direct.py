@@ -18,7 +18,7 @@ __all__ = ["forward", "grad_input", "grad_weight", "with_slack"]
 def with_slack(a: np.ndarray) -> np.ndarray:
     """A flat C-ordered copy of ``a`` followed by zeroed elements that the micro-kernels
     may read past its end (they never use what they read there)."""
-    flat = np.empty(a.size + _k.SLACK, dtype=a.dtype)
+    flat = _outputs.empty(a.size + _k.SLACK, a.dtype)  # large: reused pages, no faults
     np.copyto(flat[: a.size].reshape(a.shape), a)
     flat[a.size :] = 0
     return flat
