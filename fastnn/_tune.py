@@ -107,8 +107,8 @@ def tune_network(
     progress: Callable[[str, dict[str, str], float], None] | None = None,
 ) -> TuneReport:
     """Tune every convolution layer of a shipped shape table (fastnn.net_shapes: resnet18,
-    resnet50, vgg11, mobilenet_v2, lenet): the forward pass and both gradients, at
-    ``batch`` (default: the table's usual batch) and ``dtype``.  ``progress(layer,
+    resnet50, vgg11, mobilenet_v2, squeezenet1_1, lenet): the forward pass and both gradients,
+    at ``batch`` (default: the table's usual batch) and ``dtype``.  ``progress(layer,
     choices, seconds)`` is called after each layer."""
     import fastnn
     from fastnn import net_shapes

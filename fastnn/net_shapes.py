@@ -142,6 +142,25 @@ def _mobilenet_v2() -> list[ConvLayer]:
     return rows
 
 
+def _squeezenet1_1() -> list[ConvLayer]:
+    rows = [_conv("features.0", 3, 224, 64, 3, 2, 0)]
+    c, hw = 64, 55  # after the first max pool (3x3, stride 2, ceil_mode)
+    fires = ((3, 16, 64), (4, 16, 64), "M", (6, 32, 128), (7, 32, 128), "M")
+    fires += ((9, 48, 192), (10, 48, 192), (11, 64, 256), (12, 64, 256))
+    for item in fires:
+        if item == "M":
+            hw = (hw - 3 + 1) // 2 + 1  # ceil_mode
+            continue
+        index, squeeze, expand = item
+        tag = f"features.{index}"
+        rows.append(_conv(f"{tag}.squeeze", c, hw, squeeze, 1, 1, 0))
+        rows.append(_conv(f"{tag}.expand1x1", squeeze, hw, expand, 1, 1, 0))
+        rows.append(_conv(f"{tag}.expand3x3", squeeze, hw, expand, 3, 1, 1))
+        c = 2 * expand
+    rows.append(_conv("classifier.1", c, hw, 1000, 1, 1, 0))
+    return rows
+
+
 def _lenet() -> list[ConvLayer]:
     return [_conv("C1", 1, 32, 6, 5, 1, 0), _conv("C3", 6, 14, 16, 5, 1, 0)]
 
@@ -152,11 +171,19 @@ NETWORKS: dict[str, tuple[ConvLayer, ...]] = {
     "resnet50": _merge(_resnet50()),
     "vgg11": _merge(_vgg11()),
     "mobilenet_v2": _merge(_mobilenet_v2()),
+    "squeezenet1_1": _merge(_squeezenet1_1()),
     "lenet": _merge(_lenet()),
 }
 
 #: The batch size each table is usually timed at.
-DEFAULT_BATCH = {"resnet18": 8, "resnet50": 8, "vgg11": 8, "mobilenet_v2": 8, "lenet": 128}
+DEFAULT_BATCH = {
+    "resnet18": 8,
+    "resnet50": 8,
+    "vgg11": 8,
+    "mobilenet_v2": 8,
+    "squeezenet1_1": 8,
+    "lenet": 128,
+}
 
 
 def network_names() -> tuple[str, ...]:

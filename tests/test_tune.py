@@ -101,11 +101,13 @@ def test_cli_tune(fresh_cache):
 def test_shape_tables():
     """Every table is internally consistent: shapes chain (a layer's input channels were
     produced before), FLOPs as published (ResNet-18 1.8 GFLOP multiply-adds per image,
-    ResNet-50 4.1, VGG-11 7.5 without its classifier, MobileNetV2 0.30)."""
+    ResNet-50 4.1, VGG-11 7.5 without its classifier, MobileNetV2 0.30, SqueezeNet 1.1
+    0.35)."""
     macs = {
         name: sum(layer.count * layer.flops(1) for layer in net_shapes.layers(name)) / 2e9
-        for name in ("resnet18", "resnet50", "vgg11", "mobilenet_v2")
+        for name in ("resnet18", "resnet50", "vgg11", "mobilenet_v2", "squeezenet1_1")
     }
+    assert macs["squeezenet1_1"] == pytest.approx(0.35, abs=0.005)
     assert macs["resnet18"] == pytest.approx(1.81, abs=0.02)
     assert macs["resnet50"] == pytest.approx(4.09, abs=0.03)
     assert macs["vgg11"] == pytest.approx(7.49, abs=0.02)  # 7.61 with the classifier
@@ -113,3 +115,30 @@ def test_shape_tables():
     depthwise = [layer for layer in net_shapes.layers("mobilenet_v2") if layer.groups > 1]
     assert depthwise and all(layer.groups == layer.c == layer.k for layer in depthwise)
     assert {(layer.h, layer.c) for layer in depthwise} >= {(7, 960), (14, 576)}
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11", "mobilenet_v2", "squeezenet1_1"])
+def test_shape_tables_match_torchvision(name):
+    """Every convolution torchvision's model runs, in order of first use, is a row of the
+    table (shapes taken from a forward pass on the meta device: no memory, no time)."""
+    torch = pytest.importorskip("torch")
+    from fastnn.bench.torchvision_models import torchvision_models
+
+    with torch.device("meta"):
+        model = getattr(torchvision_models(), name)()
+        seen: list[tuple] = []
+
+        def record(layer, inputs, _output):
+            seen.append((
+                layer.in_channels, inputs[0].shape[-1], layer.out_channels,
+                layer.kernel_size[0], layer.stride[0], layer.padding[0], layer.groups,
+            ))  # fmt: skip
+
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.Conv2d):
+                layer.register_forward_hook(record)
+        model(torch.empty(1, 3, 224, 224))
+    table = [(r.c, r.h, r.k, r.r, r.stride, r.pad, r.groups) for r in net_shapes.layers(name)]
+    assert list(dict.fromkeys(seen)) == table
+    counts = {row: seen.count(row) for row in table}
+    assert [counts[row] for row in table] == [r.count for r in net_shapes.layers(name)]

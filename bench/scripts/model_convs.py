@@ -1,8 +1,8 @@
 """Every convolution layer of a network against PyTorch CPU, with a total per model.
 
 The layers come from the shape tables that ship with fastnn (fastnn.net_shapes:
-resnet18, resnet50, vgg11, mobilenet_v2, lenet).  For each layer, fastnn's forward and
-backward (grad_input + grad_weight, as a training step asks for them) run beside
+resnet18, resnet50, vgg11, mobilenet_v2, squeezenet1_1, lenet).  For each layer, fastnn's
+forward and backward (grad_input + grad_weight, as a training step asks for them) run beside
 torch's in the same process, timed by fastnn.bench's interleaved, seeded-order blocks
 (fastnn.bench.timing.measure).  The table gives medians, the speed-up torch / fastnn
 (> 1: fastnn is faster), the algorithm fastnn chose for each pass, and the model's totals
