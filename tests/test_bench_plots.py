@@ -14,14 +14,17 @@ from fastnn.bench.roofline import Roofline  # noqa: E402
 ROOF = Roofline(gflops=200.0, gbps=25.0, threads=2, gemm_size=2048, copy_mbytes=256)
 
 
-def _doc(ratios: dict[str, list[float]], family: str = "activation") -> dict:
-    """A report with one case per ratio: fastnn[cpu] takes 1 ms, each peer ratio ms."""
+def _doc(ratios: dict[str, list[float]], family: str = "activation", op: str = "") -> dict:
+    """A report with one case per ratio: fastnn[cpu] takes 1 ms, each peer ratio ms.  Each
+    case is its own op (``relu0``, ``relu1``...) unless ``op`` names one for all: a peer
+    that takes 12x longer on one shape than on another of the same op and size is an
+    anomaly (fastnn.bench.report.peer_anomalies)."""
     rows = []
     cases = len(next(iter(ratios.values())))
     for i in range(cases):
         base = {
             "family": family,
-            "op": "relu",
+            "op": op or f"relu{i}",
             "shape": f"case-{i}",
             "metric": "bytes",
             "flops": 1e6 * (i + 1),
@@ -73,6 +76,16 @@ def test_a_ratio_of_one_has_a_bar_and_every_bar_a_value_label():
     assert ends == pytest.approx([0.5, 1.0, 6.0])
     texts = {t.get_text() for t in fig.axes[0].texts}
     assert {"1.00x", "6.00x", "0.50x"} <= texts
+
+
+def test_a_peers_anomaly_is_hatched_and_starred():
+    """torch takes 12x longer on case-1 than on case-2, which moves as many bytes."""
+    fig = plots.ratios_figure(_doc({"torch": [1.0, 6.0, 0.5]}, op="relu"), "activation")
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"1.00x", "6.00x *", "0.50x"} <= texts
+    hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
+    assert len(hatched) == 1 and hatched[0].get_x() + hatched[0].get_width() == pytest.approx(6.0)
+    assert "anomaly" in fig.axes[0].get_xlabel()
 
 
 def test_tick_labels_are_plain_numbers():

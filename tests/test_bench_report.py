@@ -90,11 +90,14 @@ def test_compare_reports_faster_slower_and_same(doc):
     text, counts = report.compare(doc, doc)
     timed = sum(1 for r in doc["results"] if r["median_s"])
     assert counts["same"] == timed and counts["faster"] == counts["slower"] == 0
-    new = copy.deepcopy(doc)
+    old = copy.deepcopy(doc)
+    for row in old["results"]:  # samples within +-1%, whatever this machine did
+        row["spread"] = 0.02
+    new = copy.deepcopy(old)
     timed_rows = [r for r in new["results"] if r["median_s"]]
     timed_rows[0]["median_s"] /= 2
     timed_rows[1]["median_s"] *= 2
-    text, counts = report.compare(doc, new)
+    text, counts = report.compare(old, new)
     assert counts["faster"] == 1 and counts["slower"] == 1
     assert "SLOWER" in text and "-50.0%" in text
 
@@ -111,12 +114,14 @@ def _synthetic(ours: float, numpy: float) -> dict:
 
 def test_speedups_are_peer_time_over_fastnn_time():
     table = report.speedups(_synthetic(1.0, 3.0))
-    assert table["f"]["numpy"] == (pytest.approx(3.0), 1)  # against the faster fastnn row
+    assert table["f"]["numpy"].geomean == pytest.approx(3.0)  # the default path, fastnn[cpu]
+    assert table["f"]["numpy"].median == pytest.approx(3.0)
+    assert table["f"]["numpy"].cases == 1 and table["f"]["numpy"].left_out == 0
 
 
 def test_compare_shows_the_speedups_of_both_reports():
     text, counts = report.compare(_synthetic(1.0, 3.0), _synthetic(2.0, 3.0))
-    assert "## Speed-ups over each peer, old -> new" in text
+    assert "## Default path's speed-ups over each peer, old -> new" in text
     assert "| f | 3.00x -> 1.50x |" in text
     assert counts["slower"] == 2 and counts["same"] == 1
 
@@ -133,8 +138,24 @@ def test_cli_runs_in_a_fresh_process(tmp_path):
     assert "threads: fastnn" in run.stdout and "roofline:" in run.stdout
     assert "skipped   cupy" in run.stdout  # no GPU packages on the CI machine
     assert "## Summary" in run.stdout
-    assert report.load(tmp_path / "results.json")["suite"] == "tiny"
-    assert "\n## dispatch\n" in (tmp_path / "report.md").read_text()
+    doc = report.load(tmp_path / "results.json")
+    assert doc["suite"] == "tiny" and doc["format"] == report.FORMAT
+    from fastnn._machine import cpu_model
+
+    assert doc["cpu_model"] == cpu_model() and doc["cpus"] == os.cpu_count()
+    assert doc["load_average"] is None or len(doc["load_average"]) == 3
+    # one probe before the only family, one after it
+    assert [(c["after"], c["before"]) for c in doc["roof_checks"]] == [
+        (None, "dispatch"),
+        ("dispatch", None),
+    ]
+    assert all(c["gflops"] > 0 and c["gbps"] > 0 for c in doc["roof_checks"])
+    assert set(doc["reliability"]["families"]) == {"dispatch"}
+    assert all(len(r["times_s"]) == r["runs"] for r in doc["results"])
+    assert "roofs around the families (2 probes)" in run.stdout
+    text = (tmp_path / "report.md").read_text()
+    assert "\n## dispatch\n" in text and "## Was the machine quiet?" in text
+    assert f"- CPU model: {cpu_model()}" in text
 
 
 def test_cli_compare(tmp_path, doc, capsys):
@@ -196,3 +217,176 @@ def test_worst_cases_are_the_lowest_speedups_first():
     assert [r["shape"] for r in worst_cases(doc, "torch", None, count=1)] == ["d"]
     table = worst_table(worst)
     assert len(table) == 4 and "0.50x" in table[2]
+
+
+# ---------------------------------------------------------------------------------------
+# A report that knows when it is wrong (synthetic results: no timing)
+# ---------------------------------------------------------------------------------------
+
+
+def _case(family, op, shape, times, work=1e6, metric="bytes", samples=None):
+    """Rows of one case: ``times`` maps each implementation to its median time; each row
+    gets ``samples`` (relative to its median, default a tight +-1%) as its samples."""
+    rows = []
+    for impl, seconds in times.items():
+        relative = samples or (0.99, 1.0, 1.01)
+        rows.append(
+            {
+                "family": family, "op": op, "shape": shape, "params": {},
+                "flops": work, "bytes": work, "metric": metric, "impl": impl,
+                "median_s": seconds, "best_s": seconds * min(relative), "runs": len(relative),
+                "loops": 1, "times_s": [seconds * r for r in relative], "error": None,
+                "skipped": None,
+            }
+        )  # fmt: skip
+    return rows
+
+
+def _doc_of(*cases, checks=()):
+    rows = [row for case in cases for row in case]
+    return {
+        "format": report.FORMAT, "suite": "test", "created": "now",
+        "roofline": ROOF.to_dict(), "roof_checks": list(checks), "results": rows,
+    }  # fmt: skip
+
+
+def _check(after, before, gflops=100.0, gbps=20.0, load=(0.1, 0.1, 0.1)):
+    return {"after": after, "before": before, "gflops": gflops, "gbps": gbps,
+            "load_average": list(load)}  # fmt: skip
+
+
+def test_spread_is_p90_minus_p10_over_the_median():
+    assert report.spread([1.0, 1.0, 1.0]) == 0.0
+    assert report.spread([1.0]) is None and report.spread([]) is None
+    # 1, 2, 3, 4, 5: p10 = 1.4, p90 = 4.6, median 3
+    assert report.spread([5.0, 1.0, 3.0, 2.0, 4.0]) == pytest.approx(3.2 / 3)
+
+
+def test_a_busy_run_is_flagged_by_its_roofs_and_by_its_spread():
+    quiet = _case("gemm", "gemm", "a", {"fastnn[cpu]": 1.0, "numpy": 1.0})
+    moved = _case("conv2d", "conv2d", "b", {"fastnn[cpu]": 1.0, "torch": 1.0})
+    noisy = _case(
+        "activation", "relu", "c", {"fastnn[cpu]": 1.0, "torch": 2.0}, samples=(0.5, 1.0, 3.0)
+    )
+    checks = [
+        _check(None, "gemm"),
+        _check("gemm", "conv2d", gflops=98.0),  # 2%: quiet
+        _check("conv2d", "activation", gflops=60.0),  # 40% down during conv2d
+        _check("activation", None, gflops=99.0),
+    ]
+    doc = _doc_of(quiet, moved, noisy, checks=checks)
+    verdict = report.reliability(doc)
+    assert verdict["busy"] == ["conv2d", "activation"]
+    families = verdict["families"]
+    assert families["gemm"]["reasons"] == [] and families["gemm"]["roof_moved"] < 0.1
+    assert families["conv2d"]["roof_moved"] == pytest.approx(98 / 60 - 1)
+    assert any("roof moved" in why for why in families["conv2d"]["reasons"])
+    assert families["activation"]["spread"] > report.SPREAD_LIMIT
+    assert any("spread" in why for why in families["activation"]["reasons"])
+
+    text = report.markdown(doc)
+    top = text.splitlines()[:4]
+    assert any(report.BUSY_WARNING in line and "conv2d" in line for line in top), top
+    assert "gemm (" not in top[2]  # the quiet family is not named
+    assert "| conv2d (busy) | torch |" in text and "| gemm | numpy |" in text
+    assert "## Was the machine quiet?" in text and "| gemm -> conv2d | 98.0 |" in text
+    summary = report.markdown_summary(doc)
+    assert summary.startswith("WARNING: " + report.BUSY_WARNING)
+
+
+def test_a_quiet_run_has_no_warning():
+    case = _case("gemm", "gemm", "a", {"fastnn[cpu]": 1.0, "numpy": 1.0})
+    doc = _doc_of(case, checks=[_check(None, "gemm"), _check("gemm", None, gbps=19.5)])
+    assert report.reliability(doc)["busy"] == []
+    assert report.BUSY_WARNING not in report.markdown(doc)
+    assert report.busy_warning(doc) == []
+
+
+def test_a_peer_far_below_its_own_rate_is_marked_and_left_out():
+    """torch's 2-thread softmax: 7.4 ms on 128x10, where 4096x1000 (3200x the bytes)
+    takes 1 ms; fastnn takes 10 us and 2 ms."""
+    small = _case("activation", "softmax", "128x10", {"fastnn[cpu]": 1e-5, "torch": 7.4e-3}, 1e4)
+    large = _case("activation", "softmax", "4096x1000", {"fastnn[cpu]": 2e-3, "torch": 1e-3}, 3.2e7)
+    # a small relu whose fixed call cost keeps its rate low is not an anomaly: larger
+    # shapes take longer
+    tiny = _case("activation", "relu", "8", {"fastnn[cpu]": 1e-6, "torch": 1.2e-6}, 64)
+    big = _case("activation", "relu", "1M", {"fastnn[cpu]": 1e-4, "torch": 1e-4}, 8e6)
+    doc = _doc_of(small, large, tiny, big)
+    anomalies = report.peer_anomalies(doc)
+    assert set(anomalies) == {("activation", "softmax", "128x10", "torch")}
+    table = report.speedups(doc)["activation"]["torch"]
+    assert table.cases == 3 and table.left_out == 1
+    assert table.geomean == pytest.approx((0.5 * 1.2 * 1.0) ** (1 / 3))  # no 740x in it
+    assert table.median == pytest.approx(1.0)
+    text = report.markdown(doc)
+    assert "| softmax | 128x10 | torch * |" in text
+    assert "| softmax | 128x10 | fastnn[cpu] |" in text and "740.00x *" in text
+    assert "left out of the summary" in text
+    assert "| activation | torch | 3 | 0.84x | 1.00x | 0.84x | 1 |" in text
+
+
+def test_the_summary_is_the_default_path_and_best_of_variants_a_separate_column():
+    """conv: fastnn[cpu] (auto) 2 ms, a forced algorithm 1 ms, torch 2 ms; an op without
+    a CPU kernel: the user gets the reference backend."""
+    conv = _case(
+        "conv2d", "conv2d", "a",
+        {"fastnn[cpu]": 2e-3, "fastnn[cpu:direct]": 1e-3, "fastnn[reference]": 8e-3,
+         "torch": 2e-3},
+    )  # fmt: skip
+    fallback = _case("loss", "huber", "a", {"fastnn[reference]": 4e-3, "torch": 1e-3})
+    doc = _doc_of(conv, fallback)
+    default, best = report.speedups(doc), report.speedups(doc, "best")
+    assert default["conv2d"]["torch"].geomean == pytest.approx(1.0)
+    assert best["conv2d"]["torch"].geomean == pytest.approx(2.0)
+    assert default["conv2d"]["fastnn[reference]"].geomean == pytest.approx(4.0)
+    assert default["loss"]["torch"].geomean == pytest.approx(0.25)  # the reference's time
+    assert "fastnn[reference]" not in default["loss"]  # not against itself
+    assert "loss" not in best  # no fastnn kernel: nothing to pick from
+    text = report.markdown(doc)
+    assert "## Summary: fastnn's default path vs each peer" in text
+    assert "| family | peer | cases | geomean | median | best of variants | left out |" in text
+    assert "| conv2d | torch | 1 | 1.00x | 1.00x | 2.00x |  |" in text
+    assert report.default_impl(conv, "torch") == "fastnn[cpu]"
+    assert report.default_impl(conv, "torch-cuda") is None  # no fastnn[cupy] row
+    assert report.default_impl(fallback, "torch") == "fastnn[reference]"
+    worst = report.worst_cases(doc, "torch", "conv2d")
+    assert worst[0]["fastnn_s"] == pytest.approx(2e-3)  # the default path, not the best
+
+
+def test_compare_marks_changes_within_the_measured_noise():
+    def run(fastnn_s, samples):
+        return _doc_of(
+            _case("gemm", "gemm", "a", {"fastnn[cpu]": fastnn_s, "numpy": 1.0}, samples=samples)
+        )
+
+    tight, wide = (0.99, 1.0, 1.01), (0.6, 1.0, 1.6)
+    # 30% slower with +-1% samples: a slow-down
+    text, counts = report.compare(run(1.0, tight), run(1.3, tight))
+    assert counts["slower"] == 1 and counts["same"] == 1 and "SLOWER" in text
+    # the same 30% with samples that spread over 80% of the median: noise
+    text, counts = report.compare(run(1.0, wide), run(1.3, wide))
+    assert counts["slower"] == 0 and counts["same"] == 2
+    assert "| gemm | a | fastnn[cpu] | 1 s | 1.3 s | +30.0% | +-80% | within noise |" in text
+    assert "| gemm | 1.00x -> 0.77x ~ |" in text  # the family's speed-up: within noise too
+    # the noise band: the mean of the two spreads, at least NOISE
+    assert report.noise_band(0.02, 0.04) == report.NOISE
+    assert report.noise_band(0.5, 0.3) == pytest.approx(0.4)
+    assert report.noise_band(None, 0.3) == pytest.approx(0.3)  # a version-1 report
+
+
+def test_compare_names_a_busy_run_and_reads_version_1_reports(tmp_path):
+    case = _case("gemm", "gemm", "a", {"fastnn[cpu]": 1.0, "numpy": 1.0})
+    busy = _doc_of(case, checks=[_check(None, "gemm"), _check("gemm", None, gbps=10.0)])
+    old = copy.deepcopy(_doc_of(case))
+    old["format"] = 1
+    for row in old["results"]:
+        del row["times_s"]
+    path = tmp_path / "old.json"
+    report.write_json(old, path)
+    old = report.load(path)
+    text, counts = report.compare(old, busy)
+    assert f"- WARNING: {report.BUSY_WARNING} in the new run: gemm" in text
+    assert counts["same"] == 2
+    text = report.markdown(old)
+    assert report.BUSY_WARNING not in text
+    assert "| gemm | - | - | - | unknown (no roof probes, no samples) |" in text

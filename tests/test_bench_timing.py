@@ -125,3 +125,32 @@ def test_a_block_after_a_spinning_implementation_starts_with_untimed_calls():
     calls.update(blas=0, ours=0)
     measure(impls, plan)
     assert calls["ours"] == 1 + 3  # no run-in without a spinning peer
+
+
+def test_run_cases_calls_between_where_the_family_changes_and_at_the_end():
+    from fastnn.bench.case import Case, Impl
+    from fastnn.bench.runner import run_cases
+
+    def case(family: str, shape: str) -> Case:
+        impl = Impl("numpy", lambda arrays: None)
+        return Case(family, "op", shape, {}, 1.0, 1.0, lambda rng: {}, (impl,))
+
+    cases = [case("gemm", "a"), case("gemm", "b"), case("pool", "c"), case("loss", "d")]
+    calls = []
+    plan = TimingPlan(budget=0.0, repeats=1, min_sample=0.0, settle=0.0, min_runs=1)
+    results = run_cases(cases, plan, progress=False, between=lambda *a: calls.append(a))
+    assert len(results) == 4
+    assert calls == [("gemm", "pool"), ("pool", "loss"), ("loss", None)]
+    assert run_cases([], plan, progress=False, between=lambda *a: calls.append(a)) == []
+    assert len(calls) == 3  # nothing run, nothing measured
+
+
+def test_roof_check_records_both_roofs_and_the_load_average():
+    from fastnn.bench.roofline import load_average, roof_check
+
+    check = roof_check(2, "gemm", "pool", gemm_size=64, copy_mbytes=2, repeats=1, settle=0.0)
+    assert check["after"] == "gemm" and check["before"] == "pool"
+    assert check["gflops"] > 0 and check["gbps"] > 0
+    load = load_average()
+    assert load is None or (len(load) == 3 and all(v >= 0 for v in load))
+    assert check["load_average"] is None or len(check["load_average"]) == 3

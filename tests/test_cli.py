@@ -175,6 +175,32 @@ def test_plain_bench_says_that_the_full_suite_exists(tmp_path, monkeypatch, caps
     assert "\r" not in captured.err and max(len(line) for line in lines) < 120
 
 
+def test_bench_says_when_the_machine_was_busy(tmp_path, monkeypatch, capsys):
+    """The roof probes around a family disagree by 40% (faked: no timing): the warning is
+    on stdout, at the top of report.md and in results.json."""
+    from fastnn.__main__ import main
+    from fastnn.bench import report, roofline
+
+    gflops = iter([100.0, 60.0])
+
+    def fake_check(threads, after, before, **kwargs):
+        return {"after": after, "before": before, "gflops": next(gflops), "gbps": 20.0,
+                "load_average": [2.5, 1.0, 0.5]}  # fmt: skip
+
+    monkeypatch.setattr(roofline, "roof_check", fake_check)
+    args = ["bench", "--suite", "tiny", "--families", "dispatch", "--no-plots"]
+    assert main([*args, "--no-progress", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"WARNING: {report.BUSY_WARNING} in 1 families: dispatch (a roof moved 67%" in out
+    assert out.rstrip().splitlines()[-1].startswith(f"WARNING: {report.BUSY_WARNING}")
+    assert "roofs around the families (2 probes): 60.0-100.0 GFLOP/s" in out
+    top = (tmp_path / "report.md").read_text().splitlines()[2]
+    assert report.BUSY_WARNING in top and "dispatch" in top
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["reliability"]["busy"] == ["dispatch"]
+    assert doc["roof_checks"][0]["load_average"] == [2.5, 1.0, 0.5]
+
+
 def _fake_example(monkeypatch, reached: bool):
     """Make ``fastnn train mlp`` return a canned summary instead of training."""
     from fastnn.examples import mlp

@@ -11,7 +11,11 @@ Modules, in the order data flows through them:
 - ``case``     the Case / Impl records and moving a case's arrays to a device
 - ``cases_*``  one module per op family that turns shapes into cases
 - ``catalog``  every family's cases for a suite ("tiny", "quick", "full")
-- ``roofline`` the machine's measured sgemm GFLOP/s and copy GB/s
+- ``roofline`` the machine's measured sgemm GFLOP/s and copy GB/s (and the probes
+               of them between families)
 - ``timing``   fair timing: warm-up, interleaved blocks, median and best
-- ``report``   markdown, JSON and ``--compare``;  ``plots``: the PNG figures
+- ``runner``   runs the cases, calling back between families
+- ``report``   markdown, JSON and ``--compare``: fastnn's default path vs each peer,
+               a peer's anomalies, and whether the machine was busy;  ``plots``: the
+               PNG figures
 """

@@ -1,7 +1,7 @@
 """Convolution cases: conv1d and conv2d, forward and backward, on the shapes of
-docs/BENCHMARKS.md.  fastnn runs each of its algorithms ("im2col", "direct", and
-"winograd" on 3x3 stride-1 layers); the
-peers are NumPy (im2col + OpenBLAS), SciPy (oaconvolve, few input channels only) and
+docs/BENCHMARKS.md.  fastnn runs its default path (``fastnn[cpu]``: ``algo="auto"``, what a
+user gets) and each of its algorithms ("im2col", "direct", and "winograd" on 3x3 stride-1
+layers); the peers are NumPy (im2col + OpenBLAS), SciPy (oaconvolve, few input channels only) and
 PyTorch (oneDNN)."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from fastnn.bench.case import Case, SkipImpl
 
 __all__ = ["ALGOS", "cases"]
 
-ALGOS = ("im2col", "direct", "winograd")
+#: None: the default path, ``algo="auto"`` (``fastnn[cpu]``); then each algorithm forced.
+ALGOS = (None, "im2col", "direct", "winograd")
 
 #: The largest im2col matrix the NumPy peer may build, in bytes.
 MAX_IM2COL_BYTES = 1536 * 2**20

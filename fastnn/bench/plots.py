@@ -1,8 +1,10 @@
 """PNG figures of a report (matplotlib, Agg backend: no display needed).
 
-- ``ratios_<family>.png``: for every case of the family, fastnn's fastest implementation's
-  speed-up over each peer, as horizontal bars on a log axis with the value written at the
-  end of each bar (right of the 1x line: fastnn is faster).  The figure grows with the
+- ``ratios_<family>.png``: for every case of the family, fastnn's default path's speed-up
+  over each peer (``fastnn[cpu]``, ``algo="auto"``: what a user gets; see
+  fastnn.bench.report.default_impl), as horizontal bars on a log axis with the value
+  written at the end of each bar (right of the 1x line: fastnn is faster); a peer's
+  anomaly (report.peer_anomalies) is hatched and its label ends in ``*``.  The figure grows with the
   number of cases, so that every label stays readable.
 - ``roofline.png``: every implementation on every case placed by arithmetic intensity and
   achieved GFLOP/s under the measured roofline (both roofs labelled); colour = the
@@ -20,8 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fastnn.bench.case import is_subject
-from fastnn.bench.report import group_cases, median_times, peer_columns, roofline_of
+from fastnn.bench.report import (
+    fastnn_time,
+    group_cases,
+    median_times,
+    peer_anomalies,
+    peer_columns,
+    roofline_of,
+)
 
 __all__ = [
     "IMPL_COLORS",
@@ -101,28 +109,35 @@ def _pyplot():
     return plt
 
 
-def _ratios(doc: Mapping[str, Any], family: str) -> tuple[list[str], dict[str, list[float]]]:
-    """Case labels and, per peer, fastnn's speed-up in each case (NaN: peer not run)."""
+def _ratios(
+    doc: Mapping[str, Any], family: str
+) -> tuple[list[str], dict[str, list[float]], set[tuple[int, str]]]:
+    """Case labels; per peer, fastnn's default path's speed-up in each case (NaN: not
+    run); and the (case index, peer) pairs that are a peer's anomaly."""
     peers = peer_columns(doc)
-    labels, bars = [], {p: [] for p in peers}
+    anomalies = peer_anomalies(doc)
+    labels, bars, marked = [], {p: [] for p in peers}, set()
     for (fam, op, shape), rows in group_cases(doc["results"]).items():
         if fam != family:
             continue
         times = median_times(rows)
-        ours = [t for impl, t in times.items() if is_subject(impl)]
-        if not ours:
+        ours = {p: fastnn_time(rows, p) for p in peers if p in times}
+        if not any(ours.values()):
             continue
-        labels.append(f"{op} {shape}" if op != family else shape)
         for p in peers:
-            bars[p].append(times[p] / min(ours) if p in times else math.nan)
+            value = times[p] / ours[p] if ours.get(p) else math.nan
+            bars[p].append(value)
+            if (fam, op, shape, p) in anomalies:
+                marked.add((len(labels), p))
+        labels.append(f"{op} {shape}" if op != family else shape)
     bars = {p: v for p, v in bars.items() if any(not math.isnan(x) for x in v)}
-    return labels, bars
+    return labels, bars, marked
 
 
 def ratios_figure(doc: Mapping[str, Any], family: str):
     """The figure of :func:`plot_ratios` (a matplotlib Figure), or None when fastnn has
     no measured implementation in ``family``."""
-    labels, bars = _ratios(doc, family)
+    labels, bars, marked = _ratios(doc, family)
     if not labels or not bars:
         return None
     from matplotlib.patches import Patch
@@ -143,12 +158,17 @@ def ratios_figure(doc: Mapping[str, Any], family: str):
     for i, (peer, series) in enumerate(bars.items()):
         color = impl_color(peer)
         ys = [j + (i - (count - 1) / 2) * bar for j in range(len(labels))]
-        for y, value in zip(ys, series):
+        for j, (y, value) in enumerate(zip(ys, series)):
             if not (math.isfinite(value) and value > 0):
                 continue
             # from the axis' left edge, so that 1.0x (and anything) has a visible bar
-            ax.barh(y, value - low, height=bar * 0.9, left=low, color=color)
-            ax.text(value * 1.04, y, format_ratio(value), va="center", fontsize=7)
+            anomaly = (j, peer) in marked
+            ax.barh(
+                y, value - low, height=bar * 0.9, left=low, color=color,
+                hatch="//" if anomaly else None, alpha=0.5 if anomaly else 1.0,
+            )  # fmt: skip
+            label = format_ratio(value) + (" *" if anomaly else "")
+            ax.text(value * 1.04, y, label, va="center", fontsize=7)
     ax.axvline(1.0, color="black", linewidth=1.0)
     ax.set_xscale("log")
     ax.set_xlim(low, high)
@@ -160,9 +180,12 @@ def ratios_figure(doc: Mapping[str, Any], family: str):
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.5, -0.5)  # first case on top
     ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel("speed-up of fastnn = peer time / fastnn time (right of 1x: fastnn faster)")
+    xlabel = "speed-up of fastnn = peer time / fastnn time (right of 1x: fastnn faster)"
+    if marked:
+        xlabel += "\n* hatched: the peer's anomaly (far below its own rate), not in the summary"
+    ax.set_xlabel(xlabel)
     ax.set_title(
-        f"{family}: fastnn's fastest implementation vs each peer ({doc.get('suite')} suite)",
+        f"{family}: fastnn's default path vs each peer ({doc.get('suite')} suite)",
         fontsize=10,
     )
     ax.legend(

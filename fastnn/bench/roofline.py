@@ -8,18 +8,33 @@
 
 Every kernel is then placed against ``min(peak, intensity * bandwidth)``: the fastest a
 kernel of that arithmetic intensity (FLOP per byte) can run on this machine.
+
+:func:`roof_check` measures both roofs again (smaller, quicker: a probe) with the load
+average; ``fastnn bench`` takes one before the suite, one between two families and one
+after it, and the report flags a family during which the roofs moved (another process
+took the cores or the memory bus).
 """
 
 from __future__ import annotations
 
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from fastnn._machine import best_seconds
 
-__all__ = ["Roofline", "measure_bandwidth", "measure_roofline", "measure_sgemm"]
+__all__ = [
+    "Roofline",
+    "load_average",
+    "measure_bandwidth",
+    "measure_roofline",
+    "measure_sgemm",
+    "roof_check",
+]
 
 
 @dataclass(frozen=True)
@@ -91,3 +106,42 @@ def measure_roofline(
         gemm_size=gemm_size,
         copy_mbytes=copy_mbytes,
     )
+
+
+def load_average() -> list[float] | None:
+    """The system's load average over 1, 5 and 15 minutes (``os.getloadavg``), or None
+    where the system does not keep one."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def roof_check(
+    threads: int,
+    after: str | None,
+    before: str | None,
+    gemm_size: int = 1024,
+    copy_mbytes: int = 128,
+    repeats: int = 3,
+    settle: float = 0.2,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Both roofs measured now (after ``settle`` seconds, so that the threads of the
+    previous case stop spinning), between the families ``after`` and ``before`` (None:
+    the start or the end of the suite), with the load average: a dict for the report's
+    ``roof_checks``; ``elapsed_s`` counts from ``started`` (a ``time.perf_counter()``)."""
+    time.sleep(settle)
+    roof = measure_roofline(threads, gemm_size, copy_mbytes, repeats)
+    check: dict[str, Any] = {
+        "after": after,
+        "before": before,
+        "gflops": roof.gflops,
+        "gbps": roof.gbps,
+        "load_average": load_average(),
+        "gemm_size": gemm_size,
+        "copy_mbytes": copy_mbytes,
+    }
+    if started is not None:
+        check["elapsed_s"] = round(time.perf_counter() - started, 2)
+    return check

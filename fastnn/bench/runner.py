@@ -2,7 +2,11 @@
 together (:mod:`fastnn.bench.timing`), free the arrays, next case.  On a terminal a
 progress bar (tqdm, when installed) shows the case being measured; elsewhere (a log file,
 a pipe, CI) one short plain line per case does, since a bar's carriage-return redraws would
-make one line of many kilobytes there."""
+make one line of many kilobytes there.
+
+``run_cases(..., between=fn)`` calls ``fn(after, before)`` where the family changes (and
+after the last case, with ``before=None``): the CLI measures the roofs there, so that a
+family measured while the machine got busier is flagged (fastnn.bench.report)."""
 
 from __future__ import annotations
 
@@ -104,12 +108,21 @@ def run_cases(
     seed: int = 0,
     progress: bool = True,
     spinning: Collection[str] = (),
+    between: Callable[[str, str | None], None] | None = None,
 ) -> list[CaseResult]:
-    """Run every case in order, with a progress bar when ``progress``."""
+    """Run every case in order, with a progress bar when ``progress``.  ``between(after,
+    before)``, when given, is called between two cases of different families (the family
+    just finished, the next one) and once after the last case (``before=None``)."""
     results = []
     bar = _progress(cases, progress)
+    previous: str | None = None
     for case in bar:
+        if between is not None and previous is not None and case.family != previous:
+            between(previous, case.family)
+        previous = case.family
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(case.key, refresh=True)
         results.append(run_case(case, plan, seed, spinning))
+    if between is not None and previous is not None:
+        between(previous, None)
     return results

@@ -38,6 +38,15 @@ ROOFLINES = {
     "full": {"gemm_size": 2048, "copy_mbytes": 512, "repeats": 5},
 }
 
+#: The roof probes before the suite, between families and after it (the report flags a
+#: family during which they moved): smaller than the roofline above, about 0.5 s each on
+#: 2 cores, and all alike, so that they compare with one another.
+ROOF_CHECKS = {
+    "tiny": {"gemm_size": 128, "copy_mbytes": 8, "repeats": 1, "settle": 0.0},
+    "quick": {"gemm_size": 1024, "copy_mbytes": 128, "repeats": 5},
+    "full": {"gemm_size": 2048, "copy_mbytes": 256, "repeats": 3},
+}
+
 
 #: How long each suite takes on a 2-core machine (the README's main command runs "quick").
 QUICK_TIME = "2-3 minutes on 2 cores"
@@ -68,7 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="bench_out", help="output folder")
     parser.add_argument(
-        "--compare", metavar="OLD.json", help="compare with an earlier results.json"
+        "--compare",
+        metavar="OLD.json",
+        help=(
+            "compare with an earlier results.json (writes compare.md; a change within the "
+            "noise both runs measured is marked as such)"
+        ),
     )
     parser.add_argument(
         "--threads",
@@ -119,16 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+    from fastnn._machine import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
 
 def _plan(args: argparse.Namespace, suite: str) -> TimingPlan:
@@ -187,9 +194,13 @@ def _warn_about_openblas_coretype() -> None:
         )
 
 
-def _meta(suite: str, plan: TimingPlan, counts: dict, peers: dict, notes: list[str]) -> dict:
-    """Everything about the run that the JSON report records besides the results."""
+def _meta(
+    suite: str, plan: TimingPlan, counts: dict, peers: dict, notes: list[str], load: list | None
+) -> dict:
+    """Everything about the run that the JSON report records besides the results;
+    ``load``: the load average before the run."""
     import fastnn
+    from fastnn._machine import cpu_model
 
     return {
         "suite": suite,
@@ -197,6 +208,9 @@ def _meta(suite: str, plan: TimingPlan, counts: dict, peers: dict, notes: list[s
         "fastnn": fastnn.__version__,
         "python": platform.python_version(),
         "machine": _machine(),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "load_average": load,
         "threads": counts,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
         "timing": {
@@ -260,10 +274,11 @@ def run(args: argparse.Namespace) -> int:
     from fastnn.bench import report
     from fastnn.bench.catalog import build_cases
     from fastnn.bench.peers import detect, set_threads
-    from fastnn.bench.roofline import measure_roofline
+    from fastnn.bench.roofline import load_average, measure_roofline, roof_check
     from fastnn.bench.runner import run_cases
 
     start = time.perf_counter()
+    load = load_average()  # before this process adds its own threads to it
     suite = _suite(args)
     plan = _plan(args, suite)
     old = None
@@ -305,11 +320,37 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     print(f"{len(cases)} cases, {plan.min_runs}-{plan.repeats} samples per implementation")
 
-    results = run_cases(cases, plan, args.seed, progress=not args.no_progress)
-    doc = report.document(results, roof, _meta(suite, plan, counts, peers, notes))
+    probe = ROOF_CHECKS[suite]
+    checks = []
+    if cases:
+        checks.append(roof_check(threads, None, cases[0].family, started=start, **probe))
+
+    def between(after: str, before: str | None) -> None:
+        checks.append(roof_check(threads, after, before, started=start, **probe))
+
+    results = run_cases(cases, plan, args.seed, progress=not args.no_progress, between=between)
+    meta = _meta(suite, plan, counts, peers, notes, load)
+    doc = report.document(results, roof, meta, checks)
     written = _write(doc, out, not args.no_plots, old, args.compare)
+    _print_checks(checks)
     summary = report.markdown_summary(doc)
     if summary:
         print(summary)
     print(f"wrote {', '.join(str(p) for p in written)} in {time.perf_counter() - start:.0f} s")
+    for line in report.busy_warning(doc):  # again, last, where it cannot be missed
+        print(f"{line} See 'Was the machine quiet?' in {out / 'report.md'}.")
     return _exit_code(doc)
+
+
+def _print_checks(checks: list[dict]) -> None:
+    """One line: the range of the roofs measured around the families, and of the load."""
+    if not checks:
+        return
+    gflops = [c["gflops"] for c in checks]
+    gbps = [c["gbps"] for c in checks]
+    loads = [c["load_average"][0] for c in checks if c.get("load_average")]
+    load = f", load average {min(loads):.2f}-{max(loads):.2f}" if loads else ""
+    print(
+        f"roofs around the families ({len(checks)} probes): {min(gflops):.1f}-"
+        f"{max(gflops):.1f} GFLOP/s, {min(gbps):.1f}-{max(gbps):.1f} GB/s{load}"
+    )
