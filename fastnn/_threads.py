@@ -19,9 +19,11 @@ import contextlib
 import operator
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 __all__ = [
+    "adaptive_teams",
     "blas_for_call",
     "blas_num_threads",
     "default_num_threads",
@@ -29,6 +31,7 @@ __all__ = [
     "limit_blas_threads",
     "set_num_threads",
     "sync_blas_threads",
+    "team_size",
 ]
 
 
@@ -66,6 +69,74 @@ def set_num_threads(n: int) -> None:
     _num_threads = n
     if _blas_libs is not None:
         _apply_blas_threads()
+
+
+# ---------------------------------------------------------------------------------------
+# Team size: the cap, or fewer threads while other processes hold the cores
+# ---------------------------------------------------------------------------------------
+
+#: How long one sample of the machine's load is trusted (seconds).
+TEAM_SAMPLE_SECONDS = 0.02
+#: Off by default: measured on AMD EPYC (Zen 4), 2 CPUs, it turns a LeNet step's worst
+#: slowdown beside another 2-thread job from ~35x into ~5x, but inside a process that also
+#: runs torch (fastnn.torch) torch's spinning workers read as load and shrink the team,
+#: which cost up to ~1.3x on a patched ResNet-18 in one measurement.
+_adaptive = os.environ.get("FASTNN_ADAPTIVE_THREADS", "0").strip().lower() in (
+    "1", "true", "yes", "on",
+)  # fmt: skip
+_team_at = -1.0
+_team_free = 0
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+_machine_cpus = _cpus()
+
+
+def _free_cpus() -> int:
+    """CPUs not held by other processes: the CPUs we may run on minus the runnable
+    threads of the whole machine (/proc/loadavg's 4th field) beyond our own team."""
+    try:
+        with open("/proc/loadavg", "rb") as handle:
+            running = int(handle.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return _machine_cpus
+    others = max(0, running - _num_threads)  # counting every thread of ours as running
+    return _machine_cpus - others
+
+
+def team_size() -> int:
+    """The threads a CPU kernel should open its parallel region with now: the
+    :func:`get_num_threads` cap, lowered while other processes keep CPUs busy (a team
+    larger than the free CPUs waits at every barrier for a descheduled member: 15-50x
+    slowdowns beside another multi-threaded job instead of ~2x).  The load is sampled at
+    most every TEAM_SAMPLE_SECONDS (one small /proc read), never per region.  Autotune
+    keys keep using the cap.  Opt-in (FASTNN_ADAPTIVE_THREADS=1 or
+    ``adaptive_teams(True)``) until it also tells torch's threads in this process from
+    other processes' (see _adaptive above); otherwise the cap."""
+    global _team_at, _team_free
+    n = _num_threads
+    if n == 1 or not _adaptive:
+        return n
+    now = time.monotonic()
+    if now - _team_at > TEAM_SAMPLE_SECONDS:
+        _team_free = _free_cpus()
+        _team_at = now
+    return max(1, min(n, _team_free))
+
+
+def adaptive_teams(enabled: bool | None = None) -> bool:
+    """Whether :func:`team_size` follows the machine's load; ``enabled`` sets it."""
+    global _adaptive, _team_at
+    if enabled is not None:
+        _adaptive = bool(enabled)
+        _team_at = -1.0
+    return _adaptive
 
 
 # ---------------------------------------------------------------------------------------

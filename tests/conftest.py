@@ -38,6 +38,20 @@ def rng(request) -> np.random.Generator:
 
 
 @pytest.fixture(autouse=True)
+def fixed_teams():
+    """Kernels run with exactly get_num_threads() threads: the team sizing that follows
+    the machine's load (fastnn._threads.team_size) is tested on its own in
+    test_cpu_threads.py; elsewhere it would make thread-count assertions depend on what
+    else the machine runs."""
+    from fastnn import _threads
+
+    before = _threads.adaptive_teams()
+    _threads.adaptive_teams(False)
+    yield
+    _threads.adaptive_teams(before)
+
+
+@pytest.fixture(autouse=True)
 def autotune_default():
     """Every test starts with autotuning on and the session's temporary cache."""
     import fastnn

@@ -208,3 +208,81 @@ def test_omp_num_threads_sets_kernel_and_blas_threads():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out[0] == "1" and out[1] in ("1", "None")
+
+
+# ---------------------------------------------------------------------------------------
+# Team size under load
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def adaptive(monkeypatch, restore_threads):
+    """Adaptive team sizing on, with the machine's free CPUs under the test's control."""
+    free = {"cpus": 0, "samples": 0}
+
+    def fake_free():
+        free["samples"] += 1
+        return free["cpus"]
+
+    monkeypatch.setattr(_threads, "_free_cpus", fake_free)
+    _threads.adaptive_teams(True)
+    yield free
+    _threads.adaptive_teams(False)
+
+
+def test_team_size_follows_the_free_cpus_within_the_cap(adaptive, monkeypatch):
+    fastnn.set_num_threads(4)
+    for cpus, team in ((8, 4), (4, 4), (3, 3), (1, 1), (0, 1), (-2, 1)):
+        adaptive["cpus"] = cpus
+        _threads.adaptive_teams(True)  # forget the cached sample
+        assert _threads.team_size() == team
+    assert fastnn.get_num_threads() == 4  # the cap is what the user set
+
+
+def test_team_size_samples_the_load_at_most_every_interval(adaptive, monkeypatch):
+    fastnn.set_num_threads(2)
+    adaptive["cpus"] = 2
+    clock = {"now": 100.0}
+    monkeypatch.setattr(_threads.time, "monotonic", lambda: clock["now"])
+    _threads.adaptive_teams(True)
+    for _ in range(50):
+        _threads.team_size()
+    assert adaptive["samples"] == 1
+    clock["now"] += 2 * _threads.TEAM_SAMPLE_SECONDS
+    _threads.team_size()
+    assert adaptive["samples"] == 2
+
+
+def test_team_size_off_or_one_thread_is_the_cap(adaptive):
+    adaptive["cpus"] = 0
+    fastnn.set_num_threads(3)
+    _threads.adaptive_teams(False)
+    assert _threads.team_size() == 3
+    _threads.adaptive_teams(True)
+    fastnn.set_num_threads(1)
+    assert _threads.team_size() == 1 and adaptive["samples"] == 0
+
+
+def test_free_cpus_reads_the_machine():
+    free = _threads._free_cpus()
+    assert isinstance(free, int) and free <= _threads._machine_cpus
+
+
+def test_a_busy_machine_shrinks_the_team_not_the_autotune_key(adaptive, rng):
+    """Kernels run with the shrunk team and still give the same results; the convolution's
+    autotune key keeps the cap, so a busy moment does not re-tune or miss the cache."""
+    from fastnn import _autotune
+
+    fastnn.set_num_threads(2)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    adaptive["cpus"] = 2
+    _threads.adaptive_teams(True)
+    quiet = fastnn.conv2d(x, w, padding=1)
+    adaptive["cpus"] = 0
+    _threads.adaptive_teams(True)
+    assert _threads.team_size() == 1
+    with _autotune.recording() as record:
+        busy = fastnn.conv2d(x, w, padding=1)
+    assert_close(busy, quiet)
+    assert record.choices and all("threads=2" in key for key in record.choices)

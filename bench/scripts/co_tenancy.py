@@ -109,8 +109,9 @@ def torch_step(batch: int):
 
 
 def _time(subjects, plan) -> dict[str, float]:
-    results = measure(subjects, plan, spinning=("torch",))
-    return {name: m.median for name, m in results.items()}
+    """Each subject timed on its own (one after the other, not interleaved): a user's job
+    runs one library, and torch's spinning pool must not land on fastnn's time."""
+    return {name: measure({name: fn}, plan)[name].median for name, fn in subjects.items()}
 
 
 def _start(neighbour: str, threads: int) -> subprocess.Popen:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.kernels.cpu import activation as _k
 
 #: Activation names -> the kernels' codes.
@@ -28,52 +28,52 @@ _activate, _extra, _backward_extra = _k.activate, _k.activate_extra, _k.backward
 
 @register("relu", "cpu")
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _activate(_RELU, x, get_num_threads(), out)
+    return _activate(_RELU, x, team_size(), out)
 
 
 @register("sigmoid", "cpu")
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return _activate(_SIGMOID, x, get_num_threads())
+    return _activate(_SIGMOID, x, team_size())
 
 
 @register("tanh", "cpu")
 def tanh(x: np.ndarray) -> np.ndarray:
-    return _activate(_TANH, x, get_num_threads())
+    return _activate(_TANH, x, team_size())
 
 
 @register("hardtanh", "cpu")
 def hardtanh(x: np.ndarray, out: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
-    return _extra(_HARDTANH, x, get_num_threads(), lo, hi, out)
+    return _extra(_HARDTANH, x, team_size(), lo, hi, out)
 
 
 @register("relu6", "cpu")
 def relu6(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _extra(_HARDTANH, x, get_num_threads(), 0.0, 6.0, out)
+    return _extra(_HARDTANH, x, team_size(), 0.0, 6.0, out)
 
 
 @register("leaky_relu", "cpu")
 def leaky_relu(x: np.ndarray, out: np.ndarray | None, slope: float) -> np.ndarray:
-    return _extra(_LEAKY_RELU, x, get_num_threads(), slope, 0.0, out)
+    return _extra(_LEAKY_RELU, x, team_size(), slope, 0.0, out)
 
 
 @register("silu", "cpu")
 def silu(x: np.ndarray) -> np.ndarray:
-    return _extra(_SILU, x, get_num_threads())
+    return _extra(_SILU, x, team_size())
 
 
 @register("gelu", "cpu")
 def gelu(x: np.ndarray, approximate: str) -> np.ndarray:
-    return _extra(_GELU[approximate], x, get_num_threads())
+    return _extra(_GELU[approximate], x, team_size())
 
 
 @register("silu_backward", "cpu")
 def silu_backward(gy: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return _backward_extra(_SILU, gy, x, get_num_threads())
+    return _backward_extra(_SILU, gy, x, team_size())
 
 
 @register("gelu_backward", "cpu")
 def gelu_backward(gy: np.ndarray, x: np.ndarray, approximate: str) -> np.ndarray:
-    return _backward_extra(_GELU[approximate], gy, x, get_num_threads())
+    return _backward_extra(_GELU[approximate], gy, x, team_size())
 
 
 @register("activation_backward", "cpu")
@@ -82,5 +82,5 @@ def activation_backward(
 ) -> np.ndarray:
     code = _EXTRA_BACKWARD.get(name)
     if code is not None:
-        return _backward_extra(code, gy, y, get_num_threads(), p0, p1)
-    return _k.backward(CODES[name], gy, y, get_num_threads())
+        return _backward_extra(code, gy, y, team_size(), p0, p1)
+    return _k.backward(CODES[name], gy, y, team_size())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.backends.cpu.activation import CODES
 from fastnn.backends.cpu.dense import column_sums
 from fastnn.backends.cpu.gemm import matmul
@@ -36,14 +36,14 @@ def output_sensitivity(y, target, u, activation, loss: str, reduction: str) -> n
     """BP1: delta = f'(u) * dJ/dy."""
     if loss == "cross_entropy":
         if activation is None:  # y are logits: softmax(y) - onehot, scaled
-            return _loss.cross_entropy_backward(y, target, REDUCTIONS[reduction], get_num_threads())
+            return _loss.cross_entropy_backward(y, target, REDUCTIONS[reduction], team_size())
         delta = np.array(y, order="C", copy=True)  # y are probabilities already
         delta[np.arange(delta.shape[0]), np.asarray(target, dtype=np.intp)] -= 1
         delta *= _mean_scale(reduction, delta.shape[0])
         return delta
     scale = _mean_scale(reduction, int(np.prod(y.shape)))
     return _k.output_sensitivity(
-        _POINTWISE[loss], CODES[activation], y, target, u, scale, get_num_threads()
+        _POINTWISE[loss], CODES[activation], y, target, u, scale, team_size()
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.backends.reference.checks import _value_range as _numpy_range
 from fastnn.kernels.cpu import dense as _k
 
@@ -16,5 +16,5 @@ def _value_range(x) -> tuple:
     """(min, max) of a non-empty array as Python numbers; NaN when it holds a NaN."""
     a = np.asarray(x)
     if a.dtype in _k.RANGE_DTYPES and a.flags.c_contiguous and a.size:
-        return _k.value_range(a, get_num_threads())
+        return _k.value_range(a, team_size())
     return _numpy_range(a)

@@ -23,7 +23,7 @@ from fastnn import _autotune, _isa
 from fastnn._dispatch import register
 from fastnn._geometry import ConvGeometry
 from fastnn._selection import choose_conv, tuning_batch
-from fastnn._threads import get_num_threads
+from fastnn._threads import get_num_threads, team_size
 from fastnn.backends.cpu import (
     conv_blocked,
     conv_depthwise,
@@ -159,7 +159,7 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str, activation: str | None 
     (the epilogue costs the same in every algorithm)."""
     if geom.batch == 0:
         return np.empty(geom.output_shape, dtype=x.dtype)
-    shape, threads = tuple(geom.plane), get_num_threads()
+    shape, threads, cap = tuple(geom.plane), team_size(), get_num_threads()
     x4, wf = _as_4d(x, geom), _flat_weight(w)
     bias = None if b is None else np.ascontiguousarray(b)
     act = ACT_CODES[activation]
@@ -181,7 +181,7 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str, activation: str | None 
         return run(name, x4[part], part_shape)
 
     op = f"conv{geom.nd}d"
-    name = _pick(algo, op, "forward", geom, x.dtype, threads, tune)
+    name = _pick(algo, op, "forward", geom, x.dtype, cap, tune)
     return run(name).reshape(geom.output_shape)
 
 
@@ -197,7 +197,7 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
             np.zeros(geom.weight_shape, dtype=dtype) if want_w else None,
             np.zeros(geom.out_channels, dtype=dtype) if want_b else None,
         )
-    shape, threads = tuple(geom.plane), get_num_threads()
+    shape, threads, cap = tuple(geom.plane), team_size(), get_num_threads()
     x4, wf, gy4 = _as_4d(x, geom), _flat_weight(w), _as_4d(gy, geom)
     part = _batch_slice(geom.batch)
     part_shape = (part.stop, *shape[1:])
@@ -243,10 +243,10 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
     gx = gw = None
     if want_x:
         tune_x = lambda name: input_grad(name, pn, part_shape)  # noqa: E731
-        gx = input_grad(_pick(algo, op, "input", geom, dtype, threads, tune_x), n, shape)
+        gx = input_grad(_pick(algo, op, "input", geom, dtype, cap, tune_x), n, shape)
     if want_w:
         tune_w = lambda name: weight_grad(name, pn, part_shape)  # noqa: E731
-        chosen = _pick(algo, op, "weight", geom, dtype, threads, tune_w)
+        chosen = _pick(algo, op, "weight", geom, dtype, cap, tune_w)
         gw = weight_grad(chosen, n, shape)
     gb = None
     if want_b:

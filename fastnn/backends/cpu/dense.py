@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.backends.cpu.activation import CODES
 from fastnn.backends.cpu.gemm import matmul
 from fastnn.kernels.cpu import dense as _k
@@ -14,7 +14,7 @@ from fastnn.kernels.cpu import dense as _k
 
 def column_sums(x: np.ndarray) -> np.ndarray:
     """The sum over the rows of the (m, n) matrix ``x``: a new (n,) array."""
-    return _k.column_sums(x, get_num_threads())
+    return _k.column_sums(x, team_size())
 
 
 @register("linear", "cpu")

@@ -18,6 +18,7 @@ from fastnn._threads import (
     get_num_threads,
     limit_blas_threads,
     sync_blas_threads,
+    team_size,
 )
 from fastnn.kernels.cpu import gemm as _k
 
@@ -49,7 +50,7 @@ def calibrate() -> float:
     global _calibrated
     _calibrated = True
     level = _isa.level_code("gemm")
-    overhead = _k.fork_join_seconds(max(2, get_num_threads()), 64)
+    overhead = _k.fork_join_seconds(max(2, get_num_threads()), 64)  # the cap: calibration
     a = np.ones((96, 96), dtype=np.float32)
     args = (a, a, None, 1.0, 0.0, False, False, 0, None, None, 1, level)
     rate = 2.0 * 96**3 / best_seconds(lambda: _k.blocked(*args))
@@ -129,7 +130,7 @@ def matmul(
     m = a.shape[1] if trans_a else a.shape[0]
     k = a.shape[0] if trans_a else a.shape[1]
     n = b.shape[0] if trans_b else b.shape[1]
-    threads = get_num_threads()
+    threads = team_size()
     if not _calibrated:
         calibrate()
     epilogue = act != 0 or bias is not None or u is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.kernels.cpu import batch_norm as _k
 
 #: Activation names -> the kernels' codes.
@@ -29,14 +29,14 @@ def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if _count(x) == 0:
         nan = np.full(x.shape[1], np.nan)
         return nan, nan.copy()
-    return _k.stats(x, get_num_threads())
+    return _k.stats(x, team_size())
 
 
 def _affine(x, mean, invstd, w, b, activation) -> np.ndarray:
     """act((x - mean) * invstd * w + b) with the per-channel factors folded first."""
     scale = invstd if w is None else np.asarray(invstd, np.float64) * w
     shift = np.zeros(x.shape[1], x.dtype) if b is None else b
-    return _k.affine(x, mean, scale, shift, CODES[activation], get_num_threads())
+    return _k.affine(x, mean, scale, shift, CODES[activation], team_size())
 
 
 def _invstd(var: np.ndarray, eps: float) -> np.ndarray:
@@ -75,4 +75,4 @@ def batch_norm(x, running_mean, running_var, w, b, training, factor, eps, activa
 @register("batch_norm_backward", "cpu")
 def batch_norm_backward(gy, x, w, mean, invstd, training, y, activation, mask):
     code = CODES[activation]
-    return _k.backward(gy, x, y, code, mean, invstd, w, training, *mask, get_num_threads())
+    return _k.backward(gy, x, y, code, mean, invstd, w, training, *mask, team_size())

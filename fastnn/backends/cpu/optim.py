@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.kernels.cpu import optim as _k
 
 
@@ -33,7 +33,7 @@ def _sgd(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, maxi
     b, use_momentum = _optional(buf, p)
     _k.sgd(
         p, _grad(grad), b, lr, momentum, dampening, weight_decay,
-        use_momentum, nesterov, maximize, first, get_num_threads(),
+        use_momentum, nesterov, maximize, first, team_size(),
     )  # fmt: skip
 
 
@@ -41,7 +41,7 @@ def _sgd(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, maxi
 def _adagrad(param, grad, state_sum, lr, weight_decay, eps, maximize):
     _k.adagrad(
         _flat(param), _grad(grad), _flat(state_sum), lr, weight_decay, eps, maximize,
-        get_num_threads(),
+        team_size(),
     )  # fmt: skip
 
 
@@ -54,7 +54,7 @@ def _rmsprop(
     b, use_momentum = _optional(buf, p)
     _k.rmsprop(
         p, _grad(grad), _flat(square_avg), m, b, lr, alpha, eps, weight_decay, momentum,
-        centered, use_momentum, maximize, get_num_threads(),
+        centered, use_momentum, maximize, team_size(),
     )  # fmt: skip
 
 
@@ -62,7 +62,7 @@ def _rmsprop(
 def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
     _k.adadelta(
         _flat(param), _grad(grad), _flat(square_avg), _flat(acc_delta), lr, rho, eps,
-        weight_decay, maximize, get_num_threads(),
+        weight_decay, maximize, team_size(),
     )  # fmt: skip
 
 
@@ -89,5 +89,5 @@ def _adam(
     _k.adam(
         p, _grad(grad), _flat(exp_avg), _flat(exp_avg_sq), v, step_size,
         bias_correction2_sqrt, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled,
-        maximize, get_num_threads(),
+        maximize, team_size(),
     )  # fmt: skip

@@ -14,7 +14,7 @@ import numpy as np
 from fastnn._adaptive import AdaptiveGeometry
 from fastnn._args import PoolGeometry
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.backends.cpu import _outputs
 from fastnn.kernels.cpu import pool_adaptive as _adaptive
 from fastnn.kernels.cpu import pool_avg as _avg
@@ -44,7 +44,7 @@ def _max_pool(x, geom: PoolGeometry, return_indices: bool):
     y = _outputs.empty_shaped(geom.output_shape, x.dtype)
     index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
     if y.size:
-        threads = get_num_threads()
+        threads = team_size()
         xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
         if return_indices:
             _check_flat_index(h, w)
@@ -62,7 +62,7 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
     gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
     if gx.size == 0:
         return gx
-    threads = get_num_threads()
+    threads = team_size()
     if indices is not None:
         # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
         index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
@@ -90,7 +90,7 @@ def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     h, w, ho, wo = g2[:4]
     y = _outputs.empty_shaped(geom.output_shape, x.dtype)
     if y.size:
-        threads = get_num_threads()
+        threads = team_size()
         _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, count_include_pad, threads)
     return y
 
@@ -101,7 +101,7 @@ def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
     h, w, ho, wo = g2[:4]
     gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
     if gx.size:
-        threads = get_num_threads()
+        threads = team_size()
         _avg.backward(
             _planes(gy, ho, wo),
             gx.reshape(-1, h, w),
@@ -143,7 +143,7 @@ def _adaptive_avg_pool(x, geom: AdaptiveGeometry):
     h, w, ho, wo = geom.plane
     y = _outputs.empty_shaped(geom.output_shape, x.dtype)
     if y.size:
-        threads = get_num_threads()
+        threads = team_size()
         xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
         plain = _plain_geometry(geom)
         if plain is not None and ho * wo > 1:
@@ -158,7 +158,7 @@ def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
     h, w, ho, wo = geom.plane
     gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
     if gx.size:
-        _adaptive.avg_backward(_planes(gy, ho, wo), gx.reshape(-1, h, w), get_num_threads())
+        _adaptive.avg_backward(_planes(gy, ho, wo), gx.reshape(-1, h, w), team_size())
     return gx
 
 
@@ -168,7 +168,7 @@ def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
     y = _outputs.empty_shaped(geom.output_shape, x.dtype)
     index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
     if y.size:
-        threads = get_num_threads()
+        threads = team_size()
         xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
         plain = _plain_geometry(geom)
         if plain is None:
@@ -194,7 +194,7 @@ def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
     # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
     index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
     gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
-    _adaptive.max_backward(gys, index, gx.reshape(-1, h * w), get_num_threads())
+    _adaptive.max_backward(gys, index, gx.reshape(-1, h * w), team_size())
     return gx
 
 

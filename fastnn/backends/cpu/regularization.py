@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.backends.cpu import _outputs
 from fastnn.kernels.cpu import elementwise as _kernels
 
@@ -25,7 +25,7 @@ def _dropout(x, p: float, threshold: int, seed: int | None):
     mask = _outputs.empty_shaped(x.shape, np.uint8)
     _kernels.dropout(
         _flat(x), y.reshape(-1), mask.reshape(-1), seed, threshold, 1.0 / (1.0 - p),
-        get_num_threads(),
+        team_size(),
     )  # fmt: skip
     return y, mask
 
@@ -37,9 +37,7 @@ def _dropout_backward(gy, mask, p: float):
         return np.array(gy, order="C", copy=True)
     gx = _outputs.empty_shaped(gy.shape, gy.dtype)
     flat_mask = _flat(mask).view(np.uint8)
-    _kernels.dropout_backward(
-        _flat(gy), flat_mask, gx.reshape(-1), 1.0 / (1.0 - p), get_num_threads()
-    )
+    _kernels.dropout_backward(_flat(gy), flat_mask, gx.reshape(-1), 1.0 / (1.0 - p), team_size())
     return gx
 
 
@@ -48,5 +46,5 @@ def _add(a, b, activation: str | None):
     """activation(a + b)."""
     y = _outputs.empty_shaped(a.shape, a.dtype)
     code = _kernels.ADD_CODES[activation]
-    _kernels.add(code, _flat(a), _flat(b), y.reshape(-1), get_num_threads())
+    _kernels.add(code, _flat(a), _flat(b), y.reshape(-1), team_size())
     return y

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
-from fastnn._threads import get_num_threads
+from fastnn._threads import team_size
 from fastnn.kernels.cpu import softmax as _k
 
 _SOFTMAX, _LOG_SOFTMAX = 0, 1
@@ -13,19 +13,19 @@ _SOFTMAX, _LOG_SOFTMAX = 0, 1
 
 @register("softmax", "cpu")
 def softmax(x: np.ndarray, dim: int) -> np.ndarray:
-    return _k.forward(_SOFTMAX, x, dim, get_num_threads())
+    return _k.forward(_SOFTMAX, x, dim, team_size())
 
 
 @register("log_softmax", "cpu")
 def log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
-    return _k.forward(_LOG_SOFTMAX, x, dim, get_num_threads())
+    return _k.forward(_LOG_SOFTMAX, x, dim, team_size())
 
 
 @register("softmax_backward", "cpu")
 def softmax_backward(gy: np.ndarray, y: np.ndarray, dim: int) -> np.ndarray:
-    return _k.backward(_SOFTMAX, gy, y, dim, get_num_threads())
+    return _k.backward(_SOFTMAX, gy, y, dim, team_size())
 
 
 @register("log_softmax_backward", "cpu")
 def log_softmax_backward(gy: np.ndarray, y: np.ndarray, dim: int) -> np.ndarray:
-    return _k.backward(_LOG_SOFTMAX, gy, y, dim, get_num_threads())
+    return _k.backward(_LOG_SOFTMAX, gy, y, dim, team_size())
