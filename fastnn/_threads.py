@@ -77,15 +77,13 @@ def set_num_threads(n: int) -> None:
 
 #: How long one sample of the machine's load is trusted (seconds).
 TEAM_SAMPLE_SECONDS = 0.02
-#: Off by default: measured on AMD EPYC (Zen 4), 2 CPUs, it turns a LeNet step's worst
-#: slowdown beside another 2-thread job from ~35x into ~5x, but inside a process that also
-#: runs torch (fastnn.torch) torch's spinning workers read as load and shrink the team,
-#: which cost up to ~1.3x on a patched ResNet-18 in one measurement.
-_adaptive = os.environ.get("FASTNN_ADAPTIVE_THREADS", "0").strip().lower() in (
-    "1", "true", "yes", "on",
+_adaptive = os.environ.get("FASTNN_ADAPTIVE_THREADS", "1").strip().lower() not in (
+    "0", "false", "no", "off",
 )  # fmt: skip
-_team_at = -1.0
 _team_free = 0
+_team_calls = 0
+_sampler: threading.Thread | None = None
+_sampler_lock = threading.Lock()
 
 
 def _cpus() -> int:
@@ -98,44 +96,92 @@ def _cpus() -> int:
 _machine_cpus = _cpus()
 
 
+def _own_running() -> int:
+    """Runnable threads of this process (state R in /proc/self/task/*/stat): ours, torch's
+    and numpy's pools alike; -1 when /proc cannot tell."""
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return -1
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R":
+            count += 1
+    return count
+
+
 def _free_cpus() -> int:
     """CPUs not held by other processes: the CPUs we may run on minus the runnable
-    threads of the whole machine (/proc/loadavg's 4th field) beyond our own team."""
+    threads of the whole machine (/proc/loadavg's 4th field) that are not this process's
+    (threads of this process, torch's included, share our time slices anyway and are left
+    to the cap)."""
     try:
         with open("/proc/loadavg", "rb") as handle:
             running = int(handle.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return _machine_cpus
-    others = max(0, running - _num_threads)  # counting every thread of ours as running
-    return _machine_cpus - others
+    if running <= _num_threads:  # the quiet case: no more than our team can be running
+        return _machine_cpus
+    # Every thread of our team counts as running (one may fall asleep between the two
+    # reads), and more of this process's threads when more are seen running.
+    ours = max(_own_running(), _num_threads)
+    return _machine_cpus - max(0, running - ours)
+
+
+def _sample_while_used() -> None:
+    """The sampler thread: refresh the free-CPU count every TEAM_SAMPLE_SECONDS while
+    kernels keep asking for it; exit after a second without calls."""
+    global _team_free, _sampler
+    seen, idle, last = -1, 0.0, _machine_cpus
+    while _adaptive and idle < 1.0:
+        sample = _free_cpus()
+        _team_free = max(sample, last)  # shrink on two busy samples in a row, grow at once
+        last = sample
+        time.sleep(TEAM_SAMPLE_SECONDS)
+        if _team_calls == seen:
+            idle += TEAM_SAMPLE_SECONDS
+        else:
+            seen, idle = _team_calls, 0.0
+    with _sampler_lock:
+        _sampler = None
 
 
 def team_size() -> int:
     """The threads a CPU kernel should open its parallel region with now: the
     :func:`get_num_threads` cap, lowered while other processes keep CPUs busy (a team
-    larger than the free CPUs waits at every barrier for a descheduled member: 15-50x
-    slowdowns beside another multi-threaded job instead of ~2x).  The load is sampled at
-    most every TEAM_SAMPLE_SECONDS (one small /proc read), never per region.  Autotune
-    keys keep using the cap.  Opt-in (FASTNN_ADAPTIVE_THREADS=1 or
-    ``adaptive_teams(True)``) until it also tells torch's threads in this process from
-    other processes' (see _adaptive above); otherwise the cap."""
-    global _team_at, _team_free
+    larger than the free CPUs waits at every barrier for a member the scheduler parked:
+    15-50x slowdowns beside another multi-threaded job instead of ~2x).  A daemon thread
+    samples the load every TEAM_SAMPLE_SECONDS while kernels run (two small /proc reads,
+    ~50 us), so a call only reads the last sample.  Autotune keys keep using the cap.
+    FASTNN_ADAPTIVE_THREADS=0 (or ``adaptive_teams(False)``) always uses the cap."""
+    global _team_calls, _sampler, _team_free
     n = _num_threads
     if n == 1 or not _adaptive:
         return n
-    now = time.monotonic()
-    if now - _team_at > TEAM_SAMPLE_SECONDS:
-        _team_free = _free_cpus()
-        _team_at = now
-    return max(1, min(n, _team_free))
+    _team_calls += 1
+    if _sampler is None:
+        with _sampler_lock:
+            if _sampler is None:
+                _team_free = _free_cpus()
+                _sampler = threading.Thread(
+                    target=_sample_while_used, name="fastnn-load-sampler", daemon=True
+                )
+                _sampler.start()
+    free = _team_free
+    return n if free >= n else (free if free > 1 else 1)
 
 
 def adaptive_teams(enabled: bool | None = None) -> bool:
     """Whether :func:`team_size` follows the machine's load; ``enabled`` sets it."""
-    global _adaptive, _team_at
+    global _adaptive, _team_free
     if enabled is not None:
         _adaptive = bool(enabled)
-        _team_at = -1.0
+        _team_free = _free_cpus() if _adaptive else _team_free
     return _adaptive
 
 

@@ -234,23 +234,35 @@ def test_team_size_follows_the_free_cpus_within_the_cap(adaptive, monkeypatch):
     fastnn.set_num_threads(4)
     for cpus, team in ((8, 4), (4, 4), (3, 3), (1, 1), (0, 1), (-2, 1)):
         adaptive["cpus"] = cpus
-        _threads.adaptive_teams(True)  # forget the cached sample
+        _threads.adaptive_teams(True)  # samples at once
         assert _threads.team_size() == team
     assert fastnn.get_num_threads() == 4  # the cap is what the user set
 
 
-def test_team_size_samples_the_load_at_most_every_interval(adaptive, monkeypatch):
+def test_a_call_reads_the_last_sample_not_proc(adaptive):
+    """The load is sampled by a background thread every TEAM_SAMPLE_SECONDS while kernels
+    run, never by the call itself; the thread ends when adaptive sizing is turned off."""
+    import time
+
     fastnn.set_num_threads(2)
     adaptive["cpus"] = 2
-    clock = {"now": 100.0}
-    monkeypatch.setattr(_threads.time, "monotonic", lambda: clock["now"])
     _threads.adaptive_teams(True)
-    for _ in range(50):
-        _threads.team_size()
-    assert adaptive["samples"] == 1
-    clock["now"] += 2 * _threads.TEAM_SAMPLE_SECONDS
-    _threads.team_size()
-    assert adaptive["samples"] == 2
+    adaptive["samples"] = 0
+    start = time.monotonic()
+    for _ in range(20000):
+        assert _threads.team_size() == 2
+    elapsed = time.monotonic() - start
+    assert adaptive["samples"] <= 2 + elapsed / _threads.TEAM_SAMPLE_SECONDS
+    adaptive["cpus"] = 1  # the machine gets busy: the sampler sees it within an interval
+    deadline = time.monotonic() + 2.0
+    while _threads.team_size() != 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert _threads.team_size() == 1
+    sampler = _threads._sampler
+    _threads.adaptive_teams(False)
+    if sampler is not None:
+        sampler.join(timeout=2.0)
+        assert not sampler.is_alive()
 
 
 def test_team_size_off_or_one_thread_is_the_cap(adaptive):
@@ -259,6 +271,7 @@ def test_team_size_off_or_one_thread_is_the_cap(adaptive):
     _threads.adaptive_teams(False)
     assert _threads.team_size() == 3
     _threads.adaptive_teams(True)
+    adaptive["samples"] = 0
     fastnn.set_num_threads(1)
     assert _threads.team_size() == 1 and adaptive["samples"] == 0
 

@@ -40,7 +40,7 @@ def collect() -> dict:
     from threadpoolctl import threadpool_info
 
     import fastnn
-    from fastnn import _isa, _machine
+    from fastnn import _isa, _machine, _threads
 
     backend_rows = list(_backend_rows())  # loads the CPU kernels (and their OpenMP runtime)
     pools = threadpool_info()
@@ -52,6 +52,7 @@ def collect() -> dict:
         "scipy": scipy.__version__,
         "backends": {name: {"available": ok, "detail": why} for name, ok, why in backend_rows},
         "threads": fastnn.get_num_threads(),
+        "adaptive_teams": _threads.adaptive_teams(),
         "blas": [
             {
                 "library": p.get("internal_api"),
@@ -108,6 +109,15 @@ def run(args: argparse.Namespace) -> int:
         mark = "yes" if row["available"] else "no "
         print(f"  {name:<11} {mark}  {row['detail']}")
     print(f"fastnn threads: {info['threads']} (set_num_threads / OMP_NUM_THREADS)")
+    print(
+        "team sizing under load: "
+        + (
+            "on (regions use the CPUs other processes leave free, up to the cap; "
+            "FASTNN_ADAPTIVE_THREADS=0 turns it off)"
+            if info["adaptive_teams"]
+            else "off (FASTNN_ADAPTIVE_THREADS=0): regions always use the cap"
+        )
+    )
     for lib in info["blas"]:
         print(
             f"BLAS: {lib['library']} {lib['version']} ({lib['architecture']}), "
