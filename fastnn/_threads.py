@@ -176,6 +176,17 @@ def team_size() -> int:
     return n if free >= n else (free if free > 1 else 1)
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has no sampler thread: the next call starts its own."""
+    global _sampler, _sampler_lock
+    _sampler = None
+    _sampler_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def adaptive_teams(enabled: bool | None = None) -> bool:
     """Whether :func:`team_size` follows the machine's load; ``enabled`` sets it."""
     global _adaptive, _team_free

@@ -299,3 +299,24 @@ def test_a_busy_machine_shrinks_the_team_not_the_autotune_key(adaptive, rng):
         busy = fastnn.conv2d(x, w, padding=1)
     assert_close(busy, quiet)
     assert record.choices and all("threads=2" in key for key in record.choices)
+
+
+def test_a_forked_child_starts_its_own_sampler(adaptive):
+    """After fork the child has no sampler thread; its first call starts one."""
+    import os
+
+    fastnn.set_num_threads(2)
+    adaptive["cpus"] = 2
+    _threads.adaptive_teams(True)
+    _threads.team_size()
+    assert _threads._sampler is not None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        ok = _threads._sampler is None
+        _threads.team_size()
+        ok = ok and _threads._sampler is not None and _threads._sampler.is_alive()
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
