@@ -30,8 +30,7 @@ class _Activation(Module):
         return self._output
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._output is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._output)
         if not need_input_grad:
             return None
         return fastnn.activation_backward(self.name, grad, self._output)
@@ -72,8 +71,7 @@ class Hardtanh(_Activation):
         return self._output
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._output is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._output)
         if not need_input_grad:
             return None
         return fastnn.activation_backward(
@@ -105,8 +103,7 @@ class _FromInput(Module):
         raise NotImplementedError
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._input is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._input)
         if not need_input_grad:
             return None
         return self._grad(grad, self._input)
@@ -129,8 +126,7 @@ class LeakyReLU(Module):
         return y
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._saved is None:
-            raise RuntimeError("LeakyReLU.backward called before forward")
+        self._forward_ran(self._saved)
         if not need_input_grad:
             return None
         s = self.negative_slope

@@ -128,7 +128,7 @@ class _BatchNorm(Module):
         if self._cache is None:
             if grad.size == 0:  # the empty batch of forward
                 return grad.copy() if need_input_grad else None
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+            self._forward_ran(self._cache)
         x, weight, mean, invstd, use_batch = self._cache
         mask = (bool(need_input_grad), self.affine, self.affine)
         if not any(mask):

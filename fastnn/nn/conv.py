@@ -85,8 +85,7 @@ class _ConvNd(Module):
         return y
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._input is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._input)
         mask = (
             bool(need_input_grad),
             self.weight.requires_grad,

@@ -42,8 +42,7 @@ class Flatten(Module):
         return x.reshape(*shape[:start], merged, *shape[end + 1 :])
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._shape is None:
-            raise RuntimeError("Flatten.backward called before forward")
+        self._forward_ran(self._shape)
         return grad.reshape(self._shape) if need_input_grad else None
 
     def _reset_cache(self) -> None:

@@ -61,8 +61,7 @@ class Linear(Module):
         return y
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._input is None:
-            raise RuntimeError("Linear.backward called before forward")
+        self._forward_ran(self._input)
         if self.activation is not None:
             grad = fastnn.activation_backward(self.activation, grad, self._output)
         mask = (

@@ -35,8 +35,7 @@ class _Loss(Module):
     def backward(self, grad: Any = None, *, need_input_grad: bool = True) -> Any:
         """d loss / d input, times ``grad`` (the gradient with respect to the loss: a
         number, or an array of the loss's shape for ``reduction="none"``; default 1)."""
-        if self._input is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._input)
         if not need_input_grad:
             return None
         reduction = "sum" if self.reduction == "none" else self.reduction

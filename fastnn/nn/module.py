@@ -44,6 +44,12 @@ class Module:
         """Compute the output and remember what ``backward`` needs."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
+    def _forward_ran(self, saved: Any) -> None:
+        """Raise the error of a backward called before its forward (``saved``, what the
+        forward keeps for the backward, is still None)."""
+        if saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
         """Gradient of the loss with respect to the input of the last ``forward``, given the
         gradient with respect to its output; parameter gradients are added to

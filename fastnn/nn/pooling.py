@@ -59,8 +59,7 @@ class _MaxPoolNd(Module):
         return y
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._input is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._input)
         if not need_input_grad:
             return None
         return self._backward_op(grad, self._input, indices=self._indices, **self._geometry())
@@ -115,8 +114,7 @@ class _AvgPoolNd(Module):
         return y
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._input is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._input)
         if not need_input_grad:
             return None
         return self._backward_op(grad, self._input, **self._geometry())
@@ -203,8 +201,7 @@ class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
         return y
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._input is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._input)
         if not need_input_grad:
             return None
         return self._backward_op(grad, self._input)
@@ -244,8 +241,7 @@ class AdaptiveMaxPool2d(_AdaptivePoolNd):
         return y
 
     def backward(self, grad: Any, *, need_input_grad: bool = True) -> Any:
-        if self._input is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        self._forward_ran(self._input)
         if not need_input_grad:
             return None
         return fastnn.adaptive_max_pool2d_backward(grad, self._input, self._indices)
