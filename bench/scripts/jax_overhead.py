@@ -1,0 +1,97 @@
+"""Per-call overhead of fastnn.jax's routes: one jitted call of a small op by the XLA FFI
+handler, ``buffer_callback`` and ``pure_callback``, against XLA's native op and against
+fastnn's kernel called directly on a NumPy array (the kernel's own time plus fastnn's
+Python dispatch).
+
+``env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/jax_overhead.py [--budget 0.5]``
+prints microseconds per call (median of interleaved blocks, fastnn.bench.timing) and each
+route's excess over the direct kernel call.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fastnn
+import fastnn.jax as fj
+from fastnn.bench.timing import TimingPlan, measure
+
+#: op -> (fastnn.jax function, XLA's own, fastnn's NumPy op, input shapes)
+OPS = {
+    "relu (256,)": (fj.relu, jax.nn.relu, fastnn.relu, [(256,)]),
+    "softmax (32, 10)": (fj.softmax, jax.nn.softmax, fastnn.softmax, [(32, 10)]),
+    "linear 32x64 -> 32": (
+        lambda x, w: fj.linear(x, w),
+        lambda x, w: x @ w.T,
+        lambda x, w: fastnn.linear(x, w),
+        [(32, 64), (32, 64)],
+    ),
+    "max_pool2d 2x4x8x8": (
+        lambda x: fj.max_pool2d(x, 2),
+        lambda x: jax.lax.reduce_window(
+            x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID"
+        ),
+        lambda x: fastnn.max_pool2d(x, 2),
+        [(2, 4, 8, 8)],
+    ),  # fmt: skip
+}
+
+
+def _traced(fn, args, route: str | None):
+    """``fn`` jitted and compiled now, under ``route`` (None: the route does not matter)."""
+    before = fj.get_route()
+    try:
+        if route is not None:
+            fj.set_route(route)
+        compiled = jax.jit(fn).lower(*args).compile()
+    finally:
+        fj.set_route(before)
+    return lambda: jax.block_until_ready(compiled(*args))
+
+
+def run(budget: float) -> list[tuple[str, dict[str, float]]]:
+    """Median seconds per call of each way, per op."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, (ours, native, direct, shapes) in OPS.items():
+        arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        args = [jnp.asarray(a) for a in arrays]
+        calls = {
+            "kernel (NumPy)": lambda d=direct, a=arrays: d(*a),
+            "XLA native": _traced(native, args, None),
+            "ffi": _traced(ours, args, "ffi"),
+            "buffer_callback": _traced(ours, args, "buffer_callback"),
+            "pure_callback": _traced(ours, args, "pure_callback"),
+        }
+        results = measure(calls, TimingPlan(budget=budget))
+        rows.append((name, {k: m.median for k, m in results.items() if m.ok}))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=0.5, help="seconds per way and op")
+    args = parser.parse_args(argv)
+    rows = run(args.budget)
+    ways = list(rows[0][1])
+    print(f"{'op':22}" + "".join(f"{w:>17}" for w in ways) + "   (us per call)")
+    for name, times in rows:
+        cells = "".join(f"{times.get(w, float('nan')) * 1e6:17.1f}" for w in ways)
+        print(f"{name:22}{cells}")
+    print("excess over the direct kernel call (us):")
+    for name, times in rows:
+        base = times["kernel (NumPy)"]
+        cells = ", ".join(
+            f"{w} {(times[w] - base) * 1e6:+.1f}" for w in ("ffi", "buffer_callback",
+                                                          "pure_callback") if w in times
+        )  # fmt: skip
+        print(f"  {name}: {cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""max_pool1d/2d and avg_pool1d/2d for JAX: fastnn's kernels under jax.custom_vjp."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+
+import fastnn
+from fastnn import _args, _geometry
+from fastnn.jax._common import arrays, check_floats, static
+from fastnn.jax._kernel import Kernel
+
+__all__ = ["avg_pool1d", "avg_pool2d", "max_pool1d", "max_pool2d"]
+
+_OPS = {
+    ("max", 1): (fastnn.max_pool1d, fastnn.max_pool1d_backward),
+    ("max", 2): (fastnn.max_pool2d, fastnn.max_pool2d_backward),
+    ("avg", 1): (fastnn.avg_pool1d, fastnn.avg_pool1d_backward),
+    ("avg", 2): (fastnn.avg_pool2d, fastnn.avg_pool2d_backward),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _pool(kind: str, nd: int, params: tuple):
+    """The custom_vjp function of one pooling configuration.  ``params`` are the op's
+    positional arguments after ``kernel_size`` (already validated)."""
+    op = f"{kind}_pool{nd}d"
+    forward_op, backward_op = _OPS[kind, nd]
+    kernel_size, stride, padding, third, ceil_mode = params
+    dilation = third if kind == "max" else 1
+
+    def out_shape(xs):
+        geom = _geometry.pool_geometry(
+            op, nd, xs, kernel_size, stride, padding, dilation, ceil_mode
+        )
+        return geom.output_shape
+
+    forward = Kernel(
+        lambda x: (forward_op(x, *_host_params(kind, params)),),
+        lambda xs: [(out_shape(xs), 0)],
+        ("lead",),
+        ("lead",),
+    )
+    backward = Kernel(
+        lambda g, x: (backward_op(g, x, *_host_params(kind, params)),),
+        lambda gs, xs: [(xs, 1)],
+        ("lead", "lead"),
+        ("lead",),
+    )
+
+    @jax.custom_vjp
+    def pool(x):
+        return forward(x)[0]
+
+    def pool_fwd(x):
+        return forward(x)[0], x
+
+    def pool_bwd(x, g):
+        return backward(g, x)
+
+    pool.defvjp(pool_fwd, pool_bwd)
+    return pool
+
+
+def _host_params(kind: str, params: tuple) -> tuple:
+    """fastnn's positional pooling arguments after the input, in its order."""
+    kernel_size, stride, padding, third, ceil_mode = params
+    if kind == "max":  # (kernel_size, stride, padding, dilation, ceil_mode)
+        return params
+    return kernel_size, stride, padding, ceil_mode, third  # third: count_include_pad
+
+
+def _apply(kind, nd, input, kernel_size, stride, padding, third, ceil_mode):
+    op = f"{kind}_pool{nd}d"
+    (x,) = arrays(input)
+    check_floats(op, {"input": x})
+    params = static((kernel_size, stride, padding, third, ceil_mode))
+    dilation = params[3] if kind == "max" else 1
+    _geometry.pool_geometry(op, nd, tuple(x.shape), *params[:3], dilation, params[4])
+    if kind == "avg":
+        _args.check_bool(op, "count_include_pad", third)
+    return _pool(kind, nd, params)(x)
+
+
+def max_pool1d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+) -> jax.Array:
+    """:func:`fastnn.max_pool1d` on a jax (N, C, L) array; the gradient goes to the first
+    maximum of each window, as in PyTorch."""
+    return _apply("max", 1, input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def max_pool2d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+) -> jax.Array:
+    """:func:`fastnn.max_pool2d` on a jax (N, C, H, W) array."""
+    return _apply("max", 2, input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def avg_pool1d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> jax.Array:
+    """:func:`fastnn.avg_pool1d` on a jax (N, C, L) array."""
+    return _apply("avg", 1, input, kernel_size, stride, padding, count_include_pad, ceil_mode)
+
+
+def avg_pool2d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> jax.Array:
+    """:func:`fastnn.avg_pool2d` on a jax (N, C, H, W) array."""
+    return _apply("avg", 2, input, kernel_size, stride, padding, count_include_pad, ceil_mode)

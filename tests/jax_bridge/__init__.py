@@ -1,0 +1,1 @@
+"""Tests of fastnn.jax: functions under jit, grad and vmap against XLA."""
