@@ -1,0 +1,1 @@
+"""Tests of fastnn.distributed: in-process parts and jobs under mpiexec."""
