@@ -20,7 +20,16 @@ weights, label smoothing) raise ValueError.  The drop-in modules fall back to to
 
 Under ``torch.compile`` the functions call the same work registered as custom ops,
 ``torch.ops.fastnn.conv2d`` etc. (with fake shapes and autograd formulas), so compiled
-graphs keep them as opaque nodes.  Gradients are first order (no double backward).
+graphs keep them as opaque nodes; their gradients are first order (torch.compile's
+AOTAutograd does not support double backward, for torch's own ops either).
+
+In eager mode every backward is differentiable again, to any order
+(``torch.autograd.grad(..., create_graph=True)``, e.g. a physics-informed loss in x'').
+A plain backward (``torch.is_grad_enabled()`` False inside it) runs the fused first-order
+kernels; under ``create_graph`` it composes differentiable Functions that run fastnn's
+kernels (linear's gradients are linears, a convolution's are transposed-convolution and
+weight-gradient Functions, the activations' ``activation_backward`` is one, ...), torch
+supplying elementwise glue and reductions (see ``_activation_grad``).
 
 Drop-in layers (subclasses of the torch.nn ones; same constructor, parameters and
 state_dict): Conv1d, Conv2d, Linear, MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d,

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 import fastnn
 from fastnn.torch._activation_extra import (
@@ -24,6 +23,7 @@ from fastnn.torch._activation_extra import (
     relu6,
     silu,
 )
+from fastnn.torch._activation_grad import activation_grad, softmax_grad
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = [
@@ -93,9 +93,10 @@ class ActivationFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         (output,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+            return None, activation_grad(ctx.name, grad_output, output)
         return None, activation_backward(ctx.name, grad_output, output)
 
 
@@ -110,10 +111,11 @@ class SoftmaxFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         (output,) = ctx.saved_tensors
         name, dim = ctx.params
+        if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+            return None, softmax_grad(name, grad_output, output, dim), None
         return None, softmax_backward(name, grad_output, output, dim), None
 
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 import fastnn
+from fastnn.torch._activation_grad import activation_grad, input_grad
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = [
@@ -150,6 +150,14 @@ def gelu_backward(grad_output: torch.Tensor, input: torch.Tensor, approximate: s
 # ---------------------------------------------------------------------------------------
 
 
+def _pointwise_grad(name: str, grad_output, output, p0: float, p1: float) -> torch.Tensor:
+    """The fused kernel without a graph to record; under create_graph, the differentiable
+    ``PointwiseGradFunction``."""
+    if torch.is_grad_enabled():
+        return activation_grad(name, grad_output, output, p0, p1)
+    return pointwise_backward(name, grad_output, output, p0, p1)
+
+
 def _saves_input(name: str, p0: float) -> bool:
     return name == "leaky_relu" and p0 < 0
 
@@ -165,13 +173,12 @@ class PointwiseFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         (saved,) = ctx.saved_tensors
         name, p0, p1 = ctx.params
-        if _saves_input(name, p0):
+        if _saves_input(name, p0):  # (torch ops: differentiable as they are)
             return None, _leaky_relu_backward_from_input(grad_output, saved, p0), None, None
-        return None, pointwise_backward(name, grad_output, saved, p0, p1), None, None
+        return None, _pointwise_grad(name, grad_output, saved, p0, p1), None, None
 
 
 class InplacePointwiseFunction(torch.autograd.Function):
@@ -187,11 +194,10 @@ class InplacePointwiseFunction(torch.autograd.Function):
         return input
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         (output,) = ctx.saved_tensors
         name, p0, p1 = ctx.params
-        return None, pointwise_backward(name, grad_output, output, p0, p1), None, None
+        return None, _pointwise_grad(name, grad_output, output, p0, p1), None, None
 
 
 class SiluFunction(torch.autograd.Function):
@@ -203,9 +209,10 @@ class SiluFunction(torch.autograd.Function):
         return silu_forward(input)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         (input,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+            return input_grad("silu", grad_output, input)
         return silu_backward(grad_output, input)
 
 
@@ -219,9 +226,11 @@ class GeluFunction(torch.autograd.Function):
         return gelu_forward(input, approximate)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         (input,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+            name = "gelu" if ctx.approximate == "none" else "gelu_tanh"
+            return input_grad(name, grad_output, input), None
         return gelu_backward(grad_output, input, ctx.approximate), None
 
 

@@ -10,17 +10,19 @@ resolved here, so the custom ops take plain ``int[]`` sizes.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 import fastnn
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
+from fastnn.torch._pool import IndexScatterFunction
 
 __all__ = [
+    "AdaptiveAvgGradFunction",
     "AdaptiveAvgPoolFunction",
     "AdaptiveMaxPoolFunction",
     "adaptive_avg_pool1d",
@@ -81,13 +83,31 @@ class AdaptiveAvgPoolFunction(torch.autograd.Function):
         return avg_forward(nd, input, output_size)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         grad = None
         if ctx.needs_input_grad[1]:
             (input,) = ctx.saved_tensors
-            grad = avg_backward(ctx.nd, grad_output, input)
+            if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+                grad = apply_function(AdaptiveAvgGradFunction, ctx.nd, grad_output, input)
+            else:
+                grad = avg_backward(ctx.nd, grad_output, input)
         return None, grad, None
+
+
+class AdaptiveAvgGradFunction(torch.autograd.Function):
+    """``apply(nd, grad_output, input_like)``: adaptive average pooling's input gradient
+    (linear in ``grad_output``; ``input_like`` gives the shape).  Its gradient is its
+    adjoint, the adaptive average pooling to ``grad_output``'s size."""
+
+    @staticmethod
+    def forward(ctx, nd, grad_output, input_like):
+        ctx.params = (nd, list(grad_output.shape[2:]))
+        return avg_backward(nd, grad_output, input_like)
+
+    @staticmethod
+    def backward(ctx, grad):
+        nd, output_size = ctx.params
+        return None, apply_function(AdaptiveAvgPoolFunction, nd, grad, output_size), None
 
 
 class AdaptiveMaxPoolFunction(torch.autograd.Function):
@@ -103,13 +123,20 @@ class AdaptiveMaxPoolFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output, *_grad_indices):
         grad = None
         if ctx.needs_input_grad[0]:
             input, indices = ctx.saved_tensors
-            grad = max_backward(grad_output, input, indices)
+            if torch.is_grad_enabled():  # create_graph: scatter and gather, each the
+                scatter = functools.partial(_scatter_max, input, indices)  # other's gradient
+                grad = apply_function(IndexScatterFunction, grad_output, indices, scatter)
+            else:
+                grad = max_backward(grad_output, input, indices)
         return grad, None, None
+
+
+def _scatter_max(input, indices, grad_output) -> torch.Tensor:
+    return max_backward(grad_output, input, indices)
 
 
 # ---------------------------------------------------------------------------------------

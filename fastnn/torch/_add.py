@@ -12,9 +12,9 @@ for eager mode, and the custom ops ``torch.ops.fastnn.add`` / ``add_backward`` f
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 import fastnn
+from fastnn.torch._activation_grad import activation_grad
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = ["AddFunction", "add"]
@@ -57,12 +57,14 @@ class AddFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         (output,) = ctx.saved_tensors
         if not any(ctx.needs_input_grad[:2]):
             return None, None, None
-        grad = add_backward(ctx.activation, grad_output, output)
+        if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+            grad = activation_grad(ctx.activation or None, grad_output, output)
+        else:
+            grad = add_backward(ctx.activation, grad_output, output)
         ga = grad if ctx.needs_input_grad[0] else None
         gb = grad if ctx.needs_input_grad[1] else None
         return ga, gb, None

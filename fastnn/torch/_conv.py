@@ -21,14 +21,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 import fastnn
 from fastnn.ops import activation as _activation_ops
+from fastnn.torch._activation_grad import activation_grad as pointwise_activation_grad
 from fastnn.torch._bridge import apply_function, device_scope, optional_array, to_array, to_tensor
 from fastnn.torch._params import conv_padding, int_list
 
-__all__ = ["ConvFunction", "conv1d", "conv2d"]
+__all__ = [
+    "ConvFunction",
+    "ConvGradFunction",
+    "conv1d",
+    "conv2d",
+]
 
 _FORWARD = {1: fastnn.conv1d, 2: fastnn.conv2d}
 _BACKWARD = {1: fastnn.conv1d_backward, 2: fastnn.conv2d_backward}
@@ -112,18 +117,80 @@ class ConvFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         input, weight, output = ctx.saved_tensors
         nd, stride, padding, dilation, groups, algo, activation = ctx.params
         mask = ctx.needs_input_grad[1:4]
         grads = (None, None, None)
-        if any(mask):
+        if torch.is_grad_enabled():  # create_graph: gradients differentiable again
+            gy = pointwise_activation_grad(activation, grad_output, output)
+            grads = differentiable_backward(gy, input, weight, ctx.params[:6], mask)
+        elif any(mask):
             gy = activation_grad(activation, grad_output, output)
             grads = conv_backward(
                 nd, gy, input, weight, stride, padding, dilation, groups, algo, mask
             )
         return (None, *grads, None, None, None, None, None, None)
+
+
+# ---------------------------------------------------------------------------------------
+# Higher-order gradients: the convolution's two backward products as one Function,
+# differentiable through the other product and the convolution itself (params: nd,
+# stride, padding, dilation, groups, algo)
+# ---------------------------------------------------------------------------------------
+
+
+class ConvGradFunction(torch.autograd.Function):
+    """``apply(which, grad_output, operand, like, params)``: the gradient of a convolution
+    with respect to its input (``which`` 0, a transposed convolution: ``operand`` is the
+    weight, ``like`` the input) or its weight (``which`` 1: ``operand`` is the input,
+    ``like`` the weight); ``like`` gives a shape only.  Both are bilinear: the gradient in
+    ``grad_output`` is the convolution of the input by the weight, and the gradient in
+    ``operand`` is the other one of the two (each pairs ``grad_output`` with the incoming
+    gradient in place of the operand)."""
+
+    @staticmethod
+    def forward(ctx, which, grad_output, operand, like, params):
+        ctx.save_for_backward(grad_output, operand)
+        ctx.params = (which, params)
+        input, weight = (like, operand) if which == 0 else (operand, like)
+        nd, stride, padding, dilation, groups, algo = params
+        mask = (which == 0, which == 1, False)
+        grads = conv_backward(
+            nd, grad_output, input, weight, stride, padding, dilation, groups, algo, mask
+        )
+        return grads[which]
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_output, operand = ctx.saved_tensors
+        which, params = ctx.params
+        d_grad_output = d_operand = None
+        if ctx.needs_input_grad[1]:
+            input, weight = (grad, operand) if which == 0 else (operand, grad)
+            nd, stride, padding, dilation, groups, algo = params
+            d_grad_output = apply_function(
+                ConvFunction, nd, input, weight, None, stride, padding, dilation, groups,
+                algo, None,
+            )  # fmt: skip
+        if ctx.needs_input_grad[2]:
+            d_operand = apply_function(
+                ConvGradFunction, 1 - which, grad_output, grad, operand, params
+            )
+        return None, d_grad_output, d_operand, None, None
+
+
+def differentiable_backward(grad, input, weight, params, mask):
+    """(grad_input, grad_weight, grad_bias) from the pre-activation gradient ``grad``,
+    differentiable to any order (None where ``mask`` is False)."""
+    grad_input = grad_weight = grad_bias = None
+    if mask[0]:
+        grad_input = apply_function(ConvGradFunction, 0, grad, weight, input, params)
+    if mask[1]:
+        grad_weight = apply_function(ConvGradFunction, 1, grad, input, weight, params)
+    if mask[2]:
+        grad_bias = grad.sum([0, *range(2, grad.dim())])
+    return grad_input, grad_weight, grad_bias
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,12 +8,12 @@ computes only the gradients autograd asks for.  Same three layers as ``_conv``.
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 import fastnn
+from fastnn.torch._activation_grad import activation_grad
 from fastnn.torch._bridge import apply_function, device_scope, optional_array, to_array, to_tensor
 
-__all__ = ["LinearFunction", "linear"]
+__all__ = ["LinearFunction", "differentiable_backward", "linear"]
 
 _OP = "fastnn.torch.linear"
 
@@ -58,14 +58,35 @@ class LinearFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         input, weight, output = ctx.saved_tensors
         mask = ctx.needs_input_grad[:3]
         grads = (None, None, None)
-        if any(mask):
+        if torch.is_grad_enabled():  # create_graph: gradients differentiable again
+            grads = differentiable_backward(
+                grad_output, input, weight, output, ctx.activation, mask
+            )
+        elif any(mask):
             grads = linear_backward(grad_output, input, weight, output, ctx.activation, mask)
         return (*grads, None)
+
+
+def differentiable_backward(grad_output, input, weight, output, activation, mask):
+    """``linear_backward`` made of differentiable Functions, for higher-order gradients:
+    the activation's ``PointwiseGradFunction``, then products that are linears again
+    (``grad_input = g @ W`` is ``linear(g, W.T)``, ``grad_weight = g.T @ x`` is
+    ``linear(g.T, x.T)``), each differentiable to any order."""
+    grad = activation_grad(activation, grad_output, output)
+    grad_input = grad_weight = grad_bias = None
+    if mask[0]:
+        grad_input = apply_function(LinearFunction, grad, weight.t(), None, None)
+    rows = grad.reshape(-1, weight.shape[0])
+    if mask[1]:
+        inputs = input.reshape(-1, weight.shape[1])
+        grad_weight = apply_function(LinearFunction, rows.t(), inputs.t(), None, None)
+    if mask[2]:
+        grad_bias = rows.sum(0)
+    return grad_input, grad_weight, grad_bias
 
 
 # ---------------------------------------------------------------------------------------

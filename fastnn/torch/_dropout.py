@@ -17,12 +17,11 @@ from __future__ import annotations
 import numbers
 
 import torch
-from torch.autograd.function import once_differentiable
 
 import fastnn
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
-__all__ = ["DropoutFunction", "dropout", "draw_seed"]
+__all__ = ["DropoutFunction", "DropoutGradFunction", "dropout", "draw_seed"]
 
 _SEED_HIGH = 2**63 - 1
 
@@ -67,11 +66,31 @@ class DropoutFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         (mask,) = ctx.saved_tensors
-        grad = dropout_backward(grad_output, mask, ctx.p) if ctx.needs_input_grad[0] else None
+        grad = None
+        if ctx.needs_input_grad[0]:
+            if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+                grad = apply_function(DropoutGradFunction, grad_output, mask, ctx.p)
+            else:
+                grad = dropout_backward(grad_output, mask, ctx.p)
         return grad, None, None, None
+
+
+class DropoutGradFunction(torch.autograd.Function):
+    """``apply(grad_output, mask, p)``: ``grad_output * mask / (1 - p)`` (fastnn's
+    dropout_backward), a diagonal linear map: its gradient is itself."""
+
+    @staticmethod
+    def forward(ctx, grad_output, mask, p):
+        ctx.save_for_backward(mask)
+        ctx.p = p
+        return dropout_backward(grad_output, mask, p)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return apply_function(DropoutGradFunction, grad, mask, ctx.p), None, None
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ per row or element for "none").  ``mse_loss`` is differentiable in its target to
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 import fastnn
+from fastnn.torch._activation import softmax
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
 
 __all__ = ["CrossEntropyFunction", "MSELossFunction", "cross_entropy", "mse_loss"]
@@ -74,12 +74,14 @@ class CrossEntropyFunction(torch.autograd.Function):
         return cross_entropy_forward(input, target, reduction)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         grad = None
         if ctx.needs_input_grad[0]:
             input, target = ctx.saved_tensors
-            grad = cross_entropy_backward(grad_output, input, target, ctx.reduction)
+            if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+                grad = _cross_entropy_grad(grad_output, input, target, ctx.reduction)
+            else:
+                grad = cross_entropy_backward(grad_output, input, target, ctx.reduction)
         return grad, None, None
 
 
@@ -93,14 +95,58 @@ class MSELossFunction(torch.autograd.Function):
         return mse_loss_forward(input, target, reduction)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         need_input, need_target = ctx.needs_input_grad[:2]
         if not (need_input or need_target):
             return None, None, None
         input, target = ctx.saved_tensors
-        grad = mse_loss_backward(grad_output, input, target, ctx.reduction)
+        if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+            grad = apply_function(MSEGradFunction, input, target, ctx.reduction) * grad_output
+        else:
+            grad = mse_loss_backward(grad_output, input, target, ctx.reduction)
         return (grad if need_input else None), (-grad if need_target else None), None
+
+
+# ---------------------------------------------------------------------------------------
+# Higher-order gradients
+# ---------------------------------------------------------------------------------------
+
+
+def _cross_entropy_grad(grad_output, input, target, reduction: str) -> torch.Tensor:
+    """``(softmax(input) - onehot(target)) * grad_output`` (divided by N for "mean"), its
+    softmax fastnn's differentiable ``SoftmaxFunction``."""
+    probabilities = softmax(input, 1)
+    onehot = torch.nn.functional.one_hot(target.long(), input.shape[1]).to(input.dtype)
+    grad = probabilities - onehot
+    if reduction == "none":
+        return grad * grad_output.unsqueeze(-1)
+    return grad * (grad_output / input.shape[0] if reduction == "mean" else grad_output)
+
+
+class MSEGradFunction(torch.autograd.Function):
+    """``apply(input, target, reduction)``: fastnn's ``mse_loss_backward``, ``c * (input -
+    target)`` (c = 2, or 2 / numel for "mean"); its gradient in ``input`` is the same map
+    applied to the incoming gradient (against a zero target), negated for ``target``."""
+
+    @staticmethod
+    def forward(ctx, input, target, reduction):
+        ctx.reduction = reduction
+        with device_scope(input):
+            grad = fastnn.mse_loss_backward(
+                to_array("fastnn.torch.mse_loss backward", "input", input),
+                to_array("fastnn.torch.mse_loss backward", "target", target),
+                reduction,
+            )
+            return to_tensor(grad)
+
+    @staticmethod
+    def backward(ctx, grad):
+        d = apply_function(MSEGradFunction, grad, torch.zeros_like(grad), ctx.reduction)
+        return (
+            (d if ctx.needs_input_grad[0] else None),
+            (-d if ctx.needs_input_grad[1] else None),
+            None,
+        )
 
 
 # ---------------------------------------------------------------------------------------

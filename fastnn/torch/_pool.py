@@ -10,11 +10,11 @@ be needed) so that the backward pass scatters without searching the windows agai
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 import fastnn
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
@@ -22,6 +22,9 @@ from fastnn.torch._params import int_list
 
 __all__ = [
     "AvgPoolFunction",
+    "AvgPoolGradFunction",
+    "IndexGatherFunction",
+    "IndexScatterFunction",
     "MaxPoolFunction",
     "avg_pool1d",
     "avg_pool2d",
@@ -125,13 +128,16 @@ class MaxPoolFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output, *_grad_indices):
         grad = None
         if ctx.needs_input_grad[1]:
             (input,) = ctx.saved_tensors
             nd, *params = ctx.params
-            grad = max_pool_backward(nd, grad_output, input, ctx.indices, *params)
+            if torch.is_grad_enabled() and ctx.indices is not None:  # create_graph
+                scatter = functools.partial(_scatter_max, nd, input, ctx.indices, params)
+                grad = apply_function(IndexScatterFunction, grad_output, ctx.indices, scatter)
+            else:
+                grad = max_pool_backward(nd, grad_output, input, ctx.indices, *params)
         return None, grad, *[None] * 7
 
 
@@ -146,14 +152,84 @@ class AvgPoolFunction(torch.autograd.Function):
         return avg_pool_forward(nd, input, *params)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         grad = None
         if ctx.needs_input_grad[1]:
             (input,) = ctx.saved_tensors
-            nd, *params = ctx.params
-            grad = avg_pool_backward(nd, grad_output, input, *params)
+            if torch.is_grad_enabled():  # create_graph: a gradient differentiable again
+                grad = apply_function(AvgPoolGradFunction, grad_output, input, ctx.params)
+            else:
+                nd, *params = ctx.params
+                grad = avg_pool_backward(nd, grad_output, input, *params)
         return None, grad, *[None] * 5
+
+
+# ---------------------------------------------------------------------------------------
+# Higher-order gradients.  Both poolings' gradients are linear in the incoming gradient
+# and (almost everywhere) independent of the input, so their derivatives are adjoints:
+# average pooling's backward has the pooling itself as its gradient, and max pooling's
+# scatter through the saved indices has the gather at those indices (and back).
+# ---------------------------------------------------------------------------------------
+
+
+class AvgPoolGradFunction(torch.autograd.Function):
+    """``apply(grad_output, input_like, params)``: average pooling's input gradient
+    (``params``: nd, kernel_size, stride, padding, ceil_mode, count_include_pad;
+    ``input_like`` gives the shape); its gradient is the average pooling again."""
+
+    @staticmethod
+    def forward(ctx, grad_output, input_like, params):
+        ctx.params = params
+        nd, *rest = params
+        return avg_pool_backward(nd, grad_output, input_like, *rest)
+
+    @staticmethod
+    def backward(ctx, grad):
+        nd, *rest = ctx.params
+        return apply_function(AvgPoolFunction, nd, grad, *rest), None, None
+
+
+def _scatter_max(nd, input, indices, params, grad_output) -> torch.Tensor:
+    return max_pool_backward(nd, grad_output, input, indices, *params)
+
+
+def gather(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``values`` (N, C, *spatial) read at the flat spatial ``indices`` (N, C, *out)."""
+    flat = values.reshape(*values.shape[:2], -1)
+    return flat.gather(2, indices.reshape(*indices.shape[:2], -1)).reshape(indices.shape)
+
+
+class IndexScatterFunction(torch.autograd.Function):
+    """``apply(grad_output, indices, scatter)``: ``scatter(grad_output)``, a fastnn kernel
+    that adds each gradient at its flat input position ``indices`` (max pooling's
+    backward); its gradient is the gather at those indices (``IndexGatherFunction``)."""
+
+    @staticmethod
+    def forward(ctx, grad_output, indices, scatter):
+        ctx.save_for_backward(indices)
+        ctx.scatter = scatter
+        return scatter(grad_output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (indices,) = ctx.saved_tensors
+        return apply_function(IndexGatherFunction, grad, indices, ctx.scatter), None, None
+
+
+class IndexGatherFunction(torch.autograd.Function):
+    """``apply(values, indices, scatter)``: :func:`gather`; its gradient is ``scatter``
+    (``IndexScatterFunction``)."""
+
+    @staticmethod
+    def forward(ctx, values, indices, scatter):
+        ctx.save_for_backward(indices)
+        ctx.scatter = scatter
+        return gather(values, indices)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (indices,) = ctx.saved_tensors
+        return apply_function(IndexScatterFunction, grad, indices, ctx.scatter), None, None
 
 
 # ---------------------------------------------------------------------------------------
