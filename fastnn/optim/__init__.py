@@ -1,11 +1,12 @@
 """fastnn.optim: optimizers whose every update is one fused kernel per parameter.
 
 SGD (momentum, Nesterov), Adagrad, RMSprop, Adadelta, Adam (AMSGrad, AdamW) follow
-``torch.optim``'s formulas and options; each step calls an update op of
-:mod:`fastnn.optim.functional` (``sgd_update``, ``adam_update``, ...), which validates
-its arrays once and dispatches to the backend of the parameters' device, where it
-updates the parameter and its state IN PLACE.  LBFGS runs SciPy's L-BFGS-B for small
-full-batch problems.
+``torch.optim``'s formulas and options; each step builds a parameter group's
+hyperparameters once (``fastnn.AdamHyper``, ...) and calls the public update op
+(``fastnn.adam_update``, ...) per parameter, which validates its arrays and dispatches to
+the backend of the parameters' device, where it updates the parameter and its state IN
+PLACE.  :mod:`fastnn.optim.functional` has the same updates with the hyperparameters as
+keywords.  LBFGS runs SciPy's L-BFGS-B for small full-batch problems.
 
 A training step::
 

@@ -1,149 +1,22 @@
-"""Validation shared by the update functions and the optimizer classes.
-
-The update ops write into the parameter and state arrays, so besides the usual checks
-(float arrays, one device, one dtype, equal shapes) those arrays must be C-contiguous,
-writeable and must not overlap each other or the gradient.
-"""
+"""The one option check the optimizers make themselves: the update hyperparameters are
+checked by their dataclasses (``fastnn.AdamHyper`` ...); the options that start the
+state or drive LBFGS are checked here."""
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
 
-import numpy as np
-
-from fastnn import _args
-
-__all__ = [
-    "check_arrays",
-    "check_flag",
-    "check_nonnegative",
-    "check_range",
-    "check_step",
-]
+__all__ = ["check_nonnegative"]
 
 
-def _real(op: str, name: str, value: object) -> float:
-    number = _args.check_scalar(op, name, value)
+def check_nonnegative(owner: str, name: str, value: object) -> float:
+    """A finite real number >= 0 (not a bool): ``TypeError`` or ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
+    number = float(value)
     if not math.isfinite(number):
-        raise ValueError(f"{op}: {name} must be finite, got {value!r}")
-    return number
-
-
-def check_nonnegative(op: str, name: str, value: object) -> float:
-    """A finite real number >= 0."""
-    number = _real(op, name, value)
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
     if number < 0:
-        raise ValueError(f"{op}: {name} must be >= 0, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
     return number
-
-
-def check_range(op: str, name: str, value: object, low: float, high: float, *, closed: bool):
-    """A real number in [low, high] (``closed``) or [low, high)."""
-    number = _real(op, name, value)
-    if not (low <= number <= high if closed else low <= number < high):
-        bracket = "]" if closed else ")"
-        raise ValueError(f"{op}: {name} must be in [{low}, {high}{bracket}, got {value!r}")
-    return number
-
-
-def check_flag(op: str, name: str, value: object) -> bool:
-    return _args.check_bool(op, name, value)
-
-
-def check_step(op: str, value: object) -> int:
-    """The 1-based number of this update."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: step must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{op}: step must be >= 1 (the first update is step 1), got {value}")
-    return int(value)
-
-
-def _contiguous(x: Any) -> bool:
-    flags = getattr(x, "flags", None)
-    if flags is not None:
-        return bool(flags.c_contiguous)
-    is_c = getattr(x, "is_c_contiguous", None)  # numba device arrays
-    if is_c is not None:
-        return bool(is_c())
-    strides = x.__cuda_array_interface__.get("strides")
-    return strides is None or tuple(strides) == _c_strides(x.shape, x.dtype.itemsize)
-
-
-def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    strides, step = [], itemsize
-    for size in reversed(shape):
-        strides.append(step)
-        step *= max(size, 1)
-    return tuple(reversed(strides))
-
-
-def _writeable(x: Any) -> bool:
-    flags = getattr(x, "flags", None)
-    return bool(getattr(flags, "writeable", True)) if flags is not None else True
-
-
-def _span(x: Any) -> tuple[int, int] | None:
-    """[first byte, one past the last byte] a GPU array can touch, or None if unknown."""
-    interface = getattr(x, "__cuda_array_interface__", None)
-    if interface is None or math.prod(x.shape) == 0:
-        return None
-    low = high = interface["data"][0]
-    strides = interface.get("strides") or _c_strides(tuple(x.shape), x.dtype.itemsize)
-    for size, stride in zip(x.shape, strides):
-        reach = (size - 1) * stride
-        if reach < 0:
-            low += reach
-        else:
-            high += reach
-    return low, high + x.dtype.itemsize
-
-
-def _overlap(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return bool(np.may_share_memory(a, b))
-    span_a, span_b = _span(a), _span(b)
-    if span_a is None or span_b is None:
-        return False
-    return span_a[0] < span_b[1] and span_b[0] < span_a[1]
-
-
-def check_arrays(op: str, param: Any, grad: Any, states: dict[str, Any]) -> str:
-    """Validate the arrays of an in-place update; returns the array kind.
-
-    ``states`` maps names to state arrays (None entries are absent options).  Everything
-    must be a float array of param's dtype, device and shape; param and the states are
-    updated in place, so they must be C-contiguous, writeable and pairwise disjoint, and
-    none may overlap grad.  grad may have any layout.
-    """
-    arrays = {"param": param, "grad": grad, **states}
-    kind, _ = _args.float_arrays(op, arrays)
-    shape = tuple(param.shape)
-    present = {name: value for name, value in arrays.items() if value is not None}
-    for name, value in present.items():
-        if tuple(value.shape) != shape:
-            raise ValueError(
-                f"{op}: {name} must have the shape of param {shape}, got {tuple(value.shape)}"
-            )
-    written = [name for name in present if name != "grad"]
-    for name in written:
-        value = present[name]
-        if not _contiguous(value):
-            raise ValueError(
-                f"{op}: {name} is updated in place and must be C-contiguous (got strides "
-                f"{getattr(value, 'strides', None)}); pass np.ascontiguousarray of it and "
-                "keep that array"
-            )
-        if not _writeable(value):
-            raise ValueError(f"{op}: {name} is updated in place but is read-only")
-    names = list(present)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            if _overlap(present[first], present[second]):
-                raise ValueError(
-                    f"{op}: {first} and {second} share memory; every state array must be "
-                    "its own buffer, distinct from param and grad"
-                )
-    return kind

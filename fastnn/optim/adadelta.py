@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fastnn.optim import functional as F
-from fastnn.optim._checks import check_flag, check_nonnegative, check_range
+import fastnn
 from fastnn.optim.optimizer import Optimizer
 
 __all__ = ["Adadelta"]
@@ -36,26 +35,18 @@ class Adadelta(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        for name in ("lr", "eps", "weight_decay"):
-            check_nonnegative("Adadelta", name, group[name])
-        check_range("Adadelta", "rho", group["rho"], 0.0, 1.0, closed=True)
-        check_flag("Adadelta", "maximize", group["maximize"])
+    def _hyper(self, group: dict[str, Any]) -> fastnn.AdadeltaHyper:
+        return fastnn.AdadeltaHyper(
+            lr=group["lr"], rho=group["rho"], eps=group["eps"],
+            weight_decay=group["weight_decay"], maximize=group["maximize"],
+        )  # fmt: skip
 
-    def _update(self, param, group, state) -> None:
+    def _update(self, param, group, state, hyper: fastnn.AdadeltaHyper) -> None:
         if "square_avg" not in state:
             state["step"] = 0
             state["square_avg"] = self._zeros(param)
             state["acc_delta"] = self._zeros(param)
         state["step"] += 1
-        F.adadelta_update(
-            param.data,
-            param.grad,
-            state["square_avg"],
-            state["acc_delta"],
-            lr=group["lr"],
-            rho=group["rho"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
+        fastnn.adadelta_update(
+            param.data, param.grad, state["square_avg"], state["acc_delta"], hyper=hyper
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fastnn.optim import functional as F
-from fastnn.optim._checks import check_flag, check_nonnegative
+import fastnn
+from fastnn.optim._checks import check_nonnegative
 from fastnn.optim.optimizer import Optimizer
 
 __all__ = ["Adagrad"]
@@ -39,24 +39,22 @@ class Adagrad(Optimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            check_nonnegative("Adagrad", name, group[name])
-        check_flag("Adagrad", "maximize", group["maximize"])
+        super()._check_group(group)
+        check_nonnegative(
+            "Adagrad", "initial_accumulator_value", group["initial_accumulator_value"]
+        )
 
-    def _update(self, param, group, state) -> None:
+    def _hyper(self, group: dict[str, Any]) -> fastnn.AdagradHyper:
+        # the hyperparameters of the update; initial_accumulator_value only starts the state
+        return fastnn.AdagradHyper(
+            lr=group["lr"], lr_decay=group["lr_decay"], weight_decay=group["weight_decay"],
+            eps=group["eps"], maximize=group["maximize"],
+        )  # fmt: skip
+
+    def _update(self, param, group, state, hyper: fastnn.AdagradHyper) -> None:
         if "sum" not in state:
             state["step"] = 0
             state["sum"] = self._zeros(param)
             state["sum"][...] = group["initial_accumulator_value"]
         state["step"] += 1
-        F.adagrad_update(
-            param.data,
-            param.grad,
-            state["sum"],
-            lr=group["lr"],
-            step=state["step"],
-            lr_decay=group["lr_decay"],
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            maximize=group["maximize"],
-        )
+        fastnn.adagrad_update(param.data, param.grad, state["sum"], hyper=hyper, step=state["step"])

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fastnn.optim import functional as F
-from fastnn.optim._checks import check_flag, check_nonnegative, check_range
+import fastnn
 from fastnn.optim.optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
@@ -42,43 +41,29 @@ class Adam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        name = type(self).__name__
-        for key in ("lr", "eps", "weight_decay"):
-            check_nonnegative(name, key, group[key])
+    def _hyper(self, group: dict[str, Any]) -> fastnn.AdamHyper:
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            name = type(self).__name__
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        for index, beta in enumerate(betas):
-            check_range(name, f"betas[{index}]", beta, 0.0, 1.0, closed=False)
-        for key in ("amsgrad", "maximize", "decoupled_weight_decay"):
-            check_flag(name, key, group[key])
+        return fastnn.AdamHyper(
+            lr=group["lr"], beta1=betas[0], beta2=betas[1], eps=group["eps"],
+            weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
+            decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"],
+        )  # fmt: skip
 
-    def _update(self, param, group, state) -> None:
+    def _update(self, param, group, state, hyper: fastnn.AdamHyper) -> None:
         if "exp_avg" not in state:
             state["step"] = 0
             state["exp_avg"] = self._zeros(param)
             state["exp_avg_sq"] = self._zeros(param)
-            if group["amsgrad"]:
+            if hyper.amsgrad:
                 state["max_exp_avg_sq"] = self._zeros(param)
         state["step"] += 1
-        beta1, beta2 = group["betas"]
-        F.adam_update(
-            param.data,
-            param.grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            state.get("max_exp_avg_sq"),
-            step=state["step"],
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            amsgrad=group["amsgrad"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            maximize=group["maximize"],
-        )
+        fastnn.adam_update(
+            param.data, param.grad, state["exp_avg"], state["exp_avg_sq"],
+            state.get("max_exp_avg_sq"), hyper=hyper, step=state["step"],
+        )  # fmt: skip
 
 
 class AdamW(Adam):

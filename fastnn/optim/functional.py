@@ -4,9 +4,7 @@ Unlike every other fastnn op, these write into their arguments: ``param`` and th
 arrays are updated in place and nothing is returned.  That is what an optimizer step is,
 and it keeps references to the parameters valid.  So ``param`` and the states must be
 C-contiguous, writeable, of one dtype and device, and must not share memory; ``grad`` may
-have any layout (it is only read).  Arguments are validated here, once, before the kernel
-of the backend the dispatcher picks ("cpu" Cython, "reference" NumPy, "numba-cuda",
-"cupy") runs; ``backend=`` overrides the choice as for every op.
+have any layout (it is only read).  Arguments are validated once, before the kernel runs.
 
 The formulas are PyTorch's (``torch.optim``, single-tensor path), with ``g`` the gradient
 (negated when ``maximize``) plus ``weight_decay * param``:
@@ -24,35 +22,19 @@ The formulas are PyTorch's (``torch.optim``, single-tensor path), with ``g`` the
   (sqrt(v) / sqrt(1 - beta2^t) + eps)``.  ``decoupled_weight_decay`` (AdamW) instead
   multiplies ``param`` by ``1 - lr * weight_decay`` before the update.
 
-Backend implementations receive the validated arguments positionally:
-
-=================  =======================================================================
-op                 implementation signature (returns None)
-=================  =======================================================================
-sgd_update         (param, grad, buf | None, lr, momentum, dampening, weight_decay,
-                   nesterov, maximize, first_step)
-adagrad_update     (param, grad, state_sum, lr, weight_decay, eps, maximize); lr is the
-                   decayed rate of this step
-rmsprop_update     (param, grad, square_avg, grad_avg | None, buf | None, lr, alpha, eps,
-                   weight_decay, momentum, maximize); centred iff grad_avg is given
-adadelta_update    (param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize)
-adam_update        (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq | None, step, lr,
-                   beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize)
-=================  =======================================================================
+Each function builds the hyperparameter dataclass of its op (``fastnn.AdamHyper``, ...)
+and runs the public op (``fastnn.adam_update``, ...), which validates the arrays once and
+dispatches to the backend the dispatcher picks ("cpu" Cython, "reference" NumPy,
+"numba-cuda", "cupy"); ``backend=`` overrides the choice as for every op.  Calling the ops
+with a dataclass built once skips re-checking the hyperparameters at every call.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from fastnn._dispatch import resolve
-from fastnn.optim._checks import (
-    check_arrays,
-    check_flag,
-    check_nonnegative,
-    check_range,
-    check_step,
-)
+from fastnn import ops as _ops
 
 __all__ = [
     "adadelta_update",
@@ -61,6 +43,22 @@ __all__ = [
     "rmsprop_update",
     "sgd_update",
 ]
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _cached(kind: type, **fields: Any) -> Any:
+    return kind(**fields)
+
+
+def _hyper(kind: type, **fields: Any) -> Any:
+    """``kind(**fields)``, built (and checked) once per distinct set of values: a training
+    loop calls these functions with the same options at every step.  The cache is typed
+    (1, 1.0 and True are different keys), so a bool where a number belongs is still
+    refused; an unhashable value goes straight to ``kind``, whose check names it."""
+    try:
+        return _cached(kind, **fields)
+    except TypeError:
+        return kind(**fields)
 
 
 def sgd_update(
@@ -82,22 +80,12 @@ def sgd_update(
     ``momentum_buffer`` is required when ``momentum > 0`` and updated in place; on the
     ``first_step`` it is overwritten with the gradient (PyTorch's initialisation).
     """
-    op = "sgd_update"
-    lr = check_nonnegative(op, "lr", lr)
-    momentum = check_nonnegative(op, "momentum", momentum)
-    dampening = check_range(op, "dampening", dampening, 0.0, 1.0, closed=True)
-    weight_decay = check_nonnegative(op, "weight_decay", weight_decay)
-    nesterov = check_flag(op, "nesterov", nesterov)
-    maximize = check_flag(op, "maximize", maximize)
-    first_step = check_flag(op, "first_step", first_step)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(f"{op}: nesterov needs momentum > 0 and dampening = 0")
-    if momentum > 0 and momentum_buffer is None:
-        raise ValueError(f"{op}: momentum > 0 needs a momentum_buffer")
-    buf = momentum_buffer if momentum > 0 else None
-    kind = check_arrays(op, param, grad, {"momentum_buffer": buf})
-    resolve(op, kind, backend)(
-        param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step
+    hyper = _hyper(
+        _ops.SGDHyper, lr=lr, momentum=momentum, dampening=dampening,
+        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+    )  # fmt: skip
+    _ops.sgd_update(
+        param, grad, momentum_buffer, hyper=hyper, first_step=first_step, backend=backend
     )
 
 
@@ -116,16 +104,15 @@ def adagrad_update(
 ) -> None:
     """One Adagrad step (``step`` counts from 1); ``state_sum`` accumulates squared
     gradients in place."""
-    op = "adagrad_update"
-    lr = check_nonnegative(op, "lr", lr)
-    step = check_step(op, step)
-    lr_decay = check_nonnegative(op, "lr_decay", lr_decay)
-    weight_decay = check_nonnegative(op, "weight_decay", weight_decay)
-    eps = check_nonnegative(op, "eps", eps)
-    maximize = check_flag(op, "maximize", maximize)
-    kind = check_arrays(op, param, grad, {"state_sum": state_sum})
-    decayed = lr / (1.0 + (step - 1) * lr_decay)
-    resolve(op, kind, backend)(param, grad, state_sum, decayed, weight_decay, eps, maximize)
+    hyper = _hyper(
+        _ops.AdagradHyper,
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=maximize,
+    )
+    _ops.adagrad_update(param, grad, state_sum, hyper=hyper, step=step, backend=backend)
 
 
 def rmsprop_update(
@@ -146,24 +133,12 @@ def rmsprop_update(
 ) -> None:
     """One RMSprop step.  ``grad_avg`` is required when ``centered``, ``momentum_buffer``
     when ``momentum > 0``; both start at zero and are updated in place."""
-    op = "rmsprop_update"
-    lr = check_nonnegative(op, "lr", lr)
-    alpha = check_nonnegative(op, "alpha", alpha)
-    eps = check_nonnegative(op, "eps", eps)
-    weight_decay = check_nonnegative(op, "weight_decay", weight_decay)
-    momentum = check_nonnegative(op, "momentum", momentum)
-    centered = check_flag(op, "centered", centered)
-    maximize = check_flag(op, "maximize", maximize)
-    if centered and grad_avg is None:
-        raise ValueError(f"{op}: centered=True needs a grad_avg array")
-    if momentum > 0 and momentum_buffer is None:
-        raise ValueError(f"{op}: momentum > 0 needs a momentum_buffer")
-    grad_avg = grad_avg if centered else None
-    buf = momentum_buffer if momentum > 0 else None
-    states = {"square_avg": square_avg, "grad_avg": grad_avg, "momentum_buffer": buf}
-    kind = check_arrays(op, param, grad, states)
-    resolve(op, kind, backend)(
-        param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, maximize
+    hyper = _hyper(
+        _ops.RMSpropHyper, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+        momentum=momentum, centered=centered, maximize=maximize,
+    )  # fmt: skip
+    _ops.rmsprop_update(
+        param, grad, square_avg, grad_avg, momentum_buffer, hyper=hyper, backend=backend
     )
 
 
@@ -182,16 +157,10 @@ def adadelta_update(
 ) -> None:
     """One Adadelta step; ``square_avg`` and ``acc_delta`` (both start at zero) are the
     running averages of squared gradients and squared updates, updated in place."""
-    op = "adadelta_update"
-    lr = check_nonnegative(op, "lr", lr)
-    rho = check_range(op, "rho", rho, 0.0, 1.0, closed=True)
-    eps = check_nonnegative(op, "eps", eps)
-    weight_decay = check_nonnegative(op, "weight_decay", weight_decay)
-    maximize = check_flag(op, "maximize", maximize)
-    kind = check_arrays(op, param, grad, {"square_avg": square_avg, "acc_delta": acc_delta})
-    resolve(op, kind, backend)(
-        param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize
+    hyper = _hyper(
+        _ops.AdadeltaHyper, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize
     )
+    _ops.adadelta_update(param, grad, square_avg, acc_delta, hyper=hyper, backend=backend)
 
 
 def adam_update(
@@ -215,33 +184,11 @@ def adam_update(
     """One Adam (or AdamW, with ``decoupled_weight_decay``) step; ``step`` counts from 1
     and sets the bias corrections.  ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``,
     required with ``amsgrad``) start at zero and are updated in place."""
-    op = "adam_update"
-    step = check_step(op, step)
-    lr = check_nonnegative(op, "lr", lr)
-    beta1 = check_range(op, "beta1", beta1, 0.0, 1.0, closed=False)
-    beta2 = check_range(op, "beta2", beta2, 0.0, 1.0, closed=False)
-    eps = check_nonnegative(op, "eps", eps)
-    weight_decay = check_nonnegative(op, "weight_decay", weight_decay)
-    amsgrad = check_flag(op, "amsgrad", amsgrad)
-    decoupled = check_flag(op, "decoupled_weight_decay", decoupled_weight_decay)
-    maximize = check_flag(op, "maximize", maximize)
-    if amsgrad and max_exp_avg_sq is None:
-        raise ValueError(f"{op}: amsgrad=True needs a max_exp_avg_sq array")
-    vmax = max_exp_avg_sq if amsgrad else None
-    states = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "max_exp_avg_sq": vmax}
-    kind = check_arrays(op, param, grad, states)
-    resolve(op, kind, backend)(
-        param,
-        grad,
-        exp_avg,
-        exp_avg_sq,
-        vmax,
-        step,
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        decoupled,
-        maximize,
-    )
+    hyper = _hyper(
+        _ops.AdamHyper, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        amsgrad=amsgrad, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+    )  # fmt: skip
+    _ops.adam_update(
+        param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, hyper=hyper, step=step,
+        backend=backend,
+    )  # fmt: skip

@@ -1,9 +1,10 @@
 """Optimizer: the base class of the first-order optimizers (parameter groups, state,
 ``step``, ``zero_grad``).
 
-Subclasses name their hyperparameters and defaults, check them, and implement
-``_update(param, group, state)`` with one call of their fused update op
-(fastnn/optim/functional.py), which runs on the parameters' device.
+Subclasses name their hyperparameters and defaults, implement ``_hyper(group)`` (the
+group's options as the hyperparameter dataclass of their update op, ``fastnn.AdamHyper``
+...; building it checks them) and ``_update(param, group, state, hyper)`` with one call of
+their fused update op (``fastnn.adam_update`` ...), which runs on the parameters' device.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: dict[Parameter, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
+        # id(group) -> (the group's option values, their hyperparameter dataclass)
+        self._hypers: dict[int, tuple[tuple, Any]] = {}
         if isinstance(params, (Parameter, dict)):
             params = [params]
         items = list(params)
@@ -64,9 +67,24 @@ class Optimizer:
         self.param_groups.append(full)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        """Validate a group's hyperparameters (subclasses); raise ValueError/TypeError."""
+        """Validate a group's hyperparameters; raise ValueError/TypeError naming the
+        optimizer and the field."""
+        try:
+            self._hyper(group)
+        except (TypeError, ValueError) as exc:
+            name = type(self).__name__
+            message = str(exc)
+            prefixed = message if message.startswith(name + ":") else f"{name}: {message}"
+            raise type(exc)(prefixed) from None
 
-    def _update(self, param: Parameter, group: dict[str, Any], state: dict[str, Any]) -> None:
+    def _hyper(self, group: dict[str, Any]) -> Any:
+        """The group's options as its update op's hyperparameter dataclass (subclasses)."""
+        raise NotImplementedError
+
+    def _update(
+        self, param: Parameter, group: dict[str, Any], state: dict[str, Any], hyper: Any
+    ) -> None:
+        """Update one parameter in place; ``hyper`` is ``_hyper(group)``."""
         raise NotImplementedError
 
     def zero_grad(self) -> None:
@@ -80,11 +98,24 @@ class Optimizer:
         recomputes the loss and the gradients first; its result is returned."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
+            hyper = None
             for param in group["params"]:
                 if param.grad is None or not param.requires_grad:
                     continue
-                self._update(param, group, self.state.setdefault(param, {}))
+                if hyper is None:
+                    hyper = self._group_hyper(group)
+                self._update(param, group, self.state.setdefault(param, {}), hyper)
         return loss
+
+    def _group_hyper(self, group: dict[str, Any]) -> Any:
+        """``_hyper(group)``, rebuilt (and so checked) only when the group's options have
+        changed since the last step (a learning-rate schedule changes ``lr``)."""
+        values = tuple(group[key] for key in self.defaults)
+        cached = self._hypers.get(id(group))
+        if cached is None or cached[0] != values:
+            cached = (values, self._hyper(group))
+            self._hypers[id(group)] = cached
+        return cached[1]
 
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's state, to checkpoint and resume training (as in PyTorch):

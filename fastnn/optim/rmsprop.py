@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fastnn.optim import functional as F
-from fastnn.optim._checks import check_flag, check_nonnegative
+import fastnn
 from fastnn.optim.optimizer import Optimizer
 
 __all__ = ["RMSprop"]
@@ -40,32 +39,23 @@ class RMSprop(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
-            check_nonnegative("RMSprop", name, group[name])
-        check_flag("RMSprop", "centered", group["centered"])
-        check_flag("RMSprop", "maximize", group["maximize"])
+    def _hyper(self, group: dict[str, Any]) -> fastnn.RMSpropHyper:
+        return fastnn.RMSpropHyper(
+            lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+            weight_decay=group["weight_decay"], momentum=group["momentum"],
+            centered=group["centered"], maximize=group["maximize"],
+        )  # fmt: skip
 
-    def _update(self, param, group, state) -> None:
+    def _update(self, param, group, state, hyper: fastnn.RMSpropHyper) -> None:
         if "square_avg" not in state:
             state["step"] = 0
             state["square_avg"] = self._zeros(param)
-            if group["centered"]:
+            if hyper.centered:
                 state["grad_avg"] = self._zeros(param)
-            if group["momentum"] > 0:
+            if hyper.momentum > 0:
                 state["momentum_buffer"] = self._zeros(param)
         state["step"] += 1
-        F.rmsprop_update(
-            param.data,
-            param.grad,
-            state["square_avg"],
-            state.get("grad_avg"),
-            state.get("momentum_buffer"),
-            lr=group["lr"],
-            alpha=group["alpha"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            momentum=group["momentum"],
-            centered=group["centered"],
-            maximize=group["maximize"],
-        )
+        fastnn.rmsprop_update(
+            param.data, param.grad, state["square_avg"], state.get("grad_avg"),
+            state.get("momentum_buffer"), hyper=hyper,
+        )  # fmt: skip

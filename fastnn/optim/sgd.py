@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fastnn.optim import functional as F
-from fastnn.optim._checks import check_flag, check_nonnegative, check_range
+import fastnn
 from fastnn.optim.optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -40,29 +39,18 @@ class SGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        check_nonnegative("SGD", "lr", group["lr"])
-        momentum = check_nonnegative("SGD", "momentum", group["momentum"])
-        dampening = check_range("SGD", "dampening", group["dampening"], 0.0, 1.0, closed=True)
-        check_nonnegative("SGD", "weight_decay", group["weight_decay"])
-        check_flag("SGD", "maximize", group["maximize"])
-        if check_flag("SGD", "nesterov", group["nesterov"]) and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
+    def _hyper(self, group: dict[str, Any]) -> fastnn.SGDHyper:
+        return fastnn.SGDHyper(
+            lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+            maximize=group["maximize"],
+        )  # fmt: skip
 
-    def _update(self, param, group, state) -> None:
+    def _update(self, param, group, state, hyper: fastnn.SGDHyper) -> None:
         first = False
-        if group["momentum"] > 0 and "momentum_buffer" not in state:
+        if hyper.momentum > 0 and "momentum_buffer" not in state:
             state["momentum_buffer"] = self._zeros(param)
             first = True
-        F.sgd_update(
-            param.data,
-            param.grad,
-            state.get("momentum_buffer"),
-            lr=group["lr"],
-            momentum=group["momentum"],
-            dampening=group["dampening"],
-            weight_decay=group["weight_decay"],
-            nesterov=group["nesterov"],
-            maximize=group["maximize"],
-            first_step=first,
+        fastnn.sgd_update(
+            param.data, param.grad, state.get("momentum_buffer"), hyper=hyper, first_step=first
         )

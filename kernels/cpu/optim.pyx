@@ -3,8 +3,10 @@
 # PLACE (the one family of kernels that writes into its arguments).
 #
 # Every array is a flat C-contiguous buffer of one length; the Python side
-# (fastnn/backends/cpu/optim.py, after fastnn/optim/functional.py validated everything)
-# makes them so.  Optional state (a momentum buffer, AMSGrad's maximum) is passed as an
+# (fastnn/_backends/cpu/optim.py, after fastnn/ops/optim.py validated everything) makes them
+# so.  The scalars are the fields of fastnn/ops/_optim_hyper.py's *Scalars tuples (keep:
+# 1 - dampening, rest: 1 - alpha or 1 - rho, sign: -1 to maximize), rounded here once to
+# the element type.  Optional state (a momentum buffer, AMSGrad's maximum) is passed as an
 # empty array with its flag off and is then never read.  The formulas and the order of
 # operations follow torch.optim's single-tensor code, so float32 results agree closely.
 from cython cimport floating
@@ -34,25 +36,25 @@ cdef inline floating _lerp(floating start, floating end, floating weight) noexce
 
 
 def sgd(floating[::1] param, const floating[::1] grad, floating[::1] buf,
-        double lr, double momentum, double dampening, double weight_decay,
-        bint use_momentum, bint nesterov, bint maximize, bint first_step, int num_threads):
+        double lr, double momentum, double keep, double weight_decay, double sign,
+        bint use_momentum, bint nesterov, bint first_step, int num_threads):
     """param -= lr * d with d the (momentum / Nesterov) direction; buf updated in place."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, b
     cdef floating lr_ = <floating>lr
     cdef floating mom = <floating>momentum
-    cdef floating keep = <floating>(1.0 - dampening)
+    cdef floating keep_ = <floating>keep
     cdef floating wd = <floating>weight_decay
-    cdef floating sign = -1 if maximize else 1
+    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign * grad[i]
+        g = sign_ * grad[i]
         if wd != 0:
             g = g + wd * param[i]
         if use_momentum:
             if first_step:
                 b = g
             else:
-                b = buf[i] * mom + keep * g
+                b = buf[i] * mom + keep_ * g
             buf[i] = b
             if nesterov:
                 g = g + mom * b
@@ -62,16 +64,16 @@ def sgd(floating[::1] param, const floating[::1] grad, floating[::1] buf,
 
 
 def adagrad(floating[::1] param, const floating[::1] grad, floating[::1] state_sum,
-            double lr, double weight_decay, double eps, bint maximize, int num_threads):
+            double lr, double weight_decay, double eps, double sign, int num_threads):
     """state_sum += g^2; param -= lr * g / (sqrt(state_sum) + eps)."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, s
     cdef floating lr_ = <floating>lr
     cdef floating wd = <floating>weight_decay
     cdef floating eps_ = <floating>eps
-    cdef floating sign = -1 if maximize else 1
+    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign * grad[i]
+        g = sign_ * grad[i]
         if wd != 0:
             g = g + wd * param[i]
         s = state_sum[i] + g * g
@@ -81,26 +83,26 @@ def adagrad(floating[::1] param, const floating[::1] grad, floating[::1] state_s
 
 def rmsprop(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
             floating[::1] grad_avg, floating[::1] buf,
-            double lr, double alpha, double eps, double weight_decay, double momentum,
-            bint centered, bint use_momentum, bint maximize, int num_threads):
+            double lr, double alpha, double rest, double eps, double weight_decay,
+            double momentum, double sign, bint centered, bint use_momentum, int num_threads):
     """Running mean of g^2 (and of g when centred) scales the step; optional momentum."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, v, m, avg, b
     cdef floating lr_ = <floating>lr
     cdef floating alpha_ = <floating>alpha
-    cdef floating rest = <floating>(1.0 - alpha)
+    cdef floating rest_ = <floating>rest
     cdef floating eps_ = <floating>eps
     cdef floating wd = <floating>weight_decay
     cdef floating mom = <floating>momentum
-    cdef floating sign = -1 if maximize else 1
+    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign * grad[i]
+        g = sign_ * grad[i]
         if wd != 0:
             g = g + wd * param[i]
-        v = square_avg[i] * alpha_ + rest * (g * g)
+        v = square_avg[i] * alpha_ + rest_ * (g * g)
         square_avg[i] = v
         if centered:
-            m = _lerp(grad_avg[i], g, rest)
+            m = _lerp(grad_avg[i], g, rest_)
             grad_avg[i] = m
             avg = _sqrt(v - m * m) + eps_
         else:
@@ -114,57 +116,57 @@ def rmsprop(floating[::1] param, const floating[::1] grad, floating[::1] square_
 
 
 def adadelta(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
-             floating[::1] acc_delta, double lr, double rho, double eps, double weight_decay,
-             bint maximize, int num_threads):
+             floating[::1] acc_delta, double lr, double rho, double rest, double eps,
+             double weight_decay, double sign, int num_threads):
     """The step is g scaled by RMS(past updates) / RMS(gradients)."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, v, delta
     cdef floating lr_ = <floating>lr
     cdef floating rho_ = <floating>rho
-    cdef floating rest = <floating>(1.0 - rho)
+    cdef floating rest_ = <floating>rest
     cdef floating eps_ = <floating>eps
     cdef floating wd = <floating>weight_decay
-    cdef floating sign = -1 if maximize else 1
+    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign * grad[i]
+        g = sign_ * grad[i]
         if wd != 0:
             g = g + wd * param[i]
-        v = square_avg[i] * rho_ + rest * (g * g)
+        v = square_avg[i] * rho_ + rest_ * (g * g)
         square_avg[i] = v
         delta = _sqrt(acc_delta[i] + eps_) / _sqrt(v + eps_) * g
-        acc_delta[i] = acc_delta[i] * rho_ + rest * (delta * delta)
+        acc_delta[i] = acc_delta[i] * rho_ + rest_ * (delta * delta)
         param[i] = param[i] - lr_ * delta
 
 
 def adam(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
          floating[::1] exp_avg_sq, floating[::1] max_exp_avg_sq,
-         double step_size, double bias_correction2_sqrt, double lr, double beta1, double beta2,
-         double eps, double weight_decay, bint amsgrad, bint decoupled, bint maximize,
-         int num_threads):
-    """Adam / AdamW / AMSGrad; step_size = lr / (1 - beta1^t) and
-    bias_correction2_sqrt = sqrt(1 - beta2^t) come from the caller."""
+         double step_size, double bias2_sqrt, double shrink, double rest1, double beta2,
+         double rest2, double eps, double weight_decay, double sign, bint amsgrad,
+         bint decoupled, int num_threads):
+    """Adam / AdamW / AMSGrad; step_size = lr / (1 - beta1^t), bias2_sqrt =
+    sqrt(1 - beta2^t) and shrink = 1 - lr * weight_decay (AdamW) come from the caller."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, p, m, v, denom
     cdef floating step_ = <floating>step_size
-    cdef floating bc2 = <floating>bias_correction2_sqrt
-    cdef floating shrink = <floating>(1.0 - lr * weight_decay)
-    cdef floating rest1 = <floating>(1.0 - beta1)
+    cdef floating bc2 = <floating>bias2_sqrt
+    cdef floating shrink_ = <floating>shrink
+    cdef floating rest1_ = <floating>rest1
     cdef floating beta2_ = <floating>beta2
-    cdef floating rest2 = <floating>(1.0 - beta2)
+    cdef floating rest2_ = <floating>rest2
     cdef floating eps_ = <floating>eps
     cdef floating wd = <floating>weight_decay
-    cdef floating sign = -1 if maximize else 1
+    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign * grad[i]
+        g = sign_ * grad[i]
         p = param[i]
         if wd != 0:
             if decoupled:
-                p = p * shrink
+                p = p * shrink_
             else:
                 g = g + wd * p
-        m = _lerp(exp_avg[i], g, rest1)
+        m = _lerp(exp_avg[i], g, rest1_)
         exp_avg[i] = m
-        v = exp_avg_sq[i] * beta2_ + rest2 * (g * g)
+        v = exp_avg_sq[i] * beta2_ + rest2_ * (g * g)
         exp_avg_sq[i] = v
         if amsgrad:
             if max_exp_avg_sq[i] > v:

@@ -119,6 +119,36 @@ def test_non_contiguous_gradient_and_2d_parameters():
     np.testing.assert_allclose(got.copy_to_host(), want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_public_ops_with_a_capped_grid(monkeypatch, dtype):
+    """The public ops (hyperparameter dataclasses) on Numba arrays, launched with one block
+    (MAX_BLOCKS forced to 1): the grid-stride loop covers the N > 256 elements."""
+    import fastnn
+    from fastnn._backends.numba_cuda import _launch
+
+    monkeypatch.setattr(_launch, "MAX_BLOCKS", 1)
+    rng = np.random.default_rng(5)
+    hypers = {
+        "adam_update": (fastnn.AdamHyper(lr=0.01, amsgrad=True, weight_decay=0.1), 3),
+        "sgd_update": (fastnn.SGDHyper(lr=0.1, momentum=0.9, nesterov=True), 1),
+        "rmsprop_update": (fastnn.RMSpropHyper(centered=True, momentum=0.5), 3),
+        "adagrad_update": (fastnn.AdagradHyper(lr_decay=0.1, maximize=True), 1),
+        "adadelta_update": (fastnn.AdadeltaHyper(weight_decay=0.1), 2),
+    }
+    for op, (hyper, count) in hypers.items():
+        param = rng.standard_normal(N).astype(dtype)
+        grad = rng.standard_normal(N).astype(dtype)
+        states = [np.zeros(N, dtype) for _ in range(count)]
+        extra = {"step": 2} if op in ("adam_update", "adagrad_update") else {}
+        want = [param.copy(), *[s.copy() for s in states]]
+        getattr(fastnn, op)(want[0], grad, *want[1:], hyper=hyper, backend="reference", **extra)
+        got = [cuda.to_device(a) for a in (param, *states)]
+        getattr(fastnn, op)(got[0], cuda.to_device(grad), *got[1:], hyper=hyper, **extra)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.copy_to_host(), w, rtol=tol, atol=tol, err_msg=op)
+
+
 def test_device_mismatch_is_rejected():
     param = cuda.to_device(np.zeros(4))
     with pytest.raises(ValueError, match="same device"):
