@@ -12,8 +12,6 @@ Options: ``--bench-suite quick|full|tiny`` (default quick), ``--bench-threads N`
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any
 
 import numpy as np
@@ -22,7 +20,7 @@ import pytest
 from fastnn.bench.case import Case, SkipImpl, prepare
 from fastnn.bench.catalog import build_cases
 from fastnn.bench.peers import Environment, detect, set_threads
-from fastnn.bench.timing import TimingPlan
+from fastnn.bench.timing import TimingPlan, calibrate
 
 #: Timing per suite (pytest-benchmark's rounds come from these, see run_benchmark).
 PLANS = {
@@ -112,17 +110,13 @@ def run_benchmark(benchmark, bench_case: tuple[Case, str], config: pytest.Config
     )
     fn = prepare(impl, _arrays(case), case.updates_inputs)
     plan = PLANS[config.getoption("--bench-suite")]
-    try:
-        fn()  # warm-up outside the timer; also where an implementation says it skips
+    try:  # warm-up outside the timer; also where an implementation says it skips
+        calibration = calibrate(fn, plan)
     except SkipImpl as exc:
         pytest.skip(str(exc))
-    start = time.perf_counter()
-    fn()
-    per_call = max(time.perf_counter() - start, 1e-9)
-    iterations = max(1, math.ceil(plan.min_sample / per_call))
-    fits = int(plan.budget / (per_call * iterations))
-    rounds = max(plan.min_runs, 1, min(plan.repeats, fits))
-    benchmark.pedantic(fn, rounds=rounds, iterations=iterations, warmup_rounds=0)
+    benchmark.pedantic(
+        fn, rounds=calibration.samples, iterations=calibration.loops, warmup_rounds=0
+    )
 
 
 @pytest.fixture

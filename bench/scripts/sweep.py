@@ -1,98 +1,10 @@
-"""Every public op, forward and backward, over a grid of shapes against PyTorch: the
-slowest cases first (fastnn.bench.cases_sweep builds the grid; fastnn.bench's runner
-times it, torch and fastnn interleaved in the same process).
+"""Every public op over a grid of shapes against PyTorch, slowest first.
 
-    env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/sweep.py [--suite quick]
-        [--threads 2] [--budget 0.2] [--repeats 5] [--worst 20] [--json sweep.json]
-        [--only conv,pool]
-
-The verdict follows the no-slow-shape goals: a case whose torch time is at least 20 us
-should run at >= 0.95x torch (gemm and linear also >= 0.95x NumPy); a case under 20 us
-within torch's time + 2 us.  Convolution cases are listed but judged by the convolution
-issue's goals.  Every figure belongs beside the CPU model printed in the header.
+The same as ``fastnn bench --table sweep [options]``; the table and its options are in
+fastnn/bench/tables/sweep.py (``--help`` lists them).
 """
 
-from __future__ import annotations
-
-import argparse
-
-import fastnn
-from fastnn._machine import cpu_model
-from fastnn.bench import report
-from fastnn.bench.catalog import build_cases
-from fastnn.bench.peers import detect, set_threads
-from fastnn.bench.roofline import Roofline
-from fastnn.bench.runner import run_cases
-from fastnn.bench.timing import TimingPlan
-
-#: torch time from which a case is judged by its ratio, and the ratio it must reach.
-RATIO_FROM_S = 20e-6
-MIN_RATIO = 0.95
-#: Below RATIO_FROM_S, fastnn may take this much longer than torch.
-SLACK_S = 2e-6
-
-
-def failures(doc) -> list[dict]:
-    """The non-convolution cases that miss the goals against torch (and NumPy)."""
-    bad = []
-    for peer in ("torch", "numpy"):
-        for row in report.worst_cases(doc, peer, "sweep", count=10**9):
-            if row["shape"].startswith(("conv1d:", "conv2d:")):
-                continue
-            if peer == "numpy" and not row["shape"].startswith(("gemm:", "linear:")):
-                continue
-            if row["peer_s"] >= RATIO_FROM_S:
-                missed = row["speedup"] < MIN_RATIO
-            else:
-                missed = row["fastnn_s"] > row["peer_s"] + SLACK_S
-            if missed:
-                bad.append({**row, "peer": peer})
-    return bad
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suite", choices=("tiny", "quick", "full"), default="full")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--budget", type=float, default=0.2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--worst", type=int, default=20)
-    parser.add_argument(
-        "--run-in", type=float, default=0.12, help="untimed seconds after a spinning peer"
-    )
-    parser.add_argument("--json", default="sweep.json")
-    parser.add_argument("--only", default="", help="comma-separated op families, e.g. pool,loss")
-    args = parser.parse_args()
-
-    env = detect()
-    set_threads(args.threads, env)
-    fastnn.set_num_threads(args.threads)
-    cases = build_cases(args.suite, env, ["sweep"])
-    if args.only:
-        prefixes = tuple(f"{o.strip()}:" for o in args.only.split(","))
-        cases = [c for c in cases if c.shape.startswith(prefixes)]
-    # torch's OpenMP pool (a runtime of its own) keeps spinning after each call like
-    # OpenBLAS's: the next implementation first runs untimed for run_in seconds
-    plan = TimingPlan(budget=args.budget, repeats=args.repeats, min_runs=3, run_in=args.run_in)
-    print(f"sweep: {len(cases)} cases, {args.threads} threads, {cpu_model()}")
-    results = run_cases(cases, plan, progress=False, spinning=("torch",))
-    meta = {"suite": args.suite, "threads": args.threads, "cpu": cpu_model()}
-    doc = report.document(results, Roofline(0.0, 0.0, args.threads, 0, 0), meta)
-    report.write_json(doc, args.json)
-    print(f"\nthe {args.worst} cases slowest against torch:\n")
-    print("\n".join(report.worst_table(report.worst_cases(doc, "torch", "sweep", args.worst))))
-    bad = failures(doc)
-    print(
-        f"\n{len(bad)} non-convolution cases miss the goals "
-        f"(>= {MIN_RATIO}x from {RATIO_FROM_S * 1e6:.0f} us, else within +{SLACK_S * 1e6:.0f} us):"
-    )
-    for row in bad:
-        print(
-            f"  {row['shape']}: {report.format_time(row['fastnn_s'])} vs {row['peer']} "
-            f"{report.format_time(row['peer_s'])} ({row['speedup']:.2f}x)"
-        )
-    print(f"wrote {args.json}")
-
+from fastnn.bench.tables import run_script
 
 if __name__ == "__main__":
-    main()
+    run_script("sweep")

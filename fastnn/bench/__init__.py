@@ -18,4 +18,7 @@ Modules, in the order data flows through them:
 - ``report``   markdown, JSON and ``--compare``: fastnn's default path vs each peer,
                a peer's anomalies, and whether the machine was busy;  ``plots``: the
                PNG figures
+- ``tables``   the focused tables of ``fastnn bench --table NAME`` (conv, pool, dense,
+               training steps, model layers, the sweep, the GPU smoke test...), built on
+               the same cases and timing; bench/scripts/ holds their entry points
 """

@@ -102,10 +102,11 @@ def peer_impls(
     torch: Callable[[Mapping], Any] | None = None,
     scipy: Callable[[Mapping], Any] | None = None,
     cupy: bool = True,
+    jax: Callable[[Mapping], Any] | None = None,
 ) -> list[Impl]:
     """The peers that run here: ``numpy(arrays)`` (also run on CuPy arrays as the "cupy"
     peer unless ``cupy`` is False), ``torch(arrays)`` (also on the GPU as "torch-cuda"),
-    ``scipy(arrays)``."""
+    ``scipy(arrays)``, ``jax(arrays)`` (on jax arrays)."""
     env = ctx.env
     impls = []
     if numpy is not None and env.has("numpy"):
@@ -118,4 +119,6 @@ def peer_impls(
         impls.append(Impl("torch-cuda", torch, "torch-cuda"))
     if numpy is not None and cupy and env.has("cupy"):
         impls.append(Impl("cupy", numpy, "cupy"))
+    if jax is not None and env.has("jax"):
+        impls.append(Impl("jax", jax, "jax"))
     return impls

@@ -50,7 +50,7 @@ FAMILIES = (
 )
 
 #: Devices an implementation can run on.
-DEVICES = ("numpy", "torch", "torch-cuda", "cupy", "numba")
+DEVICES = ("numpy", "torch", "torch-cuda", "cupy", "numba", "jax")
 
 
 class SkipImpl(Exception):
@@ -124,11 +124,14 @@ class Case:
 
 
 def _map_arrays(value: Any, fn: Callable[[np.ndarray], Any]) -> Any:
-    """``value`` with ``fn`` applied to every NumPy array in it (lists and tuples too)."""
+    """``value`` with ``fn`` applied to every NumPy array in it (in lists, tuples and
+    dicts too)."""
     if isinstance(value, np.ndarray):
         return fn(value)
     if isinstance(value, (list, tuple)):
         return type(value)(_map_arrays(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {key: _map_arrays(v, fn) for key, v in value.items()}
     return value
 
 
@@ -145,11 +148,15 @@ def _converter(device: str, copy: bool) -> Callable[[np.ndarray], Any]:
     if device == "cupy":
         import cupy
 
-        return cupy.asarray
+        return cupy.array  # a copy on the device
     if device == "numba":
         from numba import cuda
 
-        return cuda.to_device
+        return lambda a: cuda.to_device(np.ascontiguousarray(a))
+    if device == "jax":  # the JAX peer's calls wait for their own results
+        import jax.numpy as jnp
+
+        return jnp.array  # a copy in XLA's memory
     raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
 
 
@@ -172,7 +179,7 @@ def _synchronizer(device: str) -> Callable[[], None] | None:
     if device == "cupy":
         import cupy
 
-        return cupy.cuda.get_current_stream().synchronize
+        return cupy.cuda.Device().synchronize
     if device == "numba":
         from numba import cuda
 

@@ -48,14 +48,7 @@ def elementwise_case(ctx: Context, name: str, size_name: str, size: int, backwar
             return impl_numpy.activation_backward(name, d["gy"], d["y"])
         return impl_numpy.activation(name, d["x"])
 
-    torch_fn = None
-    if ctx.env.has("torch"):
-        from fastnn.bench import impl_torch
-
-        def torch_fn(d):
-            if backward:
-                return impl_torch.activation_backward(name, d["gy"], d["y"])
-            return impl_torch.activation(name, d["x"])
+    torch_fn = _torch_activation(ctx, name, backward)
 
     arrays = 3 if backward else 2
     flops = size * _FLOPS_PER_ELEMENT[name]
@@ -65,6 +58,21 @@ def elementwise_case(ctx: Context, name: str, size_name: str, size: int, backwar
     params = {"shape": shape, "activation": name}
     nbytes = arrays * size * itemsize(ctx)
     return Case("activation", op, label, params, flops, nbytes, data, tuple(impls), "bytes")
+
+
+def _torch_activation(ctx: Context, name: str, backward: bool):
+    """The PyTorch peer of activation ``name`` (forward on d["x"], or backward on d["gy"]
+    and d["y"]); None without torch."""
+    if not ctx.env.has("torch"):
+        return None
+    from fastnn.bench import impl_torch
+
+    def torch_fn(d):
+        if backward:
+            return impl_torch.activation_backward(name, d["gy"], d["y"])
+        return impl_torch.activation(name, d["x"])
+
+    return torch_fn
 
 
 def softmax_case(ctx: Context, name: str, rows_name: str, rows_shape, backward: bool) -> Case:
@@ -89,14 +97,7 @@ def softmax_case(ctx: Context, name: str, rows_name: str, rows_shape, backward: 
             return getattr(impl_numpy, op)(d["gy"], d["y"])
         return forward_numpy(d["x"])
 
-    torch_fn = None
-    if ctx.env.has("torch"):
-        from fastnn.bench import impl_torch
-
-        def torch_fn(d):
-            if backward:
-                return impl_torch.activation_backward(name, d["gy"], d["y"])
-            return impl_torch.activation(name, d["x"])
+    torch_fn = _torch_activation(ctx, name, backward)
 
     size = rows_shape[0] * rows_shape[1]
     flops = size * _FLOPS_PER_ELEMENT[name]

@@ -124,8 +124,17 @@ def conv_case(ctx: Context, shape: shapes.ConvShape, backward: bool) -> Case:
                 return impl_torch.conv_backward(d["gy"], d["x"], d["w"], stride, pad, dil)
             return impl_torch.conv(d["x"], d["w"], d["b"], stride, pad, dil)
 
+    jax_fn = None
+    if ctx.env.has("jax"):
+        from fastnn.bench import impl_jax
+
+        def jax_fn(d):
+            if backward:
+                return impl_jax.conv_backward(d["gy"], d["x"], d["w"], stride, pad, dil)
+            return impl_jax.conv(d["x"], d["w"], d["b"], stride, pad, dil)
+
     impls = fastnn_impls(ctx, op, run_fastnn, flops, ALGOS) + peer_impls(
-        ctx, numpy=run_numpy, torch=torch_fn, scipy=scipy_fn
+        ctx, numpy=run_numpy, torch=torch_fn, scipy=scipy_fn, jax=jax_fn
     )
     params = {
         "input": x_shape,

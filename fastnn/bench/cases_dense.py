@@ -92,7 +92,16 @@ def linear_case(ctx: Context, shape: shapes.LinearShape, backward: bool) -> Case
     else:
         op, flops, elements = "linear", gemm_flops, x + w + y + fan_out
     impls = fastnn_impls(ctx, op, run_fastnn, flops, reference_gflops=_REFERENCE_GFLOPS)
-    impls += peer_impls(ctx, numpy=run_numpy, torch=torch_fn)
+    jax_fn = None
+    if ctx.env.has("jax"):
+        from fastnn.bench import impl_jax
+
+        def jax_fn(d):
+            if backward:
+                return impl_jax.linear_backward(d["gy"], d["x"], d["w"])
+            return impl_jax.linear(d["x"], d["w"], d["b"], act)
+
+    impls += peer_impls(ctx, numpy=run_numpy, torch=torch_fn, jax=jax_fn)
     params = {"rows": rows, "in": fan_in, "out": fan_out, "activation": act}
     nbytes = elements * itemsize(ctx)
     return Case("linear", op, shape.name, params, flops, nbytes, data, tuple(impls))

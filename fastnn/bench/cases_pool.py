@@ -78,7 +78,16 @@ def pool_case(ctx: Context, shape: shapes.PoolShape, kind: str, backward: bool) 
     else:
         nbytes = (x + y) * itemsize(ctx)
     impls = fastnn_impls(ctx, op, run_fastnn, flops, reference_gflops=0.5)
-    impls += peer_impls(ctx, numpy=run_numpy, torch=torch_fn)
+    jax_fn = None
+    if ctx.env.has("jax"):
+        from fastnn.bench import impl_jax
+
+        def jax_fn(d):
+            if backward:
+                return impl_jax.pool_backward(kind, d["gy"], d["x"], k, s, p)
+            return impl_jax.pool(kind, d["x"], k, s, p)
+
+    impls += peer_impls(ctx, numpy=run_numpy, torch=torch_fn, jax=jax_fn)
     params = {"input": x_shape, "kernel": k, "stride": s, "padding": p}
     family = "pool"
     return Case(family, op, shape.name, params, flops, nbytes, data, tuple(impls), "bytes")

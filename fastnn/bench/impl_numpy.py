@@ -297,8 +297,10 @@ def sensitivity(delta_next, w_next, u, act):
     return derivative(act, u) * (delta_next @ w_next)
 
 
-def mlp_backward(inputs, preacts, weights, delta_out, acts):
-    """BP2-BP4 over a stack of dense layers; [(grad_weight, grad_bias), ...]."""
+def mlp_backward(inputs, preacts, weights, delta_out, acts, sensitivity=sensitivity):
+    """BP2-BP4 over a stack of dense layers; [(grad_weight, grad_bias), ...].  Any array
+    library with ``@``, ``.T`` and ``.sum(axis=...)``: ``sensitivity`` is its BP2 (the
+    PyTorch peer passes its own)."""
     grads = [None] * len(weights)
     delta = delta_out
     for m in range(len(weights) - 1, -1, -1):

@@ -37,8 +37,9 @@ def conv(x, w, b, stride, pad, dilation):
     return fn(x, w, b, stride, pad, dilation)
 
 
-def conv_backward(gy, x, w, stride, pad, dilation):
-    """ATen's convolution_backward: (grad_input, grad_weight, grad_bias) in one call."""
+def conv_backward(gy, x, w, stride, pad, dilation, mask=(True, True, True)):
+    """ATen's convolution_backward: (grad_input, grad_weight, grad_bias) in one call, the
+    gradients ``mask`` leaves out as None."""
     nd = x.ndim - 2
     return aten.convolution_backward(
         gy,
@@ -51,7 +52,7 @@ def conv_backward(gy, x, w, stride, pad, dilation):
         False,
         [0] * nd,
         1,
-        [True, True, True],
+        list(mask),
     )
 
 
@@ -153,10 +154,7 @@ def sensitivity(delta_next, w_next, u, act):
 
 
 def mlp_backward(inputs, preacts, weights, delta_out, acts):
-    grads = [None] * len(weights)
-    delta = delta_out
-    for m in range(len(weights) - 1, -1, -1):
-        grads[m] = (delta.T @ inputs[m], delta.sum(0))
-        if m > 0:
-            delta = sensitivity(delta, weights[m], preacts[m - 1], acts[m - 1])
-    return grads
+    """BP2-BP4 with torch ops (fastnn.bench.impl_numpy's recursion, torch's BP2)."""
+    from fastnn.bench import impl_numpy
+
+    return impl_numpy.mlp_backward(inputs, preacts, weights, delta_out, acts, sensitivity)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 __all__ = ["PEERS", "Environment", "detect", "set_threads"]
 
 #: The peer libraries, in the order the report lists them.
-PEERS = ("numpy", "scipy", "torch", "torch-cuda", "cupy")
+PEERS = ("numpy", "scipy", "torch", "torch-cuda", "cupy", "jax")
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,25 @@ def _cupy() -> tuple[bool, str]:
     return True, f"CuPy {cupy.__version__} (cuBLAS), {count} device(s)"
 
 
+def _jax() -> tuple[bool, str]:
+    if importlib.util.find_spec("jax") is None:
+        return False, "jax is not installed (pip install 'fastnn[jax]')"
+    try:
+        import jax
+
+        backend = jax.default_backend()
+    except Exception as exc:  # a broken install
+        return False, f"jax does not import: {exc}"
+    return True, f"JAX {jax.__version__} (XLA {backend.upper()}, jitted)"
+
+
 _PROBES = {
     "numpy": _numpy,
     "scipy": _scipy,
     "torch": _torch,
     "torch-cuda": _torch_cuda,
     "cupy": _cupy,
+    "jax": _jax,
 }
 
 

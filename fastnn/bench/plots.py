@@ -75,6 +75,14 @@ _CASE_GAP_INCHES = 0.16
 _FRAME_INCHES = 1.6
 
 
+def _label(ax, text: str, xy, offset, ha: str, va: str, size: int = 8, box=_LABEL_BOX) -> None:
+    """Write ``text`` at ``offset`` points from the data point ``xy``."""
+    ax.annotate(
+        text, xy, xytext=offset, textcoords="offset points", ha=ha, va=va, fontsize=size,
+        bbox=box,
+    )  # fmt: skip
+
+
 def impl_color(name: str) -> str:
     """The colour of implementation ``name``: the same in every figure and every run."""
     if name in IMPL_COLORS:
@@ -245,36 +253,13 @@ def roofline_figure(doc: Mapping[str, Any]):
     bottom = min([*ys_all, roof.attainable(lo)]) / 2
     ax.set_ylim(bottom, roof.gflops * 2.5)
     ax.set_xlim(lo, hi)
-    # the roofs, labelled where they are drawn
-    ax.annotate(
-        f"compute roof: {roof.gflops:.0f} GFLOP/s (sgemm {roof.gemm_size}^3)",
-        (hi, roof.gflops),
-        xytext=(-4, 4),
-        textcoords="offset points",
-        ha="right",
-        va="bottom",
-        fontsize=8,
-        bbox=_LABEL_BOX,
-    )
-    ax.annotate(
-        f"memory roof: {roof.gbps:.0f} GB/s (copy)",
-        (lo, roof.attainable(lo)),
-        xytext=(6, -8),  # under the rising line, clear of it
-        textcoords="offset points",
-        ha="left",
-        va="top",
-        fontsize=8,
-        bbox=_LABEL_BOX,
-    )
-    ax.annotate(
-        f"balance: {roof.balance:.1f} FLOP/byte",
-        (roof.balance, bottom),
-        xytext=(3, 4),
-        textcoords="offset points",
-        ha="left",
-        va="bottom",
-        fontsize=7,
-    )
+    # the roofs, labelled where they are drawn (offsets in points)
+    compute = f"compute roof: {roof.gflops:.0f} GFLOP/s (sgemm {roof.gemm_size}^3)"
+    _label(ax, compute, (hi, roof.gflops), (-4, 4), "right", "bottom")
+    memory = f"memory roof: {roof.gbps:.0f} GB/s (copy)"
+    _label(ax, memory, (lo, roof.attainable(lo)), (6, -8), "left", "top")  # under the line
+    balance = f"balance: {roof.balance:.1f} FLOP/byte"
+    _label(ax, balance, (roof.balance, bottom), (3, 4), "left", "bottom", 7, None)
     for axis in (ax.xaxis, ax.yaxis):  # 0.1, 1, 10, 100 rather than 10^-1 ... 10^2
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.6g}"))
     ax.set_xlabel("arithmetic intensity (FLOP / byte)")

@@ -20,7 +20,11 @@
    with ``run_in`` seconds of untimed calls, so that each sample measures its own
    implementation, not the previous one's idle threads.
 
-Results are seconds per call: the median of the samples and the best one.
+Results are seconds per call: the median of the samples and the best one.  The clock is
+the wall clock, or (``clock="thread"``) the CPU time of the calling thread, which time
+slices lost to other processes do not inflate: for single-threaded runs on a busy machine.
+:meth:`TimingPlan.rounds` makes a plan of a fixed number of samples (the benchmark tables'
+``--rounds``) instead of a time budget.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ from typing import Any
 
 from fastnn.bench.case import SkipImpl
 
-__all__ = ["Measurement", "TimingPlan", "measure"]
+__all__ = ["CLOCKS", "Calibration", "Measurement", "TimingPlan", "calibrate", "measure"]
+
+#: The clocks a plan can read: elapsed time, or the calling thread's CPU time.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,8 @@ class TimingPlan:
     """How long and how often to measure.  ``budget``: seconds per implementation and
     case; ``repeats``: the most samples, ``min_runs`` the fewest; ``min_sample``: the
     shortest sample; ``settle``: the pause between two blocks, in seconds; ``run_in``:
-    untimed calls, in seconds, before a block that follows a spinning implementation."""
+    untimed calls, in seconds, before a block that follows a spinning implementation;
+    ``clock``: "wall" or "thread" (see :data:`CLOCKS`)."""
 
     budget: float = 0.5
     repeats: int = 7
@@ -51,6 +59,21 @@ class TimingPlan:
     settle: float = 0.001
     min_runs: int = 3
     run_in: float = 0.12
+    clock: str = "wall"
+
+    def __post_init__(self) -> None:
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {tuple(CLOCKS)}, got {self.clock!r}")
+
+    @classmethod
+    def rounds(cls, rounds: int, **options: Any) -> TimingPlan:
+        """A plan of exactly ``rounds`` samples per implementation (no time budget);
+        ``options`` set the other fields (``min_sample`` defaults to 0: one call per
+        sample)."""
+        if rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {rounds}")
+        options.setdefault("min_sample", 0.0)
+        return cls(budget=math.inf, repeats=rounds, min_runs=rounds, **options)
 
 
 @dataclass
@@ -79,24 +102,42 @@ class Measurement:
         return len(self.times)
 
 
-def _timed(fn: Callable[[], Any], loops: int) -> float:
-    start = time.perf_counter()
+def _timed(fn: Callable[[], Any], loops: int, clock: Callable[[], float]) -> float:
+    start = clock()
     for _ in range(loops):
         fn()
-    return (time.perf_counter() - start) / loops
+    return (clock() - start) / loops
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What one warm-up and one timed call tell about an implementation: seconds per
+    call, calls per sample (``loops``) and how many samples the plan wants."""
+
+    per_call: float
+    loops: int
+    samples: int
+
+
+def calibrate(fn: Callable[[], Any], plan: TimingPlan) -> Calibration:
+    """Warm ``fn`` up (one untimed call), time one call, and size its samples by ``plan``
+    (rules 1, 2 and 4).  Also used by bench/conftest.py, where pytest-benchmark then
+    takes the samples."""
+    clock = CLOCKS[plan.clock]
+    _timed(fn, 1, clock)
+    per_call = max(_timed(fn, 1, clock), 1e-9)
+    loops = 1 if per_call >= plan.min_sample else math.ceil(plan.min_sample / per_call)
+    fits = plan.repeats if math.isinf(plan.budget) else int(plan.budget / (per_call * loops))
+    return Calibration(per_call, loops, max(plan.min_runs, 1, min(plan.repeats, fits)))
 
 
 def _warm_up(fn: Callable[[], Any], plan: TimingPlan) -> tuple[Measurement, int]:
     """Warm ``fn`` up and calibrate it; return its measurement so far (the calibration
     call, when it is long enough to be a sample) and how many samples it still needs."""
-    _timed(fn, 1)
-    per_call = max(_timed(fn, 1), 1e-9)
-    loops = 1 if per_call >= plan.min_sample else math.ceil(plan.min_sample / per_call)
-    fits = int(plan.budget / (per_call * loops))
-    wanted = max(plan.min_runs, 1, min(plan.repeats, fits))
-    if loops == 1:  # the calibration call is long enough to be the first sample
-        return Measurement(times=[per_call]), wanted - 1
-    return Measurement(loops=loops), wanted
+    c = calibrate(fn, plan)
+    if c.loops == 1:  # the calibration call is long enough to be the first sample
+        return Measurement(times=[c.per_call]), c.samples - 1
+    return Measurement(loops=c.loops), c.samples
 
 
 def _run_in(fn: Callable[[], Any], seconds: float) -> None:
@@ -131,6 +172,7 @@ def measure(
     order = [name for name in impls if needed[name] > 0]
     rounds = max(needed.values(), default=0)
     previous = None
+    clock = CLOCKS[plan.clock]
     shuffler = random.Random(0)  # seeded: the same orders on every run
     for r in range(rounds):
         shuffler.shuffle(order)
@@ -141,7 +183,7 @@ def measure(
             try:
                 if previous in spinning and previous != name:
                     _run_in(impls[name], plan.run_in)
-                results[name].times.append(_timed(impls[name], results[name].loops))
+                results[name].times.append(_timed(impls[name], results[name].loops, clock))
             except errors as exc:
                 results[name].error = f"{type(exc).__name__}: {exc}"
             previous = name
