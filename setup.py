@@ -92,7 +92,10 @@ def _packages() -> list[str]:
 setup(
     packages=_packages(),
     package_dir={"fastnn.kernels": "kernels"},
-    package_data={"fastnn.kernels": ["cuda/*.cu", "cuda/*.cuh", "cpu/*.pxd", "cpu/*.h"]},
+    # jax/*: the sources of fastnn.jax's XLA FFI handler, compiled on first use (fastnn/jax/_ffi.py)
+    package_data={
+        "fastnn.kernels": ["cuda/*.cu", "cuda/*.cuh", "cpu/*.pxd", "cpu/*.h", "jax/*.c", "jax/*.cc"]
+    },
     ext_modules=cythonize(
         _extensions(),
         compiler_directives=DIRECTIVES,

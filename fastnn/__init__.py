@@ -5,22 +5,34 @@ The same call runs on numpy arrays (the Cython ``cpu`` backend, or the plain-Num
 backends).  See docs/API.md for the contract; ``python -m fastnn info`` for what runs here.
 """
 
-# The package fastnn.backends is imported first so that the import system binds the
-# attribute ``fastnn.backends`` to it now, once; the function of the same name below then
-# replaces that attribute for good (later imports of fastnn.backends.* do not rebind it).
-import fastnn.backends as _backend_packages  # noqa: F401  (isort: keep first)
 from fastnn._autotune import autotune
+from fastnn._backends.cpu._outputs import empty_cache
 from fastnn._dispatch import backends, use_backend
+from fastnn._kinds import array_kind
 from fastnn._threads import get_num_threads, set_num_threads
 from fastnn._tune import tune
 from fastnn._version import __version__
-from fastnn.backends.cpu._outputs import empty_cache
 from fastnn.ops import *  # noqa: F403  (the public ops; their list is fastnn.ops.OPS)
-from fastnn.ops import OPS
+from fastnn.ops import (
+    OPS,
+    UPDATES,
+    AdadeltaHyper,
+    AdagradHyper,
+    AdamHyper,
+    RMSpropHyper,
+    SGDHyper,
+)
 
 __all__ = [
     *OPS,
+    *UPDATES,
+    "AdadeltaHyper",
+    "AdagradHyper",
+    "AdamHyper",
+    "RMSpropHyper",
+    "SGDHyper",
     "__version__",
+    "array_kind",
     "autotune",
     "backends",
     "empty_cache",

@@ -3,7 +3,7 @@ the arrays of a call, and the controls ``use_backend()`` / ``backends()``.
 
 Data flows one way: ``fastnn.ops`` validates the arguments once, then asks
 :func:`resolve` for the implementation that should run them.  Backends are packages under
-``fastnn.backends``; each exposes ``probe() -> str | None`` (``None`` when it can run, else
+``fastnn._backends``; each exposes ``probe() -> str | None`` (``None`` when it can run, else
 the reason it cannot) and ``load()``, which imports its op modules so that their
 ``@register`` decorators fill the registry.  GPU packages (cupy, numba) are imported only by
 a GPU backend's ``probe``/``load``, and only when a GPU array or an explicit request needs
@@ -15,12 +15,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
+from fastnn._kinds import KIND_NAMES, array_kind
 
 __all__ = [
     "BACKENDS",
@@ -36,10 +35,10 @@ __all__ = [
 BACKENDS: tuple[str, ...] = ("cpu", "reference", "numba-cuda", "cupy")
 
 _MODULES = {
-    "cpu": "fastnn.backends.cpu",
-    "reference": "fastnn.backends.reference",
-    "numba-cuda": "fastnn.backends.numba_cuda",
-    "cupy": "fastnn.backends.cupy",
+    "cpu": "fastnn._backends.cpu",
+    "reference": "fastnn._backends.reference",
+    "numba-cuda": "fastnn._backends.numba_cuda",
+    "cupy": "fastnn._backends.cupy",
 }
 
 #: Array kinds each backend runs on.  "numpy" is host memory; "cupy", "numba" and "cuda"
@@ -59,63 +58,12 @@ _DEFAULT_ORDER = {
     "cuda": ("numba-cuda", "cupy"),
 }
 
-#: Human-readable names of the array kinds, for error messages.
-KIND_NAMES = {
-    "numpy": "numpy.ndarray",
-    "cupy": "cupy.ndarray",
-    "numba": "numba device array",
-    "cuda": "CUDA array (__cuda_array_interface__)",
-}
-
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {}
 _DEFAULT_CACHE: dict[tuple[str, str], Callable[..., Any]] = {}
 _STATUS: dict[str, tuple[bool, str]] = {}
 _LOADED: set[str] = set()
 _LOCK = threading.RLock()
 _ACTIVE: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastnn_backend", default=None)
-
-
-# ---------------------------------------------------------------------------------------
-# Array kinds
-# ---------------------------------------------------------------------------------------
-
-_KIND_BY_TYPE: dict[type, str] = {np.ndarray: "numpy"}
-
-
-def array_kind(value: object) -> str | None:
-    """Return the kind of array ``value`` is: "numpy", "cupy", "numba", "cuda" or None.
-
-    CuPy and Numba are recognised by the module that defines the type (cupy's classes are
-    only checked against ``sys.modules``), so this never imports a GPU package.  The answer
-    is cached per type for the known array classes.
-    """
-    kind = _KIND_BY_TYPE.get(type(value))
-    if kind is not None:
-        return kind
-    return _classify(value)
-
-
-def _classify(value: object) -> str | None:
-    cls = type(value)
-    if isinstance(value, (np.ndarray, np.generic)):  # numpy scalars count as 0-d arrays
-        _KIND_BY_TYPE[cls] = "numpy"
-        return "numpy"
-    root = (getattr(cls, "__module__", "") or "").split(".", 1)[0]
-    if root == "cupy":
-        cupy = sys.modules.get("cupy")
-        if cupy is not None and isinstance(value, cupy.ndarray):
-            _KIND_BY_TYPE[cls] = "cupy"
-            return "cupy"
-    if root in ("numba", "numba_cuda") and hasattr(value, "shape") and hasattr(value, "dtype"):
-        # DeviceNDArray, and the simulator's FakeCUDAArray (which has no
-        # __cuda_array_interface__ of its own).
-        _KIND_BY_TYPE[cls] = "numba"
-        return "numba"
-    try:
-        has_cai = hasattr(value, "__cuda_array_interface__")
-    except Exception:  # a property that raises something other than AttributeError
-        has_cai = False
-    return "cuda" if has_cai else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -127,7 +75,7 @@ def register(op: str, backend: str) -> Callable[[Callable[..., Any]], Callable[.
     """Decorator: make ``func`` the implementation of ``op`` on ``backend``.
 
     The function receives arguments already validated and normalised by ``fastnn.ops``
-    (see ``fastnn/backends/__init__.py`` for the calling convention of every op).
+    (see ``fastnn/_backends/__init__.py`` for the calling convention of every op).
     """
     if backend not in _MODULES:
         raise ValueError(f"register: unknown backend {backend!r}; expected one of {BACKENDS}")

@@ -212,7 +212,7 @@ def _probe_gemm() -> Callable[[str], None]:
 
 
 def _probe_conv_direct() -> Callable[[str], None]:
-    from fastnn.backends.cpu import conv_direct as host
+    from fastnn._backends.cpu import _conv_direct as host
     from fastnn.kernels.cpu import conv_direct
 
     rng = np.random.default_rng(0)

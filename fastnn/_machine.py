@@ -71,11 +71,6 @@ def context() -> str:
     return f"{cpu_model()}|fastnn {__version__}|build {build_id()}"
 
 
-def _reset() -> None:  # for tests
-    for fn in (cpu_model, build_id, context, l2_bytes):
-        fn.cache_clear()
-
-
 def best_seconds(fn, repeats: int = 3, warm_up: bool = False) -> float:
     """The fastest of ``repeats`` timed calls of ``fn`` (after one untimed call with
     ``warm_up``): a quick measurement of this machine, for calibration, not for reports

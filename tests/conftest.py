@@ -18,6 +18,8 @@ import zlib
 import numpy as np
 import pytest
 
+from tests.utils import FLOAT_DTYPES
+
 # Tests never read or write the user's autotune cache: they tune into a file of their own
 # (set before fastnn is imported, so that every process the tests start inherits it).
 os.environ["FASTNN_AUTOTUNE_CACHE"] = os.path.join(
@@ -28,6 +30,37 @@ os.environ.pop("FASTNN_AUTOTUNE", None)
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 collect_ignore = [] if SIMULATOR else ["cudasim"]
+
+
+@pytest.fixture(params=FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
+def dtype(request) -> type:
+    """Each floating dtype the kernels support, one per test run (a test that parametrizes
+    ``dtype`` itself overrides this)."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """fastnn on one thread for a whole module (``pytest.mark.usefixtures("one_thread")``):
+    for modules of tiny kernels, where OpenMP threads on a busy machine cost far more
+    than they save."""
+    import fastnn
+
+    threads = fastnn.get_num_threads()
+    fastnn.set_num_threads(1)
+    yield
+    fastnn.set_num_threads(threads)
+
+
+@pytest.fixture(params=["auto", "blas", "blocked"])
+def gemm_engine(request, monkeypatch) -> str:
+    """Run the test with the CPU GEMM's engine heuristic, then forcing each engine."""
+    if request.param != "auto":
+        from fastnn._backends.cpu import _gemm
+
+        use_blas = request.param == "blas"
+        monkeypatch.setattr(_gemm, "prefers_blas", lambda m, n, k, epilogue: use_blas)
+    return request.param
 
 
 @pytest.fixture

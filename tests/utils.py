@@ -10,6 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+#: The floating dtypes every kernel supports (tests take one at a time through the
+#: ``dtype`` fixture of conftest.py; loops inside a test use this tuple).
+FLOAT_DTYPES = (np.float32, np.float64)
+
 #: Relative tolerances for comparing a backend with the float64 reference, per dtype.
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 

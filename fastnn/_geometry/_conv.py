@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from fastnn._args import _int, _memoised, int_tuple
+from fastnn._args import _int, int_tuple
+from fastnn._geometry._memo import memoised
 
 __all__ = ["ConvGeometry", "ConvPlane", "conv_geometry", "winograd_unsupported"]
 
@@ -108,14 +109,6 @@ class ConvGeometry:
     def nd(self) -> int:
         """Number of spatial dimensions (1 or 2)."""
         return len(self.in_size)
-
-    @property
-    def pad_before(self) -> tuple[int, ...]:
-        return tuple(p[0] for p in self.pad)
-
-    @property
-    def pad_after(self) -> tuple[int, ...]:
-        return tuple(p[1] for p in self.pad)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -250,7 +243,7 @@ def conv_geometry(
     """Validate the shapes and parameters of a conv{nd}d call and compute its geometry
     (memoised for repeated plain-int parameters)."""
     args = (op, nd, input_shape, weight_shape, stride, padding, dilation, groups)
-    return _memoised(_conv_memo, _conv_geometry, args)
+    return memoised(_conv_memo, _conv_geometry, args)
 
 
 _conv_memo: dict[tuple, ConvGeometry] = {}

@@ -4,6 +4,8 @@ write a report (markdown, JSON, PNG plots) into ``--out``.
     env -u OPENBLAS_CORETYPE fastnn bench                   # the quick suite, 2-3 minutes
     env -u OPENBLAS_CORETYPE fastnn bench --suite full      # every shape, tens of minutes
     fastnn bench --out new --compare bench_out/results.json  # what changed since
+    fastnn bench --table conv --backward    # one focused table (fastnn.bench.tables)
+    fastnn bench --gpu-smoke --quick        # every op on the GPU backends vs the CPU
 
 The harness lives in :mod:`fastnn.bench`; bench/ runs the same cases under
 pytest-benchmark.
@@ -125,11 +127,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    _add_table_arguments(parser)
     parser.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress display (a bar on a terminal, one line per case otherwise)",
     )
+
+
+def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """--table NAME [OPTIONS] and --gpu-smoke [OPTIONS]: every argument after them is the
+    table's own (``fastnn bench --table conv --help`` lists those)."""
+    from fastnn.bench.tables import TABLES
+
+    parser.add_argument(
+        "--table",
+        nargs=argparse.REMAINDER,
+        metavar="NAME [OPTIONS]",
+        help=(
+            f"run one benchmark table instead of the suite ({', '.join(TABLES)}); the "
+            "arguments after NAME are the table's own (--table NAME --help lists them)"
+        ),
+    )
+    parser.add_argument(
+        "--gpu-smoke",
+        nargs=argparse.REMAINDER,
+        metavar="OPTIONS",
+        help=(
+            "every op on the GPU backends against the CPU backend, with timings (the same "
+            "as --table gpu-smoke; --gpu-smoke --help lists its options)"
+        ),
+    )
+
+
+def _run_table(words: list[str]) -> int:
+    """Run ``--table NAME [OPTIONS]``."""
+    from fastnn.bench.tables import TABLES, main_of
+
+    if not words or words[0] not in TABLES:
+        given = f" {words[0]!r}" if words else ""
+        raise SystemExit(f"fastnn bench: --table{given}: expected one of {', '.join(TABLES)}")
+    return int(main_of(words[0])(words[1:]) or 0)
 
 
 def _machine() -> str:
@@ -270,6 +308,14 @@ def _exit_code(doc: dict) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.table is not None:
+        return _run_table(args.table)
+    if args.gpu_smoke is not None:
+        return _run_table(["gpu-smoke", *args.gpu_smoke])
+    return _run_suite(args)
+
+
+def _run_suite(args: argparse.Namespace) -> int:
     import fastnn
     from fastnn.bench import report
     from fastnn.bench.catalog import build_cases

@@ -8,7 +8,13 @@ Each module defines ``NAME``, ``HELP``, ``DEFAULTS`` (epochs, batch size, learni
 - ``mlp``: the course notes' two-class XOR perceptron, backprop checked by hand;
 - ``logreg``: logistic regression with binary cross-entropy, SGD and L-BFGS;
 - ``spectra``: a 1-D CNN regressing soil carbon from synthetic vis-NIR spectra;
-- ``resnet``: a small ResNet with batch norm on the digits.
+- ``resnet``: a small ResNet with batch norm on the digits;
+- ``pinn``: a physics-informed MLP solving the damped oscillator (fastnn.torch, double
+  backward), and with ``inverse=True`` estimating its damping;
+- ``spectrogram``: a 2-D CNN on spectrograms of the same spectra, against the 1-D CNN.
+
+An example may take options of its own: ``OPTIONS`` (keyword arguments of ``run`` and
+their defaults) and ``add_arguments(group)``, which adds them to ``fastnn train``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ EXAMPLES = {
     "logreg": "fastnn.examples.logreg",
     "spectra": "fastnn.examples.spectra",
     "resnet": "fastnn.examples.resnet",
+    "pinn": "fastnn.examples.pinn",
+    "spectrogram": "fastnn.examples.spectrogram",
 }
 
 

@@ -40,6 +40,8 @@ class TrainConfig:
     subset: int | None = None
     progress: bool = True
     log: Callable[[str], None] = print
+    #: data parallelism across MPI ranks (fastnn.distributed.training.DataParallel)
+    parallel: Any = None
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """A generator for one purpose (data, weights, shuffling...), derived from the seed."""
@@ -79,11 +81,6 @@ class History:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
-
-
-def subset(x: np.ndarray, y: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``limit`` rows (all when None): quick smoke runs."""
-    return (x, y) if limit is None else (x[:limit], y[:limit])
 
 
 def _interactive(stream: Any = None) -> bool:
@@ -142,6 +139,9 @@ def fit(
         except ImportError:
             config.log("(no progress bar: tqdm is not installed; pip install 'fastnn[train]')")
     base_rates = [group["lr"] for group in getattr(optimizer, "param_groups", [])]
+    parallel = config.parallel
+    if parallel is not None:
+        parallel.prepare(model)
     for epoch in range(1, config.epochs + 1):
         if cosine:
             factor = 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / config.epochs))
@@ -153,11 +153,14 @@ def fit(
         bar = _progress(range(batches), batches, f"epoch {epoch}/{config.epochs}", config.progress)
         loss_sum = metric_sum = 0.0
         for index in bar:
-            batch = train.take(order[index * config.batch_size : (index + 1) * config.batch_size])
+            rows = order[index * config.batch_size : (index + 1) * config.batch_size]
+            batch = train.take(rows if parallel is None else parallel.shard(rows))
             inputs = batch.x if augment is None else augment(batch.x, shuffle)
             outputs = model(inputs)
             loss = criterion(outputs, batch.y)
             model.backward(criterion.backward(), need_input_grad=False)
+            if parallel is not None:
+                parallel.reduce(model)
             optimizer.step()
             optimizer.zero_grad()
             loss_sum += float(to_numpy(loss)) * len(batch)
@@ -167,6 +170,8 @@ def fit(
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         if hasattr(bar, "close"):
             bar.close()
+        if parallel is not None:
+            loss_sum, metric_sum = parallel.sum(loss_sum, metric_sum)
         seconds = time.perf_counter() - start
         test_loss, test_metric = _evaluate(model, criterion, test, config, metric_fn)
         history.epochs.append(epoch)
@@ -242,7 +247,10 @@ def write_outputs(
     title: str,
 ) -> dict[str, Any]:
     """Save the learning curves (PNG), the history and summary (JSON) and the trained
-    weights (.npz) under ``config.out``; returns the summary with the file paths."""
+    weights (.npz) under ``config.out``; returns the summary with the file paths.  In a
+    data-parallel run only rank 0 writes (the other ranks return the summary as is)."""
+    if config.parallel is not None and not config.parallel.is_main:
+        return dict(summary)
     config.out.mkdir(parents=True, exist_ok=True)
     figure = config.out / f"{name}_curves.png"
     weights = config.out / f"{name}.npz"

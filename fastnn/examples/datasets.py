@@ -79,9 +79,14 @@ def digits(size: int, border: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split(
-    x: np.ndarray, y: np.ndarray, test_fraction: float, rng: np.random.Generator
+    x: np.ndarray,
+    y: np.ndarray,
+    test_fraction: float,
+    rng: np.random.Generator,
+    limit: int | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A shuffled train/test split; classes (integer ``y``) keep their proportions."""
+    """A shuffled train/test split; classes (integer ``y``) keep their proportions.  With
+    ``limit``, each part keeps only its first ``limit`` rows (quick smoke runs)."""
     if y.dtype.kind in "iu":
         test = np.concatenate(
             [
@@ -96,7 +101,8 @@ def split(
     is_test = np.zeros(len(y), dtype=bool)
     is_test[test] = True
     train_index = rng.permutation(np.flatnonzero(~is_test))
-    test_index = rng.permutation(test)
+    test_index = rng.permutation(test)[:limit]
+    train_index = train_index[:limit]
     return (x[train_index], y[train_index]), (x[test_index], y[test_index])
 
 

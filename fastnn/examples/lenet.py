@@ -19,7 +19,6 @@ from fastnn.examples._training import (
     accuracy,
     fit,
     random_shift,
-    subset,
     write_outputs,
 )
 
@@ -49,9 +48,9 @@ def build_model(rng: init.RngLike = None, dtype: Any = np.float32) -> nn.Sequent
 def run(config: TrainConfig) -> dict[str, Any]:
     """Train and evaluate; returns the summary (accuracy, files written)."""
     images, labels = datasets.digits(32, border=4)
-    (x_train, y_train), (x_test, y_test) = datasets.split(images, labels, 0.2, config.rng(1))
-    x_train, y_train = subset(x_train, y_train, config.subset)
-    x_test, y_test = subset(x_test, y_test, config.subset)
+    (x_train, y_train), (x_test, y_test) = datasets.split(
+        images, labels, 0.2, config.rng(1), config.subset
+    )
     x_train, x_test = datasets.standardize(x_train, x_test, axis=None)
     config.log(f"digits: {len(x_train)} training and {len(x_test)} test images, 1 x 32 x 32")
     model = build_model(config.rng(0)).to(config.device)

@@ -17,7 +17,7 @@ import numpy as np
 
 from fastnn import init, nn, optim
 from fastnn.examples import datasets
-from fastnn.examples._training import Split, TrainConfig, fit, subset, write_outputs
+from fastnn.examples._training import Split, TrainConfig, fit, write_outputs
 from fastnn.nn._array import to_numpy
 
 NAME = "logreg"
@@ -46,9 +46,7 @@ def _rounded(w: np.ndarray, b: float) -> list[float]:
 def run(config: TrainConfig) -> dict[str, Any]:
     """Train with SGD, refit with L-BFGS, compare with the Bayes weights."""
     x, t, (w_bayes, b_bayes) = datasets.gaussian_classes(2000, config.rng(1))
-    (x_train, t_train), (x_test, t_test) = datasets.split(x, t, 0.25, config.rng(3))
-    x_train, t_train = subset(x_train, t_train, config.subset)
-    x_test, t_test = subset(x_test, t_test, config.subset)
+    (x_train, t_train), (x_test, t_test) = datasets.split(x, t, 0.25, config.rng(3), config.subset)
     config.log(f"two Gaussian classes: {len(x_train)} training and {len(x_test)} test points")
     model = build_model(config.rng(0)).to(config.device)
     start = model.state_dict()

@@ -21,7 +21,7 @@ import numpy as np
 import fastnn
 from fastnn import init, nn, optim
 from fastnn.examples import datasets
-from fastnn.examples._training import Split, TrainConfig, fit, subset, write_outputs
+from fastnn.examples._training import Split, TrainConfig, fit, write_outputs
 
 NAME = "mlp"
 HELP = "a 2-4-1 perceptron on the two-class XOR problem, with backprop checked by hand"
@@ -89,9 +89,7 @@ def _accuracy(outputs: np.ndarray, targets: np.ndarray) -> float:
 def run(config: TrainConfig) -> dict[str, Any]:
     """Check the backprop by hand, train, evaluate; returns the summary."""
     x, t = datasets.xor_clusters(600, config.rng(1))
-    (x_train, t_train), (x_test, t_test) = datasets.split(x, t, 0.25, config.rng(3))
-    x_train, t_train = subset(x_train, t_train, config.subset)
-    x_test, t_test = subset(x_test, t_test, config.subset)
+    (x_train, t_train), (x_test, t_test) = datasets.split(x, t, 0.25, config.rng(3), config.subset)
     model = build_model(config.rng(0))
     difference = check_backprop(model, x_train[0], t_train[0])
     config.log(

@@ -16,7 +16,7 @@ import numpy as np
 
 from fastnn import init, nn, optim
 from fastnn.examples import datasets
-from fastnn.examples._training import Split, TrainConfig, accuracy, fit, subset, write_outputs
+from fastnn.examples._training import Split, TrainConfig, accuracy, fit, write_outputs
 
 NAME = "resnet"
 HELP = "a small ResNet with batch norm on scikit-learn's digits (16x16), SGD + Nesterov"
@@ -62,9 +62,9 @@ def build_model(rng: init.RngLike = None, dtype: Any = np.float32) -> nn.Sequent
 def run(config: TrainConfig) -> dict[str, Any]:
     """Train and evaluate; returns the summary."""
     images, labels = datasets.digits(16)
-    (x_train, y_train), (x_test, y_test) = datasets.split(images, labels, 0.2, config.rng(1))
-    x_train, y_train = subset(x_train, y_train, config.subset)
-    x_test, y_test = subset(x_test, y_test, config.subset)
+    (x_train, y_train), (x_test, y_test) = datasets.split(
+        images, labels, 0.2, config.rng(1), config.subset
+    )
     x_train, x_test = datasets.standardize(x_train, x_test, axis=None)
     config.log(f"digits: {len(x_train)} training and {len(x_test)} test images, 1 x 16 x 16")
     model = build_model(config.rng(0)).to(config.device)

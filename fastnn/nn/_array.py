@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn._dispatch import array_kind
+from fastnn import array_kind
 
 __all__ = [
     "DEVICES",

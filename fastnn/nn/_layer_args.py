@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn import _args
+from fastnn import validate
 
 __all__ = [
     "check_activation",
@@ -34,14 +34,14 @@ def check_float_dtype(layer: str, dtype: Any) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"{layer}: dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in _args.FLOAT_DTYPES:
+    if dt not in validate.FLOAT_DTYPES:
         raise TypeError(f"{layer}: dtype must be float32 or float64, got {dt}")
     return dt
 
 
 def check_activation(layer: str, activation: object) -> str | None:
     """None, "relu", "sigmoid" or "tanh"."""
-    return _args.activation_name(layer, activation)
+    return validate.activation_name(layer, activation)
 
 
 def check_probability(layer: str, name: str, value: object) -> float:
@@ -55,4 +55,4 @@ def check_probability(layer: str, name: str, value: object) -> float:
 
 def int_tuple(layer: str, name: str, value: object, nd: int, minimum: int) -> tuple[int, ...]:
     """An int or a tuple of ``nd`` ints, each >= ``minimum``."""
-    return _args.int_tuple(layer, name, value, nd, minimum)
+    return validate.int_tuple(layer, name, value, nd, minimum)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 import fastnn
-from fastnn import init
+from fastnn.nn import init
 from fastnn.nn._layer_args import check_features, check_float_dtype, int_tuple
 from fastnn.nn.module import Module
 from fastnn.nn.parameter import Parameter

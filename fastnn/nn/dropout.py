@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import fastnn
-from fastnn import init
+from fastnn.nn import init
 from fastnn.nn._array import namespace
 from fastnn.nn._layer_args import check_probability
 from fastnn.nn.module import Module

@@ -28,6 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from fastnn.nn._array import to_like
+from fastnn.nn.parameter import Parameter
+
 __all__ = [
     "as_generator",
     "calculate_gain",
@@ -108,8 +111,6 @@ def fans(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def _as_parameter(target: Any) -> Any:
-    from fastnn.nn.parameter import Parameter
-
     return target if isinstance(target, Parameter) else None
 
 
@@ -133,8 +134,6 @@ def _finish(target: Any, values: np.ndarray, dtype: np.dtype) -> Any:
     param = _as_parameter(target)
     if param is None:
         return np.ascontiguousarray(values, dtype=dtype)
-    from fastnn.nn._array import to_like
-
     param.data[...] = to_like(values.astype(param.data.dtype), param.data)
     return param
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import fastnn
-from fastnn import _args
+from fastnn import validate
 from fastnn.nn.module import Module
 
 __all__ = ["BCELoss", "CrossEntropyLoss", "MSELoss"]
@@ -23,7 +23,7 @@ class _Loss(Module):
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
-        self.reduction = _args.reduction_name(type(self).__name__, reduction)
+        self.reduction = validate.reduction_name(type(self).__name__, reduction)
         self._input: Any = None
         self._target: Any = None
 

@@ -17,12 +17,12 @@ norm's running statistics).  Names in :meth:`state_dict` are dotted paths such a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from fastnn._dispatch import array_kind
+from fastnn import array_kind
 from fastnn.nn._array import check_device, device_of, to_device, to_like, to_numpy
 from fastnn.nn.parameter import Parameter
 
@@ -58,6 +58,39 @@ class Module:
 
     def __call__(self, *inputs: Any) -> Any:
         return self.forward(*inputs)
+
+    def register_grad_ready_hook(self, hook: Callable[[Module], None]) -> Callable[[], None]:
+        """Call ``hook(self)`` each time this module's ``backward`` returns: its own
+        parameters' gradients are then complete for that backward (fastnn.distributed
+        starts a bucket's allreduce from here).  Returns a function that removes the hook.
+
+        A module without hooks keeps its class's ``backward`` untouched (no cost); the
+        first hook wraps ``backward`` on this instance only."""
+        if not callable(hook):
+            raise TypeError(f"register_grad_ready_hook: hook must be callable, got {hook!r}")
+        hooks: list[Callable[[Module], None]] | None = self.__dict__.get("_grad_ready_hooks")
+        if hooks is None:
+            hooks = []
+            unhooked = type(self).backward
+
+            def backward(grad: Any, *, need_input_grad: bool = True) -> Any:
+                result = unhooked(self, grad, need_input_grad=need_input_grad)
+                for ready in tuple(hooks):
+                    ready(self)
+                return result
+
+            self.__dict__["_grad_ready_hooks"] = hooks
+            self.__dict__["backward"] = backward
+
+        hooks.append(hook)
+
+        def remove() -> None:
+            if hook in hooks:
+                hooks.remove(hook)
+            if not hooks and self.__dict__.get("_grad_ready_hooks") is hooks:
+                del self.__dict__["_grad_ready_hooks"], self.__dict__["backward"]
+
+        return remove
 
     # ------------------------------------------------------------------ structure
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastnn._dispatch import array_kind
+from fastnn import array_kind
 
 __all__ = ["Parameter"]
 

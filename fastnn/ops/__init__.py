@@ -35,6 +35,19 @@ from fastnn.ops.normalization import (
     batch_norm_elemt,
     batch_norm_stats,
 )
+from fastnn.ops.optim import (
+    UPDATES,
+    AdadeltaHyper,
+    AdagradHyper,
+    AdamHyper,
+    RMSpropHyper,
+    SGDHyper,
+    adadelta_update,
+    adagrad_update,
+    adam_update,
+    rmsprop_update,
+    sgd_update,
+)
 from fastnn.ops.pool import (
     adaptive_avg_pool1d,
     adaptive_avg_pool1d_backward,
@@ -85,4 +98,6 @@ __all__ = [
     "output_sensitivity", "relu", "sensitivity", "sigmoid", "softmax", "softmax_backward",
     "tanh",
     "gelu", "gelu_backward", "hardtanh", "leaky_relu", "relu6", "silu", "silu_backward",
+    "UPDATES", "AdadeltaHyper", "AdagradHyper", "AdamHyper", "RMSpropHyper", "SGDHyper",
+    "adadelta_update", "adagrad_update", "adam_update", "rmsprop_update", "sgd_update",
 ]  # fmt: skip

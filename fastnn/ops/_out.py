@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn._dispatch import KIND_NAMES, array_kind
+from fastnn._kinds import KIND_NAMES, array_kind
 
 __all__ = ["check_out"]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastnn import _args
 from fastnn._dispatch import resolve
+from fastnn.ops import _data_checks
 
 __all__ = ["dense_grads", "mlp_backward", "output_sensitivity", "sensitivity"]
 
@@ -55,14 +56,14 @@ def output_sensitivity(
         _args.check_same_shape(op, "output", output, "preact", preact)
         _args.index_array(op, "target", target, kind)
         _args.check_shape(op, "target", target, (output.shape[0],), "one class per row")
-        _args.check_index_range(op, "target", target, kind, 0, output.shape[1], backend)
+        _data_checks.check_index_range(op, "target", target, kind, 0, output.shape[1], backend)
     else:
         act = _args.activation_name(op, activation)
         kind, _ = _args.float_arrays(op, {"output": output, "target": target, "preact": preact})
         _args.check_same_shape(op, "output", output, "target", target)
         _args.check_same_shape(op, "output", output, "preact", preact)
         if loss == "binary_cross_entropy":
-            _args.check_probabilities(op, "output", output, kind, backend)
+            _data_checks.check_probabilities(op, "output", output, kind, backend)
     return resolve(op, kind, backend)(output, target, preact, act, loss, red)
 
 

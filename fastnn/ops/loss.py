@@ -6,6 +6,7 @@ from typing import Any
 
 from fastnn import _args
 from fastnn._dispatch import resolve
+from fastnn.ops import _data_checks
 
 __all__ = [
     "binary_cross_entropy",
@@ -48,7 +49,7 @@ def binary_cross_entropy(
     is clamped at -100 as in PyTorch, so p = 0 or 1 gives a finite loss."""
     op = "binary_cross_entropy"
     kind, red = _pointwise(op, input, target, reduction, backend)
-    _args.check_probabilities(op, "input", input, kind, backend)
+    _data_checks.check_probabilities(op, "input", input, kind, backend)
     return resolve(op, kind, backend)(input, target, red)
 
 
@@ -59,7 +60,7 @@ def binary_cross_entropy_backward(
     ``(p - t) / max(p * (1 - p), 1e-12)``, divided by the element count for "mean"."""
     op = "binary_cross_entropy_backward"
     kind, red = _pointwise(op, input, target, reduction, backend)
-    _args.check_probabilities(op, "input", input, kind, backend)
+    _data_checks.check_probabilities(op, "input", input, kind, backend)
     return resolve(op, kind, backend)(input, target, red)
 
 
@@ -69,7 +70,7 @@ def _class_targets(op: str, input: Any, target: Any, reduction: object, backend)
     _args.index_array(op, "target", target, kind)
     _args.check_shape(op, "target", target, (input.shape[0],), "one class index per row")
     red = _args.reduction_name(op, reduction)
-    _args.check_index_range(op, "target", target, kind, 0, input.shape[1], backend)
+    _data_checks.check_index_range(op, "target", target, kind, 0, input.shape[1], backend)
     return kind, red
 
 

@@ -3,11 +3,13 @@ dispatch."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from fastnn import _args
-from fastnn._adaptive import adaptive_geometry, check_grad_output
+from fastnn import _args, _geometry
 from fastnn._dispatch import resolve
+from fastnn._geometry import adaptive_geometry, check_grad_output
+from fastnn.ops import _data_checks
 
 __all__ = [
     "adaptive_avg_pool1d",
@@ -27,49 +29,134 @@ __all__ = [
 ]
 
 
-def _max(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, backend):
-    kind = _args.float_array(op, "input", input)
-    geom = _args.pool_geometry(
-        op, nd, tuple(input.shape), kernel_size, stride, padding, dilation, ceil_mode
-    )
-    with_indices = _args.check_bool(op, "return_indices", return_indices)
-    return resolve(op, kind, backend)(input, geom, with_indices)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _max_backward(
-    op, nd, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices, backend
-):
-    kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
-    geom = _args.pool_geometry(
-        op, nd, tuple(input.shape), kernel_size, stride, padding, dilation, ceil_mode
-    )
-    _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the pooled shape")
-    if indices is not None:
-        _args.index_array(op, "indices", indices, kind)
-        _args.check_shape(op, "indices", indices, geom.output_shape, "the pooled shape")
-        _args.check_index_range(op, "indices", indices, kind, 0, _prod(geom.in_size), backend)
-    return resolve(op, kind, backend)(grad_output, input, geom, indices)
+def _named(op: str, doc: str) -> Callable[[_F], _F]:
+    """Give the function built for ``op`` its public name and docstring."""
+
+    def name(fn: _F) -> _F:
+        fn.__name__ = fn.__qualname__ = op
+        fn.__doc__ = doc
+        return fn
+
+    return name
 
 
-def _avg(op, nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad, backend):
-    kind = _args.float_array(op, "input", input)
-    geom = _args.pool_geometry(
-        op, nd, tuple(input.shape), kernel_size, stride, padding, 1, ceil_mode
-    )
-    include_pad = _args.check_bool(op, "count_include_pad", count_include_pad)
-    return resolve(op, kind, backend)(input, geom, include_pad)
+def _max_pool(nd: int, doc: str) -> Callable[..., Any]:
+    """``max_pool{nd}d``: one definition for 1-D and 2-D."""
+    op = f"max_pool{nd}d"
+
+    @_named(op, doc)
+    def max_pool(
+        input: Any,
+        kernel_size: int | tuple[int, ...],
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: bool = False,
+        return_indices: bool = False,
+        *,
+        backend: str | None = None,
+    ) -> Any:
+        kind = _args.float_array(op, "input", input)
+        geom = _geometry.pool_geometry(
+            op, nd, tuple(input.shape), kernel_size, stride, padding, dilation, ceil_mode
+        )
+        with_indices = _args.check_bool(op, "return_indices", return_indices)
+        return resolve(op, kind, backend)(input, geom, with_indices)
+
+    return max_pool
 
 
-def _avg_backward(
-    op, nd, grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, backend
-):
-    kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
-    geom = _args.pool_geometry(
-        op, nd, tuple(input.shape), kernel_size, stride, padding, 1, ceil_mode
-    )
-    _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the pooled shape")
-    include_pad = _args.check_bool(op, "count_include_pad", count_include_pad)
-    return resolve(op, kind, backend)(grad_output, geom, include_pad)
+def _avg_pool(nd: int, doc: str) -> Callable[..., Any]:
+    """``avg_pool{nd}d``: one definition for 1-D and 2-D."""
+    op = f"avg_pool{nd}d"
+
+    @_named(op, doc)
+    def avg_pool(
+        input: Any,
+        kernel_size: int | tuple[int, ...],
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        *,
+        backend: str | None = None,
+    ) -> Any:
+        kind = _args.float_array(op, "input", input)
+        geom = _geometry.pool_geometry(
+            op, nd, tuple(input.shape), kernel_size, stride, padding, 1, ceil_mode
+        )
+        include_pad = _args.check_bool(op, "count_include_pad", count_include_pad)
+        return resolve(op, kind, backend)(input, geom, include_pad)
+
+    return avg_pool
+
+
+def _max_pool_backward(nd: int, doc: str) -> Callable[..., Any]:
+    """``max_pool{nd}d_backward``: one definition for 1-D and 2-D."""
+    op = f"max_pool{nd}d_backward"
+
+    @_named(op, doc)
+    def max_pool_backward(
+        grad_output: Any,
+        input: Any,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: bool = False,
+        indices: Any = None,
+        *,
+        backend: str | None = None,
+    ) -> Any:
+        kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
+        geom = _geometry.pool_geometry(
+            op, nd, tuple(input.shape), kernel_size, stride, padding, dilation, ceil_mode
+        )
+        _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the pooled shape")
+        _check_indices(op, indices, kind, geom, backend)
+        return resolve(op, kind, backend)(grad_output, input, geom, indices)
+
+    return max_pool_backward
+
+
+def _avg_pool_backward(nd: int, doc: str) -> Callable[..., Any]:
+    """``avg_pool{nd}d_backward``: one definition for 1-D and 2-D."""
+    op = f"avg_pool{nd}d_backward"
+
+    @_named(op, doc)
+    def avg_pool_backward(
+        grad_output: Any,
+        input: Any,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        *,
+        backend: str | None = None,
+    ) -> Any:
+        kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
+        geom = _geometry.pool_geometry(
+            op, nd, tuple(input.shape), kernel_size, stride, padding, 1, ceil_mode
+        )
+        _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the pooled shape")
+        include_pad = _args.check_bool(op, "count_include_pad", count_include_pad)
+        return resolve(op, kind, backend)(grad_output, geom, include_pad)
+
+    return avg_pool_backward
+
+
+def _check_indices(op: str, indices: Any, kind: str, geom: Any, backend: str | None) -> None:
+    """Validate the ``indices`` a max pooling returned (None: nothing to check): integer,
+    the pooled shape, each a position in the input plane."""
+    if indices is None:
+        return
+    _args.index_array(op, "indices", indices, kind)
+    _args.check_shape(op, "indices", indices, geom.output_shape, "the pooled shape")
+    _data_checks.check_index_range(op, "indices", indices, kind, 0, _prod(geom.in_size), backend)
 
 
 def _prod(values: tuple[int, ...]) -> int:
@@ -79,203 +166,40 @@ def _prod(values: tuple[int, ...]) -> int:
     return result
 
 
-def max_pool1d(
-    input: Any,
-    kernel_size: int | tuple[int],
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-    return_indices: bool = False,
-    *,
-    backend: str | None = None,
-) -> Any:
+max_pool1d = _max_pool(
+    1,
     """Max pooling over windows of an (N, C, L) input (PyTorch semantics: padding is -inf,
     NaN propagates).  With ``return_indices`` also returns the int64 position (in L) of
-    each maximum, as ``(output, indices)``."""
-    return _max(
-        "max_pool1d",
-        1,
-        input,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        ceil_mode,
-        return_indices,
-        backend,
-    )
-
-
-def max_pool2d(
-    input: Any,
-    kernel_size: int | tuple[int, int],
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-    return_indices: bool = False,
-    *,
-    backend: str | None = None,
-) -> Any:
+    each maximum, as ``(output, indices)``.""",
+)
+max_pool2d = _max_pool(
+    2,
     """Max pooling over windows of an (N, C, H, W) input.  With ``return_indices`` also
-    returns the int64 flat position (``h * W + w``) of each maximum."""
-    return _max(
-        "max_pool2d",
-        2,
-        input,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        ceil_mode,
-        return_indices,
-        backend,
-    )
-
-
-def avg_pool1d(
-    input: Any,
-    kernel_size: int | tuple[int],
-    stride: Any = None,
-    padding: Any = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    *,
-    backend: str | None = None,
-) -> Any:
+    returns the int64 flat position (``h * W + w``) of each maximum.""",
+)
+avg_pool1d = _avg_pool(
+    1,
     """Average pooling of an (N, C, L) input; ``count_include_pad`` counts the zero padding
-    in the divisor (PyTorch semantics, ceil_mode windows included)."""
-    return _avg(
-        "avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, backend
-    )
-
-
-def avg_pool2d(
-    input: Any,
-    kernel_size: int | tuple[int, int],
-    stride: Any = None,
-    padding: Any = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    *,
-    backend: str | None = None,
-) -> Any:
-    """Average pooling of an (N, C, H, W) input (PyTorch semantics)."""
-    return _avg(
-        "avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode, count_include_pad, backend
-    )
-
-
-def max_pool1d_backward(
-    grad_output: Any,
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-    indices: Any = None,
-    *,
-    backend: str | None = None,
-) -> Any:
+    in the divisor (PyTorch semantics, ceil_mode windows included).""",
+)
+avg_pool2d = _avg_pool(2, """Average pooling of an (N, C, H, W) input (PyTorch semantics).""")
+max_pool1d_backward = _max_pool_backward(
+    1,
     """Gradient of :func:`max_pool1d` with respect to its input.  ``indices`` (from
     ``return_indices=True``) are validated and used when given; otherwise the maxima are
-    found again in ``input``."""
-    return _max_backward(
-        "max_pool1d_backward",
-        1,
-        grad_output,
-        input,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        ceil_mode,
-        indices,
-        backend,
-    )
-
-
-def max_pool2d_backward(
-    grad_output: Any,
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-    indices: Any = None,
-    *,
-    backend: str | None = None,
-) -> Any:
+    found again in ``input``.""",
+)
+max_pool2d_backward = _max_pool_backward(
+    2,
     """Gradient of :func:`max_pool2d` with respect to its input (see
-    :func:`max_pool1d_backward`)."""
-    return _max_backward(
-        "max_pool2d_backward",
-        2,
-        grad_output,
-        input,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        ceil_mode,
-        indices,
-        backend,
-    )
-
-
-def avg_pool1d_backward(
-    grad_output: Any,
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    *,
-    backend: str | None = None,
-) -> Any:
-    """Gradient of :func:`avg_pool1d` with respect to its input."""
-    return _avg_backward(
-        "avg_pool1d_backward",
-        1,
-        grad_output,
-        input,
-        kernel_size,
-        stride,
-        padding,
-        ceil_mode,
-        count_include_pad,
-        backend,
-    )
-
-
-def avg_pool2d_backward(
-    grad_output: Any,
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    *,
-    backend: str | None = None,
-) -> Any:
-    """Gradient of :func:`avg_pool2d` with respect to its input."""
-    return _avg_backward(
-        "avg_pool2d_backward",
-        2,
-        grad_output,
-        input,
-        kernel_size,
-        stride,
-        padding,
-        ceil_mode,
-        count_include_pad,
-        backend,
-    )
+    :func:`max_pool1d_backward`).""",
+)
+avg_pool1d_backward = _avg_pool_backward(
+    1, """Gradient of :func:`avg_pool1d` with respect to its input."""
+)
+avg_pool2d_backward = _avg_pool_backward(
+    2, """Gradient of :func:`avg_pool2d` with respect to its input."""
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -350,8 +274,5 @@ def adaptive_max_pool2d_backward(
     op = "adaptive_max_pool2d_backward"
     kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
     geom = check_grad_output(op, grad_output, tuple(input.shape), 2)
-    if indices is not None:
-        _args.index_array(op, "indices", indices, kind)
-        _args.check_shape(op, "indices", indices, geom.output_shape, "the pooled shape")
-        _args.check_index_range(op, "indices", indices, kind, 0, _prod(geom.in_size), backend)
+    _check_indices(op, indices, kind, geom, backend)
     return resolve(op, kind, backend)(grad_output, input, geom, indices)

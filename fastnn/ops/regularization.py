@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from fastnn import _args
-from fastnn._adaptive import check_generator, dropout_seed, dropout_threshold
-from fastnn._dispatch import KIND_NAMES, array_kind, resolve
+from fastnn._dispatch import resolve
+from fastnn._kinds import KIND_NAMES, array_kind
+from fastnn.ops._dropout_args import check_generator, dropout_seed, dropout_threshold
 
 __all__ = ["RESIDUAL_ACTIVATIONS", "add", "dropout", "dropout_backward"]
 

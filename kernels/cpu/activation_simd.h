@@ -24,7 +24,7 @@
 
 #define FNN_INLINE static inline __attribute__((always_inline))
 
-/* Activation codes shared by every kernel (fastnn/backends/cpu passes them in). */
+/* Activation codes shared by every kernel (fastnn/_backends/cpu passes them in). */
 enum { FNN_ACT_IDENTITY = 0, FNN_ACT_RELU = 1, FNN_ACT_SIGMOID = 2, FNN_ACT_TANH = 3 };
 
 /* Run-time CPU dispatch: FNN_X86, FNN_TARGET_AVX2/AVX512 and fnn_cpu_has_*(). */

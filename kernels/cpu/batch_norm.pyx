@@ -4,7 +4,7 @@
 # The loops live in batch_norm.h (OpenMP over positions of the flat array, so they scale
 # for any C; AVX2 chosen at run time).  This module turns numpy arrays into pointers
 # (non-contiguous ones are copied once), allocates results and releases the GIL.  The
-# calling Python layer (fastnn/backends/cpu/normalization.py) has checked every shape and
+# calling Python layer (fastnn/_backends/cpu/normalization.py) has checked every shape and
 # dtype; it computes the forward's per-channel coefficients, the backward's are computed
 # here in C (per-call overhead matters for small inputs).
 cimport numpy as cnp

@@ -1,5 +1,5 @@
 # Channel-blocked direct convolution, float32 and float64: the Python face of
-# conv_blocked.h.  fastnn/ops validated the arguments; fastnn/backends/cpu/conv_blocked.py
+# conv_blocked.h.  fastnn/ops validated the arguments; fastnn/_backends/cpu/_conv_blocked.py
 # plans the blocking, picks the instruction set and calls these two steps:
 #
 #   pack       the weights, in blocks of output channels for the micro-kernel

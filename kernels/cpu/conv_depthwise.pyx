@@ -1,6 +1,6 @@
 # Depthwise convolution (groups == input channels, any channel multiplier), forward and
 # both gradients, float32 and float64: the Python face of depthwise.h.  fastnn/ops
-# validated the arguments; fastnn/backends/cpu/conv_depthwise.py decides when it runs.
+# validated the arguments; fastnn/_backends/cpu/_conv_depthwise.py decides when it runs.
 import numpy as np
 
 from cython cimport floating

@@ -29,10 +29,7 @@
 #define FASTNN_GW_QB 2  /* weight columns (c, r, s) per weight-gradient call */
 #define FASTNN_GX_QB 6  /* weight columns per input-gradient call */
 
-/* ISA levels */
-#define FASTNN_ISA_BASE 0
-#define FASTNN_ISA_AVX2 1
-#define FASTNN_ISA_AVX512 2
+/* ISA levels: FNN_ISA_BASE, FNN_ISA_AVX2, FNN_ISA_AVX512 (cpu_features.h) */
 
 #if defined(__GNUC__)
 #define FASTNN_VECTOR_EXT 1
@@ -60,12 +57,6 @@
                                          : (v))
 #endif
 
-#if FASTNN_VECTOR_EXT && (defined(__x86_64__) || defined(__i386__))
-#define FASTNN_X86 1
-#else
-#define FASTNN_X86 0
-#endif
-
 /* ---- float ------------------------------------------------------------------------- */
 #define T float
 #define TARGET_ATTR
@@ -87,7 +78,7 @@ typedef int fastnn_i32x4 __attribute__((vector_size(16)));
 #undef FN
 #undef TARGET_ATTR
 
-#if FASTNN_X86
+#if FNN_X86
 typedef float fastnn_f32x8 __attribute__((vector_size(32)));
 typedef int fastnn_i32x8 __attribute__((vector_size(32)));
 #define VEC fastnn_f32x8
@@ -139,7 +130,7 @@ typedef long long fastnn_i64x2 __attribute__((vector_size(16)));
 #undef FN
 #undef TARGET_ATTR
 
-#if FASTNN_X86
+#if FNN_X86
 typedef double fastnn_f64x4 __attribute__((vector_size(32)));
 typedef long long fastnn_i64x4 __attribute__((vector_size(32)));
 #define VEC fastnn_f64x4
@@ -176,33 +167,23 @@ typedef long long fastnn_i64x8 __attribute__((vector_size(64)));
 
 /* ---- run-time choice of the instruction set ----------------------------------------- */
 
-/* The best level this CPU supports (cpu_features.h). */
-static int fastnn_conv_detect_isa(void)
-{
-#if FASTNN_X86
-    return fnn_cpu_best_isa();
-#else
-    return FASTNN_ISA_BASE;
-#endif
-}
-
 /* The level in use; set once at module import (fastnn_conv_set_isa), read afterwards. */
-static int fastnn_conv_isa = FASTNN_ISA_BASE;
+static int fastnn_conv_isa = FNN_ISA_BASE;
 
 /* Use `level`, or the best supported level if `level` is higher; returns the level set. */
 static int fastnn_conv_set_isa(int level)
 {
-    int best = fastnn_conv_detect_isa();
-    fastnn_conv_isa = level < best ? (level < 0 ? FASTNN_ISA_BASE : level) : best;
+    int best = fnn_cpu_best_isa();
+    fastnn_conv_isa = level < best ? (level < 0 ? FNN_ISA_BASE : level) : best;
     return fastnn_conv_isa;
 }
 
-#if FASTNN_X86
+#if FNN_X86
 #define FASTNN_CONV_DISPATCH(name, sfx, args)                                              \
     do {                                                                                   \
-        if (fastnn_conv_isa == FASTNN_ISA_AVX512)                                          \
+        if (fastnn_conv_isa == FNN_ISA_AVX512)                                             \
             fastnn_conv_##name##_##sfx##_avx512 args;                                      \
-        else if (fastnn_conv_isa == FASTNN_ISA_AVX2)                                       \
+        else if (fastnn_conv_isa == FNN_ISA_AVX2)                                          \
             fastnn_conv_##name##_##sfx##_avx2 args;                                        \
         else                                                                               \
             fastnn_conv_##name##_##sfx##_base args;                                        \

@@ -6,7 +6,7 @@
 # Work is split into items (image, group, block of output rows or input channels, block
 # of output channels), handed out to OpenMP threads in contiguous ranges so that a thread
 # packs an image's rows once for all the items that share them.  fastnn/ops validated the
-# arguments; the Python side (fastnn/backends/cpu/conv_direct.py) chooses the block sizes.
+# arguments; the Python side (fastnn/_backends/cpu/_conv_direct.py) chooses the block sizes.
 import numpy as np
 
 cimport openmp
@@ -23,12 +23,12 @@ cdef extern from "conv_direct.h" nogil:
         FASTNN_GW_KB
         FASTNN_GW_QB
         FASTNN_GX_QB
-        FASTNN_ISA_BASE
-        FASTNN_ISA_AVX2
-        FASTNN_ISA_AVX512
+        FNN_ISA_BASE
+        FNN_ISA_AVX2
+        FNN_ISA_AVX512
     int fastnn_conv_isa
     int fastnn_conv_set_isa(int level)
-    int fastnn_conv_detect_isa()
+    int fnn_cpu_best_isa()
     void fastnn_conv_fwd_f32(int kb, const float* xrow, const Py_ssize_t* qoff, Py_ssize_t Q,
                              const float* wpk, const float* bias, float* y,
                              Py_ssize_t ykstride, Py_ssize_t nw, int act)
@@ -60,7 +60,7 @@ cdef Py_ssize_t FWD_STRIP = 64
 cdef Py_ssize_t GX_STRIP = 64
 #: Output channels per forward micro-kernel call (blocks of the output-channel axis).
 FWD_KB = FASTNN_FWD_KB
-ISA_NAMES = {FASTNN_ISA_BASE: "base", FASTNN_ISA_AVX2: "avx2", FASTNN_ISA_AVX512: "avx512"}
+ISA_NAMES = {FNN_ISA_BASE: "base", FNN_ISA_AVX2: "avx2", FNN_ISA_AVX512: "avx512"}
 
 #: The level used unless FASTNN_CONV_ISA names another: AVX-512 kernels are compiled but
 #: opt-in, since the development machines could not run them (their tests run wherever
@@ -94,7 +94,7 @@ set_isa(_initial_isa())
 
 def best_isa():
     """The name of the best instruction-set level this CPU supports."""
-    return ISA_NAMES[fastnn_conv_detect_isa()]
+    return ISA_NAMES[fnn_cpu_best_isa()]
 
 
 cdef inline Py_ssize_t packed_width(ConvShape* s) noexcept nogil:

@@ -1,7 +1,7 @@
 /* The fused activation of the convolution kernels: applied where each kernel writes its
  * output (after the bias), never as a pass of its own over the whole output.
  *
- * Codes (fastnn/backends/cpu/conv.py passes them in): 0 none, 1 relu (the same number
+ * Codes (fastnn/_backends/cpu/conv.py passes them in): 0 none, 1 relu (the same number
  * as activation_simd.h's FNN_ACT_RELU), 4 relu6 (the CUDA epilogue's number).
  *
  * NaN propagates through both, as in PyTorch and fastnn.relu: relu is "x < 0 ? 0 : x"

@@ -8,7 +8,7 @@
 # (so that the GEMM is wide enough to run fast).  A one-image tile's GEMM writes straight
 # into the output (row stride Ho*Wo) on top of the bias; a several-image tile's GEMM
 # writes a per-thread buffer that is then copied out.  The caller
-# (fastnn/backends/cpu/conv_im2col.py) limits BLAS to one thread around these calls, so
+# (fastnn/_backends/cpu/_conv_im2col.py) limits BLAS to one thread around these calls, so
 # BLAS never spawns threads inside the OpenMP region.
 #
 # A 1x1 convolution with stride 1 and no padding over a contiguous image needs no

@@ -1,6 +1,6 @@
 # The geometry of one convolution, as the Cython kernels see it: always 2-D (a 1-D
 # convolution is a 2-D one with H = R = 1 and no vertical padding).  Built from the tuple
-# that fastnn/backends/cpu/conv_plan.py makes out of a validated ConvGeometry.
+# that fastnn/_backends/cpu/_conv_plan.py makes out of a validated ConvGeometry.
 
 cdef struct ConvShape:
     Py_ssize_t N, C, H, W          # input

@@ -1,5 +1,5 @@
 # Winograd convolution F(m x m, 3 x 3), m = 2, 4 or 6, float32 and float64: the Python
-# face of winograd.h.  fastnn/ops validated the arguments; fastnn/backends/cpu/
+# face of winograd.h.  fastnn/ops validated the arguments; fastnn/_backends/cpu/
 # conv_winograd.py checks that the problem is a 3x3 stride-1 undilated one, chooses the
 # tile size, the blocking and the instruction set, and calls these two steps:
 #

@@ -1,13 +1,15 @@
 # Dropout (forward, backward) and the fused residual add act(a + b), float32 and float64.
 #
 # The loops are those of dropout_add.h (vectorised, AVX2 chosen at run time); this module
-# takes flat C-contiguous arrays that the Python wrapper (fastnn/backends/cpu/
+# takes flat C-contiguous arrays that the Python wrapper (fastnn/_backends/cpu/
 # regularization.py) allocates and validates, and splits them into one contiguous chunk
 # per OpenMP thread with the GIL released.  Dropout's random words depend only on (seed,
 # element index), so the split does not change the mask.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+from work_split cimport split
 
 cdef extern from "dropout_add.h" nogil:
     int FNN_ADD_IDENTITY, FNN_ADD_RELU, FNN_ADD_RELU6
@@ -36,10 +38,6 @@ cdef inline int _chunks(Py_ssize_t n, int num_threads) noexcept nogil:
     return <int>c if c < num_threads else num_threads
 
 
-cdef inline Py_ssize_t _split(Py_ssize_t n, int c, int chunks) noexcept nogil:
-    return n * c // chunks
-
-
 cdef void _dropout_run(const floating* x, floating* y, uint8_t* mask, Py_ssize_t lo,
                        Py_ssize_t hi, uint64_t seed, uint32_t threshold,
                        floating scale) noexcept nogil:
@@ -62,7 +60,7 @@ def dropout(const floating[::1] x, floating[::1] y, uint8_t[::1] mask, uint64_t 
             _dropout_run(&x[0], &y[0], &mask[0], 0, n, seed, threshold, s)
         return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _dropout_run(&x[0], &y[0], &mask[0], _split(n, c, chunks), _split(n, c + 1, chunks),
+        _dropout_run(&x[0], &y[0], &mask[0], split(n, c, chunks), split(n, c + 1, chunks),
                      seed, threshold, s)
 
 
@@ -87,8 +85,8 @@ def dropout_backward(const floating[::1] g, const uint8_t[::1] mask, floating[::
             _backward_run(&g[0], &mask[0], &out[0], 0, n, s)
         return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _backward_run(&g[0], &mask[0], &out[0], _split(n, c, chunks),
-                      _split(n, c + 1, chunks), s)
+        _backward_run(&g[0], &mask[0], &out[0], split(n, c, chunks),
+                      split(n, c + 1, chunks), s)
 
 
 cdef void _add_run(int act, const floating* a, const floating* b, floating* y, Py_ssize_t lo,
@@ -111,4 +109,4 @@ def add(int act, const floating[::1] a, const floating[::1] b, floating[::1] y,
             _add_run(act, &a[0], &b[0], &y[0], 0, n)
         return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _add_run(act, &a[0], &b[0], &y[0], _split(n, c, chunks), _split(n, c + 1, chunks))
+        _add_run(act, &a[0], &b[0], &y[0], split(n, c, chunks), split(n, c + 1, chunks))

@@ -76,7 +76,7 @@ def flops_per_thread():
 
 
 def set_flops_per_thread(double flops):
-    """Set :func:`flops_per_thread` (fastnn/backends/cpu/gemm.py measures it)."""
+    """Set :func:`flops_per_thread` (fastnn/_backends/cpu/gemm.py measures it)."""
     global fnn_gemm_flops_per_thread
     if not flops > 0:
         raise ValueError(f"flops per thread must be positive, got {flops}")
@@ -89,7 +89,7 @@ def short_k():
 
 
 def set_short_k(Py_ssize_t k):
-    """Set :func:`short_k` (fastnn/backends/cpu/gemm.py measures it; -1 turns it off)."""
+    """Set :func:`short_k` (fastnn/_backends/cpu/gemm.py measures it; -1 turns it off)."""
     global fnn_gemm_short_k
     fnn_gemm_short_k = k
 

@@ -62,7 +62,7 @@ enum {
 enum { FNN_TILE_BUFFER = 0, FNN_TILE_SET = 1, FNN_TILE_ADD = 2 };
 
 /* Below this many flops per thread a second thread does not pay for its wake-up.  A
- * prior; fastnn/backends/cpu/gemm.py sets it from a measurement of this machine's
+ * prior; fastnn/_backends/cpu/gemm.py sets it from a measurement of this machine's
  * fork-join cost and single-thread GEMM rate (gemm.pyx: set_flops_per_thread). */
 static double fnn_gemm_flops_per_thread = (double)(1 << 21);
 

@@ -3,12 +3,14 @@
 # The loops are the C kernels of pool_adaptive.h; this module splits the planes (P = N * C)
 # over OpenMP threads with the GIL released, one contiguous run of planes per thread, and
 # skips the parallel region for small inputs.  Arrays arrive C-contiguous as stacks of
-# planes, x (P, H, W) and y (P, Ho, Wo); the Python wrapper (fastnn/backends/cpu/pool.py)
+# planes, x (P, H, W) and y (P, Ho, Wo); the Python wrapper (fastnn/_backends/cpu/pool.py)
 # makes them and has validated every index given to max_backward.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
+
+from work_split cimport split, threads_for
 
 cdef extern from "pool_adaptive.h" nogil:
     int fnn_adaptive_set_avx2(int enabled)
@@ -47,85 +49,61 @@ def use_avx2(bint enabled):
     return bool(fnn_adaptive_set_avx2(enabled))
 
 
-# Below this many elements touched, an OpenMP region costs more than it saves.
-cdef Py_ssize_t PARALLEL_MIN = 1 << 15
-
-
-cdef inline int _chunks(Py_ssize_t work, Py_ssize_t planes, int num_threads) noexcept nogil:
-    if work < PARALLEL_MIN or planes < 2:
-        return 1
-    return <int>min(<Py_ssize_t>num_threads, planes)
-
-
-cdef inline Py_ssize_t _split(Py_ssize_t n, int c, int chunks) noexcept nogil:
-    return n * c // chunks
-
-
-cdef void _avg_run(const floating* x, floating* y, Py_ssize_t H, Py_ssize_t W,
-                   Py_ssize_t Ho, Py_ssize_t Wo, double* buf, Py_ssize_t lo,
+cdef void _avg_run(const floating* src, floating* dst, bint backward, Py_ssize_t H,
+                   Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo, double* buf, Py_ssize_t lo,
                    Py_ssize_t hi) noexcept nogil:
-    if Ho == 1 and Wo == 1:  # global pooling: a flat sum per plane
+    """Planes [lo, hi): the forward pass (src = x, dst = y) or the backward pass (src =
+    gy, dst = gx); one branch per run of planes, none per element."""
+    if backward:
         if floating is float:
-            fnn_adaptive_avg_global_f32(x, y, H * W, lo, hi)
+            fnn_adaptive_avg_backward_f32(src, dst, H, W, Ho, Wo, buf, lo, hi)
         else:
-            fnn_adaptive_avg_global_f64(x, y, H * W, lo, hi)
+            fnn_adaptive_avg_backward_f64(src, dst, H, W, Ho, Wo, buf, lo, hi)
+    elif Ho == 1 and Wo == 1:  # global pooling: a flat sum per plane
+        if floating is float:
+            fnn_adaptive_avg_global_f32(src, dst, H * W, lo, hi)
+        else:
+            fnn_adaptive_avg_global_f64(src, dst, H * W, lo, hi)
     elif floating is float:
-        fnn_adaptive_avg_f32(x, y, H, W, Ho, Wo, buf, lo, hi)
+        fnn_adaptive_avg_f32(src, dst, H, W, Ho, Wo, buf, lo, hi)
     else:
-        fnn_adaptive_avg_f64(x, y, H, W, Ho, Wo, buf, lo, hi)
+        fnn_adaptive_avg_f64(src, dst, H, W, Ho, Wo, buf, lo, hi)
+
+
+cdef _avg_planes(const floating[:, :, ::1] src, floating[:, :, ::1] dst, bint backward,
+                 Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo, int num_threads,
+                 str op):
+    """Run _avg_run over the P planes, split over threads, with W doubles of scratch per
+    thread; (H, W) is the input plane, (Ho, Wo) the pooled one."""
+    cdef Py_ssize_t P = dst.shape[0]
+    cdef int c, chunks = threads_for(P * H * W, P, num_threads)
+    if P == 0:
+        return
+    cdef double* buf = <double*>malloc(chunks * W * sizeof(double))
+    if buf == NULL:
+        raise MemoryError(f"{op}: out of memory for the scratch rows")
+    try:
+        if chunks == 1:
+            with nogil:
+                _avg_run(&src[0, 0, 0], &dst[0, 0, 0], backward, H, W, Ho, Wo, buf, 0, P)
+        else:
+            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+                _avg_run(&src[0, 0, 0], &dst[0, 0, 0], backward, H, W, Ho, Wo,
+                         buf + c * W, split(P, c, chunks), split(P, c + 1, chunks))
+    finally:
+        free(buf)
 
 
 def avg_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int num_threads):
     """y = adaptive average pooling of the planes of x."""
-    cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
-    cdef Py_ssize_t Ho = y.shape[1], Wo = y.shape[2]
-    cdef int c, chunks = _chunks(P * H * W, P, num_threads)
-    if P == 0:
-        return
-    cdef double* buf = <double*>malloc(chunks * W * sizeof(double))
-    if buf == NULL:
-        raise MemoryError("adaptive_avg_pool: out of memory for the scratch rows")
-    try:
-        if chunks == 1:
-            with nogil:
-                _avg_run(&x[0, 0, 0], &y[0, 0, 0], H, W, Ho, Wo, buf, 0, P)
-        else:
-            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-                _avg_run(&x[0, 0, 0], &y[0, 0, 0], H, W, Ho, Wo, buf + c * W,
-                         _split(P, c, chunks), _split(P, c + 1, chunks))
-    finally:
-        free(buf)
-
-
-cdef void _avg_back_run(const floating* gy, floating* gx, Py_ssize_t H, Py_ssize_t W,
-                        Py_ssize_t Ho, Py_ssize_t Wo, double* buf, Py_ssize_t lo,
-                        Py_ssize_t hi) noexcept nogil:
-    if floating is float:
-        fnn_adaptive_avg_backward_f32(gy, gx, H, W, Ho, Wo, buf, lo, hi)
-    else:
-        fnn_adaptive_avg_backward_f64(gy, gx, H, W, Ho, Wo, buf, lo, hi)
+    _avg_planes(x, y, False, x.shape[1], x.shape[2], y.shape[1], y.shape[2], num_threads,
+                "adaptive_avg_pool")
 
 
 def avg_backward(const floating[:, :, ::1] gy, floating[:, :, ::1] gx, int num_threads):
     """gx = gradient of adaptive average pooling (every window spreads gy / its size)."""
-    cdef Py_ssize_t P = gx.shape[0], H = gx.shape[1], W = gx.shape[2]
-    cdef Py_ssize_t Ho = gy.shape[1], Wo = gy.shape[2]
-    cdef int c, chunks = _chunks(P * H * W, P, num_threads)
-    if P == 0:
-        return
-    cdef double* buf = <double*>malloc(chunks * W * sizeof(double))
-    if buf == NULL:
-        raise MemoryError("adaptive_avg_pool_backward: out of memory for the scratch rows")
-    try:
-        if chunks == 1:
-            with nogil:
-                _avg_back_run(&gy[0, 0, 0], &gx[0, 0, 0], H, W, Ho, Wo, buf, 0, P)
-        else:
-            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-                _avg_back_run(&gy[0, 0, 0], &gx[0, 0, 0], H, W, Ho, Wo, buf + c * W,
-                              _split(P, c, chunks), _split(P, c + 1, chunks))
-    finally:
-        free(buf)
+    _avg_planes(gy, gx, True, gx.shape[1], gx.shape[2], gy.shape[1], gy.shape[2],
+                num_threads, "adaptive_avg_pool_backward")
 
 
 cdef void _max_run(const floating* x, floating* y, int64_t* index, Py_ssize_t H,
@@ -142,7 +120,7 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int64_t[:, :
     """y = adaptive max pooling of x; index (or None) gets the flat positions."""
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t Ho = y.shape[1], Wo = y.shape[2]
-    cdef int c, chunks = _chunks(P * H * W, P, num_threads)
+    cdef int c, chunks = threads_for(P * H * W, P, num_threads)
     cdef int64_t* at = NULL
     if P == 0:
         return
@@ -153,8 +131,8 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int64_t[:, :
             _max_run(&x[0, 0, 0], &y[0, 0, 0], at, H, W, Ho, Wo, 0, P)
         return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _max_run(&x[0, 0, 0], &y[0, 0, 0], at, H, W, Ho, Wo, _split(P, c, chunks),
-                 _split(P, c + 1, chunks))
+        _max_run(&x[0, 0, 0], &y[0, 0, 0], at, H, W, Ho, Wo, split(P, c, chunks),
+                 split(P, c + 1, chunks))
 
 
 cdef void _max_back_run(const floating* gy, const int64_t* index, floating* gx,
@@ -171,7 +149,7 @@ def max_backward(const floating[:, ::1] gy, const int64_t[:, ::1] index,
     """gx (P, H * W) = the scatter-add of gy (P, Ho * Wo) through index (each in
     [0, H * W), checked by the caller)."""
     cdef Py_ssize_t P = gx.shape[0], plane = gx.shape[1], outputs = gy.shape[1]
-    cdef int c, chunks = _chunks(P * plane, P, num_threads)
+    cdef int c, chunks = threads_for(P * plane, P, num_threads)
     if P == 0:
         return
     if chunks == 1:
@@ -180,4 +158,4 @@ def max_backward(const floating[:, ::1] gy, const int64_t[:, ::1] index,
         return
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         _max_back_run(&gy[0, 0], &index[0, 0], &gx[0, 0], plane, outputs,
-                      _split(P, c, chunks), _split(P, c + 1, chunks))
+                      split(P, c, chunks), split(P, c + 1, chunks))

@@ -3,7 +3,7 @@
 # The loops are the C row kernels of pool_rows.h; this module splits the work over OpenMP
 # threads with the GIL released.  Arrays arrive as C-contiguous stacks of planes,
 # x (P, H, W) and y (P, Ho, Wo) with P = N * C, with per-thread scratch rows; the Python
-# wrapper (fastnn/backends/cpu/pool.py) makes them.  Window (oh, ow) is divided by
+# wrapper (fastnn/_backends/cpu/pool.py) makes them.  Window (oh, ow) is divided by
 # div_h[oh] * div_w[ow], filled in here by PyTorch's count_include_pad / ceil_mode rules.
 #
 # The forward pass splits the P * Ho output rows into one contiguous run per thread; the
@@ -15,8 +15,9 @@ from libc.stdlib cimport free, malloc
 
 from pool_common cimport (
     pool_avg_backward_f32, pool_avg_backward_f64, pool_avg_rows_f32, pool_avg_rows_f64,
-    pool_set_avx2, pool_shape, split, threads_for, unpack_shape,
+    pool_set_avx2, pool_shape, unpack_shape,
 )
+from work_split cimport split, threads_for
 
 
 def use_avx2(bint enabled):

@@ -1,5 +1,5 @@
 # Shared by the pooling modules (pool_max.pyx, pool_avg.pyx): the C row kernels of
-# pool_rows.h, the geometry of a call, and how work is split over OpenMP threads.
+# pool_rows.h and the geometry of a call (work_split.pxd splits the work over threads).
 from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "pool_rows.h" nogil:
@@ -43,27 +43,10 @@ cdef extern from "pool_rows.h" nogil:
                                double* share)
 
 
-cdef enum:
-    # Below this many input elements an OpenMP region costs more than it saves.
-    PARALLEL_MIN = 1 << 15
-
-
 cdef inline pool_shape unpack_shape(tuple geometry):
     """The pool_shape of the 12-tuple (H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw) that
-    fastnn/backends/cpu/pool.py builds from a validated PoolGeometry."""
+    fastnn/_backends/cpu/pool.py builds from a validated PoolGeometry."""
     cdef pool_shape s
     (s.H, s.W, s.Ho, s.Wo, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw) = geometry
     pool_shape_init(&s)
     return s
-
-
-cdef inline int threads_for(Py_ssize_t work, Py_ssize_t items, int num_threads) noexcept nogil:
-    """Threads for `work` input elements spread over `items` independent pieces."""
-    if work < PARALLEL_MIN or items < 2:
-        return 1
-    return <int>min(<Py_ssize_t>num_threads, items)
-
-
-cdef inline Py_ssize_t split(Py_ssize_t n, int c, int chunks) noexcept nogil:
-    """Start of part c of `chunks` near-equal parts of range(n); split(n, chunks) == n."""
-    return n * c // chunks

@@ -3,7 +3,7 @@
 # The loops are the C row kernels of pool_rows.h; this module splits the work over OpenMP
 # threads with the GIL released.  Arrays arrive as C-contiguous stacks of planes,
 # x (P, H, W) and y (P, Ho, Wo) with P = N * C; the Python wrapper
-# (fastnn/backends/cpu/pool.py) makes them so after fastnn.ops validated the call.  The
+# (fastnn/_backends/cpu/pool.py) makes them so after fastnn.ops validated the call.  The
 # forward passes allocate their per-thread scratch rows here; the backward passes take
 # theirs from the wrapper.
 #
@@ -19,8 +19,9 @@ from pool_common cimport (
     pool_argmax_rows_f32, pool_argmax_rows_f64, pool_max_backward_indices_f32,
     pool_max_backward_indices_f64, pool_max_backward_recompute_f32,
     pool_max_backward_recompute_f64, pool_max_rows_f32, pool_max_rows_f64, pool_set_avx2,
-    pool_shape, split, threads_for, unpack_shape,
+    pool_shape, unpack_shape,
 )
+from work_split cimport split, threads_for
 
 
 def use_avx2(bint enabled):

@@ -20,7 +20,7 @@ __global__ void activation_backward(const T* __restrict__ gy, const T* __restric
 
 // ------------------------------------------------------------------------------------
 // hardtanh (relu6), leaky_relu, silu and gelu: codes 5 and up (EXTRA_ACTIVATIONS in
-// fastnn/backends/cupy/_sources.py), parameters p0, p1 passed as doubles:
+// fastnn/_backends/cupy/_sources.py), parameters p0, p1 passed as doubles:
 //
 //   extra_forward<T, ACT>(x, y, n, p0, p1)         y = f(x); y may be x (in place)
 //   extra_backward<T, ACT>(gy, v, gx, n, p0, p1)   gx = gy * f'

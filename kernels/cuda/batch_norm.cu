@@ -7,7 +7,7 @@
 // order.  The statistics are shifted sums, sum (x - K) and sum (x - K)^2 with
 // K = x[0, c, 0], so data far from zero loses nothing to cancellation.
 //
-// ACT: 0 none, 1 relu, 2 relu6 (fastnn/backends/cupy/normalization.py holds the same).
+// ACT: 0 none, 1 relu, 2 relu6 (fastnn/_backends/cupy/normalization.py holds the same).
 // Forward keeps NaN; backward masks as PyTorch (relu: 0 where y <= 0, relu6: 0 where
 // y <= 0 or y >= 6, so a NaN output passes g).
 #include "common.cuh"

@@ -2,7 +2,7 @@
 // element type, activations and their derivatives, block reductions.
 //
 // The sources are compiled at run time by NVRTC (cupy.RawModule), which has no system
-// headers: nothing here may #include anything.  fastnn/backends/cupy/_sources.py pastes
+// headers: nothing here may #include anything.  fastnn/_backends/cupy/_sources.py pastes
 // this file into each .cu file in place of its #include line, so every source reaching
 // NVRTC is self-contained (and CuPy's compile cache sees every character of it).
 //
@@ -73,7 +73,7 @@ __device__ __forceinline__ double negative_infinity(double) {
 // Activations: f(u), f'(u), and f'(u) written with the output y = f(u)
 // ---------------------------------------------------------------------------------------
 
-// The activation codes; fastnn/backends/cupy/_sources.py holds the same numbers.
+// The activation codes; fastnn/_backends/cupy/_sources.py holds the same numbers.
 enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_SIGMOID = 2, ACT_TANH = 3 };
 // relu6 = min(max(u, 0), 6): the convolutions' fused activation.
 enum { ACT_RELU6 = 4 };

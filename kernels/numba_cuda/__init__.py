@@ -1,5 +1,5 @@
 """numba-cuda kernels (@cuda.jit): device code only.
 
 The launch code (allocation, launch sizes, registration with the dispatcher) lives in
-fastnn/backends/numba_cuda/.
+fastnn/_backends/numba_cuda/.
 """

@@ -11,8 +11,9 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-from fastnn.kernels.numba_cuda.pointwise import functions
 from numba import cuda
+
+from fastnn.kernels.numba_cuda.pointwise import functions
 
 #: Threads per block of the elementwise kernels (fewer for tiny arrays).
 THREADS = 256

@@ -21,6 +21,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from fastnn.kernels.numba_cuda.grid import split3
+
 #: Threads per block (fewer for tiny problems).
 THREADS = 256
 
@@ -55,10 +57,7 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = x.shape
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            ow = f % wo_size
-            t = f // wo_size
-            oh = t % ho_size
-            pc = t // ho_size
+            pc, oh, ow = split3(f, ho_size, wo_size)
             h0, h1 = start(oh, height, ho_size), end(oh, height, ho_size)
             w0, w1 = start(ow, width, wo_size), end(ow, width, wo_size)
             s = zero
@@ -72,10 +71,7 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = gx.shape
         _, ho_size, wo_size = gy.shape
         for f in range(cuda.grid(1), planes * height * width, cuda.gridsize(1)):
-            w = f % width
-            t = f // width
-            h = t % height
-            pc = t // height
+            pc, h, w = split3(f, height, width)
             s = zero
             for oh in range(start(h, ho_size, height), end(h, ho_size, height)):
                 rows = end(oh, height, ho_size) - start(oh, height, ho_size)
@@ -89,10 +85,7 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = x.shape
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            ow = f % wo_size
-            t = f // wo_size
-            oh = t % ho_size
-            pc = t // ho_size
+            pc, oh, ow = split3(f, ho_size, wo_size)
             h0, h1 = start(oh, height, ho_size), end(oh, height, ho_size)
             w0, w1 = start(ow, width, wo_size), end(ow, width, wo_size)
             best = x[pc, h0, w0]
@@ -112,10 +105,7 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = gx.shape
         _, ho_size, wo_size = gy.shape
         for f in range(cuda.grid(1), planes * height * width, cuda.gridsize(1)):
-            w = f % width
-            t = f // width
-            h = t % height
-            pc = t // height
+            pc, h, w = split3(f, height, width)
             me = h * width + w
             s = zero
             for oh in range(start(h, ho_size, height), end(h, ho_size, height)):
@@ -128,10 +118,7 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
     def check_indices(idx, bad, height, width):
         planes, ho_size, wo_size = idx.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            ow = f % wo_size
-            t = f // wo_size
-            oh = t % ho_size
-            pc = t // ho_size
+            pc, oh, ow = split3(f, ho_size, wo_size)
             index = idx[pc, oh, ow]
             h = index // width
             w = index - h * width

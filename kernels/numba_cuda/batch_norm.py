@@ -27,8 +27,10 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-from fastnn.kernels.numba_cuda.reduce import BLOCK, team_functions
 from numba import cuda
+
+from fastnn.kernels.numba_cuda.grid import team_slots
+from fastnn.kernels.numba_cuda.reduce import BLOCK, team_functions
 
 #: Activation names -> codes.
 CODES = {None: 0, "relu": 1, "relu6": 2}
@@ -65,12 +67,10 @@ def batch_norm_kernels(dtype: np.dtype) -> SimpleNamespace:
     @cuda.jit
     def stats(x, mean, var, team):
         buf = cuda.shared.array(BLOCK, np.float64)
-        tid = cuda.threadIdx.x
-        lane = tid % team
-        per_block = cuda.blockDim.x // team
+        tid, lane, row0, row_step = team_slots(team)
         outer, channels, inner = x.shape
         length = outer * inner
-        for base in range(cuda.blockIdx.x * per_block, channels, cuda.gridDim.x * per_block):
+        for base in range(row0, channels, row_step):
             ch = base + tid // team
             s1 = 0.0
             s2 = 0.0
@@ -120,12 +120,10 @@ def batch_norm_kernels(dtype: np.dtype) -> SimpleNamespace:
     @cuda.jit
     def grad_sums(g, x, y, act, mean, sums, team):
         buf = cuda.shared.array(BLOCK, np.float64)
-        tid = cuda.threadIdx.x
-        lane = tid % team
-        per_block = cuda.blockDim.x // team
+        tid, lane, row0, row_step = team_slots(team)
         outer, channels, inner = g.shape
         length = outer * inner
-        for base in range(cuda.blockIdx.x * per_block, channels, cuda.gridDim.x * per_block):
+        for base in range(row0, channels, row_step):
             ch = base + tid // team
             s1 = 0.0
             s2 = 0.0

@@ -19,9 +19,11 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
+from numba import cuda
+
+from fastnn.kernels.numba_cuda.grid import split3, split4, team_slots
 from fastnn.kernels.numba_cuda.pointwise import functions
 from fastnn.kernels.numba_cuda.reduce import BLOCK, team_functions
-from numba import cuda
 
 #: Output channels per thread in ``forward``.
 CB = 4
@@ -57,10 +59,7 @@ def conv_direct_kernels(dtype: np.dtype) -> SimpleNamespace:
         positions = ho_size * wo_size
         total = batch * channel_blocks * positions
         for f in range(cuda.grid(1), total, cuda.gridsize(1)):
-            p = f % positions
-            t = f // positions
-            cb = t % channel_blocks
-            n = t // channel_blocks
+            n, cb, p = split3(f, channel_blocks, positions)
             g = cb // blocks_per_group
             co0 = g * cout + (cb - g * blocks_per_group) * CB
             count = min(CB, (g + 1) * cout - co0)
@@ -95,12 +94,7 @@ def conv_direct_kernels(dtype: np.dtype) -> SimpleNamespace:
         cout = out_channels // groups
         total = batch * channels * height * width
         for f in range(cuda.grid(1), total, cuda.gridsize(1)):
-            x_w = f % width
-            t = f // width
-            h = t % height
-            t = t // height
-            c = t % channels
-            n = t // channels
+            n, c, h, x_w = split4(f, channels, height, width)
             g = c // cin
             cl = c - g * cin
             s = zero
@@ -119,32 +113,22 @@ def conv_direct_kernels(dtype: np.dtype) -> SimpleNamespace:
     @cuda.jit
     def grad_weight(gy, x, gw, team, groups, kh, kw, sh, sw, pt, pl, dh, dw):
         buf = cuda.shared.array(BLOCK, F)
-        tid = cuda.threadIdx.x
-        lane = tid % team
-        per_block = cuda.blockDim.x // team
+        tid, lane, row0, row_step = team_slots(team)
         out_channels, cin, _, _ = gw.shape
         batch, _, height, width = x.shape
         _, _, ho_size, wo_size = gy.shape
         cout = out_channels // groups
         rows = out_channels * cin * kh * kw
         length = batch * ho_size * wo_size
-        for base in range(cuda.blockIdx.x * per_block, rows, cuda.gridDim.x * per_block):
+        for base in range(row0, rows, row_step):
             r = base + tid // team
             active = r < rows
-            j = r % kw
-            t = r // kw
-            i = t % kh
-            t = t // kh
-            cl = t % cin
-            co = t // cin
+            co, cl, i, j = split4(r, cin, kh, kw)
             ci = (co // cout) * cin + cl
             s = zero
             if active:
                 for e in range(lane, length, team):
-                    wo = e % wo_size
-                    t = e // wo_size
-                    ho = t % ho_size
-                    n = t // ho_size
+                    n, ho, wo = split3(e, ho_size, wo_size)
                     h = ho * sh - pt + i * dh
                     ww = wo * sw - pl + j * dw
                     if 0 <= h < height and 0 <= ww < width:

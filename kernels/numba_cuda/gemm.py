@@ -33,8 +33,9 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from fastnn.kernels.numba_cuda.pointwise import functions
 from numba import cuda
+
+from fastnn.kernels.numba_cuda.pointwise import functions
 
 
 class Tile(NamedTuple):

@@ -25,6 +25,8 @@ from types import SimpleNamespace
 import numpy as np
 from numba import cuda
 
+from fastnn.kernels.numba_cuda.grid import split3, split4
+
 #: Threads per block (fewer for tiny problems).
 THREADS = 256
 
@@ -45,10 +47,7 @@ def im2col_kernels(dtype: np.dtype) -> SimpleNamespace:
         positions = col.shape[2]
         total = nb * channels * positions
         for f in range(cuda.grid(1), total, cuda.gridsize(1)):
-            p = f % positions  # neighbouring threads: neighbouring positions
-            t = f // positions
-            c = t % channels
-            n = t // channels
+            n, c, p = split3(f, channels, positions)  # neighbouring threads: positions
             ho = p // wo_size
             wo = p - ho * wo_size
             for i in range(kh):
@@ -69,12 +68,7 @@ def im2col_kernels(dtype: np.dtype) -> SimpleNamespace:
         nb, channels, height, width = gx.shape
         total = nb * channels * height * width
         for f in range(cuda.grid(1), total, cuda.gridsize(1)):
-            w = f % width
-            t = f // width
-            h = t % height
-            t = t // height
-            c = t % channels
-            n = t // channels
+            n, c, h, w = split4(f, channels, height, width)
             s = zero
             for i in range(kh):
                 hh = h + pt - i * dh  # = ho * sh for the window that reads (h, w) at tap i

@@ -2,7 +2,7 @@
 the swap of the two leading axes of a 3-d array.
 
 One thread per output element, grid-stride loops, so any grid size covers any array.
-Used by the host side (fastnn/backends/numba_cuda/_device.py, conv.py).
+Used by the host side (fastnn/_backends/numba_cuda/_device.py, conv.py).
 """
 
 from __future__ import annotations

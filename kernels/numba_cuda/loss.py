@@ -14,9 +14,10 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
+from numba import cuda
+
 from fastnn.kernels.numba_cuda.pointwise import SIGMOID, functions
 from fastnn.kernels.numba_cuda.reduce import BLOCK, team_functions
-from numba import cuda
 
 #: Loss codes: squared error, binary cross-entropy, and the values themselves (to sum
 #: per-row losses computed elsewhere).

@@ -24,6 +24,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from fastnn.kernels.numba_cuda.grid import split3
+
 #: Threads per block (fewer for tiny problems).
 THREADS = 256
 
@@ -69,10 +71,7 @@ def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = x.shape
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            ow = f % wo_size
-            t = f // wo_size
-            oh = t % ho_size
-            pc = t // ho_size
+            pc, oh, ow = split3(f, ho_size, wo_size)
             h0 = oh * sh - ph
             w0 = ow * sw - pw
             best = zero
@@ -96,10 +95,7 @@ def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = gx.shape
         _, ho_size, wo_size = gy.shape
         for f in range(cuda.grid(1), planes * height * width, cuda.gridsize(1)):
-            w = f % width
-            t = f // width
-            h = t % height
-            pc = t // height
+            pc, h, w = split3(f, height, width)
             me = h * width + w
             s = zero
             for i in range(kh):
@@ -118,10 +114,7 @@ def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
     def check_indices(idx, bad, height, width, kh, kw, sh, sw, ph, pw, dh, dw):
         planes, ho_size, wo_size = idx.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            ow = f % wo_size
-            t = f // wo_size
-            oh = t % ho_size
-            pc = t // ho_size
+            pc, oh, ow = split3(f, ho_size, wo_size)
             index = idx[pc, oh, ow]
             h = index // width
             dh_off = h - (oh * sh - ph)
@@ -138,10 +131,7 @@ def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = gx.shape
         _, ho_size, wo_size = gy.shape
         for f in range(cuda.grid(1), planes * height * width, cuda.gridsize(1)):
-            w = f % width
-            t = f // width
-            h = t % height
-            pc = t // height
+            pc, h, w = split3(f, height, width)
             me = h * width + w
             s = zero
             for oh in range(ho_size):
@@ -155,10 +145,7 @@ def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = x.shape
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            ow = f % wo_size
-            t = f // wo_size
-            oh = t % ho_size
-            pc = t // ho_size
+            pc, oh, ow = split3(f, ho_size, wo_size)
             h0 = oh * sh - ph
             w0 = ow * sw - pw
             s = zero
@@ -174,10 +161,7 @@ def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = gx.shape
         _, ho_size, wo_size = gy.shape
         for f in range(cuda.grid(1), planes * height * width, cuda.gridsize(1)):
-            w = f % width
-            t = f // width
-            h = t % height
-            pc = t // height
+            pc, h, w = split3(f, height, width)
             s = zero
             oh_end = min(ho_size, (h + ph) // sh + 1)
             ow_end = min(wo_size, (w + pw) // sw + 1)

@@ -17,11 +17,39 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
-from fastnn.kernels.numba_cuda.pointwise import functions
 from numba import cuda
+
+from fastnn.kernels.numba_cuda.grid import team_slots
+from fastnn.kernels.numba_cuda.pointwise import functions
 
 #: Most threads of a reduction block (the size of the shared buffers).
 BLOCK = 256
+
+
+@cuda.jit(device=True, inline=True)
+def _add(a, b):
+    return a + b
+
+
+def _team_reduction(combine):
+    """A team reduction device function folding with the device function ``combine``
+    (inlined: the loop is what a hand-written one for that operation compiles to)."""
+
+    @cuda.jit(device=True, inline=True)
+    def team_reduce(buf, tid, lane, team, v):
+        buf[tid] = v
+        cuda.syncthreads()
+        step = team // 2
+        while step > 0:
+            if lane < step:
+                buf[tid] = combine(buf[tid], buf[tid + step])
+            cuda.syncthreads()
+            step //= 2
+        result = buf[tid - lane]
+        cuda.syncthreads()  # the buffer is free again for the caller's next reduction
+        return result
+
+    return team_reduce
 
 
 @functools.cache
@@ -31,51 +59,11 @@ def team_functions(dtype: np.dtype) -> SimpleNamespace:
     index in the team), returned to every thread of the team.  ``buf`` is a shared array
     of at least ``blockDim.x`` elements."""
     f = functions(np.dtype(dtype))
-    nan_max, nan_min = f.nan_max, f.nan_min
-
-    @cuda.jit(device=True, inline=True)
-    def team_sum(buf, tid, lane, team, v):
-        buf[tid] = v
-        cuda.syncthreads()
-        step = team // 2
-        while step > 0:
-            if lane < step:
-                buf[tid] = buf[tid] + buf[tid + step]
-            cuda.syncthreads()
-            step //= 2
-        result = buf[tid - lane]
-        cuda.syncthreads()  # the buffer is free again for the caller's next reduction
-        return result
-
-    @cuda.jit(device=True, inline=True)
-    def team_max(buf, tid, lane, team, v):
-        buf[tid] = v
-        cuda.syncthreads()
-        step = team // 2
-        while step > 0:
-            if lane < step:
-                buf[tid] = nan_max(buf[tid], buf[tid + step])
-            cuda.syncthreads()
-            step //= 2
-        result = buf[tid - lane]
-        cuda.syncthreads()
-        return result
-
-    @cuda.jit(device=True, inline=True)
-    def team_min(buf, tid, lane, team, v):
-        buf[tid] = v
-        cuda.syncthreads()
-        step = team // 2
-        while step > 0:
-            if lane < step:
-                buf[tid] = nan_min(buf[tid], buf[tid + step])
-            cuda.syncthreads()
-            step //= 2
-        result = buf[tid - lane]
-        cuda.syncthreads()
-        return result
-
-    return SimpleNamespace(team_sum=team_sum, team_max=team_max, team_min=team_min)
+    return SimpleNamespace(
+        team_sum=_team_reduction(_add),
+        team_max=_team_reduction(f.nan_max),
+        team_min=_team_reduction(f.nan_min),
+    )
 
 
 @functools.cache
@@ -100,12 +88,10 @@ def reduce_kernels(dtype: np.dtype) -> SimpleNamespace:
     @cuda.jit
     def axis_sums(x, out, team):
         buf = cuda.shared.array(BLOCK, F)
-        tid = cuda.threadIdx.x
-        lane = tid % team
-        per_block = cuda.blockDim.x // team
+        tid, lane, row0, row_step = team_slots(team)
         outer, channels, inner = x.shape
         length = outer * inner
-        for base in range(cuda.blockIdx.x * per_block, channels, cuda.gridDim.x * per_block):
+        for base in range(row0, channels, row_step):
             ch = base + tid // team
             s = zero
             if ch < channels:

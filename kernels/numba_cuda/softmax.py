@@ -19,9 +19,11 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
+from numba import cuda
+
+from fastnn.kernels.numba_cuda.grid import team_slots
 from fastnn.kernels.numba_cuda.pointwise import functions
 from fastnn.kernels.numba_cuda.reduce import BLOCK, team_functions
-from numba import cuda
 
 
 @functools.cache
@@ -41,12 +43,10 @@ def softmax_kernels(dtype: np.dtype) -> SimpleNamespace:
     @cuda.jit
     def forward(x, out, team, log):
         buf = cuda.shared.array(BLOCK, F)
-        tid = cuda.threadIdx.x
-        lane = tid % team
-        per_block = cuda.blockDim.x // team
+        tid, lane, row0, row_step = team_slots(team)
         outer, length, inner = x.shape
         rows = outer * inner
-        for base in range(cuda.blockIdx.x * per_block, rows, cuda.gridDim.x * per_block):
+        for base in range(row0, rows, row_step):
             row = base + tid // team
             active = row < rows  # a team is wholly active or wholly idle
             o = row // inner
@@ -74,12 +74,10 @@ def softmax_kernels(dtype: np.dtype) -> SimpleNamespace:
     @cuda.jit
     def backward(g, y, out, team, log):
         buf = cuda.shared.array(BLOCK, F)
-        tid = cuda.threadIdx.x
-        lane = tid % team
-        per_block = cuda.blockDim.x // team
+        tid, lane, row0, row_step = team_slots(team)
         outer, length, inner = g.shape
         rows = outer * inner
-        for base in range(cuda.blockIdx.x * per_block, rows, cuda.gridDim.x * per_block):
+        for base in range(row0, rows, row_step):
             row = base + tid // team
             active = row < rows
             o = row // inner
@@ -134,11 +132,9 @@ def cross_entropy_kernels(dtype: np.dtype) -> SimpleNamespace:
     @cuda.jit
     def loss(x, t, nll, team):
         buf = cuda.shared.array(BLOCK, F)
-        tid = cuda.threadIdx.x
-        lane = tid % team
-        per_block = cuda.blockDim.x // team
+        tid, lane, row0, row_step = team_slots(team)
         rows = x.shape[0]
-        for base in range(cuda.blockIdx.x * per_block, rows, cuda.gridDim.x * per_block):
+        for base in range(row0, rows, row_step):
             n = base + tid // team
             active = n < rows
             m, s = row_max_sum(buf, x, n, active, tid, lane, team)
@@ -148,11 +144,9 @@ def cross_entropy_kernels(dtype: np.dtype) -> SimpleNamespace:
     @cuda.jit
     def grad(x, t, out, team, scale, probabilities):
         buf = cuda.shared.array(BLOCK, F)
-        tid = cuda.threadIdx.x
-        lane = tid % team
-        per_block = cuda.blockDim.x // team
+        tid, lane, row0, row_step = team_slots(team)
         rows = x.shape[0]
-        for base in range(cuda.blockIdx.x * per_block, rows, cuda.gridDim.x * per_block):
+        for base in range(row0, rows, row_step):
             n = base + tid // team
             active = n < rows
             m = zero

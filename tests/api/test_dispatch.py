@@ -11,7 +11,7 @@ import pytest
 
 import fastnn
 from fastnn import _dispatch
-from tests.test_errors import FakeCudaArray
+from tests.api.test_errors import FakeCudaArray
 
 
 def test_backends_lists_every_backend_with_a_reason():

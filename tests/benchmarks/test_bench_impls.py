@@ -14,8 +14,7 @@ import pytest
 from fastnn.bench.case import REFERENCE, is_subject, prepare, to_numpy
 from fastnn.bench.catalog import build_cases
 from fastnn.bench.peers import detect
-
-from .utils import assert_close
+from tests.utils import assert_close
 
 CASES = build_cases("tiny", detect())
 

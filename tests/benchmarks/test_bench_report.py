@@ -190,7 +190,7 @@ def test_cli_rejects_a_file_that_is_not_a_report(tmp_path, capsys):
 def test_readme_main_command_runs_the_quick_report():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text()
     main = text.split("<!-- main-command -->", 1)[1].split("```", 2)[1]
     assert "env -u OPENBLAS_CORETYPE .venv/bin/fastnn bench --quick" in main

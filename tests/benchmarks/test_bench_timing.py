@@ -154,3 +154,30 @@ def test_roof_check_records_both_roofs_and_the_load_average():
     load = load_average()
     assert load is None or (len(load) == 3 and all(v >= 0 for v in load))
     assert check["load_average"] is None or len(check["load_average"]) == 3
+
+
+def test_a_rounds_plan_takes_exactly_that_many_one_call_samples():
+    calls = {"a": 0, "b": 0}
+
+    def count(name):
+        return lambda: calls.__setitem__(name, calls[name] + 1)
+
+    plan = TimingPlan.rounds(4, settle=0.0)
+    results = measure({name: count(name) for name in calls}, plan)
+    for name in calls:
+        assert results[name].runs == 4 and results[name].loops == 1
+        assert calls[name] == 5  # the warm-up, then four samples (the first: calibration)
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        TimingPlan.rounds(0)
+
+
+def test_the_thread_clock_does_not_count_time_spent_asleep():
+    import time
+
+    plan = TimingPlan.rounds(2, settle=0.0, clock="thread")
+    results = measure({"sleep": lambda: time.sleep(0.02)}, plan)
+    assert results["sleep"].ok and results["sleep"].median < 0.01
+    wall = measure({"sleep": lambda: time.sleep(0.02)}, TimingPlan.rounds(2, settle=0.0))
+    assert wall["sleep"].median >= 0.02
+    with pytest.raises(ValueError, match="clock must be one of"):
+        TimingPlan(clock="cpu")

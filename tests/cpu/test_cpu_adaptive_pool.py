@@ -18,9 +18,7 @@ from tests.utils import (
     requires_torch,
 )
 
-DTYPES = [np.float32, np.float64]
-
-#: (input spatial size, output size): every kernel path of fastnn/backends/cpu/pool.py
+#: (input spatial size, output size): every kernel path of fastnn/_backends/cpu/pool.py
 PATHS = [
     ((7, 5), (3, 2)),  # general windows, overlapping
     ((4, 3), (6, 5)),  # Out > In: repeated elements
@@ -71,7 +69,6 @@ def _check_all(x, size, gy, dtype):
         assert_close(got, want, dtype, what=f"max backward {x.shape} {size}")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("spatial, size", PATHS)
 def test_every_path_matches_reference(rng, dtype, spatial, size, threads):
     for batch in (0, 1, 3):
@@ -81,7 +78,6 @@ def test_every_path_matches_reference(rng, dtype, spatial, size, threads):
         _check_all(x, size, gy, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_random_shapes_match_reference(rng, dtype, threads):
     for _ in range(25):
         shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)),
@@ -100,7 +96,6 @@ def test_random_shapes_match_reference(rng, dtype, threads):
         assert_close(got, want, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("spatial, size", [((37, 41), (5, 7)), ((32, 32), (1, 1)),
                                            ((32, 30), (4, 5)), ((20, 20), (40, 3))])  # fmt: skip
 def test_parallel_path_matches_reference(rng, dtype, spatial, size, threads):
@@ -109,7 +104,6 @@ def test_parallel_path_matches_reference(rng, dtype, spatial, size, threads):
     _check_all(x, size, gy, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_any_layout_gives_the_same_result(rng, dtype):
     x = _input(rng, (2, 3, 7, 9), dtype)
     gy = rng.standard_normal((2, 3, 3, 4)).astype(dtype)
@@ -123,7 +117,6 @@ def test_any_layout_gives_the_same_result(rng, dtype):
 
 
 @requires_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_torch(rng, dtype, threads):
     torch = import_torch()
     F = torch.nn.functional
@@ -167,7 +160,6 @@ def global_isa(request):
     pool_adaptive.use_avx2(True)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_global_pooling_every_plane_size(rng, dtype, global_isa):
     """Every tail length of the vector sums (plane sizes 1 .. 80, and a large plane)."""
     for n in (*range(1, 81), 3136):

@@ -11,25 +11,19 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.backends.cpu import gemm as engines
-from tests.utils import assert_close, assert_layout_independent, import_torch, requires_torch
+from tests.utils import (
+    FLOAT_DTYPES,
+    assert_close,
+    assert_layout_independent,
+    import_torch,
+    requires_torch,
+)
 
 ACTIVATIONS = [None, "relu", "sigmoid", "tanh"]
-DTYPES = [np.float32, np.float64]
 REDUCTIONS = ["mean", "sum", "none"]
 ROWS = [0, 1, 37]
 
 
-@pytest.fixture(params=["auto", "blas", "blocked"])
-def engine(request, monkeypatch):
-    """Run the test with the engine heuristic, then forcing each GEMM engine."""
-    if request.param != "auto":
-        use_blas = request.param == "blas"
-        monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: use_blas)
-    return request.param
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("loss", ["mse", "binary_cross_entropy"])
 def test_output_sensitivity_pointwise_losses(loss, rows, dtype, rng):
@@ -51,7 +45,6 @@ def test_output_sensitivity_pointwise_losses(loss, rows, dtype, rng):
         assert_close(got, want, dtype, what=f"{activation} {reduction}")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("rows", ROWS)
 def test_output_sensitivity_cross_entropy(rows, dtype, rng):
     logits = (3 * rng.standard_normal((rows, 6))).astype(dtype)
@@ -64,10 +57,9 @@ def test_output_sensitivity_cross_entropy(rows, dtype, rng):
         assert_close(fastnn.output_sensitivity(*args), want, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
-def test_sensitivity_matches_reference(activation, rows, dtype, engine, rng):
+def test_sensitivity_matches_reference(activation, rows, dtype, gemm_engine, rng):
     for n_next, n in [(1, 1), (5, 13), (300, 40)]:
         delta_next = rng.standard_normal((rows, n_next)).astype(dtype)
         w_next = rng.standard_normal((n_next, n)).astype(dtype)
@@ -78,9 +70,8 @@ def test_sensitivity_matches_reference(activation, rows, dtype, engine, rng):
         assert_close(got, want, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("rows", ROWS)
-def test_dense_grads_match_reference(rows, dtype, engine, rng):
+def test_dense_grads_match_reference(rows, dtype, gemm_engine, rng):
     delta = rng.standard_normal((rows, 11)).astype(dtype)
     x = rng.standard_normal((rows, 23)).astype(dtype)
     for got, want in zip(
@@ -104,9 +95,8 @@ def _mlp(rng, sizes, rows, activations, dtype):
     return inputs, preacts, weights, x
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("rows", ROWS)
-def test_mlp_backward_matches_reference(rows, dtype, engine, rng):
+def test_mlp_backward_matches_reference(rows, dtype, gemm_engine, rng):
     for activations in (["relu"], ["tanh", "sigmoid", None], ["relu", "relu", "tanh", "sigmoid"]):
         sizes = [int(s) for s in rng.integers(1, 40, len(activations) + 1)]
         inputs, preacts, weights, y = _mlp(rng, sizes, rows, activations, dtype)
@@ -171,7 +161,7 @@ def test_full_backward_pass_matches_torch_autograd(loss, rng):
     }[loss]
     torch_loss(h, torch.tensor(target)).backward()
 
-    for dtype in DTYPES:
+    for dtype in FLOAT_DTYPES:
         inputs, preacts, h_np = [], [], x.astype(dtype)
         for w, b, act in zip(ws, bs, activations):
             u = fastnn.linear(h_np, w.astype(dtype), b.astype(dtype))

@@ -17,7 +17,6 @@ F = torch.nn.functional
 
 CPU = {"backend": "cpu"}
 REF = {"backend": "reference"}
-DTYPES = [np.float32, np.float64]
 ACTIVATIONS = [None, "relu", "relu6"]
 _DEFAULT_THREADS = fastnn.get_num_threads()
 
@@ -52,7 +51,6 @@ LARGE = [(64, 3, 171), (2, 5, 61, 67), (4099, 9), (1, 2, 129, 131), (3, 1, 11003
 
 
 @pytest.mark.parametrize("ndim", [2, 3, 4, 5])
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_random_shapes_match_the_reference(rng, threads, ndim, dtype):
     for _ in range(6):
         shape = _shape(rng, ndim)
@@ -93,14 +91,12 @@ def _compare_all(x, w, b, g, tol, what):
 
 
 @pytest.mark.parametrize("shape", LARGE)
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_large_inputs_split_over_threads(rng, threads, shape, dtype):
     x, w, b = _case(rng, shape, dtype, offset=3.0)
     g = rng.standard_normal(shape).astype(dtype)
     _compare_all(x, w, b, g, _tol(dtype) * 5, str(shape))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_any_memory_layout(rng, dtype):
     shape = (3, 4, 5, 6)
     x, w, b = _case(rng, shape, dtype)
@@ -163,7 +159,6 @@ def test_channel_one_and_batch_one(rng):
     )
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_against_torch_forward_backward(rng, dtype, activation):
     x, w, b = _case(rng, (6, 3, 5, 7), dtype)

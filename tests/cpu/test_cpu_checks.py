@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from fastnn.kernels.cpu import dense as kernels
 
 import fastnn
-from fastnn.backends.cpu.checks import _value_range
+from fastnn._backends.cpu.checks import _value_range
+from fastnn.kernels.cpu import dense as kernels
 
 DTYPES = [np.int32, np.int64, np.float32, np.float64]
 SIZES = [1, 2, 15, 16, 17, 65537, 300001]

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from fastnn.kernels.cpu import conv_direct as direct_kernels
 
 import fastnn
 from fastnn._geometry import conv_geometry
-from tests.utils import HAS_TORCH, assert_close, layouts
+from fastnn.kernels.cpu import conv_direct as direct_kernels
+from tests.utils import FLOAT_DTYPES, HAS_TORCH, assert_close, layouts
 
 ALGOS = ("im2col", "direct", "auto")
-DTYPES = (np.float32, np.float64)
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,6 @@ def reference(case: Case, x, w, b):
     return conv_fn(case.nd)(x, w, b, *case.params, backend="reference")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", (1, 2))
 def test_random_configurations_match_reference(rng, nd, dtype):
     for _ in range(14):
@@ -139,7 +137,7 @@ def test_memory_layouts(rng, nd):
     case = Case(
         nd, 2, 4, 6, 2, (9, 11)[:nd] if nd == 2 else (13,), (3, 2)[:nd], (2, 1)[:nd], 1, (1, 2)[:nd]
     )
-    for dtype in DTYPES:
+    for dtype in FLOAT_DTYPES:
         x, w, b = case.arrays(rng, dtype)
         want = reference(case, x, w, b)
         for (xname, xl), (wname, wl) in zip(layouts(x), layouts(w)):
@@ -167,7 +165,7 @@ def test_depthwise(rng, nd):
         case = Case(
             nd, 3, 5, 5 * multiplier, 5, (12, 9)[:nd], (3, 3)[:nd], (1, 2)[:nd], 1, (1, 1)[:nd]
         )
-        for dtype in DTYPES:
+        for dtype in FLOAT_DTYPES:
             x, w, b = case.arrays(rng, dtype)
             want = reference(case, x, w, b)
             for algo in ALGOS:
@@ -179,7 +177,7 @@ def test_long_spectra_and_wide_kernels(rng):
     """The direct kernel's home ground: 1-D signals of a few channels, long kernels."""
     for c, length, k, kernel, stride, pad in ((1, 1000, 16, 21, 1, 10), (4, 777, 9, 7, 3, 3)):
         case = Case(1, 3, c, k, 1, (length,), (kernel,), (stride,), pad, (1,))
-        for dtype in DTYPES:
+        for dtype in FLOAT_DTYPES:
             x, w, b = case.arrays(rng, dtype)
             want = reference(case, x, w, b)
             for algo in ALGOS:
@@ -243,7 +241,7 @@ def test_every_instruction_set_path(rng, restore_isa):
         for nd in (1, 2):
             for _ in range(3):
                 case = random_case(rng, nd)
-                for dtype in DTYPES:
+                for dtype in FLOAT_DTYPES:
                     x, w, b = case.arrays(rng, dtype)
                     want = reference(case, x, w, b)
                     got = conv_fn(nd)(x, w, b, *case.params, algo="direct", backend="cpu")
@@ -277,9 +275,9 @@ def test_unknown_algorithm_is_rejected(rng):
 def test_problems_too_large_for_blas_run_direct(rng, monkeypatch):
     """BLAS takes 32-bit sizes: past them "auto" runs the direct kernel and an explicit
     "im2col" is refused (simulated by lowering the limit)."""
-    from fastnn.backends.cpu import conv_plan
+    from fastnn._backends.cpu import _conv_plan
 
-    monkeypatch.setattr(conv_plan, "BLAS_INT_MAX", 20)
+    monkeypatch.setattr(_conv_plan, "BLAS_INT_MAX", 20)
     case = Case(2, 2, 3, 4, 1, (6, 7), (3, 3), (1, 1), 1, (1, 1))
     x, w, b = case.arrays(rng, np.float64)
     want = reference(case, x, w, b)
@@ -296,11 +294,11 @@ def test_problems_too_large_for_blas_run_direct(rng, monkeypatch):
 
 def test_auto_avoids_huge_direct_buffers(rng, monkeypatch):
     """With the direct kernels' buffer limit lowered, "auto" runs im2col (still correct)."""
-    from fastnn.backends.cpu import conv, conv_plan
+    from fastnn._backends.cpu import _conv_plan, conv
 
-    monkeypatch.setattr(conv_plan, "DIRECT_MAX_PACKED", 10)
+    monkeypatch.setattr(_conv_plan, "DIRECT_MAX_PACKED", 10)
     case = Case(1, 2, 3, 4, 1, (40,), (3,), (1,), 1, (1,))
     x, w, b = case.arrays(rng, np.float64)
     geom = conv_geometry("conv1d", 1, x.shape, w.shape, 1, 1, 1, 1)
-    assert conv._candidates(geom, conv_plan.shape_tuple(geom), "forward") == ["im2col"]
+    assert conv._candidates(geom, _conv_plan.shape_tuple(geom), "forward") == ["im2col"]
     assert_close(fastnn.conv1d(x, w, b, *case.params, backend="cpu"), reference(case, x, w, b))

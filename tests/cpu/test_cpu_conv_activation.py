@@ -20,27 +20,26 @@ import pytest
 
 import fastnn
 from fastnn import _isa
-from fastnn._geometry import conv_geometry
-from fastnn.backends.cpu import (
-    conv_blocked,
-    conv_choice,
-    conv_depthwise,
-    conv_direct,
-    conv_im2col,
-    conv_plan,
-    conv_winograd,
+from fastnn._backends.cpu import (
+    _conv_blocked,
+    _conv_choice,
+    _conv_depthwise,
+    _conv_direct,
+    _conv_im2col,
+    _conv_plan,
+    _conv_winograd,
 )
+from fastnn._geometry import conv_geometry
 from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
 
-DTYPES = (np.float32, np.float64)
 ACTS = ("relu", "relu6")
 CODES = {None: 0, "relu": 1, "relu6": 4}
 MODULES = {
-    "im2col": conv_im2col,
-    "direct": conv_direct,
-    "blocked": conv_blocked,
-    "winograd": conv_winograd,
-    "depthwise": conv_depthwise,
+    "im2col": _conv_im2col,
+    "direct": _conv_direct,
+    "blocked": _conv_blocked,
+    "winograd": _conv_winograd,
+    "depthwise": _conv_depthwise,
 }
 
 
@@ -150,17 +149,15 @@ def run_cases(rng, spy, kind, nd, dtype, algo, count=4, **layer):
     assert all(clamped.values()), "the cases must reach both clamps"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", (1, 2))
 @pytest.mark.parametrize("tile", (None, 5, 10_000))
 def test_im2col(rng, spy, nd, dtype, tile):
     """im2col + GEMM: the activation over each tile's GEMM output (one-image tiles) or
     in the copy-out of several-image tiles (tile 10_000: whole images side by side)."""
-    with conv_plan.chunking(tile=tile):
+    with _conv_plan.chunking(tile=tile):
         run_cases(rng, spy, "im2col", nd, dtype, "im2col", kg_choices=(1, 3, 8, 17))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", (1, 2))
 def test_row_direct_every_level(rng, spy, nd, dtype):
     """The row kernel (fewer than 16 output channels per group): the activation on the
@@ -170,23 +167,21 @@ def test_row_direct_every_level(rng, spy, nd, dtype):
             run_cases(rng, spy, "direct", nd, dtype, "direct", count=3, kg_choices=(1, 3, 7))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", (1, 2))
 @pytest.mark.parametrize("jit", (False, True))
 def test_blocked_every_level(rng, spy, nd, dtype, jit, monkeypatch):
     """The channel-blocked kernel (16 or more output channels per group): the activation
     as the partial sums are transposed out, weights packed up front or just in time."""
     if jit:
-        original = conv_blocked.plan
+        original = _conv_blocked.plan
         monkeypatch.setattr(
-            conv_blocked, "plan", lambda *a, **k: original(*a, **k)._replace(jit=True, kc=1)
+            _conv_blocked, "plan", lambda *a, **k: original(*a, **k)._replace(jit=True, kc=1)
         )
     for level in _isa.supported():
         with _isa.forced("conv_blocked", level):
             run_cases(rng, spy, "blocked", nd, dtype, "direct", count=3, kg_choices=(16, 19, 33))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m", (2, 4, 6))
 def test_winograd_every_level(rng, spy, dtype, m):
     """Winograd F(m x m, 3 x 3): the activation in the output transform."""
@@ -206,11 +201,10 @@ def test_winograd_every_level(rng, spy, dtype, m):
 @pytest.fixture(params=["planes", "lanes"])
 def depthwise_variant(request, monkeypatch):
     """Each depthwise variant as the one algo="direct" runs."""
-    monkeypatch.setattr(conv_choice, "prefer_lanes", lambda geom: request.param == "lanes")
+    monkeypatch.setattr(_conv_choice, "prefer_lanes", lambda geom: request.param == "lanes")
     return request.param
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", (1, 2))
 def test_depthwise_every_level(rng, spy, nd, dtype, depthwise_variant):
     """Depthwise layers (groups = channels): the activation where the plane-by-plane
@@ -235,7 +229,7 @@ def _algo(kind: str, monkeypatch) -> str:
     """The ``algo=`` that runs ``kind`` (the depthwise variant forced)."""
     if kind.startswith("depthwise"):
         lanes = kind == "depthwise-lanes"
-        monkeypatch.setattr(conv_choice, "prefer_lanes", lambda geom: lanes)
+        monkeypatch.setattr(_conv_choice, "prefer_lanes", lambda geom: lanes)
     return "direct" if kind.startswith(("blocked", "depthwise")) else kind
 
 

@@ -8,11 +8,11 @@ import itertools
 
 import numpy as np
 import pytest
-from fastnn.kernels.cpu import conv_direct as direct_kernels
 
 import fastnn
-from tests.test_cpu_conv import ALGOS, DTYPES, Case, random_case, supported_isas
-from tests.utils import HAS_TORCH, assert_close, layouts, torch_grads
+from fastnn.kernels.cpu import conv_direct as direct_kernels
+from tests.cpu.test_cpu_conv import ALGOS, Case, random_case, supported_isas
+from tests.utils import FLOAT_DTYPES, HAS_TORCH, assert_close, layouts, torch_grads
 
 MASKS = list(itertools.product((False, True), repeat=3))
 NAMES = ("grad_input", "grad_weight", "grad_bias")
@@ -46,7 +46,6 @@ def check(got, want, mask, dtype, what: str) -> None:
         assert_close(g, r, dtype, what=f"{what}: {name}")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", (1, 2))
 def test_random_configurations_every_mask(rng, nd, dtype):
     for _ in range(8):
@@ -79,7 +78,7 @@ def test_memory_layouts(rng, nd):
     case = Case(
         nd, 2, 4, 6, 2, (9, 11)[:nd] if nd == 2 else (13,), (3, 2)[:nd], (2, 1)[:nd], 1, (1, 2)[:nd]
     )
-    for dtype in DTYPES:
+    for dtype in FLOAT_DTYPES:
         gy, x, w = problem(rng, case, dtype)
         want = reference(case, gy, x, w)
         for (gname, gl), (xname, xl), (_, wl) in zip(layouts(gy), layouts(x), layouts(w)):
@@ -97,7 +96,7 @@ def test_same_padding_depthwise_and_long_signals(rng):
         Case(1, 2, 4, 9, 1, (777,), (7,), (3,), 3, (1,)),
     ]
     for case in cases:
-        for dtype in DTYPES:
+        for dtype in FLOAT_DTYPES:
             gy, x, w = problem(rng, case, dtype)
             want = reference(case, gy, x, w)
             for algo in ALGOS:
@@ -146,7 +145,7 @@ def test_every_instruction_set_path(rng, restore_isa):
         for nd in (1, 2):
             for _ in range(3):
                 case = random_case(rng, nd)
-                for dtype in DTYPES:
+                for dtype in FLOAT_DTYPES:
                     gy, x, w = problem(rng, case, dtype)
                     want = reference(case, gy, x, w)
                     got = backward_fn(nd)(gy, x, w, *case.params, algo="direct", backend="cpu")

@@ -13,14 +13,13 @@ import pytest
 
 import fastnn
 from fastnn import _isa
+from fastnn._backends.cpu import _conv_blocked
+from fastnn._backends.cpu import conv as cpu_conv
+from fastnn._backends.cpu._conv_choice import ranked
 from fastnn._geometry import conv_geometry
-from fastnn.backends.cpu import conv as cpu_conv
-from fastnn.backends.cpu import conv_blocked
-from fastnn.backends.cpu.conv_choice import ranked
 from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
 
-DTYPES = (np.float32, np.float64)
-BLOCKED = conv_blocked.NAME
+BLOCKED = _conv_blocked.NAME
 
 
 @pytest.fixture
@@ -86,7 +85,6 @@ def check(rng, nd, dtype, what, count=10):
             assert_close(g, r, dtype, what=f"{what} {name} {dims} {params}")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", (1, 2))
 def test_every_pass_every_level(rng, nd, dtype, blocked_first):
     for level in _isa.supported():
@@ -94,33 +92,31 @@ def test_every_pass_every_level(rng, nd, dtype, blocked_first):
             check(rng, nd, dtype, level)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_smallest_blocks(rng, dtype, blocked_first, monkeypatch):
     """One output row, one channel block and one input channel per work item: every
     chunk of the reduction accumulates into the partial sums of the one before."""
     for name in ("plan", "weight_plan"):
-        original = getattr(conv_blocked, name)
+        original = getattr(_conv_blocked, name)
 
         def tiny(*args, original=original, **kwargs):
             return original(*args, **kwargs)._replace(rows=1, kbs=1, kc=1)
 
-        monkeypatch.setattr(conv_blocked, name, tiny)
+        monkeypatch.setattr(_conv_blocked, name, tiny)
     check(rng, 2, dtype, "tiny blocks", count=8)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kbs", (1, 3))
 def test_weights_packed_just_in_time(rng, dtype, kbs, blocked_first, monkeypatch):
     """Layers whose weights outweigh their maps pack each chunk of weights inside the
     kernel (work items of channel blocks over every image): forced here on random
     problems, with one input channel per chunk so that the partial sums of every image
     accumulate across chunks."""
-    original = conv_blocked.plan
+    original = _conv_blocked.plan
 
     def jit(*args, **kwargs):
         return original(*args, **kwargs)._replace(jit=True, kbs=kbs, kc=1)
 
-    monkeypatch.setattr(conv_blocked, "plan", jit)
+    monkeypatch.setattr(_conv_blocked, "plan", jit)
     check(rng, 2, dtype, "jit", count=8)
 
 
@@ -128,8 +124,8 @@ def test_jit_plan_for_weights_that_outweigh_the_maps():
     """ResNet-50's 512x14x14 -> 512 stride-2 layer packs just in time; ResNet-18's first
     stride-2 layer (64x56x56 -> 128), whose input is 5x its weights, packs up front
     (two images: their partial sums fit any L2 cache)."""
-    late = conv_blocked.plan(2, 512, 512, 1, (3, 3), 2, 1, (7, 7), False, 2, (14, 14))
-    early = conv_blocked.plan(2, 64, 128, 1, (3, 3), 2, 1, (28, 28), False, 2, (56, 56))
+    late = _conv_blocked.plan(2, 512, 512, 1, (3, 3), 2, 1, (7, 7), False, 2, (14, 14))
+    early = _conv_blocked.plan(2, 64, 128, 1, (3, 3), 2, 1, (28, 28), False, 2, (56, 56))
     assert late.jit and not early.jit
 
 
@@ -138,9 +134,9 @@ def test_short_rows_run_two_per_tile(rng, blocked_first, monkeypatch, jit):
     """Maps narrower than half the register tile put two output rows in one tile; odd
     row counts leave one row alone, except with weights packed just in time, where the
     rows of all images form one sequence and pair up across images."""
-    original = conv_blocked.plan
+    original = _conv_blocked.plan
     monkeypatch.setattr(
-        conv_blocked, "plan", lambda *args: original(*args)._replace(jit=jit) if jit else
+        _conv_blocked, "plan", lambda *args: original(*args)._replace(jit=jit) if jit else
         original(*args))  # fmt: skip
     for hw in ((7, 7), (5, 3), (2, 2), (9, 1), (3, 3)):
         for n in (1, 3):
@@ -203,11 +199,11 @@ def test_half_empty_blocks_step_down_a_level():
     args = ((3, 3), 1, 1, (9, 9), False, 2)
     with _isa.forced("conv_blocked", top):
         if code == 0:
-            assert conv_blocked.plan(8, 8, 4, 1, *args).isa == 0
+            assert _conv_blocked.plan(8, 8, 4, 1, *args).isa == 0
             return
         narrow = kernels.register_tile(code - 1, False)[0]
-        assert conv_blocked.plan(8, 8, narrow, 1, *args).isa == code - 1
-        assert conv_blocked.plan(8, 8, 3 * narrow, 1, *args).isa == code
+        assert _conv_blocked.plan(8, 8, narrow, 1, *args).isa == code - 1
+        assert _conv_blocked.plan(8, 8, 3 * narrow, 1, *args).isa == code
 
 
 def test_explicit_direct_runs_it_where_channels_fill_its_lanes(rng, monkeypatch):
@@ -216,13 +212,13 @@ def test_explicit_direct_runs_it_where_channels_fill_its_lanes(rng, monkeypatch)
     depthwise layers)."""
     calls = []
     for name in ("forward", "grad_input", "grad_weight"):
-        original = getattr(conv_blocked, name)
+        original = getattr(_conv_blocked, name)
 
         def spy(*args, name=name, original=original, **kwargs):
             calls.append(name)
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(conv_blocked, name, spy)
+        monkeypatch.setattr(_conv_blocked, name, spy)
     x, w, b = arrays(rng, (2, 4, 16, (9, 9), (3, 3)), 1, np.float32)
     y = fastnn.conv2d(x, w, b, 2, 1, algo="direct")
     assert_close(y, fastnn.conv2d(x, w, b, 2, 1, backend="reference"))

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.backends.cpu.conv_plan import chunking, im2col_tile, shape_tuple
-from tests.test_cpu_conv import ALGOS, Case
+from fastnn._backends.cpu import _conv_plan
+from fastnn._backends.cpu._conv_plan import chunking, im2col_tile, shape_tuple
+from tests.cpu.test_cpu_conv import ALGOS, Case
 from tests.utils import assert_close
 
 CASES = [
@@ -89,13 +90,12 @@ def test_large_batch_never_allocates_the_whole_column_matrix(rng):
     """im2col of the whole batch would take N*C*R*S*Ho*Wo elements; the kernels allocate
     per-thread buffers of a fixed budget only (numpy reports its allocations to
     tracemalloc)."""
-    from fastnn.backends.cpu import conv_plan
 
     case = Case(2, 256, 8, 8, 1, (32, 32), (5, 5), (1, 1), 2, (1, 1))
     x, w, b = case.arrays(rng, np.float32)
     whole = case.batch * 8 * 25 * 32 * 32 * 4  # bytes of the batch's column matrix
     output = case.batch * 8 * 32 * 32 * 4
-    buffers = 2 * fastnn.get_num_threads() * conv_plan.COLUMN_BUFFER_ELEMENTS * 4
+    buffers = 2 * fastnn.get_num_threads() * _conv_plan.COLUMN_BUFFER_ELEMENTS * 4
     assert output + buffers < whole // 4
     for algo in ("im2col", "direct"):
         tracemalloc.start()
@@ -109,12 +109,11 @@ def test_large_batch_never_allocates_the_whole_column_matrix(rng):
 
 def test_tile_is_bounded_by_the_buffer_limit():
     from fastnn._geometry import conv_geometry
-    from fastnn.backends.cpu import conv_plan
 
     geom = conv_geometry("conv2d", 2, (512, 256, 56, 56), (256, 256, 3, 3), 1, 1, 1, 1)
     tile, images = im2col_tile(shape_tuple(geom), threads=2)
     assert images == 1
-    assert 256 * 9 * tile <= max(conv_plan.COLUMN_BUFFER_ELEMENTS, 256 * 9 * conv_plan.MIN_TILE)
+    assert 256 * 9 * tile <= max(_conv_plan.COLUMN_BUFFER_ELEMENTS, 256 * 9 * _conv_plan.MIN_TILE)
 
 
 def test_chunking_rejects_bad_sizes():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.backends.cpu import gemm as engines
 from tests.utils import (
+    FLOAT_DTYPES,
     assert_close,
     assert_fresh_outputs,
     import_torch,
@@ -21,18 +21,8 @@ from tests.utils import (
 )
 
 ACTIVATIONS = [None, "relu", "sigmoid", "tanh"]
-DTYPES = [np.float32, np.float64]
 #: (input shape, out_features)
 SHAPES = [((0, 5), 3), ((1, 7), 1), ((13, 29), 17), ((64, 300), 70), ((3, 4, 9), 5), ((6,), 4)]
-
-
-@pytest.fixture(params=["auto", "blas", "blocked"])
-def engine(request, monkeypatch):
-    """Run the test with the engine heuristic, then forcing each GEMM engine."""
-    if request.param != "auto":
-        use_blas = request.param == "blas"
-        monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: use_blas)
-    return request.param
 
 
 def _layer(rng, shape, out_features, dtype):
@@ -42,9 +32,8 @@ def _layer(rng, shape, out_features, dtype):
     return x, w, b
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_linear_matches_reference(shape, dtype, engine, rng):
+def test_linear_matches_reference(shape, dtype, gemm_engine, rng):
     x, w, b = _layer(rng, *shape, dtype)
     for activation, bias in itertools.product(ACTIVATIONS, (b, None)):
         got = fastnn.linear(x, w, bias, activation=activation)
@@ -53,9 +42,8 @@ def test_linear_matches_reference(shape, dtype, engine, rng):
         assert_close(got, want, dtype, what=f"{activation}, bias={bias is not None}")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_linear_backward_matches_reference_every_mask(shape, dtype, engine, rng):
+def test_linear_backward_matches_reference_every_mask(shape, dtype, gemm_engine, rng):
     x, w, _ = _layer(rng, *shape, dtype)
     gy = rng.standard_normal((*shape[0][:-1], shape[1])).astype(dtype)
     want = fastnn.linear_backward(gy, x, w, backend="reference")
@@ -68,8 +56,7 @@ def test_linear_backward_matches_reference_every_mask(shape, dtype, engine, rng)
                 assert_close(g, ref, dtype, what=str(mask))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_linear_every_memory_layout(dtype, engine, rng):
+def test_linear_every_memory_layout(dtype, gemm_engine, rng):
     x0, w0, b0 = _layer(rng, (9, 21), 11, dtype)
     gy0 = rng.standard_normal((9, 11)).astype(dtype)
     want = fastnn.linear(x0, w0, b0, activation="tanh", backend="reference")
@@ -100,7 +87,7 @@ def test_linear_and_backward_match_torch(activation, rng):
         lambda x_, w_, b_: F.linear(x_, w_, b_), x, w, b, grad_output=gy
     )
     y_want = acts[activation](torch.tensor(want)).numpy()
-    for dtype in DTYPES:
+    for dtype in FLOAT_DTYPES:
         cast = [v.astype(dtype) for v in (x, w, b, gy)]
         assert_close(fastnn.linear(*cast[:3], activation=activation), y_want, dtype)
         got = fastnn.linear_backward(cast[3], cast[0], cast[1])

@@ -20,7 +20,6 @@ from tests.utils import (
     requires_torch,
 )
 
-DTYPES = [np.float32, np.float64]
 BACKENDS = ["reference", "cpu"]
 SHAPES = [(), (0,), (1,), (7,), (3, 5, 4), (2, 3, 0), (300, 501)]
 
@@ -40,9 +39,6 @@ def _within_binomial(count: int, n: int, q: float, sigmas: float = 6.0) -> bool:
 # ---------------------------------------------------------------------------------------
 # dropout
 # ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_same_seed_same_mask_as_reference(rng, dtype, shape, threads):
     x = rng.standard_normal(shape).astype(dtype)
@@ -141,7 +137,6 @@ def test_eval_and_p_zero_copy_the_input(rng, backend):
     assert not np.shares_memory(g, gy)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_backward_matches_reference(rng, dtype, shape, threads):
     gy = rng.standard_normal(shape).astype(dtype)
@@ -192,9 +187,6 @@ def test_bad_arguments(call, error, match, backend):
 # ---------------------------------------------------------------------------------------
 # add
 # ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("activation", [None, "relu", "relu6"])
 def test_add_matches_reference(rng, dtype, shape, activation, threads):
@@ -217,7 +209,6 @@ def test_add_any_layout(rng):
 
 
 @requires_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_add_and_dropout_match_torch_formulas(rng, dtype):
     torch = import_torch()
     F = torch.nn.functional

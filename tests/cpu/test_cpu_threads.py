@@ -16,7 +16,7 @@ import pytest
 
 import fastnn
 from fastnn import _threads
-from fastnn.backends.cpu import gemm as engines
+from fastnn._backends.cpu import _gemm as engines
 from tests.utils import assert_close
 
 

@@ -8,10 +8,10 @@ import json
 
 import numpy as np
 import pytest
-from fastnn.kernels.cpu import conv_direct
 
 import fastnn
 from fastnn import _autotune, _isa, _machine
+from fastnn.kernels.cpu import conv_direct
 
 
 @pytest.fixture

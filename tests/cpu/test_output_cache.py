@@ -9,10 +9,10 @@ import threading
 
 import numpy as np
 import pytest
-from fastnn.kernels.cpu import output_cache as cache
 from numpy._core.multiarray import get_handler_name
 
 import fastnn
+from fastnn.kernels.cpu import output_cache as cache
 
 LARGE = 2 * cache.MIN_BYTES // 4  # float32 elements: twice the threshold
 

@@ -157,11 +157,11 @@ def install_fakes(compiler: Compiler) -> None:
 
 def drive(dtype: np.dtype) -> None:
     """Call every op (and every variant that changes argument types) once."""
-    from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
     from numba import cuda
 
     import fastnn
-    from fastnn.backends.numba_cuda import matmul as mm
+    from fastnn._backends.numba_cuda import _gemm as mm
+    from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
 
     rng = np.random.default_rng(0)
 

@@ -11,7 +11,7 @@ import pytest
 
 import fastnn
 from fastnn import _autotune
-from fastnn.backends.numba_cuda import conv as conv_host
+from fastnn._backends.numba_cuda import conv as conv_host
 from tests.cudasim.devices import check, dev, device_layouts, host
 
 pytestmark = pytest.mark.cudasim

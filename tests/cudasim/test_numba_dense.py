@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
 from numba import cuda
 
 import fastnn
-from fastnn.backends.numba_cuda.matmul import matmul
+from fastnn._backends.numba_cuda._gemm import matmul
+from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
 from tests.cudasim.devices import check, dev, device_layouts, host
 from tests.utils import assert_close
 

@@ -2,7 +2,7 @@
 
 CuPy cannot run here, so a stand-in module named ``cupy`` (an ``ndarray`` type, a current
 stream, ``asarray``/``ascontiguousarray``) and a stand-in ``cuda.as_cuda_array`` check the
-plumbing of fastnn/backends/numba_cuda/_device.py: CuPy arrays in -> CuPy arrays out,
+plumbing of fastnn/_backends/numba_cuda/_device.py: CuPy arrays in -> CuPy arrays out,
 launched on CuPy's current stream, strided CuPy inputs made contiguous by CuPy itself.
 """
 
@@ -13,12 +13,12 @@ import types
 
 import numpy as np
 import pytest
-from fastnn.kernels.numba_cuda.reduce import reduce_kernels
 from numba import cuda
 
 import fastnn
 from fastnn import _dispatch
-from fastnn.backends.numba_cuda import _device
+from fastnn._backends.numba_cuda import _device
+from fastnn.kernels.numba_cuda.reduce import reduce_kernels
 from tests.cudasim.devices import check, dev, host
 
 pytestmark = pytest.mark.cudasim

@@ -7,17 +7,18 @@ import itertools
 
 import numpy as np
 import pytest
-from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
 
 import fastnn
 from fastnn import _dispatch
-from fastnn._args import pool_geometry
-from fastnn._geometry import conv_geometry
-from fastnn.backends.numba_cuda import _launch, matmul, reductions
-from fastnn.backends.numba_cuda.activation import softmax_launch
-from fastnn.backends.numba_cuda.conv import chunk_images, heuristic, ranked
-from fastnn.backends.numba_cuda.conv import window as conv_window
-from fastnn.backends.numba_cuda.pool import window
+from fastnn._backends.numba_cuda import _gemm as matmul
+from fastnn._backends.numba_cuda import _launch
+from fastnn._backends.numba_cuda import _reduce as reductions
+from fastnn._backends.numba_cuda.conv import chunk_images, heuristic, ranked
+from fastnn._backends.numba_cuda.conv import window as conv_window
+from fastnn._backends.numba_cuda.pool import window
+from fastnn._backends.numba_cuda.softmax import softmax_launch
+from fastnn._geometry import conv_geometry, pool_geometry
+from fastnn.kernels.numba_cuda.gemm import LARGE, SMALL, WIDE
 from fastnn.ops import OPS
 
 pytestmark = pytest.mark.cudasim

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastnn.kernels.numba_cuda.loss import MSE, loss_kernels
 from numba import cuda
 
 import fastnn
-from fastnn.backends.numba_cuda.reductions import total
+from fastnn._backends.numba_cuda._reduce import total
+from fastnn.kernels.numba_cuda.loss import MSE, loss_kernels
 from tests.cudasim.devices import check, dev, device_layouts, host
 from tests.utils import assert_close
 

@@ -1,6 +1,6 @@
 """Every CUDA C source of the ``cupy`` backend compiles with nvcc for sm_80 and sm_90.
 
-Each kernels/cuda/*.cu file is compiled as NVRTC will see it (fastnn/backends/cupy/
+Each kernels/cuda/*.cu file is compiled as NVRTC will see it (fastnn/_backends/cupy/
 _sources.py pastes the headers in) with every template instantiation the backend asks
 for, warnings as errors, and the options CuPy adds (-ftz=true).  The PTX must hold one
 entry point per instantiation.  Skipped, with the reason, only where nvcc is absent.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fastnn.backends.cupy import _sources
+from fastnn._backends.cupy import _sources
 
 ARCHS = ("sm_80", "sm_90")
 NVCC = shutil.which("nvcc") or next(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.backends import cupy as cupy_backend
+from fastnn._backends import cupy as cupy_backend
 
 CUPY_RUNS_HERE = fastnn.backends()["cupy"][0]
 

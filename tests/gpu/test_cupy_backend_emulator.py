@@ -2,7 +2,7 @@
 
 No GPU and no CuPy here, so the ``cupy`` backend is exercised against :func:`fake_cupy`:
 a module with the few CuPy functions the backend calls, built on NumPy, whose
-``RawModule`` compiles the kernel sources with g++ and kernels/cuda/host_emulation.h
+``RawModule`` compiles the kernel sources with g++ and tests/gpu/host_emulation.h
 (CUDA threads as fibers, ``__syncthreads`` as a real barrier).  What this checks:
 
 - the host code: shapes, chunking, layouts, launch configurations, and every kernel
@@ -12,7 +12,7 @@ a module with the few CuPy functions the backend calls, built on NumPy, whose
   a guard zone, and a write outside the array fails the launch;
 - block-level barriers (a barrier some threads skip fails the launch).
 
-What it cannot check: NVRTC itself (tests/test_cuda_sources.py compiles every source
+What it cannot check: NVRTC itself (tests/gpu/test_cuda_sources.py compiles every source
 with nvcc instead), warp-level behaviour, races, GPU float rounding, CuPy's own
 functions (cupy.matmul is numpy.matmul here) and streams.  bench/gpu_smoke.py checks
 those on a GPU.
@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CUDA_DIR = ROOT / "kernels" / "cuda"
+#: The CPU emulation of the CUDA features the kernels use (test-only, not installed).
+EMULATION_HEADER = Path(__file__).resolve().parent / "host_emulation.h"
 CXX = shutil.which("g++") or shutil.which("c++")
 CXX_FLAGS = ["-std=c++17", "-O0", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"]
 CXX_FLAGS += ["-Wno-unused-parameter"]  # kernels share argument lists; some skip a size
@@ -247,7 +249,7 @@ def _cache_dir() -> Path:
 def compile_library(code: str, names: list[str]) -> Path:
     """g++-compile ``code`` with the emulation header and launch stubs for ``names``;
     cached on disk by content."""
-    header = (CUDA_DIR / "host_emulation.h").read_text()
+    header = EMULATION_HEADER.read_text()
     text = '#include "host_emulation.h"\n' + code + "\n" + _stubs(names)
     key = hashlib.sha256("\0".join([header, text, *CXX_FLAGS]).encode()).hexdigest()[:24]
     library = _cache_dir() / f"{key}.so"
@@ -255,7 +257,8 @@ def compile_library(code: str, names: list[str]) -> Path:
         source = _cache_dir() / f"{key}.{os.getpid()}.cpp"
         source.write_text(text)
         partial = library.with_suffix(f".{os.getpid()}.tmp")
-        command = [CXX, *CXX_FLAGS, f"-I{CUDA_DIR}", str(source), "-o", str(partial)]
+        include = [f"-I{EMULATION_HEADER.parent}", f"-I{CUDA_DIR}"]
+        command = [CXX, *CXX_FLAGS, *include, str(source), "-o", str(partial)]
         result = subprocess.run(command, capture_output=True, text=True)
         source.unlink()
         if result.returncode:
@@ -356,7 +359,7 @@ def fake_cupy() -> types.ModuleType:
 
 def _precompile() -> None:
     """Compile every kernel source (float and double together) two at a time."""
-    from fastnn.backends.cupy import _sources
+    from fastnn._backends.cupy import _sources
 
     jobs = []
     for file in _sources.KERNELS:
@@ -372,7 +375,7 @@ def _owned(module: str) -> bool:
     """Modules that hold the (fake) cupy: cupy itself and the backend's op modules."""
     if module == "cupy" or module.startswith("cupy."):
         return True
-    backend = "fastnn.backends.cupy."
+    backend = "fastnn._backends.cupy."
     return module.startswith(backend) and module != backend + "_sources"
 
 
@@ -381,7 +384,7 @@ def installed() -> Iterator[types.ModuleType]:
     """Make the ``cupy`` backend run on the emulator: a fake ``cupy`` module, the
     backend marked available, FakeArray dispatched as a cupy array.  Everything is put
     back afterwards (registry, caches, imported backend modules)."""
-    from fastnn import _dispatch
+    from fastnn import _dispatch, _kinds
 
     _precompile()
     saved_modules = {k: v for k, v in sys.modules.items() if _owned(k)}
@@ -392,7 +395,7 @@ def installed() -> Iterator[types.ModuleType]:
     sys.modules["cupy"] = fake
     sys.modules["cupy.cuda"] = fake.cuda
     _dispatch._STATUS["cupy"] = (True, "CuPy emulated on the CPU (tests)")
-    _dispatch._KIND_BY_TYPE[FakeArray] = "cupy"
+    _kinds._KIND_BY_TYPE[FakeArray] = "cupy"
     _dispatch._DEFAULT_CACHE.clear()
     try:
         yield fake
@@ -416,7 +419,7 @@ def installed() -> Iterator[types.ModuleType]:
         _dispatch._STATUS.update(saved_status)
         _dispatch._LOADED.clear()
         _dispatch._LOADED.update(saved_loaded | others_loaded)
-        _dispatch._KIND_BY_TYPE.pop(FakeArray, None)
+        _kinds._KIND_BY_TYPE.pop(FakeArray, None)
         _dispatch._DEFAULT_CACHE.clear()
 
 

@@ -1,173 +1,118 @@
-"""The CuPy optimizer kernels' C++ code, run on the CPU against the NumPy reference.
+"""The cupy optimizer updates (fastnn/_backends/cupy/optim.py, kernels/cuda/optim.cu) on
+the CPU, through the public ops, against the float64 NumPy reference.
 
-CuPy cannot run here (no GPU), but an ElementwiseKernel's operation is plain C++ applied
-to one element.  A stand-in ``cupy`` module compiles each kernel's operation with the
-host C++ compiler into a loop over the elements (inputs by value, outputs by reference,
-scalars broadcast, exactly as ElementwiseKernel binds them) and runs it on numpy arrays.
-So the formulas, the option variants and the argument order of
-fastnn/backends/cupy/optim.py are checked without a GPU; only CuPy's own launch
-machinery is not.
+CuPy cannot run here (no GPU); the stand-in of tests/gpu/test_cupy_backend_emulator.py
+compiles the real CUDA source with g++ and runs it with the real host code, checking
+every kernel argument against the kernel's C signature (scalar types, contiguity,
+overlap, writes outside an array).  Every option variant (each a template
+instantiation) runs three steps from zero state; the gradient is Fortran-ordered.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import importlib
-import shutil
-import subprocess
-import sys
-import types
-
 import numpy as np
 import pytest
 
-from fastnn import _dispatch
-from fastnn.backends.reference import optim as reference
+import fastnn
+from tests.gpu.test_cupy_backend_emulator import CXX, FakeArray, installed
 
-COMPILER = shutil.which("g++") or shutil.which("c++")
-
-pytestmark = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler")
-
-C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+pytestmark = pytest.mark.skipif(CXX is None, reason="the CUDA emulator needs g++")
 
 
-class _ElementwiseKernel:
-    """Compiles ``operation`` for the host and applies it element by element."""
-
-    def __init__(self, in_params: str, out_params: str, operation: str, name: str, *, cache):
-        self.inputs = [p.split()[-1] for p in in_params.split(",")]
-        self.outputs = [p.split()[-1] for p in out_params.split(",")]
-        self.operation = operation
-        self.name = name
-        self._cache = cache
-
-    def _library(self, dtype: np.dtype, array_inputs: tuple[bool, ...]):
-        parameters = [f"T {n}" for n in self.inputs] + [f"T& {n}" for n in self.outputs]
-        source = [
-            # CUDA's float and double sqrt, without parsing <cmath> (compiles 5x faster)
-            "static inline float sqrt(float x) { return __builtin_sqrtf(x); }",
-            "static inline double sqrt(double x) { return __builtin_sqrt(x); }",
-            f"template <typename T> static inline void op({', '.join(parameters)}) {{",
-            self.operation,
-            "}",
-        ]
-        for ctype in C_TYPES.values():  # one library for both dtypes: half the compiles
-            arguments, call = [], []
-            for name, is_array in zip(self.inputs, array_inputs):
-                arguments.append(f"const {ctype}* {name}" if is_array else f"{ctype} {name}")
-                call.append(f"{name}[i]" if is_array else name)
-            arguments += [f"{ctype}* {n}" for n in self.outputs]
-            call += [f"{n}[i]" for n in self.outputs]
-            source += [
-                f'extern "C" void run_{ctype}(long n, {", ".join(arguments)}) {{',
-                f"  for (long i = 0; i < n; ++i) op<{ctype}>({', '.join(call)});",
-                "}",
-            ]
-        text = "\n".join(source) + "\n"
-        key = hashlib.sha1(text.encode()).hexdigest()[:16]
-        if key not in self._cache["libraries"]:
-            folder = self._cache["folder"]
-            (folder / f"{key}.cpp").write_text(text)
-            subprocess.run(
-                [COMPILER, "-O0", "-shared", "-fPIC", "-o", f"{key}.so", f"{key}.cpp"],
-                cwd=folder,
-                check=True,
-                capture_output=True,
-            )
-            self._cache["libraries"][key] = ctypes.CDLL(str(folder / f"{key}.so"))
-        return getattr(self._cache["libraries"][key], f"run_{C_TYPES[dtype]}")
-
-    def __call__(self, *args):
-        inputs, outputs = args[: len(self.inputs)], args[len(self.inputs) :]
-        assert len(outputs) == len(self.outputs), f"{self.name}: output count"
-        dtype = outputs[0].dtype
-        size = outputs[0].size
-        for out in outputs:
-            assert out.dtype == dtype and out.shape == outputs[0].shape and out.flags.c_contiguous
-        array_inputs = tuple(np.ndim(a) > 0 for a in inputs)
-        run = self._library(dtype, array_inputs)
-        c_args = [ctypes.c_long(size)]
-        keep = []
-        for value, is_array in zip(inputs, array_inputs):
-            if is_array:
-                value = np.ascontiguousarray(np.broadcast_to(value, outputs[0].shape), dtype)
-                keep.append(value)
-                c_args.append(value.ctypes.data_as(ctypes.c_void_p))
-            else:
-                assert type(value) is dtype.type, f"{self.name}: scalar {value!r} not {dtype}"
-                c_args.append((ctypes.c_float if dtype == np.float32 else ctypes.c_double)(value))
-        c_args += [out.ctypes.data_as(ctypes.c_void_p) for out in outputs]
-        run(*c_args)
+@pytest.fixture(scope="module", autouse=True)
+def emulated():
+    with installed() as fake:
+        yield fake
 
 
-@pytest.fixture(scope="module")
-def kernels(tmp_path_factory):
-    """fastnn/backends/cupy/optim.py imported with the stand-in cupy module."""
-    cache = {"folder": tmp_path_factory.mktemp("cupy_kernels"), "libraries": {}}
-    fake = types.ModuleType("cupy")
-    fake.ElementwiseKernel = lambda *a, **k: _ElementwiseKernel(*a, **k, cache=cache)
-    fake.asarray = np.asarray
-    saved = {name: sys.modules.get(name) for name in ("cupy", "fastnn.backends.cupy.optim")}
-    registry = {op: dict(impls) for op, impls in _dispatch._REGISTRY.items()}
-    sys.modules["cupy"] = fake
-    sys.modules.pop("fastnn.backends.cupy.optim", None)
-    try:
-        yield importlib.import_module("fastnn.backends.cupy.optim")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = value
-        _dispatch._REGISTRY.clear()  # forget the stand-in's registrations
-        _dispatch._REGISTRY.update(registry)
-        _dispatch._DEFAULT_CACHE.clear()
+def _case(op, hyper, states, id):
+    return pytest.param(op, hyper, states, id=id)
 
 
-def _case(name, states, args):
-    return pytest.param(name, states, args, id=f"{name}-{'-'.join(map(str, args))}")
-
-
-# (op, state arrays (0: present, starting at zero; None: option off), hyperparameters in
-# the order of the backend signature, fastnn/optim/functional.py)
+# (op, hyperparameters, state arrays: True = given, None = absent)
 CASES = [
-    _case("sgd", [None], (0.1, 0.0, 0.0, 0.0, False, False)),
-    _case("sgd", [0], (0.1, 0.9, 0.0, 0.01, False, False)),
-    _case("sgd", [0], (0.1, 0.9, 0.2, 0.0, False, True)),
-    _case("sgd", [0], (0.1, 0.9, 0.0, 0.1, True, False)),
-    _case("adagrad", [0], (0.1, 0.1, 1e-10, False)),
-    _case("adagrad", [0], (0.1, 0.0, 1e-3, True)),
-    _case("rmsprop", [0, None, None], (0.01, 0.99, 1e-8, 0.0, 0.0, False)),
-    _case("rmsprop", [0, 0, 0], (0.01, 0.9, 1e-8, 0.1, 0.9, True)),
-    _case("rmsprop", [0, 0, None], (0.01, 0.3, 1e-8, 0.0, 0.0, False)),
-    _case("adadelta", [0, 0], (1.0, 0.9, 1e-6, 0.1, False)),
-    _case("adadelta", [0, 0], (0.5, 0.3, 1e-4, 0.0, True)),
-    _case("adam", [0, 0, None], (0.01, 0.9, 0.999, 1e-8, 0.0, False, False)),
-    _case("adam", [0, 0, 0], (0.01, 0.8, 0.99, 1e-6, 0.1, False, True)),
-    _case("adam", [0, 0, None], (0.01, 0.3, 0.6, 1e-8, 0.1, True, False)),
-    _case("adam", [0, 0, 0], (0.01, 0.9, 0.999, 1e-8, 0.1, True, True)),
-]
+    _case("sgd_update", fastnn.SGDHyper(lr=0.1, weight_decay=0.1), [None], "sgd"),
+    _case("sgd_update", fastnn.SGDHyper(lr=0.1, momentum=0.9, weight_decay=0.01), [True],
+          "sgd-momentum"),
+    _case("sgd_update", fastnn.SGDHyper(lr=0.1, momentum=0.9, dampening=0.2, maximize=True),
+          [True], "sgd-dampening-maximize"),
+    _case("sgd_update", fastnn.SGDHyper(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
+          [True], "sgd-nesterov"),
+    _case("adagrad_update", fastnn.AdagradHyper(lr=0.1, lr_decay=0.1, weight_decay=0.1), [True],
+          "adagrad"),
+    _case("adagrad_update", fastnn.AdagradHyper(lr=0.1, eps=1e-3, maximize=True), [True],
+          "adagrad-maximize"),
+    _case("rmsprop_update", fastnn.RMSpropHyper(lr=0.01), [True, None, None], "rmsprop"),
+    _case("rmsprop_update",
+          fastnn.RMSpropHyper(lr=0.01, alpha=0.9, weight_decay=0.1, momentum=0.9, centered=True),
+          [True, True, True], "rmsprop-centered-momentum"),
+    _case("rmsprop_update", fastnn.RMSpropHyper(lr=0.01, alpha=0.3, centered=True),
+          [True, True, None], "rmsprop-centered"),
+    _case("rmsprop_update", fastnn.RMSpropHyper(lr=0.01, momentum=0.5, maximize=True),
+          [True, None, True], "rmsprop-momentum"),
+    _case("adadelta_update", fastnn.AdadeltaHyper(weight_decay=0.1), [True, True], "adadelta"),
+    _case("adadelta_update", fastnn.AdadeltaHyper(lr=0.5, rho=0.3, eps=1e-4, maximize=True),
+          [True, True], "adadelta-maximize"),
+    _case("adam_update", fastnn.AdamHyper(lr=0.01), [True, True, None], "adam"),
+    _case("adam_update",
+          fastnn.AdamHyper(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1,
+                           decoupled_weight_decay=True),
+          [True, True, None], "adamw"),
+    _case("adam_update", fastnn.AdamHyper(lr=0.01, beta1=0.3, beta2=0.6, weight_decay=0.1,
+                                          amsgrad=True), [True, True, True], "amsgrad-l2"),
+    _case("adam_update", fastnn.AdamHyper(lr=0.01, weight_decay=0.1, amsgrad=True,
+                                          decoupled_weight_decay=True, maximize=True),
+          [True, True, True], "amsgrad-adamw"),
+]  # fmt: skip
+
+
+def _call(op, param, grad, states, hyper, step, backend=None):
+    extra = {"step": step} if op in ("adam_update", "adagrad_update") else {}
+    if op == "sgd_update":
+        extra = {"first_step": step == 1}
+    getattr(fastnn, op)(param, grad, *states, hyper=hyper, backend=backend, **extra)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name, states, hyper", CASES)
-def test_kernel_matches_reference(kernels, name, states, hyper, dtype):
+@pytest.mark.parametrize("op, hyper, given", CASES)
+def test_update_matches_reference(op, hyper, given, dtype):
     shape = (5, 7)
-    results = []
-    for implementation in (getattr(kernels, f"_{name}"), getattr(reference, f"_{name}")):
-        local = np.random.default_rng(3)
-        param = local.standard_normal(shape).astype(dtype)
-        arrays = [None if s is None else np.zeros(shape, dtype) for s in states]
-        for step in range(1, 4):
-            grad = local.standard_normal(shape).astype(dtype).T.copy().T  # Fortran order
-            if name == "sgd":
-                implementation(param, grad, *arrays, *hyper, step == 1)
-            elif name == "adam":
-                implementation(param, grad, *arrays, step, *hyper)
-            else:
-                implementation(param, grad, *arrays, *hyper)
-        results.append([param, *[a for a in arrays if a is not None]])
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    for got, want in zip(*results):
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    local = np.random.default_rng(3)
+    param = local.standard_normal(shape).astype(dtype)
+    want = [param.copy()] + [None if g is None else np.zeros(shape, dtype) for g in given]
+    got = [a if a is None else a.copy().view(FakeArray) for a in want]
+    for step in range(1, 4):
+        grad = np.asfortranarray(local.standard_normal(shape).astype(dtype))
+        _call(op, want[0], grad, want[1:], hyper, step, backend="reference")
+        _call(op, got[0], grad.view(FakeArray), got[1:], hyper, step)  # dispatched: cupy
+    tol = 2e-5 if dtype == np.float32 else 1e-13
+    for index, (g, w) in enumerate(zip(got, want)):
+        if w is not None:
+            assert isinstance(g, FakeArray)
+            np.testing.assert_allclose(np.asarray(g), w, rtol=tol, atol=tol, err_msg=str(index))
+
+
+def test_large_update_spans_several_blocks(rng):
+    """More elements than one block of threads (grid-stride loop, last block partial)."""
+    n = 1000
+    param = rng.standard_normal(n)
+    grad = rng.standard_normal(n)
+    want = [param.copy(), np.zeros(n), np.zeros(n)]
+    got = [a.copy().view(FakeArray) for a in want]
+    hyper = fastnn.AdamHyper(lr=0.01, weight_decay=0.1)
+    fastnn.adam_update(*want[:1], grad, *want[1:], hyper=hyper, step=2, backend="reference")
+    fastnn.adam_update(*got[:1], grad.view(FakeArray), *got[1:], hyper=hyper, step=2)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-13, atol=1e-13)
+
+
+def test_empty_parameter_launches_nothing():
+    param = np.zeros((0, 3)).view(FakeArray)
+    fastnn.sgd_update(param, param.copy(), hyper=fastnn.SGDHyper(lr=0.1), backend="cupy")
+    assert param.shape == (0, 3)
+
+
+def test_host_arrays_are_refused_by_the_cupy_backend():
+    param = np.zeros(3)
+    with pytest.raises(ValueError, match="cupy"):
+        fastnn.sgd_update(param, np.zeros(3), hyper=fastnn.SGDHyper(), backend="cupy")

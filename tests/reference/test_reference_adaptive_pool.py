@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn._adaptive import window_bounds
+from fastnn._geometry import window_bounds
 from tests.utils import assert_close, assert_layout_independent, import_torch, requires_torch
 
 

@@ -16,11 +16,16 @@ import pytest
 
 import fastnn
 from tests.gradcheck import assert_grad_close, numerical_vjp
-from tests.utils import assert_close, assert_layout_independent, import_torch, requires_torch
+from tests.utils import (
+    FLOAT_DTYPES,
+    assert_close,
+    assert_layout_independent,
+    import_torch,
+    requires_torch,
+)
 
 REDUCTIONS = ["mean", "sum", "none"]
 ACTIVATIONS = [None, "relu", "sigmoid", "tanh"]
-DTYPES = [np.float64, np.float32]
 NUMPY_ACTIVATION = {
     None: lambda u: u,
     "relu": lambda u: np.maximum(u, 0.0),
@@ -104,7 +109,7 @@ def test_output_sensitivity_matches_torch_autograd(loss, activation, reduction, 
         logits=activation is None,
     )
     J.sum().backward()
-    for dtype in DTYPES:
+    for dtype in FLOAT_DTYPES:
         t = target if loss == "cross_entropy" else target.astype(dtype)
         delta = fastnn.output_sensitivity(
             y.astype(dtype), t, u.astype(dtype), activation, loss, reduction, backend="reference"
@@ -273,7 +278,7 @@ def test_recursion_matches_torch_autograd(case, rng):
                 backend="reference",
             )
             assert_close(delta, net["deltas"][m - 1], what=f"BP2 layer {m - 1}")
-    for dtype in DTYPES:
+    for dtype in FLOAT_DTYPES:
         cast = {k: [a.astype(dtype) for a in net[k]] for k in ("inputs", "preacts", "weights")}
         grads = fastnn.mlp_backward(
             cast["inputs"],
@@ -367,7 +372,6 @@ def test_empty_batch(rng):
     np.testing.assert_array_equal(grads[0][0], np.zeros((3, 4)))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_layouts_give_identical_results(dtype, rng):
     def arr(*shape):
         return rng.standard_normal(shape).astype(dtype)

@@ -9,7 +9,7 @@ import pytest
 
 import fastnn
 import fastnn.nn as nn
-from tests.test_nn_layers import _check_layer
+from tests.toolkit.test_nn_layers import _check_layer
 
 LAYERS = [
     nn.ReLU6(),

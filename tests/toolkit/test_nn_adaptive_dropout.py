@@ -9,7 +9,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
-from tests.test_nn_layers import _check_layer
+from tests.toolkit.test_nn_layers import _check_layer
 from tests.utils import assert_close, import_torch, requires_torch
 
 

@@ -13,7 +13,6 @@ from tests.utils import assert_close, import_torch
 torch = pytest.importorskip("torch")
 import_torch()
 
-import fastnn  # noqa: E402
 from fastnn.torch import _activation as fa  # noqa: E402
 from fastnn.torch import _activation_modules as fm  # noqa: E402
 
@@ -45,12 +44,7 @@ IDS = [f[0] for f in FUNCTIONS]
 OUT_IDS = [f[0] for f in OUT_OF_PLACE]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _inputs(rng, dtype):

@@ -16,25 +16,17 @@ torch = pytest.importorskip("torch")
 import_torch()  # one thread: the tensors are tiny
 
 #: torch warns that its own "same" padding with an even kernel copies the input.
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 import torch.nn.functional as F  # noqa: E402
 
-import fastnn  # noqa: E402
 import fastnn.torch as ft  # noqa: E402
 from fastnn.torch import _conv, _dense  # noqa: E402
 
 DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """fastnn on one thread too: the kernels here are tiny, and OpenMP threads on a busy
-    machine cost far more than they save."""
-    threads = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(threads)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import_torch()
 
 import fastnn  # noqa: E402
 
-SCRIPT = Path(__file__).parents[1] / "bench" / "scripts" / "torch_patch.py"
+SCRIPT = Path(__file__).parents[2] / "bench" / "scripts" / "torch_patch.py"
 
 
 def test_torch_patch_benchmark_smoke(monkeypatch, capsys):

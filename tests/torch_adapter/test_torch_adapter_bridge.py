@@ -118,7 +118,7 @@ def test_import_fastnn_does_not_import_torch():
         "import sys, fastnn, fastnn.nn, fastnn.optim; fastnn.backends(); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 def test_adapter_uses_the_real_torch():

@@ -16,7 +16,6 @@ from tests.utils import assert_close, import_torch
 torch = pytest.importorskip("torch")
 import_torch()
 
-import fastnn  # noqa: E402
 import fastnn.torch as ft  # noqa: E402
 
 ops = torch.ops.fastnn
@@ -27,12 +26,7 @@ CHEAP = ("test_schema", "test_autograd_registration", "test_faketensor")
 FULL = (*CHEAP, "test_aot_dispatch_dynamic")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _t(*shape, grad=False, seed=0):

@@ -15,23 +15,17 @@ torch = pytest.importorskip("torch")
 import_torch()
 
 #: torch warns that its own "same" padding with an even kernel copies the input.
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 from torch import nn  # noqa: E402
 
-import fastnn  # noqa: E402
 import fastnn.torch as ft  # noqa: E402
 from fastnn.torch import _modules  # noqa: E402
 
 DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(threads)
 
 
 #: (torch layer class, constructor arguments, input shape)

@@ -15,7 +15,6 @@ from tests.utils import assert_close, import_torch
 torch = import_torch()
 F = torch.nn.functional
 
-import fastnn  # noqa: E402
 from fastnn.torch._norm import batch_norm  # noqa: E402
 from fastnn.torch._norm_modules import BatchNorm1d, BatchNorm2d  # noqa: E402
 
@@ -23,12 +22,7 @@ ops = torch.ops.fastnn
 ACTS = {None: lambda t: t, "relu": F.relu, "relu6": F.relu6}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _t(rng, *shape, dtype=torch.float64, grad=False, offset=0.0):

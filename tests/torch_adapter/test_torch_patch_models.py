@@ -15,7 +15,6 @@ import_torch()
 
 from torch import nn  # noqa: E402
 
-import fastnn  # noqa: E402
 import fastnn.torch as ft  # noqa: E402
 from fastnn.bench.torchvision_models import torchvision_models  # noqa: E402
 
@@ -31,12 +30,7 @@ BLOCKS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _build(name: str, dtype=torch.float64, **kwargs) -> nn.Module:

@@ -1,6 +1,6 @@
 """Sweep the Winograd kernel's blocking on this CPU: tile size, instruction-set level,
 tiles per block (pb), output channels per chunk (kc) and thread grid, per layer, against
-the plan fastnn._backends.cpu.conv_winograd.plan() picks and against torch.
+the plan fastnn._backends.cpu._conv_winograd.plan() picks and against torch.
 
 The plan's constants (BLOCK_L2, FILTER_L2, MAX_BLOCK, CHUNK, the grid rule) are a prior fitted
 on one CPU (an AMD Zen 4 with a 1 MB L2 per core); run this on another CPU kind to see
@@ -19,7 +19,7 @@ import itertools
 import numpy as np
 
 from fastnn import _isa
-from fastnn._backends.cpu import conv_winograd
+from fastnn._backends.cpu import _conv_winograd
 from fastnn.bench.timing import TimingPlan, measure
 from fastnn.kernels.cpu import conv_winograd as kernels
 
@@ -60,7 +60,7 @@ def run(args) -> None:
         y = np.empty(n * c * hw * hw, dtype=np.float32)
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
         impls = {"torch": lambda tx=tx, tw=tw: F.conv2d(tx, tw, None, 1, 1)}
-        chosen = conv_winograd.plan(n, c, c, 1, hw, hw, 4, 4, args.threads)
+        chosen = _conv_winograd.plan(n, c, c, 1, hw, hw, 4, 4, args.threads)
         for cfg in [tuple(chosen), *_configs(c, isas)]:
             impls[str(cfg)] = _call(x, wf, y, c, hw, cfg)
         with torch.no_grad():

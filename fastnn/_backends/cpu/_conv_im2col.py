@@ -1,0 +1,54 @@
+"""Host side of the im2col + GEMM convolution (kernels/cpu/conv_im2col.pyx): block sizes,
+allocation, and BLAS held to one thread while the kernels call it from OpenMP threads.
+
+Every function takes the geometry tuple ``tuple(geom.plane)`` (fastnn._geometry) and 4-D views
+(a 1-D convolution is passed as 2-D with H = 1); ``w`` is the flat contiguous weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._backends.cpu import _conv_plan, _outputs
+from fastnn._threads import limit_blas_threads
+from fastnn.kernels.cpu import conv_im2col as _k
+
+__all__ = ["forward", "grad_input", "grad_weight"]
+
+
+def forward(
+    x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int, act: int = 0
+):
+    """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides), through the
+    activation ``act`` (conv_epilogue.h's code, 0: none) in each tile's write-out."""
+    n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
+    y = _outputs.empty(n * k * ho * wo, x4.dtype)
+    tile, images = _conv_plan.im2col_tile(shape, threads)
+    b = bias if bias is not None else w[:0]
+    with limit_blas_threads():
+        _k.forward(x4, w, b, bias is not None, y, shape, tile, images, threads, act)
+    return y
+
+
+def grad_weight(x4: np.ndarray, gy: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d weight (K, Cg*R*S), from the flat contiguous grad_output: per-thread
+    partial gradients over tiles of positions, or, for a large weight, one column matrix
+    per chunk of images shared by the threads, which split the gradient between them
+    (_conv_plan.shared_weight_images)."""
+    images = _conv_plan.shared_weight_images(shape, threads)
+    with limit_blas_threads():
+        if images:
+            return _k.backward_weight_shared(x4, gy, shape, images, threads)
+        tile, images = _conv_plan.im2col_tile(shape, threads)
+        return _k.backward_weight(x4, gy, shape, tile, images, threads)
+
+
+def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarray:
+    """d loss / d input, flat (N, C, H, W), from the flat contiguous grad_output."""
+    n, c, h, wd = shape[:4]
+    gx = _outputs.zeros(n * c * h * wd, gy.dtype)
+    tile, images = _conv_plan.im2col_tile(shape, threads)
+    channels = _conv_plan.im2col_channels(shape, tile * images, images, threads)
+    with limit_blas_threads():
+        _k.backward_input(gy, w, gx, shape, tile, images, channels, threads)
+    return gx

@@ -1,0 +1,38 @@
+"""The dense layer on the CPU: ``linear`` with its bias and activation fused into the GEMM
+epilogue, and ``linear_backward`` (three GEMM-shaped products, each only if asked for)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._backends.cpu._gemm import matmul
+from fastnn._backends.cpu.activation import CODES
+from fastnn._dispatch import register
+from fastnn._threads import team_size
+from fastnn.kernels.cpu import dense as _k
+
+
+def column_sums(x: np.ndarray) -> np.ndarray:
+    """The sum over the rows of the (m, n) matrix ``x``: a new (n,) array."""
+    return _k.column_sums(x, team_size())
+
+
+@register("gemm", "cpu")
+def gemm(a, b, c, alpha: float, beta: float, trans_a: bool, trans_b: bool) -> np.ndarray:
+    """alpha * op(a) @ op(b) + beta * c (the engine is chosen in _gemm.matmul)."""
+    return matmul(a, b, trans_a=trans_a, trans_b=trans_b, c=c, alpha=alpha, beta=beta)
+
+
+@register("linear", "cpu")
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np.ndarray:
+    """activation(x @ w.T + b) in one pass over the result."""
+    return matmul(x, w, trans_b=True, act=CODES[activation], bias=b)
+
+
+@register("linear_backward", "cpu")
+def linear_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple:
+    """(gy @ w, gy.T @ x, gy summed over rows), None where the mask is False."""
+    grad_input = matmul(gy, w) if mask[0] else None
+    grad_weight = matmul(gy, x, trans_a=True) if mask[1] else None
+    grad_bias = column_sums(gy) if mask[2] else None
+    return grad_input, grad_weight, grad_bias

@@ -1,0 +1,205 @@
+"""Host-side wrappers of kernels/cpu/pool_max.pyx, pool_avg.pyx and pool_adaptive.pyx:
+layout, allocation, per-thread scratch rows, threads.
+
+Every pooling runs as a 2-D pooling of a stack of planes: (N, C, H, W) -> (N * C, H, W),
+and a 1-D input (N, C, L) is a 2-D one of height 1 pooled with a 1 x k kernel.  The
+kernels need C-contiguous float arrays and int64 indices; these wrappers make copies only
+where the caller's arrays are not already so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._backends.cpu import _outputs
+from fastnn._dispatch import register
+from fastnn._geometry import AdaptiveGeometry, PoolGeometry
+from fastnn._threads import team_size
+from fastnn.kernels.cpu import pool_adaptive as _adaptive
+from fastnn.kernels.cpu import pool_avg as _avg
+from fastnn.kernels.cpu import pool_max as _max
+
+_INT32_LIMIT = 2**31
+
+
+def _planes(a, rows: int, cols: int) -> np.ndarray:
+    """``a`` as a C-contiguous (N * C, rows, cols) stack of planes (a view when it can)."""
+    return np.ascontiguousarray(a).reshape(-1, rows, cols)
+
+
+def _check_flat_index(h: int, w: int) -> None:
+    """The argmax kernels keep flat indices in int32."""
+    if h * w >= _INT32_LIMIT:
+        raise ValueError(
+            f"max pooling on the cpu backend finds maxima in planes of fewer than 2**31 "
+            f"elements, got a {h} x {w} plane"
+        )
+
+
+def _max_pool(x, geom: PoolGeometry, return_indices: bool):
+    """max_pool{1,2}d: y, or (y, int64 flat indices) with ``return_indices``."""
+    g2 = geom.plane
+    h, w, ho, wo = g2[:4]
+    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
+    index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
+    if y.size:
+        threads = team_size()
+        xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
+        if return_indices:
+            _check_flat_index(h, w)
+            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), g2, threads)
+        else:
+            _max.forward(xs, ys, g2, threads)
+    return (y, index) if return_indices else y
+
+
+def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
+    """max_pool{1,2}d_backward: scatter gy through ``indices``, or through the maxima
+    found again in x when ``indices`` is None."""
+    g2 = geom.plane
+    h, w, ho, wo = g2[:4]
+    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
+    if gx.size == 0:
+        return gx
+    threads = team_size()
+    if indices is not None:
+        # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
+        index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
+        gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
+        _max.backward_from_indices(gys, index, gx.reshape(-1, h * w), g2, threads)
+        return gx
+    _check_flat_index(h, w)
+    _max.backward_recompute(
+        _planes(gy, ho, wo),
+        _planes(x, h, w),
+        gx.reshape(-1, h, w),
+        g2,
+        np.empty((threads, w), dtype=x.dtype),
+        np.empty((threads, w), dtype=np.int32),
+        np.empty((threads, wo), dtype=x.dtype),
+        np.empty((threads, wo), dtype=np.int32),
+        threads,
+    )
+    return gx
+
+
+def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
+    """avg_pool{1,2}d."""
+    g2 = geom.plane
+    h, w, ho, wo = g2[:4]
+    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
+    if y.size:
+        threads = team_size()
+        _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, count_include_pad, threads)
+    return y
+
+
+def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
+    """avg_pool{1,2}d_backward: each output's share spread over its window."""
+    g2 = geom.plane
+    h, w, ho, wo = g2[:4]
+    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
+    if gx.size:
+        threads = team_size()
+        _avg.backward(
+            _planes(gy, ho, wo),
+            gx.reshape(-1, h, w),
+            g2,
+            count_include_pad,
+            np.empty(ho + wo, dtype=gy.dtype),
+            np.empty((threads, w), dtype=gy.dtype),
+            np.empty((threads, wo), dtype=gy.dtype),
+            threads,
+        )
+    return gx
+
+
+for _nd in (1, 2):
+    register(f"max_pool{_nd}d", "cpu")(_max_pool)
+    register(f"max_pool{_nd}d_backward", "cpu")(_max_pool_backward)
+    register(f"avg_pool{_nd}d", "cpu")(_avg_pool)
+    register(f"avg_pool{_nd}d_backward", "cpu")(_avg_pool_backward)
+
+
+# ---------------------------------------------------------------------------------------
+# Adaptive pooling (kernels/cpu/pool_adaptive.pyx).  When every In is a multiple of its
+# Out, the windows are those of a plain pooling with kernel = stride = In / Out, and the
+# row kernels above run it (except global average pooling, a flat sum per plane).
+# ---------------------------------------------------------------------------------------
+
+
+def _plain_geometry(geom: AdaptiveGeometry) -> tuple[int, ...] | None:
+    """The 12-tuple plane geometry of the equal plain pooling, or None."""
+    if not geom.divides:
+        return None
+    h, w, ho, wo = geom.plane
+    kh, kw = h // ho, w // wo
+    return (h, w, ho, wo, kh, kw, kh, kw, 0, 0, 1, 1)
+
+
+def _adaptive_avg_pool(x, geom: AdaptiveGeometry):
+    """adaptive_avg_pool{1,2}d."""
+    h, w, ho, wo = geom.plane
+    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
+    if y.size:
+        threads = team_size()
+        xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
+        plain = _plain_geometry(geom)
+        if plain is not None and ho * wo > 1:
+            _avg.forward(xs, ys, plain, True, threads)
+        else:
+            _adaptive.avg_forward(xs, ys, threads)
+    return y
+
+
+def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
+    """adaptive_avg_pool{1,2}d_backward."""
+    h, w, ho, wo = geom.plane
+    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
+    if gx.size:
+        _adaptive.avg_backward(_planes(gy, ho, wo), gx.reshape(-1, h, w), team_size())
+    return gx
+
+
+def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
+    """adaptive_max_pool2d: y, or (y, int64 flat indices)."""
+    h, w, ho, wo = geom.plane
+    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
+    index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
+    if y.size:
+        threads = team_size()
+        xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
+        plain = _plain_geometry(geom)
+        if plain is None:
+            index3 = index.reshape(ys.shape) if return_indices else None
+            _adaptive.max_forward(xs, ys, index3, threads)
+        elif return_indices:
+            _check_flat_index(h, w)
+            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), plain, threads)
+        else:
+            _max.forward(xs, ys, plain, threads)
+    return (y, index) if return_indices else y
+
+
+def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
+    """adaptive_max_pool2d_backward: scatter gy through ``indices`` (found again in x
+    when None); overlapping windows' shared maxima add up."""
+    h, w, ho, wo = geom.plane
+    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
+    if gx.size == 0:
+        return gx
+    if indices is None:
+        _, indices = _adaptive_max_pool(x, geom, True)
+    # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
+    index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
+    gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
+    _adaptive.max_backward(gys, index, gx.reshape(-1, h * w), team_size())
+    return gx
+
+
+register("adaptive_avg_pool1d", "cpu")(_adaptive_avg_pool)
+register("adaptive_avg_pool2d", "cpu")(_adaptive_avg_pool)
+register("adaptive_avg_pool1d_backward", "cpu")(_adaptive_avg_pool_backward)
+register("adaptive_avg_pool2d_backward", "cpu")(_adaptive_avg_pool_backward)
+register("adaptive_max_pool2d", "cpu")(_adaptive_max_pool)
+register("adaptive_max_pool2d_backward", "cpu")(_adaptive_max_pool_backward)

@@ -1,0 +1,1 @@
+"""Tests of fastnn.bench: timing, cases, tables, the report and plots."""

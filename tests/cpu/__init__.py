@@ -1,0 +1,1 @@
+"""Tests of the CPU backend (Cython kernels), its ISA levels, algorithm choice and tuning."""

@@ -1,0 +1,1 @@
+"""Tests of CuPy code on the CPU stand-in, and nvcc compile checks of the CUDA sources."""

@@ -1,0 +1,1 @@
+"""Tests of the plain-NumPy reference backend against textbook formulas and PyTorch."""

@@ -1,0 +1,1 @@
+"""Tests of fastnn.nn, fastnn.optim, fastnn.init and the example trainers."""

@@ -1,0 +1,1 @@
+"""Tests of fastnn.torch: functions, modules, patching whole models, torch.compile."""
