@@ -75,32 +75,64 @@ cdef cnp.ndarray _result(cnp.ndarray src, object out):
     return <cnp.ndarray>out
 
 
+cdef enum:
+    K_FORWARD = 0  # f(a) into out (b unused)
+    K_BACKWARD = 1  # a * f' through the forward output b
+    K_XFORWARD = 2  # the extra activations: f(a; p0, p1)
+    K_XBACKWARD = 3  # a * f' through b (forward output or input, by code)
+
+
+cdef void _chunk(int kind, int act, int typenum, char* a, char* b, char* out, Py_ssize_t lo,
+                 Py_ssize_t hi, double p0, double p1) noexcept nogil:
+    """Elements [lo, hi) of one of the four kernels, on float32 or float64 data."""
+    cdef Py_ssize_t n = hi - lo
+    if typenum == cnp.NPY_FLOAT:
+        if kind == K_FORWARD:
+            fnn_activate_array_f32(act, <float*>a + lo, <float*>out + lo, n)
+        elif kind == K_BACKWARD:
+            fnn_backward_array_f32(act, <float*>a + lo, <float*>b + lo, <float*>out + lo, n)
+        elif kind == K_XFORWARD:
+            fnn_xact_forward_f32(act, <float*>a + lo, <float*>out + lo, n, <float>p0,
+                                 <float>p1)
+        else:
+            fnn_xact_backward_f32(act, <float*>a + lo, <float*>b + lo, <float*>out + lo, n,
+                                  <float>p0, <float>p1)
+    elif kind == K_FORWARD:
+        fnn_activate_array_f64(act, <double*>a + lo, <double*>out + lo, n)
+    elif kind == K_BACKWARD:
+        fnn_backward_array_f64(act, <double*>a + lo, <double*>b + lo, <double*>out + lo, n)
+    elif kind == K_XFORWARD:
+        fnn_xact_forward_f64(act, <double*>a + lo, <double*>out + lo, n, p0, p1)
+    else:
+        fnn_xact_backward_f64(act, <double*>a + lo, <double*>b + lo, <double*>out + lo, n,
+                              p0, p1)
+
+
+cdef object _run(int kind, int act, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out,
+                 Py_ssize_t parallel_min, int num_threads, double p0=0.0, double p1=0.0):
+    """out = the kernel `kind` over a (and b), in one call or in chunks over threads."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
+    cdef int typenum = cnp.PyArray_TYPE(a)
+    cdef char* ap = <char*>cnp.PyArray_DATA(a)
+    cdef char* bp = <char*>cnp.PyArray_DATA(b) if b is not None else NULL
+    cdef char* op = <char*>cnp.PyArray_DATA(out)
+    cdef int c, chunks = da.threads_for(n, parallel_min, num_threads)
+    if chunks == 1:
+        with nogil:
+            _chunk(kind, act, typenum, ap, bp, op, 0, n, p0, p1)
+        return out
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        _chunk(kind, act, typenum, ap, bp, op, chunk_start(n, c, chunks),
+               chunk_start(n, c + 1, chunks), p0, p1)
+    return out
+
+
 def activate(int act, object x, int num_threads, object out=None):
     """f(x) for activation code `act` (RELU, SIGMOID, TANH) into `out` (which may be x
     itself) or a new C-contiguous array; returns it."""
     cdef cnp.ndarray src = da.carray(x)
-    out = _result(src, out)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(src), lo, hi
-    cdef int typenum = cnp.PyArray_TYPE(src)
-    cdef char* xp = <char*>cnp.PyArray_DATA(src)
-    cdef char* yp = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
-    cdef int c, chunks = da.threads_for(
-        n, PARALLEL_MIN_CHEAP if act == FNN_ACT_RELU else PARALLEL_MIN_EXP, num_threads)
-    if chunks == 1:
-        with nogil:
-            if typenum == cnp.NPY_FLOAT:
-                fnn_activate_array_f32(act, <float*>xp, <float*>yp, n)
-            else:
-                fnn_activate_array_f64(act, <double*>xp, <double*>yp, n)
-        return out
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        lo = chunk_start(n, c, chunks)
-        hi = chunk_start(n, c + 1, chunks)
-        if typenum == cnp.NPY_FLOAT:
-            fnn_activate_array_f32(act, <float*>xp + lo, <float*>yp + lo, hi - lo)
-        else:
-            fnn_activate_array_f64(act, <double*>xp + lo, <double*>yp + lo, hi - lo)
-    return out
+    return _run(K_FORWARD, act, src, None, _result(src, out),
+                PARALLEL_MIN_CHEAP if act == FNN_ACT_RELU else PARALLEL_MIN_EXP, num_threads)
 
 
 def backward(int act, object grad, object y, int num_threads):
@@ -109,31 +141,9 @@ def backward(int act, object grad, object y, int num_threads):
     cdef cnp.ndarray g = da.carray(grad)
     cdef cnp.ndarray yc = da.carray(y)
     cdef cnp.ndarray out = da.empty_like_cached(g, _CACHE, _cache_min)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(g), lo, hi
-    cdef int typenum = cnp.PyArray_TYPE(g)
-    cdef char* gp = <char*>cnp.PyArray_DATA(g)
-    cdef char* yp = <char*>cnp.PyArray_DATA(yc)
-    cdef char* op = <char*>cnp.PyArray_DATA(out)
-    cdef int c, chunks = da.threads_for(n, PARALLEL_MIN_CHEAP, num_threads)
     if not da.same_layout(g, yc):
         raise ValueError("activation backward: grad and y must have one shape and dtype")
-    if chunks == 1:
-        with nogil:
-            if typenum == cnp.NPY_FLOAT:
-                fnn_backward_array_f32(act, <float*>gp, <float*>yp, <float*>op, n)
-            else:
-                fnn_backward_array_f64(act, <double*>gp, <double*>yp, <double*>op, n)
-        return out
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        lo = chunk_start(n, c, chunks)
-        hi = chunk_start(n, c + 1, chunks)
-        if typenum == cnp.NPY_FLOAT:
-            fnn_backward_array_f32(act, <float*>gp + lo, <float*>yp + lo, <float*>op + lo,
-                                  hi - lo)
-        else:
-            fnn_backward_array_f64(act, <double*>gp + lo, <double*>yp + lo,
-                                  <double*>op + lo, hi - lo)
-    return out
+    return _run(K_BACKWARD, act, g, yc, out, PARALLEL_MIN_CHEAP, num_threads)
 
 
 cdef Py_ssize_t _extra_min(int act):
@@ -148,28 +158,8 @@ def activate_extra(int act, object x, int num_threads, double p0=0.0, double p1=
     p0 = negative_slope; SILU, GELU, GELU_TANH) into `out` (which may be x itself) or a
     new C-contiguous array; returns it."""
     cdef cnp.ndarray src = da.carray(x)
-    out = _result(src, out)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(src), lo, hi
-    cdef int typenum = cnp.PyArray_TYPE(src)
-    cdef char* xp = <char*>cnp.PyArray_DATA(src)
-    cdef char* yp = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
-    cdef float p0f = <float>p0, p1f = <float>p1
-    cdef int c, chunks = da.threads_for(n, _extra_min(act), num_threads)
-    if chunks == 1:
-        with nogil:
-            if typenum == cnp.NPY_FLOAT:
-                fnn_xact_forward_f32(act, <float*>xp, <float*>yp, n, p0f, p1f)
-            else:
-                fnn_xact_forward_f64(act, <double*>xp, <double*>yp, n, p0, p1)
-        return out
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        lo = chunk_start(n, c, chunks)
-        hi = chunk_start(n, c + 1, chunks)
-        if typenum == cnp.NPY_FLOAT:
-            fnn_xact_forward_f32(act, <float*>xp + lo, <float*>yp + lo, hi - lo, p0f, p1f)
-        else:
-            fnn_xact_forward_f64(act, <double*>xp + lo, <double*>yp + lo, hi - lo, p0, p1)
-    return out
+    return _run(K_XFORWARD, act, src, None, _result(src, out), _extra_min(act), num_threads,
+                p0, p1)
 
 
 def backward_extra(int act, object grad, object v, int num_threads, double p0=0.0,
@@ -179,30 +169,7 @@ def backward_extra(int act, object grad, object v, int num_threads, double p0=0.
     cdef cnp.ndarray g = da.carray(grad)
     cdef cnp.ndarray vc = da.carray(v)
     cdef cnp.ndarray out = da.empty_like_cached(g, _CACHE, _cache_min)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(g), lo, hi
-    cdef int typenum = cnp.PyArray_TYPE(g)
-    cdef char* gp = <char*>cnp.PyArray_DATA(g)
-    cdef char* vp = <char*>cnp.PyArray_DATA(vc)
-    cdef char* op = <char*>cnp.PyArray_DATA(out)
-    cdef float p0f = <float>p0, p1f = <float>p1
-    cdef int c, chunks = da.threads_for(n, _extra_min(act), num_threads)
     if not da.same_layout(g, vc):
         raise ValueError("activation backward: grad and v must have one shape and dtype")
-    if chunks == 1:
-        with nogil:
-            if typenum == cnp.NPY_FLOAT:
-                fnn_xact_backward_f32(act, <float*>gp, <float*>vp, <float*>op, n, p0f, p1f)
-            else:
-                fnn_xact_backward_f64(act, <double*>gp, <double*>vp, <double*>op, n, p0,
-                                      p1)
-        return out
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        lo = chunk_start(n, c, chunks)
-        hi = chunk_start(n, c + 1, chunks)
-        if typenum == cnp.NPY_FLOAT:
-            fnn_xact_backward_f32(act, <float*>gp + lo, <float*>vp + lo, <float*>op + lo,
-                                  hi - lo, p0f, p1f)
-        else:
-            fnn_xact_backward_f64(act, <double*>gp + lo, <double*>vp + lo,
-                                  <double*>op + lo, hi - lo, p0, p1)
-    return out
+    return _run(K_XBACKWARD, act, g, vc, out, _extra_min(act), num_threads, p0, p1)
+

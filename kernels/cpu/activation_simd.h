@@ -96,37 +96,42 @@ FNN_INLINE double fnn_clamp_f64(double x, double lo, double hi) {
     return lo > x ? lo : x;
 }
 
-/* exp(x), with results below the normal range flushed to exactly 0 (exp(-inf) == 0). */
-FNN_INLINE float fnn_exp_f32(float x) {
-    float scale;
-    float r = fnn_reduce_f32(fnn_clamp_f32(x, FNN_EXPF_LO, FNN_EXPF_HI), &scale);
-    float y = (fnn_expm1_poly_f32(r) + 1.0f) * scale;
-    return x < FNN_EXPF_LO ? 0.0f : y;
-}
+/* The exp family for one type T (suffix SFX, range [LO, HI]), on fnn_reduce_SFX and
+ * fnn_expm1_poly_SFX; instantiated for float below and for double after its reduction.
+ *   exp:         exp(x), results below the normal range flushed to exactly 0
+ *                (exp(-inf) == 0).
+ *   exp_nonpos:  exp(x) for x <= 0 (softmax's x - max): no upper clamp needed; NaN stays
+ *                NaN.
+ *   exp_clamped: exp(x) without the flush to 0 (x below LO gives exp(LO) ~ the smallest
+ *                normal): one select less, for callers to whom that and 0 are the same
+ *                (sigmoid).
+ *   expm1_pos:   expm1(x) for 0 <= x <= HI (callers clamp; tanh needs only that half):
+ *                2^n expm1(r) + (2^n - 1), exact for small x where n = 0. */
+#define FNN_DEFINE_EXP_FAMILY(T, SFX, LO, HI)                                            \
+    FNN_INLINE T fnn_exp_##SFX(T x) {                                                    \
+        T scale;                                                                         \
+        T r = fnn_reduce_##SFX(fnn_clamp_##SFX(x, LO, HI), &scale);                      \
+        T y = (fnn_expm1_poly_##SFX(r) + (T)1) * scale;                                  \
+        return x < LO ? (T)0 : y;                                                        \
+    }                                                                                    \
+    FNN_INLINE T fnn_exp_nonpos_##SFX(T x) {                                             \
+        T scale;                                                                         \
+        T r = fnn_reduce_##SFX(LO > x ? LO : x, &scale);                                 \
+        T y = (fnn_expm1_poly_##SFX(r) + (T)1) * scale;                                  \
+        return x < LO ? (T)0 : y;                                                        \
+    }                                                                                    \
+    FNN_INLINE T fnn_exp_clamped_##SFX(T x) {                                            \
+        T scale;                                                                         \
+        T r = fnn_reduce_##SFX(fnn_clamp_##SFX(x, LO, HI), &scale);                      \
+        return (fnn_expm1_poly_##SFX(r) + (T)1) * scale;                                 \
+    }                                                                                    \
+    FNN_INLINE T fnn_expm1_pos_##SFX(T x) {                                              \
+        T scale;                                                                         \
+        T r = fnn_reduce_##SFX(x, &scale);                                               \
+        return fnn_expm1_poly_##SFX(r) * scale + (scale - (T)1);                         \
+    }
 
-/* exp(x) for x <= 0 (softmax's x - max): no upper clamp needed.  NaN stays NaN. */
-FNN_INLINE float fnn_exp_nonpos_f32(float x) {
-    float scale;
-    float r = fnn_reduce_f32(FNN_EXPF_LO > x ? FNN_EXPF_LO : x, &scale);
-    float y = (fnn_expm1_poly_f32(r) + 1.0f) * scale;
-    return x < FNN_EXPF_LO ? 0.0f : y;
-}
-
-/* exp(x) without the flush to 0 (x below FNN_EXPF_LO gives exp(FNN_EXPF_LO) ~ 1e-38):
- * one select less, for callers to whom that and 0 are the same (sigmoid). */
-FNN_INLINE float fnn_exp_clamped_f32(float x) {
-    float scale;
-    float r = fnn_reduce_f32(fnn_clamp_f32(x, FNN_EXPF_LO, FNN_EXPF_HI), &scale);
-    return (fnn_expm1_poly_f32(r) + 1.0f) * scale;
-}
-
-/* expm1(x) for 0 <= x <= FNN_EXPF_HI (callers clamp; tanh needs only that half):
- * 2^n expm1(r) + (2^n - 1), exact for small x where n = 0. */
-FNN_INLINE float fnn_expm1_pos_f32(float x) {
-    float scale;
-    float r = fnn_reduce_f32(x, &scale);
-    return fnn_expm1_poly_f32(r) * scale + (scale - 1.0f);
-}
+FNN_DEFINE_EXP_FAMILY(float, f32, FNN_EXPF_LO, FNN_EXPF_HI)
 
 /* ------------------------------------------------------------------------------------
  * exp / expm1 in double: the same scheme with 1.5 * 2^52 and a degree-13 polynomial.
@@ -161,31 +166,7 @@ FNN_INLINE double fnn_expm1_poly_f64(double r) {
     return p * r;
 }
 
-FNN_INLINE double fnn_exp_f64(double x) {
-    double scale;
-    double r = fnn_reduce_f64(fnn_clamp_f64(x, FNN_EXP_LO, FNN_EXP_HI), &scale);
-    double y = (fnn_expm1_poly_f64(r) + 1.0) * scale;
-    return x < FNN_EXP_LO ? 0.0 : y;
-}
-
-FNN_INLINE double fnn_exp_nonpos_f64(double x) {
-    double scale;
-    double r = fnn_reduce_f64(FNN_EXP_LO > x ? FNN_EXP_LO : x, &scale);
-    double y = (fnn_expm1_poly_f64(r) + 1.0) * scale;
-    return x < FNN_EXP_LO ? 0.0 : y;
-}
-
-FNN_INLINE double fnn_exp_clamped_f64(double x) {
-    double scale;
-    double r = fnn_reduce_f64(fnn_clamp_f64(x, FNN_EXP_LO, FNN_EXP_HI), &scale);
-    return (fnn_expm1_poly_f64(r) + 1.0) * scale;
-}
-
-FNN_INLINE double fnn_expm1_pos_f64(double x) {
-    double scale;
-    double r = fnn_reduce_f64(x, &scale);
-    return fnn_expm1_poly_f64(r) * scale + (scale - 1.0);
-}
+FNN_DEFINE_EXP_FAMILY(double, f64, FNN_EXP_LO, FNN_EXP_HI)
 
 /* ------------------------------------------------------------------------------------
  * log and log1p in double, for the binary cross-entropy.  x = 2^e m with m in

@@ -156,22 +156,30 @@ static inline ptrdiff_t fnn_bn_split(ptrdiff_t n, int t, int parts) {
         }                                                                                \
     }
 
+/* The two running sums of a plane loop: 8 lane partials each (a[], b[]: the loop adds
+ * element i + l to lane l), s1 and s2 for the tail; at the end the lanes are folded in
+ * lane order and the sums added to out[0] and out[1]. */
+#define FNN_BN_LANE_SUMS_BEGIN                                                           \
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};             \
+    double s1 = 0.0, s2 = 0.0;                                                           \
+    ptrdiff_t i = 0;
+#define FNN_BN_LANE_SUMS_END                                                             \
+    for (int l = 0; l < 8; ++l) {                                                        \
+        s1 += a[l];                                                                      \
+        s2 += b[l];                                                                      \
+    }                                                                                    \
+    out[0] += s1;                                                                        \
+    out[1] += s2;
+
 /* fnn_bn_plane_grad_sums_<NAME>_<S>(g, x, y, n, m, out) for the activation code A. */
 #define FNN_BN_DEFINE_GRAD_SUMS(T, S, NAME, A)                                           \
     FNN_MULTIVERSION(fnn_bn_plane_grad_sums_##NAME##_##S,                                \
         (const T* restrict g, const T* restrict x, const T* restrict y, ptrdiff_t n,     \
          double m, double* restrict out),                                                \
         (g, x, y, n, m, out), {                                                          \
-        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};         \
-        double s1 = 0.0, s2 = 0.0;                                                       \
-        ptrdiff_t i = 0;                                                                 \
+        FNN_BN_LANE_SUMS_BEGIN                                                           \
         FNN_BN_GRAD_SUMS_LOOP(T, A)                                                      \
-        for (int l = 0; l < 8; ++l) {                                                    \
-            s1 += a[l];                                                                  \
-            s2 += b[l];                                                                  \
-        }                                                                                \
-        out[0] += s1;                                                                    \
-        out[1] += s2;                                                                    \
+        FNN_BN_LANE_SUMS_END                                                             \
     })
 
 #define FNN_DEFINE_BATCH_NORM(T, S)                                                      \
@@ -179,9 +187,7 @@ static inline ptrdiff_t fnn_bn_split(ptrdiff_t n, int t, int parts) {
     FNN_MULTIVERSION(fnn_bn_plane_sums_##S,                                              \
         (const T* restrict x, ptrdiff_t n, double k, double* restrict out),              \
         (x, n, k, out), {                                                                \
-        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};         \
-        double s1 = 0.0, s2 = 0.0;                                                       \
-        ptrdiff_t i = 0;                                                                 \
+        FNN_BN_LANE_SUMS_BEGIN                                                           \
         for (; i + 8 <= n; i += 8)                                                       \
             for (int l = 0; l < 8; ++l) {                                                \
                 double d = (double)x[i + l] - k;                                         \
@@ -193,12 +199,7 @@ static inline ptrdiff_t fnn_bn_split(ptrdiff_t n, int t, int parts) {
             s1 += d;                                                                     \
             s2 += d * d;                                                                 \
         }                                                                                \
-        for (int l = 0; l < 8; ++l) {                                                    \
-            s1 += a[l];                                                                  \
-            s2 += b[l];                                                                  \
-        }                                                                                \
-        out[0] += s1;                                                                    \
-        out[1] += s2;                                                                    \
+        FNN_BN_LANE_SUMS_END                                                             \
     })                                                                                   \
                                                                                          \
     /* s1[c] += sum_r (x[r, c] - k[c]), s2[c] += its squares, over `rows` rows of C. */  \

@@ -4,7 +4,7 @@
 from cython cimport floating
 
 from conv_shape cimport ConvShape
-from im2col cimport valid_columns
+from im2col cimport clip_span, row_segment, valid_columns
 
 
 cdef inline void col2im_tile(const floating* col, Py_ssize_t ld, ConvShape* s,
@@ -22,13 +22,10 @@ cdef inline void col2im_tile(const floating* col, Py_ssize_t ld, ConvShape* s,
                 src = col + ((c * s.R + r) * s.S + t) * ld
                 j = 0
                 while j < npos:
-                    oh = (p0 + j) // s.Wo
-                    ow = p0 + j - oh * s.Wo
-                    seg = min(s.Wo - ow, npos - j)
+                    seg = row_segment(s, p0 + j, npos - j, &oh, &ow)
                     ih = oh * s.sh + r * s.dh - s.pt
                     if 0 <= ih < s.H:
-                        a = min(max(lo, ow), ow + seg)
-                        b = min(max(hi, a), ow + seg)
+                        clip_span(lo, hi, ow, seg, &a, &b)
                         gr = gx + (c * s.H + ih) * s.W + (t * s.dw - s.pl)
                         for o in range(a, b):
                             gr[o * s.sw] += src[j + o - ow]

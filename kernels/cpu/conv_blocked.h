@@ -125,70 +125,12 @@ static inline void fnn_cb_share(ptrdiff_t items, ptrdiff_t* start, ptrdiff_t* en
 #endif
 
 /* ---- instantiations ------------------------------------------------------------------ */
-typedef float fnn_cb_f32x4 __attribute__((vector_size(16)));
-typedef double fnn_cb_f64x2 __attribute__((vector_size(16)));
-
-#define T float
-#define VEC fnn_cb_f32x4
-#define VL 4
-#define SFX f32_base
-#define TARGET_ATTR
-#define CB_NV FNN_CB_NV_BASE
-#define CB_NW FNN_CB_NW_BASE
-#include "conv_blocked_body.h"
-
-#define T double
-#define VEC fnn_cb_f64x2
-#define VL 2
-#define SFX f64_base
-#define TARGET_ATTR
-#define CB_NV FNN_CB_NV_BASE
-#define CB_NW FNN_CB_NW_BASE
-#include "conv_blocked_body.h"
-
-#if FNN_X86
-typedef float fnn_cb_f32x8 __attribute__((vector_size(32)));
-typedef double fnn_cb_f64x4 __attribute__((vector_size(32)));
-typedef float fnn_cb_f32x16 __attribute__((vector_size(64)));
-typedef double fnn_cb_f64x8 __attribute__((vector_size(64)));
-
-#define T float
-#define VEC fnn_cb_f32x8
-#define VL 8
-#define SFX f32_avx2
-#define TARGET_ATTR FNN_TARGET_AVX2
-#define CB_NV FNN_CB_NV_AVX2
-#define CB_NW FNN_CB_NW_AVX2
-#include "conv_blocked_body.h"
-
-#define T double
-#define VEC fnn_cb_f64x4
-#define VL 4
-#define SFX f64_avx2
-#define TARGET_ATTR FNN_TARGET_AVX2
-#define CB_NV FNN_CB_NV_AVX2
-#define CB_NW FNN_CB_NW_AVX2
-#include "conv_blocked_body.h"
-
-#define T float
-#define VEC fnn_cb_f32x16
-#define VL 16
-#define SFX f32_avx512
-#define TARGET_ATTR FNN_TARGET_AVX512
-#define CB_NV FNN_CB_NV_AVX512
-#define CB_NW FNN_CB_NW_AVX512
-#include "conv_blocked_body.h"
-
-#define T double
-#define VEC fnn_cb_f64x8
-#define VL 8
-#define SFX f64_avx512
-#define TARGET_ATTR FNN_TARGET_AVX512
-#define CB_NV FNN_CB_NV_AVX512
-#define CB_NW FNN_CB_NW_AVX512
-#include "conv_blocked_body.h"
-
-#endif
+#define FNN_ISA_BODY "conv_blocked_body.h"
+#define CB_NV FNN_ISA_TUNE(FNN_CB_NV_)
+#define CB_NW FNN_ISA_TUNE(FNN_CB_NW_)
+#include "isa_instances.h"
+#undef CB_NV
+#undef CB_NW
 
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop

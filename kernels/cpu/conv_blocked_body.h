@@ -1,7 +1,8 @@
 /* One (element type, instruction set) instantiation of the channel-blocked direct
  * convolution (conv_blocked.h).
  *
- * Included by conv_blocked.h with these macros defined (all undefined again at the end):
+ * Included by conv_blocked.h through isa_instances.h, which defines (and afterwards
+ * undefines) these macros; CB_NV and CB_NW come from conv_blocked.h:
  *   T            float or double
  *   VEC          a GCC vector of VL elements of T
  *   VL           lanes per vector
@@ -678,10 +679,3 @@ static TARGET_ATTR void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc,
 #undef CFN
 #undef CCAT
 #undef CCAT_
-#undef T
-#undef VEC
-#undef VL
-#undef SFX
-#undef TARGET_ATTR
-#undef CB_NV
-#undef CB_NW

@@ -57,109 +57,33 @@
                                          : (v))
 #endif
 
-/* ---- float ------------------------------------------------------------------------- */
+/* ---- instantiations: float and double at each level (isa_instances.h) ------------- */
+#define FASTNN_CAT_(a, b) a##b
+#define FASTNN_CAT(a, b) FASTNN_CAT_(a, b)
+#define FN(name) FASTNN_CAT(fastnn_conv_##name##_, SFX)
+#if FASTNN_VECTOR_EXT
+#define FNN_ISA_BODY "conv_direct_body.h"
+#define FNN_ISA_TARGET_AVX512 __attribute__((target("avx512f")))
+#include "isa_instances.h"
+#else /* scalar code (VEC is T), base level only */
+#define VEC T
+#define VL 1
+#define TARGET_ATTR
 #define T float
-#define TARGET_ATTR
-#if FASTNN_VECTOR_EXT
-typedef float fastnn_f32x4 __attribute__((vector_size(16)));
-typedef int fastnn_i32x4 __attribute__((vector_size(16)));
-#define VEC fastnn_f32x4
-#define IVEC fastnn_i32x4
-#define VL 4
-#else
-#define VEC float
-#define VL 1
-#endif
-#define FN(name) fastnn_conv_##name##_f32_base
+#define SFX f32_base
 #include "conv_direct_body.h"
-#undef VEC
-#undef IVEC
-#undef VL
-#undef FN
-#undef TARGET_ATTR
-
-#if FNN_X86
-typedef float fastnn_f32x8 __attribute__((vector_size(32)));
-typedef int fastnn_i32x8 __attribute__((vector_size(32)));
-#define VEC fastnn_f32x8
-#define IVEC fastnn_i32x8
-#define VL 8
-#define FN(name) fastnn_conv_##name##_f32_avx2
-#define TARGET_ATTR __attribute__((target("avx2,fma")))
-#include "conv_direct_body.h"
-#undef VEC
-#undef IVEC
-#undef VL
-#undef FN
-#undef TARGET_ATTR
-
-typedef float fastnn_f32x16 __attribute__((vector_size(64)));
-typedef int fastnn_i32x16 __attribute__((vector_size(64)));
-#define VEC fastnn_f32x16
-#define IVEC fastnn_i32x16
-#define VL 16
-#define FN(name) fastnn_conv_##name##_f32_avx512
-#define TARGET_ATTR __attribute__((target("avx512f")))
-#include "conv_direct_body.h"
-#undef VEC
-#undef IVEC
-#undef VL
-#undef FN
-#undef TARGET_ATTR
-#endif
 #undef T
-
-/* ---- double ------------------------------------------------------------------------ */
+#undef SFX
 #define T double
-#define TARGET_ATTR
-#if FASTNN_VECTOR_EXT
-typedef double fastnn_f64x2 __attribute__((vector_size(16)));
-typedef long long fastnn_i64x2 __attribute__((vector_size(16)));
-#define VEC fastnn_f64x2
-#define IVEC fastnn_i64x2
-#define VL 2
-#else
-#define VEC double
-#define VL 1
-#endif
-#define FN(name) fastnn_conv_##name##_f64_base
+#define SFX f64_base
 #include "conv_direct_body.h"
-#undef VEC
-#undef IVEC
-#undef VL
-#undef FN
-#undef TARGET_ATTR
-
-#if FNN_X86
-typedef double fastnn_f64x4 __attribute__((vector_size(32)));
-typedef long long fastnn_i64x4 __attribute__((vector_size(32)));
-#define VEC fastnn_f64x4
-#define IVEC fastnn_i64x4
-#define VL 4
-#define FN(name) fastnn_conv_##name##_f64_avx2
-#define TARGET_ATTR __attribute__((target("avx2,fma")))
-#include "conv_direct_body.h"
-#undef VEC
-#undef IVEC
-#undef VL
-#undef FN
-#undef TARGET_ATTR
-
-typedef double fastnn_f64x8 __attribute__((vector_size(64)));
-typedef long long fastnn_i64x8 __attribute__((vector_size(64)));
-#define VEC fastnn_f64x8
-#define IVEC fastnn_i64x8
-#define VL 8
-#define FN(name) fastnn_conv_##name##_f64_avx512
-#define TARGET_ATTR __attribute__((target("avx512f")))
-#include "conv_direct_body.h"
-#undef VEC
-#undef IVEC
-#undef VL
-#undef FN
-#undef TARGET_ATTR
-#endif
 #undef T
+#undef SFX
+#undef VEC
+#undef VL
+#undef TARGET_ATTR
+#endif
+#undef FN
 
 #if FASTNN_VECTOR_EXT
 #pragma GCC diagnostic pop

@@ -1,7 +1,8 @@
 /*
  * Register-blocked micro-kernels of the direct convolution: a template.
  *
- * conv_direct.h includes this file once per (element type, instruction set) with these
+ * conv_direct.h includes this file once per (element type, instruction set), through
+ * isa_instances.h (or for plain scalar code without GCC's vector extension), with these
  * macros defined:
  *   T            the element type (float or double)
  *   VEC          a vector of VL elements of T (GCC vector extension), or T when VL == 1

@@ -80,57 +80,8 @@ static inline fnn_dw_layout fnn_dw_layout_of(const fnn_dw_args* a, ptrdiff_t vl)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-typedef float fnn_dw_f32x4 __attribute__((vector_size(16)));
-typedef double fnn_dw_f64x2 __attribute__((vector_size(16)));
-
-#define T float
-#define VEC fnn_dw_f32x4
-#define VL 4
-#define SFX f32_base
-#define TARGET_ATTR
-#include "depthwise_body.h"
-
-#define T double
-#define VEC fnn_dw_f64x2
-#define VL 2
-#define SFX f64_base
-#define TARGET_ATTR
-#include "depthwise_body.h"
-
-#if FNN_X86
-typedef float fnn_dw_f32x8 __attribute__((vector_size(32)));
-typedef double fnn_dw_f64x4 __attribute__((vector_size(32)));
-typedef float fnn_dw_f32x16 __attribute__((vector_size(64)));
-typedef double fnn_dw_f64x8 __attribute__((vector_size(64)));
-
-#define T float
-#define VEC fnn_dw_f32x8
-#define VL 8
-#define SFX f32_avx2
-#define TARGET_ATTR FNN_TARGET_AVX2
-#include "depthwise_body.h"
-
-#define T double
-#define VEC fnn_dw_f64x4
-#define VL 4
-#define SFX f64_avx2
-#define TARGET_ATTR FNN_TARGET_AVX2
-#include "depthwise_body.h"
-
-#define T float
-#define VEC fnn_dw_f32x16
-#define VL 16
-#define SFX f32_avx512
-#define TARGET_ATTR FNN_TARGET_AVX512
-#include "depthwise_body.h"
-
-#define T double
-#define VEC fnn_dw_f64x8
-#define VL 8
-#define SFX f64_avx512
-#define TARGET_ATTR FNN_TARGET_AVX512
-#include "depthwise_body.h"
-#endif
+#define FNN_ISA_BODY "depthwise_body.h"
+#include "isa_instances.h"
 
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop

@@ -1,5 +1,6 @@
 /* One (element type, instruction set) instantiation of the depthwise convolution.
- * Included by depthwise.h with T, VEC, VL, SFX and TARGET_ATTR defined; undefines them.
+ * Included by depthwise.h through isa_instances.h, which defines T, VEC, VL, SFX and
+ * TARGET_ATTR (and undefines them afterwards).
  */
 
 /* Rows here are short (a 7x7 map has 9-wide padded rows): gcc must not turn the copy
@@ -343,8 +344,3 @@ static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
 #undef DFN
 #undef DCAT
 #undef DCAT_
-#undef T
-#undef VEC
-#undef VL
-#undef SFX
-#undef TARGET_ATTR

@@ -1,7 +1,6 @@
 /* Depthwise convolution with channels in SIMD lanes, for small planes: one instantiation
- * per (type, instruction set), included by depthwise.h after depthwise_body.h with the
- * same macros (T, VEC, VL, SFX, TARGET_ATTR; undefined by depthwise_body.h's end, so they
- * are defined again here by the includer).
+ * per (type, instruction set), included by depthwise_body.h with the same macros (T,
+ * VEC, VL, SFX, TARGET_ATTR, from isa_instances.h).
  *
  * A 7x7 plane is 49 values: a kernel that vectorises over one plane's positions leaves
  * most of every vector empty or spends its time building padded rows.  Here a block of VL

@@ -38,75 +38,73 @@ cdef inline int _chunks(Py_ssize_t n, int num_threads) noexcept nogil:
     return <int>c if c < num_threads else num_threads
 
 
-cdef void _dropout_run(const floating* x, floating* y, uint8_t* mask, Py_ssize_t lo,
-                       Py_ssize_t hi, uint64_t seed, uint32_t threshold,
-                       floating scale) noexcept nogil:
-    if floating is float:
-        fnn_dropout_f32(x + lo, y + lo, mask + lo, hi - lo, lo, seed, threshold, scale)
+cdef enum:
+    K_DROPOUT = 0  # y = a * keep * scale, mask = keep
+    K_DROPOUT_BACKWARD = 1  # y = a * [mask != 0] * scale
+    K_ADD = 2  # y = act(a + b)
+
+
+cdef void _chunk(int kind, int act, const floating* a, const floating* b, uint8_t* mask,
+                 floating* y, Py_ssize_t lo, Py_ssize_t hi, uint64_t seed,
+                 uint32_t threshold, floating scale) noexcept nogil:
+    """Elements [lo, hi) of the kernel `kind` (b, mask, seed, threshold, scale and act are
+    read only by the kernels that use them)."""
+    if kind == K_DROPOUT:
+        if floating is float:
+            fnn_dropout_f32(a + lo, y + lo, mask + lo, hi - lo, lo, seed, threshold, scale)
+        else:
+            fnn_dropout_f64(a + lo, y + lo, mask + lo, hi - lo, lo, seed, threshold, scale)
+    elif kind == K_DROPOUT_BACKWARD:
+        if floating is float:
+            fnn_dropout_backward_f32(a + lo, mask + lo, y + lo, hi - lo, scale)
+        else:
+            fnn_dropout_backward_f64(a + lo, mask + lo, y + lo, hi - lo, scale)
+    elif floating is float:
+        fnn_add_f32(act, a + lo, b + lo, y + lo, hi - lo)
     else:
-        fnn_dropout_f64(x + lo, y + lo, mask + lo, hi - lo, lo, seed, threshold, scale)
+        fnn_add_f64(act, a + lo, b + lo, y + lo, hi - lo)
+
+
+cdef void _run(int kind, int act, const floating* a, const floating* b, uint8_t* mask,
+               floating* y, Py_ssize_t n, int num_threads, uint64_t seed,
+               uint32_t threshold, floating scale) noexcept nogil:
+    """The n elements in one call, or in one contiguous chunk per thread."""
+    cdef int c, chunks = _chunks(n, num_threads)
+    if chunks == 1:
+        _chunk(kind, act, a, b, mask, y, 0, n, seed, threshold, scale)
+        return
+    for c in prange(chunks, schedule="static", num_threads=chunks):
+        _chunk(kind, act, a, b, mask, y, split(n, c, chunks), split(n, c + 1, chunks), seed,
+               threshold, scale)
 
 
 def dropout(const floating[::1] x, floating[::1] y, uint8_t[::1] mask, uint64_t seed,
             uint32_t threshold, double scale, int num_threads):
     """y = x * keep * scale and mask = keep, keep from the counter-based stream."""
     cdef Py_ssize_t n = x.shape[0]
-    cdef int c, chunks = _chunks(n, num_threads)
-    cdef floating s = <floating>scale
     if n == 0:
         return
-    if chunks == 1:
-        with nogil:
-            _dropout_run(&x[0], &y[0], &mask[0], 0, n, seed, threshold, s)
-        return
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _dropout_run(&x[0], &y[0], &mask[0], split(n, c, chunks), split(n, c + 1, chunks),
-                     seed, threshold, s)
-
-
-cdef void _backward_run(const floating* g, const uint8_t* mask, floating* out, Py_ssize_t lo,
-                        Py_ssize_t hi, floating scale) noexcept nogil:
-    if floating is float:
-        fnn_dropout_backward_f32(g + lo, mask + lo, out + lo, hi - lo, scale)
-    else:
-        fnn_dropout_backward_f64(g + lo, mask + lo, out + lo, hi - lo, scale)
+    with nogil:
+        _run(K_DROPOUT, 0, &x[0], NULL, &mask[0], &y[0], n, num_threads, seed, threshold,
+             <floating>scale)
 
 
 def dropout_backward(const floating[::1] g, const uint8_t[::1] mask, floating[::1] out,
                      double scale, int num_threads):
     """out = g * [mask != 0] * scale."""
     cdef Py_ssize_t n = g.shape[0]
-    cdef int c, chunks = _chunks(n, num_threads)
-    cdef floating s = <floating>scale
     if n == 0:
         return
-    if chunks == 1:
-        with nogil:
-            _backward_run(&g[0], &mask[0], &out[0], 0, n, s)
-        return
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _backward_run(&g[0], &mask[0], &out[0], split(n, c, chunks),
-                      split(n, c + 1, chunks), s)
-
-
-cdef void _add_run(int act, const floating* a, const floating* b, floating* y, Py_ssize_t lo,
-                   Py_ssize_t hi) noexcept nogil:
-    if floating is float:
-        fnn_add_f32(act, a + lo, b + lo, y + lo, hi - lo)
-    else:
-        fnn_add_f64(act, a + lo, b + lo, y + lo, hi - lo)
+    with nogil:  # the mask is only read
+        _run(K_DROPOUT_BACKWARD, 0, &g[0], NULL, <uint8_t*>&mask[0], &out[0], n,
+             num_threads, 0, 0, <floating>scale)
 
 
 def add(int act, const floating[::1] a, const floating[::1] b, floating[::1] y,
         int num_threads):
     """y = act(a + b) (act: a code of ADD_CODES)."""
     cdef Py_ssize_t n = a.shape[0]
-    cdef int c, chunks = _chunks(n, num_threads)
     if n == 0:
         return
-    if chunks == 1:
-        with nogil:
-            _add_run(act, &a[0], &b[0], &y[0], 0, n)
-        return
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _add_run(act, &a[0], &b[0], &y[0], split(n, c, chunks), split(n, c + 1, chunks))
+    with nogil:
+        _run(K_ADD, act, &a[0], &b[0], NULL, &y[0], n, num_threads, 0, 0, 0)

@@ -133,6 +133,13 @@ cdef inline Py_ssize_t _stride(cnp.ndarray x, int axis):
 
 cdef int _set_operands(fnn_gemm_args* g, cnp.ndarray a, cnp.ndarray b, bint trans_a,
                        bint trans_b) except -1:
+    """Check a and b (2-d, one float dtype, matching inner dimensions) and point g at
+    them; returns their typenum."""
+    cdef int typenum = cnp.PyArray_TYPE(a)
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+        raise TypeError(f"gemm: expected float32 or float64, got {a.dtype}")
+    if cnp.PyArray_TYPE(b) != typenum or cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_NDIM(b) != 2:
+        raise ValueError("gemm: a and b must be 2-d arrays of one dtype")
     g.m = cnp.PyArray_DIM(a, 1) if trans_a else cnp.PyArray_DIM(a, 0)
     g.k = cnp.PyArray_DIM(a, 0) if trans_a else cnp.PyArray_DIM(a, 1)
     g.n = cnp.PyArray_DIM(b, 0) if trans_b else cnp.PyArray_DIM(b, 1)
@@ -140,7 +147,9 @@ cdef int _set_operands(fnn_gemm_args* g, cnp.ndarray a, cnp.ndarray b, bint tran
     g.b = cnp.PyArray_DATA(b)
     g.a_rs, g.a_cs = (_stride(a, 1), _stride(a, 0)) if trans_a else (_stride(a, 0), _stride(a, 1))
     g.b_rs, g.b_cs = (_stride(b, 1), _stride(b, 0)) if trans_b else (_stride(b, 0), _stride(b, 1))
-    return 0
+    if (cnp.PyArray_DIM(b, 1) if trans_b else cnp.PyArray_DIM(b, 0)) != g.k:
+        raise ValueError("gemm: inner dimensions differ")
+    return typenum
 
 
 def blocked(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
@@ -156,14 +165,8 @@ def blocked(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     """
     cdef fnn_gemm_args g
     cdef cnp.ndarray ac = _strided(a), bc = _strided(b), cc, out, bias_c, u_c
-    cdef int typenum = cnp.PyArray_TYPE(ac), status
-    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
-        raise TypeError(f"gemm: expected float32 or float64, got {a.dtype}")
-    if cnp.PyArray_TYPE(bc) != typenum or cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2:
-        raise ValueError("gemm: a and b must be 2-d arrays of one dtype")
-    _set_operands(&g, ac, bc, trans_a, trans_b)
-    if (cnp.PyArray_DIM(bc, 1) if trans_b else cnp.PyArray_DIM(bc, 0)) != g.k:
-        raise ValueError("gemm: inner dimensions differ")
+    cdef int typenum, status
+    typenum = _set_operands(&g, ac, bc, trans_a, trans_b)
     out = da.empty_2d(g.m, g.n, typenum)
     if alpha == 0.0:
         g.k = 0  # as in BLAS: a zero alpha means a and b are not read (NaN in them ignored)
@@ -260,15 +263,9 @@ def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     (fastnn._threads.limit_blas_threads)."""
     cdef fnn_gemm_args g
     cdef cnp.ndarray ac = _strided(a), bc = _strided(b), out
-    cdef int typenum = cnp.PyArray_TYPE(ac), m, n, k, lda, ldb
+    cdef int typenum, m, n, k, lda, ldb
     cdef bint ta, tb
-    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
-        raise TypeError(f"gemm: expected float32 or float64, got {a.dtype}")
-    if cnp.PyArray_TYPE(bc) != typenum or cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2:
-        raise ValueError("gemm: a and b must be 2-d arrays of one dtype")
-    _set_operands(&g, ac, bc, trans_a, trans_b)
-    if (cnp.PyArray_DIM(bc, 1) if trans_b else cnp.PyArray_DIM(bc, 0)) != g.k:
-        raise ValueError("gemm: inner dimensions differ")
+    typenum = _set_operands(&g, ac, bc, trans_a, trans_b)
     if not blas_fits(g.m, g.n, g.k):
         raise ValueError("gemm: sizes too large for the BLAS interface")
     m, n, k = g.m, g.n, g.k

@@ -71,103 +71,40 @@ static double fnn_gemm_flops_per_thread = (double)(1 << 21);
 static ptrdiff_t fnn_gemm_short_k = 1;
 
 /* ---- instantiations: tile shapes and cache blocks per dtype and instruction set ---- */
-#define FNN_T float
-#define FNN_M f32
-#define FNN_SFX f32_generic
-#define FNN_ATTR
-#define FNN_VBYTES 32
+/* Every variant: a 6 x 2-vector register tile, k blocks of 256, m blocks of 144 floats
+ * or 72 doubles (the same bytes). */
 #define FNN_MR 6
 #define FNN_NV 2
-#define FNN_MC 144
 #define FNN_KC 256
-#define FNN_NC 4080
-#include "gemm_blocked_impl.h"
+#define FNN_GEMM_MC_f32 144
+#define FNN_GEMM_MC_f64 72
+/* Per variant: the target attribute, bytes per vector and the n block. */
+#define FNN_GEMM_ATTR_generic
+#define FNN_GEMM_VBYTES_generic 32
+#define FNN_GEMM_NC_generic 4080
+#define FNN_GEMM_ATTR_wide
+#define FNN_GEMM_VBYTES_wide 64
+#define FNN_GEMM_NC_wide 4064
+#define FNN_GEMM_ATTR_avx2 FNN_TARGET_AVX2
+#define FNN_GEMM_VBYTES_avx2 32
+#define FNN_GEMM_NC_avx2 4080
+#define FNN_GEMM_ATTR_avx512 FNN_TARGET_AVX512
+#define FNN_GEMM_VBYTES_avx512 64
+#define FNN_GEMM_NC_avx512 4064
 
-#define FNN_T double
-#define FNN_M f64
-#define FNN_SFX f64_generic
-#define FNN_ATTR
-#define FNN_VBYTES 32
-#define FNN_MR 6
-#define FNN_NV 2
-#define FNN_MC 72
-#define FNN_KC 256
-#define FNN_NC 4080
-#include "gemm_blocked_impl.h"
-
-#define FNN_T float
-#define FNN_M f32
-#define FNN_SFX f32_wide
-#define FNN_ATTR
-#define FNN_VBYTES 64
-#define FNN_MR 6
-#define FNN_NV 2
-#define FNN_MC 144
-#define FNN_KC 256
-#define FNN_NC 4064
-#include "gemm_blocked_impl.h"
-
-#define FNN_T double
-#define FNN_M f64
-#define FNN_SFX f64_wide
-#define FNN_ATTR
-#define FNN_VBYTES 64
-#define FNN_MR 6
-#define FNN_NV 2
-#define FNN_MC 72
-#define FNN_KC 256
-#define FNN_NC 4064
-#include "gemm_blocked_impl.h"
-
+#define FNN_GEMM_LEVEL generic
+#include "gemm_blocked_types.h"
+#define FNN_GEMM_LEVEL wide
+#include "gemm_blocked_types.h"
 #if FNN_X86
-#define FNN_T float
-#define FNN_M f32
-#define FNN_SFX f32_avx2
-#define FNN_ATTR FNN_TARGET_AVX2
-#define FNN_VBYTES 32
-#define FNN_MR 6
-#define FNN_NV 2
-#define FNN_MC 144
-#define FNN_KC 256
-#define FNN_NC 4080
-#include "gemm_blocked_impl.h"
-
-#define FNN_T double
-#define FNN_M f64
-#define FNN_SFX f64_avx2
-#define FNN_ATTR FNN_TARGET_AVX2
-#define FNN_VBYTES 32
-#define FNN_MR 6
-#define FNN_NV 2
-#define FNN_MC 72
-#define FNN_KC 256
-#define FNN_NC 4080
-#include "gemm_blocked_impl.h"
-
-#define FNN_T float
-#define FNN_M f32
-#define FNN_SFX f32_avx512
-#define FNN_ATTR FNN_TARGET_AVX512
-#define FNN_VBYTES 64
-#define FNN_MR 6
-#define FNN_NV 2
-#define FNN_MC 144
-#define FNN_KC 256
-#define FNN_NC 4064
-#include "gemm_blocked_impl.h"
-
-#define FNN_T double
-#define FNN_M f64
-#define FNN_SFX f64_avx512
-#define FNN_ATTR FNN_TARGET_AVX512
-#define FNN_VBYTES 64
-#define FNN_MR 6
-#define FNN_NV 2
-#define FNN_MC 72
-#define FNN_KC 256
-#define FNN_NC 4064
-#include "gemm_blocked_impl.h"
+#define FNN_GEMM_LEVEL avx2
+#include "gemm_blocked_types.h"
+#define FNN_GEMM_LEVEL avx512
+#include "gemm_blocked_types.h"
 #endif
+#undef FNN_MR
+#undef FNN_NV
+#undef FNN_KC
 
 /* The variant to run: the requested one if this CPU can, else the best it can. */
 static int fnn_gemm_variant(int requested) {

@@ -1,7 +1,7 @@
 /* One instantiation of the cache-blocked, packed GEMM with a fused epilogue.
  *
- * Included by gemm_blocked.h once per (dtype, instruction set); no include guard.  The
- * includer defines:
+ * Included by gemm_blocked.h (through gemm_blocked_types.h) once per (dtype, instruction
+ * set); no include guard.  The includers define (and afterwards undefine):
  *   FNN_T       float or double
  *   FNN_M       f32 or f64: suffix of the activation_simd.h functions for FNN_T
  *   FNN_SFX     suffix of every function defined here, e.g. f32_avx2
@@ -471,13 +471,3 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
 #undef FNN_LANES
 #undef FNN_PANEL_GROUP
 #undef FNN_NR
-#undef FNN_T
-#undef FNN_M
-#undef FNN_SFX
-#undef FNN_ATTR
-#undef FNN_VBYTES
-#undef FNN_MR
-#undef FNN_NV
-#undef FNN_MC
-#undef FNN_KC
-#undef FNN_NC

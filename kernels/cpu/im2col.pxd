@@ -18,6 +18,23 @@ cdef inline void valid_columns(ConvShape* s, Py_ssize_t t, Py_ssize_t* lo,
     hi[0] = max(lo[0], floor_div(s.W - 1 + s.pl - t * s.dw, s.sw) + 1)
 
 
+cdef inline Py_ssize_t row_segment(ConvShape* s, Py_ssize_t p, Py_ssize_t left,
+                                   Py_ssize_t* oh, Py_ssize_t* ow) noexcept nogil:
+    """Output position p = (oh, ow), set; returns how many of the next `left` positions
+    from p lie in output row oh."""
+    oh[0] = p // s.Wo
+    ow[0] = p - oh[0] * s.Wo
+    return min(s.Wo - ow[0], left)
+
+
+cdef inline void clip_span(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t ow, Py_ssize_t seg,
+                           Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
+    """[a, b): the output columns of the segment [ow, ow + seg) that are in [lo, hi)
+    (valid_columns), an empty range at the segment's end when there are none."""
+    a[0] = min(max(lo, ow), ow + seg)
+    b[0] = min(max(hi, a[0]), ow + seg)
+
+
 cdef inline void im2col_tile(const floating* x, Py_ssize_t xc, Py_ssize_t xh, Py_ssize_t xw,
                              ConvShape* s, Py_ssize_t nch, Py_ssize_t p0, Py_ssize_t npos,
                              floating* col, Py_ssize_t ld) noexcept nogil:
@@ -34,15 +51,12 @@ cdef inline void im2col_tile(const floating* x, Py_ssize_t xc, Py_ssize_t xh, Py
                 dst = col + ((c * s.R + r) * s.S + t) * ld
                 j = 0
                 while j < npos:
-                    oh = (p0 + j) // s.Wo
-                    ow = p0 + j - oh * s.Wo
-                    seg = min(s.Wo - ow, npos - j)
+                    seg = row_segment(s, p0 + j, npos - j, &oh, &ow)
                     ih = oh * s.sh + r * s.dh - s.pt
                     if ih < 0 or ih >= s.H:
                         memset(dst + j, 0, seg * sizeof(floating))
                     else:
-                        a = min(max(lo, ow), ow + seg)
-                        b = min(max(hi, a), ow + seg)
+                        clip_span(lo, hi, ow, seg, &a, &b)
                         xr = x + c * xc + ih * xh + (t * s.dw - s.pl) * xw
                         for o in range(ow, a):
                             dst[j + o - ow] = 0

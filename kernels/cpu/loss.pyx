@@ -17,22 +17,12 @@ cimport dense_arrays as da
 cnp.import_array()
 
 cdef extern from "loss_kernels.h" nogil:
-    void fnn_mse_sum_f32(const float* x, const float* t, Py_ssize_t n, double* s)
-    void fnn_mse_sum_f64(const double* x, const double* t, Py_ssize_t n, double* s)
-    void fnn_mse_each_f32(const float* x, const float* t, float* out, Py_ssize_t n)
-    void fnn_mse_each_f64(const double* x, const double* t, double* out, Py_ssize_t n)
-    void fnn_mse_grad_f32(const float* x, const float* t, float* out, Py_ssize_t n,
-                          float scale)
-    void fnn_mse_grad_f64(const double* x, const double* t, double* out, Py_ssize_t n,
-                          double scale)
-    void fnn_bce_sum_f32(const float* x, const float* t, Py_ssize_t n, double* s)
-    void fnn_bce_sum_f64(const double* x, const double* t, Py_ssize_t n, double* s)
-    void fnn_bce_each_f32(const float* x, const float* t, float* out, Py_ssize_t n)
-    void fnn_bce_each_f64(const double* x, const double* t, double* out, Py_ssize_t n)
-    void fnn_bce_grad_f32(const float* x, const float* t, float* out, Py_ssize_t n,
-                          float scale)
-    void fnn_bce_grad_f64(const double* x, const double* t, double* out, Py_ssize_t n,
-                          double scale)
+    void fnn_pointwise_chunk_f32(int bce, int mode, const float* x, const float* t,
+                                 float* out, Py_ssize_t lo, Py_ssize_t hi, double scale,
+                                 double* s)
+    void fnn_pointwise_chunk_f64(int bce, int mode, const double* x, const double* t,
+                                 double* out, Py_ssize_t lo, Py_ssize_t hi, double scale,
+                                 double* s)
     void fnn_cross_entropy_rows_f32(const float* x, const Py_ssize_t* target,
                                     Py_ssize_t rows, Py_ssize_t c, double* nll)
     void fnn_cross_entropy_rows_f64(const double* x, const Py_ssize_t* target,
@@ -74,42 +64,13 @@ cdef void _pointwise_chunk(int loss, int mode, int typenum, char* xp, char* tp, 
                            Py_ssize_t lo, Py_ssize_t hi, double scale,
                            double* partial) noexcept nogil:
     """mode 0: partial sum; 1: per-element losses; 2: gradient (times scale)."""
-    cdef Py_ssize_t n = hi - lo
     partial[0] = 0.0
     if typenum == cnp.NPY_FLOAT:
-        if mode == 0:
-            if loss == L_MSE:
-                fnn_mse_sum_f32(<float*>xp + lo, <float*>tp + lo, n, partial)
-            else:
-                fnn_bce_sum_f32(<float*>xp + lo, <float*>tp + lo, n, partial)
-        elif mode == 1:
-            if loss == L_MSE:
-                fnn_mse_each_f32(<float*>xp + lo, <float*>tp + lo, <float*>op + lo, n)
-            else:
-                fnn_bce_each_f32(<float*>xp + lo, <float*>tp + lo, <float*>op + lo, n)
-        elif loss == L_MSE:
-            fnn_mse_grad_f32(<float*>xp + lo, <float*>tp + lo, <float*>op + lo, n,
-                             <float>scale)
-        else:
-            fnn_bce_grad_f32(<float*>xp + lo, <float*>tp + lo, <float*>op + lo, n,
-                             <float>scale)
+        fnn_pointwise_chunk_f32(loss != L_MSE, mode, <float*>xp, <float*>tp, <float*>op,
+                                lo, hi, scale, partial)
     else:
-        if mode == 0:
-            if loss == L_MSE:
-                fnn_mse_sum_f64(<double*>xp + lo, <double*>tp + lo, n, partial)
-            else:
-                fnn_bce_sum_f64(<double*>xp + lo, <double*>tp + lo, n, partial)
-        elif mode == 1:
-            if loss == L_MSE:
-                fnn_mse_each_f64(<double*>xp + lo, <double*>tp + lo, <double*>op + lo, n)
-            else:
-                fnn_bce_each_f64(<double*>xp + lo, <double*>tp + lo, <double*>op + lo, n)
-        elif loss == L_MSE:
-            fnn_mse_grad_f64(<double*>xp + lo, <double*>tp + lo, <double*>op + lo, n,
-                             scale)
-        else:
-            fnn_bce_grad_f64(<double*>xp + lo, <double*>tp + lo, <double*>op + lo, n,
-                             scale)
+        fnn_pointwise_chunk_f64(loss != L_MSE, mode, <double*>xp, <double*>tp,
+                                <double*>op, lo, hi, scale, partial)
 
 
 cdef object _pointwise(int loss, int mode, x, target, int reduction, int num_threads):
@@ -196,13 +157,12 @@ cdef void _ce_rows(int typenum, char* xp, Py_ssize_t* tp, double* nll, char* gra
                                         r1 - r0, c, scale)
 
 
-def cross_entropy(x, target, int reduction, int num_threads):
-    """Cross-entropy of logits x (N, C) against class indices target (N,)."""
-    cdef cnp.ndarray xc = da.carray(x), tc = _class_indices(target, cnp.PyArray_DIM(xc, 1))
+cdef int _ce_run(cnp.ndarray xc, cnp.ndarray tc, double* nll, char* grad, double scale,
+                 int num_threads) except -1:
+    """Rows of logits xc (N, C) against class indices tc: the losses into nll, or with
+    nll NULL the gradient times scale into grad; the rows are split over threads."""
     cdef int typenum = cnp.PyArray_TYPE(xc), threads, t
     cdef Py_ssize_t rows = cnp.PyArray_DIM(xc, 0), c = cnp.PyArray_DIM(xc, 1)
-    cdef cnp.ndarray nll = np.empty(rows, dtype=np.float64)
-    cdef double* np_ = <double*>cnp.PyArray_DATA(nll)
     cdef char* xp = <char*>cnp.PyArray_DATA(xc)
     cdef Py_ssize_t* tp = <Py_ssize_t*>cnp.PyArray_DATA(tc)
     if cnp.PyArray_SIZE(tc) != rows:
@@ -210,36 +170,33 @@ def cross_entropy(x, target, int reduction, int num_threads):
     threads = min(da.threads_for(rows * c, PARALLEL_MIN, num_threads), max(rows, 1))
     if threads == 1:
         with nogil:
-            _ce_rows(typenum, xp, tp, np_, NULL, 0.0, rows, c, 0, 1)
+            _ce_rows(typenum, xp, tp, nll, grad, scale, rows, c, 0, 1)
     else:
         for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
-            _ce_rows(typenum, xp, tp, np_, NULL, 0.0, rows, c, t, threads)
+            _ce_rows(typenum, xp, tp, nll, grad, scale, rows, c, t, threads)
+    return 0
+
+
+def cross_entropy(x, target, int reduction, int num_threads):
+    """Cross-entropy of logits x (N, C) against class indices target (N,)."""
+    cdef cnp.ndarray xc = da.carray(x), tc = _class_indices(target, cnp.PyArray_DIM(xc, 1))
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(xc, 0)
+    cdef cnp.ndarray nll = np.empty(rows, dtype=np.float64)
+    cdef double* np_ = <double*>cnp.PyArray_DATA(nll)
+    _ce_run(xc, tc, np_, NULL, 0.0, num_threads)
     if reduction == R_NONE:
         return nll.astype(xc.dtype)
     cdef double total = 0.0
     cdef Py_ssize_t i
     for i in range(rows):  # in order: the same sum whatever the thread count
         total += np_[i]
-    return _scalar(total * _scale(reduction, rows), typenum)
+    return _scalar(total * _scale(reduction, rows), cnp.PyArray_TYPE(xc))
 
 
 def cross_entropy_backward(x, target, int reduction, int num_threads):
     """d cross_entropy / d logits: (softmax(x) - onehot(target)) * scale, (N, C)."""
     cdef cnp.ndarray xc = da.carray(x), tc = _class_indices(target, cnp.PyArray_DIM(xc, 1))
     cdef cnp.ndarray out = da.empty_like(xc)
-    cdef int typenum = cnp.PyArray_TYPE(xc), threads, t
-    cdef Py_ssize_t rows = cnp.PyArray_DIM(xc, 0), c = cnp.PyArray_DIM(xc, 1)
-    cdef double scale = _scale(reduction, rows)
-    cdef char* xp = <char*>cnp.PyArray_DATA(xc)
-    cdef char* op = <char*>cnp.PyArray_DATA(out)
-    cdef Py_ssize_t* tp = <Py_ssize_t*>cnp.PyArray_DATA(tc)
-    if cnp.PyArray_SIZE(tc) != rows:
-        raise ValueError("cross_entropy: one target per row")
-    threads = min(da.threads_for(rows * c, PARALLEL_MIN, num_threads), max(rows, 1))
-    if threads == 1:
-        with nogil:
-            _ce_rows(typenum, xp, tp, NULL, op, scale, rows, c, 0, 1)
-    else:
-        for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
-            _ce_rows(typenum, xp, tp, NULL, op, scale, rows, c, t, threads)
+    _ce_run(xc, tc, NULL, <char*>cnp.PyArray_DATA(out),
+            _scale(reduction, cnp.PyArray_DIM(xc, 0)), num_threads)
     return out

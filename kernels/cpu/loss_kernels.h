@@ -87,6 +87,27 @@ FNN_INLINE double fnn_bce_term(double p, double t) {
         }                                                                                 \
     })                                                                                    \
                                                                                           \
+    /* Elements [lo, hi) of a pointwise loss, mse or (bce != 0) binary cross-entropy:     \
+     * mode 0 their sum into *sum, 1 the per-element losses into out, 2 the gradient      \
+     * times scale into out (out is not read in mode 0). */                               \
+    static void fnn_pointwise_chunk_##SUFFIX(int bce, int mode, const T* x, const T* t,   \
+                                             T* out, ptrdiff_t lo, ptrdiff_t hi,          \
+                                             double scale, double* sum) {                 \
+        ptrdiff_t n = hi - lo;                                                            \
+        x += lo;                                                                          \
+        t += lo;                                                                          \
+        if (mode == 0) {                                                                  \
+            if (bce) fnn_bce_sum_##SUFFIX(x, t, n, sum);                                  \
+            else fnn_mse_sum_##SUFFIX(x, t, n, sum);                                      \
+        } else if (mode == 1) {                                                           \
+            if (bce) fnn_bce_each_##SUFFIX(x, t, out + lo, n);                            \
+            else fnn_mse_each_##SUFFIX(x, t, out + lo, n);                                \
+        } else {                                                                          \
+            if (bce) fnn_bce_grad_##SUFFIX(x, t, out + lo, n, (T)scale);                  \
+            else fnn_mse_grad_##SUFFIX(x, t, out + lo, n, (T)scale);                      \
+        }                                                                                 \
+    }                                                                                     \
+                                                                                          \
     /* nll[r] = logsumexp(x[r, :]) - x[r, target[r]] for rows r of c logits. */           \
     FNN_MULTIVERSION(fnn_cross_entropy_rows_##SUFFIX,                                     \
         (const T* restrict x, const ptrdiff_t* restrict target, ptrdiff_t rows,           \

@@ -35,6 +35,19 @@ cdef inline floating _lerp(floating start, floating end, floating weight) noexce
     return end - (end - start) * (1 - weight)
 
 
+cdef inline floating _coupled(floating g, floating wd, floating p) noexcept nogil:
+    # the gradient with L2 weight decay folded in (torch's g + weight_decay * p)
+    if wd != 0:
+        return g + wd * p
+    return g
+
+
+cdef inline floating _ema_sq(floating avg, floating decay, floating rest,
+                             floating g) noexcept nogil:
+    # running mean of g^2: avg * decay + (1 - decay) * g^2, in torch's order
+    return avg * decay + rest * (g * g)
+
+
 def sgd(floating[::1] param, const floating[::1] grad, floating[::1] buf,
         double lr, double momentum, double keep, double weight_decay, double sign,
         bint use_momentum, bint nesterov, bint first_step, int num_threads):
@@ -47,9 +60,7 @@ def sgd(floating[::1] param, const floating[::1] grad, floating[::1] buf,
     cdef floating wd = <floating>weight_decay
     cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign_ * grad[i]
-        if wd != 0:
-            g = g + wd * param[i]
+        g = _coupled(sign_ * grad[i], wd, param[i])
         if use_momentum:
             if first_step:
                 b = g
@@ -73,9 +84,7 @@ def adagrad(floating[::1] param, const floating[::1] grad, floating[::1] state_s
     cdef floating eps_ = <floating>eps
     cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign_ * grad[i]
-        if wd != 0:
-            g = g + wd * param[i]
+        g = _coupled(sign_ * grad[i], wd, param[i])
         s = state_sum[i] + g * g
         state_sum[i] = s
         param[i] = param[i] - lr_ * (g / (_sqrt(s) + eps_))
@@ -96,10 +105,8 @@ def rmsprop(floating[::1] param, const floating[::1] grad, floating[::1] square_
     cdef floating mom = <floating>momentum
     cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign_ * grad[i]
-        if wd != 0:
-            g = g + wd * param[i]
-        v = square_avg[i] * alpha_ + rest_ * (g * g)
+        g = _coupled(sign_ * grad[i], wd, param[i])
+        v = _ema_sq(square_avg[i], alpha_, rest_, g)
         square_avg[i] = v
         if centered:
             m = _lerp(grad_avg[i], g, rest_)
@@ -128,13 +135,11 @@ def adadelta(floating[::1] param, const floating[::1] grad, floating[::1] square
     cdef floating wd = <floating>weight_decay
     cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign_ * grad[i]
-        if wd != 0:
-            g = g + wd * param[i]
-        v = square_avg[i] * rho_ + rest_ * (g * g)
+        g = _coupled(sign_ * grad[i], wd, param[i])
+        v = _ema_sq(square_avg[i], rho_, rest_, g)
         square_avg[i] = v
         delta = _sqrt(acc_delta[i] + eps_) / _sqrt(v + eps_) * g
-        acc_delta[i] = acc_delta[i] * rho_ + rest_ * (delta * delta)
+        acc_delta[i] = _ema_sq(acc_delta[i], rho_, rest_, delta)
         param[i] = param[i] - lr_ * delta
 
 
@@ -166,7 +171,7 @@ def adam(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
                 g = g + wd * p
         m = _lerp(exp_avg[i], g, rest1_)
         exp_avg[i] = m
-        v = exp_avg_sq[i] * beta2_ + rest2_ * (g * g)
+        v = _ema_sq(exp_avg_sq[i], beta2_, rest2_, g)
         exp_avg_sq[i] = v
         if amsgrad:
             if max_exp_avg_sq[i] > v:

@@ -15,7 +15,7 @@ from libc.stdlib cimport free, malloc
 
 from pool_common cimport (
     pool_avg_backward_f32, pool_avg_backward_f64, pool_avg_rows_f32, pool_avg_rows_f64,
-    pool_set_avx2, pool_shape, unpack_shape,
+    plane_rows, pool_set_avx2, pool_shape, unpack_shape,
 )
 from work_split cimport split, threads_for
 
@@ -54,9 +54,7 @@ cdef void _avg_run(const pool_shape* s, const floating* x, floating* y, Py_ssize
     cdef Py_ssize_t p, oh, stop
     cdef Py_ssize_t plane = s.H * s.W, out_plane = s.Ho * s.Wo
     while lo < hi:
-        p = lo // s.Ho
-        oh = lo - p * s.Ho
-        stop = min(s.Ho, oh + hi - lo)
+        stop = plane_rows(s, lo, hi, &p, &oh)
         if floating is float:
             pool_avg_rows_f32(s, x + p * plane, y + p * out_plane, oh, stop, div_h, div_w,
                               buf)

@@ -50,3 +50,13 @@ cdef inline pool_shape unpack_shape(tuple geometry):
     (s.H, s.W, s.Ho, s.Wo, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw) = geometry
     pool_shape_init(&s)
     return s
+
+
+cdef inline Py_ssize_t plane_rows(const pool_shape* s, Py_ssize_t lo, Py_ssize_t hi,
+                                  Py_ssize_t* plane, Py_ssize_t* first) noexcept nogil:
+    """The run of output rows that starts at lo of the flattened (plane, row) order and
+    ends at hi or at its plane's last row: sets its plane and first row, returns the row
+    after its last."""
+    plane[0] = lo // s.Ho
+    first[0] = lo - plane[0] * s.Ho
+    return min(s.Ho, first[0] + hi - lo)

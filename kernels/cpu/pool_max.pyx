@@ -19,7 +19,7 @@ from pool_common cimport (
     pool_argmax_rows_f32, pool_argmax_rows_f64, pool_max_backward_indices_f32,
     pool_max_backward_indices_f64, pool_max_backward_recompute_f32,
     pool_max_backward_recompute_f64, pool_max_rows_f32, pool_max_rows_f64, pool_set_avx2,
-    pool_shape, unpack_shape,
+    plane_rows, pool_shape, unpack_shape,
 )
 from work_split cimport split, threads_for
 
@@ -36,9 +36,7 @@ cdef void _max_run(const pool_shape* s, const floating* x, floating* y, Py_ssize
     cdef Py_ssize_t p, oh, stop
     cdef Py_ssize_t plane = s.H * s.W, out_plane = s.Ho * s.Wo
     while lo < hi:
-        p = lo // s.Ho
-        oh = lo - p * s.Ho
-        stop = min(s.Ho, oh + hi - lo)
+        stop = plane_rows(s, lo, hi, &p, &oh)
         if floating is float:
             pool_max_rows_f32(s, x + p * plane, y + p * out_plane, oh, stop, buf)
         else:
@@ -53,9 +51,7 @@ cdef void _argmax_run(const pool_shape* s, const floating* x, floating* y, int64
     cdef Py_ssize_t p, oh, stop
     cdef Py_ssize_t plane = s.H * s.W, out_plane = s.Ho * s.Wo
     while lo < hi:
-        p = lo // s.Ho
-        oh = lo - p * s.Ho
-        stop = min(s.Ho, oh + hi - lo)
+        stop = plane_rows(s, lo, hi, &p, &oh)
         if floating is float:
             pool_argmax_rows_f32(s, x + p * plane, y + p * out_plane, index + p * out_plane,
                                  oh, stop, buf, fbuf, frow)

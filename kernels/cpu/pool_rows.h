@@ -1,8 +1,8 @@
 /* Row kernels of max and average pooling, float and double, with run-time AVX2 dispatch.
  *
- * The loops live in pool_rows_impl.h, which this header includes four times: for float
- * and double, each compiled for the portable baseline and (on x86 with gcc) again for
- * AVX2/FMA.  The entry points at the bottom pick the AVX2 build when the CPU has it.
+ * The loops live in pool_rows_impl.h, which this header includes four times (through
+ * pool_rows_types.h): for float and double, each compiled for the portable baseline and
+ * (on x86 with gcc) again for AVX2/FMA.  The entry points at the bottom pick the AVX2 build when the CPU has it.
  * Threads are the caller's business: kernels/cpu/pool_max.pyx and pool_avg.pyx hand each
  * OpenMP thread whole planes or runs of output rows.
  *
@@ -108,34 +108,14 @@ static inline int pool_set_avx2(int enabled) {
 
 /* ---- the portable builds ---------------------------------------------------------- */
 #define POOL_ISA generic
-#define T float
-#define POOL_SFX f32
-#include "pool_rows_impl.h"
-#undef T
-#undef POOL_SFX
-#define T double
-#define POOL_SFX f64
-#include "pool_rows_impl.h"
-#undef T
-#undef POOL_SFX
-#undef POOL_ISA
+#include "pool_rows_types.h"
 
 /* ---- the AVX2/FMA builds ---------------------------------------------------------- */
 #if POOL_HAVE_AVX2_BUILD
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define POOL_ISA avx2
-#define T float
-#define POOL_SFX f32
-#include "pool_rows_impl.h"
-#undef T
-#undef POOL_SFX
-#define T double
-#define POOL_SFX f64
-#include "pool_rows_impl.h"
-#undef T
-#undef POOL_SFX
-#undef POOL_ISA
+#include "pool_rows_types.h"
 #pragma GCC pop_options
 #endif
 

@@ -32,24 +32,32 @@ static inline int POOL_FN(beats)(T v, int32_t f, T b, int32_t bf) {
  * when the window has no real row (which validated calls never produce).
  * ==================================================================================== */
 
-static const T* POOL_FN(fold_max)(const pool_shape* s, const T* restrict x, ptrdiff_t oh,
-                                  T* restrict buf) {
-    const ptrdiff_t w = s->W, start = oh * s->sh - s->ph;
-    ptrdiff_t first, stop, i, iw;
-    const T* restrict r0;
-    const T* restrict r1;
-    pool_taps(start, s->kh, s->dh, s->H, &first, &stop);
-    if (first >= stop) return NULL;
-    r0 = x + (start + first * s->dh) * w;
-    if (stop - first == 1) return r0;
-    r1 = r0 + s->dh * w;
-    for (iw = 0; iw < w; ++iw) buf[iw] = POOL_FN(nan_max)(r0[iw], r1[iw]);
-    for (i = first + 2; i < stop; ++i) {
-        r0 = x + (start + i * s->dh) * w;
-        for (iw = 0; iw < w; ++iw) buf[iw] = POOL_FN(nan_max)(buf[iw], r0[iw]);
+/* fold_max and fold_sum: the window's real rows combined column by column with
+ * COMBINE(acc, v) (v from a later row). */
+#define POOL_DEFINE_FOLD(name, COMBINE)                                                   \
+    static const T* POOL_FN(name)(const pool_shape* s, const T* restrict x, ptrdiff_t oh, \
+                                  T* restrict buf) {                                      \
+        const ptrdiff_t w = s->W, start = oh * s->sh - s->ph;                             \
+        ptrdiff_t first, stop, i, iw;                                                     \
+        const T* restrict r0;                                                             \
+        const T* restrict r1;                                                             \
+        pool_taps(start, s->kh, s->dh, s->H, &first, &stop);                              \
+        if (first >= stop) return NULL;                                                   \
+        r0 = x + (start + first * s->dh) * w;                                             \
+        if (stop - first == 1) return r0;                                                 \
+        r1 = r0 + s->dh * w;                                                              \
+        for (iw = 0; iw < w; ++iw) buf[iw] = COMBINE(r0[iw], r1[iw]);                     \
+        for (i = first + 2; i < stop; ++i) {                                              \
+            r0 = x + (start + i * s->dh) * w;                                             \
+            for (iw = 0; iw < w; ++iw) buf[iw] = COMBINE(buf[iw], r0[iw]);                \
+        }                                                                                 \
+        return buf;                                                                       \
     }
-    return buf;
-}
+#define POOL_ADD(a, b) ((a) + (b))
+POOL_DEFINE_FOLD(fold_max, POOL_FN(nan_max))
+POOL_DEFINE_FOLD(fold_sum, POOL_ADD)
+#undef POOL_ADD
+#undef POOL_DEFINE_FOLD
 
 /* Like fold_max, and fbuf[iw] = flat index (row * W + iw) of the winner of column iw. */
 static const T* POOL_FN(fold_argmax)(const pool_shape* s, const T* restrict x, ptrdiff_t oh,
@@ -75,25 +83,6 @@ static const T* POOL_FN(fold_argmax)(const pool_shape* s, const T* restrict x, p
             buf[iw] = take ? v : buf[iw];
             fbuf[iw] = take ? base + (int32_t)iw : fbuf[iw];
         }
-    }
-    return buf;
-}
-
-static const T* POOL_FN(fold_sum)(const pool_shape* s, const T* restrict x, ptrdiff_t oh,
-                                  T* restrict buf) {
-    const ptrdiff_t w = s->W, start = oh * s->sh - s->ph;
-    ptrdiff_t first, stop, i, iw;
-    const T* restrict r0;
-    const T* restrict r1;
-    pool_taps(start, s->kh, s->dh, s->H, &first, &stop);
-    if (first >= stop) return NULL;
-    r0 = x + (start + first * s->dh) * w;
-    if (stop - first == 1) return r0;
-    r1 = r0 + s->dh * w;
-    for (iw = 0; iw < w; ++iw) buf[iw] = r0[iw] + r1[iw];
-    for (i = first + 2; i < stop; ++i) {
-        r0 = x + (start + i * s->dh) * w;
-        for (iw = 0; iw < w; ++iw) buf[iw] += r0[iw];
     }
     return buf;
 }

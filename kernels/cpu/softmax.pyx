@@ -70,99 +70,98 @@ cdef Py_ssize_t _chunk_width(Py_ssize_t d, Py_ssize_t inner):
     return min(w, inner)
 
 
-cdef void _forward_rows(int log_mode, int typenum, char* xp, char* yp, Shape3 s, int part,
-                        int parts) noexcept nogil:
-    """Rows [part/parts, (part+1)/parts) of the (outer, D) array."""
+cdef void _rows(bint backward, int log_mode, int typenum, char* ap, char* yp, char* op,
+               Shape3 s, int part, int parts) noexcept nogil:
+    """Rows [part/parts, (part+1)/parts) of the (outer, D) array: out = softmax(a), or
+    with `backward` the gradient from a = grad and the forward output y."""
     cdef Py_ssize_t r0 = da.split_start(s.outer, part, parts) * s.d
     cdef Py_ssize_t r1 = da.split_start(s.outer, part + 1, parts) * s.d
+    cdef Py_ssize_t rows = (r1 - r0) // s.d
     if typenum == cnp.NPY_FLOAT:
-        fnn_softmax_rows_f32(log_mode, <float*>xp + r0, <float*>yp + r0, (r1 - r0) // s.d,
-                             s.d)
+        if backward:
+            fnn_softmax_backward_rows_f32(log_mode, <float*>ap + r0, <float*>yp + r0,
+                                          <float*>op + r0, rows, s.d)
+        else:
+            fnn_softmax_rows_f32(log_mode, <float*>ap + r0, <float*>op + r0, rows, s.d)
+    elif backward:
+        fnn_softmax_backward_rows_f64(log_mode, <double*>ap + r0, <double*>yp + r0,
+                                      <double*>op + r0, rows, s.d)
     else:
-        fnn_softmax_rows_f64(log_mode, <double*>xp + r0, <double*>yp + r0, (r1 - r0) // s.d,
-                             s.d)
+        fnn_softmax_rows_f64(log_mode, <double*>ap + r0, <double*>op + r0, rows, s.d)
 
 
-cdef void _forward_columns(int log_mode, int typenum, char* xp, char* yp, Shape3 s,
-                           Py_ssize_t job, Py_ssize_t chunks, Py_ssize_t width,
-                           double* buffer) noexcept nogil:
-    """Column chunk job % chunks of slab job // chunks; buffer: 2 * width doubles."""
+cdef void _columns(bint backward, int log_mode, int typenum, char* ap, char* yp, char* op,
+                   Shape3 s, Py_ssize_t job, Py_ssize_t chunks, Py_ssize_t width,
+                   double* buffer) noexcept nogil:
+    """Column chunk job % chunks of slab job // chunks, as _rows; buffer: 2 * width
+    doubles forward, width backward."""
     cdef Py_ssize_t base = (job // chunks) * s.d * s.inner, c0 = (job % chunks) * width
     cdef Py_ssize_t c1 = min(c0 + width, s.inner)
     if typenum == cnp.NPY_FLOAT:
-        fnn_softmax_columns_f32(log_mode, <float*>xp + base, <float*>yp + base, s.d,
-                                s.inner, c0, c1, <float*>buffer, buffer + width)
+        if backward:
+            fnn_softmax_backward_columns_f32(log_mode, <float*>ap + base, <float*>yp + base,
+                                             <float*>op + base, s.d, s.inner, c0, c1, buffer)
+        else:
+            fnn_softmax_columns_f32(log_mode, <float*>ap + base, <float*>op + base, s.d,
+                                    s.inner, c0, c1, <float*>buffer, buffer + width)
+    elif backward:
+        fnn_softmax_backward_columns_f64(log_mode, <double*>ap + base, <double*>yp + base,
+                                         <double*>op + base, s.d, s.inner, c0, c1, buffer)
     else:
-        fnn_softmax_columns_f64(log_mode, <double*>xp + base, <double*>yp + base, s.d,
+        fnn_softmax_columns_f64(log_mode, <double*>ap + base, <double*>op + base, s.d,
                                 s.inner, c0, c1, buffer, buffer + width)
 
 
-cdef void _backward_rows(int log_mode, int typenum, char* gp, char* yp, char* op, Shape3 s,
-                         int part, int parts) noexcept nogil:
-    cdef Py_ssize_t r0 = da.split_start(s.outer, part, parts) * s.d
-    cdef Py_ssize_t r1 = da.split_start(s.outer, part + 1, parts) * s.d
-    if typenum == cnp.NPY_FLOAT:
-        fnn_softmax_backward_rows_f32(log_mode, <float*>gp + r0, <float*>yp + r0,
-                                      <float*>op + r0, (r1 - r0) // s.d, s.d)
-    else:
-        fnn_softmax_backward_rows_f64(log_mode, <double*>gp + r0, <double*>yp + r0,
-                                      <double*>op + r0, (r1 - r0) // s.d, s.d)
-
-
-cdef void _backward_columns(int log_mode, int typenum, char* gp, char* yp, char* op,
-                            Shape3 s, Py_ssize_t job, Py_ssize_t chunks, Py_ssize_t width,
-                            double* buffer) noexcept nogil:
-    cdef Py_ssize_t base = (job // chunks) * s.d * s.inner, c0 = (job % chunks) * width
-    cdef Py_ssize_t c1 = min(c0 + width, s.inner)
-    if typenum == cnp.NPY_FLOAT:
-        fnn_softmax_backward_columns_f32(log_mode, <float*>gp + base, <float*>yp + base,
-                                         <float*>op + base, s.d, s.inner, c0, c1, buffer)
-    else:
-        fnn_softmax_backward_columns_f64(log_mode, <double*>gp + base, <double*>yp + base,
-                                         <double*>op + base, s.d, s.inner, c0, c1, buffer)
-
-
-def forward(int log_mode, x, int dim, int num_threads):
-    """A new array: softmax (log_mode 0) or log_softmax (1) of x along axis dim >= 0."""
-    cdef cnp.ndarray xc = da.carray(x)
-    cdef cnp.ndarray out = da.empty_like(xc)
-    cdef Shape3 s = _around(xc, dim)
-    cdef int typenum = cnp.PyArray_TYPE(xc), threads, t
-    cdef char* xp = <char*>cnp.PyArray_DATA(xc)
-    cdef char* yp = <char*>cnp.PyArray_DATA(out)
-    cdef Py_ssize_t width, chunks, jobs, job
+cdef object _run(bint backward, int log_mode, cnp.ndarray a, cnp.ndarray y, cnp.ndarray out,
+                 int dim, int num_threads):
+    """out = softmax(a) along dim, or with `backward` its gradient (a = grad, y the
+    forward output): rows or column chunks over threads."""
+    cdef Shape3 s = _around(a, dim)
+    cdef int typenum = cnp.PyArray_TYPE(a), threads, t
+    cdef char* ap = <char*>cnp.PyArray_DATA(a)
+    cdef char* yp = <char*>cnp.PyArray_DATA(y) if y is not None else NULL
+    cdef char* op = <char*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t width, chunks, jobs, job, per = 1 if backward else 2
     cdef double* buffer
-    if cnp.PyArray_SIZE(xc) == 0:
+    if cnp.PyArray_SIZE(a) == 0:
         return out
-    threads = da.threads_for(cnp.PyArray_SIZE(xc), PARALLEL_MIN, num_threads)
+    threads = da.threads_for(cnp.PyArray_SIZE(a), PARALLEL_MIN, num_threads)
     if s.inner == 1:
         threads = <int>min(<Py_ssize_t>threads, s.outer)
         if threads == 1:
             with nogil:
-                _forward_rows(log_mode, typenum, xp, yp, s, 0, 1)
+                _rows(backward, log_mode, typenum, ap, yp, op, s, 0, 1)
         else:
             for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
-                _forward_rows(log_mode, typenum, xp, yp, s, t, threads)
+                _rows(backward, log_mode, typenum, ap, yp, op, s, t, threads)
         return out
     width = _chunk_width(s.d, s.inner)
     chunks = (s.inner + width - 1) // width
     jobs = s.outer * chunks
     threads = <int>min(<Py_ssize_t>threads, jobs)
-    buffer = <double*>malloc(threads * 2 * width * sizeof(double))
+    buffer = <double*>malloc(threads * per * width * sizeof(double))
     if buffer == NULL:
-        raise MemoryError("softmax: out of memory")
+        raise MemoryError("softmax backward: out of memory" if backward
+                          else "softmax: out of memory")
     try:
         if threads == 1:
             with nogil:
                 for job in range(jobs):
-                    _forward_columns(log_mode, typenum, xp, yp, s, job, chunks, width, buffer)
+                    _columns(backward, log_mode, typenum, ap, yp, op, s, job, chunks, width,
+                             buffer)
         else:
             for job in prange(jobs, nogil=True, schedule="static", num_threads=threads):
-                _forward_columns(log_mode, typenum, xp, yp, s, job, chunks, width,
-                                 buffer + 2 * width * threadid())
+                _columns(backward, log_mode, typenum, ap, yp, op, s, job, chunks, width,
+                         buffer + per * width * threadid())
     finally:
         free(buffer)
     return out
+
+
+def forward(int log_mode, x, int dim, int num_threads):
+    """A new array: softmax (log_mode 0) or log_softmax (1) of x along axis dim >= 0."""
+    cdef cnp.ndarray xc = da.carray(x)
+    return _run(False, log_mode, xc, None, da.empty_like(xc), dim, num_threads)
 
 
 def backward(int log_mode, grad, y, int dim, int num_threads):
@@ -170,44 +169,6 @@ def backward(int log_mode, grad, y, int dim, int num_threads):
     from the incoming gradient and the forward output y (same shape)."""
     cdef cnp.ndarray gc = da.carray(grad), yc = da.carray(y)
     cdef cnp.ndarray out = da.empty_like(gc)
-    cdef Shape3 s = _around(gc, dim)
-    cdef int typenum = cnp.PyArray_TYPE(gc), threads, t
-    cdef char* gp = <char*>cnp.PyArray_DATA(gc)
-    cdef char* yp = <char*>cnp.PyArray_DATA(yc)
-    cdef char* op = <char*>cnp.PyArray_DATA(out)
-    cdef Py_ssize_t width, chunks, jobs, job
-    cdef double* buffer
     if not da.same_layout(gc, yc):
         raise ValueError("softmax backward: grad and y must have one shape and dtype")
-    if cnp.PyArray_SIZE(gc) == 0:
-        return out
-    threads = da.threads_for(cnp.PyArray_SIZE(gc), PARALLEL_MIN, num_threads)
-    if s.inner == 1:
-        threads = <int>min(<Py_ssize_t>threads, s.outer)
-        if threads == 1:
-            with nogil:
-                _backward_rows(log_mode, typenum, gp, yp, op, s, 0, 1)
-        else:
-            for t in prange(threads, nogil=True, schedule="static", num_threads=threads):
-                _backward_rows(log_mode, typenum, gp, yp, op, s, t, threads)
-        return out
-    width = _chunk_width(s.d, s.inner)
-    chunks = (s.inner + width - 1) // width
-    jobs = s.outer * chunks
-    threads = <int>min(<Py_ssize_t>threads, jobs)
-    buffer = <double*>malloc(threads * width * sizeof(double))
-    if buffer == NULL:
-        raise MemoryError("softmax backward: out of memory")
-    try:
-        if threads == 1:
-            with nogil:
-                for job in range(jobs):
-                    _backward_columns(log_mode, typenum, gp, yp, op, s, job, chunks, width,
-                                      buffer)
-        else:
-            for job in prange(jobs, nogil=True, schedule="static", num_threads=threads):
-                _backward_columns(log_mode, typenum, gp, yp, op, s, job, chunks, width,
-                                  buffer + width * threadid())
-    finally:
-        free(buffer)
-    return out
+    return _run(True, log_mode, gc, yc, out, dim, num_threads)

@@ -104,69 +104,12 @@ static inline ptrdiff_t fnn_wino_ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a 
 #endif
 
 /* ---- instantiations ------------------------------------------------------------------ */
-typedef float fnn_wino_f32x4 __attribute__((vector_size(16)));
-typedef double fnn_wino_f64x2 __attribute__((vector_size(16)));
-
-#define T float
-#define VEC fnn_wino_f32x4
-#define VL 4
-#define SFX f32_base
-#define TARGET_ATTR
-#define WMR FNN_WINO_MR_BASE
-#define WNV FNN_WINO_NV_BASE
-#include "winograd_body.h"
-
-#define T double
-#define VEC fnn_wino_f64x2
-#define VL 2
-#define SFX f64_base
-#define TARGET_ATTR
-#define WMR FNN_WINO_MR_BASE
-#define WNV FNN_WINO_NV_BASE
-#include "winograd_body.h"
-
-#if FNN_X86
-typedef float fnn_wino_f32x8 __attribute__((vector_size(32)));
-typedef double fnn_wino_f64x4 __attribute__((vector_size(32)));
-typedef float fnn_wino_f32x16 __attribute__((vector_size(64)));
-typedef double fnn_wino_f64x8 __attribute__((vector_size(64)));
-
-#define T float
-#define VEC fnn_wino_f32x8
-#define VL 8
-#define SFX f32_avx2
-#define TARGET_ATTR FNN_TARGET_AVX2
-#define WMR FNN_WINO_MR_AVX2
-#define WNV FNN_WINO_NV_AVX2
-#include "winograd_body.h"
-
-#define T double
-#define VEC fnn_wino_f64x4
-#define VL 4
-#define SFX f64_avx2
-#define TARGET_ATTR FNN_TARGET_AVX2
-#define WMR FNN_WINO_MR_AVX2
-#define WNV FNN_WINO_NV_AVX2
-#include "winograd_body.h"
-
-#define T float
-#define VEC fnn_wino_f32x16
-#define VL 16
-#define SFX f32_avx512
-#define TARGET_ATTR FNN_TARGET_AVX512
-#define WMR FNN_WINO_MR_AVX512
-#define WNV FNN_WINO_NV_AVX512
-#include "winograd_body.h"
-
-#define T double
-#define VEC fnn_wino_f64x8
-#define VL 8
-#define SFX f64_avx512
-#define TARGET_ATTR FNN_TARGET_AVX512
-#define WMR FNN_WINO_MR_AVX512
-#define WNV FNN_WINO_NV_AVX512
-#include "winograd_body.h"
-#endif
+#define FNN_ISA_BODY "winograd_body.h"
+#define WMR FNN_ISA_TUNE(FNN_WINO_MR_)
+#define WNV FNN_ISA_TUNE(FNN_WINO_NV_)
+#include "isa_instances.h"
+#undef WMR
+#undef WNV
 
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop

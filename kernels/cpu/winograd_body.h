@@ -1,6 +1,7 @@
 /* One (element type, instruction set) instantiation of the Winograd convolution.
  *
- * Included by winograd.h with these macros defined (all undefined again at the end):
+ * Included by winograd.h through isa_instances.h, which defines (and afterwards
+ * undefines) these macros; WMR and WNV come from winograd.h:
  *   T            float or double
  *   VEC          a GCC vector of VL elements of T
  *   VL           lanes per vector
@@ -113,10 +114,3 @@ static inline __attribute__((always_inline)) TARGET_ATTR void WFN(fnn_wino_trans
 #undef WFN
 #undef WCAT
 #undef WCAT_
-#undef T
-#undef VEC
-#undef VL
-#undef SFX
-#undef TARGET_ATTR
-#undef WMR
-#undef WNV

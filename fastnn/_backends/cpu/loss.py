@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from fastnn._dispatch import register
@@ -12,31 +14,21 @@ from fastnn.kernels.cpu import loss as _k
 REDUCTIONS = {"none": _k.NONE, "mean": _k.MEAN, "sum": _k.SUM}
 
 
-@register("mse_loss", "cpu")
-def mse_loss(x: np.ndarray, t: np.ndarray, reduction: str) -> np.ndarray:
-    return _k.pointwise(_k.MSE, x, t, REDUCTIONS[reduction], team_size())
+def _bind(op: str, kernel: Callable[..., np.ndarray], *code: int) -> Callable[..., np.ndarray]:
+    """Register as ``op`` the loss ``kernel(*code, x, target, reduction, threads)``."""
+
+    def run(x: np.ndarray, target: np.ndarray, reduction: str) -> np.ndarray:
+        return kernel(*code, x, target, REDUCTIONS[reduction], team_size())
+
+    run.__name__ = run.__qualname__ = op
+    return register(op, "cpu")(run)
 
 
-@register("mse_loss_backward", "cpu")
-def mse_loss_backward(x: np.ndarray, t: np.ndarray, reduction: str) -> np.ndarray:
-    return _k.pointwise_backward(_k.MSE, x, t, REDUCTIONS[reduction], team_size())
-
-
-@register("binary_cross_entropy", "cpu")
-def binary_cross_entropy(x: np.ndarray, t: np.ndarray, reduction: str) -> np.ndarray:
-    return _k.pointwise(_k.BCE, x, t, REDUCTIONS[reduction], team_size())
-
-
-@register("binary_cross_entropy_backward", "cpu")
-def binary_cross_entropy_backward(x: np.ndarray, t: np.ndarray, reduction: str) -> np.ndarray:
-    return _k.pointwise_backward(_k.BCE, x, t, REDUCTIONS[reduction], team_size())
-
-
-@register("cross_entropy", "cpu")
-def cross_entropy(x: np.ndarray, target: np.ndarray, reduction: str) -> np.ndarray:
-    return _k.cross_entropy(x, target, REDUCTIONS[reduction], team_size())
-
-
-@register("cross_entropy_backward", "cpu")
-def cross_entropy_backward(x: np.ndarray, target: np.ndarray, reduction: str) -> np.ndarray:
-    return _k.cross_entropy_backward(x, target, REDUCTIONS[reduction], team_size())
+mse_loss = _bind("mse_loss", _k.pointwise, _k.MSE)
+mse_loss_backward = _bind("mse_loss_backward", _k.pointwise_backward, _k.MSE)
+binary_cross_entropy = _bind("binary_cross_entropy", _k.pointwise, _k.BCE)
+binary_cross_entropy_backward = _bind(
+    "binary_cross_entropy_backward", _k.pointwise_backward, _k.BCE
+)
+cross_entropy = _bind("cross_entropy", _k.cross_entropy)
+cross_entropy_backward = _bind("cross_entropy_backward", _k.cross_entropy_backward)

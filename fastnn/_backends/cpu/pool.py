@@ -36,20 +36,37 @@ def _check_flat_index(h: int, w: int) -> None:
         )
 
 
+def _max_outputs(geom: PoolGeometry | AdaptiveGeometry, dtype, return_indices: bool):
+    """A max pooling's output, and its int64 flat indices (None unless ``return_indices``)."""
+    y = _outputs.empty_shaped(geom.output_shape, dtype)
+    index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
+    return y, index
+
+
+def _max_planes(xs, ys, index, g2, threads: int) -> None:
+    """Plain max pooling of the planes ``xs`` into ``ys`` (plane geometry ``g2``), the
+    argmax into ``index`` when it is not None."""
+    if index is None:
+        _max.forward(xs, ys, g2, threads)
+    else:
+        _check_flat_index(g2[0], g2[1])
+        _max.forward_with_indices(xs, ys, index.reshape(ys.shape), g2, threads)
+
+
+def _flat_rows(gy, indices, ho: int, wo: int):
+    """gy and its argmax ``indices`` as C-contiguous (N * C, ho * wo) rows, int64 indices."""
+    # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
+    index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
+    return np.ascontiguousarray(gy).reshape(-1, ho * wo), index
+
+
 def _max_pool(x, geom: PoolGeometry, return_indices: bool):
     """max_pool{1,2}d: y, or (y, int64 flat indices) with ``return_indices``."""
     g2 = geom.plane
     h, w, ho, wo = g2[:4]
-    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
-    index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
+    y, index = _max_outputs(geom, x.dtype, return_indices)
     if y.size:
-        threads = team_size()
-        xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
-        if return_indices:
-            _check_flat_index(h, w)
-            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), g2, threads)
-        else:
-            _max.forward(xs, ys, g2, threads)
+        _max_planes(_planes(x, h, w), y.reshape(-1, ho, wo), index, g2, team_size())
     return (y, index) if return_indices else y
 
 
@@ -63,9 +80,7 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
         return gx
     threads = team_size()
     if indices is not None:
-        # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
-        index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
-        gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
+        gys, index = _flat_rows(gy, indices, ho, wo)
         _max.backward_from_indices(gys, index, gx.reshape(-1, h * w), g2, threads)
         return gx
     _check_flat_index(h, w)
@@ -164,8 +179,7 @@ def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
 def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
     """adaptive_max_pool2d: y, or (y, int64 flat indices)."""
     h, w, ho, wo = geom.plane
-    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
-    index = _outputs.empty_shaped(geom.output_shape, np.int64) if return_indices else None
+    y, index = _max_outputs(geom, x.dtype, return_indices)
     if y.size:
         threads = team_size()
         xs, ys = _planes(x, h, w), y.reshape(-1, ho, wo)
@@ -173,11 +187,8 @@ def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
         if plain is None:
             index3 = index.reshape(ys.shape) if return_indices else None
             _adaptive.max_forward(xs, ys, index3, threads)
-        elif return_indices:
-            _check_flat_index(h, w)
-            _max.forward_with_indices(xs, ys, index.reshape(ys.shape), plain, threads)
         else:
-            _max.forward(xs, ys, plain, threads)
+            _max_planes(xs, ys, index, plain, threads)
     return (y, index) if return_indices else y
 
 
@@ -190,9 +201,7 @@ def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
         return gx
     if indices is None:
         _, indices = _adaptive_max_pool(x, geom, True)
-    # validated integers in [0, H * W) by fastnn.ops; any integer dtype is accepted
-    index = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1, ho * wo)
-    gys = np.ascontiguousarray(gy).reshape(-1, ho * wo)
+    gys, index = _flat_rows(gy, indices, ho, wo)
     _adaptive.max_backward(gys, index, gx.reshape(-1, h * w), team_size())
     return gx
 
