@@ -76,13 +76,18 @@ def float_array(op: str, name: str, value: Any) -> str:
     return kind
 
 
-def float_arrays(op: str, arrays: dict[str, Any]) -> tuple[str, np.dtype]:
-    """Check the named arrays of one call (None entries are skipped): each is an array,
-    all live on one device and share one float dtype.  Returns ``(kind, dtype)``."""
+def float_arrays(
+    op: str, arrays: dict[str, Any], optional: tuple[str, ...] = ()
+) -> tuple[str, np.dtype]:
+    """Check the named arrays of one call: each is an array, all live on one device and
+    share one float dtype.  Returns ``(kind, dtype)``.  Only the names in ``optional`` may
+    be None (skipped); None for any other is a TypeError naming the argument."""
     kind = dtype = None
     first = ""
     for name, value in arrays.items():
         if value is None:
+            if name not in optional:
+                _kind_of(op, name, value)  # raises: None where an array is required
             continue
         this_kind = _kind_of(op, name, value)
         this_dtype = _float_dtype(op, name, value)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastnn._geometry._planes import PooledShapes
+
 __all__ = ["AdaptiveGeometry", "adaptive_geometry", "check_grad_output", "window_bounds"]
 
 
@@ -24,7 +26,7 @@ def window_bounds(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True, slots=True)
-class AdaptiveGeometry:
+class AdaptiveGeometry(PooledShapes):
     """Validated adaptive pooling shapes: ``in_size`` and ``out_size`` have 1 (L) or 2
     (H, W) entries."""
 
@@ -43,20 +45,8 @@ class AdaptiveGeometry:
         object.__setattr__(self, "plane", plane)
 
     @property
-    def nd(self) -> int:
-        return len(self.in_size)
-
-    @property
     def planes(self) -> int:
         return self.batch * self.channels
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.batch, self.channels, *self.in_size)
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return (self.batch, self.channels, *self.out_size)
 
     @property
     def divides(self) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from fastnn._args import _int, int_tuple
-from fastnn._geometry._memo import memoised
+from fastnn._geometry._memo import memoise
 
 __all__ = ["ConvGeometry", "ConvPlane", "conv_geometry", "winograd_unsupported"]
 
@@ -129,7 +129,8 @@ class ConvGeometry:
         return 2 * math.prod(self.output_shape) * per_output
 
 
-def _conv_geometry(
+@memoise
+def conv_geometry(
     op: str,
     nd: int,
     input_shape: tuple[int, ...],
@@ -139,7 +140,8 @@ def _conv_geometry(
     dilation: object,
     groups: object,
 ) -> ConvGeometry:
-    """Validate the shapes and parameters of a conv{nd}d call and compute its geometry."""
+    """Validate the shapes and parameters of a conv{nd}d call and compute its geometry
+    (memoised for repeated plain-int parameters)."""
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     wlayout = "(C_out, C_in // groups, kL)" if nd == 1 else "(C_out, C_in // groups, kH, kW)"
     if len(input_shape) != nd + 2:
@@ -228,25 +230,6 @@ def _conv_padding(
             f"got {padding!r}"
         )
     return tuple((p, p) for p in int_tuple(op, "padding", padding, nd, 0))
-
-
-def conv_geometry(
-    op: str,
-    nd: int,
-    input_shape: tuple[int, ...],
-    weight_shape: tuple[int, ...],
-    stride: object,
-    padding: object,
-    dilation: object,
-    groups: object,
-) -> ConvGeometry:
-    """Validate the shapes and parameters of a conv{nd}d call and compute its geometry
-    (memoised for repeated plain-int parameters)."""
-    args = (op, nd, input_shape, weight_shape, stride, padding, dilation, groups)
-    return memoised(_conv_memo, _conv_geometry, args)
-
-
-_conv_memo: dict[tuple, ConvGeometry] = {}
 
 
 def winograd_unsupported(geom: ConvGeometry) -> str | None:

@@ -7,6 +7,11 @@ Geometries are frozen, so sharing one is safe; errors are never cached.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+_G = TypeVar("_G")
 _MEMO_LIMIT = 4096
 _SCALARS = frozenset({int, str, bool, type(None)})
 
@@ -38,3 +43,17 @@ def memoised(memo: dict, build, args: tuple):
             memo.clear()
         memo[key] = geometry
     return geometry
+
+
+def memoise(build: Callable[..., _G]) -> Callable[..., _G]:
+    """``build`` served through :func:`memoised` from a memo of its own (calls with
+    keyword arguments are built afresh)."""
+    memo: dict = {}
+
+    @functools.wraps(build)
+    def cached(*args: object, **kwargs: object) -> _G:
+        if kwargs:
+            return build(*args, **kwargs)
+        return memoised(memo, build, args)
+
+    return cached

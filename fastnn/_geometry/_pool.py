@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fastnn._args import check_bool, int_tuple
-from fastnn._geometry._memo import memoised
+from fastnn._geometry._memo import memoise
+from fastnn._geometry._planes import PooledShapes
 
 __all__ = ["PoolGeometry", "pool_geometry", "pool_output_size"]
 
 
 @dataclass(frozen=True, slots=True)
-class PoolGeometry:
+class PoolGeometry(PooledShapes):
     """Validated pooling parameters.  Spatial tuples have 1 (L) or 2 (H, W) entries; the
     padding is symmetric (``pad`` on both sides); ``dilation`` is 1 for average pooling."""
 
@@ -41,18 +42,6 @@ class PoolGeometry:
             fields = tuple((one, *f) for one, f in zip((1, 1, 1, 1, 0, 1), fields))
         (h, w), (ho, wo), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = fields
         object.__setattr__(self, "plane", (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw))
-
-    @property
-    def nd(self) -> int:
-        return len(self.in_size)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.batch, self.channels, *self.in_size)
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return (self.batch, self.channels, *self.out_size)
 
 
 def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -79,7 +68,8 @@ def _padding_only_window(size: int, k: int, s: int, p: int, d: int, out: int) ->
     return None
 
 
-def _pool_geometry(
+@memoise
+def pool_geometry(
     op: str,
     nd: int,
     input_shape: tuple[int, ...],
@@ -89,7 +79,8 @@ def _pool_geometry(
     dilation: object,
     ceil_mode: object,
 ) -> PoolGeometry:
-    """Validate the parameters of a {max,avg}_pool{nd}d call and compute its geometry."""
+    """Validate the parameters of a {max,avg}_pool{nd}d call and compute its geometry
+    (memoised for repeated plain-int parameters)."""
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     if len(input_shape) != nd + 2:
         raise ValueError(
@@ -145,22 +136,3 @@ def _pool_geometry(
         ceil_mode=ceil,
         out_size=out_size,
     )
-
-
-_pool_memo: dict[tuple, PoolGeometry] = {}
-
-
-def pool_geometry(
-    op: str,
-    nd: int,
-    input_shape: tuple[int, ...],
-    kernel_size: object,
-    stride: object,
-    padding: object,
-    dilation: object,
-    ceil_mode: object,
-) -> PoolGeometry:
-    """Validate the parameters of a {max,avg}_pool{nd}d call and compute its geometry
-    (memoised for repeated plain-int parameters)."""
-    args = (op, nd, input_shape, kernel_size, stride, padding, dilation, ceil_mode)
-    return memoised(_pool_memo, _pool_geometry, args)

@@ -91,12 +91,20 @@ def conv_case(ctx: Context, shape: shapes.ConvShape, backward: bool) -> Case:
 
     im2col = impl_numpy.im2col_bytes(x_shape, w_shape, stride, pad, dil, itemsize(ctx))
 
+    def peer_conv(impl):  # numpy's, torch's and jax's conv / conv_backward
+        def run(d):
+            if backward:
+                return impl.conv_backward(d["gy"], d["x"], d["w"], stride, pad, dil)
+            return impl.conv(d["x"], d["w"], d["b"], stride, pad, dil)
+
+        return run
+
+    run_numpy_conv = peer_conv(impl_numpy)
+
     def run_numpy(d):
         if im2col > MAX_IM2COL_BYTES:
             raise SkipImpl(f"the im2col matrix would take {im2col / 2**30:.1f} GiB")
-        if backward:
-            return impl_numpy.conv_backward(d["gy"], d["x"], d["w"], stride, pad, dil)
-        return impl_numpy.conv(d["x"], d["w"], d["b"], stride, pad, dil)
+        return run_numpy_conv(d)
 
     scipy_fn = None
     scipy_bytes = impl_scipy.conv_bytes(x_shape, w_shape, pad, dil, itemsize(ctx))
@@ -115,23 +123,15 @@ def conv_case(ctx: Context, shape: shapes.ConvShape, backward: bool) -> Case:
                 )
             return impl_scipy.conv(d["x"], d["w"], d["b"], stride, pad, dil)
 
-    torch_fn = None
+    torch_fn = jax_fn = None
     if ctx.env.has("torch"):
         from fastnn.bench import impl_torch
 
-        def torch_fn(d):
-            if backward:
-                return impl_torch.conv_backward(d["gy"], d["x"], d["w"], stride, pad, dil)
-            return impl_torch.conv(d["x"], d["w"], d["b"], stride, pad, dil)
-
-    jax_fn = None
+        torch_fn = peer_conv(impl_torch)
     if ctx.env.has("jax"):
         from fastnn.bench import impl_jax
 
-        def jax_fn(d):
-            if backward:
-                return impl_jax.conv_backward(d["gy"], d["x"], d["w"], stride, pad, dil)
-            return impl_jax.conv(d["x"], d["w"], d["b"], stride, pad, dil)
+        jax_fn = peer_conv(impl_jax)
 
     impls = fastnn_impls(ctx, op, run_fastnn, flops, ALGOS) + peer_impls(
         ctx, numpy=run_numpy, torch=torch_fn, scipy=scipy_fn, jax=jax_fn

@@ -104,27 +104,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "torch in the summary)"
         ),
     )
-    per_suite = "; ".join
-    parser.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        help=(
-            "seconds of timing per implementation and case (default: "
-            + per_suite(f"{name} {plan.budget:g}" for name, plan in PLANS.items())
-            + ")"
-        ),
-    )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help=(
-            "most samples per implementation and case (default: "
-            + per_suite(f"{name} {plan.repeats}" for name, plan in PLANS.items())
-            + ")"
-        ),
-    )
+    for flag, kind, spec, text in (
+        ("budget", float, "g", "seconds of timing per implementation and case"),
+        ("repeats", int, "", "most samples per implementation and case"),
+    ):
+        per_suite = "; ".join(
+            f"{name} {getattr(plan, flag):{spec}}" for name, plan in PLANS.items()
+        )
+        parser.add_argument(
+            f"--{flag}", type=kind, default=None, help=f"{text} (default: {per_suite})"
+        )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     _add_table_arguments(parser)

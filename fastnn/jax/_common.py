@@ -28,4 +28,5 @@ def arrays(*values: Any) -> list[Any]:
 def check_floats(op: str, named: dict[str, Any]) -> None:
     """fastnn's dtype checks (float32/float64, one dtype for all) on jax values, at trace
     time: the same TypeError as fastnn's ops."""
-    _args.float_arrays(op, {k: None if v is None else stand_in(v) for k, v in named.items()})
+    stand_ins = {k: None if v is None else stand_in(v) for k, v in named.items()}
+    _args.float_arrays(op, stand_ins, optional=tuple(named))

@@ -34,6 +34,25 @@ def _scale(g: jax.Array, count: int, reduction: str) -> jax.Array:
     return g / count if reduction == "mean" else g
 
 
+def _loss_vjp(forward: Kernel, backward: Kernel, reduction: str, input_grads: Any) -> Any:
+    """The reduced loss ``forward(x, t)`` as a custom_vjp function; its backward maps the
+    unscaled gradient ``backward(x, t)`` by ``input_grads(dx, x, g)`` to the (x, t) pair."""
+
+    @jax.custom_vjp
+    def loss(x, t):
+        return _reduce(forward(x, t)[0], reduction)
+
+    def loss_fwd(x, t):
+        return loss(x, t), (x, t)
+
+    def loss_bwd(saved, g):
+        x, t = saved
+        return input_grads(backward(x, t)[0], x, g)
+
+    loss.defvjp(loss_fwd, loss_bwd)
+    return loss
+
+
 @functools.lru_cache(maxsize=8)
 def _cross_entropy(reduction: str):
     forward = Kernel(
@@ -49,21 +68,11 @@ def _cross_entropy(reduction: str):
         ("lead",),
     )
 
-    @jax.custom_vjp
-    def loss(x, t):
-        return _reduce(forward(x, t)[0], reduction)
-
-    def loss_fwd(x, t):
-        return loss(x, t), (x, t)
-
-    def loss_bwd(saved, g):
-        x, t = saved
+    def input_grads(dx, x, g):
         g = _scale(g, x.shape[0], reduction)
-        dx = backward(x, t)[0]
         return (dx * (g[:, None] if reduction == "none" else g)), None
 
-    loss.defvjp(loss_fwd, loss_bwd)
-    return loss
+    return _loss_vjp(forward, backward, reduction, input_grads)
 
 
 def cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> jax.Array:
@@ -92,20 +101,11 @@ def _mse(reduction: str):
         ("free",),
     )
 
-    @jax.custom_vjp
-    def loss(x, t):
-        return _reduce(forward(x, t)[0], reduction)
-
-    def loss_fwd(x, t):
-        return loss(x, t), (x, t)
-
-    def loss_bwd(saved, g):
-        x, t = saved
-        dx = backward(x, t)[0] * _scale(g, max(x.size, 1), reduction)
+    def input_grads(dx, x, g):
+        dx = dx * _scale(g, max(x.size, 1), reduction)
         return dx, -dx
 
-    loss.defvjp(loss_fwd, loss_bwd)
-    return loss
+    return _loss_vjp(forward, backward, reduction, input_grads)
 
 
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> jax.Array:

@@ -84,50 +84,47 @@ def _apply(kind, nd, input, kernel_size, stride, padding, third, ceil_mode):
     return _pool(kind, nd, params)(x)
 
 
-def max_pool1d(
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-) -> jax.Array:
+def _max_pool(nd: int, doc: str) -> Any:
+    """``max_pool{nd}d``: one definition for 1-D and 2-D."""
+
+    def max_pool(
+        input: Any,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: bool = False,
+    ) -> jax.Array:
+        return _apply("max", nd, input, kernel_size, stride, padding, dilation, ceil_mode)
+
+    max_pool.__name__ = max_pool.__qualname__ = f"max_pool{nd}d"
+    max_pool.__doc__ = doc
+    return max_pool
+
+
+def _avg_pool(nd: int, doc: str) -> Any:
+    """``avg_pool{nd}d``: one definition for 1-D and 2-D."""
+
+    def avg_pool(
+        input: Any,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> jax.Array:
+        return _apply("avg", nd, input, kernel_size, stride, padding, count_include_pad, ceil_mode)
+
+    avg_pool.__name__ = avg_pool.__qualname__ = f"avg_pool{nd}d"
+    avg_pool.__doc__ = doc
+    return avg_pool
+
+
+max_pool1d = _max_pool(
+    1,
     """:func:`fastnn.max_pool1d` on a jax (N, C, L) array; the gradient goes to the first
-    maximum of each window, as in PyTorch."""
-    return _apply("max", 1, input, kernel_size, stride, padding, dilation, ceil_mode)
-
-
-def max_pool2d(
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-) -> jax.Array:
-    """:func:`fastnn.max_pool2d` on a jax (N, C, H, W) array."""
-    return _apply("max", 2, input, kernel_size, stride, padding, dilation, ceil_mode)
-
-
-def avg_pool1d(
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-) -> jax.Array:
-    """:func:`fastnn.avg_pool1d` on a jax (N, C, L) array."""
-    return _apply("avg", 1, input, kernel_size, stride, padding, count_include_pad, ceil_mode)
-
-
-def avg_pool2d(
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-) -> jax.Array:
-    """:func:`fastnn.avg_pool2d` on a jax (N, C, H, W) array."""
-    return _apply("avg", 2, input, kernel_size, stride, padding, count_include_pad, ceil_mode)
+    maximum of each window, as in PyTorch.""",
+)
+max_pool2d = _max_pool(2, """:func:`fastnn.max_pool2d` on a jax (N, C, H, W) array.""")
+avg_pool1d = _avg_pool(1, """:func:`fastnn.avg_pool1d` on a jax (N, C, L) array.""")
+avg_pool2d = _avg_pool(2, """:func:`fastnn.avg_pool2d` on a jax (N, C, H, W) array.""")

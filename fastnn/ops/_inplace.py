@@ -75,7 +75,7 @@ def check_arrays(op: str, param: Any, grad: Any, states: dict[str, Any]) -> str:
     none may overlap grad.  grad may have any layout.
     """
     arrays = {"param": param, "grad": grad, **states}
-    kind, _ = _args.float_arrays(op, arrays)
+    kind, _ = _args.float_arrays(op, arrays, optional=tuple(states))
     shape = tuple(param.shape)
     present = {name: value for name, value in arrays.items() if value is not None}
     for name, value in present.items():

@@ -34,7 +34,9 @@ ACTIVATIONS = (None, "relu", "relu6")
 def _forward(
     op, nd, input, weight, bias, stride, padding, dilation, groups, algo, activation, backend
 ):
-    kind, _ = _args.float_arrays(op, {"input": input, "weight": weight, "bias": bias})
+    kind, _ = _args.float_arrays(
+        op, {"input": input, "weight": weight, "bias": bias}, optional=("bias",)
+    )
     geom = _geometry.conv_geometry(
         op, nd, tuple(input.shape), tuple(weight.shape), stride, padding, dilation, groups
     )

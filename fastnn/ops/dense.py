@@ -56,7 +56,7 @@ def gemm(
     ):  # the plain product: nothing left to check (NumPy arrays, defaults, shapes agree)
         return resolve("gemm", "numpy", backend)(a, b, None, alpha, beta, False, False)
     op = "gemm"
-    kind, _ = _args.float_arrays(op, {"a": a, "b": b, "c": c})
+    kind, _ = _args.float_arrays(op, {"a": a, "b": b, "c": c}, optional=("c",))
     _args.check_ndim(op, "a", a, 2, "matrix")
     _args.check_ndim(op, "b", b, 2, "matrix")
     alpha = _args.check_scalar(op, "alpha", alpha)
@@ -86,6 +86,22 @@ def _rows(x: Any) -> Any:
     return x.reshape(-1, tuple(x.shape)[-1]) if len(x.shape) != 1 else x.reshape(1, -1)
 
 
+def _features(op: str, input: Any, weight: Any, layout: str, note: str) -> int:
+    """Check that ``input`` is at least 1-d and ``weight`` (out_features, in_features)
+    with ``input.shape[-1] == in_features`` (``layout`` and ``note`` go into the
+    messages); return out_features."""
+    if len(input.shape) < 1:
+        raise ValueError(f"{op}: input must be at least 1-d{layout}, got shape ()")
+    _args.check_ndim(op, "weight", weight, 2, "(out_features, in_features)")
+    out_features, in_features = weight.shape
+    if tuple(input.shape)[-1] != in_features:  # tuple: simulator shapes reject [-1]
+        raise ValueError(
+            f"{op}: input.shape[-1] must equal weight.shape[1] = {in_features}{note}, "
+            f"got input shape {tuple(input.shape)}"
+        )
+    return out_features
+
+
 def linear(
     input: Any,
     weight: Any,
@@ -101,16 +117,10 @@ def linear(
     (..., out_features).
     """
     op = "linear"
-    kind, _ = _args.float_arrays(op, {"input": input, "weight": weight, "bias": bias})
-    if len(input.shape) < 1:
-        raise ValueError("linear: input must be at least 1-d (..., in_features), got shape ()")
-    _args.check_ndim(op, "weight", weight, 2, "(out_features, in_features)")
-    out_features, in_features = weight.shape
-    if tuple(input.shape)[-1] != in_features:  # tuple: simulator shapes reject [-1]
-        raise ValueError(
-            f"linear: input.shape[-1] must equal weight.shape[1] = {in_features} "
-            f"(in_features), got input shape {tuple(input.shape)}"
-        )
+    kind, _ = _args.float_arrays(
+        op, {"input": input, "weight": weight, "bias": bias}, optional=("bias",)
+    )
+    out_features = _features(op, input, weight, " (..., in_features)", " (in_features)")
     if bias is not None:
         _args.check_shape(op, "bias", bias, (out_features,), "out_features")
     act = _args.activation_name(op, activation)
@@ -134,15 +144,7 @@ def linear_backward(
     """
     op = "linear_backward"
     kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input, "weight": weight})
-    if len(input.shape) < 1:
-        raise ValueError("linear_backward: input must be at least 1-d, got shape ()")
-    _args.check_ndim(op, "weight", weight, 2, "(out_features, in_features)")
-    out_features, in_features = weight.shape
-    if tuple(input.shape)[-1] != in_features:  # tuple: simulator shapes reject [-1]
-        raise ValueError(
-            f"linear_backward: input.shape[-1] must equal weight.shape[1] = {in_features}, "
-            f"got input shape {tuple(input.shape)}"
-        )
+    out_features = _features(op, input, weight, "", "")
     expected = (*input.shape[:-1], out_features)
     _args.check_shape(op, "grad_output", grad_output, expected, "input.shape[:-1] + (out,)")
     mask = _args.output_mask(op, output_mask)

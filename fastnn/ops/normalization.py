@@ -82,7 +82,7 @@ def batch_norm_elemt(
     op = "batch_norm_elemt"
     act = _args.activation_name(op, activation, BN_ACTIVATIONS)
     arrays = {"input": input, "mean": mean, "invstd": invstd, "weight": weight, "bias": bias}
-    kind, _ = _args.float_arrays(op, arrays)
+    kind, _ = _args.float_arrays(op, arrays, optional=("weight", "bias"))
     channels = _input(op, input)
     _per_channel(op, channels, {"mean": mean, "invstd": invstd, "weight": weight, "bias": bias})
     return resolve(op, kind, backend)(input, mean, invstd, weight, bias, act)
@@ -176,7 +176,9 @@ def batch_norm(
         "weight": weight,
         "bias": bias,
     }
-    kind, _ = _args.float_arrays(op, arrays)
+    kind, _ = _args.float_arrays(
+        op, arrays, optional=("running_mean", "running_var", "weight", "bias")
+    )
     channels = _input(op, input)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: running_mean and running_var must be given together or both None")
@@ -239,7 +241,7 @@ def batch_norm_backward(
         "invstd": invstd,
         "output": output,
     }
-    kind, _ = _args.float_arrays(op, arrays)
+    kind, _ = _args.float_arrays(op, arrays, optional=("weight", "output"))
     channels = _input(op, input)
     _args.check_same_shape(op, "grad_output", grad_output, "input", input)
     if output is not None:

@@ -43,6 +43,36 @@ def _named(op: str, doc: str) -> Callable[[_F], _F]:
     return name
 
 
+#: The ``grad_output`` of a forward op in :func:`_windows` (None is a wrong argument).
+_FORWARD = object()
+
+
+def _windows(
+    op: str,
+    nd: int,
+    input: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: Any,
+    grad_output: Any = _FORWARD,
+) -> tuple[str, Any]:
+    """``(array kind, pool geometry)`` of a pooling call, after checking ``input`` (and,
+    for a backward op, ``grad_output``: the same kind, the pooled shape)."""
+    backward = grad_output is not _FORWARD
+    if not backward:
+        kind = _args.float_array(op, "input", input)
+    else:
+        kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
+    geom = _geometry.pool_geometry(
+        op, nd, tuple(input.shape), kernel_size, stride, padding, dilation, ceil_mode
+    )
+    if backward:
+        _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the pooled shape")
+    return kind, geom
+
+
 def _max_pool(nd: int, doc: str) -> Callable[..., Any]:
     """``max_pool{nd}d``: one definition for 1-D and 2-D."""
     op = f"max_pool{nd}d"
@@ -59,10 +89,7 @@ def _max_pool(nd: int, doc: str) -> Callable[..., Any]:
         *,
         backend: str | None = None,
     ) -> Any:
-        kind = _args.float_array(op, "input", input)
-        geom = _geometry.pool_geometry(
-            op, nd, tuple(input.shape), kernel_size, stride, padding, dilation, ceil_mode
-        )
+        kind, geom = _windows(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode)
         with_indices = _args.check_bool(op, "return_indices", return_indices)
         return resolve(op, kind, backend)(input, geom, with_indices)
 
@@ -84,10 +111,7 @@ def _avg_pool(nd: int, doc: str) -> Callable[..., Any]:
         *,
         backend: str | None = None,
     ) -> Any:
-        kind = _args.float_array(op, "input", input)
-        geom = _geometry.pool_geometry(
-            op, nd, tuple(input.shape), kernel_size, stride, padding, 1, ceil_mode
-        )
+        kind, geom = _windows(op, nd, input, kernel_size, stride, padding, 1, ceil_mode)
         include_pad = _args.check_bool(op, "count_include_pad", count_include_pad)
         return resolve(op, kind, backend)(input, geom, include_pad)
 
@@ -111,11 +135,9 @@ def _max_pool_backward(nd: int, doc: str) -> Callable[..., Any]:
         *,
         backend: str | None = None,
     ) -> Any:
-        kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
-        geom = _geometry.pool_geometry(
-            op, nd, tuple(input.shape), kernel_size, stride, padding, dilation, ceil_mode
+        kind, geom = _windows(
+            op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, grad_output
         )
-        _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the pooled shape")
         _check_indices(op, indices, kind, geom, backend)
         return resolve(op, kind, backend)(grad_output, input, geom, indices)
 
@@ -138,11 +160,9 @@ def _avg_pool_backward(nd: int, doc: str) -> Callable[..., Any]:
         *,
         backend: str | None = None,
     ) -> Any:
-        kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
-        geom = _geometry.pool_geometry(
-            op, nd, tuple(input.shape), kernel_size, stride, padding, 1, ceil_mode
+        kind, geom = _windows(
+            op, nd, input, kernel_size, stride, padding, 1, ceil_mode, grad_output
         )
-        _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the pooled shape")
         include_pad = _args.check_bool(op, "count_include_pad", count_include_pad)
         return resolve(op, kind, backend)(grad_output, geom, include_pad)
 

@@ -16,6 +16,8 @@ class Adadelta(Optimizer):
     ``u = rho u + (1 - rho) d^2``; ``param -= lr d`` (PyTorch's Adadelta; the course
     notes' method with ``lr = 1``)."""
 
+    _HYPER = fastnn.AdadeltaHyper
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -26,20 +28,7 @@ class Adadelta(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "rho": rho,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "maximize": maximize,
-        }
-        super().__init__(params, defaults)
-
-    def _hyper(self, group: dict[str, Any]) -> fastnn.AdadeltaHyper:
-        return fastnn.AdadeltaHyper(
-            lr=group["lr"], rho=group["rho"], eps=group["eps"],
-            weight_decay=group["weight_decay"], maximize=group["maximize"],
-        )  # fmt: skip
+        super().__init__(params, self._options(locals()))
 
     def _update(self, param, group, state, hyper: fastnn.AdadeltaHyper) -> None:
         if "square_avg" not in state:

@@ -17,6 +17,9 @@ class Adagrad(Optimizer):
     ``lr_t = lr / (1 + (t - 1) * lr_decay)``; ``s`` starts at
     ``initial_accumulator_value`` (PyTorch's Adagrad)."""
 
+    # the options of the update; initial_accumulator_value only starts the state
+    _HYPER = fastnn.AdagradHyper
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -28,28 +31,13 @@ class Adagrad(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "lr_decay": lr_decay,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "eps": eps,
-            "maximize": maximize,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, self._options(locals()))
 
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
         check_nonnegative(
             "Adagrad", "initial_accumulator_value", group["initial_accumulator_value"]
         )
-
-    def _hyper(self, group: dict[str, Any]) -> fastnn.AdagradHyper:
-        # the hyperparameters of the update; initial_accumulator_value only starts the state
-        return fastnn.AdagradHyper(
-            lr=group["lr"], lr_decay=group["lr_decay"], weight_decay=group["weight_decay"],
-            eps=group["eps"], maximize=group["maximize"],
-        )  # fmt: skip
 
     def _update(self, param, group, state, hyper: fastnn.AdagradHyper) -> None:
         if "sum" not in state:

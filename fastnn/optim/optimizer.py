@@ -1,14 +1,17 @@
 """Optimizer: the base class of the first-order optimizers (parameter groups, state,
 ``step``, ``zero_grad``).
 
-Subclasses name their hyperparameters and defaults, implement ``_hyper(group)`` (the
-group's options as the hyperparameter dataclass of their update op, ``fastnn.AdamHyper``
-...; building it checks them) and ``_update(param, group, state, hyper)`` with one call of
-their fused update op (``fastnn.adam_update`` ...), which runs on the parameters' device.
+Subclasses name their hyperparameters and defaults (their ``__init__`` arguments, see
+:meth:`Optimizer._options`), give ``_HYPER``, the hyperparameter dataclass of their update
+op (``fastnn.SGDHyper`` ...; building it checks them), or override ``_hyper(group)`` where
+the options are not its fields, and implement ``_update(param, group, state, hyper)`` with
+one call of their fused update op (``fastnn.sgd_update`` ...), which runs on the
+parameters' device.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,6 +31,10 @@ class Optimizer:
     Per-parameter state (moment estimates, step counts) lives in ``self.state[param]``, on
     the parameter's device, created at the parameter's first update.
     """
+
+    #: The hyperparameter dataclass of the update op, whose fields are options of the same
+    #: names (None: the subclass overrides :meth:`_hyper`).
+    _HYPER: type | None = None
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -77,9 +84,19 @@ class Optimizer:
             prefixed = message if message.startswith(name + ":") else f"{name}: {message}"
             raise type(exc)(prefixed) from None
 
+    @staticmethod
+    def _options(arguments: dict[str, Any]) -> dict[str, Any]:
+        """The defaults of a subclass given the ``locals()`` of its ``__init__`` taken
+        first thing: every argument but ``self`` and ``params``, in order."""
+        skip = {"self", "params", "__class__"}  # __class__: the cell behind super()
+        return {name: value for name, value in arguments.items() if name not in skip}
+
     def _hyper(self, group: dict[str, Any]) -> Any:
-        """The group's options as its update op's hyperparameter dataclass (subclasses)."""
-        raise NotImplementedError
+        """The group's options as its update op's hyperparameter dataclass: each field of
+        ``_HYPER`` from the option of that name (subclasses may override)."""
+        if self._HYPER is None:
+            raise NotImplementedError
+        return self._HYPER(**{f.name: group[f.name] for f in dataclasses.fields(self._HYPER)})
 
     def _update(
         self, param: Parameter, group: dict[str, Any], state: dict[str, Any], hyper: Any

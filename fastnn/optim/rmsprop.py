@@ -16,6 +16,8 @@ class RMSprop(Optimizer):
     subtracts the squared running mean of g from v; ``momentum`` accumulates the scaled
     steps in a buffer (PyTorch's RMSprop)."""
 
+    _HYPER = fastnn.RMSpropHyper
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -28,23 +30,7 @@ class RMSprop(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "alpha": alpha,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "momentum": momentum,
-            "centered": centered,
-            "maximize": maximize,
-        }
-        super().__init__(params, defaults)
-
-    def _hyper(self, group: dict[str, Any]) -> fastnn.RMSpropHyper:
-        return fastnn.RMSpropHyper(
-            lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
-            weight_decay=group["weight_decay"], momentum=group["momentum"],
-            centered=group["centered"], maximize=group["maximize"],
-        )  # fmt: skip
+        super().__init__(params, self._options(locals()))
 
     def _update(self, param, group, state, hyper: fastnn.RMSpropHyper) -> None:
         if "square_avg" not in state:

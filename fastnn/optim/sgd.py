@@ -18,6 +18,8 @@ class SGD(Optimizer):
     ``weight_decay`` adds ``weight_decay * param`` to the gradient (L2 regularisation);
     ``maximize`` ascends instead.  One fused kernel per parameter and step."""
 
+    _HYPER = fastnn.SGDHyper
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -29,22 +31,7 @@ class SGD(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "dampening": dampening,
-            "weight_decay": weight_decay,
-            "nesterov": nesterov,
-            "maximize": maximize,
-        }
-        super().__init__(params, defaults)
-
-    def _hyper(self, group: dict[str, Any]) -> fastnn.SGDHyper:
-        return fastnn.SGDHyper(
-            lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
-            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-            maximize=group["maximize"],
-        )  # fmt: skip
+        super().__init__(params, self._options(locals()))
 
     def _update(self, param, group, state, hyper: fastnn.SGDHyper) -> None:
         first = False

@@ -25,6 +25,7 @@ from fastnn.torch._activation_extra import (
 )
 from fastnn.torch._activation_grad import activation_grad, softmax_grad
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
+from fastnn.torch._custom_op import op_pair
 
 __all__ = [
     "ActivationFunction",
@@ -149,17 +150,12 @@ def _register_activation(name: str, backward_op: Any) -> Any:
 
 def _register_softmax(name: str) -> Any:
     """``fastnn::{name}`` and ``fastnn::{name}_backward``."""
-    op = torch.library.custom_op(
-        f"fastnn::{name}",
+    op, backward_op = op_pair(
+        name,
         lambda input, dim: softmax_forward(name, input, dim),
-        mutates_args=(),
-        schema="(Tensor input, int dim) -> Tensor",
-    )
-    backward_op = torch.library.custom_op(
-        f"fastnn::{name}_backward",
+        "(Tensor input, int dim) -> Tensor",
         lambda grad_output, output, dim: softmax_backward(name, grad_output, output, dim),
-        mutates_args=(),
-        schema="(Tensor grad_output, Tensor output, int dim) -> Tensor",
+        "(Tensor grad_output, Tensor output, int dim) -> Tensor",
     )
     op.register_fake(
         lambda input, dim: torch.empty_like(input, memory_format=torch.contiguous_format)

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 
 import fastnn
-from fastnn.torch._activation_grad import activation_grad, input_grad
+from fastnn.torch._activation_grad import activation_grad, input_grad, pointwise_kernel
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
+from fastnn.torch._custom_op import op_pair
 
 __all__ = [
     "GeluFunction",
@@ -95,16 +96,7 @@ def pointwise_backward(
     """Gradient of relu / hardtanh / leaky_relu from the forward output (leaky_relu:
     ``negative_slope = p0 >= 0``, else fastnn raises ValueError)."""
     _check_pointwise(name)
-    op = f"fastnn.torch.{name} backward"
-    kw = {"hardtanh": {"min_val": p0, "max_val": p1}, "leaky_relu": {"negative_slope": p0}}
-    with device_scope(output):
-        grad = fastnn.activation_backward(
-            name,
-            to_array(op, "grad_output", grad_output),
-            to_array(op, "output", output),
-            **kw.get(name, {}),
-        )
-        return to_tensor(grad)
+    return pointwise_kernel(name, grad_output, output, p0, p1)
 
 
 def _leaky_relu_backward_from_input(grad_output, input, slope: float) -> torch.Tensor:
@@ -243,20 +235,14 @@ def _like(tensor: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(tensor, memory_format=torch.contiguous_format)
 
 
-_pointwise_backward_op = torch.library.custom_op(
-    "fastnn::pointwise_backward",
+_pointwise_op, _pointwise_backward_op = op_pair(
+    "pointwise",
+    pointwise_forward,
+    "(str name, Tensor input, float p0, float p1) -> Tensor",
     pointwise_backward,
-    mutates_args=(),
-    schema="(str name, Tensor grad_output, Tensor output, float p0, float p1) -> Tensor",
+    "(str name, Tensor grad_output, Tensor output, float p0, float p1) -> Tensor",
 )
 _pointwise_backward_op.register_fake(lambda name, grad_output, output, p0, p1: _like(output))
-
-_pointwise_op = torch.library.custom_op(
-    "fastnn::pointwise",
-    pointwise_forward,
-    mutates_args=(),
-    schema="(str name, Tensor input, float p0, float p1) -> Tensor",
-)
 _pointwise_op.register_fake(lambda name, input, p0, p1: _like(input))
 
 
@@ -286,14 +272,14 @@ _pointwise_inplace_op = torch.library.custom_op(
 )
 _pointwise_inplace_op.register_fake(lambda name, input, p0, p1: None)
 
-_silu_backward_op = torch.library.custom_op(
-    "fastnn::silu_backward", silu_backward, mutates_args=(),
-    schema="(Tensor grad_output, Tensor input) -> Tensor",
-)  # fmt: skip
-_silu_backward_op.register_fake(lambda grad_output, input: _like(input))
-_silu_op = torch.library.custom_op(
-    "fastnn::silu", silu_forward, mutates_args=(), schema="(Tensor input) -> Tensor"
+_silu_op, _silu_backward_op = op_pair(
+    "silu",
+    silu_forward,
+    "(Tensor input) -> Tensor",
+    silu_backward,
+    "(Tensor grad_output, Tensor input) -> Tensor",
 )
+_silu_backward_op.register_fake(lambda grad_output, input: _like(input))
 _silu_op.register_fake(_like)
 
 
@@ -307,15 +293,14 @@ _silu_op.register_autograd(
     setup_context=_save_input,
 )
 
-_gelu_backward_op = torch.library.custom_op(
-    "fastnn::gelu_backward", gelu_backward, mutates_args=(),
-    schema="(Tensor grad_output, Tensor input, str approximate) -> Tensor",
-)  # fmt: skip
+_gelu_op, _gelu_backward_op = op_pair(
+    "gelu",
+    gelu_forward,
+    "(Tensor input, str approximate) -> Tensor",
+    gelu_backward,
+    "(Tensor grad_output, Tensor input, str approximate) -> Tensor",
+)
 _gelu_backward_op.register_fake(lambda grad_output, input, approximate: _like(input))
-_gelu_op = torch.library.custom_op(
-    "fastnn::gelu", gelu_forward, mutates_args=(),
-    schema="(Tensor input, str approximate) -> Tensor",
-)  # fmt: skip
 _gelu_op.register_fake(lambda input, approximate: _like(input))
 _gelu_op.register_autograd(
     lambda ctx, grad_output: (

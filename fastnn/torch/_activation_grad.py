@@ -40,7 +40,9 @@ __all__ = [
 _ALIASES = {"relu6": ("hardtanh", 0.0, 6.0)}
 
 
-def _pointwise_kernel(name: str, grad_output, output, p0: float, p1: float) -> torch.Tensor:
+def pointwise_kernel(name: str, grad_output, output, p0: float, p1: float) -> torch.Tensor:
+    """fastnn's activation_backward of relu / hardtanh / leaky_relu (``p0``, ``p1``: their
+    parameters) from the forward output."""
     op = f"fastnn.torch.{name} backward"
     kw = {"hardtanh": {"min_val": p0, "max_val": p1}, "leaky_relu": {"negative_slope": p0}}
     with device_scope(output):
@@ -62,7 +64,7 @@ class PointwiseGradFunction(torch.autograd.Function):
     def forward(ctx, name, grad_output, output, p0, p1):
         ctx.save_for_backward(grad_output, output)
         ctx.params = (name, p0, p1)
-        return _pointwise_kernel(name, grad_output, output, p0, p1)
+        return pointwise_kernel(name, grad_output, output, p0, p1)
 
     @staticmethod
     def backward(ctx, grad):

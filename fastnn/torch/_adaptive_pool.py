@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 import fastnn
-from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
-from fastnn.torch._pool import IndexScatterFunction
+from fastnn.torch._bridge import apply_function, run_op
+from fastnn.torch._custom_op import op_pair
+from fastnn.torch._pool import pool_outputs, scatter_grad
 
 __all__ = [
     "AdaptiveAvgGradFunction",
@@ -37,40 +38,28 @@ _AVG_BACKWARD = {1: fastnn.adaptive_avg_pool1d_backward, 2: fastnn.adaptive_avg_
 def avg_forward(nd: int, input: torch.Tensor, output_size: list[int]) -> torch.Tensor:
     """fastnn's adaptive_avg_pool{nd}d on a (batched) tensor."""
     op = f"fastnn.torch.adaptive_avg_pool{nd}d"
-    with device_scope(input):
-        return to_tensor(_AVG[nd](to_array(op, "input", input), tuple(output_size)))
+    return run_op(op, _AVG[nd], input, {"input": input}, tuple(output_size))
 
 
 def avg_backward(nd: int, grad_output: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     """Gradient of adaptive_avg_pool{nd}d with respect to its input."""
     op = f"fastnn.torch.adaptive_avg_pool{nd}d backward"
-    with device_scope(input):
-        grad = _AVG_BACKWARD[nd](
-            to_array(op, "grad_output", grad_output), to_array(op, "input", input)
-        )
-        return to_tensor(grad)
+    return run_op(op, _AVG_BACKWARD[nd], input, {"grad_output": grad_output, "input": input})
 
 
 def max_forward(input: torch.Tensor, output_size: list[int]) -> tuple[torch.Tensor, ...]:
     """fastnn's adaptive_max_pool2d on a (batched) tensor: (output, int64 indices)."""
     op = "fastnn.torch.adaptive_max_pool2d"
-    with device_scope(input):
-        y, indices = fastnn.adaptive_max_pool2d(
-            to_array(op, "input", input), tuple(output_size), return_indices=True
-        )
-        return to_tensor(y), to_tensor(indices)
+    fn = fastnn.adaptive_max_pool2d
+    return run_op(op, fn, input, {"input": input}, tuple(output_size), return_indices=True)
 
 
 def max_backward(grad_output, input, indices) -> torch.Tensor:
     """Gradient of adaptive_max_pool2d through the forward pass's ``indices``."""
     op = "fastnn.torch.adaptive_max_pool2d backward"
-    with device_scope(input):
-        grad = fastnn.adaptive_max_pool2d_backward(
-            to_array(op, "grad_output", grad_output),
-            to_array(op, "input", input),
-            to_array(op, "indices", indices, indices=True),
-        )
-        return to_tensor(grad)
+    fn = fastnn.adaptive_max_pool2d_backward
+    tensors = {"grad_output": grad_output, "input": input}
+    return run_op(op, fn, input, tensors, keywords={"indices": indices}, indices=("indices",))
 
 
 class AdaptiveAvgPoolFunction(torch.autograd.Function):
@@ -117,21 +106,15 @@ class AdaptiveMaxPoolFunction(torch.autograd.Function):
     def forward(ctx, input, output_size, return_indices):
         y, indices = max_forward(input, output_size)
         ctx.save_for_backward(input, indices)
-        if return_indices:
-            ctx.mark_non_differentiable(indices)
-            return y, indices
-        return y
+        return pool_outputs(ctx, y, indices, return_indices)
 
     @staticmethod
     def backward(ctx, grad_output, *_grad_indices):
         grad = None
         if ctx.needs_input_grad[0]:
             input, indices = ctx.saved_tensors
-            if torch.is_grad_enabled():  # create_graph: scatter and gather, each the
-                scatter = functools.partial(_scatter_max, input, indices)  # other's gradient
-                grad = apply_function(IndexScatterFunction, grad_output, indices, scatter)
-            else:
-                grad = max_backward(grad_output, input, indices)
+            scatter = functools.partial(_scatter_max, input, indices)
+            grad = scatter_grad(scatter, grad_output, indices)
         return grad, None, None
 
 
@@ -150,18 +133,13 @@ def _out_shape(input: torch.Tensor, output_size: list[int]) -> tuple:
 
 def _register_avg(nd: int) -> Any:
     """``fastnn::adaptive_avg_pool{nd}d`` and its backward."""
-    name = f"fastnn::adaptive_avg_pool{nd}d"
-    forward_op = torch.library.custom_op(
+    name = f"adaptive_avg_pool{nd}d"
+    forward_op, backward_op = op_pair(
         name,
         lambda input, output_size: avg_forward(nd, input, output_size),
-        mutates_args=(),
-        schema="(Tensor input, int[] output_size) -> Tensor",
-    )
-    backward_op = torch.library.custom_op(
-        f"{name}_backward",
+        "(Tensor input, int[] output_size) -> Tensor",
         lambda grad_output, input: avg_backward(nd, grad_output, input),
-        mutates_args=(),
-        schema="(Tensor grad_output, Tensor input) -> Tensor",
+        "(Tensor grad_output, Tensor input) -> Tensor",
     )
     forward_op.register_fake(
         lambda input, output_size: input.new_empty(_out_shape(input, output_size))
@@ -182,17 +160,12 @@ def _register_avg(nd: int) -> Any:
 
 def _register_max() -> Any:
     """``fastnn::adaptive_max_pool2d`` -> (output, indices) and its backward."""
-    forward_op = torch.library.custom_op(
-        "fastnn::adaptive_max_pool2d",
+    forward_op, backward_op = op_pair(
+        "adaptive_max_pool2d",
         max_forward,
-        mutates_args=(),
-        schema="(Tensor input, int[] output_size) -> (Tensor, Tensor)",
-    )
-    backward_op = torch.library.custom_op(
-        "fastnn::adaptive_max_pool2d_backward",
+        "(Tensor input, int[] output_size) -> (Tensor, Tensor)",
         max_backward,
-        mutates_args=(),
-        schema="(Tensor grad_output, Tensor input, Tensor indices) -> Tensor",
+        "(Tensor grad_output, Tensor input, Tensor indices) -> Tensor",
     )
 
     @forward_op.register_fake

@@ -16,6 +16,7 @@ import torch
 import fastnn
 from fastnn.torch._activation_grad import activation_grad
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
+from fastnn.torch._custom_op import op_pair
 
 __all__ = ["AddFunction", "add"]
 
@@ -74,17 +75,12 @@ class AddFunction(torch.autograd.Function):
 # Custom ops, for torch.compile
 # ---------------------------------------------------------------------------------------
 
-_forward_op = torch.library.custom_op(
-    "fastnn::add",
+_forward_op, _backward_op = op_pair(
+    "add",
     add_forward,
-    mutates_args=(),
-    schema="(Tensor a, Tensor b, str activation) -> Tensor",
-)
-_backward_op = torch.library.custom_op(
-    "fastnn::add_backward",
+    "(Tensor a, Tensor b, str activation) -> Tensor",
     add_backward,
-    mutates_args=(),
-    schema="(str activation, Tensor grad_output, Tensor output) -> Tensor",
+    "(str activation, Tensor grad_output, Tensor output) -> Tensor",
 )
 _forward_op.register_fake(
     lambda a, b, activation: torch.empty_like(a, memory_format=torch.contiguous_format)

@@ -32,6 +32,7 @@ __all__ = [
     "apply_function",
     "device_scope",
     "has_cupy",
+    "run_op",
     "runs_here",
     "to_array",
     "to_tensor",
@@ -157,6 +158,40 @@ def apply_function(function: type[torch.autograd.Function], *args: Any) -> Any:
                 if arg.requires_grad:
                     return function.apply(*args)
     return function.forward(_NoGradContext(), *args)
+
+
+def run_op(
+    op: str,
+    fn: Any,
+    scope: torch.Tensor,
+    tensors: dict[str, torch.Tensor | None],
+    *args: Any,
+    optional: tuple[str, ...] = (),
+    indices: tuple[str, ...] = (),
+    keywords: dict[str, torch.Tensor | None] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``fn(*arrays, *args, **kwargs)`` under ``scope``'s :func:`device_scope`: ``arrays``
+    are the :func:`to_array` views of ``tensors`` (in order; the keys name them in ``op``'s
+    errors; those named in ``optional`` may be None), and each of ``keywords`` (None
+    passes as None) goes in as the keyword of its name.  The tensors named in ``indices``
+    hold integers.  The result comes back as a tensor, or a tuple of tensors (a None in
+    it, an output not computed, stays None)."""
+    with device_scope(scope):
+        arrays = [
+            optional_array(op, name, tensor)
+            if name in optional
+            else to_array(op, name, tensor, indices=name in indices)
+            for name, tensor in tensors.items()
+        ]
+        for name, tensor in (keywords or {}).items():
+            kwargs[name] = (
+                None if tensor is None else to_array(op, name, tensor, indices=name in indices)
+            )
+        result = fn(*arrays, *args, **kwargs)
+        if isinstance(result, tuple):
+            return tuple(None if r is None else to_tensor(r) for r in result)
+        return to_tensor(result)
 
 
 def device_scope(tensor: torch.Tensor) -> contextlib.AbstractContextManager:

@@ -17,6 +17,7 @@ The public functions pick 2 in eager mode (less overhead) and 3 while compiling.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -25,7 +26,11 @@ import torch.nn.functional as F
 import fastnn
 from fastnn.ops import activation as _activation_ops
 from fastnn.torch._activation_grad import activation_grad as pointwise_activation_grad
-from fastnn.torch._bridge import apply_function, device_scope, optional_array, to_array, to_tensor
+from fastnn.torch._bridge import (
+    apply_function,
+    run_op,
+)
+from fastnn.torch._custom_op import op_pair
 from fastnn.torch._params import conv_padding, int_list
 
 __all__ = [
@@ -50,19 +55,12 @@ def conv_forward(
     """fastnn's conv{nd}d on tensors; ``padding`` is a list of ints, "same" or "valid";
     ``activation`` (None, "relu", "relu6") is fused into the convolution's output."""
     op = f"fastnn.torch.conv{nd}d"
-    with device_scope(input):
-        y = _FORWARD[nd](
-            to_array(op, "input", input),
-            to_array(op, "weight", weight),
-            optional_array(op, "bias", bias),
-            stride,
-            padding,
-            dilation,
-            groups,
-            algo=algo,
-            activation=activation,
-        )
-        return to_tensor(y)
+    tensors = {"input": input, "weight": weight, "bias": bias}
+    params = (stride, padding, dilation, groups)
+    return run_op(
+        op, _FORWARD[nd], input, tensors, *params, optional=("bias",), algo=algo,
+        activation=activation,
+    )  # fmt: skip
 
 
 def activation_grad(activation: str | None, grad_output: torch.Tensor, output: torch.Tensor):
@@ -74,13 +72,9 @@ def activation_grad(activation: str | None, grad_output: torch.Tensor, output: t
         return grad_output
     if activation == "relu" or activation in _FASTNN_BACKWARD:
         op = "fastnn.torch.conv activation backward"
-        with device_scope(output):
-            g = fastnn.activation_backward(
-                activation,
-                to_array(op, "grad_output", grad_output),
-                to_array(op, "output", output),
-            )
-            return to_tensor(g)
+        tensors = {"grad_output": grad_output, "output": output}
+        fn = functools.partial(fastnn.activation_backward, activation)
+        return run_op(op, fn, output, tensors)
     return torch.where((output <= 0) | (output >= 6), 0, grad_output)
 
 
@@ -88,19 +82,9 @@ def conv_backward(nd, grad_output, input, weight, stride, padding, dilation, gro
     """fastnn's conv{nd}d_backward on tensors: (grad_input, grad_weight, grad_bias), None
     where ``mask`` is False (not computed)."""
     op = f"fastnn.torch.conv{nd}d backward"
-    with device_scope(input):
-        grads = _BACKWARD[nd](
-            to_array(op, "grad_output", grad_output),
-            to_array(op, "input", input),
-            to_array(op, "weight", weight),
-            stride,
-            padding,
-            dilation,
-            groups,
-            algo=algo,
-            output_mask=tuple(mask),
-        )
-        return tuple(None if g is None else to_tensor(g) for g in grads)
+    tensors = {"grad_output": grad_output, "input": input, "weight": weight}
+    params = (stride, padding, dilation, groups)
+    return run_op(op, _BACKWARD[nd], input, tensors, *params, algo=algo, output_mask=tuple(mask))
 
 
 class ConvFunction(torch.autograd.Function):
@@ -204,7 +188,7 @@ def _register(nd: int) -> Any:
     """Define ``fastnn::conv{nd}d`` and ``fastnn::conv{nd}d_backward`` and return the
     forward op.  The backward op returns the gradients selected by ``output_mask``, in
     order, as a list."""
-    name = f"fastnn::conv{nd}d"
+    name = f"conv{nd}d"
 
     def run_forward(
         input, weight, bias, stride, padding, padding_name, dilation, groups, algo,
@@ -224,20 +208,15 @@ def _register(nd: int) -> Any:
         grads = conv_backward(nd, gy, input, weight, stride, pad, dilation, groups, algo, mask)
         return [g for g in grads if g is not None]
 
-    forward_op = torch.library.custom_op(
+    forward_op, backward_op = op_pair(
         name,
         run_forward,
-        mutates_args=(),
-        schema=(
+        (
             f"(Tensor input, Tensor weight, Tensor? bias, {_SIGNATURE}, "
             "str? activation=None) -> Tensor"
         ),
-    )
-    backward_op = torch.library.custom_op(
-        f"{name}_backward",
         run_backward,
-        mutates_args=(),
-        schema=(
+        (
             f"(Tensor grad_output, Tensor input, Tensor weight, {_SIGNATURE}, "
             "bool[] output_mask, Tensor? output=None, str? activation=None) -> Tensor[]"
         ),

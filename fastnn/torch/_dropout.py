@@ -20,6 +20,7 @@ import torch
 
 import fastnn
 from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
+from fastnn.torch._custom_op import op_pair
 
 __all__ = ["DropoutFunction", "DropoutGradFunction", "dropout", "draw_seed"]
 
@@ -97,17 +98,12 @@ class DropoutGradFunction(torch.autograd.Function):
 # Custom ops, for torch.compile
 # ---------------------------------------------------------------------------------------
 
-_forward_op = torch.library.custom_op(
-    "fastnn::dropout",
+_forward_op, _backward_op = op_pair(
+    "dropout",
     dropout_forward,
-    mutates_args=(),
-    schema="(Tensor input, Tensor seed, float p) -> (Tensor, Tensor)",
-)
-_backward_op = torch.library.custom_op(
-    "fastnn::dropout_backward",
+    "(Tensor input, Tensor seed, float p) -> (Tensor, Tensor)",
     dropout_backward,
-    mutates_args=(),
-    schema="(Tensor grad_output, Tensor mask, float p) -> Tensor",
+    "(Tensor grad_output, Tensor mask, float p) -> Tensor",
 )
 
 

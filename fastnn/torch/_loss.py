@@ -8,60 +8,55 @@ per row or element for "none").  ``mse_loss`` is differentiable in its target to
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 import fastnn
 from fastnn.torch._activation import softmax
-from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, run_op
+from fastnn.torch._custom_op import op_pair
 
 __all__ = ["CrossEntropyFunction", "MSELossFunction", "cross_entropy", "mse_loss"]
 
 
 def cross_entropy_forward(input, target, reduction: str) -> torch.Tensor:
     """fastnn's cross_entropy of logits (N, C) against int class indices (N,)."""
-    op = "fastnn.torch.cross_entropy"
-    with device_scope(input):
-        loss = fastnn.cross_entropy(
-            to_array(op, "input", input),
-            to_array(op, "target", target, indices=True),
-            reduction,
-        )
-        return to_tensor(loss)
+    return _run_cross_entropy(
+        "fastnn.torch.cross_entropy", fastnn.cross_entropy, input, target, reduction
+    )
 
 
 def cross_entropy_backward(grad_output, input, target, reduction: str) -> torch.Tensor:
     """Gradient of cross_entropy with respect to the logits, times ``grad_output``."""
     op = "fastnn.torch.cross_entropy backward"
-    with device_scope(input):
-        grad = fastnn.cross_entropy_backward(
-            to_array(op, "input", input),
-            to_array(op, "target", target, indices=True),
-            reduction,
-        )
-        grad = to_tensor(grad)
+    grad = _run_cross_entropy(op, fastnn.cross_entropy_backward, input, target, reduction)
     return grad.mul_(grad_output.unsqueeze(-1) if reduction == "none" else grad_output)
+
+
+def _run_cross_entropy(op: str, fn, input, target, reduction: str) -> torch.Tensor:
+    """``fn`` (fastnn's cross_entropy or its backward) on the logits and the class indices."""
+    tensors = {"input": input, "target": target}
+    return run_op(op, fn, input, tensors, reduction, indices=("target",))
 
 
 def mse_loss_forward(input, target, reduction: str) -> torch.Tensor:
     """fastnn's mse_loss (input and target of the same shape)."""
-    op = "fastnn.torch.mse_loss"
-    with device_scope(input):
-        loss = fastnn.mse_loss(
-            to_array(op, "input", input), to_array(op, "target", target), reduction
-        )
-        return to_tensor(loss)
+    tensors = {"input": input, "target": target}
+    return run_op("fastnn.torch.mse_loss", fastnn.mse_loss, input, tensors, reduction)
 
 
 def mse_loss_backward(grad_output, input, target, reduction: str) -> torch.Tensor:
     """Gradient of mse_loss with respect to ``input``, times ``grad_output`` (the gradient
     with respect to ``target`` is its negation)."""
+    return _mse_grad(input, target, reduction).mul_(grad_output)
+
+
+def _mse_grad(input, target, reduction: str) -> torch.Tensor:
+    """fastnn's mse_loss_backward, for an upstream gradient of 1."""
     op = "fastnn.torch.mse_loss backward"
-    with device_scope(input):
-        grad = fastnn.mse_loss_backward(
-            to_array(op, "input", input), to_array(op, "target", target), reduction
-        )
-        grad = to_tensor(grad)
-    return grad.mul_(grad_output)
+    tensors = {"input": input, "target": target}
+    return run_op(op, fastnn.mse_loss_backward, input, tensors, reduction)
 
 
 class CrossEntropyFunction(torch.autograd.Function):
@@ -131,13 +126,7 @@ class MSEGradFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, reduction):
         ctx.reduction = reduction
-        with device_scope(input):
-            grad = fastnn.mse_loss_backward(
-                to_array("fastnn.torch.mse_loss backward", "input", input),
-                to_array("fastnn.torch.mse_loss backward", "target", target),
-                reduction,
-            )
-            return to_tensor(grad)
+        return _mse_grad(input, target, reduction)
 
     @staticmethod
     def backward(ctx, grad):
@@ -154,58 +143,28 @@ class MSEGradFunction(torch.autograd.Function):
 # ---------------------------------------------------------------------------------------
 
 
-@torch.library.custom_op(
-    "fastnn::cross_entropy",
-    mutates_args=(),
-    schema="(Tensor input, Tensor target, str reduction) -> Tensor",
-)
-def _cross_entropy_op(input, target, reduction):
-    return cross_entropy_forward(input, target, reduction)
+_LOSS_SCHEMA = "(Tensor input, Tensor target, str reduction) -> Tensor"
+_GRAD_SCHEMA = "(Tensor grad_output, Tensor input, Tensor target, str reduction) -> Tensor"
 
 
-@torch.library.custom_op(
-    "fastnn::cross_entropy_backward",
-    mutates_args=(),
-    schema="(Tensor grad_output, Tensor input, Tensor target, str reduction) -> Tensor",
-)
-def _cross_entropy_backward_op(grad_output, input, target, reduction):
-    return cross_entropy_backward(grad_output, input, target, reduction)
+def _register(name: str, forward, backward, unreduced_shape, autograd_backward):
+    """``fastnn::{name}`` and ``fastnn::{name}_backward`` from the tensor-level ``forward``
+    and ``backward``; ``unreduced_shape(input)`` is the loss shape for "none", and
+    ``autograd_backward(backward_op, ctx, grad_output)`` the forward op's gradients."""
+    forward_op, backward_op = op_pair(name, forward, _LOSS_SCHEMA, backward, _GRAD_SCHEMA)
 
+    @forward_op.register_fake
+    def _(input, target, reduction):
+        return input.new_empty(unreduced_shape(input) if reduction == "none" else ())
 
-@torch.library.custom_op(
-    "fastnn::mse_loss",
-    mutates_args=(),
-    schema="(Tensor input, Tensor target, str reduction) -> Tensor",
-)
-def _mse_loss_op(input, target, reduction):
-    return mse_loss_forward(input, target, reduction)
+    @backward_op.register_fake
+    def _(grad_output, input, target, reduction):
+        return input.new_empty(input.shape)
 
-
-@torch.library.custom_op(
-    "fastnn::mse_loss_backward",
-    mutates_args=(),
-    schema="(Tensor grad_output, Tensor input, Tensor target, str reduction) -> Tensor",
-)
-def _mse_loss_backward_op(grad_output, input, target, reduction):
-    return mse_loss_backward(grad_output, input, target, reduction)
-
-
-@_cross_entropy_op.register_fake
-def _(input, target, reduction):
-    return input.new_empty(input.shape[:1] if reduction == "none" else ())
-
-
-@_mse_loss_op.register_fake
-def _(input, target, reduction):
-    return input.new_empty(input.shape if reduction == "none" else ())
-
-
-def _gradient_like_input(grad_output, input, target, reduction):
-    return input.new_empty(input.shape)
-
-
-_cross_entropy_backward_op.register_fake(_gradient_like_input)
-_mse_loss_backward_op.register_fake(_gradient_like_input)
+    forward_op.register_autograd(
+        functools.partial(autograd_backward, backward_op), setup_context=_save_inputs
+    )
+    return forward_op
 
 
 def _save_inputs(ctx, inputs, output):
@@ -214,25 +173,37 @@ def _save_inputs(ctx, inputs, output):
     ctx.reduction = reduction
 
 
-def _cross_entropy_autograd(ctx, grad_output):
+def _cross_entropy_autograd(backward_op, ctx, grad_output):
     input, target = ctx.saved_tensors
     grad = None
     if ctx.needs_input_grad[0]:
-        grad = _cross_entropy_backward_op(grad_output, input, target, ctx.reduction)
+        grad = backward_op(grad_output, input, target, ctx.reduction)
     return grad, None, None
 
 
-def _mse_loss_autograd(ctx, grad_output):
+def _mse_loss_autograd(backward_op, ctx, grad_output):
     input, target = ctx.saved_tensors
     need_input, need_target = ctx.needs_input_grad[:2]
     if not (need_input or need_target):
         return None, None, None
-    grad = _mse_loss_backward_op(grad_output, input, target, ctx.reduction)
+    grad = backward_op(grad_output, input, target, ctx.reduction)
     return (grad if need_input else None), (-grad if need_target else None), None
 
 
-_cross_entropy_op.register_autograd(_cross_entropy_autograd, setup_context=_save_inputs)
-_mse_loss_op.register_autograd(_mse_loss_autograd, setup_context=_save_inputs)
+_cross_entropy_op = _register(
+    "cross_entropy",
+    cross_entropy_forward,
+    cross_entropy_backward,
+    lambda input: input.shape[:1],
+    _cross_entropy_autograd,
+)
+_mse_loss_op = _register(
+    "mse_loss",
+    mse_loss_forward,
+    mse_loss_backward,
+    lambda input: input.shape,
+    _mse_loss_autograd,
+)
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 
 import fastnn
 from fastnn.torch._activation_grad import activation_grad
-from fastnn.torch._bridge import apply_function, device_scope, optional_array, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, run_op
 
 __all__ = ["BatchNormFunction", "batch_norm"]
 
@@ -28,39 +28,36 @@ def batch_norm_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(output, mean, invstd) of fastnn's batch_norm; the running statistics (None or
     tensors) are updated in place when ``training``."""
-    with device_scope(input):
-        y, mean, invstd = fastnn.batch_norm(
-            to_array(_OP, "input", input),
-            optional_array(_OP, "running_mean", running_mean),
-            optional_array(_OP, "running_var", running_var),
-            optional_array(_OP, "weight", weight),
-            optional_array(_OP, "bias", bias),
-            training=training,
-            momentum=momentum,
-            eps=eps,
-            activation=activation,
-            return_stats=True,
-        )
-        return to_tensor(y), to_tensor(mean), to_tensor(invstd)
+    tensors = {
+        "input": input,
+        "running_mean": running_mean,
+        "running_var": running_var,
+        "weight": weight,
+        "bias": bias,
+    }
+    options = {"training": training, "momentum": momentum, "eps": eps, "activation": activation}
+    optional = ("running_mean", "running_var", "weight", "bias")
+    return run_op(_OP, fastnn.batch_norm, input, tensors, optional=optional, return_stats=True,
+                  **options)  # fmt: skip
 
 
 def batch_norm_backward(grad_output, input, weight, mean, invstd, output, training, activation,
                         mask):  # fmt: skip
     """(grad_input, grad_weight, grad_bias), None where ``mask`` is False."""
     op = f"{_OP} backward"
-    with device_scope(input):
-        grads = fastnn.batch_norm_backward(
-            to_array(op, "grad_output", grad_output),
-            to_array(op, "input", input),
-            optional_array(op, "weight", weight),
-            to_array(op, "mean", mean),
-            to_array(op, "invstd", invstd),
-            training=training,
-            output=optional_array(op, "output", output),
-            activation=activation,
-            output_mask=tuple(mask),
-        )
-        return tuple(None if g is None else to_tensor(g) for g in grads)
+    tensors = {"grad_output": grad_output, "input": input, "weight": weight, "mean": mean,
+               "invstd": invstd}  # fmt: skip
+    return run_op(
+        op,
+        fastnn.batch_norm_backward,
+        input,
+        tensors,
+        optional=("weight",),
+        keywords={"output": output},
+        training=training,
+        activation=activation,
+        output_mask=tuple(mask),
+    )
 
 
 class BatchNormFunction(torch.autograd.Function):

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 import fastnn
-from fastnn.torch._bridge import apply_function, device_scope, to_array, to_tensor
+from fastnn.torch._bridge import apply_function, run_op
+from fastnn.torch._custom_op import op_pair
 from fastnn.torch._params import int_list
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "avg_pool2d",
     "max_pool1d",
     "max_pool2d",
+    "pool_outputs",
+    "scatter_grad",
 ]
 
 _MAX = {1: fastnn.max_pool1d, 2: fastnn.max_pool2d}
@@ -42,18 +45,9 @@ _TORCH_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d}
 
 def max_pool_forward(nd, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
     """fastnn's max_pool{nd}d on a tensor: the output, or (output, int64 indices)."""
+    params = (kernel_size, stride, padding, dilation, ceil_mode)
     op = f"fastnn.torch.max_pool{nd}d"
-    with device_scope(input):
-        result = _MAX[nd](
-            to_array(op, "input", input),
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            ceil_mode,
-            return_indices=indices,
-        )
-        return tuple(map(to_tensor, result)) if indices else to_tensor(result)
+    return run_op(op, _MAX[nd], input, {"input": input}, *params, return_indices=indices)
 
 
 def max_pool_backward(
@@ -61,52 +55,34 @@ def max_pool_backward(
 ):
     """Gradient of max_pool{nd}d with respect to its input; ``indices`` (or None: the
     maxima are found again) from the forward pass."""
+    params = (kernel_size, stride, padding, dilation, ceil_mode)
+    tensors = {"grad_output": grad_output, "input": input}
     op = f"fastnn.torch.max_pool{nd}d backward"
-    with device_scope(input):
-        grad = _MAX_BACKWARD[nd](
-            to_array(op, "grad_output", grad_output),
-            to_array(op, "input", input),
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            ceil_mode,
-            indices=None if indices is None else to_array(op, "indices", indices, indices=True),
-        )
-        return to_tensor(grad)
+    return run_op(
+        op,
+        _MAX_BACKWARD[nd],
+        input,
+        tensors,
+        *params,
+        keywords={"indices": indices},
+        indices=("indices",),
+    )
 
 
 def avg_pool_forward(nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad):
     """fastnn's avg_pool{nd}d on a tensor."""
-    op = f"fastnn.torch.avg_pool{nd}d"
-    with device_scope(input):
-        y = _AVG[nd](
-            to_array(op, "input", input),
-            kernel_size,
-            stride,
-            padding,
-            ceil_mode,
-            count_include_pad,
-        )
-        return to_tensor(y)
+    params = (kernel_size, stride, padding, ceil_mode, count_include_pad)
+    return run_op(f"fastnn.torch.avg_pool{nd}d", _AVG[nd], input, {"input": input}, *params)
 
 
 def avg_pool_backward(
     nd, grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad
 ):
     """Gradient of avg_pool{nd}d with respect to its input."""
+    params = (kernel_size, stride, padding, ceil_mode, count_include_pad)
+    tensors = {"grad_output": grad_output, "input": input}
     op = f"fastnn.torch.avg_pool{nd}d backward"
-    with device_scope(input):
-        grad = _AVG_BACKWARD[nd](
-            to_array(op, "grad_output", grad_output),
-            to_array(op, "input", input),
-            kernel_size,
-            stride,
-            padding,
-            ceil_mode,
-            count_include_pad,
-        )
-        return to_tensor(grad)
+    return run_op(op, _AVG_BACKWARD[nd], input, tensors, *params)
 
 
 class MaxPoolFunction(torch.autograd.Function):
@@ -122,10 +98,7 @@ class MaxPoolFunction(torch.autograd.Function):
         ctx.save_for_backward(input)
         ctx.indices = indices
         ctx.params = (nd, *params)
-        if ret:
-            ctx.mark_non_differentiable(indices)
-            return y, indices
-        return y
+        return pool_outputs(ctx, y, indices, ret)
 
     @staticmethod
     def backward(ctx, grad_output, *_grad_indices):
@@ -133,11 +106,8 @@ class MaxPoolFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             (input,) = ctx.saved_tensors
             nd, *params = ctx.params
-            if torch.is_grad_enabled() and ctx.indices is not None:  # create_graph
-                scatter = functools.partial(_scatter_max, nd, input, ctx.indices, params)
-                grad = apply_function(IndexScatterFunction, grad_output, ctx.indices, scatter)
-            else:
-                grad = max_pool_backward(nd, grad_output, input, ctx.indices, *params)
+            scatter = functools.partial(_scatter_max, nd, input, ctx.indices, params)
+            grad = scatter_grad(scatter, grad_output, ctx.indices)
         return None, grad, *[None] * 7
 
 
@@ -193,6 +163,24 @@ def _scatter_max(nd, input, indices, params, grad_output) -> torch.Tensor:
     return max_pool_backward(nd, grad_output, input, indices, *params)
 
 
+def pool_outputs(ctx, y: torch.Tensor, indices, return_indices: bool) -> Any:
+    """A max pooling Function's result: ``y``, or (``y``, ``indices``) with the indices
+    marked non-differentiable."""
+    if return_indices:
+        ctx.mark_non_differentiable(indices)
+        return y, indices
+    return y
+
+
+def scatter_grad(scatter, grad_output: torch.Tensor, indices) -> torch.Tensor:
+    """Max pooling's input gradient ``scatter(grad_output)`` (a fastnn kernel adding each
+    gradient at its maximum, ``indices``); under create_graph (and with ``indices``)
+    through ``IndexScatterFunction``, so that it is differentiable again."""
+    if torch.is_grad_enabled() and indices is not None:
+        return apply_function(IndexScatterFunction, grad_output, indices, scatter)
+    return scatter(grad_output)
+
+
 def gather(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """``values`` (N, C, *spatial) read at the flat spatial ``indices`` (N, C, *out)."""
     flat = values.reshape(*values.shape[:2], -1)
@@ -245,7 +233,7 @@ _AVG_PARAMS = (
 def _register_max(nd: int) -> Any:
     """``fastnn::max_pool{nd}d`` -> (output, indices) and its backward, which scatters
     through the indices."""
-    name = f"fastnn::max_pool{nd}d"
+    name = f"max_pool{nd}d"
 
     def run_forward(input, *params):
         return max_pool_forward(nd, input, *params, True)
@@ -253,17 +241,12 @@ def _register_max(nd: int) -> Any:
     def run_backward(grad_output, input, indices, *params):
         return max_pool_backward(nd, grad_output, input, indices, *params)
 
-    forward_op = torch.library.custom_op(
+    forward_op, backward_op = op_pair(
         name,
         run_forward,
-        mutates_args=(),
-        schema=f"(Tensor input, {_MAX_PARAMS}) -> (Tensor, Tensor)",
-    )
-    backward_op = torch.library.custom_op(
-        f"{name}_backward",
+        f"(Tensor input, {_MAX_PARAMS}) -> (Tensor, Tensor)",
         run_backward,
-        mutates_args=(),
-        schema=f"(Tensor grad_output, Tensor input, Tensor indices, {_MAX_PARAMS}) -> Tensor",
+        f"(Tensor grad_output, Tensor input, Tensor indices, {_MAX_PARAMS}) -> Tensor",
     )
 
     @forward_op.register_fake
@@ -295,7 +278,7 @@ def _register_max(nd: int) -> Any:
 
 def _register_avg(nd: int) -> Any:
     """``fastnn::avg_pool{nd}d`` and its backward."""
-    name = f"fastnn::avg_pool{nd}d"
+    name = f"avg_pool{nd}d"
 
     def run_forward(input, *params):
         return avg_pool_forward(nd, input, *params)
@@ -303,14 +286,12 @@ def _register_avg(nd: int) -> Any:
     def run_backward(grad_output, input, *params):
         return avg_pool_backward(nd, grad_output, input, *params)
 
-    forward_op = torch.library.custom_op(
-        name, run_forward, mutates_args=(), schema=f"(Tensor input, {_AVG_PARAMS}) -> Tensor"
-    )
-    backward_op = torch.library.custom_op(
-        f"{name}_backward",
+    forward_op, backward_op = op_pair(
+        name,
+        run_forward,
+        f"(Tensor input, {_AVG_PARAMS}) -> Tensor",
         run_backward,
-        mutates_args=(),
-        schema=f"(Tensor grad_output, Tensor input, {_AVG_PARAMS}) -> Tensor",
+        f"(Tensor grad_output, Tensor input, {_AVG_PARAMS}) -> Tensor",
     )
 
     @forward_op.register_fake

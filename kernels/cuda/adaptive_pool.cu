@@ -20,6 +20,15 @@ __device__ __forceinline__ int adaptive_end(int i, int in, int out) {
     return (int)(((long long)(i + 1) * in + out - 1) / out);
 }
 
+// [adaptive_start, adaptive_end) of output i, as a pair.
+struct Span {
+    int start, end;
+};
+
+__device__ __forceinline__ Span adaptive_span(int i, int in, int out) {
+    return {adaptive_start(i, in, out), adaptive_end(i, in, out)};
+}
+
 }  // namespace fastnn
 
 template <typename T>
@@ -28,14 +37,10 @@ __global__ void adaptive_avg_forward(const T* __restrict__ x, T* __restrict__ y,
                                      int out_w) {
     const fastnn::index_t total = planes * out_h * out_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int ow = (int)(idx % out_w);
-        const int oh = (int)((idx / out_w) % out_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)out_h * out_w);
+        const auto [plane, oh, ow] = fastnn::plane_position(idx, out_h, out_w);
         const T* xp = x + plane * in_h * in_w;
-        const int h0 = fastnn::adaptive_start(oh, in_h, out_h);
-        const int h1 = fastnn::adaptive_end(oh, in_h, out_h);
-        const int w0 = fastnn::adaptive_start(ow, in_w, out_w);
-        const int w1 = fastnn::adaptive_end(ow, in_w, out_w);
+        const auto [h0, h1] = fastnn::adaptive_span(oh, in_h, out_h);
+        const auto [w0, w1] = fastnn::adaptive_span(ow, in_w, out_w);
         T sum = T(0);
         for (int h = h0; h < h1; ++h) {
             for (int w = w0; w < w1; ++w) sum += xp[(fastnn::index_t)h * in_w + w];
@@ -51,9 +56,7 @@ __global__ void adaptive_avg_backward(const T* __restrict__ gy, T* __restrict__ 
                                       int out_w) {
     const fastnn::index_t total = planes * in_h * in_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int w = (int)(idx % in_w);
-        const int h = (int)((idx / in_w) % in_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)in_h * in_w);
+        const auto [plane, h, w] = fastnn::plane_position(idx, in_h, in_w);
         const T* gp = gy + plane * out_h * out_w;
         T sum = T(0);
         const int oh1 = fastnn::adaptive_end(h, out_h, in_h);
@@ -78,14 +81,10 @@ __global__ void adaptive_max_forward(const T* __restrict__ x, T* __restrict__ y,
                                      int in_h, int in_w, int out_h, int out_w) {
     const fastnn::index_t total = planes * out_h * out_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int ow = (int)(idx % out_w);
-        const int oh = (int)((idx / out_w) % out_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)out_h * out_w);
+        const auto [plane, oh, ow] = fastnn::plane_position(idx, out_h, out_w);
         const T* xp = x + plane * in_h * in_w;
-        const int h0 = fastnn::adaptive_start(oh, in_h, out_h);
-        const int h1 = fastnn::adaptive_end(oh, in_h, out_h);
-        const int w0 = fastnn::adaptive_start(ow, in_w, out_w);
-        const int w1 = fastnn::adaptive_end(ow, in_w, out_w);
+        const auto [h0, h1] = fastnn::adaptive_span(oh, in_h, out_h);
+        const auto [w0, w1] = fastnn::adaptive_span(ow, in_w, out_w);
         long long best_index = (long long)h0 * in_w + w0;
         T best = xp[best_index];
         for (int h = h0; h < h1; ++h) {
@@ -130,9 +129,7 @@ __global__ void adaptive_max_backward_gather(const T* __restrict__ gy,
                                              int in_h, int in_w, int out_h, int out_w) {
     const fastnn::index_t total = planes * in_h * in_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int w = (int)(idx % in_w);
-        const int h = (int)((idx / in_w) % in_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)in_h * in_w);
+        const auto [plane, h, w] = fastnn::plane_position(idx, in_h, in_w);
         const fastnn::index_t base = plane * out_h * out_w;
         const long long me = (long long)h * in_w + w;
         T sum = T(0);

@@ -28,6 +28,33 @@ __device__ __forceinline__ T mask(T g, T y) {
     return g;
 }
 
+// Block (c = blockIdx.x, chunk = blockIdx.y): adds(at, s1, s2) adds the terms of position
+// `at` of x (layout (outer, channels, inner)) to the two sums, over the flat positions
+// [chunk * chunk_len, (chunk + 1) * chunk_len) of channel c's outer * inner values; the
+// block's sums go to partial[(2 chunk) channels + c] and partial[(2 chunk + 1) channels + c].
+// `scratch`: the kernel's __shared__ double[FASTNN_THREADS].
+template <typename Adds>
+__device__ __forceinline__ void chunk_sums(fastnn::index_t outer, int channels,
+                                           fastnn::index_t inner, fastnn::index_t chunk_len,
+                                           double* __restrict__ partial, double* scratch,
+                                           Adds adds) {
+    const int c = blockIdx.x;
+    const fastnn::index_t count = outer * inner;
+    const fastnn::index_t begin = (fastnn::index_t)blockIdx.y * chunk_len;
+    const fastnn::index_t end = fastnn::smaller(begin + chunk_len, count);
+    double s1 = 0.0, s2 = 0.0;
+    for (fastnn::index_t q = begin + threadIdx.x; q < end; q += FASTNN_THREADS) {
+        fastnn::index_t o = q / inner;
+        adds((o * channels + c) * inner + (q - o * inner), s1, s2);
+    }
+    s1 = fastnn::block_sum<FASTNN_THREADS>(s1, scratch);
+    s2 = fastnn::block_sum<FASTNN_THREADS>(s2, scratch);
+    if (threadIdx.x == 0) {
+        partial[((fastnn::index_t)blockIdx.y * 2) * channels + c] = s1;
+        partial[((fastnn::index_t)blockIdx.y * 2 + 1) * channels + c] = s2;
+    }
+}
+
 }  // namespace fastnn_bn
 
 // Block (c, chunk): shifted sums of channel c over flat positions [chunk * chunk_len,
@@ -38,24 +65,13 @@ __global__ void bn_stats_partial(const T* __restrict__ x, fastnn::index_t outer,
                                  double* __restrict__ partial) {
     __shared__ double scratch[FASTNN_THREADS];
     const int c = blockIdx.x;
-    const fastnn::index_t count = outer * inner;
-    const fastnn::index_t begin = (fastnn::index_t)blockIdx.y * chunk_len;
-    const fastnn::index_t end = fastnn::smaller(begin + chunk_len, count);
     const double k = (double)x[(fastnn::index_t)c * inner];
-    double s1 = 0.0, s2 = 0.0;
-    for (fastnn::index_t q = begin + threadIdx.x; q < end; q += FASTNN_THREADS) {
-        fastnn::index_t o = q / inner;
-        fastnn::index_t p = q - o * inner;
-        double d = (double)x[(o * channels + c) * inner + p] - k;
+    auto adds = [&](fastnn::index_t at, double& s1, double& s2) {
+        const double d = (double)x[at] - k;
         s1 += d;
         s2 += d * d;
-    }
-    s1 = fastnn::block_sum<FASTNN_THREADS>(s1, scratch);
-    s2 = fastnn::block_sum<FASTNN_THREADS>(s2, scratch);
-    if (threadIdx.x == 0) {
-        partial[((fastnn::index_t)blockIdx.y * 2) * channels + c] = s1;
-        partial[((fastnn::index_t)blockIdx.y * 2 + 1) * channels + c] = s2;
-    }
+    };
+    fastnn_bn::chunk_sums(outer, channels, inner, chunk_len, partial, scratch, adds);
 }
 
 // One thread per channel: mean and invstd in T, and (update != 0) the running statistics
@@ -123,24 +139,13 @@ __global__ void bn_grad_partial(const T* __restrict__ g, const T* __restrict__ x
                                 fastnn::index_t chunk_len, double* __restrict__ partial) {
     __shared__ double scratch[FASTNN_THREADS];
     const int c = blockIdx.x;
-    const fastnn::index_t count = outer * inner;
-    const fastnn::index_t begin = (fastnn::index_t)blockIdx.y * chunk_len;
-    const fastnn::index_t end = fastnn::smaller(begin + chunk_len, count);
     const double m = (double)mean[c];
-    double s1 = 0.0, s2 = 0.0;
-    for (fastnn::index_t q = begin + threadIdx.x; q < end; q += FASTNN_THREADS) {
-        fastnn::index_t o = q / inner;
-        fastnn::index_t at = (o * channels + c) * inner + (q - o * inner);
-        double gv = (double)fastnn_bn::mask<ACT>(g[at], y[at]);
+    auto adds = [&](fastnn::index_t at, double& s1, double& s2) {
+        const double gv = (double)fastnn_bn::mask<ACT>(g[at], y[at]);
         s1 += gv;
         s2 += gv * ((double)x[at] - m);
-    }
-    s1 = fastnn::block_sum<FASTNN_THREADS>(s1, scratch);
-    s2 = fastnn::block_sum<FASTNN_THREADS>(s2, scratch);
-    if (threadIdx.x == 0) {
-        partial[((fastnn::index_t)blockIdx.y * 2) * channels + c] = s1;
-        partial[((fastnn::index_t)blockIdx.y * 2 + 1) * channels + c] = s2;
-    }
+    };
+    fastnn_bn::chunk_sums(outer, channels, inner, chunk_len, partial, scratch, adds);
 }
 
 // One thread per channel: sums[c] = sum g', sums[channels + c] = sum g' xhat; grad_weight

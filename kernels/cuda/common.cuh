@@ -25,6 +25,21 @@ typedef long long index_t;
     for (fastnn::index_t i = (fastnn::index_t)blockIdx.x * blockDim.x + threadIdx.x;      \
          i < (n); i += (fastnn::index_t)blockDim.x * gridDim.x)
 
+// Where flat index idx of a C-contiguous (planes, rows, cols) array lies, in that order, so
+// that a kernel writes `const auto [plane, h, w] = fastnn::plane_position(idx, rows, cols);`.
+struct PlanePosition {
+    index_t plane;
+    int row, col;
+};
+
+__device__ __forceinline__ PlanePosition plane_position(index_t idx, int rows, int cols) {
+    PlanePosition at;  // col, row, plane: this order gives the same PTX as the open-coded form
+    at.col = (int)(idx % cols);
+    at.row = (int)((idx / cols) % rows);
+    at.plane = idx / ((index_t)rows * cols);
+    return at;
+}
+
 // ---------------------------------------------------------------------------------------
 // Math by element type (the float versions stay in single precision)
 // ---------------------------------------------------------------------------------------
@@ -125,36 +140,48 @@ __device__ __forceinline__ T gradient_from_output(T g, T y) {
 // Block reductions (deterministic: a fixed tree over the threads of one block)
 // ---------------------------------------------------------------------------------------
 
-// Sum of v over the THREADS threads of the block; every thread gets the result.
-// `scratch` is a __shared__ array of THREADS elements; blockDim.x must equal THREADS (a
-// power of two) and every thread of the block must call this (it synchronises).
-template <int THREADS, typename A>
-__device__ __forceinline__ A block_sum(A v, A* scratch) {
-    scratch[threadIdx.x] = v;
-    __syncthreads();
-    for (int half = THREADS / 2; half > 0; half /= 2) {
-        if ((int)threadIdx.x < half) scratch[threadIdx.x] += scratch[threadIdx.x + half];
-        __syncthreads();
-    }
-    A total = scratch[0];
-    __syncthreads();  // scratch may be reused right after
-    return total;
-}
-
-// Maximum of v over the block, NaN if any thread holds NaN (same contract as block_sum).
-template <int THREADS, typename A>
-__device__ __forceinline__ A block_max(A v, A* scratch) {
+// combine(v) of all THREADS threads of the block, by a fixed tree; every thread gets the
+// result.  `scratch` is a __shared__ array of THREADS elements; blockDim.x must equal THREADS
+// (a power of two) and every thread of the block must call this (it synchronises).
+template <int THREADS, typename A, typename Combine>
+__device__ __forceinline__ A block_reduce(A v, A* scratch, Combine combine) {
     scratch[threadIdx.x] = v;
     __syncthreads();
     for (int half = THREADS / 2; half > 0; half /= 2) {
         if ((int)threadIdx.x < half) {
-            scratch[threadIdx.x] = nan_max(scratch[threadIdx.x], scratch[threadIdx.x + half]);
+            scratch[threadIdx.x] = combine(scratch[threadIdx.x], scratch[threadIdx.x + half]);
         }
         __syncthreads();
     }
     A result = scratch[0];
-    __syncthreads();
+    __syncthreads();  // scratch may be reused right after
     return result;
+}
+
+struct Plus {
+    template <typename A>
+    __device__ __forceinline__ A operator()(A a, A b) const {
+        return a + b;
+    }
+};
+
+struct NanMax {
+    template <typename A>
+    __device__ __forceinline__ A operator()(A a, A b) const {
+        return nan_max(a, b);
+    }
+};
+
+// Sum of v over the THREADS threads of the block (contract of block_reduce).
+template <int THREADS, typename A>
+__device__ __forceinline__ A block_sum(A v, A* scratch) {
+    return block_reduce<THREADS>(v, scratch, Plus());
+}
+
+// Maximum of v over the block, NaN if any thread holds NaN (contract of block_reduce).
+template <int THREADS, typename A>
+__device__ __forceinline__ A block_max(A v, A* scratch) {
+    return block_reduce<THREADS>(v, scratch, NanMax());
 }
 
 }  // namespace fastnn

@@ -22,9 +22,7 @@ __global__ void conv_direct_forward(const T* __restrict__ x, const T* __restrict
     const int group_out = out_c / groups;
     const fastnn::index_t total = (fastnn::index_t)images * out_c * out_h * out_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int ow = (int)(idx % out_w);
-        const int oh = (int)((idx / out_w) % out_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)out_h * out_w);  // n * C_out + k
+        const auto [plane, oh, ow] = fastnn::plane_position(idx, out_h, out_w);  // n * C_out + k
         const int k = (int)(plane % out_c);
         const int n = (int)(plane / out_c);
         const int first_channel = (k / group_out) * group_in;
@@ -57,9 +55,7 @@ __global__ void conv_direct_backward_input(const T* __restrict__ gy, const T* __
     const int group_out = out_c / groups;
     const fastnn::index_t total = (fastnn::index_t)images * in_c * in_h * in_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int col = (int)(idx % in_w);
-        const int h = (int)((idx / in_w) % in_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)in_h * in_w);  // n * C_in + c
+        const auto [plane, h, col] = fastnn::plane_position(idx, in_h, in_w);  // n * C_in + c
         const int c = (int)(plane % in_c);
         const int n = (int)(plane / in_c);
         const int g = c / group_in;

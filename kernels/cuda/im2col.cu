@@ -50,9 +50,7 @@ __global__ void col2im(const T* __restrict__ col, T* __restrict__ x, int images,
                        fastnn::index_t row_step, fastnn::index_t image_step) {
     const fastnn::index_t total = (fastnn::index_t)images * channels * in_h * in_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int w = (int)(idx % in_w);
-        const int h = (int)((idx / in_w) % in_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)in_h * in_w);  // n * C + c
+        const auto [plane, h, w] = fastnn::plane_position(idx, in_h, in_w);  // n * C + c
         const int c = (int)(plane % channels);
         const int n = (int)(plane / channels);
         T acc = T(0);

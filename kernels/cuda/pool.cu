@@ -21,9 +21,7 @@ __global__ void max_pool_forward(const T* __restrict__ x, T* __restrict__ y,
                                  int dil_w) {
     const fastnn::index_t total = planes * out_h * out_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int ow = (int)(idx % out_w);
-        const int oh = (int)((idx / out_w) % out_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)out_h * out_w);
+        const auto [plane, oh, ow] = fastnn::plane_position(idx, out_h, out_w);
         const T* xp = x + plane * in_h * in_w;
         T best = T(0);
         long long best_index = -1;
@@ -75,9 +73,7 @@ __global__ void max_pool_backward_gather(const T* __restrict__ gy,
                                          int dil_h, int dil_w) {
     const fastnn::index_t total = planes * in_h * in_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int w = (int)(idx % in_w);
-        const int h = (int)((idx / in_w) % in_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)in_h * in_w);
+        const auto [plane, h, w] = fastnn::plane_position(idx, in_h, in_w);
         const long long here = (long long)h * in_w + w;
         const fastnn::index_t first = plane * out_h * out_w;
         T acc = T(0);
@@ -134,9 +130,7 @@ __global__ void avg_pool_forward(const T* __restrict__ x, T* __restrict__ y,
                                  int pad_h, int pad_w, int count_include_pad) {
     const fastnn::index_t total = planes * out_h * out_w;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int ow = (int)(idx % out_w);
-        const int oh = (int)((idx / out_w) % out_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)out_h * out_w);
+        const auto [plane, oh, ow] = fastnn::plane_position(idx, out_h, out_w);
         const T* xp = x + plane * in_h * in_w;
         const int h0 = oh * stride_h - pad_h;
         const int w0 = ow * stride_w - pad_w;
@@ -161,9 +155,7 @@ __global__ void avg_pool_backward(const T* __restrict__ gy, T* __restrict__ gx,
     const fastnn::index_t total = planes * in_h * in_w;
     const bool include = count_include_pad != 0;
     FASTNN_GRID_STRIDE(idx, total) {
-        const int w = (int)(idx % in_w);
-        const int h = (int)((idx / in_w) % in_h);
-        const fastnn::index_t plane = idx / ((fastnn::index_t)in_h * in_w);
+        const auto [plane, h, w] = fastnn::plane_position(idx, in_h, in_w);
         const T* gp = gy + plane * out_h * out_w;
         // Windows o with o * stride - pad <= h < o * stride - pad + k.
         const int lo_h = fastnn::larger(0, (h + pad_h - k_h + stride_h) / stride_h);

@@ -39,6 +39,12 @@ def end(i, size, out):
     return ((i + 1) * size + out - 1) // out
 
 
+@cuda.jit(device=True, inline=True)
+def span(i, size, out):
+    """``(start, end)`` of adaptive window ``i``."""
+    return start(i, size, out), end(i, size, out)
+
+
 @functools.cache
 def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
     """The adaptive pooling kernels for ``dtype``; x, gx: (planes, H, W); out, gy, idx:
@@ -58,8 +64,8 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
             pc, oh, ow = split3(f, ho_size, wo_size)
-            h0, h1 = start(oh, height, ho_size), end(oh, height, ho_size)
-            w0, w1 = start(ow, width, wo_size), end(ow, width, wo_size)
+            h0, h1 = span(oh, height, ho_size)
+            w0, w1 = span(ow, width, wo_size)
             s = zero
             for h in range(h0, h1):
                 for w in range(w0, w1):
@@ -86,8 +92,8 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
             pc, oh, ow = split3(f, ho_size, wo_size)
-            h0, h1 = start(oh, height, ho_size), end(oh, height, ho_size)
-            w0, w1 = start(ow, width, wo_size), end(ow, width, wo_size)
+            h0, h1 = span(oh, height, ho_size)
+            w0, w1 = span(ow, width, wo_size)
             best = x[pc, h0, w0]
             best_index = h0 * width + w0
             for h in range(h0, h1):

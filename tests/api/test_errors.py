@@ -346,3 +346,45 @@ def test_gpu_backend_on_this_machine_raises_runtime_error_with_reason():
             continue
         with pytest.raises(RuntimeError, match=re.escape(reason)):
             fastnn.relu(np.ones(3, f32), backend=name)
+
+
+def _none_cases():
+    """(op, call with None in one required array argument, that argument's name)."""
+    x = np.ones((2, 3, 8, 8), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    rows, weight = np.ones((2, 3), np.float32), np.ones((4, 3), np.float32)
+    pooled, conv_out = np.ones((2, 3, 4, 4), np.float32), np.ones((2, 4, 6, 6), np.float32)
+    stats = (np.zeros(3, np.float32), np.ones(3, np.float32))
+    return [
+        ("max_pool2d_backward", lambda: fastnn.max_pool2d_backward(None, x, 2), "grad_output"),
+        ("avg_pool2d_backward", lambda: fastnn.avg_pool2d_backward(pooled, None, 2), "input"),
+        ("conv2d", lambda: fastnn.conv2d(x, None), "weight"),
+        ("conv2d_backward", lambda: fastnn.conv2d_backward(conv_out, None, w), "input"),
+        ("linear_backward", lambda: fastnn.linear_backward(None, rows, weight), "grad_output"),
+        ("gemm", lambda: fastnn.gemm(None, rows), "a"),
+        ("activation_backward", lambda: fastnn.activation_backward("relu", None, x), "grad_output"),
+        ("softmax_backward", lambda: fastnn.softmax_backward(x, None, 1), "output"),
+        ("mse_loss", lambda: fastnn.mse_loss(x, None), "target"),
+        (
+            "adaptive_avg_pool2d_backward",
+            lambda: fastnn.adaptive_avg_pool2d_backward(None, x),
+            "grad_output",
+        ),
+        (
+            "batch_norm_backward",
+            lambda: fastnn.batch_norm_backward(None, x, None, *stats),
+            "grad_output",
+        ),
+        ("batch_norm_elemt", lambda: fastnn.batch_norm_elemt(x, None, stats[1]), "mean"),
+        ("add", lambda: fastnn.add(x, None), "b"),
+        ("dense_grads", lambda: fastnn.dense_grads(None, rows), "delta"),
+        ("silu_backward", lambda: fastnn.silu_backward(x, None), "input"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "op, call, name", _none_cases(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_none_for_a_required_array_is_a_type_error_naming_it(op, call, name):
+    with pytest.raises(TypeError, match=rf"^{op}: {name} must be an array"):
+        call()

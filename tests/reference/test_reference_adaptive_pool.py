@@ -40,6 +40,15 @@ def test_window_bounds_follow_pytorch_rule():
             assert start[0] == 0 and end[-1] == size
 
 
+def _torch_grad(torch, xt, yt, gy: np.ndarray) -> np.ndarray:
+    """The gradient ``gy`` of torch output ``yt`` sends back to its input ``xt`` (zeros
+    for an empty input, which autograd leaves without a gradient)."""
+    if xt.numel() == 0:
+        return np.zeros(tuple(xt.shape))
+    yt.backward(torch.tensor(gy))
+    return xt.grad.numpy()
+
+
 @requires_torch
 @pytest.mark.parametrize("nd", [1, 2])
 def test_adaptive_avg_pool_matches_torch(rng, nd):
@@ -56,11 +65,7 @@ def test_adaptive_avg_pool_matches_torch(rng, nd):
         y = ours(x, size, backend="reference")
         assert_close(y, yt.detach().numpy(), what=f"{shape} -> {size}")
         gy = rng.standard_normal(y.shape)
-        if x.size:
-            yt.backward(torch.tensor(gy))
-            want = xt.grad.numpy()
-        else:
-            want = np.zeros(shape)
+        want = _torch_grad(torch, xt, yt, gy)
         gx = backward[nd](gy, x, backend="reference")
         assert_close(gx, want, what=f"backward {shape} -> {size}")
 
@@ -85,11 +90,7 @@ def test_adaptive_max_pool2d_matches_torch_with_ties_and_nan(rng):
         assert np.array_equal(fastnn.adaptive_max_pool2d(x, size, backend="reference"), y,
                               equal_nan=True)  # fmt: skip
         gy = rng.standard_normal(y.shape)
-        if x.size:
-            yt.backward(torch.tensor(gy))
-            want = xt.grad.numpy()
-        else:
-            want = np.zeros(shape)
+        want = _torch_grad(torch, xt, yt, gy)
         for indices in (None, index):
             gx = fastnn.adaptive_max_pool2d_backward(gy, x, indices, backend="reference")
             assert_close(gx, want, what=f"{shape} -> {size}")

@@ -5,6 +5,7 @@ reduce.cu's sum_finish, which also applies 1/count for "mean"."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cupy
@@ -55,32 +56,12 @@ def _pointwise_backward(loss: str, x: Any, t: Any, reduction: str) -> Any:
     return gx
 
 
-@register("mse_loss", "cupy")
-@cupy_arrays
-def mse_loss(x: Any, t: Any, reduction: str) -> Any:
-    """(x - t)^2, reduced."""
-    return _pointwise("mse", x, t, reduction)
-
-
-@register("mse_loss_backward", "cupy")
-@cupy_arrays
-def mse_loss_backward(x: Any, t: Any, reduction: str) -> Any:
-    """2 (x - t), / count for "mean"."""
-    return _pointwise_backward("mse", x, t, reduction)
-
-
-@register("binary_cross_entropy", "cupy")
-@cupy_arrays
-def binary_cross_entropy(x: Any, t: Any, reduction: str) -> Any:
-    """-(t log p + (1 - t) log(1 - p)), each log clamped at -100, reduced."""
-    return _pointwise("binary_cross_entropy", x, t, reduction)
-
-
-@register("binary_cross_entropy_backward", "cupy")
-@cupy_arrays
-def binary_cross_entropy_backward(x: Any, t: Any, reduction: str) -> Any:
-    """(p - t) / max(p (1 - p), 1e-12), / count for "mean"."""
-    return _pointwise_backward("binary_cross_entropy", x, t, reduction)
+# mse_loss: (x - t)^2, gradient 2 (x - t); binary_cross_entropy: -(t log p + (1 - t)
+# log(1 - p)), each log clamped at -100, gradient (p - t) / max(p (1 - p), 1e-12).  The
+# gradients are divided by the count for "mean".
+for _op, _loss in (("mse_loss", "mse"), ("binary_cross_entropy", "binary_cross_entropy")):
+    register(_op, "cupy")(cupy_arrays(functools.partial(_pointwise, _loss)))
+    register(f"{_op}_backward", "cupy")(cupy_arrays(functools.partial(_pointwise_backward, _loss)))
 
 
 @register("cross_entropy", "cupy")

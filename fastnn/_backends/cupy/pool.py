@@ -11,6 +11,7 @@ positions, but not what the forward pass gives), a per-plane serial scatter take
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import cupy
@@ -42,12 +43,46 @@ def _sizes(geom: PoolGeometry, dilation: bool = True) -> tuple:
     return tuple(i32(v) for v in values)
 
 
-def _max_indices(x: Any, geom: PoolGeometry, y: Any, indices: Any | None) -> None:
-    with_indices = indices is not None
-    kern = kernel("pool.cu", "max_pool_forward", x.dtype, with_indices)
+def _mapped(file: str, name: str, src: Any, shape: tuple, *extra: Any) -> Any:
+    """A new array of ``shape`` (``src``'s dtype) that kernel ``name`` of ``file`` fills,
+    one thread an element, from ``src`` and the ``extra`` arguments."""
+    out = cupy.empty(shape, dtype=src.dtype)
+    launch_1d(kernel(file, name, src.dtype), out.size, (contiguous(src), out, *extra))
+    return out
+
+
+def _max_forward(file: str, name: str, x: Any, y: Any, indices: Any | None, sizes: tuple) -> None:
+    """Run max-pool kernel ``name`` of ``file`` into ``y`` (and ``indices`` if not None)."""
+    kern = kernel(file, name, x.dtype, indices is not None)
     if indices is None:
         indices = cupy.empty((1,), dtype=np.int64)  # not written
-    launch_1d(kern, y.size, (contiguous(x), y, indices, i64(_planes(geom)), *_sizes(geom)))
+    launch_1d(kern, y.size, (contiguous(x), y, indices, *sizes))
+
+
+def _max_pooled(
+    forward: Callable[[Any, Any, Any, Any | None], None], x: Any, geom: Any, return_indices: bool
+) -> Any:
+    """The pooled maxima of ``x`` (``forward`` fills them), with their int64 positions
+    when ``return_indices``."""
+    y = cupy.empty(geom.output_shape, dtype=x.dtype)
+    indices = cupy.empty(geom.output_shape, dtype=np.int64) if return_indices else None
+    forward(x, geom, y, indices)
+    return (y, indices) if return_indices else y
+
+
+def _scatter(gy: Any, indices: Any, gx: Any, planes: int, geom: Any) -> Any:
+    """pool.cu's per-plane serial scatter of ``gy`` into ``gx`` (zeroed first) at
+    ``indices``, for caller indices that are not taps of their own windows."""
+    gx.fill(0)
+    kern = kernel("pool.cu", "max_pool_backward_scatter", gy.dtype)
+    outputs, inputs = math.prod(geom.out_size), math.prod(geom.in_size)
+    args = (contiguous(gy), indices, gx, i64(planes), i64(outputs), i64(inputs))
+    launch_1d(kern, planes, args)
+    return gx
+
+
+def _max_indices(x: Any, geom: PoolGeometry, y: Any, indices: Any | None) -> None:
+    _max_forward("pool.cu", "max_pool_forward", x, y, indices, (i64(_planes(geom)), *_sizes(geom)))
 
 
 @register("max_pool1d", "cupy")
@@ -55,10 +90,7 @@ def _max_indices(x: Any, geom: PoolGeometry, y: Any, indices: Any | None) -> Non
 @cupy_arrays
 def max_pool(x: Any, geom: PoolGeometry, return_indices: bool) -> Any:
     """The maximum of every window (NaN propagates), with its int64 flat position."""
-    y = cupy.empty(geom.output_shape, dtype=x.dtype)
-    indices = cupy.empty(geom.output_shape, dtype=np.int64) if return_indices else None
-    _max_indices(x, geom, y, indices)
-    return (y, indices) if return_indices else y
+    return _max_pooled(_max_indices, x, geom, return_indices)
 
 
 def _windows_hold(indices: Any, geom: PoolGeometry) -> bool:
@@ -83,13 +115,7 @@ def max_pool_backward(gy: Any, x: Any, geom: PoolGeometry, indices: Any | None) 
     else:
         indices = contiguous(indices, dtype=np.int64)
         if not _windows_hold(indices, geom):
-            gx.fill(0)
-            kern = kernel("pool.cu", "max_pool_backward_scatter", gy.dtype)
-            planes = _planes(geom)
-            outputs, inputs = math.prod(geom.out_size), math.prod(geom.in_size)
-            args = (contiguous(gy), indices, gx, i64(planes), i64(outputs), i64(inputs))
-            launch_1d(kern, planes, args)
-            return gx
+            return _scatter(gy, indices, gx, _planes(geom), geom)
     kern = kernel("pool.cu", "max_pool_backward_gather", gy.dtype)
     args = (contiguous(gy), indices, gx, i64(_planes(geom)), *_sizes(geom))
     launch_1d(kern, gx.size, args)
@@ -101,12 +127,8 @@ def max_pool_backward(gy: Any, x: Any, geom: PoolGeometry, indices: Any | None) 
 @cupy_arrays
 def avg_pool(x: Any, geom: PoolGeometry, count_include_pad: bool) -> Any:
     """The mean of every window (divisor by PyTorch's rule)."""
-    y = cupy.empty(geom.output_shape, dtype=x.dtype)
-    kern = kernel("pool.cu", "avg_pool_forward", x.dtype)
-    sizes = _sizes(geom, dilation=False)
-    args = (contiguous(x), y, i64(_planes(geom)), *sizes, i32(count_include_pad))
-    launch_1d(kern, y.size, args)
-    return y
+    sizes = (i64(_planes(geom)), *_sizes(geom, dilation=False), i32(count_include_pad))
+    return _mapped("pool.cu", "avg_pool_forward", x, geom.output_shape, *sizes)
 
 
 @register("avg_pool1d_backward", "cupy")
@@ -114,12 +136,8 @@ def avg_pool(x: Any, geom: PoolGeometry, count_include_pad: bool) -> Any:
 @cupy_arrays
 def avg_pool_backward(gy: Any, geom: PoolGeometry, count_include_pad: bool) -> Any:
     """Every element of a window gets the window's gradient / its divisor."""
-    gx = cupy.empty(geom.input_shape, dtype=gy.dtype)
-    kern = kernel("pool.cu", "avg_pool_backward", gy.dtype)
-    sizes = _sizes(geom, dilation=False)
-    args = (contiguous(gy), gx, i64(_planes(geom)), *sizes, i32(count_include_pad))
-    launch_1d(kern, gx.size, args)
-    return gx
+    sizes = (i64(_planes(geom)), *_sizes(geom, dilation=False), i32(count_include_pad))
+    return _mapped("pool.cu", "avg_pool_backward", gy, geom.input_shape, *sizes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,11 +151,7 @@ def _adaptive_sizes(geom: AdaptiveGeometry) -> tuple:
 
 
 def _adaptive_max(x: Any, geom: AdaptiveGeometry, y: Any, indices: Any | None) -> None:
-    with_indices = indices is not None
-    kern = kernel("adaptive_pool.cu", "adaptive_max_forward", x.dtype, with_indices)
-    if indices is None:
-        indices = cupy.empty((1,), dtype=np.int64)  # not written
-    launch_1d(kern, y.size, (contiguous(x), y, indices, *_adaptive_sizes(geom)))
+    _max_forward("adaptive_pool.cu", "adaptive_max_forward", x, y, indices, _adaptive_sizes(geom))
 
 
 @register("adaptive_avg_pool1d", "cupy")
@@ -145,10 +159,8 @@ def _adaptive_max(x: Any, geom: AdaptiveGeometry, y: Any, indices: Any | None) -
 @cupy_arrays
 def adaptive_avg_pool(x: Any, geom: AdaptiveGeometry) -> Any:
     """The mean of every adaptive window."""
-    y = cupy.empty(geom.output_shape, dtype=x.dtype)
-    kern = kernel("adaptive_pool.cu", "adaptive_avg_forward", x.dtype)
-    launch_1d(kern, y.size, (contiguous(x), y, *_adaptive_sizes(geom)))
-    return y
+    sizes = _adaptive_sizes(geom)
+    return _mapped("adaptive_pool.cu", "adaptive_avg_forward", x, geom.output_shape, *sizes)
 
 
 @register("adaptive_avg_pool1d_backward", "cupy")
@@ -156,20 +168,15 @@ def adaptive_avg_pool(x: Any, geom: AdaptiveGeometry) -> Any:
 @cupy_arrays
 def adaptive_avg_pool_backward(gy: Any, geom: AdaptiveGeometry) -> Any:
     """Every element gets gy / size of each window that contains it (a gather)."""
-    gx = cupy.empty(geom.input_shape, dtype=gy.dtype)
-    kern = kernel("adaptive_pool.cu", "adaptive_avg_backward", gy.dtype)
-    launch_1d(kern, gx.size, (contiguous(gy), gx, *_adaptive_sizes(geom)))
-    return gx
+    sizes = _adaptive_sizes(geom)
+    return _mapped("adaptive_pool.cu", "adaptive_avg_backward", gy, geom.input_shape, *sizes)
 
 
 @register("adaptive_max_pool2d", "cupy")
 @cupy_arrays
 def adaptive_max_pool(x: Any, geom: AdaptiveGeometry, return_indices: bool) -> Any:
     """The maximum of every adaptive window (NaN propagates), with its int64 position."""
-    y = cupy.empty(geom.output_shape, dtype=x.dtype)
-    indices = cupy.empty(geom.output_shape, dtype=np.int64) if return_indices else None
-    _adaptive_max(x, geom, y, indices)
-    return (y, indices) if return_indices else y
+    return _max_pooled(_adaptive_max, x, geom, return_indices)
 
 
 @register("adaptive_max_pool2d_backward", "cupy")
@@ -189,12 +196,7 @@ def adaptive_max_pool_backward(gy: Any, x: Any, geom: AdaptiveGeometry, indices:
         kern = kernel("adaptive_pool.cu", "adaptive_max_check_indices", np.float32)
         launch_1d(kern, indices.size, (indices, bad, *_adaptive_sizes(geom)))
         if int(bad[0]):
-            gx.fill(0)
-            kern = kernel("pool.cu", "max_pool_backward_scatter", gy.dtype)
-            outputs, inputs = math.prod(geom.out_size), math.prod(geom.in_size)
-            args = (contiguous(gy), indices, gx, i64(geom.planes), i64(outputs), i64(inputs))
-            launch_1d(kern, geom.planes, args)
-            return gx
+            return _scatter(gy, indices, gx, geom.planes, geom)
     kern = kernel("adaptive_pool.cu", "adaptive_max_backward_gather", gy.dtype)
     launch_1d(kern, gx.size, (contiguous(gy), indices, gx, *_adaptive_sizes(geom)))
     return gx

@@ -115,6 +115,23 @@ def choose_algo(
     )
 
 
+def run_chosen(
+    geom: ConvGeometry,
+    algo: str,
+    which: str,
+    dtype: Any,
+    direct: Callable[[], None],
+    im2col: Callable[[], None],
+) -> None:
+    """Run one pass (``which`` as in :func:`choose_algo`) with the algorithm chosen for it:
+    ``direct()`` or ``im2col()``."""
+
+    def run(name: str) -> None:
+        (direct if name == "direct" else im2col)()
+
+    run(choose_algo(geom, algo, which, dtype, run))
+
+
 def chunk_images(geom: ConvGeometry, per_image_bytes: int) -> int:
     """Images per chunk: as many as fit in COLUMN_BUDGET (at least one)."""
     return max(1, min(geom.batch, COLUMN_BUDGET // max(1, per_image_bytes)))
@@ -142,14 +159,11 @@ def _conv(x, w, b, geom: ConvGeometry, algo: str, activation: str | None = None)
     p = geom.plane
     x4, w4 = _views(x, w, p)
     out4 = out.reshape(p.n, p.k, p.ho, p.wo)
-
-    def run(name: str) -> None:
-        if name == "direct":
-            direct_forward(x4, w4, b, out4, p, activation)
-        else:
-            im2col_forward(x4, w4, b, out4, geom, activation)
-
-    run(choose_algo(geom, algo, "forward", x.dtype, run))
+    run_chosen(
+        geom, algo, "forward", x.dtype,
+        lambda: direct_forward(x4, w4, b, out4, p, activation),
+        lambda: im2col_forward(x4, w4, b, out4, geom, activation),
+    )  # fmt: skip
     return out
 
 
@@ -213,28 +227,22 @@ def _conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         grad_input = empty(geom.input_shape, x.dtype)
         gx4 = grad_input.reshape(x4.shape)
         if grad_input.size:
-
-            def run_input(name: str) -> None:
-                if name == "direct":
-                    _direct_grad_input(gy4, w4, gx4, p)
-                else:
-                    _im2col_grad_input(gy4, w4, gx4, geom)
-
-            run_input(choose_algo(geom, algo, "input", x.dtype, run_input))
+            run_chosen(
+                geom, algo, "input", x.dtype,
+                lambda: _direct_grad_input(gy4, w4, gx4, p),
+                lambda: _im2col_grad_input(gy4, w4, gx4, geom),
+            )  # fmt: skip
     if mask[1]:
         if p.n == 0:  # a sum over no images
             grad_weight = zeros(geom.weight_shape, x.dtype)
         else:
             grad_weight = empty(geom.weight_shape, x.dtype)
             gw4 = grad_weight.reshape(w4.shape)
-
-            def run_weight(name: str) -> None:
-                if name == "direct":
-                    _direct_grad_weight(gy4, x4, gw4, p)
-                else:
-                    _im2col_grad_weight(gy4, x4, gw4, geom)
-
-            run_weight(choose_algo(geom, algo, "weight", x.dtype, run_weight))
+            run_chosen(
+                geom, algo, "weight", x.dtype,
+                lambda: _direct_grad_weight(gy4, x4, gw4, p),
+                lambda: _im2col_grad_weight(gy4, x4, gw4, geom),
+            )  # fmt: skip
     if mask[2]:
         grad_bias = axis_sums(gy.reshape(p.n, p.k, p.ho * p.wo))
     return grad_input, grad_weight, grad_bias

@@ -8,6 +8,7 @@ team of threads per row first.  Gradients are one launch each.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -69,28 +70,12 @@ def _pointwise_grad(loss: int, x: Any, t: Any, reduction: str) -> Any:
     return out
 
 
-@register("mse_loss", "numba-cuda")
-@device_arrays
-def _mse(x, t, reduction: str):
-    return _pointwise(MSE, x, t, reduction)
-
-
-@register("binary_cross_entropy", "numba-cuda")
-@device_arrays
-def _bce(x, t, reduction: str):
-    return _pointwise(BCE, x, t, reduction)
-
-
-@register("mse_loss_backward", "numba-cuda")
-@device_arrays
-def _mse_backward(x, t, reduction: str):
-    return _pointwise_grad(MSE, x, t, reduction)
-
-
-@register("binary_cross_entropy_backward", "numba-cuda")
-@device_arrays
-def _bce_backward(x, t, reduction: str):
-    return _pointwise_grad(BCE, x, t, reduction)
+# mse_loss, binary_cross_entropy and their backward: one kernel each, told the loss by code.
+for _op, _code in (("mse_loss", MSE), ("binary_cross_entropy", BCE)):
+    register(_op, "numba-cuda")(device_arrays(functools.partial(_pointwise, _code)))
+    register(f"{_op}_backward", "numba-cuda")(
+        device_arrays(functools.partial(_pointwise_grad, _code))
+    )
 
 
 def rows_launch(rows: int, length: int) -> tuple[int, int, int]:

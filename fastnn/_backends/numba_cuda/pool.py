@@ -35,17 +35,39 @@ def _run(kernel: Any, n: int, *args: Any) -> None:
     launch(kernel, blocks, threads, *args)
 
 
+def _mapped(kernel: Any, src: Any, geom: Any, views: tuple, forward: bool, *extra: Any) -> Any:
+    """A new output (``forward``) or input-shaped array that ``kernel`` fills, one thread
+    an element, from ``src``; ``views`` are the (planes, h, w) shapes of input and output."""
+    shape, src3, dst3 = (
+        (geom.output_shape, *views) if forward else (geom.input_shape, *reversed(views))
+    )
+    out = empty(shape, src.dtype)
+    _run(kernel, out.size, src.reshape(src3), out.reshape(dst3), *extra)
+    return out
+
+
+def _maxima(kernel: Any, x: Any, geom: Any, views: tuple, indices: bool, *extra: Any) -> tuple:
+    """(output, int64 indices or None) of max-pool ``kernel`` over ``x`` (``views`` as in
+    :func:`_mapped`)."""
+    out = empty(geom.output_shape, x.dtype)
+    idx = empty(geom.output_shape, np.int64) if indices else None
+    idx3 = idx.reshape(views[1]) if idx is not None else None
+    _run(kernel, out.size, x.reshape(views[0]), out.reshape(views[1]), idx3, *extra)
+    return out, idx
+
+
+def _views(geom: PoolGeometry) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The (planes, h, w) shapes of the input and the output of ``geom``."""
+    height, width, *_, ho, wo = window(geom)
+    planes = geom.batch * geom.channels
+    return (planes, height, width), (planes, ho, wo)
+
+
 def max_indices(x: Any, geom: PoolGeometry, with_indices: bool) -> tuple[Any, Any]:
     """(output, int64 indices or None) of max pooling ``x``."""
-    height, width, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo = window(geom)
-    out = empty(geom.output_shape, x.dtype)
-    idx = empty(geom.output_shape, np.int64) if with_indices else None
-    idx3 = _planes(idx, geom, ho, wo) if idx is not None else None
-    _run(
-        pool_kernels(x.dtype).max_forward, out.size, _planes(x, geom, height, width),
-        _planes(out, geom, ho, wo), idx3, kh, kw, sh, sw, ph, pw, dh, dw,
-    )  # fmt: skip
-    return out, idx
+    taps = window(geom)[2:10]
+    kernel = pool_kernels(x.dtype).max_forward
+    return _maxima(kernel, x, geom, _views(geom), with_indices, *taps)
 
 
 @register("max_pool1d", "numba-cuda")
@@ -92,26 +114,16 @@ def _indices_are_taps(indices: Any, geom: PoolGeometry, kernels: Any) -> bool:
 @register("avg_pool2d", "numba-cuda")
 @device_arrays
 def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
-    height, width, kh, kw, sh, sw, ph, pw, _, _, ho, wo = window(geom)
-    out = empty(geom.output_shape, x.dtype)
-    _run(
-        pool_kernels(x.dtype).avg_forward, out.size, _planes(x, geom, height, width),
-        _planes(out, geom, ho, wo), kh, kw, sh, sw, ph, pw, count_include_pad,
-    )  # fmt: skip
-    return out
+    taps = (*window(geom)[2:8], count_include_pad)
+    return _mapped(pool_kernels(x.dtype).avg_forward, x, geom, _views(geom), True, *taps)
 
 
 @register("avg_pool1d_backward", "numba-cuda")
 @register("avg_pool2d_backward", "numba-cuda")
 @device_arrays
 def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
-    height, width, kh, kw, sh, sw, ph, pw, _, _, ho, wo = window(geom)
-    gx = empty(geom.input_shape, gy.dtype)
-    _run(
-        pool_kernels(gy.dtype).avg_backward, gx.size, _planes(gy, geom, ho, wo),
-        _planes(gx, geom, height, width), kh, kw, sh, sw, ph, pw, count_include_pad,
-    )  # fmt: skip
-    return gx
+    taps = (*window(geom)[2:8], count_include_pad)
+    return _mapped(pool_kernels(gy.dtype).avg_backward, gy, geom, _views(geom), False, *taps)
 
 
 # ---------------------------------------------------------------------------------------
@@ -119,44 +131,35 @@ def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
 # ---------------------------------------------------------------------------------------
 
 
-def _adaptive_planes(a: Any, geom: AdaptiveGeometry, output: bool) -> Any:
+def _adaptive_views(geom: AdaptiveGeometry) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The (planes, h, w) shapes of the input and the output of ``geom``."""
     h, w, ho, wo = geom.plane
-    return a.reshape(geom.planes, ho, wo) if output else a.reshape(geom.planes, h, w)
+    return (geom.planes, h, w), (geom.planes, ho, wo)
+
+
+def _adaptive_planes(a: Any, geom: AdaptiveGeometry, output: bool) -> Any:
+    return a.reshape(_adaptive_views(geom)[output])
 
 
 def _adaptive_max(x: Any, geom: AdaptiveGeometry, with_indices: bool) -> tuple[Any, Any]:
-    out = empty(geom.output_shape, x.dtype)
-    idx = empty(geom.output_shape, np.int64) if with_indices else None
-    idx3 = _adaptive_planes(idx, geom, True) if idx is not None else None
-    _run(
-        adaptive_kernels(x.dtype).max_forward, out.size, _adaptive_planes(x, geom, False),
-        _adaptive_planes(out, geom, True), idx3,
-    )  # fmt: skip
-    return out, idx
+    kernel = adaptive_kernels(x.dtype).max_forward
+    return _maxima(kernel, x, geom, _adaptive_views(geom), with_indices)
 
 
 @register("adaptive_avg_pool1d", "numba-cuda")
 @register("adaptive_avg_pool2d", "numba-cuda")
 @device_arrays
 def _adaptive_avg_pool(x, geom: AdaptiveGeometry):
-    out = empty(geom.output_shape, x.dtype)
-    _run(
-        adaptive_kernels(x.dtype).avg_forward, out.size, _adaptive_planes(x, geom, False),
-        _adaptive_planes(out, geom, True),
-    )  # fmt: skip
-    return out
+    kernel = adaptive_kernels(x.dtype).avg_forward
+    return _mapped(kernel, x, geom, _adaptive_views(geom), True)
 
 
 @register("adaptive_avg_pool1d_backward", "numba-cuda")
 @register("adaptive_avg_pool2d_backward", "numba-cuda")
 @device_arrays
 def _adaptive_avg_pool_backward(gy, geom: AdaptiveGeometry):
-    gx = empty(geom.input_shape, gy.dtype)
-    _run(
-        adaptive_kernels(gy.dtype).avg_backward, gx.size, _adaptive_planes(gy, geom, True),
-        _adaptive_planes(gx, geom, False),
-    )  # fmt: skip
-    return gx
+    kernel = adaptive_kernels(gy.dtype).avg_backward
+    return _mapped(kernel, gy, geom, _adaptive_views(geom), False)
 
 
 @register("adaptive_max_pool2d", "numba-cuda")

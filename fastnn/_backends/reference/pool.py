@@ -66,29 +66,36 @@ def _max_scan(x, geom: PoolGeometry):
     return best, index
 
 
-def _max_pool(x, geom: PoolGeometry, return_indices: bool):
-    best, index = _max_scan(x, geom)
+def _maxima(scan, x, geom, return_indices: bool):
+    """The output of a max pooling whose ``scan(x, geom)`` gives (maxima, argmaxes)."""
+    best, index = scan(x, geom)
     out = finish(best.reshape(geom.output_shape), x.dtype)
     if return_indices:
         return out, np.ascontiguousarray(index.reshape(geom.output_shape))
     return out
 
 
-def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
-    if indices is None:
-        _, index = _max_scan(x, geom)
-    else:
-        index = np.asarray(indices, dtype=np.int64)
-    n, c = geom.batch, geom.channels
-    plane = int(np.prod(geom.in_size))
-    gx = np.zeros((n, c, plane))
+def _to_argmax(scan, gy, x, geom, indices):
+    """The gradient of a max pooling (``scan`` as in :func:`_maxima`): each output sends its
+    gradient to its argmax (``indices``, or found again in ``x``); repeated argmaxes (as in
+    overlapping windows) add up."""
+    index = scan(x, geom)[1] if indices is None else np.asarray(indices, dtype=np.int64)
+    planes = geom.batch * geom.channels
     windows = int(np.prod(geom.out_size))  # explicit: reshape(-1) fails for an empty batch
-    flat_index = index.reshape(n, c, windows)
-    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
-    # each output sends its gradient to its argmax; repeated argmaxes add up.  (Every window
-    # holds an input element: fastnn._geometry rejects windows that read only padding.)
-    np.add.at(gx, (nn[..., None], cc[..., None], flat_index), f64(gy).reshape(n, c, windows))
+    gx = np.zeros((planes, int(np.prod(geom.in_size))))
+    rows = np.arange(planes)[:, None]
+    np.add.at(gx, (rows, index.reshape(planes, windows)), f64(gy).reshape(planes, windows))
     return finish(gx.reshape(geom.input_shape), gy.dtype)
+
+
+def _max_pool(x, geom: PoolGeometry, return_indices: bool):
+    return _maxima(_max_scan, x, geom, return_indices)
+
+
+def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
+    # (every window holds an input element: fastnn._geometry rejects windows that read
+    # only padding)
+    return _to_argmax(_max_scan, gy, x, geom, indices)
 
 
 def _divisors(geom: PoolGeometry, count_include_pad: bool) -> np.ndarray:
@@ -189,24 +196,11 @@ def _adaptive_max_scan(x, geom: AdaptiveGeometry):
 
 
 def _adaptive_max_pool(x, geom: AdaptiveGeometry, return_indices: bool):
-    best, index = _adaptive_max_scan(x, geom)
-    out = finish(best.reshape(geom.output_shape), x.dtype)
-    if return_indices:
-        return out, np.ascontiguousarray(index.reshape(geom.output_shape))
-    return out
+    return _maxima(_adaptive_max_scan, x, geom, return_indices)
 
 
 def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
-    if indices is None:
-        _, index = _adaptive_max_scan(x, geom)
-    else:
-        index = np.asarray(indices, dtype=np.int64)
-    h, w, ho, wo = geom.plane
-    gx = np.zeros((geom.planes, h * w))
-    rows = np.arange(geom.planes)[:, None]
-    # repeated argmaxes (overlapping windows) add up
-    np.add.at(gx, (rows, index.reshape(geom.planes, ho * wo)), f64(gy).reshape(-1, ho * wo))
-    return finish(gx.reshape(geom.input_shape), gy.dtype)
+    return _to_argmax(_adaptive_max_scan, gy, x, geom, indices)
 
 
 register("adaptive_avg_pool1d", "reference")(_adaptive_avg_pool)
