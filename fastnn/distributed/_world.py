@@ -153,10 +153,17 @@ def barrier() -> None:
             world.comm.Barrier()
 
 
+#: Seconds between writing the reason of an abort and MPI_Abort: the launcher forwards each
+#: rank's output through its own proxy, and an abort that tears the job down at once can
+#: lose the very message that says why (seen with the mpich wheel's hydra).
+ABORT_GRACE_SECONDS = 0.5
+
+
 def _abort(message: str, code: int = 1) -> None:
     sys.stdout.flush()
     sys.stderr.write(message)
     sys.stderr.flush()
+    time.sleep(ABORT_GRACE_SECONDS)
     _WORLD.comm.Abort(code)
 
 
