@@ -54,13 +54,11 @@ def one_thread():
 
 @pytest.fixture(params=["auto", "blas", "blocked"])
 def gemm_engine(request, monkeypatch) -> str:
-    """Run the test with the CPU GEMM's engine heuristic, then forcing each engine."""
-    if request.param != "auto":
-        from fastnn._backends.cpu import _gemm
+    """Run the test with the CPU GEMM's measured engine choice, then forcing each engine."""
+    from fastnn._backends.cpu import _gemm
 
-        use_blas = request.param == "blas"
-        monkeypatch.setattr(_gemm, "prefers_blas", lambda m, n, k, epilogue: use_blas)
-    return request.param
+    with _gemm.forced_engine(None if request.param == "auto" else request.param):
+        yield request.param
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Memoised geometry: a training loop calls the same layer with the same parameters over
 and over, and validating them costs ~10 us of Python.  Only calls whose parameters are
-plain ints, strs, bools, None or tuples of ints are memoised, keyed with their types so
-that True never stands in for 1; anything else (lists, numpy ints) is validated afresh.
-Geometries are frozen, so sharing one is safe; errors are never cached.
+plain ints, strs, bools, None or tuples of exact ints are memoised, keyed with a mask of
+their bools so that True never stands in for 1; anything else (lists, numpy ints) is
+validated afresh.  Geometries are frozen, so sharing one is safe; errors are never cached.
 """
 
 from __future__ import annotations
@@ -11,38 +11,13 @@ import functools
 from collections.abc import Callable
 from typing import TypeVar
 
+from fastnn.kernels.cpu import memo as _compiled
+
 _G = TypeVar("_G")
-_MEMO_LIMIT = 4096
-_SCALARS = frozenset({int, str, bool, type(None)})
-
-
-def memo_key(args: tuple) -> tuple | None:
-    """``(args, their types)``, or None when an argument is not a plain scalar or a tuple
-    of exact ints (the types keep True from standing in for 1 at the top level; inside a
-    tuple only exact ints are accepted)."""
-    kinds = tuple(map(type, args))
-    for value, kind in zip(args, kinds):
-        if kind is tuple:
-            for v in value:
-                if type(v) is not int:
-                    return None
-        elif kind not in _SCALARS:
-            return None
-    return (args, kinds)
-
-
-def memoised(memo: dict, build, args: tuple):
-    """``build(*args)``, served from ``memo`` when the arguments make a :func:`memo_key`."""
-    key = memo_key(args)
-    if key is None:
-        return build(*args)
-    geometry = memo.get(key)
-    if geometry is None:
-        geometry = build(*args)
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        memo[key] = geometry
-    return geometry
+# memo_key and memoised are compiled (kernels/cpu/memo.pyx): deciding in Python whether the
+# arguments can key a memo cost ~0.8 us per call, most of a small pooling call's budget.
+memo_key = _compiled.memo_key
+memoised = _compiled.memoised
 
 
 def memoise(build: Callable[..., _G]) -> Callable[..., _G]:

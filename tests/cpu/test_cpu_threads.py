@@ -60,7 +60,7 @@ def _as_list(result):
 
 @pytest.mark.parametrize("engine", ["blas", "blocked"])
 def test_one_and_two_threads_agree(engine, restore_threads, rng, monkeypatch):
-    monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: engine == "blas")
+    monkeypatch.setattr(engines, "_forced", [engine])
     work = _workloads(rng)
     fastnn.set_num_threads(1)
     serial = {name: _as_list(call()) for name, call in work}
@@ -115,7 +115,7 @@ def test_blas_path_splits_the_result_over_our_threads_with_blas_pinned(
     (The split threshold is lowered so that these small products split.)"""
     if _threads.blas_num_threads() is None:
         pytest.skip("threadpoolctl cannot control this BLAS")
-    monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: True)
+    monkeypatch.setattr(engines, "_forced", ["blas"])
     monkeypatch.setattr(engines, "_calibrated", True)
     before = engines._k.flops_per_thread()
     engines._k.set_flops_per_thread(1.0)
@@ -138,7 +138,7 @@ def test_blas_path_makes_one_call_when_a_split_would_not_pay(restore_threads, mo
     outside any parallel region, with the BLAS at fastnn's thread count."""
     if _threads.blas_num_threads() is None:
         pytest.skip("threadpoolctl cannot control this BLAS")
-    monkeypatch.setattr(engines, "prefers_blas", lambda m, n, k, epilogue: True)
+    monkeypatch.setattr(engines, "_forced", ["blas"])
     seen = _record_blas_calls(monkeypatch)
     fastnn.set_num_threads(3)
     for shape in ((5, 2), (5, 3)):  # under the threshold; fewer rows than one block

@@ -1,16 +1,20 @@
 """GEMM on the CPU: fastnn's blocked kernel or SciPy's BLAS, whichever is faster for the
 shape, and the fused epilogues (bias + activation, multiply by f'(u)) the dense ops need.
 
-Both engines live in kernels/cpu/gemm.pyx.  :func:`prefers_blas` encodes where each wins
-(measured with bench/scripts/cpu_dense.py gemm-engines); :func:`matmul` is the one entry
+Both engines live in kernels/cpu/gemm.pyx.  Which one runs a product is measured on the
+first product of each shape class and remembered in fastnn's autotune cache
+(:func:`_use_blas`); :func:`prefers_blas` is the prior.  :func:`matmul` is the one entry
 point the dense and backprop wrappers use.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 
-from fastnn import _isa
+from fastnn import _autotune, _isa
 from fastnn._machine import best_seconds
 from fastnn._threads import (
     blas_for_call,
@@ -88,7 +92,9 @@ def _measure_short_k(level: int) -> int:
 
 
 def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
-    """Whether SciPy's BLAS beats the blocked kernel for an (m x k) @ (k x n) product.
+    """The prior for whether SciPy's BLAS beats the blocked kernel for an (m x k) @ (k x n)
+    product: the engine timed first on a new shape class, and the choice where nothing is
+    timed (autotuning off, products over MEASURE_FLOPS_LIMIT).
 
     Measured on the development machine (AVX2, Zen 4), one thread, CPU time, interleaved
     (bench/scripts/cpu_dense.py gemm-engines --threads 1 --clock thread): the blocked
@@ -111,6 +117,89 @@ def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
     return min(m, n) >= 1024 and k >= (1024 if epilogue else 512)
 
 
+#: Products of more flops than this are not timed on first use: both engines run them
+#: within ~10% of each other (see :func:`prefers_blas`) and timing them would cost more
+#: than it could save; the prior decides.
+MEASURE_FLOPS_LIMIT = 2e9
+#: (m, n, k, transposes, epilogue, dtype, threads, autotune generation) -> BLAS?
+_engine_memo: dict[tuple, bool] = {}
+_ENGINE_MEMO_LIMIT = 4096
+#: "blas" or "blocked" to force an engine (tests; :func:`forced_engine`), None to choose.
+_forced: list[str | None] = [None]
+
+
+@contextlib.contextmanager
+def forced_engine(name: str | None) -> Iterator[None]:
+    """Run every product inside the ``with`` block on engine ``name`` ("blas" or
+    "blocked"; None: the measured choice)."""
+    if name not in (None, "blas", "blocked"):
+        raise ValueError(f"engine must be 'blas', 'blocked' or None, got {name!r}")
+    previous = _forced[0]
+    _forced[0] = name
+    try:
+        yield
+    finally:
+        _forced[0] = previous
+
+
+def _bucket(x: int) -> int | tuple[int, int]:
+    """Sizes up to 16 as they are, larger ones in half-octaves (two leading bits)."""
+    if x <= 16:
+        return x
+    bits = x.bit_length()
+    return (bits, (x >> (bits - 2)) & 1)
+
+
+def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> bool:
+    """Whether BLAS runs the products of ``key`` (see :func:`matmul`): measured on the
+    first product of its shape class (sizes in half-octaves, transposes, epilogue, dtype,
+    threads) through fastnn's autotune cache, which keeps the answer across processes;
+    :func:`prefers_blas` is the prior (the first candidate timed, and the answer when
+    autotuning is off or the product too large to time)."""
+    m, n, k = key[:3]
+    if not _k.blas_fits(m, n, k):
+        choice = False
+    else:
+        prior = prefers_blas(m, n, k, epilogue)
+        if not _autotune.autotune_enabled() or 2.0 * m * n * k > MEASURE_FLOPS_LIMIT:
+            choice = prior
+        else:
+            engines = {"blas": lambda: _blas(*args), "blocked": lambda: _blocked(*args)}
+            if not prior:
+                engines = {"blocked": engines["blocked"], "blas": engines["blas"]}
+            shape_class = (_bucket(m), _bucket(n), _bucket(k), *key[3:-1])
+            name = "|".join(map(str, shape_class)).replace(" ", "")
+            choice = _autotune.choose(f"gemm-engine|{name}", engines, repeats=5) == "blas"
+    if len(_engine_memo) >= _ENGINE_MEMO_LIMIT:
+        _engine_memo.clear()
+    _engine_memo[key] = choice
+    return choice
+
+
+def _blas(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> np.ndarray:
+    """The product through SciPy's BLAS, then the epilogue in a pass of its own."""
+    m = a.shape[1] if trans_a else a.shape[0]
+    k = a.shape[0] if trans_a else a.shape[1]
+    n = b.shape[0] if trans_b else b.shape[1]
+    if _k.blas_threads(m, n, k, threads) == 1:  # one call, outside any parallel region
+        blas_for_call()
+        out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, 1)
+    else:
+        # Our threads each make a one-thread BLAS call on a block of the result: an
+        # OpenBLAS pool left spinning after a threaded call would slow the kernels after.
+        with limit_blas_threads():
+            out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, threads)
+    if act != 0 or bias is not None or u is not None:
+        _k.epilogue(out, act, bias, u, threads)
+    return out
+
+
+def _blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> np.ndarray:
+    """The product on fastnn's blocked kernel, the epilogue fused into its write-out."""
+    level = _isa.level_code("gemm")  # measured once per CPU (fastnn._isa)
+    return _k.blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads, level)
+
+
 def matmul(
     a: np.ndarray,
     b: np.ndarray,
@@ -125,7 +214,8 @@ def matmul(
     u: np.ndarray | None = None,
 ) -> np.ndarray:
     """A new C-contiguous ``alpha * op(a) @ op(b) + beta * c`` followed by the epilogue:
-    ``act(. + bias)``, or ``. * act'(u)`` when ``u`` is given (act is a kernel code)."""
+    ``act(. + bias)``, or ``. * act'(u)`` when ``u`` is given (act is a kernel code).
+    The engine (BLAS or the blocked kernel) is the faster one for the shape, measured."""
     m = a.shape[1] if trans_a else a.shape[0]
     k = a.shape[0] if trans_a else a.shape[1]
     n = b.shape[0] if trans_b else b.shape[1]
@@ -133,17 +223,12 @@ def matmul(
     if not _calibrated:
         calibrate()
     epilogue = act != 0 or bias is not None or u is not None
-    if prefers_blas(m, n, k, epilogue):
-        if _k.blas_threads(m, n, k, threads) == 1:  # one call, outside any parallel region
-            blas_for_call()
-            out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, 1)
-        else:
-            # Our threads each make a one-thread BLAS call on a block of the result: an
-            # OpenBLAS pool left spinning after a threaded call would slow the kernels after.
-            with limit_blas_threads():
-                out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, threads)
-        if epilogue:
-            _k.epilogue(out, act, bias, u, threads)
-        return out
-    level = _isa.level_code("gemm")  # measured once per CPU (fastnn._isa)
-    return _k.blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads, level)
+    args = (a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads)
+    if _forced[0] is None:
+        key = (m, n, k, trans_a, trans_b, epilogue, a.dtype.char, threads, _autotune.generation())
+        use_blas = _engine_memo.get(key)
+        if use_blas is None:
+            use_blas = _choose_engine(key, args, epilogue)
+    else:
+        use_blas = _forced[0] == "blas"
+    return _blas(*args) if use_blas else _blocked(*args)

@@ -14,6 +14,7 @@ outputs stop faulting.  Arrays under 1 MiB come from NumPy as usual.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -41,11 +42,10 @@ def empty(size: int, dtype) -> np.ndarray:
 
 def empty_shaped(shape: tuple[int, ...], dtype) -> np.ndarray:
     """A new C-contiguous array of ``shape`` (memory from the cache when large)."""
-    size = 1
-    for n in shape:
-        size *= n
-    if size * np.dtype(dtype).itemsize < _k.MIN_BYTES:  # the small calls' fast path
-        return np.empty(shape, dtype=dtype)
+    size = math.prod(shape)
+    itemsize = dtype.itemsize if isinstance(dtype, np.dtype) else np.dtype(dtype).itemsize
+    if size * itemsize < _k.MIN_BYTES:  # the small calls' fast path
+        return np.empty(shape, dtype)
     return _k.empty(size, dtype).reshape(shape)
 
 

@@ -1,0 +1,85 @@
+"""The CPU GEMM's engine (SciPy's BLAS or fastnn's blocked kernel) is measured on the
+first product of each shape class, remembered, and overridable; both engines give the
+float64 reference's result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _autotune
+from fastnn._backends.cpu import _gemm
+from tests.utils import assert_close
+
+
+@pytest.fixture
+def fresh_engines(monkeypatch, tmp_path):
+    """An empty engine memo and autotune cache for the test."""
+    monkeypatch.setattr(_gemm, "_engine_memo", {})
+    monkeypatch.setattr(_autotune, "_memory", {})
+    fastnn.autotune(True, cache=tmp_path / "autotune.json")
+    yield
+    fastnn.autotune(True)
+
+
+def test_first_product_of_a_shape_class_is_timed_once(fresh_engines, rng):
+    a = rng.standard_normal((37, 20)).astype(np.float32)
+    b = rng.standard_normal((20, 9)).astype(np.float32)
+    with _autotune.recording() as first:
+        out = fastnn.gemm(a, b)
+    assert len(first.timed) == 1 and first.timed[0].startswith("gemm-engine|")
+    assert first.choices[first.timed[0]] in ("blas", "blocked")
+    assert_close(out, a.astype(np.float64) @ b, rtol=1e-5)
+    # the same class (38 rows share 37's half-octave) and a later call: nothing timed
+    a2 = rng.standard_normal((38, 20)).astype(np.float32)
+    with _autotune.recording() as again:
+        out2 = fastnn.gemm(a2, b)
+        fastnn.gemm(a, b)
+    assert again.timed == []
+    assert_close(out2, a2.astype(np.float64) @ b, rtol=1e-5)
+
+
+def test_the_choice_persists_across_a_cleared_memo(fresh_engines, rng):
+    a = rng.standard_normal((12, 70)).astype(np.float64)
+    fastnn.gemm(a, a, trans_b=True)
+    _gemm._engine_memo.clear()
+    with _autotune.recording() as record:
+        fastnn.gemm(a, a, trans_b=True)
+    assert record.timed == [] and len(record.choices) == 1
+
+
+@pytest.mark.parametrize("prior", [True, False])
+def test_without_autotuning_the_prior_decides(fresh_engines, monkeypatch, rng, prior):
+    fastnn.autotune(False)
+    monkeypatch.setattr(_gemm, "prefers_blas", lambda m, n, k, epilogue: prior)
+    calls = []
+    real_blas, real_blocked = _gemm._blas, _gemm._blocked
+    monkeypatch.setattr(_gemm, "_blas", lambda *a: calls.append("blas") or real_blas(*a))
+    monkeypatch.setattr(_gemm, "_blocked", lambda *a: calls.append("blocked") or real_blocked(*a))
+    a = rng.standard_normal((9, 11))
+    with _autotune.recording() as record:
+        out = fastnn.gemm(a, a, trans_b=True)
+    assert record.timed == []
+    assert calls == ["blas" if prior else "blocked"]
+    assert_close(out, a @ a.T)
+
+
+@pytest.mark.parametrize("engine", ["blas", "blocked"])
+def test_forced_engine_runs_that_engine(engine, monkeypatch, rng):
+    calls = []
+    real = getattr(_gemm, f"_{engine}")
+    monkeypatch.setattr(_gemm, f"_{engine}", lambda *a: calls.append(engine) or real(*a))
+    a = rng.standard_normal((6, 5)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    w = rng.standard_normal((4, 5)).astype(np.float32)
+    with _gemm.forced_engine(engine):
+        out = fastnn.linear(a, w, bias, activation="relu")
+    assert calls == [engine]
+    assert_close(out, np.maximum(a.astype(np.float64) @ w.T + bias, 0), rtol=1e-5)
+
+
+def test_forced_engine_rejects_unknown_names():
+    with pytest.raises(ValueError, match="engine must be"):
+        with _gemm.forced_engine("mkl"):
+            pass
