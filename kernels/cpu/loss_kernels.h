@@ -113,11 +113,16 @@ FNN_INLINE double fnn_bce_term(double p, double t) {
         (const T* restrict x, const ptrdiff_t* restrict target, ptrdiff_t rows,           \
          ptrdiff_t c, double* restrict nll),                                              \
         (x, target, rows, c, nll), {                                                      \
-        for (ptrdiff_t r = 0; r < rows; ++r) {                                            \
-            const T* restrict xr = x + r * c;                                             \
-            T m = fnn_row_max_##SUFFIX(xr, c);                                            \
-            double s = fnn_row_sum_exp_##SUFFIX(xr, NULL, c, m);                          \
-            nll[r] = log(s) - ((double)xr[target[r]] - (double)m);                        \
+        T m[FNN_ROW_BLOCK]; /* phases over blocks of rows, as in fnn_softmax_rows */     \
+        for (ptrdiff_t r0 = 0; r0 < rows; r0 += FNN_ROW_BLOCK) {                          \
+            ptrdiff_t nb = rows - r0 < FNN_ROW_BLOCK ? rows - r0 : FNN_ROW_BLOCK;         \
+            const T* restrict xb = x + r0 * c;                                            \
+            for (ptrdiff_t i = 0; i < nb; ++i) m[i] = fnn_row_max_##SUFFIX(xb + i * c, c); \
+            for (ptrdiff_t i = 0; i < nb; ++i)                                            \
+                nll[r0 + i] = fnn_row_sum_exp_##SUFFIX(xb + i * c, NULL, c, m[i]);        \
+            for (ptrdiff_t i = 0; i < nb; ++i)                                            \
+                nll[r0 + i] = log(nll[r0 + i]) -                                          \
+                              ((double)xb[i * c + target[r0 + i]] - (double)m[i]);        \
         }                                                                                 \
     })                                                                                    \
                                                                                           \
