@@ -173,3 +173,8 @@ def backward_extra(int act, object grad, object v, int num_threads, double p0=0.
         raise ValueError("activation backward: grad and v must have one shape and dtype")
     return _run(K_XBACKWARD, act, g, vc, out, _extra_min(act), num_threads, p0, p1)
 
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    da.fnn_set_parallel_scale(scale)

@@ -56,3 +56,9 @@ cdef void _chunk(int loss, int act, int typenum, char* yp, char* tp, char* up, c
     else:
         fnn_output_sensitivity_f64(loss, act, <double*>yp + lo, <double*>tp + lo,
                                    <double*>up + lo, <double*>op + lo, hi - lo, scale)
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    da.fnn_set_parallel_scale(scale)

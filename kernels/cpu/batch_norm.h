@@ -28,12 +28,13 @@
 #include <stdlib.h>
 
 #include "activation_loops.h"
+#include "parallel_scale.h"
 
 enum { FNN_BN_NONE = 0, FNN_BN_RELU = 1, FNN_BN_RELU6 = 2 };
 
 /* Below this many elements the kernels run on one thread (an OpenMP region costs
  * microseconds). */
-#define FNN_BN_PARALLEL_MIN ((ptrdiff_t)1 << 15)
+#define FNN_BN_PARALLEL_MIN fnn_scaled_min((ptrdiff_t)1 << 15)
 
 /* Elements of the on-stack buffer of the masked gradient. */
 #define FNN_BN_CHUNK 256

@@ -182,3 +182,9 @@ cdef cnp.ndarray _empty_channels(Py_ssize_t C, int typenum):
     cdef cnp.npy_intp dims[1]
     dims[0] = C
     return <cnp.ndarray>cnp.PyArray_EMPTY(1, dims, typenum, 0)
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    da.fnn_set_parallel_scale(scale)

@@ -3,7 +3,10 @@
 from cython cimport floating
 from cython.parallel cimport prange
 
-# Below this many elements an OpenMP region costs more than it saves.
+from work_split cimport fnn_scaled_min, fnn_set_parallel_scale
+
+# Below this many elements an OpenMP region costs more than it saves (a prior, scaled by
+# the measured break-even: parallel_scale.h).
 cdef Py_ssize_t PARALLEL_MIN = 1 << 16
 
 
@@ -35,7 +38,7 @@ def backward_bias(const floating[::1] gy, floating[::1] gb, Py_ssize_t N, Py_ssi
     grad_output gy (gb: K entries; callers check the sizes)."""
     cdef Py_ssize_t k, n
     cdef double total
-    cdef int nt = num_threads if N * K * plane >= PARALLEL_MIN else 1
+    cdef int nt = num_threads if N * K * plane >= fnn_scaled_min(PARALLEL_MIN) else 1
     if N == 0 or plane == 0:
         gb[:] = 0
         return
@@ -44,3 +47,9 @@ def backward_bias(const floating[::1] gy, floating[::1] gb, Py_ssize_t N, Py_ssi
         for n in range(N):
             total = total + _sum(&gy[0] + (n * K + k) * plane, plane)
         gb[k] = <floating>total
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    fnn_set_parallel_scale(scale)

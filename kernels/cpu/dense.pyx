@@ -112,3 +112,9 @@ def value_range(x, int num_threads):
     if kind == 2:
         return fnn_from_key_f32(low), fnn_from_key_f32(high)
     return fnn_from_key_f64(low), fnn_from_key_f64(high)
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    da.fnn_set_parallel_scale(scale)

@@ -51,11 +51,17 @@ cdef inline bint same_layout(cnp.ndarray a, cnp.ndarray b):
             and cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b))
 
 
+cdef extern from "parallel_scale.h" nogil:
+    Py_ssize_t fnn_scaled_min(Py_ssize_t prior)
+    void fnn_set_parallel_scale(double scale)
+
+
 cdef inline int threads_for(Py_ssize_t work, Py_ssize_t per_thread,
                             int num_threads) noexcept nogil:
     """How many threads `work` units deserve when each thread should get at least
-    `per_thread` of them (1 for small work: waking a thread costs microseconds)."""
-    cdef Py_ssize_t c = work // per_thread
+    `per_thread` of them (a prior, scaled by the measured break-even: parallel_scale.h;
+    1 for small work: waking a thread costs microseconds)."""
+    cdef Py_ssize_t c = work // max(fnn_scaled_min(per_thread), 1)
     if c < 1:
         return 1
     return <int>c if c < num_threads else num_threads

@@ -9,7 +9,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
-from work_split cimport split
+from work_split cimport fnn_scaled_min, fnn_set_parallel_scale, split
 
 cdef extern from "dropout_add.h" nogil:
     int FNN_ADD_IDENTITY, FNN_ADD_RELU, FNN_ADD_RELU6
@@ -32,7 +32,7 @@ cdef Py_ssize_t PER_THREAD = 1 << 16
 
 
 cdef inline int _chunks(Py_ssize_t n, int num_threads) noexcept nogil:
-    cdef Py_ssize_t c = n // PER_THREAD
+    cdef Py_ssize_t c = n // max(fnn_scaled_min(PER_THREAD), 1)
     if c < 1:
         return 1
     return <int>c if c < num_threads else num_threads
@@ -108,3 +108,9 @@ def add(int act, const floating[::1] a, const floating[::1] b, floating[::1] y,
         return
     with nogil:
         _run(K_ADD, act, &a[0], &b[0], NULL, &y[0], n, num_threads, 0, 0, 0)
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    fnn_set_parallel_scale(scale)

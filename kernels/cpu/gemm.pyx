@@ -354,3 +354,9 @@ def epilogue(out, int act=0, bias=None, u=None, int num_threads=1):
         else:
             fnn_epilogue_f64(&e, <double*>cnp.PyArray_DATA(o), m, n, n, num_threads)
     return out
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    da.fnn_set_parallel_scale(scale)

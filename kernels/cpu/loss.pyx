@@ -200,3 +200,9 @@ def cross_entropy_backward(x, target, int reduction, int num_threads):
     _ce_run(xc, tc, NULL, <char*>cnp.PyArray_DATA(out),
             _scale(reduction, cnp.PyArray_DIM(xc, 0)), num_threads)
     return out
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    da.fnn_set_parallel_scale(scale)

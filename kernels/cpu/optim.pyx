@@ -13,12 +13,15 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
-# Below this many elements an OpenMP region costs more than it saves.
+from work_split cimport fnn_scaled_min, fnn_set_parallel_scale
+
+# Below this many elements an OpenMP region costs more than it saves (a prior, scaled by
+# the measured break-even: parallel_scale.h).
 cdef Py_ssize_t PARALLEL_MIN = 1 << 15
 
 
 cdef inline int _threads(Py_ssize_t n, int num_threads) noexcept nogil:
-    return num_threads if n >= PARALLEL_MIN else 1
+    return num_threads if n >= fnn_scaled_min(PARALLEL_MIN) else 1
 
 
 cdef inline floating _sqrt(floating v) noexcept nogil:
@@ -179,3 +182,9 @@ def adam(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
             max_exp_avg_sq[i] = v
         denom = _sqrt(v) / bc2 + eps_
         param[i] = p - step_ * (m / denom)
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    fnn_set_parallel_scale(scale)

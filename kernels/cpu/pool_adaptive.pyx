@@ -10,7 +10,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
-from work_split cimport split, threads_for
+from work_split cimport fnn_set_parallel_scale, split, threads_for
 
 cdef extern from "pool_adaptive.h" nogil:
     int fnn_adaptive_set_avx2(int enabled)
@@ -159,3 +159,9 @@ def max_backward(const floating[:, ::1] gy, const int64_t[:, ::1] index,
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         _max_back_run(&gy[0, 0], &index[0, 0], &gx[0, 0], plane, outputs,
                       split(P, c, chunks), split(P, c + 1, chunks))
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    fnn_set_parallel_scale(scale)

@@ -17,7 +17,7 @@ from pool_common cimport (
     pool_avg_backward_f32, pool_avg_backward_f64, pool_avg_rows_f32, pool_avg_rows_f64,
     plane_rows, pool_set_avx2, pool_shape, unpack_shape,
 )
-from work_split cimport split, threads_for
+from work_split cimport fnn_set_parallel_scale, split, threads_for
 
 
 def use_avx2(bint enabled):
@@ -125,3 +125,9 @@ cdef void _avg_backward_planes(const pool_shape* s, const floating[:, :, ::1] gr
         else:
             pool_avg_backward_f64(s, &grad_out[p, 0, 0], &grad_in[p, 0, 0], div,
                                   div + s.Ho, buf, share)
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    fnn_set_parallel_scale(scale)

@@ -21,7 +21,7 @@ from pool_common cimport (
     pool_max_backward_recompute_f64, pool_max_rows_f32, pool_max_rows_f64, pool_set_avx2,
     plane_rows, pool_shape, unpack_shape,
 )
-from work_split cimport split, threads_for
+from work_split cimport fnn_set_parallel_scale, split, threads_for
 
 
 def use_avx2(bint enabled):
@@ -175,3 +175,9 @@ cdef void _recompute_planes(const pool_shape* s, const floating[:, :, ::1] grad_
         else:
             pool_max_backward_recompute_f64(s, &grad_out[p, 0, 0], &x[p, 0, 0],
                                             &grad_in[p, 0, 0], buf, fbuf, vrow, frow)
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    fnn_set_parallel_scale(scale)

@@ -172,3 +172,9 @@ def backward(int log_mode, grad, y, int dim, int num_threads):
     if not da.same_layout(gc, yc):
         raise ValueError("softmax backward: grad and y must have one shape and dtype")
     return _run(True, log_mode, gc, yc, out, dim, num_threads)
+
+
+def set_parallel_scale(double scale):
+    """Scale this module's work thresholds for threads (parallel_scale.h; fastnn sets it
+    from a measurement: fastnn/_backends/cpu/_parallel.py)."""
+    da.fnn_set_parallel_scale(scale)

@@ -44,3 +44,6 @@ def describe() -> str:
 def load() -> None:
     for name in _MODULES:
         importlib.import_module(f"{__name__}.{name}")
+    from fastnn._backends.cpu import _parallel
+
+    _parallel.calibrate()  # the kernels' thread thresholds, scaled to this machine
