@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _autotune
+from fastnn import _autotune, _threads
 from fastnn._backends.cpu import _gemm
 from tests.utils import assert_close
 
 
 @pytest.fixture
 def fresh_engines(monkeypatch, tmp_path):
-    """An empty engine memo and autotune cache for the test."""
+    """An empty engine memo and autotune cache for the test, on a machine seen as quiet."""
+    monkeypatch.setattr(_threads, "_free_cpus", lambda: 64)
     monkeypatch.setattr(_gemm, "_engine_memo", {})
     monkeypatch.setattr(_autotune, "_memory", {})
     fastnn.autotune(True, cache=tmp_path / "autotune.json")
@@ -63,6 +64,16 @@ def test_without_autotuning_the_prior_decides(fresh_engines, monkeypatch, rng, p
     assert record.timed == []
     assert calls == ["blas" if prior else "blocked"]
     assert_close(out, a @ a.T)
+
+
+def test_a_busy_machine_runs_the_prior_and_stores_nothing(fresh_engines, monkeypatch, rng):
+    monkeypatch.setattr(_threads, "_free_cpus", lambda: 0)
+    a = rng.standard_normal((21, 13))
+    with _autotune.recording() as record:
+        out = fastnn.gemm(a, a, trans_a=True)
+    assert record.timed == [] and record.choices == {}
+    assert not any("gemm-engine" in key for key in _autotune._memory)
+    assert_close(out, a.T @ a)
 
 
 @pytest.mark.parametrize("engine", ["blas", "blocked"])

@@ -92,3 +92,9 @@ def test_threaded_paths_on_small_arrays_match_one_thread(restore_scale, restore_
         ):
             if g is not None:
                 assert_close(g, s, rtol=1e-5)
+
+
+def test_a_busy_machine_keeps_the_priors(restore_scale, monkeypatch):
+    monkeypatch.delenv("FASTNN_PARALLEL_SCALE", raising=False)
+    monkeypatch.setattr(_parallel._threads, "_free_cpus", lambda: 0)
+    assert _parallel.calibrate() == 1.0

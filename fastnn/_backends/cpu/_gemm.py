@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fastnn import _autotune, _isa
+from fastnn import _autotune, _isa, _threads
 from fastnn._machine import best_seconds
 from fastnn._threads import (
     blas_for_call,
@@ -155,13 +155,18 @@ def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> bool:
     first product of its shape class (sizes in half-octaves, transposes, epilogue, dtype,
     threads) through fastnn's autotune cache, which keeps the answer across processes;
     :func:`prefers_blas` is the prior (the first candidate timed, and the answer when
-    autotuning is off or the product too large to time)."""
+    autotuning is off, the product too large to time or the machine busy)."""
     m, n, k = key[:3]
     if not _k.blas_fits(m, n, k):
         choice = False
     else:
         prior = prefers_blas(m, n, k, epilogue)
-        if not _autotune.autotune_enabled() or 2.0 * m * n * k > MEASURE_FLOPS_LIMIT:
+        if (
+            not _autotune.autotune_enabled()
+            or 2.0 * m * n * k > MEASURE_FLOPS_LIMIT
+            or _threads._free_cpus() < key[-2]
+        ):  # the last: other processes hold CPUs, so a timing now would measure them and
+            # the cache would keep its verdict; this process runs the prior instead
             choice = prior
         else:
             engines = {"blas": lambda: _blas(*args), "blocked": lambda: _blocked(*args)}
