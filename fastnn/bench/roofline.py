@@ -128,11 +128,13 @@ def roof_check(
     started: float | None = None,
 ) -> dict[str, Any]:
     """Both roofs measured now (after ``settle`` seconds, so that the threads of the
-    previous case stop spinning), between the families ``after`` and ``before`` (None:
-    the start or the end of the suite), with the load average: a dict for the report's
-    ``roof_checks``; ``elapsed_s`` counts from ``started`` (a ``time.perf_counter()``)."""
+    previous case stop spinning, and followed by as many, so that the probe's do too),
+    between the families ``after`` and ``before`` (None: the start or the end of the
+    suite), with the load average: a dict for the report's ``roof_checks``;
+    ``elapsed_s`` counts from ``started`` (a ``time.perf_counter()``)."""
     time.sleep(settle)
     roof = measure_roofline(threads, gemm_size, copy_mbytes, repeats)
+    time.sleep(settle)  # and the probe's own BLAS threads stop spinning before the next case
     check: dict[str, Any] = {
         "after": after,
         "before": before,
