@@ -2,16 +2,18 @@
 
     env -u OPENBLAS_CORETYPE fastnn bench --table co-tenancy \\
         [--neighbours torch,fastnn,busy] [--trials 10] [--threads 2] [--batch 128]
-        [--budget 1.5]
+        [--budget 1.5] [--no-small]
 
 The subjects are one LeNet-5 training step (batch 128, Adam) in fastnn.nn and the same
-model in torch eager.  Each is timed alone, then once per trial beside a neighbour
-process started for that trial: "torch" (a 2-thread torch conv + relu + pool loop),
-"fastnn" (the same loop on fastnn's ops) or "busy" (one pure-Python spinning process per
-core).  Timing is fastnn.bench.timing's (medians of interleaved blocks).  The table gives
-each trial's slowdown (time beside the neighbour / time alone) and the worst per subject;
-issue 15's goal is fastnn <= 2.5x in every trial (two jobs on two cores cost ~2x by
-arithmetic; more is the thread runtimes fighting).
+model in torch eager, and (unless ``--no-small``) the quick report's small ops that
+collapsed under load: relu on 256K elements and softmax of 128 x 10, in both libraries.
+Each is timed alone, then once per trial beside a neighbour process started for that
+trial: "torch" (a 2-thread torch conv + relu + pool loop), "fastnn" (the same loop on
+fastnn's ops) or "busy" (one pure-Python spinning process per core).  Timing is
+fastnn.bench.timing's (medians of interleaved blocks).  The table gives each trial's
+slowdown (time beside the neighbour / time alone) and the worst per subject; issue 15's
+goal is fastnn <= 2.5x in every trial (two jobs on two cores cost ~2x by arithmetic; more
+is the thread runtimes fighting).
 """
 
 from __future__ import annotations
@@ -91,6 +93,25 @@ def torch_step(batch: int):
     return torch_training_step(model, torch.nn.functional.cross_entropy, opt, x, y)
 
 
+def small_ops() -> dict:
+    """The quick report's small-op rows that collapsed under load (issue 15): relu on 256K
+    elements and softmax of 128 x 10, in fastnn and in torch."""
+    import torch
+
+    import fastnn
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(1 << 18, dtype=np.float32)
+    logits = rng.standard_normal((128, 10), dtype=np.float32)
+    xt, logits_t = torch.from_numpy(x), torch.from_numpy(logits)
+    return {
+        "fastnn relu 256K": lambda: fastnn.relu(x),
+        "torch relu 256K": lambda: torch.relu(xt),
+        "fastnn softmax 128x10": lambda: fastnn.softmax(logits, 1),
+        "torch softmax 128x10": lambda: torch.softmax(logits_t, 1),
+    }
+
+
 def _time(subjects, plan) -> dict[str, float]:
     """Each subject timed on its own (one after the other, not interleaved): a user's job
     runs one library, and torch's spinning pool must not land on fastnn's time."""
@@ -113,18 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--budget", type=float, default=1.5, help="seconds per subject")
     parser.add_argument("--warm", type=float, default=0.5, help="neighbour start-up, s")
+    parser.add_argument("--no-small", action="store_true", help="only the training steps")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     plan = TimingPlan(budget=args.budget, repeats=5, min_runs=3)
     subjects = {"fastnn": fastnn_step(args.batch), "torch": torch_step(args.batch)}
+    if not args.no_small:
+        subjects.update(small_ops())
     print(
-        f"LeNet-5 training step, batch {args.batch}, {args.threads} threads, {cpu_model()}, "
-        f"{os.cpu_count()} CPUs; slowdown = time beside the neighbour / time alone"
+        f"LeNet-5 training step (fastnn, torch), batch {args.batch}, and small ops; "
+        f"{args.threads} threads, {cpu_model()}, {os.cpu_count()} CPUs; "
+        "slowdown = time beside the neighbour / time alone"
     )
     quiet = _time(subjects, plan)
-    print("alone: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in quiet.items()), flush=True)
-    print("\n| neighbour | trial | fastnn x | torch x |")
-    print("|---|---|---|---|")
+    print("alone: " + ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in quiet.items()), flush=True)
+    print("\n| neighbour | trial | " + " | ".join(f"{k} x" for k in subjects) + " |")
+    print("|---|---|" + "---|" * len(subjects))
     worst: dict[tuple[str, str], float] = {}
     for neighbour in args.neighbours.split(","):
         for trial in range(1, args.trials + 1):
@@ -138,13 +163,11 @@ def main(argv: list[str] | None = None) -> int:
             slow = {k: busy[k] / quiet[k] for k in subjects}
             for k, v in slow.items():
                 worst[(neighbour, k)] = max(worst.get((neighbour, k), 0.0), v)
-            print(
-                f"| {neighbour} | {trial} | {slow['fastnn']:.2f} | {slow['torch']:.2f} |",
-                flush=True,
-            )
+            cells = " | ".join(f"{slow[k]:.2f}" for k in subjects)
+            print(f"| {neighbour} | {trial} | {cells} |", flush=True)
     print()
     for (neighbour, who), value in worst.items():
-        verdict = "" if who != "fastnn" else ("  (goal <= 2.5x: met)" if value <= 2.5 else
-                                              "  (goal <= 2.5x: NOT met)")  # fmt: skip
+        verdict = "" if not who.startswith("fastnn") else (
+            "  (goal <= 2.5x: met)" if value <= 2.5 else "  (goal <= 2.5x: NOT met)")  # fmt: skip
         print(f"worst beside {neighbour}: {who} {value:.2f}x{verdict}")
     return 0
