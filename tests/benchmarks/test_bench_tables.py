@@ -214,6 +214,8 @@ def test_co_tenancy_table_times_both_steps_alone_and_beside_a_neighbour(capsys):
     assert main_of("co-tenancy")([*argv, "--warm", "0", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "| busy | 1 |" in out and "worst beside busy: fastnn" in out
+    assert "worst beside busy: fastnn relu 256K" in out
+    assert "worst beside busy: torch softmax 128x10" in out
 
 
 # ---------------------------------------------------------------------------------------
