@@ -153,10 +153,26 @@ def test_calibrated_thresholds_are_within_their_bounds():
     """The measured flops-per-thread threshold (2 x fork-join x one thread's rate) and
     the longest reduction the unpacked path runs (one of the lengths tried, or 0)."""
     low, high = engines.FLOPS_PER_THREAD_RANGE
-    flops = engines.calibrate()
+    flops = engines.calibrate(force=True)
     assert low <= flops <= high
     assert engines._k.flops_per_thread() == flops
     assert engines._k.short_k() in (0, *engines.SHORT_K_TRIALS)
+
+
+def test_calibration_waits_for_a_quiet_machine(monkeypatch):
+    """On a busy machine nothing is measured; the next product after RETRY_SECONDS tries
+    again."""
+    monkeypatch.setattr(engines, "_calibrated", False)
+    monkeypatch.setattr(engines, "_next_try", 0.0)
+    monkeypatch.setattr(_threads, "_free_cpus", lambda: 0)
+    before = engines._k.flops_per_thread()
+    assert engines.calibrate() == before
+    assert not engines._calibrated and engines._next_try > 0.0
+    monkeypatch.setattr(_threads, "_free_cpus", lambda: 64)
+    monkeypatch.setattr(engines, "_next_try", 0.0)
+    a = np.ones((3, 3))
+    assert_close(fastnn.gemm(a, a), a @ a)
+    assert engines._calibrated
 
 
 def test_limit_blas_threads_from_several_python_threads(restore_threads):

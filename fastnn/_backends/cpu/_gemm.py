@@ -10,6 +10,7 @@ point the dense and backprop wrappers use.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -37,9 +38,12 @@ VARIANT = _k.variant_name()
 #: wild measurement; outside these a split is surely worth it, or surely not).
 FLOPS_PER_THREAD_RANGE = (2.0**16, 2.0**23)
 _calibrated = False
+#: When a calibration put off on a busy machine is tried again (time.monotonic()).
+_next_try = 0.0
+RETRY_SECONDS = 1.0
 
 
-def calibrate() -> float:
+def calibrate(force: bool = False) -> float:
     """Measure, once per process on the first product, where this machine's GEMM paths
     cross over, and set them:
 
@@ -49,8 +53,14 @@ def calibrate() -> float:
       product), clamped to FLOPS_PER_THREAD_RANGE;
     - the longest reduction the unpacked path runs (:func:`_measure_short_k`).
 
-    Together a few milliseconds.  Returns the flops per thread."""
-    global _calibrated
+    Together a few milliseconds.  Returns the flops per thread.  While other processes
+    hold CPUs (and unless ``force``), nothing is measured (a fork-join timed then measures
+    them): the kernel's defaults stay, and :func:`matmul` tries again a second later.
+    """
+    global _calibrated, _next_try
+    if not force and _threads._free_cpus() < get_num_threads():
+        _next_try = time.monotonic() + RETRY_SECONDS
+        return _k.flops_per_thread()
     _calibrated = True
     level = _isa.level_code("gemm")
     overhead = _k.fork_join_seconds(max(2, get_num_threads()), 64)  # the cap: calibration
@@ -225,7 +235,7 @@ def matmul(
     k = a.shape[0] if trans_a else a.shape[1]
     n = b.shape[0] if trans_b else b.shape[1]
     threads = team_size()
-    if not _calibrated:
+    if not _calibrated and time.monotonic() >= _next_try:
         calibrate()
     epilogue = act != 0 or bias is not None or u is not None
     args = (a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads)

@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
-from fastnn._machine import best_seconds
 from fastnn import _threads
+from fastnn._machine import best_seconds
 from fastnn._threads import get_num_threads
 
 #: The kernel modules whose thresholds the scale multiplies.
