@@ -2,8 +2,10 @@
 
 A class change swaps a leaf layer, but what a block does in its own ``forward()`` stays in
 torch: ResNet's ``out += identity`` and the ReLU after it, MobileNetV2's residual sum and
-its ``F.adaptive_avg_pool2d`` head.  :func:`patch_block` recognises torchvision's
-BasicBlock, Bottleneck, InvertedResidual, Conv2dNormActivation and MobileNetV2 by their
+its ``F.adaptive_avg_pool2d`` head, SqueezeNet's and VGG's convolutions and the ReLUs
+after them.
+:func:`patch_block` recognises torchvision's BasicBlock, Bottleneck, InvertedResidual,
+Conv2dNormActivation, MobileNetV2, Fire, SqueezeNet and VGG by their
 class (module and name) AND their structure (the attributes and child types their
 forward uses), and gives the object a subclass of its own class whose forward computes
 the same thing with fastnn: the residual add and the ReLU after it in one pass
@@ -72,6 +74,33 @@ def conv_norm_act(
     """``activation(bn(conv(x)))`` with batch norm and the activation fused (see
     :func:`norm_act`), or one convolution call when ``fuse=True`` folded both into it."""
     return norm_act(bn, conv(x), activation)
+
+
+def conv_act(conv: nn.Module, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(conv(x))`` for a ReLU/ReLU6 layer ``act``: the activation fused into fastnn's
+    convolution (training too) when ``conv`` is fastnn's drop-in; the two layers one after
+    the other otherwise, or when ``fuse=True`` already made ``act`` an identity."""
+    fused = getattr(conv, "forward_activation", None)
+    if fused is None or getattr(act, "folded", False):
+        return act(conv(x))
+    return fused(x, _activation_name(act))
+
+
+def _sequential_conv_act(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``seq(x)`` with every Conv2d directly followed by a ReLU/ReLU6 run as one fused
+    call (:func:`conv_act`)."""
+    kids = list(seq.children())
+    i = 0
+    while i < len(kids):
+        layer = kids[i]
+        nxt = kids[i + 1] if i + 1 < len(kids) else None
+        if _is(layer, nn.Conv2d) and type(nxt) in _ACTIVATION_TYPES:
+            x = conv_act(layer, nxt, x)
+            i += 2
+        else:
+            x = layer(x)
+            i += 1
+    return x
 
 
 def residual_add(out: torch.Tensor, identity: torch.Tensor, activation: str | None):
@@ -188,6 +217,52 @@ def _mobilenet_v2_forward(self, x: torch.Tensor) -> torch.Tensor:
     return self.classifier(torch.flatten(x, 1))
 
 
+_FIRE_CONVS = ("squeeze", "expand1x1", "expand3x3")
+
+
+def _fire_shape(block: nn.Module) -> bool:
+    return all(
+        _is(getattr(block, name, None), nn.Conv2d)
+        and type(getattr(block, f"{name}_activation", None)) in _ACTIVATION_TYPES
+        for name in _FIRE_CONVS
+    )
+
+
+def _fire_forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = conv_act(self.squeeze, self.squeeze_activation, x)
+    return torch.cat(
+        [
+            conv_act(self.expand1x1, self.expand1x1_activation, x),
+            conv_act(self.expand3x3, self.expand3x3_activation, x),
+        ],
+        1,
+    )
+
+
+def _squeezenet_shape(model: nn.Module) -> bool:
+    return _is(getattr(model, "features", None), nn.Sequential) and _is(
+        getattr(model, "classifier", None), nn.Sequential
+    )
+
+
+def _squeezenet_forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = _sequential_conv_act(self.features, x)
+    return torch.flatten(_sequential_conv_act(self.classifier, x), 1)
+
+
+def _vgg_shape(model: nn.Module) -> bool:
+    return (
+        _squeezenet_shape(model)
+        and _is(getattr(model, "avgpool", None), nn.Module)
+        and not hasattr(model, "fc")
+    )
+
+
+def _vgg_forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = self.avgpool(_sequential_conv_act(self.features, x))
+    return self.classifier(torch.flatten(x, 1))
+
+
 def _activation_types() -> frozenset[type]:
     from fastnn.torch._activation_modules import ReLU6
     from fastnn.torch._modules import ReLU
@@ -234,6 +309,18 @@ BLOCKS = (
     Block(
         "torchvision.models.mobilenetv2", "MobileNetV2", _mobilenet_v2_shape,
         _mobilenet_v2_forward, "global average pooling on fastnn",
+    ),
+    Block(
+        "torchvision.models.squeezenet", "Fire", _fire_shape, _fire_forward,
+        "conv+ReLU fused (training too)",
+    ),
+    Block(
+        "torchvision.models.squeezenet", "SqueezeNet", _squeezenet_shape, _squeezenet_forward,
+        "conv+ReLU fused in features and classifier (training too)",
+    ),
+    Block(
+        "torchvision.models.vgg", "VGG", _vgg_shape, _vgg_forward,
+        "conv+ReLU fused in features (training too)",
     ),
 )  # fmt: skip
 

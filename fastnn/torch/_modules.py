@@ -91,6 +91,20 @@ class Conv2d(_ConvDropIn, nn.Conv2d):
             self.groups, algo=self.algo,
         )  # fmt: skip
 
+    def forward_activation(self, input: torch.Tensor, activation: str | None) -> torch.Tensor:
+        """``activation(self(input))`` for activation None, "relu" or "relu6", the
+        activation fused into the convolution's write-out on fastnn, in training too (the
+        block forwards of fastnn.torch.patch call this)."""
+        if self.padding_mode != "zeros" or not runs_with(input, self.weight):
+            y = super().forward(input)
+            if activation is None:
+                return y
+            return torch.relu(y) if activation == "relu" else torch.nn.functional.relu6(y)
+        return conv2d(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+            self.groups, algo=self.algo, activation=activation,
+        )  # fmt: skip
+
 
 class Linear(_DropIn, nn.Linear):
     """``torch.nn.Linear`` run by :func:`fastnn.torch.linear` (falls back to torch for

@@ -25,8 +25,8 @@ BLOCKS = {
     "resnet18": {"ResNet": 1, "BasicBlock": 8},
     "resnet50": {"ResNet": 1, "Bottleneck": 16},
     "mobilenet_v2": {"MobileNetV2": 1, "InvertedResidual": 17, "Conv2dNormActivation": 35},
-    "vgg11": {},
-    "squeezenet1_1": {},
+    "vgg11": {"VGG": 1},
+    "squeezenet1_1": {"SqueezeNet": 1, "Fire": 8},
 }
 
 
@@ -95,6 +95,31 @@ def test_patched_model_matches_torch_in_float64(name):
         assert float((p.grad - q.grad).abs().max()) / scale <= 1e-8, pname
     for a, b in zip(patched.buffers(), model.buffers()):
         assert torch.allclose(a.double(), b.double(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, fused", [("squeezenet1_1", 26), ("vgg11", 8)])
+def test_training_forward_fuses_every_conv_relu_pair(name, fused, monkeypatch):
+    """SqueezeNet's and VGG's convolutions run with the ReLU after them in one fastnn call
+    while training, not only with fuse=True."""
+    import fastnn.torch._modules as drop_ins
+
+    seen = []
+    real = drop_ins.conv2d
+
+    def spy(*args, activation=None, **kwargs):
+        seen.append(activation)
+        return real(*args, activation=activation, **kwargs)
+
+    monkeypatch.setattr(drop_ins, "conv2d", spy)
+    torch.manual_seed(0)
+    model = getattr(models, name)(num_classes=10)
+    if name == "vgg11":  # keep the test small: the features and a tiny classifier
+        model.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 10))
+    ft.patch(model)
+    model.train()
+    out = model(torch.randn(1, 3, 32, 32))
+    out.sum().backward()
+    assert seen.count("relu") == fused and len(seen) == fused
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1"])
