@@ -92,24 +92,31 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
 
 
 def backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in, tuple geometry,
-             bint count_include_pad, floating[::1] div, floating[:, ::1] buf,
-             floating[:, ::1] share, int num_threads):
-    """grad_in = gradient of average pooling.  Scratch: div (Ho + Wo); per thread buf (W)
-    and share (Wo)."""
+             bint count_include_pad, int num_threads):
+    """grad_in = gradient of average pooling (P planes); the scratch rows (the divisors,
+    then per chunk one input row and one output row) are allocated here."""
     cdef pool_shape s = unpack_shape(geometry)
     cdef Py_ssize_t planes = grad_in.shape[0]
     cdef int c, chunks = threads_for(planes * s.H * s.W, planes, num_threads)
     if planes == 0:
         return
-    _divisors(&s, count_include_pad, &div[0])
-    if chunks == 1:  # no parallel region for one chunk
-        with nogil:
-            _avg_backward_planes(&s, grad_out, grad_in, &div[0], &buf[0, 0], &share[0, 0],
-                                 0, planes)
-        return
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _avg_backward_planes(&s, grad_out, grad_in, &div[0], &buf[c, 0], &share[c, 0],
-                             split(planes, c, chunks), split(planes, c + 1, chunks))
+    cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1)
+    cdef floating* div = <floating*>malloc((s.Ho + s.Wo + chunks * (w + wo)) * sizeof(floating))
+    if div == NULL:
+        raise MemoryError("avg_pool backward: out of memory for the scratch rows")
+    cdef floating* rows = div + s.Ho + s.Wo
+    try:
+        _divisors(&s, count_include_pad, div)
+        if chunks == 1:  # no parallel region for one chunk
+            with nogil:
+                _avg_backward_planes(&s, grad_out, grad_in, div, rows, rows + w, 0, planes)
+        else:
+            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+                _avg_backward_planes(&s, grad_out, grad_in, div, rows + c * (w + wo),
+                                     rows + c * (w + wo) + w, split(planes, c, chunks),
+                                     split(planes, c + 1, chunks))
+    finally:
+        free(div)
 
 
 cdef void _avg_backward_planes(const pool_shape* s, const floating[:, :, ::1] grad_out,

@@ -142,24 +142,35 @@ def backward_from_indices(const floating[:, ::1] grad_out, const int64_t[:, ::1]
 
 
 def backward_recompute(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
-                       floating[:, :, ::1] grad_in, tuple geometry, floating[:, ::1] buf,
-                       int32_t[:, ::1] fbuf, floating[:, ::1] vrow, int32_t[:, ::1] frow,
-                       int num_threads):
-    """grad_in = gradient of max pooling, finding each window's argmax again in x.
-    Scratch per thread: buf, fbuf (W), vrow, frow (Wo).  Needs H * W < 2**31."""
+                       floating[:, :, ::1] grad_in, tuple geometry, int num_threads):
+    """grad_in = gradient of max pooling, finding each window's argmax again in x; the
+    scratch rows (per chunk: an input row and an output row of values and of flat
+    indices) are allocated here.  Needs H * W < 2**31."""
     cdef pool_shape s = unpack_shape(geometry)
     cdef Py_ssize_t planes = x.shape[0]
     cdef int c, chunks = threads_for(planes * s.H * s.W, planes, num_threads)
     if planes == 0:
         return
-    if chunks == 1:  # no parallel region for one chunk
-        with nogil:
-            _recompute_planes(&s, grad_out, x, grad_in, &buf[0, 0], &fbuf[0, 0], &vrow[0, 0],
-                              &frow[0, 0], 0, planes)
-        return
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-        _recompute_planes(&s, grad_out, x, grad_in, &buf[c, 0], &fbuf[c, 0], &vrow[c, 0],
-                          &frow[c, 0], split(planes, c, chunks), split(planes, c + 1, chunks))
+    cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1), per = w + wo
+    cdef floating* vals = <floating*>malloc(chunks * per * sizeof(floating))
+    cdef int32_t* flat = <int32_t*>malloc(chunks * per * sizeof(int32_t))
+    if vals == NULL or flat == NULL:
+        free(vals)
+        free(flat)
+        raise MemoryError("max_pool backward: out of memory for the scratch rows")
+    try:
+        if chunks == 1:  # no parallel region for one chunk
+            with nogil:
+                _recompute_planes(&s, grad_out, x, grad_in, vals, flat, vals + w, flat + w,
+                                  0, planes)
+        else:
+            for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+                _recompute_planes(&s, grad_out, x, grad_in, vals + c * per, flat + c * per,
+                                  vals + c * per + w, flat + c * per + w,
+                                  split(planes, c, chunks), split(planes, c + 1, chunks))
+    finally:
+        free(vals)
+        free(flat)
 
 
 cdef void _recompute_planes(const pool_shape* s, const floating[:, :, ::1] grad_out,

@@ -266,8 +266,8 @@ static void POOL_FN(argmax_2x2)(const pool_shape* s, const T* restrict r0,
     const T* restrict a = r0 + shift;
     const T* restrict b = r1 + shift;
     const int64_t fa = f0 + shift, fb = f1 + shift;
-    T* restrict out = y + lo;
-    int64_t* restrict idx = index + lo;
+    T* restrict out = y;
+    int64_t* restrict idx = index;
     ptrdiff_t i;
     for (i = 0; i < hi - lo; ++i) {
         T v = a[2 * i], c;
@@ -417,7 +417,8 @@ static void POOL_FN(pool_argmax_rows)(const pool_shape* s, const T* x, T* y, int
                 POOL_FN(argmax_clipped)(s, x, oh, first, stop, ow, yrow + ow, &f);
                 irow[ow] = f;
             }
-            POOL_FN(argmax_2x2)(s, r0, r1, r0 - x, r1 - x, yrow, irow, s->ow_lo, s->ow_hi);
+            POOL_FN(argmax_2x2)(s, r0, r1, r0 - x, r1 - x, yrow + s->ow_lo, irow + s->ow_lo,
+                                s->ow_lo, s->ow_hi);
             for (ow = s->ow_hi; ow < wo; ++ow) {
                 int32_t f;
                 POOL_FN(argmax_clipped)(s, x, oh, first, stop, ow, yrow + ow, &f);
@@ -447,6 +448,30 @@ static void POOL_FN(pool_max_backward_indices)(const pool_shape* s, const T* res
 
 /* The gradient of max pooling for one plane, finding each window's argmax again.
  * buf, fbuf: W scratch; vrow, frow: Wo scratch. */
+/* Windows per block of the recomputing 2 x 2 backward (its index and value rows live on
+ * the stack). */
+#define POOL_BACKWARD_BLOCK 256
+
+/* The gradient of 2 x 2 stride-2 windows [lo, hi) over the rows r0, r1, added into gx:
+ * each block's maxima found again by argmax_2x2 (the forward's own pass, so the same
+ * element wins), then the gradient scattered through the flat indices as from saved ones.
+ * (A loop picking one of four by comparisons compiled to branches and ran 2-3x slower.) */
+static void POOL_FN(max_backward_2x2)(const pool_shape* s, const T* x, const T* r0,
+                                      const T* r1, T* gx, const T* grow, ptrdiff_t lo,
+                                      ptrdiff_t hi) {
+    T value[POOL_BACKWARD_BLOCK];
+    int64_t flat[POOL_BACKWARD_BLOCK];
+    ptrdiff_t b0, i;
+    for (b0 = lo; b0 < hi; b0 += POOL_BACKWARD_BLOCK) {
+        const ptrdiff_t b1 = hi - b0 < POOL_BACKWARD_BLOCK ? hi : b0 + POOL_BACKWARD_BLOCK;
+        POOL_FN(argmax_2x2)(s, r0, r1, r0 - x, r1 - x, value, flat, b0, b1);
+        for (i = 0; i < b1 - b0; ++i) gx[flat[i]] += grow[b0 + i];
+    }
+}
+
+/* The gradient of max pooling for one plane, each window's maximum found again in x:
+ * 2 x 2 stride-2 rows in one pass (max_backward_2x2), other windows through argmax_row's
+ * flat indices. */
 static void POOL_FN(pool_max_backward_recompute)(const pool_shape* s, const T* gy,
                                                  const T* x, T* gx, T* buf, int32_t* fbuf,
                                                  T* vrow, int32_t* frow) {
@@ -455,6 +480,22 @@ static void POOL_FN(pool_max_backward_recompute)(const pool_shape* s, const T* g
     memset(gx, 0, (size_t)(s->H * s->W) * sizeof(T));
     for (oh = 0; oh < s->Ho; ++oh) {
         const T* grow = gy + oh * wo;
+        const T *r0, *r1;
+        if (POOL_FN(two_rows_2x2)(s, x, oh, &r0, &r1)) {
+            ptrdiff_t first, stop;
+            pool_taps(oh * s->sh - s->ph, s->kh, s->dh, s->H, &first, &stop);
+            for (ow = 0; ow < wo; ++ow) {
+                int32_t f;
+                if (ow == s->ow_lo) {
+                    POOL_FN(max_backward_2x2)(s, x, r0, r1, gx, grow, s->ow_lo, s->ow_hi);
+                    ow = s->ow_hi;
+                    if (ow >= wo) break;
+                }
+                POOL_FN(argmax_clipped)(s, x, oh, first, stop, ow, vrow + ow, &f);
+                if (f >= 0) gx[f] += grow[ow];
+            }
+            continue;
+        }
         POOL_FN(argmax_row)(s, x, oh, vrow, frow, buf, fbuf);
         for (ow = 0; ow < wo; ++ow)
             if (frow[ow] >= 0) gx[frow[ow]] += grow[ow];

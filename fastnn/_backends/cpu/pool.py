@@ -85,15 +85,7 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
         return gx
     _check_flat_index(h, w)
     _max.backward_recompute(
-        _planes(gy, ho, wo),
-        _planes(x, h, w),
-        gx.reshape(-1, h, w),
-        g2,
-        np.empty((threads, w), dtype=x.dtype),
-        np.empty((threads, w), dtype=np.int32),
-        np.empty((threads, wo), dtype=x.dtype),
-        np.empty((threads, wo), dtype=np.int32),
-        threads,
+        _planes(gy, ho, wo), _planes(x, h, w), gx.reshape(-1, h, w), g2, threads
     )
     return gx
 
@@ -121,9 +113,6 @@ def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
             gx.reshape(-1, h, w),
             g2,
             count_include_pad,
-            np.empty(ho + wo, dtype=gy.dtype),
-            np.empty((threads, w), dtype=gy.dtype),
-            np.empty((threads, wo), dtype=gy.dtype),
             threads,
         )
     return gx
