@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 import pytest
 
-from tests.utils import FLOAT_DTYPES
+from tests.utils import ACTIVATIONS, FLOAT_DTYPES, REDUCTIONS
 
 # Tests never read or write the user's autotune cache: they tune into a file of their own
 # (set before fastnn is imported, so that every process the tests start inherits it).
@@ -39,6 +39,19 @@ def dtype(request) -> type:
     return request.param
 
 
+@pytest.fixture(params=REDUCTIONS)
+def reduction(request) -> str:
+    """Each loss reduction, one per test run."""
+    return request.param
+
+
+@pytest.fixture(params=ACTIVATIONS, ids=str)
+def activation(request) -> str | None:
+    """Each activation of the fused dense / backprop ops (None: none), one per test run
+    (a module that parametrizes ``activation`` itself overrides this)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """fastnn on one thread for a whole module (``pytest.mark.usefixtures("one_thread")``):
@@ -50,6 +63,18 @@ def one_thread():
     fastnn.set_num_threads(1)
     yield
     fastnn.set_num_threads(threads)
+
+
+@pytest.fixture(params=[1, 2], ids=lambda t: f"threads{t}")
+def threads(request) -> int:
+    """fastnn on one, then two threads for one test (the count is the fixture's value);
+    the count before is restored after."""
+    import fastnn
+
+    before = fastnn.get_num_threads()
+    fastnn.set_num_threads(request.param)
+    yield request.param
+    fastnn.set_num_threads(before)
 
 
 @pytest.fixture(params=["auto", "blas", "blocked"])

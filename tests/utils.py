@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,12 @@ FLOAT_DTYPES = (np.float32, np.float64)
 
 #: Relative tolerances for comparing a backend with the float64 reference, per dtype.
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+
+#: The activations the fused dense / backprop ops take (None: no activation).
+ACTIVATIONS = (None, "relu", "sigmoid", "tanh")
+
+#: The loss reductions every loss op takes.
+REDUCTIONS = ("mean", "sum", "none")
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -43,6 +49,33 @@ def assert_close(
         equal_nan=True,
         err_msg=what,
     )
+
+
+def assert_nested_close(
+    got: Any,
+    want: Any,
+    what: str,
+    device_values: Callable[[Any, np.ndarray, str], np.ndarray],
+    rtol: float | None = None,
+) -> None:
+    """A result that may be a tuple or list of arrays (None allowed) against the
+    reference's.  ``device_values(got, want, what)`` asserts what one array must be (its
+    kind, shape, dtype, layout) and returns its values on the host, which must equal
+    ``want`` for integer dtypes and be close to it otherwise."""
+    if isinstance(want, (tuple, list)):
+        assert isinstance(got, (tuple, list)) and len(got) == len(want), what
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_nested_close(g, w, f"{what}[{i}]", device_values, rtol)
+        return
+    if want is None:
+        assert got is None, f"{what}: expected None"
+        return
+    want = np.asarray(want)
+    values = device_values(got, want, what)
+    if want.dtype.kind in "iu":  # indices: exact
+        np.testing.assert_array_equal(values, want, err_msg=what)
+    else:
+        assert_close(values, want, dtype=want.dtype, rtol=rtol, what=what)
 
 
 def layouts(x: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:

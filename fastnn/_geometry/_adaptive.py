@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastnn._geometry._batched import check_batched, check_planes
 from fastnn._geometry._planes import PooledShapes
 
 __all__ = ["AdaptiveGeometry", "adaptive_geometry", "check_grad_output", "window_bounds"]
@@ -75,17 +76,9 @@ def adaptive_geometry(
     """Validate an adaptive pooling call: a batched ``(N, C, *spatial)`` input (as the
     other pooling ops; only N may be 0) and an ``output_size`` that is an int or a tuple
     of ``nd`` ints or None (None keeps that axis's input size)."""
-    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
-    if len(input_shape) != nd + 2:
-        raise ValueError(
-            f"{op}: input must be {nd + 2}-d {layout} (batched), got shape {tuple(input_shape)}"
-        )
+    check_batched(op, nd, input_shape)
     batch, channels, *in_size = (int(s) for s in input_shape)
-    if channels < 1 or any(s < 1 for s in in_size):
-        raise ValueError(
-            f"{op}: input must have non-zero channels and spatial size (only the batch may be "
-            f"empty), got shape {tuple(input_shape)}"
-        )
+    check_planes(op, channels, in_size, input_shape)
     if isinstance(output_size, (str, bytes)):
         raise TypeError(f"{op}: output_size must be an int or a tuple of {nd}, got {output_size!r}")
     if isinstance(output_size, Sequence) or isinstance(output_size, np.ndarray):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from fastnn._args import _int, int_tuple
+from fastnn._geometry._batched import check_batched
 from fastnn._geometry._memo import memoise
 
 __all__ = ["ConvGeometry", "ConvPlane", "conv_geometry", "winograd_unsupported"]
@@ -142,12 +143,8 @@ def conv_geometry(
 ) -> ConvGeometry:
     """Validate the shapes and parameters of a conv{nd}d call and compute its geometry
     (memoised for repeated plain-int parameters)."""
-    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+    check_batched(op, nd, input_shape)
     wlayout = "(C_out, C_in // groups, kL)" if nd == 1 else "(C_out, C_in // groups, kH, kW)"
-    if len(input_shape) != nd + 2:
-        raise ValueError(
-            f"{op}: input must be {nd + 2}-d {layout} (batched), got shape {tuple(input_shape)}"
-        )
     if len(weight_shape) != nd + 2:
         raise ValueError(f"{op}: weight must be {nd + 2}-d {wlayout}, got shape {weight_shape}")
     batch, in_channels, *in_size = input_shape

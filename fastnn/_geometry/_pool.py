@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fastnn._args import check_bool, int_tuple
+from fastnn._geometry._batched import check_batched, check_planes
 from fastnn._geometry._memo import memoise
 from fastnn._geometry._planes import PooledShapes
 
@@ -81,11 +82,7 @@ def pool_geometry(
 ) -> PoolGeometry:
     """Validate the parameters of a {max,avg}_pool{nd}d call and compute its geometry
     (memoised for repeated plain-int parameters)."""
-    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
-    if len(input_shape) != nd + 2:
-        raise ValueError(
-            f"{op}: input must be {nd + 2}-d {layout} (batched), got shape {tuple(input_shape)}"
-        )
+    check_batched(op, nd, input_shape)
     batch, channels, *in_size = input_shape
     kernel = int_tuple(op, "kernel_size", kernel_size, nd, 1)
     if stride is None or (isinstance(stride, Sequence) and len(stride) == 0):
@@ -95,11 +92,7 @@ def pool_geometry(
     pad = int_tuple(op, "padding", padding, nd, 0)
     dilation_t = int_tuple(op, "dilation", dilation, nd, 1)
     ceil = check_bool(op, "ceil_mode", ceil_mode)
-    if channels < 1 or any(s < 1 for s in in_size):
-        raise ValueError(
-            f"{op}: input must have non-zero channels and spatial size (only the batch may be "
-            f"empty), got shape {tuple(input_shape)}"
-        )
+    check_planes(op, channels, in_size, input_shape)
     for k, p in zip(kernel, pad):
         if p > k // 2:
             raise ValueError(

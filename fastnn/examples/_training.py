@@ -210,6 +210,46 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else math.nan
 
 
+def digit_splits(config: TrainConfig, size: int, border: int = 0) -> tuple[Split, Split]:
+    """The training and test splits (80 / 20) of scikit-learn's digits at ``size`` x
+    ``size`` (``border`` pixels of frame, :func:`datasets.digits`), standardised by the
+    training images, on ``config.device``; logs their sizes."""
+    from fastnn.examples import datasets
+
+    images, labels = datasets.digits(size, border=border)
+    (x_train, y_train), (x_test, y_test) = datasets.split(
+        images, labels, 0.2, config.rng(1), config.subset
+    )
+    x_train, x_test = datasets.standardize(x_train, x_test, axis=None)
+    config.log(
+        f"digits: {len(x_train)} training and {len(x_test)} test images, 1 x {size} x {size}"
+    )
+    return Split(x_train, y_train).to(config.device), Split(x_test, y_test).to(config.device)
+
+
+def fit_classifier(
+    model: nn.Module, optimizer: Any, train: Split, test: Split, config: TrainConfig, **options
+) -> History:
+    """:func:`fit` with the cross-entropy loss and accuracy as the metric; ``options``:
+    fit's ``cosine`` and ``augment``."""
+    return fit(
+        model, nn.CrossEntropyLoss(), optimizer, train, test, config, ("accuracy", accuracy),
+        **options,
+    )  # fmt: skip
+
+
+def accuracy_summary(name: str, final: float, target: float, **extra: Any) -> dict[str, Any]:
+    """An example's summary: its name, the final test accuracy, ``extra`` entries, and
+    whether the accuracy reached ``target``."""
+    return {
+        "example": name,
+        "test_accuracy": round(final, 4),
+        **extra,
+        "target": f"test accuracy >= {target}",
+        "reached": bool(final >= target),
+    }
+
+
 def plot_history(history: History, path: Path, title: str, log: Callable[[str], None]) -> bool:
     """Loss and metric per epoch, train and test, as a PNG; False if matplotlib is missing."""
     try:

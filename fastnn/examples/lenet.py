@@ -12,12 +12,11 @@ from typing import Any
 import numpy as np
 
 from fastnn import init, nn, optim
-from fastnn.examples import datasets
 from fastnn.examples._training import (
-    Split,
     TrainConfig,
-    accuracy,
-    fit,
+    accuracy_summary,
+    digit_splits,
+    fit_classifier,
     random_shift,
     write_outputs,
 )
@@ -47,30 +46,10 @@ def build_model(rng: init.RngLike = None, dtype: Any = np.float32) -> nn.Sequent
 
 def run(config: TrainConfig) -> dict[str, Any]:
     """Train and evaluate; returns the summary (accuracy, files written)."""
-    images, labels = datasets.digits(32, border=4)
-    (x_train, y_train), (x_test, y_test) = datasets.split(
-        images, labels, 0.2, config.rng(1), config.subset
-    )
-    x_train, x_test = datasets.standardize(x_train, x_test, axis=None)
-    config.log(f"digits: {len(x_train)} training and {len(x_test)} test images, 1 x 32 x 32")
+    train, test = digit_splits(config, 32, border=4)
     model = build_model(config.rng(0)).to(config.device)
     optimizer = optim.Adam(model.parameters(), lr=config.lr)
-    history = fit(
-        model,
-        nn.CrossEntropyLoss(),
-        optimizer,
-        Split(x_train, y_train).to(config.device),
-        Split(x_test, y_test).to(config.device),
-        config,
-        ("accuracy", accuracy),
-        cosine=True,
-        augment=random_shift(2),  # the digits sit in a 4-pixel frame
-    )
-    final = history.test_metric[-1]
-    summary = {
-        "example": NAME,
-        "test_accuracy": round(final, 4),
-        "target": f"test accuracy >= {TARGET}",
-        "reached": bool(final >= TARGET),
-    }
+    shift = random_shift(2)  # the digits sit in a 4-pixel frame
+    history = fit_classifier(model, optimizer, train, test, config, cosine=True, augment=shift)
+    summary = accuracy_summary(NAME, history.test_metric[-1], TARGET)
     return write_outputs(NAME, model, history, summary, config, "LeNet-5 on digits")

@@ -15,8 +15,13 @@ from typing import Any
 import numpy as np
 
 from fastnn import init, nn, optim
-from fastnn.examples import datasets
-from fastnn.examples._training import Split, TrainConfig, accuracy, fit, write_outputs
+from fastnn.examples._training import (
+    TrainConfig,
+    accuracy_summary,
+    digit_splits,
+    fit_classifier,
+    write_outputs,
+)
 
 NAME = "resnet"
 HELP = "a small ResNet with batch norm on scikit-learn's digits (16x16), SGD + Nesterov"
@@ -61,32 +66,12 @@ def build_model(rng: init.RngLike = None, dtype: Any = np.float32) -> nn.Sequent
 
 def run(config: TrainConfig) -> dict[str, Any]:
     """Train and evaluate; returns the summary."""
-    images, labels = datasets.digits(16)
-    (x_train, y_train), (x_test, y_test) = datasets.split(
-        images, labels, 0.2, config.rng(1), config.subset
-    )
-    x_train, x_test = datasets.standardize(x_train, x_test, axis=None)
-    config.log(f"digits: {len(x_train)} training and {len(x_test)} test images, 1 x 16 x 16")
+    train, test = digit_splits(config, 16)
     model = build_model(config.rng(0)).to(config.device)
     optimizer = optim.SGD(
         model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=5e-4
     )
-    history = fit(
-        model,
-        nn.CrossEntropyLoss(),
-        optimizer,
-        Split(x_train, y_train).to(config.device),
-        Split(x_test, y_test).to(config.device),
-        config,
-        ("accuracy", accuracy),
-        cosine=True,
-    )
-    final = history.test_metric[-1]
-    summary = {
-        "example": NAME,
-        "test_accuracy": round(final, 4),
-        "parameters": model.num_parameters(),
-        "target": f"test accuracy >= {TARGET}",
-        "reached": bool(final >= TARGET),
-    }
+    history = fit_classifier(model, optimizer, train, test, config, cosine=True)
+    parameters = model.num_parameters()
+    summary = accuracy_summary(NAME, history.test_metric[-1], TARGET, parameters=parameters)
     return write_outputs(NAME, model, history, summary, config, "Small ResNet on digits")

@@ -167,27 +167,16 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
     return G * fnn_cb_ceil_div(Kg, ob) * ob * Cg * R * S;
 }
 
-#if FNN_X86
-#define FNN_CB_DISPATCH(fn, sfx, args)                                                     \
-    switch (isa) {                                                                         \
-    case FNN_ISA_AVX512: return fn##_##sfx##_avx512 args;                                  \
-    case FNN_ISA_AVX2: return fn##_##sfx##_avx2 args;                                      \
-    default: return fn##_##sfx##_base args;                                                \
-    }
-#else
-#define FNN_CB_DISPATCH(fn, sfx, args) return fn##_##sfx##_base args;
-#endif
-
 #define FNN_CB_ENTRIES(T_, sfx)                                                            \
     /* The convolution; 0 on success, -1 when scratch could not be allocated. */          \
     static int fnn_cb_run_##sfx(const fnn_cb_args* a, int isa) {                           \
         isa = fnn_cb_isa(isa);                                                             \
-        FNN_CB_DISPATCH(fnn_cb_conv, sfx, (a))                                             \
+        FNN_ISA_DISPATCH(isa, fnn_cb_conv, sfx, (a))                                       \
     }                                                                                      \
     /* The weight gradient; 0 on success, -1 when scratch could not be allocated. */     \
     static int fnn_cb_wgrad_run_##sfx(const fnn_cb_wargs* a, int isa) {                    \
         isa = fnn_cb_isa(isa);                                                             \
-        FNN_CB_DISPATCH(fnn_cb_wgrad, sfx, (a))                                            \
+        FNN_ISA_DISPATCH(isa, fnn_cb_wgrad, sfx, (a))                                      \
     }                                                                                      \
     /* Pack w(k, c, r, s) = w[k*wk + c*wc + r*wr + s*ws] (any strides, k < G*Kg) for the \
      * kernels of level isa. */                                                            \
@@ -195,7 +184,7 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
                                   ptrdiff_t ws, ptrdiff_t G, ptrdiff_t Kg, ptrdiff_t Cg,   \
                                   ptrdiff_t R, ptrdiff_t S, T_* wp, int isa, int threads) {\
         isa = fnn_cb_isa(isa);                                                             \
-        FNN_CB_DISPATCH(fnn_cb_pack, sfx, (w, wk, wc, wr, ws, G, Kg, Cg, R, S, wp, threads)) \
+        FNN_ISA_DISPATCH(isa, fnn_cb_pack, sfx, (w, wk, wc, wr, ws, G, Kg, Cg, R, S, wp, threads)) \
     }
 
 FNN_CB_ENTRIES(float, f32)

@@ -20,13 +20,7 @@
 #define CB_RELU(x) ((x) < (T)0 ? (T)0 : (x))
 #define CB_RELU6(x) ((x) < (T)0 ? (T)0 : ((x) > (T)6 ? (T)6 : (x)))
 
-/* Unaligned vector load (one instruction once optimised). */
-#define CLOAD(dst, src)                                                                    \
-    do {                                                                                   \
-        VEC cl_;                                                                           \
-        __builtin_memcpy(&cl_, (src), sizeof(VEC));                                        \
-        (dst) = cl_;                                                                       \
-    } while (0)
+#include "vec_io.h" /* FNN_VLOAD, FNN_VSTORE */
 
 /* t[j][0 .. OB) (+)= sum_{c < nc, r < R, s < S} w[c][r][s][0 .. OB) *
  *                    x[c*cs + r*drs + s*dws + at(j)]       for j < nw
@@ -59,7 +53,7 @@ CB_INLINE void CFN(fnn_cb_tile_fixed)(const T* restrict x, ptrdiff_t cs, ptrdiff
                 const T* xs = xr + s * dws;
                 VEC wv[CB_NV];
                 FNN_CB_UNROLL
-                for (int v = 0; v < CB_NV; ++v) CLOAD(wv[v], w + v * VL);
+                for (int v = 0; v < CB_NV; ++v) FNN_VLOAD(wv[v], w + v * VL);
                 w += CB_OB;
                 FNN_CB_UNROLL
                 for (int j = 0; j < nw; ++j) {
@@ -671,7 +665,6 @@ static TARGET_ATTR void CFN(fnn_cb_pack)(const T* w, ptrdiff_t wk, ptrdiff_t wc,
     }
 }
 
-#undef CLOAD
 #undef CB_INLINE
 #undef CB_RELU
 #undef CB_RELU6

@@ -15,7 +15,7 @@ from cython.parallel cimport parallel
 from libc.string cimport memcpy, memset
 
 from conv_pack cimport pack_rows, unpack_image
-from conv_shape cimport ConvShape, ceil_div, make_shape
+from conv_shape cimport ConvShape, ceil_div, make_shape, split_channel_item
 
 cdef extern from "conv_direct.h" nogil:
     enum:
@@ -361,16 +361,12 @@ cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvSha
     W^T in blocks of GX_QB weight columns, each block (Kg, qn) contiguous."""
     cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc)
     cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
-    cdef Py_ssize_t item, cc, g, n, c0, nch, nq, nqb, oh, ws, w0, nw, k, qb, q0, qn
+    cdef Py_ssize_t item, g, n, c0, nch, nq, nqb, oh, ws, w0, nw, k, qb, q0, qn
     cdef floating* strip = buf + cpc * cstride + SLACK_ELEMENTS  # after the packed gradient
     cdef const floating* gyrow
     cdef const floating* wg
     for item in range(start, end):
-        cc = item % ncc
-        g = (item // ncc) % s.G
-        n = item // (ncc * s.G)
-        c0 = cc * cpc
-        nch = min(cpc, s.Cg - c0)
+        n = split_channel_item(s, item, ncc, cpc, &g, &c0, &nch)
         nq = nch * rs
         nqb = ceil_div(nq, FASTNN_GX_QB)
         memset(buf, 0, nch * cstride * sizeof(floating))

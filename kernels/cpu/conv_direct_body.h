@@ -30,20 +30,7 @@
 #define GX_QB FASTNN_GX_QB
 #define GX_NV 2 /* vectors of output columns per input-gradient block */
 
-/* Unaligned vector load/store through memcpy of a local (one instruction once optimised;
- * the accumulator arrays themselves never have their address taken, so they stay in
- * registers). */
-#define LOADV(dst, src)                                                                    \
-    do {                                                                                   \
-        VEC loadv_;                                                                        \
-        __builtin_memcpy(&loadv_, (src), sizeof(VEC));                                     \
-        (dst) = loadv_;                                                                    \
-    } while (0)
-#define STOREV(dst, src)                                                                   \
-    do {                                                                                   \
-        VEC storev_ = (src);                                                               \
-        __builtin_memcpy((dst), &storev_, sizeof(VEC));                                    \
-    } while (0)
+#include "vec_io.h" /* FNN_VLOAD, FNN_VSTORE */
 
 /*
  * Forward: y[k][w] = act(bias[k] + sum_q wpk[q * KB + k] * xrow[qoff[q] + w])
@@ -72,7 +59,7 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
             VEC xv[FWD_NV];
             UNROLL
             for (int v = 0; v < FWD_NV; v++)
-                LOADV(xv[v], xp + v * VL);
+                FNN_VLOAD(xv[v], xp + v * VL);
             const T *wq = wpk + q * KB;
             UNROLL
             for (int k = 0; k < KB; k++) {
@@ -95,14 +82,14 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
             for (int k = 0; k < KB; k++)
                 UNROLL
                 for (int v = 0; v < FWD_NV; v++)
-                    STOREV(y + k * ykstride + w0 + v * VL, acc[k][v]);
+                    FNN_VSTORE(y + k * ykstride + w0 + v * VL, acc[k][v]);
         } else {
             UNROLL
             for (int k = 0; k < KB; k++) {
                 T tmp[FWD_NV * VL];
                 UNROLL
                 for (int v = 0; v < FWD_NV; v++)
-                    STOREV(tmp + v * VL, acc[k][v]);
+                    FNN_VSTORE(tmp + v * VL, acc[k][v]);
                 __builtin_memcpy(y + k * ykstride + w0, tmp, (size_t)rem * sizeof(T));
             }
         }
@@ -146,11 +133,11 @@ static inline __attribute__((always_inline)) void FN(gw_body)(
             VEC gv[GW_KB];
             UNROLL
             for (int k = 0; k < KB; k++)
-                LOADV(gv[k], g + k * gyk + w);
+                FNN_VLOAD(gv[k], g + k * gyk + w);
             UNROLL
             for (int q = 0; q < QB; q++) {
                 VEC xv;
-                LOADV(xv, xb + qoff[q] + w);
+                FNN_VLOAD(xv, xb + qoff[q] + w);
                 UNROLL
                 for (int k = 0; k < KB; k++)
                     acc[k][q] += gv[k] * xv;
@@ -162,13 +149,13 @@ static inline __attribute__((always_inline)) void FN(gw_body)(
             UNROLL
             for (int k = 0; k < KB; k++) {
                 VEC t;
-                LOADV(t, g + k * gyk + nfull);
+                FNN_VLOAD(t, g + k * gyk + nfull);
                 gv[k] = (VEC)((IVEC)t & tail_mask);
             }
             UNROLL
             for (int q = 0; q < QB; q++) {
                 VEC t;
-                LOADV(t, xb + qoff[q] + nfull);
+                FNN_VLOAD(t, xb + qoff[q] + nfull);
                 VEC xv = (VEC)((IVEC)t & tail_mask);
                 UNROLL
                 for (int k = 0; k < KB; k++)
@@ -182,7 +169,7 @@ static inline __attribute__((always_inline)) void FN(gw_body)(
         UNROLL
         for (int q = 0; q < QB; q++) {
             T lanes[VL];
-            STOREV(lanes, acc[k][q]);
+            FNN_VSTORE(lanes, acc[k][q]);
             double s = 0.0;
             UNROLL
             for (int i = 0; i < VL; i++)
@@ -215,7 +202,7 @@ static inline __attribute__((always_inline)) void FN(gx_body)(
             VEC gv[GX_NV];
             UNROLL
             for (int v = 0; v < GX_NV; v++)
-                LOADV(gv[v], g + v * VL);
+                FNN_VLOAD(gv[v], g + v * VL);
             const T *wk = wt + k * ldw;
             UNROLL
             for (int q = 0; q < QB; q++) {
@@ -233,9 +220,9 @@ static inline __attribute__((always_inline)) void FN(gx_body)(
                 UNROLL
                 for (int v = 0; v < GX_NV; v++) {
                     VEC old;
-                    LOADV(old, dst + v * VL);
+                    FNN_VLOAD(old, dst + v * VL);
                     old += acc[q][v];
-                    STOREV(dst + v * VL, old);
+                    FNN_VSTORE(dst + v * VL, old);
                 }
             }
         } else {
@@ -244,7 +231,7 @@ static inline __attribute__((always_inline)) void FN(gx_body)(
                 T tmp[GX_NV * VL];
                 UNROLL
                 for (int v = 0; v < GX_NV; v++)
-                    STOREV(tmp + v * VL, acc[q][v]);
+                    FNN_VSTORE(tmp + v * VL, acc[q][v]);
                 T *dst = gx + qoff[q] + w0;
                 for (ptrdiff_t i = 0; i < rem; i++)
                     dst[i] += tmp[i];
@@ -313,5 +300,3 @@ static TARGET_ATTR void FN(gx)(int qb, const T *gy, ptrdiff_t gyk, ptrdiff_t K, 
 #undef GW_QB
 #undef GX_QB
 #undef GX_NV
-#undef LOADV
-#undef STOREV

@@ -22,7 +22,7 @@ from libc.string cimport memcpy
 
 from blas cimport gemm_rowmajor
 from col2im cimport col2im_tile
-from conv_shape cimport ConvShape, ceil_div, make_shape
+from conv_shape cimport ConvShape, ceil_div, make_shape, split_channel_item
 from im2col cimport im2col_tile
 
 cdef extern from "conv_epilogue.h" nogil:
@@ -388,15 +388,11 @@ cdef void gx_items(const floating* gy, const floating* w, floating* gx, ConvShap
     no two threads write the same element."""
     cdef Py_ssize_t plane = s.H * s.W, rs = s.R * s.S
     cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc), per_chunk = tiles_per_chunk(s, tile, ipt)
-    cdef Py_ssize_t item, cc, g, chunk, c0, nch, t, i
+    cdef Py_ssize_t item, g, chunk, c0, nch, t, i
     cdef Tile tl
     cdef Matrix grad
     for item in range(start, end):
-        cc = item % ncc
-        g = (item // ncc) % s.G
-        chunk = item // (ncc * s.G)
-        c0 = cc * cpc
-        nch = min(cpc, s.Cg - c0)
+        chunk = split_channel_item(s, item, ncc, cpc, &g, &c0, &nch)
         for t in range(per_chunk):
             tl = tile_at(s, chunk, t, tile, ipt)
             grad = tile_grad_output(gy, s, &tl, g, gybuf)

@@ -35,3 +35,16 @@ cdef inline Py_ssize_t floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     if a >= 0:
         return a // b
     return -((-a + b - 1) // b)
+
+
+cdef inline Py_ssize_t split_channel_item(const ConvShape* s, Py_ssize_t item,
+                                          Py_ssize_t ncc, Py_ssize_t cpc, Py_ssize_t* g,
+                                          Py_ssize_t* c0, Py_ssize_t* nch) noexcept nogil:
+    """Work item ``item`` of the grid (outer, group, chunk of ``cpc`` input channels), the
+    chunk fastest (``ncc`` chunks per group): sets its group, the chunk's first channel in
+    the group and its channel count (the last chunk may be short); returns the outer index
+    (an image, or a chunk of images)."""
+    g[0] = (item // ncc) % s.G
+    c0[0] = (item % ncc) * cpc
+    nch[0] = min(cpc, s.Cg - c0[0])
+    return item // (ncc * s.G)

@@ -112,6 +112,20 @@ def transform_filters(const floating[::1] w, bint transposed, Py_ssize_t groups,
     return u_arr
 
 
+cdef _check_sizes(Py_ssize_t n, Py_ssize_t c, Py_ssize_t out_channels, Py_ssize_t groups,
+                  Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t out_size, str out_name,
+                  Py_ssize_t weight_size):
+    """ValueError unless the channels split into groups and the flat ``out_name`` (N, K,
+    ho, wo) and weight (K, C // groups, 3, 3) have their sizes, for an input of n
+    images of c channels and K = out_channels."""
+    if c % groups or out_channels % groups:
+        raise ValueError("winograd: channels must divide into groups")
+    if out_size != n * out_channels * ho * wo:
+        raise ValueError(f"winograd: {out_name} size does not match")
+    if weight_size != out_channels * (c // groups) * 9:
+        raise ValueError("winograd: weight size does not match the channels")
+
+
 def convolve(const floating[:, :, :, :] src, object u, const floating[::1] w,
              bint transposed, object bias, floating[::1] dst, Py_ssize_t out_channels,
              Py_ssize_t groups, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t pt, Py_ssize_t pl,
@@ -140,12 +154,8 @@ def convolve(const floating[:, :, :, :] src, object u, const floating[::1] w,
         raise ValueError(f"winograd: tile size must be one of {TILE_SIZES}, got {m}")
     if pb < nr or pb % nr or kc < mr or kc % mr or tk < 1 or tp < 1:
         raise ValueError(f"winograd: pb={pb} must be a multiple of {nr}, kc={kc} of {mr}")
-    if src.shape[1] % groups or out_channels % groups:
-        raise ValueError("winograd: channels must divide into groups")
-    if dst.shape[0] != src.shape[0] * out_channels * ho * wo:
-        raise ValueError("winograd: output size does not match")
-    if w.shape[0] != out_channels * (src.shape[1] // groups) * 9:
-        raise ValueError("winograd: weight size does not match the channels")
+    _check_sizes(src.shape[0], src.shape[1], out_channels, groups, ho, wo, dst.shape[0],
+                 "output", w.shape[0])
     a.src = &src[0, 0, 0, 0]
     a.N, a.C, a.H, a.W, a.sn, a.sc, a.sh, a.sw = _dims(src.shape, src.strides, itemsize)
     a.K, a.G = out_channels, groups
@@ -190,12 +200,8 @@ def weight_gradient(const floating[:, :, :, :] x, const floating[::1] gy, floati
         raise ValueError(f"winograd: tile size must be one of {TILE_SIZES}, got {m}")
     if pb < 1 or kc < 1 or cc < 1:
         raise ValueError("winograd: pb, kc and cc must be positive")
-    if x.shape[1] % groups or out_channels % groups:
-        raise ValueError("winograd: channels must divide into groups")
-    if gy.shape[0] != x.shape[0] * out_channels * ho * wo:
-        raise ValueError("winograd: grad_output size does not match")
-    if gw.shape[0] != out_channels * (x.shape[1] // groups) * 9:
-        raise ValueError("winograd: weight size does not match the channels")
+    _check_sizes(x.shape[0], x.shape[1], out_channels, groups, ho, wo, gy.shape[0],
+                 "grad_output", gw.shape[0])
     a.x = &x[0, 0, 0, 0]
     a.N, a.C, a.H, a.W, a.sn, a.sc, a.sh, a.sw = _dims(x.shape, x.strides, itemsize)
     a.gy = &gy[0]

@@ -94,23 +94,12 @@ static int fnn_dw_isa(int requested) {
     return requested < best ? requested : best;
 }
 
-#if FNN_X86
-#define FNN_DW_DISPATCH(fn, sfx, args)                                                     \
-    switch (fnn_dw_isa(isa)) {                                                             \
-    case FNN_ISA_AVX512: return fn##_##sfx##_avx512 args;                                  \
-    case FNN_ISA_AVX2: return fn##_##sfx##_avx2 args;                                      \
-    default: return fn##_##sfx##_base args;                                                \
-    }
-#else
-#define FNN_DW_DISPATCH(fn, sfx, args) return fn##_##sfx##_base args;
-#endif
-
 /* pass: 0 forward, 1 input gradient, 2 weight gradient; lanes: the channels-in-lanes
  * variant (depthwise_lanes_body.h) instead of plane by plane.  0, or -1 without memory. */
 #define FNN_DW_ENTRY(sfx)                                                                  \
     static int fnn_dw_run_##sfx(const fnn_dw_args* a, int pass, int isa, int lanes) {     \
-        if (lanes) { FNN_DW_DISPATCH(fnn_dwl_run, sfx, (a, pass)) }                        \
-        FNN_DW_DISPATCH(fnn_dw_run, sfx, (a, pass))                                        \
+        if (lanes) { FNN_ISA_DISPATCH(fnn_dw_isa(isa), fnn_dwl_run, sfx, (a, pass)) }      \
+        FNN_ISA_DISPATCH(fnn_dw_isa(isa), fnn_dw_run, sfx, (a, pass))                      \
     }
 FNN_DW_ENTRY(f32)
 FNN_DW_ENTRY(f64)

@@ -15,17 +15,7 @@
 #define DCAT(a, b) DCAT_(a, b)
 #define DFN(name) DCAT(name, SFX)
 
-#define DLOAD(dst, src)                                                                    \
-    do {                                                                                   \
-        VEC dl_;                                                                           \
-        __builtin_memcpy(&dl_, (src), sizeof(VEC));                                        \
-        (dst) = dl_;                                                                       \
-    } while (0)
-#define DSTORE(dst, src)                                                                   \
-    do {                                                                                   \
-        VEC ds_ = (src);                                                                   \
-        __builtin_memcpy((dst), &ds_, sizeof(VEC));                                        \
-    } while (0)
+#include "vec_io.h" /* FNN_VLOAD, FNN_VSTORE */
 
 /* Where the data of each phase plane lies: rows hp_lo..hp_hi-1 and columns lo..hi-1 come
  * from the input; everything else is padding, zeroed once per call and never written. */
@@ -135,19 +125,19 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_forward)(const fnn_dw_args* a,
                     const T* p = P + off[t] + i0;
                     const T wt = wk[t];
                     VEC v0, v1, v2, v3;
-                    DLOAD(v0, p);
-                    DLOAD(v1, p + VL);
-                    DLOAD(v2, p + 2 * VL);
-                    DLOAD(v3, p + 3 * VL);
+                    FNN_VLOAD(v0, p);
+                    FNN_VLOAD(v1, p + VL);
+                    FNN_VLOAD(v2, p + 2 * VL);
+                    FNN_VLOAD(v3, p + 3 * VL);
                     acc0 += v0 * wt;
                     acc1 += v1 * wt;
                     acc2 += v2 * wt;
                     acc3 += v3 * wt;
                 }
-                DSTORE(yw + i0, acc0);
-                DSTORE(yw + i0 + VL, acc1);
-                DSTORE(yw + i0 + 2 * VL, acc2);
-                DSTORE(yw + i0 + 3 * VL, acc3);
+                FNN_VSTORE(yw + i0, acc0);
+                FNN_VSTORE(yw + i0 + VL, acc1);
+                FNN_VSTORE(yw + i0 + 2 * VL, acc2);
+                FNN_VSTORE(yw + i0 + 3 * VL, acc3);
             }
             /* the wide rows out to the plane, through the activation */
             T* yk = y + (n * K + k) * a->Ho * a->Wo;
@@ -201,19 +191,19 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, co
                     if (j == 0) {
                         acc0 = acc1 = (VEC){0};
                     } else {
-                        DLOAD(acc0, g + q0);
-                        DLOAD(acc1, g + q0 + VL);
+                        FNN_VLOAD(acc0, g + q0);
+                        FNN_VLOAD(acc1, g + q0 + VL);
                     }
                     /* q - shift stays inside gy_wide's zero margins (see gy_wide) */
                     for (ptrdiff_t t = 0; t < nt; ++t) {
                         VEC v0, v1;
-                        DLOAD(v0, base + q0 - sel[t]);
-                        DLOAD(v1, base + q0 + VL - sel[t]);
+                        FNN_VLOAD(v0, base + q0 - sel[t]);
+                        FNN_VLOAD(v1, base + q0 + VL - sel[t]);
                         acc0 += v0 * wsel[t];
                         acc1 += v1 * wsel[t];
                     }
-                    DSTORE(g + q0, acc0);
-                    DSTORE(g + q0 + VL, acc1);
+                    FNN_VSTORE(g + q0, acc0);
+                    FNN_VSTORE(g + q0 + VL, acc1);
                 }
             }
         }
@@ -269,17 +259,17 @@ static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_
                     ptrdiff_t i0 = 0;
                     for (; i0 + 2 * VL <= l->wide; i0 += 2 * VL) {
                         VEC g0, g1, p0, p1;
-                        DLOAD(g0, g + i0);
-                        DLOAD(g1, g + i0 + VL);
-                        DLOAD(p0, p + i0);
-                        DLOAD(p1, p + i0 + VL);
+                        FNN_VLOAD(g0, g + i0);
+                        FNN_VLOAD(g1, g + i0 + VL);
+                        FNN_VLOAD(p0, p + i0);
+                        FNN_VLOAD(p1, p + i0 + VL);
                         s0 += g0 * p0;
                         s1 += g1 * p1;
                     }
                     for (; i0 < l->wide; i0 += VL) { /* gy_wide is zero past the plane */
                         VEC g0, p0;
-                        DLOAD(g0, g + i0);
-                        DLOAD(p0, p + i0);
+                        FNN_VLOAD(g0, g + i0);
+                        FNN_VLOAD(p0, p + i0);
                         s0 += g0 * p0;
                     }
                     vacc[j * taps + t] = s0 + s1;
@@ -338,9 +328,7 @@ static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
 
 #include "depthwise_lanes_body.h"
 
-#undef DLOAD
 #undef DNOCALLS
-#undef DSTORE
 #undef DFN
 #undef DCAT
 #undef DCAT_

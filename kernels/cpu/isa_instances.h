@@ -40,6 +40,19 @@ FNN_ISA_VECTORS(avx512, 64)
 /* The family's tuning constant of the level being compiled (prefix##BASE/AVX2/AVX512). */
 #define FNN_ISA_TUNE(prefix) FNN_ISA_CAT(prefix, FNN_ISA_LEVEL_UC)
 
+/* `return fn_<sfx>_<level> args;` for the run-time instruction-set level `level`
+ * (FNN_ISA_*): how a family's entry points call the pass compiled for the CPU. */
+#if FNN_X86
+#define FNN_ISA_DISPATCH(level, fn, sfx, args)                                            \
+    switch (level) {                                                                      \
+    case FNN_ISA_AVX512: return fn##_##sfx##_avx512 args;                                 \
+    case FNN_ISA_AVX2: return fn##_##sfx##_avx2 args;                                     \
+    default: return fn##_##sfx##_base args;                                               \
+    }
+#else
+#define FNN_ISA_DISPATCH(level, fn, sfx, args) return fn##_##sfx##_base args;
+#endif
+
 #endif /* FNN_ISA_INSTANCES_H */
 
 #ifndef FNN_ISA_TARGET_AVX2

@@ -16,42 +16,37 @@
 #define WFN(name) WCAT(name, SFX)
 #define WNR (WNV * VL)
 
-/* Unaligned vector load and store (one instruction once optimised). */
-#define WLOAD(dst, src)                                                                    \
-    do {                                                                                   \
-        VEC wl_;                                                                           \
-        __builtin_memcpy(&wl_, (src), sizeof(VEC));                                        \
-        (dst) = wl_;                                                                       \
-    } while (0)
-#define WSTORE(dst, src)                                                                   \
-    do {                                                                                   \
-        VEC ws_ = (src);                                                                   \
-        __builtin_memcpy((dst), &ws_, sizeof(VEC));                                        \
-    } while (0)
+#include "vec_io.h" /* FNN_VLOAD, FNN_VSTORE */
 
-/* out[i][v*VL ...] = sum_c a[c*WMR + i] * b[c*ldb + v*VL ...] for a WMR x WNR tile: the
- * transformed filters of WMR output channels (packed, contiguous over c) times WNR tiles
- * of the transformed input (rows ldb apart, aligned).  Accumulators stay in registers
- * for the whole reduction. */
-static TARGET_ATTR void WFN(fnn_wino_gemm_tile)(const T* restrict a, const T* restrict b,
-                                                ptrdiff_t cg, ptrdiff_t ldb,
-                                                T* restrict out, ptrdiff_t ldo) {
+/* The register tile of both GEMMs below: acc[i][v*VL ...] (zero, or what out holds when
+ * add) += sum_{t < n} a[t * at + i * ai] * b[t * ldb + v*VL ...], for WMR x WNR outputs
+ * (b's rows aligned), then stored to out.  Accumulators stay in registers for the whole
+ * reduction.  Always inlined with constant add (and strides where constant), so each
+ * caller compiles to its own loop with no branch in it. */
+static inline __attribute__((always_inline)) TARGET_ATTR void WFN(fnn_wino_tile)(
+    const T* restrict a, ptrdiff_t at, ptrdiff_t ai, const T* restrict b, ptrdiff_t ldb,
+    ptrdiff_t n, T* restrict out, ptrdiff_t ldo, int add) {
     VEC acc[WMR][WNV];
     FNN_WINO_UNROLL
     for (int i = 0; i < WMR; ++i) {
         FNN_WINO_UNROLL
-        for (int v = 0; v < WNV; ++v) acc[i][v] = (VEC){0};
+        for (int v = 0; v < WNV; ++v) {
+            if (add)
+                acc[i][v] = *(const VEC*)(out + i * ldo + v * VL);
+            else
+                acc[i][v] = (VEC){0};
+        }
     }
-    for (ptrdiff_t c = 0; c < cg; ++c) {
+    for (ptrdiff_t t = 0; t < n; ++t) {
         VEC bv[WNV];
         FNN_WINO_UNROLL
-        for (int v = 0; v < WNV; ++v) bv[v] = *(const VEC*)(b + c * ldb + v * VL);
-        const T* ac = a + c * WMR;
+        for (int v = 0; v < WNV; ++v) bv[v] = *(const VEC*)(b + t * ldb + v * VL);
+        const T* at_t = a + t * at;
         FNN_WINO_UNROLL
         for (int i = 0; i < WMR; ++i) {
-            const T ai = ac[i];
+            const T ai_t = at_t[i * ai];
             FNN_WINO_UNROLL
-            for (int v = 0; v < WNV; ++v) acc[i][v] += bv[v] * ai;
+            for (int v = 0; v < WNV; ++v) acc[i][v] += bv[v] * ai_t;
         }
     }
     FNN_WINO_UNROLL
@@ -61,34 +56,22 @@ static TARGET_ATTR void WFN(fnn_wino_gemm_tile)(const T* restrict a, const T* re
     }
 }
 
+/* out[i][v*VL ...] = sum_c a[c*WMR + i] * b[c*ldb + v*VL ...] for a WMR x WNR tile: the
+ * transformed filters of WMR output channels (packed, contiguous over c) times WNR tiles
+ * of the transformed input (rows ldb apart, aligned). */
+static TARGET_ATTR void WFN(fnn_wino_gemm_tile)(const T* restrict a, const T* restrict b,
+                                                ptrdiff_t cg, ptrdiff_t ldb,
+                                                T* restrict out, ptrdiff_t ldo) {
+    WFN(fnn_wino_tile)(a, WMR, 1, b, ldb, cg, out, ldo, 0);
+}
+
 /* out[i][v*VL ...] += sum_{t < n} a[i * lda + t] * b[t * ldb + v*VL ...]: the same
  * register tile with the broadcast operand read from WMR rows (the weight gradient's
  * transformed grad_output, tiles contiguous) and the result added to what out holds. */
 static TARGET_ATTR void WFN(fnn_wino_gemm_rows)(const T* restrict a, ptrdiff_t lda,
                                                 const T* restrict b, ptrdiff_t ldb,
                                                 ptrdiff_t n, T* restrict out, ptrdiff_t ldo) {
-    VEC acc[WMR][WNV];
-    FNN_WINO_UNROLL
-    for (int i = 0; i < WMR; ++i) {
-        FNN_WINO_UNROLL
-        for (int v = 0; v < WNV; ++v) acc[i][v] = *(const VEC*)(out + i * ldo + v * VL);
-    }
-    for (ptrdiff_t t = 0; t < n; ++t) {
-        VEC bv[WNV];
-        FNN_WINO_UNROLL
-        for (int v = 0; v < WNV; ++v) bv[v] = *(const VEC*)(b + t * ldb + v * VL);
-        FNN_WINO_UNROLL
-        for (int i = 0; i < WMR; ++i) {
-            const T ai = a[i * lda + t];
-            FNN_WINO_UNROLL
-            for (int v = 0; v < WNV; ++v) acc[i][v] += bv[v] * ai;
-        }
-    }
-    FNN_WINO_UNROLL
-    for (int i = 0; i < WMR; ++i) {
-        FNN_WINO_UNROLL
-        for (int v = 0; v < WNV; ++v) *(VEC*)(out + i * ldo + v * VL) = acc[i][v];
-    }
+    WFN(fnn_wino_tile)(a, 1, lda, b, ldb, n, out, ldo, 1);
 }
 
 /* dst[j * ldd + i] = src[i * lds + j] for a VL x VL block, in registers
@@ -108,8 +91,6 @@ static inline __attribute__((always_inline)) TARGET_ATTR void WFN(fnn_wino_trans
 #define WM 6
 #include "winograd_tile.h"
 
-#undef WLOAD
-#undef WSTORE
 #undef WNR
 #undef WFN
 #undef WCAT

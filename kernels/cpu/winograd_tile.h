@@ -80,7 +80,7 @@ static TARGET_ATTR void WFNM(fnn_wino_input)(const T* restrict rows, ptrdiff_t r
         for (int i = 0; i < ALPHA; ++i) {
             FNN_WINO_UNROLL
             for (int j = 0; j < ALPHA; ++j)
-                WLOAD(d[i][j], rows + (i * WM + j % WM) * rl + t0 + j / WM);
+                FNN_VLOAD(d[i][j], rows + (i * WM + j % WM) * rl + t0 + j / WM);
         }
         FNN_WINO_UNROLL
         for (int x = 0; x < ALPHA; ++x) {
@@ -93,7 +93,7 @@ static TARGET_ATTR void WFNM(fnn_wino_input)(const T* restrict rows, ptrdiff_t r
             for (int y = 0; y < ALPHA; ++y) {
                 VEC o;
                 WLINCOMB(o, ALPHA, WBT[y][k_], tmp[x][k_]);
-                WSTORE(v + (x * ALPHA + y) * ld + t0, o);
+                FNN_VSTORE(v + (x * ALPHA + y) * ld + t0, o);
             }
         }
     }
@@ -112,7 +112,7 @@ static TARGET_ATTR void WFNM(fnn_wino_output)(const T* restrict m, ptrdiff_t ld,
         FNN_WINO_UNROLL
         for (int x = 0; x < ALPHA; ++x) {
             FNN_WINO_UNROLL
-            for (int j = 0; j < ALPHA; ++j) WLOAD(mv[x][j], m + (x * ALPHA + j) * ld + t0);
+            for (int j = 0; j < ALPHA; ++j) FNN_VLOAD(mv[x][j], m + (x * ALPHA + j) * ld + t0);
         }
         FNN_WINO_UNROLL
         for (int i = 0; i < WM; ++i) {
@@ -133,7 +133,7 @@ static TARGET_ATTR void WFNM(fnn_wino_output)(const T* restrict m, ptrdiff_t ld,
                 WLINCOMB(o, ALPHA, WAT[j][k_], tmp[i][k_]);
                 o += bias;
                 FNN_CONV_ACT_VEC(o, act);
-                WSTORE(&ob[j][0], o);
+                FNN_VSTORE(&ob[j][0], o);
             }
             T* restrict yr = y + oh * Wo + base;
             for (ptrdiff_t t = 0; t < nfull; ++t) {
@@ -195,10 +195,10 @@ static TARGET_ATTR void WFNM(fnn_wino_filter)(const T* restrict w, int transpose
                     WLINCOMB(o, 3, WG[j][k_], t[i][k_]);
                     T* dst = panel + (i * ALPHA + j) * xi_stride + e0;
                     if (n == VL) {
-                        WSTORE(dst, o);
+                        FNN_VSTORE(dst, o);
                     } else {
                         T part[VL] __attribute__((aligned(64)));
-                        WSTORE(part, o);
+                        FNN_VSTORE(part, o);
                         memcpy(dst, part, n * sizeof(T));
                     }
                 }

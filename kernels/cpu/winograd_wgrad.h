@@ -1,6 +1,6 @@
 /* The weight gradient by Winograd F(WM x WM, 3 x 3): included by winograd_tile.h (per tile
  * size, per instruction set), which defines ALPHA, WM, WFN, WFNM, WAT, WG, WLINCOMB,
- * WLOAD, WSTORE and the forward transforms used here.
+ * FNN_VLOAD, FNN_VSTORE and the forward transforms used here.
  *
  * By the transposition principle, the gradient of the forward algorithm
  * y = AT [(G w GT) * (BT d B)] A with respect to the filter w is, per tile,
@@ -55,7 +55,7 @@ static TARGET_ATTR void WFNM(fnn_wino_gy_input)(const T* restrict rows, ptrdiff_
         FNN_WINO_UNROLL
         for (int i = 0; i < WM; ++i) {
             FNN_WINO_UNROLL
-            for (int j = 0; j < WM; ++j) WLOAD(g[i][j], rows + (i * WM + j) * rl + t0);
+            for (int j = 0; j < WM; ++j) FNN_VLOAD(g[i][j], rows + (i * WM + j) * rl + t0);
         }
         FNN_WINO_UNROLL
         for (int x = 0; x < ALPHA; ++x) {
@@ -68,7 +68,7 @@ static TARGET_ATTR void WFNM(fnn_wino_gy_input)(const T* restrict rows, ptrdiff_
             for (int y = 0; y < ALPHA; ++y) {
                 VEC o;
                 WLINCOMB(o, WM, WAT[k_][y], tmp[x][k_]);
-                WSTORE(z + (x * ALPHA + y) * ld + t0, o);
+                FNN_VSTORE(z + (x * ALPHA + y) * ld + t0, o);
             }
         }
     }
@@ -100,7 +100,7 @@ static TARGET_ATTR void WFNM(fnn_wino_gw_out)(const T* restrict S, ptrdiff_t xs,
                 for (int s = 0; s < 3; ++s) {
                     VEC o;
                     WLINCOMB(o, ALPHA, WG[k_][r], tmp[k_][s]);
-                    WSTORE(&out[r * 3 + s][0], o);
+                    FNN_VSTORE(&out[r * 3 + s][0], o);
                 }
             }
             const ptrdiff_t n = cn - c0 < VL ? cn - c0 : VL;

@@ -78,6 +78,25 @@ def gemm_kernel(dtype: np.dtype, tile: Tile):
     A_SHAPE = (BK, BM + 1)
     B_SHAPE = (BK, BN + 1)
 
+    @cuda.jit(device=True, inline=True)
+    def load_tile(src, z, k_major, r0, rows, BR, k0, K, tile, tid):
+        """tile[kk, rr] = op(src)[r0 + rr, k0 + kk] for a BR x BK block of the (rows, K)
+        operand, zero outside it; src is stored (K, rows) when ``k_major``, else (rows,
+        K).  The block's threads read neighbouring elements of src's last axis."""
+        for l in range(tid, BR * BK, THREADS):
+            if k_major:
+                rr = l % BR
+                kk = l // BR
+            else:
+                kk = l % BK
+                rr = l // BK
+            r = r0 + rr
+            k = k0 + kk
+            v = zero
+            if r < rows and k < K:
+                v = src[z, k, r] if k_major else src[z, r, k]
+            tile[kk, rr] = v
+
     @cuda.jit
     def gemm(a, b, out, trans_a, trans_b, alpha, beta, c, bias, bias_axis, act, u, deriv_act):
         a_tile = cuda.shared.array(A_SHAPE, F)
@@ -103,32 +122,9 @@ def gemm_kernel(dtype: np.dtype, tile: Tile):
                     for j in range(TN):
                         acc[i, j] = zero
                 for k0 in range(0, K, BK):
-                    for l in range(tid, BM * BK, THREADS):
-                        if trans_a:  # stored (K, M): neighbours along M
-                            mm = l % BM
-                            kk = l // BM
-                        else:  # stored (M, K): neighbours along K
-                            kk = l % BK
-                            mm = l // BK
-                        m = row0 + mm
-                        k = k0 + kk
-                        v = zero
-                        if m < M and k < K:
-                            v = a[za, k, m] if trans_a else a[za, m, k]
-                        a_tile[kk, mm] = v
-                    for l in range(tid, BK * BN, THREADS):
-                        if trans_b:  # stored (N, K): neighbours along K
-                            kk = l % BK
-                            nn = l // BK
-                        else:  # stored (K, N): neighbours along N
-                            nn = l % BN
-                            kk = l // BN
-                        n = col0 + nn
-                        k = k0 + kk
-                        v = zero
-                        if n < N and k < K:
-                            v = b[zb, n, k] if trans_b else b[zb, k, n]
-                        b_tile[kk, nn] = v
+                    # a stored (K, M) when transposed, b when not
+                    load_tile(a, za, trans_a, row0, M, BM, k0, K, a_tile, tid)
+                    load_tile(b, zb, not trans_b, col0, N, BN, k0, K, b_tile, tid)
                     cuda.syncthreads()
                     for kk in range(BK):
                         for i in range(TM):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from numba import cuda
 
+from fastnn.kernels.numba_cuda.grid import split3, split4
+
 #: Threads per block of the layout kernels.
 THREADS = 256
 
@@ -38,10 +40,7 @@ def copy3(src, dst):
     a, b, c = dst.shape
     start, step = cuda.grid(1), cuda.gridsize(1)
     for f in range(start, a * b * c, step):
-        k = f % c
-        t = f // c
-        j = t % b
-        i = t // b
+        i, j, k = split3(f, b, c)
         dst[i, j, k] = src[i, j, k]
 
 
@@ -51,12 +50,7 @@ def copy4(src, dst):
     a, b, c, d = dst.shape
     start, step = cuda.grid(1), cuda.gridsize(1)
     for f in range(start, a * b * c * d, step):
-        l = f % d
-        t = f // d
-        k = t % c
-        t = t // c
-        j = t % b
-        i = t // b
+        i, j, k, l = split4(f, b, c, d)
         dst[i, j, k, l] = src[i, j, k, l]
 
 
@@ -72,8 +66,5 @@ def swap01(src, dst):
     a, b, c = src.shape
     start, step = cuda.grid(1), cuda.gridsize(1)
     for f in range(start, a * b * c, step):
-        k = f % c
-        t = f // c
-        i = t % a
-        j = t // a
+        j, i, k = split3(f, a, c)  # f walks dst, shaped (b, a, c)
         dst[j, i, k] = src[i, j, k]

@@ -27,12 +27,25 @@ def _lerp(start, end, weight, one_minus_weight):
     return end - (end - start) * one_minus_weight
 
 
+@cuda.jit(device=True, inline=True)
+def _with_decay(g, weight_decay, param, i):
+    # the gradient with L2 weight decay folded in (torch's g + weight_decay * p); param[i]
+    # is read only when there is decay
+    if weight_decay != 0:
+        return g + weight_decay * param[i]
+    return g
+
+
+@cuda.jit(device=True, inline=True)
+def _ema_sq(avg, decay, rest, g):
+    # running mean of g^2: avg * decay + (1 - decay) * g^2, in torch's order
+    return avg * decay + rest * (g * g)
+
+
 @cuda.jit
 def sgd(param, grad, buf, lr, momentum, keep, weight_decay, sign, use_momentum, nesterov, first):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
-        g = sign * grad[i]
-        if weight_decay != 0:
-            g = g + weight_decay * param[i]
+        g = _with_decay(sign * grad[i], weight_decay, param, i)
         if use_momentum:
             if first:
                 b = g
@@ -49,9 +62,7 @@ def sgd(param, grad, buf, lr, momentum, keep, weight_decay, sign, use_momentum, 
 @cuda.jit
 def adagrad(param, grad, state_sum, lr, weight_decay, eps, sign):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
-        g = sign * grad[i]
-        if weight_decay != 0:
-            g = g + weight_decay * param[i]
+        g = _with_decay(sign * grad[i], weight_decay, param, i)
         s = state_sum[i] + g * g
         state_sum[i] = s
         param[i] = param[i] - lr * (g / (math.sqrt(s) + eps))
@@ -61,10 +72,8 @@ def adagrad(param, grad, state_sum, lr, weight_decay, eps, sign):
 def rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, rest, eps, weight_decay,
             momentum, sign, centered, use_momentum):  # fmt: skip
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
-        g = sign * grad[i]
-        if weight_decay != 0:
-            g = g + weight_decay * param[i]
-        v = square_avg[i] * alpha + rest * (g * g)
+        g = _with_decay(sign * grad[i], weight_decay, param, i)
+        v = _ema_sq(square_avg[i], alpha, rest, g)
         square_avg[i] = v
         if centered:
             m = _lerp(grad_avg[i], g, rest, alpha)
@@ -83,13 +92,11 @@ def rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, rest, eps, weight
 @cuda.jit
 def adadelta(param, grad, square_avg, acc_delta, lr, rho, rest, eps, weight_decay, sign):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
-        g = sign * grad[i]
-        if weight_decay != 0:
-            g = g + weight_decay * param[i]
-        v = square_avg[i] * rho + rest * (g * g)
+        g = _with_decay(sign * grad[i], weight_decay, param, i)
+        v = _ema_sq(square_avg[i], rho, rest, g)
         square_avg[i] = v
         delta = math.sqrt(acc_delta[i] + eps) / math.sqrt(v + eps) * g
-        acc_delta[i] = acc_delta[i] * rho + rest * (delta * delta)
+        acc_delta[i] = _ema_sq(acc_delta[i], rho, rest, delta)
         param[i] = param[i] - lr * delta
 
 
@@ -106,7 +113,7 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size, bias2_sqrt
                 g = g + weight_decay * p
         m = _lerp(exp_avg[i], g, rest1, beta1)
         exp_avg[i] = m
-        v = exp_avg_sq[i] * beta2 + rest2 * (g * g)
+        v = _ema_sq(exp_avg_sq[i], beta2, rest2, g)
         exp_avg_sq[i] = v
         if amsgrad:
             if max_exp_avg_sq[i] > v:

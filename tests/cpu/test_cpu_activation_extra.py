@@ -44,67 +44,42 @@ def _torch_f():
     return import_torch().nn.functional
 
 
+def _label(name: str, params: dict) -> str:
+    values = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in params.values())
+    return f"{name}({values})" if params else name
+
+
+def _from_output(name: str, **params) -> Case:
+    """An activation whose gradient fastnn takes from the output (activation_backward),
+    with ``params`` (by name) for the forward, the gradient and PyTorch alike."""
+    return Case(
+        _label(name, params),
+        lambda x, **kw: getattr(fastnn, name)(x, **params, **kw),
+        lambda g, x, y, **kw: fastnn.activation_backward(name, g, y, **params, **kw),
+        lambda t: getattr(_torch_f(), name)(t, **params),
+    )
+
+
+def _from_input(name: str, **params) -> Case:
+    """An activation whose gradient fastnn takes from the input (``<name>_backward``)."""
+    return Case(
+        _label(name, params),
+        lambda x, **kw: getattr(fastnn, name)(x, **params, **kw),
+        lambda g, x, y, **kw: getattr(fastnn, f"{name}_backward")(g, x, **params, **kw),
+        lambda t: getattr(_torch_f(), name)(t, **params),
+    )
+
+
 CASES = [
-    Case(
-        "hardtanh(-2, 3)",
-        lambda x, **kw: fastnn.hardtanh(x, -2.0, 3.0, **kw),
-        lambda g, x, y, **kw: fastnn.activation_backward(
-            "hardtanh", g, y, min_val=-2.0, max_val=3.0, **kw
-        ),
-        lambda t: _torch_f().hardtanh(t, -2.0, 3.0),
-    ),
-    Case(
-        "hardtanh",
-        lambda x, **kw: fastnn.hardtanh(x, **kw),
-        lambda g, x, y, **kw: fastnn.activation_backward("hardtanh", g, y, **kw),
-        lambda t: _torch_f().hardtanh(t),
-    ),
-    Case(
-        "relu6",
-        lambda x, **kw: fastnn.relu6(x, **kw),
-        lambda g, x, y, **kw: fastnn.activation_backward("relu6", g, y, **kw),
-        lambda t: _torch_f().relu6(t),
-    ),
-    Case(
-        "leaky_relu(0.2)",
-        lambda x, **kw: fastnn.leaky_relu(x, 0.2, **kw),
-        lambda g, x, y, **kw: fastnn.activation_backward(
-            "leaky_relu", g, y, negative_slope=0.2, **kw
-        ),
-        lambda t: _torch_f().leaky_relu(t, 0.2),
-    ),
-    Case(
-        "leaky_relu",
-        lambda x, **kw: fastnn.leaky_relu(x, **kw),
-        lambda g, x, y, **kw: fastnn.activation_backward("leaky_relu", g, y, **kw),
-        lambda t: _torch_f().leaky_relu(t),
-    ),
-    Case(
-        "leaky_relu(0)",
-        lambda x, **kw: fastnn.leaky_relu(x, 0.0, **kw),
-        lambda g, x, y, **kw: fastnn.activation_backward(
-            "leaky_relu", g, y, negative_slope=0.0, **kw
-        ),
-        lambda t: _torch_f().leaky_relu(t, 0.0),
-    ),
-    Case(
-        "silu",
-        lambda x, **kw: fastnn.silu(x, **kw),
-        lambda g, x, y, **kw: fastnn.silu_backward(g, x, **kw),
-        lambda t: _torch_f().silu(t),
-    ),
-    Case(
-        "gelu",
-        lambda x, **kw: fastnn.gelu(x, **kw),
-        lambda g, x, y, **kw: fastnn.gelu_backward(g, x, **kw),
-        lambda t: _torch_f().gelu(t),
-    ),
-    Case(
-        "gelu(tanh)",
-        lambda x, **kw: fastnn.gelu(x, "tanh", **kw),
-        lambda g, x, y, **kw: fastnn.gelu_backward(g, x, approximate="tanh", **kw),
-        lambda t: _torch_f().gelu(t, approximate="tanh"),
-    ),
+    _from_output("hardtanh", min_val=-2.0, max_val=3.0),
+    _from_output("hardtanh"),
+    _from_output("relu6"),
+    _from_output("leaky_relu", negative_slope=0.2),
+    _from_output("leaky_relu"),
+    _from_output("leaky_relu", negative_slope=0.0),
+    _from_input("silu"),
+    _from_input("gelu"),
+    _from_input("gelu", approximate="tanh"),
 ]
 IN_PLACE = ["relu", "relu6", "hardtanh", "leaky_relu"]
 

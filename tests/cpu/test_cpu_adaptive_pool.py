@@ -30,14 +30,6 @@ PATHS = [
 ]
 
 
-@pytest.fixture(params=[1, 2], ids=lambda t: f"threads{t}")
-def threads(request):
-    before = fastnn.get_num_threads()
-    fastnn.set_num_threads(request.param)
-    yield request.param
-    fastnn.set_num_threads(before)
-
-
 def _input(rng, shape, dtype, special: bool = True) -> np.ndarray:
     x = rng.standard_normal(shape)
     if special and x.size > 8:

@@ -18,14 +18,6 @@ F = torch.nn.functional
 CPU = {"backend": "cpu"}
 REF = {"backend": "reference"}
 ACTIVATIONS = [None, "relu", "relu6"]
-_DEFAULT_THREADS = fastnn.get_num_threads()
-
-
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def threads(request):
-    fastnn.set_num_threads(request.param)
-    yield request.param
-    fastnn.set_num_threads(_DEFAULT_THREADS)
 
 
 def _shape(rng, ndim: int) -> tuple[int, ...]:

@@ -6,48 +6,19 @@ The random cases (``random_case``) are shared with the backward and chunking tes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 import fastnn
 from fastnn._geometry import conv_geometry
 from fastnn.kernels.cpu import conv_direct as direct_kernels
+from tests.conv_cases import ConvCase, valid_layer
 from tests.utils import FLOAT_DTYPES, HAS_TORCH, assert_close, layouts
 
 ALGOS = ("im2col", "direct", "auto")
 
 
-@dataclass(frozen=True)
-class Case:
-    """One convolution problem: shapes and parameters (``padding`` may be a string)."""
-
-    nd: int
-    batch: int
-    in_channels: int
-    out_channels: int
-    groups: int
-    size: tuple[int, ...]
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: object
-    dilation: tuple[int, ...]
-
-    @property
-    def params(self) -> tuple:
-        return (self.stride, self.padding, self.dilation, self.groups)
-
-    def arrays(self, rng: np.random.Generator, dtype, bias: bool = True):
-        x = rng.standard_normal((self.batch, self.in_channels, *self.size)).astype(dtype)
-        w = rng.standard_normal(
-            (self.out_channels, self.in_channels // self.groups, *self.kernel)
-        ).astype(dtype)
-        b = rng.standard_normal(self.out_channels).astype(dtype) if bias else None
-        return x, w, b
-
-
-def random_case(rng: np.random.Generator, nd: int, batch: int | None = None) -> Case:
+def random_case(rng: np.random.Generator, nd: int, batch: int | None = None) -> ConvCase:
     """A random valid configuration: odd sizes, strides, dilations, int/tuple/"same"/
     "valid" padding (asymmetric "same" for even kernels), groups including depthwise."""
     while True:
@@ -70,39 +41,17 @@ def random_case(rng: np.random.Generator, nd: int, batch: int | None = None) -> 
                 padding = int(rng.integers(0, 3))
             else:
                 padding = tuple(int(p) for p in rng.integers(0, 4, size=nd))
-        case = Case(
-            nd=nd,
-            batch=int(rng.integers(1, 4)) if batch is None else batch,
-            in_channels=cg * groups,
-            out_channels=kg * groups,
-            groups=groups,
-            size=size,
-            kernel=kernel,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-        )
-        try:
-            conv_geometry(
-                "conv",
-                nd,
-                (case.batch, case.in_channels, *size),
-                (case.out_channels, cg, *kernel),
-                stride,
-                padding,
-                dilation,
-                groups,
-            )
-        except ValueError:
-            continue
-        return case
+        n = int(rng.integers(1, 4)) if batch is None else batch
+        layer = valid_layer(n, groups, cg, kg, size, kernel, stride, padding, dilation)
+        if layer is not None:
+            return ConvCase.of_layer(*layer)
 
 
 def conv_fn(nd: int):
     return fastnn.conv1d if nd == 1 else fastnn.conv2d
 
 
-def reference(case: Case, x, w, b):
+def reference(case: ConvCase, x, w, b):
     return conv_fn(case.nd)(x, w, b, *case.params, backend="reference")
 
 
@@ -134,7 +83,7 @@ def test_batch_zero_and_one(rng, nd, batch):
 @pytest.mark.parametrize("nd", (1, 2))
 def test_memory_layouts(rng, nd):
     """Fortran-ordered, strided and negative-stride inputs and weights."""
-    case = Case(
+    case = ConvCase(
         nd, 2, 4, 6, 2, (9, 11)[:nd] if nd == 2 else (13,), (3, 2)[:nd], (2, 1)[:nd], 1, (1, 2)[:nd]
     )
     for dtype in FLOAT_DTYPES:
@@ -150,7 +99,7 @@ def test_memory_layouts(rng, nd):
 def test_same_padding_even_kernels(rng, nd):
     """padding="same" with an even dilated kernel pads one more after than before."""
     for kernel, dilation in (((4, 2)[:nd], (1, 1)[:nd]), ((2, 6)[:nd], (3, 1)[:nd])):
-        case = Case(nd, 2, 3, 5, 1, (10, 7)[:nd], kernel, (1,) * nd, "same", dilation)
+        case = ConvCase(nd, 2, 3, 5, 1, (10, 7)[:nd], kernel, (1,) * nd, "same", dilation)
         x, w, b = case.arrays(rng, np.float64)
         want = reference(case, x, w, b)
         assert want.shape[2:] == x.shape[2:]
@@ -162,7 +111,7 @@ def test_same_padding_even_kernels(rng, nd):
 @pytest.mark.parametrize("nd", (1, 2))
 def test_depthwise(rng, nd):
     for multiplier in (1, 3):
-        case = Case(
+        case = ConvCase(
             nd, 3, 5, 5 * multiplier, 5, (12, 9)[:nd], (3, 3)[:nd], (1, 2)[:nd], 1, (1, 1)[:nd]
         )
         for dtype in FLOAT_DTYPES:
@@ -176,7 +125,7 @@ def test_depthwise(rng, nd):
 def test_long_spectra_and_wide_kernels(rng):
     """The direct kernel's home ground: 1-D signals of a few channels, long kernels."""
     for c, length, k, kernel, stride, pad in ((1, 1000, 16, 21, 1, 10), (4, 777, 9, 7, 3, 3)):
-        case = Case(1, 3, c, k, 1, (length,), (kernel,), (stride,), pad, (1,))
+        case = ConvCase(1, 3, c, k, 1, (length,), (kernel,), (stride,), pad, (1,))
         for dtype in FLOAT_DTYPES:
             x, w, b = case.arrays(rng, dtype)
             want = reference(case, x, w, b)
@@ -187,7 +136,7 @@ def test_long_spectra_and_wide_kernels(rng):
 
 def test_pointwise_fast_path(rng):
     """1x1, stride 1, no padding: im2col runs its GEMM on the image itself."""
-    case = Case(2, 3, 8, 5, 1, (6, 7), (1, 1), (1, 1), 0, (1, 1))
+    case = ConvCase(2, 3, 8, 5, 1, (6, 7), (1, 1), (1, 1), 0, (1, 1))
     x, w, b = case.arrays(rng, np.float64)
     want = reference(case, x, w, b)
     for _, xl in layouts(x):
@@ -208,7 +157,7 @@ def test_inputs_are_not_modified(rng):
 def test_nan_propagates_only_to_windows_that_read_it(rng):
     """A NaN reaches exactly the outputs whose window covers it, as in the reference: lanes
     past a row's end never leak into stored results."""
-    case = Case(2, 2, 2, 7, 1, (9, 21), (3, 3), (2, 3), 1, (1, 1))
+    case = ConvCase(2, 2, 2, 7, 1, (9, 21), (3, 3), (2, 3), 1, (1, 1))
     x, w, b = case.arrays(rng, np.float64)
     x[1, 0, 4, 20] = np.nan  # column 20 is in no window (stride 3)
     x[0, 1, 3, 5] = np.nan
@@ -233,19 +182,27 @@ def supported_isas() -> list[str]:
     return list(order[: order.index(direct_kernels.best_isa()) + 1])
 
 
-def test_every_instruction_set_path(rng, restore_isa):
-    """The direct micro-kernels are compiled for several instruction sets; run each one
-    this CPU supports (forcing lower ones than the best) against the reference."""
+def every_isa_case(rng: np.random.Generator, per_nd: int = 3):
+    """``(isa, case, dtype)``: for each instruction set of the direct micro-kernels this
+    CPU supports (set while its cases run), ``per_nd`` random 1-D and 2-D cases in each
+    floating dtype."""
     for isa in supported_isas():
         assert direct_kernels.set_isa(isa) == isa
         for nd in (1, 2):
-            for _ in range(3):
+            for _ in range(per_nd):
                 case = random_case(rng, nd)
                 for dtype in FLOAT_DTYPES:
-                    x, w, b = case.arrays(rng, dtype)
-                    want = reference(case, x, w, b)
-                    got = conv_fn(nd)(x, w, b, *case.params, algo="direct", backend="cpu")
-                    assert_close(got, want, dtype, what=f"{isa} {case}")
+                    yield isa, case, dtype
+
+
+def test_every_instruction_set_path(rng, restore_isa):
+    """The direct micro-kernels are compiled for several instruction sets; run each one
+    this CPU supports (forcing lower ones than the best) against the reference."""
+    for isa, case, dtype in every_isa_case(rng):
+        x, w, b = case.arrays(rng, dtype)
+        want = reference(case, x, w, b)
+        got = conv_fn(case.nd)(x, w, b, *case.params, algo="direct", backend="cpu")
+        assert_close(got, want, dtype, what=f"{isa} {case}")
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
@@ -267,7 +224,7 @@ def test_random_configurations_match_torch(rng, nd):
 
 
 def test_unknown_algorithm_is_rejected(rng):
-    x, w, b = Case(2, 1, 1, 1, 1, (5, 5), (3, 3), (1, 1), 0, (1, 1)).arrays(rng, np.float32)
+    x, w, b = ConvCase(2, 1, 1, 1, 1, (5, 5), (3, 3), (1, 1), 0, (1, 1)).arrays(rng, np.float32)
     with pytest.raises(ValueError, match="algo"):
         fastnn.conv2d(x, w, b, algo="fft", backend="cpu")
 
@@ -278,7 +235,7 @@ def test_problems_too_large_for_blas_run_direct(rng, monkeypatch):
     from fastnn._backends.cpu import _conv_plan
 
     monkeypatch.setattr(_conv_plan, "BLAS_INT_MAX", 20)
-    case = Case(2, 2, 3, 4, 1, (6, 7), (3, 3), (1, 1), 1, (1, 1))
+    case = ConvCase(2, 2, 3, 4, 1, (6, 7), (3, 3), (1, 1), 1, (1, 1))
     x, w, b = case.arrays(rng, np.float64)
     want = reference(case, x, w, b)
     assert_close(fastnn.conv2d(x, w, b, *case.params, algo="auto", backend="cpu"), want)
@@ -297,7 +254,7 @@ def test_auto_avoids_huge_direct_buffers(rng, monkeypatch):
     from fastnn._backends.cpu import _conv_plan, conv
 
     monkeypatch.setattr(_conv_plan, "DIRECT_MAX_PACKED", 10)
-    case = Case(1, 2, 3, 4, 1, (40,), (3,), (1,), 1, (1,))
+    case = ConvCase(1, 2, 3, 4, 1, (40,), (3,), (1,), 1, (1,))
     x, w, b = case.arrays(rng, np.float64)
     geom = conv_geometry("conv1d", 1, x.shape, w.shape, 1, 1, 1, 1)
     assert conv._candidates(geom, _conv_plan.shape_tuple(geom), "forward") == ["im2col"]

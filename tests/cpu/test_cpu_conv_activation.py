@@ -29,7 +29,7 @@ from fastnn._backends.cpu import (
     _conv_plan,
     _conv_winograd,
 )
-from fastnn._geometry import conv_geometry
+from tests.conv_cases import valid_layer
 from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
 
 ACTS = ("relu", "relu6")
@@ -96,13 +96,9 @@ def random_layer(rng, nd: int, kg_choices, cg_choices=(1, 2, 3, 5), depthwise=Fa
         padding: object = tuple(int(rng.integers(0, k + 1)) for k in kernel)
         if rng.random() < 0.15:
             padding, stride = "same", (1,) * nd
-        dims = (n, g * cg, g * kg, size, kernel)
-        try:
-            conv_geometry("conv", nd, (n, g * cg, *size), (g * kg, cg, *kernel), stride,
-                          padding, dilation, g)  # fmt: skip
-        except ValueError:
-            continue
-        return dims, (stride, padding, dilation, g)
+        layer = valid_layer(n, g, cg, kg, size, kernel, stride, padding, dilation)
+        if layer is not None:
+            return layer
 
 
 def layer_arrays(rng, dims, groups, dtype, bias=True):

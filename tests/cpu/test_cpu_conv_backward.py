@@ -11,7 +11,8 @@ import pytest
 
 import fastnn
 from fastnn.kernels.cpu import conv_direct as direct_kernels
-from tests.cpu.test_cpu_conv import ALGOS, Case, random_case, supported_isas
+from tests.conv_cases import ConvCase
+from tests.cpu.test_cpu_conv import ALGOS, every_isa_case, random_case
 from tests.utils import FLOAT_DTYPES, HAS_TORCH, assert_close, layouts, torch_grads
 
 MASKS = list(itertools.product((False, True), repeat=3))
@@ -22,18 +23,18 @@ def backward_fn(nd: int):
     return fastnn.conv1d_backward if nd == 1 else fastnn.conv2d_backward
 
 
-def output_shape(case: Case, x, w) -> tuple[int, ...]:
+def output_shape(case: ConvCase, x, w) -> tuple[int, ...]:
     conv = fastnn.conv1d if case.nd == 1 else fastnn.conv2d
     return conv(x[:1], w, None, *case.params, backend="reference").shape[2:]
 
 
-def problem(rng, case: Case, dtype):
+def problem(rng, case: ConvCase, dtype):
     x, w, _ = case.arrays(rng, dtype, bias=False)
     gy = rng.standard_normal((case.batch, case.out_channels, *output_shape(case, x, w)))
     return gy.astype(dtype), x, w
 
 
-def reference(case: Case, gy, x, w):
+def reference(case: ConvCase, gy, x, w):
     return backward_fn(case.nd)(gy, x, w, *case.params, backend="reference")
 
 
@@ -75,7 +76,7 @@ def test_batch_zero_and_one(rng, nd, batch):
 @pytest.mark.parametrize("nd", (1, 2))
 def test_memory_layouts(rng, nd):
     """grad_output, input and weight in Fortran, strided and negative-stride layouts."""
-    case = Case(
+    case = ConvCase(
         nd, 2, 4, 6, 2, (9, 11)[:nd] if nd == 2 else (13,), (3, 2)[:nd], (2, 1)[:nd], 1, (1, 2)[:nd]
     )
     for dtype in FLOAT_DTYPES:
@@ -89,11 +90,11 @@ def test_memory_layouts(rng, nd):
 
 def test_same_padding_depthwise_and_long_signals(rng):
     cases = [
-        Case(2, 2, 3, 5, 1, (10, 7), (4, 2), (1, 1), "same", (1, 3)),
-        Case(1, 2, 3, 4, 1, (17,), (6,), (1,), "same", (2,)),
-        Case(2, 3, 6, 12, 6, (11, 13), (3, 3), (2, 1), 1, (1, 1)),
-        Case(1, 3, 1, 16, 1, (1000,), (21,), (1,), 10, (1,)),
-        Case(1, 2, 4, 9, 1, (777,), (7,), (3,), 3, (1,)),
+        ConvCase(2, 2, 3, 5, 1, (10, 7), (4, 2), (1, 1), "same", (1, 3)),
+        ConvCase(1, 2, 3, 4, 1, (17,), (6,), (1,), "same", (2,)),
+        ConvCase(2, 3, 6, 12, 6, (11, 13), (3, 3), (2, 1), 1, (1, 1)),
+        ConvCase(1, 3, 1, 16, 1, (1000,), (21,), (1,), 10, (1,)),
+        ConvCase(1, 2, 4, 9, 1, (777,), (7,), (3,), 3, (1,)),
     ]
     for case in cases:
         for dtype in FLOAT_DTYPES:
@@ -107,7 +108,7 @@ def test_same_padding_depthwise_and_long_signals(rng):
 def test_nan_in_unread_input_does_not_reach_grad_weight(rng):
     """Vector lanes past a row's end are cleared, so an input no window reads (column 20
     with stride 3) cannot poison grad_weight, while a read NaN does."""
-    case = Case(2, 2, 2, 7, 1, (9, 21), (3, 3), (2, 3), 1, (1, 1))
+    case = ConvCase(2, 2, 2, 7, 1, (9, 21), (3, 3), (2, 3), 1, (1, 1))
     gy, x, w = problem(rng, case, np.float32)
     x[:, :, :, 20] = np.nan
     want = reference(case, gy, x, w)
@@ -140,16 +141,11 @@ def restore_isa():
 
 
 def test_every_instruction_set_path(rng, restore_isa):
-    for isa in supported_isas():
-        assert direct_kernels.set_isa(isa) == isa
-        for nd in (1, 2):
-            for _ in range(3):
-                case = random_case(rng, nd)
-                for dtype in FLOAT_DTYPES:
-                    gy, x, w = problem(rng, case, dtype)
-                    want = reference(case, gy, x, w)
-                    got = backward_fn(nd)(gy, x, w, *case.params, algo="direct", backend="cpu")
-                    check(got, want, (True, True, True), dtype, f"{isa} {case}")
+    for isa, case, dtype in every_isa_case(rng):
+        gy, x, w = problem(rng, case, dtype)
+        want = reference(case, gy, x, w)
+        got = backward_fn(case.nd)(gy, x, w, *case.params, algo="direct", backend="cpu")
+        check(got, want, (True, True, True), dtype, f"{isa} {case}")
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")

@@ -17,6 +17,7 @@ from fastnn._backends.cpu import _conv_blocked
 from fastnn._backends.cpu import conv as cpu_conv
 from fastnn._backends.cpu._conv_choice import ranked
 from fastnn._geometry import conv_geometry
+from tests.conv_cases import valid_layer
 from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
 
 BLOCKED = _conv_blocked.NAME
@@ -47,13 +48,9 @@ def random_problem(rng, nd=2):
             padding, stride = "same", (1,) * nd
         elif nd == 2 and rng.random() < 0.2:  # asymmetric: (top, bottom, left, right)
             padding = tuple(int(v) for v in rng.integers(0, 3, size=4))
-        dims = (n, g * cg, g * kg, size, kernel)
-        try:
-            conv_geometry("conv", nd, (n, g * cg, *size), (g * kg, cg, *kernel), stride,
-                          padding, dilation, g)  # fmt: skip
-        except ValueError:
-            continue
-        return dims, (stride, padding, dilation, g)
+        layer = valid_layer(n, g, cg, kg, size, kernel, stride, padding, dilation)
+        if layer is not None:
+            return layer
 
 
 def arrays(rng, dims, groups, dtype):

@@ -13,14 +13,15 @@ import pytest
 import fastnn
 from fastnn._backends.cpu import _conv_plan
 from fastnn._backends.cpu._conv_plan import chunking, im2col_tile, shape_tuple
-from tests.cpu.test_cpu_conv import ALGOS, Case
+from tests.conv_cases import ConvCase
+from tests.cpu.test_cpu_conv import ALGOS
 from tests.utils import assert_close
 
 CASES = [
-    Case(2, 37, 3, 5, 1, (9, 8), (3, 3), (1, 2), 1, (1, 1)),
-    Case(2, 19, 4, 6, 2, (7, 11), (2, 3), (2, 1), "valid", (2, 1)),
-    Case(1, 41, 2, 7, 1, (29,), (5,), (2,), 2, (1,)),
-    Case(2, 23, 6, 6, 6, (6, 7), (3, 3), (1, 1), "same", (1, 1)),
+    ConvCase(2, 37, 3, 5, 1, (9, 8), (3, 3), (1, 2), 1, (1, 1)),
+    ConvCase(2, 19, 4, 6, 2, (7, 11), (2, 3), (2, 1), "valid", (2, 1)),
+    ConvCase(1, 41, 2, 7, 1, (29,), (5,), (2,), 2, (1,)),
+    ConvCase(2, 23, 6, 6, 6, (6, 7), (3, 3), (1, 1), "same", (1, 1)),
 ]
 
 # (tile, rows, channels, kblocks): tiles that straddle output rows, tiles of one to a few
@@ -72,7 +73,7 @@ def test_threads_do_not_change_results(rng):
 @pytest.mark.parametrize("threads", (1, 2))
 def test_weight_gradient_over_many_small_images(rng, threads):
     """The direct weight gradient sums several small images per micro-kernel call."""
-    case = Case(2, 45, 3, 10, 1, (7, 6), (3, 2), (1, 1), 1, (1, 2))
+    case = ConvCase(2, 45, 3, 10, 1, (7, 6), (3, 2), (1, 1), 1, (1, 2))
     x, w, _ = case.arrays(rng, np.float32, bias=False)
     gy = rng.standard_normal(fastnn.conv2d(x, w, None, *case.params).shape).astype(np.float32)
     want = fastnn.conv2d_backward(gy, x, w, *case.params, backend="reference")
@@ -91,7 +92,7 @@ def test_large_batch_never_allocates_the_whole_column_matrix(rng):
     per-thread buffers of a fixed budget only (numpy reports its allocations to
     tracemalloc)."""
 
-    case = Case(2, 256, 8, 8, 1, (32, 32), (5, 5), (1, 1), 2, (1, 1))
+    case = ConvCase(2, 256, 8, 8, 1, (32, 32), (5, 5), (1, 1), 2, (1, 1))
     x, w, b = case.arrays(rng, np.float32)
     whole = case.batch * 8 * 25 * 32 * 32 * 4  # bytes of the batch's column matrix
     output = case.batch * 8 * 32 * 32 * 4

@@ -49,35 +49,42 @@ def levels() -> list[str]:
     return list(_isa.supported())
 
 
-@pytest.mark.parametrize("m", TILES)
-def test_forward_matches_reference_every_level(rng, m, dtype):
+def every_level(rng, dtype, count: int):
+    """``(level, problem)``: ``count`` random problems (:func:`random_problem`) for each
+    instruction-set level this CPU supports, with winograd forced to that level while its
+    problems run."""
     for level in levels():
         with _isa.forced("winograd", level):
-            for _ in range(6):
-                x, w, b, padding, groups = random_problem(rng, dtype)
-                want = fastnn.conv2d(x, w, b, 1, padding, 1, groups, backend="reference")
-                got = fastnn.conv2d(x, w, b, 1, padding, 1, groups, algo=f"winograd{m}")
-                assert got.dtype == dtype and got.flags.c_contiguous
-                tol = F32_BOUND[m] * 10 if dtype == np.float32 else 1e-12
-                assert relative_error(got, want) <= tol, (level, x.shape, w.shape, padding)
+            for _ in range(count):
+                yield level, random_problem(rng, dtype)
+
+
+def tolerance(m: int, dtype) -> float:
+    return F32_BOUND[m] * 10 if dtype == np.float32 else 1e-12
+
+
+@pytest.mark.parametrize("m", TILES)
+def test_forward_matches_reference_every_level(rng, m, dtype):
+    for level, (x, w, b, padding, groups) in every_level(rng, dtype, 6):
+        want = fastnn.conv2d(x, w, b, 1, padding, 1, groups, backend="reference")
+        got = fastnn.conv2d(x, w, b, 1, padding, 1, groups, algo=f"winograd{m}")
+        assert got.dtype == dtype and got.flags.c_contiguous
+        assert relative_error(got, want) <= tolerance(m, dtype), (level, x.shape, w.shape, padding)
 
 
 @pytest.mark.parametrize("m", TILES)
 def test_gradients_match_reference_every_level(rng, m, dtype):
-    for level in levels():
-        with _isa.forced("winograd", level):
-            for _ in range(5):
-                x, w, _, padding, groups = random_problem(rng, dtype)
-                y = fastnn.conv2d(x, w, None, 1, padding, 1, groups, backend="reference")
-                gy = rng.standard_normal(y.shape).astype(dtype)
-                args = (gy, x, w, 1, padding, 1, groups)
-                want = fastnn.conv2d_backward(*args, backend="reference")
-                got = fastnn.conv2d_backward(*args, algo=f"winograd{m}")
-                tol = F32_BOUND[m] * 10 if dtype == np.float32 else 1e-12
-                assert relative_error(got[0], want[0]) <= tol, (level, x.shape, padding)
-                assert relative_error(got[1], want[1]) <= tol, (level, x.shape, padding)
-                assert got[1].dtype == dtype and got[1].flags.c_contiguous
-                assert_close(got[2], want[2], dtype)
+    tol = tolerance(m, dtype)
+    for level, (x, w, _, padding, groups) in every_level(rng, dtype, 5):
+        y = fastnn.conv2d(x, w, None, 1, padding, 1, groups, backend="reference")
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        args = (gy, x, w, 1, padding, 1, groups)
+        want = fastnn.conv2d_backward(*args, backend="reference")
+        got = fastnn.conv2d_backward(*args, algo=f"winograd{m}")
+        assert relative_error(got[0], want[0]) <= tol, (level, x.shape, padding)
+        assert relative_error(got[1], want[1]) <= tol, (level, x.shape, padding)
+        assert got[1].dtype == dtype and got[1].flags.c_contiguous
+        assert_close(got[2], want[2], dtype)
 
 
 def test_batch_one_and_large_padding(rng):
@@ -180,6 +187,25 @@ def test_kernel_rejects_bad_blocking(rng):
         kernels.convolve(x, None, w, False, None, y, 3, 1, 5, 5, 1, 1, 3, 0, 8, 4, 1, 1)
     with pytest.raises(ValueError, match="weight size"):
         kernels.convolve(x, None, w[:-1], False, None, y, 3, 1, 5, 5, 1, 1, 4, 0, 8, 4, 1, 1)
+    with pytest.raises(ValueError, match="^winograd: output size does not match$"):
+        kernels.convolve(x, None, w, False, None, y[:-1], 3, 1, 5, 5, 1, 1, 4, 0, 8, 4, 1, 1)
+    with pytest.raises(ValueError, match="divide into groups"):
+        kernels.convolve(x, None, w, False, None, y, 3, 2, 5, 5, 1, 1, 4, 0, 8, 4, 1, 1)
+
+
+def test_weight_gradient_kernel_rejects_mismatched_sizes(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    gy = rng.standard_normal(3 * 25).astype(np.float32)
+    gw = np.empty(3 * 2 * 9, dtype=np.float32)
+    args = (5, 5, 1, 1, 4, 0, 8, 4, 2, 1)  # ho, wo, pt, pl, m, isa, pb, kc, cc, threads
+    with pytest.raises(ValueError, match="^winograd: grad_output size does not match$"):
+        kernels.weight_gradient(x, gy[:-1], gw, 3, 1, *args)
+    with pytest.raises(ValueError, match="weight size does not match the channels"):
+        kernels.weight_gradient(x, gy, gw[:-1], 3, 1, *args)
+    with pytest.raises(ValueError, match="divide into groups"):
+        kernels.weight_gradient(x, gy, gw, 3, 2, *args)
+    kernels.weight_gradient(x, gy, gw, 3, 1, *args)  # the sizes that match run
+    assert np.isfinite(gw).all()
 
 
 def test_nan_and_inf_propagate_to_their_outputs(rng):

@@ -24,14 +24,6 @@ BACKENDS = ["reference", "cpu"]
 SHAPES = [(), (0,), (1,), (7,), (3, 5, 4), (2, 3, 0), (300, 501)]
 
 
-@pytest.fixture(params=[1, 2], ids=lambda t: f"threads{t}")
-def threads(request):
-    before = fastnn.get_num_threads()
-    fastnn.set_num_threads(request.param)
-    yield request.param
-    fastnn.set_num_threads(before)
-
-
 def _within_binomial(count: int, n: int, q: float, sigmas: float = 6.0) -> bool:
     return abs(count - n * q) <= sigmas * math.sqrt(n * q * (1 - q))
 

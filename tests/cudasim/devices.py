@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda
 
 from fastnn._dispatch import array_kind
-from tests.utils import assert_close
+from tests.utils import assert_nested_close
 
 
 def dev(a: np.ndarray) -> Any:
@@ -39,20 +39,12 @@ def host(d: Any) -> np.ndarray:
 def check(got: Any, want: Any, what: str = "", rtol: float | None = None) -> None:
     """``got`` (a device array, or a tuple/list of them, None allowed) is a C-contiguous
     Numba device array of the reference result's shape and dtype, with close values."""
-    if isinstance(want, (tuple, list)):
-        assert isinstance(got, (tuple, list)) and len(got) == len(want), what
-        for i, (g, w) in enumerate(zip(got, want)):
-            check(g, w, f"{what}[{i}]", rtol)
-        return
-    if want is None:
-        assert got is None, f"{what}: expected None"
-        return
+    assert_nested_close(got, want, what, _numba_values, rtol)
+
+
+def _numba_values(got: Any, want: np.ndarray, what: str) -> np.ndarray:
     assert array_kind(got) == "numba", f"{what}: got a {type(got).__name__}"
-    want = np.asarray(want)
     assert tuple(got.shape) == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
     assert got.is_c_contiguous(), f"{what}: not C-contiguous"
-    if want.dtype.kind in "iu":  # indices: exact
-        np.testing.assert_array_equal(host(got), want, err_msg=what)
-    else:
-        assert_close(host(got), want, dtype=want.dtype, rtol=rtol, what=what)
+    return host(got)

@@ -54,6 +54,18 @@ def find_cuda_home() -> Path | None:
     return None
 
 
+def run_on_cuda_target(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """``python *args`` in a subprocess at the repository root, without the simulator (so
+    numba compiles for the real CUDA target), its output captured as text."""
+    root = Path(__file__).parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, *args], env=env, cwd=root, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
 def find_libdevice(cuda_home: Path) -> Path | None:
     hits = sorted(glob.glob(str(cuda_home / "nvvm" / "libdevice" / "libdevice*.bc")))
     return Path(hits[-1]) if hits else None

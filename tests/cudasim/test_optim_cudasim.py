@@ -9,9 +9,6 @@ blocks, and end mid-block, to exercise the bounds check).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,7 +73,6 @@ UPDATES = {
 }
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", sorted(UPDATES))
 def test_matches_reference(name, dtype):
     states_needed, update = UPDATES[name]
@@ -119,7 +115,6 @@ def test_non_contiguous_gradient_and_2d_parameters():
     np.testing.assert_allclose(got.copy_to_host(), want, rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_public_ops_with_a_capped_grid(monkeypatch, dtype):
     """The public ops (hyperparameter dataclasses) on Numba arrays, launched with one block
     (MAX_BLOCKS forced to 1): the grid-stride loop covers the N > 256 elements."""
@@ -186,20 +181,10 @@ for dt in (types.float32, types.float64):
 def test_kernels_compile_to_ptx_without_float64():
     """The simulator runs kernels as Python; compile them for sm_80 through the real CUDA
     target (libNVVM, no GPU needed), with the argument types the host code passes."""
-    from tests.cudasim.ptx_check import find_cuda_home
+    from tests.cudasim.ptx_check import find_cuda_home, run_on_cuda_target
 
     if find_cuda_home() is None:
         pytest.skip("no CUDA toolkit with libNVVM and libdevice (set CUDA_HOME)")
-    root = Path(__file__).parents[2]
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", PTX_SCRIPT],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_on_cuda_target(["-c", PTX_SCRIPT], timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert result.stdout.count("compiled") == 10

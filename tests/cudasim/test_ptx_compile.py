@@ -11,13 +11,11 @@ not a GPU, and takes a minute or two of NVVM time, so it is opt-in:
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.cudasim.ptx_check import find_cuda_home
+from tests.cudasim.ptx_check import find_cuda_home, run_on_cuda_target
 
 pytestmark = [pytest.mark.cudasim, pytest.mark.slow]
 
@@ -31,16 +29,6 @@ SCRIPT = Path(__file__).with_name("ptx_check.py")
 def test_every_kernel_compiles_to_ptx():
     if find_cuda_home() is None:
         pytest.skip("no CUDA toolkit with libNVVM and libdevice (set CUDA_HOME)")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    root = SCRIPT.parents[2]
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--cc", "8.0"],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_on_cuda_target([str(SCRIPT), "--cc", "8.0"], timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     assert "kernel specialisations" in result.stdout

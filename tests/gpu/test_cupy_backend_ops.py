@@ -19,7 +19,7 @@ import fastnn
 from fastnn._geometry import conv_geometry, pool_geometry
 from fastnn.ops import OPS
 from tests.gpu.test_cupy_backend_emulator import CXX, EmulatedModule, FakeArray, installed
-from tests.utils import assert_close, layouts
+from tests.utils import assert_close, assert_nested_close, layouts
 
 pytestmark = pytest.mark.skipif(CXX is None, reason="the CUDA emulator needs g++")
 
@@ -49,22 +49,14 @@ def check(op: str, *args, rtol: float | None = None, **kwargs):
 
 
 def _compare(got, want, what: str, rtol) -> None:
-    if isinstance(want, (tuple, list)):
-        assert isinstance(got, (tuple, list)) and len(got) == len(want), what
-        for k, (g, w) in enumerate(zip(got, want)):
-            _compare(g, w, f"{what}[{k}]", rtol)
-        return
-    if want is None:
-        assert got is None, what
-        return
+    assert_nested_close(got, want, what, _fake_values, rtol)
+
+
+def _fake_values(got, want: np.ndarray, what: str) -> np.ndarray:
     assert isinstance(got, FakeArray), f"{what}: returned {type(got).__name__}"
     assert got.flags.c_contiguous, f"{what}: output not C-contiguous"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    host = np.asarray(got).view(np.ndarray)
-    if want.dtype.kind in "iu":
-        np.testing.assert_array_equal(host, want, err_msg=what)
-    else:
-        assert_close(host, want, want.dtype, rtol=rtol, what=what)
+    return np.asarray(got).view(np.ndarray)
 
 
 def _values(rng, shape, dtype, special: bool = True) -> np.ndarray:
@@ -179,7 +171,6 @@ def test_softmax_rows_with_nan_and_inf(dtype, length):
 
 
 @pytest.mark.parametrize("shape", [(0,), (1,), (17,), (4, 33), (3000,)])
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_pointwise_losses(rng, dtype, shape, reduction):
     x = rng.standard_normal(shape).astype(dtype)
     t = rng.standard_normal(shape).astype(dtype)
@@ -194,7 +185,6 @@ def test_pointwise_losses(rng, dtype, shape, reduction):
 
 
 @pytest.mark.parametrize("rows, classes", [(0, 5), (1, 3), (7, 10), (5, 200), (3, 1)])
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy(rng, dtype, rows, classes, reduction):
     x = (rng.standard_normal((rows, classes)) * 3).astype(dtype)
     target = rng.integers(0, classes, rows)

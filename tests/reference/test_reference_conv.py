@@ -9,12 +9,12 @@ padding, dilation, groups including depthwise, and batches of 0, 1 and more.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 
 import fastnn
+from tests.conv_cases import ConvCase
 from tests.gradcheck import assert_grad_close, numerical_vjp
 from tests.utils import assert_close, assert_layout_independent, import_torch, requires_torch
 
@@ -27,58 +27,7 @@ FORWARD = {1: fastnn.conv1d, 2: fastnn.conv2d}
 BACKWARD = {1: fastnn.conv1d_backward, 2: fastnn.conv2d_backward}
 
 
-@dataclass(frozen=True)
-class Conv:
-    """One convolution configuration."""
-
-    nd: int
-    batch: int
-    in_channels: int
-    out_channels: int
-    groups: int
-    size: tuple[int, ...]
-    kernel: tuple[int, ...]
-    stride: int | tuple[int, ...]
-    padding: int | tuple[int, ...] | str
-    dilation: int | tuple[int, ...]
-    bias: bool = True
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.batch, self.in_channels, *self.size)
-
-    @property
-    def weight_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
-
-    @property
-    def params(self) -> tuple:
-        """(stride, padding, dilation, groups), in the order of the public ops."""
-        return self.stride, self.padding, self.dilation, self.groups
-
-    def __str__(self) -> str:
-        bias = "" if self.bias else "-nobias"
-        return (
-            f"{self.nd}d-x{self.input_shape}-w{self.weight_shape}-s{self.stride}"
-            f"-p{self.padding}-d{self.dilation}-g{self.groups}{bias}"
-        ).replace(" ", "")
-
-    def fits(self) -> bool:
-        """Whether the padded input holds the dilated kernel (else the op must raise)."""
-        pads = _as_tuple(self.padding, self.nd) if not isinstance(self.padding, str) else None
-        for i in range(self.nd):
-            span = _as_tuple(self.dilation, self.nd)[i] * (self.kernel[i] - 1) + 1
-            pad = 0 if self.padding == "valid" else (span - 1 if pads is None else 2 * pads[i])
-            if self.size[i] + pad < span:
-                return False
-        return True
-
-
-def _as_tuple(value, nd: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, tuple) else (value,) * nd
-
-
-def _draw(rng: np.random.Generator, nd: int) -> Conv:
+def _draw(rng: np.random.Generator, nd: int) -> ConvCase:
     """A random small configuration; one in three is depthwise."""
     groups = int(rng.choice([1, 1, 2, 3]))
     depthwise = rng.random() < 1 / 3
@@ -102,7 +51,7 @@ def _draw(rng: np.random.Generator, nd: int) -> Conv:
         padding = "valid"
     else:
         padding = ints(0, 3)
-    return Conv(
+    return ConvCase(
         nd=nd,
         batch=int(rng.choice([0, 1, 1, 2, 3])),
         in_channels=in_channels,
@@ -117,9 +66,9 @@ def _draw(rng: np.random.Generator, nd: int) -> Conv:
     )
 
 
-def _configs(nd: int, count: int, seed: int) -> list[Conv]:
+def _configs(nd: int, count: int, seed: int) -> list[ConvCase]:
     rng = np.random.default_rng(seed)
-    found: list[Conv] = []
+    found: list[ConvCase] = []
     while len(found) < count:
         conv = _draw(rng, nd)
         if conv.fits():
@@ -129,33 +78,26 @@ def _configs(nd: int, count: int, seed: int) -> list[Conv]:
 
 #: Hand-picked corners: "same" with even kernels and dilation, depthwise, batch 0 and 1.
 SPECIAL = [
-    Conv(1, 2, 3, 4, 1, (7,), (4,), 1, "same", 1),
-    Conv(1, 1, 2, 2, 1, (6,), (2,), 1, "same", 3),
-    Conv(2, 2, 2, 3, 1, (5, 6), (2, 4), 1, "same", (1, 2)),
-    Conv(2, 1, 3, 2, 1, (6, 5), (3, 2), 1, "same", 2),
-    Conv(2, 2, 4, 8, 4, (7, 5), (3, 3), (2, 1), (1, 2), 1),  # depthwise, multiplier 2
-    Conv(2, 0, 3, 6, 3, (5, 5), (3, 3), 2, 1, 1),  # empty batch
-    Conv(1, 0, 2, 4, 2, (9,), (3,), 2, "valid", 2),
-    Conv(2, 1, 1, 1, 1, (1, 1), (1, 1), 1, 0, 1),  # 1x1 everything
-    Conv(2, 3, 2, 2, 1, (9, 8), (3, 3), 3, 2, 2, bias=False),
+    ConvCase(1, 2, 3, 4, 1, (7,), (4,), 1, "same", 1),
+    ConvCase(1, 1, 2, 2, 1, (6,), (2,), 1, "same", 3),
+    ConvCase(2, 2, 2, 3, 1, (5, 6), (2, 4), 1, "same", (1, 2)),
+    ConvCase(2, 1, 3, 2, 1, (6, 5), (3, 2), 1, "same", 2),
+    ConvCase(2, 2, 4, 8, 4, (7, 5), (3, 3), (2, 1), (1, 2), 1),  # depthwise, multiplier 2
+    ConvCase(2, 0, 3, 6, 3, (5, 5), (3, 3), 2, 1, 1),  # empty batch
+    ConvCase(1, 0, 2, 4, 2, (9,), (3,), 2, "valid", 2),
+    ConvCase(2, 1, 1, 1, 1, (1, 1), (1, 1), 1, 0, 1),  # 1x1 everything
+    ConvCase(2, 3, 2, 2, 1, (9, 8), (3, 3), 3, 2, 2, bias=False),
 ]
 
 CONFIGS = _configs(1, 40, seed=1) + _configs(2, 50, seed=2) + SPECIAL
 
 
-def _first(nd: int) -> Conv:
+def _first(nd: int) -> ConvCase:
     """The first random configuration of ``nd`` dimensions with a non-empty batch."""
     return next(c for c in CONFIGS if c.nd == nd and c.batch > 0)
 
 
-def _data(conv: Conv, rng: np.random.Generator, dtype=np.float64):
-    x = rng.standard_normal(conv.input_shape).astype(dtype)
-    w = rng.standard_normal(conv.weight_shape).astype(dtype)
-    b = rng.standard_normal(conv.out_channels).astype(dtype) if conv.bias else None
-    return x, w, b
-
-
-def _torch(conv: Conv, x, w, b, grad_output=None):
+def _torch(conv: ConvCase, x, w, b, grad_output=None):
     """PyTorch's output and (grad_input, grad_weight, grad_bias) in float64."""
     torch = import_torch()
     fn = torch.nn.functional.conv1d if conv.nd == 1 else torch.nn.functional.conv2d
@@ -176,8 +118,8 @@ def _torch(conv: Conv, x, w, b, grad_output=None):
 
 @requires_torch
 @pytest.mark.parametrize("conv", CONFIGS, ids=str)
-def test_forward_matches_torch(conv: Conv, rng):
-    x, w, b = _data(conv, rng)
+def test_forward_matches_torch(conv: ConvCase, rng):
+    x, w, b = conv.arrays(rng, np.float64)
     want, _ = _torch(conv, x, w, b)
     for dtype in (np.float64, np.float32):
         cast = [None if a is None else a.astype(dtype) for a in (x, w, b)]
@@ -189,8 +131,8 @@ def test_forward_matches_torch(conv: Conv, rng):
 
 @requires_torch
 @pytest.mark.parametrize("conv", CONFIGS, ids=str)
-def test_backward_matches_torch(conv: Conv, rng):
-    x, w, b = _data(conv, rng)
+def test_backward_matches_torch(conv: ConvCase, rng):
+    x, w, b = conv.arrays(rng, np.float64)
     out, _ = _torch(conv, x, w, b)
     grad_output = rng.standard_normal(out.shape)
     _, want = _torch(conv, x, w, b, grad_output)
@@ -232,7 +174,7 @@ def test_empty_batch_gives_empty_output_and_zero_parameter_gradients():
 def test_output_mask(nd, mask, rng):
     """Masked gradients are None; the others equal those of the full call."""
     conv = _first(nd)
-    x, w, _ = _data(conv, rng)
+    x, w, _ = conv.arrays(rng, np.float64)
     out = FORWARD[nd](x, w, None, *conv.params, backend="reference")
     grad_output = rng.standard_normal(out.shape)
     full = BACKWARD[nd](grad_output, x, w, *conv.params, backend="reference")
@@ -247,17 +189,17 @@ def test_output_mask(nd, mask, rng):
 
 #: Tiny configurations for the finite-difference checks (two forward calls per element).
 TINY = [
-    Conv(1, 2, 2, 3, 1, (7,), (3,), 2, 1, 2),
-    Conv(1, 1, 4, 2, 2, (6,), (2,), 1, "same", 3),
-    Conv(2, 1, 2, 2, 2, (5, 6), (2, 3), (2, 1), (1, 0), (1, 2)),
-    Conv(2, 2, 3, 3, 3, (4, 5), (3, 2), 1, "same", 1),  # depthwise, even kernel
-    Conv(2, 1, 1, 2, 1, (6, 6), (2, 2), 3, "valid", 2),
+    ConvCase(1, 2, 2, 3, 1, (7,), (3,), 2, 1, 2),
+    ConvCase(1, 1, 4, 2, 2, (6,), (2,), 1, "same", 3),
+    ConvCase(2, 1, 2, 2, 2, (5, 6), (2, 3), (2, 1), (1, 0), (1, 2)),
+    ConvCase(2, 2, 3, 3, 3, (4, 5), (3, 2), 1, "same", 1),  # depthwise, even kernel
+    ConvCase(2, 1, 1, 2, 1, (6, 6), (2, 2), 3, "valid", 2),
 ]
 
 
 @pytest.mark.parametrize("conv", TINY, ids=str)
-def test_backward_matches_finite_differences(conv: Conv, rng):
-    x, w, b = _data(conv, rng)
+def test_backward_matches_finite_differences(conv: ConvCase, rng):
+    x, w, b = conv.arrays(rng, np.float64)
     forward = FORWARD[conv.nd]
     grad_output = rng.standard_normal(forward(x, w, b, *conv.params, backend="reference").shape)
     numeric = numerical_vjp(
@@ -271,11 +213,10 @@ def test_backward_matches_finite_differences(conv: Conv, rng):
 
 
 @pytest.mark.parametrize("conv", [_first(1), _first(2), *TINY[2:4]], ids=str)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_layouts_give_identical_results(conv: Conv, dtype, rng):
+def test_layouts_give_identical_results(conv: ConvCase, dtype, rng):
     """Fortran, strided and negative-stride inputs give the contiguous result, outputs are
     fresh C-contiguous arrays and inputs are left untouched."""
-    x, w, b = _data(replace(conv, bias=True), rng, dtype)
+    x, w, b = conv.arrays(rng, dtype, bias=True)
     out = FORWARD[conv.nd](x, w, b, *conv.params, backend="reference")
     grad_output = rng.standard_normal(out.shape)
     grad_output = grad_output.astype(dtype)

@@ -93,7 +93,6 @@ def _compare_grads(model, reference, tol, what):
         np.testing.assert_allclose(param.grad, want, rtol=tol, atol=tol * scale, err_msg=name)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("training", [True, False])
 def test_lenet_gradients_match_torch(rng, dtype, training):
     torch = import_torch()
@@ -121,7 +120,6 @@ def test_lenet_gradients_match_torch(rng, dtype, training):
         )
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_spectra_net_matches_torch(rng, dtype):
     torch = import_torch()
     model, reference = _pair(_spectra_net, dtype, rng)
@@ -177,7 +175,6 @@ def test_batchnorm_running_statistics_match_torch(rng, momentum):
         np.testing.assert_allclose(layer.state_dict()[name], value.numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_losses_backward_match_torch(rng, reduction):
     torch = import_torch()
     functional = torch.nn.functional

@@ -9,7 +9,7 @@ import pytest
 import fastnn
 import fastnn.optim as optim
 from fastnn.nn import Parameter
-from tests.utils import HAS_TORCH, import_torch, layouts
+from tests.utils import import_torch, layouts, requires_torch
 
 CASES = [
     ("SGD", {"lr": 0.1}),
@@ -44,9 +44,8 @@ def _case_id(case):
     return name + "-" + "-".join(f"{k}={v}" for k, v in options.items())
 
 
-@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+@requires_torch
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
 def test_steps_match_torch(rng, case, dtype, backend):
     torch = import_torch()
@@ -76,7 +75,7 @@ def test_steps_match_torch(rng, case, dtype, backend):
                 assert p.data.dtype == dtype
 
 
-@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+@requires_torch
 def test_param_groups_and_skipped_parameters(rng):
     torch = import_torch()
     values = [rng.standard_normal(4) for _ in range(3)]
@@ -129,7 +128,6 @@ def test_updates_are_in_place_and_grad_layout_free(rng):
         np.testing.assert_allclose(v, want_v, rtol=1e-14, err_msg=name)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cpu_matches_reference_on_large_arrays(rng, dtype):
     """Large enough for the OpenMP path of the CPU kernels."""
     n = 100_003

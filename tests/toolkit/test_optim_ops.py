@@ -13,7 +13,7 @@ import pytest
 
 import fastnn
 from fastnn import _dispatch
-from tests.utils import HAS_TORCH, import_torch
+from tests.utils import import_torch, requires_torch
 
 HYPERS = {
     "sgd_update": fastnn.SGDHyper,
@@ -65,9 +65,8 @@ def _case_id(case):
     return f"{case[0]}-" + "-".join(f"{k}={v}" for k, v in case[1].items())
 
 
-@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+@requires_torch
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
 def test_steps_match_torch(rng, case, dtype, backend):
     torch = import_torch()
@@ -89,7 +88,6 @@ def test_steps_match_torch(rng, case, dtype, backend):
             )  # fmt: skip
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
 def test_cpu_matches_reference_with_strided_gradients(rng, case, dtype):
     """The CPU kernels against the float64 reference; the gradient is a reversed,

@@ -58,7 +58,6 @@ def _drop_in(cls):
     return getattr(ft, cls.__name__)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("entry", LAYERS, ids=_layer_id)
 def test_drop_in_matches_torch_layer(entry, dtype, rng):
     cls, kwargs, shape = entry
@@ -260,7 +259,6 @@ def _train(model, x, y, steps):
     return losses
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_patched_cnn_trains_like_the_original(dtype, rng):
     torch.manual_seed(0)
     original = _cnn().to(DTYPES[dtype])

@@ -15,19 +15,17 @@ torch = pytest.importorskip("torch")
 import_torch()
 
 import fastnn  # noqa: E402
-from fastnn.torch._adaptive_pool import (  # noqa: E402
-    adaptive_avg_pool1d,
-    adaptive_avg_pool2d,
-    adaptive_max_pool2d,
-)
-from fastnn.torch._add import add  # noqa: E402
-from fastnn.torch._dropout import dropout  # noqa: E402
-from fastnn.torch._extra_modules import (  # noqa: E402
+from fastnn.torch import (  # noqa: E402
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
     Dropout,
     Flatten,
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    add,
+    dropout,
 )
 
 F = torch.nn.functional

@@ -32,6 +32,7 @@ __all__ = [
     "kernel",
     "launch_1d",
     "launch_rows",
+    "run_rows",
     "scalar",
 ]
 
@@ -90,6 +91,16 @@ def launch_rows(kern: Any, rows: int, threads: int, args: tuple) -> None:
     """Launch a row kernel (one block per row, grid-stride over rows)."""
     if rows > 0:
         kern((max(1, min(rows, MAX_BLOCKS)),), (threads,), args)
+
+
+def run_rows(
+    file: str, name: str, dtype: Any, extra: tuple, rows: int, length: int, args: tuple
+) -> None:
+    """Launch the row kernel ``name<ctype(dtype), *extra, threads>`` of ``file`` over
+    ``rows`` rows of ``length`` elements, with the block size :func:`row_threads` picks
+    (the kernel's last template argument)."""
+    threads = row_threads(length)
+    launch_rows(kernel(file, name, dtype, *extra, threads), rows, threads, args)
 
 
 # ---------------------------------------------------------------------------------------

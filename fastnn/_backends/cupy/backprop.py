@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import cupy
-import numpy as np
 
 from fastnn._backends.cupy._epilogue import derivative_multiply, mean_scale
 from fastnn._backends.cupy._reduce import channel_sums
@@ -17,12 +16,11 @@ from fastnn._backends.cupy._runtime import (
     i64,
     kernel,
     launch_1d,
-    launch_rows,
-    row_threads,
     scalar,
 )
 from fastnn._backends.cupy._sources import ACTIVATIONS, LOSSES
 from fastnn._backends.cupy.dense import matmul
+from fastnn._backends.cupy.loss import cross_entropy_grad
 from fastnn._dispatch import register
 
 
@@ -34,15 +32,7 @@ def output_sensitivity(y: Any, target: Any, u: Any, activation, loss: str, reduc
     if delta.size == 0:
         return delta
     if loss == "cross_entropy":
-        rows, classes = y.shape
-        threads = row_threads(classes)
-        from_logits = activation is None
-        kern = kernel("loss.cu", "cross_entropy_grad_rows", y.dtype, from_logits, threads)
-        scale = scalar(y.dtype, mean_scale(reduction, rows))
-        labels = contiguous(target, dtype=np.int64)
-        args = (contiguous(y), labels, delta, i64(rows), i64(classes), scale)
-        launch_rows(kern, rows, threads, args)
-        return delta
+        return cross_entropy_grad(y, target, delta, reduction, from_logits=activation is None)
     n = delta.size
     kern = kernel("loss.cu", "output_sensitivity", y.dtype, LOSSES[loss], ACTIVATIONS[activation])
     scale = scalar(y.dtype, mean_scale(reduction, n))

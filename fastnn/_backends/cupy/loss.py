@@ -19,8 +19,7 @@ from fastnn._backends.cupy._runtime import (
     i64,
     kernel,
     launch_1d,
-    launch_rows,
-    row_threads,
+    run_rows,
     scalar,
 )
 from fastnn._backends.cupy._sources import LOSSES, THREADS
@@ -71,10 +70,9 @@ def cross_entropy(x: Any, target: Any, reduction: str) -> Any:
     rows, classes = x.shape
     nll = cupy.empty((rows,), dtype=x.dtype)
     if rows and classes:
-        threads = row_threads(classes)
-        kern = kernel("loss.cu", "cross_entropy_rows", x.dtype, threads)
         labels = contiguous(target, dtype=np.int64)
-        launch_rows(kern, rows, threads, (contiguous(x), labels, nll, i64(rows), i64(classes)))
+        args = (contiguous(x), labels, nll, i64(rows), i64(classes))
+        run_rows("loss.cu", "cross_entropy_rows", x.dtype, (), rows, classes, args)
     if reduction == "none":
         return nll
     total = channel_sums(nll, 1, 1, rows, mean_scale(reduction, rows))  # one line of rows
@@ -85,13 +83,19 @@ def cross_entropy(x: Any, target: Any, reduction: str) -> Any:
 @cupy_arrays
 def cross_entropy_backward(x: Any, target: Any, reduction: str) -> Any:
     """(softmax(x) - onehot(target)) / rows for "mean"."""
-    rows, classes = x.shape
     gx = cupy.empty(x.shape, dtype=x.dtype)
     if gx.size:
-        threads = row_threads(classes)
-        kern = kernel("loss.cu", "cross_entropy_grad_rows", x.dtype, True, threads)
-        scale = scalar(x.dtype, mean_scale(reduction, rows))
-        labels = contiguous(target, dtype=np.int64)
-        args = (contiguous(x), labels, gx, i64(rows), i64(classes), scale)
-        launch_rows(kern, rows, threads, args)
+        cross_entropy_grad(x, target, gx, reduction, from_logits=True)
     return gx
+
+
+def cross_entropy_grad(x: Any, target: Any, out: Any, reduction: str, from_logits: bool) -> Any:
+    """out = (softmax(x) - onehot(target)) per row (x itself taken as the probabilities
+    unless ``from_logits``), scaled by 1 / rows for "mean"; returns out (non-empty,
+    x's shape and dtype)."""
+    rows, classes = x.shape
+    scale = scalar(x.dtype, mean_scale(reduction, rows))
+    labels = contiguous(target, dtype=np.int64)
+    args = (contiguous(x), labels, out, i64(rows), i64(classes), scale)
+    run_rows("loss.cu", "cross_entropy_grad_rows", x.dtype, (from_logits,), rows, classes, args)
+    return out

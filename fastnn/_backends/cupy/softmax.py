@@ -18,8 +18,7 @@ from fastnn._backends.cupy._runtime import (
     i64,
     kernel,
     launch_1d,
-    launch_rows,
-    row_threads,
+    run_rows,
 )
 from fastnn._dispatch import register
 
@@ -40,9 +39,8 @@ def _run(name: str, log: bool, arrays: tuple, out: Any, dim: int) -> Any:
         return out
     inputs = tuple(contiguous(a) for a in arrays)
     if inner == 1 and d >= ROW_KERNEL_MIN:
-        threads = row_threads(d)
-        kern = kernel("softmax.cu", f"{name}_rows", out.dtype, log, threads)
-        launch_rows(kern, outer, threads, (*inputs, out, i64(outer), i64(d)))
+        args = (*inputs, out, i64(outer), i64(d))
+        run_rows("softmax.cu", f"{name}_rows", out.dtype, (log,), outer, d, args)
     else:
         kern = kernel("softmax.cu", f"{name}_strided", out.dtype, log)
         launch_1d(kern, outer * inner, (*inputs, out, i64(outer), i64(d), i64(inner)))
