@@ -55,6 +55,10 @@ _state: dict[str, Any] = {"enabled": _enabled_from_env(), "cache": None, "genera
 _memory: dict[str, str] = {}
 _lock = threading.Lock()
 _local = threading.local()
+#: Held while candidates are timed.  Threads can reach a first use at once (XLA runs
+#: independent host callbacks of one jitted program on several threads): without it they
+#: would time each other's kernels, and could remember different choices for one key.
+_measuring = threading.RLock()
 
 
 def autotune(enabled: bool = True, cache: str | os.PathLike[str] | None = None) -> None:
@@ -196,10 +200,15 @@ def choose(
     if known in candidates:
         _note(key, known, None)
         return known
-    start = time.perf_counter()
-    best = _measure(candidates, repeats, errors)
-    best_name = min(best, key=lambda name: best[name]) if best else next(iter(candidates))
-    store(key, best_name)
+    with _measuring:
+        known = lookup(key)  # another thread may have timed this key while we waited
+        if known in candidates:
+            _note(key, known, None)
+            return known
+        start = time.perf_counter()
+        best = _measure(candidates, repeats, errors)
+        best_name = min(best, key=lambda name: best[name]) if best else next(iter(candidates))
+        store(key, best_name)
     _note(key, best_name, time.perf_counter() - start)
     return best_name
 

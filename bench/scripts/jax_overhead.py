@@ -5,7 +5,8 @@ Python dispatch).
 
 ``env -u OPENBLAS_CORETYPE .venv/bin/python bench/scripts/jax_overhead.py [--budget 0.5]``
 prints microseconds per call (median of interleaved blocks, fastnn.bench.timing) and each
-route's excess over the direct kernel call.
+route's excess over the direct kernel call.  Where the FFI handler does not cover an op (a
+convolution pass whose chosen algorithm it cannot run), its "ffi" column is the callback's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,30 @@ OPS = {
         lambda x: fastnn.max_pool2d(x, 2),
         [(2, 4, 8, 8)],
     ),  # fmt: skip
+    "max_pool2d grad 2x4x8x8": (
+        jax.grad(lambda x: jnp.sum(fj.max_pool2d(x, 2))),
+        jax.grad(
+            lambda x: jnp.sum(
+                jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+            )
+        ),
+        lambda x: fastnn.max_pool2d_backward(np.ones((2, 4, 4, 4), np.float32), x, 2),
+        [(2, 4, 8, 8)],
+    ),  # fmt: skip
+    "avg_pool2d 2x4x8x8": (
+        lambda x: fj.avg_pool2d(x, 2),
+        lambda x: (
+            jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 1, 2, 2), (1, 1, 2, 2), "VALID") / 4
+        ),
+        lambda x: fastnn.avg_pool2d(x, 2),
+        [(2, 4, 8, 8)],
+    ),  # fmt: skip
+    "conv2d 2x16x8x8 3x3 -> 16": (
+        lambda x, w: fj.conv2d(x, w, None, 1, 1),
+        lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)]),
+        lambda x, w: fastnn.conv2d(x, w, None, 1, 1),
+        [(2, 16, 8, 8), (16, 16, 3, 3)],
+    ),
 }
 
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import fastnn
+from fastnn._op_checks import check_bounds, check_finite, gelu_approximation
 from fastnn.jax._common import arrays, check_floats
 from fastnn.jax._kernel import Kernel
-from fastnn.ops.activation import _approximation, check_bounds, check_finite
 
 __all__ = [
     "gelu",
@@ -153,4 +153,4 @@ def silu(input: Any) -> jax.Array:
 
 def gelu(input: Any, approximate: str = "none") -> jax.Array:
     """``input * Phi(input)`` ("none", with erf) or PyTorch's "tanh" approximation."""
-    return _apply("gelu", input, (_approximation("gelu", approximate),))
+    return _apply("gelu", input, (gelu_approximation("gelu", approximate),))

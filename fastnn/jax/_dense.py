@@ -11,7 +11,7 @@ import numpy as np
 
 import fastnn
 from fastnn import _args
-from fastnn.jax._common import arrays, check_floats
+from fastnn.jax._common import arrays, check_floats, threads_attr
 from fastnn.jax._kernel import Kernel
 
 __all__ = ["linear"]
@@ -27,7 +27,7 @@ def _ffi_forward(has_bias: bool, activation: str | None):
     def run(specs, x, w, *b):
         bias = b[0] if has_bias else jnp.zeros((0,), x.dtype)
         call = jax.ffi.ffi_call("fastnn_linear", specs)
-        return call(x, w, bias, act=act, has_bias=np.int32(has_bias), threads=_threads())
+        return call(x, w, bias, act=act, has_bias=np.int32(has_bias), threads=threads_attr())
 
     return run
 
@@ -38,16 +38,11 @@ def _ffi_backward(has_bias: bool, activation: str | None):
     def run(specs, g, x, w, y):
         out = [*specs, jax.ShapeDtypeStruct((w.shape[0],), w.dtype)][:3]
         gi, gw, gb = jax.ffi.ffi_call("fastnn_linear_backward", out)(
-            g, x, w, y, act=act, threads=_threads()
+            g, x, w, y, act=act, threads=threads_attr()
         )
         return (gi, gw, gb) if has_bias else (gi, gw)
 
     return run
-
-
-def _threads() -> np.int32:
-    """The team size the handler's gemm may use: fastnn's thread count, read at trace time."""
-    return np.int32(fastnn.get_num_threads())
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,12 +1,13 @@
 """The XLA FFI route: fastnn's C kernels called by XLA itself, with no Python per call.
 
 The handler (kernels/jax/fastnn_jax_ffi.cc, with the kernel entry points of
-kernels/jax/fastnn_jax_kernels.c) is compiled on first use, against the FFI headers of the
-jaxlib installed (``jax.ffi.include_dir()``), with the system's C and C++ compilers (``CC``,
-``CXX``; the flags of fastnn's own build: -O3 -fopenmp), into a cache folder
+kernels/jax/fastnn_jax_{kernels,pool,conv}.c) is compiled on first use (about a minute on
+two cores; the sources compile in parallel), against the FFI headers of the jaxlib
+installed (``jax.ffi.include_dir()``), with the C and C++ compilers (``CC``, ``CXX``, else
+Python's own) and the flags of fastnn's Cython build (:func:`_flags`), into a cache folder
 (``FASTNN_JAX_CACHE``, default ``~/.cache/fastnn/jax``) under a name that hashes the sources,
-the kernel headers, jaxlib's version and the compilers: a later process loads it in
-milliseconds.  Building it at ``pip install`` time instead would tie fastnn's build to jax
+the kernel headers, jaxlib's version, the compilers and the flags: a later process loads it
+in milliseconds.  Building it at ``pip install`` time instead would tie fastnn's build to jax
 (an optional extra) and to one jaxlib; compiling on first use keeps ``pip install -e .``
 free of jax, and a new jaxlib simply builds a new copy.  Without a compiler (or on a
 platform the handler does not build on) :func:`library` returns None and says why in
@@ -14,10 +15,13 @@ platform the handler does not build on) :func:`library` returns None and says wh
 
 Covered: relu / sigmoid / tanh (forward and backward), softmax / log_softmax along the last
 axis (forward and backward), linear with its fused activation (forward and backward: one
-gemm with the bias and activation in its epilogue; two gemms and a column sum back).
-Convolution and pooling stay on the callback routes: their algorithm choice (autotuned
-im2col / direct / Winograd plans, measured and cached by fastnn's Python layer) and their
-thread teams live in Python and Cython, not in a C entry point a handler could call.
+gemm with the bias and activation in its epilogue; two gemms and a column sum back), max
+and average pooling 1-D / 2-D (forward and backward), and the convolution passes whose
+algorithm is the channel-blocked direct kernel or Winograd (forward, input gradient,
+weight gradient; the bias gradient), each with its plan settled at trace time
+(fastnn/_backends/cpu/conv_handoff.py).  The direct row kernel, im2col + BLAS and the
+depthwise kernels split their work in Cython, not in a C entry point: a pass that chose
+one of them stays on the callback routes.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import ctypes
 import functools
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -44,6 +50,14 @@ TARGETS = (
     "fastnn_softmax_backward",
     "fastnn_linear",
     "fastnn_linear_backward",
+    "fastnn_max_pool",
+    "fastnn_max_pool_backward",
+    "fastnn_avg_pool",
+    "fastnn_avg_pool_backward",
+    "fastnn_conv_forward",
+    "fastnn_conv_input_grad",
+    "fastnn_conv_weight_grad",
+    "fastnn_conv_bias_grad",
 )
 
 _reason: str | None = None
@@ -64,15 +78,30 @@ def _cache_dir() -> Path:
 
 
 def _compilers() -> tuple[str, str]:
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+    python_cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    python_cxx = (sysconfig.get_config_var("CXX") or "c++").split()[0]
+    cc = shutil.which(os.environ.get("CC", python_cc)) or shutil.which("gcc")
+    cxx = shutil.which(os.environ.get("CXX", python_cxx)) or shutil.which("g++")
     if not cc or not cxx:
         raise OSError("no C and C++ compiler found (set CC and CXX)")
     return cc, cxx
 
 
+def _flags() -> list[str]:
+    """The flags of fastnn's Cython build (setup.py's on top of Python's CFLAGS), so that
+    the handler's kernels round as the Cython modules' do: Python's -fwrapv, for one,
+    changes how gcc vectorises some loops and with it where it fuses multiply-adds
+    (Winograd's float64 results differed in the last bits without it)."""
+    base = shlex.split(sysconfig.get_config_var("CFLAGS") or "")
+    return [*base, "-fPIC", "-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+            "-Wno-unused-function", "-Wno-unreachable-code"]  # fmt: skip
+
+
 def _sources(kernels: Path) -> list[Path]:
-    return [kernels / "jax" / "fastnn_jax_kernels.c", kernels / "jax" / "fastnn_jax_ffi.cc"]
+    """The C sources, then the C++ handler source (last)."""
+    names = ("fastnn_jax_kernels.c", "fastnn_jax_pool.c", "fastnn_jax_conv.c",
+             "fastnn_jax_team.c", "fastnn_jax_ffi.cc")  # fmt: skip
+    return [kernels / "jax" / name for name in names]
 
 
 def _key(kernels: Path, compilers: tuple[str, str]) -> str:
@@ -80,28 +109,42 @@ def _key(kernels: Path, compilers: tuple[str, str]) -> str:
     for path in [*_sources(kernels), *sorted((kernels / "cpu").glob("*.h"))]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    digest.update(f"{jaxlib.__version__}|{compilers}".encode())
+    digest.update(f"{jaxlib.__version__}|{compilers}|{_flags()}".encode())
     return digest.hexdigest()[:20]
 
 
 def _compile(kernels: Path, compilers: tuple[str, str], target: Path) -> None:
     cc, cxx = compilers
-    c_source, cc_source = _sources(kernels)
-    flags = ["-O3", "-fPIC", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    *c_sources, cc_source = _sources(kernels)
+    flags = _flags()
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        objects = [Path(tmp) / "kernels.o", Path(tmp) / "ffi.o"]
-        commands = [
-            [cc, *flags, "-std=gnu11", f"-I{kernels / 'cpu'}", "-c", str(c_source),
-             "-o", str(objects[0])],
+        objects = [Path(tmp) / f"{source.stem}.o" for source in [*c_sources, cc_source]]
+        compiles = [
+            [cc, *flags, f"-I{kernels / 'cpu'}", "-c", str(source), "-o", str(obj)]
+            for source, obj in zip(c_sources, objects)
+        ]
+        compiles.append(
             [cxx, *flags, "-std=c++17", "-Wno-return-type", f"-I{jax.ffi.include_dir()}",
-             "-c", str(cc_source), "-o", str(objects[1])],
-            [cxx, "-shared", "-fopenmp", *map(str, objects), "-o", str(Path(tmp) / "lib.so")],
-        ]  # fmt: skip
-        for command in commands:
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise OSError(f"{' '.join(command[:2])} ... failed:\n{done.stderr[-2000:]}")
+             "-c", str(cc_source), "-o", str(objects[-1])]
+        )  # fmt: skip
+        _run_all(compiles)  # at once: the sources are independent
+        _run_all([[cxx, "-shared", "-fopenmp", *map(str, objects), "-o", f"{tmp}/lib.so"]])
         os.replace(Path(tmp) / "lib.so", target)  # atomic: a racing process loads either
+
+
+def _run_all(commands: list[list[str]]) -> None:
+    """Run the commands side by side; OSError with the first failure's messages."""
+    running = [
+        (c, subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for c in commands
+    ]
+    failures = []
+    for command, process in running:
+        _, err = process.communicate()
+        if process.returncode != 0:
+            failures.append(f"{' '.join(command[:2])} ... failed:\n{err[-2000:]}")
+    if failures:
+        raise OSError(failures[0])
 
 
 def build() -> Path:

@@ -58,7 +58,9 @@ class Kernel:
     sequence of (shape, dtype index)`` gives each result's shape and the index of the
     argument whose dtype it has.  ``folds`` gives each argument's fold kind, ``out_folds``
     each result's (see :data:`Fold`).  ``ffi`` (optional), ``ffi(specs, *args)``, runs the
-    same computation by the C handler (``jax.ffi.ffi_call``) when it is available.
+    same computation by the C handler (``jax.ffi.ffi_call``) when it is available, or
+    returns None where the handler does not cover the shapes it is given (then ``host``
+    runs by a callback route).
     """
 
     def __init__(
@@ -87,7 +89,9 @@ class Kernel:
             for shape, which in self.shapes(*(tuple(a.shape) for a in args))
         ]
         if self.ffi is not None and _route.get_route() in ("auto", "ffi") and _ffi_ready():
-            return tuple(self.ffi(specs, *args))
+            outs = self.ffi(specs, *args)
+            if outs is not None:  # None: the handler does not cover this case
+                return tuple(outs)
         return _route.call(self.host, specs, *args)
 
     def _foldable(self, in_batched: Sequence[bool]) -> str | None:

@@ -12,16 +12,16 @@ import jax.numpy as jnp
 
 import fastnn
 from fastnn import _args
+from fastnn._op_checks import (
+    bn_channels,
+    bn_eps,
+    bn_momentum,
+    check_per_channel,
+    check_training_count,
+    values_per_channel,
+)
 from fastnn.jax._common import arrays, check_floats
 from fastnn.jax._kernel import Kernel
-from fastnn.ops.normalization import (
-    _check_training_count,
-    _eps,
-    _input,
-    _momentum,
-    _per_channel,
-    _values_per_channel,
-)
 
 __all__ = ["batch_norm"]
 
@@ -103,12 +103,12 @@ def batch_norm(
     x, rm, rv, w, b = arrays(input, running_mean, running_var, weight, bias)
     named = {"input": x, "running_mean": rm, "running_var": rv, "weight": w, "bias": b}
     check_floats(op, named)
-    channels = _input(op, x)
-    _per_channel(op, channels, {k: v for k, v in named.items() if k != "input"})
-    eps = _eps(op, eps)
+    channels = bn_channels(op, x)
+    check_per_channel(op, channels, {k: v for k, v in named.items() if k != "input"})
+    eps = bn_eps(op, eps)
     training = _args.check_bool(op, "training", training)
     act = _args.activation_name(op, activation, ACTIVATIONS)
-    m = _momentum(op, momentum)
+    m = bn_momentum(op, momentum)
     if m is None:
         raise ValueError(f"{op}: momentum=None (cumulative average) has no fastnn.jax form")
     if (rm is None) != (rv is None):
@@ -116,7 +116,7 @@ def batch_norm(
     if not training and rm is None:
         raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
     if training:
-        _check_training_count(op, x)
+        check_training_count(op, x)
     w = jnp.ones(channels, x.dtype) if w is None else w
     b = jnp.zeros(channels, x.dtype) if b is None else b
     if training:
@@ -126,7 +126,7 @@ def batch_norm(
     y, mean, invstd = _batch_norm(training, eps, act)(x, w, b, mean0, invstd0)
     if not training or rm is None:
         return y, rm, rv
-    count = _values_per_channel(x)
+    count = values_per_channel(x)
     var = (1.0 / (invstd * invstd) - eps) * (count / max(count - 1, 1))
     return (
         y,

@@ -1,4 +1,10 @@
-"""max_pool1d/2d and avg_pool1d/2d for JAX: fastnn's kernels under jax.custom_vjp."""
+"""max_pool1d/2d and avg_pool1d/2d for JAX: fastnn's kernels under jax.custom_vjp.
+
+On the FFI route everything Python decides (the checks, the plane geometry, the thread
+count) is settled at trace time and handed to the C handler as attributes: the call runs
+pool_rows.h's kernels with no Python.  The backward pass finds each window's maximum
+again in the input (no index array), as fastnn's own backward does without indices.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import functools
 from typing import Any
 
 import jax
+import numpy as np
 
 import fastnn
 from fastnn import _args, _geometry
-from fastnn.jax._common import arrays, check_floats, static
+from fastnn.jax._common import arrays, check_floats, static, threads_attr
 from fastnn.jax._kernel import Kernel
 
 __all__ = ["avg_pool1d", "avg_pool2d", "max_pool1d", "max_pool2d"]
@@ -37,17 +44,25 @@ def _pool(kind: str, nd: int, params: tuple):
         )
         return geom.output_shape
 
+    def plane(xs) -> np.ndarray:
+        geom = _geometry.pool_geometry(
+            op, nd, xs, kernel_size, stride, padding, dilation, ceil_mode
+        )
+        return np.asarray(tuple(geom.plane), dtype=np.int64)
+
     forward = Kernel(
         lambda x: (forward_op(x, *_host_params(kind, params)),),
         lambda xs: [(out_shape(xs), 0)],
         ("lead",),
         ("lead",),
+        ffi=_ffi_forward(kind, plane, third),
     )
     backward = Kernel(
         lambda g, x: (backward_op(g, x, *_host_params(kind, params)),),
         lambda gs, xs: [(xs, 1)],
         ("lead", "lead"),
         ("lead",),
+        ffi=_ffi_backward(kind, op, plane, third),
     )
 
     @jax.custom_vjp
@@ -62,6 +77,42 @@ def _pool(kind: str, nd: int, params: tuple):
 
     pool.defvjp(pool_fwd, pool_bwd)
     return pool
+
+
+def _ffi_forward(kind: str, plane: Any, count_include_pad: Any):
+    """``ffi(specs, x)`` for the Kernel: the C handler with the geometry as attributes."""
+
+    def run(specs, x):
+        attrs = {"geometry": plane(tuple(x.shape)), "threads": threads_attr()}
+        if kind == "avg":
+            attrs["count_include_pad"] = np.int32(bool(count_include_pad))
+        return jax.ffi.ffi_call(f"fastnn_{kind}_pool", specs)(x, **attrs)
+
+    return run
+
+
+def _ffi_backward(kind: str, op: str, plane: Any, count_include_pad: Any):
+    """``ffi(specs, g, x)``: the gradient by the C handler (max: maxima found again in x)."""
+
+    def run(specs, g, x):
+        geometry = plane(tuple(x.shape))
+        attrs = {"geometry": geometry, "threads": threads_attr()}
+        if kind == "avg":
+            attrs["count_include_pad"] = np.int32(bool(count_include_pad))
+            return jax.ffi.ffi_call("fastnn_avg_pool_backward", specs)(g, **attrs)
+        check_flat_index(op, int(geometry[0]), int(geometry[1]))
+        return jax.ffi.ffi_call("fastnn_max_pool_backward", specs)(g, x, **attrs)
+
+    return run
+
+
+def check_flat_index(op: str, h: int, w: int) -> None:
+    """The argmax kernels keep flat indices in int32 (as fastnn's CPU backend checks)."""
+    if h * w >= 2**31:
+        raise ValueError(
+            f"{op}: max pooling on the cpu backend finds maxima in planes of fewer than "
+            f"2**31 elements, got a {h} x {w} plane"
+        )
 
 
 def _host_params(kind: str, params: tuple) -> tuple:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import fastnn
+from fastnn._op_checks import GELU_APPROXIMATIONS, check_bounds, check_finite
 from fastnn.nn.module import Module
-from fastnn.ops.activation import GELU_APPROXIMATIONS, check_bounds, check_finite
 
 __all__ = ["GELU", "Hardtanh", "LeakyReLU", "ReLU", "ReLU6", "SiLU", "Sigmoid", "Tanh"]
 

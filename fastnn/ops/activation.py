@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fastnn import _args
 from fastnn._dispatch import resolve
+from fastnn._op_checks import check_bounds, check_finite, gelu_approximation
 from fastnn.ops._out import check_out
 
 __all__ = [
@@ -30,30 +30,6 @@ __all__ = [
 #: The names activation_backward takes (fastnn._args.ACTIVATIONS also drives linear and
 #: the sensitivity ops, whose kernels know only the first three).
 BACKWARD_NAMES = ("relu", "sigmoid", "tanh", "hardtanh", "relu6", "leaky_relu")
-#: The approximations of gelu.
-GELU_APPROXIMATIONS = ("none", "tanh")
-
-
-def check_finite(op: str, name: str, value: object) -> float:
-    """``value`` as a finite float (TypeError / ValueError naming ``name`` otherwise)."""
-    v = _args.check_scalar(op, name, value)
-    if not math.isfinite(v):
-        raise ValueError(f"{op}: {name} must be finite, got {v!r}")
-    return v
-
-
-def check_bounds(op: str, min_val: object, max_val: object) -> tuple[float, float]:
-    """hardtanh's (min_val, max_val) as finite floats with min_val <= max_val."""
-    lo, hi = check_finite(op, "min_val", min_val), check_finite(op, "max_val", max_val)
-    if hi < lo:
-        raise ValueError(f"{op}: max_val ({hi!r}) must not be less than min_val ({lo!r})")
-    return lo, hi
-
-
-def _approximation(op: str, value: object) -> str:
-    if isinstance(value, str) and value in GELU_APPROXIMATIONS:
-        return value
-    raise ValueError(f"{op}: approximate must be one of {GELU_APPROXIMATIONS}, got {value!r}")
 
 
 def _forward_out(op: str, input: Any, out: Any, backend: str | None, *params: float) -> Any:
@@ -113,7 +89,7 @@ def gelu(input: Any, approximate: str = "none", *, backend: str | None = None) -
     """``input * Phi(input)``, Phi the standard normal CDF (``approximate="none"``, with
     erf), or PyTorch's ``approximate="tanh"``:
     ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``."""
-    approx = _approximation("gelu", approximate)
+    approx = gelu_approximation("gelu", approximate)
     return resolve("gelu", _args.float_array("gelu", "input", input), backend)(input, approx)
 
 
@@ -132,7 +108,7 @@ def gelu_backward(
     """Gradient of :func:`gelu` from the forward INPUT ``x``: ``g * (Phi(x) + x phi(x))``
     for ``approximate="none"``, the derivative of the tanh form for ``"tanh"``."""
     op = "gelu_backward"
-    approx = _approximation(op, approximate)
+    approx = gelu_approximation(op, approximate)
     kind, _ = _args.float_arrays(op, {"grad_output": grad_output, "input": input})
     _args.check_same_shape(op, "grad_output", grad_output, "input", input)
     return resolve(op, kind, backend)(grad_output, input, approx)

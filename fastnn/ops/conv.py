@@ -6,26 +6,9 @@ from typing import Any
 
 from fastnn import _args, _geometry
 from fastnn._dispatch import resolve
+from fastnn._op_checks import conv_algo
 
 __all__ = ["conv1d", "conv1d_backward", "conv2d", "conv2d_backward"]
-
-#: "winograd" lets the backend pick the tile size; "winograd2/4/6" pin F(2x2, 3x3),
-#: F(4x4, 3x3) or F(6x6, 3x3).
-ALGOS = ("auto", "im2col", "direct", "winograd", "winograd2", "winograd4", "winograd6")
-
-
-def _algo(op: str, algo: object, geom: _geometry.ConvGeometry) -> str:
-    if not (isinstance(algo, str) and algo in ALGOS):
-        raise ValueError(f"{op}: algo must be one of {ALGOS}, got {algo!r}")
-    if algo.startswith("winograd"):
-        why = _geometry.winograd_unsupported(geom)
-        if why is not None:
-            raise ValueError(
-                f"{op}: algo={algo!r} runs 2-D 3x3 convolutions with stride 1 and dilation 1"
-                f" only: {why}"
-            )
-    return algo
-
 
 #: The activations a convolution can fuse into its output (None: the identity).
 ACTIVATIONS = (None, "relu", "relu6")
@@ -42,7 +25,7 @@ def _forward(
     )
     if bias is not None:
         _args.check_shape(op, "bias", bias, (geom.out_channels,), "C_out")
-    algo = _algo(op, algo, geom)
+    algo = conv_algo(op, algo, geom)
     act = _args.activation_name(op, activation, ACTIVATIONS)
     return resolve(op, kind, backend)(input, weight, bias, geom, algo, act)
 
@@ -67,7 +50,7 @@ def _backward(
     )
     _args.check_shape(op, "grad_output", grad_output, geom.output_shape, "the conv output shape")
     mask = _args.output_mask(op, output_mask)
-    algo = _algo(op, algo, geom)
+    algo = conv_algo(op, algo, geom)
     return resolve(op, kind, backend)(grad_output, input, weight, geom, algo, mask)
 
 

@@ -8,52 +8,23 @@ into the normalising pass, and its gradient into the backward's passes.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from fastnn import _args
 from fastnn._dispatch import resolve
+from fastnn._op_checks import bn_channels as _input
+from fastnn._op_checks import bn_eps as _eps
+from fastnn._op_checks import bn_momentum as _momentum
+from fastnn._op_checks import check_per_channel as _per_channel
+from fastnn._op_checks import check_training_count as _check_training_count
+from fastnn._op_checks import values_per_channel as _values_per_channel
 
 __all__ = ["batch_norm", "batch_norm_backward", "batch_norm_elemt", "batch_norm_stats"]
 
 #: The activations that can follow batch normalisation in the same pass.
 BN_ACTIVATIONS = (None, "relu", "relu6")
-
-
-def _input(op: str, input: Any) -> int:
-    """Check the (N, C, *) input's rank; return C."""
-    if len(input.shape) < 2:
-        raise ValueError(
-            f"{op}: input must be (N, C, *) with at least 2 dims, got shape {tuple(input.shape)}"
-        )
-    return int(input.shape[1])
-
-
-def _per_channel(op: str, channels: int, arrays: dict[str, Any]) -> None:
-    for name, value in arrays.items():
-        if value is not None:
-            _args.check_shape(op, name, value, (channels,), "one value per channel C")
-
-
-def _eps(op: str, eps: object) -> float:
-    value = _args.check_scalar(op, "eps", eps)
-    if not value > 0:  # NaN too
-        raise ValueError(f"{op}: eps must be > 0, got {eps!r}")
-    return value
-
-
-def _values_per_channel(input: Any) -> int:
-    return math.prod(int(d) for d in input.shape) // max(int(input.shape[1]), 1)
-
-
-def _check_training_count(op: str, input: Any) -> None:
-    if _values_per_channel(input) == 1 and int(input.shape[1]) > 0:
-        raise ValueError(
-            f"{op}: Expected more than 1 value per channel when training, got input size "
-            f"{tuple(input.shape)}"
-        )
 
 
 def batch_norm_stats(input: Any, eps: float = 1e-5, *, backend: str | None = None) -> Any:
@@ -102,15 +73,6 @@ def _updatable(op: str, arrays: dict[str, Any]) -> None:
                 f"{op}: {name} must be contiguous on the GPU (it is updated in place), got "
                 f"strides {tuple(strides)}"
             )
-
-
-def _momentum(op: str, momentum: object) -> float | None:
-    if momentum is None:
-        return None
-    value = _args.check_scalar(op, "momentum", momentum)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{op}: momentum must be None or in [0, 1], got {momentum!r}")
-    return value
 
 
 def _increment(op: str, counter: Any, kind: str) -> int:

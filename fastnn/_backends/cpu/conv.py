@@ -107,7 +107,7 @@ def _pick(
     threads: int,
     run: Callable[[str], object],
 ) -> str:
-    memo = (algo, op, which, geom, dtype, threads, _autotune.generation())
+    memo = _memo_key(algo, op, which, geom, dtype, threads)
     name = _PICKS.get(memo)
     if name is None or _autotune.is_recording():
         name = _pick_once(algo, op, which, geom, dtype, threads, run)
@@ -115,6 +115,17 @@ def _pick(
             _PICKS.clear()
         _PICKS[memo] = name
     return name
+
+
+def _memo_key(algo: str, op: str, which: str, geom: ConvGeometry, dtype, threads: int) -> tuple:
+    return (algo, op, which, geom, np.dtype(dtype), threads, _autotune.generation())
+
+
+def chosen(algo: str, op: str, which: str, geom: ConvGeometry, dtype, threads: int) -> str | None:
+    """The algorithm pass ``which`` of this layer was last chosen to run (None: not chosen
+    yet under the current autotune settings), for callers that run the kernels themselves
+    (conv_handoff)."""
+    return _PICKS.get(_memo_key(algo, op, which, geom, dtype, threads))
 
 
 def _pick_once(

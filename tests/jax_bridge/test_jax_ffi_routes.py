@@ -1,0 +1,286 @@
+"""The call routes of fastnn.jax give the same bits where the same kernel runs: pooling on
+the XLA FFI route (C handler, geometry settled at trace time) against the buffer_callback
+route (fastnn's Cython wrappers), under jit, grad and vmap, on random configurations;
+convolution on every route; the fallback without the handler; and fastnn's Python caches
+under callbacks that XLA runs on several threads at once."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import zlib
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax", reason="pip install 'fastnn[jax]' (CI installs it)")
+
+import jax.numpy as jnp  # noqa: E402
+
+import fastnn  # noqa: E402
+import fastnn.jax as fj  # noqa: E402
+from fastnn import _autotune  # noqa: E402
+from fastnn._backends.cpu import conv as cpu_conv  # noqa: E402
+from fastnn._threads import adaptive_teams  # noqa: E402
+from fastnn.jax import _ffi  # noqa: E402
+from tests.jax_bridge.jax_helpers import normal, precision  # noqa: E402
+
+DTYPES = ("float32", "float64")
+
+
+@pytest.fixture
+def restore_route():
+    before = fj.get_route()
+    yield
+    fj.set_route(before)
+
+
+def _pool_case(rng: np.random.Generator, kind: str, nd: int) -> tuple[tuple, tuple]:
+    """(input shape, the op's arguments after the input): odd sizes, batch 1 now and
+    then, stride / padding / dilation / ceil_mode / count_include_pad at random."""
+    kernel = tuple(int(k) for k in rng.integers(1, 5, nd))
+    shape = (int(rng.choice([1, 2, 3])), int(rng.integers(1, 5)),
+             *(int(s) for s in rng.integers(5, 30, nd)))  # fmt: skip
+    stride = tuple(int(s) for s in rng.integers(1, 4, nd))
+    padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+    ceil_mode = bool(rng.integers(0, 2))
+    if kind == "max":
+        dilation = tuple(int(d) for d in rng.integers(1, 3, nd))
+        return shape, (kernel, stride, padding, dilation, ceil_mode)
+    return shape, (kernel, stride, padding, ceil_mode, bool(rng.integers(0, 2)))
+
+
+def _results(route: str, fn, *args) -> list[np.ndarray]:
+    """Value, gradients (every argument) and the vmapped value and gradients (over the
+    first argument) of ``fn``, jitted, on ``route``."""
+    fj.set_route(route)
+    shape = jax.eval_shape(fn, *args).shape
+    cot = jnp.cos(jnp.arange(math.prod(shape), dtype=args[0].dtype)).reshape(shape)
+    grad = jax.grad(lambda *a: jnp.sum(fn(*a) * cot), tuple(range(len(args))))
+    axes = (0,) + (None,) * (len(args) - 1)
+    stacked = jnp.stack([args[0], args[0][::-1] * 2])
+    outs = [jax.jit(fn)(*args), *jax.jit(grad)(*args)]
+    outs += [jax.jit(jax.vmap(fn, axes))(stacked, *args[1:])]
+    outs += jax.jit(jax.vmap(grad, axes))(stacked, *args[1:])
+    return [np.asarray(o) for o in outs]
+
+
+def _assert_same_bits(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    for u, v in zip(a, b, strict=True):
+        assert u.dtype == v.dtype and u.shape == v.shape
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.usefixtures("restore_route")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("nd", [1, 2])
+def test_pool_ffi_matches_buffer_callback_bit_for_bit(kind, nd, dtype):
+    if _ffi.library() is None:
+        pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
+    rng = np.random.default_rng(zlib.crc32(f"{kind}{nd}{dtype}".encode()))
+    op = getattr(fj, f"{kind}_pool{nd}d")
+    with precision(dtype):
+        for _ in range(3):
+            shape, args = _pool_case(rng, kind, nd)
+            x = normal(rng, shape, dtype)
+            fn = lambda x, a=args: op(x, *a)  # noqa: E731
+            _assert_same_bits(_results("ffi", fn, x), _results("buffer_callback", fn, x))
+        fj.set_route("ffi")
+        text = jax.jit(jax.grad(lambda x: jnp.sum(fn(x)))).lower(x).as_text()
+        assert f"fastnn_{kind}_pool_backward" in text and "callback" not in text
+
+
+@pytest.mark.usefixtures("restore_route")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pool_ffi_splits_large_inputs_over_threads_to_the_same_bits(threads):
+    """Inputs past the parallel threshold run one chunk per thread in the handler."""
+    rng = np.random.default_rng(5)
+    x = normal(rng, (2, 9, 61, 67), "float32")
+    before = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(threads)
+        for fn in (lambda x: fj.max_pool2d(x, 3, 2, 1), lambda x: fj.avg_pool2d(x, 2, 1, 1, True),
+                   lambda x: fj.max_pool1d(x[:, :, 0], 4, 3, 2, 2)):  # fmt: skip
+            _assert_same_bits(_results("ffi", fn, x), _results("buffer_callback", fn, x))
+    finally:
+        fastnn.set_num_threads(before)
+
+
+@pytest.fixture
+def fixed_teams():
+    """fastnn's wrappers at the full thread count, as the handler plans (by default they
+    shrink their teams while other processes keep the CPUs busy)."""
+    before = adaptive_teams()
+    adaptive_teams(False)
+    yield
+    adaptive_teams(before)
+
+
+def _conv_case(rng: np.random.Generator, kind: str = "any") -> tuple:
+    """(nd, input shape, weight shape, has bias, stride, padding, dilation, groups): odd
+    sizes, batch 1 now and then.  ``kind`` "winograd": 2-D 3x3 with stride and dilation
+    1; "depthwise": groups = input channels (channel multiplier 1 to 3)."""
+    nd = 2 if kind == "winograd" else int(rng.integers(1, 3))
+    n = int(rng.choice([1, 2, 3]))
+    if kind == "depthwise":
+        groups = cin = int(rng.integers(2, 7))
+        cout = cin * int(rng.integers(1, 4))
+    else:
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 9))
+    size = tuple(int(v) for v in rng.integers(5, 19, nd))  # >= the widest dilated kernel
+    if kind == "winograd":
+        kernel, stride, dilation = (3, 3), 1, 1
+        padding = tuple(int(p) for p in rng.integers(0, 3, nd))
+    else:
+        kernel = tuple(int(k) for k in rng.integers(1, 4, nd))
+        stride = tuple(int(v) for v in rng.integers(1, 4, nd))
+        dilation = tuple(int(v) for v in rng.integers(1, 3, nd))
+        padding = tuple(int(v) for v in rng.integers(0, 3, nd))
+    return (nd, (n, cin, *size), (cout, cin // groups, *kernel), bool(rng.integers(0, 2)),
+            stride, padding, dilation, groups)  # fmt: skip
+
+
+def _conv_args(rng, case, dtype):
+    nd, x_shape, w_shape, bias, *params = case
+    op = {1: fj.conv1d, 2: fj.conv2d}[nd]
+    args = [normal(rng, x_shape, dtype), normal(rng, w_shape, dtype)]
+    if bias:
+        args.append(normal(rng, (w_shape[0],), dtype))
+        return (lambda x, w, b: op(x, w, b, *params)), args
+    return (lambda x, w: op(x, w, None, *params)), args
+
+
+@pytest.mark.usefixtures("restore_route", "fixed_teams")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algorithm", ["direct:blocked", "winograd", "direct", "direct:lanes"])
+def test_conv_ffi_matches_buffer_callback_bit_for_bit(algorithm, dtype, monkeypatch):
+    """Every pass pinned to an algorithm the handler runs (the channel-blocked kernel on
+    random strides, paddings, dilations and groups, with every stride phase of its input
+    gradient; Winograd with each tile size; both depthwise variants, "direct" on a
+    depthwise layer): the handler's bits are the wrappers'."""
+    if _ffi.library() is None:
+        pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
+    rng = np.random.default_rng(zlib.crc32(f"{algorithm}{dtype}".encode()))
+    winograd = algorithm == "winograd"
+    kind = "winograd" if winograd else "depthwise" if algorithm != "direct:blocked" else "any"
+    for i in range(3):
+        name = f"winograd{(2, 4, 6)[i]}" if winograd else algorithm
+        monkeypatch.setattr(cpu_conv, "_pick_once", lambda *a, name=name: name)
+        fastnn.autotune(True)  # forget the choices made so far
+        with precision(dtype):
+            fn, args = _conv_args(rng, _conv_case(rng, kind), dtype)
+            ours = _results("ffi", fn, *args)
+            loss = jax.grad(lambda *a, f=fn: jnp.sum(f(*a)), (0, 1))
+            text = jax.jit(loss).lower(*args).as_text()
+            _assert_same_bits(ours, _results("buffer_callback", fn, *args))
+        assert "fastnn_conv_input_grad" in text and "fastnn_conv_weight_grad" in text
+        assert "callback" not in text
+
+
+@pytest.mark.usefixtures("restore_route", "fixed_teams")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_routes_agree_bit_for_bit(dtype):
+    """fastnn's own choices (some passes on the handler, some on a callback): the same
+    bits on every route."""
+    rng = np.random.default_rng(9 if dtype == "float32" else 10)
+    with precision(dtype):
+        for _ in range(2):
+            fn, args = _conv_args(rng, _conv_case(rng), dtype)
+            results = {
+                r: _results(r, fn, *args) for r in ("ffi", "buffer_callback", "pure_callback")
+            }
+            _assert_same_bits(results["ffi"], results["buffer_callback"])
+            _assert_same_bits(results["pure_callback"], results["buffer_callback"])
+
+
+def test_pool_without_the_ffi_handler_falls_back_to_the_same_bits():
+    code = """
+import hashlib, jax, jax.numpy as jnp, numpy as np, fastnn.jax as fj
+x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 3, 13, 11)).astype(np.float32))
+pools = lambda x: fj.max_pool2d(x, 3, 2, 1) + fj.avg_pool2d(x, 3, 2, 1)
+f = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(pools(x)))))
+text = f.lower(x).as_text()
+print("fastnn_max_pool" in text, "buffer_python_cpu_callback" in text)
+print(hashlib.sha256(np.asarray(f(x)).tobytes()).hexdigest())
+"""
+    digests = []
+    for flag in ("0", "1"):
+        env = {**os.environ, "FASTNN_JAX_FFI": flag, "FASTNN_JAX_ROUTE": "auto"}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=False)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        routes, digest = out.stdout.splitlines()
+        assert routes == ("False True" if flag == "0" else "True False")
+        digests.append(digest)
+    assert digests[0] == digests[1]
+
+
+def _two_branches(x1, w1, x2, w2):
+    """Two independent conv - relu - pool chains: XLA may run their callbacks at once."""
+    a = fj.max_pool2d(fj.relu(fj.conv2d(x1, w1, None, 1, 1)), 2)
+    b = fj.avg_pool2d(fj.relu(fj.conv2d(x2, w2, None, 1, 2)), 2)
+    return jnp.sum(a * a) + jnp.sum(jnp.sin(b))
+
+
+def test_fastnn_caches_under_concurrent_callbacks(tmp_path, monkeypatch):
+    """First uses of convolution shapes reached at once by two Python threads running one
+    jitted step (XLA runs each call's callbacks on a thread of its own): every autotune
+    key is measured once, and every call gives the bits of a later call made alone."""
+    stored: list[str] = []
+    real_store = _autotune.store
+
+    def counting_store(key: str, choice: str) -> None:
+        stored.append(key)
+        real_store(key, choice)
+
+    monkeypatch.setattr(_autotune, "store", counting_store)
+    rng = np.random.default_rng(21)
+    shapes = ((4, 5, 23, 21), (7, 5, 3, 3), (3, 4, 19, 26), (6, 4, 5, 5))
+    args = [normal(rng, shape, "float32") for shape in shapes]
+    step = jax.jit(jax.value_and_grad(_two_branches, (0, 1, 2, 3)))
+    fastnn.autotune(False)
+    jax.block_until_ready(step(*args))  # compiled: the threads below start together
+    fastnn.autotune(True, cache=tmp_path / "autotune.json")  # cold choices and memos
+    results: list = [None, None]
+    start = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = jax.tree_util.tree_map(np.asarray, step(*args))
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    run_alone = jax.tree_util.tree_map(np.asarray, step(*args))
+    assert len(stored) == len(set(stored)) and stored, stored
+    for got in results:
+        for u, v in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(run_alone)):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_handler_team_size_follows_fastnns_rule():
+    """fnn_jax_team: an exact team for a negative count (adaptive teams off), one thread
+    for a cap of one, and a cap lowered at most to one thread otherwise."""
+    lib = _ffi.library()
+    if lib is None:
+        pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
+    assert [lib.fnn_jax_team(t) for t in (-3, -1, 1)] == [3, 1, 1]
+    for cap in (2, 4, 64):
+        assert 1 <= lib.fnn_jax_team(cap) <= cap
+    with_adaptive = adaptive_teams()
+    try:
+        adaptive_teams(False)
+        assert fj._common.threads_attr() == -fastnn.get_num_threads()
+        assert fj._common.team_sizes() == [fastnn.get_num_threads()]
+        adaptive_teams(True)
+        assert fj._common.threads_attr() == fastnn.get_num_threads()
+        assert fj._common.team_sizes()[-1] == fastnn.get_num_threads()
+    finally:
+        adaptive_teams(with_adaptive)
