@@ -5,8 +5,8 @@
 # Every array is a flat C-contiguous buffer of one length; the Python side
 # (fastnn/_backends/cpu/optim.py, after fastnn/ops/optim.py validated everything) makes them
 # so.  The scalars are the fields of fastnn/ops/_optim_hyper.py's *Scalars tuples (keep:
-# 1 - dampening, rest: 1 - alpha or 1 - rho, sign: -1 to maximize), rounded here once to
-# the element type.  Optional state (a momentum buffer, AMSGrad's maximum) is passed as an
+# 1 - dampening, rest: 1 - alpha or 1 - rho, sign: -1 to maximize), typed `floating` so
+# that the Python float is rounded once, on the call, to the element type.  Optional state (a momentum buffer, AMSGrad's maximum) is passed as an
 # empty array with its flag off and is then never read.  The formulas and the order of
 # operations follow torch.optim's single-tensor code, so float32 results agree closely.
 from cython cimport floating
@@ -52,136 +52,106 @@ cdef inline floating _ema_sq(floating avg, floating decay, floating rest,
 
 
 def sgd(floating[::1] param, const floating[::1] grad, floating[::1] buf,
-        double lr, double momentum, double keep, double weight_decay, double sign,
+        floating lr, floating momentum, floating keep, floating weight_decay, floating sign,
         bint use_momentum, bint nesterov, bint first_step, int num_threads):
     """param -= lr * d with d the (momentum / Nesterov) direction; buf updated in place."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, b
-    cdef floating lr_ = <floating>lr
-    cdef floating mom = <floating>momentum
-    cdef floating keep_ = <floating>keep
-    cdef floating wd = <floating>weight_decay
-    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = _coupled(sign_ * grad[i], wd, param[i])
+        g = _coupled(sign * grad[i], weight_decay, param[i])
         if use_momentum:
             if first_step:
                 b = g
             else:
-                b = buf[i] * mom + keep_ * g
+                b = buf[i] * momentum + keep * g
             buf[i] = b
             if nesterov:
-                g = g + mom * b
+                g = g + momentum * b
             else:
                 g = b
-        param[i] = param[i] - lr_ * g
+        param[i] = param[i] - lr * g
 
 
 def adagrad(floating[::1] param, const floating[::1] grad, floating[::1] state_sum,
-            double lr, double weight_decay, double eps, double sign, int num_threads):
+            floating lr, floating weight_decay, floating eps, floating sign, int num_threads):
     """state_sum += g^2; param -= lr * g / (sqrt(state_sum) + eps)."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, s
-    cdef floating lr_ = <floating>lr
-    cdef floating wd = <floating>weight_decay
-    cdef floating eps_ = <floating>eps
-    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = _coupled(sign_ * grad[i], wd, param[i])
+        g = _coupled(sign * grad[i], weight_decay, param[i])
         s = state_sum[i] + g * g
         state_sum[i] = s
-        param[i] = param[i] - lr_ * (g / (_sqrt(s) + eps_))
+        param[i] = param[i] - lr * (g / (_sqrt(s) + eps))
 
 
 def rmsprop(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
             floating[::1] grad_avg, floating[::1] buf,
-            double lr, double alpha, double rest, double eps, double weight_decay,
-            double momentum, double sign, bint centered, bint use_momentum, int num_threads):
+            floating lr, floating alpha, floating rest, floating eps, floating weight_decay,
+            floating momentum, floating sign, bint centered, bint use_momentum,
+            int num_threads):
     """Running mean of g^2 (and of g when centred) scales the step; optional momentum."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, v, m, avg, b
-    cdef floating lr_ = <floating>lr
-    cdef floating alpha_ = <floating>alpha
-    cdef floating rest_ = <floating>rest
-    cdef floating eps_ = <floating>eps
-    cdef floating wd = <floating>weight_decay
-    cdef floating mom = <floating>momentum
-    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = _coupled(sign_ * grad[i], wd, param[i])
-        v = _ema_sq(square_avg[i], alpha_, rest_, g)
+        g = _coupled(sign * grad[i], weight_decay, param[i])
+        v = _ema_sq(square_avg[i], alpha, rest, g)
         square_avg[i] = v
         if centered:
-            m = _lerp(grad_avg[i], g, rest_)
+            m = _lerp(grad_avg[i], g, rest)
             grad_avg[i] = m
-            avg = _sqrt(v - m * m) + eps_
+            avg = _sqrt(v - m * m) + eps
         else:
-            avg = _sqrt(v) + eps_
+            avg = _sqrt(v) + eps
         if use_momentum:
-            b = buf[i] * mom + g / avg
+            b = buf[i] * momentum + g / avg
             buf[i] = b
-            param[i] = param[i] - lr_ * b
+            param[i] = param[i] - lr * b
         else:
-            param[i] = param[i] - lr_ * (g / avg)
+            param[i] = param[i] - lr * (g / avg)
 
 
 def adadelta(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
-             floating[::1] acc_delta, double lr, double rho, double rest, double eps,
-             double weight_decay, double sign, int num_threads):
+             floating[::1] acc_delta, floating lr, floating rho, floating rest, floating eps,
+             floating weight_decay, floating sign, int num_threads):
     """The step is g scaled by RMS(past updates) / RMS(gradients)."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, v, delta
-    cdef floating lr_ = <floating>lr
-    cdef floating rho_ = <floating>rho
-    cdef floating rest_ = <floating>rest
-    cdef floating eps_ = <floating>eps
-    cdef floating wd = <floating>weight_decay
-    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = _coupled(sign_ * grad[i], wd, param[i])
-        v = _ema_sq(square_avg[i], rho_, rest_, g)
+        g = _coupled(sign * grad[i], weight_decay, param[i])
+        v = _ema_sq(square_avg[i], rho, rest, g)
         square_avg[i] = v
-        delta = _sqrt(acc_delta[i] + eps_) / _sqrt(v + eps_) * g
-        acc_delta[i] = _ema_sq(acc_delta[i], rho_, rest_, delta)
-        param[i] = param[i] - lr_ * delta
+        delta = _sqrt(acc_delta[i] + eps) / _sqrt(v + eps) * g
+        acc_delta[i] = _ema_sq(acc_delta[i], rho, rest, delta)
+        param[i] = param[i] - lr * delta
 
 
 def adam(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
          floating[::1] exp_avg_sq, floating[::1] max_exp_avg_sq,
-         double step_size, double bias2_sqrt, double shrink, double rest1, double beta2,
-         double rest2, double eps, double weight_decay, double sign, bint amsgrad,
-         bint decoupled, int num_threads):
+         floating step_size, floating bias2_sqrt, floating shrink, floating rest1,
+         floating beta2, floating rest2, floating eps, floating weight_decay, floating sign,
+         bint amsgrad, bint decoupled, int num_threads):
     """Adam / AdamW / AMSGrad; step_size = lr / (1 - beta1^t), bias2_sqrt =
     sqrt(1 - beta2^t) and shrink = 1 - lr * weight_decay (AdamW) come from the caller."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef floating g, p, m, v, denom
-    cdef floating step_ = <floating>step_size
-    cdef floating bc2 = <floating>bias2_sqrt
-    cdef floating shrink_ = <floating>shrink
-    cdef floating rest1_ = <floating>rest1
-    cdef floating beta2_ = <floating>beta2
-    cdef floating rest2_ = <floating>rest2
-    cdef floating eps_ = <floating>eps
-    cdef floating wd = <floating>weight_decay
-    cdef floating sign_ = <floating>sign
     for i in prange(n, nogil=True, schedule="static", num_threads=_threads(n, num_threads)):
-        g = sign_ * grad[i]
+        g = sign * grad[i]
         p = param[i]
-        if wd != 0:
+        if weight_decay != 0:
             if decoupled:
-                p = p * shrink_
+                p = p * shrink
             else:
-                g = g + wd * p
-        m = _lerp(exp_avg[i], g, rest1_)
+                g = g + weight_decay * p
+        m = _lerp(exp_avg[i], g, rest1)
         exp_avg[i] = m
-        v = _ema_sq(exp_avg_sq[i], beta2_, rest2_, g)
+        v = _ema_sq(exp_avg_sq[i], beta2, rest2, g)
         exp_avg_sq[i] = v
         if amsgrad:
             if max_exp_avg_sq[i] > v:
                 v = max_exp_avg_sq[i]
             max_exp_avg_sq[i] = v
-        denom = _sqrt(v) / bc2 + eps_
-        param[i] = p - step_ * (m / denom)
+        denom = _sqrt(v) / bias2_sqrt + eps
+        param[i] = p - step_size * (m / denom)
 
 
 def set_parallel_scale(double scale):

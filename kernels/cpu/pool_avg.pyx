@@ -11,11 +11,11 @@
 # planes.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 
 from pool_common cimport (
     pool_avg_backward_f32, pool_avg_backward_f64, pool_avg_rows_f32, pool_avg_rows_f64,
-    plane_rows, pool_set_avx2, pool_shape, unpack_shape,
+    plane_rows, pool_set_avx2, pool_shape, scratch_rows, unpack_shape,
 )
 from work_split cimport fnn_set_parallel_scale, split, threads_for
 
@@ -74,9 +74,8 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
         return
     cdef Py_ssize_t w = max(s.W, 1)
     # the divisors (Ho + Wo), then one scratch row (W) per chunk
-    cdef floating* div = <floating*>malloc((s.Ho + s.Wo + chunks * w) * sizeof(floating))
-    if div == NULL:
-        raise MemoryError("avg_pool: out of memory for the scratch rows")
+    cdef floating* div = <floating*>scratch_rows(
+        (s.Ho + s.Wo + chunks * w) * sizeof(floating), "avg_pool")
     cdef floating* buf = div + s.Ho + s.Wo
     try:
         _divisors(&s, count_include_pad, div)
@@ -101,9 +100,8 @@ def backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in, tu
     if planes == 0:
         return
     cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1)
-    cdef floating* div = <floating*>malloc((s.Ho + s.Wo + chunks * (w + wo)) * sizeof(floating))
-    if div == NULL:
-        raise MemoryError("avg_pool backward: out of memory for the scratch rows")
+    cdef floating* div = <floating*>scratch_rows(
+        (s.Ho + s.Wo + chunks * (w + wo)) * sizeof(floating), "avg_pool backward")
     cdef floating* rows = div + s.Ho + s.Wo
     try:
         _divisors(&s, count_include_pad, div)

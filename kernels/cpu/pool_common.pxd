@@ -1,6 +1,7 @@
 # Shared by the pooling modules (pool_max.pyx, pool_avg.pyx): the C row kernels of
 # pool_rows.h and the geometry of a call (work_split.pxd splits the work over threads).
 from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport malloc
 
 cdef extern from "pool_rows.h" nogil:
     ctypedef struct pool_shape:
@@ -60,3 +61,11 @@ cdef inline Py_ssize_t plane_rows(const pool_shape* s, Py_ssize_t lo, Py_ssize_t
     plane[0] = lo // s.Ho
     first[0] = lo - plane[0] * s.Ho
     return min(s.Ho, first[0] + hi - lo)
+
+
+cdef inline void* scratch_rows(size_t nbytes, str op) except NULL:
+    """malloc(nbytes) for a call's scratch rows, or MemoryError naming op; free() it."""
+    cdef void* block = malloc(nbytes)
+    if block == NULL:
+        raise MemoryError(f"{op}: out of memory for the scratch rows")
+    return block

@@ -13,13 +13,13 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 
 from pool_common cimport (
     pool_argmax_rows_f32, pool_argmax_rows_f64, pool_max_backward_indices_f32,
     pool_max_backward_indices_f64, pool_max_backward_recompute_f32,
     pool_max_backward_recompute_f64, pool_max_rows_f32, pool_max_rows_f64, pool_set_avx2,
-    plane_rows, pool_shape, unpack_shape,
+    plane_rows, pool_shape, scratch_rows, unpack_shape,
 )
 from work_split cimport fnn_set_parallel_scale, split, threads_for
 
@@ -69,9 +69,8 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
     cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
     if items == 0:
         return
-    cdef floating* buf = <floating*>malloc(chunks * max(s.W, 1) * sizeof(floating))
-    if buf == NULL:
-        raise MemoryError("max_pool: out of memory for the scratch rows")
+    cdef floating* buf = <floating*>scratch_rows(chunks * max(s.W, 1) * sizeof(floating),
+                                                 "max_pool")
     try:
         if chunks == 1:  # no parallel region for one chunk
             with nogil:
@@ -94,12 +93,10 @@ def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     if items == 0:
         return
     cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1)
-    cdef floating* buf = <floating*>malloc(chunks * w * sizeof(floating))
-    cdef int32_t* fbuf = <int32_t*>malloc(chunks * (w + wo) * sizeof(int32_t))
-    if buf == NULL or fbuf == NULL:
-        free(buf)
-        free(fbuf)
-        raise MemoryError("max_pool: out of memory for the scratch rows")
+    # per chunk one row of values, then per chunk an input and an output row of indices
+    cdef floating* buf = <floating*>scratch_rows(
+        chunks * (w * sizeof(floating) + (w + wo) * sizeof(int32_t)), "max_pool")
+    cdef int32_t* fbuf = <int32_t*>(buf + chunks * w)
     try:
         if chunks == 1:  # no parallel region for one chunk
             with nogil:
@@ -112,7 +109,6 @@ def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                             buf + c * w, fbuf + c * (w + wo), fbuf + c * (w + wo) + w)
     finally:
         free(buf)
-        free(fbuf)
 
 
 def backward_from_indices(const floating[:, ::1] grad_out, const int64_t[:, ::1] index,
@@ -152,12 +148,10 @@ def backward_recompute(const floating[:, :, ::1] grad_out, const floating[:, :, 
     if planes == 0:
         return
     cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1), per = w + wo
-    cdef floating* vals = <floating*>malloc(chunks * per * sizeof(floating))
-    cdef int32_t* flat = <int32_t*>malloc(chunks * per * sizeof(int32_t))
-    if vals == NULL or flat == NULL:
-        free(vals)
-        free(flat)
-        raise MemoryError("max_pool backward: out of memory for the scratch rows")
+    # the value rows of every chunk, then their index rows
+    cdef floating* vals = <floating*>scratch_rows(
+        chunks * per * (sizeof(floating) + sizeof(int32_t)), "max_pool backward")
+    cdef int32_t* flat = <int32_t*>(vals + chunks * per)
     try:
         if chunks == 1:  # no parallel region for one chunk
             with nogil:
@@ -170,7 +164,6 @@ def backward_recompute(const floating[:, :, ::1] grad_out, const floating[:, :, 
                                   split(planes, c, chunks), split(planes, c + 1, chunks))
     finally:
         free(vals)
-        free(flat)
 
 
 cdef void _recompute_planes(const pool_shape* s, const floating[:, :, ::1] grad_out,

@@ -91,26 +91,33 @@ static const T* POOL_FN(fold_argmax)(const pool_shape* s, const T* restrict x, p
  * Horizontal passes over one folded row `src` (W values, no padding).
  * ==================================================================================== */
 
-/* y[ow] = max of window ow, for the windows [lo, hi) that lie inside the row.  Taps 0
- * and 1 are folded in one pass, then one pass per further tap. */
+/* The body of max_interior and sum_interior (a statement macro, not a function, so that
+ * both compile to the loops written out in each): declares n = hi - lo and out = y + lo,
+ * returns when n <= 0, and sets out[i] = window lo + i of the row src folded with
+ * COMBINE, for i in [0, n).  Taps 0 and 1 in one pass, then one pass per further tap. */
+#define POOL_FOLD_TAPS(s, src, y, lo, hi, COMBINE)                                        \
+    const ptrdiff_t kw_ = (s)->kw, dw_ = (s)->dw, n = (hi) - (lo);                        \
+    const T* restrict a_ = (src) + (lo) * (s)->sw - (s)->pw;                              \
+    T* restrict out = (y) + (lo);                                                         \
+    ptrdiff_t i_, j_;                                                                     \
+    if (n <= 0) return;                                                                   \
+    POOL_BY_STRIDE((s)->sw, S, {                                                          \
+        if (kw_ == 1) {                                                                   \
+            for (i_ = 0; i_ < n; ++i_) out[i_] = a_[i_ * S];                              \
+        } else {                                                                          \
+            for (i_ = 0; i_ < n; ++i_) out[i_] = COMBINE(a_[i_ * S], a_[i_ * S + dw_]);   \
+        }                                                                                 \
+        for (j_ = 2; j_ < kw_; ++j_) {                                                    \
+            const T* restrict b_ = a_ + j_ * dw_;                                         \
+            for (i_ = 0; i_ < n; ++i_) out[i_] = COMBINE(out[i_], b_[i_ * S]);            \
+        }                                                                                 \
+    })
+#define POOL_ADD(a, b) ((a) + (b))
+
+/* y[ow] = max of window ow, for the windows [lo, hi) that lie inside the row. */
 static void POOL_FN(max_interior)(const pool_shape* s, const T* restrict src,
                                   T* restrict y, ptrdiff_t lo, ptrdiff_t hi) {
-    const ptrdiff_t kw = s->kw, dw = s->dw, n = hi - lo;
-    const T* restrict a = src + lo * s->sw - s->pw;
-    T* restrict out = y + lo;
-    ptrdiff_t i, j;
-    if (n <= 0) return;
-    POOL_BY_STRIDE(s->sw, S, {
-        if (kw == 1) {
-            for (i = 0; i < n; ++i) out[i] = a[i * S];
-        } else {
-            for (i = 0; i < n; ++i) out[i] = POOL_FN(nan_max)(a[i * S], a[i * S + dw]);
-        }
-        for (j = 2; j < kw; ++j) {
-            const T* restrict b = a + j * dw;
-            for (i = 0; i < n; ++i) out[i] = POOL_FN(nan_max)(out[i], b[i * S]);
-        }
-    });
+    POOL_FOLD_TAPS(s, src, y, lo, hi, POOL_FN(nan_max));
 }
 
 /* The max of window ow, clipped to the row (for the windows at its edges). */
@@ -196,25 +203,13 @@ static void POOL_FN(argmax_clipped)(const pool_shape* s, const T* x, ptrdiff_t o
 static void POOL_FN(sum_interior)(const pool_shape* s, const T* restrict src,
                                   T* restrict y, T dh, const T* restrict div_w,
                                   ptrdiff_t lo, ptrdiff_t hi) {
-    const ptrdiff_t kw = s->kw, dw = s->dw, n = hi - lo;
-    const T* restrict a = src + lo * s->sw - s->pw;
     const T* restrict d = div_w + lo;
-    T* restrict out = y + lo;
-    ptrdiff_t i, j;
-    if (n <= 0) return;
-    POOL_BY_STRIDE(s->sw, S, {
-        if (kw == 1) {
-            for (i = 0; i < n; ++i) out[i] = a[i * S];
-        } else {
-            for (i = 0; i < n; ++i) out[i] = a[i * S] + a[i * S + dw];
-        }
-        for (j = 2; j < kw; ++j) {
-            const T* restrict b = a + j * dw;
-            for (i = 0; i < n; ++i) out[i] += b[i * S];
-        }
-    });
+    ptrdiff_t i;
+    POOL_FOLD_TAPS(s, src, y, lo, hi, POOL_ADD);
     for (i = 0; i < n; ++i) out[i] /= dh * d[i];
 }
+#undef POOL_ADD
+#undef POOL_FOLD_TAPS
 
 /* The sum of window ow clipped to the row (padding adds nothing). */
 static T POOL_FN(sum_clipped)(const pool_shape* s, const T* src, ptrdiff_t ow) {

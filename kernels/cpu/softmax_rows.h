@@ -29,6 +29,25 @@ enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
  * 16 rows of up to ~500 floats stay in L1 between phases). */
 #define FNN_ROW_BLOCK 16
 
+/* The body of a row sum over j in [0, d), returned as a double: FNN_SUM_BLOCK terms at a
+ * time are summed in T into `block` by the statement WITH (where COND holds) or WITHOUT,
+ * then the blocks in double. */
+#define FNN_BLOCKED_ROW_SUM(T, d, j, COND, WITH, WITHOUT)                                 \
+    double s = 0.0;                                                                       \
+    for (ptrdiff_t j0 = 0; j0 < d; j0 += FNN_SUM_BLOCK) {                                 \
+        ptrdiff_t j1 = d - j0 < FNN_SUM_BLOCK ? d : j0 + FNN_SUM_BLOCK;                   \
+        T block = 0;                                                                      \
+        if (COND) {                                                                       \
+            _Pragma("omp simd reduction(+: block)")                                       \
+            for (ptrdiff_t j = j0; j < j1; ++j) WITH                                      \
+        } else {                                                                          \
+            _Pragma("omp simd reduction(+: block)")                                       \
+            for (ptrdiff_t j = j0; j < j1; ++j) WITHOUT                                   \
+        }                                                                                 \
+        s += (double)block;                                                               \
+    }                                                                                     \
+    return s
+
 #define FNN_DEFINE_ROW_HELPERS(T, SUFFIX)                                                 \
     /* max of x[0 .. d) (-inf for d == 0). */                                             \
     FNN_INLINE T fnn_row_max_##SUFFIX(const T* restrict x, ptrdiff_t d) {                 \
@@ -40,42 +59,16 @@ enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
     /* sum of exp(x[j] - m); the terms are also stored in y unless y is NULL. */          \
     FNN_INLINE double fnn_row_sum_exp_##SUFFIX(const T* restrict x, T* restrict y,        \
                                                ptrdiff_t d, T m) {                        \
-        double s = 0.0;                                                                   \
-        for (ptrdiff_t j0 = 0; j0 < d; j0 += FNN_SUM_BLOCK) {                             \
-            ptrdiff_t j1 = d - j0 < FNN_SUM_BLOCK ? d : j0 + FNN_SUM_BLOCK;               \
-            T block = 0;                                                                  \
-            if (y != NULL) {                                                              \
-                _Pragma("omp simd reduction(+: block)")                                   \
-                for (ptrdiff_t j = j0; j < j1; ++j) {                                     \
-                    T e = fnn_exp_nonpos_##SUFFIX(x[j] - m);                                     \
-                    y[j] = e;                                                             \
-                    block += e;                                                           \
-                }                                                                         \
-            } else {                                                                      \
-                _Pragma("omp simd reduction(+: block)")                                   \
-                for (ptrdiff_t j = j0; j < j1; ++j) block += fnn_exp_nonpos_##SUFFIX(x[j] - m);  \
-            }                                                                             \
-            s += (double)block;                                                           \
-        }                                                                                 \
-        return s;                                                                         \
+        FNN_BLOCKED_ROW_SUM(T, d, j, y != NULL, {                                         \
+            T e = fnn_exp_nonpos_##SUFFIX(x[j] - m);                                      \
+            y[j] = e;                                                                     \
+            block += e;                                                                   \
+        }, block += fnn_exp_nonpos_##SUFFIX(x[j] - m););                                  \
     }                                                                                     \
     /* sum of a[j] * b[j] (b NULL: of a[j]). */                                           \
     FNN_INLINE double fnn_row_dot_##SUFFIX(const T* restrict a, const T* restrict b,      \
                                            ptrdiff_t d) {                                 \
-        double s = 0.0;                                                                   \
-        for (ptrdiff_t j0 = 0; j0 < d; j0 += FNN_SUM_BLOCK) {                             \
-            ptrdiff_t j1 = d - j0 < FNN_SUM_BLOCK ? d : j0 + FNN_SUM_BLOCK;               \
-            T block = 0;                                                                  \
-            if (b != NULL) {                                                              \
-                _Pragma("omp simd reduction(+: block)")                                   \
-                for (ptrdiff_t j = j0; j < j1; ++j) block += a[j] * b[j];                 \
-            } else {                                                                      \
-                _Pragma("omp simd reduction(+: block)")                                   \
-                for (ptrdiff_t j = j0; j < j1; ++j) block += a[j];                        \
-            }                                                                             \
-            s += (double)block;                                                           \
-        }                                                                                 \
-        return s;                                                                         \
+        FNN_BLOCKED_ROW_SUM(T, d, j, b != NULL, block += a[j] * b[j];, block += a[j];);   \
     }
 
 FNN_DEFINE_ROW_HELPERS(float, f32)

@@ -22,6 +22,7 @@ import numpy as np
 from numba import cuda
 
 from fastnn.kernels.numba_cuda.grid import split3
+from fastnn.kernels.numba_cuda.pool import argmax_gather
 
 #: Threads per block (fewer for tiny problems).
 THREADS = 256
@@ -45,6 +46,16 @@ def span(i, size, out):
     return start(i, size, out), end(i, size, out)
 
 
+@cuda.jit(device=True, inline=True)
+def window(f, height, width, ho_size, wo_size):
+    """(plane, oh, ow, h0, h1, w0, w1): the coordinates of output ``f`` and its window's
+    rows [h0, h1) and columns [w0, w1)."""
+    pc, oh, ow = split3(f, ho_size, wo_size)
+    h0, h1 = span(oh, height, ho_size)
+    w0, w1 = span(ow, width, wo_size)
+    return pc, oh, ow, h0, h1, w0, w1
+
+
 @functools.cache
 def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
     """The adaptive pooling kernels for ``dtype``; x, gx: (planes, H, W); out, gy, idx:
@@ -63,9 +74,7 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = x.shape
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            pc, oh, ow = split3(f, ho_size, wo_size)
-            h0, h1 = span(oh, height, ho_size)
-            w0, w1 = span(ow, width, wo_size)
+            pc, oh, ow, h0, h1, w0, w1 = window(f, height, width, ho_size, wo_size)
             s = zero
             for h in range(h0, h1):
                 for w in range(w0, w1):
@@ -91,9 +100,7 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = x.shape
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            pc, oh, ow = split3(f, ho_size, wo_size)
-            h0, h1 = span(oh, height, ho_size)
-            w0, w1 = span(ow, width, wo_size)
+            pc, oh, ow, h0, h1, w0, w1 = window(f, height, width, ho_size, wo_size)
             best = x[pc, h0, w0]
             best_index = h0 * width + w0
             for h in range(h0, h1):
@@ -112,13 +119,9 @@ def adaptive_kernels(dtype: np.dtype) -> SimpleNamespace:
         _, ho_size, wo_size = gy.shape
         for f in range(cuda.grid(1), planes * height * width, cuda.gridsize(1)):
             pc, h, w = split3(f, height, width)
-            me = h * width + w
-            s = zero
-            for oh in range(start(h, ho_size, height), end(h, ho_size, height)):
-                for ow in range(start(w, wo_size, width), end(w, wo_size, width)):
-                    if idx[pc, oh, ow] == me:
-                        s += gy[pc, oh, ow]
-            gx[pc, h, w] = s
+            oh0, oh1 = span(h, ho_size, height)
+            ow0, ow1 = span(w, wo_size, width)
+            gx[pc, h, w] = argmax_gather(gy, idx, pc, h * width + w, oh0, oh1, ow0, ow1, zero)
 
     @cuda.jit
     def check_indices(idx, bad, height, width):

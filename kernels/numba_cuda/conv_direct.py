@@ -21,7 +21,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from fastnn.kernels.numba_cuda.grid import split3, split4, team_slots
+from fastnn.kernels.numba_cuda.grid import split3, split4, team_row, team_slots
 from fastnn.kernels.numba_cuda.pointwise import functions
 from fastnn.kernels.numba_cuda.reduce import BLOCK, team_functions
 
@@ -121,8 +121,7 @@ def conv_direct_kernels(dtype: np.dtype) -> SimpleNamespace:
         rows = out_channels * cin * kh * kw
         length = batch * ho_size * wo_size
         for base in range(row0, rows, row_step):
-            r = base + tid // team
-            active = r < rows
+            r, active = team_row(base, tid, team, rows)
             co, cl, i, j = split4(r, cin, kh, kw)
             ci = (co // cout) * cin + cl
             s = zero

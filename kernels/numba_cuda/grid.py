@@ -33,3 +33,12 @@ def team_slots(team):
     tid = cuda.threadIdx.x
     per_block = cuda.blockDim.x // team
     return tid, tid % team, cuda.blockIdx.x * per_block, cuda.gridDim.x * per_block
+
+
+@cuda.jit(device=True, inline=True)
+def team_row(base, tid, team, rows):
+    """(row, active): the row of thread ``tid``'s team in the pass that starts at ``base``
+    (see :func:`team_slots`), and whether it is one of the ``rows`` (a team is wholly
+    active or wholly idle)."""
+    row = base + tid // team
+    return row, row < rows

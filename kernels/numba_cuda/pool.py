@@ -50,6 +50,25 @@ def _window_size(o, size, kernel, stride, pad, include_pad):
     return min(end, size) - max(start, 0)
 
 
+@cuda.jit(device=True, inline=True)
+def _window_origin(f, ho_size, wo_size, sh, sw, ph, pw):
+    """(plane, oh, ow, h0, w0): the coordinates of output ``f`` and its window's first tap
+    (row h0, column w0; negative in the padding)."""
+    pc, oh, ow = split3(f, ho_size, wo_size)
+    return pc, oh, ow, oh * sh - ph, ow * sw - pw
+
+
+@cuda.jit(device=True, inline=True)
+def argmax_gather(gy, idx, pc, me, oh0, oh1, ow0, ow1, s):
+    """``s`` plus the gradients of the windows [oh0, oh1) x [ow0, ow1) of plane ``pc``
+    whose index is ``me`` (the max-pooling gather, plain and adaptive)."""
+    for oh in range(oh0, oh1):
+        for ow in range(ow0, ow1):
+            if idx[pc, oh, ow] == me:
+                s += gy[pc, oh, ow]
+    return s
+
+
 @functools.cache
 def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
     """The pooling kernels for ``dtype``; x, gx: (planes, H, W); out, gy, idx: (planes,
@@ -71,9 +90,7 @@ def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
         planes, height, width = x.shape
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            pc, oh, ow = split3(f, ho_size, wo_size)
-            h0 = oh * sh - ph
-            w0 = ow * sw - pw
+            pc, oh, ow, h0, w0 = _window_origin(f, ho_size, wo_size, sh, sw, ph, pw)
             best = zero
             best_index = -1
             for i in range(kh):
@@ -132,22 +149,14 @@ def pool_kernels(dtype: np.dtype) -> SimpleNamespace:
         _, ho_size, wo_size = gy.shape
         for f in range(cuda.grid(1), planes * height * width, cuda.gridsize(1)):
             pc, h, w = split3(f, height, width)
-            me = h * width + w
-            s = zero
-            for oh in range(ho_size):
-                for ow in range(wo_size):
-                    if idx[pc, oh, ow] == me:
-                        s += gy[pc, oh, ow]
-            gx[pc, h, w] = s
+            gx[pc, h, w] = argmax_gather(gy, idx, pc, h * width + w, 0, ho_size, 0, wo_size, zero)
 
     @cuda.jit
     def avg_forward(x, out, kh, kw, sh, sw, ph, pw, include_pad):
         planes, height, width = x.shape
         _, ho_size, wo_size = out.shape
         for f in range(cuda.grid(1), planes * ho_size * wo_size, cuda.gridsize(1)):
-            pc, oh, ow = split3(f, ho_size, wo_size)
-            h0 = oh * sh - ph
-            w0 = ow * sw - pw
+            pc, oh, ow, h0, w0 = _window_origin(f, ho_size, wo_size, sh, sw, ph, pw)
             s = zero
             for h in range(max(h0, 0), min(h0 + kh, height)):
                 for w in range(max(w0, 0), min(w0 + kw, width)):

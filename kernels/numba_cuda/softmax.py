@@ -21,7 +21,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from fastnn.kernels.numba_cuda.grid import team_slots
+from fastnn.kernels.numba_cuda.grid import team_row, team_slots
 from fastnn.kernels.numba_cuda.pointwise import functions
 from fastnn.kernels.numba_cuda.reduce import BLOCK, team_functions
 
@@ -47,8 +47,7 @@ def softmax_kernels(dtype: np.dtype) -> SimpleNamespace:
         outer, length, inner = x.shape
         rows = outer * inner
         for base in range(row0, rows, row_step):
-            row = base + tid // team
-            active = row < rows  # a team is wholly active or wholly idle
+            row, active = team_row(base, tid, team, rows)
             o = row // inner
             i = row - o * inner
             m = zero
@@ -78,8 +77,7 @@ def softmax_kernels(dtype: np.dtype) -> SimpleNamespace:
         outer, length, inner = g.shape
         rows = outer * inner
         for base in range(row0, rows, row_step):
-            row = base + tid // team
-            active = row < rows
+            row, active = team_row(base, tid, team, rows)
             o = row // inner
             i = row - o * inner
             s = zero
@@ -135,8 +133,7 @@ def cross_entropy_kernels(dtype: np.dtype) -> SimpleNamespace:
         tid, lane, row0, row_step = team_slots(team)
         rows = x.shape[0]
         for base in range(row0, rows, row_step):
-            n = base + tid // team
-            active = n < rows
+            n, active = team_row(base, tid, team, rows)
             m, s = row_max_sum(buf, x, n, active, tid, lane, team)
             if active and lane == 0:
                 nll[n] = (m + math.log(s)) - x[n, t[n]]
@@ -147,8 +144,7 @@ def cross_entropy_kernels(dtype: np.dtype) -> SimpleNamespace:
         tid, lane, row0, row_step = team_slots(team)
         rows = x.shape[0]
         for base in range(row0, rows, row_step):
-            n = base + tid // team
-            active = n < rows
+            n, active = team_row(base, tid, team, rows)
             m = zero
             s = one
             if not probabilities:  # uniform over the launch: every thread takes it or none

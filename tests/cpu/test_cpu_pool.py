@@ -6,6 +6,7 @@ memory layout, float32 and float64, and inputs full of ties, NaN and -inf."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 import fastnn
 from fastnn._geometry import PoolGeometry, pool_geometry
 from fastnn.ops import pool as ops
-from tests.utils import HAS_TORCH, assert_close, layouts
+from tests.utils import HAS_TORCH, assert_close, layouts, torch_grads
 
 
 @dataclass
@@ -383,20 +384,18 @@ def test_max_pool_matches_torch(rng, nd):
         kw = cfg.max_kwargs()
         y, index = max_op(nd)(x, **kw, return_indices=True, backend="cpu")
         gy = rng.standard_normal(y.shape)
-        xt = torch.tensor(x, requires_grad=True)
-        yt, it = fn(xt, **kw, return_indices=True)
-        yt.backward(torch.tensor(gy))
-        np.testing.assert_array_equal(y, yt.detach().numpy(), err_msg=str(cfg))
-        np.testing.assert_array_equal(index, it.numpy(), err_msg=str(cfg))
+        want_y, (want_grad,) = torch_grads(partial(fn, **kw), x, grad_output=gy)
+        _, want_index = fn(torch.tensor(x), **kw, return_indices=True)
+        np.testing.assert_array_equal(y, want_y, err_msg=str(cfg))
+        np.testing.assert_array_equal(index, want_index.numpy(), err_msg=str(cfg))
         for indices in (None, index):
             grad = max_backward_op(nd)(gy, x, **kw, indices=indices, backend="cpu")
-            assert_close(grad, xt.grad.numpy(), np.float64, what=str(cfg))
+            assert_close(grad, want_grad, np.float64, what=str(cfg))
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
 @pytest.mark.parametrize("nd", [1, 2])
 def test_avg_pool_matches_torch(rng, nd):
-    import torch
     import torch.nn.functional as F
 
     fn = F.avg_pool1d if nd == 1 else F.avg_pool2d
@@ -406,9 +405,7 @@ def test_avg_pool_matches_torch(rng, nd):
         x = rng.standard_normal(cfg.shape)
         y = avg_op(nd)(x, **kw, backend="cpu")
         gy = rng.standard_normal(y.shape)
-        xt = torch.tensor(x, requires_grad=True)
-        yt = fn(xt, **kw)
-        yt.backward(torch.tensor(gy))
-        assert_close(y, yt.detach().numpy(), np.float64, what=str(cfg))
+        want_y, (want_grad,) = torch_grads(partial(fn, **kw), x, grad_output=gy)
+        assert_close(y, want_y, np.float64, what=str(cfg))
         grad = avg_backward_op(nd)(gy, x, **kw, backend="cpu")
-        assert_close(grad, xt.grad.numpy(), np.float64, what=str(cfg))
+        assert_close(grad, want_grad, np.float64, what=str(cfg))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn._backends._layer_walk import walk_layers
 from fastnn._backends.cpu._gemm import matmul
 from fastnn._backends.cpu.activation import CODES
 from fastnn._backends.cpu.dense import column_sums
@@ -64,10 +65,4 @@ def dense_grads(delta, x) -> tuple[np.ndarray, np.ndarray]:
 @register("mlp_backward", "cpu")
 def mlp_backward(inputs, preacts, weights, delta_out, activations) -> list:
     """BP3/BP4 at each layer, BP2 to step back, from the last layer to the first."""
-    grads: list = [None] * len(weights)
-    delta = delta_out
-    for m in range(len(weights) - 1, -1, -1):
-        grads[m] = dense_grads(delta, inputs[m])
-        if m > 0:
-            delta = sensitivity(delta, weights[m], preacts[m - 1], activations[m - 1])
-    return grads
+    return walk_layers(inputs, preacts, weights, delta_out, activations, dense_grads, sensitivity)

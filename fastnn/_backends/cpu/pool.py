@@ -90,32 +90,31 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
     return gx
 
 
+def _avg_planes(kernel, src, out_shape, src_hw, out_hw, geom: PoolGeometry, include_pad):
+    """A new ``out_shape`` array of ``src``'s dtype, filled by the average-pooling ``kernel``
+    (forward or backward) from the (src_hw) planes of ``src`` into (out_hw) planes."""
+    out = _outputs.empty_shaped(out_shape, src.dtype)
+    if out.size:
+        kernel(
+            _planes(src, *src_hw), out.reshape(-1, *out_hw), geom.plane, include_pad, team_size()
+        )
+    return out
+
+
 def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d."""
-    g2 = geom.plane
-    h, w, ho, wo = g2[:4]
-    y = _outputs.empty_shaped(geom.output_shape, x.dtype)
-    if y.size:
-        threads = team_size()
-        _avg.forward(_planes(x, h, w), y.reshape(-1, ho, wo), g2, count_include_pad, threads)
-    return y
+    h, w, ho, wo = geom.plane[:4]
+    return _avg_planes(
+        _avg.forward, x, geom.output_shape, (h, w), (ho, wo), geom, count_include_pad
+    )
 
 
 def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d_backward: each output's share spread over its window."""
-    g2 = geom.plane
-    h, w, ho, wo = g2[:4]
-    gx = _outputs.empty_shaped(geom.input_shape, gy.dtype)
-    if gx.size:
-        threads = team_size()
-        _avg.backward(
-            _planes(gy, ho, wo),
-            gx.reshape(-1, h, w),
-            g2,
-            count_include_pad,
-            threads,
-        )
-    return gx
+    h, w, ho, wo = geom.plane[:4]
+    return _avg_planes(
+        _avg.backward, gy, geom.input_shape, (ho, wo), (h, w), geom, count_include_pad
+    )
 
 
 for _nd in (1, 2):

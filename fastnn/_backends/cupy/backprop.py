@@ -8,6 +8,7 @@ from typing import Any
 
 import cupy
 
+from fastnn._backends._layer_walk import walk_layers
 from fastnn._backends.cupy._epilogue import derivative_multiply, mean_scale
 from fastnn._backends.cupy._reduce import channel_sums
 from fastnn._backends.cupy._runtime import (
@@ -67,10 +68,4 @@ def dense_grads(delta: Any, x: Any) -> tuple[Any, Any]:
 @cupy_arrays
 def mlp_backward(inputs: list, preacts: list, weights: list, delta_out: Any, activations) -> list:
     """BP2-BP4 over every layer, last to first; gradients returned in forward order."""
-    grads: list = [None] * len(weights)
-    delta = delta_out
-    for m in range(len(weights) - 1, -1, -1):
-        grads[m] = _dense_grads(delta, inputs[m])
-        if m > 0:
-            delta = _step_back(delta, weights[m], preacts[m - 1], activations[m - 1])
-    return grads
+    return walk_layers(inputs, preacts, weights, delta_out, activations, _dense_grads, _step_back)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastnn._backends._layer_walk import walk_layers
 from fastnn._backends.numba_cuda import _launch
 from fastnn._backends.numba_cuda._device import device_arrays, empty, launch
 from fastnn._backends.numba_cuda._gemm import as3d, matmul
@@ -53,21 +54,19 @@ def _sensitivity(delta_next, w_next, u, activation):
     return sensitivity(delta_next, w_next, u, activation)
 
 
+def dense_grads(delta: Any, x: Any) -> tuple[Any, Any]:
+    """BP3/BP4: ``(delta.T @ x, delta summed over rows)``."""
+    _, grad_weight, grad_bias = dense_backward(delta, x, None, True, True)
+    return grad_weight, grad_bias
+
+
 @register("dense_grads", "numba-cuda")
 @device_arrays
 def _dense_grads(delta, x):
-    _, grad_weight, grad_bias = dense_backward(delta, x, None, True, True)
-    return grad_weight, grad_bias
+    return dense_grads(delta, x)
 
 
 @register("mlp_backward", "numba-cuda")
 @device_arrays
 def _mlp_backward(inputs, preacts, weights, delta_out, activations):
-    grads: list[Any] = [None] * len(weights)
-    delta = delta_out
-    for m in range(len(weights) - 1, -1, -1):
-        _, grad_weight, grad_bias = dense_backward(delta, inputs[m], None, True, True)
-        grads[m] = (grad_weight, grad_bias)
-        if m > 0:
-            delta = sensitivity(delta, weights[m], preacts[m - 1], activations[m - 1])
-    return grads
+    return walk_layers(inputs, preacts, weights, delta_out, activations, dense_grads, sensitivity)
