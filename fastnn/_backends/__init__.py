@@ -97,3 +97,40 @@ element i keeps when ``splitmix64(seed + (i + 1) * 0x9E3779B97F4A7C15) >> 32 >= 
 ``geom.pad`` holds (before, after) pairs: asymmetric for ``padding="same"`` with an even
 dilated kernel.  Pooling padding is symmetric (``geom.pad`` holds one int per dimension).
 """
+
+#: The op modules every backend has (the layout above); importing one registers its ops.
+OP_MODULES = (
+    "activation",
+    "backprop",
+    "checks",
+    "conv",
+    "dense",
+    "loss",
+    "normalization",
+    "optim",
+    "pool",
+    "regularization",
+    "softmax",
+)
+
+
+def load_op_modules(package: str) -> None:
+    """Import the op modules of the backend package ``package`` (its ``__name__``): their
+    ``@register`` decorators fill the registry.  Every backend's ``load()`` calls this."""
+    import importlib
+
+    for name in OP_MODULES:
+        importlib.import_module(f"{package}.{name}")
+
+
+def register_adaptive_pools(backend: str, avg, avg_backward, max_pool, max_backward) -> None:
+    """Register ``backend``'s adaptive pooling: ``avg`` / ``avg_backward`` serve 1-D and 2-D
+    average pooling alike (a 1-D input is a plane of height 1), ``max_pool`` /
+    ``max_backward`` the 2-D max pooling."""
+    from fastnn._dispatch import register
+
+    for nd in (1, 2):
+        register(f"adaptive_avg_pool{nd}d", backend)(avg)
+        register(f"adaptive_avg_pool{nd}d_backward", backend)(avg_backward)
+    register("adaptive_max_pool2d", backend)(max_pool)
+    register("adaptive_max_pool2d_backward", backend)(max_backward)

@@ -7,20 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-#: The op modules of this backend; each registers its ops when imported.
-_MODULES = (
-    "activation",
-    "dense",
-    "softmax",
-    "loss",
-    "backprop",
-    "pool",
-    "regularization",
-    "optim",
-    "conv",
-    "checks",
-    "normalization",
-)
+from fastnn._backends import load_op_modules
 
 
 def probe() -> str | None:
@@ -42,8 +29,7 @@ def describe() -> str:
 
 
 def load() -> None:
-    for name in _MODULES:
-        importlib.import_module(f"{__name__}.{name}")
+    load_op_modules(__name__)
     from fastnn._backends.cpu import _parallel
 
     _parallel.calibrate()  # the kernels' thread thresholds, scaled to this machine

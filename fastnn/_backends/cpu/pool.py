@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn._backends import register_adaptive_pools
 from fastnn._backends.cpu import _outputs
 from fastnn._dispatch import register
 from fastnn._geometry import AdaptiveGeometry, PoolGeometry
@@ -194,9 +195,10 @@ def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
     return gx
 
 
-register("adaptive_avg_pool1d", "cpu")(_adaptive_avg_pool)
-register("adaptive_avg_pool2d", "cpu")(_adaptive_avg_pool)
-register("adaptive_avg_pool1d_backward", "cpu")(_adaptive_avg_pool_backward)
-register("adaptive_avg_pool2d_backward", "cpu")(_adaptive_avg_pool_backward)
-register("adaptive_max_pool2d", "cpu")(_adaptive_max_pool)
-register("adaptive_max_pool2d_backward", "cpu")(_adaptive_max_pool_backward)
+register_adaptive_pools(
+    "cpu",
+    _adaptive_avg_pool,
+    _adaptive_avg_pool_backward,
+    _adaptive_max_pool,
+    _adaptive_max_pool_backward,
+)

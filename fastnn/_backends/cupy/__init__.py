@@ -3,22 +3,7 @@ with ``cupy.RawModule``.  CuPy 14 has no cuDNN: convolution and pooling are our 
 
 from __future__ import annotations
 
-import importlib
-
-#: The op modules of this backend; each registers its ops when imported.
-_MODULES: tuple[str, ...] = (
-    "activation",
-    "backprop",
-    "checks",
-    "conv",
-    "dense",
-    "loss",
-    "normalization",
-    "optim",
-    "pool",
-    "regularization",
-    "softmax",
-)
+from fastnn._backends import load_op_modules
 
 
 def probe() -> str | None:
@@ -48,5 +33,4 @@ def describe() -> str:
 
 
 def load() -> None:
-    for name in _MODULES:
-        importlib.import_module(f"{__name__}.{name}")
+    load_op_modules(__name__)

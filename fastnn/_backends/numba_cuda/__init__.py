@@ -13,26 +13,12 @@ Each kernel module under kernels/numba_cuda/ builds its kernels per dtype, lazil
 
 from __future__ import annotations
 
-import importlib
 import os
 from importlib import metadata
 
-MIN_VERSION = (0, 30, 4)
+from fastnn._backends import load_op_modules
 
-#: The op modules of this backend; each registers its ops when imported.
-_MODULES: tuple[str, ...] = (
-    "optim",
-    "dense",
-    "checks",
-    "activation",
-    "softmax",
-    "loss",
-    "backprop",
-    "conv",
-    "pool",
-    "normalization",
-    "regularization",
-)
+MIN_VERSION = (0, 30, 4)
 
 
 def simulated() -> bool:
@@ -86,5 +72,4 @@ def describe() -> str:
 
 
 def load() -> None:
-    for name in _MODULES:
-        importlib.import_module(f"{__name__}.{name}")
+    load_op_modules(__name__)

@@ -7,23 +7,9 @@ in float64 and rounded once at the end), easy to read, never fast.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 
-_MODULES = (
-    "activation",
-    "softmax",
-    "backprop",
-    "conv",
-    "dense",
-    "loss",
-    "pool",
-    "regularization",
-    "checks",
-    "optim",
-    "normalization",
-)
+from fastnn._backends import load_op_modules
 
 
 def probe() -> str | None:
@@ -37,5 +23,4 @@ def describe() -> str:
 
 def load() -> None:
     """Import the op modules; their decorators register every op."""
-    for name in _MODULES:
-        importlib.import_module(f"{__name__}.{name}")
+    load_op_modules(__name__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn._backends import register_adaptive_pools
 from fastnn._backends.reference._util import f64, finish
 from fastnn._dispatch import register
 from fastnn._geometry import AdaptiveGeometry, PoolGeometry, window_bounds
@@ -203,9 +204,10 @@ def _adaptive_max_pool_backward(gy, x, geom: AdaptiveGeometry, indices):
     return _to_argmax(_adaptive_max_scan, gy, x, geom, indices)
 
 
-register("adaptive_avg_pool1d", "reference")(_adaptive_avg_pool)
-register("adaptive_avg_pool2d", "reference")(_adaptive_avg_pool)
-register("adaptive_avg_pool1d_backward", "reference")(_adaptive_avg_pool_backward)
-register("adaptive_avg_pool2d_backward", "reference")(_adaptive_avg_pool_backward)
-register("adaptive_max_pool2d", "reference")(_adaptive_max_pool)
-register("adaptive_max_pool2d_backward", "reference")(_adaptive_max_pool_backward)
+register_adaptive_pools(
+    "reference",
+    _adaptive_avg_pool,
+    _adaptive_avg_pool_backward,
+    _adaptive_max_pool,
+    _adaptive_max_pool_backward,
+)
