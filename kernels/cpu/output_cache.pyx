@@ -68,6 +68,33 @@ def empty(Py_ssize_t size, dtype):
         cnp.PyDataMem_SetHandler(old)
 
 
+def empty_shaped(tuple shape, dtype):
+    """A new C-contiguous array of ``shape`` (a tuple of non-negative ints) and ``dtype``,
+    its memory from the cache when it is large: :func:`empty` without the reshape, for
+    the small calls whose whole cost is the allocation's Python overhead."""
+    cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]
+    cdef Py_ssize_t ndim = len(shape), k
+    cdef cnp.npy_intp size = 1
+    if ndim > cnp.NPY_MAXDIMS:
+        raise ValueError(f"fastnn: {ndim} dimensions, at most {cnp.NPY_MAXDIMS} allowed")
+    for k in range(ndim):
+        dims[k] = shape[k]
+        if dims[k] < 0:
+            raise ValueError(f"fastnn: negative dimension in shape {shape}")
+        size *= dims[k]
+    cdef cnp.dtype dt = dtype if type(dtype) is cnp.dtype else np.dtype(dtype)
+    if size * dt.itemsize < <cnp.npy_intp>FNN_CACHE_MIN:
+        # plain numeric types in native byte order: a type number says all there is
+        if dt.type_num <= cnp.NPY_CLONGDOUBLE and cnp.PyArray_IsNativeByteOrder(dt.byteorder):
+            return cnp.PyArray_EMPTY(<int>ndim, dims, dt.type_num, 0)
+        return np.empty(shape, dtype=dt)
+    old = cnp.PyDataMem_SetHandler(_capsule)
+    try:
+        return np.empty(shape, dtype=dt)
+    finally:
+        cnp.PyDataMem_SetHandler(old)
+
+
 def zeros(Py_ssize_t size, dtype):
     """Like :func:`empty`, filled with zeros."""
     out = empty(size, dtype)

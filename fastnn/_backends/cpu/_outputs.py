@@ -14,7 +14,6 @@ outputs stop faulting.  Arrays under 1 MiB come from NumPy as usual.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -40,13 +39,9 @@ def empty(size: int, dtype) -> np.ndarray:
     return _k.empty(size, dtype)
 
 
-def empty_shaped(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A new C-contiguous array of ``shape`` (memory from the cache when large)."""
-    size = math.prod(shape)
-    itemsize = dtype.itemsize if isinstance(dtype, np.dtype) else np.dtype(dtype).itemsize
-    if size * itemsize < _k.MIN_BYTES:  # the small calls' fast path
-        return np.empty(shape, dtype)
-    return _k.empty(size, dtype).reshape(shape)
+#: A new C-contiguous array of ``shape`` (a tuple) and ``dtype``, its memory from the cache
+#: when large (in Cython: small calls pay only the allocation).
+empty_shaped = _k.empty_shaped
 
 
 def zeros(size: int, dtype) -> np.ndarray:

@@ -25,7 +25,9 @@ _INT32_LIMIT = 2**31
 
 def _planes(a, rows: int, cols: int) -> np.ndarray:
     """``a`` as a C-contiguous (N * C, rows, cols) stack of planes (a view when it can)."""
-    return np.ascontiguousarray(a).reshape(-1, rows, cols)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return a.reshape(-1, rows, cols)
 
 
 def _check_flat_index(h: int, w: int) -> None:
@@ -96,26 +98,24 @@ def _avg_planes(kernel, src, out_shape, src_hw, out_hw, geom: PoolGeometry, incl
     (forward or backward) from the (src_hw) planes of ``src`` into (out_hw) planes."""
     out = _outputs.empty_shaped(out_shape, src.dtype)
     if out.size:
-        kernel(
-            _planes(src, *src_hw), out.reshape(-1, *out_hw), geom.plane, include_pad, team_size()
-        )
+        planes = _planes(src, src_hw[0], src_hw[1])
+        kernel(planes, out.reshape(planes.shape[0], out_hw[0], out_hw[1]), geom.plane,
+               include_pad, team_size())  # fmt: skip
     return out
 
 
 def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d."""
-    h, w, ho, wo = geom.plane[:4]
-    return _avg_planes(
-        _avg.forward, x, geom.output_shape, (h, w), (ho, wo), geom, count_include_pad
-    )
+    plane = geom.plane
+    return _avg_planes(_avg.forward, x, geom.output_shape, plane[0:2], plane[2:4], geom,
+                       count_include_pad)  # fmt: skip
 
 
 def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d_backward: each output's share spread over its window."""
-    h, w, ho, wo = geom.plane[:4]
-    return _avg_planes(
-        _avg.backward, gy, geom.input_shape, (ho, wo), (h, w), geom, count_include_pad
-    )
+    plane = geom.plane
+    return _avg_planes(_avg.backward, gy, geom.input_shape, plane[2:4], plane[0:2], geom,
+                       count_include_pad)  # fmt: skip
 
 
 for _nd in (1, 2):
