@@ -56,6 +56,28 @@ def test_linear_backward_matches_reference_every_mask(shape, dtype, gemm_engine,
                 assert_close(g, ref, dtype, what=str(mask))
 
 
+def test_small_linear_backward_around_its_bound(dtype, rng):
+    """Layers at and around SMALL_LINEAR_WORK (m * n * k) take the one-call plain-loop
+    path or the GEMMs: the same gradients either way, from any memory layout."""
+    from fastnn.kernels.cpu import dense as kernels
+
+    bound = kernels.SMALL_LINEAR_WORK
+    for _ in range(30):
+        n, k = (int(v) for v in rng.integers(1, 24, size=2))
+        m = max(0, bound // (n * k) + int(rng.integers(-2, 3)))
+        x0, w0, _ = _layer(rng, (m, k), n, dtype)
+        gy0 = rng.standard_normal((m, n)).astype(dtype)
+        want = fastnn.linear_backward(gy0, x0, w0, backend="reference")
+        for (lx, x), (lw, w), (_, gy) in zip(layouts(x0), layouts(w0), layouts(gy0)):
+            mask = tuple(bool(v) for v in rng.integers(0, 2, size=3))
+            got = fastnn.linear_backward(gy, x, w, output_mask=mask)
+            for g, ref, wanted in zip(got, want, mask):
+                assert (g is None) == (not wanted)
+                if wanted:
+                    assert g.dtype == dtype and g.shape == ref.shape
+                    assert_close(g, ref, dtype, what=f"{m}x{n}x{k} x {lx}, w {lw}")
+
+
 def test_linear_every_memory_layout(dtype, gemm_engine, rng):
     x0, w0, b0 = _layer(rng, (9, 21), 11, dtype)
     gy0 = rng.standard_normal((9, 11)).astype(dtype)

@@ -32,6 +32,9 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np
 @register("linear_backward", "cpu")
 def linear_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple:
     """(gy @ w, gy.T @ x, gy summed over rows), None where the mask is False."""
+    m, n = gy.shape
+    if m * n * x.shape[1] <= _k.SMALL_LINEAR_WORK:  # all three in one call of plain loops
+        return _k.small_linear_backward(gy, x, w, mask[0], mask[1], mask[2])
     grad_input = matmul(gy, w) if mask[0] else None
     grad_weight = matmul(gy, x, trans_a=True) if mask[1] else None
     grad_bias = column_sums(gy) if mask[2] else None
