@@ -17,6 +17,7 @@ import torch
 import fastnn
 from fastnn.torch._activation_grad import activation_grad
 from fastnn.torch._bridge import apply_function, run_op
+from fastnn.torch._norm_grad import batch_norm_grads
 
 __all__ = ["BatchNormFunction", "batch_norm"]
 
@@ -82,64 +83,12 @@ class BatchNormFunction(torch.autograd.Function):
         grads = (None, None, None)
         if torch.is_grad_enabled():  # create_graph: gradients differentiable again
             grad = activation_grad(activation, grad_output, output)
-            stats = _batch_stats(input, eps) if training else (mean, invstd)
-            grads = differentiable_backward(grad, input, weight, stats, training, mask)
+            grads = batch_norm_grads(grad, input, weight, (mean, invstd), training, eps, mask)
         elif any(mask):
             grads = batch_norm_backward(
                 grad_output, input, weight, mean, invstd, output, training, activation, mask
             )
         return (*grads, None, None, None, None, None, None)
-
-
-# ---------------------------------------------------------------------------------------
-# Higher-order gradients
-# ---------------------------------------------------------------------------------------
-
-
-def _per_channel(values: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
-    """A (C,) tensor shaped to broadcast against (N, C, *) ``input``."""
-    return values.reshape(1, -1, *[1] * (input.dim() - 2))
-
-
-def _batch_stats(input: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch mean and 1 / sqrt(biased variance + eps) per channel, recomputed with
-    differentiable torch reductions (the saved ones are constants to autograd)."""
-    dims = [0, *range(2, input.dim())]
-    mean = input.mean(dims)
-    centred = input - _per_channel(mean, input)
-    invstd = ((centred * centred).mean(dims) + eps).rsqrt()
-    return mean, invstd
-
-
-def differentiable_backward(grad, input, weight, stats, training, mask):
-    """(grad_input, grad_weight, grad_bias) of batch norm from the pre-activation gradient
-    ``grad``, written in differentiable operations: in training, with ``xhat`` the
-    normalised input and M the values per channel, ``grad_input = w * invstd * (grad -
-    mean(grad) - xhat * mean(grad * xhat))``; in eval ``w * invstd * grad``.  ``stats``
-    (mean, invstd) are differentiable functions of ``input`` in training."""
-    mean, invstd = stats
-    dims = [0, *range(2, input.dim())]
-    xhat = (input - _per_channel(mean, input)) * _per_channel(invstd, input)
-    grad_input = grad_weight = grad_bias = None
-    sum_grad = grad.sum(dims)
-    sum_grad_xhat = (grad * xhat).sum(dims)
-    if mask[0]:
-        scale = invstd if weight is None else weight * invstd
-        if training:
-            count = input.numel() // input.shape[1]
-            centred = (
-                grad
-                - _per_channel(sum_grad / count, input)
-                - xhat * _per_channel(sum_grad_xhat / count, input)
-            )
-        else:
-            centred = grad
-        grad_input = centred * _per_channel(scale, input)
-    if mask[1]:
-        grad_weight = sum_grad_xhat
-    if mask[2]:
-        grad_bias = sum_grad
-    return grad_input, grad_weight, grad_bias
 
 
 # ---------------------------------------------------------------------------------------
