@@ -15,12 +15,13 @@ own BLAS is left alone.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import operator
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 __all__ = [
     "adaptive_teams",
@@ -133,15 +134,38 @@ def _free_cpus() -> int:
     return _machine_cpus - max(0, running - ours)
 
 
+#: Samples in a row that must agree before the team changes: shrinking takes two busy
+#: samples (one may catch a neighbour between its calls), growing takes more, because a
+#: team one too large for the free CPUs waits at every barrier for a parked member
+#: (10-300x slower), while one too small for a few samples costs at most its share.
+TEAM_SHRINK_SAMPLES = 2
+TEAM_GROW_SAMPLES = 5
+
+
+def next_team_free(current: int, recent: Sequence[int]) -> int:
+    """The free-CPU count the team follows after ``recent`` samples (oldest first, the
+    newest last): lower when the last TEAM_SHRINK_SAMPLES all lie below ``current`` (to
+    the largest of them), higher when the last TEAM_GROW_SAMPLES all lie above it (to the
+    smallest of them), else unchanged."""
+    shrink = recent[-TEAM_SHRINK_SAMPLES:]
+    if len(shrink) == TEAM_SHRINK_SAMPLES and max(shrink) < current:
+        return max(shrink)
+    grow = recent[-TEAM_GROW_SAMPLES:]
+    if len(grow) == TEAM_GROW_SAMPLES and min(grow) > current:
+        return min(grow)
+    return current
+
+
 def _sample_while_used() -> None:
     """The sampler thread: refresh the free-CPU count every TEAM_SAMPLE_SECONDS while
-    kernels keep asking for it; exit after a second without calls."""
+    kernels keep asking for it (:func:`next_team_free`); exit after a second without
+    calls."""
     global _team_free, _sampler
-    seen, idle, last = -1, 0.0, _machine_cpus
+    seen, idle = -1, 0.0
+    recent: collections.deque[int] = collections.deque(maxlen=TEAM_GROW_SAMPLES)
     while _adaptive and idle < 1.0:
-        sample = _free_cpus()
-        _team_free = max(sample, last)  # shrink on two busy samples in a row, grow at once
-        last = sample
+        recent.append(_free_cpus())
+        _team_free = next_team_free(_team_free, tuple(recent))
         time.sleep(TEAM_SAMPLE_SECONDS)
         if _team_calls == seen:
             idle += TEAM_SAMPLE_SECONDS

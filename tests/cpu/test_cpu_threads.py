@@ -281,6 +281,27 @@ def test_a_call_reads_the_last_sample_not_proc(adaptive):
         assert not sampler.is_alive()
 
 
+def test_team_shrinks_on_two_busy_samples_and_grows_on_a_run_of_quiet_ones():
+    """Hysteresis of the sampled team: one sample never moves it; two busy ones in a row
+    shrink it; only TEAM_GROW_SAMPLES quiet ones in a row grow it back (a neighbour seen
+    idle between its calls must not buy a team that then waits at every barrier)."""
+    step = _threads.next_team_free
+    shrink, grow = _threads.TEAM_SHRINK_SAMPLES, _threads.TEAM_GROW_SAMPLES
+    assert grow > shrink >= 2
+    assert step(2, [1]) == 2 and step(2, [2, 1]) == 2
+    assert step(2, [2, 1, 1]) == 1 and step(4, [1, 3]) == 3
+    quiet = [2] * (grow - 1)
+    assert step(1, quiet) == 1 and step(1, [1, *quiet]) == 1
+    assert step(1, [*quiet, 2]) == 2 and step(1, [*quiet, 3]) == 2
+    assert step(1, [*quiet[:-1], 1, 2]) == 1  # a busy sample in the run: no growth
+    current, history = 2, []
+    for free in [2, 1, 2, 1, 2, 1, 1, 2, 1, 2, 1, 2]:  # a neighbour that comes and goes
+        history.append(free)
+        current = step(current, history)
+        assert current in (1, 2)
+    assert current == 1  # it shrank and the flickering never made it grow back
+
+
 def test_team_size_off_or_one_thread_is_the_cap(adaptive):
     adaptive["cpus"] = 0
     fastnn.set_num_threads(3)
