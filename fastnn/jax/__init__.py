@@ -4,8 +4,9 @@ Every function here is a jax function (``jax.custom_vjp``) whose forward and bac
 fastnn's kernels; they work under ``jax.jit``, ``jax.grad`` (first order) and ``jax.vmap``,
 take fastnn's layouts (NCL / NCHW inputs, OIHW weights) and raise fastnn's argument errors at
 trace time.  How XLA reaches the kernels (the C handler, ``buffer_callback`` or
-``pure_callback``) is :func:`set_route`'s business.  Importing this module imports jax;
-``import fastnn`` does not.
+``pure_callback``) is :func:`set_route`'s business; on a GPU every op runs fastnn's CuPy
+backend on XLA's device buffers and stream (:mod:`fastnn.jax._gpu`).  Importing this
+module imports jax; ``import fastnn`` does not.
 """
 
 from fastnn.jax._activation import (

@@ -11,6 +11,10 @@ Three routes, tried in this order by ``"auto"``:
   through a Python tuple that XLA copies again).
 - ``"pure_callback"``: ``jax.pure_callback``, the fallback that every jax has.
 
+On a GPU (jax's default backend "gpu") every op takes ``buffer_callback`` with
+:mod:`fastnn.jax._gpu`'s callback: fastnn's CuPy (or numba-cuda) backend on XLA's device
+buffers, on XLA's stream, with no host copy; "pure_callback" is refused there.
+
 The route is read when a function is traced; :func:`set_route` clears jax's caches when it
 changes the route, so that jitted functions retrace (and recompile) on their next call.
 """
@@ -23,6 +27,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from fastnn.jax import _gpu
 
 __all__ = ["ROUTES", "call", "get_route", "has_buffer_callback", "set_route"]
 
@@ -75,21 +81,43 @@ def _host_arrays(values: Sequence[Any]) -> list[np.ndarray]:
     return [np.asarray(v) for v in values]
 
 
+def _write_host(host: Callable[..., Sequence[Any]], outs: Sequence[Any], ins: Sequence[Any]):
+    """Run ``host`` on XLA's host buffers ``ins`` and copy its results into ``outs``."""
+    results = host(*_host_arrays(ins))
+    for buf, value in zip(outs, results):
+        np.copyto(np.asarray(buf), value, casting="no")
+
+
+def _call_gpu(host: Callable[..., Sequence[Any]], specs: tuple, args: tuple) -> tuple:
+    """The GPU path (:mod:`fastnn.jax._gpu`): buffer_callback on XLA's device buffers."""
+    if _route == "pure_callback":
+        raise ValueError(
+            "fastnn.jax: route 'pure_callback' would copy every operand to the host and back "
+            "on a GPU; there fastnn.jax runs by 'buffer_callback' (set_route('auto'))"
+        )
+    if _buffer_callback is None:
+        raise RuntimeError(
+            "fastnn.jax on a GPU needs jax.experimental.buffer_callback, which jax "
+            f"{jax.__version__} lacks"
+        )
+    return tuple(_buffer_callback(_gpu.writer(host, _write_host), specs)(*args))
+
+
 def call(
     host: Callable[..., Sequence[np.ndarray]],
     specs: Sequence[jax.ShapeDtypeStruct],
     *args: Any,
 ) -> tuple[Any, ...]:
-    """Run ``host`` (NumPy arrays in, a sequence of NumPy arrays out, one per spec) on
-    ``args`` from inside a traced program by a callback route; returns one jax array per
-    spec."""
+    """Run ``host`` (arrays in, a sequence of arrays out, one per spec: NumPy arrays on the
+    CPU, CuPy or Numba device arrays on a GPU) on ``args`` from inside a traced program by
+    a callback route; returns one jax array per spec."""
     specs = tuple(specs)
+    if _gpu.on_gpu():
+        return _call_gpu(host, specs, args)
     if _route != "pure_callback" and _buffer_callback is not None:
 
         def write(ctx, outs, *ins):
-            results = host(*_host_arrays(ins))
-            for buf, value in zip(outs, results):
-                np.copyto(np.asarray(buf), value, casting="no")
+            _write_host(host, outs, ins)
 
         return tuple(_buffer_callback(write, specs)(*args))
 
