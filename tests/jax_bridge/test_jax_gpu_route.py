@@ -410,3 +410,26 @@ def test_real_gpu_smoke(dtype):
         assert_close(out, ref, dtype, scale=100)
         for g, r in zip(grads, ref_grads):
             assert_close(g, r, dtype, scale=100)
+
+
+def test_gpu_smoke_jax_rows_on_the_emulated_gpu(gpu):
+    """The GPU smoke script's fastnn.jax row: the jitted step runs through the GPU writer
+    and agrees with XLA's ops; on a CPU jax there is no row and a reason."""
+    from fastnn.bench.tables.gpu_smoke import Row, max_relative_error
+    from fastnn.bench.tables.gpu_smoke_jax import jax_rows
+    from fastnn.bench.timing import TimingPlan
+
+    rows, reason = jax_rows("tiny", TimingPlan.rounds(1, settle=0.0), Row, max_relative_error)
+    assert reason == "" and len(rows) == 1
+    assert rows[0].passed and rows[0].error <= 1e-3, rows[0]
+    assert rows[0].backend == "jax/cupy" and rows[0].baseline == "xla"
+    assert gpu.calls and gpu.launches  # the writer ran, kernels launched on the emulator
+
+
+def test_gpu_smoke_jax_rows_skip_off_the_gpu():
+    from fastnn.bench.tables.gpu_smoke import Row, max_relative_error
+    from fastnn.bench.tables.gpu_smoke_jax import jax_rows
+    from fastnn.bench.timing import TimingPlan
+
+    rows, reason = jax_rows("tiny", TimingPlan.rounds(1, settle=0.0), Row, max_relative_error)
+    assert rows == [] and "not a GPU" in reason

@@ -11,7 +11,9 @@ largest value of the CPU result, and PASS or FAIL.  Timings are medians of
 fastnn.bench.timing's interleaved blocks, the GPU synchronised inside every timed call,
 next to a baseline where one exists: cuBLAS (cupy.matmul) for gemm and linear, PyTorch on
 CUDA (cuDNN) for convolution and pooling when torch with CUDA is installed; "speed-up" is
-the baseline's time over fastnn's.  The exit status is 1 if any op failed or raised.
+the baseline's time over fastnn's.  With a CUDA jax, a jitted fastnn.jax step (conv, relu,
+max-pool, value and gradients) runs on XLA's buffers and stream against XLA's own ops.
+The exit status is 1 if any op failed or raised.
 
 Without a GPU it prints why (fastnn.backends()) and "skipped: no GPU", and exits 0.
 """
@@ -30,6 +32,7 @@ import numpy as np
 import fastnn
 from fastnn.bench.case import FASTNN_PREFIX, Case, prepare, to_numpy
 from fastnn.bench.tables.gpu_smoke_cases import GPU_BACKENDS, build_cases
+from fastnn.bench.tables.gpu_smoke_jax import jax_rows
 from fastnn.bench.timing import TimingPlan, measure
 
 __all__ = ["Row", "build_cases", "gpu_backends", "main", "max_relative_error", "run_case"]
@@ -177,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         data = case.data(np.random.default_rng(0))
         want = getattr(fastnn, case.op)(*data["args"], backend="cpu", **data["kwargs"])
         rows += run_case(case, want, plan)
+    extra, reason = jax_rows(size, plan, Row, max_relative_error)
+    rows += extra
     print_table(rows)
+    if reason:
+        print(f"fastnn.jax on the GPU: skipped ({reason})")
     failed = [r for r in rows if not r.passed]
     print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed (float32, vs backend='cpu')")
     return 1 if failed else 0
