@@ -64,6 +64,36 @@ OPS = {
         [(2, 16, 8, 8), (16, 16, 3, 3)],
     ),
 }
+#: Convolutions pinned to the direct row kernel (fewer channels per group than the
+#: channel-blocked kernel's lanes, in every pass) and to im2col + BLAS, forward and both
+#: gradients: name -> (algo, input shape, weight shape).
+_PINNED = {
+    "conv2d rows 2x8x8x8 -> 4": ("direct", (2, 8, 8, 8), (4, 8, 3, 3)),
+    "conv2d im2col 2x16x8x8": ("im2col", (2, 16, 8, 8), (16, 16, 3, 3)),
+}
+
+
+def _pinned(algo: str, x_shape: tuple, w_shape: tuple) -> dict[str, tuple]:
+    """Forward and gradient (input and weight) cases of a 3x3, padding 1 convolution run
+    by ``algo``: XLA's own convolution is the native peer."""
+    conv = lambda x, w: fj.conv2d(x, w, None, 1, 1, algo=algo)  # noqa: E731
+    native = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)])  # noqa: E731
+    gy = np.ones((x_shape[0], w_shape[0], *x_shape[2:]), np.float32)
+    return {
+        "": (conv, native, lambda x, w: fastnn.conv2d(x, w, None, 1, 1, algo=algo),
+             [x_shape, w_shape]),
+        " grad": (
+            jax.grad(lambda x, w: jnp.sum(conv(x, w)), (0, 1)),
+            jax.grad(lambda x, w: jnp.sum(native(x, w)), (0, 1)),
+            lambda x, w: fastnn.conv2d_backward(gy, x, w, 1, 1, algo=algo,
+                                                output_mask=(True, True, False)),
+            [x_shape, w_shape],
+        ),
+    }  # fmt: skip
+
+
+for _name, (_algo, _xs, _ws) in _PINNED.items():
+    OPS.update({_name + tail: op for tail, op in _pinned(_algo, _xs, _ws).items()})
 
 
 def _traced(fn, args, route: str | None):
@@ -103,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = run(args.budget)
     ways = list(rows[0][1])
-    print(f"{'op':22}" + "".join(f"{w:>17}" for w in ways) + "   (us per call)")
+    print(f"{'op':30}" + "".join(f"{w:>17}" for w in ways) + "   (us per call)")
     for name, times in rows:
         cells = "".join(f"{times.get(w, float('nan')) * 1e6:17.1f}" for w in ways)
-        print(f"{name:22}{cells}")
+        print(f"{name:30}{cells}")
     print("excess over the direct kernel call (us):")
     for name, times in rows:
         base = times["kernel (NumPy)"]

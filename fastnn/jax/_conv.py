@@ -3,11 +3,12 @@
 On the FFI route each pass (forward, input gradient, weight gradient) is settled at trace
 time by fastnn's CPU backend (fastnn/_backends/cpu/conv_handoff.py: its memoised
 algorithm choice, autotuned on first use, the instruction-set level and the blocking) and
-handed to the C handler as an attribute, so the call runs C alone.  The handler runs the
-channel-blocked direct kernels and Winograd; a pass whose chosen algorithm is the direct
-row kernel, im2col + BLAS or the depthwise kernels (their work split lives in Cython)
-takes the buffer_callback route instead.  The bias gradient always runs in the handler
-when a pass does.
+handed to the C handler as an attribute, so the call runs C alone.  The handler runs
+every CPU algorithm: the channel-blocked, Winograd and depthwise kernels itself, the
+direct row kernel and im2col + BLAS through their Cython modules' C entry points.  A pass
+the plan does not cover (im2col beside a BLAS whose threads C cannot hold at one, see
+conv_handoff.blas_controls) takes the buffer_callback route instead.  The bias gradient
+always runs in the handler when a pass does.
 """
 
 from __future__ import annotations

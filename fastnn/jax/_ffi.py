@@ -16,12 +16,14 @@ platform the handler does not build on) :func:`library` returns None and says wh
 Covered: relu / sigmoid / tanh (forward and backward), softmax / log_softmax along the last
 axis (forward and backward), linear with its fused activation (forward and backward: one
 gemm with the bias and activation in its epilogue; two gemms and a column sum back), max
-and average pooling 1-D / 2-D (forward and backward), and the convolution passes whose
-algorithm is the channel-blocked direct kernel or Winograd (forward, input gradient,
-weight gradient; the bias gradient), each with its plan settled at trace time
-(fastnn/_backends/cpu/conv_handoff.py).  The direct row kernel, im2col + BLAS and the
-depthwise kernels split their work in Cython, not in a C entry point: a pass that chose
-one of them stays on the callback routes.
+and average pooling 1-D / 2-D (forward and backward), and the convolution passes
+(forward, input gradient, weight gradient; the bias gradient) on every CPU algorithm, each
+with its plan settled at trace time (fastnn/_backends/cpu/conv_handoff.py): the
+channel-blocked, Winograd and depthwise kernels compiled into the handler, the direct row
+kernel and im2col + BLAS through the GIL-free C entry points of their Cython modules, whose
+addresses :func:`library` hands to the handler once per process (never through an
+attribute, so a compiled executable holds no address).  An im2col pass beside a BLAS whose
+threads C cannot hold at one (conv_handoff.blas_controls) stays on the callback routes.
 """
 
 from __future__ import annotations
@@ -172,9 +174,21 @@ def library() -> ctypes.CDLL | None:
     except OSError as error:
         _reason = f"the XLA FFI handler could not be built: {error}"
         return None
+    _hand_over_entries(lib)
     for name in TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     return lib
+
+
+def _hand_over_entries(lib: ctypes.CDLL) -> None:
+    """Give the handler the C entry points of the direct row kernel and im2col, and the
+    BLAS thread-count functions (conv_handoff.c_entries), before any call can need them."""
+    from fastnn._backends.cpu.conv_handoff import c_entries
+
+    setter = lib.fnn_jax_conv_set_entries
+    setter.argtypes = [ctypes.c_void_p] * 4
+    setter.restype = None
+    setter(*(ctypes.c_void_p(address or None) for address in c_entries()))
 
 
 def unavailable_reason() -> str | None:

@@ -12,10 +12,12 @@ import numpy as np
 cimport openmp
 from cython cimport floating
 from cython.parallel cimport parallel
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
 from conv_pack cimport pack_rows, unpack_image
-from conv_shape cimport ConvShape, ceil_div, make_shape, split_channel_item
+from conv_shape cimport ConvShape, ceil_div, make_shape, shape_from, split_channel_item
 
 cdef extern from "conv_direct.h" nogil:
     enum:
@@ -444,3 +446,180 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
                 end = share(items, 1)
                 gx_items(&gy[0], &wt[0], &gx[0], &s, &qoff[0], channels, Wq, cstride, start,
                          end, &buf[0] + openmp.omp_get_thread_num() * per_thread)
+
+
+# ---------------------------------------------------------------------------------------
+# C entry point: a pass with its blocks settled by the caller, no Python on the way
+# ---------------------------------------------------------------------------------------
+# fastnn.jax's XLA FFI handler (kernels/jax/fastnn_jax_conv.c) calls conv_entry, whose
+# address c_entry() gives, with the blocks fastnn/_backends/cpu/conv_handoff.py settled at
+# trace time (those _conv_direct.py computes), on contiguous arrays.  Each pass allocates
+# what its def function above allocates and makes the same kernel calls, so the results
+# are the same bits.
+
+cdef int fwd_entry(const floating* x, Py_ssize_t xh, const floating* w, const floating* bias,
+                   floating* y, ConvShape* s, Py_ssize_t rows, Py_ssize_t kblocks,
+                   int num_threads, int act) noexcept nogil:
+    """forward() on a contiguous x whose rows are xh apart (0 for a 1-D convolution, as
+    NumPy strides the new axis of its 4-D view)."""
+    cdef Py_ssize_t Wq = packed_width(s)
+    cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
+    cdef Py_ssize_t per_thread = s.Cg * cstride + SLACK_ELEMENTS
+    cdef Py_ssize_t nkb = ceil_div(s.Kg, FASTNN_FWD_KB)
+    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows) * ceil_div(nkb, kblocks)
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t xn = s.C * s.H * s.W, xc = s.H * s.W
+    cdef Py_ssize_t start = 0, end = 0, kb, k0, kn, k, q, g
+    cdef Py_ssize_t* qoff = <Py_ssize_t*>malloc(max(s.Q, 1) * sizeof(Py_ssize_t))
+    cdef floating* wpk = <floating*>malloc(max(s.K * s.Q, 1) * sizeof(floating))
+    cdef floating* buf = <floating*>calloc(nt * per_thread, sizeof(floating))
+    cdef int status = -1
+    if qoff != NULL and wpk != NULL and buf != NULL:
+        status = 0
+        fill_qoff(s, s.Cg, Wq, cstride, qoff)
+        for g in range(s.G):  # forward()'s packing: wpk[(g, k0)][q][k]
+            for kb in range(nkb):
+                k0 = block_start(s.Kg, nkb, kb)
+                kn = block_start(s.Kg, nkb, kb + 1) - k0
+                for q in range(s.Q):
+                    for k in range(kn):
+                        wpk[(g * s.Kg + k0) * s.Q + q * kn + k] = w[(g * s.Kg + k0 + k) * s.Q + q]
+        if nt == 1:
+            fwd_items(x, xn, xc, xh, 1, wpk, bias, y, s, qoff, rows, kblocks, Wq, cstride, 0,
+                      items, buf, act)
+        else:
+            with parallel(num_threads=nt):
+                start = share(items, 0)
+                end = share(items, 1)
+                fwd_items(x, xn, xc, xh, 1, wpk, bias, y, s, qoff, rows, kblocks, Wq, cstride,
+                          start, end, buf + openmp.omp_get_thread_num() * per_thread, act)
+    free(qoff)
+    free(wpk)
+    free(buf)
+    return status
+
+
+cdef int gw_entry(const floating* x, Py_ssize_t xh, const floating* gy, floating* gw,
+                  ConvShape* s, Py_ssize_t images, Py_ssize_t rows, Py_ssize_t channels,
+                  int num_threads) noexcept nogil:
+    """backward_weight() on a contiguous x (rows xh apart) and grad_output, which it copies
+    with the slack the micro-kernels read; the threads' sums added in NumPy's order and
+    rounded to gw's type as conv.py's astype does."""
+    cdef Py_ssize_t Wq = packed_width(s)
+    cdef Py_ssize_t cstride = ((rows - 1) * s.sh + (s.R - 1) * s.dh + 1) * s.sw * Wq
+    cdef Py_ssize_t per_thread = images * channels * cstride + SLACK_ELEMENTS
+    cdef Py_ssize_t items = (ceil_div(s.N, images) * s.G * ceil_div(s.Ho, rows)
+                             * ceil_div(s.Cg, channels))
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t xn = s.C * s.H * s.W, xc = s.H * s.W, kq = s.K * s.Q
+    cdef Py_ssize_t ny = s.N * s.K * s.Ho * s.Wo, start = 0, end = 0, j, t
+    cdef double total
+    cdef Py_ssize_t* qoff = <Py_ssize_t*>malloc(max(channels * s.R * s.S, 1) * sizeof(Py_ssize_t))
+    cdef floating* buf = <floating*>calloc(nt * per_thread, sizeof(floating))
+    cdef floating* gys = <floating*>calloc(ny + SLACK_ELEMENTS, sizeof(floating))
+    cdef double* acc = <double*>calloc(nt * kq, sizeof(double))
+    cdef int status = -1
+    if qoff != NULL and buf != NULL and gys != NULL and acc != NULL:
+        status = 0
+        memcpy(gys, gy, ny * sizeof(floating))
+        fill_qoff(s, channels, Wq, cstride, qoff)
+        if nt == 1:
+            gw_items(x, xn, xc, xh, 1, gys, s, qoff, images, rows, channels, Wq, cstride, 0,
+                     items, buf, acc)
+        else:
+            with parallel(num_threads=nt):
+                start = share(items, 0)
+                end = share(items, 1)
+                gw_items(x, xn, xc, xh, 1, gys, s, qoff, images, rows, channels, Wq,
+                         cstride, start, end,
+                         buf + openmp.omp_get_thread_num() * per_thread,
+                         acc + openmp.omp_get_thread_num() * kq)
+        for j in range(kq):  # acc.sum(axis=0): thread after thread
+            total = acc[j]
+            for t in range(1, nt):
+                total = total + acc[t * kq + j]
+            gw[j] = <floating>total
+    free(qoff)
+    free(buf)
+    free(gys)
+    free(acc)
+    return status
+
+
+cdef int gx_entry(const floating* gy, const floating* w, floating* gx, ConvShape* s,
+                  Py_ssize_t channels, int num_threads) noexcept nogil:
+    """backward_input() on a contiguous grad_output (gx_items copies what it reads of it
+    into its strips, so it needs no slack of its own)."""
+    cdef Py_ssize_t Wq = packed_width(s)
+    cdef Py_ssize_t cstride = (s.H + s.pt + s.pb) * s.sw * Wq
+    cdef Py_ssize_t per_thread = (channels * cstride + SLACK_ELEMENTS
+                                  + s.Kg * GX_STRIP + SLACK_ELEMENTS)
+    cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Cg, channels)
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t start = 0, end = 0
+    cdef Py_ssize_t* qoff = <Py_ssize_t*>malloc(max(channels * s.R * s.S, 1) * sizeof(Py_ssize_t))
+    cdef floating* buf = <floating*>calloc(nt * per_thread, sizeof(floating))
+    cdef floating* wt = <floating*>malloc(max(s.K * s.Q, 1) * sizeof(floating))
+    cdef int status = -1
+    if qoff != NULL and buf != NULL and wt != NULL:
+        status = 0
+        fill_qoff(s, channels, Wq, cstride, qoff)
+        pack_transposed(w, s, channels, wt)
+        if nt == 1:
+            gx_items(gy, wt, gx, s, qoff, channels, Wq, cstride, 0, items, buf)
+        else:
+            with parallel(num_threads=nt):
+                start = share(items, 0)
+                end = share(items, 1)
+                gx_items(gy, wt, gx, s, qoff, channels, Wq, cstride, start, end,
+                         buf + openmp.omp_get_thread_num() * per_thread)
+    free(qoff)
+    free(buf)
+    free(wt)
+    return status
+
+
+cdef int conv_entry(int f64, int which, const int64_t* shape, const int64_t* blocks,
+                    int num_threads, const void* a, const void* b, const void* bias,
+                    void* out, int act) noexcept nogil:
+    """Pass ``which`` of the convolution of geometry ``shape`` (the 18 values of
+    make_shape) on contiguous float64 (f64 = 1) or float32 arrays, with ``num_threads``
+    threads at most; returns 0, -1 when a buffer could not be allocated, -2 for an
+    unknown pass.
+
+    which 0 (forward): a = x, b = w, bias (NULL: none), out = y, act as in forward();
+        blocks = (x's row stride, rows, kblocks).
+    which 1 (input gradient): a = grad_output, b = w, out = grad_input;
+        blocks = (channels,).
+    which 2 (weight gradient): a = x, b = grad_output, out = grad_weight in x's type;
+        blocks = (x's row stride, images, rows, channels).
+    """
+    cdef ConvShape s = shape_from(shape)
+    if s.N == 0:
+        return 0
+    if which == 0 and f64:
+        return fwd_entry(<const double*>a, blocks[0], <const double*>b, <const double*>bias,
+                         <double*>out, &s, blocks[1], blocks[2], num_threads, act)
+    if which == 0:
+        return fwd_entry(<const float*>a, blocks[0], <const float*>b, <const float*>bias,
+                         <float*>out, &s, blocks[1], blocks[2], num_threads, act)
+    if which == 1 and f64:
+        return gx_entry(<const double*>a, <const double*>b, <double*>out, &s, blocks[0],
+                        num_threads)
+    if which == 1:
+        return gx_entry(<const float*>a, <const float*>b, <float*>out, &s, blocks[0],
+                        num_threads)
+    if which == 2 and f64:
+        return gw_entry(<const double*>a, blocks[0], <const double*>b, <double*>out, &s,
+                        blocks[1], blocks[2], blocks[3], num_threads)
+    if which == 2:
+        return gw_entry(<const float*>a, blocks[0], <const float*>b, <float*>out, &s,
+                        blocks[1], blocks[2], blocks[3], num_threads)
+    return -2
+
+
+def c_entry():
+    """The address of conv_entry (above), for C callers: int conv_entry(int f64, int which,
+    const int64_t* shape, const int64_t* blocks, int num_threads, const void* a,
+    const void* b, const void* bias, void* out, int act); callable with no GIL."""
+    return <size_t>&conv_entry

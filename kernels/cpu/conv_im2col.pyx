@@ -18,11 +18,13 @@ import numpy as np
 cimport openmp
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.string cimport memcpy
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
 
 from blas cimport gemm_rowmajor
 from col2im cimport col2im_tile
-from conv_shape cimport ConvShape, ceil_div, make_shape, split_channel_item
+from conv_shape cimport ConvShape, ceil_div, make_shape, shape_from, split_channel_item
 from im2col cimport im2col_tile
 
 cdef extern from "conv_epilogue.h" nogil:
@@ -439,3 +441,205 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
                 mine = &buf[0] + openmp.omp_get_thread_num() * per_thread
                 gx_items(&gy[0], &w[0], &gx[0], &s, tile, ipt, channels, pointwise, start,
                          end, mine, mine + col_size)
+
+
+# ---------------------------------------------------------------------------------------
+# C entry point: a pass with its tiles settled by the caller, no Python on the way
+# ---------------------------------------------------------------------------------------
+# fastnn.jax's XLA FFI handler (kernels/jax/fastnn_jax_conv.c) calls conv_entry, whose
+# address c_entry() gives, with the tiles fastnn/_backends/cpu/conv_handoff.py settled at
+# trace time (those _conv_im2col.py computes), on contiguous arrays, holding SciPy's BLAS
+# to one thread around the call as _conv_im2col.py does.  Each pass allocates what its def
+# function above allocates and makes the same kernel and BLAS calls: the same bits.
+
+cdef int fwd_entry(const floating* x, Py_ssize_t xh, const floating* w, const floating* bias,
+                   floating* y, ConvShape* s, Py_ssize_t tile, Py_ssize_t ipt,
+                   int num_threads, int act) noexcept nogil:
+    """forward() on a contiguous x whose rows are xh apart (0 for a 1-D convolution, as
+    NumPy strides the new axis of its 4-D view)."""
+    cdef Py_ssize_t items = ceil_div(s.N, ipt) * tiles_per_chunk(s, tile, ipt)
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t xn = s.C * s.H * s.W, xc = s.H * s.W
+    cdef Py_ssize_t width = tile * ipt
+    cdef Py_ssize_t col_size = s.C * s.R * s.S * width
+    cdef Py_ssize_t per_thread = col_size + (s.Kg * width if ipt > 1 else 0)
+    cdef Py_ssize_t start = 0, end = 0
+    cdef floating* buf = <floating*>malloc(max(nt * per_thread, 1) * sizeof(floating))
+    cdef floating* mine = NULL
+    if buf == NULL:
+        return -1
+    if nt == 1:
+        fwd_items(x, xn, xc, xh, 1, w, bias, y, s, tile, ipt, 0, items, buf, buf + col_size,
+                  act)
+    else:
+        with parallel(num_threads=nt):
+            start = share(items, 0)
+            end = share(items, 1)
+            mine = buf + openmp.omp_get_thread_num() * per_thread
+            fwd_items(x, xn, xc, xh, 1, w, bias, y, s, tile, ipt, start, end, mine,
+                      mine + col_size, act)
+    free(buf)
+    return 0
+
+
+cdef int gw_tiles_entry(const floating* x, Py_ssize_t xh, const floating* gy, floating* gw,
+                        ConvShape* s, Py_ssize_t tile, Py_ssize_t ipt,
+                        int num_threads) noexcept nogil:
+    """backward_weight() on a contiguous x (rows xh apart): the threads' sums added in
+    float64 in NumPy's order and rounded to gw's type, as conv.py's astype does."""
+    cdef Py_ssize_t items = ceil_div(s.N, ipt) * tiles_per_chunk(s, tile, ipt)
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t xn = s.C * s.H * s.W, xc = s.H * s.W, kq = s.K * s.Q
+    cdef Py_ssize_t width = tile * ipt
+    cdef Py_ssize_t col_size = s.C * s.R * s.S * width
+    cdef Py_ssize_t per_thread = col_size + (s.Kg * width if ipt > 1 else 0)
+    cdef Py_ssize_t start = 0, end = 0, j, t
+    cdef double total
+    cdef floating* acc = <floating*>calloc(max(nt * kq, 1), sizeof(floating))
+    cdef floating* buf = <floating*>malloc(max(nt * per_thread, 1) * sizeof(floating))
+    cdef floating* mine = NULL
+    cdef int status = -1
+    if acc != NULL and buf != NULL:
+        status = 0
+        if nt == 1:
+            gw_items(x, xn, xc, xh, 1, gy, s, tile, ipt, 0, items, buf, buf + col_size, acc)
+        else:
+            with parallel(num_threads=nt):
+                start = share(items, 0)
+                end = share(items, 1)
+                mine = buf + openmp.omp_get_thread_num() * per_thread
+                gw_items(x, xn, xc, xh, 1, gy, s, tile, ipt, start, end, mine,
+                         mine + col_size, acc + openmp.omp_get_thread_num() * kq)
+        for j in range(kq):  # acc.sum(axis=0, dtype=np.float64): thread after thread
+            total = acc[j]
+            for t in range(1, nt):
+                total = total + <double>acc[t * kq + j]
+            gw[j] = <floating>total
+    free(acc)
+    free(buf)
+    return status
+
+
+cdef int gw_shared_entry(const floating* x, Py_ssize_t xh, const floating* gy, floating* gw,
+                         ConvShape* s, Py_ssize_t images, int num_threads) noexcept nogil:
+    """backward_weight_shared() on a contiguous x (rows xh apart)."""
+    cdef Py_ssize_t howo = s.Ho * s.Wo
+    cdef Py_ssize_t ld_max, n0, nimg, part = 0
+    cdef Py_ssize_t xn = s.C * s.H * s.W, xc = s.H * s.W
+    cdef Py_ssize_t nt = max(1, num_threads)
+    cdef floating beta
+    cdef floating* col
+    cdef floating* gybuf
+    images = max(1, min(images, s.N))
+    ld_max = images * howo
+    col = <floating*>malloc(max(s.C * s.R * s.S * ld_max, 1) * sizeof(floating))
+    gybuf = <floating*>malloc(max(s.K * ld_max, 1) * sizeof(floating))
+    if col == NULL or gybuf == NULL:
+        free(col)
+        free(gybuf)
+        return -1
+    n0 = 0
+    while n0 < s.N:
+        nimg = min(images, s.N - n0)
+        beta = 0 if n0 == 0 else 1
+        if nt == 1:
+            shared_columns(x, xn, xc, xh, 1, gy, s, n0, nimg, 0, 1, col, gybuf)
+            shared_gemm(s, nimg * howo, col, gybuf, gw, beta, 0, 1)
+        else:
+            with parallel(num_threads=nt):
+                part = openmp.omp_get_thread_num()
+                shared_columns(x, xn, xc, xh, 1, gy, s, n0, nimg, part,
+                               openmp.omp_get_num_threads(), col, gybuf)
+            with parallel(num_threads=nt):
+                part = openmp.omp_get_thread_num()
+                shared_gemm(s, nimg * howo, col, gybuf, gw, beta, part,
+                            openmp.omp_get_num_threads())
+        n0 += nimg
+    free(col)
+    free(gybuf)
+    return 0
+
+
+cdef int gx_entry(const floating* gy, const floating* w, floating* gx, ConvShape* s,
+                  Py_ssize_t tile, Py_ssize_t ipt, Py_ssize_t channels,
+                  int num_threads) noexcept nogil:
+    """backward_input() into gx, which it zeroes first (_conv_im2col.py's zeros)."""
+    cdef Py_ssize_t items = ceil_div(s.N, ipt) * s.G * ceil_div(s.Cg, channels)
+    cdef Py_ssize_t nt = max(1, min(num_threads, items))
+    cdef Py_ssize_t start = 0, end = 0
+    cdef bint pointwise = is_pointwise(s, s.H * s.W, s.W, 1)
+    cdef Py_ssize_t width = tile * ipt
+    cdef Py_ssize_t col_size = channels * s.R * s.S * width
+    cdef Py_ssize_t per_thread = col_size + (s.Kg * width if ipt > 1 else 0)
+    cdef floating* buf = <floating*>malloc(max(nt * per_thread, 1) * sizeof(floating))
+    cdef floating* mine = NULL
+    if buf == NULL:
+        return -1
+    memset(gx, 0, s.N * s.C * s.H * s.W * sizeof(floating))
+    if nt == 1:
+        gx_items(gy, w, gx, s, tile, ipt, channels, pointwise, 0, items, buf, buf + col_size)
+    else:
+        with parallel(num_threads=nt):
+            start = share(items, 0)
+            end = share(items, 1)
+            mine = buf + openmp.omp_get_thread_num() * per_thread
+            gx_items(gy, w, gx, s, tile, ipt, channels, pointwise, start, end, mine,
+                     mine + col_size)
+    free(buf)
+    return 0
+
+
+cdef int gw_entry(const floating* x, Py_ssize_t xh, const floating* gy, floating* gw,
+                  ConvShape* s, const int64_t* blocks, int num_threads) noexcept nogil:
+    """The weight gradient as _conv_im2col.grad_weight runs it: blocks = (xh, images
+    shared, tile, images per tile); shared columns when the second is not 0."""
+    if blocks[1] > 0:
+        return gw_shared_entry(x, xh, gy, gw, s, blocks[1], num_threads)
+    return gw_tiles_entry(x, xh, gy, gw, s, blocks[2], blocks[3], num_threads)
+
+
+cdef int conv_entry(int f64, int which, const int64_t* shape, const int64_t* blocks,
+                    int num_threads, const void* a, const void* b, const void* bias,
+                    void* out, int act) noexcept nogil:
+    """Pass ``which`` of the convolution of geometry ``shape`` (the 18 values of
+    make_shape) on contiguous float64 (f64 = 1) or float32 arrays, with ``num_threads``
+    threads at most; the caller holds BLAS to one thread.  Returns 0, -1 when a buffer
+    could not be allocated, -2 for an unknown pass.
+
+    which 0 (forward): a = x, b = w, bias (NULL: none), out = y, act as in forward();
+        blocks = (x's row stride, tile, images per tile).
+    which 1 (input gradient): a = grad_output, b = w, out = grad_input;
+        blocks = (tile, images per tile, channels).
+    which 2 (weight gradient): a = x, b = grad_output, out = grad_weight in x's type;
+        blocks = (x's row stride, images of the shared columns or 0, tile, images per
+        tile).
+    """
+    cdef ConvShape s = shape_from(shape)
+    if s.N == 0:
+        return 0
+    if which == 0 and f64:
+        return fwd_entry(<const double*>a, blocks[0], <const double*>b, <const double*>bias,
+                         <double*>out, &s, blocks[1], blocks[2], num_threads, act)
+    if which == 0:
+        return fwd_entry(<const float*>a, blocks[0], <const float*>b, <const float*>bias,
+                         <float*>out, &s, blocks[1], blocks[2], num_threads, act)
+    if which == 1 and f64:
+        return gx_entry(<const double*>a, <const double*>b, <double*>out, &s, blocks[0],
+                        blocks[1], blocks[2], num_threads)
+    if which == 1:
+        return gx_entry(<const float*>a, <const float*>b, <float*>out, &s, blocks[0],
+                        blocks[1], blocks[2], num_threads)
+    if which == 2 and f64:
+        return gw_entry(<const double*>a, blocks[0], <const double*>b, <double*>out, &s,
+                        blocks, num_threads)
+    if which == 2:
+        return gw_entry(<const float*>a, blocks[0], <const float*>b, <float*>out, &s, blocks,
+                        num_threads)
+    return -2
+
+
+def c_entry():
+    """The address of conv_entry (above), for C callers: int conv_entry(int f64, int which,
+    const int64_t* shape, const int64_t* blocks, int num_threads, const void* a,
+    const void* b, const void* bias, void* out, int act); callable with no GIL."""
+    return <size_t>&conv_entry

@@ -1,6 +1,7 @@
 # The geometry of one convolution, as the Cython kernels see it: always 2-D (a 1-D
 # convolution is a 2-D one with H = R = 1 and no vertical padding).  Built from the tuple
 # that fastnn/_backends/cpu/_conv_plan.py makes out of a validated ConvGeometry.
+from libc.stdint cimport int64_t
 
 cdef struct ConvShape:
     Py_ssize_t N, C, H, W          # input
@@ -17,6 +18,18 @@ cdef inline ConvShape make_shape(tuple t):
     cdef ConvShape s
     (s.N, s.C, s.H, s.W, s.K, s.G, s.R, s.S, s.Ho, s.Wo,
      s.sh, s.sw, s.dh, s.dw, s.pt, s.pb, s.pl, s.pr) = t
+    s.Cg = s.C // s.G
+    s.Kg = s.K // s.G
+    s.Q = s.Cg * s.R * s.S
+    return s
+
+
+cdef inline ConvShape shape_from(const int64_t* v) noexcept nogil:
+    """make_shape from the same 18 values in a C array (the kernels' C entry points)."""
+    cdef ConvShape s
+    s.N, s.C, s.H, s.W, s.K, s.G, s.R, s.S = v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+    s.Ho, s.Wo, s.sh, s.sw, s.dh, s.dw = v[8], v[9], v[10], v[11], v[12], v[13]
+    s.pt, s.pb, s.pl, s.pr = v[14], v[15], v[16], v[17]
     s.Cg = s.C // s.G
     s.Kg = s.K // s.G
     s.Q = s.Cg * s.R * s.S

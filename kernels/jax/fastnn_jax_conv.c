@@ -9,9 +9,15 @@
  * the results are the same bits.  Arrays are XLA's contiguous buffers: x (N, C, H, W),
  * w (K, C/G, R, S), y and gy (N, K, Ho, Wo) (a 1-D convolution has H = 1).
  *
+ * The direct row kernel and im2col + BLAS split their work in Cython: their modules
+ * (kernels/cpu/conv_direct.pyx, conv_im2col.pyx) export a GIL-free C entry point each,
+ * whose addresses fastnn.jax hands over once, with SciPy's BLAS thread-count functions,
+ * through fnn_jax_conv_set_entries; the plan carries the blocks of their wrappers.
+ *
  * Every entry returns 0, -1 when a buffer could not be allocated, -2 for a plan it does
- * not know.
+ * not know (or an algorithm whose entry point was not handed over).
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +26,8 @@
 #include "depthwise.h"
 #include "winograd.h"
 
-enum { ALGO_BLOCKED = 1, ALGO_WINOGRAD = 2, ALGO_DEPTHWISE = 3 };
+enum { ALGO_BLOCKED = 1, ALGO_WINOGRAD = 2, ALGO_DEPTHWISE = 3, ALGO_DIRECT = 4, ALGO_IM2COL = 5 };
+enum { PASS_FORWARD = 0, PASS_INPUT = 1, PASS_WEIGHT = 2 };
 enum { PLANE = 1, THREADS = 19, REST = 20 }; /* offsets into the plan */
 enum { PHASE = 18 };                         /* values per stride phase (conv_handoff.py) */
 
@@ -268,11 +275,68 @@ static int depthwise_weight(int f64, const int64_t* plan, const void* x, const v
     return rc;
 }
 
+/* ---- the Cython modules' entry points: the direct row kernel and im2col -------------- */
+
+/* conv_entry of conv_direct.pyx / conv_im2col.pyx (see there). */
+typedef int (*cython_entry)(int f64, int which, const int64_t* shape, const int64_t* blocks,
+                            int threads, const void* a, const void* b, const void* bias,
+                            void* out, int act);
+typedef int (*blas_get_fn)(void);
+typedef void (*blas_set_fn)(int);
+
+static cython_entry direct_entry = NULL, im2col_entry = NULL;
+static blas_get_fn blas_get = NULL;
+static blas_set_fn blas_set = NULL;
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_pins = 0;  /* calls inside an im2col pass now */
+static int blas_saved = 1; /* the BLAS's thread count before the first of them */
+
+/* Set once by fastnn.jax (fastnn/jax/_ffi.py) before any handler call: the two Cython
+ * entries, and openblas_get/set_num_threads of the BLAS they call (NULL: nothing to pin). */
+void fnn_jax_conv_set_entries(void* direct, void* im2col, void* get, void* set) {
+    direct_entry = (cython_entry)direct;
+    im2col_entry = (cython_entry)im2col;
+    blas_get = (blas_get_fn)get;
+    blas_set = (blas_set_fn)set;
+}
+
+/* The BLAS at one thread while any im2col pass runs (fastnn._threads.limit_blas_threads:
+ * its calls come from inside OpenMP regions), its count restored after the last. */
+static void blas_pin(int on) {
+    if (blas_get == NULL || blas_set == NULL) return;
+    pthread_mutex_lock(&blas_lock);
+    if (on && blas_pins++ == 0) {
+        blas_saved = blas_get();
+        if (blas_saved != 1) blas_set(1);
+    } else if (!on && --blas_pins == 0 && blas_saved != 1) {
+        blas_set(blas_saved);
+    }
+    pthread_mutex_unlock(&blas_lock);
+}
+
+/* Pass `which` on the algorithm of `plan`, one of the Cython entries. */
+static int cython_pass(int f64, const int64_t* plan, int which, const void* a, const void* b,
+                       const void* bias, void* out, int act) {
+    cython_entry entry = plan[0] == ALGO_DIRECT ? direct_entry : im2col_entry;
+    int status;
+    if (entry == NULL) return -2;
+    if (plan[0] == ALGO_IM2COL) blas_pin(1);
+    status = entry(f64, which, plan + PLANE, plan + REST, (int)plan[THREADS], a, b, bias, out,
+                   act);
+    if (plan[0] == ALGO_IM2COL) blas_pin(0);
+    return status;
+}
+
+static int is_cython(const int64_t* plan) {
+    return plan[0] == ALGO_DIRECT || plan[0] == ALGO_IM2COL;
+}
+
 /* ---- entry points --------------------------------------------------------------------- */
 
 int fnn_jax_conv_forward(int f64, const int64_t* plan, const void* x, const void* w,
                          const void* bias, void* y, int act) {
     plane_t q = unpack(plan);
+    if (is_cython(plan)) return cython_pass(f64, plan, PASS_FORWARD, x, w, bias, y, act);
     if (plan[0] == ALGO_BLOCKED) return blocked_forward(f64, plan, x, w, bias, y, act);
     if (plan[0] == ALGO_WINOGRAD)
         return winograd_run(f64, plan, x, q.c, q.h, q.w, w, 0, bias, act, y, q.k, q.ho, q.wo,
@@ -284,6 +348,7 @@ int fnn_jax_conv_forward(int f64, const int64_t* plan, const void* x, const void
 int fnn_jax_conv_input_grad(int f64, const int64_t* plan, const void* gy, const void* w,
                             void* gx) {
     plane_t q = unpack(plan);
+    if (is_cython(plan)) return cython_pass(f64, plan, PASS_INPUT, gy, w, NULL, gx, 0);
     if (plan[0] == ALGO_BLOCKED) return blocked_input(f64, plan, gy, w, gx);
     if (plan[0] == ALGO_WINOGRAD) /* the flipped, transposed weight, padding 2 - pad */
         return winograd_run(f64, plan, gy, q.k, q.ho, q.wo, w, 1, NULL, 0, gx, q.c, q.h, q.w,
@@ -294,6 +359,7 @@ int fnn_jax_conv_input_grad(int f64, const int64_t* plan, const void* gy, const 
 
 int fnn_jax_conv_weight_grad(int f64, const int64_t* plan, const void* x, const void* gy,
                              void* gw) {
+    if (is_cython(plan)) return cython_pass(f64, plan, PASS_WEIGHT, x, gy, NULL, gw, 0);
     if (plan[0] == ALGO_BLOCKED) return blocked_weight(f64, plan, x, gy, gw);
     if (plan[0] == ALGO_WINOGRAD) return winograd_weight(f64, plan, x, gy, gw);
     if (plan[0] == ALGO_DEPTHWISE) return depthwise_weight(f64, plan, x, gy, gw);

@@ -1,11 +1,12 @@
 """The call routes of fastnn.jax give the same bits where the same kernel runs: pooling on
 the XLA FFI route (C handler, geometry settled at trace time) against the buffer_callback
 route (fastnn's Cython wrappers), under jit, grad and vmap, on random configurations;
-convolution on every route; the fallback without the handler; and fastnn's Python caches
-under callbacks that XLA runs on several threads at once."""
+convolution on every route and every CPU algorithm; the fallback without the handler;
+and fastnn's Python caches under callbacks that XLA runs on several threads at once."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import subprocess
@@ -23,6 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 import fastnn  # noqa: E402
 import fastnn.jax as fj  # noqa: E402
 from fastnn import _autotune  # noqa: E402
+from fastnn._backends.cpu import _conv_plan, conv_handoff  # noqa: E402
 from fastnn._backends.cpu import conv as cpu_conv  # noqa: E402
 from fastnn._threads import adaptive_teams  # noqa: E402
 from fastnn.jax import _ffi  # noqa: E402
@@ -123,7 +125,8 @@ def fixed_teams():
 def _conv_case(rng: np.random.Generator, kind: str = "any") -> tuple:
     """(nd, input shape, weight shape, has bias, stride, padding, dilation, groups): odd
     sizes, batch 1 now and then.  ``kind`` "winograd": 2-D 3x3 with stride and dilation
-    1; "depthwise": groups = input channels (channel multiplier 1 to 3)."""
+    1; "depthwise": groups = input channels (channel multiplier 1 to 3); "dense": not
+    depthwise (two input channels per group at least)."""
     nd = 2 if kind == "winograd" else int(rng.integers(1, 3))
     n = int(rng.choice([1, 2, 3]))
     if kind == "depthwise":
@@ -131,7 +134,8 @@ def _conv_case(rng: np.random.Generator, kind: str = "any") -> tuple:
         cout = cin * int(rng.integers(1, 4))
     else:
         groups = int(rng.choice([1, 1, 2, 3]))
-        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 9))
+        per_group = int(rng.integers(2 if kind == "dense" else 1, 5))
+        cin, cout = groups * per_group, groups * int(rng.integers(1, 9))
     size = tuple(int(v) for v in rng.integers(5, 19, nd))  # >= the widest dilated kernel
     if kind == "winograd":
         kernel, stride, dilation = (3, 3), 1, 1
@@ -155,19 +159,33 @@ def _conv_args(rng, case, dtype):
     return (lambda x, w: op(x, w, None, *params)), args
 
 
+#: test id -> (the algorithm every pass is pinned to, the kind of layer of _conv_case)
+PINNED = {
+    "blocked": ("direct:blocked", "any"),
+    "winograd": ("winograd", "winograd"),
+    "depthwise": ("direct", "depthwise"),
+    "depthwise-lanes": ("direct:lanes", "depthwise"),
+    "rows": ("direct", "dense"),
+    "im2col": ("im2col", "any"),
+}
+
+
 @pytest.mark.usefixtures("restore_route", "fixed_teams")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("algorithm", ["direct:blocked", "winograd", "direct", "direct:lanes"])
-def test_conv_ffi_matches_buffer_callback_bit_for_bit(algorithm, dtype, monkeypatch):
-    """Every pass pinned to an algorithm the handler runs (the channel-blocked kernel on
-    random strides, paddings, dilations and groups, with every stride phase of its input
-    gradient; Winograd with each tile size; both depthwise variants, "direct" on a
-    depthwise layer): the handler's bits are the wrappers'."""
+@pytest.mark.parametrize("pinned", list(PINNED))
+def test_conv_ffi_matches_buffer_callback_bit_for_bit(pinned, dtype, monkeypatch):
+    """Every pass pinned to an algorithm (the channel-blocked kernel on random strides,
+    paddings, dilations and groups, with every stride phase of its input gradient;
+    Winograd with each tile size; both depthwise variants, "direct" on a depthwise layer;
+    the direct row kernel, "direct" on any other layer; im2col + BLAS): the handler runs
+    all three passes, and its bits are the wrappers'."""
     if _ffi.library() is None:
         pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
-    rng = np.random.default_rng(zlib.crc32(f"{algorithm}{dtype}".encode()))
+    algorithm, kind = PINNED[pinned]
+    # im2col beside a BLAS whose threads C cannot hold at one keeps the callback
+    covered = algorithm != "im2col" or conv_handoff.blas_controls() is not None
+    rng = np.random.default_rng(zlib.crc32(f"{algorithm}{kind}{dtype}".encode()))
     winograd = algorithm == "winograd"
-    kind = "winograd" if winograd else "depthwise" if algorithm != "direct:blocked" else "any"
     for i in range(3):
         name = f"winograd{(2, 4, 6)[i]}" if winograd else algorithm
         monkeypatch.setattr(cpu_conv, "_pick_once", lambda *a, name=name: name)
@@ -178,8 +196,51 @@ def test_conv_ffi_matches_buffer_callback_bit_for_bit(algorithm, dtype, monkeypa
             loss = jax.grad(lambda *a, f=fn: jnp.sum(f(*a)), (0, 1))
             text = jax.jit(loss).lower(*args).as_text()
             _assert_same_bits(ours, _results("buffer_callback", fn, *args))
-        assert "fastnn_conv_input_grad" in text and "fastnn_conv_weight_grad" in text
-        assert "callback" not in text
+        if covered:
+            assert "fastnn_conv_input_grad" in text and "fastnn_conv_weight_grad" in text
+        assert ("callback" in text) != covered
+
+
+#: Layers and forced blocks that reach the Cython kernels' other paths: (nd, input shape,
+#: weight shape, stride, padding, chunking): pointwise layers (im2col reads the image in
+#: place, 2-D only: the 1-D view has no row stride), several whole images per im2col tile,
+#: short tiles, one row / channel / block of output channels per direct item, and a weight
+#: large enough for im2col's shared-column weight gradient.
+CYTHON_PATHS = (
+    (2, (3, 6, 7, 9), (5, 6, 1, 1), 1, 0, {}),
+    (1, (2, 6, 13), (5, 6, 1), 1, 0, {}),
+    (2, (3, 4, 5, 6), (7, 4, 3, 3), 1, 1, {"tile": 60}),
+    (1, (3, 4, 17), (7, 4, 3), 2, 1, {"tile": 5, "rows": 1, "channels": 1, "kblocks": 1}),
+    (2, (2, 5, 9, 8), (3, 5, 2, 3), (2, 1), (1, 0), {"tile": 7, "rows": 2, "channels": 2}),
+    (2, (2, 128, 4, 5), (256, 128, 3, 3), 1, 1, {}),
+)
+
+
+@pytest.mark.usefixtures("restore_route", "fixed_teams")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+def test_conv_ffi_on_the_cython_kernels_paths_bit_for_bit(algorithm, dtype, monkeypatch):
+    """The row kernel and im2col through their C entry points on the paths random layers
+    rarely reach (CYTHON_PATHS): the wrappers' bits, the blocks forced at trace time and
+    at call time alike."""
+    if _ffi.library() is None:
+        pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
+    monkeypatch.setattr(cpu_conv, "_pick_once", lambda *a: algorithm)
+    rng = np.random.default_rng(zlib.crc32(f"paths{algorithm}{dtype}".encode()))
+    for nd, x_shape, w_shape, stride, padding, forced in CYTHON_PATHS:
+        fastnn.autotune(True)
+        op = {1: fj.conv1d, 2: fj.conv2d}[nd]
+        fn = lambda x, w, b, op=op, p=(stride, padding): op(x, w, b, *p)  # noqa: E731
+        args = [normal(rng, x_shape, dtype), normal(rng, w_shape, dtype),
+                normal(rng, w_shape[:1], dtype)]  # fmt: skip
+        with precision(dtype), _conv_plan.chunking(**forced):
+            ours = _results("ffi", fn, *args)
+            loss = jax.grad(lambda *a, f=fn: jnp.sum(f(*a)), (0, 1))
+            text = jax.jit(loss).lower(*args).as_text()
+            _assert_same_bits(ours, _results("buffer_callback", fn, *args))
+        covered = algorithm != "im2col" or conv_handoff.blas_controls() is not None
+        assert ("fastnn_conv_weight_grad" in text) == covered
+        assert ("callback" in text) != covered
 
 
 @pytest.mark.usefixtures("restore_route", "fixed_teams")
@@ -196,6 +257,63 @@ def test_conv_routes_agree_bit_for_bit(dtype):
             }
             _assert_same_bits(results["ffi"], results["buffer_callback"])
             _assert_same_bits(results["pure_callback"], results["buffer_callback"])
+
+
+@pytest.mark.usefixtures("restore_route", "fixed_teams")
+def test_im2col_keeps_its_wrapper_beside_a_blas_c_cannot_hold(monkeypatch):
+    """Where SciPy's BLAS is not one OpenBLAS (blas_controls None), the im2col passes take
+    the callback, to the same bits; the row kernel stays on the handler."""
+    if _ffi.library() is None:
+        pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
+    direct = conv_handoff.c_entries()[0]
+    monkeypatch.setattr(conv_handoff, "blas_controls", lambda: None)
+    monkeypatch.setattr(conv_handoff, "c_entries", lambda: (direct, 0, 0, 0))
+    rng = np.random.default_rng(6)
+    fn, args = _conv_args(rng, _conv_case(rng, "dense"), "float32")
+    for name, covered in (("im2col", False), ("direct", True)):
+        monkeypatch.setattr(cpu_conv, "_pick_once", lambda *a, name=name: name)
+        fastnn.autotune(True)
+        ours = _results("ffi", fn, *args)
+        text = jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a)), (0, 1))).lower(*args).as_text()
+        assert ("fastnn_conv_weight_grad" in text) == covered
+        assert ("callback" in text) != covered
+        _assert_same_bits(ours, _results("buffer_callback", fn, *args))
+
+
+@pytest.mark.usefixtures("restore_route")
+def test_handler_holds_blas_at_one_thread_through_im2col_passes(monkeypatch):
+    """An im2col pass on the handler sets SciPy's BLAS to one thread when it runs at more
+    (its calls come from inside OpenMP regions, as under limit_blas_threads) and gives the
+    count back after: seen here through stand-in thread-count functions."""
+    lib = _ffi.library()
+    if lib is None:
+        pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
+    direct, im2col, *_ = conv_handoff.c_entries()
+    assert direct, "the row kernel's entry point must be handed over"
+    if conv_handoff.blas_controls() is None:  # not OpenBLAS: im2col keeps its wrapper
+        assert not im2col
+        return
+    monkeypatch.setattr(cpu_conv, "_pick_once", lambda *a: "im2col")
+    fastnn.autotune(True)
+    seen: list[int] = []
+    get = ctypes.CFUNCTYPE(ctypes.c_int)(lambda: 3)
+    set_ = ctypes.CFUNCTYPE(None, ctypes.c_int)(seen.append)
+    rng = np.random.default_rng(4)
+    x, w = normal(rng, (2, 3, 9, 7), "float32"), normal(rng, (4, 3, 3, 3), "float32")
+    fj.set_route("ffi")
+    loss = jax.jit(jax.grad(lambda x, w: jnp.sum(fj.conv2d(x, w, None, 1, 1) ** 2), (0, 1)))
+    text = loss.lower(x, w).as_text()
+    assert "fastnn_conv_weight_grad" in text and "callback" not in text
+    as_address = lambda f: ctypes.cast(f, ctypes.c_void_p)  # noqa: E731
+    try:
+        lib.fnn_jax_conv_set_entries(direct, im2col, as_address(get), as_address(set_))
+        jax.block_until_ready(loss(x, w))
+    finally:
+        lib.fnn_jax_conv_set_entries(
+            *(ctypes.c_void_p(a or None) for a in conv_handoff.c_entries())
+        )
+    # forward and two gradients, each pinned (the two gradients may overlap: one pin)
+    assert len(seen) in (4, 6) and seen == [1, 3] * (len(seen) // 2), seen
 
 
 def test_pool_without_the_ffi_handler_falls_back_to_the_same_bits():
@@ -227,10 +345,13 @@ def _two_branches(x1, w1, x2, w2):
     return jnp.sum(a * a) + jnp.sum(jnp.sin(b))
 
 
+@pytest.mark.usefixtures("restore_route")
 def test_fastnn_caches_under_concurrent_callbacks(tmp_path, monkeypatch):
     """First uses of convolution shapes reached at once by two Python threads running one
-    jitted step (XLA runs each call's callbacks on a thread of its own): every autotune
-    key is measured once, and every call gives the bits of a later call made alone."""
+    jitted step on the buffer_callback route (XLA runs each call's callbacks on a thread
+    of its own; the FFI route settles every choice at trace time): every autotune key is
+    measured once, and every call gives the bits of a later call made alone."""
+    fj.set_route("buffer_callback")
     stored: list[str] = []
     real_store = _autotune.store
 

@@ -4,33 +4,55 @@ resolves everything this backend decides in Python -- the algorithm (the memoise
 conv.py, autotuned on first use), the instruction-set level and the blocking -- when a
 function is traced, and the call then runs C alone.
 
-:func:`pass_plan` returns an int64 vector (layout in :data:`LAYOUT`) for the channel-
-blocked, Winograd and depthwise kernels, or None for the algorithms whose work split lives
-in Cython (the direct row kernel's packing and items in conv_direct.pyx, im2col's tiles and
-BLAS calls in conv_im2col.pyx): those keep fastnn's Python wrappers.
+:func:`pass_plan` returns an int64 vector (layout in :data:`LAYOUT`) for every CPU
+algorithm: the channel-blocked, Winograd and depthwise kernels, which the handler calls
+itself, and the direct row kernel and im2col + BLAS, whose work split lives in Cython
+(conv_direct.pyx, conv_im2col.pyx): the handler calls their modules' GIL-free C entry
+points (:func:`c_entries`) with the blocks their Python wrappers would choose.  It is None
+for im2col only when SciPy's BLAS is one whose thread count C cannot hold at one
+(:func:`blas_controls`): that pass keeps fastnn's Python wrapper.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 
 import numpy as np
 
-from fastnn._backends.cpu import _conv_blocked, _conv_winograd
+from fastnn import _threads
+from fastnn._backends.cpu import _conv_blocked, _conv_plan, _conv_winograd
 from fastnn._backends.cpu import conv as _conv
 from fastnn._geometry import ConvGeometry
 from fastnn._isa import level_code
 from fastnn._threads import get_num_threads
 
-__all__ = ["BLOCKED", "DEPTHWISE", "LAYOUT", "WINOGRAD", "choice", "pass_plan"]
+__all__ = [
+    "BLOCKED",
+    "DEPTHWISE",
+    "DIRECT",
+    "IM2COL",
+    "LAYOUT",
+    "WINOGRAD",
+    "blas_controls",
+    "c_entries",
+    "choice",
+    "pass_plan",
+]
 
 #: Algorithm codes, the vector's first entry.
-BLOCKED, WINOGRAD, DEPTHWISE = 1, 2, 3
+BLOCKED, WINOGRAD, DEPTHWISE, DIRECT, IM2COL = 1, 2, 3, 4, 5
 #: The vector: [algorithm, the 18 values of ``geom.plane``, threads, then per algorithm
 #: and pass] -- blocked forward: isa, rows, kbs, kc, jit, in_place; blocked weight: isa,
 #: rows, kbs, cc; blocked input: the number of stride phases, then per phase PHASE values;
 #: winograd forward / input: m, isa, pb, kc, tk, tp; winograd weight: m, isa, pb, kc, cc;
-#: depthwise (every pass): isa, lanes (1: channels in lanes, 0: plane by plane).
+#: depthwise (every pass): isa, lanes (1: channels in lanes, 0: plane by plane); direct
+#: row kernel and im2col: the ``blocks`` of their modules' conv_entry (see there) -- direct
+#: forward: xh, rows, kblocks; direct input: channels; direct weight: xh, images, rows,
+#: channels; im2col forward: xh, tile, images; im2col input: tile, images, channels;
+#: im2col weight: xh, shared images (0: tiles), tile, images (xh: the input's row stride,
+#: 0 for a 1-D convolution as in NumPy's 4-D view of it).
 LAYOUT = "algorithm, plane[18], threads, per-pass values"
 #: Per stride phase of the blocked input gradient: a, b, reached (0: zero-filled), the
 #: flipped taps (first row, row step, rows, first column, column step, columns), the
@@ -114,6 +136,77 @@ def _winograd(geom: ConvGeometry, which: str, m: int, itemsize: int, threads: in
     return [p.m, p.isa, p.pb, p.kc, p.tk, p.tp]
 
 
+def _direct(geom: ConvGeometry, which: str, threads: int) -> list[int]:
+    """_conv_direct.py's blocks for pass ``which``."""
+    from fastnn.kernels.cpu import conv_direct
+
+    shape, xh = tuple(geom.plane), _row_stride(geom)
+    if which == "forward":
+        rows = _conv_plan.direct_rows(shape, threads)
+        return [xh, rows, _conv_plan.direct_kblocks(shape, rows, threads, conv_direct.FWD_KB)]
+    if which == "input":
+        return [_conv_plan.direct_channels(shape, threads)]
+    return [xh, *_conv_plan.direct_gw_blocks(shape, threads)]
+
+
+def _im2col(geom: ConvGeometry, which: str, threads: int) -> list[int]:
+    """_conv_im2col.py's tiles for pass ``which``."""
+    shape, xh = tuple(geom.plane), _row_stride(geom)
+    if which == "weight":
+        shared = _conv_plan.shared_weight_images(shape, threads)
+        if shared:
+            return [xh, shared, 0, 0]
+        return [xh, 0, *_conv_plan.im2col_tile(shape, threads)]
+    tile, images = _conv_plan.im2col_tile(shape, threads)
+    if which == "forward":
+        return [xh, tile, images]
+    return [tile, images, _conv_plan.im2col_channels(shape, tile * images, images, threads)]
+
+
+def _row_stride(geom: ConvGeometry) -> int:
+    """The row stride (elements) of conv.py's 4-D view of a contiguous input: W, or 0 for a
+    1-D convolution (NumPy's stride of the axis ``x[:, :, None, :]`` adds)."""
+    return 0 if geom.nd == 1 else geom.plane[3]
+
+
+def _address(fn) -> int:
+    return ctypes.cast(fn, ctypes.c_void_p).value or 0
+
+
+@functools.cache
+def blas_controls() -> tuple[int, int] | None:
+    """The addresses of ``openblas_get_num_threads`` and ``openblas_set_num_threads`` of
+    the BLAS that scipy.linalg.cython_blas calls, with which C holds it to one thread
+    around an im2col pass as :func:`fastnn._threads.limit_blas_threads` does; (0, 0) when
+    fastnn does not control that BLAS's threads (the limit is then a no-op too); None
+    when C cannot (several libraries, or not OpenBLAS)."""
+    _threads.sync_blas_threads()
+    libs = _threads._blas_libs or []
+    if not libs:
+        return (0, 0)
+    if len(libs) > 1 or libs[0].internal_api != "openblas":
+        return None
+    symbol = getattr(libs[0], "_get_symbol", None)
+    if symbol is None:
+        return None
+    get, set_ = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
+    if get is None or set_ is None:
+        return None
+    return (_address(get), _address(set_))
+
+
+@functools.cache
+def c_entries() -> tuple[int, int, int, int]:
+    """The addresses the handler's ``fnn_jax_conv_set_entries`` takes: conv_direct.pyx's and
+    conv_im2col.pyx's conv_entry (0 for im2col when :func:`blas_controls` is None) and the
+    BLAS's thread-count getter and setter (0: none to hold)."""
+    from fastnn.kernels.cpu import conv_direct, conv_im2col
+
+    blas = blas_controls()
+    im2col = conv_im2col.c_entry() if blas is not None else 0
+    return (conv_direct.c_entry(), im2col, *(blas or (0, 0)))
+
+
 def pass_plan(
     geom: ConvGeometry,
     dtype: np.dtype,
@@ -123,7 +216,8 @@ def pass_plan(
 ) -> np.ndarray | None:
     """How pass ``which`` of this layer runs with a team of ``threads`` (default: fastnn's
     thread count), as the int64 vector of :data:`LAYOUT`; None when its algorithm has no C
-    entry point the handler reaches (or the batch is empty: fastnn's wrappers handle it).
+    entry point the handler reaches (im2col beside a BLAS :func:`blas_controls` cannot hold)
+    or the batch is empty (fastnn's wrappers handle it).
     The algorithm is the one chosen at fastnn's thread count, as conv.py chooses it for
     every team size."""
     if geom.batch == 0:
@@ -141,6 +235,16 @@ def pass_plan(
     elif _conv._depthwise_variant(name, geom) is not None:
         head[0] = DEPTHWISE
         rest = [level_code("depthwise"), int(_conv._depthwise_variant(name, geom))]
+    elif name == "direct":
+        head[0] = DIRECT
+        rest = _direct(geom, which, threads)
+    elif name == "im2col" and c_entries()[1]:
+        head[0] = IM2COL
+        rest = _im2col(geom, which, threads)
+        # SciPy's own BLAS then stays at one thread, as after a call of the wrapper, so
+        # that the handler's calls find it there (a count of more costs them two changes)
+        with _threads.limit_blas_threads():
+            pass
     else:
         return None
     return np.asarray(head + rest, dtype=np.int64)
