@@ -8,7 +8,8 @@
  * other processes (/proc/loadavg's 4th field less this process's runnable threads).  The
  * load is sampled at most every TEAM_SAMPLE_NS (fastnn._threads.TEAM_SAMPLE_SECONDS) by
  * whichever call finds the sample stale; a team shrinks on two busy samples in a row and
- * grows at once, as in Python.  Without /proc (not Linux) the cap is used.
+ * grows on five quiet ones in a row (fastnn._threads.next_team_free: a team one too large
+ * stalls at every barrier).  Without /proc (not Linux) the cap is used.
  *
  *   fnn_jax_team(threads)  threads > 0: the adaptive team for cap `threads`;
  *                          threads < 0: exactly -threads (adaptive teams switched off).
@@ -21,9 +22,12 @@
 #include <time.h>
 
 #define TEAM_SAMPLE_NS 20000000LL
+#define TEAM_SHRINK_SAMPLES 2 /* fastnn._threads.TEAM_SHRINK_SAMPLES */
+#define TEAM_GROW_SAMPLES 5   /* fastnn._threads.TEAM_GROW_SAMPLES */
 
 static int team_free = -1;   /* the free CPUs last decided (-1: not sampled yet) */
-static int team_last = -1;   /* the previous raw sample */
+static int team_recent[TEAM_GROW_SAMPLES]; /* the last raw samples, a ring */
+static int team_seen = 0;    /* samples taken so far */
 static long long team_at = 0; /* when it was taken (CLOCK_MONOTONIC, ns) */
 static int team_busy = 0;    /* a call is sampling (the others keep the last value) */
 
@@ -82,6 +86,23 @@ static int free_cpus(int cap, int cpus) {
     return cpus - (running - ours > 0 ? running - ours : 0);
 }
 
+/* The free-CPU count after the samples `recent` (n of them, oldest first): lower when the
+ * last TEAM_SHRINK_SAMPLES all lie below `current` (to the largest of them), higher when
+ * the last TEAM_GROW_SAMPLES all lie above it (to the smallest), else `current`.  The same
+ * function as fastnn._threads.next_team_free (a test compares the two). */
+int fnn_jax_next_team_free(int current, const int* recent, int n) {
+    int k, lo = 1 << 30, hi = -(1 << 30);
+    if (n >= TEAM_SHRINK_SAMPLES) {
+        for (k = n - TEAM_SHRINK_SAMPLES; k < n; ++k) hi = recent[k] > hi ? recent[k] : hi;
+        if (hi < current) return hi;
+    }
+    if (n >= TEAM_GROW_SAMPLES) {
+        for (k = n - TEAM_GROW_SAMPLES; k < n; ++k) lo = recent[k] < lo ? recent[k] : lo;
+        if (lo > current) return lo;
+    }
+    return current;
+}
+
 int fnn_jax_team(int threads) {
     static int cpus = 0;
     long long now;
@@ -94,10 +115,14 @@ int fnn_jax_team(int threads) {
     if ((__atomic_load_n(&team_free, __ATOMIC_ACQUIRE) < 0 ||
          now - __atomic_load_n(&team_at, __ATOMIC_RELAXED) >= TEAM_SAMPLE_NS) &&
         !__atomic_exchange_n(&team_busy, 1, __ATOMIC_ACQUIRE)) {
-        int sample = free_cpus(threads, cpus), last = team_last < 0 ? cpus : team_last;
-        team_last = sample;
+        int current = team_free < 0 ? cpus : team_free, ordered[TEAM_GROW_SAMPLES], k, n;
+        team_recent[team_seen % TEAM_GROW_SAMPLES] = free_cpus(threads, cpus);
+        ++team_seen;
+        n = team_seen < TEAM_GROW_SAMPLES ? team_seen : TEAM_GROW_SAMPLES;
+        for (k = 0; k < n; ++k) ordered[k] = team_recent[(team_seen - n + k) % TEAM_GROW_SAMPLES];
         __atomic_store_n(&team_at, now, __ATOMIC_RELAXED);
-        __atomic_store_n(&team_free, sample > last ? sample : last, __ATOMIC_RELEASE);
+        __atomic_store_n(&team_free, fnn_jax_next_team_free(current, ordered, n),
+                         __ATOMIC_RELEASE);
         __atomic_store_n(&team_busy, 0, __ATOMIC_RELEASE);
     }
     free = __atomic_load_n(&team_free, __ATOMIC_ACQUIRE);

@@ -405,3 +405,25 @@ def test_handler_team_size_follows_fastnns_rule():
         assert fj._common.team_sizes()[-1] == fastnn.get_num_threads()
     finally:
         adaptive_teams(with_adaptive)
+
+
+def test_handler_team_hysteresis_is_pythons():
+    """The handler's team follows the same shrink/grow rule as fastnn._threads
+    (next_team_free) on random runs of load samples."""
+    import ctypes
+
+    from fastnn import _threads
+
+    lib = _ffi.library()
+    if lib is None:
+        pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
+    step = lib.fnn_jax_next_team_free
+    step.restype = ctypes.c_int
+    step.argtypes = (ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int)
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        current = int(rng.integers(1, 5))
+        recent = [int(v) for v in rng.integers(-1, 6, size=int(rng.integers(0, 8)))]
+        recent = recent[-_threads.TEAM_GROW_SAMPLES :]
+        got = step(current, (ctypes.c_int * max(len(recent), 1))(*recent), len(recent))
+        assert got == _threads.next_team_free(current, recent), (current, recent)
