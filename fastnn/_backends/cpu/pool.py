@@ -93,28 +93,40 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
     return gx
 
 
-def _avg_planes(kernel, src, out_shape, src_hw, out_hw, geom: PoolGeometry, include_pad):
-    """A new ``out_shape`` array of ``src``'s dtype, filled by the average-pooling ``kernel``
-    (forward or backward) from the (src_hw) planes of ``src`` into (out_hw) planes."""
-    out = _outputs.empty_shaped(out_shape, src.dtype)
+def _by_dtype(kernel) -> dict:
+    """A fused-type Cython kernel's specialisations by NumPy dtype: calling one directly
+    skips the fused dispatch (~0.2 us, a tenth of a tiny pooling call)."""
+    return {np.dtype(np.float32): kernel["float"], np.dtype(np.float64): kernel["double"]}
+
+
+_AVG_FORWARD = _by_dtype(_avg.forward)
+_AVG_BACKWARD = _by_dtype(_avg.backward)
+
+
+def _avg_planes(kernels, src, out_shape, src_hw, out_hw, geom: PoolGeometry, include_pad):
+    """A new ``out_shape`` array of ``src``'s dtype, filled by the average-pooling kernel
+    (forward or backward, by dtype in ``kernels``) from the (src_hw) planes of ``src`` into
+    (out_hw) planes."""
+    dtype = src.dtype
+    out = _outputs.empty_shaped(out_shape, dtype)
     if out.size:
         planes = _planes(src, src_hw[0], src_hw[1])
-        kernel(planes, out.reshape(planes.shape[0], out_hw[0], out_hw[1]), geom.plane,
-               include_pad, team_size())  # fmt: skip
+        kernels[dtype](planes, out.reshape(planes.shape[0], out_hw[0], out_hw[1]), geom.plane,
+                       include_pad, team_size())  # fmt: skip
     return out
 
 
 def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d."""
     plane = geom.plane
-    return _avg_planes(_avg.forward, x, geom.output_shape, plane[0:2], plane[2:4], geom,
+    return _avg_planes(_AVG_FORWARD, x, geom.output_shape, plane[0:2], plane[2:4], geom,
                        count_include_pad)  # fmt: skip
 
 
 def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
     """avg_pool{1,2}d_backward: each output's share spread over its window."""
     plane = geom.plane
-    return _avg_planes(_avg.backward, gy, geom.input_shape, plane[2:4], plane[0:2], geom,
+    return _avg_planes(_AVG_BACKWARD, gy, geom.input_shape, plane[2:4], plane[0:2], geom,
                        count_include_pad)  # fmt: skip
 
 
