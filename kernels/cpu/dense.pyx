@@ -4,7 +4,6 @@ import numpy as np
 
 cimport numpy as cnp
 from cython.parallel cimport prange
-from cython cimport floating
 from libc.stdint cimport int32_t, int64_t
 
 cimport dense_arrays as da
@@ -40,39 +39,19 @@ def column_sums(x, int num_threads):
     return out
 
 
-cdef void _small_linear_backward(const floating* gy, const floating* x, const floating* w,
-                                 floating* gi, floating* gw, floating* gb, Py_ssize_t m,
-                                 Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """gi = gy @ w (m, k), gw = gy.T @ x (n, k), gb = column sums of gy (n,); NULL outputs
-    are skipped.  Plain loops, for layers far below one GEMM call's overhead."""
-    cdef Py_ssize_t i, j, p
-    cdef floating g
-    if gi != NULL:
-        for i in range(m * k):
-            gi[i] = 0
-    if gw != NULL:
-        for i in range(n * k):
-            gw[i] = 0
-    if gb != NULL:
-        for j in range(n):
-            gb[j] = 0
-    for i in range(m):
-        for j in range(n):
-            g = gy[i * n + j]
-            if gb != NULL:
-                gb[j] += g
-            if gi != NULL:
-                for p in range(k):
-                    gi[i * k + p] += g * w[j * k + p]
-            if gw != NULL:
-                for p in range(k):
-                    gw[j * k + p] += g * x[i * k + p]
+cdef extern from "small_dense.h" nogil:
+    void fnn_small_linear_backward_f32(const float* gy, const float* x, const float* w,
+                                       float* gi, float* gw, float* gb, Py_ssize_t m,
+                                       Py_ssize_t n, Py_ssize_t k)
+    void fnn_small_linear_backward_f64(const double* gy, const double* x, const double* w,
+                                       double* gi, double* gw, double* gb, Py_ssize_t m,
+                                       Py_ssize_t n, Py_ssize_t k)
 
 
-#: The largest m * n * k that :func:`small_linear_backward` takes: a layer this small
-#: costs less in plain loops (~1K multiply-adds per product, well under a microsecond on
-#: any current core) than one trip through the GEMM dispatcher.
-SMALL_LINEAR_WORK = 1024
+#: The largest m * n * k that :func:`small_linear_backward` takes (a bound on its cost:
+#: single-threaded loops; whether a layer under it runs there is measured by the caller,
+#: fastnn/_backends/cpu/_small_dense.py).
+SMALL_LINEAR_WORK = 1 << 16
 
 
 def small_linear_backward(gy, x, w, bint want_input, bint want_weight, bint want_bias):
@@ -107,11 +86,11 @@ def small_linear_backward(gy, x, w, bint want_input, bint want_weight, bint want
     cdef void* pwt = cnp.PyArray_DATA(wc)
     with nogil:
         if typenum == cnp.NPY_FLOAT:
-            _small_linear_backward[float](<const float*>pg, <const float*>px,
-                                         <const float*>pwt, <float*>pi, <float*>pw,
-                                         <float*>pb, m, n, k)
+            fnn_small_linear_backward_f32(<const float*>pg, <const float*>px,
+                                          <const float*>pwt, <float*>pi, <float*>pw,
+                                          <float*>pb, m, n, k)
         else:
-            _small_linear_backward[double](<const double*>pg, <const double*>px,
+            fnn_small_linear_backward_f64(<const double*>pg, <const double*>px,
                                           <const double*>pwt, <double*>pi, <double*>pw,
                                           <double*>pb, m, n, k)
     return gi, gw, gb

@@ -56,15 +56,18 @@ def test_linear_backward_matches_reference_every_mask(shape, dtype, gemm_engine,
                 assert_close(g, ref, dtype, what=str(mask))
 
 
-def test_small_linear_backward_around_its_bound(dtype, rng):
-    """Layers at and around SMALL_LINEAR_WORK (m * n * k) take the one-call plain-loop
-    path or the GEMMs: the same gradients either way, from any memory layout."""
-    from fastnn.kernels.cpu import dense as kernels
+@pytest.mark.parametrize("loops", [True, False], ids=["loops", "gemms"])
+def test_small_linear_backward_either_way(loops, dtype, monkeypatch, rng):
+    """Small layers (m * n * k up to the loops' limit) run their backward in one call of
+    plain loops or as GEMMs, whichever measures faster: both give the reference's
+    gradients, from any memory layout, for every mask, including the limit itself."""
+    from fastnn._backends.cpu import _small_dense
 
-    bound = kernels.SMALL_LINEAR_WORK
-    for _ in range(30):
-        n, k = (int(v) for v in rng.integers(1, 24, size=2))
-        m = max(0, bound // (n * k) + int(rng.integers(-2, 3)))
+    monkeypatch.setattr(_small_dense, "use_loops", lambda *args: loops)
+    limit = _small_dense.LOOPS_LIMIT
+    for trial in range(30):
+        n, k = (int(v) for v in rng.integers(1, 40, size=2))
+        m = int(rng.integers(0, limit // (n * k) + 1)) if trial else limit // (n * k)
         x0, w0, _ = _layer(rng, (m, k), n, dtype)
         gy0 = rng.standard_normal((m, n)).astype(dtype)
         want = fastnn.linear_backward(gy0, x0, w0, backend="reference")
@@ -76,6 +79,34 @@ def test_small_linear_backward_around_its_bound(dtype, rng):
                 if wanted:
                     assert g.dtype == dtype and g.shape == ref.shape
                     assert_close(g, ref, dtype, what=f"{m}x{n}x{k} x {lx}, w {lw}")
+
+
+def test_small_linear_backward_choice_is_measured_and_remembered(monkeypatch):
+    """The loops-or-GEMMs choice: the prior while autotuning is off; one timing per shape
+    class (through the autotune cache) otherwise, remembered."""
+    from fastnn import _autotune
+    from fastnn._backends.cpu import _small_dense
+
+    calls = []
+
+    def timed():
+        return (lambda: calls.append("loops"), lambda: calls.append("gemms"))
+
+    prior = _small_dense.LOOPS_PRIOR
+    monkeypatch.setattr(_autotune, "autotune_enabled", lambda: False)
+    assert _small_dense.use_loops(1, 1, prior, (True,) * 3, "f", timed) is True
+    assert _small_dense.use_loops(2, 1, prior, (True,) * 3, "f", timed) is False
+    assert calls == []
+    monkeypatch.setattr(_autotune, "autotune_enabled", lambda: True)
+    monkeypatch.setattr(_small_dense._threads, "_free_cpus", lambda: 64)
+    chosen = []
+    monkeypatch.setattr(
+        _autotune, "choose", lambda key, candidates, repeats: chosen.append(key) or "gemms"
+    )
+    args = (3, 5, 7, (True, False, True), "d")
+    assert _small_dense.use_loops(*args, timed) is False
+    assert _small_dense.use_loops(*args, timed) is False
+    assert len(chosen) == 1 and chosen[0].startswith("linear-backward-loops|3|5|7|101|d|")
 
 
 def test_linear_every_memory_layout(dtype, gemm_engine, rng):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn._backends.cpu import _small_dense as _small
 from fastnn._backends.cpu._gemm import matmul
 from fastnn._backends.cpu.activation import CODES
 from fastnn._dispatch import register
@@ -29,13 +30,30 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np
     return matmul(x, w, trans_b=True, act=CODES[activation], bias=b)
 
 
-@register("linear_backward", "cpu")
-def linear_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple:
-    """(gy @ w, gy.T @ x, gy summed over rows), None where the mask is False."""
-    m, n = gy.shape
-    if m * n * x.shape[1] <= _k.SMALL_LINEAR_WORK:  # all three in one call of plain loops
-        return _k.small_linear_backward(gy, x, w, mask[0], mask[1], mask[2])
+def _gemm_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple:
+    """linear_backward as two GEMMs and a column sum."""
     grad_input = matmul(gy, w) if mask[0] else None
     grad_weight = matmul(gy, x, trans_a=True) if mask[1] else None
     grad_bias = column_sums(gy) if mask[2] else None
     return grad_input, grad_weight, grad_bias
+
+
+@register("linear_backward", "cpu")
+def linear_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple:
+    """(gy @ w, gy.T @ x, gy summed over rows), None where the mask is False: small layers
+    in one call of plain loops where that measures faster (_small_dense)."""
+    m, n = gy.shape
+    k = x.shape[1]
+    if m * n * k <= _small.LOOPS_LIMIT:
+        mask = tuple(mask)
+        if _small.use_loops(m, n, k, mask, gy.dtype.char, lambda: _both_ways(gy, x, w, mask)):
+            return _k.small_linear_backward(gy, x, w, mask[0], mask[1], mask[2])
+    return _gemm_backward(gy, x, w, mask)
+
+
+def _both_ways(gy, x, w, mask) -> tuple:
+    """linear_backward in plain loops and as GEMMs, zero-argument callables (to time)."""
+    return (
+        lambda: _k.small_linear_backward(gy, x, w, mask[0], mask[1], mask[2]),
+        lambda: _gemm_backward(gy, x, w, mask),
+    )

@@ -1,0 +1,59 @@
+"""Whether a small dense layer's backward runs in one call of plain loops or as GEMMs.
+
+``linear_backward`` of a small layer is three tiny products; through the GEMM dispatcher
+each pays a trip through Python and the blocked kernel's packing, which for a few thousand
+multiply-adds costs more than the arithmetic.  kernels/cpu/dense.pyx's
+``small_linear_backward`` computes all three in one single-threaded call of plain loops.
+Which of the two is faster depends on the CPU, the shape and the threads, so it is
+measured on the first layer of each shape class (sizes in half-octaves, the output mask,
+dtype, threads) through fastnn's autotune cache, like the GEMM engine; the prior (loops
+for at most LOOPS_PRIOR multiply-adds per product) decides when autotuning is off or the
+machine is busy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastnn import _autotune, _threads
+from fastnn._backends.cpu._gemm import _bucket
+from fastnn.kernels.cpu import dense as _k
+
+__all__ = ["LOOPS_LIMIT", "LOOPS_PRIOR", "use_loops"]
+
+#: Layers above this m * n * k always take the GEMMs (the loops' kernel refuses them).
+LOOPS_LIMIT = _k.SMALL_LINEAR_WORK
+#: The prior: loops up to this many multiply-adds per product (a few microseconds of
+#: arithmetic on any core, against one GEMM dispatch of about as much).
+LOOPS_PRIOR = 4096
+#: (m, n, k, mask, dtype, threads, autotune generation) -> loops?
+_memo: dict[tuple, bool] = {}
+_MEMO_LIMIT = 4096
+
+
+def use_loops(m: int, n: int, k: int, mask: tuple, dtype_char: str, timed: Callable) -> bool:
+    """Whether the (m x k) layer with n outputs runs its backward in plain loops; on a new
+    shape class ``timed()`` gives the two ways to time, (loops, gemms), zero-argument."""
+    threads = _threads.team_size()
+    key = (m, n, k, mask, dtype_char, threads, _autotune.generation())
+    choice = _memo.get(key)
+    if choice is None:
+        choice = _choose(key, *timed())
+    return choice
+
+
+def _choose(key: tuple, loops, gemms) -> bool:
+    m, n, k, mask, dtype_char, threads = key[:6]
+    prior = m * n * k <= LOOPS_PRIOR
+    if not _autotune.autotune_enabled() or _threads._free_cpus() < threads:
+        return prior  # a timing now would measure the other processes: not remembered
+    candidates = {"loops": loops, "gemms": gemms}
+    if not prior:
+        candidates = {"gemms": gemms, "loops": loops}
+    flags = "".join("1" if wanted else "0" for wanted in mask)
+    name = f"linear-backward-loops|{_bucket(m)}|{_bucket(n)}|{_bucket(k)}|{flags}|{dtype_char}"
+    choice = _autotune.choose(f"{name}|{threads}".replace(" ", ""), candidates, repeats=5)
+    if len(_memo) >= _MEMO_LIMIT:
+        _memo.clear()
+    _memo[key] = choice == "loops"
+    return choice == "loops"
