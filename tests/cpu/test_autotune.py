@@ -32,7 +32,7 @@ def clean_state(monkeypatch):
 def entries(path) -> dict[str, str]:
     """The cache file's entries, keys without the machine/build context every key has."""
     data = json.loads(path.read_text())
-    assert data["format"] == 2
+    assert data["format"] == _autotune._FORMAT == 3
     prefix = _machine.context() + "|"
     assert all(k.startswith(prefix) for k in data["entries"]), data["entries"]
     return {k[len(prefix) :]: v for k, v in data["entries"].items()}
@@ -177,6 +177,7 @@ def test_candidates_take_turns_and_failures_are_dropped(tmp_path, monkeypatch):
     """After one warm-up call each, candidates are timed in alternating rounds (so that a
     burst of outside load hits them alike); one that runs out of memory is dropped."""
     monkeypatch.setattr(_autotune, "HOPELESS", float("inf"))  # never drop a slow one here
+    monkeypatch.setattr(_autotune, "MIN_SAMPLE_SECONDS", 0.0)  # one call per sample
     fastnn.autotune(True, cache=tmp_path / "tune.json")
     calls = []
 
@@ -193,6 +194,23 @@ def test_candidates_take_turns_and_failures_are_dropped(tmp_path, monkeypatch):
     assert calls[:3] == ["a", "b", "oom"]  # warm-up
     assert calls[3:] == ["a", "b"] * 3  # then turns; "oom" never again
     assert _autotune.choose("key-all-fail", {"x": oom, "y": oom}) == "x"
+
+
+def test_fast_candidates_are_timed_warm_over_several_calls(tmp_path, monkeypatch):
+    """A candidate faster than MIN_SAMPLE_SECONDS is timed over several calls in a row
+    after an untimed one (warm, as in a loop), still taking turns with the others."""
+    import itertools
+
+    monkeypatch.setattr(_autotune, "HOPELESS", float("inf"))
+    fastnn.autotune(True, cache=tmp_path / "tune.json")
+    calls = []
+    chosen = _autotune.choose(
+        "key-warm", {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3
+    )
+    assert chosen in ("a", "b") and calls[:2] == ["a", "b"]
+    runs = [(name, len(list(group))) for name, group in itertools.groupby(calls[2:])]
+    assert [name for name, _ in runs] == ["a", "b"] * 3  # turns, one block each
+    assert all(2 < count <= _autotune.MAX_SAMPLE_CALLS + 1 for _, count in runs)
 
 
 def test_hopeless_candidates_are_not_timed_again(tmp_path):
