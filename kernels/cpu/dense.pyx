@@ -46,6 +46,10 @@ cdef extern from "small_dense.h" nogil:
     void fnn_small_linear_backward_f64(const double* gy, const double* x, const double* w,
                                        double* gi, double* gw, double* gb, Py_ssize_t m,
                                        Py_ssize_t n, Py_ssize_t k)
+    void fnn_small_linear_f32(const float* x, const float* w, const float* bias, float* y,
+                              Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int act)
+    void fnn_small_linear_f64(const double* x, const double* w, const double* bias,
+                              double* y, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int act)
 
 
 #: The largest m * n * k that :func:`small_linear_backward` takes (a bound on its cost:
@@ -94,6 +98,44 @@ def small_linear_backward(gy, x, w, bint want_input, bint want_weight, bint want
                                           <const double*>pwt, <double*>pi, <double*>pw,
                                           <double*>pb, m, n, k)
     return gi, gw, gb
+
+
+def small_linear(x, w, bias, int act):
+    """act(x @ w.T + bias) of a tiny dense layer in one call: x (m, k), w (n, k), bias (n,)
+    or None, all float32 or all float64; act a kernel code (0 none, 1 relu, 2 sigmoid,
+    3 tanh).  The caller keeps m * n * k <= SMALL_LINEAR_WORK."""
+    cdef cnp.ndarray xc = da.carray(x), wc = da.carray(w), bc
+    cdef int typenum = cnp.PyArray_TYPE(xc)
+    if cnp.PyArray_TYPE(wc) != typenum:
+        raise TypeError("small_linear: x and w must share a dtype")
+    if cnp.PyArray_NDIM(xc) != 2 or cnp.PyArray_NDIM(wc) != 2:
+        raise ValueError("small_linear: x and w must be 2-d")
+    cdef Py_ssize_t m = cnp.PyArray_DIM(xc, 0), k = cnp.PyArray_DIM(xc, 1)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(wc, 0)
+    if cnp.PyArray_DIM(wc, 1) != k:
+        raise ValueError("small_linear: x (m, k) and w (n, k) disagree")
+    if m * n * k > SMALL_LINEAR_WORK:
+        raise ValueError(f"small_linear: m * n * k = {m * n * k} exceeds {SMALL_LINEAR_WORK}")
+    if act < 0 or act > 3:
+        raise ValueError(f"small_linear: unknown activation code {act}")
+    cdef void* pb = NULL
+    if bias is not None:
+        bc = da.carray(bias)
+        if cnp.PyArray_TYPE(bc) != typenum or cnp.PyArray_SIZE(bc) != n:
+            raise ValueError(f"small_linear: bias must hold {n} values of x's dtype")
+        pb = cnp.PyArray_DATA(bc)
+    cdef cnp.ndarray y = da.empty_2d(m, n, typenum)
+    cdef void* px = cnp.PyArray_DATA(xc)
+    cdef void* pw = cnp.PyArray_DATA(wc)
+    cdef void* py = cnp.PyArray_DATA(y)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT:
+            fnn_small_linear_f32(<const float*>px, <const float*>pw, <const float*>pb,
+                                 <float*>py, m, n, k, act)
+        else:
+            fnn_small_linear_f64(<const double*>px, <const double*>pw, <const double*>pb,
+                                 <double*>py, m, n, k, act)
+    return y
 
 
 cdef extern from "value_range.h" nogil:

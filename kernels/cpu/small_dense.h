@@ -1,4 +1,4 @@
-/* The backward of a small dense layer in one call of plain loops, float and double:
+/* A small dense layer in one call of plain loops, float and double.  The backward:
  * grad_input = gy @ w (m x k), grad_weight = gy^T @ x (n x k), grad_bias = the column sums
  * of gy (n), each only when its pointer is not NULL.  Single-threaded and unblocked: for
  * layers of a few thousand multiply-adds, where a trip through the GEMM dispatcher costs
@@ -50,7 +50,37 @@
         }                                                                                 \
     })
 
+/* y = act(x @ w^T + bias) for x (m, k), w (n, k), bias (n) or NULL, y (m, n): one dot
+ * product along k per output, in eight partial sums (vectorisable without reordering
+ * anything the compiler may not), then the bias and the activation (activation_simd.h
+ * codes). */
+#define FNN_DEFINE_SMALL_LINEAR(T, SUFFIX)                                                \
+    FNN_MULTIVERSION(fnn_small_linear_##SUFFIX,                                           \
+        (const T* restrict x, const T* restrict w, const T* restrict bias,               \
+         T* restrict y, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, int act),                 \
+        (x, w, bias, y, m, n, k, act), {                                                  \
+        ptrdiff_t i, j, p;                                                                \
+        int l;                                                                            \
+        for (i = 0; i < m; ++i) {                                                         \
+            const T* restrict xi = x + i * k;                                             \
+            for (j = 0; j < n; ++j) {                                                     \
+                const T* restrict wj = w + j * k;                                         \
+                T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                      \
+                T s = 0;                                                                  \
+                for (p = 0; p + 8 <= k; p += 8)                                           \
+                    for (l = 0; l < 8; ++l) acc[l] += xi[p + l] * wj[p + l];              \
+                for (; p < k; ++p) s += xi[p] * wj[p];                                    \
+                s += ((acc[0] + acc[1]) + (acc[2] + acc[3]))                              \
+                     + ((acc[4] + acc[5]) + (acc[6] + acc[7]));                           \
+                if (bias != NULL) s += bias[j];                                           \
+                y[i * n + j] = fnn_activate_##SUFFIX(act, s);                             \
+            }                                                                             \
+        }                                                                                 \
+    })
+
 FNN_DEFINE_SMALL_LINEAR_BACKWARD(float, f32)
 FNN_DEFINE_SMALL_LINEAR_BACKWARD(double, f64)
+FNN_DEFINE_SMALL_LINEAR(float, f32)
+FNN_DEFINE_SMALL_LINEAR(double, f64)
 
 #endif

@@ -57,7 +57,7 @@ def test_linear_backward_matches_reference_every_mask(shape, dtype, gemm_engine,
 
 
 @pytest.mark.parametrize("loops", [True, False], ids=["loops", "gemms"])
-def test_small_linear_backward_either_way(loops, dtype, monkeypatch, rng):
+def test_small_linear_either_way(loops, dtype, monkeypatch, rng):
     """Small layers (m * n * k up to the loops' limit) run their backward in one call of
     plain loops or as GEMMs, whichever measures faster: both give the reference's
     gradients, from any memory layout, for every mask, including the limit itself."""
@@ -65,6 +65,16 @@ def test_small_linear_backward_either_way(loops, dtype, monkeypatch, rng):
 
     monkeypatch.setattr(_small_dense, "use_loops", lambda *args: loops)
     limit = _small_dense.LOOPS_LIMIT
+    for trial in range(12):  # the forward: every activation, with and without a bias
+        n, k = (int(v) for v in rng.integers(1, 40, size=2))
+        m = int(rng.integers(0, limit // (n * k) + 1)) if trial else limit // (n * k)
+        x0, w0, b0 = _layer(rng, (m, k), n, dtype)
+        for (lx, x), (lw, w), activation in zip(layouts(x0), layouts(w0), ACTIVATIONS * 4):
+            for bias in (b0, None):
+                got = fastnn.linear(x, w, bias, activation=activation)
+                want = fastnn.linear(x0, w0, bias, activation=activation, backend="reference")
+                assert got.dtype == dtype and got.shape == want.shape
+                assert_close(got, want, dtype, what=f"{m}x{n}x{k} {activation} x {lx}, w {lw}")
     for trial in range(30):
         n, k = (int(v) for v in rng.integers(1, 40, size=2))
         m = int(rng.integers(0, limit // (n * k) + 1)) if trial else limit // (n * k)
@@ -81,7 +91,7 @@ def test_small_linear_backward_either_way(loops, dtype, monkeypatch, rng):
                     assert_close(g, ref, dtype, what=f"{m}x{n}x{k} x {lx}, w {lw}")
 
 
-def test_small_linear_backward_choice_is_measured_and_remembered(monkeypatch):
+def test_small_linear_choice_is_measured_and_remembered(monkeypatch):
     """The loops-or-GEMMs choice: the prior while autotuning is off; one timing per shape
     class (through the autotune cache) otherwise, remembered."""
     from fastnn import _autotune
@@ -94,8 +104,9 @@ def test_small_linear_backward_choice_is_measured_and_remembered(monkeypatch):
 
     prior = _small_dense.LOOPS_PRIOR
     monkeypatch.setattr(_autotune, "autotune_enabled", lambda: False)
-    assert _small_dense.use_loops(1, 1, prior, (True,) * 3, "f", timed) is True
-    assert _small_dense.use_loops(2, 1, prior, (True,) * 3, "f", timed) is False
+    op = "linear-backward"
+    assert _small_dense.use_loops(op, 1, 1, prior, (True,) * 3, "f", timed) is True
+    assert _small_dense.use_loops(op, 2, 1, prior, (True,) * 3, "f", timed) is False
     assert calls == []
     monkeypatch.setattr(_autotune, "autotune_enabled", lambda: True)
     monkeypatch.setattr(_small_dense._threads, "_free_cpus", lambda: 64)
@@ -103,10 +114,12 @@ def test_small_linear_backward_choice_is_measured_and_remembered(monkeypatch):
     monkeypatch.setattr(
         _autotune, "choose", lambda key, candidates, repeats: chosen.append(key) or "gemms"
     )
-    args = (3, 5, 7, (True, False, True), "d")
+    args = (op, 3, 5, 7, (True, False, True), "d")
     assert _small_dense.use_loops(*args, timed) is False
     assert _small_dense.use_loops(*args, timed) is False
     assert len(chosen) == 1 and chosen[0].startswith("linear-backward-loops|3|5|7|101|d|")
+    assert _small_dense.use_loops("linear", 3, 5, 7, (2, True), "d", timed) is False
+    assert len(chosen) == 2 and chosen[1].startswith("linear-loops|3|5|7|21|d|")
 
 
 def test_linear_every_memory_layout(dtype, gemm_engine, rng):

@@ -1,14 +1,17 @@
-"""Whether a small dense layer's backward runs in one call of plain loops or as GEMMs.
+"""Whether a small dense layer (``linear``, ``linear_backward``) runs in one call of plain
+loops or as GEMMs.
 
-``linear_backward`` of a small layer is three tiny products; through the GEMM dispatcher
-each pays a trip through Python and the blocked kernel's packing, which for a few thousand
-multiply-adds costs more than the arithmetic.  kernels/cpu/dense.pyx's
-``small_linear_backward`` computes all three in one single-threaded call of plain loops.
+``linear_backward`` of a small layer is three tiny products, ``linear`` one plus its
+epilogue; through the GEMM dispatcher each pays a trip through Python and the blocked
+kernel's packing, which for a few thousand multiply-adds costs more than the arithmetic.
+kernels/cpu/dense.pyx's ``small_linear`` / ``small_linear_backward`` compute them in one
+single-threaded call of plain loops (kernels/cpu/small_dense.h).
+
 Which of the two is faster depends on the CPU, the shape and the threads, so it is
-measured on the first layer of each shape class (sizes in half-octaves, the output mask,
-dtype, threads) through fastnn's autotune cache, like the GEMM engine; the prior (loops
-for at most LOOPS_PRIOR multiply-adds per product) decides when autotuning is off or the
-machine is busy.
+measured on the first layer of each shape class (sizes in half-octaves, the output mask or
+activation and bias, dtype, threads) through fastnn's autotune cache, like the GEMM
+engine; the prior (loops for at most LOOPS_PRIOR multiply-adds per product) decides when
+autotuning is off or the machine is busy.
 """
 
 from __future__ import annotations
@@ -26,16 +29,20 @@ LOOPS_LIMIT = _k.SMALL_LINEAR_WORK
 #: The prior: loops up to this many multiply-adds per product (a few microseconds of
 #: arithmetic on any core, against one GEMM dispatch of about as much).
 LOOPS_PRIOR = 4096
-#: (m, n, k, mask, dtype, threads, autotune generation) -> loops?
+#: (op, m, n, k, flags, dtype, threads, autotune generation) -> loops?
 _memo: dict[tuple, bool] = {}
 _MEMO_LIMIT = 4096
 
 
-def use_loops(m: int, n: int, k: int, mask: tuple, dtype_char: str, timed: Callable) -> bool:
-    """Whether the (m x k) layer with n outputs runs its backward in plain loops; on a new
-    shape class ``timed()`` gives the two ways to time, (loops, gemms), zero-argument."""
+def use_loops(
+    op: str, m: int, n: int, k: int, flags: tuple, dtype_char: str, timed: Callable
+) -> bool:
+    """Whether ``op`` ("linear" or "linear-backward") of the (m x k) layer with n outputs
+    runs in plain loops; ``flags`` (small ints: the output mask, or the activation code and
+    whether there is a bias) belong to the shape class.  On a new shape class ``timed()``
+    gives the two ways to time, (loops, gemms), zero-argument."""
     threads = _threads.team_size()
-    key = (m, n, k, mask, dtype_char, threads, _autotune.generation())
+    key = (op, m, n, k, flags, dtype_char, threads, _autotune.generation())
     choice = _memo.get(key)
     if choice is None:
         choice = _choose(key, *timed())
@@ -43,16 +50,17 @@ def use_loops(m: int, n: int, k: int, mask: tuple, dtype_char: str, timed: Calla
 
 
 def _choose(key: tuple, loops, gemms) -> bool:
-    m, n, k, mask, dtype_char, threads = key[:6]
+    op, m, n, k, flags, dtype_char, threads = key[:7]
     prior = m * n * k <= LOOPS_PRIOR
     if not _autotune.autotune_enabled() or _threads._free_cpus() < threads:
         return prior  # a timing now would measure the other processes: not remembered
     candidates = {"loops": loops, "gemms": gemms}
     if not prior:
         candidates = {"gemms": gemms, "loops": loops}
-    flags = "".join("1" if wanted else "0" for wanted in mask)
-    name = f"linear-backward-loops|{_bucket(m)}|{_bucket(n)}|{_bucket(k)}|{flags}|{dtype_char}"
-    choice = _autotune.choose(f"{name}|{threads}".replace(" ", ""), candidates, repeats=5)
+    shape = f"{_bucket(m)}|{_bucket(n)}|{_bucket(k)}".replace(" ", "")
+    marks = "".join(str(int(f)) for f in flags)
+    name = f"{op}-loops|{shape}|{marks}|{dtype_char}|{threads}"
+    choice = _autotune.choose(name, candidates, repeats=5)
     if len(_memo) >= _MEMO_LIMIT:
         _memo.clear()
     _memo[key] = choice == "loops"

@@ -26,8 +26,25 @@ def gemm(a, b, c, alpha: float, beta: float, trans_a: bool, trans_b: bool) -> np
 
 @register("linear", "cpu")
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np.ndarray:
-    """activation(x @ w.T + b) in one pass over the result."""
-    return matmul(x, w, trans_b=True, act=CODES[activation], bias=b)
+    """activation(x @ w.T + b) in one pass over the result: small layers in one call of
+    plain loops where that measures faster (_small_dense)."""
+    act = CODES[activation]
+    m, k = x.shape
+    n = w.shape[0]
+    if m * n * k <= _small.LOOPS_LIMIT:
+        flags = (act, b is not None)
+        if _small.use_loops("linear", m, n, k, flags, x.dtype.char,
+                            lambda: _forward_both_ways(x, w, b, act)):  # fmt: skip
+            return _k.small_linear(x, w, b, act)
+    return matmul(x, w, trans_b=True, act=act, bias=b)
+
+
+def _forward_both_ways(x, w, b, act: int) -> tuple:
+    """linear in plain loops and as a GEMM, zero-argument callables (to time)."""
+    return (
+        lambda: _k.small_linear(x, w, b, act),
+        lambda: matmul(x, w, trans_b=True, act=act, bias=b),
+    )
 
 
 def _gemm_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple:
@@ -46,7 +63,8 @@ def linear_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple
     k = x.shape[1]
     if m * n * k <= _small.LOOPS_LIMIT:
         mask = tuple(mask)
-        if _small.use_loops(m, n, k, mask, gy.dtype.char, lambda: _both_ways(gy, x, w, mask)):
+        if _small.use_loops("linear-backward", m, n, k, mask, gy.dtype.char,
+                            lambda: _both_ways(gy, x, w, mask)):  # fmt: skip
             return _k.small_linear_backward(gy, x, w, mask[0], mask[1], mask[2])
     return _gemm_backward(gy, x, w, mask)
 
