@@ -138,10 +138,16 @@ _ENGINE_MEMO_LIMIT = 4096
 _forced: list[str | None] = [None]
 
 
+def engine_forced() -> bool:
+    """Whether :func:`forced_engine` pins the engine now."""
+    return _forced[0] is not None
+
+
 @contextlib.contextmanager
 def forced_engine(name: str | None) -> Iterator[None]:
     """Run every product inside the ``with`` block on engine ``name`` ("blas" or
-    "blocked"; None: the measured choice)."""
+    "blocked"; None: the measured choice).  Small dense layers then take the GEMMs too,
+    never the plain loops of _small_dense."""
     if name not in (None, "blas", "blocked"):
         raise ValueError(f"engine must be 'blas', 'blocked' or None, got {name!r}")
     previous = _forced[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._backends.cpu import _small_dense as _small
-from fastnn._backends.cpu._gemm import matmul
+from fastnn._backends.cpu._gemm import engine_forced, matmul
 from fastnn._backends.cpu.activation import CODES
 from fastnn._dispatch import register
 from fastnn._threads import team_size
@@ -31,7 +31,7 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np
     act = CODES[activation]
     m, k = x.shape
     n = w.shape[0]
-    if m * n * k <= _small.LOOPS_LIMIT:
+    if m * n * k <= _small.LOOPS_LIMIT and not engine_forced():
         flags = (act, b is not None)
         if _small.use_loops("linear", m, n, k, flags, x.dtype.char,
                             lambda: _forward_both_ways(x, w, b, act)):  # fmt: skip
@@ -61,7 +61,7 @@ def linear_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple
     in one call of plain loops where that measures faster (_small_dense)."""
     m, n = gy.shape
     k = x.shape[1]
-    if m * n * k <= _small.LOOPS_LIMIT:
+    if m * n * k <= _small.LOOPS_LIMIT and not engine_forced():
         mask = tuple(mask)
         if _small.use_loops("linear-backward", m, n, k, mask, gy.dtype.char,
                             lambda: _both_ways(gy, x, w, mask)):  # fmt: skip
