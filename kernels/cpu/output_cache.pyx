@@ -58,20 +58,13 @@ def empty(Py_ssize_t size, dtype):
     """A new 1-D array of ``size`` elements of ``dtype``, its memory from the cache when
     it is large (a block freed earlier with exactly this size, whose pages are already
     mapped), else from NumPy."""
-    dt = np.dtype(dtype)
-    if size * dt.itemsize < FNN_CACHE_MIN:
-        return np.empty(size, dtype=dt)
-    old = cnp.PyDataMem_SetHandler(_capsule)
-    try:
-        return np.empty(size, dtype=dt)
-    finally:
-        cnp.PyDataMem_SetHandler(old)
+    return empty_shaped((size,), dtype)
 
 
 def empty_shaped(tuple shape, dtype):
     """A new C-contiguous array of ``shape`` (a tuple of non-negative ints) and ``dtype``,
-    its memory from the cache when it is large: :func:`empty` without the reshape, for
-    the small calls whose whole cost is the allocation's Python overhead."""
+    its memory from the cache when it is large, else from NumPy (small arrays straight
+    from PyArray_EMPTY: their whole cost is the allocation's overhead)."""
     cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]
     cdef Py_ssize_t ndim = len(shape), k
     cdef cnp.npy_intp size = 1

@@ -14,7 +14,6 @@ from tests.utils import import_torch
 torch = import_torch()
 F = torch.nn.functional
 
-import fastnn  # noqa: E402
 import fastnn.torch as ft  # noqa: E402
 from fastnn.torch._norm_grad import (  # noqa: E402
     ChannelSumsFunction,
@@ -38,12 +37,7 @@ FASTNN_NODES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = fastnn.get_num_threads()
-    fastnn.set_num_threads(1)
-    yield
-    fastnn.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _t(rng, *shape, scale=1.0, offset=0.0, dtype=torch.float64, grad=True):
