@@ -175,6 +175,7 @@ def library() -> ctypes.CDLL | None:
         _reason = f"the XLA FFI handler could not be built: {error}"
         return None
     _hand_over_entries(lib)
+    _follow_calibrations(lib)
     for name in TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     return lib
@@ -189,6 +190,25 @@ def _hand_over_entries(lib: ctypes.CDLL) -> None:
     setter.argtypes = [ctypes.c_void_p] * 4
     setter.restype = None
     setter(*(ctypes.c_void_p(address or None) for address in c_entries()))
+
+
+def _follow_calibrations(lib: ctypes.CDLL) -> None:
+    """Give the handler library's copies of the CPU backend's measured thresholds (the
+    parallel scale of the pooling kernels' thread thresholds; the GEMM's flops per thread
+    and short-k) the values this process measured, now and after every new measurement."""
+    from fastnn._backends.cpu import _gemm, _parallel
+    from fastnn.kernels.cpu import gemm as gemm_kernels
+
+    set_scale = lib.fnn_jax_pool_set_parallel_scale
+    set_scale.argtypes, set_scale.restype = [ctypes.c_double], None
+    set_gemm = lib.fnn_jax_gemm_set_calibration
+    set_gemm.argtypes, set_gemm.restype = [ctypes.c_double, ctypes.c_ssize_t], None
+    if not _gemm._calibrated:
+        _gemm.calibrate()  # puts itself off while the machine is busy: the priors then
+    set_scale(_parallel.scale())
+    set_gemm(gemm_kernels.flops_per_thread(), gemm_kernels.short_k())
+    _parallel.SCALE_HOOKS.append(set_scale)
+    _gemm.CALIBRATION_HOOKS.append(set_gemm)
 
 
 def unavailable_reason() -> str | None:

@@ -46,6 +46,16 @@ void fnn_jax_softmax_backward(int f64, int log_mode, const void* g, const void* 
                                       rows, d);
 }
 
+/* This library's copies of the GEMM calibration (gemm_blocked.h: the flops per thread
+ * below which fewer threads run, the longest reduction on the unpacked path), set from
+ * the CPU backend's measurement (fastnn/_backends/cpu/_gemm.py) by fastnn/jax/_ffi.py. */
+void fnn_jax_gemm_set_calibration(double flops_per_thread, ptrdiff_t short_k) {
+    fnn_gemm_flops_per_thread = flops_per_thread;
+    fnn_gemm_short_k = short_k;
+}
+double fnn_jax_gemm_flops_per_thread(void) { return fnn_gemm_flops_per_thread; }
+ptrdiff_t fnn_jax_gemm_short_k(void) { return fnn_gemm_short_k; }
+
 static int gemm(int f64, const fnn_gemm_args* g, int threads) {
     return f64 ? fnn_gemm_f64(g, threads, FNN_GEMM_AUTO) : fnn_gemm_f32(g, threads, FNN_GEMM_AUTO);
 }

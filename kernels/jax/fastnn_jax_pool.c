@@ -12,12 +12,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "parallel_scale.h"
 #include "pool_rows.h"
 
 #define FNN_PARALLEL_MIN ((ptrdiff_t)1 << 15) /* work_split.pxd's PARALLEL_MIN */
 
+/* This library's copy of the measured threshold scale (parallel_scale.h), set from
+ * fastnn/_backends/cpu/_parallel.py's by fastnn/jax/_ffi.py, and read back by tests. */
+void fnn_jax_pool_set_parallel_scale(double scale) { fnn_set_parallel_scale(scale); }
+double fnn_jax_pool_parallel_scale(void) { return fnn_parallel_scale; }
+
 static int threads_for(ptrdiff_t work, ptrdiff_t items, int threads) {
-    if (work < FNN_PARALLEL_MIN || items < 2) return 1;
+    if (work < fnn_scaled_min(FNN_PARALLEL_MIN) || items < 2) return 1;
     return (ptrdiff_t)threads < items ? threads : (int)items;
 }
 

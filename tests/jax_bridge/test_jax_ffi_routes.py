@@ -427,3 +427,42 @@ def test_handler_team_hysteresis_is_pythons():
         recent = recent[-_threads.TEAM_GROW_SAMPLES :]
         got = step(current, (ctypes.c_int * max(len(recent), 1))(*recent), len(recent))
         assert got == _threads.next_team_free(current, recent), (current, recent)
+
+
+def test_handler_follows_the_cpu_backends_measured_thresholds():
+    """The handler library's own copies of the measured thresholds (pooling's parallel
+    scale, the GEMM's flops per thread and short k) hold this process's values, and
+    follow a new setting."""
+    import ctypes
+
+    from fastnn._backends.cpu import _gemm, _parallel
+    from fastnn.kernels.cpu import gemm as gemm_kernels
+
+    lib = _ffi.library()
+    if lib is None:
+        pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
+    scale = lib.fnn_jax_pool_parallel_scale
+    scale.restype = ctypes.c_double
+    flops = lib.fnn_jax_gemm_flops_per_thread
+    flops.restype = ctypes.c_double
+    short_k = lib.fnn_jax_gemm_short_k
+    short_k.restype = ctypes.c_ssize_t
+    assert scale() == _parallel.scale()
+    assert flops() == gemm_kernels.flops_per_thread()
+    assert short_k() == gemm_kernels.short_k()
+    before = _parallel.scale()
+    try:
+        _parallel.set_scale(before * 2)
+        assert scale() == before * 2
+    finally:
+        _parallel.set_scale(before)
+    assert scale() == before
+    saved = (gemm_kernels.flops_per_thread(), gemm_kernels.short_k())
+    try:
+        _gemm.calibrate(force=True)
+        assert (flops(), short_k()) == (gemm_kernels.flops_per_thread(), gemm_kernels.short_k())
+    finally:
+        gemm_kernels.set_flops_per_thread(saved[0])
+        gemm_kernels.set_short_k(saved[1])
+        for hook in _gemm.CALIBRATION_HOOKS:
+            hook(*saved)

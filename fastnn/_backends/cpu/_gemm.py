@@ -38,6 +38,9 @@ VARIANT = _k.variant_name()
 #: wild measurement; outside these a split is surely worth it, or surely not).
 FLOPS_PER_THREAD_RANGE = (2.0**16, 2.0**23)
 _calibrated = False
+#: Called with (flops per thread, short k) after each calibration: other compiled copies of
+#: the GEMM (fastnn.jax's XLA handler library) follow this process's measurement.
+CALIBRATION_HOOKS: list = []
 #: When a calibration put off on a busy machine is tried again (time.monotonic()).
 _next_try = 0.0
 RETRY_SECONDS = 1.0
@@ -71,6 +74,8 @@ def calibrate(force: bool = False) -> float:
     flops = min(high, max(low, 2.0 * overhead * rate))
     _k.set_flops_per_thread(flops)
     _k.set_short_k(_measure_short_k(level))
+    for hook in CALIBRATION_HOOKS:
+        hook(flops, _k.short_k())
     return flops
 
 

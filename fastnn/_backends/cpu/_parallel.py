@@ -51,6 +51,9 @@ SCALE_RANGE = (1 / 8, 8.0)
 PROBE_ELEMENTS = 1 << 15
 
 _scale: float | None = None
+#: Called with the scale whenever it is set: other compiled copies of the thresholds
+#: (fastnn.jax's XLA handler library) follow the CPU backend's.
+SCALE_HOOKS: list = []
 
 
 def scale() -> float:
@@ -97,3 +100,5 @@ def set_scale(value: float) -> None:
     for name in MODULES:
         importlib.import_module(f"fastnn.kernels.cpu.{name}").set_parallel_scale(value)
     _scale = value
+    for hook in SCALE_HOOKS:
+        hook(value)
