@@ -125,6 +125,8 @@ def linear(
         _args.check_shape(op, "bias", bias, (out_features,), "out_features")
     act = _args.activation_name(op, activation)
     out = resolve(op, kind, backend)(_rows(input), weight, bias, act)
+    if len(input.shape) == 2:  # already (rows, out_features): a reshape costs ~0.3 us
+        return out
     return out.reshape(*input.shape[:-1], out_features)
 
 
@@ -149,6 +151,6 @@ def linear_backward(
     _args.check_shape(op, "grad_output", grad_output, expected, "input.shape[:-1] + (out,)")
     mask = _args.output_mask(op, output_mask)
     gi, gw, gb = resolve(op, kind, backend)(_rows(grad_output), _rows(input), weight, mask)
-    if gi is not None:
+    if gi is not None and len(input.shape) != 2:
         gi = gi.reshape(input.shape)
     return gi, gw, gb
