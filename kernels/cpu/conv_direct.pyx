@@ -128,6 +128,20 @@ cdef inline Py_ssize_t block_start(Py_ssize_t n, Py_ssize_t nblocks,
     return n * b // nblocks
 
 
+cdef void pack_forward_weights(const floating* w, floating* wpk, const ConvShape* s,
+                               Py_ssize_t nkb) noexcept nogil:
+    """The forward's weights packed per block of output channels (nkb blocks per group):
+    wpk[(g, k0)][q][k] = w[g * Kg + k0 + k][q]."""
+    cdef Py_ssize_t g, kb, k0, kn, q, k
+    for g in range(s.G):
+        for kb in range(nkb):
+            k0 = block_start(s.Kg, nkb, kb)
+            kn = block_start(s.Kg, nkb, kb + 1) - k0
+            for q in range(s.Q):
+                for k in range(kn):
+                    wpk[(g * s.Kg + k0) * s.Q + q * kn + k] = w[(g * s.Kg + k0 + k) * s.Q + q]
+
+
 cdef inline Py_ssize_t share(Py_ssize_t items, int part) noexcept nogil:
     """Where this thread's contiguous share of items starts (part 0) or ends (part 1),
     inside a parallel block."""
@@ -211,18 +225,11 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w,
     cdef Py_ssize_t[::1] qoff = np.empty(max(s.Q, 1), dtype=np.intp)
     cdef floating[::1] wpk = np.empty(max(w.shape[0], 1), dtype=DTYPE)
     cdef floating[::1] buf = np.zeros(nt * per_thread, dtype=DTYPE)
-    cdef Py_ssize_t start = 0, end = 0, kb, k0, kn, k, q, g
+    cdef Py_ssize_t start = 0, end = 0
     if s.N == 0:
         return
     fill_qoff(&s, s.Cg, Wq, cstride, &qoff[0])
-    # weights packed per block of output channels: wpk[(g, k0)][q][k]
-    for g in range(s.G):
-        for kb in range(nkb):
-            k0 = block_start(s.Kg, nkb, kb)
-            kn = block_start(s.Kg, nkb, kb + 1) - k0
-            for q in range(s.Q):
-                for k in range(kn):
-                    wpk[(g * s.Kg + k0) * s.Q + q * kn + k] = w[(g * s.Kg + k0 + k) * s.Q + q]
+    pack_forward_weights(&w[0], &wpk[0], &s, nkb)
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef Py_ssize_t xn = x.strides[0] // isz, xc = x.strides[1] // isz
     cdef Py_ssize_t xh = x.strides[2] // isz, xw = x.strides[3] // isz
@@ -469,7 +476,7 @@ cdef int fwd_entry(const floating* x, Py_ssize_t xh, const floating* w, const fl
     cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Ho, rows) * ceil_div(nkb, kblocks)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t xn = s.C * s.H * s.W, xc = s.H * s.W
-    cdef Py_ssize_t start = 0, end = 0, kb, k0, kn, k, q, g
+    cdef Py_ssize_t start = 0, end = 0
     cdef Py_ssize_t* qoff = <Py_ssize_t*>malloc(max(s.Q, 1) * sizeof(Py_ssize_t))
     cdef floating* wpk = <floating*>malloc(max(s.K * s.Q, 1) * sizeof(floating))
     cdef floating* buf = <floating*>calloc(nt * per_thread, sizeof(floating))
@@ -477,13 +484,7 @@ cdef int fwd_entry(const floating* x, Py_ssize_t xh, const floating* w, const fl
     if qoff != NULL and wpk != NULL and buf != NULL:
         status = 0
         fill_qoff(s, s.Cg, Wq, cstride, qoff)
-        for g in range(s.G):  # forward()'s packing: wpk[(g, k0)][q][k]
-            for kb in range(nkb):
-                k0 = block_start(s.Kg, nkb, kb)
-                kn = block_start(s.Kg, nkb, kb + 1) - k0
-                for q in range(s.Q):
-                    for k in range(kn):
-                        wpk[(g * s.Kg + k0) * s.Q + q * kn + k] = w[(g * s.Kg + k0 + k) * s.Q + q]
+        pack_forward_weights(w, wpk, s, nkb)
         if nt == 1:
             fwd_items(x, xn, xc, xh, 1, wpk, bias, y, s, qoff, rows, kblocks, Wq, cstride, 0,
                       items, buf, act)
