@@ -9,6 +9,11 @@ cimport dense_arrays as da
 
 cnp.import_array()
 
+from fastnn.kernels.cpu.output_cache import HANDLER as _CACHE, MIN_BYTES as _CACHE_MIN
+
+#: Results of at least this many bytes come from fastnn's output cache (output_cache.h).
+cdef Py_ssize_t _cache_min = _CACHE_MIN
+
 cdef extern from "backprop_kernels.h" nogil:
     int FNN_LOSS_MSE, FNN_LOSS_BCE
     void fnn_output_sensitivity_f32(int loss, int act, const float* y, const float* t,
@@ -28,7 +33,7 @@ def output_sensitivity(int loss, int act, y, target, u, double scale, int num_th
     """A new array delta = f'(u) * dJ/dy for the MSE or BCE loss (`loss` code) and the
     activation code `act`, every element times `scale`.  y, target, u: one shape."""
     cdef cnp.ndarray yc = da.carray(y), tc = da.carray(target), uc = da.carray(u)
-    cdef cnp.ndarray out = da.empty_like(yc)
+    cdef cnp.ndarray out = da.empty_like_cached(yc, _CACHE, _cache_min)
     cdef int typenum = cnp.PyArray_TYPE(yc), chunks, c
     cdef Py_ssize_t n = cnp.PyArray_SIZE(yc)
     cdef char* yp = <char*>cnp.PyArray_DATA(yc)

@@ -10,6 +10,11 @@ cimport dense_arrays as da
 
 cnp.import_array()
 
+from fastnn.kernels.cpu.output_cache import HANDLER as _CACHE, MIN_BYTES as _CACHE_MIN
+
+#: Results of at least this many bytes come from fastnn's output cache (output_cache.h).
+cdef Py_ssize_t _cache_min = _CACHE_MIN
+
 cdef extern from "dense_reduce.h" nogil:
     int fnn_column_sums_f32(const float* x, Py_ssize_t m, Py_ssize_t n, float* out,
                             int threads)
@@ -79,8 +84,8 @@ def small_linear_backward(gy, x, w, bint want_input, bint want_weight, bint want
                          f"{SMALL_LINEAR_WORK}")
     cdef cnp.npy_intp dims[1]
     dims[0] = n
-    gi = da.empty_2d(m, k, typenum) if want_input else None
-    gw = da.empty_2d(n, k, typenum) if want_weight else None
+    gi = da.empty_2d_cached(m, k, typenum, _CACHE, _cache_min) if want_input else None
+    gw = da.empty_2d_cached(n, k, typenum, _CACHE, _cache_min) if want_weight else None
     gb = <cnp.ndarray>cnp.PyArray_EMPTY(1, dims, typenum, 0) if want_bias else None
     cdef void* pi = NULL if gi is None else cnp.PyArray_DATA(<cnp.ndarray>gi)
     cdef void* pw = NULL if gw is None else cnp.PyArray_DATA(<cnp.ndarray>gw)
@@ -124,7 +129,7 @@ def small_linear(x, w, bias, int act):
         if cnp.PyArray_TYPE(bc) != typenum or cnp.PyArray_SIZE(bc) != n:
             raise ValueError(f"small_linear: bias must hold {n} values of x's dtype")
         pb = cnp.PyArray_DATA(bc)
-    cdef cnp.ndarray y = da.empty_2d(m, n, typenum)
+    cdef cnp.ndarray y = da.empty_2d_cached(m, n, typenum, _CACHE, _cache_min)
     cdef void* px = cnp.PyArray_DATA(xc)
     cdef void* pw = cnp.PyArray_DATA(wc)
     cdef void* py = cnp.PyArray_DATA(y)

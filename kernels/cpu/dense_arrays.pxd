@@ -45,6 +45,20 @@ cdef inline cnp.ndarray empty_2d(Py_ssize_t rows, Py_ssize_t cols, int typenum):
     return <cnp.ndarray>cnp.PyArray_EMPTY(2, dims, typenum, 0)
 
 
+cdef inline cnp.ndarray empty_2d_cached(Py_ssize_t rows, Py_ssize_t cols, int typenum,
+                                       object handler, Py_ssize_t min_bytes):
+    """empty_2d, its memory from fastnn's output cache when it is at least ``min_bytes``
+    (see empty_like_cached): a large product's result reuses pages already mapped."""
+    cdef Py_ssize_t item = 4 if typenum == cnp.NPY_FLOAT else 8
+    if rows * cols * item < min_bytes:
+        return empty_2d(rows, cols, typenum)
+    old = cnp.PyDataMem_SetHandler(handler)
+    try:
+        return empty_2d(rows, cols, typenum)
+    finally:
+        cnp.PyDataMem_SetHandler(old)
+
+
 cdef inline bint same_layout(cnp.ndarray a, cnp.ndarray b):
     """Same element count and dtype (both are C-contiguous: same flat layout)."""
     return (cnp.PyArray_SIZE(a) == cnp.PyArray_SIZE(b)

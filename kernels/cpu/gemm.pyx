@@ -23,6 +23,11 @@ cimport openmp
 
 cnp.import_array()
 
+from fastnn.kernels.cpu.output_cache import HANDLER as _CACHE, MIN_BYTES as _CACHE_MIN
+
+#: Results of at least this many bytes come from fastnn's output cache (output_cache.h).
+cdef Py_ssize_t _cache_min = _CACHE_MIN
+
 cdef extern from "gemm_blocked.h" nogil:
     double fnn_gemm_flops_per_thread
     Py_ssize_t fnn_gemm_short_k
@@ -167,7 +172,7 @@ def blocked(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     cdef cnp.ndarray ac = _strided(a), bc = _strided(b), cc, out, bias_c, u_c
     cdef int typenum, status
     typenum = _set_operands(&g, ac, bc, trans_a, trans_b)
-    out = da.empty_2d(g.m, g.n, typenum)
+    out = da.empty_2d_cached(g.m, g.n, typenum, _CACHE, _cache_min)
     if alpha == 0.0:
         g.k = 0  # as in BLAS: a zero alpha means a and b are not read (NaN in them ignored)
     g.alpha = alpha
@@ -269,7 +274,7 @@ def blas(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     if not blas_fits(g.m, g.n, g.k):
         raise ValueError("gemm: sizes too large for the BLAS interface")
     m, n, k = g.m, g.n, g.k
-    out = da.empty_2d(m, n, typenum)
+    out = da.empty_2d_cached(m, n, typenum, _CACHE, _cache_min)
     if c is not None and beta != 0.0:
         out[...] = c
     else:

@@ -16,6 +16,11 @@ cimport dense_arrays as da
 
 cnp.import_array()
 
+from fastnn.kernels.cpu.output_cache import HANDLER as _CACHE, MIN_BYTES as _CACHE_MIN
+
+#: Results of at least this many bytes come from fastnn's output cache (output_cache.h).
+cdef Py_ssize_t _cache_min = _CACHE_MIN
+
 cdef extern from "loss_kernels.h" nogil:
     void fnn_pointwise_chunk_f32(int bce, int mode, const float* x, const float* t,
                                  float* out, Py_ssize_t lo, Py_ssize_t hi, double scale,
@@ -83,7 +88,7 @@ cdef object _pointwise(int loss, int mode, x, target, int reduction, int num_thr
     if not da.same_layout(xc, tc):
         raise ValueError("loss: input and target must have one shape and dtype")
     if mode != 0:
-        out = da.empty_like(xc)
+        out = da.empty_like_cached(xc, _CACHE, _cache_min)
         op = <char*>cnp.PyArray_DATA(out)
     chunks = da.threads_for(n, BCE_PARALLEL_MIN if loss == L_BCE else PARALLEL_MIN,
                             num_threads)
@@ -196,7 +201,7 @@ def cross_entropy(x, target, int reduction, int num_threads):
 def cross_entropy_backward(x, target, int reduction, int num_threads):
     """d cross_entropy / d logits: (softmax(x) - onehot(target)) * scale, (N, C)."""
     cdef cnp.ndarray xc = da.carray(x), tc = _class_indices(target, cnp.PyArray_DIM(xc, 1))
-    cdef cnp.ndarray out = da.empty_like(xc)
+    cdef cnp.ndarray out = da.empty_like_cached(xc, _CACHE, _cache_min)
     _ce_run(xc, tc, NULL, <char*>cnp.PyArray_DATA(out),
             _scale(reduction, cnp.PyArray_DIM(xc, 0)), num_threads)
     return out

@@ -14,6 +14,11 @@ cimport dense_arrays as da
 
 cnp.import_array()
 
+from fastnn.kernels.cpu.output_cache import HANDLER as _CACHE, MIN_BYTES as _CACHE_MIN
+
+#: Results of at least this many bytes come from fastnn's output cache (output_cache.h).
+cdef Py_ssize_t _cache_min = _CACHE_MIN
+
 cdef extern from "softmax_rows.h" nogil:
     void fnn_softmax_rows_f32(int log_mode, const float* x, float* y, Py_ssize_t rows,
                               Py_ssize_t d)
@@ -161,14 +166,14 @@ cdef object _run(bint backward, int log_mode, cnp.ndarray a, cnp.ndarray y, cnp.
 def forward(int log_mode, x, int dim, int num_threads):
     """A new array: softmax (log_mode 0) or log_softmax (1) of x along axis dim >= 0."""
     cdef cnp.ndarray xc = da.carray(x)
-    return _run(False, log_mode, xc, None, da.empty_like(xc), dim, num_threads)
+    return _run(False, log_mode, xc, None, da.empty_like_cached(xc, _CACHE, _cache_min), dim, num_threads)
 
 
 def backward(int log_mode, grad, y, int dim, int num_threads):
     """A new array: the gradient of softmax (log_mode 0) or log_softmax (1) along dim
     from the incoming gradient and the forward output y (same shape)."""
     cdef cnp.ndarray gc = da.carray(grad), yc = da.carray(y)
-    cdef cnp.ndarray out = da.empty_like(gc)
+    cdef cnp.ndarray out = da.empty_like_cached(gc, _CACHE, _cache_min)
     if not da.same_layout(gc, yc):
         raise ValueError("softmax backward: grad and y must have one shape and dtype")
     return _run(True, log_mode, gc, yc, out, dim, num_threads)

@@ -94,3 +94,44 @@ def test_conv_outputs_use_the_cache(rng):
     assert get_handler_name(y.base if y.base is not None else y) == "fastnn_output_cache"
     want = fastnn.conv2d(x, w, None, 1, 1, backend="reference")
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-3)
+
+
+def _from_cache(y: np.ndarray) -> bool:
+    return get_handler_name(y.base if y.base is not None else y) == "fastnn_output_cache"
+
+
+def test_dense_softmax_loss_and_sensitivity_outputs_use_the_cache(rng):
+    """Large results of every engine and op family come from the cache, small ones from
+    NumPy, and the values are still right."""
+    from fastnn._backends.cpu._gemm import forced_engine
+
+    a = rng.standard_normal((512, 24)).astype(np.float32)
+    b = rng.standard_normal((24, 640)).astype(np.float32)  # a 1.25 MiB float32 result
+    want = a.astype(np.float64) @ b
+    for engine in ("blocked", "blas"):
+        with forced_engine(engine):
+            y = fastnn.gemm(a, b)
+        assert _from_cache(y), engine
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-4)
+    small = fastnn.gemm(a[:8], b[:, :8])
+    assert not _from_cache(small)
+
+    w = rng.standard_normal((640, 24)).astype(np.float32)
+    gy = rng.standard_normal((512, 640)).astype(np.float32)
+    y = fastnn.linear(a, w, None, activation="relu")
+    assert _from_cache(y)
+    np.testing.assert_allclose(y, np.maximum(a.astype(np.float64) @ w.T, 0), rtol=1e-5, atol=1e-4)
+    gx, gw, _ = fastnn.linear_backward(gy, a, w)
+    np.testing.assert_allclose(gx, gy.astype(np.float64) @ w, rtol=1e-5, atol=1e-3)
+
+    s = fastnn.softmax(gy, dim=1)
+    assert _from_cache(s)
+    np.testing.assert_allclose(s.sum(axis=1), 1.0, rtol=1e-5)
+    assert _from_cache(fastnn.softmax_backward(gy, s, dim=1))
+
+    target = rng.standard_normal(gy.shape).astype(np.float32)
+    g = fastnn.mse_loss_backward(gy, target, reduction="sum")
+    assert _from_cache(g)
+    np.testing.assert_allclose(g, 2 * (gy - target), rtol=1e-5, atol=1e-5)
+    delta = fastnn.output_sensitivity(gy, target, gy, "relu", "mse")
+    assert _from_cache(delta)
