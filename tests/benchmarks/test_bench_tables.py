@@ -209,6 +209,27 @@ def test_sweep_table_writes_its_json_and_lists_the_slowest(capsys, tmp_path):
     assert out_file.exists() and "cases slowest against torch" in out
 
 
+def test_sweep_recheck_pools_the_samples_of_the_cases_it_measures_again():
+    from fastnn.bench.catalog import build_cases
+    from fastnn.bench.peers import detect
+    from fastnn.bench.runner import run_cases
+    from fastnn.bench.tables import sweep
+    from fastnn.bench.timing import TimingPlan
+
+    plan = TimingPlan.rounds(2)
+    cases = [c for c in build_cases("tiny", detect(), ["sweep"]) if c.shape.startswith("loss:")]
+    results = run_cases(cases[:2], plan, progress=False)
+    before = {r.case.shape: {k: m.runs for k, m in r.measurements.items()} for r in results}
+    again, left = sweep.recheck(list(results), {cases[0].shape}, plan, rounds=1)
+    assert len(left) == 1 and 0 <= left[0] <= 2
+    first, second = again
+    assert all(
+        m.runs == before[cases[0].shape][k] + 2 for k, m in first.measurements.items() if m.ok
+    )
+    assert {k: m.runs for k, m in second.measurements.items()} == before[cases[1].shape]
+    assert sweep.recheck(list(results), set(), plan, rounds=3)[1] == []
+
+
 def test_co_tenancy_table_times_both_steps_alone_and_beside_a_neighbour(capsys):
     argv = ["--neighbours", "busy", "--trials", "1", "--batch", "2", "--budget", "0.0001"]
     assert main_of("co-tenancy")([*argv, "--warm", "0", "--threads", "1"]) == 0
