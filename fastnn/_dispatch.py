@@ -60,6 +60,8 @@ _DEFAULT_ORDER = {
 
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {}
 _DEFAULT_CACHE: dict[tuple[str, str], Callable[..., Any]] = {}
+#: (op, kind, backend) -> implementation, for calls that name their backend.
+_NAMED_CACHE: dict[tuple[str, str, str], Callable[..., Any]] = {}
 _STATUS: dict[str, tuple[bool, str]] = {}
 _LOADED: set[str] = set()
 _LOCK = threading.RLock()
@@ -84,6 +86,7 @@ def register(op: str, backend: str) -> Callable[[Callable[..., Any]], Callable[.
         with _LOCK:
             _REGISTRY.setdefault(op, {})[backend] = func
             _DEFAULT_CACHE.clear()
+            _NAMED_CACHE.clear()
         return func
 
     return decorate
@@ -139,6 +142,7 @@ def _load(name: str) -> None:
         importlib.import_module(_MODULES[name]).load()
         _LOADED.add(name)
         _DEFAULT_CACHE.clear()
+        _NAMED_CACHE.clear()
 
 
 def backends() -> dict[str, tuple[bool, str]]:
@@ -188,7 +192,11 @@ def resolve(op: str, kind: str, backend: str | None = None) -> Callable[..., Any
             if impl is not None:
                 return impl
             return _resolve_default(op, kind)
-    return _resolve_named(op, kind, backend)
+    impl = _NAMED_CACHE.get((op, kind, backend))
+    if impl is None:
+        impl = _resolve_named(op, kind, backend)
+        _NAMED_CACHE[(op, kind, backend)] = impl
+    return impl
 
 
 def _resolve_named(op: str, kind: str, name: str) -> Callable[..., Any]:

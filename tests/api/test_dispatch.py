@@ -77,6 +77,7 @@ def test_cpu_falls_back_to_reference_for_an_op_without_a_kernel(monkeypatch):
 
     monkeypatch.setitem(_dispatch._REGISTRY, "_only_reference", {"reference": only_reference})
     monkeypatch.setattr(_dispatch, "_DEFAULT_CACHE", {})
+    monkeypatch.setattr(_dispatch, "_NAMED_CACHE", {})
     assert _dispatch.resolve("_only_reference", "numpy") is only_reference
     assert _dispatch.resolve("_only_reference", "numpy", "cpu") is only_reference
 

@@ -165,6 +165,7 @@ def install_fakes(compiler: Compiler) -> None:
     from fastnn import _dispatch
 
     _dispatch._STATUS["numba-cuda"] = (True, "PTX compile check")
+    _dispatch._NAMED_CACHE.clear()
 
 
 def drive(dtype: np.dtype) -> None:

@@ -397,6 +397,7 @@ def installed() -> Iterator[types.ModuleType]:
     _dispatch._STATUS["cupy"] = (True, "CuPy emulated on the CPU (tests)")
     _kinds._KIND_BY_TYPE[FakeArray] = "cupy"
     _dispatch._DEFAULT_CACHE.clear()
+    _dispatch._NAMED_CACHE.clear()
     try:
         yield fake
     finally:
@@ -421,6 +422,7 @@ def installed() -> Iterator[types.ModuleType]:
         _dispatch._LOADED.update(saved_loaded | others_loaded)
         _kinds._KIND_BY_TYPE.pop(FakeArray, None)
         _dispatch._DEFAULT_CACHE.clear()
+        _dispatch._NAMED_CACHE.clear()
 
 
 # ---------------------------------------------------------------------------------------
