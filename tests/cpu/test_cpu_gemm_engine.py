@@ -18,6 +18,7 @@ def fresh_engines(monkeypatch, tmp_path):
     """An empty engine memo and autotune cache for the test, on a machine seen as quiet."""
     monkeypatch.setattr(_threads, "_free_cpus", lambda: 64)
     monkeypatch.setattr(_gemm, "_engine_memo", {})
+    monkeypatch.setattr(_gemm, "_plain_memo", {})
     monkeypatch.setattr(_autotune, "_memory", {})
     fastnn.autotune(True, cache=tmp_path / "autotune.json")
     yield
@@ -88,6 +89,38 @@ def test_forced_engine_runs_that_engine(engine, monkeypatch, rng):
         out = fastnn.linear(a, w, bias, activation="relu")
     assert calls == [engine]
     assert_close(out, np.maximum(a.astype(np.float64) @ w.T + bias, 0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 300, 7), (5, 1, 9), (64, 7, 64), (40, 33, 1), (97, 65, 70)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_products_reuse_the_engine_chosen_first(
+    fresh_engines, monkeypatch, rng, shape, dtype
+):
+    """The second plain product of a shape runs the memoised engine's runner (no new
+    choice), on non-contiguous operands too; forced_engine still wins over the memo."""
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    m, k, n = shape
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype).T  # a transposed view
+    want = a.astype(np.float64) @ b
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert_close(fastnn.gemm(a, b), want, rtol=rtol)
+    assert len(_gemm._plain_memo) == 1
+    choices = len(_gemm._engine_memo)
+    for _ in range(2):
+        assert_close(fastnn.gemm(a, b), want, rtol=rtol)
+        assert_close(fastnn.gemm(np.asfortranarray(a), b), want, rtol=rtol)
+    assert len(_gemm._engine_memo) == choices and len(_gemm._plain_memo) == 1
+    calls = []
+    for engine in ("blas", "blocked"):
+        calls.clear()
+        real = getattr(_gemm, f"_{engine}")
+        monkeypatch.setattr(
+            _gemm, f"_{engine}", lambda *x, e=engine, r=real: calls.append(e) or r(*x)
+        )
+        with _gemm.forced_engine(engine):
+            assert_close(fastnn.gemm(a, b), want, rtol=rtol)
+        assert calls == [engine]
 
 
 def test_forced_engine_rejects_unknown_names():

@@ -74,6 +74,7 @@ def calibrate(force: bool = False) -> float:
     flops = min(high, max(low, 2.0 * overhead * rate))
     _k.set_flops_per_thread(flops)
     _k.set_short_k(_measure_short_k(level))
+    _plain_memo.clear()  # their runners split work by the old threshold
     for hook in CALIBRATION_HOOKS:
         hook(flops, _k.short_k())
     return flops
@@ -224,6 +225,51 @@ def _blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> n
     """The product on fastnn's blocked kernel, the epilogue fused into its write-out."""
     level = _isa.level_code("gemm")  # measured once per CPU (fastnn._isa)
     return _k.blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads, level)
+
+
+#: (a.shape, b.shape, dtype, threads, autotune generation) -> the runner of the plain
+#: product a @ b on the engine chosen for it (see :func:`plain`).
+_plain_memo: dict[tuple, object] = {}
+
+
+def _plain_runner(m: int, n: int, k: int, use_blas: bool, threads: int):
+    """A two-argument function computing ``a @ b`` for an (m x k) @ (k x n) product
+    the way :func:`matmul` would with the engine ``use_blas`` names."""
+    if not use_blas:
+        return lambda a, b: _blocked(a, b, None, 1.0, 0.0, False, False, 0, None, None, threads)
+    if _k.blas_threads(m, n, k, threads) != 1:
+        return lambda a, b: _blas(a, b, None, 1.0, 0.0, False, False, 0, None, None, threads)
+    blas, for_call = _k.blas, blas_for_call
+
+    def one_call(a, b):
+        for_call()
+        return blas(a, b, None, 1.0, 0.0, False, False, 1)
+
+    return one_call
+
+
+def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-d float arrays of one dtype whose shapes chain: :func:`matmul`
+    without its options, for small products whose time is mostly the call's own.  The
+    first product of each shape (per thread count and autotune setting) goes through
+    matmul, which chooses the engine; later ones call that engine's runner directly."""
+    if _forced[0] is not None:
+        return matmul(a, b)
+    threads = team_size()
+    key = (a.shape, b.shape, a.dtype.char, threads, _autotune.generation())
+    run = _plain_memo.get(key)
+    if run is not None:
+        return run(a, b)
+    out = matmul(a, b)
+    if _calibrated:  # else the threshold that splits the work may still change
+        m, k = a.shape
+        n = b.shape[1]
+        choice = _engine_memo.get((m, n, k, False, False, False, a.dtype.char, *key[3:]))
+        if choice is not None:
+            if len(_plain_memo) >= _ENGINE_MEMO_LIMIT:
+                _plain_memo.clear()
+            _plain_memo[key] = _plain_runner(m, n, k, choice, threads)
+    return out
 
 
 def matmul(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._backends.cpu import _small_dense as _small
-from fastnn._backends.cpu._gemm import engine_forced, matmul
+from fastnn._backends.cpu._gemm import engine_forced, matmul, plain
 from fastnn._backends.cpu.activation import CODES
 from fastnn._dispatch import register
 from fastnn._threads import team_size
@@ -21,6 +21,8 @@ def column_sums(x: np.ndarray) -> np.ndarray:
 @register("gemm", "cpu")
 def gemm(a, b, c, alpha: float, beta: float, trans_a: bool, trans_b: bool) -> np.ndarray:
     """alpha * op(a) @ op(b) + beta * c (the engine is chosen in _gemm.matmul)."""
+    if c is None and alpha == 1.0 and beta == 0.0 and not (trans_a or trans_b):
+        return plain(a, b)
     return matmul(a, b, trans_a=trans_a, trans_b=trans_b, c=c, alpha=alpha, beta=beta)
 
 
