@@ -21,7 +21,7 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "adaptive_teams",
@@ -300,26 +300,39 @@ def blas_num_threads() -> int | None:
     return counts.pop() if len(counts) == 1 else None
 
 
-@contextlib.contextmanager
-def limit_blas_threads() -> Iterator[None]:
+class _BlasPin:
+    """The context manager :func:`limit_blas_threads` returns (one object for every block:
+    the state is the module's pin count).  A class, not a generator: entering and leaving
+    costs a few hundred nanoseconds, which a small product split over threads feels."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _blas_pins
+        if _blas_libs is None:
+            sync_blas_threads()
+        with _blas_lock:
+            _blas_pins += 1
+            if _blas_pins == 1:
+                _set_blas_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        global _blas_pins
+        with _blas_lock:
+            _blas_pins -= 1
+            if _blas_pins == 0 and not _blas_private:
+                _set_blas_threads(_num_threads)
+
+
+_BLAS_PIN = _BlasPin()
+
+
+def limit_blas_threads() -> contextlib.AbstractContextManager[None]:
     """Pin SciPy's BLAS to one thread inside the block: wrap any OpenMP region whose
     threads call BLAS.  Blocks may nest and may be open in several Python threads at once.
 
     When the last block closes, a BLAS that SciPy ships for itself stays at one thread
-    until fastnn next calls it outside a parallel region (:func:`blas_for_call`), so a
+    until fastnn next makes one call large enough for its threads (:func:`blas_for_call`), so a
     loop of convolutions does not pay two thread-count changes per call; a system BLAS
     that numpy may share gets its ``get_num_threads()`` threads back at once."""
-    global _blas_pins
-    if _blas_libs is None:
-        sync_blas_threads()
-    with _blas_lock:
-        _blas_pins += 1
-        if _blas_pins == 1:
-            _apply_blas_threads()
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_pins -= 1
-            if _blas_pins == 0 and not _blas_private:
-                _apply_blas_threads()
+    return _BLAS_PIN
