@@ -137,6 +137,10 @@ def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
 #: within ~10% of each other (see :func:`prefers_blas`) and timing them would cost more
 #: than it could save; the prior decides.
 MEASURE_FLOPS_LIMIT = 2e9
+#: Products up to this many flops have their engine timed again once in each process,
+#: whatever the cache remembers: timing both engines then costs a few milliseconds, and
+#: a verdict reached on a busy machine (or by an older build) lasts one process only.
+REMEASURE_FLOPS_LIMIT = 2e7
 #: (m, n, k, transposes, epilogue, dtype, threads, autotune generation) -> BLAS?
 _engine_memo: dict[tuple, bool] = {}
 _ENGINE_MEMO_LIMIT = 4096
@@ -183,24 +187,35 @@ def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> bool:
         choice = False
     else:
         prior = prefers_blas(m, n, k, epilogue)
-        if (
-            not _autotune.autotune_enabled()
-            or 2.0 * m * n * k > MEASURE_FLOPS_LIMIT
-            or _threads._free_cpus() < key[-2]
-        ):  # the last: other processes hold CPUs, so a timing now would measure them and
-            # the cache would keep its verdict; this process runs the prior instead
+        flops = 2.0 * m * n * k
+        shape_class = (_bucket(m), _bucket(n), _bucket(k), *key[3:-1])
+        name = "gemm-engine|" + "|".join(map(str, shape_class)).replace(" ", "")
+        if not _autotune.autotune_enabled() or flops > MEASURE_FLOPS_LIMIT:
             choice = prior
+        elif _threads._free_cpus() < key[-2]:
+            # other processes hold CPUs: a timing now would measure them, and the cache
+            # would keep its verdict; this process runs the remembered choice or the prior
+            remembered = _autotune.lookup(name)
+            choice = prior if remembered not in ("blas", "blocked") else remembered == "blas"
         else:
             engines = {"blas": lambda: _blas(*args), "blocked": lambda: _blocked(*args)}
             if not prior:
                 engines = {"blocked": engines["blocked"], "blas": engines["blas"]}
-            shape_class = (_bucket(m), _bucket(n), _bucket(k), *key[3:-1])
-            name = "|".join(map(str, shape_class)).replace(" ", "")
-            choice = _autotune.choose(f"gemm-engine|{name}", engines, repeats=5) == "blas"
+            again = flops <= REMEASURE_FLOPS_LIMIT
+            choice = _autotune.choose(name, engines, repeats=5, remeasure=again) == "blas"
     if len(_engine_memo) >= _ENGINE_MEMO_LIMIT:
         _engine_memo.clear()
     _engine_memo[key] = choice
     return choice
+
+
+def _unsplit_needs_threads(m: int, n: int, k: int, threads: int) -> bool:
+    """Whether a product BLAS runs in one call (too small to split, or too narrow) should
+    get BLAS's own threads: only when it holds the work of two threads.  A smaller one
+    runs on the BLAS as it is (one thread after any split product), so that products of
+    both kinds in turn do not switch SciPy's BLAS between 1 and N threads on every call
+    (two thread-count changes, ~5 us)."""
+    return threads > 1 and 2.0 * m * n * k >= 2.0 * _k.flops_per_thread()
 
 
 def _blas(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> np.ndarray:
@@ -209,7 +224,8 @@ def _blas(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> np.n
     k = a.shape[0] if trans_a else a.shape[1]
     n = b.shape[0] if trans_b else b.shape[1]
     if _k.blas_threads(m, n, k, threads) == 1:  # one call, outside any parallel region
-        blas_for_call()
+        if _unsplit_needs_threads(m, n, k, threads):
+            blas_for_call()
         out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, 1)
     else:
         # Our threads each make a one-thread BLAS call on a block of the result: an
@@ -240,6 +256,8 @@ def _plain_runner(m: int, n: int, k: int, use_blas: bool, threads: int):
     if _k.blas_threads(m, n, k, threads) != 1:
         return lambda a, b: _blas(a, b, None, 1.0, 0.0, False, False, 0, None, None, threads)
     blas, for_call = _k.blas, blas_for_call
+    if not _unsplit_needs_threads(m, n, k, threads):
+        return lambda a, b: blas(a, b, None, 1.0, 0.0, False, False, 1)
 
     def one_call(a, b):
         for_call()
