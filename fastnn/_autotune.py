@@ -55,6 +55,8 @@ def _enabled_from_env() -> bool:
 
 _state: dict[str, Any] = {"enabled": _enabled_from_env(), "cache": None, "generation": 0}
 _memory: dict[str, str] = {}
+#: Keys timed by this process (see ``choose(..., remeasure=True)``).
+_timed_here: set[str] = set()
 _lock = threading.Lock()
 _local = threading.local()
 #: Held while candidates are timed.  Threads can reach a first use at once (XLA runs
@@ -80,6 +82,7 @@ def autotune(enabled: bool = True, cache: str | os.PathLike[str] | None = None) 
         new_cache = Path(cache) if cache is not None else None
         if new_cache != _state["cache"]:
             _memory.clear()
+            _timed_here.clear()
         _state["enabled"] = enabled
         _state["cache"] = new_cache
         _state["generation"] += 1
@@ -187,6 +190,7 @@ def choose(
     candidates: dict[str, Callable[[], Any]],
     repeats: int = 3,
     errors: tuple[type[BaseException], ...] = (MemoryError,),
+    remeasure: bool = False,
 ) -> str:
     """Return the remembered choice for ``key``, or time the candidates and remember the
     fastest.
@@ -195,15 +199,21 @@ def choose(
     tie the earlier one wins).  Each runs once to warm up, then the candidates take
     turns for ``repeats`` rounds; each one's best time counts (see :func:`_measure`).  A
     candidate that raises one of ``errors`` (out of memory) is dropped.
+
+    ``remeasure``: time the candidates once in each process even when the cache file
+    remembers a choice (for choices that cost a few milliseconds to make: a verdict
+    reached while the machine was busy, or by an older build, then lasts one process).
     """
     if not candidates:
         raise ValueError("autotune.choose: no candidates to time")
-    known = lookup(key)
+    trusted = not remeasure or _full(key) in _timed_here
+    known = lookup(key) if trusted else None
     if known in candidates:
         _note(key, known, None)
         return known
     with _measuring:
-        known = lookup(key)  # another thread may have timed this key while we waited
+        trusted = not remeasure or _full(key) in _timed_here
+        known = lookup(key) if trusted else None  # another thread may have timed it
         if known in candidates:
             _note(key, known, None)
             return known
@@ -211,6 +221,7 @@ def choose(
         best = _measure(candidates, repeats, errors)
         best_name = min(best, key=lambda name: best[name]) if best else next(iter(candidates))
         store(key, best_name)
+        _timed_here.add(_full(key))
     _note(key, best_name, time.perf_counter() - start)
     return best_name
 

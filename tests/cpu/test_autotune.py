@@ -89,6 +89,26 @@ def test_choice_is_reused_after_memory_is_lost(tmp_path):
     assert _autotune.choose("key-a", {"slow": must_not_run, "fast": must_not_run}) == "fast"
 
 
+def test_remeasure_times_a_cached_choice_once_per_process(tmp_path, monkeypatch):
+    """A choice the file remembers (made by another process: here stored directly) is
+    timed again once with remeasure=True, the new verdict replaces it, and later calls in
+    this process trust it; without remeasure the file's choice is taken as it is."""
+    fastnn.autotune(True, cache=tmp_path / "tune.json")
+    monkeypatch.setattr(_autotune, "_timed_here", set())
+    _autotune.store("key-r", "slow")
+    calls = []
+    candidates = {
+        "slow": lambda: calls.append("slow") or sum(range(20000)),
+        "fast": lambda: calls.append("fast"),
+    }
+    assert _autotune.choose("key-r", candidates) == "slow" and calls == []
+    assert _autotune.choose("key-r", candidates, remeasure=True) == "fast"
+    assert "slow" in calls and "fast" in calls
+    assert entries(tmp_path / "tune.json")["key-r"] == "fast"
+    calls.clear()
+    assert _autotune.choose("key-r", candidates, remeasure=True) == "fast" and calls == []
+
+
 def test_choice_is_reused_by_another_process(tmp_path):
     cache = tmp_path / "tune.json"
     fastnn.autotune(True, cache=cache)

@@ -77,6 +77,24 @@ def test_a_busy_machine_runs_the_prior_and_stores_nothing(fresh_engines, monkeyp
     assert_close(out, a.T @ a)
 
 
+def test_a_busy_machine_runs_a_remembered_choice(fresh_engines, monkeypatch, rng):
+    """While other processes hold the CPUs nothing is timed, but a choice the cache
+    remembers still beats the prior."""
+    a = rng.standard_normal((21, 13))
+    key = "gemm-engine|" + "|".join(
+        map(str, (_gemm._bucket(13), _gemm._bucket(13), _gemm._bucket(21), True, False, False))
+    )
+    key = f"{key}|d|{_threads.get_num_threads()}".replace(" ", "")
+    prior = _gemm.prefers_blas(13, 13, 21, False)
+    _autotune.store(key, "blocked" if prior else "blas")
+    monkeypatch.setattr(_threads, "_free_cpus", lambda: 0)
+    with _autotune.recording() as record:
+        out = fastnn.gemm(a, a, trans_a=True)
+    assert record.timed == []
+    assert list(_gemm._engine_memo.values()) == [not prior]
+    assert_close(out, a.T @ a)
+
+
 @pytest.mark.parametrize("engine", ["blas", "blocked"])
 def test_forced_engine_runs_that_engine(engine, monkeypatch, rng):
     calls = []
