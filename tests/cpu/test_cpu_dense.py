@@ -112,7 +112,9 @@ def test_small_linear_choice_is_measured_and_remembered(monkeypatch):
     monkeypatch.setattr(_small_dense._threads, "_free_cpus", lambda: 64)
     chosen = []
     monkeypatch.setattr(
-        _autotune, "choose", lambda key, candidates, repeats: chosen.append(key) or "gemms"
+        _autotune,
+        "choose",
+        lambda key, candidates, repeats, remeasure: remeasure and chosen.append(key) or "gemms",
     )
     args = (op, 3, 5, 7, (True, False, True), "d")
     assert _small_dense.use_loops(*args, timed) is False
@@ -120,6 +122,13 @@ def test_small_linear_choice_is_measured_and_remembered(monkeypatch):
     assert len(chosen) == 1 and chosen[0].startswith("linear-backward-loops|3|5|7|101|d|")
     assert _small_dense.use_loops("linear", 3, 5, 7, (2, True), "d", timed) is False
     assert len(chosen) == 2 and chosen[1].startswith("linear-loops|3|5|7|21|d|")
+    # on a busy machine: the remembered choice, else the prior, and nothing timed
+    monkeypatch.setattr(_small_dense._threads, "_free_cpus", lambda: 0)
+    monkeypatch.setattr(_small_dense, "_memo", {})
+    monkeypatch.setattr(_autotune, "lookup", lambda key: "loops" if "|9|" in key else None)
+    assert _small_dense.use_loops(op, 9, 9, 9, (True,) * 3, "d", timed) is True
+    assert _small_dense.use_loops(op, 2, 1, prior, (True,) * 3, "d", timed) is False
+    assert len(chosen) == 2 and calls == []
 
 
 def test_linear_every_memory_layout(dtype, gemm_engine, rng):

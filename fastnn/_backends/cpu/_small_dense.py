@@ -52,15 +52,22 @@ def use_loops(
 def _choose(key: tuple, loops, gemms) -> bool:
     op, m, n, k, flags, dtype_char, threads = key[:7]
     prior = m * n * k <= LOOPS_PRIOR
-    if not _autotune.autotune_enabled() or _threads._free_cpus() < threads:
-        return prior  # a timing now would measure the other processes: not remembered
-    candidates = {"loops": loops, "gemms": gemms}
-    if not prior:
-        candidates = {"gemms": gemms, "loops": loops}
+    if not _autotune.autotune_enabled():
+        return prior
     shape = f"{_bucket(m)}|{_bucket(n)}|{_bucket(k)}".replace(" ", "")
     marks = "".join(str(int(f)) for f in flags)
     name = f"{op}-loops|{shape}|{marks}|{dtype_char}|{threads}"
-    choice = _autotune.choose(name, candidates, repeats=5)
+    if _threads._free_cpus() < threads:
+        # a timing now would measure the other processes: the remembered choice or the
+        # prior, and nothing new remembered
+        remembered = _autotune.lookup(name)
+        return prior if remembered not in ("loops", "gemms") else remembered == "loops"
+    candidates = {"loops": loops, "gemms": gemms}
+    if not prior:
+        candidates = {"gemms": gemms, "loops": loops}
+    # both ways take microseconds: timed again once per process (a cached verdict may
+    # come from a busy moment or an older build)
+    choice = _autotune.choose(name, candidates, repeats=5, remeasure=True)
     if len(_memo) >= _MEMO_LIMIT:
         _memo.clear()
     _memo[key] = choice == "loops"
