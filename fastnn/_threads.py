@@ -116,21 +116,27 @@ def _own_running() -> int:
     return count
 
 
-def _free_cpus() -> int:
+def _free_cpus(reader_apart: bool = False) -> int:
     """CPUs not held by other processes: the CPUs we may run on minus the runnable
     threads of the whole machine (/proc/loadavg's 4th field) that are not this process's
     (threads of this process, torch's included, share our time slices anyway and are left
-    to the cap)."""
+    to the cap).  ``reader_apart``: the calling thread is not one of the team's (the
+    sampler thread), and is itself running while it reads."""
     try:
         with open("/proc/loadavg", "rb") as handle:
             running = int(handle.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return _machine_cpus
-    if running <= _num_threads:  # the quiet case: no more than our team can be running
+    baseline = _num_threads + (1 if reader_apart else 0)
+    if running <= baseline:  # the quiet case: no more than our team can be running
         return _machine_cpus
-    # Every thread of our team counts as running (one may fall asleep between the two
-    # reads), and more of this process's threads when more are seen running.
-    ours = max(_own_running(), _num_threads)
+    # Every thread of our team (and the reader) counts as running: one may fall asleep
+    # between the reads.  So does any more of this process's threads seen running in a
+    # look just before or just after: a pool of ours that starts or stops spinning
+    # between the reads is not another process.
+    ours = max(_own_running(), baseline)
+    if running > ours:
+        ours = max(ours, _own_running())
     return _machine_cpus - max(0, running - ours)
 
 
@@ -164,7 +170,7 @@ def _sample_while_used() -> None:
     seen, idle = -1, 0.0
     recent: collections.deque[int] = collections.deque(maxlen=TEAM_GROW_SAMPLES)
     while _adaptive and idle < 1.0:
-        recent.append(_free_cpus())
+        recent.append(_free_cpus(reader_apart=True))
         _team_free = next_team_free(_team_free, tuple(recent))
         time.sleep(TEAM_SAMPLE_SECONDS)
         if _team_calls == seen:

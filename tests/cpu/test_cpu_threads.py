@@ -236,7 +236,7 @@ def adaptive(monkeypatch, restore_threads):
     """Adaptive team sizing on, with the machine's free CPUs under the test's control."""
     free = {"cpus": 0, "samples": 0}
 
-    def fake_free():
+    def fake_free(reader_apart=False):
         free["samples"] += 1
         return free["cpus"]
 
@@ -316,6 +316,30 @@ def test_team_size_off_or_one_thread_is_the_cap(adaptive):
 def test_free_cpus_reads_the_machine():
     free = _threads._free_cpus()
     assert isinstance(free, int) and free <= _threads._machine_cpus
+    assert _threads._free_cpus(reader_apart=True) <= _threads._machine_cpus
+
+
+@pytest.mark.parametrize(
+    ("running", "own", "reader_apart", "free"),
+    [
+        (2, [9, 9], False, 4),  # no more than the team runs: quiet, /proc/self not read
+        (3, [2, 2], True, 4),  # the sampler itself is the third: still quiet
+        (3, [2, 2], False, 3),  # a team member reading: one other thread runs
+        (4, [3, 3], True, 3),  # team + sampler + one other process's thread
+        (4, [2, 4], True, 4),  # our pool started spinning between the reads: ours
+        (6, [2, 2], True, 1),  # three other threads running
+    ],
+)
+def test_free_cpus_counts_only_other_processes(monkeypatch, running, own, reader_apart, free):
+    import io
+
+    reads = iter(own)
+    monkeypatch.setattr(_threads, "_machine_cpus", 4)
+    monkeypatch.setattr(_threads, "_num_threads", 2)
+    monkeypatch.setattr(_threads, "_own_running", lambda: next(reads))
+    loadavg = f"0.50 0.40 0.30 {running}/321 12345\n".encode()
+    monkeypatch.setattr(_threads, "open", lambda *a, **k: io.BytesIO(loadavg), raising=False)
+    assert _threads._free_cpus(reader_apart=reader_apart) == free
 
 
 def test_a_busy_machine_shrinks_the_team_not_the_autotune_key(adaptive, rng):
