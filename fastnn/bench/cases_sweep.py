@@ -106,6 +106,8 @@ def grid(suite: str) -> dict[str, list]:
 #: products (the reference backend is left out: the grid is about speed).
 _PEERS = ("torch", "torch-cuda")
 _NUMPY_FAMILIES = ("gemm", "linear")
+#: The params entry that keeps a sweep case's own op family (its family is "sweep").
+OP_FAMILY = "op_family"
 
 
 def _as_sweep(case: Case) -> Case:
@@ -118,7 +120,8 @@ def _as_sweep(case: Case) -> Case:
 
     impls = tuple(impl for impl in case.impls if keep(impl.name))
     shape = f"{case.family}:{case.op} {case.shape}"
-    return replace(case, family=FAMILY, shape=shape, impls=impls)
+    params = {**case.params, OP_FAMILY: case.family}  # e.g. for the runner's BLAS peers
+    return replace(case, family=FAMILY, shape=shape, params=params, impls=impls)
 
 
 def cases(ctx: Context) -> list[Case]:

@@ -42,7 +42,8 @@ def _spinning(case: Case, also: Collection[str] = ()) -> frozenset[str]:
     plus those named in ``also`` (e.g. "torch", whose OpenMP pool spins too)."""
     names = {i.name for i in case.impls}
     extra = names & set(also)
-    if case.family not in BLAS_FAMILIES:
+    family = case.params.get("op_family", case.family)  # a sweep case keeps its op's
+    if family not in BLAS_FAMILIES:
         return frozenset(extra)
     return frozenset(extra | (names & {"numpy", "scipy", REFERENCE}))
 

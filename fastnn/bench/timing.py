@@ -2,9 +2,9 @@
 
 1. Warm-up: each implementation runs once (caches, page faults, thread pools, JIT
    compilation); that call is never counted.
-2. Calibration: a second call, timed.  A call shorter than ``min_sample`` is repeated
-   ``loops`` times per sample, so that every sample is long enough for the clock; a
-   longer one is the first sample.
+2. Calibration: a second call, timed (and a third when short: the faster counts).  A
+   call shorter than ``min_sample`` is repeated ``loops`` times per sample, so that every
+   sample is long enough for the clock; a longer one is the first sample.
 3. Interleaved blocks: the implementations take turns, one sample each per round, in a
    new (seeded) random order every round, with a pause of ``settle`` seconds
    between blocks (a library's OpenMP threads spin for a while after a call and would
@@ -14,11 +14,18 @@
    leaves behind (memory handed back to the OS, so fresh page faults).
 4. Each implementation gets as many samples as fit in ``budget`` seconds, at least
    ``min_runs`` and at most ``repeats``.
-5. Run-in: OpenBLAS's worker threads (numpy's ``@``) keep spinning for ~0.1 s after a
-   call, and on a machine with as many cores as threads they take a core from whatever
-   runs next.  A block that follows one of the implementations named ``spinning`` starts
-   with ``run_in`` seconds of untimed calls, so that each sample measures its own
-   implementation, not the previous one's idle threads.
+5. Quiet threads: a thread pool keeps spinning for a while after a call (OpenBLAS's,
+   numpy's ``@``, ~0.1 s; libgomp's, torch's and fastnn's, ~5-10 ms), and on a machine
+   with as many cores as threads it takes a core from whatever runs next: a 2-thread
+   region then waits at each barrier for its member (samples 10-30x slower).  A block
+   that follows another implementation waits, sleeping, until no other thread of this
+   process has been running for two looks in a row (at most ``quiet_max`` seconds;
+   /proc/self/task tells), then runs its implementation untimed for ``warm_in`` seconds:
+   threads and virtual CPUs that went to sleep meanwhile take a few calls to wake (the
+   first call after 0.1 s idle measured 2-20x its usual time on a 2-vCPU VM).  Each
+   sample then measures its own implementation, not the previous one's idle threads.
+   Where /proc cannot tell, a block that follows one of the implementations named
+   ``spinning`` starts with ``run_in`` seconds of untimed calls instead.
 
 Results are seconds per call: the median of the samples and the best one.  The clock is
 the wall clock, or (``clock="thread"``) the CPU time of the calling thread, which time
@@ -51,7 +58,9 @@ class TimingPlan:
     case; ``repeats``: the most samples, ``min_runs`` the fewest; ``min_sample``: the
     shortest sample; ``settle``: the pause between two blocks, in seconds; ``run_in``:
     untimed calls, in seconds, before a block that follows a spinning implementation;
-    ``clock``: "wall" or "thread" (see :data:`CLOCKS`)."""
+    ``clock``: "wall" or "thread" (see :data:`CLOCKS`); ``quiet_max``: the longest wait
+    for the previous implementation's threads to stop running, ``warm_in``: untimed
+    calls, in seconds, after that wait (rule 5)."""
 
     budget: float = 0.5
     repeats: int = 7
@@ -60,6 +69,8 @@ class TimingPlan:
     min_runs: int = 3
     run_in: float = 0.12
     clock: str = "wall"
+    quiet_max: float = 0.3
+    warm_in: float = 0.02
 
     def __post_init__(self) -> None:
         if self.clock not in CLOCKS:
@@ -69,10 +80,11 @@ class TimingPlan:
     def rounds(cls, rounds: int, **options: Any) -> TimingPlan:
         """A plan of exactly ``rounds`` samples per implementation (no time budget);
         ``options`` set the other fields (``min_sample`` defaults to 0: one call per
-        sample)."""
+        sample; ``warm_in`` to 0: no untimed calls but the warm-up)."""
         if rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {rounds}")
         options.setdefault("min_sample", 0.0)
+        options.setdefault("warm_in", 0.0)  # exactly the calls asked for (long ones)
         return cls(budget=math.inf, repeats=rounds, min_runs=rounds, **options)
 
 
@@ -126,6 +138,8 @@ def calibrate(fn: Callable[[], Any], plan: TimingPlan) -> Calibration:
     clock = CLOCKS[plan.clock]
     _timed(fn, 1, clock)
     per_call = max(_timed(fn, 1, clock), 1e-9)
+    if per_call < plan.min_sample:  # one slow call (a thread waking) must not set loops
+        per_call = max(min(per_call, _timed(fn, 1, clock)), 1e-9)
     loops = 1 if per_call >= plan.min_sample else math.ceil(plan.min_sample / per_call)
     fits = plan.repeats if math.isinf(plan.budget) else int(plan.budget / (per_call * loops))
     return Calibration(per_call, loops, max(plan.min_runs, 1, min(plan.repeats, fits)))
@@ -138,6 +152,28 @@ def _warm_up(fn: Callable[[], Any], plan: TimingPlan) -> tuple[Measurement, int]
     if c.loops == 1:  # the calibration call is long enough to be the first sample
         return Measurement(times=[c.per_call]), c.samples - 1
     return Measurement(loops=c.loops), c.samples
+
+
+#: Seconds between two looks at this process's threads while waiting for quiet.
+QUIET_POLL = 0.001
+
+
+def _wait_for_quiet(limit: float) -> bool:
+    """Sleep until no thread of this process but the caller has been running for two
+    looks in a row, or ``limit`` seconds have passed; False when /proc cannot tell."""
+    from fastnn._threads import _own_running
+
+    end = time.perf_counter() + limit
+    quiet = 0
+    while quiet < 2:
+        running = _own_running()
+        if running < 0:
+            return False
+        quiet = quiet + 1 if running <= 1 else 0
+        if time.perf_counter() >= end:
+            break
+        time.sleep(QUIET_POLL)
+    return True
 
 
 def _run_in(fn: Callable[[], Any], seconds: float) -> None:
@@ -181,8 +217,11 @@ def measure(
                 continue
             time.sleep(plan.settle)
             try:
-                if previous in spinning and previous != name:
-                    _run_in(impls[name], plan.run_in)
+                if previous is not None and previous != name:
+                    if _wait_for_quiet(plan.quiet_max):
+                        _run_in(impls[name], plan.warm_in)
+                    elif previous in spinning:
+                        _run_in(impls[name], plan.run_in)
                 results[name].times.append(_timed(impls[name], results[name].loops, clock))
             except errors as exc:
                 results[name].error = f"{type(exc).__name__}: {exc}"

@@ -24,11 +24,11 @@ def test_every_implementation_is_warmed_up_then_sampled_in_interleaved_blocks():
         assert m.ok and 1 <= m.runs <= PLAN.repeats
         assert m.loops >= 1
         assert m.best <= m.median
-    # warm-up and calibration: two calls each, in order, before any sample
-    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]
+    # warm-up and calibration (two timed calls when short): three calls each, in order
+    assert calls[:9] == ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
     # then blocks of calls alternate between implementations
-    blocks = [calls[6]]
-    for name in calls[7:]:
+    blocks = [calls[9]]
+    for name in calls[10:]:
         if name != blocks[-1]:
             blocks.append(name)
     assert len(blocks) >= 3 and set(blocks[:3]) == {"a", "b", "c"}
@@ -104,8 +104,8 @@ def test_min_runs_is_kept_even_when_the_budget_is_spent():
     assert results["slow"].runs == 3 and results["slow"].loops == 1
 
 
-def test_a_block_after_a_spinning_implementation_starts_with_untimed_calls():
-    calls = {"blas": 0, "ours": 0}
+def _counters(names):
+    calls = dict.fromkeys(names, 0)
 
     def counter(name):
         def fn():
@@ -113,11 +113,33 @@ def test_a_block_after_a_spinning_implementation_starts_with_untimed_calls():
 
         return fn
 
+    return calls, {name: counter(name) for name in names}
+
+
+def test_a_block_after_another_implementation_waits_for_quiet_then_warms_up(monkeypatch):
+    from fastnn.bench import timing
+
+    waits = []
+    real_wait = timing._wait_for_quiet
+    monkeypatch.setattr(timing, "_wait_for_quiet", lambda limit: waits.append(limit) or True)
+    calls, impls = _counters(("blas", "ours"))
+    plan = TimingPlan(budget=1.0, repeats=3, min_sample=0.0, min_runs=3, warm_in=0.01, run_in=5.0)
+    measured = measure(impls, plan, spinning={"blas"})
+    for name in impls:  # one warm-up call, the calibration call is the first sample
+        assert measured[name].runs == 3
+        assert calls[name] - 1 - 3 > 10  # 0.01 s of a no-op after each switch
+    assert len(waits) >= 2 and set(waits) == {plan.quiet_max}  # run_in (5 s) not used
+    assert real_wait(0.05) in (True, False)  # sleeps at most about the limit
+
+
+def test_without_proc_a_block_after_a_spinning_implementation_runs_in(monkeypatch):
+    from fastnn.bench import timing
+
+    monkeypatch.setattr(timing, "_wait_for_quiet", lambda limit: False)
+    calls, impls = _counters(("blas", "ours"))
     plan = TimingPlan(budget=1.0, repeats=3, min_sample=0.0, min_runs=3, run_in=0.02)
-    impls = {"blas": counter("blas"), "ours": counter("ours")}
     measured = measure(impls, plan, spinning={"blas"})
     assert measured["ours"].runs == 3 and measured["blas"].runs == 3
-    # one untimed warm-up call; the calibration call is the first sample (min_sample=0)
     run_in_calls = calls["ours"] - 1 - measured["ours"].runs
     assert run_in_calls > 100  # 0.02 s of a no-op, at least once
     assert calls["blas"] == 1 + measured["blas"].runs  # nothing spins before "blas"
@@ -125,6 +147,29 @@ def test_a_block_after_a_spinning_implementation_starts_with_untimed_calls():
     calls.update(blas=0, ours=0)
     measure(impls, plan)
     assert calls["ours"] == 1 + 3  # no run-in without a spinning peer
+
+
+def test_waiting_for_quiet_sees_this_process_threads():
+    import threading
+    import time
+
+    from fastnn.bench.timing import _wait_for_quiet
+
+    stop = time.perf_counter() + 0.15
+
+    def spin():
+        while time.perf_counter() < stop:
+            pass
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    start = time.perf_counter()
+    observed = _wait_for_quiet(1.0)
+    waited = time.perf_counter() - start
+    worker.join()
+    if observed:  # Linux: /proc/self/task shows the spinning thread running
+        assert waited >= 0.1
+    assert _wait_for_quiet(1.0) in (True, False)
 
 
 def test_run_cases_calls_between_where_the_family_changes_and_at_the_end():
