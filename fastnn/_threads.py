@@ -140,6 +140,25 @@ def _free_cpus(reader_apart: bool = False) -> int:
     return _machine_cpus - max(0, running - ours)
 
 
+#: Looks, and seconds between them, that :func:`others_busy` takes before it says busy.
+BUSY_LOOKS = 3
+BUSY_GAP_SECONDS = 0.001
+
+
+def others_busy(threads: int) -> bool:
+    """Whether other processes hold so many CPUs that fewer than ``threads`` are free, in
+    each of BUSY_LOOKS looks: for one-off decisions (time a choice now or not, calibrate
+    now or later) that a single look would get wrong whenever it catches a thread of this
+    process starting or stopping (a few hundred microseconds of looking, taken only when
+    the first look says busy)."""
+    for look in range(BUSY_LOOKS):
+        if _free_cpus() >= threads:
+            return False
+        if look + 1 < BUSY_LOOKS:
+            time.sleep(BUSY_GAP_SECONDS)
+    return True
+
+
 #: Samples in a row that must agree before the team changes: shrinking takes two busy
 #: samples (one may catch a neighbour between its calls), growing takes more, because a
 #: team one too large for the free CPUs waits at every barrier for a parked member

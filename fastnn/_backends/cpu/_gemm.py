@@ -61,7 +61,7 @@ def calibrate(force: bool = False) -> float:
     them): the kernel's defaults stay, and :func:`matmul` tries again a second later.
     """
     global _calibrated, _next_try
-    if not force and _threads._free_cpus() < get_num_threads():
+    if not force and _threads.others_busy(get_num_threads()):
         _next_try = time.monotonic() + RETRY_SECONDS
         return _k.flops_per_thread()
     _calibrated = True
@@ -192,7 +192,7 @@ def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> bool:
         name = "gemm-engine|" + "|".join(map(str, shape_class)).replace(" ", "")
         if not _autotune.autotune_enabled() or flops > MEASURE_FLOPS_LIMIT:
             choice = prior
-        elif _threads._free_cpus() < key[-2]:
+        elif _threads.others_busy(key[-2]):
             # other processes hold CPUs: a timing now would measure them, and the cache
             # would keep its verdict; this process runs the remembered choice or the prior
             remembered = _autotune.lookup(name)

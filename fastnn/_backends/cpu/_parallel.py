@@ -73,7 +73,7 @@ def calibrate() -> float:
     forced = os.environ.get("FASTNN_PARALLEL_SCALE", "").strip()
     if forced:
         value = float(forced)
-    elif _threads._free_cpus() < get_num_threads():
+    elif _threads.others_busy(get_num_threads()):
         # Other processes hold CPUs now: a fork-join timed now measures them (it came out
         # 25x the quiet one here), and teams shrink under load anyway (fastnn._threads).
         value = 1.0

@@ -57,7 +57,7 @@ def _choose(key: tuple, loops, gemms) -> bool:
     shape = f"{_bucket(m)}|{_bucket(n)}|{_bucket(k)}".replace(" ", "")
     marks = "".join(str(int(f)) for f in flags)
     name = f"{op}-loops|{shape}|{marks}|{dtype_char}|{threads}"
-    if _threads._free_cpus() < threads:
+    if _threads.others_busy(threads):
         # a timing now would measure the other processes: the remembered choice or the
         # prior, and nothing new remembered
         remembered = _autotune.lookup(name)
