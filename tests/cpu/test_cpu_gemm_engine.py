@@ -31,7 +31,7 @@ def test_first_product_of_a_shape_class_is_timed_once(fresh_engines, rng):
     with _autotune.recording() as first:
         out = fastnn.gemm(a, b)
     assert len(first.timed) == 1 and first.timed[0].startswith("gemm-engine|")
-    assert first.choices[first.timed[0]] in ("blas", "blocked")
+    assert first.choices[first.timed[0]] in _gemm.ENGINES
     assert_close(out, a.astype(np.float64) @ b, rtol=1e-5)
     # the same class (38 rows share 37's half-octave) and a later call: nothing timed
     a2 = rng.standard_normal((38, 20)).astype(np.float32)
@@ -91,8 +91,37 @@ def test_a_busy_machine_runs_a_remembered_choice(fresh_engines, monkeypatch, rng
     with _autotune.recording() as record:
         out = fastnn.gemm(a, a, trans_a=True)
     assert record.timed == []
-    assert list(_gemm._engine_memo.values()) == [not prior]
+    assert list(_gemm._engine_memo.values()) == [_gemm.ENGINES["blocked" if prior else "blas"]]
     assert_close(out, a.T @ a)
+
+
+@pytest.mark.parametrize("picked", ["blas-1", "blocked-1", "blas", "blocked"])
+def test_small_products_also_try_one_thread(fresh_engines, monkeypatch, rng, picked):
+    """With a team of two, a small product's candidates include both engines on one
+    thread; the one picked runs with that thread count, in matmul and in plain's runner."""
+    monkeypatch.setattr(_threads, "team_size", lambda: 2)
+    monkeypatch.setattr(_gemm, "team_size", lambda: 2)
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    offered = []
+
+    def choose(key, candidates, repeats, remeasure):
+        offered.append(sorted(candidates))
+        return picked
+
+    monkeypatch.setattr(_autotune, "choose", choose)
+    seen = []
+    for engine in ("blas", "blocked"):
+        real = getattr(_gemm, f"_{engine}")
+        monkeypatch.setattr(
+            _gemm, f"_{engine}", lambda *x, e=engine, r=real: seen.append((e, x[-1])) or r(*x)
+        )
+    a = rng.standard_normal((40, 30)).astype(np.float32)
+    b = rng.standard_normal((30, 20)).astype(np.float32)
+    for _ in range(3):
+        assert_close(fastnn.gemm(a, b), a.astype(np.float64) @ b, rtol=1e-5)
+    assert offered == [["blas", "blas-1", "blocked", "blocked-1"]]
+    engine, threads = picked.split("-")[0], 1 if picked.endswith("-1") else 2
+    assert seen and all(s == (engine, threads) for s in seen[-2:])
 
 
 @pytest.mark.parametrize("engine", ["blas", "blocked"])

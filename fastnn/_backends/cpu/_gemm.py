@@ -1,10 +1,11 @@
 """GEMM on the CPU: fastnn's blocked kernel or SciPy's BLAS, whichever is faster for the
 shape, and the fused epilogues (bias + activation, multiply by f'(u)) the dense ops need.
 
-Both engines live in kernels/cpu/gemm.pyx.  Which one runs a product is measured on the
-first product of each shape class and remembered in fastnn's autotune cache
-(:func:`_use_blas`); :func:`prefers_blas` is the prior.  :func:`matmul` is the one entry
-point the dense and backprop wrappers use.
+Both engines live in kernels/cpu/gemm.pyx.  Which one runs a product (and, for small
+products, whether on the team or on one thread) is measured on the first product of each
+shape class and remembered in fastnn's autotune cache (:func:`_choose_engine`);
+:func:`prefers_blas` is the prior.  :func:`matmul` is the one entry point the dense and
+backprop wrappers use.
 """
 
 from __future__ import annotations
@@ -141,8 +142,17 @@ MEASURE_FLOPS_LIMIT = 2e9
 #: whatever the cache remembers: timing both engines then costs a few milliseconds, and
 #: a verdict reached on a busy machine (or by an older build) lasts one process only.
 REMEASURE_FLOPS_LIMIT = 2e7
-#: (m, n, k, transposes, epilogue, dtype, threads, autotune generation) -> BLAS?
-_engine_memo: dict[tuple, bool] = {}
+#: The engines a choice can name: (BLAS?, on one thread?).  The one-thread variants are
+#: candidates only for products small enough to re-time each process (a team's fork-join
+#: or a memory-bound product can make one thread the faster way, whatever the flops).
+ENGINES = {
+    "blas": (True, False),
+    "blocked": (False, False),
+    "blas-1": (True, True),
+    "blocked-1": (False, True),
+}
+#: (m, n, k, transposes, epilogue, dtype, threads, autotune generation) -> ENGINES value
+_engine_memo: dict[tuple, tuple[bool, bool]] = {}
 _ENGINE_MEMO_LIMIT = 4096
 #: "blas" or "blocked" to force an engine (tests; :func:`forced_engine`), None to choose.
 _forced: list[str | None] = [None]
@@ -176,33 +186,40 @@ def _bucket(x: int) -> int | tuple[int, int]:
     return (bits, (x >> (bits - 2)) & 1)
 
 
-def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> bool:
-    """Whether BLAS runs the products of ``key`` (see :func:`matmul`): measured on the
-    first product of its shape class (sizes in half-octaves, transposes, epilogue, dtype,
-    threads) through fastnn's autotune cache, which keeps the answer across processes;
-    :func:`prefers_blas` is the prior (the first candidate timed, and the answer when
-    autotuning is off, the product too large to time or the machine busy)."""
+def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> tuple[bool, bool]:
+    """(BLAS?, on one thread?) for the products of ``key`` (see :func:`matmul`): measured
+    on the first product of its shape class (sizes in half-octaves, transposes, epilogue,
+    dtype, threads) through fastnn's autotune cache, which keeps the answer across
+    processes; :func:`prefers_blas` is the prior (the first candidate timed, and the
+    answer when autotuning is off, the product too large to time or the machine busy).
+    Products small enough to re-time in each process also try both engines on one
+    thread when the team has more."""
     m, n, k = key[:3]
     if not _k.blas_fits(m, n, k):
-        choice = False
+        choice = ENGINES["blocked"]
     else:
         prior = prefers_blas(m, n, k, epilogue)
         flops = 2.0 * m * n * k
         shape_class = (_bucket(m), _bucket(n), _bucket(k), *key[3:-1])
         name = "gemm-engine|" + "|".join(map(str, shape_class)).replace(" ", "")
+        first = "blas" if prior else "blocked"
         if not _autotune.autotune_enabled() or flops > MEASURE_FLOPS_LIMIT:
-            choice = prior
+            choice = ENGINES[first]
         elif _threads.others_busy(key[-2]):
             # other processes hold CPUs: a timing now would measure them, and the cache
             # would keep its verdict; this process runs the remembered choice or the prior
-            remembered = _autotune.lookup(name)
-            choice = prior if remembered not in ("blas", "blocked") else remembered == "blas"
+            choice = ENGINES.get(_autotune.lookup(name) or "", ENGINES[first])
         else:
+            one = args[:-1] + (1,)
             engines = {"blas": lambda: _blas(*args), "blocked": lambda: _blocked(*args)}
             if not prior:
                 engines = {"blocked": engines["blocked"], "blas": engines["blas"]}
             again = flops <= REMEASURE_FLOPS_LIMIT
-            choice = _autotune.choose(name, engines, repeats=5, remeasure=again) == "blas"
+            if again and key[-2] > 1:
+                engines[f"{first}-1"] = lambda: (_blas if prior else _blocked)(*one)
+                other = "blocked" if prior else "blas"
+                engines[f"{other}-1"] = lambda: (_blocked if prior else _blas)(*one)
+            choice = ENGINES[_autotune.choose(name, engines, repeats=5, remeasure=again)]
     if len(_engine_memo) >= _ENGINE_MEMO_LIMIT:
         _engine_memo.clear()
     _engine_memo[key] = choice
@@ -248,9 +265,11 @@ def _blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> n
 _plain_memo: dict[tuple, object] = {}
 
 
-def _plain_runner(m: int, n: int, k: int, use_blas: bool, threads: int):
+def _plain_runner(m: int, n: int, k: int, choice: tuple[bool, bool], threads: int):
     """A two-argument function computing ``a @ b`` for an (m x k) @ (k x n) product
-    the way :func:`matmul` would with the engine ``use_blas`` names."""
+    the way :func:`matmul` would with the engine ``choice`` names."""
+    use_blas, alone = choice
+    threads = 1 if alone else threads
     if not use_blas:
         return lambda a, b: _blocked(a, b, None, 1.0, 0.0, False, False, 0, None, None, threads)
     if _k.blas_threads(m, n, k, threads) != 1:
@@ -316,9 +335,12 @@ def matmul(
     args = (a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads)
     if _forced[0] is None:
         key = (m, n, k, trans_a, trans_b, epilogue, a.dtype.char, threads, _autotune.generation())
-        use_blas = _engine_memo.get(key)
-        if use_blas is None:
-            use_blas = _choose_engine(key, args, epilogue)
+        choice = _engine_memo.get(key)
+        if choice is None:
+            choice = _choose_engine(key, args, epilogue)
+        use_blas, alone = choice
+        if alone:
+            args = args[:-1] + (1,)
     else:
         use_blas = _forced[0] == "blas"
     return _blas(*args) if use_blas else _blocked(*args)
