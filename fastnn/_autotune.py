@@ -218,12 +218,29 @@ def choose(
             _note(key, known, None)
             return known
         start = time.perf_counter()
+        _quiet_before_timing()
         best = _measure(candidates, repeats, errors)
         best_name = min(best, key=lambda name: best[name]) if best else next(iter(candidates))
         store(key, best_name)
         _timed_here.add(_full(key))
     _note(key, best_name, time.perf_counter() - start)
     return best_name
+
+
+#: The longest wait (seconds) for this process's other threads to stop spinning before a
+#: choice is timed.
+QUIET_WAIT_SECONDS = 0.2
+
+
+def _quiet_before_timing() -> None:
+    """Let thread pools of this process that still spin from their last call (numpy's
+    OpenBLAS, torch's or fastnn's OpenMP) go to sleep first: timed beside them, a
+    two-thread candidate waits at its barriers and the choice comes out wrong (a GEMM of
+    1024x7 @ 7x257 timed right after numpy's product chose BLAS, 184 us, over the blocked
+    kernel, 51 us, on the 2-vCPU AMD EPYC)."""
+    from fastnn._threads import wait_for_own_quiet
+
+    wait_for_own_quiet(QUIET_WAIT_SECONDS)
 
 
 #: The shortest timed sample (seconds): a faster candidate is timed over several calls in

@@ -140,6 +140,26 @@ def _free_cpus(reader_apart: bool = False) -> int:
     return _machine_cpus - max(0, running - ours)
 
 
+def wait_for_own_quiet(limit: float, poll: float = 0.001) -> bool:
+    """Sleep until no thread of this process but the caller has been running for two
+    looks in a row, or ``limit`` seconds have passed; False when /proc cannot tell.
+
+    Thread pools spin after a call (numpy's OpenBLAS ~0.1 s, libgomp's ~5-10 ms): a
+    measurement taken meanwhile measures them too (the autotuner and the benchmark
+    harness wait here first)."""
+    end = time.perf_counter() + limit
+    quiet = 0
+    while quiet < 2:
+        running = _own_running()
+        if running < 0:
+            return False
+        quiet = quiet + 1 if running <= 1 else 0
+        if time.perf_counter() >= end:
+            break
+        time.sleep(poll)
+    return True
+
+
 #: Looks, and seconds between them, that :func:`others_busy` takes before it says busy.
 BUSY_LOOKS = 3
 BUSY_GAP_SECONDS = 0.001

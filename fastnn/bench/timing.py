@@ -159,21 +159,10 @@ QUIET_POLL = 0.001
 
 
 def _wait_for_quiet(limit: float) -> bool:
-    """Sleep until no thread of this process but the caller has been running for two
-    looks in a row, or ``limit`` seconds have passed; False when /proc cannot tell."""
-    from fastnn._threads import _own_running
+    """Sleep until no other thread of this process runs (fastnn._threads)."""
+    from fastnn._threads import wait_for_own_quiet
 
-    end = time.perf_counter() + limit
-    quiet = 0
-    while quiet < 2:
-        running = _own_running()
-        if running < 0:
-            return False
-        quiet = quiet + 1 if running <= 1 else 0
-        if time.perf_counter() >= end:
-            break
-        time.sleep(QUIET_POLL)
-    return True
+    return wait_for_own_quiet(limit, QUIET_POLL)
 
 
 def _run_in(fn: Callable[[], Any], seconds: float) -> None:

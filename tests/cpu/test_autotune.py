@@ -109,6 +109,18 @@ def test_remeasure_times_a_cached_choice_once_per_process(tmp_path, monkeypatch)
     assert _autotune.choose("key-r", candidates, remeasure=True) == "fast" and calls == []
 
 
+def test_a_choice_is_timed_after_this_process_threads_go_quiet(tmp_path, monkeypatch):
+    from fastnn import _threads
+
+    fastnn.autotune(True, cache=tmp_path / "tune.json")
+    waits = []
+    monkeypatch.setattr(_threads, "wait_for_own_quiet", lambda limit: waits.append(limit))
+    assert _autotune.choose("key-q", {"a": lambda: None, "b": lambda: None}) in ("a", "b")
+    assert waits == [_autotune.QUIET_WAIT_SECONDS]
+    _autotune.choose("key-q", {"a": lambda: None, "b": lambda: None})
+    assert len(waits) == 1  # a remembered choice times nothing, waits for nothing
+
+
 def test_choice_is_reused_by_another_process(tmp_path):
     cache = tmp_path / "tune.json"
     fastnn.autotune(True, cache=cache)
