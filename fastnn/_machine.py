@@ -9,7 +9,7 @@ import platform
 import time
 from pathlib import Path
 
-__all__ = ["build_id", "context", "cpu_model", "l2_bytes"]
+__all__ = ["build_id", "context", "cpu_model", "l2_bytes", "llc_bytes"]
 
 
 @functools.cache
@@ -28,23 +28,39 @@ def cpu_model() -> str:
 
 #: The L2 size assumed when the system does not say (a common per-core size).
 DEFAULT_L2 = 1 << 20
+#: The last-level cache assumed when the system does not say.
+DEFAULT_L3 = 8 << 20
 
 
-@functools.cache
-def l2_bytes() -> int:
-    """The per-core L2 cache size in bytes (Linux sysfs), else DEFAULT_L2.  Kernels size
-    the blocks they keep near a core from it instead of from one CPU's number."""
+def _cache_bytes(level: int) -> int | None:
+    """The size of cpu0's level-``level`` data or unified cache (Linux sysfs), or None."""
     base = Path("/sys/devices/system/cpu/cpu0/cache")
     try:
         for index in sorted(base.glob("index*")):
-            if (index / "level").read_text().strip() != "2":
+            if (index / "level").read_text().strip() != str(level):
+                continue
+            if (index / "type").read_text().strip() == "Instruction":
                 continue
             text = (index / "size").read_text().strip().upper()
             scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
             return int(text.rstrip("KMG")) * scale
     except (OSError, ValueError):
         pass
-    return DEFAULT_L2
+    return None
+
+
+@functools.cache
+def l2_bytes() -> int:
+    """The per-core L2 cache size in bytes (Linux sysfs), else DEFAULT_L2.  Kernels size
+    the blocks they keep near a core from it instead of from one CPU's number."""
+    return _cache_bytes(2) or DEFAULT_L2
+
+
+@functools.cache
+def llc_bytes() -> int:
+    """The last-level cache (L3, else L2) in bytes as the system reports it, else
+    DEFAULT_L3: how much data a kernel's result can leave in cache for its reader."""
+    return _cache_bytes(3) or _cache_bytes(2) or DEFAULT_L3
 
 
 @functools.cache

@@ -24,12 +24,13 @@ cdef Py_ssize_t _cache_min = _CACHE_MIN
 
 cdef extern from "activation_stream.h" nogil:
     int FNN_ACT_IDENTITY, FNN_ACT_RELU, FNN_ACT_SIGMOID, FNN_ACT_TANH
-    void fnn_activate_array_f32(int act, const float* x, float* y, Py_ssize_t n)
-    void fnn_activate_array_f64(int act, const double* x, double* y, Py_ssize_t n)
+    void fnn_activate_array_f32(int act, const float* x, float* y, Py_ssize_t n, int stream)
+    void fnn_activate_array_f64(int act, const double* x, double* y, Py_ssize_t n,
+                                int stream)
     void fnn_backward_array_f32(int act, const float* g, const float* y, float* out,
-                                Py_ssize_t n)
+                                Py_ssize_t n, int stream)
     void fnn_backward_array_f64(int act, const double* g, const double* y, double* out,
-                                Py_ssize_t n)
+                                Py_ssize_t n, int stream)
 
 cdef extern from "activation_extra.h" nogil:
     int FNN_XACT_HARDTANH, FNN_XACT_LEAKY_RELU, FNN_XACT_SILU, FNN_XACT_GELU
@@ -63,6 +64,22 @@ TANH = FNN_ACT_TANH
 cdef Py_ssize_t PARALLEL_MIN_CHEAP = 1 << 16
 cdef Py_ssize_t PARALLEL_MIN_EXP = 1 << 14
 
+# A call whose arrays (inputs and result) hold at least this many bytes writes relu's
+# result with streaming stores (activation_stream.h): it would not stay in the cache for
+# its reader anyway.  Set from the last-level cache size when fastnn loads the module.
+cdef Py_ssize_t _stream_bytes = 8 << 20
+
+
+def set_stream_bytes(Py_ssize_t nbytes):
+    """Stream relu's result from calls whose arrays hold at least ``nbytes`` bytes."""
+    global _stream_bytes
+    _stream_bytes = max(nbytes, 1)
+
+
+def stream_bytes():
+    """The footprint from which relu streams its result (:func:`set_stream_bytes`)."""
+    return _stream_bytes
+
 
 cdef cnp.ndarray _result(cnp.ndarray src, object out):
     """`out` (checked by the caller; compared here once more, cheaply) or a new array."""
@@ -83,14 +100,15 @@ cdef enum:
 
 
 cdef void _chunk(int kind, int act, int typenum, char* a, char* b, char* out, Py_ssize_t lo,
-                 Py_ssize_t hi, double p0, double p1) noexcept nogil:
+                 Py_ssize_t hi, double p0, double p1, int stream) noexcept nogil:
     """Elements [lo, hi) of one of the four kernels, on float32 or float64 data."""
     cdef Py_ssize_t n = hi - lo
     if typenum == cnp.NPY_FLOAT:
         if kind == K_FORWARD:
-            fnn_activate_array_f32(act, <float*>a + lo, <float*>out + lo, n)
+            fnn_activate_array_f32(act, <float*>a + lo, <float*>out + lo, n, stream)
         elif kind == K_BACKWARD:
-            fnn_backward_array_f32(act, <float*>a + lo, <float*>b + lo, <float*>out + lo, n)
+            fnn_backward_array_f32(act, <float*>a + lo, <float*>b + lo, <float*>out + lo, n,
+                                   stream)
         elif kind == K_XFORWARD:
             fnn_xact_forward_f32(act, <float*>a + lo, <float*>out + lo, n, <float>p0,
                                  <float>p1)
@@ -98,9 +116,10 @@ cdef void _chunk(int kind, int act, int typenum, char* a, char* b, char* out, Py
             fnn_xact_backward_f32(act, <float*>a + lo, <float*>b + lo, <float*>out + lo, n,
                                   <float>p0, <float>p1)
     elif kind == K_FORWARD:
-        fnn_activate_array_f64(act, <double*>a + lo, <double*>out + lo, n)
+        fnn_activate_array_f64(act, <double*>a + lo, <double*>out + lo, n, stream)
     elif kind == K_BACKWARD:
-        fnn_backward_array_f64(act, <double*>a + lo, <double*>b + lo, <double*>out + lo, n)
+        fnn_backward_array_f64(act, <double*>a + lo, <double*>b + lo, <double*>out + lo, n,
+                               stream)
     elif kind == K_XFORWARD:
         fnn_xact_forward_f64(act, <double*>a + lo, <double*>out + lo, n, p0, p1)
     else:
@@ -117,13 +136,14 @@ cdef object _run(int kind, int act, cnp.ndarray a, cnp.ndarray b, cnp.ndarray ou
     cdef char* bp = <char*>cnp.PyArray_DATA(b) if b is not None else NULL
     cdef char* op = <char*>cnp.PyArray_DATA(out)
     cdef int c, chunks = da.threads_for(n, parallel_min, num_threads)
+    cdef int stream = cnp.PyArray_NBYTES(a) * (3 if b is not None else 2) >= _stream_bytes
     if chunks == 1:
         with nogil:
-            _chunk(kind, act, typenum, ap, bp, op, 0, n, p0, p1)
+            _chunk(kind, act, typenum, ap, bp, op, 0, n, p0, p1, stream)
         return out
     for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
         _chunk(kind, act, typenum, ap, bp, op, chunk_start(n, c, chunks),
-               chunk_start(n, c + 1, chunks), p0, p1)
+               chunk_start(n, c + 1, chunks), p0, p1, stream)
     return out
 
 

@@ -4,14 +4,16 @@
  * ownership"), so a memory-bound y = f(x) moves 12 bytes per float instead of 8; streaming
  * stores skip that read, as memcpy does for large copies.
  *
- *   fnn_activate_array_f32 / _f64(act, x, y, n)          y = f(x)
- *   fnn_backward_array_f32 / _f64(act, g, y, out, n)     out = g * f'(from y)
+ *   fnn_activate_array_f32 / _f64(act, x, y, n, stream)          y = f(x)
+ *   fnn_backward_array_f32 / _f64(act, g, y, out, n, stream)     out = g * f'(from y)
  *
  * Only relu streams: it is pure data movement.  sigmoid and tanh cost ~1.5 cycles per
  * element of arithmetic, and the extra pass through the buffer made them slower
  * (measured: 16M floats, one thread: relu 9.1 -> 7.6 ms, memcpy 9.0; sigmoid 10.2 ->
- * 13.0 ms).  Below FNN_STREAM_MIN elements (or without AVX2) these are the plain loops of
- * activation_loops.h: a result that fits in cache is better left there for its reader.
+ * 13.0 ms).  The caller says whether to stream (activation.pyx: when the call's input and
+ * output together outgrow the last-level cache, read from the system at run time);
+ * otherwise (or without AVX2) these are the plain loops of activation_loops.h: a result
+ * that fits in cache is better left there for its reader.
  */
 #ifndef FNN_ACTIVATION_STREAM_H
 #define FNN_ACTIVATION_STREAM_H
@@ -24,9 +26,6 @@
 #include <immintrin.h>
 #endif
 
-/* Elements per call (one thread's share) from which the result is streamed: 2^19 floats
- * (2 MiB) per thread, beyond what a core's share of the caches keeps. */
-#define FNN_STREAM_MIN ((ptrdiff_t)1 << 19)
 /* Elements computed into the L1 buffer between two streaming bursts. */
 #define FNN_STREAM_CHUNK 2048
 
@@ -82,15 +81,16 @@ FNN_TARGET_AVX2 static void fnn_stream_copy_f64(double* dst, const double* src, 
 
 #define FNN_DEFINE_STREAM_DISPATCH(T, SUFFIX)                                             \
     FNN_DEFINE_STREAMED(T, SUFFIX)                                                        \
-    static void fnn_activate_array_##SUFFIX(int act, const T* x, T* y, ptrdiff_t n) {           \
-        if (n >= FNN_STREAM_MIN && act == FNN_ACT_RELU && fnn_cpu_has_avx2())             \
+    static void fnn_activate_array_##SUFFIX(int act, const T* x, T* y, ptrdiff_t n,       \
+                                            int stream) {                                 \
+        if (stream && act == FNN_ACT_RELU && fnn_cpu_has_avx2())                          \
             fnn_activate_streamed_##SUFFIX(act, x, y, n);                                 \
         else                                                                              \
             fnn_activate_loop_##SUFFIX(act, x, y, n);                                     \
     }                                                                                     \
-    static void fnn_backward_array_##SUFFIX(int act, const T* g, const T* y, T* out,            \
-                                      ptrdiff_t n) {                                      \
-        if (n >= FNN_STREAM_MIN && act == FNN_ACT_RELU && fnn_cpu_has_avx2())             \
+    static void fnn_backward_array_##SUFFIX(int act, const T* g, const T* y, T* out,      \
+                                            ptrdiff_t n, int stream) {                    \
+        if (stream && act == FNN_ACT_RELU && fnn_cpu_has_avx2())                          \
             fnn_backward_streamed_##SUFFIX(act, g, y, out, n);                            \
         else                                                                              \
             fnn_backward_loop_##SUFFIX(act, g, y, out, n);                                \

@@ -5,6 +5,8 @@ threads, and every memory layout."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -147,18 +149,45 @@ def test_relu_backward_passes_gradient_through_nan_output():
     np.testing.assert_array_equal(fastnn.activation_backward("relu", g, y), [1.0, 0.0, 0.0, 4.0])
 
 
-def test_relu_streamed_path_on_large_arrays(dtype, rng):
-    """Arrays far beyond the caches take the streaming-store path (any alignment of the
-    result, any tail length): exact results, as the plain loop."""
-    n = (1 << 20) + 37
+def test_relu_streamed_and_plain_paths_agree(dtype, rng):
+    """relu streams its result when a call's arrays outgrow the last-level cache (twice
+    its size, read at load); forced either way here, any alignment of the result and any
+    tail length give exact results."""
+    from fastnn.kernels.cpu import activation as kernels
+
+    n = (1 << 17) + 37
     x = rng.standard_normal(n + 1).astype(dtype)[1:]  # misaligned start
     x[:3] = [np.nan, -0.0, np.inf]
     g = rng.standard_normal(n).astype(dtype)
-    for threads in (1, 2):
-        fastnn.set_num_threads(threads)
-        try:
+    shipped = kernels.stream_bytes()
+    assert shipped >= 2 * (1 << 20)  # at least twice a (tiny) last-level cache
+    try:
+        for stream_from, threads in itertools.product((1, 1 << 62), (1, 2)):
+            kernels.set_stream_bytes(stream_from)
+            fastnn.set_num_threads(threads)
             np.testing.assert_array_equal(fastnn.relu(x), np.where(x < 0, 0, x))
             want = np.where(x <= 0, 0, g)
             np.testing.assert_array_equal(fastnn.activation_backward("relu", g, x), want)
-        finally:
-            fastnn.set_num_threads(_DEFAULT_THREADS)
+    finally:
+        kernels.set_stream_bytes(shipped)
+        fastnn.set_num_threads(_DEFAULT_THREADS)
+
+
+def test_cache_sizes_come_from_the_system_or_a_default(tmp_path, monkeypatch):
+    """llc_bytes reads the L3 (else the L2) of cpu0 from sysfs; the relu streaming
+    threshold follows it."""
+    from fastnn import _machine
+
+    assert _machine.llc_bytes() >= _machine.l2_bytes() > 0
+    for level, kind, size in ((1, "Instruction", "32K"), (2, "Unified", "2048K")):
+        index = tmp_path / f"index{level}"
+        index.mkdir()
+        (index / "level").write_text(f"{level}\n")
+        (index / "type").write_text(f"{kind}\n")
+        (index / "size").write_text(f"{size}\n")
+    real_path = _machine.Path
+    monkeypatch.setattr(
+        _machine, "Path", lambda p: tmp_path if "cpu0/cache" in str(p) else real_path(p)
+    )
+    assert _machine._cache_bytes(3) is None and _machine._cache_bytes(2) == 2 << 20
+    assert _machine._cache_bytes(1) is None  # an instruction cache is not data

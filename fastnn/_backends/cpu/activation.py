@@ -12,8 +12,17 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._dispatch import register
+from fastnn._machine import llc_bytes
 from fastnn._threads import team_size
 from fastnn.kernels.cpu import activation as _k
+
+#: relu streams its result (non-temporal stores) from calls whose arrays hold this many
+#: times the last-level cache: below it, the result stays in cache for its reader.
+#: Measured (AMD EPYC, 32 MiB L3; relu forward, input + output): at 16 MiB plain stores
+#: ran 228 us and streaming 305 (one thread), at 32 MiB 236 vs 616 (two threads), at
+#: 64 MiB streaming won on one and two threads (1631 vs 1824, 642 vs 722 us).
+STREAM_LLC_MULTIPLE = 2
+_k.set_stream_bytes(STREAM_LLC_MULTIPLE * llc_bytes())
 
 #: Activation names -> the kernels' codes.
 CODES = {None: _k.IDENTITY, "relu": _k.RELU, "sigmoid": _k.SIGMOID, "tanh": _k.TANH}
