@@ -15,7 +15,7 @@ from libc.stdlib cimport free
 
 from pool_common cimport (
     pool_avg_backward_f32, pool_avg_backward_f64, pool_avg_rows_f32, pool_avg_rows_f64,
-    plane_rows, pool_set_avx2, pool_shape, scratch_rows, unpack_shape,
+    padded, plane_rows, pool_set_avx2, pool_shape, scratch_rows, unpack_shape,
 )
 from work_split cimport fnn_set_parallel_scale, split, threads_for
 
@@ -73,10 +73,12 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
     if items == 0:
         return
     cdef Py_ssize_t w = max(s.W, 1)
-    # the divisors (Ho + Wo), then one scratch row (W) per chunk
+    # the divisors (Ho + Wo), then one scratch row (W) per chunk, each padded (no two
+    # threads write one cache line)
+    cdef Py_ssize_t head = padded(s.Ho + s.Wo), stride = padded(w)
     cdef floating* div = <floating*>scratch_rows(
-        (s.Ho + s.Wo + chunks * w) * sizeof(floating), "avg_pool")
-    cdef floating* buf = div + s.Ho + s.Wo
+        (head + chunks * stride) * sizeof(floating), "avg_pool")
+    cdef floating* buf = div + head
     try:
         _divisors(&s, count_include_pad, div)
         if chunks == 1:  # no parallel region for one chunk
@@ -85,7 +87,7 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
         else:
             for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
                 _avg_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
-                         split(items, c + 1, chunks), div, div + s.Ho, buf + c * w)
+                         split(items, c + 1, chunks), div, div + s.Ho, buf + c * stride)
     finally:
         free(div)
 
@@ -100,9 +102,10 @@ def backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in, tu
     if planes == 0:
         return
     cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1)
+    cdef Py_ssize_t head = padded(s.Ho + s.Wo), stride = padded(w + wo)
     cdef floating* div = <floating*>scratch_rows(
-        (s.Ho + s.Wo + chunks * (w + wo)) * sizeof(floating), "avg_pool backward")
-    cdef floating* rows = div + s.Ho + s.Wo
+        (head + chunks * stride) * sizeof(floating), "avg_pool backward")
+    cdef floating* rows = div + head
     try:
         _divisors(&s, count_include_pad, div)
         if chunks == 1:  # no parallel region for one chunk
@@ -110,8 +113,8 @@ def backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in, tu
                 _avg_backward_planes(&s, grad_out, grad_in, div, rows, rows + w, 0, planes)
         else:
             for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
-                _avg_backward_planes(&s, grad_out, grad_in, div, rows + c * (w + wo),
-                                     rows + c * (w + wo) + w, split(planes, c, chunks),
+                _avg_backward_planes(&s, grad_out, grad_in, div, rows + c * stride,
+                                     rows + c * stride + w, split(planes, c, chunks),
                                      split(planes, c + 1, chunks))
     finally:
         free(div)

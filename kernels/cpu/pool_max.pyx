@@ -19,7 +19,7 @@ from pool_common cimport (
     pool_argmax_rows_f32, pool_argmax_rows_f64, pool_max_backward_indices_f32,
     pool_max_backward_indices_f64, pool_max_backward_recompute_f32,
     pool_max_backward_recompute_f64, pool_max_rows_f32, pool_max_rows_f64, pool_set_avx2,
-    plane_rows, pool_shape, scratch_rows, unpack_shape,
+    padded, plane_rows, pool_shape, scratch_rows, unpack_shape,
 )
 from work_split cimport fnn_set_parallel_scale, split, threads_for
 
@@ -69,7 +69,8 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
     cdef int c, chunks = threads_for(x.shape[0] * s.H * s.W, items, num_threads)
     if items == 0:
         return
-    cdef floating* buf = <floating*>scratch_rows(chunks * max(s.W, 1) * sizeof(floating),
+    cdef Py_ssize_t stride = padded(max(s.W, 1))  # no two threads write one cache line
+    cdef floating* buf = <floating*>scratch_rows(chunks * stride * sizeof(floating),
                                                  "max_pool")
     try:
         if chunks == 1:  # no parallel region for one chunk
@@ -78,7 +79,7 @@ def forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, tuple geometry,
         else:
             for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
                 _max_run(&s, &x[0, 0, 0], &y[0, 0, 0], split(items, c, chunks),
-                         split(items, c + 1, chunks), buf + c * s.W)
+                         split(items, c + 1, chunks), buf + c * stride)
     finally:
         free(buf)
 
@@ -93,10 +94,12 @@ def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     if items == 0:
         return
     cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1)
-    # per chunk one row of values, then per chunk an input and an output row of indices
+    # per chunk one row of values, then per chunk an input and an output row of indices,
+    # each chunk's rows padded (no two threads write one cache line)
+    cdef Py_ssize_t vstride = padded(w), istride = padded(w + wo)
     cdef floating* buf = <floating*>scratch_rows(
-        chunks * (w * sizeof(floating) + (w + wo) * sizeof(int32_t)), "max_pool")
-    cdef int32_t* fbuf = <int32_t*>(buf + chunks * w)
+        chunks * (vstride * sizeof(floating) + istride * sizeof(int32_t)), "max_pool")
+    cdef int32_t* fbuf = <int32_t*>(buf + chunks * vstride)
     try:
         if chunks == 1:  # no parallel region for one chunk
             with nogil:
@@ -106,7 +109,7 @@ def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
             for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
                 _argmax_run(&s, &x[0, 0, 0], &y[0, 0, 0], &index[0, 0, 0],
                             split(items, c, chunks), split(items, c + 1, chunks),
-                            buf + c * w, fbuf + c * (w + wo), fbuf + c * (w + wo) + w)
+                            buf + c * vstride, fbuf + c * istride, fbuf + c * istride + w)
     finally:
         free(buf)
 
@@ -147,7 +150,7 @@ def backward_recompute(const floating[:, :, ::1] grad_out, const floating[:, :, 
     cdef int c, chunks = threads_for(planes * s.H * s.W, planes, num_threads)
     if planes == 0:
         return
-    cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1), per = w + wo
+    cdef Py_ssize_t w = max(s.W, 1), wo = max(s.Wo, 1), per = padded(w + wo)
     # the value rows of every chunk, then their index rows
     cdef floating* vals = <floating*>scratch_rows(
         chunks * per * (sizeof(floating) + sizeof(int32_t)), "max_pool backward")
