@@ -328,17 +328,20 @@ static inline ptrdiff_t fnn_bn_split(ptrdiff_t n, int t, int parts) {
             fnn_bn_range_sums_##S(grad, g, x, y, act, C, P, k, 0, units, out);           \
             return 0;                                                                    \
         }                                                                                \
-        part = (double*)calloc((size_t)threads * 2 * (size_t)C, sizeof(double));         \
+        /* each thread's 2C partials, then at least a cache line of gap, up to a multiple  \
+         * of 128 bytes: no two threads write one cache line */                           \
+        ptrdiff_t stride = (2 * C + 8 + 15) / 16 * 16;                                   \
+        part = (double*)calloc((size_t)threads * (size_t)stride, sizeof(double));         \
         if (part == NULL) return -1;                                                     \
         _Pragma("omp parallel for schedule(static) num_threads(threads)")                \
         for (int t = 0; t < threads; ++t)                                                \
             fnn_bn_range_sums_##S(grad, g, x, y, act, C, P, k,                           \
                                   fnn_bn_split(units, t, threads),                       \
                                   fnn_bn_split(units, t + 1, threads),                   \
-                                  part + (ptrdiff_t)t * 2 * C);                          \
+                                  part + (ptrdiff_t)t * stride);                         \
         for (ptrdiff_t c = 0; c < 2 * C; ++c) {                                          \
             double v = 0.0;                                                              \
-            for (int t = 0; t < threads; ++t) v += part[(ptrdiff_t)t * 2 * C + c];       \
+            for (int t = 0; t < threads; ++t) v += part[(ptrdiff_t)t * stride + c];      \
             out[c] = v;                                                                  \
         }                                                                                \
         free(part);                                                                      \

@@ -79,7 +79,10 @@ cdef _avg_planes(const floating[:, :, ::1] src, floating[:, :, ::1] dst, bint ba
     cdef int c, chunks = threads_for(P * H * W, P, num_threads)
     if P == 0:
         return
-    cdef double* buf = <double*>malloc(chunks * W * sizeof(double))
+    # each thread's row, at least a cache line of gap, up to a multiple of 128 bytes: no
+    # two threads write one cache line
+    cdef Py_ssize_t stride = (W + 8 + 15) // 16 * 16
+    cdef double* buf = <double*>malloc(chunks * stride * sizeof(double))
     if buf == NULL:
         raise MemoryError(f"{op}: out of memory for the scratch rows")
     try:
@@ -89,7 +92,7 @@ cdef _avg_planes(const floating[:, :, ::1] src, floating[:, :, ::1] dst, bint ba
         else:
             for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
                 _avg_run(&src[0, 0, 0], &dst[0, 0, 0], backward, H, W, Ho, Wo,
-                         buf + c * W, split(P, c, chunks), split(P, c + 1, chunks))
+                         buf + c * stride, split(P, c, chunks), split(P, c + 1, chunks))
     finally:
         free(buf)
 
