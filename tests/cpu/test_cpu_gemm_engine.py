@@ -117,11 +117,16 @@ def test_small_products_also_try_one_thread(fresh_engines, monkeypatch, rng, pic
         )
     a = rng.standard_normal((40, 30)).astype(np.float32)
     b = rng.standard_normal((30, 20)).astype(np.float32)
-    for _ in range(3):
+    for _ in range(3):  # the first chooses (through matmul), the others run plain's runner
         assert_close(fastnn.gemm(a, b), a.astype(np.float64) @ b, rtol=1e-5)
     assert offered == [["blas", "blas-1", "blocked", "blocked-1"]]
+    assert list(_gemm._engine_memo.values()) == [_gemm.ENGINES[picked]]
+    assert len(_gemm._plain_memo) == 1
     engine, threads = picked.split("-")[0], 1 if picked.endswith("-1") else 2
-    assert seen and all(s == (engine, threads) for s in seen[-2:])
+    seen.clear()
+    for _ in range(2):  # matmul, memoised: the chosen engine on the chosen thread count
+        assert_close(_gemm.matmul(a, b), a.astype(np.float64) @ b, rtol=1e-5)
+    assert seen == [(engine, threads)] * 2
 
 
 @pytest.mark.parametrize("engine", ["blas", "blocked"])

@@ -210,15 +210,11 @@ def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> tuple[bool, bool]
             # would keep its verdict; this process runs the remembered choice or the prior
             choice = ENGINES.get(_autotune.lookup(name) or "", ENGINES[first])
         else:
-            one = args[:-1] + (1,)
-            engines = {"blas": lambda: _blas(*args), "blocked": lambda: _blocked(*args)}
-            if not prior:
-                engines = {"blocked": engines["blocked"], "blas": engines["blas"]}
             again = flops <= REMEASURE_FLOPS_LIMIT
+            order = [first, "blocked" if prior else "blas"]  # the prior's favourite first
             if again and key[-2] > 1:
-                engines[f"{first}-1"] = lambda: (_blas if prior else _blocked)(*one)
-                other = "blocked" if prior else "blas"
-                engines[f"{other}-1"] = lambda: (_blocked if prior else _blas)(*one)
+                order += [f"{engine}-1" for engine in order]
+            engines = {engine: _engine_run(ENGINES[engine], args) for engine in order}
             choice = ENGINES[_autotune.choose(name, engines, repeats=5, remeasure=again)]
     if len(_engine_memo) >= _ENGINE_MEMO_LIMIT:
         _engine_memo.clear()
@@ -226,13 +222,26 @@ def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> tuple[bool, bool]
     return choice
 
 
-def _unsplit_needs_threads(m: int, n: int, k: int, threads: int) -> bool:
-    """Whether a product BLAS runs in one call (too small to split, or too narrow) should
-    get BLAS's own threads: only when it holds the work of two threads.  A smaller one
-    runs on the BLAS as it is (one thread after any split product), so that products of
-    both kinds in turn do not switch SciPy's BLAS between 1 and N threads on every call
-    (two thread-count changes, ~5 us)."""
-    return threads > 1 and 2.0 * m * n * k >= 2.0 * _k.flops_per_thread()
+def _engine_run(choice: tuple[bool, bool], args: tuple):
+    """A zero-argument callable running matmul's ``args`` on the engine ``choice``
+    (an ENGINES value) names."""
+    use_blas, alone = choice
+    engine_args = args[:-1] + (1,) if alone else args
+    engine = _blas if use_blas else _blocked
+    return lambda: engine(*engine_args)
+
+
+def _blas_plan(m: int, n: int, k: int, threads: int) -> str:
+    """How _blas runs an (m x k) @ (k x n) product on ``threads``: "split" (blocks over
+    our threads, BLAS pinned to one), "threaded" (one call with BLAS's own threads: too
+    narrow to split, yet two threads' work), or "one" (one call on the BLAS as it is: a
+    small product must not switch SciPy's BLAS between 1 and N threads when products of
+    both kinds take turns, two thread-count changes, ~5 us)."""
+    if _k.blas_threads(m, n, k, threads) != 1:
+        return "split"
+    if threads > 1 and 2.0 * m * n * k >= 2.0 * _k.flops_per_thread():
+        return "threaded"
+    return "one"
 
 
 def _blas(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> np.ndarray:
@@ -240,8 +249,9 @@ def _blas(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> np.n
     m = a.shape[1] if trans_a else a.shape[0]
     k = a.shape[0] if trans_a else a.shape[1]
     n = b.shape[0] if trans_b else b.shape[1]
-    if _k.blas_threads(m, n, k, threads) == 1:  # one call, outside any parallel region
-        if _unsplit_needs_threads(m, n, k, threads):
+    plan = _blas_plan(m, n, k, threads)
+    if plan != "split":  # one call, outside any parallel region
+        if plan == "threaded":
             blas_for_call()
         out = _k.blas(a, b, c, alpha, beta, trans_a, trans_b, 1)
     else:
@@ -272,17 +282,18 @@ def _plain_runner(m: int, n: int, k: int, choice: tuple[bool, bool], threads: in
     threads = 1 if alone else threads
     if not use_blas:
         return lambda a, b: _blocked(a, b, None, 1.0, 0.0, False, False, 0, None, None, threads)
-    if _k.blas_threads(m, n, k, threads) != 1:
+    plan = _blas_plan(m, n, k, threads)
+    if plan == "split":
         return lambda a, b: _blas(a, b, None, 1.0, 0.0, False, False, 0, None, None, threads)
-    blas, for_call = _k.blas, blas_for_call
-    if not _unsplit_needs_threads(m, n, k, threads):
+    blas, for_call = _k.blas, blas_for_call  # _blas's one-call path without its checks
+    if plan == "one":
         return lambda a, b: blas(a, b, None, 1.0, 0.0, False, False, 1)
 
-    def one_call(a, b):
+    def threaded_call(a, b):
         for_call()
         return blas(a, b, None, 1.0, 0.0, False, False, 1)
 
-    return one_call
+    return threaded_call
 
 
 def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -338,9 +349,9 @@ def matmul(
         choice = _engine_memo.get(key)
         if choice is None:
             choice = _choose_engine(key, args, epilogue)
-        use_blas, alone = choice
-        if alone:
-            args = args[:-1] + (1,)
     else:
-        use_blas = _forced[0] == "blas"
+        choice = ENGINES[_forced[0]]
+    use_blas, alone = choice
+    if alone:
+        args = args[:-1] + (1,)
     return _blas(*args) if use_blas else _blocked(*args)
