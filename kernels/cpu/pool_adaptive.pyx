@@ -8,8 +8,9 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 
+from pool_common cimport padded, scratch_rows
 from work_split cimport fnn_set_parallel_scale, split, threads_for
 
 cdef extern from "pool_adaptive.h" nogil:
@@ -79,12 +80,8 @@ cdef _avg_planes(const floating[:, :, ::1] src, floating[:, :, ::1] dst, bint ba
     cdef int c, chunks = threads_for(P * H * W, P, num_threads)
     if P == 0:
         return
-    # each thread's row, at least a cache line of gap, up to a multiple of 128 bytes: no
-    # two threads write one cache line
-    cdef Py_ssize_t stride = (W + 8 + 15) // 16 * 16
-    cdef double* buf = <double*>malloc(chunks * stride * sizeof(double))
-    if buf == NULL:
-        raise MemoryError(f"{op}: out of memory for the scratch rows")
+    cdef Py_ssize_t stride = padded(W)  # no two threads write one cache line
+    cdef double* buf = <double*>scratch_rows(chunks * stride * sizeof(double), op)
     try:
         if chunks == 1:
             with nogil:
