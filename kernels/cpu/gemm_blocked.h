@@ -16,6 +16,10 @@
  * (AVX-512F, 64-byte vectors) and wide-generic (the avx512 tile shape compiled for the
  * baseline: lets the tests check that tile shape on a machine without AVX-512).
  *
+ * Paths (gemm_blocked_impl.h, per part of the result): a short reduction (k up to the
+ * measured fnn_gemm_short_k) unpacked; one row or one column of result (a matrix-vector
+ * product) on the thin path, which reads the matrix once in place; else packed tiles.
+ *
  * Threads: the m x n result is cut into a tm x tn grid of rectangles, one per thread,
  * each computed independently with its own packing buffers (no barriers).  The grid is
  * the one with the smallest per-thread cost, compute plus packing (see fnn_gemm_grid).
@@ -147,12 +151,8 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
 
 #if FNN_X86
 #define FNN_GEMM_X86_CASES(M)                                                             \
-    case FNN_GEMM_AVX2:                                                                   \
-        return short_k ? fnn_gemm_short_##M##_avx2(g, m0, m1, n0, n1)                     \
-                       : fnn_gemm_part_##M##_avx2(g, m0, m1, n0, n1);                     \
-    case FNN_GEMM_AVX512:                                                                 \
-        return short_k ? fnn_gemm_short_##M##_avx512(g, m0, m1, n0, n1)                   \
-                       : fnn_gemm_part_##M##_avx512(g, m0, m1, n0, n1);
+    case FNN_GEMM_AVX2: return fnn_gemm_path_##M##_avx2(g, m0, m1, n0, n1);               \
+    case FNN_GEMM_AVX512: return fnn_gemm_path_##M##_avx512(g, m0, m1, n0, n1);
 #define FNN_EPI_X86_CASES(M)                                                              \
     case FNN_GEMM_AVX2: fnn_epilogue_block_##M##_avx2(e, out, ldo, i0, 0, rows, n); return; \
     case FNN_GEMM_AVX512: fnn_epilogue_block_##M##_avx512(e, out, ldo, i0, 0, rows, n); return;
@@ -165,15 +165,10 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
 #define FNN_DEFINE_GEMM(T, M, IS_DOUBLE)                                                  \
     static int fnn_gemm_run_##M(int variant, const fnn_gemm_args* g, ptrdiff_t m0,        \
                                 ptrdiff_t m1, ptrdiff_t n0, ptrdiff_t n1) {               \
-        const int short_k = g->k <= fnn_gemm_short_k;                                     \
         switch (variant) {                                                                \
         FNN_GEMM_X86_CASES(M)                                                             \
-        case FNN_GEMM_WIDE_GENERIC:                                                       \
-            return short_k ? fnn_gemm_short_##M##_wide(g, m0, m1, n0, n1)                 \
-                           : fnn_gemm_part_##M##_wide(g, m0, m1, n0, n1);                 \
-        default:                                                                          \
-            return short_k ? fnn_gemm_short_##M##_generic(g, m0, m1, n0, n1)              \
-                           : fnn_gemm_part_##M##_generic(g, m0, m1, n0, n1);              \
+        case FNN_GEMM_WIDE_GENERIC: return fnn_gemm_path_##M##_wide(g, m0, m1, n0, n1);   \
+        default: return fnn_gemm_path_##M##_generic(g, m0, m1, n0, n1);                   \
         }                                                                                 \
     }                                                                                     \
                                                                                           \

@@ -367,6 +367,159 @@ static FNN_ATTR int FNN_FN(fnn_gemm_short)(const fnn_gemm_args* g, ptrdiff_t m0,
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------
+ * Thin products: one row or one column of result (a matrix-vector product).  A register
+ * tile would be 1/MR or 1/NR full and every element of the matrix would be packed to be
+ * used once, so these read the matrix once, in place, at memory speed instead.
+ * ---------------------------------------------------------------------------------- */
+
+/* dst[r * ds] = alpha * dot(x_r, v) for `rows` vectors x_r = x + r * xs of length k, each
+ * with unit stride, and v with unit stride: four vectors at a time, two accumulators
+ * each (eight independent chains of fused multiply-adds). */
+static FNN_ATTR void FNN_FN(fnn_dot_rows)(ptrdiff_t rows, ptrdiff_t k, const FNN_T* x,
+                                          ptrdiff_t xs, const FNN_T* restrict v, FNN_T alpha,
+                                          FNN_T* dst, ptrdiff_t ds) {
+    typedef FNN_FN(fnn_vec_t) V;
+    const ptrdiff_t step = 2 * FNN_LANES, kv = k / step * step;
+    ptrdiff_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const FNN_T* x0 = x + r * xs;
+        V acc[4][2];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) acc[q][0] = acc[q][1] = (V){0};
+        for (ptrdiff_t p = 0; p < kv; p += step) {
+            V v0, v1;
+            __builtin_memcpy(&v0, v + p, sizeof v0);
+            __builtin_memcpy(&v1, v + p + FNN_LANES, sizeof v1);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; ++q) {
+                V x_0, x_1;
+                __builtin_memcpy(&x_0, x0 + q * xs + p, sizeof x_0);
+                __builtin_memcpy(&x_1, x0 + q * xs + p + FNN_LANES, sizeof x_1);
+                acc[q][0] += x_0 * v0;
+                acc[q][1] += x_1 * v1;
+            }
+        }
+        for (int q = 0; q < 4; ++q) {
+            V both = acc[q][0] + acc[q][1];
+            FNN_T sum = 0;
+            for (ptrdiff_t l = 0; l < FNN_LANES; ++l) sum += both[l];
+            for (ptrdiff_t p = kv; p < k; ++p) sum += x0[q * xs + p] * v[p];
+            dst[(r + q) * ds] = alpha * sum;
+        }
+    }
+    for (; r < rows; ++r) {
+        const FNN_T* xr = x + r * xs;
+        V acc0 = (V){0}, acc1 = (V){0};
+        for (ptrdiff_t p = 0; p < kv; p += step) {
+            V v0, v1, x_0, x_1;
+            __builtin_memcpy(&v0, v + p, sizeof v0);
+            __builtin_memcpy(&v1, v + p + FNN_LANES, sizeof v1);
+            __builtin_memcpy(&x_0, xr + p, sizeof x_0);
+            __builtin_memcpy(&x_1, xr + p + FNN_LANES, sizeof x_1);
+            acc0 += x_0 * v0;
+            acc1 += x_1 * v1;
+        }
+        V both = acc0 + acc1;
+        FNN_T sum = 0;
+        for (ptrdiff_t l = 0; l < FNN_LANES; ++l) sum += both[l];
+        for (ptrdiff_t p = kv; p < k; ++p) sum += xr[p] * v[p];
+        dst[r * ds] = alpha * sum;
+    }
+}
+
+/* Columns of dst summed per pass of fnn_axpy_rows: 8 KiB of it, which stays in L1 while
+ * every row of y streams past. */
+#define FNN_AXPY_BLOCK ((ptrdiff_t)(8192 / sizeof(FNN_T)))
+
+/* dst[0:w] = alpha * sum_p c[p * cs] * y_p[0:w] for the k rows y_p = y + p * ys, each with
+ * unit stride: four rows of y per pass over a block of dst. */
+static FNN_ATTR void FNN_FN(fnn_axpy_rows)(ptrdiff_t k, ptrdiff_t w, const FNN_T* c,
+                                           ptrdiff_t cs, const FNN_T* y, ptrdiff_t ys,
+                                           FNN_T alpha, FNN_T* restrict dst) {
+    for (ptrdiff_t j0 = 0; j0 < w; j0 += FNN_AXPY_BLOCK) {
+        const ptrdiff_t width = w - j0 < FNN_AXPY_BLOCK ? w - j0 : FNN_AXPY_BLOCK;
+        FNN_T* restrict d = dst + j0;
+        for (ptrdiff_t j = 0; j < width; ++j) d[j] = 0;
+        ptrdiff_t p = 0;
+        for (; p + 8 <= k; p += 8) {
+            FNN_T cf[8];
+            const FNN_T* yr[8];
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; ++q) {
+                cf[q] = alpha * c[(p + q) * cs];
+                yr[q] = y + (p + q) * ys + j0;
+            }
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < width; ++j)
+                d[j] += cf[0] * yr[0][j] + cf[1] * yr[1][j] + cf[2] * yr[2][j] + cf[3] * yr[3][j] +
+                        cf[4] * yr[4][j] + cf[5] * yr[5][j] + cf[6] * yr[6][j] + cf[7] * yr[7][j];
+        }
+        for (; p < k; ++p) {
+            const FNN_T cp = alpha * c[p * cs];
+            const FNN_T* restrict yp = y + p * ys + j0;
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < width; ++j) d[j] += cp * yp[j];
+        }
+    }
+}
+
+/* The part [m0, m1) x [n0, n1) of a product with one column (n = 1) or one row (m = 1)
+ * of result.  Each output is a dot product of a row or column of the matrix with the
+ * vector when that line is contiguous (fnn_dot_rows; a strided vector is copied once),
+ * else the sum of the matrix's contiguous lines scaled by the vector's elements
+ * (fnn_axpy_rows), else plain loops.  Then beta * C and the epilogue, on this part.
+ * Returns 0, or -1 when the vector's copy cannot be allocated. */
+static FNN_ATTR int FNN_FN(fnn_gemm_thin)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
+                                          ptrdiff_t n0, ptrdiff_t n1) {
+    const FNN_T* a = (const FNN_T*)g->a;
+    const FNN_T* b = (const FNN_T*)g->b;
+    FNN_T* out = (FNN_T*)g->out;
+    const FNN_T alpha = (FNN_T)g->alpha;
+    const ptrdiff_t k = g->k, ldo = g->ldo;
+    /* one line of outputs: n = 1 runs down rows of A against b's column, m = 1 across
+     * columns of op(B) against a's row */
+    const int column = g->n == 1;
+    const ptrdiff_t count = column ? m1 - m0 : n1 - n0;
+    const FNN_T* mat = column ? a + m0 * g->a_rs : b + n0 * g->b_cs;
+    const ptrdiff_t line_step = column ? g->a_rs : g->b_cs;  /* next output's line */
+    const ptrdiff_t along_k = column ? g->a_cs : g->b_rs;    /* within a line */
+    const FNN_T* vec = column ? b : a;
+    const ptrdiff_t vec_step = column ? g->b_rs : g->a_cs;
+    FNN_T* dst = out + (column ? m0 * ldo : n0);
+    const ptrdiff_t dst_step = column ? ldo : 1;
+    FNN_T* copy = NULL;
+    if (along_k == 1) {
+        if (vec_step != 1 && k > 0) {
+            copy = (FNN_T*)malloc((size_t)k * sizeof(FNN_T));
+            if (copy == NULL) return -1;
+            for (ptrdiff_t p = 0; p < k; ++p) copy[p] = vec[p * vec_step];
+            vec = copy;
+        }
+        FNN_FN(fnn_dot_rows)(count, k, mat, line_step, vec, alpha, dst, dst_step);
+    } else if (line_step == 1 && dst_step == 1) {
+        FNN_FN(fnn_axpy_rows)(k, count, vec, vec_step, mat, along_k, alpha, dst);
+    } else {
+        for (ptrdiff_t r = 0; r < count; ++r) {
+            FNN_T sum = 0;
+            for (ptrdiff_t p = 0; p < k; ++p) sum += mat[r * line_step + p * along_k] * vec[p * vec_step];
+            dst[r * dst_step] = alpha * sum;
+        }
+    }
+    free(copy);
+    if (g->c != NULL && g->beta != 0) {
+        const FNN_T beta = (FNN_T)g->beta;
+        const FNN_T* c = (const FNN_T*)g->c;
+        for (ptrdiff_t i = m0; i < m1; ++i)
+            for (ptrdiff_t j = n0; j < n1; ++j) out[i * ldo + j] += beta * c[i * g->c_rs + j * g->c_cs];
+    }
+    if (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL)
+        FNN_FN(fnn_epilogue_block)(&g->epi, out, ldo, m0, n0, m1 - m0, n1 - n0);
+    return 0;
+}
+
+#undef FNN_AXPY_BLOCK
+
 /* The rows [m0, m1) x columns [n0, n1) of the product, on the calling thread, with its
  * own packing buffers.  Returns 0, or -1 when the buffers cannot be allocated. */
 static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
@@ -374,7 +527,11 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
     const FNN_T* a = (const FNN_T*)g->a;
     const FNN_T* b = (const FNN_T*)g->b;
     const ptrdiff_t k = g->k;
-    ptrdiff_t kc_max = k < FNN_KC ? (k > 0 ? k : 1) : FNN_KC;
+    /* K in equal slices of at most FNN_KC * 5/4 (257 is one slice, 784 four of 196):
+     * a short tail slice (784 = 3 x 256 + 16) would repack A and B, and load and store
+     * every tile of out once more, for a few steps of k. */
+    const ptrdiff_t k_slices = k <= FNN_KC + FNN_KC / 4 ? 1 : (k + FNN_KC - 1) / FNN_KC;
+    ptrdiff_t kc_max = k > 0 ? (k + k_slices - 1) / k_slices : 1;
     ptrdiff_t mc_max = m1 - m0 < FNN_MC ? m1 - m0 : FNN_MC;
     ptrdiff_t nc_max = n1 - n0 < FNN_NC ? n1 - n0 : FNN_NC;
     mc_max = (mc_max + FNN_MR - 1) / FNN_MR * FNN_MR;
@@ -400,9 +557,9 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
 
     for (ptrdiff_t jc = n0; jc < n1; jc += FNN_NC) {
         ptrdiff_t nc = n1 - jc < FNN_NC ? n1 - jc : FNN_NC;
-        for (ptrdiff_t pc = 0; pc == 0 || pc < k; pc += FNN_KC) {
-            ptrdiff_t kc = k - pc < FNN_KC ? k - pc : FNN_KC;
-            int first = pc == 0, last = pc + FNN_KC >= k;
+        for (ptrdiff_t slice = 0; slice < k_slices; ++slice) {
+            ptrdiff_t pc = k * slice / k_slices, kc = k * (slice + 1) / k_slices - pc;
+            int first = slice == 0, last = slice == k_slices - 1;
             const FNN_T* b_slice = b + pc * g->b_rs + jc * g->b_cs;
             if (!one_row_block) FNN_FN(fnn_pack_b)(kc, nc, b_slice, g->b_rs, g->b_cs, bp);
             for (ptrdiff_t ic = m0; ic < m1; ic += FNN_MC) {
@@ -463,6 +620,15 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
     }
     fnn_aligned_free_64(buffer);
     return 0;
+}
+
+/* The part [m0, m1) x [n0, n1) on the path for its shape: unpacked for a short
+ * reduction, the thin path for one row or column of result, else packed tiles. */
+static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
+                                          ptrdiff_t n0, ptrdiff_t n1) {
+    if (g->k <= fnn_gemm_short_k) return FNN_FN(fnn_gemm_short)(g, m0, m1, n0, n1);
+    if (g->m == 1 || g->n == 1) return FNN_FN(fnn_gemm_thin)(g, m0, m1, n0, n1);
+    return FNN_FN(fnn_gemm_part)(g, m0, m1, n0, n1);
 }
 
 #undef FNN_FN

@@ -26,7 +26,8 @@ from tests.utils import (
 #: build; "wide-generic" the AVX-512 tile shape compiled for the baseline.
 VARIANTS = ["auto", "generic", "wide-generic"]
 #: (m, n, k): tiny, odd, wider than a tile, deeper than a K block (256), taller than an
-#: M block (144 / 72 rows), and one wider than an N block (4080 columns).
+#: M block (144 / 72 rows), one wider than an N block (4080 columns), and thin products
+#: (one row or one column of result: the matrix-vector path).
 SHAPES = [
     (1, 1, 1),
     (5, 3, 7),
@@ -35,6 +36,9 @@ SHAPES = [
     (13, 40, 513),
     (2, 4100, 3),
     (300, 45, 270),
+    (1, 37, 300),
+    (70, 1, 513),
+    (1, 1, 600),
 ]
 
 
@@ -182,6 +186,32 @@ def test_every_memory_layout(engine, dtype, rng):
             assert_fresh_outputs(got, [a, b, c])
             for x, x0 in zip([a, b, c], before):
                 np.testing.assert_array_equal(x, x0)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 70, 41), (45, 1, 67), (1, 2100, 9), (1, 1, 33)])
+def test_thin_products_every_layout_and_epilogue(shape, threads, dtype, rng):
+    """One row or one column of result (dot products along contiguous lines, sums of
+    scaled lines, or plain loops, by the operands' strides) in every transpose and memory
+    layout, split over threads, with beta * c and the fused epilogues."""
+    m, n, kk = shape
+    for trans_a, trans_b in itertools.product((False, True), repeat=2):
+        a0, b0 = _operands(rng, m, n, kk, trans_a, trans_b, dtype)
+        c = rng.standard_normal((m, n)).astype(dtype)
+        bias = rng.standard_normal(n).astype(dtype)
+        u = rng.standard_normal((m, n)).astype(dtype)
+        la_s, lb_s = list(layouts(a0)), list(layouts(b0))
+        for i in range(len(la_s)):
+            (la, a), (lb, b) = la_s[i], lb_s[(i + 1) % len(lb_s)]
+            what = f"{trans_a}{trans_b} a {la}, b {lb}"
+            got = k.blocked(a, b, c, 0.5, 2.0, trans_a, trans_b, 0, None, None, threads)
+            assert_close(got, _want(a0, b0, trans_a, trans_b, 0.5, 2.0, c), dtype, what=what)
+            got = k.blocked(a, b, None, 1.0, 0.0, trans_a, trans_b, 3, bias, None, threads)
+            pre = _want(a0, b0, trans_a, trans_b) + bias
+            assert_close(got, np.tanh(pre), dtype, what=what + " tanh(. + bias)")
+            got = k.blocked(a, b, None, 1.0, 0.0, trans_a, trans_b, 1, None, u, threads)
+            want = _want(a0, b0, trans_a, trans_b) * (u > 0)
+            assert_close(got, want, dtype, what=what + " * relu'(u)")
 
 
 @pytest.mark.parametrize("engine", ["blocked", "blas"])
