@@ -40,6 +40,7 @@ __all__ = [
     "generation",
     "is_recording",
     "lookup",
+    "reconsider",
     "recording",
     "store",
 ]
@@ -55,8 +56,9 @@ def _enabled_from_env() -> bool:
 
 _state: dict[str, Any] = {"enabled": _enabled_from_env(), "cache": None, "generation": 0}
 _memory: dict[str, str] = {}
-#: Keys timed by this process (see ``choose(..., remeasure=True)``).
-_timed_here: set[str] = set()
+#: Keys timed by this process (see ``choose(..., remeasure=True)``) -> each candidate's
+#: best time so far (seconds per call; :func:`reconsider` adds to them).
+_timed_here: dict[str, dict[str, float]] = {}
 _lock = threading.Lock()
 _local = threading.local()
 #: Held while candidates are timed.  Threads can reach a first use at once (XLA runs
@@ -222,7 +224,37 @@ def choose(
         best = _measure(candidates, repeats, errors)
         best_name = min(best, key=lambda name: best[name]) if best else next(iter(candidates))
         store(key, best_name)
-        _timed_here.add(_full(key))
+        _timed_here[_full(key)] = best
+    _note(key, best_name, time.perf_counter() - start)
+    return best_name
+
+
+def reconsider(
+    key: str,
+    candidates: dict[str, Callable[[], Any]],
+    repeats: int = 3,
+    errors: tuple[type[BaseException], ...] = (MemoryError,),
+) -> str:
+    """Time the candidates of a choice this process has timed before (``choose(...,
+    remeasure=True)``) once more, and remember the fastest by each candidate's best time
+    over every timing of this process.  A timing taken while the machine ran slow for a
+    while (another process, a host that runs a virtual CPU on a busy core) made the
+    candidates that use more threads look slow; a later one, taken apart from it in time,
+    corrects the verdict, while a slow burst in the later one cannot undo a good first.
+    A key this process has not timed is timed as by :func:`choose`."""
+    full = _full(key)
+    if full not in _timed_here:
+        return choose(key, candidates, repeats, errors, remeasure=True)
+    with _measuring:
+        start = time.perf_counter()
+        _quiet_before_timing()
+        best = dict(_timed_here.get(full, {}))
+        for name, seconds in _measure(candidates, repeats, errors).items():
+            best[name] = min(seconds, best.get(name, float("inf")))
+        best = {name: best[name] for name in candidates if name in best}
+        best_name = min(best, key=lambda name: best[name]) if best else next(iter(candidates))
+        store(key, best_name)
+        _timed_here[full] = best
     _note(key, best_name, time.perf_counter() - start)
     return best_name
 

@@ -94,7 +94,7 @@ def test_remeasure_times_a_cached_choice_once_per_process(tmp_path, monkeypatch)
     timed again once with remeasure=True, the new verdict replaces it, and later calls in
     this process trust it; without remeasure the file's choice is taken as it is."""
     fastnn.autotune(True, cache=tmp_path / "tune.json")
-    monkeypatch.setattr(_autotune, "_timed_here", set())
+    monkeypatch.setattr(_autotune, "_timed_here", {})
     _autotune.store("key-r", "slow")
     calls = []
     candidates = {
@@ -256,3 +256,22 @@ def test_hopeless_candidates_are_not_timed_again(tmp_path):
     chosen = _autotune.choose("key-hopeless", {"fast": lambda: calls.append("fast"), "slow": slow})
     assert chosen == "fast"
     assert calls.count("slow") <= 2  # the warm-up and at most one timed round
+
+
+def test_reconsider_keeps_each_candidates_best_over_every_timing(tmp_path, monkeypatch):
+    """reconsider times a choice again and picks by each candidate's best time over all
+    of this process's timings: a fast later timing corrects a slow first one, a slow
+    later one cannot undo it; the verdict is stored.  A key never timed here is chosen."""
+    fastnn.autotune(True, cache=tmp_path / "tune.json")
+    monkeypatch.setattr(_autotune, "_timed_here", {})
+    monkeypatch.setattr(_autotune, "_quiet_before_timing", lambda: None)
+    timings = iter(
+        [{"team": 5.0, "one": 3.0}, {"team": 1.0, "one": 3.5}, {"team": 9.0, "one": 2.0}]
+    )
+    monkeypatch.setattr(_autotune, "_measure", lambda candidates, repeats, errors: next(timings))
+    candidates = {"team": lambda: None, "one": lambda: None}
+    assert _autotune.reconsider("key-c", candidates) == "one"  # never timed: chosen
+    assert _autotune.lookup("key-c") == "one"
+    assert _autotune.reconsider("key-c", candidates) == "team"  # 1.0 < 3.0
+    assert _autotune.lookup("key-c") == "team"
+    assert _autotune.reconsider("key-c", candidates) == "team"  # 1.0 < 2.0

@@ -19,6 +19,7 @@ def fresh_engines(monkeypatch, tmp_path):
     monkeypatch.setattr(_threads, "_free_cpus", lambda: 64)
     monkeypatch.setattr(_gemm, "_engine_memo", {})
     monkeypatch.setattr(_gemm, "_plain_memo", {})
+    monkeypatch.setattr(_gemm, "_unconfirmed", {})
     monkeypatch.setattr(_autotune, "_memory", {})
     fastnn.autotune(True, cache=tmp_path / "autotune.json")
     yield
@@ -157,6 +158,8 @@ def test_plain_products_reuse_the_engine_chosen_first(
     want = a.astype(np.float64) @ b
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     assert_close(fastnn.gemm(a, b), want, rtol=rtol)
+    _gemm._unconfirmed.clear()  # a split product's later timings (tested below) are done
+    assert_close(fastnn.gemm(a, b), want, rtol=rtol)
     assert len(_gemm._plain_memo) == 1
     choices = len(_gemm._engine_memo)
     for _ in range(2):
@@ -173,6 +176,59 @@ def test_plain_products_reuse_the_engine_chosen_first(
         with _gemm.forced_engine(engine):
             assert_close(fastnn.gemm(a, b), want, rtol=rtol)
         assert calls == [engine]
+
+
+def test_a_split_products_engine_is_timed_again_later(fresh_engines, monkeypatch, rng):
+    """A product the team splits is timed again at each CONFIRM_AFTER delay (through
+    _autotune.reconsider, put off while the machine is busy), each verdict replaces the
+    memo's, and plain's runner waits until the last."""
+    monkeypatch.setattr(_threads, "team_size", lambda: 2)
+    monkeypatch.setattr(_gemm, "team_size", lambda: 2)
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    clock = [100.0]
+    monkeypatch.setattr(_gemm, "_now", lambda: clock[0])
+    calls = []
+    verdicts = iter(["blas-1", "blocked", "blas"])
+
+    def choose(key, candidates, repeats, remeasure):
+        calls.append(("choose", sorted(candidates)))
+        return "blocked-1"
+
+    def reconsider(key, candidates, repeats):
+        calls.append(("reconsider", sorted(candidates)))
+        return next(verdicts)
+
+    monkeypatch.setattr(_autotune, "choose", choose)
+    monkeypatch.setattr(_autotune, "reconsider", reconsider)
+    a = rng.standard_normal((200, 460)).astype(np.float32)  # 18.4 Mflop: split, re-timed
+    b = rng.standard_normal((460, 100)).astype(np.float32)
+    want = a.astype(np.float64) @ b
+    assert 2 * 200 * 100 * 460 >= 2 * _gemm._k.flops_per_thread()
+    key = (200, 100, 460, False, False, False, "f", 2, _autotune.generation())
+    for _ in range(2):  # chosen once; not due yet
+        assert_close(fastnn.gemm(a, b), want, rtol=1e-5)
+    names = ["blas", "blas-1", "blocked", "blocked-1"]
+    assert calls == [("choose", names)] and _gemm._engine_memo[key] == (False, True)
+    busy = [True]
+    monkeypatch.setattr(_threads, "others_busy", lambda threads: busy[0])
+    clock[0] += _gemm.CONFIRM_AFTER[0]
+    fastnn.gemm(a, b)  # due, but the machine is busy: put off
+    assert len(calls) == 1 and _gemm._unconfirmed[key][1] == 0
+    busy[0] = False
+    for step, (delay, verdict) in enumerate(
+        zip(_gemm.CONFIRM_AFTER, ["blas-1", "blocked", "blas"])
+    ):
+        clock[0] += delay
+        assert_close(fastnn.gemm(a, b), want, rtol=1e-5)
+        assert calls[-1] == ("reconsider", names) and len(calls) == step + 2
+        assert _gemm._engine_memo[key] == _gemm.ENGINES[verdict]
+        last = step == len(_gemm.CONFIRM_AFTER) - 1
+        assert len(_gemm._plain_memo) == (1 if last else 0)  # the runner waits for the last
+    assert key not in _gemm._unconfirmed
+    clock[0] += 1000.0
+    for _ in range(2):
+        assert_close(fastnn.gemm(a, b), want, rtol=1e-5)
+    assert len(calls) == 4
 
 
 def test_forced_engine_rejects_unknown_names():

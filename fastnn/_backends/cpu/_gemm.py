@@ -196,11 +196,9 @@ def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> tuple[bool, bool]
     if not _k.blas_fits(m, n, k):
         choice = ENGINES["blocked"]
     else:
-        prior = prefers_blas(m, n, k, epilogue)
+        name, engines = _engine_candidates(key, args, epilogue)
+        first = next(iter(engines))
         flops = 2.0 * m * n * k
-        shape_class = (_bucket(m), _bucket(n), _bucket(k), *key[3:-1])
-        name = "gemm-engine|" + "|".join(map(str, shape_class)).replace(" ", "")
-        first = "blas" if prior else "blocked"
         if not _autotune.autotune_enabled() or flops > MEASURE_FLOPS_LIMIT:
             choice = ENGINES[first]
         elif _threads.others_busy(key[-2]):
@@ -209,14 +207,64 @@ def _choose_engine(key: tuple, args: tuple, epilogue: bool) -> tuple[bool, bool]
             choice = ENGINES.get(_autotune.lookup(name) or "", ENGINES[first])
         else:
             again = flops <= REMEASURE_FLOPS_LIMIT
-            order = [first, "blocked" if prior else "blas"]  # the prior's favourite first
-            if again and key[-2] > 1:
-                order += [f"{engine}-1" for engine in order]
-            engines = {engine: _engine_run(ENGINES[engine], args) for engine in order}
             choice = ENGINES[_autotune.choose(name, engines, repeats=5, remeasure=again)]
+            if again and key[-2] > 1 and flops >= 2.0 * _k.flops_per_thread():
+                _unconfirmed[key] = (_now() + CONFIRM_AFTER[0], 0)
     if len(_engine_memo) >= _ENGINE_MEMO_LIMIT:
         _engine_memo.clear()
+        _unconfirmed.clear()
     _engine_memo[key] = choice
+    return choice
+
+
+def _engine_candidates(key: tuple, args: tuple, epilogue: bool) -> tuple[str, dict]:
+    """The autotune key of ``key``'s shape class and its candidates (name -> a
+    zero-argument run of ``args``), the prior's favourite first; products small enough
+    to re-time in each process also try both engines on one thread when the team has
+    more."""
+    m, n, k = key[:3]
+    prior = prefers_blas(m, n, k, epilogue)
+    shape_class = (_bucket(m), _bucket(n), _bucket(k), *key[3:-1])
+    name = "gemm-engine|" + "|".join(map(str, shape_class)).replace(" ", "")
+    order = ["blas", "blocked"] if prior else ["blocked", "blas"]
+    if 2.0 * m * n * k <= REMEASURE_FLOPS_LIMIT and key[-2] > 1:
+        order += [f"{engine}-1" for engine in order]
+    return name, {engine: _engine_run(ENGINES[engine], args) for engine in order}
+
+
+#: Seconds after a product's engine was timed in this process at which it is timed once
+#: more (:func:`_autotune.reconsider`: each candidate's best over every timing counts).
+#: Only products that the team splits, whose candidates include one-thread runs: a
+#: 2-vCPU VM can run one of its vCPUs slow for seconds at a time (the same one-thread
+#: product measured 91 us on one vCPU and 200 us on the other, AMD EPYC), and a timing
+#: taken then chose one thread for a product that runs 1.7x faster on two (linear
+#: 1024x100->10: 59 us against 34).  The delays grow tenfold, so a slow spell of any
+#: length is passed by one of them; three timings of a few milliseconds each at most.
+CONFIRM_AFTER = (0.2, 2.0, 20.0)
+#: matmul keys timed in this process and not yet timed again at every CONFIRM_AFTER
+#: delay -> (when the next timing is due, by _now; its index in CONFIRM_AFTER).
+_unconfirmed: dict[tuple, tuple[float, int]] = {}
+#: The clock of CONFIRM_AFTER (tests replace it).
+_now = time.monotonic
+
+
+def _confirm(key: tuple, args: tuple, epilogue: bool, choice: tuple[bool, bool]) -> tuple:
+    """``key``'s engine, timed again when its next CONFIRM_AFTER delay has passed (put
+    off while other processes hold CPUs)."""
+    due, step = _unconfirmed[key]
+    now = _now()
+    if now < due:
+        return choice
+    if _threads.others_busy(key[-2]):
+        _unconfirmed[key] = (now + CONFIRM_AFTER[step], step)
+        return choice
+    name, engines = _engine_candidates(key, args, epilogue)
+    choice = ENGINES[_autotune.reconsider(name, engines, repeats=5)]
+    _engine_memo[key] = choice
+    if step + 1 < len(CONFIRM_AFTER):
+        _unconfirmed[key] = (_now() + CONFIRM_AFTER[step + 1], step + 1)
+    else:
+        del _unconfirmed[key]
     return choice
 
 
@@ -310,8 +358,9 @@ def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if _calibrated:  # else the threshold that splits the work may still change
         m, k = a.shape
         n = b.shape[1]
-        choice = _engine_memo.get((m, n, k, False, False, False, a.dtype.char, *key[3:]))
-        if choice is not None:
+        engine_key = (m, n, k, False, False, False, a.dtype.char, *key[3:])
+        choice = _engine_memo.get(engine_key)
+        if choice is not None and engine_key not in _unconfirmed:  # else via matmul
             if len(_plain_memo) >= _ENGINE_MEMO_LIMIT:
                 _plain_memo.clear()
             _plain_memo[key] = _plain_runner(m, n, k, choice, threads)
@@ -347,6 +396,8 @@ def matmul(
         choice = _engine_memo.get(key)
         if choice is None:
             choice = _choose_engine(key, args, epilogue)
+        elif _unconfirmed and key in _unconfirmed:
+            choice = _confirm(key, args, epilogue, choice)
     else:
         choice = ENGINES[_forced[0]]
     use_blas, alone = choice
