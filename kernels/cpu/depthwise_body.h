@@ -186,24 +186,38 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, co
                     wsel[nt] = wk[t];
                     ++nt;
                 }
-                for (ptrdiff_t q0 = 0; q0 < span; q0 += 2 * VL) {
-                    VEC acc0, acc1;
+                /* four independent accumulators, as in the forward pass (with two, each
+                 * waited on the last tap's multiply-add: a 3x3 stride-1 gradient ran
+                 * at half the forward's rate); the last group may run up to 4 vectors
+                 * past the span, into the phase planes' slack (ps) */
+                for (ptrdiff_t q0 = 0; q0 < span; q0 += 4 * VL) {
+                    VEC acc0, acc1, acc2, acc3;
                     if (j == 0) {
-                        acc0 = acc1 = (VEC){0};
+                        acc0 = acc1 = acc2 = acc3 = (VEC){0};
                     } else {
                         FNN_VLOAD(acc0, g + q0);
                         FNN_VLOAD(acc1, g + q0 + VL);
+                        FNN_VLOAD(acc2, g + q0 + 2 * VL);
+                        FNN_VLOAD(acc3, g + q0 + 3 * VL);
                     }
                     /* q - shift stays inside gy_wide's zero margins (see gy_wide) */
                     for (ptrdiff_t t = 0; t < nt; ++t) {
-                        VEC v0, v1;
-                        FNN_VLOAD(v0, base + q0 - sel[t]);
-                        FNN_VLOAD(v1, base + q0 + VL - sel[t]);
-                        acc0 += v0 * wsel[t];
-                        acc1 += v1 * wsel[t];
+                        const T* src = base + q0 - sel[t];
+                        const T wt = wsel[t];
+                        VEC v0, v1, v2, v3;
+                        FNN_VLOAD(v0, src);
+                        FNN_VLOAD(v1, src + VL);
+                        FNN_VLOAD(v2, src + 2 * VL);
+                        FNN_VLOAD(v3, src + 3 * VL);
+                        acc0 += v0 * wt;
+                        acc1 += v1 * wt;
+                        acc2 += v2 * wt;
+                        acc3 += v3 * wt;
                     }
                     FNN_VSTORE(g + q0, acc0);
                     FNN_VSTORE(g + q0 + VL, acc1);
+                    FNN_VSTORE(g + q0 + 2 * VL, acc2);
+                    FNN_VSTORE(g + q0 + 3 * VL, acc3);
                 }
             }
         }
