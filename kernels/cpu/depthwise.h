@@ -26,6 +26,7 @@
 #define FNN_DEPTHWISE_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conv_epilogue.h"
@@ -94,14 +95,67 @@ static int fnn_dw_isa(int requested) {
     return requested < best ? requested : best;
 }
 
+/* Whether the input gradient can run as a forward pass: stride 1, one output channel per
+ * input channel, and padding no wider than the dilated kernel.  Then
+ *     gx[h][w] = sum_{r,s} w[R-1-r][S-1-s] gy_pad[h + r*dh][w + s*dw],
+ * gy zero-padded by (R-1)*dh - pt on top and (S-1)*dw - pl on the left: a depthwise
+ * forward pass over gy with the flipped kernel, which reads each tap as a vector and
+ * sums in registers, where the phase form of the input gradient pays for a wide copy of
+ * gy and a scatter of its phase planes per plane (MobileNetV2's 384x14x14: 0.64 ms
+ * against the forward's 0.42 on one thread, AMD EPYC). */
+static int fnn_dw_grad_input_is_forward(const fnn_dw_args* a) {
+    return a->sh == 1 && a->sw == 1 && a->KM == 1 && a->pt <= (a->R - 1) * a->dh &&
+           a->pl <= (a->S - 1) * a->dw;
+}
+
+/* The forward pass's arguments computing a's input gradient (see above), with `flipped`
+ * (C * R * S elements) filled with the flipped kernel. */
+#define FNN_DW_AS_FORWARD(T, sfx)                                                          \
+    static fnn_dw_args fnn_dw_grad_input_forward_##sfx(const fnn_dw_args* a, T* flipped) { \
+        const ptrdiff_t taps = a->R * a->S;                                                \
+        const T* w = (const T*)a->w;                                                       \
+        for (ptrdiff_t c = 0; c < a->C; ++c)                                               \
+            for (ptrdiff_t t = 0; t < taps; ++t)                                           \
+                flipped[c * taps + t] = w[c * taps + taps - 1 - t];                        \
+        fnn_dw_args f = *a;                                                                \
+        f.x = a->gy;                                                                       \
+        f.H = a->Ho;                                                                       \
+        f.W = a->Wo;                                                                       \
+        f.sn = a->C * a->Ho * a->Wo;                                                       \
+        f.sc = a->Ho * a->Wo;                                                              \
+        f.sh_ = a->Wo;                                                                     \
+        f.sw_ = 1;                                                                         \
+        f.Ho = a->H;                                                                       \
+        f.Wo = a->W;                                                                       \
+        f.pt = (a->R - 1) * a->dh - a->pt;                                                 \
+        f.pl = (a->S - 1) * a->dw - a->pl;                                                 \
+        f.w = flipped;                                                                     \
+        f.bias = NULL;                                                                     \
+        f.act = 0;                                                                         \
+        f.gy = NULL;                                                                       \
+        return f;                                                                          \
+    }
+FNN_DW_AS_FORWARD(float, f32)
+FNN_DW_AS_FORWARD(double, f64)
+
 /* pass: 0 forward, 1 input gradient, 2 weight gradient; lanes: the channels-in-lanes
  * variant (depthwise_lanes_body.h) instead of plane by plane.  0, or -1 without memory. */
-#define FNN_DW_ENTRY(sfx)                                                                  \
-    static int fnn_dw_run_##sfx(const fnn_dw_args* a, int pass, int isa, int lanes) {     \
+#define FNN_DW_ENTRY(T, sfx)                                                               \
+    static int fnn_dw_pass_##sfx(const fnn_dw_args* a, int pass, int isa, int lanes) {    \
         if (lanes) { FNN_ISA_DISPATCH(fnn_dw_isa(isa), fnn_dwl_run, sfx, (a, pass)) }      \
         FNN_ISA_DISPATCH(fnn_dw_isa(isa), fnn_dw_run, sfx, (a, pass))                      \
+    }                                                                                      \
+    static int fnn_dw_run_##sfx(const fnn_dw_args* a, int pass, int isa, int lanes) {     \
+        if (pass != 1 || !fnn_dw_grad_input_is_forward(a))                                 \
+            return fnn_dw_pass_##sfx(a, pass, isa, lanes);                                 \
+        T* flipped = (T*)malloc((size_t)(a->C * a->R * a->S) * sizeof(T));                \
+        if (flipped == NULL) return -1;                                                    \
+        fnn_dw_args f = fnn_dw_grad_input_forward_##sfx(a, flipped);                       \
+        int status = fnn_dw_pass_##sfx(&f, 0, isa, lanes);                                 \
+        free(flipped);                                                                     \
+        return status;                                                                     \
     }
-FNN_DW_ENTRY(f32)
-FNN_DW_ENTRY(f64)
+FNN_DW_ENTRY(float, f32)
+FNN_DW_ENTRY(double, f64)
 
 #endif /* FNN_DEPTHWISE_H */
