@@ -250,6 +250,26 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, co
     }
 }
 
+/* acc[t] += sum_i g[i] * ptrs[t][i] for the nt (constant where inlined) taps of a group,
+ * the i loop outermost: each vector of gy_wide is loaded once for the group and the nt
+ * sums stay in registers (tap by tap, every product loaded both operands: two loads per
+ * multiply-add).  i runs in whole vectors: gy_wide is zero past the plane. */
+static TARGET_ATTR inline __attribute__((always_inline)) void DFN(fnn_dw_gw_taps)(
+    const T* g, const T* const* ptrs, ptrdiff_t wide, VEC* acc, const int nt) {
+    VEC s[8];
+    for (int t = 0; t < nt; ++t) s[t] = (VEC){0};
+    for (ptrdiff_t i0 = 0; i0 < wide; i0 += VL) {
+        VEC g0;
+        FNN_VLOAD(g0, g + i0);
+        for (int t = 0; t < nt; ++t) {
+            VEC p0;
+            FNN_VLOAD(p0, ptrs[t] + i0);
+            s[t] += g0 * p0;
+        }
+    }
+    for (int t = 0; t < nt; ++t) acc[t] += s[t];
+}
+
 /* Weight gradient of the input channels lo..hi-1 (all images), written in double to
  * gw (K * R * S): per tap, a vector of partial dot products over every image of the
  * channel, summed across lanes once at the end. */
@@ -267,26 +287,23 @@ static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_
                 const ptrdiff_t k = c * a->KM + j;
                 DFN(fnn_dw_gy_wide)(a, l, gy + (n * K + k) * a->Ho * a->Wo, gyw);
                 const T* g = gyw + l->margin;
-                for (ptrdiff_t t = 0; t < taps; ++t) {
-                    const T* p = P + off[t];
-                    VEC s0 = vacc[j * taps + t], s1 = (VEC){0};
-                    ptrdiff_t i0 = 0;
-                    for (; i0 + 2 * VL <= l->wide; i0 += 2 * VL) {
-                        VEC g0, g1, p0, p1;
-                        FNN_VLOAD(g0, g + i0);
-                        FNN_VLOAD(g1, g + i0 + VL);
-                        FNN_VLOAD(p0, p + i0);
-                        FNN_VLOAD(p1, p + i0 + VL);
-                        s0 += g0 * p0;
-                        s1 += g1 * p1;
+                /* the taps in groups of at most 8, balanced (9 taps: 4 + 5) */
+                const ptrdiff_t groups = (taps + 7) / 8;
+                for (ptrdiff_t q = 0; q < groups; ++q) {
+                    const ptrdiff_t t0 = taps * q / groups, nt = taps * (q + 1) / groups - t0;
+                    const T* ptrs[8];
+                    for (ptrdiff_t t = 0; t < nt; ++t) ptrs[t] = P + off[t0 + t];
+                    VEC* acc = vacc + j * taps + t0;
+                    switch (nt) {
+                    case 1: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 1); break;
+                    case 2: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 2); break;
+                    case 3: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 3); break;
+                    case 4: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 4); break;
+                    case 5: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 5); break;
+                    case 6: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 6); break;
+                    case 7: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 7); break;
+                    default: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 8); break;
                     }
-                    for (; i0 < l->wide; i0 += VL) { /* gy_wide is zero past the plane */
-                        VEC g0, p0;
-                        FNN_VLOAD(g0, g + i0);
-                        FNN_VLOAD(p0, p + i0);
-                        s0 += g0 * p0;
-                    }
-                    vacc[j * taps + t] = s0 + s1;
                 }
             }
         }

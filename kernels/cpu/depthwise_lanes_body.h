@@ -135,6 +135,24 @@ static TARGET_ATTR void LFN(fnn_dwl_gather_gy)(const fnn_dw_args* a, const T* gy
         for (ptrdiff_t p = 0; p < plane; ++p) GY[p * VL + lane] = 0;
 }
 
+/* acc[t] += sum over output positions of GY[p] * X[position of tap t] for the nt taps
+ * (constant where inlined) of a group: the sums stay in registers over the whole plane
+ * and each vector of GY is loaded once per group (summing into acc in memory loaded and
+ * stored a sum for every multiply-add). */
+static TARGET_ATTR inline __attribute__((always_inline)) void LFN(fnn_dwl_gw_taps)(
+    const fnn_dw_args* a, const T* X, const T* Y, const ptrdiff_t* toff, ptrdiff_t wp,
+    VEC* acc, const int nt) {
+    VEC s[8];
+    for (int t = 0; t < nt; ++t) s[t] = (VEC){0};
+    for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
+        for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) {
+            const VEC g = *(const VEC*)(Y + (oh * a->Wo + ow) * VL);
+            const T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
+            for (int t = 0; t < nt; ++t) s[t] += g * *(const VEC*)(base + toff[t] * VL);
+        }
+    for (int t = 0; t < nt; ++t) acc[t] += s[t];
+}
+
 /* A whole pass with channels in lanes; items are (image, block of VL channels).  Vector
  * code runs here too, hence the target attribute (the dispatcher calls the level the CPU
  * supports). */
@@ -215,13 +233,22 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
                         for (ptrdiff_t n0 = 0; n0 < a->N; ++n0) {
                             LFN(fnn_dwl_gather)(a, (const T*)a->x + n0 * a->sn, c0, n, wp, flat, X);
                             LFN(fnn_dwl_gather_gy)(a, (const T*)a->gy, n0, c0, n, j, Y);
-                            for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
-                                for (ptrdiff_t ow = 0; ow < a->Wo; ++ow) {
-                                    const VEC g = *(const VEC*)(Y + (oh * a->Wo + ow) * VL);
-                                    const T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
-                                    for (ptrdiff_t t = 0; t < taps; ++t)
-                                        accp[t] += g * *(const VEC*)(base + toff[t] * VL);
+                            /* the taps in balanced groups of at most 8 (9: 4 + 5) */
+                            const ptrdiff_t groups = (taps + 7) / 8;
+                            for (ptrdiff_t q = 0; q < groups; ++q) {
+                                const ptrdiff_t t0 = taps * q / groups;
+                                const ptrdiff_t nt = taps * (q + 1) / groups - t0;
+                                switch (nt) {
+                                case 1: LFN(fnn_dwl_gw_taps)(a, X, Y, toff + t0, wp, accp + t0, 1); break;
+                                case 2: LFN(fnn_dwl_gw_taps)(a, X, Y, toff + t0, wp, accp + t0, 2); break;
+                                case 3: LFN(fnn_dwl_gw_taps)(a, X, Y, toff + t0, wp, accp + t0, 3); break;
+                                case 4: LFN(fnn_dwl_gw_taps)(a, X, Y, toff + t0, wp, accp + t0, 4); break;
+                                case 5: LFN(fnn_dwl_gw_taps)(a, X, Y, toff + t0, wp, accp + t0, 5); break;
+                                case 6: LFN(fnn_dwl_gw_taps)(a, X, Y, toff + t0, wp, accp + t0, 6); break;
+                                case 7: LFN(fnn_dwl_gw_taps)(a, X, Y, toff + t0, wp, accp + t0, 7); break;
+                                default: LFN(fnn_dwl_gw_taps)(a, X, Y, toff + t0, wp, accp + t0, 8); break;
                                 }
+                            }
                         }
                         for (ptrdiff_t t = 0; t < taps; ++t) {
                             T v[VL] __attribute__((aligned(64)));
