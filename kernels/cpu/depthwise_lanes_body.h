@@ -9,7 +9,10 @@
  * products with the taps' per-channel weights, W[t][lane]:
  *
  *   forward      Y[oh][ow] = b + sum_t W[t] * X[oh*sh + r*dh][ow*sw + s*dw]
- *   grad_input   G[oh*sh + r*dh][ow*sw + s*dw] += W[t] * GY[oh][ow]   (a scatter into the
+ *   grad_input   gx[h][w] = sum of W[t] * GY[oh][ow] over the taps whose (oh, ow) hits
+ *                (h, w) (a gather, fnn_dwl_grad_input_gather; stride-1 layers run as a
+ *                forward pass, see depthwise.h); with a channel multiplier KM > 1,
+ *                G[oh*sh + r*dh][ow*sw + s*dw] += W[t] * GY[oh][ow] (a scatter into the
  *                padded buffer, conflict-free: lanes are channels), then the interior of
  *                G is the gradient
  *   grad_weight  gw[t] += sum_{oh, ow} GY[oh][ow] * X[oh*sh + r*dh][ow*sw + s*dw]
@@ -135,6 +138,97 @@ static TARGET_ATTR void LFN(fnn_dwl_gather_gy)(const fnn_dw_args* a, const T* gy
         for (ptrdiff_t p = 0; p < plane; ++p) GY[p * VL + lane] = 0;
 }
 
+/* g consecutive positions (g constant where inlined) of one class of the gathered input
+ * gradient: out[u * ostep] = sum over the class's taps t_lo..t_hi-1 of W[t] * src[rel[t]
+ * + u] (in vectors). */
+static TARGET_ATTR inline __attribute__((always_inline)) void LFN(fnn_dwl_gather_positions)(
+    const T* src, const T* wl, const ptrdiff_t* rel, const ptrdiff_t* tidx, ptrdiff_t t_lo,
+    ptrdiff_t t_hi, T* out, ptrdiff_t ostep, const int g) {
+    VEC acc[8];
+    for (int u = 0; u < g; ++u) acc[u] = (VEC){0};
+    for (ptrdiff_t t = t_lo; t < t_hi; ++t) {
+        const VEC wt = *(const VEC*)(wl + tidx[t] * VL);
+        const T* p = src + rel[t] * VL;
+        for (int u = 0; u < g; ++u) acc[u] += *(const VEC*)(p + u * VL) * wt;
+    }
+    for (int u = 0; u < g; ++u) *(VEC*)(out + u * ostep) = acc[u];
+}
+
+/* The input gradient of one block of channels (one output channel each: KM = 1) as a
+ * gather: gx[h][w] = sum of W[t] * GY[oh][ow] over the taps (r, s) whose output position
+ * (oh, ow) = ((h + pt - r*dh) / sh, (w + pl - s*dw) / sw) divides evenly.  Positions fall
+ * in sh x sw classes by (h + pt) % sh and (w + pl) % sw; within a class the taps are
+ * fixed and consecutive positions w (sw apart) read consecutive GY vectors, so up to 8
+ * positions sum in registers and are stored once (the scatter form loaded and stored
+ * the padded gradient for every tap of every GY position).  GYP: GY with zero borders
+ * of mt rows above and ml columns left (row stride wp, zeroed once per call: only the
+ * interior is written); tapw (2 * taps + sh * sw + 1 entries): the taps' offsets and
+ * indices grouped by class, and where each class starts; the result goes to `flat`
+ * (positions x lanes). */
+static TARGET_ATTR void LFN(fnn_dwl_grad_input_gather)(const fnn_dw_args* a, const T* Y,
+                                                      const T* wl, ptrdiff_t wp, T* GYP,
+                                                      ptrdiff_t* tapw, T* restrict flat) {
+    const ptrdiff_t mt = ((a->R - 1) * a->dh) / a->sh + 1;
+    const ptrdiff_t ml = ((a->S - 1) * a->dw) / a->sw + 1;
+    for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
+        memcpy(GYP + ((oh + mt) * wp + ml) * VL, Y + oh * a->Wo * VL,
+               (size_t)(a->Wo * VL) * sizeof(T));
+    const ptrdiff_t taps = a->R * a->S;
+    /* each tap belongs to one class: rel (its offset from the class's position, -dr
+     * rows and -ds columns of GYP) and tidx (its index), grouped by class, the classes'
+     * starts in first[] */
+    ptrdiff_t* rel = tapw;
+    ptrdiff_t* tidx = tapw + taps;
+    ptrdiff_t* first = tapw + 2 * taps;
+    ptrdiff_t nt = 0;
+    for (ptrdiff_t ha = 0; ha < a->sh; ++ha)
+        for (ptrdiff_t wa = 0; wa < a->sw; ++wa) {
+            first[ha * a->sw + wa] = nt;
+            for (ptrdiff_t r = 0; r < a->R; ++r) {
+                if ((r * a->dh) % a->sh != ha) continue;
+                for (ptrdiff_t s = 0; s < a->S; ++s) {
+                    if ((s * a->dw) % a->sw != wa) continue;
+                    rel[nt] = -((r * a->dh - ha) / a->sh) * wp - (s * a->dw - wa) / a->sw;
+                    tidx[nt] = r * a->S + s;
+                    ++nt;
+                }
+            }
+        }
+    first[a->sh * a->sw] = nt;
+    for (ptrdiff_t h = 0; h < a->H; ++h) {
+        const ptrdiff_t ha = (h + a->pt) % a->sh, hq = (h + a->pt) / a->sh;
+        for (ptrdiff_t wa = 0; wa < a->sw; ++wa) {
+            const ptrdiff_t w0 = ((wa - a->pl) % a->sw + a->sw) % a->sw;
+            if (w0 >= a->W) continue;
+            const ptrdiff_t wq0 = (w0 + a->pl) / a->sw;
+            const ptrdiff_t count = (a->W - w0 + a->sw - 1) / a->sw;
+            const ptrdiff_t t_lo = first[ha * a->sw + wa], t_hi = first[ha * a->sw + wa + 1];
+            const ptrdiff_t at = (hq + mt) * wp + wq0 + ml; /* GYP position of u = 0 */
+            T* out = flat + (h * a->W + w0) * VL;
+            const ptrdiff_t ostep = a->sw * VL;
+            ptrdiff_t u0 = 0;
+            /* positions in groups of 8, then 4, 2, 1: a constant group size keeps the
+             * sums in registers */
+            for (; u0 + 8 <= count; u0 += 8)
+                LFN(fnn_dwl_gather_positions)(GYP + (at + u0) * VL, wl, rel, tidx, t_lo, t_hi,
+                                              out + u0 * ostep, ostep, 8);
+            if (count - u0 >= 4) {
+                LFN(fnn_dwl_gather_positions)(GYP + (at + u0) * VL, wl, rel, tidx, t_lo, t_hi,
+                                              out + u0 * ostep, ostep, 4);
+                u0 += 4;
+            }
+            if (count - u0 >= 2) {
+                LFN(fnn_dwl_gather_positions)(GYP + (at + u0) * VL, wl, rel, tidx, t_lo, t_hi,
+                                              out + u0 * ostep, ostep, 2);
+                u0 += 2;
+            }
+            if (count - u0 >= 1)
+                LFN(fnn_dwl_gather_positions)(GYP + (at + u0) * VL, wl, rel, tidx, t_lo, t_hi,
+                                              out + u0 * ostep, ostep, 1);
+        }
+    }
+}
+
 /* acc[t] += sum over output positions of GY[p] * X[position of tap t] for the nt taps
  * (constant where inlined) of a group: the sums stay in registers over the whole plane
  * and each vector of GY is loaded once per group (summing into acc in memory loaded and
@@ -174,7 +268,8 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
         T* X = (T*)fnn_workspace(0, x_bytes);
         T* Y = (T*)fnn_workspace(1, y_bytes);
         T* wl = (T*)fnn_workspace(3, w_bytes);
-        ptrdiff_t* toff = (ptrdiff_t*)fnn_workspace(2, (size_t)taps * sizeof(ptrdiff_t));
+        ptrdiff_t* toff = (ptrdiff_t*)fnn_workspace(
+            2, (size_t)(2 * taps + a->sh * a->sw + 1) * sizeof(ptrdiff_t));
         T* flat = (T*)fnn_workspace(4, (size_t)(a->H * a->W * VL) * sizeof(T));
         if (X == NULL || Y == NULL || wl == NULL || toff == NULL || flat == NULL) {
             failed = 1;
@@ -198,6 +293,14 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
                         LFN(fnn_dwl_forward_block)(a, X, wl, toff, wp, bl, Y);
                         LFN(fnn_dwl_scatter)(a, Y, n0, c0, n, j, (T*)a->out);
                     }
+                } else if (pass == 1 && a->KM == 1) {
+                    const ptrdiff_t n0 = item / blocks;
+                    LFN(fnn_dwl_weights)(a, w, c0, n, 0, wl);
+                    LFN(fnn_dwl_gather_gy)(a, (const T*)a->gy, n0, c0, n, 0, Y);
+                    LFN(fnn_dwl_grad_input_gather)(a, Y, wl, wp, X, toff, flat);
+                    T* gx = (T*)a->out + n0 * a->C * a->H * a->W;
+                    LFN(fnn_dwl_transpose)(flat, VL, a->H * a->W, n, gx + c0 * a->H * a->W,
+                                           a->H * a->W);
                 } else if (pass == 1) {
                     /* G (the padded gradient) accumulates every multiplier's scatter */
                     const ptrdiff_t n0 = item / blocks;
