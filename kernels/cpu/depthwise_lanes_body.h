@@ -72,6 +72,24 @@ static void LFN(fnn_dwl_taps)(const fnn_dw_args* a, ptrdiff_t wp, ptrdiff_t* tof
  * taps of one position do not form a chain of dependent FMAs. */
 #define FNN_DWL_GROUP 8
 
+/* g positions (g constant where inlined) of one output row: Y[u] = act(b + sum_t W[t] *
+ * X[base + toff[t] + u * step]). */
+static TARGET_ATTR inline __attribute__((always_inline)) void LFN(fnn_dwl_forward_positions)(
+    const T* base, const T* wl, const ptrdiff_t* toff, ptrdiff_t taps, ptrdiff_t step,
+    VEC b, int act, T* Y, const int g) {
+    VEC acc[FNN_DWL_GROUP];
+    for (int u = 0; u < g; ++u) acc[u] = b;
+    for (ptrdiff_t t = 0; t < taps; ++t) {
+        const VEC wt = *(const VEC*)(wl + t * VL);
+        const T* src = base + toff[t] * VL;
+        for (int u = 0; u < g; ++u) acc[u] += *(const VEC*)(src + u * step) * wt;
+    }
+    for (int u = 0; u < g; ++u) {
+        FNN_CONV_ACT_VEC(acc[u], act);
+        *(VEC*)(Y + u * VL) = acc[u];
+    }
+}
+
 static TARGET_ATTR void LFN(fnn_dwl_forward_block)(const fnn_dw_args* a, const T* X,
                                                    const T* wl, const ptrdiff_t* toff,
                                                    ptrdiff_t wp, const T* bias,
@@ -81,39 +99,27 @@ static TARGET_ATTR void LFN(fnn_dwl_forward_block)(const fnn_dw_args* a, const T
     const ptrdiff_t taps = a->R * a->S, step = a->sw * VL;
     const VEC b = *(const VEC*)bias;
     for (ptrdiff_t oh = 0; oh < a->Ho; ++oh) {
+        /* positions in groups of 8, then 4, 2, 1: a constant group size keeps the sums
+         * in registers (a 7-wide row is 4 + 2 + 1) */
         ptrdiff_t ow = 0;
-        for (; ow + FNN_DWL_GROUP <= a->Wo; ow += FNN_DWL_GROUP) {
-            const T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
-            VEC acc[FNN_DWL_GROUP];
-            _Pragma("GCC unroll 8")
-            for (int u = 0; u < FNN_DWL_GROUP; ++u) acc[u] = b;
-            for (ptrdiff_t t = 0; t < taps; ++t) {
-                const VEC wt = *(const VEC*)(wl + t * VL);
-                const T* src = base + toff[t] * VL;
-                _Pragma("GCC unroll 8")
-                for (int u = 0; u < FNN_DWL_GROUP; ++u) acc[u] += *(const VEC*)(src + u * step) * wt;
-            }
-            _Pragma("GCC unroll 8")
-            for (int u = 0; u < FNN_DWL_GROUP; ++u) {
-                FNN_CONV_ACT_VEC(acc[u], a->act);
-                *(VEC*)(Y + (oh * a->Wo + ow + u) * VL) = acc[u];
-            }
+        const T* row = X + (oh * a->sh) * wp * VL;
+        T* y = Y + oh * a->Wo * VL;
+        for (; ow + FNN_DWL_GROUP <= a->Wo; ow += FNN_DWL_GROUP)
+            LFN(fnn_dwl_forward_positions)(row + ow * step, wl, toff, taps, step, b, a->act,
+                                           y + ow * VL, FNN_DWL_GROUP);
+        if (a->Wo - ow >= 4) {
+            LFN(fnn_dwl_forward_positions)(row + ow * step, wl, toff, taps, step, b, a->act,
+                                           y + ow * VL, 4);
+            ow += 4;
         }
-        if (ow < a->Wo) { /* the rest of the row, up to GROUP - 1 positions */
-            const ptrdiff_t rest = a->Wo - ow;
-            const T* base = X + ((oh * a->sh) * wp + ow * a->sw) * VL;
-            VEC acc[FNN_DWL_GROUP];
-            for (ptrdiff_t u = 0; u < rest; ++u) acc[u] = b;
-            for (ptrdiff_t t = 0; t < taps; ++t) {
-                const VEC wt = *(const VEC*)(wl + t * VL);
-                const T* src = base + toff[t] * VL;
-                for (ptrdiff_t u = 0; u < rest; ++u) acc[u] += *(const VEC*)(src + u * step) * wt;
-            }
-            for (ptrdiff_t u = 0; u < rest; ++u) {
-                FNN_CONV_ACT_VEC(acc[u], a->act);
-                *(VEC*)(Y + (oh * a->Wo + ow + u) * VL) = acc[u];
-            }
+        if (a->Wo - ow >= 2) {
+            LFN(fnn_dwl_forward_positions)(row + ow * step, wl, toff, taps, step, b, a->act,
+                                           y + ow * VL, 2);
+            ow += 2;
         }
+        if (a->Wo - ow >= 1)
+            LFN(fnn_dwl_forward_positions)(row + ow * step, wl, toff, taps, step, b, a->act,
+                                           y + ow * VL, 1);
     }
 }
 
