@@ -101,6 +101,25 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_gy_wide)(const fnn_dw_args* a,
     }
 }
 
+/* acc[0..3] += sum over the nt taps of wts[t] * the four vectors at p + offs[t]: four
+ * independent sums, so that no multiply-add waits on the previous tap's. */
+static TARGET_ATTR inline __attribute__((always_inline)) void DFN(fnn_dw_sum4)(
+    const T* p, const ptrdiff_t* offs, const T* wts, ptrdiff_t nt, VEC* acc) {
+    for (ptrdiff_t t = 0; t < nt; ++t) {
+        const T* src = p + offs[t];
+        const T wt = wts[t];
+        VEC v0, v1, v2, v3;
+        FNN_VLOAD(v0, src);
+        FNN_VLOAD(v1, src + VL);
+        FNN_VLOAD(v2, src + 2 * VL);
+        FNN_VLOAD(v3, src + 3 * VL);
+        acc[0] += v0 * wt;
+        acc[1] += v1 * wt;
+        acc[2] += v2 * wt;
+        acc[3] += v3 * wt;
+    }
+}
+
 /* Forward for the planes lo..hi-1 (plane = image n, input channel c). */
 static TARGET_ATTR DNOCALLS void DFN(fnn_dw_forward)(const fnn_dw_args* a,
                                                      const fnn_dw_layout* l, ptrdiff_t lo,
@@ -120,24 +139,13 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_forward)(const fnn_dw_args* a,
             /* four independent accumulators; the last group may run past the wide
              * plane into zero slack (P) and scratch (yw) */
             for (ptrdiff_t i0 = 0; i0 < l->wide; i0 += 4 * VL) {
-                VEC acc0 = (VEC){0} + b, acc1 = acc0, acc2 = acc0, acc3 = acc0;
-                for (ptrdiff_t t = 0; t < taps; ++t) {
-                    const T* p = P + off[t] + i0;
-                    const T wt = wk[t];
-                    VEC v0, v1, v2, v3;
-                    FNN_VLOAD(v0, p);
-                    FNN_VLOAD(v1, p + VL);
-                    FNN_VLOAD(v2, p + 2 * VL);
-                    FNN_VLOAD(v3, p + 3 * VL);
-                    acc0 += v0 * wt;
-                    acc1 += v1 * wt;
-                    acc2 += v2 * wt;
-                    acc3 += v3 * wt;
-                }
-                FNN_VSTORE(yw + i0, acc0);
-                FNN_VSTORE(yw + i0 + VL, acc1);
-                FNN_VSTORE(yw + i0 + 2 * VL, acc2);
-                FNN_VSTORE(yw + i0 + 3 * VL, acc3);
+                VEC acc[4];
+                acc[0] = acc[1] = acc[2] = acc[3] = (VEC){0} + b;
+                DFN(fnn_dw_sum4)(P + i0, off, wk, taps, acc);
+                FNN_VSTORE(yw + i0, acc[0]);
+                FNN_VSTORE(yw + i0 + VL, acc[1]);
+                FNN_VSTORE(yw + i0 + 2 * VL, acc[2]);
+                FNN_VSTORE(yw + i0 + 3 * VL, acc[3]);
             }
             /* the wide rows out to the plane, through the activation */
             T* yk = y + (n * K + k) * a->Ho * a->Wo;
@@ -182,7 +190,7 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, co
                 ptrdiff_t nt = 0;
                 for (ptrdiff_t t = 0; t < taps; ++t) {
                     if (off[taps + t] != ph) continue;
-                    sel[nt] = off[2 * taps + t];
+                    sel[nt] = -off[2 * taps + t]; /* G reads gy_wide at q - shift */
                     wsel[nt] = wk[t];
                     ++nt;
                 }
@@ -191,33 +199,21 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, co
                  * at half the forward's rate); the last group may run up to 4 vectors
                  * past the span, into the phase planes' slack (ps) */
                 for (ptrdiff_t q0 = 0; q0 < span; q0 += 4 * VL) {
-                    VEC acc0, acc1, acc2, acc3;
+                    VEC acc[4];
                     if (j == 0) {
-                        acc0 = acc1 = acc2 = acc3 = (VEC){0};
+                        acc[0] = acc[1] = acc[2] = acc[3] = (VEC){0};
                     } else {
-                        FNN_VLOAD(acc0, g + q0);
-                        FNN_VLOAD(acc1, g + q0 + VL);
-                        FNN_VLOAD(acc2, g + q0 + 2 * VL);
-                        FNN_VLOAD(acc3, g + q0 + 3 * VL);
+                        FNN_VLOAD(acc[0], g + q0);
+                        FNN_VLOAD(acc[1], g + q0 + VL);
+                        FNN_VLOAD(acc[2], g + q0 + 2 * VL);
+                        FNN_VLOAD(acc[3], g + q0 + 3 * VL);
                     }
                     /* q - shift stays inside gy_wide's zero margins (see gy_wide) */
-                    for (ptrdiff_t t = 0; t < nt; ++t) {
-                        const T* src = base + q0 - sel[t];
-                        const T wt = wsel[t];
-                        VEC v0, v1, v2, v3;
-                        FNN_VLOAD(v0, src);
-                        FNN_VLOAD(v1, src + VL);
-                        FNN_VLOAD(v2, src + 2 * VL);
-                        FNN_VLOAD(v3, src + 3 * VL);
-                        acc0 += v0 * wt;
-                        acc1 += v1 * wt;
-                        acc2 += v2 * wt;
-                        acc3 += v3 * wt;
-                    }
-                    FNN_VSTORE(g + q0, acc0);
-                    FNN_VSTORE(g + q0 + VL, acc1);
-                    FNN_VSTORE(g + q0 + 2 * VL, acc2);
-                    FNN_VSTORE(g + q0 + 3 * VL, acc3);
+                    DFN(fnn_dw_sum4)(base + q0, sel, wsel, nt, acc);
+                    FNN_VSTORE(g + q0, acc[0]);
+                    FNN_VSTORE(g + q0 + VL, acc[1]);
+                    FNN_VSTORE(g + q0 + 2 * VL, acc[2]);
+                    FNN_VSTORE(g + q0 + 3 * VL, acc[3]);
                 }
             }
         }
