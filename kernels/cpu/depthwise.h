@@ -14,7 +14,9 @@
  *   forward      y_wide[i] = bias + sum_taps w[r][s] P_ab[i + shift]
  *   grad_input   G_ab[q] = sum over the taps of phase (a, b) of w[r][s] gy_wide[q - shift]
  *                (gy_wide: grad_output in the wide layout, zero in the junk columns), then
- *                gx[h][w] = G[(h+pt) % sh][(w+pl) % sw][(h+pt)/sh][(w+pl)/sw]
+ *                gx[h][w] = G[(h+pt) % sh][(w+pl) % sw][(h+pt)/sh][(w+pl)/sw]; stride-1
+ *                layers instead run the forward pass over gy with the flipped kernel
+ *                (fnn_dw_grad_input_is_forward)
  *   grad_weight  gw[r][s] += sum_i gy_wide[i] P_ab[i + shift]
  *
  * Work items are planes (image, input channel) with all their channel-multiplier outputs,
