@@ -72,22 +72,47 @@ static void LFN(fnn_dwl_taps)(const fnn_dw_args* a, ptrdiff_t wp, ptrdiff_t* tof
  * taps of one position do not form a chain of dependent FMAs. */
 #define FNN_DWL_GROUP 8
 
-/* g positions (g constant where inlined) of one output row: Y[u] = act(b + sum_t W[t] *
- * X[base + toff[t] + u * step]). */
-static TARGET_ATTR inline __attribute__((always_inline)) void LFN(fnn_dwl_forward_positions)(
-    const T* base, const T* wl, const ptrdiff_t* toff, ptrdiff_t taps, ptrdiff_t step,
-    VEC b, int act, T* Y, const int g) {
+/* g positions (g constant where inlined) of a row: out[u * ostep] = act(init + sum over
+ * the nt taps of W[t] * base[offs[t] * VL + u * step]), W[t] at wl + t * VL. */
+static TARGET_ATTR inline __attribute__((always_inline)) void LFN(fnn_dwl_group)(
+    const T* base, const T* wl, const ptrdiff_t* offs, ptrdiff_t nt, ptrdiff_t step,
+    VEC init, int act, T* out, ptrdiff_t ostep, const int g) {
     VEC acc[FNN_DWL_GROUP];
-    for (int u = 0; u < g; ++u) acc[u] = b;
-    for (ptrdiff_t t = 0; t < taps; ++t) {
+    for (int u = 0; u < g; ++u) acc[u] = init;
+    for (ptrdiff_t t = 0; t < nt; ++t) {
         const VEC wt = *(const VEC*)(wl + t * VL);
-        const T* src = base + toff[t] * VL;
+        const T* src = base + offs[t] * VL;
         for (int u = 0; u < g; ++u) acc[u] += *(const VEC*)(src + u * step) * wt;
     }
     for (int u = 0; u < g; ++u) {
         FNN_CONV_ACT_VEC(acc[u], act);
-        *(VEC*)(Y + u * VL) = acc[u];
+        *(VEC*)(out + u * ostep) = acc[u];
     }
+}
+
+/* `count` positions of a row (see fnn_dwl_group) in groups of 8, then 4, 2, 1: a constant
+ * group size keeps the sums in registers (a 7-wide row is 4 + 2 + 1; a loop of run-time
+ * length kept them in memory). */
+static TARGET_ATTR inline __attribute__((always_inline)) void LFN(fnn_dwl_row)(
+    ptrdiff_t count, const T* base, const T* wl, const ptrdiff_t* offs, ptrdiff_t nt,
+    ptrdiff_t step, VEC init, int act, T* out, ptrdiff_t ostep) {
+    ptrdiff_t u = 0;
+    for (; u + FNN_DWL_GROUP <= count; u += FNN_DWL_GROUP)
+        LFN(fnn_dwl_group)(base + u * step, wl, offs, nt, step, init, act,
+                           out + u * ostep, ostep, FNN_DWL_GROUP);
+    if (count - u >= 4) {
+        LFN(fnn_dwl_group)(base + u * step, wl, offs, nt, step, init, act,
+                           out + u * ostep, ostep, 4);
+        u += 4;
+    }
+    if (count - u >= 2) {
+        LFN(fnn_dwl_group)(base + u * step, wl, offs, nt, step, init, act,
+                           out + u * ostep, ostep, 2);
+        u += 2;
+    }
+    if (count - u >= 1)
+        LFN(fnn_dwl_group)(base + u * step, wl, offs, nt, step, init, act,
+                           out + u * ostep, ostep, 1);
 }
 
 static TARGET_ATTR void LFN(fnn_dwl_forward_block)(const fnn_dw_args* a, const T* X,
@@ -98,29 +123,9 @@ static TARGET_ATTR void LFN(fnn_dwl_forward_block)(const fnn_dw_args* a, const T
      * target-attributed function with two different calling conventions) */
     const ptrdiff_t taps = a->R * a->S, step = a->sw * VL;
     const VEC b = *(const VEC*)bias;
-    for (ptrdiff_t oh = 0; oh < a->Ho; ++oh) {
-        /* positions in groups of 8, then 4, 2, 1: a constant group size keeps the sums
-         * in registers (a 7-wide row is 4 + 2 + 1) */
-        ptrdiff_t ow = 0;
-        const T* row = X + (oh * a->sh) * wp * VL;
-        T* y = Y + oh * a->Wo * VL;
-        for (; ow + FNN_DWL_GROUP <= a->Wo; ow += FNN_DWL_GROUP)
-            LFN(fnn_dwl_forward_positions)(row + ow * step, wl, toff, taps, step, b, a->act,
-                                           y + ow * VL, FNN_DWL_GROUP);
-        if (a->Wo - ow >= 4) {
-            LFN(fnn_dwl_forward_positions)(row + ow * step, wl, toff, taps, step, b, a->act,
-                                           y + ow * VL, 4);
-            ow += 4;
-        }
-        if (a->Wo - ow >= 2) {
-            LFN(fnn_dwl_forward_positions)(row + ow * step, wl, toff, taps, step, b, a->act,
-                                           y + ow * VL, 2);
-            ow += 2;
-        }
-        if (a->Wo - ow >= 1)
-            LFN(fnn_dwl_forward_positions)(row + ow * step, wl, toff, taps, step, b, a->act,
-                                           y + ow * VL, 1);
-    }
+    for (ptrdiff_t oh = 0; oh < a->Ho; ++oh)
+        LFN(fnn_dwl_row)(a->Wo, X + (oh * a->sh) * wp * VL, wl, toff, taps, step, b, a->act,
+                         Y + oh * a->Wo * VL, VL);
 }
 
 /* Y (positions x lanes) out to the planes of channels k = (c0 + lane) * KM + j. */
@@ -144,22 +149,6 @@ static TARGET_ATTR void LFN(fnn_dwl_gather_gy)(const fnn_dw_args* a, const T* gy
         for (ptrdiff_t p = 0; p < plane; ++p) GY[p * VL + lane] = 0;
 }
 
-/* g consecutive positions (g constant where inlined) of one class of the gathered input
- * gradient: out[u * ostep] = sum over the class's taps t_lo..t_hi-1 of W[t] * src[rel[t]
- * + u] (in vectors). */
-static TARGET_ATTR inline __attribute__((always_inline)) void LFN(fnn_dwl_gather_positions)(
-    const T* src, const T* wl, const ptrdiff_t* rel, const ptrdiff_t* tidx, ptrdiff_t t_lo,
-    ptrdiff_t t_hi, T* out, ptrdiff_t ostep, const int g) {
-    VEC acc[8];
-    for (int u = 0; u < g; ++u) acc[u] = (VEC){0};
-    for (ptrdiff_t t = t_lo; t < t_hi; ++t) {
-        const VEC wt = *(const VEC*)(wl + tidx[t] * VL);
-        const T* p = src + rel[t] * VL;
-        for (int u = 0; u < g; ++u) acc[u] += *(const VEC*)(p + u * VL) * wt;
-    }
-    for (int u = 0; u < g; ++u) *(VEC*)(out + u * ostep) = acc[u];
-}
-
 /* The input gradient of one block of channels (one output channel each: KM = 1) as a
  * gather: gx[h][w] = sum of W[t] * GY[oh][ow] over the taps (r, s) whose output position
  * (oh, ow) = ((h + pt - r*dh) / sh, (w + pl - s*dw) / sw) divides evenly.  Positions fall
@@ -169,10 +158,10 @@ static TARGET_ATTR inline __attribute__((always_inline)) void LFN(fnn_dwl_gather
  * the padded gradient for every tap of every GY position).  GYP: GY with zero borders
  * of mt rows above and ml columns left (row stride wp, zeroed once per call: only the
  * interior is written); tapw (2 * taps + sh * sw + 1 entries): the taps' offsets and
- * indices grouped by class, and where each class starts; the result goes to `flat`
- * (positions x lanes). */
+ * indices grouped by class, and where each class starts; wl: the taps' weights, with room
+ * for a copy in class order after them; the result goes to `flat` (positions x lanes). */
 static TARGET_ATTR void LFN(fnn_dwl_grad_input_gather)(const fnn_dw_args* a, const T* Y,
-                                                      const T* wl, ptrdiff_t wp, T* GYP,
+                                                      T* wl, ptrdiff_t wp, T* GYP,
                                                       ptrdiff_t* tapw, T* restrict flat) {
     const ptrdiff_t mt = ((a->R - 1) * a->dh) / a->sh + 1;
     const ptrdiff_t ml = ((a->S - 1) * a->dw) / a->sw + 1;
@@ -186,6 +175,7 @@ static TARGET_ATTR void LFN(fnn_dwl_grad_input_gather)(const fnn_dw_args* a, con
     ptrdiff_t* rel = tapw;
     ptrdiff_t* tidx = tapw + taps;
     ptrdiff_t* first = tapw + 2 * taps;
+    T* wsort = wl + taps * VL;
     ptrdiff_t nt = 0;
     for (ptrdiff_t ha = 0; ha < a->sh; ++ha)
         for (ptrdiff_t wa = 0; wa < a->sw; ++wa) {
@@ -201,6 +191,8 @@ static TARGET_ATTR void LFN(fnn_dwl_grad_input_gather)(const fnn_dw_args* a, con
             }
         }
     first[a->sh * a->sw] = nt;
+    for (ptrdiff_t t = 0; t < taps; ++t) /* the weights in the same order */
+        memcpy(wsort + t * VL, wl + tidx[t] * VL, sizeof(VEC));
     for (ptrdiff_t h = 0; h < a->H; ++h) {
         const ptrdiff_t ha = (h + a->pt) % a->sh, hq = (h + a->pt) / a->sh;
         for (ptrdiff_t wa = 0; wa < a->sw; ++wa) {
@@ -211,26 +203,8 @@ static TARGET_ATTR void LFN(fnn_dwl_grad_input_gather)(const fnn_dw_args* a, con
             const ptrdiff_t t_lo = first[ha * a->sw + wa], t_hi = first[ha * a->sw + wa + 1];
             const ptrdiff_t at = (hq + mt) * wp + wq0 + ml; /* GYP position of u = 0 */
             T* out = flat + (h * a->W + w0) * VL;
-            const ptrdiff_t ostep = a->sw * VL;
-            ptrdiff_t u0 = 0;
-            /* positions in groups of 8, then 4, 2, 1: a constant group size keeps the
-             * sums in registers */
-            for (; u0 + 8 <= count; u0 += 8)
-                LFN(fnn_dwl_gather_positions)(GYP + (at + u0) * VL, wl, rel, tidx, t_lo, t_hi,
-                                              out + u0 * ostep, ostep, 8);
-            if (count - u0 >= 4) {
-                LFN(fnn_dwl_gather_positions)(GYP + (at + u0) * VL, wl, rel, tidx, t_lo, t_hi,
-                                              out + u0 * ostep, ostep, 4);
-                u0 += 4;
-            }
-            if (count - u0 >= 2) {
-                LFN(fnn_dwl_gather_positions)(GYP + (at + u0) * VL, wl, rel, tidx, t_lo, t_hi,
-                                              out + u0 * ostep, ostep, 2);
-                u0 += 2;
-            }
-            if (count - u0 >= 1)
-                LFN(fnn_dwl_gather_positions)(GYP + (at + u0) * VL, wl, rel, tidx, t_lo, t_hi,
-                                              out + u0 * ostep, ostep, 1);
+            LFN(fnn_dwl_row)(count, GYP + at * VL, wsort + t_lo * VL, rel + t_lo, t_hi - t_lo,
+                             VL, (VEC){0}, 0, out, a->sw * VL);
         }
     }
 }
@@ -264,7 +238,7 @@ static TARGET_ATTR int LFN(fnn_dwl_run)(const fnn_dw_args* a, int pass) {
     const ptrdiff_t items = pass == 2 ? blocks : a->N * blocks;
     const size_t x_bytes = (size_t)(hp * wp * VL) * sizeof(T);
     const size_t y_bytes = (size_t)(plane * VL) * sizeof(T);
-    const size_t w_bytes = (size_t)(taps * VL) * sizeof(T);
+    const size_t w_bytes = (size_t)(2 * taps * VL) * sizeof(T); /* 2: the gather's copy */
     int threads = a->threads < 1 ? 1 : a->threads;
     if (threads > items) threads = (int)(items > 0 ? items : 1);
     int failed = 0;
