@@ -60,6 +60,9 @@ SLACK = SLACK_ELEMENTS
 #: set's block of columns).
 cdef Py_ssize_t FWD_STRIP = 64
 cdef Py_ssize_t GX_STRIP = 64
+#: The most bytes an input-gradient strip of gy may take to hold more than GX_STRIP
+#: columns per channel (several rows of a narrow map): half the smallest x86 L1d.
+cdef Py_ssize_t GX_STRIP_BYTES = 16384
 #: Output channels per forward micro-kernel call (blocks of the output-channel axis).
 FWD_KB = FASTNN_FWD_KB
 ISA_NAMES = {FNN_ISA_BASE: "base", FNN_ISA_AVX2: "avx2", FNN_ISA_AVX512: "avx512"}
@@ -104,6 +107,22 @@ cdef inline Py_ssize_t packed_width(ConvShape* s) noexcept nogil:
     return ceil_div(s.W + s.pl + s.pr, s.sw)
 
 
+cdef inline Py_ssize_t gx_strip_width(ConvShape* s, Py_ssize_t itemsize) noexcept nogil:
+    """Columns per row of the input gradient's strip of gy (Kg rows): GX_STRIP, or more
+    while the whole strip stays within GX_STRIP_BYTES (a multiple of GX_STRIP)."""
+    cdef Py_ssize_t fit = GX_STRIP_BYTES // (max(s.Kg, 1) * itemsize) // GX_STRIP * GX_STRIP
+    return max(GX_STRIP, fit)
+
+
+cdef inline Py_ssize_t gx_row_span(ConvShape* s, Py_ssize_t Wq,
+                                   Py_ssize_t width) noexcept nogil:
+    """Rows of gy one strip of the input gradient holds: with stride 1, as many as fit
+    `width` columns laid Wq apart (at least 1); with a larger stride, 1."""
+    if s.sh != 1 or s.sw != 1 or s.Wo > width:
+        return 1
+    return 1 + (width - s.Wo) // Wq
+
+
 cdef inline Py_ssize_t tap_offset(ConvShape* s, Py_ssize_t r, Py_ssize_t c,
                                   Py_ssize_t Wq) noexcept nogil:
     """Offset of kernel tap (r, c) -- row r, column c -- from the packed row base."""
@@ -119,6 +138,28 @@ cdef void fill_qoff(ConvShape* s, Py_ssize_t nch, Py_ssize_t Wq, Py_ssize_t cstr
             for t in range(s.S):
                 qoff[q] = c * cstride + tap_offset(s, r, t, Wq)
                 q += 1
+
+
+cdef inline Py_ssize_t gx_column(Py_ssize_t j, Py_ssize_t nch, Py_ssize_t rs) noexcept nogil:
+    """The weight column (c, r, s) flattened that column j of the input gradient's chunk
+    of nch channels is: taps outer, channels inner, so that the columns of one block add
+    into different channels' planes, not into overlapping runs one column apart (each
+    block's stores would wait on the one before: a load that overlaps an older store in
+    part cannot take its data from it)."""
+    return (j % nch) * rs + j // nch
+
+
+cdef void fill_gx_qoff(ConvShape* s, Py_ssize_t cpc, Py_ssize_t Wq, Py_ssize_t cstride,
+                       Py_ssize_t* qoff) noexcept nogil:
+    """Where the input gradient's columns add (gx_column order): qoff[j] for chunks of
+    cpc channels, then qoff[cpc * R * S + j] for the last chunk, which may hold fewer."""
+    cdef Py_ssize_t rs = s.R * s.S, half, nch, j, q
+    for half in range(2):
+        nch = cpc if half == 0 else s.Cg - (ceil_div(s.Cg, cpc) - 1) * cpc
+        for j in range(nch * rs):
+            q = gx_column(j, nch, rs)
+            qoff[half * cpc * rs + j] = ((q // rs) * cstride
+                                         + tap_offset(s, (q % rs) // s.S, q % s.S, Wq))
 
 
 cdef inline Py_ssize_t block_start(Py_ssize_t n, Py_ssize_t nblocks,
@@ -363,46 +404,73 @@ cdef inline void gx_block(int qb, const floating* gy, Py_ssize_t gyk, Py_ssize_t
 
 
 cdef void gx_items(const floating* gy, const floating* wt, floating* gx, ConvShape* s,
-                   const Py_ssize_t* qoff, Py_ssize_t cpc, Py_ssize_t Wq, Py_ssize_t cstride,
+                   const Py_ssize_t* qoffs, Py_ssize_t cpc, Py_ssize_t Wq, Py_ssize_t cstride,
                    Py_ssize_t start, Py_ssize_t end, floating* buf) noexcept nogil:
     """Items start..end-1 of the input gradient; item = (n, g, chunk of cpc channels).
     Each item owns its channels of gx: no two threads write the same element.  wt holds
-    W^T in blocks of GX_QB weight columns, each block (Kg, qn) contiguous."""
+    W^T in blocks of GX_QB weight columns, each block (Kg, qn) contiguous.  buf holds the
+    packed gradient, then the strip of gy (Kg rows of gx_strip_width), zeroed when
+    allocated."""
     cdef Py_ssize_t ncc = ceil_div(s.Cg, cpc)
     cdef Py_ssize_t rowstride = s.sw * Wq, howo = s.Ho * s.Wo, rs = s.R * s.S
-    cdef Py_ssize_t item, g, n, c0, nch, nq, nqb, oh, ws, w0, nw, k, qb, q0, qn
+    cdef Py_ssize_t item, g, n, c0, nch, nq, nqb, oh, ws, w0, nw, k, qb, q0, qn, r, nr
+    cdef Py_ssize_t width = gx_strip_width(s, sizeof(floating))
+    cdef Py_ssize_t row_span = gx_row_span(s, Wq, width)
     cdef floating* strip = buf + cpc * cstride + SLACK_ELEMENTS  # after the packed gradient
+    cdef const Py_ssize_t* qoff
     cdef const floating* gyrow
     cdef const floating* wg
     for item in range(start, end):
         n = split_channel_item(s, item, ncc, cpc, &g, &c0, &nch)
         nq = nch * rs
         nqb = ceil_div(nq, FASTNN_GX_QB)
+        qoff = qoffs if nch == cpc else qoffs + cpc * rs
         memset(buf, 0, nch * cstride * sizeof(floating))
         wg = wt + (g * s.Q + c0 * rs) * s.Kg  # this chunk's blocks of packed W^T
-        for oh in range(s.Ho):
-            for ws in range(ceil_div(s.Wo, GX_STRIP)):
-                # a strip of GX_STRIP columns of gy, all Kg channels, copied together: it
-                # stays in L1 while every block of weight columns uses it (in place, gy's
-                # channel stride can map all its rows to one cache set)
-                w0 = ws * GX_STRIP
-                nw = min(GX_STRIP, s.Wo - w0)
-                gyrow = gy + ((n * s.K + g * s.Kg) * s.Ho + oh) * s.Wo + w0
+        if row_span > 1:
+            # stride 1: output position (oh, ow) adds to packed position oh * Wq + ow
+            # (+ the tap's offset), so rows of gy laid Wq apart in the strip (zero gaps,
+            # never written) make one run of positions over several rows: vector blocks
+            # stay full on maps narrower than a block
+            oh = 0
+            while oh < s.Ho:
+                nr = min(row_span, s.Ho - oh)
+                gyrow = gy + ((n * s.K + g * s.Kg) * s.Ho + oh) * s.Wo
                 for k in range(s.Kg):
-                    memcpy(strip + k * GX_STRIP, gyrow + k * howo, nw * sizeof(floating))
+                    for r in range(nr):
+                        memcpy(strip + k * width + r * Wq, gyrow + k * howo + r * s.Wo,
+                               s.Wo * sizeof(floating))
+                nw = (nr - 1) * Wq + s.Wo
                 for qb in range(nqb):
                     q0 = block_start(nq, nqb, qb)
                     qn = block_start(nq, nqb, qb + 1) - q0
-                    gx_block(<int>qn, strip, GX_STRIP, s.Kg, wg + q0 * s.Kg, qn,
-                             buf + oh * s.sh * rowstride + w0, qoff + q0, nw)
+                    gx_block(<int>qn, strip, width, s.Kg, wg + q0 * s.Kg, qn,
+                             buf + oh * Wq, qoff + q0, nw)
+                oh += nr
+        else:
+            for oh in range(s.Ho):
+                for ws in range(ceil_div(s.Wo, width)):
+                    # a strip of `width` columns of gy, all Kg channels, copied together:
+                    # it stays in L1 while every block of weight columns uses it (in
+                    # place, gy's channel stride can map all its rows to one cache set)
+                    w0 = ws * width
+                    nw = min(width, s.Wo - w0)
+                    gyrow = gy + ((n * s.K + g * s.Kg) * s.Ho + oh) * s.Wo + w0
+                    for k in range(s.Kg):
+                        memcpy(strip + k * width, gyrow + k * howo, nw * sizeof(floating))
+                    for qb in range(nqb):
+                        q0 = block_start(nq, nqb, qb)
+                        qn = block_start(nq, nqb, qb + 1) - q0
+                        gx_block(<int>qn, strip, width, s.Kg, wg + q0 * s.Kg, qn,
+                                 buf + oh * s.sh * rowstride + w0, qoff + q0, nw)
         unpack_image(buf, s, nch, Wq, cstride, gx + (n * s.C + g * s.Cg + c0) * s.H * s.W)
 
 
 cdef void pack_transposed(const floating* w, ConvShape* s, Py_ssize_t cpc,
                           floating* wt) noexcept nogil:
     """W^T in the blocks gx_items reads: per group and chunk of cpc input channels, blocks
-    of at most GX_QB weight columns q (balanced); block (q0..q0+qn) holds
-    wt[k * qn + j] = w[k, q0 + j] and starts at (g * Q + q0) * Kg."""
+    of at most GX_QB of the chunk's columns (balanced, in gx_column order); block
+    (q0..q0+qn) holds wt[k * qn + j] = w[k, column q0 + j] and starts at (g * Q + q0) * Kg."""
     cdef Py_ssize_t g, cc, c0, nq, nqb, qb, q0, qn, k, j, rs = s.R * s.S
     cdef floating* blk
     for g in range(s.G):
@@ -416,7 +484,8 @@ cdef void pack_transposed(const floating* w, ConvShape* s, Py_ssize_t cpc,
                 blk = wt + (g * s.Q + q0) * s.Kg
                 for k in range(s.Kg):
                     for j in range(qn):
-                        blk[k * qn + j] = w[(g * s.Kg + k) * s.Q + q0 + j]
+                        blk[k * qn + j] = w[(g * s.Kg + k) * s.Q + c0 * rs
+                                            + gx_column(q0 - c0 * rs + j, nq // rs, rs)]
 
 
 def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] gx,
@@ -430,17 +499,18 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t Wq = packed_width(&s)
     cdef Py_ssize_t cstride = (s.H + s.pt + s.pb) * s.sw * Wq
-    # packed gradient, then a strip of gy (Kg x GX_STRIP), each followed by slack
+    # packed gradient, then a strip of gy (Kg rows), each followed by slack
     cdef Py_ssize_t per_thread = (channels * cstride + SLACK_ELEMENTS
-                                  + s.Kg * GX_STRIP + SLACK_ELEMENTS)
+                                  + s.Kg * gx_strip_width(&s, sizeof(floating))
+                                  + SLACK_ELEMENTS)
     cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Cg, channels)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
-    cdef Py_ssize_t[::1] qoff = np.empty(max(channels * s.R * s.S, 1), dtype=np.intp)
+    cdef Py_ssize_t[::1] qoff = np.empty(max(2 * channels * s.R * s.S, 1), dtype=np.intp)
     cdef floating[::1] buf = np.zeros(nt * per_thread, dtype=DTYPE)
     cdef Py_ssize_t start = 0, end = 0
     if s.N == 0:
         return
-    fill_qoff(&s, channels, Wq, cstride, &qoff[0])
+    fill_gx_qoff(&s, channels, Wq, cstride, &qoff[0])
     cdef floating[::1] wt = np.empty(max(w.shape[0], 1), dtype=DTYPE)
     pack_transposed(&w[0], &s, channels, &wt[0])
     with nogil:
@@ -554,17 +624,18 @@ cdef int gx_entry(const floating* gy, const floating* w, floating* gx, ConvShape
     cdef Py_ssize_t Wq = packed_width(s)
     cdef Py_ssize_t cstride = (s.H + s.pt + s.pb) * s.sw * Wq
     cdef Py_ssize_t per_thread = (channels * cstride + SLACK_ELEMENTS
-                                  + s.Kg * GX_STRIP + SLACK_ELEMENTS)
+                                  + s.Kg * gx_strip_width(s, sizeof(floating))
+                                  + SLACK_ELEMENTS)
     cdef Py_ssize_t items = s.N * s.G * ceil_div(s.Cg, channels)
     cdef Py_ssize_t nt = max(1, min(num_threads, items))
     cdef Py_ssize_t start = 0, end = 0
-    cdef Py_ssize_t* qoff = <Py_ssize_t*>malloc(max(channels * s.R * s.S, 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* qoff = <Py_ssize_t*>malloc(max(2 * channels * s.R * s.S, 1) * sizeof(Py_ssize_t))
     cdef floating* buf = <floating*>calloc(nt * per_thread, sizeof(floating))
     cdef floating* wt = <floating*>malloc(max(s.K * s.Q, 1) * sizeof(floating))
     cdef int status = -1
     if qoff != NULL and buf != NULL and wt != NULL:
         status = 0
-        fill_qoff(s, channels, Wq, cstride, qoff)
+        fill_gx_qoff(s, channels, Wq, cstride, qoff)
         pack_transposed(w, s, channels, wt)
         if nt == 1:
             gx_items(gy, wt, gx, s, qoff, channels, Wq, cstride, 0, items, buf)

@@ -12,7 +12,7 @@ import pytest
 import fastnn
 from fastnn.kernels.cpu import conv_direct as direct_kernels
 from tests.conv_cases import ConvCase
-from tests.cpu.test_cpu_conv import ALGOS, every_isa_case, random_case
+from tests.cpu.test_cpu_conv import ALGOS, every_isa_case, random_case, supported_isas
 from tests.utils import FLOAT_DTYPES, HAS_TORCH, assert_close, layouts, torch_grads
 
 MASKS = list(itertools.product((False, True), repeat=3))
@@ -146,6 +146,37 @@ def test_every_instruction_set_path(rng, restore_isa):
         want = reference(case, gy, x, w)
         got = backward_fn(case.nd)(gy, x, w, *case.params, algo="direct", backend="cpu")
         check(got, want, (True, True, True), dtype, f"{isa} {case}")
+
+
+# Stride-1 layers on maps narrower than a vector block: the direct input gradient lays
+# several rows of grad_output in one strip (a 40-row map takes two strips of 8 channels in
+# float64, one in float32), and orders each channel chunk's columns taps-outer; chunks of
+# 3 of 5 channels leave a smaller last chunk.
+NARROW_STRIDE_ONE = [
+    ConvCase(2, 2, 5, 8, 1, (40, 9), (3, 3), 1, 1, 1),
+    ConvCase(2, 1, 5, 8, 1, (41, 6), (3, 2), 1, "same", (2, 1)),
+    ConvCase(2, 2, 6, 8, 2, (37, 12), (5, 5), 1, (2, 0), 1),
+    ConvCase(2, 3, 6, 16, 1, (14, 14), (5, 5), 1, 0, 1),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+@pytest.mark.parametrize("channels", (None, 3))
+@pytest.mark.parametrize("case", NARROW_STRIDE_ONE, ids=str)
+def test_direct_input_gradient_on_narrow_stride_one_maps(rng, restore_isa, case, channels):
+    from fastnn._backends.cpu._conv_plan import chunking
+
+    for isa in supported_isas():
+        assert direct_kernels.set_isa(isa) == isa
+        for dtype in FLOAT_DTYPES:
+            gy, x, w = problem(rng, case, dtype)
+            want = reference(case, gy, x, w)
+            with chunking(channels=channels):
+                got = backward_fn(case.nd)(
+                    gy, x, w, *case.params, algo="direct", output_mask=(True, False, False),
+                    backend="cpu",
+                )  # fmt: skip
+            check(got, want, (True, False, False), dtype, f"{isa} {case}")
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
