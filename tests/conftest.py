@@ -26,6 +26,10 @@ os.environ["FASTNN_AUTOTUNE_CACHE"] = os.path.join(
     tempfile.mkdtemp(prefix="fastnn-tests-"), "autotune.json"
 )
 os.environ.pop("FASTNN_AUTOTUNE", None)
+# The benchmark tables the tests run in this process leave the C allocator as configured
+# (tests/benchmarks/test_bench_allocator.py checks the benchmarks' setting in processes
+# of its own): memory freed by one test is returned as before, whatever ran earlier.
+os.environ["FASTNN_BENCH_ALLOCATOR"] = "default"
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 

@@ -307,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_suite(args: argparse.Namespace) -> int:
     import fastnn
     from fastnn.bench import report
+    from fastnn.bench.allocator import steady_allocator
     from fastnn.bench.catalog import build_cases
     from fastnn.bench.peers import detect, set_threads
     from fastnn.bench.roofline import load_average, measure_roofline, roof_check
@@ -314,6 +315,10 @@ def _run_suite(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     load = load_average()  # before this process adds its own threads to it
+    try:
+        allocator = steady_allocator()  # before anything is allocated and timed
+    except ValueError as exc:
+        raise SystemExit(f"fastnn bench: {exc}") from None
     suite = _suite(args)
     plan = _plan(args, suite)
     old = None
@@ -350,7 +355,7 @@ def _run_suite(args: argparse.Namespace) -> int:
         cases = build_cases(suite, env, _families(args))
     except ValueError as exc:
         raise SystemExit(f"fastnn bench: {exc}") from None
-    notes = _fallback_note(cases, env)
+    notes = [f"allocator: {allocator}", *_fallback_note(cases, env)]
     for note in notes:
         print(note)
     print(f"{len(cases)} cases, {plan.min_runs}-{plan.repeats} samples per implementation")

@@ -32,10 +32,19 @@ TABLES = {
 
 
 def main_of(name: str) -> Callable[[list[str] | None], int]:
-    """The ``main(argv) -> exit status`` of table ``name`` (one of :data:`TABLES`)."""
+    """The ``main(argv) -> exit status`` of table ``name`` (one of :data:`TABLES`), which
+    first keeps freed memory for reuse (fastnn.bench.allocator) and says so."""
     if name not in TABLES:
         raise ValueError(f"unknown table {name!r}; expected one of {', '.join(TABLES)}")
-    return importlib.import_module(f"fastnn.bench.tables.{TABLES[name]}").main
+    table_main = importlib.import_module(f"fastnn.bench.tables.{TABLES[name]}").main
+
+    def main(argv: list[str] | None = None) -> int:
+        from fastnn.bench.allocator import steady_allocator
+
+        print(f"allocator: {steady_allocator()}")
+        return table_main(argv)
+
+    return main
 
 
 def run_script(name: str) -> None:
