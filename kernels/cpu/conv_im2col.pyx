@@ -5,7 +5,8 @@
 # C*R*S x (tile columns) and processes work items one at a time -- im2col of the tile into
 # its buffer, then one single-threaded GEMM per group.  A tile is either a run of `tile`
 # output positions of one image, or, for small images, `ipt` whole images side by side
-# (so that the GEMM is wide enough to run fast).  A one-image tile's GEMM writes straight
+# (so that the GEMM is wide enough to run fast).  The GEMMs run on SciPy's BLAS or on
+# fastnn's blocked kernel (gemm_engine.pxd), as the caller's measured choice says.  A one-image tile's GEMM writes straight
 # into the output (row stride Ho*Wo) on top of the bias; a several-image tile's GEMM
 # writes a per-thread buffer that is then copied out.  The caller
 # (fastnn/_backends/cpu/_conv_im2col.py) limits BLAS to one thread around these calls, so
@@ -22,7 +23,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
-from blas cimport gemm_rowmajor
+from gemm_engine cimport GEMM_BLAS, gemm_on
 from col2im cimport col2im_tile
 from conv_shape cimport ConvShape, ceil_div, make_shape, shape_from, split_channel_item
 from im2col cimport im2col_tile
@@ -145,9 +146,11 @@ cdef inline Matrix tile_grad_output(const floating* gy, ConvShape* s, Tile* tl, 
 cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
                     Py_ssize_t xw, const floating* w, const floating* bias, floating* y,
                     ConvShape* s, Py_ssize_t tile, Py_ssize_t ipt, Py_ssize_t start,
-                    Py_ssize_t end, floating* col, floating* ybuf, int act) noexcept nogil:
+                    Py_ssize_t end, floating* col, floating* ybuf, int act,
+                    int engine) noexcept nogil:
     """Items start..end-1 of the forward pass; item = one tile.  The activation ``act``
-    (conv_epilogue.h) is applied to each tile's block of outputs right after its GEMM."""
+    (conv_epilogue.h) is applied to each tile's block of outputs right after its GEMM, which
+    runs on `engine` (gemm_engine.pxd)."""
     cdef Py_ssize_t howo = s.Ho * s.Wo, per_chunk = tiles_per_chunk(s, tile, ipt)
     cdef Py_ssize_t item, g, k, i, j
     cdef bint pointwise = is_pointwise(s, xc, xh, xw)
@@ -166,17 +169,17 @@ cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t 
                     for k in range(s.Kg):
                         for j in range(tl.npos):
                             yb[k * howo + j] = bias[g * s.Kg + k]
-                gemm_rowmajor(False, False, <int>s.Kg, <int>tl.npos, <int>s.Q, 1,
-                              w + g * s.Kg * s.Q, <int>s.Q,
-                              <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
-                              1 if bias != NULL else 0, yb, <int>howo)
+                gemm_on(engine, False, False, <int>s.Kg, <int>tl.npos, <int>s.Q, 1,
+                        w + g * s.Kg * s.Q, <int>s.Q,
+                        <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
+                        1 if bias != NULL else 0, yb, <int>howo)
                 if act != 0:  # the block the GEMM just wrote, still in cache
                     act_rows(act, yb, s.Kg, tl.npos, howo)
                 continue
-            gemm_rowmajor(False, False, <int>s.Kg, <int>tl.cols, <int>s.Q, 1,
-                          w + g * s.Kg * s.Q, <int>s.Q,
-                          <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
-                          0, ybuf, <int>tl.cols)
+            gemm_on(engine, False, False, <int>s.Kg, <int>tl.cols, <int>s.Q, 1,
+                    w + g * s.Kg * s.Q, <int>s.Q,
+                    <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
+                    0, ybuf, <int>tl.cols)
             for i in range(tl.nimg):  # copy out, adding the bias, through the activation
                 for k in range(s.Kg):
                     yb = y + ((tl.n0 + i) * s.K + g * s.Kg + k) * howo
@@ -187,10 +190,11 @@ cdef void fwd_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t 
 
 def forward(const floating[:, :, :, :] x, const floating[::1] w, const floating[::1] bias,
             bint has_bias, floating[::1] y, tuple shape, Py_ssize_t tile, Py_ssize_t ipt,
-            int num_threads, int act=0):
+            int num_threads, int act=0, int engine=GEMM_BLAS):
     """y = act(conv(x, w) + bias) for x (N, C, H, W) with any strides, w the flat
     contiguous (K, Cg, R, S) weight and y the flat contiguous (N, K, Ho, Wo) output;
-    act: 0 none, 1 relu, 4 relu6 (conv_epilogue.h).
+    act: 0 none, 1 relu, 4 relu6 (conv_epilogue.h).  engine: the GEMMs' engine, GEMM_BLAS
+    (-2) or the blocked kernel's variant code (gemm_engine.pxd).
 
     tile: output positions per tile (= Ho*Wo when ipt > 1); ipt: images per tile."""
     cdef ConvShape s = make_shape(shape)
@@ -214,14 +218,14 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w, const floating[
     with nogil:
         if nt == 1:
             fwd_items(xp, xn, xc, xh, xw, &w[0], bp, &y[0], &s, tile, ipt, 0, items,
-                      &buf[0], &buf[0] + col_size, act)
+                      &buf[0], &buf[0] + col_size, act, engine)
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
                 mine = &buf[0] + openmp.omp_get_thread_num() * per_thread
                 fwd_items(xp, xn, xc, xh, xw, &w[0], bp, &y[0], &s, tile, ipt, start, end,
-                          mine, mine + col_size, act)
+                          mine, mine + col_size, act, engine)
 
 
 # ---------------------------------------------------------------------------------------
@@ -231,7 +235,7 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w, const floating[
 cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t xh,
                    Py_ssize_t xw, const floating* gy, ConvShape* s, Py_ssize_t tile,
                    Py_ssize_t ipt, Py_ssize_t start, Py_ssize_t end, floating* col,
-                   floating* gybuf, floating* acc) noexcept nogil:
+                   floating* gybuf, floating* acc, int engine) noexcept nogil:
     """Items start..end-1; item = one tile.  Adds into this thread's (K, Q) acc."""
     cdef Py_ssize_t per_chunk = tiles_per_chunk(s, tile, ipt)
     cdef Py_ssize_t item, g
@@ -243,17 +247,17 @@ cdef void gw_items(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssize_t x
         cols = tile_columns(x, xn, xc, xh, xw, s, &tl, pointwise, col)
         for g in range(s.G):
             grad = tile_grad_output(gy, s, &tl, g, gybuf)
-            gemm_rowmajor(False, True, <int>s.Kg, <int>s.Q, <int>tl.cols, 1,
-                          <const floating*>grad.ptr, <int>grad.ld,
-                          <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
-                          1, acc + g * s.Kg * s.Q, <int>s.Q)
+            gemm_on(engine, False, True, <int>s.Kg, <int>s.Q, <int>tl.cols, 1,
+                    <const floating*>grad.ptr, <int>grad.ld,
+                    <const floating*>cols.ptr + g * s.Q * cols.ld, <int>cols.ld,
+                    1, acc + g * s.Kg * s.Q, <int>s.Q)
 
 
 def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple shape,
-                    Py_ssize_t tile, Py_ssize_t ipt, int num_threads):
+                    Py_ssize_t tile, Py_ssize_t ipt, int num_threads, int engine=GEMM_BLAS):
     """grad_weight as a float64 (K, Cg*R*S) array from x (N, C, H, W, any strides) and
     the flat contiguous grad_output gy (N, K, Ho, Wo).  Each thread accumulates its items
-    in its own buffer; the buffers are summed at the end."""
+    in its own buffer; the buffers are summed at the end.  engine: as in forward()."""
     cdef ConvShape s = make_shape(shape)
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t isz = sizeof(floating)
@@ -275,14 +279,14 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
     with nogil:
         if nt == 1:
             gw_items(xp, xn, xc, xh, xw, &gy[0], &s, tile, ipt, 0, items, &buf[0],
-                     &buf[0] + col_size, &acc[0, 0])
+                     &buf[0] + col_size, &acc[0, 0], engine)
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
                 mine = &buf[0] + openmp.omp_get_thread_num() * per_thread
                 gw_items(xp, xn, xc, xh, xw, &gy[0], &s, tile, ipt, start, end, mine,
-                         mine + col_size, &acc[openmp.omp_get_thread_num(), 0])
+                         mine + col_size, &acc[openmp.omp_get_thread_num(), 0], engine)
     return acc_array.sum(axis=0, dtype=np.float64).reshape(s.K, s.Q)
 
 
@@ -309,7 +313,7 @@ cdef void shared_columns(const floating* x, Py_ssize_t xn, Py_ssize_t xc, Py_ssi
 
 cdef void shared_gemm(ConvShape* s, Py_ssize_t ld, const floating* col, const floating* gybuf,
                       floating* gw, floating beta, Py_ssize_t part,
-                      Py_ssize_t parts) noexcept nogil:
+                      Py_ssize_t parts, int engine) noexcept nogil:
     """Part `part` of `parts` of gw[g] (Kg x Q) = beta * gw[g] + gy[g] @ col[g]^T, split
     over the weight columns q (or rows k when there are more of them)."""
     cdef Py_ssize_t g, lo, hi
@@ -321,17 +325,18 @@ cdef void shared_gemm(ConvShape* s, Py_ssize_t ld, const floating* col, const fl
         return
     for g in range(s.G):
         if by_rows:
-            gemm_rowmajor(False, True, <int>(hi - lo), <int>s.Q, <int>ld, 1,
-                          gybuf + (g * s.Kg + lo) * ld, <int>ld, col + g * s.Q * ld, <int>ld,
-                          beta, gw + (g * s.Kg + lo) * s.Q, <int>s.Q)
+            gemm_on(engine, False, True, <int>(hi - lo), <int>s.Q, <int>ld, 1,
+                    gybuf + (g * s.Kg + lo) * ld, <int>ld, col + g * s.Q * ld, <int>ld,
+                    beta, gw + (g * s.Kg + lo) * s.Q, <int>s.Q)
         else:
-            gemm_rowmajor(False, True, <int>s.Kg, <int>(hi - lo), <int>ld, 1,
-                          gybuf + g * s.Kg * ld, <int>ld, col + (g * s.Q + lo) * ld, <int>ld,
-                          beta, gw + g * s.Kg * s.Q + lo, <int>s.Q)
+            gemm_on(engine, False, True, <int>s.Kg, <int>(hi - lo), <int>ld, 1,
+                    gybuf + g * s.Kg * ld, <int>ld, col + (g * s.Q + lo) * ld, <int>ld,
+                    beta, gw + g * s.Kg * s.Q + lo, <int>s.Q)
 
 
 def backward_weight_shared(const floating[:, :, :, :] x, const floating[::1] gy,
-                           tuple shape, Py_ssize_t images, int num_threads):
+                           tuple shape, Py_ssize_t images, int num_threads,
+                           int engine=GEMM_BLAS):
     """grad_weight as a (K, Cg*R*S) array in x's dtype, for layers whose weight is large:
     chunks of `images` whole images are unfolded into ONE column matrix shared by the
     threads, which then split the weight gradient between them (each a block of its
@@ -363,7 +368,7 @@ def backward_weight_shared(const floating[:, :, :, :] x, const floating[::1] gy,
             if nt == 1:
                 shared_columns(xp, xn, xc, xh, xw, &gy[0], &s, n0, nimg, 0, 1, &col[0],
                                &gybuf[0])
-                shared_gemm(&s, nimg * howo, &col[0], &gybuf[0], &gw[0, 0], beta, 0, 1)
+                shared_gemm(&s, nimg * howo, &col[0], &gybuf[0], &gw[0, 0], beta, 0, 1, engine)
             else:
                 with parallel(num_threads=nt):
                     part = openmp.omp_get_thread_num()
@@ -372,7 +377,7 @@ def backward_weight_shared(const floating[:, :, :, :] x, const floating[::1] gy,
                 with parallel(num_threads=nt):
                     part = openmp.omp_get_thread_num()
                     shared_gemm(&s, nimg * howo, &col[0], &gybuf[0], &gw[0, 0], beta, part,
-                                openmp.omp_get_num_threads())
+                                openmp.omp_get_num_threads(), engine)
             n0 += nimg
     return gw_array
 
@@ -384,7 +389,7 @@ def backward_weight_shared(const floating[:, :, :, :] x, const floating[::1] gy,
 cdef void gx_items(const floating* gy, const floating* w, floating* gx, ConvShape* s,
                    Py_ssize_t tile, Py_ssize_t ipt, Py_ssize_t cpc, bint pointwise,
                    Py_ssize_t start, Py_ssize_t end, floating* col,
-                   floating* gybuf) noexcept nogil:
+                   floating* gybuf, int engine) noexcept nogil:
     """Items start..end-1; item = (chunk of ipt images, group, chunk of cpc input
     channels), each looping over its tiles.  An item owns its images' channels of gx, so
     no two threads write the same element."""
@@ -399,14 +404,14 @@ cdef void gx_items(const floating* gy, const floating* w, floating* gx, ConvShap
             tl = tile_at(s, chunk, t, tile, ipt)
             grad = tile_grad_output(gy, s, &tl, g, gybuf)
             if pointwise and tl.nimg == 1:  # the columns are gx itself
-                gemm_rowmajor(True, False, <int>nch, <int>tl.npos, <int>s.Kg, 1,
-                              w + g * s.Kg * s.Q + c0, <int>s.Q,
-                              <const floating*>grad.ptr, <int>grad.ld, 0,
-                              gx + (tl.n0 * s.C + g * s.Cg + c0) * plane + tl.p0, <int>plane)
+                gemm_on(engine, True, False, <int>nch, <int>tl.npos, <int>s.Kg, 1,
+                        w + g * s.Kg * s.Q + c0, <int>s.Q,
+                        <const floating*>grad.ptr, <int>grad.ld, 0,
+                        gx + (tl.n0 * s.C + g * s.Cg + c0) * plane + tl.p0, <int>plane)
                 continue
-            gemm_rowmajor(True, False, <int>(nch * rs), <int>tl.cols, <int>s.Kg, 1,
-                          w + g * s.Kg * s.Q + c0 * rs, <int>s.Q,
-                          <const floating*>grad.ptr, <int>grad.ld, 0, col, <int>tl.cols)
+            gemm_on(engine, True, False, <int>(nch * rs), <int>tl.cols, <int>s.Kg, 1,
+                    w + g * s.Kg * s.Q + c0 * rs, <int>s.Q,
+                    <const floating*>grad.ptr, <int>grad.ld, 0, col, <int>tl.cols)
             for i in range(tl.nimg):
                 col2im_tile(col + i * tl.npos, tl.cols, s, nch, tl.p0, tl.npos,
                             gx + ((tl.n0 + i) * s.C + g * s.Cg + c0) * plane)
@@ -414,9 +419,10 @@ cdef void gx_items(const floating* gy, const floating* w, floating* gx, ConvShap
 
 def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] gx,
                    tuple shape, Py_ssize_t tile, Py_ssize_t ipt, Py_ssize_t channels,
-                   int num_threads):
+                   int num_threads, int engine=GEMM_BLAS):
     """gx (flat contiguous (N, C, H, W), zero on entry) = the gradient of conv(x, w) for
-    the flat contiguous grad_output gy.  channels: input channels per work item."""
+    the flat contiguous grad_output gy.  channels: input channels per work item; engine:
+    as in forward()."""
     cdef ConvShape s = make_shape(shape)
     DTYPE = np.float32 if floating is float else np.float64
     cdef Py_ssize_t items = ceil_div(s.N, ipt) * s.G * ceil_div(s.Cg, channels)
@@ -433,14 +439,14 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
     with nogil:
         if nt == 1:
             gx_items(&gy[0], &w[0], &gx[0], &s, tile, ipt, channels, pointwise, 0, items,
-                     &buf[0], &buf[0] + col_size)
+                     &buf[0], &buf[0] + col_size, engine)
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
                 mine = &buf[0] + openmp.omp_get_thread_num() * per_thread
                 gx_items(&gy[0], &w[0], &gx[0], &s, tile, ipt, channels, pointwise, start,
-                         end, mine, mine + col_size)
+                         end, mine, mine + col_size, engine)
 
 
 # ---------------------------------------------------------------------------------------
@@ -470,14 +476,14 @@ cdef int fwd_entry(const floating* x, Py_ssize_t xh, const floating* w, const fl
         return -1
     if nt == 1:
         fwd_items(x, xn, xc, xh, 1, w, bias, y, s, tile, ipt, 0, items, buf, buf + col_size,
-                  act)
+                  act, GEMM_BLAS)
     else:
         with parallel(num_threads=nt):
             start = share(items, 0)
             end = share(items, 1)
             mine = buf + openmp.omp_get_thread_num() * per_thread
             fwd_items(x, xn, xc, xh, 1, w, bias, y, s, tile, ipt, start, end, mine,
-                      mine + col_size, act)
+                      mine + col_size, act, GEMM_BLAS)
     free(buf)
     return 0
 
@@ -502,14 +508,15 @@ cdef int gw_tiles_entry(const floating* x, Py_ssize_t xh, const floating* gy, fl
     if acc != NULL and buf != NULL:
         status = 0
         if nt == 1:
-            gw_items(x, xn, xc, xh, 1, gy, s, tile, ipt, 0, items, buf, buf + col_size, acc)
+            gw_items(x, xn, xc, xh, 1, gy, s, tile, ipt, 0, items, buf, buf + col_size, acc,
+                     GEMM_BLAS)
         else:
             with parallel(num_threads=nt):
                 start = share(items, 0)
                 end = share(items, 1)
                 mine = buf + openmp.omp_get_thread_num() * per_thread
                 gw_items(x, xn, xc, xh, 1, gy, s, tile, ipt, start, end, mine,
-                         mine + col_size, acc + openmp.omp_get_thread_num() * kq)
+                         mine + col_size, acc + openmp.omp_get_thread_num() * kq, GEMM_BLAS)
         for j in range(kq):  # acc.sum(axis=0, dtype=np.float64): thread after thread
             total = acc[j]
             for t in range(1, nt):
@@ -544,7 +551,7 @@ cdef int gw_shared_entry(const floating* x, Py_ssize_t xh, const floating* gy, f
         beta = 0 if n0 == 0 else 1
         if nt == 1:
             shared_columns(x, xn, xc, xh, 1, gy, s, n0, nimg, 0, 1, col, gybuf)
-            shared_gemm(s, nimg * howo, col, gybuf, gw, beta, 0, 1)
+            shared_gemm(s, nimg * howo, col, gybuf, gw, beta, 0, 1, GEMM_BLAS)
         else:
             with parallel(num_threads=nt):
                 part = openmp.omp_get_thread_num()
@@ -553,7 +560,7 @@ cdef int gw_shared_entry(const floating* x, Py_ssize_t xh, const floating* gy, f
             with parallel(num_threads=nt):
                 part = openmp.omp_get_thread_num()
                 shared_gemm(s, nimg * howo, col, gybuf, gw, beta, part,
-                            openmp.omp_get_num_threads())
+                            openmp.omp_get_num_threads(), GEMM_BLAS)
         n0 += nimg
     free(col)
     free(gybuf)
@@ -577,14 +584,15 @@ cdef int gx_entry(const floating* gy, const floating* w, floating* gx, ConvShape
         return -1
     memset(gx, 0, s.N * s.C * s.H * s.W * sizeof(floating))
     if nt == 1:
-        gx_items(gy, w, gx, s, tile, ipt, channels, pointwise, 0, items, buf, buf + col_size)
+        gx_items(gy, w, gx, s, tile, ipt, channels, pointwise, 0, items, buf, buf + col_size,
+                 GEMM_BLAS)
     else:
         with parallel(num_threads=nt):
             start = share(items, 0)
             end = share(items, 1)
             mine = buf + openmp.omp_get_thread_num() * per_thread
             gx_items(gy, w, gx, s, tile, ipt, channels, pointwise, start, end, mine,
-                     mine + col_size)
+                     mine + col_size, GEMM_BLAS)
     free(buf)
     return 0
 

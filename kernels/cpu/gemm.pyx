@@ -50,6 +50,7 @@ cdef extern from "gemm_blocked.h" nogil:
         void* out
         Py_ssize_t ldo
         fnn_epilogue epi
+        int accumulate
 
     int fnn_gemm_f32(const fnn_gemm_args* g, int num_threads, int variant)
     int fnn_gemm_f64(const fnn_gemm_args* g, int num_threads, int variant)
@@ -152,6 +153,7 @@ cdef int _set_operands(fnn_gemm_args* g, cnp.ndarray a, cnp.ndarray b, bint tran
     g.b = cnp.PyArray_DATA(b)
     g.a_rs, g.a_cs = (_stride(a, 1), _stride(a, 0)) if trans_a else (_stride(a, 0), _stride(a, 1))
     g.b_rs, g.b_cs = (_stride(b, 1), _stride(b, 0)) if trans_b else (_stride(b, 0), _stride(b, 1))
+    g.accumulate = 0
     if (cnp.PyArray_DIM(b, 1) if trans_b else cnp.PyArray_DIM(b, 0)) != g.k:
         raise ValueError("gemm: inner dimensions differ")
     return typenum

@@ -6,7 +6,9 @@
  *
  * op(A) is m x k and op(B) k x n given as base pointers with element strides (any sign:
  * a transpose is a swap of the two strides); C (optional, read only when beta != 0) has
- * strides too, 0 for a broadcast dimension.  out is row-major with row stride ldo.
+ * strides too, 0 for a broadcast dimension.  out is row-major with row stride ldo; with
+ * `accumulate` set the product is added to what out holds (c, beta and the epilogue are
+ * then unused).
  * The epilogue, applied after the last K slice while a tile is in cache, is either
  *   out = act(out + bias)           (bias per column, optional; linear's forward)
  *   out = out * act'(u)             (u the pre-activation; the backprop sensitivity)
@@ -52,6 +54,7 @@ typedef struct {
     void* out;
     ptrdiff_t ldo;
     fnn_epilogue epi;
+    int accumulate;       /* 1: out += alpha * op(A) @ op(B) (c, beta and epi unused) */
 } fnn_gemm_args;
 
 enum {

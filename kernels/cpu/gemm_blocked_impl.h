@@ -339,7 +339,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_short)(const fnn_gemm_args* g, ptrdiff_t m0,
     const ptrdiff_t nc = n1 - n0;
     for (ptrdiff_t i = m0; i < m1; ++i) {
         FNN_T* restrict o = out + i * g->ldo + n0;
-        if (g->k == 0) {
+        if (g->k == 0 && !g->accumulate) {
             for (ptrdiff_t j = 0; j < nc; ++j) o[j] = 0;
         }
         for (ptrdiff_t p = 0; p < g->k; ++p) {
@@ -347,11 +347,11 @@ static FNN_ATTR int FNN_FN(fnn_gemm_short)(const fnn_gemm_args* g, ptrdiff_t m0,
             const FNN_T* brow = b + p * g->b_rs + n0 * g->b_cs;
             if (g->b_cs == 1) {
                 const FNN_T* restrict br = brow;
-                if (p == 0)
+                if (p == 0 && !g->accumulate)
                     for (ptrdiff_t j = 0; j < nc; ++j) o[j] = coef * br[j];
                 else
                     for (ptrdiff_t j = 0; j < nc; ++j) o[j] += coef * br[j];
-            } else if (p == 0) {
+            } else if (p == 0 && !g->accumulate) {
                 for (ptrdiff_t j = 0; j < nc; ++j) o[j] = coef * brow[j * g->b_cs];
             } else {
                 for (ptrdiff_t j = 0; j < nc; ++j) o[j] += coef * brow[j * g->b_cs];
@@ -486,13 +486,25 @@ static FNN_ATTR int FNN_FN(fnn_gemm_thin)(const fnn_gemm_args* g, ptrdiff_t m0, 
     const ptrdiff_t along_k = column ? g->a_cs : g->b_rs;    /* within a line */
     const FNN_T* vec = column ? b : a;
     const ptrdiff_t vec_step = column ? g->b_rs : g->a_cs;
-    FNN_T* dst = out + (column ? m0 * ldo : n0);
-    const ptrdiff_t dst_step = column ? ldo : 1;
+    FNN_T* const target = out + (column ? m0 * ldo : n0);
+    const ptrdiff_t target_step = column ? ldo : 1;
+    FNN_T* dst = target;
+    ptrdiff_t dst_step = target_step;
     FNN_T* copy = NULL;
+    FNN_T* sums = NULL;
+    if (g->accumulate) { /* the products into a buffer of their own, then added to out */
+        sums = (FNN_T*)malloc((size_t)(count > 0 ? count : 1) * sizeof(FNN_T));
+        if (sums == NULL) return -1;
+        dst = sums;
+        dst_step = 1;
+    }
     if (along_k == 1) {
         if (vec_step != 1 && k > 0) {
             copy = (FNN_T*)malloc((size_t)k * sizeof(FNN_T));
-            if (copy == NULL) return -1;
+            if (copy == NULL) {
+                free(sums);
+                return -1;
+            }
             for (ptrdiff_t p = 0; p < k; ++p) copy[p] = vec[p * vec_step];
             vec = copy;
         }
@@ -507,6 +519,11 @@ static FNN_ATTR int FNN_FN(fnn_gemm_thin)(const fnn_gemm_args* g, ptrdiff_t m0, 
         }
     }
     free(copy);
+    if (sums != NULL) {
+        for (ptrdiff_t r = 0; r < count; ++r) target[r * target_step] += sums[r];
+        free(sums);
+        return 0;
+    }
     if (g->c != NULL && g->beta != 0) {
         const FNN_T beta = (FNN_T)g->beta;
         const FNN_T* c = (const FNN_T*)g->c;
@@ -559,7 +576,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
         ptrdiff_t nc = n1 - jc < FNN_NC ? n1 - jc : FNN_NC;
         for (ptrdiff_t slice = 0; slice < k_slices; ++slice) {
             ptrdiff_t pc = k * slice / k_slices, kc = k * (slice + 1) / k_slices - pc;
-            int first = slice == 0, last = slice == k_slices - 1;
+            int first = slice == 0 && !g->accumulate, last = slice == k_slices - 1;
             const FNN_T* b_slice = b + pc * g->b_rs + jc * g->b_cs;
             if (!one_row_block) FNN_FN(fnn_pack_b)(kc, nc, b_slice, g->b_rs, g->b_cs, bp);
             for (ptrdiff_t ic = m0; ic < m1; ic += FNN_MC) {

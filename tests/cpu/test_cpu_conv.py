@@ -250,12 +250,14 @@ def test_problems_too_large_for_blas_run_direct(rng, monkeypatch):
 
 
 def test_auto_avoids_huge_direct_buffers(rng, monkeypatch):
-    """With the direct kernels' buffer limit lowered, "auto" runs im2col (still correct)."""
+    """With the direct kernels' buffer limit lowered, "auto" runs im2col, on either GEMM
+    engine (still correct)."""
     from fastnn._backends.cpu import _conv_plan, conv
 
     monkeypatch.setattr(_conv_plan, "DIRECT_MAX_PACKED", 10)
     case = ConvCase(1, 2, 3, 4, 1, (40,), (3,), (1,), 1, (1,))
     x, w, b = case.arrays(rng, np.float64)
     geom = conv_geometry("conv1d", 1, x.shape, w.shape, 1, 1, 1, 1)
-    assert conv._candidates(geom, _conv_plan.shape_tuple(geom), "forward") == ["im2col"]
+    candidates = conv._candidates(geom, _conv_plan.shape_tuple(geom), "forward")
+    assert candidates == ["im2col", "im2col:blocked"]
     assert_close(fastnn.conv1d(x, w, b, *case.params, backend="cpu"), reference(case, x, w, b))

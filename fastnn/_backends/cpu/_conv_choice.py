@@ -23,6 +23,10 @@ What the measurements (bench/scripts/conv_table.py and model_convs.py) showed:
 - input gradient: direct wins too, except on pointwise layers with many output channels
   and on large images with many channels (VGG's 224x224x64), where the direct kernel's
   packed gradient no longer fits the L2 cache;
+- im2col's GEMMs run on SciPy's BLAS ("im2col") or on fastnn's blocked GEMM
+  ("im2col:blocked", ranked right after it): neither wins everywhere (pointwise layers'
+  gradients, 1 thread, AMD EPYC: the blocked GEMM 62-104 GFLOP/s, OpenBLAS 53-99,
+  either ahead by up to 30% depending on the shape), so the tuner times both;
 - weight gradient: direct wins with few input channels per group (up to ~32); beyond,
   im2col's GEMM runs closer to peak than the direct kernel's long reductions; Winograd's
   (GEMMs over tiles of the transformed grad_output and input) beats both on 3x3
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 from fastnn._backends.cpu._conv_blocked import NAME as BLOCKED
 from fastnn._backends.cpu._conv_depthwise import LANES, prefer_lanes
+from fastnn._backends.cpu._conv_im2col import BLOCKED_GEMM
 from fastnn._backends.cpu._conv_winograd import default_tile
 from fastnn._geometry import ConvGeometry, winograd_unsupported
 
@@ -91,6 +96,7 @@ def ranked(geom: ConvGeometry, which: str = "forward") -> list[str]:
         return [*variants, "im2col"]
     first = heuristic(geom, which)
     order = [first, "direct" if first == "im2col" else "im2col"]
+    order.insert(order.index("im2col") + 1, BLOCKED_GEMM)
     p = geom.plane
     order.insert(0 if blocked_fills_lanes(geom, which) else len(order), BLOCKED)
     if winograd_unsupported(geom) is not None:

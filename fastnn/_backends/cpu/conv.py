@@ -71,7 +71,7 @@ def _candidates(geom: ConvGeometry, shape: tuple[int, ...], which: str) -> list[
     blocked kernel when their packed buffers would be huge (very long rows)."""
     order = ranked(geom, which)
     if not fits_blas(shape):
-        order = [a for a in order if a != "im2col"]
+        order = [a for a in order if a not in ("im2col", _conv_im2col.BLOCKED_GEMM)]
     elif not direct_fits(shape):
         order = [a for a in order if a != "direct"]
     if not _conv_blocked.fits(shape) and len(order) > 1:
@@ -144,6 +144,8 @@ def _pick_once(
         candidates = _candidates(geom, shape, which)
         if _conv_blocked.NAME in candidates:
             _isa.level("conv_blocked")  # measured once per CPU, not inside a timing
+        if _conv_im2col.BLOCKED_GEMM in candidates:
+            _isa.level("gemm")
         name = choose_conv("cpu", op, which, geom, dtype, threads, candidates, run)
     else:
         name = _explicit(algo, shape, op, hw)
@@ -183,6 +185,9 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str, activation: str | None 
         lanes = _depthwise_variant(name, geom)
         if lanes is not None:
             return _conv_depthwise.forward(x4, wf, bias, shape, threads, lanes, act)
+        if name == _conv_im2col.BLOCKED_GEMM:
+            gemm = _conv_im2col.engine(name)
+            return _conv_im2col.forward(x4, wf, bias, shape, threads, act, gemm)
         return _GEMM_OR_DIRECT[name].forward(x4, wf, bias, shape, threads, act)
 
     part = _batch_slice(geom.batch)
@@ -235,6 +240,9 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         lanes = _depthwise_variant(name, geom)
         if lanes is not None:
             return _conv_depthwise.grad_input(flat_gy("im2col", n), wf, shp, threads, lanes)
+        if name == _conv_im2col.BLOCKED_GEMM:
+            gemm = _conv_im2col.engine(name)
+            return _conv_im2col.grad_input(flat_gy(name, n), wf, shp, threads, gemm)
         return _GEMM_OR_DIRECT[name].grad_input(flat_gy(name, n), wf, shp, threads)
 
     def weight_grad(name: str, n: int, shp) -> np.ndarray:
@@ -247,6 +255,9 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         if lanes is not None:
             gy_n = flat_gy("im2col", n)
             return _conv_depthwise.grad_weight(x4[:n], gy_n, shp, threads, lanes)
+        if name == _conv_im2col.BLOCKED_GEMM:
+            gemm = _conv_im2col.engine(name)
+            return _conv_im2col.grad_weight(x4[:n], flat_gy(name, n), shp, threads, gemm)
         return _GEMM_OR_DIRECT[name].grad_weight(x4[:n], flat_gy(name, n), shp, threads)
 
     op = f"conv{geom.nd}d_backward"
