@@ -18,7 +18,15 @@ import numpy as np
 from fastnn import _autotune
 from fastnn._geometry import ConvGeometry
 
-__all__ = ["CPU_ONLY", "TIMED", "choose_conv", "conv_key", "refuse_cpu_only", "tuning_batch"]
+__all__ = [
+    "CPU_ONLY",
+    "TIMED",
+    "choose_conv",
+    "conv_key",
+    "refuse_cpu_only",
+    "timed",
+    "tuning_batch",
+]
 
 #: Convolution algorithms only the CPU backend implements.
 CPU_ONLY = ("winograd", "winograd2", "winograd4", "winograd6")
@@ -36,6 +44,8 @@ def refuse_cpu_only(op: str, algo: str, backend: str) -> None:
 
 #: Candidates timed on first use, best-ranked first.  The prior rarely puts the winner
 #: below third; timing every algorithm of every pass would multiply the first-use cost.
+#: An engine variant ranked right after its algorithm ("im2col:blocked" after "im2col")
+#: comes with it and does not count.
 TIMED = 3
 #: Batches larger than this are tuned on a slice of this many images: the ranking of the
 #: algorithms does not change with the batch once every thread has several images.
@@ -70,6 +80,23 @@ def tuning_batch(batch: int) -> int:
     return min(batch, TUNING_BATCH)
 
 
+def timed(ranked: Sequence[str]) -> list[str]:
+    """The candidates of ``ranked`` that "auto" times: the first :data:`TIMED`, each with
+    the engine variant ranked right after it (``name:variant`` after ``name``)."""
+    out: list[str] = []
+    algorithms = 0
+    for i, name in enumerate(ranked):
+        if i > 0 and name.startswith(f"{ranked[i - 1]}:"):  # an engine variant
+            if ranked[i - 1] in out:
+                out.append(name)
+            continue
+        if algorithms == TIMED:
+            break
+        out.append(name)
+        algorithms += 1
+    return out
+
+
 def choose_conv(
     backend: str,
     op: str,
@@ -89,5 +116,5 @@ def choose_conv(
     if len(ranked) == 1 or not _autotune.autotune_enabled():
         return ranked[0]
     key = conv_key(backend, op, which, geom, dtype, threads, device)
-    candidates = {name: (lambda name=name: run(name)) for name in ranked[:TIMED]}
+    candidates = {name: (lambda name=name: run(name)) for name in timed(ranked)}
     return _autotune.choose(key, candidates)

@@ -97,3 +97,18 @@ def test_one_row_or_column_products(rng, dtype, blocked_gemm_first, dims):
         with chunking(tile=tile):
             for name, g, r in zip(("gx", "gw", "gb"), backward(gy, x, w), ref):
                 assert_close(g, r, dtype, what=f"{name} {dims} tile {tile}")
+
+
+def test_engine_variant_is_timed_with_its_algorithm():
+    """algo="auto" times the first TIMED algorithms of the ranking; an engine variant
+    ranked right after one of them comes along without taking a place."""
+    from fastnn._selection import TIMED, timed
+
+    assert TIMED == 3
+    assert timed(["direct:blocked", "im2col", NAME, "direct"]) == [
+        "direct:blocked", "im2col", NAME, "direct"]  # fmt: skip
+    assert timed(["direct:blocked", "direct", "winograd4", "im2col", NAME]) == [
+        "direct:blocked", "direct", "winograd4"]  # fmt: skip
+    # a variant is one only right after its algorithm
+    assert timed(["direct:blocked", "direct", "im2col", "winograd2"]) == [
+        "direct:blocked", "direct", "im2col"]  # fmt: skip
