@@ -8,26 +8,7 @@ from cython cimport floating
 from libc.string cimport memset
 
 from blas cimport gemm_rowmajor
-
-
-cdef extern from "gemm_blocked.h" nogil:
-    ctypedef struct fnn_epilogue_args "fnn_epilogue":
-        int act
-
-    ctypedef struct fnn_gemm_args:
-        Py_ssize_t m, n, k
-        const void* a
-        Py_ssize_t a_rs, a_cs
-        const void* b
-        Py_ssize_t b_rs, b_cs
-        double alpha
-        void* out
-        Py_ssize_t ldo
-        fnn_epilogue_args epi
-        int accumulate
-
-    int fnn_gemm_f32(const fnn_gemm_args* g, int num_threads, int variant)
-    int fnn_gemm_f64(const fnn_gemm_args* g, int num_threads, int variant)
+from gemm_blocked cimport fnn_gemm_args, fnn_gemm_f32, fnn_gemm_f64
 
 #: The engine code for SciPy's BLAS; any other code is the blocked kernel's variant
 #: (gemm_blocked.h's FNN_GEMM_*: fastnn._isa.level_code("gemm")).

@@ -1,0 +1,36 @@
+# Declarations of fastnn's blocked GEMM (gemm_blocked.h) for the modules that call it:
+# gemm.pyx (the dense ops' engine) and gemm_engine.pxd (the GEMMs inside other kernels).
+
+cdef extern from "gemm_blocked.h" nogil:
+    double fnn_gemm_flops_per_thread
+    Py_ssize_t fnn_gemm_short_k
+    ctypedef struct fnn_epilogue:
+        int act
+        int derivative
+        const void* bias
+        const void* u
+        Py_ssize_t ldu
+
+    ctypedef struct fnn_gemm_args:
+        Py_ssize_t m, n, k
+        const void* a
+        Py_ssize_t a_rs, a_cs
+        const void* b
+        Py_ssize_t b_rs, b_cs
+        const void* c
+        Py_ssize_t c_rs, c_cs
+        double alpha, beta
+        void* out
+        Py_ssize_t ldo
+        fnn_epilogue epi
+        int accumulate
+
+    int fnn_gemm_f32(const fnn_gemm_args* g, int num_threads, int variant)
+    int fnn_gemm_f64(const fnn_gemm_args* g, int num_threads, int variant)
+    void fnn_epilogue_f32(const fnn_epilogue* e, float* out, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t ldo, int num_threads)
+    void fnn_epilogue_f64(const fnn_epilogue* e, double* out, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t ldo, int num_threads)
+    int fnn_gemm_variant(int requested)
+    int FNN_GEMM_AUTO, FNN_GEMM_GENERIC, FNN_GEMM_AVX2, FNN_GEMM_AVX512
+    int FNN_GEMM_WIDE_GENERIC
