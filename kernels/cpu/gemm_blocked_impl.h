@@ -53,6 +53,31 @@ static FNN_ATTR void FNN_FN(fnn_epilogue_block)(
     const fnn_epilogue* e, FNN_T* out, ptrdiff_t ldo, ptrdiff_t i0, ptrdiff_t j0,
     ptrdiff_t mr, ptrdiff_t nr) {
     const int act = e->act;
+    if (!e->derivative && ldo == nr && mr > 1 && act != FNN_ACT_IDENTITY) {
+        /* rows as wide as out follow each other: the bias row by row, then the
+         * activation as one run of mr * nr elements (a narrow result, e.g. 10 columns,
+         * would otherwise run it in rows shorter than two vectors) */
+        FNN_T* restrict o = out + i0 * ldo + j0;
+        const ptrdiff_t count = mr * nr;
+        if (e->bias != NULL) {
+            const FNN_T* restrict b = (const FNN_T*)e->bias + j0;
+            for (ptrdiff_t i = 0; i < mr; ++i)
+                for (ptrdiff_t j = 0; j < nr; ++j) o[i * nr + j] += b[j];
+        }
+        switch (act) {
+        case FNN_ACT_RELU:
+            for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_relu)(o[j]);
+            break;
+        case FNN_ACT_SIGMOID:
+            for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_sigmoid)(o[j]);
+            break;
+        case FNN_ACT_TANH:
+            for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_tanh)(o[j]);
+            break;
+        default: break;
+        }
+        return;
+    }
     for (ptrdiff_t i = 0; i < mr; ++i) {
         FNN_T* restrict o = out + (i0 + i) * ldo + j0;
         ptrdiff_t j;
