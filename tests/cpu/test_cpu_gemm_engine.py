@@ -209,6 +209,11 @@ def test_a_split_products_engine_is_timed_again_later(fresh_engines, monkeypatch
         assert_close(fastnn.gemm(a, b), want, rtol=1e-5)
     names = ["blas", "blas-1", "blocked", "blocked-1"]
     assert calls == [("choose", names)] and _gemm._engine_memo[key] == (False, True)
+    matmuls = []
+    real_matmul = _gemm.matmul
+    monkeypatch.setattr(_gemm, "matmul", lambda *a, **k: matmuls.append(1) or real_matmul(*a, **k))
+    fastnn.gemm(a, b)  # not due: the runner, not matmul
+    assert not matmuls
     busy = [True]
     monkeypatch.setattr(_threads, "others_busy", lambda threads: busy[0])
     clock[0] += _gemm.CONFIRM_AFTER[0]
@@ -223,7 +228,8 @@ def test_a_split_products_engine_is_timed_again_later(fresh_engines, monkeypatch
         assert calls[-1] == ("reconsider", names) and len(calls) == step + 2
         assert _gemm._engine_memo[key] == _gemm.ENGINES[verdict]
         last = step == len(_gemm.CONFIRM_AFTER) - 1
-        assert len(_gemm._plain_memo) == (1 if last else 0)  # the runner waits for the last
+        (runner,) = _gemm._plain_memo.values()  # direct calls between re-timings
+        assert runner[1] == (None if last else key)
     assert key not in _gemm._unconfirmed
     clock[0] += 1000.0
     for _ in range(2):

@@ -316,9 +316,10 @@ def _blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> n
     return _k.blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads, level)
 
 
-#: (a.shape, b.shape, dtype, threads, autotune generation) -> the runner of the plain
-#: product a @ b on the engine chosen for it (see :func:`plain`).
-_plain_memo: dict[tuple, object] = {}
+#: (a.shape, b.shape, dtype, threads, autotune generation) -> (the runner of the plain
+#: product a @ b on the engine chosen for it, and its matmul key while that key awaits a
+#: re-timing, else None) (see :func:`plain`).
+_plain_memo: dict[tuple, tuple] = {}
 
 
 def _plain_runner(m: int, n: int, k: int, choice: tuple[bool, bool], threads: int):
@@ -346,24 +347,30 @@ def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for 2-d float arrays of one dtype whose shapes chain: :func:`matmul`
     without its options, for small products whose time is mostly the call's own.  The
     first product of each shape (per thread count and autotune setting) goes through
-    matmul, which chooses the engine; later ones call that engine's runner directly."""
+    matmul, which chooses the engine; later ones call that engine's runner directly,
+    except the one in which the engine's next re-timing (CONFIRM_AFTER) falls due: that
+    goes through matmul again, and the runner follows its verdict."""
     if _forced[0] is not None:
         return matmul(a, b)
     threads = team_size()
     key = (a.shape, b.shape, a.dtype.char, threads, _autotune.generation())
-    run = _plain_memo.get(key)
-    if run is not None:
-        return run(a, b)
+    memo = _plain_memo.get(key)
+    if memo is not None:
+        run, pending = memo
+        # a product whose engine awaits a re-timing goes through matmul when it is due
+        if pending is None or pending not in _unconfirmed or _now() < _unconfirmed[pending][0]:
+            return run(a, b)
     out = matmul(a, b)
     if _calibrated:  # else the threshold that splits the work may still change
         m, k = a.shape
         n = b.shape[1]
         engine_key = (m, n, k, False, False, False, a.dtype.char, *key[3:])
         choice = _engine_memo.get(engine_key)
-        if choice is not None and engine_key not in _unconfirmed:  # else via matmul
+        if choice is not None:
             if len(_plain_memo) >= _ENGINE_MEMO_LIMIT:
                 _plain_memo.clear()
-            _plain_memo[key] = _plain_runner(m, n, k, choice, threads)
+            pending = engine_key if engine_key in _unconfirmed else None
+            _plain_memo[key] = (_plain_runner(m, n, k, choice, threads), pending)
     return out
 
 
