@@ -45,6 +45,23 @@
 
 typedef FNN_T FNN_FN(fnn_vec) __attribute__((vector_size(FNN_VBYTES)));
 
+/* o[0:count] = act(o[0:count]) for the forward activations (identity: nothing). */
+static FNN_ATTR inline void FNN_FN(fnn_activate_run)(int act, FNN_T* restrict o,
+                                                     ptrdiff_t count) {
+    switch (act) {
+    case FNN_ACT_RELU:
+        for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_relu)(o[j]);
+        break;
+    case FNN_ACT_SIGMOID:
+        for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_sigmoid)(o[j]);
+        break;
+    case FNN_ACT_TANH:
+        for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_tanh)(o[j]);
+        break;
+    default: break;
+    }
+}
+
 /* ------------------------------------------------------------------------------------
  * Epilogue on mr x nr elements of out starting at row i0, column j0 (also used alone,
  * on a whole matrix, after a BLAS call).
@@ -58,24 +75,12 @@ static FNN_ATTR void FNN_FN(fnn_epilogue_block)(
          * activation as one run of mr * nr elements (a narrow result, e.g. 10 columns,
          * would otherwise run it in rows shorter than two vectors) */
         FNN_T* restrict o = out + i0 * ldo + j0;
-        const ptrdiff_t count = mr * nr;
         if (e->bias != NULL) {
             const FNN_T* restrict b = (const FNN_T*)e->bias + j0;
             for (ptrdiff_t i = 0; i < mr; ++i)
                 for (ptrdiff_t j = 0; j < nr; ++j) o[i * nr + j] += b[j];
         }
-        switch (act) {
-        case FNN_ACT_RELU:
-            for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_relu)(o[j]);
-            break;
-        case FNN_ACT_SIGMOID:
-            for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_sigmoid)(o[j]);
-            break;
-        case FNN_ACT_TANH:
-            for (ptrdiff_t j = 0; j < count; ++j) o[j] = FNN_MATH(fnn_tanh)(o[j]);
-            break;
-        default: break;
-        }
+        FNN_FN(fnn_activate_run)(act, o, mr * nr);
         return;
     }
     for (ptrdiff_t i = 0; i < mr; ++i) {
@@ -103,18 +108,7 @@ static FNN_ATTR void FNN_FN(fnn_epilogue_block)(
             const FNN_T* restrict b = (const FNN_T*)e->bias + j0;
             for (j = 0; j < nr; ++j) o[j] += b[j];
         }
-        switch (act) {
-        case FNN_ACT_RELU:
-            for (j = 0; j < nr; ++j) o[j] = FNN_MATH(fnn_relu)(o[j]);
-            break;
-        case FNN_ACT_SIGMOID:
-            for (j = 0; j < nr; ++j) o[j] = FNN_MATH(fnn_sigmoid)(o[j]);
-            break;
-        case FNN_ACT_TANH:
-            for (j = 0; j < nr; ++j) o[j] = FNN_MATH(fnn_tanh)(o[j]);
-            break;
-        default: break;
-        }
+        FNN_FN(fnn_activate_run)(act, o, nr);
     }
 }
 
