@@ -279,6 +279,6 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         _bias.backward_bias(gy_flat, gb, geom.batch, geom.out_channels, plane, threads)
     return (
         None if gx is None else gx.reshape(geom.input_shape),
-        None if gw is None else gw.astype(dtype).reshape(geom.weight_shape),
+        None if gw is None else gw.astype(dtype, copy=False).reshape(geom.weight_shape),
         gb,
     )
