@@ -70,9 +70,11 @@ typedef struct {
  * above, from x and grad_output gy (both any strides).  Output channels go in lanes
  * again; a work item is (group, kbs channel blocks, cc input channels) and reduces over
  * every image and position, so items never share an output: per block of `rows` output
- * rows, the item's input rows are packed channels-last (p[row][col][c]) and its
- * grad_output rows positions-first (g[pos][OB]), and a register tile of NW input channels
- * x OB output channels, one (r, s) at a time, runs the reduction over positions. */
+ * rows of `imgs` images, the item's input rows are packed channels-last (p[row][col][c])
+ * and its grad_output rows positions-first (g[pos][OB]), and a register tile of NW input
+ * channels x OB output channels, one (r, s) at a time, runs the reduction over the
+ * positions of all those images in one call (small maps would otherwise load and store
+ * the tile's sums every few dozen positions). */
 typedef struct {
     const void* x;
     ptrdiff_t sn, sc, sh, sw;
@@ -81,6 +83,7 @@ typedef struct {
     fnn_cb_geom geo;
     void* out;
     ptrdiff_t rows, kbs, cc;
+    ptrdiff_t imgs; /* images per position block (more than one only when rows = Ho) */
     int threads;
 } fnn_cb_wargs;
 
@@ -185,6 +188,12 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
                                   ptrdiff_t R, ptrdiff_t S, T_* wp, int isa, int threads) {\
         isa = fnn_cb_isa(isa);                                                             \
         FNN_ISA_DISPATCH(isa, fnn_cb_pack, sfx, (w, wk, wc, wr, ws, G, Kg, Cg, R, S, wp, threads)) \
+    }                                                                                      \
+    /* dst[j*ldd + i] = src[i*lds + j] (i < ni, j < nj): simd_transpose.h at level isa. */ \
+    static void fnn_cb_transpose_run_##sfx(const T_* src, ptrdiff_t lds, ptrdiff_t ni,     \
+                                           ptrdiff_t nj, T_* dst, ptrdiff_t ldd, int isa) {\
+        isa = fnn_cb_isa(isa);                                                             \
+        FNN_ISA_DISPATCH(isa, fnn_cb_transpose, sfx, (src, lds, ni, nj, dst, ldd))         \
     }
 
 FNN_CB_ENTRIES(float, f32)

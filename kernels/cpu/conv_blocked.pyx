@@ -6,6 +6,7 @@
 #   convolve   the whole convolution of a source tensor with packed weights into a
 #              destination of any strides (its own OpenMP threads, GIL released)
 #   weight_grad  the weight gradient from the input and grad_output
+#   transpose  the SIMD transpose the kernels pack with (exposed for its tests)
 import numpy as np
 
 from cython cimport floating
@@ -36,7 +37,7 @@ cdef extern from "conv_blocked.h" nogil:
         Py_ssize_t gn, gk, gh, gw_
         fnn_cb_geom geo
         void* out
-        Py_ssize_t rows, kbs, cc
+        Py_ssize_t rows, kbs, cc, imgs
         int threads
     int fnn_cb_wgrad_run_f32(const fnn_cb_wargs* a, int isa)
     int fnn_cb_wgrad_run_f64(const fnn_cb_wargs* a, int isa)
@@ -48,6 +49,10 @@ cdef extern from "conv_blocked.h" nogil:
     void fnn_cb_pack_f64(const double* w, Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wr,
                          Py_ssize_t ws, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t Cg,
                          Py_ssize_t R, Py_ssize_t S, double* wp, int isa, int threads)
+    void fnn_cb_transpose_run_f32(const float* src, Py_ssize_t lds, Py_ssize_t ni,
+                                  Py_ssize_t nj, float* dst, Py_ssize_t ldd, int isa)
+    void fnn_cb_transpose_run_f64(const double* src, Py_ssize_t lds, Py_ssize_t ni,
+                                  Py_ssize_t nj, double* dst, Py_ssize_t ldd, int isa)
     int fnn_cb_isa(int requested)
     void fnn_cb_tile(int isa, int is_double, Py_ssize_t* ob, Py_ssize_t* nw)
     Py_ssize_t fnn_cb_packed_elements(int isa, int is_double, Py_ssize_t G, Py_ssize_t Kg,
@@ -178,10 +183,13 @@ def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
 def weight_grad(const floating[:, :, :, :] x, const floating[:, :, :, :] gy,
                 floating[::1] out, Py_ssize_t groups, tuple kernel, tuple stride,
                 tuple dilation, tuple offset, Py_ssize_t rows, Py_ssize_t kbs,
-                Py_ssize_t cc, int isa, int threads):
+                Py_ssize_t cc, Py_ssize_t imgs, int isa, int threads):
     """out (flat (K, Cg, R, S), overwritten) = d loss / d weight of the convolution of x
     (N, C, H, W) producing gy (N, K, Ho, Wo), both of any strides.  rows, kbs, cc: output
-    rows per position block, channel blocks and input channels per work item."""
+    rows per position block, channel blocks and input channels per work item; imgs:
+    images whose blocks of rows each register tile reduces over in one call."""
+    if min(rows, kbs, cc, imgs) < 1:
+        raise ValueError("conv_blocked.weight_grad: rows, kbs, cc and imgs must be >= 1")
     cdef Py_ssize_t isz = sizeof(floating)
     cdef fnn_cb_wargs a
     cdef int rc
@@ -193,7 +201,7 @@ def weight_grad(const floating[:, :, :, :] x, const floating[:, :, :, :] gy,
     a.gh, a.gw_ = gy.strides[2] // isz, gy.strides[3] // isz
     a.geo = _geometry(x.shape, gy.shape, groups, kernel, stride, dilation, offset)
     a.out = &out[0]
-    a.rows, a.kbs, a.cc = rows, kbs, cc
+    a.rows, a.kbs, a.cc, a.imgs = rows, kbs, cc, imgs
     a.threads = threads
     with nogil:
         if floating is float:
@@ -202,3 +210,27 @@ def weight_grad(const floating[:, :, :, :] x, const floating[:, :, :, :] gy,
             rc = fnn_cb_wgrad_run_f64(&a, isa)
     if rc != 0:
         raise MemoryError("conv_blocked: out of memory for the per-thread buffers")
+
+
+def transpose(const floating[:, :] src, floating[:, :] dst, int isa):
+    """dst = src.T through the kernels' SIMD transpose at level isa (exposed for its
+    tests): src (ni, nj) with unit column stride, dst (nj, ni) likewise, any row
+    strides."""
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef Py_ssize_t ni = src.shape[0], nj = src.shape[1]
+    if dst.shape[0] != nj or dst.shape[1] != ni:
+        raise ValueError(f"transpose: dst must be ({nj}, {ni}), got "
+                         f"({dst.shape[0]}, {dst.shape[1]})")
+    if (ni > 1 and src.strides[1] != isz) or (nj > 1 and dst.strides[1] != isz):
+        raise ValueError("transpose: rows must be contiguous")
+    if ni == 0 or nj == 0:
+        return
+    if (ni > 1 and src.strides[0] < nj * isz) or (nj > 1 and dst.strides[0] < ni * isz):
+        raise ValueError("transpose: rows must not overlap")
+    with nogil:
+        if floating is float:
+            fnn_cb_transpose_run_f32(&src[0, 0], src.strides[0] // isz, ni, nj, &dst[0, 0],
+                                     dst.strides[0] // isz, isa)
+        else:
+            fnn_cb_transpose_run_f64(&src[0, 0], src.strides[0] // isz, ni, nj, &dst[0, 0],
+                                     dst.strides[0] // isz, isa)

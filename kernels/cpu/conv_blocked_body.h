@@ -446,12 +446,13 @@ static TARGET_ATTR int CFN(fnn_cb_conv)(const fnn_cb_args* a) {
 
 /* ---- weight gradient ------------------------------------------------------------------ */
 
-/* acc[j][0 .. OB) += sum_{p < np} g[p][0 .. OB) * x[at(p) + j]   for j < nw (channels)
- * where the positions p run over nr output rows of wo positions, at(p) = row * xrow +
- * col * xcol in the channels-last packed input, and acc row j lies at acc + j * lda.
- * nw is a compile-time constant once inlined. */
+/* acc[j][0 .. OB) += sum_{i < ni, p < np} g[i*gi + p][0 .. OB) * x[i*xi + at(p) + j]
+ * for j < nw (channels), where the positions p run over nr output rows of wo positions,
+ * at(p) = row * xrow + col * xcol in the channels-last packed input of image i, and acc
+ * row j lies at acc + j * lda.  nw is a compile-time constant once inlined. */
 CB_INLINE void CFN(fnn_cb_wtile_fixed)(const T* restrict x, ptrdiff_t xrow, ptrdiff_t xcol,
-                                       const T* restrict g, ptrdiff_t nr, ptrdiff_t wo,
+                                       ptrdiff_t xi, const T* restrict g, ptrdiff_t gi,
+                                       ptrdiff_t ni, ptrdiff_t nr, ptrdiff_t wo,
                                        T* restrict acc_out, ptrdiff_t lda, const int nw) {
     VEC acc[CB_NW][CB_NV];
     FNN_CB_UNROLL
@@ -459,22 +460,23 @@ CB_INLINE void CFN(fnn_cb_wtile_fixed)(const T* restrict x, ptrdiff_t xrow, ptrd
         FNN_CB_UNROLL
         for (int v = 0; v < CB_NV; ++v) acc[j][v] = *(const VEC*)(acc_out + j * lda + v * VL);
     }
-    for (ptrdiff_t r = 0; r < nr; ++r) {
-        const T* xr = x + r * xrow;
-        const T* gr = g + r * wo * CB_OB;
-        for (ptrdiff_t ow = 0; ow < wo; ++ow) {
-            VEC gv[CB_NV];
-            FNN_CB_UNROLL
-            for (int v = 0; v < CB_NV; ++v) gv[v] = *(const VEC*)(gr + ow * CB_OB + v * VL);
-            const T* xp = xr + ow * xcol;
-            FNN_CB_UNROLL
-            for (int j = 0; j < nw; ++j) {
-                const T xv = xp[j];
+    for (ptrdiff_t i = 0; i < ni; ++i)
+        for (ptrdiff_t r = 0; r < nr; ++r) {
+            const T* xr = x + i * xi + r * xrow;
+            const T* gr = g + i * gi + r * wo * CB_OB;
+            for (ptrdiff_t ow = 0; ow < wo; ++ow) {
+                VEC gv[CB_NV];
                 FNN_CB_UNROLL
-                for (int v = 0; v < CB_NV; ++v) acc[j][v] += gv[v] * xv;
+                for (int v = 0; v < CB_NV; ++v) gv[v] = *(const VEC*)(gr + ow * CB_OB + v * VL);
+                const T* xp = xr + ow * xcol;
+                FNN_CB_UNROLL
+                for (int j = 0; j < nw; ++j) {
+                    const T xv = xp[j];
+                    FNN_CB_UNROLL
+                    for (int v = 0; v < CB_NV; ++v) acc[j][v] += gv[v] * xv;
+                }
             }
         }
-    }
     FNN_CB_UNROLL
     for (int j = 0; j < nw; ++j) {
         FNN_CB_UNROLL
@@ -484,7 +486,7 @@ CB_INLINE void CFN(fnn_cb_wtile_fixed)(const T* restrict x, ptrdiff_t xrow, ptrd
 
 #define CB_WCALL(n)                                                                        \
     case n:                                                                                \
-        CFN(fnn_cb_wtile_fixed)(x, xrow, xcol, g, nr, wo, acc, lda, n);                    \
+        CFN(fnn_cb_wtile_fixed)(x, xrow, xcol, xi, g, gi, ni, nr, wo, acc, lda, n);        \
         return;
 #if CB_NW >= 14
 #define CB_WCASES_HI                                                                       \
@@ -497,7 +499,8 @@ CB_INLINE void CFN(fnn_cb_wtile_fixed)(const T* restrict x, ptrdiff_t xrow, ptrd
 #endif
 
 static TARGET_ATTR void CFN(fnn_cb_wtile)(const T* x, ptrdiff_t xrow, ptrdiff_t xcol,
-                                          const T* g, ptrdiff_t nr, ptrdiff_t wo, T* acc,
+                                          ptrdiff_t xi, const T* g, ptrdiff_t gi,
+                                          ptrdiff_t ni, ptrdiff_t nr, ptrdiff_t wo, T* acc,
                                           ptrdiff_t lda, int nw) {
     switch (nw) {
         CB_WCALL(1) CB_WCALL(2) CB_WCALL(3) CB_WCALL(4) CB_WCALL(5) CB_WCALL(6)
@@ -545,18 +548,19 @@ static TARGET_ATTR void CFN(fnn_cb_pack_last)(const T* src, ptrdiff_t sc, ptrdif
 static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
     const ptrdiff_t OB = CB_OB, NW = CB_NW;
     const ptrdiff_t nkb = fnn_cb_ceil_div(a->geo.Kg, OB);
-    const ptrdiff_t rows = a->rows, kbs = a->kbs, cc = a->cc;
+    const ptrdiff_t rows = a->rows, kbs = a->kbs, cc = a->cc, imgs = a->imgs;
     const ptrdiff_t nkg = fnn_cb_ceil_div(nkb, kbs), ncc = fnn_cb_ceil_div(a->geo.Cg, cc);
     const ptrdiff_t items = a->geo.G * nkg * ncc;
-    const ptrdiff_t R = a->geo.R, S = a->geo.S, RS = R * S;
+    const ptrdiff_t R = a->geo.R, S = a->geo.S, RS = R * S, Wo = a->geo.Wo;
     /* a 1x1 axis reads only every stride-th row / column: pack just those */
     const ptrdiff_t rstep = R == 1 ? a->geo.str_h : 1, cstep = S == 1 ? a->geo.str_w : 1;
     const ptrdiff_t rows_in = R == 1 ? rows : (rows - 1) * a->geo.str_h + (R - 1) * a->geo.dil_h + 1;
-    const ptrdiff_t width = S == 1 ? a->geo.Wo : (a->geo.Wo - 1) * a->geo.str_w + (S - 1) * a->geo.dil_w + 1;
+    const ptrdiff_t width = S == 1 ? Wo : (Wo - 1) * a->geo.str_w + (S - 1) * a->geo.dil_w + 1;
     const ptrdiff_t prow = R == 1 ? 1 : a->geo.str_h, pcol = S == 1 ? 1 : a->geo.str_w;
+    const ptrdiff_t gimg = rows * Wo * OB; /* one image's grad_output rows of one block */
     const size_t acc_bytes = (size_t)(kbs * cc * RS * OB) * sizeof(T);
-    const size_t x_bytes = (size_t)(rows_in * width * cc + FNN_CB_SLACK) * sizeof(T);
-    const size_t g_bytes = (size_t)(kbs * rows * a->geo.Wo * OB) * sizeof(T);
+    const size_t x_bytes = (size_t)(imgs * rows_in * width * cc + FNN_CB_SLACK) * sizeof(T);
+    const size_t g_bytes = (size_t)(kbs * imgs * gimg) * sizeof(T);
     const T* x = (const T*)a->x;
     const T* gy = (const T*)a->gy;
     T* out = (T*)a->out;
@@ -582,38 +586,48 @@ static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
                 const ptrdiff_t nc = cc < a->geo.Cg - c0 ? cc : a->geo.Cg - c0;
                 const ptrdiff_t kb0 = kgi * kbs;
                 const ptrdiff_t nk = kbs < nkb - kb0 ? kbs : nkb - kb0;
+                const ptrdiff_t ximg = rows_in * width * nc; /* one image's packed rows */
                 /* accb[kbi][r][s][c][OB]: along (s, c) a unit-dilation row of taps is one
                  * run of the packed input, so a register tile sweeps S*nc of them */
                 memset(accb, 0, (size_t)(nk * RS * nc * OB) * sizeof(T));
-                for (ptrdiff_t n = 0; n < a->geo.N; ++n) {
+                for (ptrdiff_t n0 = 0; n0 < a->geo.N; n0 += imgs) {
+                    const ptrdiff_t ni = imgs < a->geo.N - n0 ? imgs : a->geo.N - n0;
                     for (ptrdiff_t oh0 = 0; oh0 < a->geo.Ho; oh0 += rows) {
                         const ptrdiff_t nr = rows < a->geo.Ho - oh0 ? rows : a->geo.Ho - oh0;
                         const ptrdiff_t nrows =
                             R == 1 ? nr : (nr - 1) * a->geo.str_h + (R - 1) * a->geo.dil_h + 1;
-                        CFN(fnn_cb_pack_last)(x + n * a->sn + (g * a->geo.Cg + c0) * a->sc, a->sc,
-                                              a->sh, a->sw, a->geo.H, a->geo.W, nc,
-                                              oh0 * a->geo.str_h - a->geo.pt, nrows, rstep, a->geo.pl,
-                                              width, cstep, xt);
+                        for (ptrdiff_t i = 0; i < ni; ++i)
+                            CFN(fnn_cb_pack_last)(x + (n0 + i) * a->sn + (g * a->geo.Cg + c0) * a->sc,
+                                                  a->sc, a->sh, a->sw, a->geo.H, a->geo.W, nc,
+                                                  oh0 * a->geo.str_h - a->geo.pt, nrows, rstep,
+                                                  a->geo.pl, width, cstep, xt + i * ximg);
+                        /* gt[kbi][i][pos][OB]: each block's images one after another */
                         for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
-                            T* gb = gt + kbi * rows * a->geo.Wo * OB;
                             const ptrdiff_t k0 = (kb0 + kbi) * OB;
                             const ptrdiff_t valid = OB < a->geo.Kg - k0 ? OB : a->geo.Kg - k0;
-                            const T* src = gy + n * a->gn + (g * a->geo.Kg + k0) * a->gk + oh0 * a->gh;
-                            for (ptrdiff_t r = 0; r < nr; ++r) {
-                                T* d = gb + r * a->geo.Wo * OB;
-                                if (a->gw_ == 1) {
-                                    CFN(fnn_cb_transpose)(src + r * a->gh, a->gk, valid, a->geo.Wo, d, OB);
+                            for (ptrdiff_t i = 0; i < ni; ++i) {
+                                T* gb = gt + (kbi * imgs + i) * gimg;
+                                const T* src = gy + (n0 + i) * a->gn + (g * a->geo.Kg + k0) * a->gk + oh0 * a->gh;
+                                if (a->gw_ == 1 && a->gh == Wo) { /* the rows are one run */
+                                    CFN(fnn_cb_transpose)(src, a->gk, valid, nr * Wo, gb, OB);
                                 } else {
-                                    for (ptrdiff_t o = 0; o < valid; ++o)
-                                        for (ptrdiff_t ow = 0; ow < a->geo.Wo; ++ow)
-                                            d[ow * OB + o] = src[o * a->gk + r * a->gh + ow * a->gw_];
+                                    for (ptrdiff_t r = 0; r < nr; ++r) {
+                                        T* d = gb + r * Wo * OB;
+                                        if (a->gw_ == 1) {
+                                            CFN(fnn_cb_transpose)(src + r * a->gh, a->gk, valid, Wo, d, OB);
+                                        } else {
+                                            for (ptrdiff_t o = 0; o < valid; ++o)
+                                                for (ptrdiff_t ow = 0; ow < Wo; ++ow)
+                                                    d[ow * OB + o] = src[o * a->gk + r * a->gh + ow * a->gw_];
+                                        }
+                                    }
                                 }
-                                for (ptrdiff_t ow = 0; valid < OB && ow < a->geo.Wo; ++ow)
-                                    memset(d + ow * OB + valid, 0, (size_t)(OB - valid) * sizeof(T));
+                                for (ptrdiff_t pos = 0; valid < OB && pos < nr * Wo; ++pos)
+                                    memset(gb + pos * OB + valid, 0, (size_t)(OB - valid) * sizeof(T));
                             }
                         }
                         for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
-                            const T* gb = gt + kbi * rows * a->geo.Wo * OB;
+                            const T* gb = gt + kbi * imgs * gimg;
                             for (ptrdiff_t r = 0; r < R; ++r) {
                                 /* taps (s, c) of row r: one run of S*nc when undilated */
                                 const ptrdiff_t runs = a->geo.dil_w == 1 ? 1 : S;
@@ -623,8 +637,9 @@ static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
                                     T* acc = accb + (((kbi * R + r) * S + q) * nc) * OB;
                                     for (ptrdiff_t j0 = 0; j0 < len; j0 += NW) {
                                         const ptrdiff_t nw = NW < len - j0 ? NW : len - j0;
-                                        CFN(fnn_cb_wtile)(xs + j0, prow * width * nc, pcol * nc, gb,
-                                                          nr, a->geo.Wo, acc + j0 * OB, OB, (int)nw);
+                                        CFN(fnn_cb_wtile)(xs + j0, prow * width * nc, pcol * nc, ximg,
+                                                          gb, gimg, ni, nr, Wo, acc + j0 * OB, OB,
+                                                          (int)nw);
                                     }
                                 }
                             }
@@ -634,12 +649,18 @@ static TARGET_ATTR int CFN(fnn_cb_wgrad)(const fnn_cb_wargs* a) {
                 for (ptrdiff_t kbi = 0; kbi < nk; ++kbi) {
                     const ptrdiff_t k0 = (kb0 + kbi) * OB;
                     const ptrdiff_t valid = OB < a->geo.Kg - k0 ? OB : a->geo.Kg - k0;
-                    for (ptrdiff_t o = 0; o < valid; ++o) {
-                        T* d = out + ((g * a->geo.Kg + k0 + o) * a->geo.Cg + c0) * RS;
-                        for (ptrdiff_t c = 0; c < nc; ++c)
-                            for (ptrdiff_t rs = 0; rs < RS; ++rs)
-                                d[c * RS + rs] = accb[((kbi * RS + rs) * nc + c) * OB + o];
-                    }
+                    /* each contiguous row of OB sums goes to `valid` weights Cg*RS apart;
+                     * the RS taps of a channel fill the same lines of each of those rows,
+                     * which stay in L1 (reading down the taps instead would stride nc*OB
+                     * elements, often a multiple of 4 KiB: one L1 set) */
+                    T* d = out + ((g * a->geo.Kg + k0) * a->geo.Cg + c0) * RS;
+                    const ptrdiff_t ldd = a->geo.Cg * RS;
+                    for (ptrdiff_t c = 0; c < nc; ++c)
+                        for (ptrdiff_t rs = 0; rs < RS; ++rs) {
+                            const T* src = accb + ((kbi * RS + rs) * nc + c) * OB;
+                            T* dst = d + c * RS + rs;
+                            for (ptrdiff_t o = 0; o < valid; ++o) dst[o * ldd] = src[o];
+                        }
                 }
             }
         }

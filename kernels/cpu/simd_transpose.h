@@ -48,6 +48,43 @@
         }                                                                                  \
     } while (0)
 
+/* Every stage on the VL rows r: r becomes its transpose. */
+#if VL > 8
+#define TR_STAGES_16                                                                       \
+    do {                                                                                   \
+        enum { TR_B = 8 };                                                                 \
+        TR_STAGE;                                                                          \
+    } while (0)
+#else
+#define TR_STAGES_16 ((void)0)
+#endif
+#if VL > 4
+#define TR_STAGES_8                                                                        \
+    do {                                                                                   \
+        enum { TR_B = 4 };                                                                 \
+        TR_STAGE;                                                                          \
+    } while (0)
+#else
+#define TR_STAGES_8 ((void)0)
+#endif
+#if VL > 2
+#define TR_STAGES_4                                                                        \
+    do {                                                                                   \
+        enum { TR_B = 2 };                                                                 \
+        TR_STAGE;                                                                          \
+    } while (0)
+#else
+#define TR_STAGES_4 ((void)0)
+#endif
+#define TR_STAGES                                                                          \
+    do {                                                                                   \
+        TR_STAGES_16;                                                                      \
+        TR_STAGES_8;                                                                       \
+        TR_STAGES_4;                                                                       \
+        enum { TR_B = 1 };                                                                 \
+        TR_STAGE;                                                                          \
+    } while (0)
+
 static TARGET_ATTR void TR_FN(const T* restrict src, ptrdiff_t lds, ptrdiff_t ni, ptrdiff_t nj,
                               T* restrict dst, ptrdiff_t ldd) {
     /* the mask type: integers as wide as T, as many as VEC has lanes */
@@ -60,35 +97,46 @@ static TARGET_ATTR void TR_FN(const T* restrict src, ptrdiff_t lds, ptrdiff_t ni
             VEC r[VL];
             _Pragma("GCC unroll 16")
             for (int i = 0; i < VL; ++i) __builtin_memcpy(&r[i], src + (i0 + i) * lds + j0, sizeof(VEC));
-#if VL > 8
-#define TR_B 8
-            TR_STAGE;
-#undef TR_B
-#endif
-#if VL > 4
-#define TR_B 4
-            TR_STAGE;
-#undef TR_B
-#endif
-#if VL > 2
-#define TR_B 2
-            TR_STAGE;
-#undef TR_B
-#endif
-#define TR_B 1
-            TR_STAGE;
-#undef TR_B
+            TR_STAGES;
             _Pragma("GCC unroll 16")
             for (int j = 0; j < VL; ++j) __builtin_memcpy(dst + (j0 + j) * ldd + i0, &r[j], sizeof(VEC));
         }
-        for (ptrdiff_t i = i0; i < i0 + VL; ++i)
-            for (ptrdiff_t j = j0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
+        const ptrdiff_t rem = nj - j0;
+        if (rem > 0 && VL - rem <= lds) {
+            /* the last rem < VL columns (narrow matrices: all of them) through registers
+             * too: each row's vector reads on into the next row, which lies within the
+             * same array (VL - rem <= lds), except the matrix's last row, gathered
+             * element by element; only the rem rows of the transpose that hold columns
+             * j < nj are stored */
+            VEC r[VL];
+            _Pragma("GCC unroll 16")
+            for (int i = 0; i < VL; ++i) {
+                const T* row = src + (i0 + i) * lds + j0;
+                if (i0 + i + 1 < ni) {
+                    __builtin_memcpy(&r[i], row, sizeof(VEC));
+                } else {
+                    T last[VL] = {0};
+                    for (ptrdiff_t j = 0; j < rem; ++j) last[j] = row[j];
+                    __builtin_memcpy(&r[i], last, sizeof(VEC));
+                }
+            }
+            TR_STAGES;
+            for (ptrdiff_t j = 0; j < rem; ++j)
+                __builtin_memcpy(dst + (j0 + j) * ldd + i0, &r[j], sizeof(VEC));
+        } else {
+            for (ptrdiff_t i = i0; i < i0 + VL; ++i)
+                for (ptrdiff_t j = j0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
+        }
     }
     for (ptrdiff_t i = i0; i < ni; ++i)
         for (ptrdiff_t j = 0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
 }
 
 #undef TR_STAGE
+#undef TR_STAGES
+#undef TR_STAGES_16
+#undef TR_STAGES_8
+#undef TR_STAGES_4
 #undef TR_LIST
 #undef TR_VL
 #undef TR_FN

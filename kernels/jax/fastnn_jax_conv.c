@@ -104,7 +104,7 @@ static int blocked_forward(int f64, const int64_t* plan, const void* x, const vo
 static int blocked_weight(int f64, const int64_t* plan, const void* x, const void* gy,
                           void* gw) {
     plane_t q = unpack(plan);
-    const int64_t* p = plan + REST; /* isa, rows, kbs, cc */
+    const int64_t* p = plan + REST; /* isa, rows, kbs, cc, imgs */
     fnn_cb_wargs a;
     int rc;
     memset(&a, 0, sizeof a);
@@ -115,7 +115,7 @@ static int blocked_weight(int f64, const int64_t* plan, const void* x, const voi
     a.geo = (fnn_cb_geom){q.n, q.h, q.w, q.g, q.c / q.g, q.k / q.g, q.r, q.s, q.sh, q.sw,
                           q.dh, q.dw, q.pt, q.pl, q.ho, q.wo};
     a.out = gw;
-    a.rows = p[1], a.kbs = p[2], a.cc = p[3];
+    a.rows = p[1], a.kbs = p[2], a.cc = p[3], a.imgs = p[4];
     a.threads = (int)plan[THREADS];
     rc = f64 ? fnn_cb_wgrad_run_f64(&a, (int)p[0]) : fnn_cb_wgrad_run_f32(&a, (int)p[0]);
     return rc != 0 ? -1 : 0;

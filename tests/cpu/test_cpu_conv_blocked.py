@@ -102,6 +102,36 @@ def test_smallest_blocks(rng, dtype, blocked_first, monkeypatch):
     check(rng, 2, dtype, "tiny blocks", count=8)
 
 
+@pytest.mark.parametrize("rows", (1, 2, 64))
+def test_weight_gradient_tiles_over_several_images(rng, dtype, rows, blocked_first, monkeypatch):
+    """Register tiles of the weight gradient that reduce over the rows of two images per
+    call (what small maps get), forced on random problems of 1-3 images -- a last chunk
+    of one image, blocks of one or two rows, or whole maps -- with one input channel per
+    work item."""
+    original = _conv_blocked.weight_plan
+
+    def two_images(*args, **kwargs):
+        return original(*args, **kwargs)._replace(imgs=2, rows=rows, kc=1)
+
+    monkeypatch.setattr(_conv_blocked, "weight_plan", two_images)
+    check(rng, 2, dtype, "two images per tile", count=8)
+
+
+def test_small_maps_reduce_over_several_images_per_tile(monkeypatch):
+    """Whole 7x7 maps are too few positions for one call: the plan groups images (in
+    equal chunks) and keeps each image's packed rows within the cache budget; 56x56 maps
+    need none.  (A 1 MiB L2 cache, as on the CPUs measured so far.)"""
+    monkeypatch.setattr(_conv_blocked, "l2_bytes", lambda: 1 << 20)
+    small = _conv_blocked.weight_plan(8, 256, 512, 1, (3, 3), (2, 2), (1, 1), (7, 7),
+                                      False, 2)  # fmt: skip
+    assert small.rows == 7 and small.imgs == 4
+    large = _conv_blocked.weight_plan(8, 64, 64, 1, (3, 3), (1, 1), (1, 1), (56, 56),
+                                      False, 2)  # fmt: skip
+    assert large.imgs == 1 and large.rows < 56
+    one = _conv_blocked.weight_plan(1, 256, 512, 1, (3, 3), (2, 2), (1, 1), (7, 7), False, 2)
+    assert one.imgs == 1
+
+
 @pytest.mark.parametrize("kbs", (1, 3))
 def test_weights_packed_just_in_time(rng, dtype, kbs, blocked_first, monkeypatch):
     """Layers whose weights outweigh their maps pack each chunk of weights inside the
@@ -225,3 +255,24 @@ def test_explicit_direct_runs_it_where_channels_fill_its_lanes(rng, monkeypatch)
     calls.clear()
     fastnn.conv2d(x, w[:8], b[:8], 2, 1, algo="direct")
     assert calls == []
+
+
+@pytest.mark.parametrize("dtype_", (np.float32, np.float64))
+def test_simd_transpose_any_shape_and_strides(rng, dtype_):
+    """The transpose the kernels pack with, at every level: matrices narrower than a
+    vector, whose last columns are read a whole vector at a time on into the next row,
+    blocks that do not fill a vector, rows with gaps, and the last row gathered alone."""
+    from fastnn.kernels.cpu import conv_blocked as k
+
+    for level in _isa.supported():
+        code = _isa.LEVELS.index(level)
+        for _ in range(60):
+            ni, nj = (int(v) for v in rng.integers(1, 40, size=2))
+            gap_s, gap_d = (int(v) for v in rng.integers(0, 3, size=2))
+            base = rng.standard_normal((ni, nj + gap_s)).astype(dtype_)
+            src = base[:, :nj]
+            dst_base = np.full((nj, ni + gap_d), -7.0, dtype=dtype_)
+            dst = dst_base[:, :ni]
+            k.transpose(src, dst, code)
+            np.testing.assert_array_equal(dst, src.T, err_msg=f"{level} {ni}x{nj}")
+            assert (dst_base[:, ni:] == -7.0).all(), "wrote past a row"

@@ -63,13 +63,15 @@ ITEMS_PER_THREAD = 2
 class BlockedPlan(NamedTuple):
     """How one call is cut: the level, output rows and channel blocks per work item,
     input channels per reduction chunk; ``jit``: weights packed chunk by chunk inside the
-    kernel (items of channel blocks over every image) instead of once up front."""
+    kernel (items of channel blocks over every image) instead of once up front; ``imgs``
+    (weight gradient): images whose maps each register tile reduces over per call."""
 
     isa: int
     rows: int
     kbs: int
     kc: int
     jit: bool = False
+    imgs: int = 1
 
 
 def _lanes_level(kg: int, is_double: bool) -> int:
@@ -260,7 +262,8 @@ def grad_input(gy4: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarra
 
 
 #: Output positions each register tile of the weight gradient reduces over per call, at
-#: least (its accumulators are loaded and stored once per call).
+#: least (its accumulators are loaded and stored once per call): rows of one map, or the
+#: whole maps of several images when one map has fewer.
 WEIGHT_POSITIONS = 256
 
 
@@ -276,8 +279,8 @@ def weight_plan(
     is_double: bool,
     threads: int,
 ) -> BlockedPlan:
-    """The blocking of one weight gradient: ``rows`` output rows per position block,
-    ``kbs`` channel blocks and ``kc`` input channels per work item."""
+    """The blocking of one weight gradient: ``rows`` output rows of ``imgs`` images per
+    position block, ``kbs`` channel blocks and ``kc`` input channels per work item."""
     isa = _lanes_level(kg, is_double)
     ob, nw = _k.register_tile(isa, is_double)
     esize = 8 if is_double else 4
@@ -285,14 +288,20 @@ def weight_plan(
     (r, s), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
     width = (wo - 1) * sw + (s - 1) * dw + 1
     rows = max(1, min(ho, math.ceil(WEIGHT_POSITIONS / wo)))
+    imgs = 1
+    if rows == ho and n > 1:  # whole maps: as many images as make up the positions
+        imgs = min(n, math.ceil(WEIGHT_POSITIONS / max(1, ho * wo)))
+        imgs = math.ceil(n / math.ceil(n / imgs))  # equal chunks
 
-    def channels_fit(rows: int) -> int:
+    def channels_fit(rows: int, imgs: int) -> int:
         rows_in = (rows - 1) * sh + (r - 1) * dh + 1
-        return int(budget // (rows_in * width * esize))
+        return int(budget // (imgs * rows_in * width * esize))
 
-    while rows > 1 and channels_fit(rows) < min(cg, nw):
+    while imgs > 1 and channels_fit(rows, imgs) < min(cg, nw):
+        imgs = math.ceil(imgs / 2)
+    while rows > 1 and channels_fit(rows, imgs) < min(cg, nw):
         rows = math.ceil(rows / 2)
-    cc = max(1, min(cg, channels_fit(rows)))
+    cc = max(1, min(cg, channels_fit(rows, imgs)))
     cc = math.ceil(cg / math.ceil(cg / cc))  # equal chunks
     kbs = math.ceil(kg / ob)
 
@@ -306,7 +315,7 @@ def weight_plan(
             kbs = math.ceil(kbs / 2)
         else:
             break
-    return BlockedPlan(isa, rows, kbs, cc)
+    return BlockedPlan(isa, rows, kbs, cc, imgs=imgs)
 
 
 def grad_weight(x4: np.ndarray, gy4: np.ndarray, shape, threads: int) -> np.ndarray:
@@ -320,6 +329,6 @@ def grad_weight(x4: np.ndarray, gy4: np.ndarray, shape, threads: int) -> np.ndar
     )  # fmt: skip
     _k.weight_grad(
         x4, gy4, gw, g, (r, s), (sh, sw), (dh, dw), (pt, pl), p.rows, p.kbs, p.kc,
-        p.isa, threads,
+        p.imgs, p.isa, threads,
     )  # fmt: skip
     return gw

@@ -45,7 +45,7 @@ __all__ = [
 BLOCKED, WINOGRAD, DEPTHWISE, DIRECT, IM2COL = 1, 2, 3, 4, 5
 #: The vector: [algorithm, the 18 values of ``geom.plane``, threads, then per algorithm
 #: and pass] -- blocked forward: isa, rows, kbs, kc, jit, in_place; blocked weight: isa,
-#: rows, kbs, cc; blocked input: the number of stride phases, then per phase PHASE values;
+#: rows, kbs, cc, imgs; blocked input: the number of stride phases, then per phase PHASE values;
 #: winograd forward / input: m, isa, pb, kc, tk, tp; winograd weight: m, isa, pb, kc, cc;
 #: depthwise (every pass): isa, lanes (1: channels in lanes, 0: plane by plane); direct
 #: row kernel and im2col: the ``blocks`` of their modules' conv_entry (see there) -- direct
@@ -105,7 +105,7 @@ def _blocked(geom: ConvGeometry, which: str, is_double: bool, threads: int) -> l
     if which == "weight":
         p = _conv_blocked.weight_plan(n, c // g, k // g, g, (r, s), (sh, sw), (dh, dw),
                                       (ho, wo), is_double, threads)  # fmt: skip
-        return [p.isa, p.rows, p.kbs, p.kc]
+        return [p.isa, p.rows, p.kbs, p.kc, p.imgs]
     phases: list[int] = []
     for a in range(min(sh, h)):
         rows = _phase_taps(a, r, pt, sh, dh)
