@@ -43,7 +43,11 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
     ptrdiff_t nw, int act)
 {
     const ptrdiff_t BW = FWD_NV * VL;
-    for (ptrdiff_t w0 = 0; w0 < nw; w0 += BW) {
+    for (ptrdiff_t wb = 0; wb < nw; wb += BW) {
+        /* a last partial block of a row at least BW wide ends at nw instead, overlapping
+         * the one before: those columns are computed twice, the same way, and every
+         * store is a whole vector */
+        const ptrdiff_t w0 = wb + BW <= nw || nw < BW ? wb : nw - BW;
         VEC acc[FWD_KB][FWD_NV];
         UNROLL
         for (int k = 0; k < KB; k++) {
@@ -83,14 +87,20 @@ static inline __attribute__((always_inline)) void FN(fwd_body)(
                 UNROLL
                 for (int v = 0; v < FWD_NV; v++)
                     FNN_VSTORE(y + k * ykstride + w0 + v * VL, acc[k][v]);
-        } else {
+        } else { /* a row narrower than BW: whole vectors, then element by element (a
+                  * libc memcpy of a few bytes per channel cost more than the FMAs) */
             UNROLL
             for (int k = 0; k < KB; k++) {
                 T tmp[FWD_NV * VL];
                 UNROLL
                 for (int v = 0; v < FWD_NV; v++)
                     FNN_VSTORE(tmp + v * VL, acc[k][v]);
-                __builtin_memcpy(y + k * ykstride + w0, tmp, (size_t)rem * sizeof(T));
+                T *yk = y + k * ykstride + w0;
+                ptrdiff_t j = 0;
+                for (; j + VL <= rem; j += VL)
+                    __builtin_memcpy(yk + j, tmp + j, sizeof(VEC));
+                for (; j < rem; j++)
+                    yk[j] = tmp[j];
             }
         }
     }
