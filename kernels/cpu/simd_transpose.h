@@ -4,7 +4,9 @@
  *
  * VL x VL blocks are loaded as VL vectors, transposed in registers in log2(VL) stages of
  * two-source shuffles with constant masks (each stage swapping the off-diagonal blocks
- * of every 2B x 2B block), and stored as VL vectors; the edges go element by element.
+ * of every 2B x 2B block), and stored as VL vectors; the last block of each axis
+ * overlaps the one before it, and matrices of fewer than VL columns read whole vectors
+ * on into the next row.  Only matrices of fewer than VL rows go element by element.
  * Loads and stores are unaligned.
  *
  * Included inside a body with T, VEC, VL and TARGET_ATTR defined and TR_FN naming the
@@ -90,46 +92,51 @@ static TARGET_ATTR void TR_FN(const T* restrict src, ptrdiff_t lds, ptrdiff_t ni
     /* the mask type: integers as wide as T, as many as VEC has lanes */
     typedef __typeof__(_Generic((T)0, float: (int)0, default: (long long)0)) TR_ELEM;
     typedef TR_ELEM TR_IDX __attribute__((vector_size(sizeof(VEC))));
-    ptrdiff_t i0 = 0;
-    for (; i0 + VL <= ni; i0 += VL) {
-        ptrdiff_t j0 = 0;
-        for (; j0 + VL <= nj; j0 += VL) {
-            VEC r[VL];
-            _Pragma("GCC unroll 16")
-            for (int i = 0; i < VL; ++i) __builtin_memcpy(&r[i], src + (i0 + i) * lds + j0, sizeof(VEC));
-            TR_STAGES;
-            _Pragma("GCC unroll 16")
-            for (int j = 0; j < VL; ++j) __builtin_memcpy(dst + (j0 + j) * ldd + i0, &r[j], sizeof(VEC));
-        }
-        const ptrdiff_t rem = nj - j0;
-        if (rem > 0 && VL - rem <= lds) {
-            /* the last rem < VL columns (narrow matrices: all of them) through registers
-             * too: each row's vector reads on into the next row, which lies within the
-             * same array (VL - rem <= lds), except the matrix's last row, gathered
-             * element by element; only the rem rows of the transpose that hold columns
-             * j < nj are stored */
+    if (ni < VL) {
+        for (ptrdiff_t i = 0; i < ni; ++i)
+            for (ptrdiff_t j = 0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
+        return;
+    }
+    /* blocks of VL rows; when VL does not divide ni, the last block ends at row ni and
+     * overlaps the one before (those rows are transposed twice, into the same places),
+     * and the same along the columns when nj >= VL */
+    for (ptrdiff_t ib = 0; ib < ni; ib += VL) {
+        const ptrdiff_t i0 = ib + VL <= ni ? ib : ni - VL;
+        if (nj >= VL) {
+            for (ptrdiff_t jb = 0; jb < nj; jb += VL) {
+                const ptrdiff_t j0 = jb + VL <= nj ? jb : nj - VL;
+                VEC r[VL];
+                _Pragma("GCC unroll 16")
+                for (int i = 0; i < VL; ++i) __builtin_memcpy(&r[i], src + (i0 + i) * lds + j0, sizeof(VEC));
+                TR_STAGES;
+                _Pragma("GCC unroll 16")
+                for (int j = 0; j < VL; ++j) __builtin_memcpy(dst + (j0 + j) * ldd + i0, &r[j], sizeof(VEC));
+            }
+        } else if (VL - nj <= lds) {
+            /* fewer than VL columns, through registers too: each row's vector reads on
+             * into the next row, which lies within the same array (VL - nj <= lds),
+             * except the matrix's last row, gathered element by element; only the nj
+             * rows of the transpose that hold columns j < nj are stored */
             VEC r[VL];
             _Pragma("GCC unroll 16")
             for (int i = 0; i < VL; ++i) {
-                const T* row = src + (i0 + i) * lds + j0;
+                const T* row = src + (i0 + i) * lds;
                 if (i0 + i + 1 < ni) {
                     __builtin_memcpy(&r[i], row, sizeof(VEC));
                 } else {
                     T last[VL] = {0};
-                    for (ptrdiff_t j = 0; j < rem; ++j) last[j] = row[j];
+                    for (ptrdiff_t j = 0; j < nj; ++j) last[j] = row[j];
                     __builtin_memcpy(&r[i], last, sizeof(VEC));
                 }
             }
             TR_STAGES;
-            for (ptrdiff_t j = 0; j < rem; ++j)
-                __builtin_memcpy(dst + (j0 + j) * ldd + i0, &r[j], sizeof(VEC));
+            for (ptrdiff_t j = 0; j < nj; ++j)
+                __builtin_memcpy(dst + j * ldd + i0, &r[j], sizeof(VEC));
         } else {
             for (ptrdiff_t i = i0; i < i0 + VL; ++i)
-                for (ptrdiff_t j = j0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
+                for (ptrdiff_t j = 0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
         }
     }
-    for (ptrdiff_t i = i0; i < ni; ++i)
-        for (ptrdiff_t j = 0; j < nj; ++j) dst[j * ldd + i] = src[i * lds + j];
 }
 
 #undef TR_STAGE
