@@ -114,15 +114,18 @@ FNN_INLINE double fnn_bce_term(double p, double t) {
          ptrdiff_t c, double* restrict nll),                                              \
         (x, target, rows, c, nll), {                                                      \
         T m[FNN_ROW_BLOCK]; /* phases over blocks of rows, as in fnn_softmax_rows */     \
+        T stage[FNN_SHORT_ROW];                                                           \
         for (ptrdiff_t r0 = 0; r0 < rows; r0 += FNN_ROW_BLOCK) {                          \
             ptrdiff_t nb = rows - r0 < FNN_ROW_BLOCK ? rows - r0 : FNN_ROW_BLOCK;         \
             const T* restrict xb = x + r0 * c;                                            \
             for (ptrdiff_t i = 0; i < nb; ++i) m[i] = fnn_row_max_##SUFFIX(xb + i * c, c); \
             for (ptrdiff_t i = 0; i < nb; ++i)                                            \
-                nll[r0 + i] = fnn_row_sum_exp_##SUFFIX(xb + i * c, NULL, c, m[i]);        \
+                nll[r0 + i] = fnn_row_sum_exp_##SUFFIX(xb + i * c, NULL, c, m[i], stage); \
+            _Pragma("omp simd") /* the logs vectorised across the block's rows */          \
             for (ptrdiff_t i = 0; i < nb; ++i)                                            \
-                nll[r0 + i] = log(nll[r0 + i]) -                                          \
-                              ((double)xb[i * c + target[r0 + i]] - (double)m[i]);        \
+                nll[r0 + i] = fnn_log_f64(nll[r0 + i]);                                   \
+            for (ptrdiff_t i = 0; i < nb; ++i)                                            \
+                nll[r0 + i] -= (double)xb[i * c + target[r0 + i]] - (double)m[i];         \
         }                                                                                 \
     })                                                                                    \
                                                                                           \

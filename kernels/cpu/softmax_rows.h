@@ -48,31 +48,117 @@ enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
     }                                                                                     \
     return s
 
-#define FNN_DEFINE_ROW_HELPERS(T, SUFFIX)                                                 \
+/* Rows up to this long take the vector reductions below (their exp terms, staged in the
+ * output row, are still in L1 when they are summed). */
+#define FNN_SHORT_ROW 512
+
+/* v = lanewise max(a, v) for a vector v of fnn_v8_<SFX>, v kept where a is NaN (as
+ * "a > v ? a : v"); a macro, not a function: a vector argument outside the target's ISA
+ * changes the calling convention (-Wpsabi). */
+#define FNN_V8MAX(SFX, v, a)                                                              \
+    do {                                                                                  \
+        const fnn_v8_##SFX a_ = (a);                                                      \
+        const fnn_v8i_##SFX gt_ = a_ > (v);                                               \
+        (v) = (fnn_v8_##SFX)(((fnn_v8i_##SFX)a_ & gt_) | ((fnn_v8i_##SFX)(v) & ~gt_));    \
+    } while (0)
+
+#define FNN_DEFINE_ROW_HELPERS(T, SUFFIX, TI)                                             \
+    /* 8 lanes of T, and the integer lanes of their compares */                           \
+    typedef T fnn_v8_##SUFFIX __attribute__((vector_size(8 * sizeof(T))));               \
+    typedef TI fnn_v8i_##SUFFIX __attribute__((vector_size(8 * sizeof(T))));             \
     /* max of x[0 .. d) (-inf for d == 0). */                                             \
     FNN_INLINE T fnn_row_max_##SUFFIX(const T* restrict x, ptrdiff_t d) {                 \
         T m = -INFINITY;                                                                  \
-        _Pragma("omp simd reduction(max: m)")                                             \
-        for (ptrdiff_t j = 0; j < d; ++j) m = x[j] > m ? x[j] : m;                        \
+        ptrdiff_t j = 0;                                                                  \
+        if (d >= 8) { /* lanes, then a shuffle tree: no spill of the lanes to memory */   \
+            fnn_v8_##SUFFIX v;                                                            \
+            __builtin_memcpy(&v, x, sizeof v);                                            \
+            for (j = 8; j + 8 <= d; j += 8) {                                             \
+                fnn_v8_##SUFFIX t;                                                        \
+                __builtin_memcpy(&t, x + j, sizeof t);                                    \
+                FNN_V8MAX(SUFFIX, v, t);                                             \
+            }                                                                             \
+            const fnn_v8i_##SUFFIX h = {4, 5, 6, 7, 0, 1, 2, 3}, q = {2, 3, 0, 1, 6, 7, 4, 5}, \
+                                   p = {1, 0, 3, 2, 5, 4, 7, 6};                          \
+            FNN_V8MAX(SUFFIX, v, __builtin_shuffle(v, h));                           \
+            FNN_V8MAX(SUFFIX, v, __builtin_shuffle(v, q));                           \
+            FNN_V8MAX(SUFFIX, v, __builtin_shuffle(v, p));                           \
+            m = v[0];                                                                     \
+        }                                                                                 \
+        for (; j < d; ++j) m = x[j] > m ? x[j] : m;                                       \
         return m;                                                                         \
     }                                                                                     \
-    /* sum of exp(x[j] - m); the terms are also stored in y unless y is NULL. */          \
+    /* sum of t[0 .. d), d <= FNN_SHORT_ROW, in T: lanes, then a shuffle tree. */         \
+    FNN_INLINE T fnn_short_row_sum_##SUFFIX(const T* restrict t, ptrdiff_t d) {           \
+        T s = 0;                                                                          \
+        ptrdiff_t j = 0;                                                                  \
+        if (d >= 8) {                                                                     \
+            fnn_v8_##SUFFIX v;                                                            \
+            __builtin_memcpy(&v, t, sizeof v);                                            \
+            for (j = 8; j + 8 <= d; j += 8) {                                             \
+                fnn_v8_##SUFFIX u;                                                        \
+                __builtin_memcpy(&u, t + j, sizeof u);                                    \
+                v += u;                                                                   \
+            }                                                                             \
+            const fnn_v8i_##SUFFIX h = {4, 5, 6, 7, 0, 1, 2, 3}, q = {2, 3, 0, 1, 6, 7, 4, 5}, \
+                                   p = {1, 0, 3, 2, 5, 4, 7, 6};                          \
+            v += __builtin_shuffle(v, h);                                                 \
+            v += __builtin_shuffle(v, q);                                                 \
+            v += __builtin_shuffle(v, p);                                                 \
+            s = v[0];                                                                     \
+        }                                                                                 \
+        for (; j < d; ++j) s += t[j];                                                     \
+        return s;                                                                         \
+    }                                                                                     \
+    /* sum of exp(x[j] - m); the terms are also stored in y unless y is NULL (a row of   \
+     * up to FNN_SHORT_ROW stages them in `stage` to sum them as vectors). */             \
     FNN_INLINE double fnn_row_sum_exp_##SUFFIX(const T* restrict x, T* restrict y,        \
-                                               ptrdiff_t d, T m) {                        \
+                                               ptrdiff_t d, T m, T* restrict stage) {     \
+        if (d <= FNN_SHORT_ROW) {                                                         \
+            T* restrict e = y != NULL ? y : stage;                                        \
+            _Pragma("omp simd")                                                           \
+            for (ptrdiff_t j = 0; j < d; ++j) e[j] = fnn_exp_nonpos_##SUFFIX(x[j] - m);   \
+            return (double)fnn_short_row_sum_##SUFFIX(e, d);                              \
+        }                                                                                 \
         FNN_BLOCKED_ROW_SUM(T, d, j, y != NULL, {                                         \
             T e = fnn_exp_nonpos_##SUFFIX(x[j] - m);                                      \
             y[j] = e;                                                                     \
             block += e;                                                                   \
         }, block += fnn_exp_nonpos_##SUFFIX(x[j] - m););                                  \
     }                                                                                     \
-    /* sum of a[j] * b[j] (b NULL: of a[j]). */                                           \
+    /* sum of a[j] * b[j] (b NULL: of a[j]): FNN_SUM_BLOCK terms at a time in T lanes    \
+     * and a shuffle tree, the blocks in double. */                                       \
     FNN_INLINE double fnn_row_dot_##SUFFIX(const T* restrict a, const T* restrict b,      \
                                            ptrdiff_t d) {                                 \
-        FNN_BLOCKED_ROW_SUM(T, d, j, b != NULL, block += a[j] * b[j];, block += a[j];);   \
+        const fnn_v8i_##SUFFIX h = {4, 5, 6, 7, 0, 1, 2, 3}, q = {2, 3, 0, 1, 6, 7, 4, 5},   \
+                               p = {1, 0, 3, 2, 5, 4, 7, 6};                              \
+        double s = 0.0;                                                                   \
+        for (ptrdiff_t j0 = 0; j0 < d; j0 += FNN_SUM_BLOCK) {                             \
+            const ptrdiff_t j1 = d - j0 < FNN_SUM_BLOCK ? d : j0 + FNN_SUM_BLOCK;         \
+            fnn_v8_##SUFFIX v = {0};                                                      \
+            ptrdiff_t j = j0;                                                             \
+            for (; j + 8 <= j1; j += 8) {                                                 \
+                fnn_v8_##SUFFIX u;                                                        \
+                __builtin_memcpy(&u, a + j, sizeof u);                                    \
+                if (b != NULL) {                                                          \
+                    fnn_v8_##SUFFIX w;                                                    \
+                    __builtin_memcpy(&w, b + j, sizeof w);                                \
+                    u *= w;                                                               \
+                }                                                                         \
+                v += u;                                                                   \
+            }                                                                             \
+            v += __builtin_shuffle(v, h);                                                 \
+            v += __builtin_shuffle(v, q);                                                 \
+            v += __builtin_shuffle(v, p);                                                 \
+            T block = v[0];                                                               \
+            for (; j < j1; ++j) block += b != NULL ? a[j] * b[j] : a[j];                  \
+            s += (double)block;                                                           \
+        }                                                                                 \
+        return s;                                                                         \
     }
 
-FNN_DEFINE_ROW_HELPERS(float, f32)
-FNN_DEFINE_ROW_HELPERS(double, f64)
+FNN_DEFINE_ROW_HELPERS(float, f32, int)
+FNN_DEFINE_ROW_HELPERS(double, f64, long long)
 
 #define FNN_DEFINE_SOFTMAX(T, SUFFIX)                                                     \
     /* Forward over `rows` contiguous rows of d elements, FNN_ROW_BLOCK rows at a time    \
@@ -84,6 +170,7 @@ FNN_DEFINE_ROW_HELPERS(double, f64)
         (log_mode, x, y, rows, d), {                                                      \
         T m[FNN_ROW_BLOCK];                                                               \
         double s[FNN_ROW_BLOCK];                                                          \
+        T stage[FNN_SHORT_ROW];                                                           \
         for (ptrdiff_t r0 = 0; r0 < rows; r0 += FNN_ROW_BLOCK) {                          \
             ptrdiff_t nb = rows - r0 < FNN_ROW_BLOCK ? rows - r0 : FNN_ROW_BLOCK;         \
             const T* restrict xb = x + r0 * d;                                            \
@@ -91,12 +178,16 @@ FNN_DEFINE_ROW_HELPERS(double, f64)
             for (ptrdiff_t i = 0; i < nb; ++i) m[i] = fnn_row_max_##SUFFIX(xb + i * d, d); \
             for (ptrdiff_t i = 0; i < nb; ++i)                                            \
                 s[i] = fnn_row_sum_exp_##SUFFIX(xb + i * d, log_mode ? NULL : yb + i * d, \
-                                                d, m[i]);                                 \
+                                                d, m[i], stage);                          \
+            if (log_mode) { /* the block's logs at once, vectorised across its rows */    \
+                _Pragma("omp simd")                                                       \
+                for (ptrdiff_t i = 0; i < nb; ++i) s[i] = fnn_log_f64(s[i]);              \
+            }                                                                             \
             for (ptrdiff_t i = 0; i < nb; ++i) {                                          \
                 const T* restrict xr = xb + i * d;                                        \
                 T* restrict yr = yb + i * d;                                              \
                 if (log_mode) {                                                           \
-                    T ls = (T)log(s[i]), mi = m[i];                                       \
+                    T ls = (T)s[i], mi = m[i];                                            \
                     for (ptrdiff_t j = 0; j < d; ++j) yr[j] = (xr[j] - mi) - ls;          \
                 } else {                                                                  \
                     T inv = (T)(1.0 / s[i]);                                              \

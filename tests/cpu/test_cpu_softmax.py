@@ -18,7 +18,18 @@ from tests.utils import (
 )
 
 OPS = ["softmax", "log_softmax"]
-SHAPES = [(), (1,), (7,), (5, 1), (3, 8), (2, 3, 4, 5), (4, 0, 3), (3, 700, 40), (2000, 33)]
+SHAPES = [
+    (),
+    (1,),
+    (7,),
+    (5, 1),
+    (3, 8),
+    (2, 3, 4, 5),
+    (4, 0, 3),
+    (3, 700, 40),
+    (2000, 33),
+    (37, 10),
+]
 
 
 def _cases():
@@ -60,6 +71,25 @@ def test_nan_and_inf_rows_give_nan_as_in_torch(op):
     x = np.array([[np.nan, 1.0, 2.0], [np.inf, 1.0, 2.0], [-np.inf, -np.inf, -np.inf]])
     got = getattr(fastnn, op)(x)
     assert np.isnan(got).all()
+
+
+@pytest.mark.parametrize("width", (8, 9, 16, 33, 511, 512, 513))
+@pytest.mark.parametrize("op", OPS)
+def test_nan_and_inf_anywhere_in_rows_of_vector_width(op, width, dtype, rng):
+    """Rows wide enough for the vector reductions (lanes, then a shuffle tree; the tail
+    element by element): a NaN or +inf in the lanes or in the tail makes the row NaN,
+    and the other rows stay exact."""
+    x = rng.standard_normal((6, width)).astype(dtype)
+    x[0, 0] = np.nan
+    x[1, width - 1] = np.nan
+    x[2, width // 2] = np.inf
+    x[3, width - 1] = np.inf
+    x[4, :] = -np.inf
+    with np.errstate(invalid="ignore"):
+        got = getattr(fastnn, op)(x)
+        want = getattr(fastnn, op)(x, backend="reference")
+    assert np.isnan(got[:5]).all()
+    assert_close(got[5], want[5], dtype)
 
 
 @pytest.mark.parametrize("op", OPS)
