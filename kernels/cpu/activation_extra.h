@@ -10,8 +10,8 @@
  * y > 0 else p0 g (valid for p0 >= 0, checked by the caller).  silu and gelu read the
  * forward INPUT (v = x).
  *
- * Like activation_loops.h, every loop is compiled for the baseline and for AVX2/FMA
- * (FNN_MULTIVERSION) and calls only branch-free functions, so gcc vectorises it; y may
+ * Like activation_loops.h, every loop is compiled for the baseline, AVX2/FMA and AVX-512
+ * (FNN_MULTIVERSION: the module's elementwise level) and calls only branch-free functions, so gcc vectorises it; y may
  * be x itself (in place: element i is read before it is written, and by nothing else).
  *
  * erf in float is fitted here (see fnn_erf_f32); in double it is libm's erf (exact to an

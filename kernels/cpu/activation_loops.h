@@ -1,24 +1,30 @@
 /* Elementwise activation loops over flat contiguous buffers, float and double.
  *
- * Each loop is compiled twice: for the portable baseline and for AVX2/FMA; the first
- * call picks one with a CPU check (FNN_MULTIVERSION).  The loop bodies only call the
- * branch-free functions of activation_simd.h, so gcc vectorises them for either ISA.
+ * Each loop is compiled three times: for the portable baseline, for AVX2/FMA and for
+ * AVX-512F; each call runs the one of the module's level (elementwise_level.h), capped
+ * at what the CPU executes (FNN_MULTIVERSION).  The loop bodies only call the
+ * branch-free functions of activation_simd.h, so gcc vectorises them for any ISA.
  * Threads are the caller's business (activation.pyx splits the array into chunks).
  */
 #ifndef FNN_ACTIVATION_LOOPS_H
 #define FNN_ACTIVATION_LOOPS_H
 
 #include "activation_simd.h"
+#include "elementwise_level.h"
 
 /* Define `void name params` that runs the body (the last argument, a braced block)
- * compiled for AVX2/FMA when the CPU has it and for the portable baseline otherwise.
- * `args` forwards the parameters. */
+ * compiled for the module's elementwise level (AVX-512F, AVX2/FMA or the portable
+ * baseline), or the highest below it that the CPU has.  `args` forwards the
+ * parameters. */
 #define FNN_MULTIVERSION(name, params, args, ...)                                         \
     FNN_INLINE void name##_body params __VA_ARGS__                                        \
     static void name##_generic params { name##_body args; }                               \
     FNN_TARGET_AVX2 static void name##_avx2 params { name##_body args; }                  \
+    FNN_TARGET_AVX512 static void name##_avx512 params { name##_body args; }              \
     static void name params {                                                              \
-        if (fnn_cpu_has_avx2()) name##_avx2 args;                                         \
+        const int level_ = fnn_elementwise_level;                                         \
+        if (level_ >= FNN_ISA_AVX512 && fnn_cpu_has_avx512()) name##_avx512 args;         \
+        else if (level_ >= FNN_ISA_AVX2 && fnn_cpu_has_avx2()) name##_avx2 args;          \
         else name##_generic args;                                                          \
     }
 

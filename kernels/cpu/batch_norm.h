@@ -13,8 +13,8 @@
  * Reductions go into per-(thread, channel) partial sums added in thread order, so results
  * depend only on the shape and the thread count.  The statistics are shifted sums,
  * sum (x - K) and sum (x - K)^2 with K = x[0, c, 0], in double: no cancellation for data
- * far from zero.  Inner loops over contiguous memory are compiled for the baseline and
- * AVX2 (FNN_MULTIVERSION); reductions keep 8 independent lanes so that they vectorise
+ * far from zero.  Inner loops over contiguous memory are compiled for the baseline,
+ * AVX2 and AVX-512 (FNN_MULTIVERSION); reductions keep 8 independent lanes so that they vectorise
  * without reassociation.
  *
  * Activation codes: FNN_BN_NONE, FNN_BN_RELU, FNN_BN_RELU6.  Forward keeps NaN; backward

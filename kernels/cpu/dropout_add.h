@@ -1,5 +1,5 @@
 /* Dropout and the fused residual add over flat contiguous buffers, float and double.
- * Each loop is built for the portable baseline and for AVX2 (FNN_MULTIVERSION of
+ * Each loop is built for the portable baseline, AVX2 and AVX-512 (FNN_MULTIVERSION of
  * activation_loops.h); elementwise.pyx splits the arrays over OpenMP threads.
  *
  * Dropout's random word for element i (its C-order position in the whole array, so any

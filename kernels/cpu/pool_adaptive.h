@@ -1,8 +1,8 @@
 /* Adaptive pooling over C-contiguous stacks of planes x (P, H, W) -> y (P, Ho, Wo), with
  * PyTorch's windows: output (oh, ow) covers rows [floor(oh H / Ho), ceil((oh + 1) H / Ho))
  * and columns likewise.  Every function handles planes [lo, hi); pool_adaptive.pyx splits
- * the planes over OpenMP threads.  Each is built for the portable baseline and for AVX2
- * (FNN_MULTIVERSION of activation_loops.h), the row loops being plain vectorisable loops.
+ * the planes over OpenMP threads.  Each is built for the portable baseline, AVX2 and
+ * AVX-512 (FNN_MULTIVERSION of activation_loops.h), the row loops being plain vectorisable loops.
  *
  *   fnn_adaptive_avg_global_S(x, y, n, lo, hi)          y[p] = mean of plane p (n values):
  *                                                       global pooling, a vector sum

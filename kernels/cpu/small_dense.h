@@ -3,8 +3,8 @@
  * of gy (n), each only when its pointer is not NULL.  Single-threaded and unblocked: for
  * layers of a few thousand multiply-adds, where a trip through the GEMM dispatcher costs
  * more than the arithmetic (fastnn/_backends/cpu/_small_dense.py measures where).  The
- * inner loops run along k, contiguous in every operand, and are vectorised for AVX2/FMA
- * when the CPU has it (FNN_MULTIVERSION).  The bias sums accumulate in double, as the
+ * inner loops run along k, contiguous in every operand, and are vectorised for the module's
+ * elementwise level, AVX2/FMA or AVX-512 (FNN_MULTIVERSION).  The bias sums accumulate in double, as the
  * column sums of dense_reduce.h do. */
 #ifndef FNN_SMALL_DENSE_H
 #define FNN_SMALL_DENSE_H

@@ -4,7 +4,7 @@
  * Integers compare directly.  Floats are mapped to integers of the same order (the
  * sign-magnitude bits made two's complement), so the loop is integer-only: gcc
  * vectorises it without fast-math, and a NaN is counted apart.  Each loop is compiled
- * for the baseline and for AVX2 (FNN_MULTIVERSION).
+ * for the baseline, AVX2 and AVX-512 (FNN_MULTIVERSION).
  */
 #ifndef FNN_VALUE_RANGE_H
 #define FNN_VALUE_RANGE_H

@@ -33,3 +33,6 @@ def load() -> None:
     from fastnn._backends.cpu import _parallel
 
     _parallel.calibrate()  # the kernels' thread thresholds, scaled to this machine
+    from fastnn import _isa
+
+    _isa.level("elementwise")  # the elementwise loops' instruction set, measured once per CPU
