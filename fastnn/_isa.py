@@ -165,6 +165,11 @@ def _resolve(family: str) -> tuple[str, str]:
         return got
 
 
+#: Called with (family, level code) whenever a level is put in force: other compiled
+#: copies of the kernels (fastnn.jax's XLA handler library) follow the CPU backend's.
+LEVEL_HOOKS: list[Callable[[str, int], None]] = []
+
+
 def _apply(family: str, name: str) -> None:
     """Push a level into kernels that keep it as global state."""
     if family == "conv_direct":
@@ -173,6 +178,8 @@ def _apply(family: str, name: str) -> None:
         conv_direct.set_isa(name)
     elif family == "elementwise":
         _set_elementwise(ELEMENTWISE_MODULES, LEVELS.index(name))
+    for hook in LEVEL_HOOKS:
+        hook(family, LEVELS.index(name))
 
 
 def _set_elementwise(modules: tuple[str, ...], code: int) -> None:

@@ -195,9 +195,18 @@ def _hand_over_entries(lib: ctypes.CDLL) -> None:
 def _follow_calibrations(lib: ctypes.CDLL) -> None:
     """Give the handler library's copies of the CPU backend's measured thresholds (the
     parallel scale of the pooling kernels' thread thresholds; the GEMM's flops per thread
-    and short-k) the values this process measured, now and after every new measurement."""
+    and short-k) the values this process measured, now and after every new measurement,
+    and its elementwise loops the instruction-set level fastnn._isa chose."""
+    from fastnn import _isa
     from fastnn._backends.cpu import _gemm, _parallel
     from fastnn.kernels.cpu import gemm as gemm_kernels
+
+    set_level = lib.fnn_jax_set_elementwise_level
+    set_level.argtypes, set_level.restype = [ctypes.c_int], None
+    set_level(_isa.level_code("elementwise"))
+    _isa.LEVEL_HOOKS.append(
+        lambda family, code: set_level(code) if family == "elementwise" else None
+    )
 
     set_scale = lib.fnn_jax_pool_set_parallel_scale
     set_scale.argtypes, set_scale.restype = [ctypes.c_double], None

@@ -23,7 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import fastnn  # noqa: E402
 import fastnn.jax as fj  # noqa: E402
-from fastnn import _autotune  # noqa: E402
+from fastnn import _autotune, _isa  # noqa: E402
 from fastnn._backends.cpu import _conv_plan, conv_handoff  # noqa: E402
 from fastnn._backends.cpu import conv as cpu_conv  # noqa: E402
 from fastnn._threads import adaptive_teams  # noqa: E402
@@ -431,8 +431,8 @@ def test_handler_team_hysteresis_is_pythons():
 
 def test_handler_follows_the_cpu_backends_measured_thresholds():
     """The handler library's own copies of the measured thresholds (pooling's parallel
-    scale, the GEMM's flops per thread and short k) hold this process's values, and
-    follow a new setting."""
+    scale, the GEMM's flops per thread and short k) and of the elementwise loops'
+    instruction-set level hold this process's values, and follow a new setting."""
     import ctypes
 
     from fastnn._backends.cpu import _gemm, _parallel
@@ -450,6 +450,12 @@ def test_handler_follows_the_cpu_backends_measured_thresholds():
     assert scale() == _parallel.scale()
     assert flops() == gemm_kernels.flops_per_thread()
     assert short_k() == gemm_kernels.short_k()
+    level = lib.fnn_jax_elementwise_level
+    level.restype = ctypes.c_int
+    assert level() == _isa.level_code("elementwise")
+    with _isa.forced("elementwise", "base"):
+        assert level() == 0
+    assert level() == _isa.level_code("elementwise")
     before = _parallel.scale()
     try:
         _parallel.set_scale(before * 2)
