@@ -181,6 +181,49 @@ def test_avg_pool_matches_reference_on_random_configs(rng, nd, dtype):
             check_avg(cfg, x, rng.standard_normal(y_shape).astype(dtype), count_include_pad)
 
 
+# windows that tile each row exactly (kernel = stride along it, one-row windows): the
+# rows of all planes pool as fewer, longer rows (fastnn/_backends/cpu/pool.py: _merged),
+# row counts prime or not, with and without dilation of a one-element window
+TILED_ROWS = [
+    Config(1, (8, 16, 50), (2,), (2,), (0,), (1,), False),
+    Config(1, (7, 13, 9), (3,), (3,), (0,), (1,), False),
+    Config(1, (1, 1, 4), (4,), (4,), (0,), (1,), False),
+    Config(1, (3, 5, 6), (1,), (1,), (0,), (2,), False),
+    Config(2, (2, 3, 5, 12), (1, 4), (1, 4), (0, 0), (1, 1), True),
+    Config(2, (3, 2, 7, 6), (1, 2), (1, 2), (0, 0), (1, 1), False),
+]
+
+
+@pytest.mark.parametrize("cfg", TILED_ROWS, ids=str)
+def test_rows_tiled_by_their_windows_pool_as_longer_rows(rng, cfg, dtype):
+    from fastnn._backends.cpu import pool as cpu_pool
+
+    kw = cfg.max_kwargs()
+    geom = pool_geometry(f"max_pool{cfg.nd}d", cfg.nd, cfg.shape, kw["kernel_size"],
+                         kw["stride"], kw["padding"], kw["dilation"], kw["ceil_mode"])  # fmt: skip
+    rows = int(np.prod(cfg.shape[:-1]))
+    merged = cpu_pool._merged(geom.plane, int(np.prod(cfg.shape[:2])))
+    assert (merged is None) == (rows == 1)
+    x = rng.standard_normal(cfg.shape).astype(dtype)
+    y_shape = max_op(cfg.nd)(x, **cfg.max_kwargs(), backend="reference").shape
+    check_max(cfg, x, rng.standard_normal(y_shape).astype(dtype))
+    check_avg(cfg, x, rng.standard_normal(y_shape).astype(dtype), True)
+
+
+def test_rows_not_tiled_stay_alone():
+    from fastnn._backends.cpu import pool as cpu_pool
+
+    for kernel, stride, padding, ceil_mode in (
+        (3, 2, 0, False),  # overlapping windows
+        (2, 2, 1, False),  # padding
+        (2, 2, 0, True),  # a window past the end
+    ):
+        geom = pool_geometry("max_pool1d", 1, (2, 3, 9), kernel, stride, padding, 1, ceil_mode)
+        assert cpu_pool._merged(geom.plane, 6) is None, (kernel, stride, padding, ceil_mode)
+    square = pool_geometry("max_pool2d", 2, (2, 3, 8, 8), 2, 2, 0, 1, False)  # two-row windows
+    assert cpu_pool._merged(square.plane, 6) is None
+
+
 # (shape, kernel_size, stride, padding, ceil_mode): the layers of real networks and the
 # special paths of the kernels (strides 1-4 and beyond, windows side by side, global
 # pooling, ceil_mode windows hanging over odd edges, 1-D)
