@@ -308,6 +308,14 @@ def weight_plan(
     def items(cc: int, kbs: int) -> int:
         return groups * math.ceil(cg / cc) * math.ceil(math.ceil(kg / ob) / kbs)
 
+    if items(cc, kbs) > threads and items(cc, kbs) % threads:
+        # as many items per thread: 3 equal items on 2 threads take the time of 4
+        # (ResNet-50/MobileNetV2's 960 -> 320 1x1 at 7x7: 2.8 ms, torch 1.6 ms)
+        chunks = math.ceil(cg / cc)
+        while chunks < cg and items(math.ceil(cg / chunks), kbs) % threads:
+            chunks += 1
+        cc = math.ceil(cg / chunks)
+
     while items(cc, kbs) < threads:
         if cc >= 2 * nw or (cc > 1 and kbs == 1):
             cc = math.ceil(cc / 2)
