@@ -94,7 +94,15 @@ setup(
     package_dir={"fastnn.kernels": "kernels"},
     # jax/*: the sources of fastnn.jax's XLA FFI handler, compiled on first use (fastnn/jax/_ffi.py)
     package_data={
-        "fastnn.kernels": ["cuda/*.cu", "cuda/*.cuh", "cpu/*.pxd", "cpu/*.h", "jax/*.c", "jax/*.cc"]
+        "fastnn.kernels": [
+            "cuda/*.cu",
+            "cuda/*.cuh",
+            "cpu/*.pxd",
+            "cpu/*.pxi",
+            "cpu/*.h",
+            "jax/*.c",
+            "jax/*.cc",
+        ]
     },
     ext_modules=cythonize(
         _extensions(),

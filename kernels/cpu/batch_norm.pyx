@@ -10,7 +10,6 @@
 cimport numpy as cnp
 
 cimport dense_arrays as da
-from elementwise_level cimport fnn_get_elementwise_level, fnn_set_elementwise_level
 
 cnp.import_array()
 
@@ -191,13 +190,4 @@ def set_parallel_scale(double scale):
     da.fnn_set_parallel_scale(scale)
 
 
-def set_elementwise_level(int level):
-    """Run this module's elementwise loops at instruction-set level ``level`` (0 base,
-    1 AVX2, 2 AVX-512; capped at what the CPU executes): fastnn/_isa.py's "elementwise"
-    family sets every module's (elementwise_level.h)."""
-    fnn_set_elementwise_level(level)
-
-
-def elementwise_level():
-    """The level this module's elementwise loops are set to run at."""
-    return fnn_get_elementwise_level()
+include "elementwise_level.pxi"  # set_elementwise_level, elementwise_level
