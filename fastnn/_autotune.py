@@ -182,9 +182,15 @@ def _note(key: str, choice: str, seconds: float | None) -> None:
             record.seconds += seconds
 
 
-#: A candidate slower than this factor times the best so far after one timed call is
-#: not timed again (it cannot win, and the slow ones are what makes tuning expensive).
+#: A candidate slower than this factor times the best so far after HOPELESS_SAMPLES
+#: timed samples is not timed again (it cannot win, and the slow ones are what makes
+#: tuning expensive).
 HOPELESS = 1.5
+#: Timed samples a candidate gets before it can be found hopeless: on a busy or noisy
+#: machine one sample can catch a burst of outside load, and the true winner dropped after
+#: it stays in the cache (a 960 -> 320 1x1 weight gradient kept an algorithm at 2.7 ms
+#: over one at 1.6 ms on the 2-vCPU AMD EPYC).
+HOPELESS_SAMPLES = 2
 
 
 def choose(
@@ -293,9 +299,9 @@ def _measure(
     rounds that time every candidate once, in turn (a burst of load from elsewhere then
     hits them alike, instead of all the samples of one).  A candidate faster than
     MIN_SAMPLE_SECONDS is timed over enough calls in a row to last that long, after one
-    untimed call.  A candidate slower than HOPELESS times the best so far is not timed
-    again; one that raises one of ``errors`` is dropped.  Ties go to the earlier candidate
-    (the prior's favourite)."""
+    untimed call.  A candidate slower than HOPELESS times the best so far after
+    HOPELESS_SAMPLES samples is not timed again; one that raises one of ``errors`` is
+    dropped.  Ties go to the earlier candidate (the prior's favourite)."""
     alive, calls = {}, {}
     for name, run in candidates.items():
         begin = time.perf_counter()
@@ -307,11 +313,13 @@ def _measure(
         took = max(time.perf_counter() - begin, 1e-7)
         calls[name] = max(1, min(MAX_SAMPLE_CALLS, int(MIN_SAMPLE_SECONDS / took)))
     best = {name: float("inf") for name in alive}
+    samples = dict.fromkeys(alive, 0)
     for _ in range(max(1, repeats)):
         leader = min(best.values(), default=float("inf"))
         for name, run in alive.items():
-            if best[name] != float("inf") and best[name] > HOPELESS * leader:
+            if samples[name] >= HOPELESS_SAMPLES and best[name] > HOPELESS * leader:
                 continue
+            samples[name] += 1
             n = calls[name]
             try:
                 if n > 1:
