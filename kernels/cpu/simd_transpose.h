@@ -50,41 +50,26 @@
         }                                                                                  \
     } while (0)
 
-/* Every stage on the VL rows r: r becomes its transpose. */
+/* The stage that swaps blocks of b rows (an integer constant). */
+#define TR_STAGE_AT(b)                                                                     \
+    do {                                                                                   \
+        enum { TR_B = (b) };                                                               \
+        TR_STAGE;                                                                          \
+    } while (0)
+/* Every stage on the VL rows r, widest blocks first: r becomes its transpose. */
 #if VL > 8
-#define TR_STAGES_16                                                                       \
-    do {                                                                                   \
-        enum { TR_B = 8 };                                                                 \
-        TR_STAGE;                                                                          \
-    } while (0)
+#define TR_STAGES_WIDE TR_STAGE_AT(8); TR_STAGE_AT(4); TR_STAGE_AT(2)
+#elif VL > 4
+#define TR_STAGES_WIDE TR_STAGE_AT(4); TR_STAGE_AT(2)
+#elif VL > 2
+#define TR_STAGES_WIDE TR_STAGE_AT(2)
 #else
-#define TR_STAGES_16 ((void)0)
-#endif
-#if VL > 4
-#define TR_STAGES_8                                                                        \
-    do {                                                                                   \
-        enum { TR_B = 4 };                                                                 \
-        TR_STAGE;                                                                          \
-    } while (0)
-#else
-#define TR_STAGES_8 ((void)0)
-#endif
-#if VL > 2
-#define TR_STAGES_4                                                                        \
-    do {                                                                                   \
-        enum { TR_B = 2 };                                                                 \
-        TR_STAGE;                                                                          \
-    } while (0)
-#else
-#define TR_STAGES_4 ((void)0)
+#define TR_STAGES_WIDE ((void)0)
 #endif
 #define TR_STAGES                                                                          \
     do {                                                                                   \
-        TR_STAGES_16;                                                                      \
-        TR_STAGES_8;                                                                       \
-        TR_STAGES_4;                                                                       \
-        enum { TR_B = 1 };                                                                 \
-        TR_STAGE;                                                                          \
+        TR_STAGES_WIDE;                                                                    \
+        TR_STAGE_AT(1);                                                                    \
     } while (0)
 
 static TARGET_ATTR void TR_FN(const T* restrict src, ptrdiff_t lds, ptrdiff_t ni, ptrdiff_t nj,
@@ -141,9 +126,8 @@ static TARGET_ATTR void TR_FN(const T* restrict src, ptrdiff_t lds, ptrdiff_t ni
 
 #undef TR_STAGE
 #undef TR_STAGES
-#undef TR_STAGES_16
-#undef TR_STAGES_8
-#undef TR_STAGES_4
+#undef TR_STAGE_AT
+#undef TR_STAGES_WIDE
 #undef TR_LIST
 #undef TR_VL
 #undef TR_FN
