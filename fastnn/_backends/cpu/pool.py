@@ -17,6 +17,7 @@ from fastnn._backends import register_adaptive_pools
 from fastnn._backends.cpu import _outputs
 from fastnn._dispatch import register
 from fastnn._geometry import AdaptiveGeometry, PoolGeometry
+from fastnn._machine import l2_bytes
 from fastnn._threads import team_size
 from fastnn.kernels.cpu import pool_adaptive as _adaptive
 from fastnn.kernels.cpu import pool_avg as _avg
@@ -32,31 +33,32 @@ def _planes(a, rows: int, cols: int) -> np.ndarray:
     return a.reshape(-1, rows, cols)
 
 
-#: A merged row (see :func:`_merged`) holds at most this many input elements: the kernels'
-#: per-thread row buffers stay in L2.
-MERGED_ROW_ELEMENTS = 1 << 15
+#: A merged row (see :func:`_merged`) holds at most this fraction of the L2 cache in
+#: float32 elements (32K on a 1 MiB L2): the kernels' per-thread row buffers stay in L2.
+MERGED_ROW_L2 = 1 / 8
 
 
 @functools.lru_cache(maxsize=256)
-def _merged(g2: tuple[int, ...], count: int) -> tuple[int, tuple[int, ...]] | None:
-    """``count`` planes of geometry ``g2`` as fewer, longer rows, when every row is pooled
-    on its own (a one-row window, stride 1, no vertical padding) and the windows tile it
-    exactly (window = stride along it, no padding, no gaps): then the rows of all planes,
-    one after another, pool as rows m times as long, in (planes, merged geometry).  A
-    1-D pooling of short signals otherwise pays the kernels' per-row setup on every row
-    (8x1024x50, window 2: 0.89x torch).  None when the rows do not tile or stay alone."""
+def _merged(g2: tuple[int, ...], count: int) -> tuple[int, ...] | None:
+    """The plane geometry under which ``count`` planes of geometry ``g2`` pool as fewer,
+    longer rows, when every row is pooled on its own (a one-row window, stride 1, no
+    vertical padding) and the windows tile it exactly (window = stride along it, no
+    padding, no gaps): then the rows of all planes, one after another, pool as rows m
+    times as long.  A 1-D pooling of short signals otherwise pays the kernels' per-row
+    setup on every row (8x1024x50, window 2: 0.89x torch).  None when the rows do not
+    tile or stay alone."""
     h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw = g2
     if not (kh == 1 and sh == 1 and ph == 0 and ho == h and kw == sw and pw == 0):
         return None
     if w != wo * sw or (dw != 1 and kw != 1) or w == 0:
         return None
     rows = count * h
-    m = max(1, min(rows, MERGED_ROW_ELEMENTS // w))
+    m = max(1, min(rows, int(MERGED_ROW_L2 * l2_bytes()) // 4 // w))
     while rows % m:
         m -= 1
     if m == 1:
         return None
-    return rows // m, (1, m * w, 1, m * wo, 1, kw, 1, sw, 0, 0, 1, dw)
+    return (1, m * w, 1, m * wo, 1, kw, 1, sw, 0, 0, 1, dw)
 
 
 def _check_flat_index(h: int, w: int) -> None:
@@ -100,7 +102,7 @@ def _max_pool(x, geom: PoolGeometry, return_indices: bool):
     if y.size:
         merged = None if return_indices else _merged(g2, y.size // (ho * wo))
         if merged is not None:  # flat indices would count along the merged rows
-            g2 = merged[1]
+            g2 = merged
             h, w, ho, wo = g2[:4]
         _max_planes(_planes(x, h, w), y.reshape(-1, ho, wo), index, g2, team_size())
     return (y, index) if return_indices else y
@@ -121,7 +123,7 @@ def _max_pool_backward(gy, x, geom: PoolGeometry, indices):
         return gx
     merged = _merged(g2, gx.size // (h * w))
     if merged is not None:
-        g2 = merged[1]
+        g2 = merged
         h, w, ho, wo = g2[:4]
     _check_flat_index(h, w)
     _max.backward_recompute(
@@ -151,7 +153,7 @@ def _avg_planes(kernels, src, out_shape, src_hw, out_hw, geom: PoolGeometry, inc
         merged = _merged(g2, out.size // (out_hw[0] * out_hw[1]))
         if merged is not None:  # src_hw / out_hw: input and output planes, or the reverse
             forward = src_hw == tuple(g2[0:2])
-            g2 = merged[1]
+            g2 = merged
             src_hw, out_hw = (g2[0:2], g2[2:4]) if forward else (g2[2:4], g2[0:2])
         planes = _planes(src, src_hw[0], src_hw[1])
         kernels[dtype](planes, out.reshape(planes.shape[0], out_hw[0], out_hw[1]), g2,
