@@ -85,10 +85,13 @@ def plan(
     m: int,
     itemsize: int,
     threads: int,
+    isa: int | None = None,
 ) -> WinogradPlan:
     """The blocking of one convolution: n images, cg input and kg output channels per
-    group, an ho x wo output, F(m x m, 3 x 3)."""
-    isa = _isa.level_code("winograd")
+    group, an ho x wo output, F(m x m, 3 x 3), at instruction-set level code ``isa``
+    (default: the level in force)."""
+    if isa is None:
+        isa = _isa.level_code("winograd")
     mr, nr = _k.register_tile(isa, itemsize == 8)
     alpha2 = (m + 2) ** 2
     tiles = n * math.ceil(ho / m) * math.ceil(wo / m)
