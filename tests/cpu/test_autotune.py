@@ -309,3 +309,24 @@ def test_reconsider_keeps_each_candidates_best_over_every_timing(tmp_path, monke
     assert _autotune.reconsider("key-c", candidates) == "team"  # 1.0 < 3.0
     assert _autotune.lookup("key-c") == "team"
     assert _autotune.reconsider("key-c", candidates) == "team"  # 1.0 < 2.0
+
+
+def test_small_layers_are_tuned_on_enough_images():
+    """A slice of 16 images of a small layer times fixed costs, not the algorithms: the
+    slice grows to TUNING_FLOPS of work, up to the whole batch; large layers keep 16."""
+    from fastnn._backends.cpu import conv as cpu_conv
+    from fastnn._geometry import conv_geometry
+    from fastnn._selection import TUNING_BATCH, TUNING_FLOPS, tuning_batch
+
+    assert tuning_batch(8) == 8
+    assert tuning_batch(128) == TUNING_BATCH
+    assert tuning_batch(128, TUNING_FLOPS / 40) == 40
+    assert tuning_batch(128, TUNING_FLOPS / 1000) == 128
+    assert tuning_batch(128, TUNING_FLOPS) == TUNING_BATCH
+    lenet_c1 = conv_geometry("conv2d", 2, (128, 1, 32, 32), (6, 1, 5, 5), 1, 0, 1, 1)
+    assert cpu_conv._batch_slice(lenet_c1) == slice(0, 128)
+    wide = conv_geometry("conv2d", 2, (64, 256, 28, 28), (256, 256, 3, 3), 1, 1, 1, 1)
+    assert cpu_conv._batch_slice(wide) == slice(0, TUNING_BATCH)
+    grouped = conv_geometry("conv2d", 2, (64, 256, 28, 28), (256, 1, 3, 3), 1, 1, 1, 256)
+    flops = 2 * 256 * 9 * 28 * 28  # per image: one input channel per output channel
+    assert cpu_conv._batch_slice(grouped) == slice(0, min(64, -(-int(TUNING_FLOPS) // flops)))

@@ -15,6 +15,8 @@ inputs of any strides are read in place, never copied.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 
 import numpy as np
@@ -159,8 +161,11 @@ def _pick_once(
     return name
 
 
-def _batch_slice(n: int) -> slice:
-    return slice(0, tuning_batch(n))
+def _batch_slice(geom: ConvGeometry) -> slice:
+    """The images the autotuner times a pass on."""
+    per_image = 2 * geom.out_channels * geom.in_channels // geom.groups
+    per_image *= math.prod(geom.kernel) * math.prod(geom.out_size)
+    return slice(0, tuning_batch(geom.batch, per_image))
 
 
 @register("conv1d", "cpu")
@@ -190,7 +195,7 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str, activation: str | None 
             return _conv_im2col.forward(x4, wf, bias, shape, threads, act, gemm)
         return _GEMM_OR_DIRECT[name].forward(x4, wf, bias, shape, threads, act)
 
-    part = _batch_slice(geom.batch)
+    part = _batch_slice(geom)
     part_shape = (part.stop, *shape[1:])
 
     def tune(name: str) -> np.ndarray:
@@ -215,7 +220,7 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         )
     shape, threads, cap = tuple(geom.plane), team_size(), get_num_threads()
     x4, wf, gy4 = _as_4d(x, geom), _flat_weight(w), _as_4d(gy, geom)
-    part = _batch_slice(geom.batch)
+    part = _batch_slice(geom)
     part_shape = (part.stop, *shape[1:])
     flat: dict[tuple[str, int], np.ndarray] = {}  # gy made flat and contiguous, per kind
 
