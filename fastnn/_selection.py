@@ -11,7 +11,6 @@ policy: the key, how many candidates are timed, and when the prior alone decides
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Sequence
 from typing import Any
 

@@ -16,7 +16,6 @@ inputs of any strides are read in place, never copied.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 
 import numpy as np
