@@ -32,47 +32,56 @@
         if (first_) (out) = (VEC){0};                                                      \
     } while (0)
 
-/* The ALPHA source rows of one tile row, one channel, split into WM phases:
- * rows[(i * WM + phase) * rl + t] = src[h0 + i][w0 + t * WM + phase] for t <= nt, zero
- * outside the source.  Only t <= nt is written; lanes further on read stale values that
- * only ever reach lanes nobody stores. */
-static TARGET_ATTR void WFNM(fnn_wino_rows)(const T* src, ptrdiff_t sh, ptrdiff_t sw,
+/* The ALPHA x ALPHA source values of nt tiles of one tile row, one channel:
+ * cols[(i * ALPHA + j) * cl + t] = src[h0 + i][w0 + t * WM + j] for t < nt, zero outside
+ * the source.  Each source row is first copied, zero-padded, to a line on the stack
+ * (FNN_WINO_LINE tiles at a time), so that reading the tiles needs no bounds.  Callers
+ * gather every tile row of a block side by side (cols offset by the tiles before), so
+ * that the input transform runs on full vectors of tiles even when a map's tile row is
+ * shorter than a vector (7 tiles of F(4x4) on a 28x28 map, 16 lanes at AVX-512). */
+#ifndef FNN_WINO_LINE
+#define FNN_WINO_LINE 128
+#endif
+static TARGET_ATTR void WFNM(fnn_wino_cols)(const T* src, ptrdiff_t sh, ptrdiff_t sw,
                                             ptrdiff_t H, ptrdiff_t W, ptrdiff_t h0,
-                                            ptrdiff_t w0, ptrdiff_t nt, T* restrict rows,
-                                            ptrdiff_t rl) {
-    const ptrdiff_t ncol = nt + 1;
+                                            ptrdiff_t w0, ptrdiff_t nt, T* restrict cols,
+                                            ptrdiff_t cl) {
+    T line[FNN_WINO_LINE * WM + ALPHA] __attribute__((aligned(64)));
     for (int i = 0; i < ALPHA; ++i) {
         const ptrdiff_t h = h0 + i;
-        T* row = rows + (ptrdiff_t)i * WM * rl;
+        T* restrict c = cols + (ptrdiff_t)i * ALPHA * cl;
         if (h < 0 || h >= H) {
-            for (int ph = 0; ph < WM; ++ph) memset(row + ph * rl, 0, ncol * sizeof(T));
+            for (int j = 0; j < ALPHA; ++j) memset(c + j * cl, 0, nt * sizeof(T));
             continue;
         }
         const T* s = src + h * sh;
-        for (int ph = 0; ph < WM; ++ph) {
-            T* restrict d = row + ph * rl;
-            const ptrdiff_t first = w0 + ph; /* source column of t = 0 */
-            ptrdiff_t lo = first >= 0 ? 0 : (-first + WM - 1) / WM;
-            ptrdiff_t hi = first >= W ? 0 : (W - first + WM - 1) / WM;
-            if (hi > ncol) hi = ncol;
-            if (lo > hi) lo = hi;
-            ptrdiff_t t = 0;
-            for (; t < lo; ++t) d[t] = 0;
+        for (ptrdiff_t t0 = 0; t0 < nt; t0 += FNN_WINO_LINE) {
+            const ptrdiff_t tn = nt - t0 < FNN_WINO_LINE ? nt - t0 : FNN_WINO_LINE;
+            const ptrdiff_t len = tn * WM + (ALPHA - WM), q0 = w0 + t0 * WM;
+            ptrdiff_t lo = q0 >= 0 ? 0 : -q0, hi = W - q0; /* line[lo..hi) lies in the row */
+            if (lo > len) lo = len;
+            if (hi > len) hi = len;
+            if (hi < lo) hi = lo;
+            ptrdiff_t x = 0;
+            for (; x < lo; ++x) line[x] = (T)0;
             if (sw == 1) {
-                const T* sp = s + first;
-                for (; t < hi; ++t) d[t] = sp[t * WM];
+                for (; x < hi; ++x) line[x] = s[q0 + x];
             } else {
-                for (; t < hi; ++t) d[t] = s[(first + t * WM) * sw];
+                for (; x < hi; ++x) line[x] = s[(q0 + x) * sw];
             }
-            for (; t < ncol; ++t) d[t] = 0;
+            for (; x < len; ++x) line[x] = (T)0;
+            for (ptrdiff_t t = 0; t < tn; ++t) {
+                FNN_WINO_UNROLL
+                for (int j = 0; j < ALPHA; ++j) c[j * cl + t0 + t] = line[t * WM + j];
+            }
         }
     }
 }
 
-/* V for nt tiles of one channel: v[xi * ld + t] = (BT d_t B)[xi] for the phase-split rows
- * of fnn_wino_rows.  Whole vectors are stored: lanes past nt land on later tiles'
- * places (overwritten when those are transformed) or in the buffer's slack. */
-static TARGET_ATTR void WFNM(fnn_wino_input)(const T* restrict rows, ptrdiff_t rl,
+/* V for nt tiles of one channel: v[xi * ld + t] = (BT d_t B)[xi] for the tiles gathered
+ * by fnn_wino_cols (row stride cl).  Whole vectors are stored: lanes past nt land in the
+ * buffer's slack (or on later tiles' places, overwritten when those are transformed). */
+static TARGET_ATTR void WFNM(fnn_wino_input)(const T* restrict cols, ptrdiff_t cl,
                                              ptrdiff_t nt, T* restrict v, ptrdiff_t ld) {
     for (ptrdiff_t t0 = 0; t0 < nt; t0 += VL) {
         VEC d[ALPHA][ALPHA], tmp[ALPHA][ALPHA];
@@ -80,7 +89,7 @@ static TARGET_ATTR void WFNM(fnn_wino_input)(const T* restrict rows, ptrdiff_t r
         for (int i = 0; i < ALPHA; ++i) {
             FNN_WINO_UNROLL
             for (int j = 0; j < ALPHA; ++j)
-                FNN_VLOAD(d[i][j], rows + (i * WM + j % WM) * rl + t0 + j / WM);
+                FNN_VLOAD(d[i][j], cols + (i * ALPHA + j) * cl + t0);
         }
         FNN_WINO_UNROLL
         for (int x = 0; x < ALPHA; ++x) {
@@ -211,7 +220,7 @@ static TARGET_ATTR void WFNM(fnn_wino_filter)(const T* restrict w, int transpose
 typedef struct {
     T* V;    /* transformed input of a block: ALPHA^2 x cg x ps */
     T* M;    /* products of a chunk of output channels: ALPHA^2 x kcp x ps */
-    T* rows; /* phase-split source rows: ALPHA x WM x rl */
+    T* rows; /* a block's gathered tiles of one channel: ALPHA^2 x rl (fnn_wino_cols) */
     T* U;    /* just-in-time filters of a chunk (a->u == NULL): ALPHA^2 x kcp x cg */
     T* f;    /* gathered taps for the filter transform: 9 x cg * WMR (rounded to VL) */
 } WFNM(fnn_wino_scratch);
@@ -241,18 +250,19 @@ static TARGET_ATTR void WFNM(fnn_wino_share)(const fnn_wino_args* a, const T* w,
         const ptrdiff_t g = gb / nblocks, b = gb % nblocks;
         const ptrdiff_t p_start = b * a->pb;
         const ptrdiff_t p_end = p_start + a->pb < P ? p_start + a->pb : P;
-        /* transform this block's input, all channels of the group */
-        for (ptrdiff_t p = p_start; p < p_end;) {
-            const ptrdiff_t n = p / per_image, r = p % per_image;
-            const ptrdiff_t th = r / tiles_w, tw = r % tiles_w;
-            const ptrdiff_t nt = tiles_w - tw < p_end - p ? tiles_w - tw : p_end - p;
-            for (ptrdiff_t c = 0; c < cg; ++c) {
+        /* transform this block's input, all channels of the group: a channel's tiles are
+         * gathered for the whole block, then transformed in full vectors */
+        for (ptrdiff_t c = 0; c < cg; ++c) {
+            for (ptrdiff_t p = p_start; p < p_end;) {
+                const ptrdiff_t n = p / per_image, r = p % per_image;
+                const ptrdiff_t th = r / tiles_w, tw = r % tiles_w;
+                const ptrdiff_t nt = tiles_w - tw < p_end - p ? tiles_w - tw : p_end - p;
                 const T* s_c = src + n * a->sn + (g * cg + c) * a->sc;
-                WFNM(fnn_wino_rows)(s_c, a->sh, a->sw, a->H, a->W, th * WM - a->pt,
-                                    tw * WM - a->pl, nt, sc->rows, rl);
-                WFNM(fnn_wino_input)(sc->rows, rl, nt, sc->V + c * ps + (p - p_start), vxs);
+                WFNM(fnn_wino_cols)(s_c, a->sh, a->sw, a->H, a->W, th * WM - a->pt,
+                                    tw * WM - a->pl, nt, sc->rows + (p - p_start), rl);
+                p += nt;
             }
-            p += nt;
+            WFNM(fnn_wino_input)(sc->rows, rl, p_end - p_start, sc->V + c * ps, vxs);
         }
         /* the GEMM reads whole panels: tiles past the block's end must be finite */
         const ptrdiff_t nvalid = p_end - p_start;
@@ -312,19 +322,17 @@ static TARGET_ATTR void WFNM(fnn_wino_share)(const fnn_wino_args* a, const T* w,
 static int WFNM(fnn_wino_conv)(const fnn_wino_args* a, const T* w, int transposed) {
     const ptrdiff_t cg = a->C / a->G, kg = a->K / a->G;
     const ptrdiff_t P = a->N * fnn_wino_ceil_div(a->Ho, WM) * fnn_wino_ceil_div(a->Wo, WM);
-    const ptrdiff_t tiles_w = fnn_wino_ceil_div(a->Wo, WM);
     const ptrdiff_t kg_pad = fnn_wino_ceil_div(kg, WMR) * WMR;
     const ptrdiff_t kcp = a->kc < kg_pad ? a->kc : kg_pad;
     const ptrdiff_t nblocks = a->G * fnn_wino_ceil_div(P, a->pb);
     const ptrdiff_t nchunks = fnn_wino_ceil_div(kg, kcp);
     const ptrdiff_t ps = a->pb + VL;
-    const ptrdiff_t seg = a->pb < tiles_w ? a->pb : tiles_w;
-    const ptrdiff_t rl = fnn_wino_ceil_div(seg + VL + 1, VL) * VL;
+    const ptrdiff_t rl = fnn_wino_ceil_div(a->pb, VL) * VL + VL;
     const int jit = a->u == NULL;
     const size_t sizes[5] = {
         (size_t)(ALPHA * ALPHA * (cg * ps + FNN_WINO_SKEW)) * sizeof(T),
         (size_t)(ALPHA * ALPHA * (kcp * ps + FNN_WINO_SKEW)) * sizeof(T),
-        (size_t)(ALPHA * WM * rl) * sizeof(T),
+        (size_t)(ALPHA * ALPHA * rl) * sizeof(T),
         jit ? (size_t)(ALPHA * ALPHA * (kcp * cg + FNN_WINO_SKEW)) * sizeof(T) : 0,
         jit ? (size_t)(9 * (fnn_wino_ceil_div(cg * WMR, VL) * VL + FNN_WINO_SKEW)) * sizeof(T) : 0,
     };

@@ -115,13 +115,13 @@ typedef struct {
     T* V;     /* transformed input: ALPHA^2 x ccp x ps */
     T* Vt;    /* the same, channels in lanes: ALPHA^2 x pbt x ccp */
     T* Z;     /* transformed grad_output: ALPHA^2 x kcp x ps */
-    T* rows;  /* phase-split rows (input: ALPHA x WM x rl; grad_output: WM x WM x rl) */
+    T* rows;  /* gathered input tiles (ALPHA^2 x cl), phase-split grad_output (WM^2 x rl) */
     T* S;     /* accumulators: ALPHA^2 x kcp x ccp */
 } WFNM(fnn_wino_wscratch);
 
 /* Strides of the weight-gradient buffers (elements), for pb tiles per block. */
 typedef struct {
-    ptrdiff_t ps, rl, pbt, kcp, ccp, vxs, vtxs, zxs, sxs;
+    ptrdiff_t ps, rl, cl, pbt, kcp, ccp, vxs, vtxs, zxs, sxs;
 } WFNM(fnn_wino_wlayout);
 
 static WFNM(fnn_wino_wlayout) WFNM(fnn_wino_wlayout_of)(ptrdiff_t pb, ptrdiff_t kc,
@@ -130,6 +130,7 @@ static WFNM(fnn_wino_wlayout) WFNM(fnn_wino_wlayout_of)(ptrdiff_t pb, ptrdiff_t 
     const ptrdiff_t seg = pb < tiles_w ? pb : tiles_w;
     l.ps = fnn_wino_ceil_div(pb, VL) * VL + VL;
     l.rl = fnn_wino_ceil_div(seg + VL + 1, VL) * VL;
+    l.cl = fnn_wino_ceil_div(pb, VL) * VL + VL;
     l.pbt = fnn_wino_ceil_div(pb, VL) * VL;
     l.kcp = fnn_wino_ceil_div(kc, WMR) * WMR;
     l.ccp = fnn_wino_ceil_div(cc, WNR) * WNR;
@@ -157,17 +158,22 @@ static TARGET_ATTR void WFNM(fnn_wino_wblocks)(const fnn_wino_wargs* a, ptrdiff_
     for (ptrdiff_t p_start = p_lo; p_start < p_hi; p_start += a->pb) {
         const ptrdiff_t p_end = p_start + a->pb < p_hi ? p_start + a->pb : p_hi;
         const ptrdiff_t nvalid = p_end - p_start, nvt = fnn_wino_ceil_div(nvalid, VL) * VL;
+        for (ptrdiff_t c = 0; c < cn; ++c) { /* the input: full vectors of tiles */
+            for (ptrdiff_t p = p_start; p < p_end;) {
+                const ptrdiff_t n = p / per_image, r = p % per_image;
+                const ptrdiff_t th = r / tiles_w, tw = r % tiles_w;
+                const ptrdiff_t nt = tiles_w - tw < p_end - p ? tiles_w - tw : p_end - p;
+                const T* xc = x + n * a->sn + (g * cg + c0 + c) * a->sc;
+                WFNM(fnn_wino_cols)(xc, a->sh, a->sw, a->H, a->W, th * WM - a->pt,
+                                    tw * WM - a->pl, nt, sc->rows + (p - p_start), l->cl);
+                p += nt;
+            }
+            WFNM(fnn_wino_input)(sc->rows, l->cl, nvalid, sc->V + c * l->ps, l->vxs);
+        }
         for (ptrdiff_t p = p_start; p < p_end;) {
             const ptrdiff_t n = p / per_image, r = p % per_image;
             const ptrdiff_t th = r / tiles_w, tw = r % tiles_w;
             const ptrdiff_t nt = tiles_w - tw < p_end - p ? tiles_w - tw : p_end - p;
-            for (ptrdiff_t c = 0; c < cn; ++c) {
-                const T* xc = x + n * a->sn + (g * cg + c0 + c) * a->sc;
-                WFNM(fnn_wino_rows)(xc, a->sh, a->sw, a->H, a->W, th * WM - a->pt,
-                                    tw * WM - a->pl, nt, sc->rows, l->rl);
-                WFNM(fnn_wino_input)(sc->rows, l->rl, nt, sc->V + c * l->ps + (p - p_start),
-                                     l->vxs);
-            }
             for (ptrdiff_t k = 0; k < kn; ++k) {
                 const T* gk = gy + (n * a->K + g * kg + k0 + k) * plane;
                 WFNM(fnn_wino_gy_rows)(gk, a->Ho, a->Wo, th * WM, tw * WM, nt, sc->rows, l->rl);
@@ -209,7 +215,8 @@ static int WFNM(fnn_wino_wgrad)(const fnn_wino_wargs* a) {
     const ptrdiff_t nk = fnn_wino_ceil_div(kg, kc), nc = fnn_wino_ceil_div(cg, cc);
     const ptrdiff_t items = a->G * nk * nc;
     const WFNM(fnn_wino_wlayout) l = WFNM(fnn_wino_wlayout_of)(a->pb, kc, cc, tiles_w);
-    const ptrdiff_t rows_len = (ALPHA > WM ? ALPHA : WM) * WM * l.rl;
+    const ptrdiff_t rows_len = ALPHA * ALPHA * l.cl > WM * WM * l.rl ? ALPHA * ALPHA * l.cl
+                                                                     : WM * WM * l.rl;
     const size_t sizes[5] = {
         (size_t)(ALPHA * ALPHA * l.vxs) * sizeof(T),
         (size_t)(ALPHA * ALPHA * l.vtxs) * sizeof(T),
