@@ -293,7 +293,8 @@ def _probe_winograd() -> Callable[[str], None]:
     large map with few channels (64 x 56x56: full vectors of tiles, transforms dominate)
     and on a small map with many (256 x 14x14: a tile row fills a quarter of an AVX-512
     vector, the products dominate).  One layer alone misleads: a 64 x 28x28 layer picked
-    AVX2 on a Xeon whose ResNet layers all ran 2-39% faster at AVX-512."""
+    AVX2 on an "Intel(R) Xeon(R) Processor @ 2.80GHz" whose ResNet layers all ran
+    2-39% faster at AVX-512."""
     from fastnn._backends.cpu import _conv_winograd as host
     from fastnn.kernels.cpu import conv_winograd as k
 

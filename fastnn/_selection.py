@@ -55,7 +55,8 @@ TUNING_BATCH = 16
 #: Floating-point operations a tuning slice does at least (if the batch has them): on a
 #: small layer 16 images time the fixed costs, not the algorithm.  LeNet-5's C1 (1 -> 6,
 #: 5x5 at 32x32, batch 128) ranked im2col first on 16 images (0.26 vs 0.28 ms) and ran
-#: it at 2.5 ms on the whole batch, where direct took 1.8 ms (Intel Xeon, 2 threads).
+#: it at 2.5 ms on the whole batch, where direct took 1.8 ms (lscpu: Intel(R) Xeon(R)
+#: Processor @ 2.80GHz, 2 threads).
 TUNING_FLOPS = 1.5e8
 
 

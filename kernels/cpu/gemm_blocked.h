@@ -80,14 +80,15 @@ static ptrdiff_t fnn_gemm_short_k = 1;
 /* ---- instantiations: tile shapes and cache blocks per dtype and instruction set ---- */
 /* Register tiles of 2 vectors by FNN_MR rows: 6 rows (12 accumulators) where there are
  * 16 vector registers; 8 rows (16 accumulators) at AVX-512, which has 32.  Paired A/B
- * of builds loaded side by side in one process (Intel Xeon @ 2.80GHz, 2 threads, time
- * ratio 8 rows / 6 rows, median of 15 alternating rounds): 1024x64x64 0.85, 64x257x257
- * 0.90, 64x784x300 0.91, 256x1024x1024 0.90, 512x392x2048 0.96, 1024^3 0.97, 7x257x257
- * 0.81, 1024x1024x7 1.06.  12 rows (24 accumulators) gained up to 10% on large products
- * but lost 10-17% to 8 rows wherever the rows are a power of two (64 rows fill 6 tiles
- * of 12: 72).  Whether AVX-512 runs at all stays a measurement per CPU (fastnn._isa,
- * family "gemm").  k blocks of 256, m blocks of 144 floats or 72 doubles (the same
- * bytes; multiples of both row counts). */
+ * of builds loaded side by side in one process (lscpu "Intel(R) Xeon(R) Processor @
+ * 2.80GHz", 2 threads, median of 15 alternating rounds), time 8 rows / 6 rows:
+ * 1024x64x64 0.85, 64x257x257 0.90, 64x784x300 0.91, 256x1024x1024 0.90, 512x392x2048
+ * 0.96, 1024^3 0.97, 7x257x257 0.81, 1024x1024x7 1.06.  12 rows (24 accumulators) gained
+ * up to 10% on large products but lost 10-17% to 8 rows wherever the rows are a power
+ * of two (64 rows fill 6 tiles of 12: 72).  The row count was chosen on that one CPU;
+ * what guards others is the per-CPU measurement of whether AVX-512 runs at all
+ * (fastnn._isa, family "gemm").  k blocks of 256, m blocks of 144 floats or 72 doubles
+ * (the same bytes; multiples of both row counts). */
 #define FNN_MR 6
 #define FNN_NV 2
 #define FNN_GEMM_MR_AVX512 8
