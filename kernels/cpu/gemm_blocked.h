@@ -3,6 +3,8 @@
  *
  *   fnn_gemm_f32 / fnn_gemm_f64(args, num_threads, variant) -> 0, or -1 out of memory
  *   fnn_epilogue_f32 / _f64(...)   the epilogue alone on a finished matrix (BLAS path)
+ *   fnn_gemm_mapped_f32 / _f64(args, num_threads, variant)   operands through index
+ *                                  maps (gemm_mapped.h: the 1x1 convolutions)
  *
  * op(A) is m x k and op(B) k x n given as base pointers with element strides (any sign:
  * a transpose is a swap of the two strides); C (optional, read only when beta != 0) has
@@ -33,6 +35,9 @@
 #include <stdlib.h>
 
 #include "activation_simd.h"
+#include "conv_epilogue.h"
+#include "gemm_mapped.h"
+#include "workspace.h"
 
 typedef struct {
     int act;            /* FNN_ACT_* */
@@ -241,5 +246,55 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
 
 FNN_DEFINE_GEMM(float, f32, 0)
 FNN_DEFINE_GEMM(double, f64, 1)
+
+#if FNN_X86
+#define FNN_GEMM_MAPPED_X86_CASES(M)                                                      \
+    case FNN_GEMM_AVX2: return fnn_gemm_mapped_part_##M##_avx2(g, m0, m1, n0, n1);        \
+    case FNN_GEMM_AVX512: return fnn_gemm_mapped_part_##M##_avx512(g, m0, m1, n0, n1);
+#else
+#define FNN_GEMM_MAPPED_X86_CASES(M)
+#endif
+
+/* fnn_gemm_mapped_<M>(args, num_threads, variant): the mapped GEMM (gemm_mapped.h) on the
+ * same thread grid as fnn_gemm_<M>; 0, or -1 when scratch could not be allocated. */
+#define FNN_DEFINE_GEMM_MAPPED(M, IS_DOUBLE)                                              \
+    static int fnn_gemm_mapped_run_##M(int variant, const fnn_gemm_mapped_args* g,        \
+                                       ptrdiff_t m0, ptrdiff_t m1, ptrdiff_t n0,          \
+                                       ptrdiff_t n1) {                                    \
+        switch (variant) {                                                                \
+        FNN_GEMM_MAPPED_X86_CASES(M)                                                      \
+        case FNN_GEMM_WIDE_GENERIC: return fnn_gemm_mapped_part_##M##_wide(g, m0, m1, n0, n1); \
+        default: return fnn_gemm_mapped_part_##M##_generic(g, m0, m1, n0, n1);           \
+        }                                                                                 \
+    }                                                                                     \
+                                                                                          \
+    static int fnn_gemm_mapped_##M(const fnn_gemm_mapped_args* g, int num_threads,       \
+                                   int variant) {                                         \
+        ptrdiff_t mr, nr;                                                                 \
+        int tm, tn, threads, failed = 0;                                                  \
+        double flops = 2.0 * (double)g->m * (double)g->n * (double)(g->k > 0 ? g->k : 1); \
+        if (g->m <= 0 || g->n <= 0) return 0;                                             \
+        variant = fnn_gemm_variant(variant);                                              \
+        fnn_gemm_tile(variant, IS_DOUBLE, &mr, &nr);                                      \
+        threads = (int)(flops / fnn_gemm_flops_per_thread);                               \
+        threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);      \
+        fnn_gemm_grid(g->m, g->n, mr, nr, threads, &tm, &tn);                             \
+        if (tm * tn == 1) return fnn_gemm_mapped_run_##M(variant, g, 0, g->m, 0, g->n);   \
+        _Pragma("omp parallel for schedule(static) num_threads(tm * tn) reduction(|: failed)") \
+        for (int part = 0; part < tm * tn; ++part) {                                      \
+            int r = part / tn, c = part % tn;                                             \
+            ptrdiff_t row_tiles = (g->m + mr - 1) / mr, col_tiles = (g->n + nr - 1) / nr; \
+            ptrdiff_t m0 = row_tiles * r / tm * mr, m1 = row_tiles * (r + 1) / tm * mr;   \
+            ptrdiff_t n0 = col_tiles * c / tn * nr, n1 = col_tiles * (c + 1) / tn * nr;   \
+            m1 = m1 < g->m ? m1 : g->m;                                                   \
+            n1 = n1 < g->n ? n1 : g->n;                                                   \
+            if (m0 < m1 && n0 < n1)                                                       \
+                failed |= fnn_gemm_mapped_run_##M(variant, g, m0, m1, n0, n1) != 0;       \
+        }                                                                                 \
+        return failed ? -1 : 0;                                                           \
+    }
+
+FNN_DEFINE_GEMM_MAPPED(f32, 0)
+FNN_DEFINE_GEMM_MAPPED(f64, 1)
 
 #endif /* FNN_GEMM_BLOCKED_H */

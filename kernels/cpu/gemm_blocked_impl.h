@@ -667,6 +667,8 @@ static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, 
     return FNN_FN(fnn_gemm_part)(g, m0, m1, n0, n1);
 }
 
+#include "gemm_mapped_impl.h"
+
 #undef FNN_FN
 #undef FNN_STAGE
 #undef FNN_MATH

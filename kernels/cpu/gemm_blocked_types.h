@@ -14,15 +14,19 @@
 
 #define FNN_T float
 #define FNN_M f32
+#define FNN_VL_NUM (FNN_VBYTES / 4) /* lanes, for #if (gemm_mapped_impl.h) */
 #include "gemm_blocked_impl.h"
 #undef FNN_T
 #undef FNN_M
+#undef FNN_VL_NUM
 
 #define FNN_T double
 #define FNN_M f64
+#define FNN_VL_NUM (FNN_VBYTES / 8)
 #include "gemm_blocked_impl.h"
 #undef FNN_T
 #undef FNN_M
+#undef FNN_VL_NUM
 
 #undef FNN_ATTR
 #undef FNN_VBYTES

@@ -10,14 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import _isa
-from fastnn._backends.cpu import _conv_plan, _outputs
+from fastnn._backends.cpu import _conv_plan, _conv_pointwise, _outputs
 from fastnn._threads import limit_blas_threads
 from fastnn.kernels.cpu import conv_im2col as _k
 
 __all__ = ["BLOCKED_GEMM", "engine", "forward", "grad_input", "grad_weight"]
 
 #: The algorithm name of im2col whose GEMMs run on fastnn's blocked kernel instead of
-#: SciPy's BLAS (the autotuner's candidate; "im2col" itself stays on BLAS).
+#: SciPy's BLAS (the autotuner's candidate; "im2col" itself stays on BLAS).  On a 1x1
+#: layer without padding it runs one GEMM over the whole batch instead
+#: (_conv_pointwise: no column matrix at all).
 BLOCKED_GEMM = "im2col:blocked"
 #: gemm_engine.pxd's code for SciPy's BLAS.
 _BLAS = -2
@@ -42,6 +44,8 @@ def forward(
     """The flat (N, K, Ho, Wo) output of the convolution of x4 (any strides), through the
     activation ``act`` (conv_epilogue.h's code, 0: none) in each tile's write-out; ``gemm``
     is the GEMM engine (:func:`engine`), as in the other passes."""
+    if gemm != _BLAS and _conv_pointwise.applies(shape):
+        return _conv_pointwise.forward(x4, w, bias, shape, threads, act, gemm)
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
     tile, images = _conv_plan.im2col_tile(shape, threads)
@@ -58,6 +62,8 @@ def grad_weight(
     partial gradients over tiles of positions, or, for a large weight, one column matrix
     per chunk of images shared by the threads, which split the gradient between them
     (_conv_plan.shared_weight_images)."""
+    if gemm != _BLAS and _conv_pointwise.applies(shape):
+        return _conv_pointwise.grad_weight(x4, gy, shape, threads, gemm)
     images = _conv_plan.shared_weight_images(shape, threads)
     with limit_blas_threads():
         if images:
@@ -68,6 +74,8 @@ def grad_weight(
 
 def grad_input(gy: np.ndarray, w: np.ndarray, shape, threads: int, gemm: int = _BLAS) -> np.ndarray:
     """d loss / d input, flat (N, C, H, W), from the flat contiguous grad_output."""
+    if gemm != _BLAS and _conv_pointwise.applies(shape):
+        return _conv_pointwise.grad_input(gy, w, shape, threads, gemm)
     n, c, h, wd = shape[:4]
     gx = _outputs.zeros(n * c * h * wd, gy.dtype)
     tile, images = _conv_plan.im2col_tile(shape, threads)
