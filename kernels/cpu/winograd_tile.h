@@ -32,6 +32,77 @@
         if (first_) (out) = (VEC){0};                                                      \
     } while (0)
 
+/* F(2x2) and F(4x4) gather their tiles' columns in vectors (WM = 2 or 4 whole vectors
+ * per VL tiles); F(6x6), and vectors of fewer than 4 lanes, element by element. */
+#if (WM == 2 || WM == 4) && VL >= 4 && VL <= 16
+#define WGATHER_VEC 1
+#if VL == 16
+#define WGATHER_LIST FNN_TR_L16
+#elif VL == 8
+#define WGATHER_LIST FNN_TR_L8
+#else
+#define WGATHER_LIST FNN_TR_L4
+#endif
+/* lane q of two sources (2 VL lanes): every WM-th of the first VL * 2 / WM elements */
+#define WGATHER_PICK(q) (((q) * WM) & (2 * VL - 1))
+/* lanes [0, VL/2) of the first source then lanes [0, VL/2) of the second */
+#define WGATHER_HALVES(q) ((q) < VL / 2 ? (q) : (q) + VL / 2)
+
+/* p[0], p[WM], p[2 WM], ... p[(VL - 1) WM]: WM whole vectors, shuffled. */
+static inline __attribute__((always_inline)) TARGET_ATTR VEC WFNM(fnn_wino_every_wm)(const T* p) {
+    typedef __typeof__(_Generic((T)0, float: (int)0, default: (long long)0)) WGATHER_ELEM;
+    typedef WGATHER_ELEM WGATHER_IDX __attribute__((vector_size(sizeof(VEC))));
+    const WGATHER_IDX pick = {WGATHER_LIST(WGATHER_PICK)};
+    VEC v0, v1;
+    FNN_VLOAD(v0, p);
+    FNN_VLOAD(v1, p + VL);
+#if WM == 2
+    return __builtin_shuffle(v0, v1, pick);
+#else
+    const WGATHER_IDX halves = {WGATHER_LIST(WGATHER_HALVES)};
+    VEC v2, v3;
+    FNN_VLOAD(v2, p + 2 * VL);
+    FNN_VLOAD(v3, p + 3 * VL);
+    return __builtin_shuffle(__builtin_shuffle(v0, v1, pick), __builtin_shuffle(v2, v3, pick),
+                             halves);
+#endif
+}
+/* The inverse for WM vectors of VL tiles' columns c[j]: r[q][e] = c[e % WM][q VL/WM +
+ * e / WM], the WM output rows' worth of values in row order, by zips of lanes then of
+ * lane pairs. */
+#define WZIP1(q) ((q) / 2 + ((q) % 2) * VL)
+#define WZIP1_HI(q) (VL / 2 + (q) / 2 + ((q) % 2) * VL)
+#define WZIP2(q) (((q) / 4) * 2 + (q) % 2 + (((q) / 2) % 2) * VL)
+#define WZIP2_HI(q) (VL / 2 + ((q) / 4) * 2 + (q) % 2 + (((q) / 2) % 2) * VL)
+static inline __attribute__((always_inline)) TARGET_ATTR void WFNM(fnn_wino_interleave)(
+    const VEC* c, VEC* r) {
+    typedef __typeof__(_Generic((T)0, float: (int)0, default: (long long)0)) WGATHER_ELEM;
+    typedef WGATHER_ELEM WGATHER_IDX __attribute__((vector_size(sizeof(VEC))));
+    const WGATHER_IDX lo = {WGATHER_LIST(WZIP1)}, hi = {WGATHER_LIST(WZIP1_HI)};
+#if WM == 2
+    r[0] = __builtin_shuffle(c[0], c[1], lo);
+    r[1] = __builtin_shuffle(c[0], c[1], hi);
+#else
+    const WGATHER_IDX lo2 = {WGATHER_LIST(WZIP2)}, hi2 = {WGATHER_LIST(WZIP2_HI)};
+    const VEC a0 = __builtin_shuffle(c[0], c[1], lo), a1 = __builtin_shuffle(c[0], c[1], hi);
+    const VEC b0 = __builtin_shuffle(c[2], c[3], lo), b1 = __builtin_shuffle(c[2], c[3], hi);
+    r[0] = __builtin_shuffle(a0, b0, lo2);
+    r[1] = __builtin_shuffle(a0, b0, hi2);
+    r[2] = __builtin_shuffle(a1, b1, lo2);
+    r[3] = __builtin_shuffle(a1, b1, hi2);
+#endif
+}
+#undef WZIP1
+#undef WZIP1_HI
+#undef WZIP2
+#undef WZIP2_HI
+#undef WGATHER_LIST
+#undef WGATHER_PICK
+#undef WGATHER_HALVES
+#else
+#define WGATHER_VEC 0
+#endif
+
 /* The ALPHA x ALPHA source values of nt tiles of one tile row, one channel:
  * cols[(i * ALPHA + j) * cl + t] = src[h0 + i][w0 + t * WM + j] for t < nt, zero outside
  * the source.  Each source row is first copied, zero-padded, to a line on the stack
@@ -46,22 +117,29 @@ static TARGET_ATTR void WFNM(fnn_wino_cols)(const T* src, ptrdiff_t sh, ptrdiff_
                                             ptrdiff_t H, ptrdiff_t W, ptrdiff_t h0,
                                             ptrdiff_t w0, ptrdiff_t nt, T* restrict cols,
                                             ptrdiff_t cl) {
-    T line[FNN_WINO_LINE * WM + ALPHA] __attribute__((aligned(64)));
-    for (int i = 0; i < ALPHA; ++i) {
-        const ptrdiff_t h = h0 + i;
-        T* restrict c = cols + (ptrdiff_t)i * ALPHA * cl;
-        if (h < 0 || h >= H) {
-            for (int j = 0; j < ALPHA; ++j) memset(c + j * cl, 0, nt * sizeof(T));
-            continue;
-        }
-        const T* s = src + h * sh;
-        for (ptrdiff_t t0 = 0; t0 < nt; t0 += FNN_WINO_LINE) {
-            const ptrdiff_t tn = nt - t0 < FNN_WINO_LINE ? nt - t0 : FNN_WINO_LINE;
-            const ptrdiff_t len = tn * WM + (ALPHA - WM), q0 = w0 + t0 * WM;
-            ptrdiff_t lo = q0 >= 0 ? 0 : -q0, hi = W - q0; /* line[lo..hi) lies in the row */
-            if (lo > len) lo = len;
-            if (hi > len) hi = len;
-            if (hi < lo) hi = lo;
+    /* every row's line is written before any is read: a vector load of a line written
+     * just before, by stores it overlaps only in part, would wait for them to retire */
+    T lines[ALPHA][FNN_WINO_LINE * WM + ALPHA] __attribute__((aligned(64)));
+    for (ptrdiff_t t0 = 0; t0 < nt; t0 += FNN_WINO_LINE) {
+        const ptrdiff_t tn = nt - t0 < FNN_WINO_LINE ? nt - t0 : FNN_WINO_LINE;
+        const ptrdiff_t len = tn * WM + (ALPHA - WM), q0 = w0 + t0 * WM;
+        ptrdiff_t lo = q0 >= 0 ? 0 : -q0, hi = W - q0; /* line[lo..hi) lies in the row */
+        if (lo > len) lo = len;
+        if (hi > len) hi = len;
+        if (hi < lo) hi = lo;
+#if WGATHER_VEC
+        /* VL tiles a vector: lines read in whole vectors, every WM-th element picked by
+         * shuffles; lanes past tn read zeros and land on places later tiles overwrite
+         * (or in the slack after the block) */
+        const ptrdiff_t end = (tn + VL - 1) / VL * VL * WM + ALPHA;
+#else
+        const ptrdiff_t end = len;
+#endif
+        for (int i = 0; i < ALPHA; ++i) {
+            const ptrdiff_t h = h0 + i;
+            if (h < 0 || h >= H) continue;
+            const T* s = src + h * sh;
+            T* restrict line = lines[i];
             ptrdiff_t x = 0;
             for (; x < lo; ++x) line[x] = (T)0;
             if (sw == 1) {
@@ -69,11 +147,37 @@ static TARGET_ATTR void WFNM(fnn_wino_cols)(const T* src, ptrdiff_t sh, ptrdiff_
             } else {
                 for (; x < hi; ++x) line[x] = s[(q0 + x) * sw];
             }
-            for (; x < len; ++x) line[x] = (T)0;
+            for (; x < end; ++x) line[x] = (T)0;
+        }
+        for (int i = 0; i < ALPHA; ++i) {
+            const ptrdiff_t h = h0 + i;
+            T* restrict c = cols + (ptrdiff_t)i * ALPHA * cl + t0;
+            if (h < 0 || h >= H) {
+                for (int j = 0; j < ALPHA; ++j) memset(c + j * cl, 0, tn * sizeof(T));
+                continue;
+            }
+            const T* line = lines[i];
+#if WGATHER_VEC
+            if (tn < VL / 2) { /* a few tiles (a 7x7 map's 2): element by element */
+                for (ptrdiff_t t = 0; t < tn; ++t) {
+                    FNN_WINO_UNROLL
+                    for (int j = 0; j < ALPHA; ++j) c[j * cl + t] = line[t * WM + j];
+                }
+                continue;
+            }
+            for (ptrdiff_t t = 0; t < tn; t += VL) {
+                FNN_WINO_UNROLL
+                for (int j = 0; j < ALPHA; ++j) {
+                    VEC v = WFNM(fnn_wino_every_wm)(line + t * WM + j);
+                    FNN_VSTORE(c + j * cl + t, v);
+                }
+            }
+#else
             for (ptrdiff_t t = 0; t < tn; ++t) {
                 FNN_WINO_UNROLL
-                for (int j = 0; j < ALPHA; ++j) c[j * cl + t0 + t] = line[t * WM + j];
+                for (int j = 0; j < ALPHA; ++j) c[j * cl + t] = line[t * WM + j];
             }
+#endif
         }
     }
 }
@@ -136,15 +240,38 @@ static TARGET_ATTR void WFNM(fnn_wino_output)(const T* restrict m, ptrdiff_t ld,
         for (int i = 0; i < WM; ++i) {
             const ptrdiff_t oh = oh0 + i;
             if (oh >= Ho) break;
+            VEC o[WM];
             FNN_WINO_UNROLL
             for (int j = 0; j < WM; ++j) {
-                VEC o;
-                WLINCOMB(o, ALPHA, WAT[j][k_], tmp[i][k_]);
-                o += bias;
-                FNN_CONV_ACT_VEC(o, act);
-                FNN_VSTORE(&ob[j][0], o);
+                WLINCOMB(o[j], ALPHA, WAT[j][k_], tmp[i][k_]);
+                o[j] += bias;
+                FNN_CONV_ACT_VEC(o[j], act);
             }
             T* restrict yr = y + oh * Wo + base;
+#if WGATHER_VEC
+            /* the tiles' columns interleaved into output rows by shuffles: vector q holds
+             * tiles [q VL/WM, (q + 1) VL/WM), stored whole where they all lie in the row
+             * (unless not even one vector's tiles do: then element by element, below) */
+            VEC r[WM];
+            if (nfull < VL / WM) goto scalar;
+            WFNM(fnn_wino_interleave)(o, r);
+            FNN_WINO_UNROLL
+            for (int q = 0; q < WM; ++q) {
+                const ptrdiff_t tq = (ptrdiff_t)q * (VL / WM);
+                if (tq + VL / WM <= nfull) {
+                    FNN_VSTORE(yr + tq * WM, r[q]);
+                } else if (tq < nv) {
+                    T part[VL] __attribute__((aligned(64)));
+                    FNN_VSTORE(part, r[q]);
+                    for (ptrdiff_t e = 0; e < VL && tq * WM + e < nv * WM; ++e)
+                        if (base + tq * WM + e < Wo) yr[tq * WM + e] = part[e];
+                }
+            }
+            continue;
+        scalar:
+#endif
+            FNN_WINO_UNROLL
+            for (int j = 0; j < WM; ++j) FNN_VSTORE(&ob[j][0], o[j]);
             for (ptrdiff_t t = 0; t < nfull; ++t) {
                 FNN_WINO_UNROLL
                 for (int j = 0; j < WM; ++j) yr[t * WM + j] = ob[j][t];
@@ -409,3 +536,4 @@ static int WFNM(fnn_wino_filters)(const T* w, int transposed, ptrdiff_t groups, 
 #undef WCATN_
 #undef ALPHA
 #undef WM
+#undef WGATHER_VEC
