@@ -658,17 +658,87 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
     return 0;
 }
 
+/* The rows [m0, m1) (at most FNN_FEW_TILES * MR of them) x columns [n0, n1) of a
+ * product whose B rows are contiguous (b_cs == 1), without packing: per strip of NR
+ * columns and chunk of KC steps of the reduction, each row tile reduces with B read in
+ * place, a row at a time (the chunk stays in L1 for the next row tile), and A's values
+ * broadcast from where they are.  With a tile or two of rows every packed element of B would be used
+ * once or twice, so packing it costs a copy of B for nothing (7 x 1024 @ 1024 x 257: B
+ * is read once here, and written and read once more by the packed path).  Rows past m1
+ * read the last row again (their sums are not stored); columns past the last whole
+ * strip go to the packed path. */
+#define FNN_FEW_TILES 2
+static FNN_ATTR int FNN_FN(fnn_gemm_few)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
+                                         ptrdiff_t n0, ptrdiff_t n1) {
+    const FNN_T* b = (const FNN_T*)g->b;
+    const ptrdiff_t k = g->k, a_cs = g->a_cs, b_rs = g->b_rs;
+    /* the sums of each row tile, kept between the KC-deep chunks of the reduction (so
+     * that the chunk of the strip a tile reads is still in L1 for the next tile) */
+    FNN_T tile[FNN_FEW_TILES][FNN_MR * FNN_NR] __attribute__((aligned(64)));
+    ptrdiff_t j0 = n0;
+    for (; j0 + FNN_NR <= n1; j0 += FNN_NR) {
+        for (ptrdiff_t p0 = 0; p0 < k; p0 += FNN_KC) {
+            const ptrdiff_t p1 = k - p0 < FNN_KC ? k : p0 + FNN_KC;
+            for (ptrdiff_t i0 = m0, t = 0; i0 < m1; i0 += FNN_MR, ++t) {
+                const ptrdiff_t mr = m1 - i0 < FNN_MR ? m1 - i0 : FNN_MR;
+                const FNN_T* arow[FNN_MR];
+                for (int i = 0; i < FNN_MR; ++i)
+                    arow[i] = (const FNN_T*)g->a + (i0 + (i < mr ? i : mr - 1)) * g->a_rs;
+                FNN_FN(fnn_vec_t) acc[FNN_MR][FNN_NV];
+#pragma GCC unroll 16
+                for (int i = 0; i < FNN_MR; ++i)
+#pragma GCC unroll 4
+                    for (int v = 0; v < FNN_NV; ++v)
+                        acc[i][v] = p0 == 0 ? (FNN_FN(fnn_vec_t)){0}
+                                            : *(FNN_FN(fnn_vec_t)*)(tile[t] + i * FNN_NR +
+                                                                    v * FNN_LANES);
+                const FNN_T* bp = b + p0 * b_rs + j0;
+                for (ptrdiff_t p = p0; p < p1; ++p, bp += b_rs) {
+                    FNN_FN(fnn_vec_t) bv[FNN_NV];
+#pragma GCC unroll 4
+                    for (int v = 0; v < FNN_NV; ++v)
+                        __builtin_memcpy(&bv[v], bp + v * FNN_LANES, sizeof bv[v]);
+#pragma GCC unroll 16
+                    for (int i = 0; i < FNN_MR; ++i) {
+                        const FNN_T s = arow[i][p * a_cs];
+#pragma GCC unroll 4
+                        for (int v = 0; v < FNN_NV; ++v) acc[i][v] += bv[v] * s;
+                    }
+                }
+#pragma GCC unroll 16
+                for (int i = 0; i < FNN_MR; ++i)
+#pragma GCC unroll 4
+                    for (int v = 0; v < FNN_NV; ++v)
+                        *(FNN_FN(fnn_vec_t)*)(tile[t] + i * FNN_NR + v * FNN_LANES) = acc[i][v];
+            }
+        }
+        for (ptrdiff_t i0 = m0, t = 0; i0 < m1; i0 += FNN_MR, ++t)
+            FNN_FN(fnn_store_tile)(g, tile[t], i0, j0, m1 - i0 < FNN_MR ? m1 - i0 : FNN_MR,
+                                   FNN_NR, !g->accumulate, 1);
+    }
+    return j0 < n1 ? FNN_FN(fnn_gemm_part)(g, m0, m1, j0, n1) : 0;
+}
+
 /* The part [m0, m1) x [n0, n1) on the path for its shape: unpacked for a short
- * reduction, the thin path for one row or column of result, else packed tiles. */
+ * reduction, the thin path for one row or column of result, B in place for a few rows
+ * over contiguous B rows, else packed tiles. */
 static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
                                           ptrdiff_t n0, ptrdiff_t n1) {
     if (g->k <= fnn_gemm_short_k) return FNN_FN(fnn_gemm_short)(g, m0, m1, n0, n1);
     if (g->m == 1 || g->n == 1) return FNN_FN(fnn_gemm_thin)(g, m0, m1, n0, n1);
+    /* a second row tile re-reads the strip of B from cache, which pays while its rows
+     * share pages (4 KiB); rows a page or more apart (4096 x 256 as B) cost the tile
+     * a TLB miss per row, and packing reads them a panel group at a time */
+    if (g->b_cs == 1 && n1 - n0 >= FNN_NR &&
+        (m1 - m0 <= FNN_MR ||
+         (m1 - m0 <= FNN_FEW_TILES * FNN_MR && g->b_rs * (ptrdiff_t)sizeof(FNN_T) < 4096)))
+        return FNN_FN(fnn_gemm_few)(g, m0, m1, n0, n1);
     return FNN_FN(fnn_gemm_part)(g, m0, m1, n0, n1);
 }
 
 #include "gemm_mapped_impl.h"
 
+#undef FNN_FEW_TILES
 #undef FNN_FN
 #undef FNN_STAGE
 #undef FNN_MATH

@@ -214,6 +214,71 @@ def test_thin_products_every_layout_and_epilogue(shape, threads, dtype, rng):
             assert_close(got, want, dtype, what=what + " * relu'(u)")
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(7, 70, 41), (12, 96, 600), (16, 33, 257), (3, 200, 5)])
+def test_few_row_products_every_layout_and_epilogue(shape, threads, variant, dtype, rng):
+    """One or two tiles of rows over row-major B (B read in place, unpacked: chunks of
+    the reduction kept in the tile sums between row tiles, columns past the last whole
+    strip on the packed path) in every transpose and memory layout, with beta * c and
+    the fused epilogues."""
+    m, n, kk = shape
+    for trans_a, trans_b in itertools.product((False, True), repeat=2):
+        a0, b0 = _operands(rng, m, n, kk, trans_a, trans_b, dtype)
+        c = rng.standard_normal((m, n)).astype(dtype)
+        bias = rng.standard_normal(n).astype(dtype)
+        u = rng.standard_normal((m, n)).astype(dtype)
+        for (la, a), (lb, b) in zip(layouts(a0), layouts(b0)):
+            what = f"{trans_a}{trans_b} a {la}, b {lb}"
+            got = k.blocked(
+                a,
+                b,
+                c,
+                0.5,
+                2.0,
+                trans_a,
+                trans_b,
+                0,
+                None,
+                None,
+                threads,
+                variant=k.VARIANTS[variant],
+            )
+            assert_close(got, _want(a0, b0, trans_a, trans_b, 0.5, 2.0, c), dtype, what=what)
+            got = k.blocked(
+                a,
+                b,
+                None,
+                1.0,
+                0.0,
+                trans_a,
+                trans_b,
+                1,
+                bias,
+                None,
+                threads,
+                variant=k.VARIANTS[variant],
+            )
+            pre = _want(a0, b0, trans_a, trans_b) + bias
+            assert_close(got, np.maximum(pre, 0), dtype, what=what + " relu(. + bias)")
+            got = k.blocked(
+                a,
+                b,
+                None,
+                1.0,
+                0.0,
+                trans_a,
+                trans_b,
+                3,
+                None,
+                u,
+                threads,
+                variant=k.VARIANTS[variant],
+            )
+            want = _want(a0, b0, trans_a, trans_b) * (1 - np.tanh(u.astype(np.float64)) ** 2)
+            assert_close(got, want, dtype, what=what + " * tanh'(u)")
+
+
 @pytest.mark.parametrize("engine", ["blocked", "blas"])
 def test_zero_stride_and_misaligned_operands(engine, rng):
     """Broadcast (stride-0) operands and data at an odd byte offset are handled (the
