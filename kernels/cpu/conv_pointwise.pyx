@@ -29,6 +29,11 @@ cdef int _run(fnn_gemm_mapped_args* g, int threads, int variant, bint is_float) 
     return fnn_gemm_mapped_f64(g, threads, variant)
 
 
+cdef inline Py_ssize_t _stride(const floating[:, :, :, :] x, int axis) noexcept:
+    """x's stride along ``axis`` in elements."""
+    return x.strides[axis] // <Py_ssize_t>sizeof(floating)
+
+
 def forward(const floating[:, :, :, :] x, const floating[::1] w, const floating[::1] bias,
             bint has_bias, floating[::1] y, tuple shape, int threads, int act, int variant,
             size_t l2_bytes):
@@ -37,8 +42,7 @@ def forward(const floating[:, :, :, :] x, const floating[::1] w, const floating[
     cdef ConvShape s = make_shape(shape)
     cdef fnn_gemm_mapped_args g
     cdef Py_ssize_t grp, howo = s.Ho * s.Wo
-    cdef Py_ssize_t xn = x.strides[0] // sizeof(floating), xc = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t xh = x.strides[2] // sizeof(floating), xw = x.strides[3] // sizeof(floating)
+    cdef Py_ssize_t xn = _stride(x, 0), xc = _stride(x, 1), xh = _stride(x, 2), xw = _stride(x, 3)
     cdef int status = 0
     if s.N == 0 or howo == 0:
         return
@@ -100,8 +104,7 @@ def grad_weight(const floating[:, :, :, :] x, const floating[::1] gy, floating[:
     cdef ConvShape s = make_shape(shape)
     cdef fnn_gemm_mapped_args g
     cdef Py_ssize_t grp, howo = s.Ho * s.Wo
-    cdef Py_ssize_t xn = x.strides[0] // sizeof(floating), xc = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t xh = x.strides[2] // sizeof(floating), xw = x.strides[3] // sizeof(floating)
+    cdef Py_ssize_t xn = _stride(x, 0), xc = _stride(x, 1), xh = _stride(x, 2), xw = _stride(x, 3)
     cdef int status = 0
     if s.N == 0 or howo == 0:
         memset(&gw[0], 0, gw.shape[0] * sizeof(floating))

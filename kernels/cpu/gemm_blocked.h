@@ -169,6 +169,33 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
     }
 }
 
+/* The body of a GEMM entry (g: its arguments, with m, n, k): as many threads as the
+ * flops pay for (fnn_gemm_flops_per_thread), at most num_threads, on the tm x tn grid of
+ * rectangles fnn_gemm_grid picks, each run by RUN(variant, g, m0, m1, n0, n1) on its own
+ * thread.  Returns 0, or -1 when a part could not allocate its scratch. */
+#define FNN_GEMM_ON_GRID(RUN, IS_DOUBLE)                                                  \
+    ptrdiff_t mr, nr;                                                                     \
+    int tm, tn, threads, failed = 0;                                                      \
+    double flops = 2.0 * (double)g->m * (double)g->n * (double)(g->k > 0 ? g->k : 1);     \
+    if (g->m <= 0 || g->n <= 0) return 0;                                                 \
+    variant = fnn_gemm_variant(variant);                                                  \
+    fnn_gemm_tile(variant, IS_DOUBLE, &mr, &nr);                                          \
+    threads = (int)(flops / fnn_gemm_flops_per_thread);                                   \
+    threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);          \
+    fnn_gemm_grid(g->m, g->n, mr, nr, threads, &tm, &tn);                                 \
+    if (tm * tn == 1) return RUN(variant, g, 0, g->m, 0, g->n);                           \
+    _Pragma("omp parallel for schedule(static) num_threads(tm * tn) reduction(|: failed)") \
+    for (int part = 0; part < tm * tn; ++part) {                                          \
+        int r = part / tn, c = part % tn;                                                 \
+        ptrdiff_t row_tiles = (g->m + mr - 1) / mr, col_tiles = (g->n + nr - 1) / nr;     \
+        ptrdiff_t m0 = row_tiles * r / tm * mr, m1 = row_tiles * (r + 1) / tm * mr;       \
+        ptrdiff_t n0 = col_tiles * c / tn * nr, n1 = col_tiles * (c + 1) / tn * nr;       \
+        m1 = m1 < g->m ? m1 : g->m;                                                       \
+        n1 = n1 < g->n ? n1 : g->n;                                                       \
+        if (m0 < m1 && n0 < n1) failed |= RUN(variant, g, m0, m1, n0, n1) != 0;          \
+    }                                                                                     \
+    return failed ? -1 : 0;
+
 #if FNN_X86
 #define FNN_GEMM_X86_CASES(M)                                                             \
     case FNN_GEMM_AVX2: return fnn_gemm_path_##M##_avx2(g, m0, m1, n0, n1);               \
@@ -193,28 +220,7 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
     }                                                                                     \
                                                                                           \
     static int fnn_gemm_##M(const fnn_gemm_args* g, int num_threads, int variant) {      \
-        ptrdiff_t mr, nr;                                                                 \
-        int tm, tn, threads, failed = 0;                                                  \
-        double flops = 2.0 * (double)g->m * (double)g->n * (double)(g->k > 0 ? g->k : 1); \
-        if (g->m <= 0 || g->n <= 0) return 0;                                             \
-        variant = fnn_gemm_variant(variant);                                              \
-        fnn_gemm_tile(variant, IS_DOUBLE, &mr, &nr);                                      \
-        threads = (int)(flops / fnn_gemm_flops_per_thread);                               \
-        threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);      \
-        fnn_gemm_grid(g->m, g->n, mr, nr, threads, &tm, &tn);                             \
-        if (tm * tn == 1) return fnn_gemm_run_##M(variant, g, 0, g->m, 0, g->n);          \
-        _Pragma("omp parallel for schedule(static) num_threads(tm * tn) reduction(|: failed)") \
-        for (int part = 0; part < tm * tn; ++part) {                                      \
-            int r = part / tn, c = part % tn;                                             \
-            ptrdiff_t row_tiles = (g->m + mr - 1) / mr, col_tiles = (g->n + nr - 1) / nr; \
-            ptrdiff_t m0 = row_tiles * r / tm * mr, m1 = row_tiles * (r + 1) / tm * mr;   \
-            ptrdiff_t n0 = col_tiles * c / tn * nr, n1 = col_tiles * (c + 1) / tn * nr;   \
-            m1 = m1 < g->m ? m1 : g->m;                                                   \
-            n1 = n1 < g->n ? n1 : g->n;                                                   \
-            if (m0 < m1 && n0 < n1)                                                       \
-                failed |= fnn_gemm_run_##M(variant, g, m0, m1, n0, n1) != 0;              \
-        }                                                                                 \
-        return failed ? -1 : 0;                                                           \
+        FNN_GEMM_ON_GRID(fnn_gemm_run_##M, IS_DOUBLE)                                     \
     }                                                                                     \
                                                                                           \
     static void fnn_epilogue_rows_##M(int variant, const fnn_epilogue* e, T* out,         \
@@ -270,28 +276,7 @@ FNN_DEFINE_GEMM(double, f64, 1)
                                                                                           \
     static int fnn_gemm_mapped_##M(const fnn_gemm_mapped_args* g, int num_threads,       \
                                    int variant) {                                         \
-        ptrdiff_t mr, nr;                                                                 \
-        int tm, tn, threads, failed = 0;                                                  \
-        double flops = 2.0 * (double)g->m * (double)g->n * (double)(g->k > 0 ? g->k : 1); \
-        if (g->m <= 0 || g->n <= 0) return 0;                                             \
-        variant = fnn_gemm_variant(variant);                                              \
-        fnn_gemm_tile(variant, IS_DOUBLE, &mr, &nr);                                      \
-        threads = (int)(flops / fnn_gemm_flops_per_thread);                               \
-        threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);      \
-        fnn_gemm_grid(g->m, g->n, mr, nr, threads, &tm, &tn);                             \
-        if (tm * tn == 1) return fnn_gemm_mapped_run_##M(variant, g, 0, g->m, 0, g->n);   \
-        _Pragma("omp parallel for schedule(static) num_threads(tm * tn) reduction(|: failed)") \
-        for (int part = 0; part < tm * tn; ++part) {                                      \
-            int r = part / tn, c = part % tn;                                             \
-            ptrdiff_t row_tiles = (g->m + mr - 1) / mr, col_tiles = (g->n + nr - 1) / nr; \
-            ptrdiff_t m0 = row_tiles * r / tm * mr, m1 = row_tiles * (r + 1) / tm * mr;   \
-            ptrdiff_t n0 = col_tiles * c / tn * nr, n1 = col_tiles * (c + 1) / tn * nr;   \
-            m1 = m1 < g->m ? m1 : g->m;                                                   \
-            n1 = n1 < g->n ? n1 : g->n;                                                   \
-            if (m0 < m1 && n0 < n1)                                                       \
-                failed |= fnn_gemm_mapped_run_##M(variant, g, m0, m1, n0, n1) != 0;       \
-        }                                                                                 \
-        return failed ? -1 : 0;                                                           \
+        FNN_GEMM_ON_GRID(fnn_gemm_mapped_run_##M, IS_DOUBLE)                              \
     }
 
 FNN_DEFINE_GEMM_MAPPED(f32, 0)

@@ -188,13 +188,11 @@ def test_every_memory_layout(engine, dtype, rng):
                 np.testing.assert_array_equal(x, x0)
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("shape", [(1, 70, 41), (45, 1, 67), (1, 2100, 9), (1, 1, 33)])
-def test_thin_products_every_layout_and_epilogue(shape, threads, dtype, rng):
-    """One row or one column of result (dot products along contiguous lines, sums of
-    scaled lines, or plain loops, by the operands' strides) in every transpose and memory
-    layout, split over threads, with beta * c and the fused epilogues."""
+def _check_layouts_and_epilogues(shape, threads, variant, dtype, rng):
+    """Every transpose and memory layout of a and b (layouts paired off by one), with
+    beta * c, the fused bias + tanh and the fused relu' derivative."""
     m, n, kk = shape
+    code = k.VARIANTS[variant]
     for trans_a, trans_b in itertools.product((False, True), repeat=2):
         a0, b0 = _operands(rng, m, n, kk, trans_a, trans_b, dtype)
         c = rng.standard_normal((m, n)).astype(dtype)
@@ -204,14 +202,23 @@ def test_thin_products_every_layout_and_epilogue(shape, threads, dtype, rng):
         for i in range(len(la_s)):
             (la, a), (lb, b) = la_s[i], lb_s[(i + 1) % len(lb_s)]
             what = f"{trans_a}{trans_b} a {la}, b {lb}"
-            got = k.blocked(a, b, c, 0.5, 2.0, trans_a, trans_b, 0, None, None, threads)
+            got = k.blocked(a, b, c, 0.5, 2.0, trans_a, trans_b, 0, None, None, threads, code)
             assert_close(got, _want(a0, b0, trans_a, trans_b, 0.5, 2.0, c), dtype, what=what)
-            got = k.blocked(a, b, None, 1.0, 0.0, trans_a, trans_b, 3, bias, None, threads)
+            got = k.blocked(a, b, None, 1.0, 0.0, trans_a, trans_b, 3, bias, None, threads, code)
             pre = _want(a0, b0, trans_a, trans_b) + bias
             assert_close(got, np.tanh(pre), dtype, what=what + " tanh(. + bias)")
-            got = k.blocked(a, b, None, 1.0, 0.0, trans_a, trans_b, 1, None, u, threads)
+            got = k.blocked(a, b, None, 1.0, 0.0, trans_a, trans_b, 1, None, u, threads, code)
             want = _want(a0, b0, trans_a, trans_b) * (u > 0)
             assert_close(got, want, dtype, what=what + " * relu'(u)")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 70, 41), (45, 1, 67), (1, 2100, 9), (1, 1, 33)])
+def test_thin_products_every_layout_and_epilogue(shape, threads, dtype, rng):
+    """One row or one column of result (dot products along contiguous lines, sums of
+    scaled lines, or plain loops, by the operands' strides) in every transpose and memory
+    layout, split over threads, with beta * c and the fused epilogues."""
+    _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -222,61 +229,7 @@ def test_few_row_products_every_layout_and_epilogue(shape, threads, variant, dty
     the reduction kept in the tile sums between row tiles, columns past the last whole
     strip on the packed path) in every transpose and memory layout, with beta * c and
     the fused epilogues."""
-    m, n, kk = shape
-    for trans_a, trans_b in itertools.product((False, True), repeat=2):
-        a0, b0 = _operands(rng, m, n, kk, trans_a, trans_b, dtype)
-        c = rng.standard_normal((m, n)).astype(dtype)
-        bias = rng.standard_normal(n).astype(dtype)
-        u = rng.standard_normal((m, n)).astype(dtype)
-        for (la, a), (lb, b) in zip(layouts(a0), layouts(b0)):
-            what = f"{trans_a}{trans_b} a {la}, b {lb}"
-            got = k.blocked(
-                a,
-                b,
-                c,
-                0.5,
-                2.0,
-                trans_a,
-                trans_b,
-                0,
-                None,
-                None,
-                threads,
-                variant=k.VARIANTS[variant],
-            )
-            assert_close(got, _want(a0, b0, trans_a, trans_b, 0.5, 2.0, c), dtype, what=what)
-            got = k.blocked(
-                a,
-                b,
-                None,
-                1.0,
-                0.0,
-                trans_a,
-                trans_b,
-                1,
-                bias,
-                None,
-                threads,
-                variant=k.VARIANTS[variant],
-            )
-            pre = _want(a0, b0, trans_a, trans_b) + bias
-            assert_close(got, np.maximum(pre, 0), dtype, what=what + " relu(. + bias)")
-            got = k.blocked(
-                a,
-                b,
-                None,
-                1.0,
-                0.0,
-                trans_a,
-                trans_b,
-                3,
-                None,
-                u,
-                threads,
-                variant=k.VARIANTS[variant],
-            )
-            want = _want(a0, b0, trans_a, trans_b) * (1 - np.tanh(u.astype(np.float64)) ** 2)
-            assert_close(got, want, dtype, what=what + " * tanh'(u)")
+    _check_layouts_and_epilogues(shape, threads, variant, dtype, rng)
 
 
 @pytest.mark.parametrize("engine", ["blocked", "blas"])
