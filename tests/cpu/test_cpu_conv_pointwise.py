@@ -90,11 +90,12 @@ def test_smallest_column_blocks(rng, dtype, pointwise_first, monkeypatch):
     "dims",
     [
         (2, 300, 5, (3, 4), 1),  # a reduction of several slices
+        (3, 700, 11, (5, 3), 1),  # three slices: partial sums staged between them
         (1, 4, 150, (5, 5), 1),  # more output channels than one block of rows
         (3, 333, 7, (7, 7), 2),  # the weight gradient reduces over slices of images
         (2, 6, 9, (1, 1), 1),  # one position per image
     ],
-    ids=["long-reduction", "many-rows", "strided-long", "one-position"],
+    ids=["long-reduction", "three-slices", "many-rows", "strided-long", "one-position"],
 )
 def test_blocks_of_the_reduction_and_rows(rng, dtype, pointwise_first, dims):
     n, c, k, size, stride = dims
