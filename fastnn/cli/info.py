@@ -79,11 +79,21 @@ def collect() -> dict:
             family: {"level": level, "chosen_by": how}
             for family, (level, how) in _isa.report().items()
         },
+        "gemm_tile": _gemm_tile(),
         "autotune": {
             "enabled": fastnn._autotune.autotune_enabled(),
             "cache": str(fastnn._autotune.cache_path()),
         },
     }
+
+
+def _gemm_tile() -> dict:
+    """The blocked GEMM's AVX-512 tile speed: the 3-vector tile's time per multiply-add
+    relative to the 2-vector tile's, and how it was set."""
+    from fastnn._backends.cpu import _gemm
+
+    ratio, how = _gemm.tile_speed()
+    return {"t48_time": round(ratio, 4), "chosen_by": how}
 
 
 def _backend_rows():
@@ -129,6 +139,12 @@ def run(args: argparse.Namespace) -> int:
     isa = info["kernel_isa"]
     levels = ", ".join(f"{f} {row['level']} ({row['chosen_by']})" for f, row in isa.items())
     print(f"kernel instruction sets: {levels}")
+    tile = info["gemm_tile"]
+    print(
+        "gemm register tiles at AVX-512: 8 rows x 3 vectors at "
+        f"{tile['t48_time']:.2f}x the time per multiply-add of 8 x 2 ({tile['chosen_by']}); "
+        "each product takes the faster for its width"
+    )
     tuning = info["autotune"]
     state = "on" if tuning["enabled"] else "off (FASTNN_AUTOTUNE=0 or fastnn.autotune(False))"
     print(f"autotune: {state}; cache {tuning['cache']}")

@@ -28,6 +28,8 @@ from col2im cimport col2im_tile
 from conv_shape cimport ConvShape, ceil_div, make_shape, shape_from, split_channel_item
 from im2col cimport im2col_tile
 
+include "gemm_tuning.pxi"  # set_t48_time, t48_time
+
 cdef extern from "conv_epilogue.h" nogil:
     void fnn_conv_rows_f32(int act, float* y, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ld,
                            const float* bias)

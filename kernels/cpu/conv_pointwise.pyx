@@ -22,6 +22,8 @@ from gemm_blocked cimport (
     fnn_map_make,
 )
 
+include "gemm_tuning.pxi"  # set_t48_time, t48_time
+
 
 cdef int _run(fnn_gemm_mapped_args* g, int threads, int variant, bint is_float) noexcept nogil:
     if is_float:

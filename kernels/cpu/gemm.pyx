@@ -43,7 +43,11 @@ from gemm_blocked cimport (
     FNN_GEMM_AVX2,
     FNN_GEMM_AVX512,
     FNN_GEMM_WIDE_GENERIC,
+    FNN_GEMM_AVX512_T32,
+    FNN_GEMM_AVX512_T48,
 )
+
+include "gemm_tuning.pxi"  # set_t48_time, t48_time
 
 #: Instruction-set variants of the blocked GEMM, for tests and benchmarks.
 VARIANTS = {
@@ -52,6 +56,8 @@ VARIANTS = {
     "avx2": FNN_GEMM_AVX2,
     "avx512": FNN_GEMM_AVX512,
     "wide-generic": FNN_GEMM_WIDE_GENERIC,
+    "avx512-t32": FNN_GEMM_AVX512_T32,  # AVX-512 with one register tile, forced
+    "avx512-t48": FNN_GEMM_AVX512_T48,
 }
 _VARIANT_NAMES = {code: name for name, code in VARIANTS.items()}
 

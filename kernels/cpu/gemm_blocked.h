@@ -18,7 +18,10 @@
  * Variants (gemm_blocked_impl.h instantiated per dtype): generic (portable baseline,
  * 32-byte vectors lowered to whatever the CPU has), avx2 (AVX2 + FMA), avx512
  * (AVX-512F, 64-byte vectors) and wide-generic (the avx512 tile shape compiled for the
- * baseline: lets the tests check that tile shape on a machine without AVX-512).
+ * baseline: lets the tests check that tile shape on a machine without AVX-512).  At
+ * AVX-512 there are two register tiles, 2 and 3 vectors wide (avx512-t32, avx512-t48 for
+ * float): the avx512 variant takes, per product, the one that the measured speed of
+ * each tile and the padding of the last column tile say is faster (fnn_gemm_pick_tile).
  *
  * Paths (gemm_blocked_impl.h, per part of the result): a short reduction (k up to the
  * measured fnn_gemm_short_k) unpacked; one row or one column of result (a matrix-vector
@@ -66,8 +69,10 @@ enum {
     FNN_GEMM_AUTO = -1,
     FNN_GEMM_GENERIC = 0,
     FNN_GEMM_AVX2 = 1,
-    FNN_GEMM_AVX512 = 2,
+    FNN_GEMM_AVX512 = 2, /* the 2-vector tile, or the 3-vector one: fnn_gemm_pick_tile */
     FNN_GEMM_WIDE_GENERIC = 3,
+    FNN_GEMM_AVX512_T32 = 4, /* AVX-512 with the 2-vector tile only */
+    FNN_GEMM_AVX512_T48 = 5, /* AVX-512 with the 3-vector tile only */
 };
 
 /* What the micro-kernel does with its tile (see gemm_blocked_impl.h). */
@@ -82,9 +87,24 @@ static double fnn_gemm_flops_per_thread = (double)(1 << 21);
  * gemm.py replaces with the longest k at which the unpacked path measured faster. */
 static ptrdiff_t fnn_gemm_short_k = 1;
 
+/* Time per multiply-add of AVX-512's 3-vector tile relative to its 2-vector tile on a
+ * large product: a prior of 1 (the wider tile only where it pads less), which gemm.py
+ * replaces with this CPU's measurement (gemm.pyx: set_t48_time). */
+static double fnn_gemm_t48_time = 1.0;
+/* Reductions shorter than this keep the 2-vector tile: a short reduction is bound by
+ * storing tiles, and the wider tile stores more per step (1024 x 1024 x 7 ran 1.2x
+ * slower on it). */
+#define FNN_GEMM_T48_MIN_K 32
+
 /* ---- instantiations: tile shapes and cache blocks per dtype and instruction set ---- */
 /* Register tiles of 2 vectors by FNN_MR rows: 6 rows (12 accumulators) where there are
- * 16 vector registers; 8 rows (16 accumulators) at AVX-512, which has 32.  Paired A/B
+ * 16 vector registers; 8 rows (16 accumulators) at AVX-512, which has 32, and there also
+ * 3 vectors by 8 rows (24 accumulators; per step of the reduction 11 loads feed 24
+ * multiply-adds instead of 10 loads 16): on the Xeon below, a lone micro-kernel ran
+ * 168-172 GFLOP/s with it against 149 with 2 vectors, and whole products of 1024^3,
+ * 128 x 3136 x 576 and 64 x 784 x 300 took 0.88-0.94x the time; but 64 columns fill two
+ * 48-wide tiles to 67% (1024 x 64 x 64: 1.28x the time).  Which tile runs is chosen per
+ * product from the measured speed of both (fnn_gemm_pick_tile).  Paired A/B
  * of builds loaded side by side in one process (lscpu "Intel(R) Xeon(R) Processor @
  * 2.80GHz", 2 threads, median of 15 alternating rounds), time 8 rows / 6 rows:
  * 1024x64x64 0.85, 64x257x257 0.90, 64x784x300 0.91, 256x1024x1024 0.90, 512x392x2048
@@ -97,6 +117,7 @@ static ptrdiff_t fnn_gemm_short_k = 1;
 #define FNN_MR 6
 #define FNN_NV 2
 #define FNN_GEMM_MR_AVX512 8
+#define FNN_GEMM_NV_T48 3
 #define FNN_KC 256
 #define FNN_GEMM_MC_f32 144
 #define FNN_GEMM_MC_f64 72
@@ -113,6 +134,9 @@ static ptrdiff_t fnn_gemm_short_k = 1;
 #define FNN_GEMM_ATTR_avx512 FNN_TARGET_AVX512
 #define FNN_GEMM_VBYTES_avx512 64
 #define FNN_GEMM_NC_avx512 4064
+#define FNN_GEMM_ATTR_avx512t48 FNN_TARGET_AVX512
+#define FNN_GEMM_VBYTES_avx512t48 64
+#define FNN_GEMM_NC_avx512t48 4080
 
 #define FNN_GEMM_LEVEL generic
 #include "gemm_blocked_types.h"
@@ -125,26 +149,45 @@ static ptrdiff_t fnn_gemm_short_k = 1;
 #define FNN_MR FNN_GEMM_MR_AVX512
 #define FNN_GEMM_LEVEL avx512
 #include "gemm_blocked_types.h"
+#undef FNN_NV
+#define FNN_NV FNN_GEMM_NV_T48
+#define FNN_GEMM_LEVEL avx512t48
+#include "gemm_blocked_types.h"
 #endif
 #undef FNN_MR
 #undef FNN_NV
 #undef FNN_KC
 
-/* The variant to run: the requested one if this CPU can, else the best it can. */
+/* The variant to run: the requested one if this CPU can, else the best it can.  A
+ * forced AVX-512 tile comes back as the variant that runs it (avx512-t32: avx512). */
 static int fnn_gemm_variant(int requested) {
     int best = fnn_cpu_has_avx512() ? FNN_GEMM_AVX512
              : fnn_cpu_has_avx2()   ? FNN_GEMM_AVX2
                                     : FNN_GEMM_GENERIC;
     if (requested == FNN_GEMM_GENERIC || requested == FNN_GEMM_WIDE_GENERIC) return requested;
     if (requested == FNN_GEMM_AVX2 && best >= FNN_GEMM_AVX2) return requested;
+    if (requested == FNN_GEMM_AVX512_T48 && best == FNN_GEMM_AVX512) return requested;
     return best;
 }
 
 /* Tile shape (rows, columns) of a variant. */
 static void fnn_gemm_tile(int variant, int is_double, ptrdiff_t* mr, ptrdiff_t* nr) {
-    int wide = variant == FNN_GEMM_AVX512 || variant == FNN_GEMM_WIDE_GENERIC;
-    *mr = variant == FNN_GEMM_AVX512 ? FNN_GEMM_MR_AVX512 : 6;
-    *nr = (wide ? 64 : 32) / (is_double ? 8 : 4) * 2;
+    int wide = variant == FNN_GEMM_AVX512 || variant == FNN_GEMM_WIDE_GENERIC ||
+               variant == FNN_GEMM_AVX512_T48;
+    *mr = variant == FNN_GEMM_AVX512 || variant == FNN_GEMM_AVX512_T48 ? FNN_GEMM_MR_AVX512 : 6;
+    *nr = (wide ? 64 : 32) / (is_double ? 8 : 4) *
+          (variant == FNN_GEMM_AVX512_T48 ? FNN_GEMM_NV_T48 : 2);
+}
+
+/* The AVX-512 tile for a product of n columns and a reduction of k: the 3-vector one
+ * where its predicted time, the columns it computes (n rounded up to its width) times its
+ * measured time per multiply-add (fnn_gemm_t48_time), beats the 2-vector tile's. */
+static int fnn_gemm_pick_tile(ptrdiff_t n, ptrdiff_t k, int is_double) {
+    ptrdiff_t narrow = is_double ? 16 : 32, wide = narrow / 2 * FNN_GEMM_NV_T48;
+    double w_narrow = (double)((n + narrow - 1) / narrow * narrow);
+    double w_wide = (double)((n + wide - 1) / wide * wide);
+    if (k < FNN_GEMM_T48_MIN_K) return FNN_GEMM_AVX512;
+    return w_wide * fnn_gemm_t48_time < w_narrow ? FNN_GEMM_AVX512_T48 : FNN_GEMM_AVX512;
 }
 
 /* Choose the thread grid tm x tn (tm * tn <= threads) that minimises one thread's cost:
@@ -176,9 +219,12 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
 #define FNN_GEMM_ON_GRID(RUN, IS_DOUBLE)                                                  \
     ptrdiff_t mr, nr;                                                                     \
     int tm, tn, threads, failed = 0;                                                      \
+    int pick_tile = variant == FNN_GEMM_AUTO || variant == FNN_GEMM_AVX512;               \
     double flops = 2.0 * (double)g->m * (double)g->n * (double)(g->k > 0 ? g->k : 1);     \
     if (g->m <= 0 || g->n <= 0) return 0;                                                 \
     variant = fnn_gemm_variant(variant);                                                  \
+    if (pick_tile && variant == FNN_GEMM_AVX512)                                          \
+        variant = fnn_gemm_pick_tile(g->n, g->k, IS_DOUBLE);                              \
     fnn_gemm_tile(variant, IS_DOUBLE, &mr, &nr);                                          \
     threads = (int)(flops / fnn_gemm_flops_per_thread);                                   \
     threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);          \
@@ -199,7 +245,8 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
 #if FNN_X86
 #define FNN_GEMM_X86_CASES(M)                                                             \
     case FNN_GEMM_AVX2: return fnn_gemm_path_##M##_avx2(g, m0, m1, n0, n1);               \
-    case FNN_GEMM_AVX512: return fnn_gemm_path_##M##_avx512(g, m0, m1, n0, n1);
+    case FNN_GEMM_AVX512: return fnn_gemm_path_##M##_avx512(g, m0, m1, n0, n1);           \
+    case FNN_GEMM_AVX512_T48: return fnn_gemm_path_##M##_avx512t48(g, m0, m1, n0, n1);
 #define FNN_EPI_X86_CASES(M)                                                              \
     case FNN_GEMM_AVX2: fnn_epilogue_block_##M##_avx2(e, out, ldo, i0, 0, rows, n); return; \
     case FNN_GEMM_AVX512: fnn_epilogue_block_##M##_avx512(e, out, ldo, i0, 0, rows, n); return;
@@ -256,7 +303,9 @@ FNN_DEFINE_GEMM(double, f64, 1)
 #if FNN_X86
 #define FNN_GEMM_MAPPED_X86_CASES(M)                                                      \
     case FNN_GEMM_AVX2: return fnn_gemm_mapped_part_##M##_avx2(g, m0, m1, n0, n1);        \
-    case FNN_GEMM_AVX512: return fnn_gemm_mapped_part_##M##_avx512(g, m0, m1, n0, n1);
+    case FNN_GEMM_AVX512: return fnn_gemm_mapped_part_##M##_avx512(g, m0, m1, n0, n1);   \
+    case FNN_GEMM_AVX512_T48:                                                             \
+        return fnn_gemm_mapped_part_##M##_avx512t48(g, m0, m1, n0, n1);
 #else
 #define FNN_GEMM_MAPPED_X86_CASES(M)
 #endif

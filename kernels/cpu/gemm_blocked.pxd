@@ -5,6 +5,7 @@
 cdef extern from "gemm_blocked.h" nogil:
     double fnn_gemm_flops_per_thread
     Py_ssize_t fnn_gemm_short_k
+    double fnn_gemm_t48_time
     ctypedef struct fnn_epilogue:
         int act
         int derivative
@@ -57,4 +58,4 @@ cdef extern from "gemm_blocked.h" nogil:
     int fnn_gemm_mapped_f64(const fnn_gemm_mapped_args* g, int num_threads, int variant)
     int fnn_gemm_variant(int requested)
     int FNN_GEMM_AUTO, FNN_GEMM_GENERIC, FNN_GEMM_AVX2, FNN_GEMM_AVX512
-    int FNN_GEMM_WIDE_GENERIC
+    int FNN_GEMM_WIDE_GENERIC, FNN_GEMM_AVX512_T32, FNN_GEMM_AVX512_T48

@@ -15,6 +15,7 @@ from fastnn import _isa
 from fastnn._backends.cpu import _conv_im2col, _conv_pointwise
 from fastnn._backends.cpu import conv as cpu_conv
 from fastnn._backends.cpu._conv_choice import ranked
+from fastnn.kernels.cpu import conv_pointwise as _pointwise_kernels
 from tests.utils import assert_close, layouts
 
 NAME = _conv_im2col.BLOCKED_GEMM
@@ -98,6 +99,25 @@ def test_smallest_column_blocks(rng, dtype, pointwise_first, monkeypatch):
     ids=["long-reduction", "three-slices", "many-rows", "strided-long", "one-position"],
 )
 def test_blocks_of_the_reduction_and_rows(rng, dtype, pointwise_first, dims):
+    check_layer(rng, dtype, dims)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 2.0], ids=["wide-tile", "narrow-tile"])
+def test_both_register_tiles(rng, dtype, pointwise_first, ratio):
+    """At AVX-512 each product runs on the 2- or the 3-vector register tile, by the
+    measured speed of the two (set_t48_time): forced each way, on layers whose every
+    pass reduces far enough for either (elsewhere both tiles give the same results)."""
+    previous = _pointwise_kernels.t48_time()
+    _pointwise_kernels.set_t48_time(ratio)
+    try:
+        for dims in [(2, 40, 50, (5, 7), 1), (3, 64, 33, (6, 6), 2), (1, 300, 100, (7, 7), 1)]:
+            check_layer(rng, dtype, dims)
+    finally:
+        _pointwise_kernels.set_t48_time(previous)
+
+
+def check_layer(rng, dtype, dims):
+    """Forward with bias + relu and every gradient of one layer against the reference."""
     n, c, k, size, stride = dims
     x = rng.standard_normal((n, c, *size)).astype(dtype)
     w = rng.standard_normal((k, c, 1, 1)).astype(dtype)

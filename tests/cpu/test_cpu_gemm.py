@@ -23,8 +23,10 @@ from tests.utils import (
 )
 
 #: Variants runnable anywhere: "auto" is the best this CPU has; "generic" the portable
-#: build; "wide-generic" the AVX-512 tile shape compiled for the baseline.
-VARIANTS = ["auto", "generic", "wide-generic"]
+#: build; "wide-generic" the AVX-512 tile shape compiled for the baseline; "avx512-t32"
+#: and "avx512-t48" the two AVX-512 register tiles, forced (the best this CPU has where it
+#: lacks AVX-512).
+VARIANTS = ["auto", "generic", "wide-generic", "avx512-t32", "avx512-t48"]
 #: (m, n, k): tiny, odd, wider than a tile, deeper than a K block (256), taller than an
 #: M block (144 / 72 rows), one wider than an N block (4080 columns), and thin products
 #: (one row or one column of result: the matrix-vector path).

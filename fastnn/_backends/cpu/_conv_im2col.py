@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import _isa
-from fastnn._backends.cpu import _conv_plan, _conv_pointwise, _outputs
+from fastnn._backends.cpu import _conv_plan, _conv_pointwise, _gemm, _outputs
 from fastnn._threads import limit_blas_threads
 from fastnn.kernels.cpu import conv_im2col as _k
 
@@ -28,8 +28,11 @@ _BLAS = -2
 def engine(name: str) -> int:
     """The GEMM engine code for algorithm ``name``: BLAS for "im2col", the blocked
     kernel's measured instruction-set variant (fastnn._isa, family "gemm") for
-    :data:`BLOCKED_GEMM`."""
-    return _isa.level_code("gemm") if name == BLOCKED_GEMM else _BLAS
+    :data:`BLOCKED_GEMM` (calibrated first: the tile speeds it picks its tile by)."""
+    if name != BLOCKED_GEMM:
+        return _BLAS
+    _gemm.ensure_calibrated()
+    return _isa.level_code("gemm")
 
 
 def forward(

@@ -11,6 +11,7 @@ backprop wrappers use.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 from collections.abc import Iterator
 
@@ -55,11 +56,15 @@ def calibrate(force: bool = False) -> float:
       single-thread time and costs one fork-join, so it pays from
       ``2 * fork_join * rate`` (rate: one thread's blocked-GEMM FLOP/s on a 96^3
       product), clamped to FLOPS_PER_THREAD_RANGE;
-    - the longest reduction the unpacked path runs (:func:`_measure_short_k`).
+    - the longest reduction the unpacked path runs (:func:`_measure_short_k`);
+    - at AVX-512, the speed of the 3-vector register tile against the 2-vector one
+      (:func:`_t48_time`: measured once per CPU and build, then read from the autotune
+      cache), which decides the tile of each product.
 
-    Together a few milliseconds.  Returns the flops per thread.  While other processes
-    hold CPUs (and unless ``force``), nothing is measured (a fork-join timed then measures
-    them): the kernel's defaults stay, and :func:`matmul` tries again a second later.
+    Together a few milliseconds (the tile speed a few more, the first time).  Returns the
+    flops per thread.  While other processes hold CPUs (and unless ``force``), nothing is
+    measured (a fork-join timed then measures them): the kernel's defaults stay, and
+    :func:`matmul` tries again a second later.
     """
     global _calibrated, _next_try
     if not force and _threads.others_busy(get_num_threads()):
@@ -75,10 +80,72 @@ def calibrate(force: bool = False) -> float:
     flops = min(high, max(low, 2.0 * overhead * rate))
     _k.set_flops_per_thread(flops)
     _k.set_short_k(_measure_short_k(level))
+    ratio = _t48_time(level)
+    for module in TILE_MODULES:
+        importlib.import_module(f"fastnn.kernels.cpu.{module}").set_t48_time(ratio)
     _plain_memo.clear()  # their runners split work by the old threshold
     for hook in CALIBRATION_HOOKS:
         hook(flops, _k.short_k())
     return flops
+
+
+def ensure_calibrated() -> None:
+    """:func:`calibrate` unless this process has (or a try put off on a busy machine
+    is not due yet): for every caller of the blocked GEMM, before its first product."""
+    if not _calibrated and time.monotonic() >= _next_try:
+        calibrate()
+
+
+#: The kernel modules that compile the blocked GEMM in, each with its own copy of the
+#: tile speed (kernels/cpu/gemm_tuning.pxi).
+TILE_MODULES = ("gemm", "conv_pointwise", "conv_im2col")
+#: The autotune cache's key for the tile speed (the cache adds the CPU model and build).
+T48_KEY = "gemm:t48-time"
+#: Bounds of a believable tile speed ratio.
+T48_RANGE = (0.5, 2.0)
+#: How the tile speed in force was set (see :func:`tile_speed`).
+_t48_source = "prior"
+
+
+def _t48_time(level: int) -> float:
+    """Time per multiply-add of AVX-512's 3-vector register tile relative to its
+    2-vector tile: both timed on one thread, alternately, on a 192 x 960 x 256 product
+    (whole tiles of either width), once per CPU and build (the autotune cache keeps it).
+    1.0, the prior (each product then takes the tile that pads its columns less), where
+    the AVX-512 kernel does not run or autotuning is off."""
+    global _t48_source
+    if _k.variant_name(level) != "avx512":
+        _t48_source = "unused (no AVX-512 kernel)"
+        return 1.0
+    known = _autotune.lookup(T48_KEY)
+    if known is not None:
+        with contextlib.suppress(ValueError):
+            _t48_source = "cached"
+            return float(known)
+    if not _autotune.autotune_enabled():
+        _t48_source = "prior"
+        return 1.0
+    a = np.ones((192, 256), dtype=np.float32)
+    b = np.ones((256, 960), dtype=np.float32)
+    best = {}
+    for _ in range(3):
+        for name in ("avx512-t32", "avx512-t48"):
+            args = (a, b, None, 1.0, 0.0, False, False, 0, None, None, 1, _k.VARIANTS[name])
+            took = best_seconds(lambda args=args: _k.blocked(*args), warm_up=True)
+            best[name] = min(took, best.get(name, float("inf")))
+    low, high = T48_RANGE
+    ratio = min(high, max(low, best["avx512-t48"] / best["avx512-t32"]))
+    _autotune.store(T48_KEY, f"{ratio:.4f}")
+    _t48_source = "measured"
+    return ratio
+
+
+def tile_speed() -> tuple[float, str]:
+    """The time per multiply-add of the 3-vector tile relative to the 2-vector one, and
+    how it was set ("measured", "cached", "prior", or unused), calibrating first (for
+    ``fastnn info``)."""
+    ensure_calibrated()
+    return _k.t48_time(), _t48_source
 
 
 #: Reduction lengths the unpacked-path measurement tries, shortest first.
@@ -394,8 +461,7 @@ def matmul(
     k = a.shape[0] if trans_a else a.shape[1]
     n = b.shape[0] if trans_b else b.shape[1]
     threads = team_size()
-    if not _calibrated and time.monotonic() >= _next_try:
-        calibrate()
+    ensure_calibrated()
     epilogue = act != 0 or bias is not None or u is not None
     args = (a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads)
     if _forced[0] is None:
