@@ -3,7 +3,7 @@ and inference with ``fuse=True``.
 
     env -u OPENBLAS_CORETYPE fastnn bench --table torch-patch \\
         [--models resnet18,mobilenet_v2,vgg11,squeezenet1_1,resnet50] [--batch 8]
-        [--size 224] [--threads 2] [--modes infer,train,fused] [--budget 2] [--repeats 5]
+        [--size 224] [--threads 2] [--modes infer,train,fused] [--budget 6] [--repeats 9]
         [--shares] [--dtype float32] [--cache PATH]
 
 Models are torchvision's own definitions (``pip install --no-deps torchvision==0.28.0``;
@@ -43,6 +43,8 @@ from fastnn.bench.timing import TimingPlan, measure
 from fastnn.bench.torchvision_models import torchvision_models
 
 MODELS = ("resnet18", "mobilenet_v2", "vgg11", "squeezenet1_1", "resnet50")
+#: The fewest samples of each implementation in one comparison.
+MIN_SAMPLES = 7
 PROG = "fastnn bench --table torch-patch"
 
 
@@ -261,8 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--modes", default="infer,train,fused")
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds per impl, at most")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=6.0,
+        help="seconds per impl, at most, beyond the fewest samples (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=9, help="the most samples (default: %(default)s)"
+    )
     parser.add_argument("--shares", action="store_true", help="forward time per layer type")
     parser.add_argument("--cache", default="", help="autotune cache file (default: a temp file)")
     args = parser.parse_args(argv)
@@ -275,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     # the timed calls run what a second process would.
     cache = args.cache or tempfile.mkstemp(prefix="fastnn-tune-", suffix=".json")[1]
     fastnn.autotune(True, cache=cache)
-    plan = TimingPlan(budget=args.budget, repeats=args.repeats, min_runs=2)
+    # At least MIN_SAMPLES per pass, however long a step: a training step of ResNet-50
+    # takes ~2 s, and with 2 samples the ratio moved 1.00-1.40x between runs on a 2-vCPU
+    # VM whose speed drifts by 20%; with 7-9 it stayed within a few percent.
+    plan = TimingPlan(
+        budget=args.budget, repeats=args.repeats, min_runs=min(MIN_SAMPLES, args.repeats)
+    )
     print(
         f"torch {torch.__version__}, fastnn {fastnn.__version__}; {args.dtype}, batch "
         f"{args.batch}, {args.threads} thread(s), {cpu_model()}; medians; x = torch / fastnn"
