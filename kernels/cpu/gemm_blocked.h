@@ -98,13 +98,7 @@ static double fnn_gemm_t48_time = 1.0;
 
 /* ---- instantiations: tile shapes and cache blocks per dtype and instruction set ---- */
 /* Register tiles of 2 vectors by FNN_MR rows: 6 rows (12 accumulators) where there are
- * 16 vector registers; 8 rows (16 accumulators) at AVX-512, which has 32, and there also
- * 3 vectors by 8 rows (24 accumulators; per step of the reduction 11 loads feed 24
- * multiply-adds instead of 10 loads 16): on the Xeon below, a lone micro-kernel ran
- * 168-172 GFLOP/s with it against 149 with 2 vectors, and whole products of 1024^3,
- * 128 x 3136 x 576 and 64 x 784 x 300 took 0.88-0.94x the time; but 64 columns fill two
- * 48-wide tiles to 67% (1024 x 64 x 64: 1.28x the time).  Which tile runs is chosen per
- * product from the measured speed of both (fnn_gemm_pick_tile).  Paired A/B
+ * 16 vector registers; 8 rows (16 accumulators) at AVX-512, which has 32.  Paired A/B
  * of builds loaded side by side in one process (lscpu "Intel(R) Xeon(R) Processor @
  * 2.80GHz", 2 threads, median of 15 alternating rounds), time 8 rows / 6 rows:
  * 1024x64x64 0.85, 64x257x257 0.90, 64x784x300 0.91, 256x1024x1024 0.90, 512x392x2048
@@ -112,8 +106,15 @@ static double fnn_gemm_t48_time = 1.0;
  * up to 10% on large products but lost 10-17% to 8 rows wherever the rows are a power
  * of two (64 rows fill 6 tiles of 12: 72).  The row count was chosen on that one CPU;
  * what guards others is the per-CPU measurement of whether AVX-512 runs at all
- * (fastnn._isa, family "gemm").  k blocks of 256, m blocks of 144 floats or 72 doubles
- * (the same bytes; multiples of both row counts). */
+ * (fastnn._isa, family "gemm").
+ * AVX-512 also has a tile of 3 vectors by 8 rows (24 accumulators; per step of the
+ * reduction 11 loads feed 24 multiply-adds instead of 10 loads 16): on the same Xeon a
+ * lone micro-kernel ran 168-172 GFLOP/s with it against 149 with 2 vectors, and whole
+ * products of 1024^3, 128 x 3136 x 576 and 64 x 784 x 300 took 0.88-0.94x the time; but
+ * 64 columns fill two 48-wide tiles to 67% (1024 x 64 x 64: 1.28x the time).  Which of
+ * the two runs is chosen per product from their speed measured on each CPU
+ * (fnn_gemm_pick_tile).  k blocks of 256, m blocks of 144 floats or 72 doubles (the same
+ * bytes; multiples of both row counts). */
 #define FNN_MR 6
 #define FNN_NV 2
 #define FNN_GEMM_MR_AVX512 8

@@ -120,8 +120,9 @@ def _t48_time(level: int) -> float:
     known = _autotune.lookup(T48_KEY)
     if known is not None:
         with contextlib.suppress(ValueError):
+            ratio = float(known)
             _t48_source = "cached"
-            return float(known)
+            return ratio
     if not _autotune.autotune_enabled():
         _t48_source = "prior"
         return 1.0

@@ -285,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache or tempfile.mkstemp(prefix="fastnn-tune-", suffix=".json")[1]
     fastnn.autotune(True, cache=cache)
     # At least MIN_SAMPLES per pass, however long a step: a training step of ResNet-50
-    # takes ~2 s, and with 2 samples the ratio moved 1.00-1.40x between runs on a 2-vCPU
-    # VM whose speed drifts by 20%; with 7-9 it stayed within a few percent.
+    # takes ~2 s, and with 2 samples its ratio read 1.00-1.40x between runs of one build
+    # on a 2-vCPU VM whose speed drifts by 20%; with 7-9 samples, 1.14-1.19x in three runs
+    # (ResNet-18's still 1.10-1.37x: the drift reaches medians of 9 too).
     plan = TimingPlan(
         budget=args.budget, repeats=args.repeats, min_runs=min(MIN_SAMPLES, args.repeats)
     )
