@@ -341,12 +341,103 @@ static FNN_ATTR inline void FNN_FN(fnn_prefetch_next_group)(const fnn_gemm_args*
     }
 }
 
+/* x * y + z rounded once, as the vector loops' contracted multiply-adds round it (a
+ * result must not depend on which loop computed it: the same product in another memory
+ * layout takes another). */
+static FNN_ATTR inline FNN_T FNN_FN(fnn_fma)(FNN_T x, FNN_T y, FNN_T z) {
+    return sizeof(FNN_T) == 4 ? __builtin_fmaf((float)x, (float)y, (float)z)
+                              : (FNN_T)__builtin_fma((double)x, (double)y, (double)z);
+}
+
+/* Rows of out per step of the short path (fnn_gemm_short) and vectors per row: 4 x 4
+ * sums in registers, 4 broadcasts of A and 4 vectors of B feeding 16 multiply-adds. */
+#define FNN_SHORT_ROWS 4
+#define FNN_SHORT_NV 4
+
+/* out[ROW0 + q, J0 + ...] for q < ROWS (<= FNN_SHORT_ROWS) and NV whole vectors of
+ * columns: the k steps summed in registers, then alpha * sum (+ what out holds, with
+ * accumulate) stored once.  B's rows have unit stride. */
+#define FNN_SHORT_TILE(ROW0, ROWS, NV, J0)                                                 \
+    do {                                                                                  \
+        V acc[ROWS][NV];                                                                  \
+        _Pragma("GCC unroll 4") for (int q = 0; q < (ROWS); ++q)                          \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); ++v) acc[q][v] = (V){0};    \
+        for (ptrdiff_t p = 0; p < k; ++p) {                                               \
+            const FNN_T* brow = b + p * g->b_rs + (J0);                                   \
+            V bv[NV];                                                                     \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); ++v)                        \
+                __builtin_memcpy(&bv[v], brow + v * FNN_LANES, sizeof(V));                \
+            _Pragma("GCC unroll 4") for (int q = 0; q < (ROWS); ++q) {                    \
+                const FNN_T coef = a[((ROW0) + q) * g->a_rs + p * g->a_cs];               \
+                _Pragma("GCC unroll 4") for (int v = 0; v < (NV); ++v)                    \
+                    acc[q][v] += coef * bv[v];                                            \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("GCC unroll 4") for (int q = 0; q < (ROWS); ++q) {                        \
+            FNN_T* o = out + ((ROW0) + q) * g->ldo + (J0);                                \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); ++v) {                      \
+                V r = acc[q][v] * alpha;                                                  \
+                if (g->accumulate) {                                                      \
+                    V old;                                                                \
+                    __builtin_memcpy(&old, o + v * FNN_LANES, sizeof(V));                 \
+                    r += old;                                                             \
+                }                                                                         \
+                __builtin_memcpy(o + v * FNN_LANES, &r, sizeof(V));                       \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+/* Rows [i0, i0 + rows) (rows <= FNN_SHORT_ROWS) x columns [n0, n1) of a short product
+ * whose B rows have unit stride: whole tiles of FNN_SHORT_NV vectors, then single
+ * vectors, then the last columns: one vector ending at n1 where that overwrites (and
+ * the part is a vector wide), else one column at a time. */
+static FNN_ATTR void FNN_FN(fnn_short_rows)(const fnn_gemm_args* g, ptrdiff_t i0,
+                                            ptrdiff_t rows, ptrdiff_t n0, ptrdiff_t n1) {
+    typedef FNN_FN(fnn_vec_t) V;
+    const FNN_T* a = (const FNN_T*)g->a;
+    const FNN_T* b = (const FNN_T*)g->b;
+    FNN_T* out = (FNN_T*)g->out;
+    const FNN_T alpha = (FNN_T)g->alpha;
+    const ptrdiff_t k = g->k, wide = FNN_SHORT_NV * FNN_LANES;
+    ptrdiff_t j0 = n0;
+    if (rows == FNN_SHORT_ROWS) {
+        for (; j0 + wide <= n1; j0 += wide) FNN_SHORT_TILE(i0, FNN_SHORT_ROWS, FNN_SHORT_NV, j0);
+        for (; j0 + FNN_LANES <= n1; j0 += FNN_LANES) FNN_SHORT_TILE(i0, FNN_SHORT_ROWS, 1, j0);
+    } else {
+        for (ptrdiff_t i = i0; i < i0 + rows; ++i) {
+            j0 = n0;
+            for (; j0 + wide <= n1; j0 += wide) FNN_SHORT_TILE(i, 1, FNN_SHORT_NV, j0);
+            for (; j0 + FNN_LANES <= n1; j0 += FNN_LANES) FNN_SHORT_TILE(i, 1, 1, j0);
+        }
+    }
+    if (j0 < n1 && n1 - n0 >= FNN_LANES && !g->accumulate) {
+        /* the last columns as one vector ending at n1: it overlaps columns already
+         * stored, which it stores again with the same values */
+        const ptrdiff_t last = n1 - FNN_LANES;
+        if (rows == FNN_SHORT_ROWS)
+            FNN_SHORT_TILE(i0, FNN_SHORT_ROWS, 1, last);
+        else
+            for (ptrdiff_t i = i0; i < i0 + rows; ++i) FNN_SHORT_TILE(i, 1, 1, last);
+        return;
+    }
+    for (ptrdiff_t i = i0; i < i0 + rows; ++i) { /* columns past the last whole vector */
+        FNN_T* o = out + i * g->ldo;
+        for (ptrdiff_t j = j0; j < n1; ++j) {
+            FNN_T sum = 0;
+            for (ptrdiff_t p = 0; p < k; ++p)
+                sum = FNN_FN(fnn_fma)(a[i * g->a_rs + p * g->a_cs], b[p * g->b_rs + j], sum);
+            o[j] = g->accumulate ? o[j] + alpha * sum : alpha * sum;
+        }
+    }
+}
+#undef FNN_SHORT_TILE
+
 /* The rows [m0, m1) x columns [n0, n1) of a product with a short reduction (k small),
- * without packing: each output row is alpha * sum_p a[i, p] * b[p, :] (+ beta * c), built
- * in place one row of B at a time, then the epilogue.  With k = 1 or 2 every packed
- * element would be used once or twice and every register tile loaded and stored for a
- * step or two, so the blocked path spends its time on overhead; here the output is
- * written once, at memory speed. */
+ * without packing.  With k = 1 or 2 every packed element would be used once or twice and
+ * every register tile loaded and stored for a step or two, so the blocked path spends
+ * its time on overhead; here each output is summed in registers and written once, at
+ * memory speed (fnn_short_rows: B's rows read in place; other layouts of B: each row of
+ * out built one row of B at a time).  Then beta * C and the epilogue, row by row. */
 static FNN_ATTR int FNN_FN(fnn_gemm_short)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
                                            ptrdiff_t n0, ptrdiff_t n1) {
     const FNN_T* a = (const FNN_T*)g->a;
@@ -356,32 +447,31 @@ static FNN_ATTR int FNN_FN(fnn_gemm_short)(const fnn_gemm_args* g, ptrdiff_t m0,
     const FNN_T alpha = (FNN_T)g->alpha, beta = (FNN_T)g->beta;
     const int reads_c = c != NULL && g->beta != 0;
     const ptrdiff_t nc = n1 - n0;
-    for (ptrdiff_t i = m0; i < m1; ++i) {
-        FNN_T* restrict o = out + i * g->ldo + n0;
-        if (g->k == 0 && !g->accumulate) {
-            for (ptrdiff_t j = 0; j < nc; ++j) o[j] = 0;
-        }
-        for (ptrdiff_t p = 0; p < g->k; ++p) {
-            const FNN_T coef = alpha * a[i * g->a_rs + p * g->a_cs];
-            const FNN_T* brow = b + p * g->b_rs + n0 * g->b_cs;
-            if (g->b_cs == 1) {
-                const FNN_T* restrict br = brow;
-                if (p == 0 && !g->accumulate)
-                    for (ptrdiff_t j = 0; j < nc; ++j) o[j] = coef * br[j];
-                else
-                    for (ptrdiff_t j = 0; j < nc; ++j) o[j] += coef * br[j];
-            } else if (p == 0 && !g->accumulate) {
-                for (ptrdiff_t j = 0; j < nc; ++j) o[j] = coef * brow[j * g->b_cs];
-            } else {
-                for (ptrdiff_t j = 0; j < nc; ++j) o[j] += coef * brow[j * g->b_cs];
+    for (ptrdiff_t i = m0; i < m1; i += FNN_SHORT_ROWS) {
+        const ptrdiff_t rows = m1 - i < FNN_SHORT_ROWS ? m1 - i : FNN_SHORT_ROWS;
+        if (g->b_cs == 1 || g->k == 0) {
+            FNN_FN(fnn_short_rows)(g, i, rows, n0, n1);
+        } else {
+            for (ptrdiff_t q = i; q < i + rows; ++q) { /* as fnn_short_rows sums */
+                FNN_T* restrict o = out + q * g->ldo + n0;
+                for (ptrdiff_t j = 0; j < nc; ++j) {
+                    FNN_T sum = 0;
+                    for (ptrdiff_t p = 0; p < g->k; ++p)
+                        sum = FNN_FN(fnn_fma)(a[q * g->a_rs + p * g->a_cs],
+                                              b[p * g->b_rs + (n0 + j) * g->b_cs], sum);
+                    o[j] = g->accumulate ? o[j] + alpha * sum : alpha * sum;
+                }
             }
         }
-        if (reads_c) {
-            const FNN_T* cr = c + i * g->c_rs + n0 * g->c_cs;
-            for (ptrdiff_t j = 0; j < nc; ++j) o[j] += beta * cr[j * g->c_cs];
+        for (ptrdiff_t q = i; q < i + rows; ++q) {
+            if (reads_c) {
+                FNN_T* restrict o = out + q * g->ldo + n0;
+                const FNN_T* cr = c + q * g->c_rs + n0 * g->c_cs;
+                for (ptrdiff_t j = 0; j < nc; ++j) o[j] += beta * cr[j * g->c_cs];
+            }
+            if (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL)
+                FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, q, n0, 1, nc);
         }
-        if (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL)
-            FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, i, n0, 1, nc);
     }
     return 0;
 }
@@ -719,13 +809,150 @@ static FNN_ATTR int FNN_FN(fnn_gemm_few)(const fnn_gemm_args* g, ptrdiff_t m0, p
     return j0 < n1 ? FNN_FN(fnn_gemm_part)(g, m0, m1, j0, n1) : 0;
 }
 
+/* ------------------------------------------------------------------------------------
+ * Narrow products: a few columns of result (n <= FNN_NARROW_N, a classifier's 10 outputs)
+ * over a long reduction.  A register tile would be n / NR full (7 of 32 lanes), so each
+ * output is a dot product instead: A's rows read in place along k against the columns
+ * of op(B), which are read in place too when they are contiguous (a transposed weight)
+ * and otherwise copied once.
+ * ---------------------------------------------------------------------------------- */
+#define FNN_NARROW_N 16
+/* What one dot product costs beyond its k / LANES vector steps (summing its lanes, the
+ * scalar tail of k, the store), in vector steps: a prior.  The packed path computes n
+ * rounded up to its tile width (NR) per k step, so dot products pay where
+ * k / LANES * (padded - n) >= FNN_NARROW_COST * n.  Paired A/B on an Intel Xeon @
+ * 2.80GHz (two threads, time dot products / packed): 1024 x 7 x 1024 0.52, 64 x 10 x 300
+ * 0.44, 1024 x 10 x 128 0.87, 1024 x 16 x 256 0.84; 1024 x 16 x 128 1.52, 1024 x 10 x 100
+ * 1.35, 4096 x 16 x 64 1.83 (the rule sends the last three to the packed path). */
+#define FNN_NARROW_COST 16
+/* Rows and columns of result per tile of dot products: 4 x 4 sums, 8 vector loads per
+ * 16 multiply-adds. */
+#define FNN_NARROW_ROWS 4
+#define FNN_NARROW_COLS 4
+
+/* The sum of v's lanes: halves added down to 16 bytes, then those lanes in order. */
+static FNN_ATTR inline FNN_T FNN_FN(fnn_lane_sum)(FNN_FN(fnn_vec_t) v) {
+    typedef FNN_T half32 __attribute__((vector_size(32)));
+    typedef FNN_T half16 __attribute__((vector_size(16)));
+    half32 s32;
+#if FNN_VBYTES == 64
+    half32 lo, hi;
+    __builtin_memcpy(&lo, &v, 32);
+    __builtin_memcpy(&hi, (const char*)&v + 32, 32);
+    s32 = lo + hi;
+#else
+    __builtin_memcpy(&s32, &v, 32);
+#endif
+    half16 a, b;
+    __builtin_memcpy(&a, &s32, 16);
+    __builtin_memcpy(&b, (const char*)&s32 + 16, 16);
+    a += b;
+    FNN_T sum = 0;
+    for (size_t l = 0; l < 16 / sizeof(FNN_T); ++l) sum += a[l];
+    return sum;
+}
+
+/* out[ROW0 + q, COL0 + c] (+)= alpha * dot(A row, column of op(B)) for q < ROWS,
+ * c < COLS: vectors along k in registers, then each summed across its lanes. */
+#define FNN_NARROW_TILE(ROWS, COLS)                                                        \
+    do {                                                                                  \
+        V acc[ROWS][COLS];                                                                \
+        _Pragma("GCC unroll 4") for (int q = 0; q < (ROWS); ++q)                          \
+            _Pragma("GCC unroll 4") for (int c = 0; c < (COLS); ++c) acc[q][c] = (V){0};  \
+        for (ptrdiff_t p = 0; p < kv; p += FNN_LANES) {                                   \
+            V av[ROWS], bv[COLS];                                                         \
+            _Pragma("GCC unroll 4") for (int q = 0; q < (ROWS); ++q)                      \
+                __builtin_memcpy(&av[q], arow + q * g->a_rs + p, sizeof(V));              \
+            _Pragma("GCC unroll 4") for (int c = 0; c < (COLS); ++c)                      \
+                __builtin_memcpy(&bv[c], bcol + c * bts + p, sizeof(V));                  \
+            _Pragma("GCC unroll 4") for (int q = 0; q < (ROWS); ++q)                      \
+                _Pragma("GCC unroll 4") for (int c = 0; c < (COLS); ++c)                  \
+                    acc[q][c] += av[q] * bv[c];                                           \
+        }                                                                                 \
+        for (int q = 0; q < (ROWS); ++q) {                                                \
+            for (int c = 0; c < (COLS); ++c) {                                            \
+                FNN_T sum = FNN_FN(fnn_lane_sum)(acc[q][c]);                              \
+                for (ptrdiff_t p = kv; p < k; ++p)                                        \
+                    sum += arow[q * g->a_rs + p] * bcol[c * bts + p];                     \
+                FNN_T* o = out + (i + q) * g->ldo + n0 + j + c;                           \
+                *o = g->accumulate ? *o + alpha * sum : alpha * sum;                      \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+/* Columns [j, j + cols) (cols <= FNN_NARROW_COLS) of the narrow tile at rows [i, i +
+ * rows) (rows is FNN_NARROW_ROWS or 1), with the tile's shape fixed at compile time. */
+#define FNN_NARROW_COLS_CASES(ROWS)                                                        \
+    switch (cols) {                                                                       \
+    case 1: FNN_NARROW_TILE(ROWS, 1); break;                                              \
+    case 2: FNN_NARROW_TILE(ROWS, 2); break;                                              \
+    case 3: FNN_NARROW_TILE(ROWS, 3); break;                                              \
+    default: FNN_NARROW_TILE(ROWS, 4); break;                                             \
+    }
+
+/* The part [m0, m1) x [n0, n1) of a narrow product (n1 - n0 <= FNN_NARROW_N) whose A
+ * rows have unit stride along k.  Then beta * C and the epilogue on the part.  Returns
+ * 0, or -1 when the copy of op(B)'s columns cannot be allocated. */
+static FNN_ATTR int FNN_FN(fnn_gemm_narrow)(const fnn_gemm_args* g, ptrdiff_t m0,
+                                            ptrdiff_t m1, ptrdiff_t n0, ptrdiff_t n1) {
+    typedef FNN_FN(fnn_vec_t) V;
+    const FNN_T* a = (const FNN_T*)g->a;
+    const FNN_T* b = (const FNN_T*)g->b;
+    FNN_T* out = (FNN_T*)g->out;
+    const FNN_T alpha = (FNN_T)g->alpha;
+    const ptrdiff_t k = g->k, nc = n1 - n0, kv = k / FNN_LANES * FNN_LANES;
+    /* column j of op(B), j < nc: bt + j * bts, unit stride along k */
+    const FNN_T* bt = b + n0 * g->b_cs;
+    ptrdiff_t bts = g->b_cs;
+    FNN_T* copy = NULL;
+    if (g->b_rs != 1) {
+        copy = (FNN_T*)malloc((size_t)(nc * k) * sizeof(FNN_T));
+        if (copy == NULL) return -1;
+        for (ptrdiff_t p = 0; p < k; ++p)
+            for (ptrdiff_t j = 0; j < nc; ++j) copy[j * k + p] = b[p * g->b_rs + (n0 + j) * g->b_cs];
+        bt = copy;
+        bts = k;
+    }
+    for (ptrdiff_t i = m0; i < m1;) {
+        const ptrdiff_t rows = m1 - i >= FNN_NARROW_ROWS ? FNN_NARROW_ROWS : 1;
+        const FNN_T* arow = a + i * g->a_rs;
+        for (ptrdiff_t j = 0; j < nc; j += FNN_NARROW_COLS) {
+            const ptrdiff_t cols = nc - j < FNN_NARROW_COLS ? nc - j : FNN_NARROW_COLS;
+            const FNN_T* bcol = bt + j * bts;
+            if (rows == FNN_NARROW_ROWS) {
+                FNN_NARROW_COLS_CASES(FNN_NARROW_ROWS)
+            } else {
+                FNN_NARROW_COLS_CASES(1)
+            }
+        }
+        i += rows;
+    }
+    free(copy);
+    if (!g->accumulate && g->c != NULL && g->beta != 0) {
+        const FNN_T beta = (FNN_T)g->beta;
+        const FNN_T* c = (const FNN_T*)g->c;
+        for (ptrdiff_t i = m0; i < m1; ++i)
+            for (ptrdiff_t j = n0; j < n1; ++j) out[i * g->ldo + j] += beta * c[i * g->c_rs + j * g->c_cs];
+    }
+    if (!g->accumulate && (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL))
+        FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, m0, n0, m1 - m0, nc);
+    return 0;
+}
+#undef FNN_NARROW_TILE
+#undef FNN_NARROW_COLS_CASES
+#undef FNN_NARROW_ROWS
+#undef FNN_NARROW_COLS
+
 /* The part [m0, m1) x [n0, n1) on the path for its shape: unpacked for a short
- * reduction, the thin path for one row or column of result, B in place for a few rows
- * over contiguous B rows, else packed tiles. */
+ * reduction, the thin path for one row or column of result, dot products for a few
+ * columns, B in place for a few rows over contiguous B rows, else packed tiles. */
 static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
                                           ptrdiff_t n0, ptrdiff_t n1) {
     if (g->k <= fnn_gemm_short_k) return FNN_FN(fnn_gemm_short)(g, m0, m1, n0, n1);
     if (g->m == 1 || g->n == 1) return FNN_FN(fnn_gemm_thin)(g, m0, m1, n0, n1);
+    if (g->n <= FNN_NARROW_N && g->a_cs == 1 &&
+        g->k / FNN_LANES * ((g->n + FNN_NR - 1) / FNN_NR * FNN_NR - g->n) >= FNN_NARROW_COST * g->n)
+        return FNN_FN(fnn_gemm_narrow)(g, m0, m1, n0, n1);
     /* a second row tile re-reads the strip of B from cache, which pays while its rows
      * share pages (4 KiB); rows a page or more apart (4096 x 256 as B) cost the tile
      * a TLB miss per row, and packing reads them a panel group at a time */
@@ -739,6 +966,8 @@ static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, 
 #include "gemm_mapped_impl.h"
 
 #undef FNN_FEW_TILES
+#undef FNN_NARROW_N
+#undef FNN_NARROW_COST
 #undef FNN_FN
 #undef FNN_STAGE
 #undef FNN_MATH

@@ -234,6 +234,29 @@ def test_few_row_products_every_layout_and_epilogue(shape, threads, variant, dty
     _check_layouts_and_epilogues(shape, threads, variant, dtype, rng)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "shape", [(9, 7, 300), (70, 3, 200), (5, 2, 64), (4, 13, 1000), (6, 11, 517)]
+)
+def test_narrow_products_every_layout_and_epilogue(shape, threads, variant, dtype, rng):
+    """A few columns of result over a long reduction (dot products of A's rows with the
+    columns of op(B), read in place or copied by their strides; tiles of 4 x 4 sums, the
+    last rows one at a time, the last columns 1-3 wide, a scalar tail of k) in every
+    transpose and memory layout, with beta * c and the fused epilogues."""
+    _check_layouts_and_epilogues(shape, threads, variant, dtype, rng)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(11, 70, 1), (6, 37, 5), (3, 300, 2), (9, 16, 8)])
+def test_short_products_every_layout_and_epilogue(short_path, shape, threads, dtype, rng):
+    """Short reductions on the path the fixture picks (unpacked: tiles of 4 rows x 4
+    vectors, single vectors, a last vector that overlaps the one before or single columns,
+    the last rows one at a time) in every transpose and memory layout, with beta * c and
+    the fused epilogues."""
+    _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
+
+
 @pytest.mark.parametrize("engine", ["blocked", "blas"])
 def test_zero_stride_and_misaligned_operands(engine, rng):
     """Broadcast (stride-0) operands and data at an odd byte offset are handled (the
