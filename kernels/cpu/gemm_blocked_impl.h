@@ -182,6 +182,19 @@ static FNN_ATTR FNN_STAGE void FNN_FN(fnn_pack_a)(ptrdiff_t mc, ptrdiff_t kc, co
     }
 }
 
+/* dst[j * ldd + i] = src[i * lds + j] through SIMD registers (simd_transpose.h); reads
+ * whole vectors along j, so nj >= a vector unless the rows go on in memory. */
+#define T FNN_T
+#define VEC FNN_FN(fnn_vec)
+#define VL FNN_VL_NUM
+#define TARGET_ATTR FNN_ATTR
+#define TR_FN FNN_FN(fnn_transpose)
+#include "simd_transpose.h"
+#undef T
+#undef VEC
+#undef VL
+#undef TARGET_ATTR
+
 static FNN_ATTR FNN_STAGE void FNN_FN(fnn_pack_b)(ptrdiff_t kc, ptrdiff_t nc, const FNN_T* b,
                                         ptrdiff_t rs, ptrdiff_t cs, FNN_T* restrict dst) {
     for (ptrdiff_t jr = 0; jr < nc; jr += FNN_NR, dst += kc * FNN_NR) {
@@ -190,6 +203,10 @@ static FNN_ATTR FNN_STAGE void FNN_FN(fnn_pack_b)(ptrdiff_t kc, ptrdiff_t nc, co
         if (nr == FNN_NR && cs == 1) {
             for (ptrdiff_t k = 0; k < kc; ++k)
                 for (ptrdiff_t j = 0; j < FNN_NR; ++j) dst[k * FNN_NR + j] = src[k * rs + j];
+        } else if (nr == FNN_NR && rs == 1 && kc >= FNN_LANES) {
+            /* op(B) transposed (a weight matrix read as w.T): the panel's columns are rows
+             * of memory, turned through registers a vector block at a time */
+            FNN_FN(fnn_transpose)(src, cs, FNN_NR, kc, dst, FNN_NR);
         } else if (nr == FNN_NR && rs == 1) {
             for (ptrdiff_t k = 0; k < kc; ++k)
                 for (ptrdiff_t j = 0; j < FNN_NR; ++j) dst[k * FNN_NR + j] = src[j * cs + k];

@@ -58,18 +58,6 @@ static FNN_ATTR inline void FNN_FN(fnn_mapped_copy_run)(ptrdiff_t kc, ptrdiff_t 
         }
 }
 
-/* dst[j * ldd + i] = src[i * lds + j] through SIMD registers (simd_transpose.h). */
-#define T FNN_T
-#define VEC FNN_FN(fnn_vec_t)
-#define VL FNN_VL_NUM
-#define TARGET_ATTR FNN_ATTR
-#define TR_FN FNN_FN(fnn_mapped_transpose)
-#include "simd_transpose.h"
-#undef T
-#undef VEC
-#undef VL
-#undef TARGET_ATTR
-
 /* A panel of nr columns `cs` apart (cs > 2, from src) whose reduction steps lie in
  * unit-stride runs (a weight gradient's positions: the reduction runs along the rows of
  * the input): each run of at least a vector is transposed into the panel through
@@ -82,7 +70,7 @@ static FNN_ATTR void FNN_FN(fnn_mapped_pack_columns)(ptrdiff_t kc, ptrdiff_t nr,
         ptrdiff_t len = 1;
         while (k + len < kc && koff[k + len] == koff[k] + len) ++len;
         if (len >= FNN_LANES) {
-            FNN_FN(fnn_mapped_transpose)(src + koff[k], cs, nr, len, dst + k * FNN_NR, FNN_NR);
+            FNN_FN(fnn_transpose)(src + koff[k], cs, nr, len, dst + k * FNN_NR, FNN_NR);
         } else {
             for (ptrdiff_t t = k; t < k + len; ++t)
                 for (ptrdiff_t j = 0; j < nr; ++j) dst[t * FNN_NR + j] = src[koff[t] + j * cs];
