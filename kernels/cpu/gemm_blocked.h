@@ -215,19 +215,27 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
     }
 }
 
+/* What writing one output costs the unpacked short path, in multiply-adds: that path is
+ * bound by writing its result, so its work counts k + this per output when the threads
+ * are sized (a prior: on an Intel Xeon @ 2.80GHz, two threads took 0.64x the time of one
+ * on 257 x 257 x 1, 0.82x on 64 x 257 x 7, 1.01x on 128 x 128 x 1, 2.0x on 64 x 64 x 1). */
+#define FNN_GEMM_STORE_COST 8
+
 /* The body of a GEMM entry (g: its arguments, with m, n, k): as many threads as the
  * flops pay for (fnn_gemm_flops_per_thread), at most num_threads, on the tm x tn grid of
  * rectangles fnn_gemm_grid picks, each run by RUN(variant, g, m0, m1, n0, n1) on its own
- * thread.  BY_ROWS (an expression): the parts pack nothing, so the grid is one column of
- * row blocks, each thread writing one contiguous stretch of out (a thread writing half
- * of every row streams the stores at ~0.6x the rate: 1024 x 1024 x 1 took 177 us on two
- * threads against 185 on one).  Returns 0, or -1 when a part could not allocate its
- * scratch. */
+ * thread.  BY_ROWS (an expression): the parts pack nothing and write their result at
+ * memory speed (the short path), so the work counts FNN_GEMM_STORE_COST per output and
+ * the grid is one column of row blocks, each thread writing one contiguous stretch of
+ * out (a thread writing half of every row streams the stores at ~0.6x the rate:
+ * 1024 x 1024 x 1 took 177 us on two threads against 185 on one).  Returns 0, or -1
+ * when a part could not allocate its scratch. */
 #define FNN_GEMM_ON_GRID(RUN, IS_DOUBLE, BY_ROWS)                                         \
     ptrdiff_t mr, nr;                                                                     \
     int tm, tn, threads, failed = 0;                                                      \
     int pick_tile = variant == FNN_GEMM_AUTO || variant == FNN_GEMM_AVX512;               \
-    double flops = 2.0 * (double)g->m * (double)g->n * (double)(g->k > 0 ? g->k : 1);     \
+    double flops = 2.0 * (double)g->m * (double)g->n *                                    \
+                   ((double)(g->k > 0 ? g->k : 1) + ((BY_ROWS) ? FNN_GEMM_STORE_COST : 0)); \
     if (g->m <= 0 || g->n <= 0) return 0;                                                 \
     variant = fnn_gemm_variant(variant);                                                  \
     if (pick_tile && variant == FNN_GEMM_AVX512)                                          \
