@@ -149,11 +149,12 @@ def tile_speed() -> tuple[float, str]:
     return _k.t48_time(), _t48_source
 
 
-#: Reduction lengths the unpacked-path measurement tries, shortest first.  Not beyond 8:
-#: past it the unpacked path's time depends on the alignment of B and of the result
-#: (two-thread products, Intel Xeon @ 2.80GHz, time unpacked / packed: k = 16 0.96-1.51,
-#: k = 32 1.13-1.86 over eight shapes; k = 8 0.67-0.95), which one timing cannot see.
-SHORT_K_TRIALS = (1, 2, 4, 8)
+#: Reduction lengths the unpacked-path measurement tries, shortest first.  Not beyond 16:
+#: at k = 32 the unpacked path's time against the packed one depends on the shape more
+#: than one measurement can see (two threads, Intel Xeon @ 2.80GHz, unpacked / packed:
+#: 2048x2048 0.55, 257x257 0.75, 512x512 0.94, 64x4096 1.31, 8x4096 1.75; at k = 16
+#: 0.67-0.72 on large results, 1.00-1.15 on a few rows).
+SHORT_K_TRIALS = (1, 2, 4, 8, 16)
 
 
 def _measure_short_k(level: int) -> int:
@@ -161,7 +162,8 @@ def _measure_short_k(level: int) -> int:
     faster unpacked than blocked (each timed twice, alternately), trying the lengths in
     order and stopping at the first where packing wins (0: never; then only k = 0
     products, which read nothing, run unpacked).  1024 columns put B's rows 4 KiB apart,
-    where the unpacked path's reads of B collide in the L1 cache: its worst case."""
+    the unpacked path's worst case in place (it copies them apart where rows enough
+    use them)."""
     out = 0
     for k in SHORT_K_TRIALS:
         a = np.ones((256, k), dtype=np.float32)
