@@ -47,11 +47,14 @@ void fnn_jax_softmax_backward(int f64, int log_mode, const void* g, const void* 
 }
 
 /* This library's copies of the GEMM calibration (gemm_blocked.h: the flops per thread
- * below which fewer threads run, the longest reduction on the unpacked path), set from
- * the CPU backend's measurement (fastnn/_backends/cpu/_gemm.py) by fastnn/jax/_ffi.py. */
-void fnn_jax_gemm_set_calibration(double flops_per_thread, ptrdiff_t short_k) {
+ * below which fewer threads run, the longest reduction on the unpacked path, the time
+ * per multiply-add of AVX-512's 3-vector tile relative to the 2-vector one), set from the
+ * CPU backend's measurement (fastnn/_backends/cpu/_gemm.py) by fastnn/jax/_ffi.py. */
+void fnn_jax_gemm_set_calibration(double flops_per_thread, ptrdiff_t short_k,
+                                  double t48_time) {
     fnn_gemm_flops_per_thread = flops_per_thread;
     fnn_gemm_short_k = short_k;
+    if (t48_time > 0) fnn_gemm_t48_time = t48_time;
 }
 /* This library's copy of the elementwise loops' instruction-set level
  * (elementwise_level.h), set to the CPU backend's (fastnn/_isa.py) by fastnn/jax/_ffi.py. */
@@ -59,6 +62,7 @@ void fnn_jax_set_elementwise_level(int level) { fnn_set_elementwise_level(level)
 int fnn_jax_elementwise_level(void) { return fnn_get_elementwise_level(); }
 double fnn_jax_gemm_flops_per_thread(void) { return fnn_gemm_flops_per_thread; }
 ptrdiff_t fnn_jax_gemm_short_k(void) { return fnn_gemm_short_k; }
+double fnn_jax_gemm_t48_time(void) { return fnn_gemm_t48_time; }
 
 static int gemm(int f64, const fnn_gemm_args* g, int threads) {
     return f64 ? fnn_gemm_f64(g, threads, FNN_GEMM_AUTO) : fnn_gemm_f32(g, threads, FNN_GEMM_AUTO);

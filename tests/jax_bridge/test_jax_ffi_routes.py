@@ -431,7 +431,7 @@ def test_handler_team_hysteresis_is_pythons():
 
 def test_handler_follows_the_cpu_backends_measured_thresholds():
     """The handler library's own copies of the measured thresholds (pooling's parallel
-    scale, the GEMM's flops per thread and short k) and of the elementwise loops'
+    scale, the GEMM's flops per thread, short k and tile speed) and of the elementwise loops'
     instruction-set level hold this process's values, and follow a new setting."""
     import ctypes
 
@@ -447,9 +447,12 @@ def test_handler_follows_the_cpu_backends_measured_thresholds():
     flops.restype = ctypes.c_double
     short_k = lib.fnn_jax_gemm_short_k
     short_k.restype = ctypes.c_ssize_t
+    tile = lib.fnn_jax_gemm_t48_time
+    tile.restype = ctypes.c_double
     assert scale() == _parallel.scale()
     assert flops() == gemm_kernels.flops_per_thread()
     assert short_k() == gemm_kernels.short_k()
+    assert tile() == gemm_kernels.t48_time()
     level = lib.fnn_jax_elementwise_level
     level.restype = ctypes.c_int
     assert level() == _isa.level_code("elementwise")
@@ -463,12 +466,18 @@ def test_handler_follows_the_cpu_backends_measured_thresholds():
     finally:
         _parallel.set_scale(before)
     assert scale() == before
-    saved = (gemm_kernels.flops_per_thread(), gemm_kernels.short_k())
+    saved = (gemm_kernels.flops_per_thread(), gemm_kernels.short_k(), gemm_kernels.t48_time())
     try:
         _gemm.calibrate(force=True)
-        assert (flops(), short_k()) == (gemm_kernels.flops_per_thread(), gemm_kernels.short_k())
+        got = (flops(), short_k(), tile())
+        assert got == (
+            gemm_kernels.flops_per_thread(),
+            gemm_kernels.short_k(),
+            gemm_kernels.t48_time(),
+        )
     finally:
         gemm_kernels.set_flops_per_thread(saved[0])
         gemm_kernels.set_short_k(saved[1])
+        gemm_kernels.set_t48_time(saved[2])
         for hook in _gemm.CALIBRATION_HOOKS:
             hook(*saved)

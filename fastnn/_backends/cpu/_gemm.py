@@ -40,8 +40,9 @@ VARIANT = _k.variant_name()
 #: wild measurement; outside these a split is surely worth it, or surely not).
 FLOPS_PER_THREAD_RANGE = (2.0**16, 2.0**23)
 _calibrated = False
-#: Called with (flops per thread, short k) after each calibration: other compiled copies of
-#: the GEMM (fastnn.jax's XLA handler library) follow this process's measurement.
+#: Called with (flops per thread, short k, tile speed) after each calibration: other
+#: compiled copies of the GEMM (fastnn.jax's XLA handler library) follow this process's
+#: measurement.
 CALIBRATION_HOOKS: list = []
 #: When a calibration put off on a busy machine is tried again (time.monotonic()).
 _next_try = 0.0
@@ -85,7 +86,7 @@ def calibrate(force: bool = False) -> float:
         importlib.import_module(f"fastnn.kernels.cpu.{module}").set_t48_time(ratio)
     _plain_memo.clear()  # their runners split work by the old threshold
     for hook in CALIBRATION_HOOKS:
-        hook(flops, _k.short_k())
+        hook(flops, _k.short_k(), ratio)
     return flops
 
 
