@@ -93,6 +93,10 @@ static ptrdiff_t fnn_gemm_short_k = 1;
  * large product: a prior of 1 (the wider tile only where it pads less), which gemm.py
  * replaces with this CPU's measurement (gemm.pyx: set_t48_time). */
 static double fnn_gemm_t48_time = 1.0;
+/* The last-level cache in bytes: a prior, which gemm.py replaces with what the system
+ * reports (gemm_tuning.pxi: set_llc_bytes).  A few-row product whose B is larger reads
+ * it from memory, and then packs it (fnn_gemm_path). */
+static double fnn_gemm_llc_bytes = 32.0 * 1024 * 1024;
 /* Reductions shorter than this keep the 2-vector tile: a short reduction is bound by
  * storing tiles, and the wider tile stores more per step (1024 x 1024 x 7 ran 1.2x
  * slower on it). */

@@ -6,6 +6,7 @@ cdef extern from "gemm_blocked.h" nogil:
     double fnn_gemm_flops_per_thread
     Py_ssize_t fnn_gemm_short_k
     double fnn_gemm_t48_time
+    double fnn_gemm_llc_bytes
     ctypedef struct fnn_epilogue:
         int act
         int derivative

@@ -1,9 +1,9 @@
-# The measured tile speed of the blocked GEMM (gemm_blocked.h's fnn_gemm_t48_time): a
-# setter and getter included by each module that compiles the GEMM in, since every module
-# has its own copy; fastnn/_backends/cpu/_gemm.py measures it once per CPU and sets every
-# module's.
+# The measured tile speed of the blocked GEMM (gemm_blocked.h's fnn_gemm_t48_time) and
+# the last-level cache size it plans with (fnn_gemm_llc_bytes): setters and getters
+# included by each module that compiles the GEMM in, since every module has its own copy;
+# fastnn/_backends/cpu/_gemm.py sets every module's.
 
-from gemm_blocked cimport fnn_gemm_t48_time
+from gemm_blocked cimport fnn_gemm_llc_bytes, fnn_gemm_t48_time
 
 
 def set_t48_time(double ratio):
@@ -18,3 +18,17 @@ def set_t48_time(double ratio):
 def t48_time():
     """This module's time per multiply-add of the 3-vector tile relative to the 2-vector."""
     return fnn_gemm_t48_time
+
+
+def set_llc_bytes(double size):
+    """Set the last-level cache size in bytes (> 0) that decides whether a few-row
+    product reads B in place (B in cache) or packs it (B from memory)."""
+    global fnn_gemm_llc_bytes
+    if not size > 0:
+        raise ValueError(f"set_llc_bytes: the size must be > 0, got {size}")
+    fnn_gemm_llc_bytes = size
+
+
+def llc_bytes():
+    """This module's last-level cache size in bytes (see set_llc_bytes)."""
+    return fnn_gemm_llc_bytes

@@ -234,6 +234,23 @@ def test_few_row_products_every_layout_and_epilogue(shape, threads, variant, dty
     _check_layouts_and_epilogues(shape, threads, variant, dtype, rng)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_few_row_products_past_the_cache(threads, dtype, rng):
+    """A few-row product whose B outgrows the last-level cache packs B instead of reading
+    it in place: the same results (a tiny cache size forces it here); the setter rejects
+    sizes that are not positive."""
+    before = k.llc_bytes()
+    try:
+        k.set_llc_bytes(64.0)
+        for shape in [(7, 70, 41), (8, 200, 300)]:
+            _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
+    finally:
+        k.set_llc_bytes(before)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="set_llc_bytes"):
+            k.set_llc_bytes(bad)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(

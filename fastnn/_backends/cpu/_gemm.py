@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from fastnn import _autotune, _isa, _threads
-from fastnn._machine import best_seconds
+from fastnn._machine import best_seconds, llc_bytes
 from fastnn._threads import (
     blas_for_call,
     get_num_threads,
@@ -60,7 +60,9 @@ def calibrate(force: bool = False) -> float:
     - the longest reduction the unpacked path runs (:func:`_measure_short_k`);
     - at AVX-512, the speed of the 3-vector register tile against the 2-vector one
       (:func:`_t48_time`: measured once per CPU and build, then read from the autotune
-      cache), which decides the tile of each product.
+      cache), which decides the tile of each product;
+    - and, measured by nothing, the last-level cache size the system reports (a few-row
+      product whose B is larger packs it).
 
     Together a few milliseconds (the tile speed a few more, the first time).  Returns the
     flops per thread.  While other processes hold CPUs (and unless ``force``), nothing is
@@ -68,6 +70,8 @@ def calibrate(force: bool = False) -> float:
     :func:`matmul` tries again a second later.
     """
     global _calibrated, _next_try
+    for module in TILE_MODULES:  # what the system reports: nothing to time
+        importlib.import_module(f"fastnn.kernels.cpu.{module}").set_llc_bytes(float(llc_bytes()))
     if not force and _threads.others_busy(get_num_threads()):
         _next_try = time.monotonic() + RETRY_SECONDS
         return _k.flops_per_thread()
