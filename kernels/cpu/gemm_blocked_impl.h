@@ -453,26 +453,25 @@ static FNN_ATTR void FNN_FN(fnn_short_rows)(const fnn_gemm_args* g, ptrdiff_t i0
  * without packing.  With k = 1 or 2 every packed element would be used once or twice and
  * every register tile loaded and stored for a step or two, so the blocked path spends
  * its time on overhead; here each output is summed in registers and written once, at
- * memory speed (fnn_short_rows: B's rows read in place; other layouts of B: each row of
- * out built one row of B at a time).  Then beta * C and the epilogue, row by row. */
+ * memory speed (fnn_short_rows).  Then beta * C and the epilogue, row by row. */
 static FNN_ATTR int FNN_FN(fnn_gemm_short)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
                                            ptrdiff_t n0, ptrdiff_t n1) {
-    const FNN_T* a = (const FNN_T*)g->a;
     const FNN_T* b = (const FNN_T*)g->b;
     const FNN_T* c = (const FNN_T*)g->c;
     FNN_T* out = (FNN_T*)g->out;
-    const FNN_T alpha = (FNN_T)g->alpha, beta = (FNN_T)g->beta;
+    const FNN_T beta = (FNN_T)g->beta;
     const int reads_c = c != NULL && g->beta != 0;
     const ptrdiff_t nc = n1 - n0;
     /* op(B)'s rows read in place (unit stride), or copied once into rows a vector plus
      * 64 bytes apart: rows in place that lie a multiple of 4 KiB apart (1024 floats)
      * share their L1 sets with each other and with out's rows, and a tile of k of them
      * runs out of ways (256 x 4096 x 10 took 1.3x the time of k = 8); the copy also
-     * aligns them.  Copied where there are rows enough to use it again. */
+     * aligns them.  Copied where there are rows enough to use it again, and always
+     * where op(B)'s rows are strided. */
     const FNN_T* bsrc = b;
     ptrdiff_t bld = g->b_rs;
     FNN_T* copy = NULL;
-    if (g->k > 0 && m1 - m0 > FNN_SHORT_ROWS && nc >= FNN_LANES) {
+    if (g->k > 0 && (g->b_cs != 1 || (m1 - m0 > FNN_SHORT_ROWS && nc >= FNN_LANES))) {
         const ptrdiff_t ld = (nc + FNN_LANES - 1) / FNN_LANES * FNN_LANES + 64 / (ptrdiff_t)sizeof(FNN_T);
         copy = (FNN_T*)fnn_aligned_alloc_64((size_t)(g->k * ld) * sizeof(FNN_T));
         if (copy == NULL) return -1;
@@ -489,20 +488,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_short)(const fnn_gemm_args* g, ptrdiff_t m0,
     }
     for (ptrdiff_t i = m0; i < m1; i += FNN_SHORT_ROWS) {
         const ptrdiff_t rows = m1 - i < FNN_SHORT_ROWS ? m1 - i : FNN_SHORT_ROWS;
-        if (copy != NULL || g->b_cs == 1 || g->k == 0) {
-            FNN_FN(fnn_short_rows)(g, i, rows, n0, n1, bsrc, bld);
-        } else {
-            for (ptrdiff_t q = i; q < i + rows; ++q) { /* as fnn_short_rows sums */
-                FNN_T* restrict o = out + q * g->ldo + n0;
-                for (ptrdiff_t j = 0; j < nc; ++j) {
-                    FNN_T sum = 0;
-                    for (ptrdiff_t p = 0; p < g->k; ++p)
-                        sum = FNN_FN(fnn_fma)(a[q * g->a_rs + p * g->a_cs],
-                                              b[p * g->b_rs + (n0 + j) * g->b_cs], sum);
-                    o[j] = g->accumulate ? o[j] + alpha * sum : alpha * sum;
-                }
-            }
-        }
+        FNN_FN(fnn_short_rows)(g, i, rows, n0, n1, bsrc, bld);
         for (ptrdiff_t q = i; q < i + rows; ++q) {
             if (reads_c) {
                 FNN_T* restrict o = out + q * g->ldo + n0;
