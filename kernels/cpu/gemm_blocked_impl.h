@@ -1000,6 +1000,8 @@ static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, 
 #undef FNN_FEW_TILES
 #undef FNN_NARROW_N
 #undef FNN_NARROW_COST
+#undef FNN_SHORT_ROWS
+#undef FNN_SHORT_NV
 #undef FNN_FN
 #undef FNN_STAGE
 #undef FNN_MATH
