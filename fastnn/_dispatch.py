@@ -25,7 +25,9 @@ __all__ = [
     "BACKENDS",
     "array_kind",
     "backends",
+    "lean",
     "register",
+    "register_lean",
     "registered",
     "resolve",
     "use_backend",
@@ -66,6 +68,8 @@ _STATUS: dict[str, tuple[bool, str]] = {}
 _LOADED: set[str] = set()
 _LOCK = threading.RLock()
 _ACTIVE: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastnn_backend", default=None)
+#: op -> the lean path of the default backend of NumPy arrays (see :func:`register_lean`).
+_LEAN: dict[str, Callable[..., Any]] = {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,6 +94,30 @@ def register(op: str, backend: str) -> Callable[[Callable[..., Any]], Callable[.
         return func
 
     return decorate
+
+
+def register_lean(op: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: make ``func`` the lean path of ``op``: ``fastnn.ops`` hands it the
+    arguments of a call that uses every default (no backend named or active) before any
+    check, and ``func`` returns the result, or None having done nothing, when the call is
+    not one it remembers how to run (the call then takes the checked path).  Only the
+    default backend of NumPy arrays (cpu) registers one: a small call then costs little
+    more than its kernel."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        with _LOCK:
+            _LEAN[op] = func
+        return func
+
+    return decorate
+
+
+def lean(op: str) -> Callable[..., Any] | None:
+    """``op``'s lean path (see :func:`register_lean`), or None while a backend is active
+    through :func:`use_backend` or before the default backend has loaded."""
+    if _ACTIVE.get() is None:
+        return _LEAN.get(op)
+    return None
 
 
 def registered(op: str | None = None) -> dict[str, Any]:

@@ -159,6 +159,13 @@ def blocked(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     c: None or an array broadcast to (m, n) (read only when beta != 0); bias: None or
     (n,); u: (m, n); act: an activation code (kernels/cpu/activation.pyx).
     """
+    return _blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, num_threads,
+                    variant)
+
+
+cdef object _blocked(a, b, c, double alpha, double beta, bint trans_a, bint trans_b,
+                     int act, bias, u, int num_threads, int variant):
+    """:func:`blocked` without its Python argument parsing."""
     cdef fnn_gemm_args g
     cdef cnp.ndarray ac = _strided(a), bc = _strided(b), cc, out, bias_c, u_c
     cdef int typenum, status
@@ -204,6 +211,58 @@ def blocked(a, b, c=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
     if status != 0:
         raise MemoryError("gemm: cannot allocate the packing buffers")
     return out
+
+
+# ---- plain products on a remembered engine (the lean path of fastnn.gemm) -------------
+#
+# (m, n, k, typenum, threads, generation) -> (BLAS?, threads to run on, blocked variant):
+# what fastnn/_backends/cpu/_gemm.py chose for the plain product a @ b of that shape, so
+# that a later product of the shape costs one dictionary lookup above its kernel.
+cdef dict _plain_engines = {}
+cdef Py_ssize_t _PLAIN_LIMIT = 4096
+
+
+def remember_plain(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int typenum, int threads,
+                   generation, bint use_blas, int run_threads, int variant):
+    """Run the plain products (m x k) @ (k x n) of dtype ``typenum`` asked for with
+    ``threads`` threads under autotune ``generation`` through :func:`plain` from now on:
+    on one single-threaded BLAS call (``use_blas``), or on the blocked kernel at
+    ``variant`` with ``run_threads`` threads."""
+    if len(_plain_engines) >= _PLAIN_LIMIT:
+        _plain_engines.clear()
+    _plain_engines[(m, n, k, typenum, threads, generation)] = (use_blas, run_threads, variant)
+
+
+def forget_plain():
+    """Forget every engine :func:`remember_plain` was told (the choices or the kernels'
+    settings changed)."""
+    _plain_engines.clear()
+
+
+def plain(a, b, int threads, generation):
+    """A new C-contiguous ``a @ b`` on the engine remembered for its shape, dtype,
+    ``threads`` and ``generation``; None when there is none, or when a and b are not
+    2-d NumPy arrays of one native-order float dtype whose shapes chain (the caller then
+    takes the general path, which checks and reports)."""
+    if type(a) is not cnp.ndarray or type(b) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray ac = <cnp.ndarray>a, bc = <cnp.ndarray>b
+    cdef int typenum = cnp.PyArray_TYPE(ac)
+    if (cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2
+            or cnp.PyArray_TYPE(bc) != typenum
+            or (typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE)
+            or cnp.PyArray_DIM(ac, 1) != cnp.PyArray_DIM(bc, 0)
+            or not (cnp.PyArray_ISNOTSWAPPED(ac) and cnp.PyArray_ISNOTSWAPPED(bc))):
+        return None
+    entry = _plain_engines.get((cnp.PyArray_DIM(ac, 0), cnp.PyArray_DIM(bc, 1),
+                                cnp.PyArray_DIM(ac, 1), typenum, threads, generation))
+    if entry is None:
+        return None
+    use_blas, run_threads, variant = <tuple>entry
+    if use_blas:
+        return blas(ac, bc, None, 1.0, 0.0, False, False, 1)
+    return _blocked(ac, bc, None, 1.0, 0.0, False, False, 0, None, None, run_threads,
+                    variant)
 
 
 cdef tuple _blas_operand(cnp.ndarray x, bint trans):

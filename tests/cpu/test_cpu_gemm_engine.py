@@ -21,9 +21,11 @@ def fresh_engines(monkeypatch, tmp_path):
     monkeypatch.setattr(_gemm, "_plain_memo", {})
     monkeypatch.setattr(_gemm, "_unconfirmed", {})
     monkeypatch.setattr(_autotune, "_memory", {})
+    _gemm._k.forget_plain()
     fastnn.autotune(True, cache=tmp_path / "autotune.json")
     yield
     fastnn.autotune(True)
+    _gemm._k.forget_plain()
 
 
 def test_first_product_of_a_shape_class_is_timed_once(fresh_engines, rng):
@@ -241,3 +243,85 @@ def test_forced_engine_rejects_unknown_names():
     with pytest.raises(ValueError, match="engine must be"):
         with _gemm.forced_engine("mkl"):
             pass
+
+
+def _pick(monkeypatch, engine: str) -> None:
+    """Every engine choice of the test picks ``engine`` (no timing)."""
+    monkeypatch.setattr(_autotune, "choose", lambda key, candidates, **_: engine)
+    monkeypatch.setattr(_autotune, "reconsider", lambda key, candidates, **_: engine)
+
+
+@pytest.mark.parametrize("engine", ["blocked", "blocked-1", "blas-1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_lean_path_runs_remembered_products(fresh_engines, monkeypatch, rng, dtype, engine):
+    """Once a plain product's engine is chosen, fastnn.gemm's later products of the shape
+    run on the kernel module's lean path (no Python above it), on views too, with the
+    reference's result; forced engines and an active backend bypass it."""
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    _pick(monkeypatch, engine)
+    a = rng.standard_normal((7, 64)).astype(dtype)
+    b = rng.standard_normal((5, 64)).astype(dtype).T  # a transposed view
+    want = a.astype(np.float64) @ b
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    threads = _gemm.team_size()
+    assert _gemm._k.plain(a, b, threads, _autotune.generation()) is None  # not chosen yet
+    assert_close(fastnn.gemm(a, b), want, rtol=rtol)
+    _gemm._unconfirmed.clear()
+    assert_close(fastnn.gemm(a, b), want, rtol=rtol)  # memoised: handed to the lean path
+    lean = _gemm._k.plain(a, b, threads, _autotune.generation())
+    assert lean is not None and lean.flags.c_contiguous
+    assert_close(lean, want, rtol=rtol)
+    calls = []
+    monkeypatch.setattr(_gemm, "matmul", lambda *x, **k: calls.append(1) or want)
+    monkeypatch.setattr(_gemm, "_plain_memo", {})
+    assert_close(fastnn.gemm(np.asfortranarray(a), b), want, rtol=rtol)
+    assert calls == []  # neither matmul nor plain's memo: the lean path
+    with _gemm.forced_engine("blas"):
+        fastnn.gemm(a, b)
+    assert calls == [1]
+    with fastnn.use_backend("reference"):
+        assert_close(fastnn.gemm(a, b), want, rtol=rtol)
+    assert calls == [1]
+    # a setting that changes (another autotune generation) makes the lean path forget
+    assert _gemm._k.plain(a, b, threads, _autotune.generation() + 1) is None
+
+
+def test_a_new_gemm_level_empties_the_lean_path(fresh_engines, monkeypatch, rng):
+    """The lean path keeps the blocked kernel's instruction-set level: forcing another
+    level (fastnn._isa) forgets every remembered product."""
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    _pick(monkeypatch, "blocked")
+    a = rng.standard_normal((9, 33)).astype(np.float32)
+    b = rng.standard_normal((33, 4)).astype(np.float32)
+    key = (a, b, _gemm.team_size(), _autotune.generation())
+    for _ in range(2):
+        fastnn.gemm(a, b)
+    assert _gemm._k.plain(*key) is not None
+    with fastnn._isa.forced("gemm", "base"):
+        assert _gemm._k.plain(*key) is None
+        assert_close(fastnn.gemm(a, b), a.astype(np.float64) @ b, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "a, b, error",
+    [
+        (np.ones((3, 4), np.float32), np.ones((5, 2), np.float32), ValueError),
+        (np.ones((3, 4), np.float32), np.ones((4, 2), np.float64), (TypeError, ValueError)),
+        (np.ones((3, 4), np.int64), np.ones((4, 2), np.int64), TypeError),
+        (np.ones((3, 4), ">f4"), np.ones((4, 2), ">f4"), TypeError),
+        (np.ones((2, 3, 4), np.float32), np.ones((4, 2), np.float32), ValueError),
+        ([[1.0, 2.0]], np.ones((2, 2), np.float32), TypeError),
+    ],
+)
+def test_the_lean_path_leaves_bad_input_to_the_checks(fresh_engines, monkeypatch, a, b, error):
+    """Operands the lean path cannot run go down the checked path, which rejects them,
+    even after a product of their sizes was remembered."""
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    shape_a = np.shape(a)[-2:]
+    good_a = np.ones(shape_a, np.float32)
+    good_b = np.ones((shape_a[1], np.shape(b)[-1]), np.float32)
+    for _ in range(2):
+        fastnn.gemm(good_a, good_b)  # remembered sizes
+    assert _gemm._k.plain(a, b, _gemm.team_size(), _autotune.generation()) is None
+    with pytest.raises(error):
+        fastnn.gemm(a, b)

@@ -88,7 +88,7 @@ def calibrate(force: bool = False) -> float:
     ratio = _t48_time(level)
     for module in TILE_MODULES:
         importlib.import_module(f"fastnn.kernels.cpu.{module}").set_t48_time(ratio)
-    _plain_memo.clear()  # their runners split work by the old threshold
+    forget_plain()  # their runners split work by the old threshold
     for hook in CALIBRATION_HOOKS:
         hook(flops, _k.short_k(), ratio)
     return flops
@@ -442,25 +442,70 @@ def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if _forced[0] is not None:
         return matmul(a, b)
     threads = team_size()
-    key = (a.shape, b.shape, a.dtype.char, threads, _autotune.generation())
+    generation = _autotune.generation()
+    out = _k.plain(a, b, threads, generation)  # the lean path: a remembered engine
+    if out is not None:
+        return out
+    key = (a.shape, b.shape, a.dtype.char, threads, generation)
     memo = _plain_memo.get(key)
     if memo is not None:
         run, pending = memo
-        # a product whose engine awaits a re-timing goes through matmul when it is due
-        if pending is None or pending not in _unconfirmed or _now() < _unconfirmed[pending][0]:
+        # a product whose engine awaits a re-timing goes through matmul when it is due,
+        # and once more after its last one (its runner then joins the lean path)
+        if pending is None or (pending in _unconfirmed and _now() < _unconfirmed[pending][0]):
             return run(a, b)
     out = matmul(a, b)
     if _calibrated:  # else the threshold that splits the work may still change
         m, k = a.shape
         n = b.shape[1]
-        engine_key = (m, n, k, False, False, False, a.dtype.char, *key[3:])
+        engine_key = (m, n, k, False, False, False, a.dtype.char, threads, generation)
         choice = _engine_memo.get(engine_key)
         if choice is not None:
             if len(_plain_memo) >= _ENGINE_MEMO_LIMIT:
                 _plain_memo.clear()
             pending = engine_key if engine_key in _unconfirmed else None
             _plain_memo[key] = (_plain_runner(m, n, k, choice, threads), pending)
+            if pending is None:
+                _remember_lean(m, n, k, a.dtype, threads, generation, choice)
     return out
+
+
+def lean_plain(a, b) -> np.ndarray | None:
+    """``a @ b`` on the engine remembered for its shape (:func:`plain` remembers them in
+    the kernel module), or None: unknown shape, an engine forced, or not two 2-d NumPy
+    arrays of one float dtype whose shapes chain."""
+    if _forced[0] is not None:
+        return None
+    return _k.plain(a, b, team_size(), _autotune.generation())
+
+
+def _remember_lean(m: int, n: int, k: int, dtype, threads: int, generation: int, choice) -> None:
+    """Hand the plain product's engine to the kernel module's lean path (fastnn.gemm's
+    later products of the shape then skip this module): the blocked kernel, or a BLAS
+    product made in one call on one thread.  The other BLAS plans need this module (their
+    thread pinning) and stay with :func:`_plain_runner`."""
+    use_blas, alone = choice
+    run_threads = 1 if alone else threads
+    if use_blas and _blas_plan(m, n, k, run_threads) != "one":
+        return
+    typenum = np.dtype(dtype).num
+    level = -1 if use_blas else _isa.level_code("gemm")
+    _k.remember_plain(m, n, k, typenum, threads, generation, use_blas, run_threads, level)
+
+
+def forget_plain() -> None:
+    """Forget every plain product's memoised runner (a setting they depend on changed)."""
+    _plain_memo.clear()
+    _k.forget_plain()
+
+
+def _level_changed(family: str, code: int) -> None:
+    """The lean path keeps the blocked kernel's level: a new one makes it choose again."""
+    if family == "gemm":
+        _k.forget_plain()
+
+
+_isa.LEVEL_HOOKS.append(_level_changed)
 
 
 def matmul(

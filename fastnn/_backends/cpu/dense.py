@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._backends.cpu import _small_dense as _small
-from fastnn._backends.cpu._gemm import engine_forced, matmul, plain
+from fastnn._backends.cpu._gemm import engine_forced, lean_plain, matmul, plain
 from fastnn._backends.cpu.activation import CODES
-from fastnn._dispatch import register
+from fastnn._dispatch import register, register_lean
 from fastnn._threads import team_size
 from fastnn.kernels.cpu import dense as _k
 
@@ -24,6 +24,9 @@ def gemm(a, b, c, alpha: float, beta: float, trans_a: bool, trans_b: bool) -> np
     if c is None and alpha == 1.0 and beta == 0.0 and not (trans_a or trans_b):
         return plain(a, b)
     return matmul(a, b, trans_a=trans_a, trans_b=trans_b, c=c, alpha=alpha, beta=beta)
+
+
+register_lean("gemm")(lean_plain)
 
 
 @register("linear", "cpu")
