@@ -131,6 +131,12 @@ def linear(
     (out_features,) or None; ``activation`` is None, "relu", "sigmoid" or "tanh".  Returns
     (..., out_features).
     """
+    if backend is None:  # the lean path runs the layer when it remembers how
+        run = lean("linear")
+        if run is not None:
+            out = run(input, weight, bias, activation)
+            if out is not None:
+                return out
     op = "linear"
     kind, _ = _args.float_arrays(
         op, {"input": input, "weight": weight, "bias": bias}, optional=("bias",)

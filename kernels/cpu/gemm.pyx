@@ -265,6 +265,80 @@ def plain(a, b, int threads, generation):
                     variant)
 
 
+# ---- dense layers on a remembered way (the lean path of fastnn.linear) -------------------
+#
+# (m, n, k, typenum, has bias, activation name, threads, generation) ->
+# (way, activation code, threads to run on, blocked variant, the loops' kernel), way one
+# of the LINEAR_* codes below.
+cdef dict _linear_ways = {}
+
+#: How a remembered dense layer runs: dense.pyx's plain loops (the kernel handed over),
+#: the blocked GEMM with the bias and activation in its epilogue, or one single-thread
+#: BLAS call followed by the epilogue.
+LINEAR_LOOPS, LINEAR_BLOCKED, LINEAR_BLAS = 0, 1, 2
+
+
+def remember_linear(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int typenum, bint has_bias,
+                    activation, int threads, generation, int way, int act, int run_threads,
+                    int variant, loops=None):
+    """Run the dense layers act(x @ w.T + b) with x (m, k), w (n, k) of dtype ``typenum``,
+    a bias or not, the activation named ``activation`` (kernel code ``act``), asked for
+    with ``threads`` threads under autotune ``generation``, through :func:`linear` from
+    now on, the way ``way`` says (``loops``: the plain loops' kernel, loops(x, w, b,
+    act))."""
+    if len(_linear_ways) >= _PLAIN_LIMIT:
+        _linear_ways.clear()
+    _linear_ways[(m, n, k, typenum, has_bias, activation, threads, generation)] = (
+        way, act, run_threads, variant, loops)
+
+
+def forget_linear():
+    """Forget every dense layer :func:`remember_linear` was told."""
+    _linear_ways.clear()
+
+
+def linear(x, w, b, activation, int threads, generation):
+    """A new C-contiguous act(x @ w.T + b) the way remembered for the layer's sizes,
+    dtype, bias, ``activation`` (its name), ``threads`` and ``generation``; None when
+    there is none, or when x (m, k), w (n, k) and b (None or (n,)) are not NumPy arrays of
+    one native-order float dtype of those shapes (the caller then takes the general
+    path, which checks and reports)."""
+    if type(x) is not cnp.ndarray or type(w) is not cnp.ndarray:
+        return None
+    if activation is not None and type(activation) is not str:
+        return None
+    cdef cnp.ndarray xc = <cnp.ndarray>x, wc = <cnp.ndarray>w, bc
+    cdef int typenum = cnp.PyArray_TYPE(xc)
+    if (cnp.PyArray_NDIM(xc) != 2 or cnp.PyArray_NDIM(wc) != 2
+            or cnp.PyArray_TYPE(wc) != typenum
+            or (typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE)
+            or cnp.PyArray_DIM(xc, 1) != cnp.PyArray_DIM(wc, 1)
+            or not (cnp.PyArray_ISNOTSWAPPED(xc) and cnp.PyArray_ISNOTSWAPPED(wc))):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_DIM(wc, 0)
+    if b is not None:
+        if type(b) is not cnp.ndarray:
+            return None
+        bc = <cnp.ndarray>b
+        if (cnp.PyArray_NDIM(bc) != 1 or cnp.PyArray_DIM(bc, 0) != n
+                or cnp.PyArray_TYPE(bc) != typenum or not cnp.PyArray_ISNOTSWAPPED(bc)):
+            return None
+    entry = _linear_ways.get((cnp.PyArray_DIM(xc, 0), n, cnp.PyArray_DIM(xc, 1), typenum,
+                              b is not None, activation, threads, generation))
+    if entry is None:
+        return None
+    way, act, run_threads, variant, loops = <tuple>entry
+    if way == LINEAR_LOOPS:
+        return loops(xc, wc, b, act)
+    if way == LINEAR_BLOCKED:
+        return _blocked(xc, wc, None, 1.0, 0.0, False, True, act, b, None, run_threads,
+                        variant)
+    out = blas(xc, wc, None, 1.0, 0.0, False, True, 1)
+    if act != 0 or b is not None:
+        epilogue(out, act, b, None, run_threads)
+    return out
+
+
 cdef tuple _blas_operand(cnp.ndarray x, bint trans):
     """(array, transpose flag, row stride) describing op(x) to a row-major BLAS call
     without a copy when x has a unit stride along one axis, else with one."""

@@ -22,10 +22,12 @@ def fresh_engines(monkeypatch, tmp_path):
     monkeypatch.setattr(_gemm, "_unconfirmed", {})
     monkeypatch.setattr(_autotune, "_memory", {})
     _gemm._k.forget_plain()
+    _gemm._k.forget_linear()
     fastnn.autotune(True, cache=tmp_path / "autotune.json")
     yield
     fastnn.autotune(True)
     _gemm._k.forget_plain()
+    _gemm._k.forget_linear()
 
 
 def test_first_product_of_a_shape_class_is_timed_once(fresh_engines, rng):
@@ -325,3 +327,72 @@ def test_the_lean_path_leaves_bad_input_to_the_checks(fresh_engines, monkeypatch
     assert _gemm._k.plain(a, b, _gemm.team_size(), _autotune.generation()) is None
     with pytest.raises(error):
         fastnn.gemm(a, b)
+
+
+@pytest.mark.parametrize("way", ["loops", "blocked", "blocked-1", "blas-1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_lean_path_runs_remembered_dense_layers(fresh_engines, monkeypatch, rng, dtype, way):
+    """Once a dense layer's way (plain loops or a GEMM engine) is settled, fastnn.linear's
+    later calls of the layer run on the kernel module's lean path, for every activation,
+    with and without a bias, from any memory layout, with the reference's result; an
+    active backend bypasses it."""
+    from fastnn._backends.cpu import _small_dense
+
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    monkeypatch.setattr(_small_dense, "use_loops", lambda *args: way == "loops")
+    _pick(monkeypatch, "blocked" if way == "loops" else way)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    x = rng.standard_normal((6, 13)).astype(dtype)
+    w = rng.standard_normal((5, 13)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    threads, generation = _gemm.team_size(), _autotune.generation()
+    for activation in (None, "relu", "sigmoid", "tanh"):
+        for bias in (b, None):
+            want = fastnn.linear(x, w, bias, activation=activation, backend="reference")
+            assert _gemm._k.linear(x, w, bias, activation, threads, generation) is None
+            for _ in range(2):  # the second call hands the way over
+                assert_close(fastnn.linear(x, w, bias, activation=activation), want, rtol=rtol)
+            lean = _gemm._k.linear(x, w, bias, activation, threads, generation)
+            assert lean is not None, (activation, bias is not None)
+            assert_close(lean, want, rtol=rtol)
+            got = fastnn.linear(
+                np.asfortranarray(x), w[:, ::-1][:, ::-1], bias, activation=activation
+            )
+            assert_close(got, want, rtol=rtol)
+            with fastnn.use_backend("reference"):
+                assert_close(fastnn.linear(x, w, bias, activation=activation), want, rtol=rtol)
+    # a batch of another shape: not remembered, so checked and run the general way
+    x3 = rng.standard_normal((2, 3, 13)).astype(dtype)
+    want3 = fastnn.linear(x3, w, b, backend="reference")
+    assert_close(fastnn.linear(x3, w, b), want3, rtol=rtol)
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (lambda x, w, b: (x[:, :-1], w, b, None), ValueError),
+        (lambda x, w, b: (x, w, b[:-1], None), ValueError),
+        (lambda x, w, b: (x, w, b.astype(np.float64), None), (TypeError, ValueError)),
+        (lambda x, w, b: (x.astype(">f4"), w.astype(">f4"), b.astype(">f4"), None), TypeError),
+        (lambda x, w, b: (x, w, b, "gelu"), ValueError),
+        (lambda x, w, b: (x, w, b, ["relu"]), (TypeError, ValueError)),
+        (lambda x, w, b: (x, w, list(b), None), TypeError),
+        (lambda x, w, b: (x, w, b.reshape(1, -1), None), ValueError),
+    ],
+)
+def test_the_lean_dense_path_leaves_bad_input_to_the_checks(
+    fresh_engines, monkeypatch, rng, change, error
+):
+    """Arguments the lean path cannot run go down the checked path, which rejects them,
+    even after the layer's sizes were remembered."""
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    _pick(monkeypatch, "blocked")
+    x = rng.standard_normal((4, 7)).astype(np.float32)
+    w = rng.standard_normal((3, 7)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    for _ in range(2):
+        fastnn.linear(x, w, b)
+    assert _gemm._k.linear(x, w, b, None, _gemm.team_size(), _autotune.generation()) is not None
+    args = change(x, w, b)
+    with pytest.raises(error):
+        fastnn.linear(*args[:3], activation=args[3])

@@ -465,8 +465,10 @@ def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 _plain_memo.clear()
             pending = engine_key if engine_key in _unconfirmed else None
             _plain_memo[key] = (_plain_runner(m, n, k, choice, threads), pending)
-            if pending is None:
-                _remember_lean(m, n, k, a.dtype, threads, generation, choice)
+            way = lean_way(engine_key)
+            if way is not None:
+                _k.remember_plain(m, n, k, a.dtype.num, threads, generation,
+                                  way[0] == _k.LINEAR_BLAS, way[1], way[2])  # fmt: skip
     return out
 
 
@@ -479,30 +481,39 @@ def lean_plain(a, b) -> np.ndarray | None:
     return _k.plain(a, b, team_size(), _autotune.generation())
 
 
-def _remember_lean(m: int, n: int, k: int, dtype, threads: int, generation: int, choice) -> None:
-    """Hand the plain product's engine to the kernel module's lean path (fastnn.gemm's
-    later products of the shape then skip this module): the blocked kernel, or a BLAS
-    product made in one call on one thread.  The other BLAS plans need this module (their
-    thread pinning) and stay with :func:`_plain_runner`."""
+def lean_way(key: tuple) -> tuple[int, int, int] | None:
+    """How a lean path in the kernel module (gemm.pyx: plain, linear) runs the products
+    of :func:`matmul`'s ``key``: (``_k.LINEAR_BLOCKED`` or ``_k.LINEAR_BLAS``, threads,
+    the blocked kernel's level); None while there is nothing to hand over (no choice
+    yet, a re-timing pending, the machine not calibrated) or the engine needs this module
+    (BLAS plans other than one single-thread call: their thread pinning)."""
+    if not _calibrated or key in _unconfirmed:
+        return None
+    choice = _engine_memo.get(key)
+    if choice is None:
+        return None
     use_blas, alone = choice
-    run_threads = 1 if alone else threads
-    if use_blas and _blas_plan(m, n, k, run_threads) != "one":
-        return
-    typenum = np.dtype(dtype).num
-    level = -1 if use_blas else _isa.level_code("gemm")
-    _k.remember_plain(m, n, k, typenum, threads, generation, use_blas, run_threads, level)
+    run_threads = 1 if alone else key[-2]
+    if use_blas:
+        if _blas_plan(key[0], key[1], key[2], run_threads) != "one":
+            return None
+        return _k.LINEAR_BLAS, run_threads, -1
+    return _k.LINEAR_BLOCKED, run_threads, _isa.level_code("gemm")
 
 
 def forget_plain() -> None:
-    """Forget every plain product's memoised runner (a setting they depend on changed)."""
+    """Forget every plain product's memoised runner and what the lean paths remember (a
+    setting they depend on changed)."""
     _plain_memo.clear()
     _k.forget_plain()
+    _k.forget_linear()
 
 
 def _level_changed(family: str, code: int) -> None:
-    """The lean path keeps the blocked kernel's level: a new one makes it choose again."""
+    """The lean paths keep the blocked kernel's level: a new one makes them choose again."""
     if family == "gemm":
         _k.forget_plain()
+        _k.forget_linear()
 
 
 _isa.LEVEL_HOOKS.append(_level_changed)

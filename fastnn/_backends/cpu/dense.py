@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import _autotune
 from fastnn._backends.cpu import _small_dense as _small
-from fastnn._backends.cpu._gemm import engine_forced, lean_plain, matmul, plain
+from fastnn._backends.cpu._gemm import engine_forced, lean_plain, lean_way, matmul, plain
 from fastnn._backends.cpu.activation import CODES
 from fastnn._dispatch import register, register_lean
 from fastnn._threads import team_size
 from fastnn.kernels.cpu import dense as _k
+from fastnn.kernels.cpu import gemm as _kg
 
 
 def column_sums(x: np.ndarray) -> np.ndarray:
@@ -32,7 +34,8 @@ register_lean("gemm")(lean_plain)
 @register("linear", "cpu")
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np.ndarray:
     """activation(x @ w.T + b) in one pass over the result: small layers in one call of
-    plain loops where that measures faster (_small_dense)."""
+    plain loops where that measures faster (_small_dense).  The way chosen is handed to
+    the lean path (:func:`lean_linear`) once it is settled."""
     act = CODES[activation]
     m, k = x.shape
     n = w.shape[0]
@@ -40,8 +43,37 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np
         flags = (act, b is not None)
         if _small.use_loops("linear", m, n, k, flags, x.dtype.char,
                             lambda: _forward_both_ways(x, w, b, act)):  # fmt: skip
+            _remember_linear(x, w, b, activation, (_kg.LINEAR_LOOPS, 1, -1))
             return _k.small_linear(x, w, b, act)
-    return matmul(x, w, trans_b=True, act=act, bias=b)
+    out = matmul(x, w, trans_b=True, act=act, bias=b)
+    if not engine_forced():
+        epilogue = act != 0 or b is not None
+        threads, generation = team_size(), _autotune.generation()
+        key = (m, n, k, False, True, epilogue, x.dtype.char, threads, generation)
+        way = lean_way(key)
+        if way is not None:
+            _remember_linear(x, w, b, activation, way)
+    return out
+
+
+def _remember_linear(x, w, b, activation, way: tuple[int, int, int]) -> None:
+    """Hand this layer's ``way`` (see :func:`_gemm.lean_way`; the loops need no threads
+    or level) to the lean path, keyed by its sizes, dtype, bias and activation."""
+    m, k = x.shape
+    _kg.remember_linear(m, w.shape[0], k, x.dtype.num, b is not None, activation,
+                        team_size(), _autotune.generation(), way[0], CODES[activation],
+                        way[1], way[2], _k.small_linear)  # fmt: skip
+
+
+def lean_linear(x, w, b, activation) -> np.ndarray | None:
+    """The layer on the way remembered for it (gemm.pyx's linear), or None: not yet
+    remembered, an engine forced, or arguments it cannot run unchecked."""
+    if engine_forced():
+        return None
+    return _kg.linear(x, w, b, activation, team_size(), _autotune.generation())
+
+
+register_lean("linear")(lean_linear)
 
 
 def _forward_both_ways(x, w, b, act: int) -> tuple:
