@@ -98,11 +98,11 @@ def register(op: str, backend: str) -> Callable[[Callable[..., Any]], Callable[.
 
 def register_lean(op: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: make ``func`` the lean path of ``op``: ``fastnn.ops`` hands it the
-    arguments of a call that uses every default (no backend named or active) before any
-    check, and ``func`` returns the result, or None having done nothing, when the call is
-    not one it remembers how to run (the call then takes the checked path).  Only the
-    default backend of NumPy arrays (cpu) registers one: a small call then costs little
-    more than its kernel."""
+    arguments of a call that runs on the cpu backend (named, or no backend named or
+    active) with the op's other defaults, before any check.  ``func`` returns the result,
+    or None having done nothing when the call is not one it remembers how to run (the
+    call then takes the checked path).  Only the default backend of NumPy arrays (cpu)
+    registers one: a small call then costs little more than its kernel."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         with _LOCK:
@@ -112,10 +112,14 @@ def register_lean(op: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
     return decorate
 
 
-def lean(op: str) -> Callable[..., Any] | None:
-    """``op``'s lean path (see :func:`register_lean`), or None while a backend is active
-    through :func:`use_backend` or before the default backend has loaded."""
-    if _ACTIVE.get() is None:
+def lean(op: str, backend: str | None = None) -> Callable[..., Any] | None:
+    """``op``'s lean path (see :func:`register_lean`) for a call that names ``backend``
+    (None or "cpu", whose path it is), or None: another backend named, or active through
+    :func:`use_backend` when the call names none, or the cpu backend not loaded yet."""
+    if backend is None:
+        if _ACTIVE.get() is None:
+            return _LEAN.get(op)
+    elif backend == "cpu":
         return _LEAN.get(op)
     return None
 

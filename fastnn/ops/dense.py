@@ -41,7 +41,6 @@ def gemm(
     """
     if (
         c is None
-        and backend is None
         and trans_a is False
         and trans_b is False
         and alpha.__class__ is float
@@ -49,7 +48,7 @@ def gemm(
         and beta.__class__ is float
         and beta == 0.0
     ):  # a @ b: the lean path runs it when it remembers the shape's engine
-        run = lean("gemm")
+        run = lean("gemm", backend)
         if run is not None:
             out = run(a, b)
             if out is not None:
@@ -131,12 +130,11 @@ def linear(
     (out_features,) or None; ``activation`` is None, "relu", "sigmoid" or "tanh".  Returns
     (..., out_features).
     """
-    if backend is None:  # the lean path runs the layer when it remembers how
-        run = lean("linear")
-        if run is not None:
-            out = run(input, weight, bias, activation)
-            if out is not None:
-                return out
+    run = lean("linear", backend)  # it runs the layer when it remembers how
+    if run is not None:
+        out = run(input, weight, bias, activation)
+        if out is not None:
+            return out
     op = "linear"
     kind, _ = _args.float_arrays(
         op, {"input": input, "weight": weight, "bias": bias}, optional=("bias",)

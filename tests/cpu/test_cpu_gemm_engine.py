@@ -283,7 +283,10 @@ def test_the_lean_path_runs_remembered_products(fresh_engines, monkeypatch, rng,
     assert calls == [1]
     with fastnn.use_backend("reference"):
         assert_close(fastnn.gemm(a, b), want, rtol=rtol)
+        assert_close(fastnn.gemm(a, b, backend="cpu"), want, rtol=rtol)  # named: lean
     assert calls == [1]
+    assert fastnn._dispatch.lean("gemm", "cpu") is not None
+    assert fastnn._dispatch.lean("gemm", "reference") is None
     # a setting that changes (another autotune generation) makes the lean path forget
     assert _gemm._k.plain(a, b, threads, _autotune.generation() + 1) is None
 
