@@ -205,6 +205,27 @@ def test_every_instruction_set_path(rng, restore_isa):
         assert_close(got, want, dtype, what=f"{isa} {case}")
 
 
+def test_every_row_width_every_instruction_set(rng, restore_isa):
+    """The direct forward stores a row narrower than its block of columns in pieces (a
+    last vector overlapping the one before, then power-of-two runs below one vector):
+    every output width from 1 to past two blocks, at every instruction set, with and
+    without a fused activation, against the reference."""
+    for isa in supported_isas():
+        assert direct_kernels.set_isa(isa) == isa
+        for width in range(1, 42):
+            for dtype in FLOAT_DTYPES:
+                x = rng.standard_normal((2, 2, 3, width + 2)).astype(dtype)
+                w = rng.standard_normal((7, 2, 3, 3)).astype(dtype)
+                b = rng.standard_normal(7).astype(dtype)
+                for activation in (None, "relu"):
+                    want = fastnn.conv2d(x, w, b, backend="reference")
+                    if activation:
+                        want = np.maximum(want, 0)
+                    got = fastnn.conv2d(x, w, b, algo="direct", activation=activation)
+                    assert got.shape == (2, 7, 1, width)
+                    assert_close(got, want, dtype, what=f"{isa} width {width} {activation}")
+
+
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
 @pytest.mark.parametrize("nd", (1, 2))
 def test_random_configurations_match_torch(rng, nd):
