@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from fastnn import _autotune
+from fastnn import _autotune, _threads
 
 __all__ = ["FAMILIES", "LEVELS", "forced", "level", "level_code", "report", "supported"]
 
@@ -59,6 +59,14 @@ ELEMENTWISE_MODULES = (
 )
 
 _chosen: dict[str, tuple[str, str]] = {}  # family -> (level, how it was chosen)
+#: How a level stands in for a measurement put off while other processes held the CPUs
+#: (a probe timed then measures them: on an Intel Xeon @ 2.80GHz beside a test run, the
+#: direct convolution's portable build once timed fastest and was cached for the build,
+#: and ran 1.3-4x slower than AVX-512 afterwards).  The measurement is tried again on a
+#: use RETRY_SECONDS later.
+BUSY = "prior (machine busy: measured later)"
+RETRY_SECONDS = 1.0
+_retry_at: dict[str, float] = {}
 _forced: dict[str, str] = {}
 _lock = threading.RLock()
 
@@ -96,7 +104,7 @@ def level(family: str) -> str:
     if family in _forced:
         return _forced[family]
     got = _chosen.get(family)
-    if got is None:
+    if got is None or (got[1] is BUSY and time.monotonic() >= _retry_at[family]):
         got = _resolve(family)
     return got[0]
 
@@ -108,7 +116,7 @@ def level_code(family: str) -> int:
 
 def report() -> dict[str, tuple[str, str]]:
     """family -> (level, how it was chosen: "forced", "environment", "measured",
-    "cached" or "prior"), resolving every family."""
+    "cached", "prior" or :data:`BUSY`), resolving every family."""
     out = {}
     for family in FAMILIES:
         if family in _forced:
@@ -145,8 +153,9 @@ def forced(family: str, name: str) -> Iterator[str]:
 def _resolve(family: str) -> tuple[str, str]:
     _check(family)
     with _lock:
-        if family in _chosen:
-            return _chosen[family]
+        known = _chosen.get(family)
+        if known is not None and not (known[1] is BUSY and time.monotonic() >= _retry_at[family]):
+            return known
         env = _from_env(family)
         if env is not None:
             got = (_cap(env), "environment")
@@ -155,6 +164,9 @@ def _resolve(family: str) -> tuple[str, str]:
             cached = _autotune.lookup(key)
             if cached in supported():
                 got = (cached, "cached")
+            elif _threads.others_busy(1):  # no CPU free: the prior for now, nothing kept
+                got = (_cap(FAMILIES[family]), BUSY)
+                _retry_at[family] = time.monotonic() + RETRY_SECONDS
             else:
                 got = (_measure(family), "measured")
                 _autotune.store(key, got[0])

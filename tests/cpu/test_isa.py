@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _autotune, _isa, _machine
+from fastnn import _autotune, _isa, _machine, _threads
 from fastnn.kernels.cpu import conv_direct
 
 
@@ -23,6 +23,7 @@ def fresh(tmp_path, monkeypatch):
         *(f"FASTNN_ISA_{f.upper()}" for f in _isa.FAMILIES),
     ):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(_threads, "_free_cpus", lambda *args: 64)  # a quiet machine
     cache = tmp_path / "tune.json"
     fastnn.autotune(True, cache=cache)
     _isa._reset()
@@ -54,6 +55,31 @@ def test_levels_are_measured_once_and_cached(fresh, monkeypatch):
     _isa._reset()  # a new process: the cache answers
     assert all(how == "cached" for _, how in _isa.report().values())
     assert sorted(calls) == sorted(_isa.FAMILIES)
+
+
+def test_no_level_is_measured_while_the_machine_is_busy(fresh, monkeypatch):
+    """With no CPU free, a family runs its prior and nothing is measured or cached; a
+    use RETRY_SECONDS later measures it, once the machine is quiet."""
+    if len(_isa.supported()) == 1:
+        pytest.skip("this CPU runs one level only: nothing to measure")
+    clock = [100.0]
+    monkeypatch.setattr(_isa.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(_threads, "others_busy", lambda threads: True)
+    calls = []
+    monkeypatch.setattr(_isa, "_measure", lambda family: calls.append(family) or "base")
+    assert _isa.level("winograd") == _isa._cap(_isa.FAMILIES["winograd"])
+    assert _isa.report()["winograd"][1] == _isa.BUSY
+    clock[0] += _isa.RETRY_SECONDS / 2
+    _isa.level("winograd")  # not due yet: not even a look at the load
+    assert calls == [] and not fresh.exists()
+    clock[0] += _isa.RETRY_SECONDS
+    _isa.level("winograd")  # due, still busy: the prior again
+    assert calls == [] and _isa.report()["winograd"][1] == _isa.BUSY
+    monkeypatch.setattr(_threads, "others_busy", lambda threads: False)
+    clock[0] += _isa.RETRY_SECONDS
+    assert _isa.level("winograd") == "base" and calls == ["winograd"]
+    assert _isa.report()["winograd"] == ("base", "measured")
+    assert _autotune.lookup("isa:winograd") == "base"
 
 
 def test_prior_without_autotuning(fresh):
