@@ -791,7 +791,8 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
  * median of 11 alternations: 7 x 1024 @ 1024 x 257 0.84, 7 x 1024 @ 1024 x 1024 0.81,
  * 8 x 4096 @ 4096 x 256 0.70, 16 x 512 @ 512 x 512 0.84; 16 rows ahead lost 1.35x on
  * 7 x 1024 @ 1024 x 1024 (rows 4 KiB apart share an L1 set: lines prefetched too early
- * are evicted before use), prefetching into L2 only gained less. */
+ * are evicted before use), prefetching into L2 only gained less.  A prior fitted on
+ * that one CPU; a prefetch past B's end is a hint, never a fault. */
 #define FNN_FEW_PF_ROWS 8
 static FNN_ATTR int FNN_FN(fnn_gemm_few)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
                                          ptrdiff_t n0, ptrdiff_t n1) {
