@@ -88,12 +88,19 @@ def collect() -> dict:
 
 
 def _gemm_tile() -> dict:
-    """The blocked GEMM's AVX-512 tile speed: the 3-vector tile's time per multiply-add
-    relative to the 2-vector tile's, and how it was set."""
+    """The blocked GEMM's AVX-512 tile speed (the 3-vector tile's time per multiply-add
+    relative to the 2-vector tile's) and how it was set, and the rows of B ahead that a
+    few-row product prefetches (measured at calibration)."""
     from fastnn._backends.cpu import _gemm
 
     ratio, how = _gemm.tile_speed()
-    return {"t48_time": round(ratio, 4), "chosen_by": how}
+    rows, rows_how = _gemm.few_prefetch()
+    return {
+        "t48_time": round(ratio, 4),
+        "chosen_by": how,
+        "few_prefetch_rows": rows,
+        "few_prefetch_chosen_by": rows_how,
+    }
 
 
 def _backend_rows():
@@ -144,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
         "gemm register tiles at AVX-512: 8 rows x 3 vectors at "
         f"{tile['t48_time']:.2f}x the time per multiply-add of 8 x 2 ({tile['chosen_by']}); "
         "each product takes the faster for its width"
+    )
+    print(
+        f"gemm few-row products prefetch B {tile['few_prefetch_rows']} rows ahead "
+        f"({tile['few_prefetch_chosen_by']})"
     )
     tuning = info["autotune"]
     state = "on" if tuning["enabled"] else "off (FASTNN_AUTOTUNE=0 or fastnn.autotune(False))"

@@ -97,6 +97,10 @@ static double fnn_gemm_t48_time = 1.0;
  * reports (gemm_tuning.pxi: set_llc_bytes).  A few-row product whose B is larger reads
  * it from memory, and then packs it (fnn_gemm_path). */
 static double fnn_gemm_llc_bytes = 32.0 * 1024 * 1024;
+/* How many rows of B ahead a few-row product reading B in place prefetches (0: none;
+ * fnn_gemm_few): a prior of 8, which gemm.py replaces with this CPU's measurement
+ * (gemm_tuning.pxi: set_few_prefetch). */
+static ptrdiff_t fnn_gemm_few_prefetch = 8;
 /* Reductions shorter than this keep the 2-vector tile: a short reduction is bound by
  * storing tiles, and the wider tile stores more per step (1024 x 1024 x 7 ran 1.2x
  * slower on it). */

@@ -785,19 +785,15 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
  * read the last row again (their sums are not stored); columns past the last whole
  * strip go to the packed path. */
 #define FNN_FEW_TILES 2
-/* How many rows of B ahead the first row tile prefetches: a strip's rows lie a row
- * stride apart, often 4 KiB or more (one page each), where the hardware prefetchers do
- * not follow.  Two threads, Intel(R) Xeon(R) Processor @ 2.80GHz, time with / without,
- * median of 11 alternations: 7 x 1024 @ 1024 x 257 0.84, 7 x 1024 @ 1024 x 1024 0.81,
- * 8 x 4096 @ 4096 x 256 0.70, 16 x 512 @ 512 x 512 0.84; 16 rows ahead lost 1.35x on
- * 7 x 1024 @ 1024 x 1024 (rows 4 KiB apart share an L1 set: lines prefetched too early
- * are evicted before use), prefetching into L2 only gained less.  A prior fitted on
- * that one CPU; a prefetch past B's end is a hint, never a fault. */
-#define FNN_FEW_PF_ROWS 8
 static FNN_ATTR int FNN_FN(fnn_gemm_few)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
                                          ptrdiff_t n0, ptrdiff_t n1) {
     const FNN_T* b = (const FNN_T*)g->b;
     const ptrdiff_t k = g->k, a_cs = g->a_cs, b_rs = g->b_rs;
+    /* B's rows lie a row stride apart, often 4 KiB or more (a page each), where the
+     * hardware prefetchers do not follow: the first row tile fetches the strip's lines
+     * fnn_gemm_few_prefetch rows ahead (measured per CPU; a prefetch past B's end is a
+     * hint, never a fault) */
+    const ptrdiff_t ahead = fnn_gemm_few_prefetch * b_rs;
     /* the sums of each row tile, kept between the KC-deep chunks of the reduction (so
      * that the chunk of the strip a tile reads is still in L1 for the next tile) */
     FNN_T tile[FNN_FEW_TILES][FNN_MR * FNN_NR] __attribute__((aligned(64)));
@@ -820,10 +816,9 @@ static FNN_ATTR int FNN_FN(fnn_gemm_few)(const fnn_gemm_args* g, ptrdiff_t m0, p
                                                                     v * FNN_LANES);
                 const FNN_T* bp = b + p0 * b_rs + j0;
                 for (ptrdiff_t p = p0; p < p1; ++p, bp += b_rs) {
-                    if (t == 0) /* rows ahead, for the first tile (the others hit L1) */
+                    if (ahead != 0 && t == 0) /* the first tile's (the others hit L1) */
                         for (int line = 0; line < FNN_NR * (int)sizeof(FNN_T); line += 64)
-                            __builtin_prefetch((const char*)(bp + FNN_FEW_PF_ROWS * b_rs) + line,
-                                               0, 3);
+                            __builtin_prefetch((const char*)(bp + ahead) + line, 0, 3);
                     FNN_FN(fnn_vec_t) bv[FNN_NV];
 #pragma GCC unroll 4
                     for (int v = 0; v < FNN_NV; ++v)
@@ -1011,7 +1006,6 @@ static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, 
 #include "gemm_mapped_impl.h"
 
 #undef FNN_FEW_TILES
-#undef FNN_FEW_PF_ROWS
 #undef FNN_NARROW_N
 #undef FNN_NARROW_COST
 #undef FNN_SHORT_ROWS

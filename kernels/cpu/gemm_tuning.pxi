@@ -1,9 +1,10 @@
-# The measured tile speed of the blocked GEMM (gemm_blocked.h's fnn_gemm_t48_time) and
-# the last-level cache size it plans with (fnn_gemm_llc_bytes): setters and getters
+# The measured tile speed of the blocked GEMM (gemm_blocked.h's fnn_gemm_t48_time), the
+# last-level cache size it plans with (fnn_gemm_llc_bytes) and its measured prefetch
+# distance for few-row products (fnn_gemm_few_prefetch): setters and getters
 # included by each module that compiles the GEMM in, since every module has its own copy;
 # fastnn/_backends/cpu/_gemm.py sets every module's.
 
-from gemm_blocked cimport fnn_gemm_llc_bytes, fnn_gemm_t48_time
+from gemm_blocked cimport fnn_gemm_few_prefetch, fnn_gemm_llc_bytes, fnn_gemm_t48_time
 
 
 def set_t48_time(double ratio):
@@ -32,3 +33,17 @@ def set_llc_bytes(double size):
 def llc_bytes():
     """This module's last-level cache size in bytes (see set_llc_bytes)."""
     return fnn_gemm_llc_bytes
+
+
+def set_few_prefetch(Py_ssize_t rows):
+    """Set how many rows of B ahead a few-row product that reads B in place prefetches
+    (0: none; at most 64)."""
+    global fnn_gemm_few_prefetch
+    if not 0 <= rows <= 64:
+        raise ValueError(f"set_few_prefetch: rows must be in [0, 64], got {rows}")
+    fnn_gemm_few_prefetch = rows
+
+
+def few_prefetch():
+    """This module's prefetch distance for few-row products, in rows of B."""
+    return fnn_gemm_few_prefetch

@@ -251,6 +251,22 @@ def test_few_row_products_past_the_cache(threads, dtype, rng):
             k.set_llc_bytes(bad)
 
 
+@pytest.mark.parametrize("ahead", [0, 1, 8, 64])
+def test_few_row_products_at_every_prefetch_distance(ahead, threads, dtype, rng):
+    """The few-row path's prefetch distance (rows of B ahead; past B's last row too)
+    changes no result; the setter rejects distances outside [0, 64]."""
+    before = k.few_prefetch()
+    try:
+        k.set_few_prefetch(ahead)
+        for shape in [(7, 70, 41), (13, 100, 90), (1, 64, 300)]:
+            _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
+    finally:
+        k.set_few_prefetch(before)
+    for bad in (-1, 65):
+        with pytest.raises(ValueError, match="set_few_prefetch"):
+            k.set_few_prefetch(bad)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(

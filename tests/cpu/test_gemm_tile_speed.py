@@ -74,3 +74,22 @@ def test_calibration_sets_every_module(fresh_cache):
 def test_bad_ratio_is_refused(ratio):
     with pytest.raises(ValueError, match="ratio must be > 0"):
         _k.set_t48_time(ratio)
+
+
+def test_calibration_sets_the_few_row_prefetch_everywhere(monkeypatch):
+    """The few-row prefetch distance is measured at calibration (a distance in the
+    trials, the prior unless another wins by the margin) and set in every module that
+    compiles the GEMM in."""
+    modules = [importlib.import_module(f"fastnn.kernels.cpu.{m}") for m in _gemm.TILE_MODULES]
+    previous = [module.few_prefetch() for module in modules]
+    try:
+        for module in modules:
+            module.set_few_prefetch(63)
+        monkeypatch.setattr(_gemm, "_measure_few_prefetch", lambda level: 4)
+        _gemm.calibrate(force=True)
+        assert [module.few_prefetch() for module in modules] == [4] * len(modules)
+        assert _gemm.few_prefetch() == (4, "measured")
+    finally:
+        for module, rows in zip(modules, previous):
+            module.set_few_prefetch(rows)
+    assert _gemm._measure_few_prefetch(_isa.level_code("gemm")) in _gemm.FEW_PREFETCH_TRIALS

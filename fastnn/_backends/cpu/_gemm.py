@@ -58,6 +58,8 @@ def calibrate(force: bool = False) -> float:
       ``2 * fork_join * rate`` (rate: one thread's blocked-GEMM FLOP/s on a 96^3
       product), clamped to FLOPS_PER_THREAD_RANGE;
     - the longest reduction the unpacked path runs (:func:`_measure_short_k`);
+    - how far ahead a few-row product prefetches the rows of B it reads in place
+      (:func:`_measure_few_prefetch`);
     - at AVX-512, the speed of the 3-vector register tile against the 2-vector one
       (:func:`_t48_time`: measured once per CPU and build, then read from the autotune
       cache), which decides the tile of each product;
@@ -86,8 +88,12 @@ def calibrate(force: bool = False) -> float:
     _k.set_flops_per_thread(flops)
     _k.set_short_k(_measure_short_k(level))
     ratio = _t48_time(level)
+    ahead = _measure_few_prefetch(level)
+    _few_prefetch_source[0] = "measured"
     for module in TILE_MODULES:
-        importlib.import_module(f"fastnn.kernels.cpu.{module}").set_t48_time(ratio)
+        tuned = importlib.import_module(f"fastnn.kernels.cpu.{module}")
+        tuned.set_t48_time(ratio)
+        tuned.set_few_prefetch(ahead)
     forget_plain()  # their runners split work by the old threshold
     for hook in CALIBRATION_HOOKS:
         hook(flops, _k.short_k(), ratio)
@@ -193,6 +199,46 @@ def _measure_short_k(level: int) -> int:
             break
         out = k
     return out
+
+
+#: Prefetch distances (rows of B) that :func:`_measure_few_prefetch` tries, the prior
+#: (gemm_blocked.h's fnn_gemm_few_prefetch) first.  Two threads, Intel(R) Xeon(R)
+#: Processor @ 2.80GHz, time at 8 rows / none: 7x1024x1024 0.81, 8x256x4096 0.70,
+#: 16x512x512 0.84; 16 rows lost 1.35x on 7x1024x1024 (rows 4 KiB apart share an L1
+#: set: lines fetched too early are evicted before use).
+FEW_PREFETCH_TRIALS = (8, 0, 4, 16)
+#: A distance replaces the prior only when it is faster by more than this fraction.
+FEW_PREFETCH_MARGIN = 0.03
+#: How the distance in force was set: "prior" until a calibration measures it.
+_few_prefetch_source = ["prior"]
+
+
+def few_prefetch() -> tuple[int, str]:
+    """(rows of B ahead that a few-row product prefetches, "measured" or "prior"),
+    calibrating first (unless the machine is busy: then the prior)."""
+    ensure_calibrated()
+    return _k.few_prefetch(), _few_prefetch_source[0]
+
+
+def _measure_few_prefetch(level: int) -> int:
+    """The prefetch distance in FEW_PREFETCH_TRIALS at which a one-thread 7 x 512 @ 512 x
+    1024 product (one row tile, B read in place, its rows 4 KiB apart) runs fastest: the
+    best of three alternating rounds each; the prior unless another beats it by
+    FEW_PREFETCH_MARGIN.  About a millisecond."""
+    a = np.ones((7, 512), dtype=np.float32)
+    b = np.ones((512, 1024), dtype=np.float32)
+
+    def run() -> None:
+        _k.blocked(a, b, None, 1.0, 0.0, False, False, 0, None, None, 1, level)
+
+    best = dict.fromkeys(FEW_PREFETCH_TRIALS, float("inf"))
+    for _ in range(3):
+        for rows in FEW_PREFETCH_TRIALS:
+            _k.set_few_prefetch(rows)
+            best[rows] = min(best[rows], best_seconds(run, repeats=2))
+    prior = FEW_PREFETCH_TRIALS[0]
+    fastest = min(best, key=lambda rows: best[rows])
+    return fastest if best[fastest] < (1 - FEW_PREFETCH_MARGIN) * best[prior] else prior
 
 
 def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
