@@ -222,6 +222,23 @@ cdef dict _plain_engines = {}
 cdef Py_ssize_t _PLAIN_LIMIT = 4096
 
 
+cdef int _lean_pair(a, b, int b_axis):
+    """The typenum of a and b when both are 2-d NumPy arrays (no subclass) of one
+    native-order float dtype with a's second size equal to b's size along ``b_axis``,
+    else -1: what a lean path runs without the Python checks."""
+    if type(a) is not cnp.ndarray or type(b) is not cnp.ndarray:
+        return -1
+    cdef cnp.ndarray ac = <cnp.ndarray>a, bc = <cnp.ndarray>b
+    cdef int typenum = cnp.PyArray_TYPE(ac)
+    if (cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2
+            or cnp.PyArray_TYPE(bc) != typenum
+            or (typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE)
+            or cnp.PyArray_DIM(ac, 1) != cnp.PyArray_DIM(bc, b_axis)
+            or not (cnp.PyArray_ISNOTSWAPPED(ac) and cnp.PyArray_ISNOTSWAPPED(bc))):
+        return -1
+    return typenum
+
+
 def remember_plain(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int typenum, int threads,
                    generation, bint use_blas, int run_threads, int variant):
     """Run the plain products (m x k) @ (k x n) of dtype ``typenum`` asked for with
@@ -244,16 +261,10 @@ def plain(a, b, int threads, generation):
     ``threads`` and ``generation``; None when there is none, or when a and b are not
     2-d NumPy arrays of one native-order float dtype whose shapes chain (the caller then
     takes the general path, which checks and reports)."""
-    if type(a) is not cnp.ndarray or type(b) is not cnp.ndarray:
+    cdef int typenum = _lean_pair(a, b, 0)
+    if typenum < 0:
         return None
     cdef cnp.ndarray ac = <cnp.ndarray>a, bc = <cnp.ndarray>b
-    cdef int typenum = cnp.PyArray_TYPE(ac)
-    if (cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2
-            or cnp.PyArray_TYPE(bc) != typenum
-            or (typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE)
-            or cnp.PyArray_DIM(ac, 1) != cnp.PyArray_DIM(bc, 0)
-            or not (cnp.PyArray_ISNOTSWAPPED(ac) and cnp.PyArray_ISNOTSWAPPED(bc))):
-        return None
     entry = _plain_engines.get((cnp.PyArray_DIM(ac, 0), cnp.PyArray_DIM(bc, 1),
                                 cnp.PyArray_DIM(ac, 1), typenum, threads, generation))
     if entry is None:
@@ -303,18 +314,12 @@ def linear(x, w, b, activation, int threads, generation):
     there is none, or when x (m, k), w (n, k) and b (None or (n,)) are not NumPy arrays of
     one native-order float dtype of those shapes (the caller then takes the general
     path, which checks and reports)."""
-    if type(x) is not cnp.ndarray or type(w) is not cnp.ndarray:
-        return None
     if activation is not None and type(activation) is not str:
         return None
-    cdef cnp.ndarray xc = <cnp.ndarray>x, wc = <cnp.ndarray>w, bc
-    cdef int typenum = cnp.PyArray_TYPE(xc)
-    if (cnp.PyArray_NDIM(xc) != 2 or cnp.PyArray_NDIM(wc) != 2
-            or cnp.PyArray_TYPE(wc) != typenum
-            or (typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE)
-            or cnp.PyArray_DIM(xc, 1) != cnp.PyArray_DIM(wc, 1)
-            or not (cnp.PyArray_ISNOTSWAPPED(xc) and cnp.PyArray_ISNOTSWAPPED(wc))):
+    cdef int typenum = _lean_pair(x, w, 1)
+    if typenum < 0:
         return None
+    cdef cnp.ndarray xc = <cnp.ndarray>x, wc = <cnp.ndarray>w, bc
     cdef Py_ssize_t n = cnp.PyArray_DIM(wc, 0)
     if b is not None:
         if type(b) is not cnp.ndarray:
