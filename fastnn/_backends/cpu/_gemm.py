@@ -504,7 +504,7 @@ def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if _calibrated:  # else the threshold that splits the work may still change
         m, k = a.shape
         n = b.shape[1]
-        engine_key = (m, n, k, False, False, False, a.dtype.char, threads, generation)
+        engine_key = matmul_key(m, n, k, False, False, False, a.dtype.char, threads, generation)
         choice = _engine_memo.get(engine_key)
         if choice is not None:
             if len(_plain_memo) >= _ENGINE_MEMO_LIMIT:
@@ -525,6 +525,15 @@ def lean_plain(a, b) -> np.ndarray | None:
     if _forced[0] is not None:
         return None
     return _k.plain(a, b, team_size(), _autotune.generation())
+
+
+def matmul_key(
+    m: int, n: int, k: int, trans_a: bool, trans_b: bool, epilogue: bool, dtype_char: str,
+    threads: int, generation: int,
+) -> tuple:  # fmt: skip
+    """The key under which :func:`matmul` remembers a product's engine (_engine_memo,
+    _unconfirmed; :func:`lean_way` reads it)."""
+    return (m, n, k, trans_a, trans_b, epilogue, dtype_char, threads, generation)
 
 
 def lean_way(key: tuple) -> tuple[int, int, int] | None:
@@ -589,7 +598,8 @@ def matmul(
     epilogue = act != 0 or bias is not None or u is not None
     args = (a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads)
     if _forced[0] is None:
-        key = (m, n, k, trans_a, trans_b, epilogue, a.dtype.char, threads, _autotune.generation())
+        key = matmul_key(m, n, k, trans_a, trans_b, epilogue, a.dtype.char, threads,
+                         _autotune.generation())  # fmt: skip
         choice = _engine_memo.get(key)
         if choice is None:
             choice = _choose_engine(key, args, epilogue)

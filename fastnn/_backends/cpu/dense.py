@@ -7,7 +7,14 @@ import numpy as np
 
 from fastnn import _autotune
 from fastnn._backends.cpu import _small_dense as _small
-from fastnn._backends.cpu._gemm import engine_forced, lean_plain, lean_way, matmul, plain
+from fastnn._backends.cpu._gemm import (
+    engine_forced,
+    lean_plain,
+    lean_way,
+    matmul,
+    matmul_key,
+    plain,
+)
 from fastnn._backends.cpu.activation import CODES
 from fastnn._dispatch import register, register_lean
 from fastnn._threads import team_size
@@ -49,8 +56,9 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np
     if not engine_forced():
         epilogue = act != 0 or b is not None
         threads, generation = team_size(), _autotune.generation()
-        key = (m, n, k, False, True, epilogue, x.dtype.char, threads, generation)
-        way = lean_way(key)
+        way = lean_way(
+            matmul_key(m, n, k, False, True, epilogue, x.dtype.char, threads, generation)
+        )
         if way is not None:
             _remember_linear(x, w, b, activation, way)
     return out
