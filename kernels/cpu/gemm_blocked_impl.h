@@ -988,17 +988,19 @@ static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, 
     if (g->n <= FNN_NARROW_N && g->a_cs == 1 &&
         g->k / FNN_LANES * ((g->n + FNN_NR - 1) / FNN_NR * FNN_NR - g->n) >= FNN_NARROW_COST * g->n)
         return FNN_FN(fnn_gemm_narrow)(g, m0, m1, n0, n1);
-    /* a second row tile re-reads the strip of B from cache, which pays while its rows
-     * share pages (4 KiB); rows a page or more apart (4096 x 256 as B) cost the tile
-     * a TLB miss per row, and packing reads them a panel group at a time.  So does a B
-     * larger than the last-level cache, which comes from memory: the strips' short runs
-     * of each row defeat the prefetchers (two threads, Intel Xeon @ 2.80GHz, 48 MiB L3,
-     * time packed / in place: 8 x 25088 x 4096 0.81, 8 x 4096 x 4096 0.79; B of 4-8 MiB
-     * 1.26-1.44) */
+    /* One or two row tiles read B in place while it fits the last-level cache (or its
+     * rows share pages).  A larger B comes from memory, where the strips' short runs of
+     * each row defeat the prefetchers, and packing reads it a panel group at a time (two
+     * threads, Intel Xeon @ 2.80GHz, 48 MiB L3, time packed / in place: 8 x 25088 x 4096
+     * 0.81, 8 x 4096 x 4096 0.79; B of 4-8 MiB 1.26-1.44).  Two row tiles read B in place whatever its row stride: with B's rows
+     * a page or more apart the second tile re-reads a strip from L2 at a TLB hit per row,
+     * which the prefetch ahead has made cheaper than packing (same Xeon, time in place /
+     * packed: 10 x 4096 x 256 TN 0.92, 12 x 4096 x 256 0.83, 14 x 1024 x 1024 TN 0.85,
+     * 16 x 1536 x 768 0.84; 16 x 4096 x 256, 16 x 512 x 2048 1.00) */
     const int b_cached = (double)g->k * (double)g->n * (double)sizeof(FNN_T) <= fnn_gemm_llc_bytes;
-    if (g->b_cs == 1 && n1 - n0 >= FNN_NR &&
-        ((m1 - m0 <= FNN_MR && b_cached) ||
-         (m1 - m0 <= FNN_FEW_TILES * FNN_MR && g->b_rs * (ptrdiff_t)sizeof(FNN_T) < 4096)))
+    const int short_rows = g->b_rs * (ptrdiff_t)sizeof(FNN_T) < 4096;
+    if (g->b_cs == 1 && n1 - n0 >= FNN_NR && m1 - m0 <= FNN_FEW_TILES * FNN_MR &&
+        (b_cached || short_rows))
         return FNN_FN(fnn_gemm_few)(g, m0, m1, n0, n1);
     return FNN_FN(fnn_gemm_part)(g, m0, m1, n0, n1);
 }

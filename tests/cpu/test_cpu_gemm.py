@@ -225,12 +225,14 @@ def test_thin_products_every_layout_and_epilogue(shape, threads, dtype, rng):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", [(7, 70, 41), (12, 96, 600), (16, 33, 257), (3, 200, 5)])
+@pytest.mark.parametrize(
+    "shape", [(7, 70, 41), (12, 96, 600), (16, 33, 257), (3, 200, 5), (11, 1030, 300)]
+)
 def test_few_row_products_every_layout_and_epilogue(shape, threads, variant, dtype, rng):
     """One or two tiles of rows over row-major B (B read in place, unpacked: chunks of
     the reduction kept in the tile sums between row tiles, columns past the last whole
-    strip on the packed path) in every transpose and memory layout, with beta * c and
-    the fused epilogues."""
+    strip on the packed path; rows of B a page or more apart too) in every transpose and
+    memory layout, with beta * c and the fused epilogues."""
     _check_layouts_and_epilogues(shape, threads, variant, dtype, rng)
 
 
