@@ -24,9 +24,9 @@ cdef extern from "pool_rows.h" nogil:
                               int64_t* index, Py_ssize_t oh0, Py_ssize_t oh1, double* buf,
                               int32_t* fbuf, int32_t* frow)
     void pool_max_backward_indices_f32(const pool_shape* s, const float* gy,
-                                       const int64_t* index, float* gx)
+                                       const int64_t* index, float* gx, Py_ssize_t planes)
     void pool_max_backward_indices_f64(const pool_shape* s, const double* gy,
-                                       const int64_t* index, double* gx)
+                                       const int64_t* index, double* gx, Py_ssize_t planes)
     void pool_max_backward_recompute_f32(const pool_shape* s, const float* gy,
                                          const float* x, float* gx, float* buf,
                                          int32_t* fbuf, float* vrow, int32_t* frow)

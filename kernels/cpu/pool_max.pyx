@@ -117,27 +117,39 @@ def forward_with_indices(const floating[:, :, ::1] x, floating[:, :, ::1] y,
 def backward_from_indices(const floating[:, ::1] grad_out, const int64_t[:, ::1] index,
                           floating[:, ::1] grad_in, tuple geometry, int num_threads):
     """grad_in[p] = 0, then grad_in[p, index[p, o]] += grad_out[p, o]: (P, Ho*Wo) planes
-    to (P, H*W).  Entries outside [0, H*W) are skipped (fastnn.ops rejects them)."""
+    to (P, H*W), each thread a run of whole planes.  Entries outside [0, H*W) are skipped
+    (fastnn.ops rejects them)."""
     cdef pool_shape s = unpack_shape(geometry)
-    cdef Py_ssize_t planes = grad_in.shape[0], p
-    cdef int chunks = threads_for(planes * s.H * s.W, planes, num_threads)
-    if planes == 0:
+    cdef Py_ssize_t planes = grad_in.shape[0], outs = s.Ho * s.Wo, size = s.H * s.W
+    cdef Py_ssize_t lo, hi
+    cdef int c, chunks = threads_for(planes * size, planes, num_threads)
+    if planes == 0 or size == 0:
         return
+    cdef const floating* gy = &grad_out[0, 0] if outs else NULL
+    cdef const int64_t* ix = &index[0, 0] if outs else NULL
+    cdef floating* gx = &grad_in[0, 0]
     if chunks == 1:  # no parallel region for one chunk
         with nogil:
-            for p in range(planes):
-                if floating is float:
-                    pool_max_backward_indices_f32(&s, &grad_out[p, 0], &index[p, 0],
-                                                  &grad_in[p, 0])
-                else:
-                    pool_max_backward_indices_f64(&s, &grad_out[p, 0], &index[p, 0],
-                                                  &grad_in[p, 0])
+            _from_indices(&s, gy, ix, gx, 0, planes)
         return
-    for p in prange(planes, nogil=True, schedule="static", num_threads=chunks):
-        if floating is float:
-            pool_max_backward_indices_f32(&s, &grad_out[p, 0], &index[p, 0], &grad_in[p, 0])
-        else:
-            pool_max_backward_indices_f64(&s, &grad_out[p, 0], &index[p, 0], &grad_in[p, 0])
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=chunks):
+        lo = split(planes, c, chunks)
+        hi = split(planes, c + 1, chunks)
+        _from_indices(&s, gy, ix, gx, lo, hi)
+
+
+cdef void _from_indices(const pool_shape* s, const floating* gy, const int64_t* index,
+                        floating* gx, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """backward_from_indices of planes [lo, hi)."""
+    cdef Py_ssize_t outs = s.Ho * s.Wo, size = s.H * s.W
+    if hi <= lo:
+        return
+    if floating is float:
+        pool_max_backward_indices_f32(s, gy + lo * outs, index + lo * outs, gx + lo * size,
+                                      hi - lo)
+    else:
+        pool_max_backward_indices_f64(s, gy + lo * outs, index + lo * outs, gx + lo * size,
+                                      hi - lo)
 
 
 def backward_recompute(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,

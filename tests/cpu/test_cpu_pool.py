@@ -358,6 +358,32 @@ def test_max_backward_scatters_indices_outside_their_window(rng, kernel):
     assert_close(got, ops.max_pool2d_backward(gy, x, **kw, backend="reference"), np.float64)
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 512, 7, 7), (3, 37, 5, 3), (1, 3, 64, 64), (2, 3, 65, 63), (1, 1, 1, 1), (4, 5, 2, 9)],
+)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_max_backward_from_indices_in_groups_of_planes(rng, shape, threads, dtype):
+    """The backward from indices zeroes and scatters planes a group at a time (as many as
+    fit 16 KiB, at least one: a global pooling's small planes share one memset, a large
+    plane is a group of its own), each thread a run of planes: random indices anywhere in
+    their plane, repeated ones summed, give the reference's result."""
+    n, c, h, w = shape
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = (h, w) if h * w <= 64 else (3, 2)
+    y = ops.max_pool2d(x, kernel, backend="reference")
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    index = rng.integers(0, h * w, size=y.shape)
+    saved = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(threads)
+        got = ops.max_pool2d_backward(gy, x, kernel, indices=index, backend="cpu")
+    finally:
+        fastnn.set_num_threads(saved)
+    want = ops.max_pool2d_backward(gy, x, kernel, indices=index, backend="reference")
+    assert_close(got, want, dtype)
+
+
 def test_inputs_are_not_modified(rng):
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     gy = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
