@@ -299,25 +299,39 @@ static inline int POOL_FN(two_rows_2x2)(const pool_shape* s, const T* x, ptrdiff
 }
 
 /* ====================================================================================
- * Whole-plane reductions (global pooling), eight partial results so that the loop
- * vectorises without reassociating one long sum.
+ * Whole-plane reductions (global pooling): the maximum in vector lanes, the sum in
+ * eight partial sums so that the loop vectorises without reassociating one long sum.
  * ==================================================================================== */
 
+/* 32 bytes of T: the lanes of reduce_max (one AVX2 register; two SSE ones in the
+ * portable build). */
+typedef T POOL_FN(plane_vec) __attribute__((vector_size(32)));
+#ifndef POOL_PLANE_LANES
+#define POOL_PLANE_LANES ((ptrdiff_t)(sizeof(POOL_FN(plane_vec)) / sizeof(T)))
+#endif
+
+/* The maximum of x[0..n) (n >= 1), NaN if there is one: in vector lanes whose compares
+ * give lane masks that select bits (the loop over an array of eight partial maxima it
+ * replaces compiled to scalar compares, ~1 ns an element). */
 static T POOL_FN(reduce_max)(const T* restrict x, ptrdiff_t n) {
-    T acc[8];
-    ptrdiff_t i, k, blocks = n / 8 * 8;
-    T m;
-    if (n < 8) {
-        m = x[0];
-        for (i = 1; i < n; ++i) m = POOL_FN(nan_max)(m, x[i]);
-        return m;
+    ptrdiff_t i, whole = 1;
+    T m = x[0];
+    if (n >= 2 * POOL_PLANE_LANES) {
+        POOL_FN(plane_vec) acc, v;
+        T lane[sizeof(POOL_FN(plane_vec)) / sizeof(T)];
+        whole = n / POOL_PLANE_LANES * POOL_PLANE_LANES;
+        __builtin_memcpy(&acc, x, sizeof acc);
+        for (i = POOL_PLANE_LANES; i < whole; i += POOL_PLANE_LANES) {
+            __builtin_memcpy(&v, x + i, sizeof v);
+            const __typeof__(v > acc) take = (v > acc) | (v != v);
+            acc = (POOL_FN(plane_vec))(((__typeof__(take))v & take) |
+                                       ((__typeof__(take))acc & ~take));
+        }
+        __builtin_memcpy(lane, &acc, sizeof acc);
+        m = lane[0];
+        for (i = 1; i < POOL_PLANE_LANES; ++i) m = POOL_FN(nan_max)(lane[i], m);
     }
-    for (k = 0; k < 8; ++k) acc[k] = x[k];
-    for (i = 8; i < blocks; i += 8)
-        for (k = 0; k < 8; ++k) acc[k] = POOL_FN(nan_max)(acc[k], x[i + k]);
-    m = acc[0];
-    for (k = 1; k < 8; ++k) m = POOL_FN(nan_max)(m, acc[k]);
-    for (i = blocks; i < n; ++i) m = POOL_FN(nan_max)(m, x[i]);
+    for (i = whole; i < n; ++i) m = POOL_FN(nan_max)(x[i], m);
     return m;
 }
 
@@ -393,6 +407,36 @@ static void POOL_FN(argmax_row)(const pool_shape* s, const T* x, ptrdiff_t oh, T
         POOL_FN(argmax_clipped)(s, x, oh, first, stop, ow, vrow + ow, frow + ow);
 }
 
+/* The winner of the whole plane x[0..n) (a global max pooling's one window) and its
+ * position, by the rule at the top of the file: the maximum (reduce_max), then the first
+ * element equal to it, found a vector at a time, or the last NaN.  The value is read back
+ * from there, so that a plane whose maximum is zero gives the sign of the zero found
+ * first, as the sequential rule does.  It replaces a vertical fold of short rows and a
+ * horizontal pass over one window: 2 x 512 x 7 x 7, one thread, 200 -> 60 us (Intel Xeon
+ * @ 2.80GHz). */
+static void POOL_FN(argmax_plane)(const T* restrict x, ptrdiff_t n, T* value, int32_t* flat) {
+    const T m = POOL_FN(reduce_max)(x, n);
+    ptrdiff_t i;
+    if (m != m) {
+        for (i = n - 1; x[i] == x[i]; --i) {
+        }
+    } else {
+        /* whole vectors while none of their lanes equals m, then element by element */
+        const POOL_FN(plane_vec) target = (POOL_FN(plane_vec)){0} + m;
+        for (i = 0; i + POOL_PLANE_LANES <= n; i += POOL_PLANE_LANES) {
+            POOL_FN(plane_vec) v;
+            __builtin_memcpy(&v, x + i, sizeof v);
+            const uint64_t __attribute__((vector_size(32))) hit =
+                (__typeof__(hit))(v == target);
+            if (hit[0] | hit[1] | hit[2] | hit[3]) break;
+        }
+        for (; !(x[i] == m); ++i) {
+        }
+    }
+    *value = x[i];
+    *flat = (int32_t)i;
+}
+
 /* Max pooling with indices, output rows [oh0, oh1) of one plane.  buf, fbuf: W scratch;
  * frow: Wo scratch. */
 static void POOL_FN(pool_argmax_rows)(const pool_shape* s, const T* x, T* y, int64_t* index,
@@ -400,6 +444,14 @@ static void POOL_FN(pool_argmax_rows)(const pool_shape* s, const T* x, T* y, int
                                       int32_t* frow) {
     const ptrdiff_t wo = s->Wo;
     ptrdiff_t oh, ow;
+    if (pool_is_global(s)) {
+        if (oh0 < oh1) {
+            int32_t f;
+            POOL_FN(argmax_plane)(x, s->H * s->W, y, &f); /* Ho = Wo = 1 */
+            index[0] = f;
+        }
+        return;
+    }
     for (oh = oh0; oh < oh1; ++oh) {
         int64_t* irow = index + oh * wo;
         T* yrow = y + oh * wo;

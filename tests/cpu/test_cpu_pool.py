@@ -170,6 +170,27 @@ def test_max_pool_ties_nan_and_inf_match_reference(rng, nd, dtype):
         check_max(cfg, x, rng.standard_normal(y_shape).astype(dtype))
 
 
+@pytest.mark.parametrize(
+    "nd, shape",
+    [(2, (2, 3, 7, 7)), (2, (1, 2, 1, 1)), (2, (3, 2, 5, 3)), (2, (1, 2, 4, 8)), (2, (2, 2, 9, 9)),
+     (2, (1, 1, 33, 31)), (1, (2, 3, 31)), (1, (1, 2, 32)), (1, (2, 1, 1000))],
+)  # fmt: skip
+def test_global_max_pool_scans_whole_planes(rng, nd, shape, dtype):
+    """A window that is its whole plane (global max pooling) is one scan of the plane, in
+    lanes merged by the sequential rule: planes shorter and longer than two lanes' worth,
+    ties (the first), NaN (the last) and -inf, with and without indices, dilation along a
+    one-tap axis, and the gradients."""
+    window = shape[2:]
+    ties = rng.integers(-3, 3, size=shape).astype(dtype)  # many equal maxima, no NaN
+    for x in (rng.standard_normal(shape).astype(dtype), ties, special_values(rng, shape, dtype)):
+        gy = rng.standard_normal(shape[:2] + (1,) * nd).astype(dtype)
+        for dilation in ((1,) * nd, (2,) * nd):
+            if any(d > 1 and k > 1 for d, k in zip(dilation, window)):
+                continue
+            cfg = Config(nd, shape, window, window, (0,) * nd, dilation, False)
+            check_max(cfg, x, gy)
+
+
 @pytest.mark.parametrize("nd", [1, 2])
 def test_avg_pool_matches_reference_on_random_configs(rng, nd, dtype):
     for trial in range(25):
