@@ -9,10 +9,9 @@
  * outputs when NumPy frees them and hands them back for the next output of the same size,
  * so a training loop stops faulting after its first step.
  *
- * Every block carries a 64-byte header (its kind and size).  Blocks smaller than
- * FNN_CACHE_MIN go straight to malloc/free; larger ones, when freed, join a list of free
- * blocks; an allocation
- * takes a free block of exactly its size (sizes repeat exactly from step to step), else a
+ * Every block carries a 64-byte header (its kind and size) and FNN_CACHE_TAIL readable
+ * bytes after its data.  Blocks smaller than FNN_CACHE_MIN go straight to malloc/free;
+ * larger ones, when freed, join a list of free blocks; an allocation takes a free block of exactly its size (sizes repeat exactly from step to step), else a
  * new one.  The free blocks are capped in total bytes (fnn_cache_limit); past the cap the
  * oldest are returned to the system.  All operations take one mutex.
  */
@@ -28,6 +27,10 @@
 
 #define FNN_CACHE_MIN ((size_t)1 << 20) /* blocks below 1 MiB are not cached */
 #define FNN_CACHE_HEADER ((size_t)64)
+/* Readable bytes after every block's data (never written by fastnn): kernels that load
+ * whole vectors past the end of an array (conv_direct's backward passes) read an output
+ * of this cache in place instead of a copy with slack (fnn_cache_readable_after). */
+#define FNN_CACHE_TAIL ((size_t)512)
 #define FNN_CACHE_SLOTS 64
 
 typedef struct {
@@ -111,7 +114,7 @@ static void fnn_cache_clear(void) {
 
 static void* fnn_cache_malloc(void* ctx, size_t size) {
     (void)ctx;
-    const size_t total = (size ? size : 1) + FNN_CACHE_HEADER;
+    const size_t total = (size ? size : 1) + FNN_CACHE_HEADER + FNN_CACHE_TAIL;
     size_t head[2] = {size < FNN_CACHE_MIN ? FNN_CACHE_TAG_SMALL : FNN_CACHE_TAG_LARGE, total};
     char* base;
     if (head[0] == FNN_CACHE_TAG_SMALL) {
@@ -148,7 +151,7 @@ static void* fnn_cache_realloc(void* ctx, void* ptr, size_t new_size) {
     if (ptr == NULL) return fnn_cache_malloc(ctx, new_size);
     size_t head[2];
     memcpy(head, (char*)ptr - FNN_CACHE_HEADER, sizeof(head));
-    const size_t old_size = head[1] - FNN_CACHE_HEADER;
+    const size_t old_size = head[1] - FNN_CACHE_HEADER - FNN_CACHE_TAIL;
     void* fresh = fnn_cache_malloc(ctx, new_size);
     if (fresh == NULL) return NULL;
     memcpy(fresh, ptr, old_size < new_size ? old_size : new_size);

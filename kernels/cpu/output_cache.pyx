@@ -23,6 +23,7 @@ cdef extern from "output_cache.h" nogil:
     void* fnn_cache_realloc(void* ctx, void* ptr, size_t new_size)
     void fnn_cache_free(void* ctx, void* ptr, size_t size)
     void fnn_cache_clear()
+    size_t FNN_CACHE_TAIL
 
 cdef extern from "numpy/ndarraytypes.h":
     ctypedef struct PyDataMemAllocator:
@@ -86,6 +87,40 @@ def empty_shaped(tuple shape, dtype):
         return np.empty(shape, dtype=dt)
     finally:
         cnp.PyDataMem_SetHandler(old)
+
+
+cdef extern from "numpy/ndarraytypes.h":
+    void* PyArray_HANDLER(cnp.ndarray arr)  # the owner's memory handler (a capsule)
+
+
+def readable_after(a):
+    """How many bytes after the last element of the C-contiguous NumPy array ``a`` may be
+    read (never written): FNN_CACHE_TAIL and whatever of its owner's data follows, when
+    its memory comes from this cache (fastnn's large outputs and views of them), else
+    0."""
+    if not isinstance(a, cnp.ndarray):
+        return 0
+    cdef cnp.ndarray arr = <cnp.ndarray>a, owner = arr
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return 0
+    while not cnp.PyArray_CHKFLAGS(owner, cnp.NPY_ARRAY_OWNDATA):
+        base = cnp.get_array_base(owner)
+        if not isinstance(base, cnp.ndarray):
+            return 0
+        owner = <cnp.ndarray>base
+    if PyArray_HANDLER(owner) != <void*>_capsule or not cnp.PyArray_IS_C_CONTIGUOUS(owner):
+        return 0
+    cdef char* start = <char*>cnp.PyArray_DATA(owner)
+    cdef char* stop = start + cnp.PyArray_NBYTES(owner)
+    cdef char* first = <char*>cnp.PyArray_DATA(arr)
+    cdef char* end = first + cnp.PyArray_NBYTES(arr)
+    if first < start or end > stop:
+        return 0
+    return <Py_ssize_t>(stop - end) + <Py_ssize_t>FNN_CACHE_TAIL
+
+
+#: Readable bytes after the data of every array this cache allocates.
+TAIL_BYTES = FNN_CACHE_TAIL
 
 
 def zeros(Py_ssize_t size, dtype):

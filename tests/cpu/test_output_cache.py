@@ -135,3 +135,59 @@ def test_dense_softmax_loss_and_sensitivity_outputs_use_the_cache(rng):
     np.testing.assert_allclose(g, 2 * (gy - target), rtol=1e-5, atol=1e-5)
     delta = fastnn.output_sensitivity(gy, target, gy, "relu", "mse")
     assert _from_cache(delta)
+
+
+def test_readable_after_counts_the_tail_and_the_rest_of_the_block():
+    """An array from the cache may be read TAIL_BYTES past its end, a view of it also up
+    to the end of its block; other arrays (NumPy's, small ones, a view not C-contiguous,
+    not an array) report 0."""
+    a = cache.empty(LARGE, np.float32)
+    tail = cache.TAIL_BYTES
+    assert tail >= 64 * 8  # conv_direct's slack in float64 elements
+    assert cache.readable_after(a) == tail
+    assert cache.readable_after(a[:10]) == (LARGE - 10) * 4 + tail
+    rows = a.reshape(-1, 1024)
+    assert cache.readable_after(rows[:3]) == (LARGE - 3 * 1024) * 4 + tail
+    assert cache.readable_after(rows[:, :3]) == 0  # not C-contiguous
+    assert cache.readable_after(rows[1:2].reshape(-1)) == (LARGE - 2 * 1024) * 4 + tail
+    assert cache.readable_after(np.ones(LARGE, np.float32)) == 0
+    assert cache.readable_after(cache.empty(16, np.float32)) == 0
+    assert cache.readable_after([1.0, 2.0]) == 0
+    b = cache.empty(LARGE, np.float64)
+    b.resize(10, refcheck=False)  # moved by realloc: still the cache's, tail included
+    assert get_handler_name(b) == "fastnn_output_cache"
+    assert cache.readable_after(b) == tail
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_conv_backward_reads_a_cached_gradient_in_place(dtype, monkeypatch):
+    """conv_direct's backward passes read whole vectors past the end of grad_output: a
+    gradient from the cache (a view of a larger block here, NaN after its end) is read in
+    place, with no copy, and what lies after it never reaches a result, which equals that
+    of a NumPy copy of the gradient (copied, with zeroed slack)."""
+    from fastnn._backends.cpu import _conv_direct
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3, 36, 37)).astype(dtype)
+    w = rng.standard_normal((5, 3, 5, 5)).astype(dtype)
+    shape = (64, 5, 32, 33)
+    size = int(np.prod(shape))
+    block = cache.empty(size + 1000, dtype)
+    block[size:] = np.nan
+    block[:size] = rng.standard_normal(size)
+    gy = block[:size].reshape(shape)
+    copies = []
+    real = np.copyto
+
+    def counted(*args, **kwargs):
+        copies.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_conv_direct.np, "copyto", counted)
+    got = fastnn.conv2d_backward(gy, x, w, algo="direct")
+    assert not copies and cache.readable_after(gy) >= 64 * x.itemsize
+    want = fastnn.conv2d_backward(np.array(gy), x, w, algo="direct")
+    assert copies  # a NumPy array takes the copy with slack
+    for g, v in zip(got, want):
+        assert np.isfinite(g).all()
+        np.testing.assert_array_equal(g, v)

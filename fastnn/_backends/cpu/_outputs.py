@@ -20,7 +20,7 @@ import numpy as np
 
 from fastnn.kernels.cpu import output_cache as _k
 
-__all__ = ["empty", "empty_cache", "empty_shaped", "zeros"]
+__all__ = ["empty", "empty_cache", "empty_shaped", "readable_after", "zeros"]
 
 
 def _limit_from_env() -> int:
@@ -42,6 +42,12 @@ def empty(size: int, dtype) -> np.ndarray:
 #: A new C-contiguous array of ``shape`` (a tuple) and ``dtype``, its memory from the cache
 #: when large (in Cython: small calls pay only the allocation).
 empty_shaped = _k.empty_shaped
+
+
+#: Bytes readable after the last element of a C-contiguous array (never to be written):
+#: a tail the cache keeps after each of its blocks, and the rest of the block, when the
+#: array's memory comes from the cache, else 0.
+readable_after = _k.readable_after
 
 
 def zeros(size: int, dtype) -> np.ndarray:
