@@ -46,8 +46,9 @@ __all__ = [
 ]
 
 #: The cache file's format; 3: choices timed warm (MIN_SAMPLE_SECONDS), the format-2
-#: choices, timed over single cold calls, are measured again.
-_FORMAT = 3
+#: choices, timed over single cold calls, are measured again; 4: samples sized from a
+#: warm call (WARM_CALL_SECONDS), the format-3 choices are measured again.
+_FORMAT = 4
 
 
 def _enabled_from_env() -> bool:
@@ -288,6 +289,15 @@ def _quiet_before_timing() -> None:
 MIN_SAMPLE_SECONDS = 1e-4
 #: The most calls in one sample.
 MAX_SAMPLE_CALLS = 32
+#: A candidate whose warm-up call took less than this (seconds) is called a second time,
+#: and once untimed before each of its samples.  Its first call, and the first call after
+#: the other candidates ran, can include waking this process's thread team (libgomp
+#: sleeps after its spin, and a woken thread costs ~5-50 us on these VMs): sized from
+#: that call, a two-thread product of 10 us got one call per sample, each paying the
+#: wake-up, and read 16-22 us (257x257x1, blocked kernel; 10.2 us in a loop), so the
+#: one-thread engines won products the team runs 1.3-1.5x faster (Intel Xeon @ 2.80GHz,
+#: 2 vCPUs).  Above it, a wake-up is a few percent of a sample.
+WARM_CALL_SECONDS = 1e-3
 
 
 def _measure(
@@ -295,23 +305,27 @@ def _measure(
     repeats: int,
     errors: tuple[type[BaseException], ...],
 ) -> dict[str, float]:
-    """Best time per call of each candidate: one warm-up call each, then ``repeats``
-    rounds that time every candidate once, in turn (a burst of load from elsewhere then
-    hits them alike, instead of all the samples of one).  A candidate faster than
-    MIN_SAMPLE_SECONDS is timed over enough calls in a row to last that long, after one
-    untimed call.  A candidate slower than HOPELESS times the best so far after
-    HOPELESS_SAMPLES samples is not timed again; one that raises one of ``errors`` is
-    dropped.  Ties go to the earlier candidate (the prior's favourite)."""
-    alive, calls = {}, {}
+    """Best time per call of each candidate: one warm-up call each (two when the first
+    is faster than WARM_CALL_SECONDS: the faster one sizes the samples), then
+    ``repeats`` rounds that time every candidate once, in turn (a burst of load from
+    elsewhere then hits them alike, instead of all the samples of one).  A candidate
+    faster than MIN_SAMPLE_SECONDS is timed over enough calls in a row to last that long;
+    one faster than WARM_CALL_SECONDS gets an untimed call before each sample.  A
+    candidate slower than HOPELESS times the best so far after HOPELESS_SAMPLES samples
+    is not timed again; one that raises one of ``errors`` is dropped.  Ties go to the
+    earlier candidate (the prior's favourite)."""
+    alive, calls, quick = {}, {}, {}
     for name, run in candidates.items():
-        begin = time.perf_counter()
         try:
-            run()
+            took = _call_time(run)
+            if took < WARM_CALL_SECONDS:  # the first may have woken threads
+                took = min(took, _call_time(run))
         except errors:
             continue
         alive[name] = run
-        took = max(time.perf_counter() - begin, 1e-7)
+        took = max(took, 1e-7)
         calls[name] = max(1, min(MAX_SAMPLE_CALLS, int(MIN_SAMPLE_SECONDS / took)))
+        quick[name] = took < WARM_CALL_SECONDS
     best = {name: float("inf") for name in alive}
     samples = dict.fromkeys(alive, 0)
     for _ in range(max(1, repeats)):
@@ -322,8 +336,8 @@ def _measure(
             samples[name] += 1
             n = calls[name]
             try:
-                if n > 1:
-                    run()  # untimed: this candidate's data back in the caches
+                if quick[name]:
+                    run()  # untimed: its data back in the caches, its threads awake
                 begin = time.perf_counter()
                 for _ in range(n):
                     run()
@@ -332,6 +346,13 @@ def _measure(
                 continue
             best[name] = min(best[name], (time.perf_counter() - begin) / n)
     return {name: t for name, t in best.items() if t != float("inf")}
+
+
+def _call_time(run: Callable[[], Any]) -> float:
+    """Seconds one call of ``run`` takes."""
+    begin = time.perf_counter()
+    run()
+    return time.perf_counter() - begin
 
 
 def _read(path: Path) -> dict[str, str]:

@@ -32,7 +32,7 @@ def clean_state(monkeypatch):
 def entries(path) -> dict[str, str]:
     """The cache file's entries, keys without the machine/build context every key has."""
     data = json.loads(path.read_text())
-    assert data["format"] == _autotune._FORMAT == 3
+    assert data["format"] == _autotune._FORMAT == 4
     prefix = _machine.context() + "|"
     assert all(k.startswith(prefix) for k in data["entries"]), data["entries"]
     return {k[len(prefix) :]: v for k, v in data["entries"].items()}
@@ -224,6 +224,7 @@ def test_candidates_take_turns_and_failures_are_dropped(tmp_path, monkeypatch):
     burst of outside load hits them alike); one that runs out of memory is dropped."""
     monkeypatch.setattr(_autotune, "HOPELESS", float("inf"))  # never drop a slow one here
     monkeypatch.setattr(_autotune, "MIN_SAMPLE_SECONDS", 0.0)  # one call per sample
+    monkeypatch.setattr(_autotune, "WARM_CALL_SECONDS", 0.0)  # no extra untimed calls
     fastnn.autotune(True, cache=tmp_path / "tune.json")
     calls = []
 
@@ -253,10 +254,49 @@ def test_fast_candidates_are_timed_warm_over_several_calls(tmp_path, monkeypatch
     chosen = _autotune.choose(
         "key-warm", {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3
     )
-    assert chosen in ("a", "b") and calls[:2] == ["a", "b"]
-    runs = [(name, len(list(group))) for name, group in itertools.groupby(calls[2:])]
+    assert chosen in ("a", "b") and calls[:4] == ["a", "a", "b", "b"]  # two warm-up calls
+    runs = [(name, len(list(group))) for name, group in itertools.groupby(calls[4:])]
     assert [name for name, _ in runs] == ["a", "b"] * 3  # turns, one block each
     assert all(2 < count <= _autotune.MAX_SAMPLE_CALLS + 1 for _, count in runs)
+
+
+def test_quick_candidates_are_sized_from_a_warm_call_and_woken_before_each_sample(
+    monkeypatch,
+):
+    """A candidate faster than WARM_CALL_SECONDS is called twice to warm up (the faster
+    call sizes its samples: a first call slowed by waking threads must not make every
+    sample one cold call) and once untimed before each sample; a slower one is called
+    once and timed as it comes.  A fake clock that each call moves on makes it exact."""
+    import types
+
+    clock = types.SimpleNamespace(now=0.0)
+    clock.perf_counter = lambda: clock.now
+    monkeypatch.setattr(_autotune, "time", clock)
+    monkeypatch.setattr(_autotune, "HOPELESS", float("inf"))
+    calls = []
+
+    def candidate(name, first, then):
+        def run():
+            clock.now += first if name not in calls else then
+            calls.append(name)
+
+        return run
+
+    best = _autotune._measure(
+        {
+            # times in powers of two, exact on the fake clock: 61 us cold, 7.6 us warm
+            "woken": candidate("woken", 2.0**-14, 2.0**-17),
+            "medium": candidate("medium", 2.0**-12, 2.0**-12),  # 244 us
+            "slow": candidate("slow", 2.0**-9, 2.0**-9),  # 1.95 ms
+        },
+        repeats=2,
+        errors=(MemoryError,),
+    )
+    per_sample = int(_autotune.MIN_SAMPLE_SECONDS / 2.0**-17)
+    assert per_sample > 1
+    one_round = ["woken"] * (1 + per_sample) + ["medium"] * 2 + ["slow"]
+    assert calls == ["woken", "woken", "medium", "medium", "slow"] + one_round * 2
+    assert best == {"woken": 2.0**-17, "medium": 2.0**-12, "slow": 2.0**-9}
 
 
 def test_hopeless_candidates_are_not_timed_again(tmp_path):
@@ -279,6 +319,7 @@ def test_one_slow_sample_does_not_drop_the_winner(tmp_path, monkeypatch):
     import time
 
     monkeypatch.setattr(_autotune, "MIN_SAMPLE_SECONDS", 0.0)  # one call per sample
+    monkeypatch.setattr(_autotune, "WARM_CALL_SECONDS", 0.0)  # no extra untimed calls
     fastnn.autotune(True, cache=tmp_path / "tune.json")
     calls = {"winner": 0}
 
