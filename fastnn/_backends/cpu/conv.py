@@ -277,7 +277,7 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
     gb = None
     if want_b:
         gb = np.empty(geom.out_channels, dtype=dtype)
-        plane = int(np.prod(geom.out_size))
+        plane = math.prod(geom.out_size)
         full = [v for (_, size), v in flat.items() if size == n]
         gy_flat = full[0] if full else flat_gy("im2col", n)
         _bias.backward_bias(gy_flat, gb, geom.batch, geom.out_channels, plane, threads)
