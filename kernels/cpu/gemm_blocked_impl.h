@@ -992,10 +992,10 @@ static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, 
      * rows share pages).  A larger B comes from memory, where the strips' short runs of
      * each row defeat the prefetchers, and packing reads it a panel group at a time (two
      * threads, Intel Xeon @ 2.80GHz, 48 MiB L3, time packed / in place: 8 x 25088 x 4096
-     * 0.81, 8 x 4096 x 4096 0.79; B of 4-8 MiB 1.26-1.44).  Two row tiles read B in place whatever its row stride: with B's rows
-     * a page or more apart the second tile re-reads a strip from L2 at a TLB hit per row,
-     * which the prefetch ahead has made cheaper than packing (same Xeon, time in place /
-     * packed: 10 x 4096 x 256 TN 0.92, 12 x 4096 x 256 0.83, 14 x 1024 x 1024 TN 0.85,
+     * 0.81, 8 x 4096 x 4096 0.79; B of 4-8 MiB 1.26-1.44).  Within the cache, rows a page
+     * or more apart cost the second tile a TLB hit per row of the strip it re-reads from
+     * L2, which the prefetch ahead has made cheaper than packing (same Xeon, time in place
+     * / packed: 10 x 4096 x 256 TN 0.92, 12 x 4096 x 256 0.83, 14 x 1024 x 1024 TN 0.85,
      * 16 x 1536 x 768 0.84; 16 x 4096 x 256, 16 x 512 x 2048 1.00) */
     const int b_cached = (double)g->k * (double)g->n * (double)sizeof(FNN_T) <= fnn_gemm_llc_bytes;
     const int short_rows = g->b_rs * (ptrdiff_t)sizeof(FNN_T) < 4096;

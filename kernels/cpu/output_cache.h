@@ -11,9 +11,10 @@
  *
  * Every block carries a 64-byte header (its kind and size) and FNN_CACHE_TAIL readable
  * bytes after its data.  Blocks smaller than FNN_CACHE_MIN go straight to malloc/free;
- * larger ones, when freed, join a list of free blocks; an allocation takes a free block of exactly its size (sizes repeat exactly from step to step), else a
- * new one.  The free blocks are capped in total bytes (fnn_cache_limit); past the cap the
- * oldest are returned to the system.  All operations take one mutex.
+ * larger ones, when freed, join a list of free blocks; an allocation takes a free block
+ * of exactly its size (sizes repeat exactly from step to step), else a new one.  The
+ * free blocks are capped in total bytes (fnn_cache_limit); past the cap the oldest are
+ * returned to the system.  All operations take one mutex.
  */
 #ifndef FNN_OUTPUT_CACHE_H
 #define FNN_OUTPUT_CACHE_H
@@ -29,7 +30,8 @@
 #define FNN_CACHE_HEADER ((size_t)64)
 /* Readable bytes after every block's data (never written by fastnn): kernels that load
  * whole vectors past the end of an array (conv_direct's backward passes) read an output
- * of this cache in place instead of a copy with slack (fnn_cache_readable_after). */
+ * of this cache in place instead of a copy with slack (output_cache.pyx's
+ * readable_after). */
 #define FNN_CACHE_TAIL ((size_t)512)
 #define FNN_CACHE_SLOTS 64
 

@@ -412,7 +412,7 @@ static void POOL_FN(argmax_row)(const pool_shape* s, const T* x, ptrdiff_t oh, T
  * element equal to it, found a vector at a time, or the last NaN.  The value is read back
  * from there, so that a plane whose maximum is zero gives the sign of the zero found
  * first, as the sequential rule does.  It replaces a vertical fold of short rows and a
- * horizontal pass over one window: 2 x 512 x 7 x 7, one thread, 200 -> 60 us (Intel Xeon
+ * horizontal pass over one window: 2 x 512 x 7 x 7, one thread, 200 -> 52 us (Intel Xeon
  * @ 2.80GHz). */
 static void POOL_FN(argmax_plane)(const T* restrict x, ptrdiff_t n, T* value, int32_t* flat) {
     const T m = POOL_FN(reduce_max)(x, n);
@@ -482,7 +482,7 @@ static void POOL_FN(pool_argmax_rows)(const pool_shape* s, const T* x, T* y, int
  * gx[index[o]] += gy[o] for every output o of each plane.  Planes are zeroed and scattered
  * a group at a time, a group as many whole planes as fit POOL_ZERO_GROUP_BYTES (at least
  * one): it stays in cache meanwhile, and small planes (a global pooling's 7 x 7) cost one
- * memset per group instead of one each (2 x 512 x 7 x 7, 7 x 7 windows: 11.9 -> 5 us,
+ * memset per group instead of one each (2 x 512 x 7 x 7, 7 x 7 windows: 11.9 -> 4.8 us,
  * Intel Xeon @ 2.80GHz).  Indices outside [0, H * W) are skipped (fastnn.ops rejects them
  * before a kernel runs). */
 #ifndef POOL_ZERO_GROUP_BYTES
