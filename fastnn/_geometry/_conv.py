@@ -102,9 +102,17 @@ class ConvGeometry:
     out_size: tuple[int, ...]
     #: The 2-D view (see :class:`ConvPlane`), computed once.
     plane: ConvPlane = field(init=False, repr=False, compare=False)
+    #: The hash, computed once: geometries key the per-layer memos of every call.
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plane", _plane(self))
+        fields = (self.batch, self.in_channels, self.out_channels, self.groups, self.in_size,
+                  self.kernel, self.stride, self.dilation, self.pad, self.out_size)  # fmt: skip
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def nd(self) -> int:

@@ -11,11 +11,15 @@ to force tiny chunks, so that every chunk boundary is crossed).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from fastnn._geometry import ConvGeometry
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Chunking",
@@ -56,6 +60,8 @@ class Chunking:
 
 
 _forced = Chunking()
+#: _forced's fields as a plain tuple (a dataclass hashes each time; this once).
+_forced_key = (None, None, None, None)
 
 
 @contextlib.contextmanager
@@ -67,17 +73,45 @@ def chunking(
 ) -> Iterator[Chunking]:
     """Force block sizes inside a ``with`` block (for tests and experiments); each value is
     clipped to what the problem allows, None keeps the automatic choice."""
-    global _forced
+    global _forced, _forced_key
     sizes = {"tile": tile, "rows": rows, "channels": channels, "kblocks": kblocks}
     for name, value in sizes.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"chunking: {name} must be a positive int or None, got {value!r}")
-    previous = _forced
+    previous, previous_key = _forced, _forced_key
     _forced = replace(previous, tile=tile, rows=rows, channels=channels, kblocks=kblocks)
+    _forced_key = (tile, rows, channels, kblocks)
     try:
         yield _forced
     finally:
-        _forced = previous
+        _forced, _forced_key = previous, previous_key
+
+
+#: (function, arguments, forced chunking, block constants) -> its answer.
+_PLANS: dict[tuple, object] = {}
+_PLANS_LIMIT = 4096
+
+
+def _planned(plan: Callable[..., _T]) -> Callable[..., _T]:
+    """``plan`` memoised: a layer asks for the same block sizes on every call, and
+    working them out again cost 1-2 us of a small layer's ~10 us.  The key holds the
+    forced chunking and the module's block constants, so a change to either (tests
+    monkeypatch them) is never answered from the memo."""
+
+    @functools.wraps(plan)
+    def planned(*args: object, **kwargs: object) -> _T:
+        if kwargs:  # the kernels' callers pass positions; keywords are worked out afresh
+            return plan(*args, **kwargs)
+        key = (plan, args, _forced_key, COLUMN_BUFFER_ELEMENTS, PACKED_ELEMENTS, MIN_TILE,
+               ITEMS_PER_THREAD, POINTWISE_MULTI_IMAGE, GW_MIN_REDUCTION)  # fmt: skip
+        got = _PLANS.get(key)
+        if got is None:
+            if len(_PLANS) >= _PLANS_LIMIT:
+                _PLANS.clear()
+            got = _PLANS[key] = plan(*args)
+        return got  # type: ignore[return-value]
+
+    return planned
 
 
 def shape_tuple(geom: ConvGeometry) -> tuple[int, ...]:
@@ -119,6 +153,7 @@ def _split_for_threads(length: int, parts_already: int, threads: int) -> int:
     return max(1, math.ceil(length / max(want, 1)))
 
 
+@_planned
 def im2col_tile(shape: tuple[int, ...], threads: int) -> tuple[int, int]:
     """(tile, images per tile) of the im2col kernels: a tile is ``tile`` output positions
     of one image, or -- for images smaller than a good GEMM width -- several whole images
@@ -141,6 +176,7 @@ def im2col_tile(shape: tuple[int, ...], threads: int) -> tuple[int, int]:
     return max(1, min(tile, howo)), 1
 
 
+@_planned
 def im2col_channels(shape: tuple[int, ...], width: int, images: int, threads: int) -> int:
     """Input channels per work item of the im2col input gradient (``width`` columns per
     tile, ``images`` per tile)."""
@@ -158,6 +194,7 @@ def _packed_row_width(shape: tuple[int, ...]) -> int:
     return sw * math.ceil((w + pl + pr) / sw)
 
 
+@_planned
 def direct_rows(shape: tuple[int, ...], threads: int) -> int:
     """Output rows per packed chunk of the direct forward and weight-gradient kernels."""
     n, c, _, _, _, g, r, _, ho, _, sh, _, dh = shape[:13]
@@ -175,6 +212,7 @@ def direct_rows(shape: tuple[int, ...], threads: int) -> int:
     return max(1, min(rows, _split_for_threads(ho, n * g, threads)))
 
 
+@_planned
 def direct_kblocks(shape: tuple[int, ...], rows: int, threads: int, kb: int) -> int:
     """Blocks of ``kb`` output channels per direct forward work item."""
     n, c, _, _, k, g, _, _, ho = shape[:9]
@@ -211,6 +249,7 @@ def shared_weight_images(shape: tuple[int, ...], threads: int) -> int:
 GW_MIN_REDUCTION = 1024
 
 
+@_planned
 def direct_gw_blocks(shape: tuple[int, ...], threads: int) -> tuple[int, int, int]:
     """(images, output rows, input channels) per work item of the direct weight gradient:
     enough rows -- and, for small images, images -- for long reductions, then as many
@@ -240,6 +279,7 @@ def direct_gw_blocks(shape: tuple[int, ...], threads: int) -> tuple[int, int, in
     return images, rows, channels
 
 
+@_planned
 def direct_channels(shape: tuple[int, ...], threads: int) -> int:
     """Input channels per work item of the direct input gradient."""
     n, c, h, _, _, g, _, _, _, _, _, _, _, _, pt, pb = shape[:16]

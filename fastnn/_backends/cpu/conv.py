@@ -27,10 +27,11 @@ from fastnn._backends.cpu import (
     _conv_direct,
     _conv_im2col,
     _conv_winograd,
+    conv_lean,
 )
 from fastnn._backends.cpu._conv_choice import blocked_fills_lanes, ranked
 from fastnn._backends.cpu._conv_plan import direct_fits, fits_blas
-from fastnn._dispatch import register
+from fastnn._dispatch import register, register_lean
 from fastnn._geometry import ConvGeometry
 from fastnn._selection import choose_conv, tuning_batch
 from fastnn._threads import get_num_threads, team_size
@@ -169,11 +170,15 @@ def _batch_slice(geom: ConvGeometry) -> slice:
 
 @register("conv1d", "cpu")
 @register("conv2d", "cpu")
-def conv_forward(x, w, b, geom: ConvGeometry, algo: str, activation: str | None = None):
+def conv_forward(
+    x, w, b, geom: ConvGeometry, algo: str, activation: str | None = None, name: str | None = None
+):
     """y = activation(conv(x, w) + b) with the chosen algorithm, the activation applied
     by each kernel as it writes its output.  Autotuning measures the candidates with the
     activation; their keys do not include it, so one choice serves the layer either way
-    (the epilogue costs the same in every algorithm)."""
+    (the epilogue costs the same in every algorithm).  ``name``: the algorithm to run,
+    remembered by the lean path (conv_lean) from an earlier call; None: choose (and
+    remember) it."""
     if geom.batch == 0:
         return np.empty(geom.output_shape, dtype=x.dtype)
     shape, threads, cap = tuple(geom.plane), team_size(), get_num_threads()
@@ -194,21 +199,24 @@ def conv_forward(x, w, b, geom: ConvGeometry, algo: str, activation: str | None 
             return _conv_im2col.forward(x4, wf, bias, shape, threads, act, gemm)
         return _GEMM_OR_DIRECT[name].forward(x4, wf, bias, shape, threads, act)
 
-    part = _batch_slice(geom)
-    part_shape = (part.stop, *shape[1:])
+    if name is None:
 
-    def tune(name: str) -> np.ndarray:
-        return run(name, x4[part], part_shape)
+        def tune(name: str) -> np.ndarray:
+            part = _batch_slice(geom)
+            return run(name, x4[part], (part.stop, *shape[1:]))
 
-    op = f"conv{geom.nd}d"
-    name = _pick(algo, op, "forward", geom, x.dtype, cap, tune)
+        name = _pick(algo, f"conv{geom.nd}d", "forward", geom, x.dtype, cap, tune)
+        if type(x) is np.ndarray and type(w) is np.ndarray and (b is None or type(b) is np.ndarray):
+            conv_lean.remember(conv_lean.forward_key(geom, x, w, b, algo, activation), name)
     return run(name).reshape(geom.output_shape)
 
 
 @register("conv1d_backward", "cpu")
 @register("conv2d_backward", "cpu")
-def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
-    """(grad_input, grad_weight, grad_bias), None where ``mask`` is False."""
+def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask, names: tuple | None = None):
+    """(grad_input, grad_weight, grad_bias), None where ``mask`` is False.  ``names``:
+    the algorithms of the input and weight gradients, remembered by the lean path
+    (conv_lean) from an earlier call; None: choose (and remember) them."""
     want_x, want_w, want_b = mask
     dtype = x.dtype
     if geom.batch == 0:
@@ -219,8 +227,6 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         )
     shape, threads, cap = tuple(geom.plane), team_size(), get_num_threads()
     x4, wf, gy4 = _as_4d(x, geom), _flat_weight(w), _as_4d(gy, geom)
-    part = _batch_slice(geom)
-    part_shape = (part.stop, *shape[1:])
     flat: dict[tuple[str, int], np.ndarray] = {}  # gy made flat and contiguous, per kind
 
     def flat_gy(name: str, n: int) -> np.ndarray:
@@ -264,16 +270,13 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
             return _conv_im2col.grad_weight(x4[:n], flat_gy(name, n), shp, threads, gemm)
         return _GEMM_OR_DIRECT[name].grad_weight(x4[:n], flat_gy(name, n), shp, threads)
 
-    op = f"conv{geom.nd}d_backward"
-    n, pn = geom.batch, part.stop
-    gx = gw = None
-    if want_x:
-        tune_x = lambda name: input_grad(name, pn, part_shape)  # noqa: E731
-        gx = input_grad(_pick(algo, op, "input", geom, dtype, cap, tune_x), n, shape)
-    if want_w:
-        tune_w = lambda name: weight_grad(name, pn, part_shape)  # noqa: E731
-        chosen = _pick(algo, op, "weight", geom, dtype, cap, tune_w)
-        gw = weight_grad(chosen, n, shape)
+    n = geom.batch
+    if names is None:
+        names = _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_grad)
+        if type(gy) is np.ndarray and type(x) is np.ndarray and type(w) is np.ndarray:
+            conv_lean.remember(conv_lean.backward_key(geom, gy, x, w, algo, mask), names)
+    gx = input_grad(names[0], n, shape) if want_x else None
+    gw = weight_grad(names[1], n, shape) if want_w else None
     gb = None
     if want_b:
         gb = np.empty(geom.out_channels, dtype=dtype)
@@ -285,4 +288,25 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask):
         None if gx is None else gx.reshape(geom.input_shape),
         None if gw is None else gw.astype(dtype, copy=False).reshape(geom.weight_shape),
         gb,
+    )
+
+
+def _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_grad) -> tuple:
+    """(input gradient's algorithm, weight gradient's), None where ``mask`` does not ask
+    for that gradient; candidates are timed on the first images (:func:`_batch_slice`)."""
+    op = f"conv{geom.nd}d_backward"
+    part = _batch_slice(geom)
+    n, shp = part.stop, (part.stop, *tuple(geom.plane)[1:])
+    name_x = name_w = None
+    if mask[0]:
+        name_x = _pick(algo, op, "input", geom, dtype, cap, lambda a: input_grad(a, n, shp))
+    if mask[1]:
+        name_w = _pick(algo, op, "weight", geom, dtype, cap, lambda a: weight_grad(a, n, shp))
+    return name_x, name_w
+
+
+for _nd in (1, 2):
+    register_lean(f"conv{_nd}d")(conv_lean.make_forward(f"conv{_nd}d", _nd, conv_forward))
+    register_lean(f"conv{_nd}d_backward")(
+        conv_lean.make_backward(f"conv{_nd}d_backward", _nd, conv_backward)
     )
