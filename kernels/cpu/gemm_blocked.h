@@ -97,6 +97,14 @@ static double fnn_gemm_t48_time = 1.0;
  * reports (gemm_tuning.pxi: set_llc_bytes).  A few-row product whose B is larger reads
  * it from memory, and then packs it (fnn_gemm_path). */
 static double fnn_gemm_llc_bytes = 32.0 * 1024 * 1024;
+/* Bytes of packed B panels that a product of several row blocks runs past each A
+ * micro-panel before the next (fnn_gemm_part): a prior of 640 KiB, which gemm.py replaces
+ * with half this CPU's L2 (gemm_tuning.pxi: set_b_block_bytes).  The A micro-panel stays
+ * in L1 while the panels stream from L2; with every row tile run against one panel
+ * instead, a panel of 256 x 48 floats fills the 48 KiB L1 by itself (old order / new
+ * order, lscpu "Intel(R) Xeon(R) Processor @ 2.80GHz", one thread: 1024^3 1 / 0.86,
+ * 256 x 3136 x 576 1 / 0.82, 1024 x 1024 x 64 1 / 0.74-0.79). */
+static double fnn_gemm_b_block_bytes = 640.0 * 1024;
 /* How many rows of B ahead a few-row product reading B in place prefetches (0: none;
  * fnn_gemm_few): a prior of 8, which gemm.py replaces with this CPU's measurement
  * (gemm_tuning.pxi: set_few_prefetch). */

@@ -7,6 +7,7 @@ cdef extern from "gemm_blocked.h" nogil:
     Py_ssize_t fnn_gemm_short_k
     double fnn_gemm_t48_time
     double fnn_gemm_llc_bytes
+    double fnn_gemm_b_block_bytes
     Py_ssize_t fnn_gemm_few_prefetch
     ctypedef struct fnn_epilogue:
         int act

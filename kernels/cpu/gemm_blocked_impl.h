@@ -673,6 +673,39 @@ static FNN_ATTR int FNN_FN(fnn_gemm_thin)(const fnn_gemm_args* g, ptrdiff_t m0, 
 
 #undef FNN_AXPY_BLOCK
 
+/* One tile of out at rows i0.., columns j0.. (mr x nr of it inside out) from the packed
+ * A micro-panel ap and B panel bp, kc deep: the micro-kernel and the write-out (a full
+ * tile straight from registers with the epilogue fused on the last slice; an edge tile,
+ * or a first slice that reads C, through the stack tile). */
+static FNN_ATTR inline void FNN_FN(fnn_gemm_tile)(const fnn_gemm_args* g, ptrdiff_t kc,
+                                                  const FNN_T* ap, const FNN_T* bp,
+                                                  ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t mr,
+                                                  ptrdiff_t nr, int first, int last,
+                                                  FNN_T* tile) {
+    const FNN_T alpha = (FNN_T)g->alpha;
+    FNN_T* o = (FNN_T*)g->out + i0 * g->ldo + j0;
+    const FNN_T* u =
+        last && g->epi.derivative ? (const FNN_T*)g->epi.u + i0 * g->epi.ldu + j0 : NULL;
+    if (mr < FNN_MR || nr < FNN_NR || (first && g->c != NULL && g->beta != 0)) {
+        FNN_FN(fnn_micro_kernel)(kc, ap, bp, FNN_TILE_BUFFER, alpha, o, g->ldo, tile, FNN_NR,
+                                 NULL, NULL, NULL, 0);
+        FNN_FN(fnn_store_tile)(g, tile, i0, j0, mr, nr, first, last);
+        return;
+    }
+    const FNN_T* scale = NULL;
+    if (u != NULL && g->epi.act != FNN_ACT_IDENTITY) {
+        FNN_FN(fnn_derivative_tile)(g->epi.act, u, g->epi.ldu, tile);
+        scale = tile;
+    }
+    const FNN_T* shift =
+        last && g->epi.bias != NULL && !g->epi.derivative ? (const FNN_T*)g->epi.bias + j0 : NULL;
+    const int activate = last && !g->epi.derivative && g->epi.act != FNN_ACT_IDENTITY;
+    FNN_FN(fnn_micro_kernel)(kc, ap, bp, first ? FNN_TILE_SET : FNN_TILE_ADD, alpha, o, g->ldo,
+                             activate ? tile : o, activate ? FNN_NR : g->ldo, shift, scale,
+                             u == NULL ? NULL : u + FNN_MR * g->epi.ldu, g->epi.ldu);
+    if (activate) FNN_FN(fnn_activate_tile)(g->epi.act, tile, o, g->ldo);
+}
+
 /* The rows [m0, m1) x columns [n0, n1) of the product, on the calling thread, with its
  * own packing buffers.  Returns 0, or -1 when the buffers cannot be allocated. */
 static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, ptrdiff_t m1,
@@ -699,9 +732,6 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
     FNN_T* ap = (FNN_T*)buffer;
     FNN_T* bp = (FNN_T*)(buffer + a_bytes);
     FNN_T tile[FNN_MR * FNN_NR] __attribute__((aligned(64)));
-    FNN_T* out = (FNN_T*)g->out;
-    const FNN_T alpha = (FNN_T)g->alpha;
-    const int reads_c = g->c != NULL && g->beta != 0;
     /* With a single block of rows, each B panel is used by that block only: pack panels
      * right before their use, FNN_PANEL_GROUP at a time (so that each row of B read from
      * memory is FNN_PANEL_GROUP * NR elements long), while they are hot in cache, instead
@@ -719,10 +749,11 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
                 ptrdiff_t mc = m1 - ic < FNN_MC ? m1 - ic : FNN_MC;
                 FNN_FN(fnn_pack_a)(mc, kc, a + ic * g->a_rs + pc * g->a_cs, g->a_rs, g->a_cs,
                                    ap);
-                for (ptrdiff_t jr = 0; jr < nc; jr += FNN_NR) {
-                    ptrdiff_t nr = nc - jr < FNN_NR ? nc - jr : FNN_NR;
-                    const FNN_T* b_panel = bp + jr * kc;
-                    if (one_row_block) { /* pack a few panels only, just before their use */
+                if (one_row_block) {
+                    /* pack a few panels only, just before their use; each is used by
+                     * every row tile while it is in L1 */
+                    for (ptrdiff_t jr = 0; jr < nc; jr += FNN_NR) {
+                        ptrdiff_t nr = nc - jr < FNN_NR ? nc - jr : FNN_NR;
                         ptrdiff_t in_group = jr % (FNN_NR * FNN_PANEL_GROUP);
                         if (in_group == 0) {
                             ptrdiff_t width = nc - jr < FNN_NR * FNN_PANEL_GROUP
@@ -731,41 +762,31 @@ static FNN_ATTR int FNN_FN(fnn_gemm_part)(const fnn_gemm_args* g, ptrdiff_t m0, 
                             FNN_FN(fnn_pack_b)(kc, width, b_slice + jr * g->b_cs, g->b_rs,
                                                g->b_cs, bp);
                         }
-                        b_panel = bp + in_group * kc;
                         FNN_FN(fnn_prefetch_next_group)(g, b_slice, kc, nc, jr - in_group,
                                                         in_group / FNN_NR);
+                        for (ptrdiff_t ir = 0; ir < mc; ir += FNN_MR) {
+                            ptrdiff_t mr = mc - ir < FNN_MR ? mc - ir : FNN_MR;
+                            FNN_FN(fnn_gemm_tile)(g, kc, ap + ir * kc, bp + in_group * kc,
+                                                  ic + ir, jc + jr, mr, nr, first, last,
+                                                  tile);
+                        }
                     }
+                    continue;
+                }
+                /* B packed whole: blocks of its panels that fit L2 (fnn_gemm_b_block_bytes);
+                 * each A micro-panel stays in L1 while a block's panels stream past it */
+                ptrdiff_t per = (ptrdiff_t)(fnn_gemm_b_block_bytes /
+                                            (double)(kc * FNN_NR * (ptrdiff_t)sizeof(FNN_T)));
+                ptrdiff_t cols = (per > 1 ? per : 1) * FNN_NR;
+                for (ptrdiff_t jb = 0; jb < nc; jb += cols) {
+                    ptrdiff_t jb_end = nc - jb < cols ? nc : jb + cols;
                     for (ptrdiff_t ir = 0; ir < mc; ir += FNN_MR) {
                         ptrdiff_t mr = mc - ir < FNN_MR ? mc - ir : FNN_MR;
-                        ptrdiff_t i0 = ic + ir, j0 = jc + jr;
-                        FNN_T* o = out + i0 * g->ldo + j0;
-                        const FNN_T* u = last && g->epi.derivative
-                                             ? (const FNN_T*)g->epi.u + i0 * g->epi.ldu + j0
-                                             : NULL;
-                        if (mr < FNN_MR || nr < FNN_NR || (first && reads_c)) {
-                            FNN_FN(fnn_micro_kernel)(kc, ap + ir * kc, b_panel,
-                                                     FNN_TILE_BUFFER, alpha, o, g->ldo, tile,
-                                                     FNN_NR, NULL, NULL, NULL, 0);
-                            FNN_FN(fnn_store_tile)(g, tile, i0, j0, mr, nr, first, last);
-                            continue;
+                        for (ptrdiff_t jr = jb; jr < jb_end; jr += FNN_NR) {
+                            ptrdiff_t nr = nc - jr < FNN_NR ? nc - jr : FNN_NR;
+                            FNN_FN(fnn_gemm_tile)(g, kc, ap + ir * kc, bp + jr * kc, ic + ir,
+                                                  jc + jr, mr, nr, first, last, tile);
                         }
-                        const FNN_T* scale = NULL;
-                        if (u != NULL && g->epi.act != FNN_ACT_IDENTITY) {
-                            FNN_FN(fnn_derivative_tile)(g->epi.act, u, g->epi.ldu, tile);
-                            scale = tile;
-                        }
-                        const FNN_T* shift = last && g->epi.bias != NULL && !g->epi.derivative
-                                                 ? (const FNN_T*)g->epi.bias + j0
-                                                 : NULL;
-                        const int activate =
-                            last && !g->epi.derivative && g->epi.act != FNN_ACT_IDENTITY;
-                        FNN_FN(fnn_micro_kernel)(kc, ap + ir * kc, b_panel,
-                                                 first ? FNN_TILE_SET : FNN_TILE_ADD, alpha, o,
-                                                 g->ldo, activate ? tile : o,
-                                                 activate ? FNN_NR : g->ldo, shift, scale,
-                                                 u == NULL ? NULL : u + FNN_MR * g->epi.ldu,
-                                                 g->epi.ldu);
-                        if (activate) FNN_FN(fnn_activate_tile)(g->epi.act, tile, o, g->ldo);
                     }
                 }
             }

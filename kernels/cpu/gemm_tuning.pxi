@@ -1,10 +1,16 @@
 # The measured tile speed of the blocked GEMM (gemm_blocked.h's fnn_gemm_t48_time), the
-# last-level cache size it plans with (fnn_gemm_llc_bytes) and its measured prefetch
+# last-level cache size it plans with (fnn_gemm_llc_bytes), the bytes of B panels it runs
+# past each A micro-panel (fnn_gemm_b_block_bytes) and its measured prefetch
 # distance for few-row products (fnn_gemm_few_prefetch): setters and getters
 # included by each module that compiles the GEMM in, since every module has its own copy;
 # fastnn/_backends/cpu/_gemm.py sets every module's.
 
-from gemm_blocked cimport fnn_gemm_few_prefetch, fnn_gemm_llc_bytes, fnn_gemm_t48_time
+from gemm_blocked cimport (
+    fnn_gemm_b_block_bytes,
+    fnn_gemm_few_prefetch,
+    fnn_gemm_llc_bytes,
+    fnn_gemm_t48_time,
+)
 
 
 def set_t48_time(double ratio):
@@ -47,3 +53,17 @@ def set_few_prefetch(Py_ssize_t rows):
 def few_prefetch():
     """This module's prefetch distance for few-row products, in rows of B."""
     return fnn_gemm_few_prefetch
+
+
+def set_b_block_bytes(double size):
+    """Set the bytes of packed B panels a product of several row blocks runs past each A
+    micro-panel (> 0; about half the L2 cache)."""
+    global fnn_gemm_b_block_bytes
+    if not size > 0:
+        raise ValueError(f"set_b_block_bytes: the size must be > 0, got {size}")
+    fnn_gemm_b_block_bytes = size
+
+
+def b_block_bytes():
+    """This module's bytes of B panels per A micro-panel (see set_b_block_bytes)."""
+    return fnn_gemm_b_block_bytes

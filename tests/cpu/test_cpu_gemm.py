@@ -253,6 +253,25 @@ def test_few_row_products_past_the_cache(threads, dtype, rng):
             k.set_llc_bytes(bad)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("block", [1.0, 3 * 48 * 300 * 8 + 5.0])
+def test_row_blocks_over_blocks_of_b_panels(block, threads, dtype, rng):
+    """Products of several row blocks run each A micro-panel past blocks of B panels
+    (set_b_block_bytes): one panel per block, or a few with a partial last block, give
+    the same results in every layout and epilogue; the setter rejects sizes that are not
+    positive."""
+    before = k.b_block_bytes()
+    try:
+        k.set_b_block_bytes(block)
+        for shape in [(150, 100, 270), (301, 257, 40), (290, 1000, 7)]:
+            _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
+    finally:
+        k.set_b_block_bytes(before)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="set_b_block_bytes"):
+            k.set_b_block_bytes(bad)
+
+
 @pytest.mark.parametrize("ahead", [0, 1, 8, 64])
 def test_few_row_products_at_every_prefetch_distance(ahead, threads, dtype, rng):
     """The few-row path's prefetch distance (rows of B ahead; past B's last row too)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from fastnn import _autotune, _isa, _threads
-from fastnn._machine import best_seconds, llc_bytes
+from fastnn._machine import best_seconds, l2_bytes, llc_bytes
 from fastnn._threads import (
     blas_for_call,
     get_num_threads,
@@ -63,8 +63,9 @@ def calibrate(force: bool = False) -> float:
     - at AVX-512, the speed of the 3-vector register tile against the 2-vector one
       (:func:`_t48_time`: measured once per CPU and build, then read from the autotune
       cache), which decides the tile of each product;
-    - and, measured by nothing, the last-level cache size the system reports (a few-row
-      product whose B is larger packs it).
+    - and, measured by nothing, the cache sizes the system reports (a few-row product whose B
+      is larger than the last level packs it; half the L2 holds the B panels a product
+      runs past each A micro-panel).
 
     Together a few milliseconds (the tile speed a few more, the first time).  Returns the
     flops per thread.  While other processes hold CPUs (and unless ``force``), nothing is
@@ -73,7 +74,9 @@ def calibrate(force: bool = False) -> float:
     """
     global _calibrated, _next_try
     for module in TILE_MODULES:  # what the system reports: nothing to time
-        importlib.import_module(f"fastnn.kernels.cpu.{module}").set_llc_bytes(float(llc_bytes()))
+        kernels = importlib.import_module(f"fastnn.kernels.cpu.{module}")
+        kernels.set_llc_bytes(float(llc_bytes()))
+        kernels.set_b_block_bytes(B_BLOCK_L2 * l2_bytes())
     if not force and _threads.others_busy(get_num_threads()):
         _next_try = time.monotonic() + RETRY_SECONDS
         return _k.flops_per_thread()
@@ -110,6 +113,10 @@ def ensure_calibrated() -> None:
 #: The kernel modules that compile the blocked GEMM in, each with its own copy of the
 #: tile speed (kernels/cpu/gemm_tuning.pxi).
 TILE_MODULES = ("gemm", "conv_pointwise", "conv_im2col")
+#: Share of the L2 cache that the packed B panels run past each A micro-panel fill
+#: (kernels/cpu/gemm_blocked.h: fnn_gemm_b_block_bytes): the rest holds the output tiles,
+#: the A block's next panels and what the hardware prefetches.
+B_BLOCK_L2 = 0.5
 #: The autotune cache's key for the tile speed (the cache adds the CPU model and build).
 T48_KEY = "gemm:t48-time"
 #: Bounds of a believable tile speed ratio.
