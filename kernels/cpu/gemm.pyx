@@ -12,6 +12,8 @@
 #
 # a and b are 2-d float arrays of one dtype, op(a) = a.T if trans_a (likewise b); the
 # Python layer (fastnn/ops/dense.py) has checked dtypes and that the shapes chain.
+import time
+
 import numpy as np
 
 cimport numpy as cnp
@@ -19,6 +21,7 @@ cimport numpy as cnp
 cimport dense_arrays as da
 from blas cimport gemm_rowmajor
 from cython.parallel cimport prange
+from libc.math cimport INFINITY
 cimport openmp
 
 cnp.import_array()
@@ -220,6 +223,15 @@ cdef object _blocked(a, b, c, double alpha, double beta, bint trans_a, bint tran
 # that a later product of the shape costs one dictionary lookup above its kernel.
 cdef dict _plain_engines = {}
 cdef Py_ssize_t _PLAIN_LIMIT = 4096
+# The clock of the deadlines below (gemm.py hands over its own, which tests replace).
+cdef object _clock = time.monotonic
+
+
+def set_clock(clock):
+    """Read the time of the lean paths' deadlines (``until`` of :func:`remember_plain` and
+    :func:`remember_linear`) from ``clock()`` (seconds, monotonic)."""
+    global _clock
+    _clock = clock
 
 
 cdef int _lean_pair(a, b, int b_axis):
@@ -240,14 +252,17 @@ cdef int _lean_pair(a, b, int b_axis):
 
 
 def remember_plain(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int typenum, int threads,
-                   generation, bint use_blas, int run_threads, int variant):
+                   generation, bint use_blas, int run_threads, int variant,
+                   double until=INFINITY):
     """Run the plain products (m x k) @ (k x n) of dtype ``typenum`` asked for with
-    ``threads`` threads under autotune ``generation`` through :func:`plain` from now on:
-    on one single-threaded BLAS call (``use_blas``), or on the blocked kernel at
-    ``variant`` with ``run_threads`` threads."""
+    ``threads`` threads under autotune ``generation`` through :func:`plain` from now on
+    (until the clock reads ``until``: the engine's next re-timing is due then): on one
+    single-threaded BLAS call (``use_blas``), or on the blocked kernel at ``variant`` with
+    ``run_threads`` threads."""
     if len(_plain_engines) >= _PLAIN_LIMIT:
         _plain_engines.clear()
-    _plain_engines[(m, n, k, typenum, threads, generation)] = (use_blas, run_threads, variant)
+    _plain_engines[(m, n, k, typenum, threads, generation)] = (use_blas, run_threads, variant,
+                                                               until)
 
 
 def forget_plain():
@@ -265,11 +280,14 @@ def plain(a, b, int threads, generation):
     if typenum < 0:
         return None
     cdef cnp.ndarray ac = <cnp.ndarray>a, bc = <cnp.ndarray>b
+    cdef double until
     entry = _plain_engines.get((cnp.PyArray_DIM(ac, 0), cnp.PyArray_DIM(bc, 1),
                                 cnp.PyArray_DIM(ac, 1), typenum, threads, generation))
     if entry is None:
         return None
-    use_blas, run_threads, variant = <tuple>entry
+    use_blas, run_threads, variant, until = <tuple>entry
+    if until != INFINITY and _clock() >= until:
+        return None  # a re-timing is due: the general path runs it
     if use_blas:
         return blas(ac, bc, None, 1.0, 0.0, False, False, 1)
     return _blocked(ac, bc, None, 1.0, 0.0, False, False, 0, None, None, run_threads,
@@ -291,16 +309,16 @@ LINEAR_LOOPS, LINEAR_BLOCKED, LINEAR_BLAS = 0, 1, 2
 
 def remember_linear(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int typenum, bint has_bias,
                     activation, int threads, generation, int way, int act, int run_threads,
-                    int variant, loops=None):
+                    int variant, loops=None, double until=INFINITY):
     """Run the dense layers act(x @ w.T + b) with x (m, k), w (n, k) of dtype ``typenum``,
     a bias or not, the activation named ``activation`` (kernel code ``act``), asked for
     with ``threads`` threads under autotune ``generation``, through :func:`linear` from
-    now on, the way ``way`` says (``loops``: the plain loops' kernel, loops(x, w, b,
-    act))."""
+    now on (until the clock reads ``until``, as in :func:`remember_plain`), the way ``way``
+    says (``loops``: the plain loops' kernel, loops(x, w, b, act))."""
     if len(_linear_ways) >= _PLAIN_LIMIT:
         _linear_ways.clear()
     _linear_ways[(m, n, k, typenum, has_bias, activation, threads, generation)] = (
-        way, act, run_threads, variant, loops)
+        way, act, run_threads, variant, loops, until)
 
 
 def forget_linear():
@@ -320,6 +338,7 @@ def linear(x, w, b, activation, int threads, generation):
     if typenum < 0:
         return None
     cdef cnp.ndarray xc = <cnp.ndarray>x, wc = <cnp.ndarray>w, bc
+    cdef double until
     cdef Py_ssize_t n = cnp.PyArray_DIM(wc, 0)
     if b is not None:
         if type(b) is not cnp.ndarray:
@@ -332,7 +351,9 @@ def linear(x, w, b, activation, int threads, generation):
                               b is not None, activation, threads, generation))
     if entry is None:
         return None
-    way, act, run_threads, variant, loops = <tuple>entry
+    way, act, run_threads, variant, loops, until = <tuple>entry
+    if until != INFINITY and _clock() >= until:
+        return None
     if way == LINEAR_LOOPS:
         return loops(xc, wc, b, act)
     if way == LINEAR_BLOCKED:

@@ -218,9 +218,14 @@ def test_a_split_products_engine_is_timed_again_later(fresh_engines, monkeypatch
     monkeypatch.setattr(_gemm, "matmul", lambda *a, **k: matmuls.append(1) or real_matmul(*a, **k))
     fastnn.gemm(a, b)  # not due: the runner, not matmul
     assert not matmuls
+    generation = _autotune.generation()
+    lean = _gemm._k.plain(a, b, 2, generation)  # the lean path serves it until due
+    assert lean is not None
+    assert_close(lean, want, rtol=1e-5)
     busy = [True]
     monkeypatch.setattr(_threads, "others_busy", lambda threads: busy[0])
     clock[0] += _gemm.CONFIRM_AFTER[0]
+    assert _gemm._k.plain(a, b, 2, generation) is None  # due: the general path re-times
     fastnn.gemm(a, b)  # due, but the machine is busy: put off
     assert len(calls) == 1 and _gemm._unconfirmed[key][1] == 0
     busy[0] = False
@@ -236,6 +241,8 @@ def test_a_split_products_engine_is_timed_again_later(fresh_engines, monkeypatch
         assert runner[1] == (None if last else key)
     assert key not in _gemm._unconfirmed
     clock[0] += 1000.0
+    # the last verdict, BLAS split over the team, needs this module: never lean
+    assert _gemm._k.plain(a, b, 2, generation) is None
     for _ in range(2):
         assert_close(fastnn.gemm(a, b), want, rtol=1e-5)
     assert len(calls) == 4

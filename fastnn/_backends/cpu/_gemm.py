@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import time
 from collections.abc import Iterator
 
@@ -388,6 +389,7 @@ CONFIRM_AFTER = (0.2, 2.0, 20.0)
 _unconfirmed: dict[tuple, tuple[float, int]] = {}
 #: The clock of CONFIRM_AFTER (tests replace it).
 _now = time.monotonic
+_k.set_clock(lambda: _now())  # the lean paths' deadlines read it too
 
 
 def _confirm(key: tuple, args: tuple, epilogue: bool, choice: tuple[bool, bool]) -> tuple:
@@ -521,7 +523,7 @@ def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             way = lean_way(engine_key)
             if way is not None:
                 _k.remember_plain(m, n, k, a.dtype.num, threads, generation,
-                                  way[0] == _k.LINEAR_BLAS, way[1], way[2])  # fmt: skip
+                                  way[0] == _k.LINEAR_BLAS, way[1], way[2], way[3])  # fmt: skip
     return out
 
 
@@ -543,24 +545,29 @@ def matmul_key(
     return (m, n, k, trans_a, trans_b, epilogue, dtype_char, threads, generation)
 
 
-def lean_way(key: tuple) -> tuple[int, int, int] | None:
+def lean_way(key: tuple) -> tuple[int, int, int, float] | None:
     """How a lean path in the kernel module (gemm.pyx: plain, linear) runs the products
     of :func:`matmul`'s ``key``: (``_k.LINEAR_BLOCKED`` or ``_k.LINEAR_BLAS``, threads,
-    the blocked kernel's level); None while there is nothing to hand over (no choice
-    yet, a re-timing pending, the machine not calibrated) or the engine needs this module
-    (BLAS plans other than one single-thread call: their thread pinning)."""
-    if not _calibrated or key in _unconfirmed:
+    the blocked kernel's level, until when: the time (:data:`_now`) at which its engine's
+    next re-timing falls due, inf when none is pending); None while there is nothing to
+    hand over (no choice yet, the machine not calibrated) or the engine needs this module
+    (BLAS plans other than one single-thread call: their thread pinning).  A product
+    awaiting a re-timing runs lean until it is due: the general path around it cost
+    ~4 us a call, for the 22 s that the re-timings take."""
+    if not _calibrated:
         return None
     choice = _engine_memo.get(key)
     if choice is None:
         return None
+    pending = _unconfirmed.get(key)
+    until = math.inf if pending is None else pending[0]
     use_blas, alone = choice
     run_threads = 1 if alone else key[-2]
     if use_blas:
         if _blas_plan(key[0], key[1], key[2], run_threads) != "one":
             return None
-        return _k.LINEAR_BLAS, run_threads, -1
-    return _k.LINEAR_BLOCKED, run_threads, _isa.level_code("gemm")
+        return _k.LINEAR_BLAS, run_threads, -1, until
+    return _k.LINEAR_BLOCKED, run_threads, _isa.level_code("gemm"), until
 
 
 def forget_plain() -> None:

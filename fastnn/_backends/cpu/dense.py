@@ -3,6 +3,8 @@ epilogue, and ``linear_backward`` (three GEMM-shaped products, each only if aske
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fastnn import _autotune
@@ -50,7 +52,7 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np
         flags = (act, b is not None)
         if _small.use_loops("linear", m, n, k, flags, x.dtype.char,
                             lambda: _forward_both_ways(x, w, b, act)):  # fmt: skip
-            _remember_linear(x, w, b, activation, (_kg.LINEAR_LOOPS, 1, -1))
+            _remember_linear(x, w, b, activation, (_kg.LINEAR_LOOPS, 1, -1, math.inf))
             return _k.small_linear(x, w, b, act)
     out = matmul(x, w, trans_b=True, act=act, bias=b)
     if not engine_forced():
@@ -64,13 +66,13 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, activation) -> np
     return out
 
 
-def _remember_linear(x, w, b, activation, way: tuple[int, int, int]) -> None:
+def _remember_linear(x, w, b, activation, way: tuple[int, int, int, float]) -> None:
     """Hand this layer's ``way`` (see :func:`_gemm.lean_way`; the loops need no threads
     or level) to the lean path, keyed by its sizes, dtype, bias and activation."""
     m, k = x.shape
     _kg.remember_linear(m, w.shape[0], k, x.dtype.num, b is not None, activation,
                         team_size(), _autotune.generation(), way[0], CODES[activation],
-                        way[1], way[2], _k.small_linear)  # fmt: skip
+                        way[1], way[2], _k.small_linear, way[3])  # fmt: skip
 
 
 def lean_linear(x, w, b, activation) -> np.ndarray | None:
