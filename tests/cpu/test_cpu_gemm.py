@@ -236,21 +236,29 @@ def test_few_row_products_every_layout_and_epilogue(shape, threads, variant, dty
     _check_layouts_and_epilogues(shape, threads, variant, dtype, rng)
 
 
+def _check_under_setting(name, value, shapes, bad, threads, dtype, rng):
+    """Every layout and epilogue of ``shapes`` with the kernel setting ``name`` (k.set_<name>,
+    read back by k.<name>) at ``value``, restored afterwards; the setter rejects each value
+    in ``bad``."""
+    setter, before = getattr(k, f"set_{name}"), getattr(k, name)()
+    try:
+        setter(value)
+        for shape in shapes:
+            _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
+    finally:
+        setter(before)
+    for value in bad:
+        with pytest.raises(ValueError, match=f"set_{name}"):
+            setter(value)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_few_row_products_past_the_cache(threads, dtype, rng):
     """A few-row product whose B outgrows the last-level cache packs B instead of reading
     it in place: the same results (a tiny cache size forces it here); the setter rejects
     sizes that are not positive."""
-    before = k.llc_bytes()
-    try:
-        k.set_llc_bytes(64.0)
-        for shape in [(7, 70, 41), (8, 200, 300)]:
-            _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
-    finally:
-        k.set_llc_bytes(before)
-    for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match="set_llc_bytes"):
-            k.set_llc_bytes(bad)
+    shapes = [(7, 70, 41), (8, 200, 300)]
+    _check_under_setting("llc_bytes", 64.0, shapes, (0.0, -1.0, float("nan")), threads, dtype, rng)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -260,32 +268,17 @@ def test_row_blocks_over_blocks_of_b_panels(block, threads, dtype, rng):
     (set_b_block_bytes): one panel per block, or a few with a partial last block, give
     the same results in every layout and epilogue; the setter rejects sizes that are not
     positive."""
-    before = k.b_block_bytes()
-    try:
-        k.set_b_block_bytes(block)
-        for shape in [(150, 100, 270), (301, 257, 40), (290, 1000, 7)]:
-            _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
-    finally:
-        k.set_b_block_bytes(before)
-    for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match="set_b_block_bytes"):
-            k.set_b_block_bytes(bad)
+    shapes = [(150, 100, 270), (301, 257, 40), (290, 1000, 7)]
+    bad = (0.0, -1.0, float("nan"))
+    _check_under_setting("b_block_bytes", block, shapes, bad, threads, dtype, rng)
 
 
 @pytest.mark.parametrize("ahead", [0, 1, 8, 64])
 def test_few_row_products_at_every_prefetch_distance(ahead, threads, dtype, rng):
     """The few-row path's prefetch distance (rows of B ahead; past B's last row too)
     changes no result; the setter rejects distances outside [0, 64]."""
-    before = k.few_prefetch()
-    try:
-        k.set_few_prefetch(ahead)
-        for shape in [(7, 70, 41), (13, 100, 90), (1, 64, 300)]:
-            _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
-    finally:
-        k.set_few_prefetch(before)
-    for bad in (-1, 65):
-        with pytest.raises(ValueError, match="set_few_prefetch"):
-            k.set_few_prefetch(bad)
+    shapes = [(7, 70, 41), (13, 100, 90), (1, 64, 300)]
+    _check_under_setting("few_prefetch", ahead, shapes, (-1, 65), threads, dtype, rng)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
