@@ -206,8 +206,7 @@ def conv_forward(
             return run(name, x4[part], (part.stop, *shape[1:]))
 
         name = _pick(algo, f"conv{geom.nd}d", "forward", geom, x.dtype, cap, tune)
-        if type(x) is np.ndarray and type(w) is np.ndarray and (b is None or type(b) is np.ndarray):
-            conv_lean.remember(conv_lean.forward_key(geom, x, w, b, algo, activation), name)
+        conv_lean.remember(conv_lean.forward_key(geom, x, w, b, algo, activation), name)
     return run(name).reshape(geom.output_shape)
 
 
@@ -273,8 +272,7 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask, names: tuple | 
     n = geom.batch
     if names is None:
         names = _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_grad)
-        if type(gy) is np.ndarray and type(x) is np.ndarray and type(w) is np.ndarray:
-            conv_lean.remember(conv_lean.backward_key(geom, gy, x, w, algo, mask), names)
+        conv_lean.remember(conv_lean.backward_key(geom, gy, x, w, algo, mask), names)
     gx = input_grad(names[0], n, shape) if want_x else None
     gw = weight_grad(names[1], n, shape) if want_w else None
     gb = None

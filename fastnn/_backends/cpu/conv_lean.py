@@ -33,22 +33,35 @@ def _bias_key(b: Any) -> tuple | None:
     return None if b is None else (b.shape, b.strides, b.dtype)
 
 
-def forward_key(geom, x, w, b, algo: str, activation) -> tuple:
-    """The memo key of a forward call whose arrays are NumPy arrays."""
+def _plain(*arrays: Any) -> bool:
+    """Whether every array is an ndarray itself (no subclass; None counts as plain)."""
+    return all(a is None or type(a) is np.ndarray for a in arrays)
+
+
+def _forward_key(geom, x, w, b, algo: str, activation) -> tuple:
     return ("forward", geom, x.strides, x.dtype, w.strides, w.dtype, _bias_key(b), algo,
             activation, get_num_threads(), _autotune.generation())  # fmt: skip
 
 
-def backward_key(geom, gy, x, w, algo: str, mask: tuple) -> tuple:
-    """The memo key of a backward call whose arrays are NumPy arrays."""
+def _backward_key(geom, gy, x, w, algo: str, mask: tuple) -> tuple:
     return ("backward", geom, gy.shape, gy.strides, gy.dtype, x.strides, x.dtype, w.strides,
             w.dtype, algo, mask, get_num_threads(), _autotune.generation())  # fmt: skip
 
 
-def remember(key: tuple, ran: Any) -> None:
-    """Note what a checked call of ``key`` ran (not while choices are being recorded:
-    a recording must see every choice made)."""
-    if _autotune.is_recording():
+def forward_key(geom, x, w, b, algo: str, activation) -> tuple | None:
+    """The memo key of a forward call, None unless its arrays are NumPy arrays."""
+    return _forward_key(geom, x, w, b, algo, activation) if _plain(x, w, b) else None
+
+
+def backward_key(geom, gy, x, w, algo: str, mask: tuple) -> tuple | None:
+    """The memo key of a backward call, None unless its arrays are NumPy arrays."""
+    return _backward_key(geom, gy, x, w, algo, mask) if _plain(gy, x, w) else None
+
+
+def remember(key: tuple | None, ran: Any) -> None:
+    """Note what a checked call of ``key`` ran (nothing for a None key, nor while
+    choices are being recorded: a recording must see every choice made)."""
+    if key is None or _autotune.is_recording():
         return
     if len(_MEMO) >= LIMIT:
         _MEMO.clear()
@@ -72,7 +85,7 @@ def make_forward(op: str, nd: int, run: Callable[..., Any]) -> Callable[..., Any
         try:
             geom = _geometry.conv_geometry(op, nd, x.shape, w.shape, stride, padding,
                                            dilation, groups)  # fmt: skip
-            name = _MEMO.get(forward_key(geom, x, w, b, algo, activation))
+            name = _MEMO.get(_forward_key(geom, x, w, b, algo, activation))
         except (TypeError, ValueError):  # unhashable or invalid: the checked path says why
             return None
         if name is None or _autotune.is_recording():
@@ -94,7 +107,7 @@ def make_backward(op: str, nd: int, run: Callable[..., Any]) -> Callable[..., An
         try:
             geom = _geometry.conv_geometry(op, nd, x.shape, w.shape, stride, padding,
                                            dilation, groups)  # fmt: skip
-            names = _MEMO.get(backward_key(geom, gy, x, w, algo, output_mask))
+            names = _MEMO.get(_backward_key(geom, gy, x, w, algo, output_mask))
         except (TypeError, ValueError):
             return None
         if names is None or _autotune.is_recording():
