@@ -281,13 +281,17 @@ def plain(a, b, int threads, generation):
         return None
     cdef cnp.ndarray ac = <cnp.ndarray>a, bc = <cnp.ndarray>b
     cdef double until
-    entry = _plain_engines.get((cnp.PyArray_DIM(ac, 0), cnp.PyArray_DIM(bc, 1),
-                                cnp.PyArray_DIM(ac, 1), typenum, threads, generation))
+    key = (cnp.PyArray_DIM(ac, 0), cnp.PyArray_DIM(bc, 1), cnp.PyArray_DIM(ac, 1), typenum,
+           threads, generation)
+    entry = _plain_engines.get(key)
     if entry is None:
         return None
     use_blas, run_threads, variant, until = <tuple>entry
     if until != INFINITY and _clock() >= until:
-        return None  # a re-timing is due: the general path runs it
+        # a re-timing is due: the general path runs it, and hands the verdict over again
+        # if this path can run it (a BLAS call split over the team cannot)
+        del _plain_engines[key]
+        return None
     if use_blas:
         return blas(ac, bc, None, 1.0, 0.0, False, False, 1)
     return _blocked(ac, bc, None, 1.0, 0.0, False, False, 0, None, None, run_threads,
@@ -347,12 +351,14 @@ def linear(x, w, b, activation, int threads, generation):
         if (cnp.PyArray_NDIM(bc) != 1 or cnp.PyArray_DIM(bc, 0) != n
                 or cnp.PyArray_TYPE(bc) != typenum or not cnp.PyArray_ISNOTSWAPPED(bc)):
             return None
-    entry = _linear_ways.get((cnp.PyArray_DIM(xc, 0), n, cnp.PyArray_DIM(xc, 1), typenum,
-                              b is not None, activation, threads, generation))
+    key = (cnp.PyArray_DIM(xc, 0), n, cnp.PyArray_DIM(xc, 1), typenum, b is not None,
+           activation, threads, generation)
+    entry = _linear_ways.get(key)
     if entry is None:
         return None
     way, act, run_threads, variant, loops, until = <tuple>entry
     if until != INFINITY and _clock() >= until:
+        del _linear_ways[key]  # as in plain
         return None
     if way == LINEAR_LOOPS:
         return loops(xc, wc, b, act)

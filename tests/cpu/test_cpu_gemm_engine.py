@@ -226,6 +226,9 @@ def test_a_split_products_engine_is_timed_again_later(fresh_engines, monkeypatch
     monkeypatch.setattr(_threads, "others_busy", lambda threads: busy[0])
     clock[0] += _gemm.CONFIRM_AFTER[0]
     assert _gemm._k.plain(a, b, 2, generation) is None  # due: the general path re-times
+    clock[0] -= 1e-3
+    assert _gemm._k.plain(a, b, 2, generation) is None  # the due entry was dropped
+    clock[0] += 1e-3
     fastnn.gemm(a, b)  # due, but the machine is busy: put off
     assert len(calls) == 1 and _gemm._unconfirmed[key][1] == 0
     busy[0] = False

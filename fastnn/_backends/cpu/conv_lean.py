@@ -59,9 +59,10 @@ def backward_key(geom, gy, x, w, algo: str, mask: tuple) -> tuple | None:
 
 
 def remember(key: tuple | None, ran: Any) -> None:
-    """Note what a checked call of ``key`` ran (nothing for a None key, nor while
-    choices are being recorded: a recording must see every choice made)."""
-    if key is None or _autotune.is_recording():
+    """Note what a checked call of ``key`` ran (nothing for a None key).  Calls made
+    while choices are recorded note them too, so that the memo follows what the
+    recording's checked calls chose; the lean path itself stands aside while recording."""
+    if key is None:
         return
     if len(_MEMO) >= LIMIT:
         _MEMO.clear()
