@@ -205,8 +205,9 @@ def depthwise_variant(request, monkeypatch):
 def test_depthwise_every_level(rng, spy, nd, dtype, depthwise_variant):
     """Depthwise layers (groups = channels): the activation where the plane-by-plane
     kernel writes its rows out, or on the accumulators of the channels-in-lanes kernel."""
+    family = "depthwise_lanes" if depthwise_variant == "lanes" else "depthwise"
     for level in _isa.supported():
-        with _isa.forced("depthwise", level):
+        with _isa.forced(family, level):
             run_cases(rng, spy, f"depthwise-{depthwise_variant}", nd, dtype, "direct",
                       count=3, kg_choices=(1,), depthwise=True)  # fmt: skip
 

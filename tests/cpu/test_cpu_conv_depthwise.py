@@ -12,7 +12,7 @@ import pytest
 
 import fastnn
 from fastnn import _isa
-from fastnn._backends.cpu import _conv_choice
+from fastnn._backends.cpu import _conv_choice, _conv_depthwise
 from fastnn._geometry import conv_geometry
 from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
 
@@ -62,8 +62,9 @@ def variant(request, monkeypatch):
 @pytest.mark.parametrize("nd", (1, 2))
 def test_every_pass_every_level(rng, nd, dtype, variant):
     forward, backward = conv(nd)
+    family = "depthwise_lanes" if variant == "lanes" else "depthwise"
     for level in _isa.supported():
-        with _isa.forced("depthwise", level):
+        with _isa.forced(family, level):
             for _ in range(12):
                 dims, params = random_depthwise(rng, nd)
                 x, w, b = arrays(rng, dims, dtype)
@@ -76,6 +77,64 @@ def test_every_pass_every_level(rng, nd, dtype, variant):
                 grads = backward(gy, x, w, *params, algo="direct")
                 for name, g, r in zip(("gx", "gw", "gb"), grads, ref):
                     assert_close(g, r, dtype, what=f"{level} {name} {dims} {params}")
+
+
+@pytest.mark.parametrize("stride", (1, 2))
+def test_three_by_three_rows_of_every_group_size(rng, variant, stride):
+    """3x3 (and 1-D 9-tap) kernels, whose tap loop the lanes kernel unrolls: output rows
+    of 15 (groups of 8 + 4 + 2 + 1) and 7 positions, every level, against the reference."""
+    for level in _isa.supported():
+        with _isa.forced("depthwise", level), _isa.forced("depthwise_lanes", level):
+            for nd, size, kernel in ((2, 29, (3, 3)), (2, 14, (3, 3)), (1, 37, (9,))):
+                forward, backward = conv(nd)
+                dims = (2, 19, 1, (size,) * nd, kernel)
+                x, w, b = arrays(rng, dims, np.float32)
+                params = (stride, kernel[0] // 2, 1, 19)
+                for act in (None, "relu"):
+                    want = forward(x, w, b, *params, activation=act, backend="reference")
+                    got = forward(x, w, b, *params, activation=act, algo="direct")
+                    assert_close(got, want, what=f"{level} {nd}-d stride {stride} {act}")
+                gy = rng.standard_normal(want.shape).astype(np.float32)
+                ref = backward(gy, x, w, *params, backend="reference")
+                for name, g, r in zip(("gx", "gw", "gb"),
+                                      backward(gy, x, w, *params, algo="direct"), ref):  # fmt: skip
+                    assert_close(g, r, what=f"{level} {nd}-d stride {stride} {name}")
+
+
+def test_each_variant_runs_at_its_own_level(rng, monkeypatch, variant):
+    """The variants are separate instruction-set families ("depthwise" plane by plane,
+    "depthwise_lanes" channels in lanes): every pass of a variant runs at its family's
+    level, whatever the other family's."""
+    levels = _isa.supported()
+    real, seen = _conv_depthwise._k, []
+
+    class Spy:
+        @staticmethod
+        def forward(*a):
+            seen.append((a[6], a[7]))
+            return real.forward(*a)
+
+        @staticmethod
+        def backward_input(*a):
+            seen.append((a[5], a[6]))
+            return real.backward_input(*a)
+
+        @staticmethod
+        def backward_weight(*a):
+            seen.append((a[4], a[5]))
+            return real.backward_weight(*a)
+
+    monkeypatch.setattr(_conv_depthwise, "_k", Spy)
+    x, w, b = arrays(rng, (2, 6, 1, (9, 9), (3, 3)), np.float32)
+    mine, other = ("depthwise_lanes", "depthwise")[:: 1 if variant == "lanes" else -1]
+    for level in levels:
+        for other_level in levels:
+            seen.clear()
+            with _isa.forced(mine, level), _isa.forced(other, other_level):
+                y = fastnn.conv2d(x, w, b, 1, 1, 1, 6, algo="direct")
+                fastnn.conv2d_backward(y, x, w, 1, 1, 1, 6, algo="direct")
+            code = _isa.LEVELS.index(level)
+            assert seen == [(code, variant == "lanes")] * 3, (level, other_level)
 
 
 def test_auto_runs_the_depthwise_kernel(rng):

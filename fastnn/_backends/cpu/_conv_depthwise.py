@@ -17,7 +17,15 @@ from fastnn._backends.cpu import _outputs
 from fastnn._geometry import ConvGeometry
 from fastnn.kernels.cpu import conv_depthwise as _k
 
-__all__ = ["LANES", "forward", "grad_input", "grad_weight", "is_depthwise", "prefer_lanes"]
+__all__ = [
+    "LANES",
+    "forward",
+    "grad_input",
+    "grad_weight",
+    "is_depthwise",
+    "level_code",
+    "prefer_lanes",
+]
 
 #: The name of the channels-in-lanes variant among the CPU's conv candidates ("direct" is
 #: the plane-by-plane one); "auto" measures both.
@@ -33,6 +41,13 @@ def prefer_lanes(geom: ConvGeometry) -> bool:
     return p.ho * p.wo <= 56 * 56
 
 
+def level_code(lanes: bool) -> int:
+    """The instruction-set level a variant runs at: each is measured as its own family
+    ("depthwise" plane by plane, "depthwise_lanes" channels in lanes), since one CPU can
+    favour different levels for the two."""
+    return _isa.level_code("depthwise_lanes" if lanes else "depthwise")
+
+
 def is_depthwise(geom: ConvGeometry) -> bool:
     """Groups equal to the input channels (one input channel per group), more than one."""
     return geom.groups == geom.in_channels and geom.groups > 1
@@ -45,7 +60,7 @@ def forward(
     through the activation ``act`` (conv_epilogue.h's code, 0: none) where it is written."""
     n, k, ho, wo = shape[0], shape[4], shape[8], shape[9]
     y = _outputs.empty(n * k * ho * wo, x4.dtype)
-    _k.forward(x4, w, bias, y, shape, threads, _isa.level_code("depthwise"), lanes, act)
+    _k.forward(x4, w, bias, y, shape, threads, level_code(lanes), lanes, act)
     return y
 
 
@@ -55,7 +70,7 @@ def grad_input(
     """d loss / d input, flat (N, C, H, W), from the flat contiguous grad_output."""
     n, c, h, wd = shape[:4]
     gx = _outputs.empty(n * c * h * wd, gy.dtype)
-    _k.backward_input(gy, w, gx, shape, threads, _isa.level_code("depthwise"), lanes)
+    _k.backward_input(gy, w, gx, shape, threads, level_code(lanes), lanes)
     return gx
 
 
@@ -63,4 +78,4 @@ def grad_weight(
     x4: np.ndarray, gy: np.ndarray, shape, threads: int, lanes: bool = False
 ) -> np.ndarray:
     """d loss / d weight as float64 (K, R*S) from x4 and the flat contiguous grad_output."""
-    return _k.backward_weight(x4, gy, shape, threads, _isa.level_code("depthwise"), lanes)
+    return _k.backward_weight(x4, gy, shape, threads, level_code(lanes), lanes)

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from fastnn import _threads
-from fastnn._backends.cpu import _conv_blocked, _conv_plan, _conv_winograd
+from fastnn._backends.cpu import _conv_blocked, _conv_depthwise, _conv_plan, _conv_winograd
 from fastnn._backends.cpu import conv as _conv
 from fastnn._geometry import ConvGeometry
 from fastnn._isa import level_code
@@ -234,7 +234,8 @@ def pass_plan(
         rest = _winograd(geom, which, int(name[len("winograd") :]), dtype.itemsize, threads)
     elif _conv._depthwise_variant(name, geom) is not None:
         head[0] = DEPTHWISE
-        rest = [level_code("depthwise"), int(_conv._depthwise_variant(name, geom))]
+        lanes = bool(_conv._depthwise_variant(name, geom))
+        rest = [_conv_depthwise.level_code(lanes), int(lanes)]
     elif name == "direct":
         head[0] = DIRECT
         rest = _direct(geom, which, threads)
