@@ -234,6 +234,33 @@ def set_clock(clock):
     _clock = clock
 
 
+# The context manager that pins SciPy's BLAS to one thread (fastnn._threads's
+# limit_blas_threads(), handed over by gemm.py): a lean BLAS call split over the team runs
+# inside it, as the general path's does.
+cdef object _blas_pin = None
+
+
+def set_blas_pin(pin):
+    """Split the lean paths' BLAS products over the team inside ``pin`` (a context
+    manager pinning SciPy's BLAS to one thread); None: they run as one BLAS call."""
+    global _blas_pin
+    _blas_pin = pin
+
+
+cdef object _lean_blas(cnp.ndarray a, cnp.ndarray b, bint trans_b, int threads):
+    """A new C-contiguous op(a) @ op(b) through SciPy's BLAS as gemm.py's general path
+    runs it on ``threads``: row or column blocks, one BLAS call each on the team, with
+    the BLAS pinned to one thread, when :func:`blas_threads` splits the product; else one
+    call on the BLAS as it is."""
+    cdef Py_ssize_t m = cnp.PyArray_DIM(a, 0)
+    cdef Py_ssize_t k = cnp.PyArray_DIM(a, 1)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(b, 0 if trans_b else 1)
+    if threads > 1 and _blas_pin is not None and blas_threads(m, n, k, threads) != 1:
+        with _blas_pin:
+            return blas(a, b, None, 1.0, 0.0, False, trans_b, threads)
+    return blas(a, b, None, 1.0, 0.0, False, trans_b, 1)
+
+
 cdef int _lean_pair(a, b, int b_axis):
     """The typenum of a and b when both are 2-d NumPy arrays (no subclass) of one
     native-order float dtype with a's second size equal to b's size along ``b_axis``,
@@ -256,9 +283,10 @@ def remember_plain(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int typenum, int th
                    double until=INFINITY):
     """Run the plain products (m x k) @ (k x n) of dtype ``typenum`` asked for with
     ``threads`` threads under autotune ``generation`` through :func:`plain` from now on
-    (until the clock reads ``until``: the engine's next re-timing is due then): on one
-    single-threaded BLAS call (``use_blas``), or on the blocked kernel at ``variant`` with
-    ``run_threads`` threads."""
+    (until the clock reads ``until``: the engine's next re-timing is due then): through
+    SciPy's BLAS (``use_blas``: split over ``run_threads`` where :func:`blas_threads` says
+    so, else one call), or on the blocked kernel at ``variant`` with ``run_threads``
+    threads."""
     if len(_plain_engines) >= _PLAIN_LIMIT:
         _plain_engines.clear()
     _plain_engines[(m, n, k, typenum, threads, generation)] = (use_blas, run_threads, variant,
@@ -293,7 +321,7 @@ def plain(a, b, int threads, generation):
         del _plain_engines[key]
         return None
     if use_blas:
-        return blas(ac, bc, None, 1.0, 0.0, False, False, 1)
+        return _lean_blas(ac, bc, False, run_threads)
     return _blocked(ac, bc, None, 1.0, 0.0, False, False, 0, None, None, run_threads,
                     variant)
 
@@ -365,7 +393,7 @@ def linear(x, w, b, activation, int threads, generation):
     if way == LINEAR_BLOCKED:
         return _blocked(xc, wc, None, 1.0, 0.0, False, True, act, b, None, run_threads,
                         variant)
-    out = blas(xc, wc, None, 1.0, 0.0, False, True, 1)
+    out = _lean_blas(xc, wc, True, run_threads)
     if act != 0 or b is not None:
         epilogue(out, act, b, None, run_threads)
     return out

@@ -66,20 +66,40 @@ static FNN_ATTR inline void FNN_FN(fnn_activate_run)(int act, FNN_T* restrict o,
  * Epilogue on mr x nr elements of out starting at row i0, column j0 (also used alone,
  * on a whole matrix, after a BLAS call).
  * ---------------------------------------------------------------------------------- */
+/* o[i * n + j] += b[j] for i < rows, j < n: rows that follow each other.  Rows narrower
+ * than four vectors take the bias as one run against the bias row repeated to a whole
+ * number of vectors (n = 10 at 16 lanes: 80 values), since row by row their few values
+ * ran as scalar loops (1024 x 10: 7 us on the AMD EPYC, against under 1 us). */
+#define FNN_BIAS_PERIOD_MAX 1024
+static FNN_ATTR void FNN_FN(fnn_add_bias_rows)(FNN_T* restrict o, const FNN_T* restrict b,
+                                               ptrdiff_t rows, ptrdiff_t n) {
+    ptrdiff_t period = n;
+    while (period % FNN_LANES) period += n; /* lcm(n, lanes): at most n * lanes */
+    const ptrdiff_t total = rows * n;
+    if (n < 4 * FNN_LANES && period <= FNN_BIAS_PERIOD_MAX && total >= 2 * period) {
+        FNN_T pattern[FNN_BIAS_PERIOD_MAX] __attribute__((aligned(64)));
+        for (ptrdiff_t t = 0; t < period; ++t) pattern[t] = b[t % n];
+        ptrdiff_t at = 0;
+        for (; at + period <= total; at += period)
+            for (ptrdiff_t t = 0; t < period; ++t) o[at + t] += pattern[t];
+        for (ptrdiff_t t = 0; at + t < total; ++t) o[at + t] += pattern[t];
+        return;
+    }
+    for (ptrdiff_t i = 0; i < rows; ++i)
+        for (ptrdiff_t j = 0; j < n; ++j) o[i * n + j] += b[j];
+}
+#undef FNN_BIAS_PERIOD_MAX
+
 static FNN_ATTR void FNN_FN(fnn_epilogue_block)(
     const fnn_epilogue* e, FNN_T* out, ptrdiff_t ldo, ptrdiff_t i0, ptrdiff_t j0,
     ptrdiff_t mr, ptrdiff_t nr) {
     const int act = e->act;
-    if (!e->derivative && ldo == nr && mr > 1 && act != FNN_ACT_IDENTITY) {
-        /* rows as wide as out follow each other: the bias row by row, then the
-         * activation as one run of mr * nr elements (a narrow result, e.g. 10 columns,
-         * would otherwise run it in rows shorter than two vectors) */
+    if (!e->derivative && ldo == nr && mr > 1 && (act != FNN_ACT_IDENTITY || e->bias != NULL)) {
+        /* rows as wide as out follow each other: the bias and then the activation over
+         * the mr * nr elements as runs (a narrow result, e.g. 10 columns, would otherwise
+         * run them in rows shorter than two vectors) */
         FNN_T* restrict o = out + i0 * ldo + j0;
-        if (e->bias != NULL) {
-            const FNN_T* restrict b = (const FNN_T*)e->bias + j0;
-            for (ptrdiff_t i = 0; i < mr; ++i)
-                for (ptrdiff_t j = 0; j < nr; ++j) o[i * nr + j] += b[j];
-        }
+        if (e->bias != NULL) FNN_FN(fnn_add_bias_rows)(o, (const FNN_T*)e->bias + j0, mr, nr);
         FNN_FN(fnn_activate_run)(act, o, mr * nr);
         return;
     }

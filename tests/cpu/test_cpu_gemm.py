@@ -367,6 +367,21 @@ def test_epilogue_alone_matches_blocked(rng):
         assert_close(separate, fused)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_epilogue_bias_over_narrow_rows(dtype, threads, rng):
+    """The bias (and activation) of the epilogue on rows of every width around the vector
+    sizes, as one run against the bias row repeated (narrow rows) or row by row: row
+    counts that end inside a repetition, and too few rows for one, against NumPy."""
+    for n in (1, 3, 7, 8, 10, 15, 16, 17, 33, 63, 64, 65, 100):
+        for m in (1, 2, 5, 16, 37, 129, 1000):
+            out = rng.standard_normal((m, n)).astype(dtype)
+            bias = rng.standard_normal(n).astype(dtype)
+            for code, f in ((0, lambda v: v), (1, lambda v: np.maximum(v, 0))):
+                got = k.epilogue(out.copy(), code, bias, None, threads)
+                np.testing.assert_allclose(got, f(out + bias), rtol=1e-6, err_msg=f"{m}x{n}")
+
+
 def test_variant_names():
     assert k.variant_name(k.VARIANTS["generic"]) == "generic"
     assert k.variant_name(k.VARIANTS["wide-generic"]) == "wide-generic"

@@ -244,11 +244,71 @@ def test_a_split_products_engine_is_timed_again_later(fresh_engines, monkeypatch
         assert runner[1] == (None if last else key)
     assert key not in _gemm._unconfirmed
     clock[0] += 1000.0
-    # the last verdict, BLAS split over the team, needs this module: never lean
-    assert _gemm._k.plain(a, b, 2, generation) is None
-    for _ in range(2):
+    for _ in range(2):  # the last verdict, BLAS split over the team, is handed over
         assert_close(fastnn.gemm(a, b), want, rtol=1e-5)
     assert len(calls) == 4
+    assert_close(_gemm._k.plain(a, b, 2, generation), want, rtol=1e-5)
+
+
+class _CountingPin:
+    """A BLAS pin that counts the blocks run inside it (around the real one)."""
+
+    def __init__(self):
+        self.entered = 0
+
+    def __enter__(self):
+        self.entered += 1
+        return _threads.limit_blas_threads().__enter__()
+
+    def __exit__(self, *exc):
+        return _threads.limit_blas_threads().__exit__(*exc)
+
+
+def test_the_lean_path_splits_blas_over_the_team(fresh_engines, monkeypatch, rng):
+    """A product or dense layer whose verdict is BLAS on the team, split into blocks over
+    it, runs on the lean paths too: inside the BLAS pin (SciPy's BLAS at one thread in
+    the team's calls), with the reference's result; a product BLAS cannot split runs as
+    one call, outside the pin."""
+    from fastnn._backends.cpu import dense as cpu_dense
+
+    for module in (_threads, _gemm, cpu_dense):
+        monkeypatch.setattr(module, "team_size", lambda: 2)
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    _pick(monkeypatch, "blas")
+    pin, saved = _CountingPin(), _gemm._k.flops_per_thread()
+    _gemm._k.set_blas_pin(pin)
+    _gemm._k.set_flops_per_thread(2.0**16)
+    try:
+        generation = _autotune.generation()
+        x = rng.standard_normal((200, 460)).astype(np.float32)  # 18.4 Mflop: split
+        w = rng.standard_normal((100, 460)).astype(np.float32)
+        bias = rng.standard_normal(100).astype(np.float32)
+        assert _gemm._k.blas_threads(200, 100, 460, 2) == 2
+        want = fastnn.gemm(x, w.T, backend="reference")
+        want_linear = fastnn.linear(x, w, bias, activation="relu", backend="reference")
+        for _ in range(2):  # chosen, then handed over
+            assert_close(fastnn.gemm(x, np.ascontiguousarray(w.T)), want, rtol=1e-5)
+            _gemm._unconfirmed.clear()
+            assert_close(fastnn.linear(x, w, bias, activation="relu"), want_linear, rtol=1e-5)
+            _gemm._unconfirmed.clear()
+        pin.entered = 0
+        got = _gemm._k.plain(x, np.ascontiguousarray(w.T), 2, generation)
+        assert got is not None and pin.entered == 1
+        assert_close(got, want, rtol=1e-5)
+        got = _gemm._k.linear(x, w, bias, "relu", 2, generation)
+        assert got is not None and pin.entered == 2
+        assert_close(got, want_linear, rtol=1e-5)
+        small, small_w = x[:8, :16].copy(), w[:4, :16].copy()  # one BLAS call
+        assert _gemm._k.blas_threads(8, 4, 16, 2) == 1
+        for _ in range(2):
+            fastnn.gemm(small, small_w.T)
+            _gemm._unconfirmed.clear()
+        got = _gemm._k.plain(small, small_w.T, 2, generation)
+        assert got is not None and pin.entered == 2
+        assert_close(got, small @ small_w.T.astype(np.float64), rtol=1e-5)
+    finally:
+        _gemm._k.set_blas_pin(_threads.limit_blas_threads())
+        _gemm._k.set_flops_per_thread(saved)
 
 
 def test_forced_engine_rejects_unknown_names():

@@ -390,6 +390,7 @@ _unconfirmed: dict[tuple, tuple[float, int]] = {}
 #: The clock of CONFIRM_AFTER (tests replace it).
 _now = time.monotonic
 _k.set_clock(lambda: _now())  # the lean paths' deadlines read it too
+_k.set_blas_pin(limit_blas_threads())  # the lean paths split BLAS products inside it
 
 
 def _confirm(key: tuple, args: tuple, epilogue: bool, choice: tuple[bool, bool]) -> tuple:
@@ -551,9 +552,13 @@ def lean_way(key: tuple) -> tuple[int, int, int, float] | None:
     the blocked kernel's level, until when: the time (:data:`_now`) at which its engine's
     next re-timing falls due, inf when none is pending); None while there is nothing to
     hand over (no choice yet, the machine not calibrated) or the engine needs this module
-    (BLAS plans other than one single-thread call: their thread pinning).  A product
-    awaiting a re-timing runs lean until it is due: the general path around it cost
-    ~4 us a call, for the 22 s that the re-timings take."""
+    (a BLAS call on BLAS's own threads, :func:`_blas_plan`'s "threaded": its thread
+    counts).  A BLAS product split over the team runs lean inside the pin this module
+    handed over (``_k.set_blas_pin``), as :func:`_blas` runs it: the general path around
+    it cost ~9 us a call (linear 1024x100->10 on the AMD EPYC: 47 us against 38 us for
+    its BLAS split and epilogue).  A product awaiting a re-timing runs lean until it is
+    due: the general path around it cost ~4 us a call, for the 22 s that the re-timings
+    take."""
     if not _calibrated:
         return None
     choice = _engine_memo.get(key)
@@ -564,7 +569,7 @@ def lean_way(key: tuple) -> tuple[int, int, int, float] | None:
     use_blas, alone = choice
     run_threads = 1 if alone else key[-2]
     if use_blas:
-        if _blas_plan(key[0], key[1], key[2], run_threads) != "one":
+        if _blas_plan(key[0], key[1], key[2], run_threads) == "threaded":
             return None
         return _k.LINEAR_BLAS, run_threads, -1, until
     return _k.LINEAR_BLOCKED, run_threads, _isa.level_code("gemm"), until
