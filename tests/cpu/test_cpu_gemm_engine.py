@@ -440,6 +440,56 @@ def test_the_lean_path_runs_remembered_dense_layers(fresh_engines, monkeypatch, 
     assert_close(fastnn.linear(x3, w, b), want3, rtol=rtol)
 
 
+@pytest.mark.parametrize("way", ["loops", "gemms"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_lean_path_runs_remembered_dense_backward(fresh_engines, monkeypatch, rng, dtype, way):
+    """A linear_backward call whose arrays (shapes, strides, dtypes) and output mask equal
+    a checked call's runs the way that call took (plain loops or GEMMs) without the
+    checks, with the reference's gradients; other strides, a mask of ints, another backend
+    and a forced engine take the checked path, which checks and reports."""
+    from fastnn import _args
+    from fastnn._backends.cpu import _small_dense
+    from fastnn._backends.cpu import dense as cpu_dense
+
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    monkeypatch.setattr(_small_dense, "use_loops", lambda *args: way == "loops")
+    monkeypatch.setattr(cpu_dense, "_backward_ways", {})
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    x = rng.standard_normal((6, 13)).astype(dtype)
+    w = rng.standard_normal((5, 13)).astype(dtype)
+    gy = rng.standard_normal((6, 5)).astype(dtype)
+    for mask in ((True, True, True), (True, False, True), (False, True, False)):
+        want = fastnn.linear_backward(gy, x, w, output_mask=mask, backend="reference")
+        assert cpu_dense.lean_linear_backward(gy, x, w, mask) is None  # not yet run
+        fastnn.linear_backward(gy, x, w, output_mask=mask)  # checked: remembered
+        lean = cpu_dense.lean_linear_backward(gy, x, w, mask)
+        assert lean is not None
+        for got, ref in zip(lean, want):
+            assert (got is None) == (ref is None)
+            if ref is not None:
+                assert_close(got, ref, rtol=rtol)
+    want = fastnn.linear_backward(gy, x, w, backend="reference")
+    checks = []
+    real = _args.float_arrays
+    monkeypatch.setattr(_args, "float_arrays", lambda *a, **k: checks.append(1) or real(*a, **k))
+    for got, ref in zip(fastnn.linear_backward(gy, x, w), want):  # lean: no checks
+        assert_close(got, ref, rtol=rtol)
+    assert checks == []
+    for got, ref in zip(fastnn.linear_backward(np.asfortranarray(gy), x, w), want):
+        assert_close(got, ref, rtol=rtol)
+    assert checks == [1]  # other strides: checked (and remembered from now on)
+    with pytest.raises(TypeError, match="output_mask"):
+        fastnn.linear_backward(gy, x, w, output_mask=(1, 1, 1))
+    with pytest.raises(ValueError):
+        fastnn.linear_backward(gy[:, :-1], x, w)
+    with fastnn.use_backend("reference"):
+        fastnn.linear_backward(gy, x, w)
+    with _gemm.forced_engine("blas"):
+        assert cpu_dense.lean_linear_backward(gy, x, w, (True, True, True)) is None
+    assert cpu_dense.lean_linear_backward(x, x, w, (True, True, True)) is None  # no such call
+    assert len(checks) == 4
+
+
 @pytest.mark.parametrize(
     "change, error",
     [

@@ -105,15 +105,71 @@ def _gemm_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple:
 @register("linear_backward", "cpu")
 def linear_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mask) -> tuple:
     """(gy @ w, gy.T @ x, gy summed over rows), None where the mask is False: small layers
-    in one call of plain loops where that measures faster (_small_dense)."""
+    in one call of plain loops where that measures faster (_small_dense).  The way taken
+    is handed to the lean path (:func:`lean_linear_backward`)."""
     m, n = gy.shape
     k = x.shape[1]
+    loops = False
     if m * n * k <= _small.LOOPS_LIMIT and not engine_forced():
         mask = tuple(mask)
-        if _small.use_loops("linear-backward", m, n, k, mask, gy.dtype.char,
-                            lambda: _both_ways(gy, x, w, mask)):  # fmt: skip
-            return _k.small_linear_backward(gy, x, w, mask[0], mask[1], mask[2])
+        loops = _small.use_loops("linear-backward", m, n, k, mask, gy.dtype.char,
+                                 lambda: _both_ways(gy, x, w, mask))  # fmt: skip
+    out = _backward(gy, x, w, mask, loops)
+    if not engine_forced():
+        key = _backward_key(gy, x, w, mask)
+        if key is not None:
+            if len(_backward_ways) >= _BACKWARD_WAYS_LIMIT:
+                _backward_ways.clear()
+            _backward_ways[key] = loops
+    return out
+
+
+def _backward(gy, x, w, mask, loops: bool) -> tuple:
+    if loops:
+        return _k.small_linear_backward(gy, x, w, mask[0], mask[1], mask[2])
     return _gemm_backward(gy, x, w, mask)
+
+
+#: The lean path's memo: linear_backward calls the checked path ran, by
+#: :func:`_backward_key`, -> whether they ran in plain loops (else as GEMMs).
+_backward_ways: dict[tuple, bool] = {}
+_BACKWARD_WAYS_LIMIT = 4096
+
+
+def _backward_key(gy, x, w, mask) -> tuple | None:
+    """The lean memo's key of a call: its arrays' shapes, strides and dtypes, the output
+    mask, the team size and the autotune generation (the way chosen depends on both); None
+    unless the arrays are plain 2-d NumPy arrays (the checked path reshapes batches) and
+    the mask a tuple of three bools (an equal mask of ints would match it)."""
+    if type(gy) is not np.ndarray or type(x) is not np.ndarray or type(w) is not np.ndarray:
+        return None
+    if type(mask) is not tuple or len(mask) != 3 or gy.ndim != 2 or x.ndim != 2:
+        return None
+    a, b, c = mask
+    if not ((a is True or a is False) and (b is True or b is False) and (c is True or c is False)):
+        return None
+    return (gy.shape, x.shape, w.shape, gy.strides, x.strides, w.strides, gy.dtype,
+            x.dtype, w.dtype, mask, team_size(), _autotune.generation())  # fmt: skip
+
+
+def lean_linear_backward(gy, x, w, mask) -> tuple | None:
+    """linear_backward the way the checked path ran a call of the same arrays' shapes,
+    strides and dtypes, mask, team size and autotune generation, without the checks; None
+    when no such call ran (or an engine is forced): the call then takes the checked path.
+    Saves ~2-3 us a call (16x100->10 on the AMD EPYC: 6.7 us through the checks against
+    4.3 us for NumPy's three products)."""
+    if engine_forced():
+        return None
+    key = _backward_key(gy, x, w, mask)
+    if key is None:
+        return None
+    loops = _backward_ways.get(key)
+    if loops is None:
+        return None
+    return _backward(gy, x, w, mask, loops)
+
+
+register_lean("linear_backward")(lean_linear_backward)
 
 
 def _both_ways(gy, x, w, mask) -> tuple:
