@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastnn import _args, _geometry
-from fastnn._dispatch import resolve
+from fastnn._dispatch import lean, resolve
 from fastnn._geometry import adaptive_geometry, check_grad_output
 from fastnn.ops import _data_checks
 
@@ -89,6 +89,11 @@ def _max_pool(nd: int, doc: str) -> Callable[..., Any]:
         *,
         backend: str | None = None,
     ) -> Any:
+        run = lean(op, backend)  # it runs the call when it has run one like it
+        if run is not None:
+            out = run(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+            if out is not None:
+                return out
         kind, geom = _windows(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode)
         with_indices = _args.check_bool(op, "return_indices", return_indices)
         return resolve(op, kind, backend)(input, geom, with_indices)
@@ -111,6 +116,11 @@ def _avg_pool(nd: int, doc: str) -> Callable[..., Any]:
         *,
         backend: str | None = None,
     ) -> Any:
+        run = lean(op, backend)  # it runs the call when it has run one like it
+        if run is not None:
+            out = run(input, kernel_size, stride, padding, ceil_mode, count_include_pad)
+            if out is not None:
+                return out
         kind, geom = _windows(op, nd, input, kernel_size, stride, padding, 1, ceil_mode)
         include_pad = _args.check_bool(op, "count_include_pad", count_include_pad)
         return resolve(op, kind, backend)(input, geom, include_pad)

@@ -14,8 +14,8 @@ import functools
 import numpy as np
 
 from fastnn._backends import register_adaptive_pools
-from fastnn._backends.cpu import _outputs
-from fastnn._dispatch import register
+from fastnn._backends.cpu import _outputs, pool_lean
+from fastnn._dispatch import register, register_lean
 from fastnn._geometry import AdaptiveGeometry, PoolGeometry
 from fastnn._machine import l2_bytes
 from fastnn._threads import team_size
@@ -95,7 +95,14 @@ def _flat_rows(gy, indices, ho: int, wo: int):
 
 
 def _max_pool(x, geom: PoolGeometry, return_indices: bool):
-    """max_pool{1,2}d: y, or (y, int64 flat indices) with ``return_indices``."""
+    """max_pool{1,2}d: y, or (y, int64 flat indices) with ``return_indices`` (and the call
+    noted for the lean path, pool_lean)."""
+    out = _max_pool_run(x, geom, return_indices)
+    pool_lean.remember("max", geom, x, return_indices)
+    return out
+
+
+def _max_pool_run(x, geom: PoolGeometry, return_indices: bool):
     g2 = geom.plane
     h, w, ho, wo = g2[:4]
     y, index = _max_outputs(geom, x.dtype, return_indices)
@@ -162,7 +169,13 @@ def _avg_planes(kernels, src, out_shape, src_hw, out_hw, geom: PoolGeometry, inc
 
 
 def _avg_pool(x, geom: PoolGeometry, count_include_pad: bool):
-    """avg_pool{1,2}d."""
+    """avg_pool{1,2}d (and the call noted for the lean path, pool_lean)."""
+    out = _avg_pool_run(x, geom, count_include_pad)
+    pool_lean.remember("avg", geom, x, count_include_pad)
+    return out
+
+
+def _avg_pool_run(x, geom: PoolGeometry, count_include_pad: bool):
     plane = geom.plane
     return _avg_planes(_AVG_FORWARD, x, geom.output_shape, plane[0:2], plane[2:4], geom,
                        count_include_pad)  # fmt: skip
@@ -176,6 +189,8 @@ def _avg_pool_backward(gy, geom: PoolGeometry, count_include_pad: bool):
 
 
 for _nd in (1, 2):
+    register_lean(f"max_pool{_nd}d")(pool_lean.make_max(f"max_pool{_nd}d", _nd, _max_pool_run))
+    register_lean(f"avg_pool{_nd}d")(pool_lean.make_avg(f"avg_pool{_nd}d", _nd, _avg_pool_run))
     register(f"max_pool{_nd}d", "cpu")(_max_pool)
     register(f"max_pool{_nd}d_backward", "cpu")(_max_pool_backward)
     register(f"avg_pool{_nd}d", "cpu")(_avg_pool)
