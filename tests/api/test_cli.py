@@ -286,7 +286,9 @@ def test_training_progress_bar_on_a_terminal(monkeypatch):
 
 def test_readme_gives_time_disk_and_the_openblas_coretype_reason():
     text = " ".join((ROOT / "README.md").read_text().split())
-    assert "4-4.5 minutes" in text and "1.3-1.6 GB" in text
+    assert "the main command takes about 9-10 minutes" in text
+    assert "the test command about 13-14" in text
+    assert "1.4 GB and 2.0 GB of disk" in text
     assert "`env -u OPENBLAS_CORETYPE` runs the benchmark without that environment" in text
 
 
