@@ -156,8 +156,8 @@ def lean_linear_backward(gy, x, w, mask) -> tuple | None:
     """linear_backward the way the checked path ran a call of the same arrays' shapes,
     strides and dtypes, mask, team size and autotune generation, without the checks; None
     when no such call ran (or an engine is forced): the call then takes the checked path.
-    Saves ~2-3 us a call (16x100->10 on the AMD EPYC: 6.7 us through the checks against
-    4.3 us for NumPy's three products)."""
+    A 16x100->10 layer's gradients: 6.7 us through the checks, 4.7 us here (AMD EPYC;
+    NumPy's three products 4.3 us)."""
     if engine_forced():
         return None
     key = _backward_key(gy, x, w, mask)
