@@ -189,11 +189,18 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
         isa = fnn_cb_isa(isa);                                                             \
         FNN_ISA_DISPATCH(isa, fnn_cb_pack, sfx, (w, wk, wc, wr, ws, G, Kg, Cg, R, S, wp, threads)) \
     }                                                                                      \
-    /* dst[j*ldd + i] = src[i*lds + j] (i < ni, j < nj): simd_transpose.h at level isa. */ \
+    /* dst[j*ldd + i] = src[i*lds + j] (i < ni, j < nj): simd_transpose.h at level isa; \
+     * epi: the output stores' variant, dst[j*ldd + i] = act(src[i*lds + j] + bias[j]). */ \
     static void fnn_cb_transpose_run_##sfx(const T_* src, ptrdiff_t lds, ptrdiff_t ni,     \
-                                           ptrdiff_t nj, T_* dst, ptrdiff_t ldd, int isa) {\
+                                           ptrdiff_t nj, T_* dst, ptrdiff_t ldd, int isa,  \
+                                           int epi, const T_* bias, int act) {             \
         isa = fnn_cb_isa(isa);                                                             \
-        FNN_ISA_DISPATCH(isa, fnn_cb_transpose, sfx, (src, lds, ni, nj, dst, ldd))         \
+        if (epi) {                                                                         \
+            FNN_ISA_DISPATCH(isa, fnn_cb_transpose_epi, sfx,                               \
+                             (src, lds, ni, nj, dst, ldd, bias, act))                      \
+        } else {                                                                           \
+            FNN_ISA_DISPATCH(isa, fnn_cb_transpose, sfx, (src, lds, ni, nj, dst, ldd))     \
+        }                                                                                  \
     }
 
 FNN_CB_ENTRIES(float, f32)

@@ -50,9 +50,11 @@ cdef extern from "conv_blocked.h" nogil:
                          Py_ssize_t ws, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t Cg,
                          Py_ssize_t R, Py_ssize_t S, double* wp, int isa, int threads)
     void fnn_cb_transpose_run_f32(const float* src, Py_ssize_t lds, Py_ssize_t ni,
-                                  Py_ssize_t nj, float* dst, Py_ssize_t ldd, int isa)
+                                  Py_ssize_t nj, float* dst, Py_ssize_t ldd, int isa,
+                                  int epi, const float* bias, int act)
     void fnn_cb_transpose_run_f64(const double* src, Py_ssize_t lds, Py_ssize_t ni,
-                                  Py_ssize_t nj, double* dst, Py_ssize_t ldd, int isa)
+                                  Py_ssize_t nj, double* dst, Py_ssize_t ldd, int isa,
+                                  int epi, const double* bias, int act)
     int fnn_cb_isa(int requested)
     void fnn_cb_tile(int isa, int is_double, Py_ssize_t* ob, Py_ssize_t* nw)
     Py_ssize_t fnn_cb_packed_elements(int isa, int is_double, Py_ssize_t G, Py_ssize_t Kg,
@@ -212,17 +214,28 @@ def weight_grad(const floating[:, :, :, :] x, const floating[:, :, :, :] gy,
         raise MemoryError("conv_blocked: out of memory for the per-thread buffers")
 
 
-def transpose(const floating[:, :] src, floating[:, :] dst, int isa):
+def transpose(const floating[:, :] src, floating[:, :] dst, int isa, bint epilogue=False,
+              const floating[::1] bias=None, int act=0):
     """dst = src.T through the kernels' SIMD transpose at level isa (exposed for its
     tests): src (ni, nj) with unit column stride, dst (nj, ni) likewise, any row
-    strides."""
+    strides.  epilogue: the variant the output stores run, dst = act(src.T + bias[:,
+    None]) with bias (nj,) or None and act a conv_epilogue.h code (0 none, 1 relu, 4
+    relu6)."""
     cdef Py_ssize_t isz = sizeof(floating)
     cdef Py_ssize_t ni = src.shape[0], nj = src.shape[1]
+    cdef const floating* bp = NULL
     if dst.shape[0] != nj or dst.shape[1] != ni:
         raise ValueError(f"transpose: dst must be ({nj}, {ni}), got "
                          f"({dst.shape[0]}, {dst.shape[1]})")
     if (ni > 1 and src.strides[1] != isz) or (nj > 1 and dst.strides[1] != isz):
         raise ValueError("transpose: rows must be contiguous")
+    if act not in (0, 1, 4):
+        raise ValueError(f"transpose: act must be 0, 1 or 4, got {act}")
+    if bias is not None:
+        if not epilogue or bias.shape[0] != nj:
+            raise ValueError(f"transpose: bias must be ({nj},) and come with epilogue=True")
+        if nj > 0:
+            bp = &bias[0]
     if ni == 0 or nj == 0:
         return
     if (ni > 1 and src.strides[0] < nj * isz) or (nj > 1 and dst.strides[0] < ni * isz):
@@ -230,7 +243,7 @@ def transpose(const floating[:, :] src, floating[:, :] dst, int isa):
     with nogil:
         if floating is float:
             fnn_cb_transpose_run_f32(&src[0, 0], src.strides[0] // isz, ni, nj, &dst[0, 0],
-                                     dst.strides[0] // isz, isa)
+                                     dst.strides[0] // isz, isa, epilogue, bp, act)
         else:
             fnn_cb_transpose_run_f64(&src[0, 0], src.strides[0] // isz, ni, nj, &dst[0, 0],
-                                     dst.strides[0] // isz, isa)
+                                     dst.strides[0] // isz, isa, epilogue, bp, act)

@@ -138,6 +138,7 @@ static TARGET_ATTR void CFN(fnn_cb_tile2)(const T* x, ptrdiff_t cs, ptrdiff_t dr
 #undef CB_CASES_HI
 
 #define TR_FN CFN(fnn_cb_transpose)
+#define TR_EPI_FN CFN(fnn_cb_transpose_epi)
 #include "simd_transpose.h"
 
 /* dst[o*ldd + j*dw] = act(t[j*CB_OB + o] + bias[o]) for o < no, j < nj: a run of
@@ -145,19 +146,8 @@ static TARGET_ATTR void CFN(fnn_cb_tile2)(const T* x, ptrdiff_t cs, ptrdiff_t dr
 static TARGET_ATTR void CFN(fnn_cb_store)(const T* restrict t, ptrdiff_t no, ptrdiff_t nj,
                                           const T* bias, T* restrict dst, ptrdiff_t ldd,
                                           ptrdiff_t dw, int act) {
-    if (dw == 1) {
-        CFN(fnn_cb_transpose)(t, CB_OB, nj, no, dst, ldd);
-        if (bias == NULL && act == FNN_CONV_ACT_NONE) return;
-        for (ptrdiff_t o = 0; o < no; ++o) { /* the row just written, still in L1 */
-            T* restrict d = dst + o * ldd;
-            const T bo = bias ? bias[o] : (T)0;
-            if (act == FNN_CONV_ACT_RELU)
-                for (ptrdiff_t j = 0; j < nj; ++j) d[j] = CB_RELU(d[j] + bo);
-            else if (act == FNN_CONV_ACT_RELU6)
-                for (ptrdiff_t j = 0; j < nj; ++j) d[j] = CB_RELU6(d[j] + bo);
-            else
-                for (ptrdiff_t j = 0; j < nj; ++j) d[j] += bo;
-        }
+    if (dw == 1) { /* the bias and activation on each transposed vector, before its store */
+        CFN(fnn_cb_transpose_epi)(t, CB_OB, nj, no, dst, ldd, bias, act);
         return;
     }
     for (ptrdiff_t o = 0; o < no; ++o) {
@@ -283,6 +273,15 @@ static TARGET_ATTR void CFN(fnn_cb_write)(const fnn_cb_args* a, const T* t, ptrd
         const ptrdiff_t k0 = (kb0 + kbi) * OB;
         const ptrdiff_t no = OB < a->geo.Kg - k0 ? OB : a->geo.Kg - k0;
         const T* bk = bias ? bias + g * a->geo.Kg + k0 : NULL;
+        if (a->dw == 1 && a->dh == a->geo.Wo) {
+            /* the output rows follow one another, as the sums' rows do: one run of nr * Wo
+             * positions, so each channel's stores are whole vectors in a row (no block
+             * straddles two output rows, none is stored twice) */
+            T* d = (T*)a->dst + n * a->dn + (g * a->geo.Kg + k0) * a->dk + oh0 * a->dh;
+            CFN(fnn_cb_store)(t + kbi * rows * a->geo.Wo * OB, no, nr * a->geo.Wo, bk, d, a->dk,
+                              1, a->act);
+            continue;
+        }
         for (ptrdiff_t r = 0; r < nr; ++r) {
             T* d = (T*)a->dst + n * a->dn + (g * a->geo.Kg + k0) * a->dk + (oh0 + r) * a->dh;
             CFN(fnn_cb_store)(t + (kbi * rows + r) * a->geo.Wo * OB, no, a->geo.Wo, bk, d, a->dk,

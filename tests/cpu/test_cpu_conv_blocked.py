@@ -276,3 +276,34 @@ def test_simd_transpose_any_shape_and_strides(rng, dtype_):
             k.transpose(src, dst, code)
             np.testing.assert_array_equal(dst, src.T, err_msg=f"{level} {ni}x{nj}")
             assert (dst_base[:, ni:] == -7.0).all(), "wrote past a row"
+
+
+@pytest.mark.parametrize("dtype_", (np.float32, np.float64))
+@pytest.mark.parametrize("act", (0, 1, 4))
+def test_simd_transpose_epilogue(rng, dtype_, act):
+    """The variant the output stores run: the bias per destination row and the
+    activation on each transposed vector (NaN kept), the same shapes as the plain
+    transpose, every level; with no bias, only the activation."""
+    from fastnn.kernels.cpu import conv_blocked as k
+
+    acts = {0: lambda v: v, 1: lambda v: np.where(v < 0, 0, v),
+            4: lambda v: np.where(v < 0, 0, np.where(v > 6, 6, v))}  # fmt: skip
+    for level in _isa.supported():
+        code = _isa.LEVELS.index(level)
+        for i in range(60):
+            ni, nj = (int(v) for v in rng.integers(1, 40, size=2))
+            gap_s, gap_d = (int(v) for v in rng.integers(0, 3, size=2))
+            base = (4 * rng.standard_normal((ni, nj + gap_s))).astype(dtype_)
+            base.flat[::7] = np.nan
+            src = base[:, :nj]
+            bias = None if i % 4 == 0 else rng.standard_normal(nj).astype(dtype_)
+            dst_base = np.full((nj, ni + gap_d), -7.0, dtype=dtype_)
+            dst = dst_base[:, :ni]
+            k.transpose(src, dst, code, True, bias, act)
+            want = acts[act](src.T + (0 if bias is None else bias[:, None]))
+            np.testing.assert_array_equal(dst, want, err_msg=f"{level} {ni}x{nj} act {act}")
+            assert (dst_base[:, ni:] == -7.0).all(), "wrote past a row"
+    with pytest.raises(ValueError, match="act"):
+        k.transpose(np.ones((2, 2), dtype_), np.ones((2, 2), dtype_), 0, True, None, 2)
+    with pytest.raises(ValueError, match="bias"):
+        k.transpose(np.ones((2, 3), dtype_), np.ones((3, 2), dtype_), 0, True, np.ones(2, dtype_))
