@@ -23,8 +23,10 @@
  * padding and the source rows are contiguous: then the micro-kernel reads the source in
  * place), and the chunk's weights stay in the cache while every tile of the item uses
  * them.  Partial sums live in a per-thread buffer t[kb][row][ow][OB] between chunks; at
- * the end the buffer is transposed into the output (VL x VL blocks in registers) with
- * the bias added.
+ * the end the buffer is transposed into the output (VL x VL blocks in registers), the
+ * bias and activation applied to each transposed vector before its store, a work item's
+ * rows as one run per channel when the output rows follow one another, and with
+ * streaming stores for outputs that outgrow the last-level cache (the caller's `stream`).
  */
 #ifndef FNN_CONV_BLOCKED_H
 #define FNN_CONV_BLOCKED_H
@@ -57,6 +59,8 @@ typedef struct {
     ptrdiff_t wk, wc, wr, ws; /* packed just in time (k < G*Kg) */
     const void* bias; /* (G*Kg,) contiguous, or NULL */
     int act;          /* activation after the bias: conv_epilogue.h's codes (0: none) */
+    int stream;       /* write dst with streaming stores where they are whole aligned lines
+                       * (the caller's choice: an output that outgrows the LLC) */
     void* dst;        /* element (n, k, oh, ow) at dst + n*dn + k*dk + oh*dh + ow*dw */
     ptrdiff_t dn, dk, dh, dw;
     int in_place;    /* read src directly: no padding, sw == 1 */
@@ -193,11 +197,11 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
      * epi: the output stores' variant, dst[j*ldd + i] = act(src[i*lds + j] + bias[j]). */ \
     static void fnn_cb_transpose_run_##sfx(const T_* src, ptrdiff_t lds, ptrdiff_t ni,     \
                                            ptrdiff_t nj, T_* dst, ptrdiff_t ldd, int isa,  \
-                                           int epi, const T_* bias, int act) {             \
+                                           int epi, const T_* bias, int act, int stream) { \
         isa = fnn_cb_isa(isa);                                                             \
         if (epi) {                                                                         \
             FNN_ISA_DISPATCH(isa, fnn_cb_transpose_epi, sfx,                               \
-                             (src, lds, ni, nj, dst, ldd, bias, act))                      \
+                             (src, lds, ni, nj, dst, ldd, bias, act, stream))              \
         } else {                                                                           \
             FNN_ISA_DISPATCH(isa, fnn_cb_transpose, sfx, (src, lds, ni, nj, dst, ldd))     \
         }                                                                                  \

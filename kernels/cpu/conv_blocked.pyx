@@ -25,6 +25,7 @@ cdef extern from "conv_blocked.h" nogil:
         Py_ssize_t wk, wc, wr, ws
         const void* bias
         int act
+        int stream
         void* dst
         Py_ssize_t dn, dk, dh, dw
         int in_place
@@ -51,10 +52,10 @@ cdef extern from "conv_blocked.h" nogil:
                          Py_ssize_t R, Py_ssize_t S, double* wp, int isa, int threads)
     void fnn_cb_transpose_run_f32(const float* src, Py_ssize_t lds, Py_ssize_t ni,
                                   Py_ssize_t nj, float* dst, Py_ssize_t ldd, int isa,
-                                  int epi, const float* bias, int act)
+                                  int epi, const float* bias, int act, int stream)
     void fnn_cb_transpose_run_f64(const double* src, Py_ssize_t lds, Py_ssize_t ni,
                                   Py_ssize_t nj, double* dst, Py_ssize_t ldd, int isa,
-                                  int epi, const double* bias, int act)
+                                  int epi, const double* bias, int act, int stream)
     int fnn_cb_isa(int requested)
     void fnn_cb_tile(int isa, int is_double, Py_ssize_t* ob, Py_ssize_t* nw)
     Py_ssize_t fnn_cb_packed_elements(int isa, int is_double, Py_ssize_t G, Py_ssize_t Kg,
@@ -131,11 +132,12 @@ def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
              floating[:, :, :, :] dst, Py_ssize_t groups, tuple kernel, tuple stride,
              tuple dilation, tuple offset, bint in_place, Py_ssize_t rows, Py_ssize_t kbs,
              Py_ssize_t kc, int isa, int threads, const floating[:, :, :, :] w=None,
-             int act=0):
+             int act=0, bint stream=False):
     """dst[n, k, i, j] = act(bias[k] + sum w * src over the window at
     (i*stride - offset, j*stride - offset)), for dst a view of any strides (N, K, Ho, Wo);
     act: 0 none, 1 relu, 4 relu6 (conv_epilogue.h), applied as the partial sums are
-    written out.
+    written out.  stream: write dst with streaming stores where a vector is one whole
+    aligned cache line (for outputs that outgrow the last-level cache).
 
     kernel (R, S), stride, dilation and offset (pt, pl) are pairs; in_place reads src
     without copying (only when nothing is padded and its rows are contiguous); rows, kbs,
@@ -167,6 +169,7 @@ def convolve(const floating[:, :, :, :] src, const floating[::1] wp, bias,
         b = bias
         a.bias = &b[0]
     a.act = act
+    a.stream = stream
     a.dst = &dst[0, 0, 0, 0]
     a.dn, a.dk = dst.strides[0] // isz, dst.strides[1] // isz
     a.dh, a.dw = dst.strides[2] // isz, dst.strides[3] // isz
@@ -215,12 +218,12 @@ def weight_grad(const floating[:, :, :, :] x, const floating[:, :, :, :] gy,
 
 
 def transpose(const floating[:, :] src, floating[:, :] dst, int isa, bint epilogue=False,
-              const floating[::1] bias=None, int act=0):
+              const floating[::1] bias=None, int act=0, bint stream=False):
     """dst = src.T through the kernels' SIMD transpose at level isa (exposed for its
     tests): src (ni, nj) with unit column stride, dst (nj, ni) likewise, any row
     strides.  epilogue: the variant the output stores run, dst = act(src.T + bias[:,
     None]) with bias (nj,) or None and act a conv_epilogue.h code (0 none, 1 relu, 4
-    relu6)."""
+    relu6); stream: streaming stores for its whole aligned lines."""
     cdef Py_ssize_t isz = sizeof(floating)
     cdef Py_ssize_t ni = src.shape[0], nj = src.shape[1]
     cdef const floating* bp = NULL
@@ -243,7 +246,7 @@ def transpose(const floating[:, :] src, floating[:, :] dst, int isa, bint epilog
     with nogil:
         if floating is float:
             fnn_cb_transpose_run_f32(&src[0, 0], src.strides[0] // isz, ni, nj, &dst[0, 0],
-                                     dst.strides[0] // isz, isa, epilogue, bp, act)
+                                     dst.strides[0] // isz, isa, epilogue, bp, act, stream)
         else:
             fnn_cb_transpose_run_f64(&src[0, 0], src.strides[0] // isz, ni, nj, &dst[0, 0],
-                                     dst.strides[0] // isz, isa, epilogue, bp, act)
+                                     dst.strides[0] // isz, isa, epilogue, bp, act, stream)

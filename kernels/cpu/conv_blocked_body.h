@@ -142,12 +142,13 @@ static TARGET_ATTR void CFN(fnn_cb_tile2)(const T* x, ptrdiff_t cs, ptrdiff_t dr
 #include "simd_transpose.h"
 
 /* dst[o*ldd + j*dw] = act(t[j*CB_OB + o] + bias[o]) for o < no, j < nj: a run of
- * positions of one output row (dw the position step of dst); act as in conv_epilogue.h. */
+ * positions of one output row (dw the position step of dst); act as in conv_epilogue.h;
+ * stream: streaming stores where they fill whole aligned lines (simd_transpose.h). */
 static TARGET_ATTR void CFN(fnn_cb_store)(const T* restrict t, ptrdiff_t no, ptrdiff_t nj,
                                           const T* bias, T* restrict dst, ptrdiff_t ldd,
-                                          ptrdiff_t dw, int act) {
+                                          ptrdiff_t dw, int act, int stream) {
     if (dw == 1) { /* the bias and activation on each transposed vector, before its store */
-        CFN(fnn_cb_transpose_epi)(t, CB_OB, nj, no, dst, ldd, bias, act);
+        CFN(fnn_cb_transpose_epi)(t, CB_OB, nj, no, dst, ldd, bias, act, stream);
         return;
     }
     for (ptrdiff_t o = 0; o < no; ++o) {
@@ -279,13 +280,13 @@ static TARGET_ATTR void CFN(fnn_cb_write)(const fnn_cb_args* a, const T* t, ptrd
              * straddles two output rows, none is stored twice) */
             T* d = (T*)a->dst + n * a->dn + (g * a->geo.Kg + k0) * a->dk + oh0 * a->dh;
             CFN(fnn_cb_store)(t + kbi * rows * a->geo.Wo * OB, no, nr * a->geo.Wo, bk, d, a->dk,
-                              1, a->act);
+                              1, a->act, a->stream);
             continue;
         }
         for (ptrdiff_t r = 0; r < nr; ++r) {
             T* d = (T*)a->dst + n * a->dn + (g * a->geo.Kg + k0) * a->dk + (oh0 + r) * a->dh;
             CFN(fnn_cb_store)(t + (kbi * rows + r) * a->geo.Wo * OB, no, a->geo.Wo, bk, d, a->dk,
-                              a->dw, a->act);
+                              a->dw, a->act, a->stream);
         }
     }
 }

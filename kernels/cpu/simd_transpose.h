@@ -16,7 +16,7 @@
  *
  * With TR_EPI_FN defined as well (and conv_epilogue.h included), a second function
  *
- *   TR_EPI_FN(src, lds, ni, nj, dst, ldd, bias, act):
+ *   TR_EPI_FN(src, lds, ni, nj, dst, ldd, bias, act, stream):
  *       dst[j*ldd + i] = act(src[i*lds + j] + bias[j])    (bias may be NULL)
  *
  * adds a bias per destination row and applies a conv_epilogue.h activation to each
@@ -26,6 +26,11 @@
  * convolution's output is written as one stream per channel, dozens at once, more than
  * the hardware prefetchers follow (a 1 -> 32 channel 3x3 layer on 28x28 maps spent half
  * its time in these stores; the prefetch took 16-24% off the whole layer, AMD EPYC).
+ * With `stream` set, a vector that is one whole aligned 64-byte line (AVX-512 passes
+ * only: narrower vectors would leave lines half-written in the write-combining buffers
+ * while the other channels' stores go by) is stored non-temporally instead, skipping the
+ * read for ownership of a line that is about to be overwritten: for outputs far larger
+ * than the last-level cache, where neither the line nor the result stays cached anyway.
  */
 #ifndef TR_EPI_AHEAD
 #define TR_EPI_AHEAD 256 /* four 64-byte lines */
@@ -33,6 +38,7 @@
 
 #ifndef FNN_SIMD_TRANSPOSE_LISTS
 #define FNN_SIMD_TRANSPOSE_LISTS
+#include <stdint.h> /* uintptr_t */
 /* Mask lists of 2..16 lanes, and the lanes of stage B: "lo" takes the rows' low halves of
  * every 2B block, "hi" their high halves (constant masks: one shuffle instruction each). */
 #define FNN_TR_L2(f) f(0), f(1)
@@ -109,12 +115,28 @@
 #define TR_EPI_ONE(x, row) (x)
 #endif
 
+#if defined(TR_EPI_FN) && defined(FNN_ISA_BYTES) && FNN_ISA_BYTES == 64
+/* one whole 64-byte line at an aligned p, bypassing the caches */
+#define TR_STREAM_OK(p) (stream && ((uintptr_t)(p) & 63u) == 0)
+#define TR_STREAM(p, v)                                                                    \
+    do {                                                                                   \
+        if (sizeof(T) == 4)                                                                \
+            __builtin_ia32_movntps512((float*)(p), (fnn_isa_f32_avx512)(v));               \
+        else                                                                               \
+            __builtin_ia32_movntpd512((double*)(p), (fnn_isa_f64_avx512)(v));              \
+    } while (0)
+#else
+#define TR_STREAM_OK(p) 0
+#define TR_STREAM(p, v) ((void)0)
+#endif
+
 static inline __attribute__((always_inline)) TARGET_ATTR void TR_IMPL(
     const T* restrict src, ptrdiff_t lds, ptrdiff_t ni, ptrdiff_t nj, T* restrict dst,
-    ptrdiff_t ldd, const T* restrict bias, int act, const int epi) {
+    ptrdiff_t ldd, const T* restrict bias, int act, const int epi, int stream) {
     (void)bias;
     (void)act;
     (void)epi;
+    (void)stream;
     /* the mask type: integers as wide as T, as many as VEC has lanes */
     typedef __typeof__(_Generic((T)0, float: (int)0, default: (long long)0)) TR_ELEM;
     typedef TR_ELEM TR_IDX __attribute__((vector_size(sizeof(VEC))));
@@ -137,10 +159,15 @@ static inline __attribute__((always_inline)) TARGET_ATTR void TR_IMPL(
                 TR_STAGES;
                 _Pragma("GCC unroll 16")
                 for (int j = 0; j < VL; ++j) {
+                    T* const to = dst + (j0 + j) * ldd + i0;
                     TR_EPI_VEC(r[j], j0 + j);
+                    if (epi && TR_STREAM_OK(to)) {
+                        TR_STREAM(to, r[j]);
+                        continue;
+                    }
                     if (epi) /* the row's line TR_EPI_AHEAD bytes on, before it is needed */
-                        __builtin_prefetch(dst + (j0 + j) * ldd + i0 + TR_EPI_AHEAD / sizeof(T), 1, 3);
-                    __builtin_memcpy(dst + (j0 + j) * ldd + i0, &r[j], sizeof(VEC));
+                        __builtin_prefetch(to + TR_EPI_AHEAD / sizeof(T), 1, 3);
+                    __builtin_memcpy(to, &r[j], sizeof(VEC));
                 }
             }
         } else if (VL - nj <= lds) {
@@ -174,14 +201,17 @@ static inline __attribute__((always_inline)) TARGET_ATTR void TR_IMPL(
 
 static TARGET_ATTR void TR_FN(const T* restrict src, ptrdiff_t lds, ptrdiff_t ni, ptrdiff_t nj,
                               T* restrict dst, ptrdiff_t ldd) {
-    TR_IMPL(src, lds, ni, nj, dst, ldd, NULL, 0, 0);
+    TR_IMPL(src, lds, ni, nj, dst, ldd, NULL, 0, 0, 0);
 }
 
 #ifdef TR_EPI_FN
 static TARGET_ATTR void TR_EPI_FN(const T* restrict src, ptrdiff_t lds, ptrdiff_t ni,
                                   ptrdiff_t nj, T* restrict dst, ptrdiff_t ldd,
-                                  const T* restrict bias, int act) {
-    TR_IMPL(src, lds, ni, nj, dst, ldd, bias, act, 1);
+                                  const T* restrict bias, int act, int stream) {
+    TR_IMPL(src, lds, ni, nj, dst, ldd, bias, act, 1, stream);
+#if FNN_X86
+    if (stream) __builtin_ia32_sfence(); /* the streamed lines before anything after */
+#endif
 }
 #endif
 
@@ -196,3 +226,5 @@ static TARGET_ATTR void TR_EPI_FN(const T* restrict src, ptrdiff_t lds, ptrdiff_
 #undef TR_IMPL
 #undef TR_EPI_VEC
 #undef TR_EPI_ONE
+#undef TR_STREAM
+#undef TR_STREAM_OK

@@ -89,6 +89,17 @@ def test_every_pass_every_level(rng, nd, dtype, blocked_first):
             check(rng, nd, dtype, level)
 
 
+@pytest.mark.parametrize("nd", (1, 2))
+def test_streamed_outputs_every_level(rng, nd, dtype, blocked_first, monkeypatch):
+    """Outputs written with streaming stores (as for outputs that outgrow the last-level
+    cache; forced here on small ones), forward and input gradient, every level."""
+    monkeypatch.setattr(_conv_blocked, "STREAM_LLC_MULTIPLE", 0.0)
+    assert _conv_blocked.streams(np.ones(1, dtype))
+    for level in _isa.supported():
+        with _isa.forced("conv_blocked", level):
+            check(rng, nd, dtype, f"streamed {level}")
+
+
 def test_smallest_blocks(rng, dtype, blocked_first, monkeypatch):
     """One output row, one channel block and one input channel per work item: every
     chunk of the reduction accumulates into the partial sums of the one before."""
@@ -278,12 +289,23 @@ def test_simd_transpose_any_shape_and_strides(rng, dtype_):
             assert (dst_base[:, ni:] == -7.0).all(), "wrote past a row"
 
 
+def aligned_full(shape, dtype, value=-7.0):
+    """An array filled with ``value`` whose data starts on a 64-byte boundary."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + 64, dtype=np.uint8)
+    start = -raw.ctypes.data % 64
+    out = raw[start : start + size].view(dtype).reshape(shape)
+    out[...] = value
+    return out
+
+
 @pytest.mark.parametrize("dtype_", (np.float32, np.float64))
 @pytest.mark.parametrize("act", (0, 1, 4))
 def test_simd_transpose_epilogue(rng, dtype_, act):
     """The variant the output stores run: the bias per destination row and the
     activation on each transposed vector (NaN kept), the same shapes as the plain
-    transpose, every level; with no bias, only the activation."""
+    transpose, every level; with no bias, only the activation; with streaming stores
+    (taken where a destination vector is one aligned line) or without."""
     from fastnn.kernels.cpu import conv_blocked as k
 
     acts = {0: lambda v: v, 1: lambda v: np.where(v < 0, 0, v),
@@ -298,8 +320,12 @@ def test_simd_transpose_epilogue(rng, dtype_, act):
             src = base[:, :nj]
             bias = None if i % 4 == 0 else rng.standard_normal(nj).astype(dtype_)
             dst_base = np.full((nj, ni + gap_d), -7.0, dtype=dtype_)
+            if i % 2:  # rows of whole lines from an aligned start: every block streams
+                ni = 64 // dtype_().itemsize * int(rng.integers(1, 4))
+                src = (4 * rng.standard_normal((ni, nj))).astype(dtype_)
+                dst_base = aligned_full((nj, ni + gap_d * 64 // dtype_().itemsize), dtype_)
             dst = dst_base[:, :ni]
-            k.transpose(src, dst, code, True, bias, act)
+            k.transpose(src, dst, code, True, bias, act, bool(i % 3))
             want = acts[act](src.T + (0 if bias is None else bias[:, None]))
             np.testing.assert_array_equal(dst, want, err_msg=f"{level} {ni}x{nj} act {act}")
             assert (dst_base[:, ni:] == -7.0).all(), "wrote past a row"

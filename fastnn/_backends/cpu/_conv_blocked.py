@@ -33,7 +33,7 @@ import numpy as np
 
 from fastnn import _isa
 from fastnn._backends.cpu import _conv_plan, _outputs
-from fastnn._machine import l2_bytes
+from fastnn._machine import l2_bytes, llc_bytes
 from fastnn.kernels.cpu import conv_blocked as _k
 
 __all__ = [
@@ -199,6 +199,17 @@ def fits(shape: tuple[int, ...]) -> bool:
     return max(fwd, bwd) <= _conv_plan.DIRECT_MAX_PACKED
 
 
+#: The output is written with streaming stores (whole aligned lines, AVX-512) once it
+#: holds this many times the last-level cache: it will not stay cached for its reader,
+#: and a streamed line is not first read in to be overwritten.
+STREAM_LLC_MULTIPLE = 1.0
+
+
+def streams(out: np.ndarray) -> bool:
+    """Whether a pass writes ``out`` with streaming stores."""
+    return out.nbytes > STREAM_LLC_MULTIPLE * llc_bytes()
+
+
 def forward(
     x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, shape, threads: int, act: int = 0
 ):
@@ -213,7 +224,7 @@ def forward(
     in_place = not (pt or pb or pl or pr) and x4.strides[3] == x4.itemsize
     _k.convolve(
         x4, wp, bias, y.reshape(n, k, ho, wo), g, (r, s), (sh, sw), (dh, dw), (pt, pl),
-        in_place, p.rows, p.kbs, p.kc, p.isa, threads, w=w4, act=act,
+        in_place, p.rows, p.kbs, p.kc, p.isa, threads, w=w4, act=act, stream=streams(y),
     )  # fmt: skip
     return y
 
@@ -256,7 +267,7 @@ def grad_input(gy4: np.ndarray, w: np.ndarray, shape, threads: int) -> np.ndarra
             wp = None if p.jit else _packed(wphase, g, p.isa, threads)
             _k.convolve(
                 gy4, wp, None, out, g, kernel, (1, 1), (rdil, cdil), (roff, coff),
-                False, p.rows, p.kbs, p.kc, p.isa, threads, w=wphase,
+                False, p.rows, p.kbs, p.kc, p.isa, threads, w=wphase, stream=streams(gx),
             )  # fmt: skip
     return gx
 
