@@ -306,6 +306,15 @@ MAX_SAMPLE_CALLS = 32
 #: one-thread engines won products the team runs 1.3-1.5x faster (Intel Xeon @ 2.80GHz,
 #: 2 vCPUs).  Above it, a wake-up is a few percent of a sample.
 WARM_CALL_SECONDS = 1e-3
+#: A candidate whose first call took less than this (seconds) is called a second time
+#: before it is classified and sized, by the faster call.  A first call can hold one-time
+#: work (the instruction-set probe of a kernel family, the first touch of per-thread
+#: buffers): a 0.4 ms depthwise kernel whose first call took 1.4 ms was taken for a slow
+#: one, got no untimed call before its samples, and was timed cold right after im2col
+#: had flushed the caches (while the next candidate ran on the input it had just read):
+#: it lost at 0.4-1.4 ms to a kernel it beats 1.3x in a loop (MobileNetV2's 576-channel
+#: 14x14 depthwise layer; AMD EPYC, 2 vCPUs).  The second call costs at most this much.
+SECOND_WARM_UP_SECONDS = 1e-2
 
 
 def _measure(
@@ -314,7 +323,7 @@ def _measure(
     errors: tuple[type[BaseException], ...],
 ) -> dict[str, float]:
     """Best time per call of each candidate: one warm-up call each (two when the first
-    is faster than WARM_CALL_SECONDS: the faster one sizes the samples), then
+    is faster than SECOND_WARM_UP_SECONDS: the faster one sizes the samples), then
     ``repeats`` rounds that time every candidate once, in turn (a burst of load from
     elsewhere then hits them alike, instead of all the samples of one).  A candidate
     faster than MIN_SAMPLE_SECONDS is timed over enough calls in a row to last that long;
@@ -326,8 +335,8 @@ def _measure(
     for name, run in candidates.items():
         try:
             took = _call_time(run)
-            if took < WARM_CALL_SECONDS:  # the first may have woken threads
-                took = min(took, _call_time(run))
+            if took < SECOND_WARM_UP_SECONDS:  # the first may have woken threads, or
+                took = min(took, _call_time(run))  # done a kernel's one-time work
         except errors:
             continue
         alive[name] = run

@@ -225,6 +225,7 @@ def test_candidates_take_turns_and_failures_are_dropped(tmp_path, monkeypatch):
     monkeypatch.setattr(_autotune, "HOPELESS", float("inf"))  # never drop a slow one here
     monkeypatch.setattr(_autotune, "MIN_SAMPLE_SECONDS", 0.0)  # one call per sample
     monkeypatch.setattr(_autotune, "WARM_CALL_SECONDS", 0.0)  # no extra untimed calls
+    monkeypatch.setattr(_autotune, "SECOND_WARM_UP_SECONDS", 0.0)  # one warm-up call
     fastnn.autotune(True, cache=tmp_path / "tune.json")
     calls = []
 
@@ -263,10 +264,11 @@ def test_fast_candidates_are_timed_warm_over_several_calls(tmp_path, monkeypatch
 def test_quick_candidates_are_sized_from_a_warm_call_and_woken_before_each_sample(
     monkeypatch,
 ):
-    """A candidate faster than WARM_CALL_SECONDS is called twice to warm up (the faster
-    call sizes its samples: a first call slowed by waking threads must not make every
-    sample one cold call) and once untimed before each sample; a slower one is called
-    once and timed as it comes.  A fake clock that each call moves on makes it exact."""
+    """A candidate whose first call is faster than SECOND_WARM_UP_SECONDS is called twice
+    to warm up (the faster call sizes its samples: a first call slowed by waking threads
+    or a one-time probe must not make every sample one cold call); one faster than
+    WARM_CALL_SECONDS is called once untimed before each sample; a slower one is timed
+    as it comes.  A fake clock that each call moves on makes it exact."""
     import types
 
     clock = types.SimpleNamespace(now=0.0)
@@ -288,18 +290,28 @@ def test_quick_candidates_are_sized_from_a_warm_call_and_woken_before_each_sampl
             "woken": candidate("woken", 2.0**-14, 2.0**-17),
             "medium": candidate("medium", 2.0**-12, 2.0**-12),  # 244 us
             "slow": candidate("slow", 2.0**-9, 2.0**-9),  # 1.95 ms
+            # 3.9 ms the first time (a one-time probe), then 244 us: quick
+            "probed": candidate("probed", 2.0**-8, 2.0**-12),
+            "slowest": candidate("slowest", 2.0**-6, 2.0**-6),  # 15.6 ms: one warm-up
         },
         repeats=2,
         errors=(MemoryError,),
     )
+    assert 2.0**-6 > _autotune.SECOND_WARM_UP_SECONDS > 2.0**-8 > _autotune.WARM_CALL_SECONDS
     per_sample = int(_autotune.MIN_SAMPLE_SECONDS / 2.0**-17)
     assert per_sample > 1
     one_round = ["woken"] * (1 + per_sample) + ["medium"] * 2 + ["slow"]
-    assert calls == ["woken", "woken", "medium", "medium", "slow"] + one_round * 2
-    assert best == {"woken": 2.0**-17, "medium": 2.0**-12, "slow": 2.0**-9}
+    one_round += ["probed"] * 2 + ["slowest"]
+    warm_up = ["woken", "woken", "medium", "medium", "slow", "slow", "probed", "probed"]
+    assert calls == [*warm_up, "slowest", *one_round * 2]
+    assert best == {
+        "woken": 2.0**-17, "medium": 2.0**-12, "slow": 2.0**-9, "probed": 2.0**-12,
+        "slowest": 2.0**-6,
+    }  # fmt: skip
 
 
-def test_hopeless_candidates_are_not_timed_again(tmp_path):
+def test_hopeless_candidates_are_not_timed_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(_autotune, "SECOND_WARM_UP_SECONDS", 0.0)  # one warm-up call
     fastnn.autotune(True, cache=tmp_path / "tune.json")
     calls = []
 
