@@ -36,11 +36,16 @@ LEVELS = ("base", "avx2", "avx512")
 #: faster on some layers of a Xeon, hence its conservative prior.  The two depthwise
 #: variants are measured apart: on the AMD EPYC (Zen 4) the plane-by-plane kernel ran
 #: fastest at AVX2 while the channels-in-lanes one ran MobileNetV2's 7x7 to 28x28 layers
-#: 5-28% faster at AVX-512 (16 channels a vector), in the same process.
+#: 5-28% faster at AVX-512 (16 channels a vector), in the same process.  The
+#: channel-blocked kernel's layers with too few channels for its AVX-512 blocks (16 per
+#: group) run either its narrow AVX-512 tile ("avx512") or its AVX2 tile ("avx2"): the
+#: same lanes per block, a 512-bit FMA for two 256-bit ones, which pays only where the
+#: CPU has two 512-bit FMA ports (on the AMD EPYC, Zen 4: 0.93-1.01 of the time).
 FAMILIES = {
     "gemm": "avx512",
     "conv_direct": "avx2",
     "conv_blocked": "avx512",
+    "conv_blocked_narrow": "avx512",
     "winograd": "avx512",
     "depthwise": "avx2",
     "depthwise_lanes": "avx512",
@@ -310,6 +315,34 @@ def _probe_conv_blocked() -> Callable[[str], None]:
     return run
 
 
+def _probe_conv_blocked_narrow() -> Callable[[str], None]:
+    """Layers of 16 output channels, as the plan blocks them: LeNet-5's C3 (6 -> 16,
+    5x5 on 14x14) and a pointwise 32 -> 16 on 28x28 (MobileNetV2's first projection);
+    "avx512" runs the narrow AVX-512 tile, the others their level's own tile."""
+    from fastnn._backends.cpu import _conv_blocked as host
+    from fastnn.kernels.cpu import conv_blocked as k
+
+    rng = np.random.default_rng(0)
+    layers = []
+    for c, hw, r in ((6, 14, 5), (32, 28, 1)):
+        x = rng.standard_normal((2, c, hw, hw), dtype=np.float32)
+        w = rng.standard_normal((16, c, r, r), dtype=np.float32)
+        ho = hw - r + 1
+        y = np.empty((2, 16, ho, ho), dtype=np.float32)
+        layers.append((x, w, y, r, ho))
+
+    def run(name: str) -> None:
+        code = host.NARROW if name == "avx512" else LEVELS.index(name)
+        for x, w, y, r, ho in layers:
+            wp = k.pack(w, 1, code, 1)
+            k.convolve(
+                x, wp, None, y, 1, (r, r), (1, 1), (1, 1), (0, 0), True, ho, 1, x.shape[1],
+                code, 1,
+            )  # fmt: skip
+
+    return run
+
+
 def _probe_winograd() -> Callable[[str], None]:
     """Layers of the kinds Winograd serves, blocked as the plan blocks them: F(4x4) on a
     large map with few channels (64 x 56x56: full vectors of tiles, transforms dominate)
@@ -402,6 +435,7 @@ _PROBES: dict[str, Callable[[], Callable[[str], None]]] = {
     "gemm": _probe_gemm,
     "conv_direct": _probe_conv_direct,
     "conv_blocked": _probe_conv_blocked,
+    "conv_blocked_narrow": _probe_conv_blocked_narrow,
     "winograd": _probe_winograd,
     "depthwise": _probe_depthwise,
     "depthwise_lanes": _probe_depthwise_lanes,

@@ -98,6 +98,13 @@ typedef struct {
 #define FNN_CB_NW_AVX2 6
 #define FNN_CB_NV_AVX512 2
 #define FNN_CB_NW_AVX512 14
+/* The narrow AVX-512 pass (FNN_CB_NARROW): one vector of channels (16 floats, 8 doubles)
+ * x 28 positions, for layers with no more channels per group than that, whose blocks
+ * would be half empty in the 2-vector tile. */
+#define FNN_CB_NV_AVX512N 1
+#define FNN_CB_NW_AVX512N 28
+/* The level code of the narrow pass (beyond the FNN_ISA_* levels; needs AVX-512). */
+#define FNN_CB_NARROW 3
 
 /* Extra zeroed elements after a packed input chunk (none are read; a safety margin). */
 #define FNN_CB_SLACK 64
@@ -126,7 +133,7 @@ static inline void fnn_cb_share(ptrdiff_t items, ptrdiff_t* start, ptrdiff_t* en
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#define FNN_CB_UNROLL _Pragma("GCC unroll 16")
+#define FNN_CB_UNROLL _Pragma("GCC unroll 32")
 #else
 #define FNN_CB_UNROLL
 #endif
@@ -136,6 +143,16 @@ static inline void fnn_cb_share(ptrdiff_t items, ptrdiff_t* start, ptrdiff_t* en
 #define CB_NV FNN_ISA_TUNE(FNN_CB_NV_)
 #define CB_NW FNN_ISA_TUNE(FNN_CB_NW_)
 #include "isa_instances.h"
+#if FNN_X86 /* the narrow AVX-512 pass: its own vector names, the same body */
+FNN_ISA_VECTORS(avx512n, 64)
+#define FNN_ISA_BODY "conv_blocked_body.h"
+#define FNN_ISA_LEVEL avx512n
+#define FNN_ISA_LEVEL_UC AVX512N
+#define FNN_ISA_BYTES 64
+#define TARGET_ATTR FNN_TARGET_AVX512
+#include "isa_pass.h"
+#undef FNN_ISA_BODY
+#endif
 #undef CB_NV
 #undef CB_NW
 
@@ -145,12 +162,23 @@ static inline void fnn_cb_share(ptrdiff_t items, ptrdiff_t* start, ptrdiff_t* en
 
 /* ---- run-time choice ------------------------------------------------------------------ */
 
-/* The level to run: `requested`, capped at what this CPU supports. */
+/* The level to run: `requested`, capped at what this CPU supports (FNN_CB_NARROW: the
+ * narrow AVX-512 pass, or the best level below it). */
 static inline int fnn_cb_isa(int requested) {
     int best = fnn_cpu_best_isa();
     if (requested < 0) return FNN_ISA_BASE;
+    if (requested == FNN_CB_NARROW) return best >= FNN_ISA_AVX512 ? FNN_CB_NARROW : best;
     return requested < best ? requested : best;
 }
+
+/* FNN_ISA_DISPATCH with the narrow pass: `return fn_<sfx>_<level> args;`. */
+#if FNN_X86
+#define FNN_CB_DISPATCH(level, fn, sfx, args)                                              \
+    if ((level) == FNN_CB_NARROW) return fn##_##sfx##_avx512n args;                        \
+    FNN_ISA_DISPATCH(level, fn, sfx, args)
+#else
+#define FNN_CB_DISPATCH(level, fn, sfx, args) FNN_ISA_DISPATCH(level, fn, sfx, args)
+#endif
 
 /* The register tile of a level: output channels per block (OB) and positions (NW). */
 static inline void fnn_cb_tile(int isa, int is_double, ptrdiff_t* ob, ptrdiff_t* nw) {
@@ -159,6 +187,7 @@ static inline void fnn_cb_tile(int isa, int is_double, ptrdiff_t* ob, ptrdiff_t*
 #if FNN_X86
     if (isa == FNN_ISA_AVX2) { bytes = 32; nv = FNN_CB_NV_AVX2; *nw = FNN_CB_NW_AVX2; }
     if (isa == FNN_ISA_AVX512) { bytes = 64; nv = FNN_CB_NV_AVX512; *nw = FNN_CB_NW_AVX512; }
+    if (isa == FNN_CB_NARROW) { bytes = 64; nv = FNN_CB_NV_AVX512N; *nw = FNN_CB_NW_AVX512N; }
 #else
     (void)isa;
 #endif
@@ -178,12 +207,12 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
     /* The convolution; 0 on success, -1 when scratch could not be allocated. */          \
     static int fnn_cb_run_##sfx(const fnn_cb_args* a, int isa) {                           \
         isa = fnn_cb_isa(isa);                                                             \
-        FNN_ISA_DISPATCH(isa, fnn_cb_conv, sfx, (a))                                       \
+        FNN_CB_DISPATCH(isa, fnn_cb_conv, sfx, (a))                                       \
     }                                                                                      \
     /* The weight gradient; 0 on success, -1 when scratch could not be allocated. */     \
     static int fnn_cb_wgrad_run_##sfx(const fnn_cb_wargs* a, int isa) {                    \
         isa = fnn_cb_isa(isa);                                                             \
-        FNN_ISA_DISPATCH(isa, fnn_cb_wgrad, sfx, (a))                                      \
+        FNN_CB_DISPATCH(isa, fnn_cb_wgrad, sfx, (a))                                      \
     }                                                                                      \
     /* Pack w(k, c, r, s) = w[k*wk + c*wc + r*wr + s*ws] (any strides, k < G*Kg) for the \
      * kernels of level isa. */                                                            \
@@ -191,7 +220,7 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
                                   ptrdiff_t ws, ptrdiff_t G, ptrdiff_t Kg, ptrdiff_t Cg,   \
                                   ptrdiff_t R, ptrdiff_t S, T_* wp, int isa, int threads) {\
         isa = fnn_cb_isa(isa);                                                             \
-        FNN_ISA_DISPATCH(isa, fnn_cb_pack, sfx, (w, wk, wc, wr, ws, G, Kg, Cg, R, S, wp, threads)) \
+        FNN_CB_DISPATCH(isa, fnn_cb_pack, sfx, (w, wk, wc, wr, ws, G, Kg, Cg, R, S, wp, threads)) \
     }                                                                                      \
     /* dst[j*ldd + i] = src[i*lds + j] (i < ni, j < nj): simd_transpose.h at level isa; \
      * epi: the output stores' variant, dst[j*ldd + i] = act(src[i*lds + j] + bias[j]). */ \
@@ -200,10 +229,10 @@ static inline ptrdiff_t fnn_cb_packed_elements(int isa, int is_double, ptrdiff_t
                                            int epi, const T_* bias, int act, int stream) { \
         isa = fnn_cb_isa(isa);                                                             \
         if (epi) {                                                                         \
-            FNN_ISA_DISPATCH(isa, fnn_cb_transpose_epi, sfx,                               \
+            FNN_CB_DISPATCH(isa, fnn_cb_transpose_epi, sfx,                               \
                              (src, lds, ni, nj, dst, ldd, bias, act, stream))              \
         } else {                                                                           \
-            FNN_ISA_DISPATCH(isa, fnn_cb_transpose, sfx, (src, lds, ni, nj, dst, ldd))     \
+            FNN_CB_DISPATCH(isa, fnn_cb_transpose, sfx, (src, lds, ni, nj, dst, ldd))     \
         }                                                                                  \
     }
 

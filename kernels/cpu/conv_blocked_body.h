@@ -82,7 +82,14 @@ CB_INLINE void CFN(fnn_cb_tile_fixed)(const T* restrict x, ptrdiff_t cs, ptrdiff
                                swc);                                                       \
         return;
 
-#if CB_NW >= 14
+#if CB_NW >= 28
+#define CB_CASES_HI(swc)                                                                   \
+    CB_CALL(7, swc) CB_CALL(8, swc) CB_CALL(9, swc) CB_CALL(10, swc) CB_CALL(11, swc)      \
+    CB_CALL(12, swc) CB_CALL(13, swc) CB_CALL(14, swc) CB_CALL(15, swc) CB_CALL(16, swc)   \
+    CB_CALL(17, swc) CB_CALL(18, swc) CB_CALL(19, swc) CB_CALL(20, swc) CB_CALL(21, swc)   \
+    CB_CALL(22, swc) CB_CALL(23, swc) CB_CALL(24, swc) CB_CALL(25, swc) CB_CALL(26, swc)   \
+    CB_CALL(27, swc) CB_CALL(28, swc)
+#elif CB_NW >= 14
 #define CB_CASES_HI(swc)                                                                   \
     CB_CALL(7, swc) CB_CALL(8, swc) CB_CALL(9, swc) CB_CALL(10, swc) CB_CALL(11, swc)      \
     CB_CALL(12, swc) CB_CALL(13, swc) CB_CALL(14, swc)
@@ -109,7 +116,12 @@ static TARGET_ATTR void CFN(fnn_cb_tile)(const T* x, ptrdiff_t cs, ptrdiff_t drs
     }
 }
 
-#if CB_NW >= 14
+#if CB_NW >= 28
+#define CB_CASES2(swc)                                                                     \
+    CB_CALL2(1, swc) CB_CALL2(2, swc) CB_CALL2(3, swc) CB_CALL2(4, swc) CB_CALL2(5, swc)   \
+    CB_CALL2(6, swc) CB_CALL2(7, swc) CB_CALL2(8, swc) CB_CALL2(9, swc) CB_CALL2(10, swc)  \
+    CB_CALL2(11, swc) CB_CALL2(12, swc) CB_CALL2(13, swc) CB_CALL2(14, swc)
+#elif CB_NW >= 14
 #define CB_CASES2(swc)                                                                     \
     CB_CALL2(1, swc) CB_CALL2(2, swc) CB_CALL2(3, swc) CB_CALL2(4, swc) CB_CALL2(5, swc)   \
     CB_CALL2(6, swc) CB_CALL2(7, swc)
@@ -488,7 +500,13 @@ CB_INLINE void CFN(fnn_cb_wtile_fixed)(const T* restrict x, ptrdiff_t xrow, ptrd
     case n:                                                                                \
         CFN(fnn_cb_wtile_fixed)(x, xrow, xcol, xi, g, gi, ni, nr, wo, acc, lda, n);        \
         return;
-#if CB_NW >= 14
+#if CB_NW >= 28
+#define CB_WCASES_HI                                                                       \
+    CB_WCALL(7) CB_WCALL(8) CB_WCALL(9) CB_WCALL(10) CB_WCALL(11) CB_WCALL(12)             \
+    CB_WCALL(13) CB_WCALL(14) CB_WCALL(15) CB_WCALL(16) CB_WCALL(17) CB_WCALL(18)          \
+    CB_WCALL(19) CB_WCALL(20) CB_WCALL(21) CB_WCALL(22) CB_WCALL(23) CB_WCALL(24)          \
+    CB_WCALL(25) CB_WCALL(26) CB_WCALL(27) CB_WCALL(28)
+#elif CB_NW >= 14
 #define CB_WCASES_HI                                                                       \
     CB_WCALL(7) CB_WCALL(8) CB_WCALL(9) CB_WCALL(10) CB_WCALL(11) CB_WCALL(12)             \
     CB_WCALL(13) CB_WCALL(14)

@@ -226,22 +226,74 @@ def test_matches_torch_resnet_shapes(rng, blocked_first):
         assert_close(gw, tw.grad.numpy())
 
 
-def test_half_empty_blocks_step_down_a_level():
+@pytest.mark.parametrize("narrow_level", ("avx2", "avx512"))
+def test_half_empty_blocks_step_down_a_level(narrow_level):
     """Channels that fill the next level's blocks but only half of this level's (16 in
-    AVX-512's 32 lanes) run at the next level down; three times as many (48: 64 lanes,
-    75% full) keep this level.  On a CPU with only the base level nothing steps."""
+    AVX-512's 32 lanes) run at the next level down, or at AVX-512 in the narrow tile
+    (one vector of channels) when the "conv_blocked_narrow" family chose AVX-512; three
+    times as many (48: 64 lanes, 75% full) keep this level.  On a CPU with only the base
+    level nothing steps."""
     from fastnn.kernels.cpu import conv_blocked as kernels
 
     top = _isa.supported()[-1]
     code = _isa.LEVELS.index(top)
     args = ((3, 3), 1, 1, (9, 9), False, 2)
-    with _isa.forced("conv_blocked", top):
+    with _isa.forced("conv_blocked", top), _isa.forced("conv_blocked_narrow", narrow_level):
         if code == 0:
             assert _conv_blocked.plan(8, 8, 4, 1, *args).isa == 0
             return
         narrow = kernels.register_tile(code - 1, False)[0]
-        assert _conv_blocked.plan(8, 8, narrow, 1, *args).isa == code - 1
+        to_narrow = top == "avx512" and _isa.level("conv_blocked_narrow") == "avx512"
+        want = _conv_blocked.NARROW if to_narrow else code - 1
+        assert _conv_blocked.plan(8, 8, narrow, 1, *args).isa == want
         assert _conv_blocked.plan(8, 8, 3 * narrow, 1, *args).isa == code
+        if to_narrow:  # the narrow tile: as many lanes as AVX2's blocks, more positions
+            assert kernels.register_tile(_conv_blocked.NARROW, False) == (16, 28)
+            assert kernels.register_tile(_conv_blocked.NARROW, True) == (8, 28)
+            half = narrow // 2  # 8 floats: half of the narrow tile too -> a level down
+            assert _conv_blocked.plan(8, 8, half, 1, *args).isa < code
+
+
+@pytest.mark.parametrize("nd", (1, 2))
+def test_narrow_tile_every_pass(rng, nd, dtype, blocked_first, monkeypatch):
+    """Layers of 9-16 channels per group (float32; 5-8 in float64) on AVX-512, every
+    pass, with the narrow AVX-512 tile and with AVX2's tile, against the reference;
+    short rows pair up to 14 positions a row, long ones run 28-position tiles."""
+    if "avx512" not in _isa.supported():
+        pytest.skip("the narrow tile is an AVX-512 pass; this CPU has no AVX-512")
+    forward, backward = conv(nd)
+    few = (9, 12, 16) if dtype == np.float32 else (5, 8)
+    levels = []
+    real = _conv_blocked._lanes_level
+    monkeypatch.setattr(
+        _conv_blocked, "_lanes_level", lambda *a: levels.append(real(*a)) or levels[-1]
+    )
+    for narrow_level in ("avx512", "avx2"):
+        levels.clear()
+        with (
+            _isa.forced("conv_blocked", "avx512"),
+            _isa.forced("conv_blocked_narrow", narrow_level),
+        ):
+            for i in range(8):
+                kg, g = few[i % len(few)], 1 + i % 2
+                cg = int(rng.choice([1, 3, *few]))  # the input gradient's lanes
+                size = (int(rng.integers(1, 6)) if nd == 2 else 1, int(rng.integers(1, 45)))
+                size = size[-nd:]
+                kernel = tuple(int(v) for v in rng.integers(1, 4, size=nd))
+                stride = tuple(int(v) for v in rng.choice([1, 2], size=nd))
+                pad = tuple(int(rng.integers(0, k)) for k in kernel)
+                layer = valid_layer(1 + i % 3, g, cg, kg, size, kernel, stride, pad, (1,) * nd)
+                if layer is None:
+                    continue
+                dims, params = layer
+                x, w, b = arrays(rng, dims, params[3], dtype)
+                got = forward(x, w, b, *params)
+                assert_close(got, forward(x, w, b, *params, backend="reference"), dtype)
+                gy = rng.standard_normal(got.shape).astype(dtype)
+                ref = backward(gy, x, w, *params, backend="reference")
+                for g_, r_ in zip(backward(gy, x, w, *params), ref):
+                    assert_close(g_, r_, dtype, what=f"{narrow_level} {dims} {params}")
+        assert (_conv_blocked.NARROW in levels) == (narrow_level == "avx512"), levels
 
 
 def test_explicit_direct_runs_it_where_channels_fill_its_lanes(rng, monkeypatch):

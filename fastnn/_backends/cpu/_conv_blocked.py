@@ -74,16 +74,36 @@ class BlockedPlan(NamedTuple):
     imgs: int = 1
 
 
+#: The level code of the narrow AVX-512 pass (kernels/cpu/conv_blocked.h FNN_CB_NARROW):
+#: one vector of channels (16 floats) x 28 positions.
+NARROW = 3
+_AVX512 = _isa.LEVELS.index("avx512")
+
+
+def _half_empty(kg: int, wide: int, narrow: int) -> bool:
+    """Whether blocks of ``wide`` lanes would be at least half empty for ``kg`` channels,
+    against blocks of ``narrow`` lanes."""
+    return math.ceil(kg / wide) * wide >= 2 * math.ceil(kg / narrow) * narrow
+
+
 def _lanes_level(kg: int, is_double: bool) -> int:
-    """The family's level, one step down when its channel blocks would be at least half
-    empty for ``kg`` channels (16 channels in AVX-512's 32-lane blocks): the narrower
-    level then runs as many useful FMAs per instruction on any CPU, and more where the
-    wide vectors are split in two (AMD Zen 4)."""
+    """The family's level, or a narrower tile when its channel blocks would be at least
+    half empty for ``kg`` channels (16 channels in AVX-512's 32-lane blocks).  At
+    AVX-512 that is the narrow pass (one vector of channels, 28 positions) or AVX2's
+    two-vector tile, whichever the "conv_blocked_narrow" family measured faster on this
+    CPU (the same lanes per block; one 512-bit FMA does the work of two 256-bit ones,
+    which only a CPU with two 512-bit FMA ports turns into speed); below AVX-512, one
+    step down, as long as the blocks stay half empty."""
     isa = _isa.level_code("conv_blocked")
+    if isa == _AVX512 and _isa.level_code("conv_blocked_narrow") == _AVX512:
+        wide = _k.register_tile(isa, is_double)[0]
+        narrow = _k.register_tile(NARROW, is_double)[0]
+        if _half_empty(kg, wide, narrow) and not _half_empty(kg, narrow, narrow // 2):
+            return NARROW
     while isa > 0:
         wide = _k.register_tile(isa, is_double)[0]
         narrow = _k.register_tile(isa - 1, is_double)[0]
-        if math.ceil(kg / wide) * wide < 2 * math.ceil(kg / narrow) * narrow:
+        if not _half_empty(kg, wide, narrow):
             break
         isa -= 1
     return isa

@@ -146,6 +146,7 @@ def _pick_once(
         candidates = _candidates(geom, shape, which)
         if _conv_blocked.NAME in candidates:
             _isa.level("conv_blocked")  # measured once per CPU, not inside a timing
+            _isa.level("conv_blocked_narrow")
         if _conv_im2col.BLOCKED_GEMM in candidates:
             _isa.level("gemm")
         name = choose_conv("cpu", op, which, geom, dtype, threads, candidates, run)
