@@ -36,6 +36,7 @@ static void LFN(fnn_dwl_weights)(const fnn_dw_args* a, const T* w, ptrdiff_t c0,
 }
 
 #define TR_FN LFN(fnn_dwl_transpose)
+#define TR_EPI_FN LFN(fnn_dwl_transpose_out)
 #include "simd_transpose.h"
 
 /* X's interior from channels c0..c0+n-1 of one image (x: that image's first channel).
@@ -145,8 +146,10 @@ static TARGET_ATTR void LFN(fnn_dwl_scatter)(const fnn_dw_args* a, const T* Y, p
                                              ptrdiff_t c0, ptrdiff_t n, ptrdiff_t j,
                                              T* restrict y) {
     const ptrdiff_t plane = a->Ho * a->Wo, K = a->C * a->KM;
-    LFN(fnn_dwl_transpose)(Y, VL, plane, n, y + (n0 * K + c0 * a->KM + j) * plane,
-                           a->KM * plane);
+    /* the output variant: its stores prefetch their planes ahead (the bias and the
+     * activation were applied in the rows) */
+    LFN(fnn_dwl_transpose_out)(Y, VL, plane, n, y + (n0 * K + c0 * a->KM + j) * plane,
+                               a->KM * plane, NULL, FNN_CONV_ACT_NONE, 0);
 }
 
 /* grad_output of channels k = (c0 + lane) * KM + j of image n0 into lanes: GY[p][lane],
