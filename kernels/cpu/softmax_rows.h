@@ -25,9 +25,23 @@ enum { FNN_SOFTMAX = 0, FNN_LOG_SOFTMAX = 1 };
  * then the block sums in double: a float32 sum of any length keeps ~1e-6 accuracy. */
 #define FNN_SUM_BLOCK 512
 
-/* Rows per block of the row kernels' phases (independent dependency chains in flight;
- * 16 rows of up to ~500 floats stay in L1 between phases). */
+/* Rows per block of the row kernels' phases (independent dependency chains in flight),
+ * at most: fewer where the block's rows would not stay in L1 between phases. */
 #define FNN_ROW_BLOCK 16
+
+/* The bytes of rows a block may span (its arrays together), small enough for the L1 of
+ * every x86 core (32-48 KiB) to keep them between phases beside what else it holds: a
+ * 4096 x 1000 float backward read its rows from L2 in its second phase with 16 rows
+ * (128 KiB) a block, and ran 0.79x torch's row-at-a-time loop. */
+#ifndef FNN_ROW_L1_BYTES
+#define FNN_ROW_L1_BYTES 16384
+#endif
+
+/* Rows per block for rows of d elements of `bytes` each in `arrays` arrays. */
+static inline ptrdiff_t fnn_row_block(ptrdiff_t d, ptrdiff_t arrays, ptrdiff_t bytes) {
+    ptrdiff_t fit = FNN_ROW_L1_BYTES / (d * arrays * bytes + 1);
+    return fit < 1 ? 1 : fit > FNN_ROW_BLOCK ? FNN_ROW_BLOCK : fit;
+}
 
 /* The body of a row sum over j in [0, d), returned as a double: FNN_SUM_BLOCK terms at a
  * time are summed in T into `block` by the statement WITH (where COND holds) or WITHOUT,
@@ -161,7 +175,7 @@ FNN_DEFINE_ROW_HELPERS(float, f32, int)
 FNN_DEFINE_ROW_HELPERS(double, f64, long long)
 
 #define FNN_DEFINE_SOFTMAX(T, SUFFIX)                                                     \
-    /* Forward over `rows` contiguous rows of d elements, FNN_ROW_BLOCK rows at a time    \
+    /* Forward over `rows` contiguous rows of d elements, fnn_row_block rows at a time    \
      * phase by phase (all maxima, then all sums, then the outputs): each row's chain     \
      * of horizontal reductions is latency-bound, and rows of one phase are independent,  \
      * so the core overlaps them (256 x 33 log_softmax: 59 -> 35 ns per row). */           \
@@ -171,8 +185,9 @@ FNN_DEFINE_ROW_HELPERS(double, f64, long long)
         T m[FNN_ROW_BLOCK];                                                               \
         double s[FNN_ROW_BLOCK];                                                          \
         T stage[FNN_SHORT_ROW];                                                           \
-        for (ptrdiff_t r0 = 0; r0 < rows; r0 += FNN_ROW_BLOCK) {                          \
-            ptrdiff_t nb = rows - r0 < FNN_ROW_BLOCK ? rows - r0 : FNN_ROW_BLOCK;         \
+        ptrdiff_t blk = fnn_row_block(d, 2, sizeof(T));                                   \
+        for (ptrdiff_t r0 = 0; r0 < rows; r0 += blk) {                                    \
+            ptrdiff_t nb = rows - r0 < blk ? rows - r0 : blk;                             \
             const T* restrict xb = x + r0 * d;                                            \
             T* restrict yb = y + r0 * d;                                                  \
             for (ptrdiff_t i = 0; i < nb; ++i) m[i] = fnn_row_max_##SUFFIX(xb + i * d, d); \
@@ -249,8 +264,9 @@ FNN_DEFINE_ROW_HELPERS(double, f64, long long)
          ptrdiff_t rows, ptrdiff_t d),                                                    \
         (log_mode, g, y, gx, rows, d), {                                                  \
         T st[FNN_ROW_BLOCK];                                                              \
-        for (ptrdiff_t r0 = 0; r0 < rows; r0 += FNN_ROW_BLOCK) {                          \
-            ptrdiff_t nb = rows - r0 < FNN_ROW_BLOCK ? rows - r0 : FNN_ROW_BLOCK;         \
+        ptrdiff_t blk = fnn_row_block(d, 3, sizeof(T));                                   \
+        for (ptrdiff_t r0 = 0; r0 < rows; r0 += blk) {                                    \
+            ptrdiff_t nb = rows - r0 < blk ? rows - r0 : blk;                             \
             const T* restrict gb = g + r0 * d;                                            \
             const T* restrict yb = y + r0 * d;                                            \
             for (ptrdiff_t i = 0; i < nb; ++i)                                            \

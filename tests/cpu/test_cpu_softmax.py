@@ -1,7 +1,8 @@
 """The CPU softmax / log_softmax and their backward along every dim, against the float64
 reference backend and PyTorch: 0-d to 4-d inputs, empty dims, rows of length 1, large
 magnitudes (stability), -inf entries (masking), NaN/+inf rows, slabs wide enough to be cut
-into column chunks and threads, and every memory layout."""
+into column chunks and threads, rows long enough to shrink the row kernels' blocks, and
+every memory layout."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ SHAPES = [
     (3, 700, 40),
     (2000, 33),
     (37, 10),
+    (19, 300),  # rows too long for 16 a block in L1: blocks of 2-6 rows and a remainder
+    (5, 1500),  # a row a block
 ]
 
 
