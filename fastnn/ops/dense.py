@@ -41,16 +41,16 @@ def gemm(
     """
     if (
         c is None
-        and trans_a is False
-        and trans_b is False
+        and trans_a.__class__ is bool
+        and trans_b.__class__ is bool
         and alpha.__class__ is float
         and alpha == 1.0
         and beta.__class__ is float
         and beta == 0.0
-    ):  # a @ b: the lean path runs it when it remembers the shape's engine
+    ):  # op(a) @ op(b): the lean path runs it when it remembers the shape's engine
         run = lean("gemm", backend)
         if run is not None:
-            out = run(a, b)
+            out = run(a, b, trans_a, trans_b)
             if out is not None:
                 return out
     if (

@@ -218,9 +218,10 @@ cdef object _blocked(a, b, c, double alpha, double beta, bint trans_a, bint tran
 
 # ---- plain products on a remembered engine (the lean path of fastnn.gemm) -------------
 #
-# (m, n, k, typenum, threads, generation) -> (BLAS?, threads to run on, blocked variant):
-# what fastnn/_backends/cpu/_gemm.py chose for the plain product a @ b of that shape, so
-# that a later product of the shape costs one dictionary lookup above its kernel.
+# (m, n, k, trans_a, trans_b, typenum, threads, generation) -> (BLAS?, threads to run on,
+# blocked variant, until): what fastnn/_backends/cpu/_gemm.py chose for the plain product
+# op(a) @ op(b) of that shape, so that a later product of the shape costs one dictionary
+# lookup above its kernel.
 cdef dict _plain_engines = {}
 cdef Py_ssize_t _PLAIN_LIMIT = 4096
 # The clock of the deadlines below (gemm.py hands over its own, which tests replace).
@@ -247,23 +248,24 @@ def set_blas_pin(pin):
     _blas_pin = pin
 
 
-cdef object _lean_blas(cnp.ndarray a, cnp.ndarray b, bint trans_b, int threads):
+cdef object _lean_blas(cnp.ndarray a, cnp.ndarray b, bint trans_a, bint trans_b,
+                       int threads):
     """A new C-contiguous op(a) @ op(b) through SciPy's BLAS as gemm.py's general path
     runs it on ``threads``: row or column blocks, one BLAS call each on the team, with
     the BLAS pinned to one thread, when :func:`blas_threads` splits the product; else one
     call on the BLAS as it is."""
-    cdef Py_ssize_t m = cnp.PyArray_DIM(a, 0)
-    cdef Py_ssize_t k = cnp.PyArray_DIM(a, 1)
+    cdef Py_ssize_t m = cnp.PyArray_DIM(a, 1 if trans_a else 0)
+    cdef Py_ssize_t k = cnp.PyArray_DIM(a, 0 if trans_a else 1)
     cdef Py_ssize_t n = cnp.PyArray_DIM(b, 0 if trans_b else 1)
     if threads > 1 and _blas_pin is not None and blas_threads(m, n, k, threads) != 1:
         with _blas_pin:
-            return blas(a, b, None, 1.0, 0.0, False, trans_b, threads)
-    return blas(a, b, None, 1.0, 0.0, False, trans_b, 1)
+            return blas(a, b, None, 1.0, 0.0, trans_a, trans_b, threads)
+    return blas(a, b, None, 1.0, 0.0, trans_a, trans_b, 1)
 
 
-cdef int _lean_pair(a, b, int b_axis):
+cdef int _lean_pair(a, b, int a_axis, int b_axis):
     """The typenum of a and b when both are 2-d NumPy arrays (no subclass) of one
-    native-order float dtype with a's second size equal to b's size along ``b_axis``,
+    native-order float dtype with a's size along ``a_axis`` equal to b's along ``b_axis``,
     else -1: what a lean path runs without the Python checks."""
     if type(a) is not cnp.ndarray or type(b) is not cnp.ndarray:
         return -1
@@ -272,7 +274,7 @@ cdef int _lean_pair(a, b, int b_axis):
     if (cnp.PyArray_NDIM(ac) != 2 or cnp.PyArray_NDIM(bc) != 2
             or cnp.PyArray_TYPE(bc) != typenum
             or (typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE)
-            or cnp.PyArray_DIM(ac, 1) != cnp.PyArray_DIM(bc, b_axis)
+            or cnp.PyArray_DIM(ac, a_axis) != cnp.PyArray_DIM(bc, b_axis)
             or not (cnp.PyArray_ISNOTSWAPPED(ac) and cnp.PyArray_ISNOTSWAPPED(bc))):
         return -1
     return typenum
@@ -280,17 +282,17 @@ cdef int _lean_pair(a, b, int b_axis):
 
 def remember_plain(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int typenum, int threads,
                    generation, bint use_blas, int run_threads, int variant,
-                   double until=INFINITY):
-    """Run the plain products (m x k) @ (k x n) of dtype ``typenum`` asked for with
-    ``threads`` threads under autotune ``generation`` through :func:`plain` from now on
-    (until the clock reads ``until``: the engine's next re-timing is due then): through
-    SciPy's BLAS (``use_blas``: split over ``run_threads`` where :func:`blas_threads` says
-    so, else one call), or on the blocked kernel at ``variant`` with ``run_threads``
-    threads."""
+                   double until=INFINITY, bint trans_a=False, bint trans_b=False):
+    """Run the plain products op(a) (m x k) @ op(b) (k x n), op transposing a and b as
+    ``trans_a`` and ``trans_b`` say, of dtype ``typenum`` asked for with ``threads``
+    threads under autotune ``generation`` through :func:`plain` from now on (until the
+    clock reads ``until``: the engine's next re-timing is due then): through SciPy's BLAS
+    (``use_blas``: split over ``run_threads`` where :func:`blas_threads` says so, else one
+    call), or on the blocked kernel at ``variant`` with ``run_threads`` threads."""
     if len(_plain_engines) >= _PLAIN_LIMIT:
         _plain_engines.clear()
-    _plain_engines[(m, n, k, typenum, threads, generation)] = (use_blas, run_threads, variant,
-                                                               until)
+    _plain_engines[(m, n, k, trans_a, trans_b, typenum, threads, generation)] = (
+        use_blas, run_threads, variant, until)
 
 
 def forget_plain():
@@ -299,18 +301,20 @@ def forget_plain():
     _plain_engines.clear()
 
 
-def plain(a, b, int threads, generation):
-    """A new C-contiguous ``a @ b`` on the engine remembered for its shape, dtype,
-    ``threads`` and ``generation``; None when there is none, or when a and b are not
-    2-d NumPy arrays of one native-order float dtype whose shapes chain (the caller then
-    takes the general path, which checks and reports)."""
-    cdef int typenum = _lean_pair(a, b, 0)
+def plain(a, b, int threads, generation, bint trans_a=False, bint trans_b=False):
+    """A new C-contiguous ``op(a) @ op(b)`` (op transposing as ``trans_a`` and
+    ``trans_b`` say) on the engine remembered for its shape, dtype, ``threads`` and
+    ``generation``; None when there is none, or when a and b are not 2-d NumPy arrays of
+    one native-order float dtype whose shapes chain (the caller then takes the general
+    path, which checks and reports)."""
+    cdef int typenum = _lean_pair(a, b, 0 if trans_a else 1, 1 if trans_b else 0)
     if typenum < 0:
         return None
     cdef cnp.ndarray ac = <cnp.ndarray>a, bc = <cnp.ndarray>b
     cdef double until
-    key = (cnp.PyArray_DIM(ac, 0), cnp.PyArray_DIM(bc, 1), cnp.PyArray_DIM(ac, 1), typenum,
-           threads, generation)
+    key = (cnp.PyArray_DIM(ac, 1 if trans_a else 0), cnp.PyArray_DIM(bc, 0 if trans_b else 1),
+           cnp.PyArray_DIM(ac, 0 if trans_a else 1), trans_a, trans_b, typenum, threads,
+           generation)
     entry = _plain_engines.get(key)
     if entry is None:
         return None
@@ -321,8 +325,8 @@ def plain(a, b, int threads, generation):
         del _plain_engines[key]
         return None
     if use_blas:
-        return _lean_blas(ac, bc, False, run_threads)
-    return _blocked(ac, bc, None, 1.0, 0.0, False, False, 0, None, None, run_threads,
+        return _lean_blas(ac, bc, trans_a, trans_b, run_threads)
+    return _blocked(ac, bc, None, 1.0, 0.0, trans_a, trans_b, 0, None, None, run_threads,
                     variant)
 
 
@@ -366,7 +370,7 @@ def linear(x, w, b, activation, int threads, generation):
     path, which checks and reports)."""
     if activation is not None and type(activation) is not str:
         return None
-    cdef int typenum = _lean_pair(x, w, 1)
+    cdef int typenum = _lean_pair(x, w, 1, 1)
     if typenum < 0:
         return None
     cdef cnp.ndarray xc = <cnp.ndarray>x, wc = <cnp.ndarray>w, bc
@@ -393,7 +397,7 @@ def linear(x, w, b, activation, int threads, generation):
     if way == LINEAR_BLOCKED:
         return _blocked(xc, wc, None, 1.0, 0.0, False, True, act, b, None, run_threads,
                         variant)
-    out = _lean_blas(xc, wc, True, run_threads)
+    out = _lean_blas(xc, wc, False, True, run_threads)
     if act != 0 or b is not None:
         epilogue(out, act, b, None, run_threads)
     return out

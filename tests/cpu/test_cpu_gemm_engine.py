@@ -51,6 +51,7 @@ def test_the_choice_persists_across_a_cleared_memo(fresh_engines, rng):
     a = rng.standard_normal((12, 70)).astype(np.float64)
     fastnn.gemm(a, a, trans_b=True)
     _gemm._engine_memo.clear()
+    _gemm.forget_plain()  # and the lean path's copy of the choice
     with _autotune.recording() as record:
         fastnn.gemm(a, a, trans_b=True)
     assert record.timed == [] and len(record.choices) == 1
@@ -359,6 +360,49 @@ def test_the_lean_path_runs_remembered_products(fresh_engines, monkeypatch, rng,
     assert fastnn._dispatch.lean("gemm", "reference") is None
     # a setting that changes (another autotune generation) makes the lean path forget
     assert _gemm._k.plain(a, b, threads, _autotune.generation() + 1) is None
+
+
+@pytest.mark.parametrize("trans", ["TN", "NT", "TT"])
+@pytest.mark.parametrize("engine", ["blocked", "blocked-1", "blas-1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_lean_path_runs_remembered_transposed_products(
+    fresh_engines, monkeypatch, rng, dtype, engine, trans
+):
+    """Products with transposed operands are remembered under their transposes: later
+    ones run lean with the reference's result, and the other transposes of operands of
+    the same sizes are not served from their entry."""
+    monkeypatch.setattr(_gemm, "_calibrated", True)
+    _pick(monkeypatch, engine)
+    ta, tb = trans[0] == "T", trans[1] == "T"
+    m, k, n = 9, 9, 9  # square: every transpose of the operands chains
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    want = (a64.T if ta else a64) @ (b64.T if tb else b64)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    threads, generation = _gemm.team_size(), _autotune.generation()
+    assert _gemm._k.plain(a, b, threads, generation, ta, tb) is None  # not chosen yet
+    assert_close(fastnn.gemm(a, b, trans_a=ta, trans_b=tb), want, rtol=rtol)
+    _gemm._unconfirmed.clear()
+    assert_close(fastnn.gemm(a, b, trans_a=ta, trans_b=tb), want, rtol=rtol)
+    lean = _gemm._k.plain(a, b, threads, generation, ta, tb)
+    assert lean is not None and lean.flags.c_contiguous
+    assert_close(lean, want, rtol=rtol)
+    for other in ("NN", "TN", "NT", "TT"):
+        if other != trans:
+            assert _gemm._k.plain(a, b, threads, generation, other[0] == "T",
+                                  other[1] == "T") is None  # fmt: skip
+    calls = []
+    monkeypatch.setattr(_gemm, "matmul", lambda *x, **kw: calls.append(1) or want)
+    monkeypatch.setattr(_gemm, "_plain_memo", {})
+    assert_close(fastnn.gemm(a, b, trans_a=ta, trans_b=tb), want, rtol=rtol)
+    assert calls == []  # the lean path ran it
+    # operands whose transposed sizes do not chain are left to the checks
+    bad = rng.standard_normal((m + 1, k + 1) if ta else (m, k + 1)).astype(dtype)
+    assert _gemm._k.plain(bad, b, threads, generation, ta, tb) is None
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="inner dimensions"):
+        fastnn.gemm(bad, b, trans_a=ta, trans_b=tb)
 
 
 def test_a_new_gemm_level_empties_the_lean_path(fresh_engines, monkeypatch, rng):

@@ -461,48 +461,52 @@ def _blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads) -> n
     return _k.blocked(a, b, c, alpha, beta, trans_a, trans_b, act, bias, u, threads, level)
 
 
-#: (a.shape, b.shape, dtype, threads, autotune generation) -> (the runner of the plain
-#: product a @ b on the engine chosen for it, and its matmul key while that key awaits a
-#: re-timing, else None) (see :func:`plain`).
+#: (a.shape, b.shape, trans_a, trans_b, dtype, threads, autotune generation) -> (the
+#: runner of the plain product op(a) @ op(b) on the engine chosen for it, and its matmul
+#: key while that key awaits a re-timing, else None) (see :func:`plain`).
 _plain_memo: dict[tuple, tuple] = {}
 
 
-def _plain_runner(m: int, n: int, k: int, choice: tuple[bool, bool], threads: int):
-    """A two-argument function computing ``a @ b`` for an (m x k) @ (k x n) product
-    the way :func:`matmul` would with the engine ``choice`` names."""
+def _plain_runner(
+    m: int, n: int, k: int, ta: bool, tb: bool, choice: tuple[bool, bool], threads: int
+):
+    """A two-argument function computing ``op(a) @ op(b)`` (op transposing as ``ta``
+    and ``tb`` say) for an (m x k) @ (k x n) product the way :func:`matmul` would with
+    the engine ``choice`` names."""
     use_blas, alone = choice
     threads = 1 if alone else threads
     if not use_blas:
-        return lambda a, b: _blocked(a, b, None, 1.0, 0.0, False, False, 0, None, None, threads)
+        return lambda a, b: _blocked(a, b, None, 1.0, 0.0, ta, tb, 0, None, None, threads)
     plan = _blas_plan(m, n, k, threads)
     if plan == "split":
-        return lambda a, b: _blas(a, b, None, 1.0, 0.0, False, False, 0, None, None, threads)
+        return lambda a, b: _blas(a, b, None, 1.0, 0.0, ta, tb, 0, None, None, threads)
     blas, for_call = _k.blas, blas_for_call  # _blas's one-call path without its checks
     if plan == "one":
-        return lambda a, b: blas(a, b, None, 1.0, 0.0, False, False, 1)
+        return lambda a, b: blas(a, b, None, 1.0, 0.0, ta, tb, 1)
 
     def threaded_call(a, b):
         for_call()
-        return blas(a, b, None, 1.0, 0.0, False, False, 1)
+        return blas(a, b, None, 1.0, 0.0, ta, tb, 1)
 
     return threaded_call
 
 
-def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-d float arrays of one dtype whose shapes chain: :func:`matmul`
-    without its options, for small products whose time is mostly the call's own.  The
+def plain(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
+    """``op(a) @ op(b)`` (op transposing as ``trans_a`` and ``trans_b`` say) for 2-d
+    float arrays of one dtype whose shapes chain: :func:`matmul` with no options but the
+    transposes, for small products whose time is mostly the call's own.  The
     first product of each shape (per thread count and autotune setting) goes through
     matmul, which chooses the engine; later ones call that engine's runner directly,
     except the one in which the engine's next re-timing (CONFIRM_AFTER) falls due: that
     goes through matmul again, and the runner follows its verdict."""
     if _forced[0] is not None:
-        return matmul(a, b)
+        return matmul(a, b, trans_a=trans_a, trans_b=trans_b)
     threads = team_size()
     generation = _autotune.generation()
-    out = _k.plain(a, b, threads, generation)  # the lean path: a remembered engine
+    out = _k.plain(a, b, threads, generation, trans_a, trans_b)  # a remembered engine
     if out is not None:
         return out
-    key = (a.shape, b.shape, a.dtype.char, threads, generation)
+    key = (a.shape, b.shape, trans_a, trans_b, a.dtype.char, threads, generation)
     memo = _plain_memo.get(key)
     if memo is not None:
         run, pending = memo
@@ -510,31 +514,34 @@ def plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         # and once more after its last one (its runner then joins the lean path)
         if pending is None or (pending in _unconfirmed and _now() < _unconfirmed[pending][0]):
             return run(a, b)
-    out = matmul(a, b)
+    out = matmul(a, b, trans_a=trans_a, trans_b=trans_b)
     if _calibrated:  # else the threshold that splits the work may still change
-        m, k = a.shape
-        n = b.shape[1]
-        engine_key = matmul_key(m, n, k, False, False, False, a.dtype.char, threads, generation)
+        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+        n = b.shape[0] if trans_b else b.shape[1]
+        engine_key = matmul_key(m, n, k, trans_a, trans_b, False, a.dtype.char, threads,
+                                generation)  # fmt: skip
         choice = _engine_memo.get(engine_key)
         if choice is not None:
             if len(_plain_memo) >= _ENGINE_MEMO_LIMIT:
                 _plain_memo.clear()
             pending = engine_key if engine_key in _unconfirmed else None
-            _plain_memo[key] = (_plain_runner(m, n, k, choice, threads), pending)
+            runner = _plain_runner(m, n, k, trans_a, trans_b, choice, threads)
+            _plain_memo[key] = (runner, pending)
             way = lean_way(engine_key)
             if way is not None:
                 _k.remember_plain(m, n, k, a.dtype.num, threads, generation,
-                                  way[0] == _k.LINEAR_BLAS, way[1], way[2], way[3])  # fmt: skip
+                                  way[0] == _k.LINEAR_BLAS, way[1], way[2], way[3],
+                                  trans_a, trans_b)  # fmt: skip
     return out
 
 
-def lean_plain(a, b) -> np.ndarray | None:
-    """``a @ b`` on the engine remembered for its shape (:func:`plain` remembers them in
-    the kernel module), or None: unknown shape, an engine forced, or not two 2-d NumPy
-    arrays of one float dtype whose shapes chain."""
+def lean_plain(a, b, trans_a: bool = False, trans_b: bool = False) -> np.ndarray | None:
+    """``op(a) @ op(b)`` on the engine remembered for its shape (:func:`plain`
+    remembers them in the kernel module), or None: unknown shape, an engine forced, or
+    not two 2-d NumPy arrays of one float dtype whose shapes chain."""
     if _forced[0] is not None:
         return None
-    return _k.plain(a, b, team_size(), _autotune.generation())
+    return _k.plain(a, b, team_size(), _autotune.generation(), trans_a, trans_b)
 
 
 def matmul_key(

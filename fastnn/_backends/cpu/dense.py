@@ -32,8 +32,8 @@ def column_sums(x: np.ndarray) -> np.ndarray:
 @register("gemm", "cpu")
 def gemm(a, b, c, alpha: float, beta: float, trans_a: bool, trans_b: bool) -> np.ndarray:
     """alpha * op(a) @ op(b) + beta * c (the engine is chosen in _gemm.matmul)."""
-    if c is None and alpha == 1.0 and beta == 0.0 and not (trans_a or trans_b):
-        return plain(a, b)
+    if c is None and alpha == 1.0 and beta == 0.0:
+        return plain(a, b, trans_a, trans_b)
     return matmul(a, b, trans_a=trans_a, trans_b=trans_b, c=c, alpha=alpha, beta=beta)
 
 
