@@ -60,6 +60,7 @@ ELEMENTWISE_MODULES = (
     "activation",
     "backprop",
     "batch_norm",
+    "conv_bias",
     "dense",
     "elementwise",
     "loss",

@@ -1,8 +1,9 @@
 """The elementwise loops (kernels/cpu/elementwise_level.h: activations, softmax, losses,
-batch norm, the sensitivity ops, the adaptive pools) at every instruction-set level this
-CPU runs -- the portable build, AVX2 and AVX-512, whichever the "elementwise" family of
-fastnn._isa measures fastest -- against the float64 reference, on sizes that leave
-partial vectors; forcing the family sets every module's level and restores it."""
+batch norm, the sensitivity ops, the adaptive pools, a convolution's bias gradient) at
+every instruction-set level this CPU runs -- the portable build, AVX2 and AVX-512,
+whichever the "elementwise" family of fastnn._isa measures fastest -- against the
+float64 reference, on sizes that leave partial vectors; forcing the family sets every
+module's level and restores it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def _cases(rng, dtype):
     target = rng.integers(0, 45, size=37)
     maps = rng.standard_normal((3, 5, 7, 9)).astype(dtype)
     mean, var = np.zeros(5, dtype), np.ones(5, dtype)
+    image = rng.standard_normal((2, 1, 25, 41)).astype(dtype)
+    kernel = rng.standard_normal((3, 1, 3, 3)).astype(dtype)
+    grad_maps = rng.standard_normal((2, 3, 23, 39)).astype(dtype)  # planes of 2 sum blocks
     return {
         "sigmoid": lambda b: fastnn.sigmoid(x, backend=b),
         "tanh": lambda b: fastnn.tanh(x, backend=b),
@@ -40,6 +44,9 @@ def _cases(rng, dtype):
             maps, mean.copy(), var.copy(), training=True, backend=b
         ),
         "adaptive_avg_pool2d": lambda b: fastnn.adaptive_avg_pool2d(maps, (3, 4), backend=b),
+        "conv2d bias gradient": lambda b: fastnn.conv2d_backward(
+            grad_maps, image, kernel, output_mask=(False, False, True), backend=b
+        )[2],
     }
 
 
