@@ -179,12 +179,41 @@ static FNN_ATTR void FNN_FN(fnn_derivative_tile)(int act, const FNN_T* restrict 
     }
 }
 
+/* Memory rows of a transposed A that fnn_pack_a reads together (0: panel by panel). */
+#ifndef FNN_PACK_A_ROWS
+#define FNN_PACK_A_ROWS 4
+#endif
+
 /* ------------------------------------------------------------------------------------
  * Packing.  A (mc x kc, element strides rs, cs) -> MR-row panels, each kc x MR (k-major);
  * B (kc x nc, strides rs, cs) -> NR-column panels, each kc x NR.  Edges padded with 0.
  * ---------------------------------------------------------------------------------- */
 static FNN_ATTR FNN_STAGE void FNN_FN(fnn_pack_a)(ptrdiff_t mc, ptrdiff_t kc, const FNN_T* a,
                                         ptrdiff_t rs, ptrdiff_t cs, FNN_T* restrict dst) {
+#if FNN_PACK_A_ROWS > 0
+    if (rs == 1 && mc >= FNN_MR) {
+        /* op(A) transposed (A read as a.T): memory rows run along the panels' rows.  A
+         * few memory rows at a time across every whole panel, so that each is read in
+         * one sequential run and each panel gets a whole run of its k-major rows: panel
+         * by panel, the kc memory rows, a power-of-two stride apart (a 1024-wide a),
+         * fall into one L1 set and each was fetched twice from L2 (the packing took 19%
+         * of 1024 x 64 x 257 TN against 7% for NN on the AMD EPYC). */
+        const ptrdiff_t whole = mc / FNN_MR * FNN_MR;
+        for (ptrdiff_t k0 = 0; k0 < kc; k0 += FNN_PACK_A_ROWS) {
+            const ptrdiff_t kn = kc - k0 < FNN_PACK_A_ROWS ? kc - k0 : FNN_PACK_A_ROWS;
+            for (ptrdiff_t ir = 0; ir < whole; ir += FNN_MR) {
+                FNN_T* restrict d = dst + ir * kc + k0 * FNN_MR;
+                for (ptrdiff_t k = 0; k < kn; ++k)
+                    for (ptrdiff_t i = 0; i < FNN_MR; ++i)
+                        d[k * FNN_MR + i] = a[(k0 + k) * cs + ir + i];
+            }
+        }
+        if (whole == mc) return;
+        a += whole;
+        dst += whole * kc;
+        mc -= whole;
+    }
+#endif
     for (ptrdiff_t ir = 0; ir < mc; ir += FNN_MR, dst += kc * FNN_MR) {
         const FNN_T* src = a + ir * rs;
         ptrdiff_t mr = mc - ir < FNN_MR ? mc - ir : FNN_MR;
