@@ -28,8 +28,10 @@ from tests.utils import (
 #: lacks AVX-512).
 VARIANTS = ["auto", "generic", "wide-generic", "avx512-t32", "avx512-t48"]
 #: (m, n, k): tiny, odd, wider than a tile, deeper than a K block (256), taller than an
-#: M block (144 / 72 rows), one wider than an N block (4080 columns), and thin products
-#: (one row or one column of result: the matrix-vector path).
+#: M block (144 / 72 rows), one wider than an N block (4080 columns), thin products
+#: (one row or one column of result: the matrix-vector path), and narrow ones (a few
+#: columns and a long reduction: the dot products, or with a transposed A the column
+#: tiles, with rows left over after the vectors).
 SHAPES = [
     (1, 1, 1),
     (5, 3, 7),
@@ -41,6 +43,10 @@ SHAPES = [
     (1, 37, 300),
     (70, 1, 513),
     (1, 1, 600),
+    (150, 7, 300),
+    (61, 13, 400),
+    (37, 2, 129),
+    (50, 21, 70),
 ]
 
 
