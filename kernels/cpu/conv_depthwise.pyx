@@ -107,15 +107,17 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
     if gy.shape[0] < a.N * a.C * a.KM * a.Ho * a.Wo:
         raise ValueError("depthwise: sizes do not match the geometry")
     threads = max(1, num_threads)
-    acc_array = np.zeros(a.C * a.KM * a.R * a.S, dtype=np.float64)
-    cdef double[::1] acc = acc_array
+    # a row of partial sums per thread (the plane variant splits channels' images too)
+    acc_array = np.zeros((threads, a.C * a.KM * a.R * a.S), dtype=np.float64)
+    cdef double[:, ::1] acc = acc_array
     a.x = &x[0, 0, 0, 0]
     a.sn, a.sc = x.strides[0] // isz, x.strides[1] // isz
     a.sh_, a.sw_ = x.strides[2] // isz, x.strides[3] // isz
     a.w = NULL
     a.bias = NULL
     a.gy = &gy[0]
-    a.out = &acc[0]
+    a.out = &acc[0, 0]
     a.threads = threads
     _run(&a, 2, isa, floating is double, lanes)
-    return acc_array.reshape(a.C * a.KM, a.R * a.S)
+    total = acc_array[0] if threads == 1 else acc_array.sum(axis=0)
+    return total.reshape(a.C * a.KM, a.R * a.S)

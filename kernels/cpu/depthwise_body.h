@@ -246,59 +246,86 @@ static TARGET_ATTR DNOCALLS void DFN(fnn_dw_grad_input)(const fnn_dw_args* a, co
     }
 }
 
-/* acc[t] += sum_i g[i] * ptrs[t][i] for the nt (constant where inlined) taps of a group,
- * the i loop outermost: each vector of gy_wide is loaded once for the group and the nt
- * sums stay in registers (tap by tap, every product loaded both operands: two loads per
- * multiply-add).  i runs in whole vectors: gy_wide is zero past the plane. */
-static TARGET_ATTR inline __attribute__((always_inline)) void DFN(fnn_dw_gw_taps)(
-    const T* g, const T* const* ptrs, ptrdiff_t wide, VEC* acc, const int nt) {
-    VEC s[8];
-    for (int t = 0; t < nt; ++t) s[t] = (VEC){0};
+/* Output channels of one input channel whose weight gradients run together, and taps
+ * per group: a tile of rows x taps sums, each wide vector of the rows' gradients and of
+ * the taps' shifted planes loaded once for all its multiply-adds (4 x 5 = 20 sums with
+ * AVX-512's 32 registers, 2 x 5 with 16).  A single-input-channel layer (the first of a
+ * network on grey images: 32 output channels of one channel) runs as a depthwise one
+ * whose channel multiplier is its output channels: tap by tap and row by row it loaded
+ * two vectors per multiply-add. */
+#define DW_GW_ROWS (VL * (int)sizeof(T) >= 64 ? 4 : 2)
+#define DW_GW_TAPS 5
+
+/* acc[j * taps + t] += the sums over `wide` positions of gs[j][i] * ptrs[t][i], for
+ * j < kt, t < nt (constants at each call site: the sums stay in registers). */
+static TARGET_ATTR inline __attribute__((always_inline)) void DFN(fnn_dw_gw_tile)(
+    const T* const* gs, const int kt, const T* const* ptrs, const int nt, ptrdiff_t wide,
+    VEC* acc, ptrdiff_t taps) {
+    VEC s[4][DW_GW_TAPS];
+    for (int j = 0; j < kt; ++j)
+        for (int t = 0; t < nt; ++t) s[j][t] = (VEC){0};
     for (ptrdiff_t i0 = 0; i0 < wide; i0 += VL) {
-        VEC g0;
-        FNN_VLOAD(g0, g + i0);
+        VEC g[4];
+        for (int j = 0; j < kt; ++j) FNN_VLOAD(g[j], gs[j] + i0);
         for (int t = 0; t < nt; ++t) {
             VEC p0;
             FNN_VLOAD(p0, ptrs[t] + i0);
-            s[t] += g0 * p0;
+            for (int j = 0; j < kt; ++j) s[j][t] += g[j] * p0;
         }
     }
-    for (int t = 0; t < nt; ++t) acc[t] += s[t];
+    for (int j = 0; j < kt; ++j)
+        for (int t = 0; t < nt; ++t) acc[j * taps + t] += s[j][t];
 }
 
-/* Weight gradient of the input channels lo..hi-1 (all images), written in double to
- * gw (K * R * S): per tap, a vector of partial dot products over every image of the
- * channel, summed across lanes once at the end. */
+#define DW_GW_TAP_CASES(KT)                                                                \
+    switch (nt) {                                                                         \
+    case 1: DFN(fnn_dw_gw_tile)(gs, KT, ptrs, 1, l->wide, acc, taps); break;             \
+    case 2: DFN(fnn_dw_gw_tile)(gs, KT, ptrs, 2, l->wide, acc, taps); break;             \
+    case 3: DFN(fnn_dw_gw_tile)(gs, KT, ptrs, 3, l->wide, acc, taps); break;             \
+    case 4: DFN(fnn_dw_gw_tile)(gs, KT, ptrs, 4, l->wide, acc, taps); break;             \
+    default: DFN(fnn_dw_gw_tile)(gs, KT, ptrs, 5, l->wide, acc, taps); break;            \
+    }
+
+/* Weight gradient over the planes lo..hi-1 (plane c * N + n: input channel c of image
+ * n), added in double to gw (K * R * S, this thread's own): per channel and tap, a
+ * vector of partial dot products over the channel's images in the range, summed across
+ * lanes once per channel.  Planes rather than channels are the items, so that a layer
+ * of fewer channels than threads still splits. */
 static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_dw_layout* l,
-                                                ptrdiff_t lo, ptrdiff_t hi, T* P, T* gyw,
-                                                ptrdiff_t* off, VEC* vacc, double* gw,
-                                                const fnn_dw_phase* table) {
+                                                ptrdiff_t lo, ptrdiff_t hi, T* P, T* Wb,
+                                                ptrdiff_t wstride, ptrdiff_t* off, VEC* vacc,
+                                                double* gw, const fnn_dw_phase* table) {
     const ptrdiff_t taps = a->R * a->S, K = a->C * a->KM;
     const T* gy = (const T*)a->gy;
-    for (ptrdiff_t c = lo; c < hi; ++c) {
+    const int rows = DW_GW_ROWS;
+    for (ptrdiff_t item = lo; item < hi;) {
+        const ptrdiff_t c = item / a->N;
+        const ptrdiff_t end = (c + 1) * a->N < hi ? (c + 1) * a->N : hi;
         for (ptrdiff_t e = 0; e < a->KM * taps; ++e) vacc[e] = (VEC){0};
-        for (ptrdiff_t n = 0; n < a->N; ++n) {
+        for (; item < end; ++item) {
+            const ptrdiff_t n = item % a->N;
             DFN(fnn_dw_phases)(a, l, table, (const T*)a->x + n * a->sn + c * a->sc, P);
-            for (ptrdiff_t j = 0; j < a->KM; ++j) {
-                const ptrdiff_t k = c * a->KM + j;
-                DFN(fnn_dw_gy_wide)(a, l, gy + (n * K + k) * a->Ho * a->Wo, gyw);
-                const T* g = gyw + l->margin;
-                /* the taps in groups of at most 8, balanced (9 taps: 4 + 5) */
-                const ptrdiff_t groups = (taps + 7) / 8;
+            for (ptrdiff_t j0 = 0; j0 < a->KM; j0 += rows) {
+                const int kt = a->KM - j0 < rows ? (int)(a->KM - j0) : rows;
+                const T* gs[4];
+                for (int j = 0; j < kt; ++j) {
+                    T* gyw = Wb + j * wstride;
+                    DFN(fnn_dw_gy_wide)(a, l, gy + (n * K + c * a->KM + j0 + j) * a->Ho * a->Wo,
+                                        gyw);
+                    gs[j] = gyw + l->margin;
+                }
+                /* the taps in balanced groups of at most DW_GW_TAPS (9 taps: 4 + 5) */
+                const ptrdiff_t groups = (taps + DW_GW_TAPS - 1) / DW_GW_TAPS;
                 for (ptrdiff_t q = 0; q < groups; ++q) {
                     const ptrdiff_t t0 = taps * q / groups, nt = taps * (q + 1) / groups - t0;
-                    const T* ptrs[8];
+                    const T* ptrs[DW_GW_TAPS];
                     for (ptrdiff_t t = 0; t < nt; ++t) ptrs[t] = P + off[t0 + t];
-                    VEC* acc = vacc + j * taps + t0;
-                    switch (nt) {
-                    case 1: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 1); break;
-                    case 2: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 2); break;
-                    case 3: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 3); break;
-                    case 4: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 4); break;
-                    case 5: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 5); break;
-                    case 6: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 6); break;
-                    case 7: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 7); break;
-                    default: DFN(fnn_dw_gw_taps)(g, ptrs, l->wide, acc, 8); break;
+                    VEC* acc = vacc + j0 * taps + t0;
+                    switch (kt) {
+                    case 1: DW_GW_TAP_CASES(1) break;
+                    case 2: DW_GW_TAP_CASES(2) break;
+                    case 3: DW_GW_TAP_CASES(3) break;
+                    default: DW_GW_TAP_CASES(4) break;
                     }
                 }
             }
@@ -306,21 +333,24 @@ static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_
         for (ptrdiff_t e = 0; e < a->KM * taps; ++e) {
             double total = 0;
             for (int lane = 0; lane < VL; ++lane) total += (double)vacc[e][lane];
-            gw[c * a->KM * taps + e] = total;
+            gw[c * a->KM * taps + e] += total;
         }
     }
 }
+#undef DW_GW_TAP_CASES
 
 /* A whole pass over every plane, split between threads. */
 static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
     const fnn_dw_layout l = fnn_dw_layout_of(a, VL);
     const ptrdiff_t phases = a->sh * a->sw, taps = a->R * a->S;
-    /* the weight gradient's items are channels (each sums over all images) */
-    const ptrdiff_t items = pass == 2 ? a->C : a->N * a->C;
+    const ptrdiff_t items = a->N * a->C; /* planes (the weight gradient's channel-major) */
     int threads = a->threads < 1 ? 1 : a->threads;
     if (threads > items) threads = (int)(items > 0 ? items : 1);
     const size_t plane_bytes = (size_t)(phases * l.ps) * sizeof(T);
-    const size_t wide_bytes = (size_t)(l.margin + l.hq * l.wq + 8 * VL + l.ps) * sizeof(T);
+    /* one wide gradient row per output channel of a weight-gradient tile */
+    const ptrdiff_t wstride = (l.margin + l.hq * l.wq + 8 * VL + l.ps + 15) / 16 * 16;
+    const ptrdiff_t wrows = pass == 2 ? DW_GW_ROWS : 1;
+    const size_t wide_bytes = (size_t)(wrows * wstride) * sizeof(T);
     const size_t tap_bytes = (size_t)(5 * taps) * sizeof(ptrdiff_t) + (size_t)taps * sizeof(T);
     const size_t vacc_bytes = pass == 2 ? (size_t)(a->KM * taps) * sizeof(VEC) : 0;
     int failed = 0;
@@ -345,15 +375,18 @@ static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
                 DFN(fnn_dw_forward)(a, &l, lo, hi, P, Wb, off, table);
             else if (pass == 1)
                 DFN(fnn_dw_grad_input)(a, &l, lo, hi, P, Wb, off);
-            else
-                DFN(fnn_dw_grad_weight)(a, &l, lo, hi, P, Wb, off, vacc, (double*)a->out,
-                                        table);
+            else /* each thread's sums into its own row of the (threads, K * taps) out */
+                DFN(fnn_dw_grad_weight)(a, &l, lo, hi, P, Wb, wstride, off, vacc,
+                                        (double*)a->out + tid * a->C * a->KM * taps, table);
         }
     }
     return failed ? -1 : 0;
 }
 
 #include "depthwise_lanes_body.h"
+
+#undef DW_GW_ROWS
+#undef DW_GW_TAPS
 
 #undef DNOCALLS
 #undef DFN

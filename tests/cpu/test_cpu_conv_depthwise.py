@@ -1,9 +1,10 @@
 """The depthwise convolution kernels (groups == input channels; what algo="direct" runs
 on such layers), plane by plane and with channels in SIMD lanes: forward and both
 gradients against the float64 reference backend and PyTorch, at every instruction-set
-level this CPU runs, on random problems: channel
-multipliers, kernels 1-5, strides 1-3, dilation, asymmetric padding, 1-D, batch 1, and
-every memory layout."""
+level this CPU runs, on random problems: channel multipliers (several tiles of output
+channels in the weight gradient), kernels 1-5, strides 1-3, dilation, asymmetric
+padding, 1-D, batch 1, and every memory layout; and the plane-by-plane kernel on layers
+of a single input channel (groups 1), where "auto" may choose it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import fastnn
 from fastnn import _isa
 from fastnn._backends.cpu import _conv_choice, _conv_depthwise
+from fastnn._backends.cpu import conv as cpu_conv
 from fastnn._geometry import conv_geometry
 from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
 
@@ -20,7 +22,7 @@ from tests.utils import HAS_TORCH, assert_close, import_torch, layouts
 def random_depthwise(rng, nd=2):
     while True:
         c = int(rng.integers(2, 9))
-        km = int(rng.choice([1, 1, 2, 3]))
+        km = int(rng.choice([1, 1, 2, 3, 6]))
         n = int(rng.integers(1, 4))
         size = tuple(int(v) for v in rng.integers(1, 24, size=nd))
         kernel = tuple(int(v) for v in rng.integers(1, 6, size=nd))
@@ -168,3 +170,55 @@ def test_matches_torch_mobilenet_shapes(rng):
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
         want = torch.nn.functional.conv2d(tx, tw, tb, stride, 1, 1, c).numpy()
         assert_close(fastnn.conv2d(x, w, b, stride, 1, 1, c), want)
+
+
+@pytest.fixture
+def planes_first(monkeypatch):
+    """algo="auto" with tuning off runs the plane-by-plane depthwise kernel for every pass
+    of a single-channel layer."""
+    fastnn.autotune(False)
+    ranked = cpu_conv.ranked
+
+    def first(geom, which="forward"):
+        order = ranked(geom, which)
+        planes = _conv_depthwise.PLANES
+        return [planes, *(a for a in order if a != planes)] if planes in order else order
+
+    monkeypatch.setattr(cpu_conv, "ranked", first)
+
+
+@pytest.mark.parametrize("nd", (1, 2))
+def test_single_channel_layers_every_pass_every_level(rng, nd, dtype, planes_first):
+    """One input channel, one group, any number of outputs (tiles of output channels and
+    their remainders in the weight gradient), strides, dilation, padding, a strided
+    input: the depthwise kernel with the outputs as its channel multiplier."""
+    forward, backward = conv(nd)
+    for level in _isa.supported():
+        with _isa.forced("depthwise", level):
+            for _ in range(8):
+                while True:
+                    dims, (stride, padding, dilation, _) = random_depthwise(rng, nd)
+                    k = int(rng.choice([1, 3, 4, 5, 9, 33]))
+                    n, size, kernel = dims[0], dims[3], dims[4]
+                    params = (stride, padding, dilation, 1)
+                    try:
+                        conv_geometry("conv", nd, (n, 1, *size), (k, 1, *kernel), *params)
+                    except ValueError:
+                        continue
+                    break
+                wide = rng.standard_normal((n, 1, *size[:-1], 2 * size[-1])).astype(dtype)
+                x = wide[..., ::2]  # a strided input
+                w = rng.standard_normal((k, 1, *kernel)).astype(dtype)
+                b = rng.standard_normal(k).astype(dtype)
+                assert _conv_depthwise.PLANES in cpu_conv.ranked(
+                    conv_geometry("conv", nd, x.shape, w.shape, *params), "weight"
+                )
+                want = forward(x, w, b, *params, backend="reference")
+                got = forward(x, w, b, *params)
+                what = f"{level} {x.shape} -> {k} {params}"
+                assert_close(got, want, dtype, what=f"forward {what}")
+                gy = rng.standard_normal(want.shape).astype(dtype)
+                ref = backward(gy, x, w, *params, backend="reference")
+                grads = backward(gy, x, w, *params)
+                for name, g, r in zip(("gx", "gw", "gb"), grads, ref):
+                    assert_close(g, r, dtype, what=f"{name} {what}")

@@ -19,17 +19,29 @@ from fastnn.kernels.cpu import conv_depthwise as _k
 
 __all__ = [
     "LANES",
+    "PLANES",
     "forward",
     "grad_input",
     "grad_weight",
     "is_depthwise",
     "level_code",
     "prefer_lanes",
+    "single_channel",
 ]
 
 #: The name of the channels-in-lanes variant among the CPU's conv candidates ("direct" is
 #: the plane-by-plane one); "auto" measures both.
 LANES = "direct:lanes"
+#: The plane-by-plane kernel on a layer of a single input channel (groups 1): a depthwise
+#: layer whose channel multiplier is all its output channels.  A candidate of "auto" for
+#: every pass of such layers (the first of a network on grey images or signals); its
+#: weight gradient tiles output channels by taps (depthwise_body.h).
+PLANES = "direct:planes"
+
+
+def single_channel(geom: ConvGeometry) -> bool:
+    """One input channel and one group: the depthwise kernels run it (:data:`PLANES`)."""
+    return geom.in_channels == 1 and geom.groups == 1
 
 
 def prefer_lanes(geom: ConvGeometry) -> bool:

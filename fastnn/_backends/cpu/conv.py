@@ -46,9 +46,12 @@ ACT_CODES = {None: 0, "relu": 1, "relu6": 4}
 def _depthwise_variant(name: str, geom: ConvGeometry) -> bool | None:
     """None unless ``name`` runs the depthwise kernels on this layer; else whether it is
     their channels-in-lanes variant.  On depthwise layers "direct" is the depthwise
-    kernel (the variant the prior prefers when given explicitly)."""
+    kernel (the variant the prior prefers when given explicitly); on single-channel
+    layers :data:`_conv_depthwise.PLANES` is its plane-by-plane variant."""
     if name == _conv_depthwise.LANES:
         return True
+    if name == _conv_depthwise.PLANES:
+        return False
     if name == "direct" and _conv_depthwise.is_depthwise(geom):
         return False
     return None
@@ -149,6 +152,10 @@ def _pick_once(
             _isa.level("conv_blocked_narrow")
         if _conv_im2col.BLOCKED_GEMM in candidates:
             _isa.level("gemm")
+        if _conv_depthwise.LANES in candidates:
+            _isa.level("depthwise_lanes")
+        if _conv_depthwise.PLANES in candidates or _conv_depthwise.is_depthwise(geom):
+            _isa.level("depthwise")
         name = choose_conv("cpu", op, which, geom, dtype, threads, candidates, run)
     else:
         name = _explicit(algo, shape, op, hw)
