@@ -18,6 +18,7 @@ cdef extern from "depthwise.h" nogil:
         const void* gy
         void* out
         int threads
+        int gw_bias
     int fnn_dw_run_f32(const fnn_dw_args* a, int pass_, int isa, int lanes)
     int fnn_dw_run_f64(const fnn_dw_args* a, int pass_, int isa, int lanes)
     int fnn_dw_isa(int requested)
@@ -32,6 +33,7 @@ cdef int _fill(fnn_dw_args* a, tuple shape, Py_ssize_t itemsize) except -1:
     a.R, a.S, a.Ho, a.Wo = r, s, ho, wo
     a.sh, a.sw, a.dh, a.dw, a.pt, a.pl = sh, sw, dh, dw, pt, pl
     a.act = 0
+    a.gw_bias = 0
     return 0
 
 
@@ -98,17 +100,21 @@ def backward_input(const floating[::1] gy, const floating[::1] w, floating[::1] 
 
 
 def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple shape,
-                    int num_threads, int isa, bint lanes=False):
+                    int num_threads, int isa, bint lanes=False, bint with_bias=False):
     """grad_weight as a float64 (K, R*S) array from x (any strides) and the flat
-    contiguous grad_output gy."""
+    contiguous grad_output gy; ``with_bias`` (plane by plane only): the pair (grad_weight,
+    grad_bias as a float64 (K,) array), both from the one pass over gy."""
     cdef fnn_dw_args a
     cdef Py_ssize_t isz = sizeof(floating)
     _fill(&a, shape, isz)
     if gy.shape[0] < a.N * a.C * a.KM * a.Ho * a.Wo:
         raise ValueError("depthwise: sizes do not match the geometry")
+    if with_bias and lanes:
+        raise ValueError("depthwise: the channels-in-lanes variant has no fused bias")
     threads = max(1, num_threads)
+    cdef Py_ssize_t K = a.C * a.KM, Q = K * a.R * a.S
     # a row of partial sums per thread (the plane variant splits channels' images too)
-    acc_array = np.zeros((threads, a.C * a.KM * a.R * a.S), dtype=np.float64)
+    acc_array = np.zeros((threads, Q + (K if with_bias else 0)), dtype=np.float64)
     cdef double[:, ::1] acc = acc_array
     a.x = &x[0, 0, 0, 0]
     a.sn, a.sc = x.strides[0] // isz, x.strides[1] // isz
@@ -118,6 +124,9 @@ def backward_weight(const floating[:, :, :, :] x, const floating[::1] gy, tuple 
     a.gy = &gy[0]
     a.out = &acc[0, 0]
     a.threads = threads
+    a.gw_bias = with_bias
     _run(&a, 2, isa, floating is double, lanes)
     total = acc_array[0] if threads == 1 else acc_array.sum(axis=0)
-    return total.reshape(a.C * a.KM, a.R * a.S)
+    if with_bias:
+        return total[:Q].reshape(K, a.R * a.S), total[Q:]
+    return total.reshape(K, a.R * a.S)

@@ -17,7 +17,9 @@
  *                gx[h][w] = G[(h+pt) % sh][(w+pl) % sw][(h+pt)/sh][(w+pl)/sw]; stride-1
  *                layers instead run the forward pass over gy with the flipped kernel
  *                (fnn_dw_grad_input_is_forward)
- *   grad_weight  gw[r][s] += sum_i gy_wide[i] P_ab[i + shift]
+ *   grad_weight  gw[r][s] += sum_i gy_wide[i] P_ab[i + shift], and with it, where asked,
+ *                the bias's gb += sum_i gy_wide[i] (a tap of ones: gy_wide is zero
+ *                outside the outputs)
  *
  * Work items are planes (image, input channel) with all their channel-multiplier outputs,
  * or for the weight gradient input channels (all images: a vector of partial sums per
@@ -51,6 +53,8 @@ typedef struct {
     const void* gy;               /* (N, C * KM, Ho, Wo), contiguous (gradients) */
     void* out;                    /* y (N, K, Ho, Wo) | gx (N, C, H, W) | gw (K * R * S) double */
     int threads;
+    int gw_bias;                  /* weight gradient, plane by plane: the bias's too (K more
+                                   * sums after each thread's K * R * S) */
 } fnn_dw_args;
 
 /* The phase layout of one call. */

@@ -294,8 +294,12 @@ static TARGET_ATTR inline __attribute__((always_inline)) void DFN(fnn_dw_gw_tile
 static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_dw_layout* l,
                                                 ptrdiff_t lo, ptrdiff_t hi, T* P, T* Wb,
                                                 ptrdiff_t wstride, ptrdiff_t* off, VEC* vacc,
-                                                double* gw, const fnn_dw_phase* table) {
-    const ptrdiff_t taps = a->R * a->S, K = a->C * a->KM;
+                                                double* gw, const T* ones,
+                                                const fnn_dw_phase* table) {
+    const ptrdiff_t K = a->C * a->KM, weights = a->R * a->S;
+    /* with the bias: one more tap, of ones (gy_wide is zero outside the outputs) */
+    const ptrdiff_t taps = weights + (a->gw_bias ? 1 : 0);
+    double* gb = gw + K * weights;
     const T* gy = (const T*)a->gy;
     const int rows = DW_GW_ROWS;
     for (ptrdiff_t item = lo; item < hi;) {
@@ -319,7 +323,8 @@ static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_
                 for (ptrdiff_t q = 0; q < groups; ++q) {
                     const ptrdiff_t t0 = taps * q / groups, nt = taps * (q + 1) / groups - t0;
                     const T* ptrs[DW_GW_TAPS];
-                    for (ptrdiff_t t = 0; t < nt; ++t) ptrs[t] = P + off[t0 + t];
+                    for (ptrdiff_t t = 0; t < nt; ++t)
+                        ptrs[t] = t0 + t < weights ? P + off[t0 + t] : ones;
                     VEC* acc = vacc + j0 * taps + t0;
                     switch (kt) {
                     case 1: DW_GW_TAP_CASES(1) break;
@@ -333,7 +338,11 @@ static TARGET_ATTR void DFN(fnn_dw_grad_weight)(const fnn_dw_args* a, const fnn_
         for (ptrdiff_t e = 0; e < a->KM * taps; ++e) {
             double total = 0;
             for (int lane = 0; lane < VL; ++lane) total += (double)vacc[e][lane];
-            gw[c * a->KM * taps + e] += total;
+            const ptrdiff_t j = e / taps, t = e % taps;
+            if (t < weights)
+                gw[(c * a->KM + j) * weights + t] += total;
+            else
+                gb[c * a->KM + j] += total;
         }
     }
 }
@@ -352,21 +361,26 @@ static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
     const ptrdiff_t wrows = pass == 2 ? DW_GW_ROWS : 1;
     const size_t wide_bytes = (size_t)(wrows * wstride) * sizeof(T);
     const size_t tap_bytes = (size_t)(5 * taps) * sizeof(ptrdiff_t) + (size_t)taps * sizeof(T);
-    const size_t vacc_bytes = pass == 2 ? (size_t)(a->KM * taps) * sizeof(VEC) : 0;
+    const int with_bias = pass == 2 && a->gw_bias;
+    const size_t vacc_bytes = pass == 2 ? (size_t)(a->KM * (taps + 1)) * sizeof(VEC) : 0;
+    const size_t ones_bytes = with_bias ? (size_t)(l.wide + VL) * sizeof(T) : 0;
+    const ptrdiff_t row = a->C * a->KM * (taps + (with_bias ? 1 : 0)); /* out per thread */
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
     {
         const ptrdiff_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
         const ptrdiff_t lo = items * tid / nth, hi = items * (tid + 1) / nth;
+        T* ones = with_bias ? (T*)fnn_workspace(5, ones_bytes) : NULL;
         T* P = (T*)fnn_workspace(0, plane_bytes);
         T* Wb = (T*)fnn_workspace(1, wide_bytes);
         ptrdiff_t* off = (ptrdiff_t*)fnn_workspace(2, tap_bytes);
         fnn_dw_phase* table = (fnn_dw_phase*)fnn_workspace(4, (size_t)phases * sizeof(fnn_dw_phase));
         VEC* vacc = pass == 2 ? (VEC*)fnn_workspace(3, vacc_bytes) : NULL;
         if (P == NULL || Wb == NULL || off == NULL || table == NULL ||
-            (pass == 2 && vacc == NULL)) {
+            (pass == 2 && vacc == NULL) || (with_bias && ones == NULL)) {
             failed = 1;
         } else {
+            for (ptrdiff_t i = 0; with_bias && i < l.wide + VL; ++i) ones[i] = (T)1;
             memset(P, 0, plane_bytes); /* padding and slack: zero for the whole call */
             memset(Wb, 0, wide_bytes); /* gy_wide's margins and junk columns likewise */
             DFN(fnn_dw_taps)(a, &l, off);
@@ -377,7 +391,7 @@ static int DFN(fnn_dw_run)(const fnn_dw_args* a, int pass) {
                 DFN(fnn_dw_grad_input)(a, &l, lo, hi, P, Wb, off);
             else /* each thread's sums into its own row of the (threads, K * taps) out */
                 DFN(fnn_dw_grad_weight)(a, &l, lo, hi, P, Wb, wstride, off, vacc,
-                                        (double*)a->out + tid * a->C * a->KM * taps, table);
+                                        (double*)a->out + tid * row, ones, table);
         }
     }
     return failed ? -1 : 0;

@@ -23,6 +23,7 @@ __all__ = [
     "forward",
     "grad_input",
     "grad_weight",
+    "grad_weight_and_bias",
     "is_depthwise",
     "level_code",
     "prefer_lanes",
@@ -91,3 +92,11 @@ def grad_weight(
 ) -> np.ndarray:
     """d loss / d weight as float64 (K, R*S) from x4 and the flat contiguous grad_output."""
     return _k.backward_weight(x4, gy, shape, threads, level_code(lanes), lanes)
+
+
+def grad_weight_and_bias(
+    x4: np.ndarray, gy: np.ndarray, shape, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(d loss / d weight as float64 (K, R*S), d loss / d bias as float64 (K,)) in one pass
+    over grad_output, plane by plane: the bias's sums ride along as one more tap."""
+    return _k.backward_weight(x4, gy, shape, threads, level_code(False), False, True)

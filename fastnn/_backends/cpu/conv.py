@@ -277,19 +277,30 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask, names: tuple | 
             return _conv_im2col.grad_weight(x4[:n], flat_gy(name, n), shp, threads, gemm)
         return _GEMM_OR_DIRECT[name].grad_weight(x4[:n], flat_gy(name, n), shp, threads)
 
+    def weight_and_bias(name: str | None, n: int, shp) -> tuple:
+        """(grad_weight, grad_bias) over the first ``n`` images, None where not asked
+        for: the plane-by-plane depthwise kernel sums the bias's gradient in its weight
+        pass; the others run a pass over grad_output of its own (timed with them)."""
+        if want_w and want_b and _depthwise_variant(name, geom) is False:
+            gw, gb = _conv_depthwise.grad_weight_and_bias(x4[:n], flat_gy("im2col", n), shp,
+                                                          threads)  # fmt: skip
+            return gw, gb.astype(dtype)
+        gw = weight_grad(name, n, shp) if want_w else None
+        gb = None
+        if want_b:
+            gb = np.empty(geom.out_channels, dtype=dtype)
+            plane = math.prod(geom.out_size)
+            full = [v for (_, size), v in flat.items() if size == n]
+            gy_flat = full[0] if full else flat_gy("im2col", n)
+            _bias.backward_bias(gy_flat, gb, n, geom.out_channels, plane, threads)
+        return gw, gb
+
     n = geom.batch
     if names is None:
-        names = _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_grad)
+        names = _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_and_bias)
         conv_lean.remember(conv_lean.backward_key(geom, gy, x, w, algo, mask), names)
     gx = input_grad(names[0], n, shape) if want_x else None
-    gw = weight_grad(names[1], n, shape) if want_w else None
-    gb = None
-    if want_b:
-        gb = np.empty(geom.out_channels, dtype=dtype)
-        plane = math.prod(geom.out_size)
-        full = [v for (_, size), v in flat.items() if size == n]
-        gy_flat = full[0] if full else flat_gy("im2col", n)
-        _bias.backward_bias(gy_flat, gb, geom.batch, geom.out_channels, plane, threads)
+    gw, gb = weight_and_bias(names[1], n, shape)
     return (
         None if gx is None else gx.reshape(geom.input_shape),
         None if gw is None else gw.astype(dtype, copy=False).reshape(geom.weight_shape),
@@ -297,9 +308,11 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask, names: tuple | 
     )
 
 
-def _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_grad) -> tuple:
+def _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_and_bias) -> tuple:
     """(input gradient's algorithm, weight gradient's), None where ``mask`` does not ask
-    for that gradient; candidates are timed on the first images (:func:`_batch_slice`)."""
+    for that gradient; candidates are timed on the first images (:func:`_batch_slice`),
+    the weight gradient's with the bias's when ``mask`` asks for it (one kernel sums it
+    in the same pass)."""
     op = f"conv{geom.nd}d_backward"
     part = _batch_slice(geom)
     n, shp = part.stop, (part.stop, *tuple(geom.plane)[1:])
@@ -307,7 +320,7 @@ def _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_grad) -> tup
     if mask[0]:
         name_x = _pick(algo, op, "input", geom, dtype, cap, lambda a: input_grad(a, n, shp))
     if mask[1]:
-        name_w = _pick(algo, op, "weight", geom, dtype, cap, lambda a: weight_grad(a, n, shp))
+        name_w = _pick(algo, op, "weight", geom, dtype, cap, lambda a: weight_and_bias(a, n, shp))
     return name_x, name_w
 
 
