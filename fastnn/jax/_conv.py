@@ -102,10 +102,13 @@ def _conv(nd: int, has_bias: bool, stride, padding, dilation, groups, algo: str)
             spec = specs[len(outs)]
             if steps[which] is None:
                 outs += _route.call(one_pass(which), [spec], g, x, w)
+            elif which == "weight" and has_bias:  # both, as conv_backward runs them
+                call = jax.ffi.ffi_call("fastnn_conv_weight_grad_and_bias", (spec, specs[2]))
+                outs += list(call(*args, plan=steps[which], threads=threads_attr()))
             else:
                 call = jax.ffi.ffi_call(target, spec)
                 outs.append(call(*args, plan=steps[which], threads=threads_attr()))
-        if has_bias:
+        if has_bias and len(outs) < 3:
             call = jax.ffi.ffi_call("fastnn_conv_bias_grad", specs[2])
             outs.append(call(g, threads=threads_attr()))
         return outs

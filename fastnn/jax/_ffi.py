@@ -59,6 +59,7 @@ TARGETS = (
     "fastnn_conv_forward",
     "fastnn_conv_input_grad",
     "fastnn_conv_weight_grad",
+    "fastnn_conv_weight_grad_and_bias",
     "fastnn_conv_bias_grad",
 )
 

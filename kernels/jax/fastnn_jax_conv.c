@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_bias_sums.h"
 #include "conv_blocked.h"
 #include "depthwise.h"
 #include "winograd.h"
@@ -241,7 +242,7 @@ static int winograd_weight(int f64, const int64_t* plan, const void* x, const vo
  * here) of conv_depthwise.pyx, with x and gy contiguous. */
 static int depthwise_run(int f64, const int64_t* plan, int pass, const void* x,
                          const void* w, const void* bias, int act, const void* gy,
-                         void* out) {
+                         void* out, int gw_bias) {
     plane_t q = unpack(plan);
     const int64_t* p = plan + REST; /* isa, lanes */
     int threads = (int)plan[THREADS], rc;
@@ -254,22 +255,33 @@ static int depthwise_run(int f64, const int64_t* plan, int pass, const void* x,
     if (x != NULL) a.sn = q.c * q.h * q.w, a.sc = q.h * q.w, a.sh_ = q.w, a.sw_ = 1;
     a.x = x, a.w = w, a.bias = bias, a.act = act, a.gy = gy, a.out = out;
     a.threads = threads > 1 ? threads : 1;
+    a.gw_bias = gw_bias;
     rc = f64 ? fnn_dw_run_f64(&a, pass, (int)p[0], (int)p[1])
              : fnn_dw_run_f32(&a, pass, (int)p[0], (int)p[1]);
     return rc != 0 ? -1 : 0;
 }
 
+/* The weight gradient gw (K, 1, R, S), and with gb (plane by plane only) the bias's (K,)
+ * from the same pass, as conv_depthwise.pyx's backward_weight. */
 static int depthwise_weight(int f64, const int64_t* plan, const void* x, const void* gy,
-                            void* gw) {
+                            void* gw, void* gb) {
     plane_t q = unpack(plan);
-    ptrdiff_t size = q.k * q.r * q.s; /* (K, 1, R, S) */
-    double* acc = calloc((size_t)(size > 0 ? size : 1), sizeof(double));
+    const ptrdiff_t weights = q.k * q.r * q.s; /* (K, 1, R, S) */
+    const ptrdiff_t size = weights + (gb != NULL ? q.k : 0);
+    /* a row of partial sums per thread (the plane-by-plane kernel splits a channel's
+     * images between threads), added in order as conv_depthwise.pyx adds them */
+    const ptrdiff_t rows = plan[THREADS] > 1 ? (ptrdiff_t)plan[THREADS] : 1;
+    double* acc = calloc((size_t)(size > 0 ? size * rows : 1), sizeof(double));
     int rc;
     if (acc == NULL) return -1;
-    rc = depthwise_run(f64, plan, 2, x, NULL, NULL, 0, gy, acc);
+    rc = depthwise_run(f64, plan, 2, x, NULL, NULL, 0, gy, acc, gb != NULL);
     for (ptrdiff_t i = 0; i < size && rc == 0; ++i) { /* NumPy's astype: round to nearest */
-        if (f64) ((double*)gw)[i] = acc[i];
-        else ((float*)gw)[i] = (float)acc[i];
+        double total = acc[i];
+        for (ptrdiff_t t = 1; t < rows; ++t) total += acc[t * size + i];
+        void* dst = i < weights ? gw : gb;
+        const ptrdiff_t at = i < weights ? i : i - weights;
+        if (f64) ((double*)dst)[at] = total;
+        else ((float*)dst)[at] = (float)total;
     }
     free(acc);
     return rc;
@@ -341,7 +353,7 @@ int fnn_jax_conv_forward(int f64, const int64_t* plan, const void* x, const void
     if (plan[0] == ALGO_WINOGRAD)
         return winograd_run(f64, plan, x, q.c, q.h, q.w, w, 0, bias, act, y, q.k, q.ho, q.wo,
                             q.pt, q.pl);
-    if (plan[0] == ALGO_DEPTHWISE) return depthwise_run(f64, plan, 0, x, w, bias, act, NULL, y);
+    if (plan[0] == ALGO_DEPTHWISE) return depthwise_run(f64, plan, 0, x, w, bias, act, NULL, y, 0);
     return -2;
 }
 
@@ -353,7 +365,7 @@ int fnn_jax_conv_input_grad(int f64, const int64_t* plan, const void* gy, const 
     if (plan[0] == ALGO_WINOGRAD) /* the flipped, transposed weight, padding 2 - pad */
         return winograd_run(f64, plan, gy, q.k, q.ho, q.wo, w, 1, NULL, 0, gx, q.c, q.h, q.w,
                             2 - q.pt, 2 - q.pl);
-    if (plan[0] == ALGO_DEPTHWISE) return depthwise_run(f64, plan, 1, NULL, w, NULL, 0, gy, gx);
+    if (plan[0] == ALGO_DEPTHWISE) return depthwise_run(f64, plan, 1, NULL, w, NULL, 0, gy, gx, 0);
     return -2;
 }
 
@@ -362,26 +374,16 @@ int fnn_jax_conv_weight_grad(int f64, const int64_t* plan, const void* x, const 
     if (is_cython(plan)) return cython_pass(f64, plan, PASS_WEIGHT, x, gy, NULL, gw, 0);
     if (plan[0] == ALGO_BLOCKED) return blocked_weight(f64, plan, x, gy, gw);
     if (plan[0] == ALGO_WINOGRAD) return winograd_weight(f64, plan, x, gy, gw);
-    if (plan[0] == ALGO_DEPTHWISE) return depthwise_weight(f64, plan, x, gy, gw);
+    if (plan[0] == ALGO_DEPTHWISE) return depthwise_weight(f64, plan, x, gy, gw, NULL);
     return -2;
 }
 
-/* sum(row[:n]) in double over eight accumulators, in conv_bias.pyx's order. */
-static double row_sum(int f64, const void* data, ptrdiff_t n) {
-    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, total;
-    ptrdiff_t i = 0;
-#define FNN_AT(j) (f64 ? ((const double*)data)[j] : (double)((const float*)data)[j])
-    for (; i + 8 <= n; i += 8) {
-        a0 += FNN_AT(i), a1 += FNN_AT(i + 1), a2 += FNN_AT(i + 2), a3 += FNN_AT(i + 3);
-        a4 += FNN_AT(i + 4), a5 += FNN_AT(i + 5), a6 += FNN_AT(i + 6), a7 += FNN_AT(i + 7);
-    }
-    total = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
-    for (; i < n; ++i) total += FNN_AT(i);
-#undef FNN_AT
-    return total;
-}
+/* This file's copy of the elementwise level (conv_bias_sums.h's loops; every C file has
+ * its own: elementwise_level.h), set with the rest (fnn_jax_set_elementwise_level). */
+void fnn_jax_conv_set_elementwise_level(int level) { fnn_set_elementwise_level(level); }
 
-/* gb[k] = the sum of gy (N, K, plane) over images and positions (conv_bias.pyx). */
+/* gb[k] = the sum of gy (N, K, plane) over images and positions, as conv_bias.pyx sums
+ * it (conv_bias_sums.h, whole channels per thread: the same bits on any team). */
 void fnn_jax_conv_bias_grad(int f64, const void* gy, void* gb, ptrdiff_t n, ptrdiff_t k,
                             ptrdiff_t plane, int threads) {
     size_t item = f64 ? sizeof(double) : sizeof(float);
@@ -390,13 +392,28 @@ void fnn_jax_conv_bias_grad(int f64, const void* gy, void* gb, ptrdiff_t n, ptrd
         memset(gb, 0, (size_t)k * item);
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (ptrdiff_t c = 0; c < k; ++c) {
-        double total = 0;
-        for (ptrdiff_t i = 0; i < n; ++i)
-            total = total + row_sum(f64, (const char*)gy + (size_t)((i * k + c) * plane) * item,
-                                    plane);
-        if (f64) ((double*)gb)[c] = total;
-        else ((float*)gb)[c] = (float)total;
+    if (nt > k) nt = (int)k;
+    if (nt < 1) nt = 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const ptrdiff_t t = omp_get_thread_num(), m = omp_get_num_threads();
+        const ptrdiff_t k0 = k * t / m, k1 = k * (t + 1) / m;
+        if (f64) fnn_bias_sums_f64((const double*)gy, (double*)gb, n, k, plane, k0, k1);
+        else fnn_bias_sums_f32((const float*)gy, (float*)gb, n, k, plane, k0, k1);
     }
+}
+
+/* The weight and bias gradients of one backward call, as conv.py's conv_backward runs
+ * them: in one pass where the plan is the plane-by-plane depthwise kernel (its weight
+ * pass sums the bias's gradient as a tap of ones), else the weight pass, then the bias's
+ * sums over gy (N, K, plane). */
+int fnn_jax_conv_weight_bias_grad(int f64, const int64_t* plan, const void* x, const void* gy,
+                                  void* gw, void* gb, ptrdiff_t n, ptrdiff_t k,
+                                  ptrdiff_t plane, int threads) {
+    int rc;
+    if (!is_cython(plan) && plan[0] == ALGO_DEPTHWISE && plan[REST + 1] == 0)
+        return depthwise_weight(f64, plan, x, gy, gw, gb);
+    rc = fnn_jax_conv_weight_grad(f64, plan, x, gy, gw);
+    if (rc == 0) fnn_jax_conv_bias_grad(f64, gy, gb, n, k, plane, threads);
+    return rc;
 }

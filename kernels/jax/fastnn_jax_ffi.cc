@@ -41,6 +41,9 @@ int fnn_jax_conv_weight_grad(int f64, const int64_t* plan, const void* x, const 
                              void* gw);
 void fnn_jax_conv_bias_grad(int f64, const void* gy, void* gb, ptrdiff_t n, ptrdiff_t k,
                             ptrdiff_t plane, int threads);
+int fnn_jax_conv_weight_bias_grad(int f64, const int64_t* plan, const void* x, const void* gy,
+                                  void* gw, void* gb, ptrdiff_t n, ptrdiff_t k,
+                                  ptrdiff_t plane, int threads);
 int fnn_jax_team(int threads);
 }
 
@@ -249,6 +252,21 @@ ffi::Error ConvBiasGrad(ffi::AnyBuffer g, ffi::Result<ffi::AnyBuffer> gb, int32_
   return ffi::Error::Success();
 }
 
+ffi::Error ConvWeightBiasGrad(ffi::AnyBuffer g, ffi::AnyBuffer x,
+                              ffi::Result<ffi::AnyBuffer> gw, ffi::Result<ffi::AnyBuffer> gb,
+                              Plan plan, int32_t threads) {
+  int f64 = is_f64(g);
+  if (f64 < 0) return bad_dtype();
+  auto dims = g.dimensions();
+  ptrdiff_t n = dims[0], k = dims[1], plane = 1;
+  for (size_t i = 2; i < dims.size(); ++i) plane *= static_cast<ptrdiff_t>(dims[i]);
+  return conv_failed(
+      fnn_jax_conv_weight_bias_grad(f64, plan_for(plan, threads), x.untyped_data(),
+                                    g.untyped_data(), gw->untyped_data(), gb->untyped_data(),
+                                    n, k, plane, fnn_jax_team(threads)),
+      "fastnn.jax conv weight gradient: unknown plan");
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(fastnn_activation, Activation,
@@ -353,6 +371,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(fastnn_conv_weight_grad, ConvWeightGrad,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<Plan>("plan")
+                                  .Attr<int32_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(fastnn_conv_weight_grad_and_bias, ConvWeightBiasGrad,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<Plan>("plan")
                                   .Attr<int32_t>("threads"));

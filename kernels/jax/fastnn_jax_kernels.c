@@ -58,7 +58,11 @@ void fnn_jax_gemm_set_calibration(double flops_per_thread, ptrdiff_t short_k,
 }
 /* This library's copy of the elementwise loops' instruction-set level
  * (elementwise_level.h), set to the CPU backend's (fastnn/_isa.py) by fastnn/jax/_ffi.py. */
-void fnn_jax_set_elementwise_level(int level) { fnn_set_elementwise_level(level); }
+void fnn_jax_conv_set_elementwise_level(int level); /* fastnn_jax_conv.c's copy */
+void fnn_jax_set_elementwise_level(int level) {
+    fnn_set_elementwise_level(level);
+    fnn_jax_conv_set_elementwise_level(level);
+}
 int fnn_jax_elementwise_level(void) { return fnn_get_elementwise_level(); }
 double fnn_jax_gemm_flops_per_thread(void) { return fnn_gemm_flops_per_thread; }
 ptrdiff_t fnn_jax_gemm_short_k(void) { return fnn_gemm_short_k; }
