@@ -935,6 +935,22 @@ static FNN_ATTR int FNN_FN(fnn_gemm_few)(const fnn_gemm_args* g, ptrdiff_t m0, p
 #define FNN_NARROW_ROWS 4
 #define FNN_NARROW_COLS 4
 
+/* beta * C and the epilogue on the part [m0, m1) x [n0, n1) of out, after a path that
+ * wrote the bare product there (nothing when it adds a slice of the reduction). */
+static FNN_ATTR void FNN_FN(fnn_gemm_part_finish)(const fnn_gemm_args* g, FNN_T* out,
+                                                  ptrdiff_t m0, ptrdiff_t m1, ptrdiff_t n0,
+                                                  ptrdiff_t n1) {
+    if (g->accumulate) return;
+    if (g->c != NULL && g->beta != 0) {
+        const FNN_T beta = (FNN_T)g->beta;
+        const FNN_T* c = (const FNN_T*)g->c;
+        for (ptrdiff_t i = m0; i < m1; ++i)
+            for (ptrdiff_t j = n0; j < n1; ++j) out[i * g->ldo + j] += beta * c[i * g->c_rs + j * g->c_cs];
+    }
+    if (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL)
+        FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, m0, n0, m1 - m0, n1 - n0);
+}
+
 /* The sum of v's lanes: halves added down to 16 bytes, then those lanes in order. */
 static FNN_ATTR inline FNN_T FNN_FN(fnn_lane_sum)(FNN_FN(fnn_vec_t) v) {
     typedef FNN_T half32 __attribute__((vector_size(32)));
@@ -1033,14 +1049,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_narrow)(const fnn_gemm_args* g, ptrdiff_t m0
         i += rows;
     }
     free(copy);
-    if (!g->accumulate && g->c != NULL && g->beta != 0) {
-        const FNN_T beta = (FNN_T)g->beta;
-        const FNN_T* c = (const FNN_T*)g->c;
-        for (ptrdiff_t i = m0; i < m1; ++i)
-            for (ptrdiff_t j = n0; j < n1; ++j) out[i * g->ldo + j] += beta * c[i * g->c_rs + j * g->c_cs];
-    }
-    if (!g->accumulate && (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL))
-        FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, m0, n0, m1 - m0, nc);
+    FNN_FN(fnn_gemm_part_finish)(g, out, m0, m1, n0, n1);
     return 0;
 }
 #undef FNN_NARROW_TILE
@@ -1149,14 +1158,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_narrow_t)(const fnn_gemm_args* g, ptrdiff_t 
         }
         i += full ? wide : FNN_LANES;
     }
-    if (!g->accumulate && g->c != NULL && g->beta != 0) {
-        const FNN_T beta = (FNN_T)g->beta;
-        const FNN_T* c = (const FNN_T*)g->c;
-        for (ptrdiff_t r = m0; r < m1; ++r)
-            for (ptrdiff_t j = n0; j < n1; ++j) out[r * g->ldo + j] += beta * c[r * g->c_rs + j * g->c_cs];
-    }
-    if (!g->accumulate && (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL))
-        FNN_FN(fnn_epilogue_block)(&g->epi, out, g->ldo, m0, n0, m1 - m0, nc);
+    FNN_FN(fnn_gemm_part_finish)(g, out, m0, m1, n0, n1);
     return 0;
 }
 #undef FNN_NARROW_T_CASES
