@@ -21,10 +21,13 @@
  *                the bias's gb += sum_i gy_wide[i] (a tap of ones: gy_wide is zero
  *                outside the outputs)
  *
- * Work items are planes (image, input channel) with all their channel-multiplier outputs,
- * or for the weight gradient input channels (all images: a vector of partial sums per
- * tap, added across lanes in double at the end); each thread keeps its phase planes in a
- * workspace (workspace.h).
+ * Work items are planes (image, input channel) with all their channel-multiplier outputs;
+ * the weight gradient takes them channel by channel (a vector of partial sums per output
+ * channel and tap over the channel's images in the thread's range, added across lanes in
+ * double into the thread's own row of sums, the rows added by the caller), so that a
+ * layer of one input channel (a dense layer's first: conv.py's direct:planes) still
+ * splits between threads.  Each thread keeps its phase planes in a workspace
+ * (workspace.h).
  */
 #ifndef FNN_DEPTHWISE_H
 #define FNN_DEPTHWISE_H
