@@ -89,17 +89,21 @@ def collect() -> dict:
 
 def _gemm_tile() -> dict:
     """The blocked GEMM's AVX-512 tile speed (the 3-vector tile's time per multiply-add
-    relative to the 2-vector tile's) and how it was set, and the rows of B ahead that a
-    few-row product prefetches (measured at calibration)."""
+    relative to the 2-vector tile's) and how it was set, the rows of B ahead that a
+    few-row product prefetches and the widest transposed-A product on column tiles
+    (both measured at calibration)."""
     from fastnn._backends.cpu import _gemm
 
     ratio, how = _gemm.tile_speed()
     rows, rows_how = _gemm.few_prefetch()
+    width, width_how = _gemm.narrow_t_n()
     return {
         "t48_time": round(ratio, 4),
         "chosen_by": how,
         "few_prefetch_rows": rows,
         "few_prefetch_chosen_by": rows_how,
+        "narrow_t_n": width,
+        "narrow_t_n_chosen_by": width_how,
     }
 
 
@@ -155,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"gemm few-row products prefetch B {tile['few_prefetch_rows']} rows ahead "
         f"({tile['few_prefetch_chosen_by']})"
+    )
+    print(
+        f"gemm products with a transposed A up to {tile['narrow_t_n']} columns wide run "
+        f"column tiles, wider ones packed tiles ({tile['narrow_t_n_chosen_by']})"
     )
     tuning = info["autotune"]
     state = "on" if tuning["enabled"] else "off (FASTNN_AUTOTUNE=0 or fastnn.autotune(False))"

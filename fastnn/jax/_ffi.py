@@ -196,12 +196,11 @@ def _hand_over_entries(lib: ctypes.CDLL) -> None:
 def _follow_calibrations(lib: ctypes.CDLL) -> None:
     """Give the handler library's copies of the CPU backend's measured thresholds (the
     parallel scale of the pooling kernels' thread thresholds; the GEMM's flops per
-    thread, short-k and tile speed) the values this process measured, now and after every
-    new measurement, and its elementwise loops the instruction-set level fastnn._isa
-    chose."""
+    thread, short-k, tile speed, few-row prefetch and column-tile width) the values this
+    process measured, now and after every new measurement, and its elementwise loops the
+    instruction-set level fastnn._isa chose."""
     from fastnn import _isa
     from fastnn._backends.cpu import _gemm, _parallel
-    from fastnn.kernels.cpu import gemm as gemm_kernels
 
     set_level = lib.fnn_jax_set_elementwise_level
     set_level.argtypes, set_level.restype = [ctypes.c_int], None
@@ -213,12 +212,14 @@ def _follow_calibrations(lib: ctypes.CDLL) -> None:
     set_scale = lib.fnn_jax_pool_set_parallel_scale
     set_scale.argtypes, set_scale.restype = [ctypes.c_double], None
     set_gemm = lib.fnn_jax_gemm_set_calibration
-    set_gemm.argtypes = [ctypes.c_double, ctypes.c_ssize_t, ctypes.c_double]
+    set_gemm.argtypes = [ctypes.c_double, ctypes.c_ssize_t, ctypes.c_double] + [
+        ctypes.c_ssize_t
+    ] * 2
     set_gemm.restype = None
     if not _gemm._calibrated:
         _gemm.calibrate()  # puts itself off while the machine is busy: the priors then
     set_scale(_parallel.scale())
-    set_gemm(gemm_kernels.flops_per_thread(), gemm_kernels.short_k(), gemm_kernels.t48_time())
+    set_gemm(*_gemm.calibration())
     _parallel.SCALE_HOOKS.append(set_scale)
     _gemm.CALIBRATION_HOOKS.append(set_gemm)
 

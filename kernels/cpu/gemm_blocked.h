@@ -93,6 +93,12 @@ static ptrdiff_t fnn_gemm_short_k = 1;
  * large product: a prior of 1 (the wider tile only where it pads less), which gemm.py
  * replaces with this CPU's measurement (gemm.pyx: set_t48_time). */
 static double fnn_gemm_t48_time = 1.0;
+/* Products whose op(A) has unit stride down its columns (A transposed) and at most this
+ * many columns run column tiles (fnn_gemm_narrow_t) instead of packed tiles: a prior of
+ * 24 (three tiles of 8 columns, where packed tiles of 16-48 are at most 75% full), which
+ * gemm.py replaces with the widest that measured faster on this CPU (gemm_tuning.pxi:
+ * set_narrow_t_n; 0 turns the path off). */
+static ptrdiff_t fnn_gemm_narrow_t_n = 24;
 /* The last-level cache in bytes: a prior, which gemm.py replaces with what the system
  * reports (gemm_tuning.pxi: set_llc_bytes).  A few-row product whose B is larger reads
  * it from memory, and then packs it (fnn_gemm_path). */

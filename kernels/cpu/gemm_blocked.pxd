@@ -9,6 +9,7 @@ cdef extern from "gemm_blocked.h" nogil:
     double fnn_gemm_llc_bytes
     double fnn_gemm_b_block_bytes
     Py_ssize_t fnn_gemm_few_prefetch
+    Py_ssize_t fnn_gemm_narrow_t_n
     ctypedef struct fnn_epilogue:
         int act
         int derivative

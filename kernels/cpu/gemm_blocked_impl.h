@@ -1066,19 +1066,8 @@ static FNN_ATTR int FNN_FN(fnn_gemm_narrow)(const fnn_gemm_args* g, ptrdiff_t m0
  * registers over the whole reduction, then going out through a small transpose.  No
  * lane is wasted whatever n is, where the packed tiles (16-48 columns wide) fill 7 of 32
  * (1024 x 7 x 1024 TN: packed 525 us, SciPy's BLAS 482, numpy's 324, on the AMD EPYC).
+ * How wide a product runs so is measured per CPU (fnn_gemm_narrow_t_n, gemm_blocked.h).
  * ---------------------------------------------------------------------------------- */
-#ifndef FNN_NARROW_T
-#define FNN_NARROW_T 1
-#endif
-/* The widest product that runs so: up to three tiles of columns, where the packed
- * tiles (16-48 columns) would be at most 75% full.  Time column tiles / packed, AMD EPYC,
- * two threads, TN: 1024 x 7 x 1024 0.23, 1024 x 16 x 64 0.53, 300 x 16 x 1024 0.44,
- * 1024 x 24 x 256 0.66, 4096 x 24 x 64 0.79; wider it still gained on long reductions
- * (1024 x 32 x 256 0.85, 1024 x 64 x 257 0.95) but lost on short ones (256 x 32 x 64
- * 1.08), against a packed kernel that a core with two FMA ports runs faster still. */
-#ifndef FNN_NARROW_T_N
-#define FNN_NARROW_T_N 24
-#endif
 /* Columns per tile, and vectors of rows: 24 sums with AVX-512's 32 registers, 8 with
  * the 16 of AVX2. */
 #define FNN_NARROW_T_COLS 8
@@ -1177,7 +1166,7 @@ static FNN_ATTR int FNN_FN(fnn_gemm_path)(const fnn_gemm_args* g, ptrdiff_t m0, 
     if (g->n <= FNN_NARROW_N && g->a_cs == 1 &&
         g->k / FNN_LANES * ((g->n + FNN_NR - 1) / FNN_NR * FNN_NR - g->n) >= FNN_NARROW_COST * g->n)
         return FNN_FN(fnn_gemm_narrow)(g, m0, m1, n0, n1);
-    if (FNN_NARROW_T && g->n <= FNN_NARROW_T_N && g->a_rs == 1 && g->a_cs != 1 &&
+    if (g->n <= fnn_gemm_narrow_t_n && g->a_rs == 1 && g->a_cs != 1 &&
         m1 - m0 >= FNN_LANES)
         return FNN_FN(fnn_gemm_narrow_t)(g, m0, m1, n0, n1);
     /* One or two row tiles read B in place while it fits the last-level cache (or its

@@ -1,7 +1,8 @@
 # The measured tile speed of the blocked GEMM (gemm_blocked.h's fnn_gemm_t48_time), the
 # last-level cache size it plans with (fnn_gemm_llc_bytes), the bytes of B panels it runs
 # past each A micro-panel (fnn_gemm_b_block_bytes) and its measured prefetch
-# distance for few-row products (fnn_gemm_few_prefetch): setters and getters
+# distance for few-row products (fnn_gemm_few_prefetch) and the widest product with a
+# transposed A that runs column tiles (fnn_gemm_narrow_t_n): setters and getters
 # included by each module that compiles the GEMM in, since every module has its own copy;
 # fastnn/_backends/cpu/_gemm.py sets every module's.
 
@@ -9,6 +10,7 @@ from gemm_blocked cimport (
     fnn_gemm_b_block_bytes,
     fnn_gemm_few_prefetch,
     fnn_gemm_llc_bytes,
+    fnn_gemm_narrow_t_n,
     fnn_gemm_t48_time,
 )
 
@@ -67,3 +69,17 @@ def set_b_block_bytes(double size):
 def b_block_bytes():
     """This module's bytes of B panels per A micro-panel (see set_b_block_bytes)."""
     return fnn_gemm_b_block_bytes
+
+
+def set_narrow_t_n(Py_ssize_t n):
+    """Set the widest product with a transposed A (unit stride down op(A)'s columns) that
+    runs column tiles instead of packed tiles (>= 0; 0: never)."""
+    global fnn_gemm_narrow_t_n
+    if n < 0:
+        raise ValueError(f"set_narrow_t_n: the width must be >= 0, got {n}")
+    fnn_gemm_narrow_t_n = n
+
+
+def narrow_t_n():
+    """This module's widest product with a transposed A that runs column tiles."""
+    return fnn_gemm_narrow_t_n

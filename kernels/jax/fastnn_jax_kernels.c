@@ -48,13 +48,18 @@ void fnn_jax_softmax_backward(int f64, int log_mode, const void* g, const void* 
 
 /* This library's copies of the GEMM calibration (gemm_blocked.h: the flops per thread
  * below which fewer threads run, the longest reduction on the unpacked path, the time
- * per multiply-add of AVX-512's 3-vector tile relative to the 2-vector one), set from the
- * CPU backend's measurement (fastnn/_backends/cpu/_gemm.py) by fastnn/jax/_ffi.py. */
+ * per multiply-add of AVX-512's 3-vector tile relative to the 2-vector one, the rows of B
+ * a few-row product prefetches, the widest product with a transposed A on column tiles),
+ * set from the CPU backend's measurement (fastnn/_backends/cpu/_gemm.py: calibration())
+ * by fastnn/jax/_ffi.py. */
 void fnn_jax_gemm_set_calibration(double flops_per_thread, ptrdiff_t short_k,
-                                  double t48_time) {
+                                  double t48_time, ptrdiff_t few_prefetch,
+                                  ptrdiff_t narrow_t_n) {
     fnn_gemm_flops_per_thread = flops_per_thread;
     fnn_gemm_short_k = short_k;
     if (t48_time > 0) fnn_gemm_t48_time = t48_time;
+    if (few_prefetch >= 0 && few_prefetch <= 64) fnn_gemm_few_prefetch = few_prefetch;
+    if (narrow_t_n >= 0) fnn_gemm_narrow_t_n = narrow_t_n;
 }
 /* This library's copy of the elementwise loops' instruction-set level
  * (elementwise_level.h), set to the CPU backend's (fastnn/_isa.py) by fastnn/jax/_ffi.py. */
@@ -67,6 +72,8 @@ int fnn_jax_elementwise_level(void) { return fnn_get_elementwise_level(); }
 double fnn_jax_gemm_flops_per_thread(void) { return fnn_gemm_flops_per_thread; }
 ptrdiff_t fnn_jax_gemm_short_k(void) { return fnn_gemm_short_k; }
 double fnn_jax_gemm_t48_time(void) { return fnn_gemm_t48_time; }
+ptrdiff_t fnn_jax_gemm_few_prefetch(void) { return fnn_gemm_few_prefetch; }
+ptrdiff_t fnn_jax_gemm_narrow_t_n(void) { return fnn_gemm_narrow_t_n; }
 
 static int gemm(int f64, const fnn_gemm_args* g, int threads) {
     return f64 ? fnn_gemm_f64(g, threads, FNN_GEMM_AUTO) : fnn_gemm_f32(g, threads, FNN_GEMM_AUTO);

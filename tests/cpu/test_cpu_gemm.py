@@ -287,6 +287,16 @@ def test_few_row_products_at_every_prefetch_distance(ahead, threads, dtype, rng)
     _check_under_setting("few_prefetch", ahead, shapes, (-1, 65), threads, dtype, rng)
 
 
+@pytest.mark.parametrize("width", [0, 8, 1 << 20])
+def test_transposed_products_at_every_column_tile_width(width, threads, dtype, rng):
+    """The widest transposed-A product on column tiles (set_narrow_t_n: none, one tile
+    of 8 columns, every width) changes no result: products 3-70 columns wide, part
+    vectors of rows at the end, in every layout and epilogue; the setter rejects a
+    negative width."""
+    shapes = [(150, 7, 300), (61, 13, 40), (37, 31, 29), (50, 70, 21)]
+    _check_under_setting("narrow_t_n", width, shapes, (-1,), threads, dtype, rng)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(

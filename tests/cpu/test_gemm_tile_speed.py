@@ -93,3 +93,31 @@ def test_calibration_sets_the_few_row_prefetch_everywhere(monkeypatch):
         for module, rows in zip(modules, previous):
             module.set_few_prefetch(rows)
     assert _gemm._measure_few_prefetch(_isa.level_code("gemm")) in _gemm.FEW_PREFETCH_TRIALS
+
+
+def test_calibration_sets_the_column_tile_width_everywhere(monkeypatch):
+    """The widest transposed-A product on column tiles is measured at calibration (0 or a
+    width in the trials, whole tiles of 8 columns) and set in every module that compiles
+    the GEMM in; the measurement leaves the kernel at what it returns."""
+    modules = [importlib.import_module(f"fastnn.kernels.cpu.{m}") for m in _gemm.TILE_MODULES]
+    previous = [module.narrow_t_n() for module in modules]
+    try:
+        for module in modules:
+            module.set_narrow_t_n(5)
+        monkeypatch.setattr(_gemm, "_measure_narrow_t_n", lambda level: 16)
+        _gemm.calibrate(force=True)
+        assert [module.narrow_t_n() for module in modules] == [16] * len(modules)
+        assert _gemm.narrow_t_n() == (16, "measured")
+        assert _gemm.calibration()[4] == 16
+        monkeypatch.undo()
+        width = _gemm._measure_narrow_t_n(_isa.level_code("gemm"))
+        assert width in (0, *_gemm.NARROW_T_TRIALS)
+        assert _k.narrow_t_n() == width
+    finally:
+        for module, width in zip(modules, previous):
+            module.set_narrow_t_n(width)
+
+
+def test_bad_column_tile_width_is_refused():
+    with pytest.raises(ValueError, match="set_narrow_t_n"):
+        _k.set_narrow_t_n(-1)

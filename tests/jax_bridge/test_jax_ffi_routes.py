@@ -431,9 +431,11 @@ def test_handler_team_hysteresis_is_pythons():
 
 def test_handler_follows_the_cpu_backends_measured_thresholds():
     """The handler library's own copies of the measured thresholds (pooling's parallel
-    scale, the GEMM's flops per thread, short k and tile speed) and of the elementwise loops'
-    instruction-set level hold this process's values, and follow a new setting."""
+    scale, the GEMM's calibration: flops per thread, short k, tile speed, few-row prefetch,
+    column-tile width) and of the elementwise loops' instruction-set level hold this
+    process's values, and follow a new setting."""
     import ctypes
+    import importlib
 
     from fastnn._backends.cpu import _gemm, _parallel
     from fastnn.kernels.cpu import gemm as gemm_kernels
@@ -443,16 +445,23 @@ def test_handler_follows_the_cpu_backends_measured_thresholds():
         pytest.fail(f"the FFI handler must build here: {_ffi.unavailable_reason()}")
     scale = lib.fnn_jax_pool_parallel_scale
     scale.restype = ctypes.c_double
-    flops = lib.fnn_jax_gemm_flops_per_thread
-    flops.restype = ctypes.c_double
-    short_k = lib.fnn_jax_gemm_short_k
-    short_k.restype = ctypes.c_ssize_t
-    tile = lib.fnn_jax_gemm_t48_time
-    tile.restype = ctypes.c_double
+    getters = []
+    for name, kind in (
+        ("flops_per_thread", ctypes.c_double),
+        ("short_k", ctypes.c_ssize_t),
+        ("t48_time", ctypes.c_double),
+        ("few_prefetch", ctypes.c_ssize_t),
+        ("narrow_t_n", ctypes.c_ssize_t),
+    ):
+        getter = getattr(lib, f"fnn_jax_gemm_{name}")
+        getter.restype = kind
+        getters.append(getter)
+
+    def held():
+        return tuple(getter() for getter in getters)
+
     assert scale() == _parallel.scale()
-    assert flops() == gemm_kernels.flops_per_thread()
-    assert short_k() == gemm_kernels.short_k()
-    assert tile() == gemm_kernels.t48_time()
+    assert held() == _gemm.calibration()
     level = lib.fnn_jax_elementwise_level
     level.restype = ctypes.c_int
     assert level() == _isa.level_code("elementwise")
@@ -466,18 +475,18 @@ def test_handler_follows_the_cpu_backends_measured_thresholds():
     finally:
         _parallel.set_scale(before)
     assert scale() == before
-    saved = (gemm_kernels.flops_per_thread(), gemm_kernels.short_k(), gemm_kernels.t48_time())
+    saved = _gemm.calibration()
     try:
         _gemm.calibrate(force=True)
-        got = (flops(), short_k(), tile())
-        assert got == (
-            gemm_kernels.flops_per_thread(),
-            gemm_kernels.short_k(),
-            gemm_kernels.t48_time(),
-        )
+        assert held() == _gemm.calibration()
     finally:
         gemm_kernels.set_flops_per_thread(saved[0])
         gemm_kernels.set_short_k(saved[1])
-        gemm_kernels.set_t48_time(saved[2])
+        for module in _gemm.TILE_MODULES:
+            tuned = importlib.import_module(f"fastnn.kernels.cpu.{module}")
+            tuned.set_t48_time(saved[2])
+            tuned.set_few_prefetch(saved[3])
+            tuned.set_narrow_t_n(saved[4])
         for hook in _gemm.CALIBRATION_HOOKS:
             hook(*saved)
+    assert held() == saved

@@ -41,7 +41,7 @@ VARIANT = _k.variant_name()
 #: wild measurement; outside these a split is surely worth it, or surely not).
 FLOPS_PER_THREAD_RANGE = (2.0**16, 2.0**23)
 _calibrated = False
-#: Called with (flops per thread, short k, tile speed) after each calibration: other
+#: Called with :func:`calibration`'s values after each calibration: other
 #: compiled copies of the GEMM (fastnn.jax's XLA handler library) follow this process's
 #: measurement.
 CALIBRATION_HOOKS: list = []
@@ -61,6 +61,8 @@ def calibrate(force: bool = False) -> float:
     - the longest reduction the unpacked path runs (:func:`_measure_short_k`);
     - how far ahead a few-row product prefetches the rows of B it reads in place
       (:func:`_measure_few_prefetch`);
+    - the widest product with a transposed A that runs column tiles rather than packed
+      tiles (:func:`_measure_narrow_t_n`);
     - at AVX-512, the speed of the 3-vector register tile against the 2-vector one
       (:func:`_t48_time`: measured once per CPU and build, then read from the autotune
       cache), which decides the tile of each product;
@@ -94,14 +96,30 @@ def calibrate(force: bool = False) -> float:
     ratio = _t48_time(level)
     ahead = _measure_few_prefetch(level)
     _few_prefetch_source[0] = "measured"
+    narrow = _measure_narrow_t_n(level)
+    _narrow_t_source[0] = "measured"
     for module in TILE_MODULES:
         tuned = importlib.import_module(f"fastnn.kernels.cpu.{module}")
         tuned.set_t48_time(ratio)
         tuned.set_few_prefetch(ahead)
+        tuned.set_narrow_t_n(narrow)
     forget_plain()  # their runners split work by the old threshold
     for hook in CALIBRATION_HOOKS:
-        hook(flops, _k.short_k(), ratio)
+        hook(*calibration())
     return flops
+
+
+def calibration() -> tuple[float, int, float, int, int]:
+    """This process's GEMM calibration as the kernels hold it: (flops per thread, short
+    k, tile speed, few-row prefetch rows, column-tile width), the arguments of each of
+    CALIBRATION_HOOKS."""
+    return (
+        _k.flops_per_thread(),
+        _k.short_k(),
+        _k.t48_time(),
+        _k.few_prefetch(),
+        _k.narrow_t_n(),
+    )
 
 
 def ensure_calibrated() -> None:
@@ -247,6 +265,57 @@ def _measure_few_prefetch(level: int) -> int:
     prior = FEW_PREFETCH_TRIALS[0]
     fastest = min(best, key=lambda rows: best[rows])
     return fastest if best[fastest] < (1 - FEW_PREFETCH_MARGIN) * best[prior] else prior
+
+
+#: Widths (columns of result) that :func:`_measure_narrow_t_n` tries, narrowest first:
+#: whole tiles of 8 columns, up to 32, where the packed tiles (16-48 wide) are 67-100%
+#: full.  The prior (gemm_blocked.h: fnn_gemm_narrow_t_n) is 24.  AMD EPYC, two threads,
+#: TN, time column tiles / packed: 1024 x 7 x 1024 0.23, 1024 x 16 x 64 0.53, 300 x 16 x
+#: 1024 0.44, 1024 x 24 x 256 0.66, 4096 x 24 x 64 0.79; 1024 x 32 x 256 0.85 but 256 x 32 x
+#: 64 1.08: at 32 columns the short reductions decide, against a packed kernel that a
+#: core with two FMA ports runs faster still.
+NARROW_T_TRIALS = (8, 16, 24, 32)
+#: The (rows, reduction) of the products each width is timed on: a short reduction over
+#: many rows (where column tiles gain least), and a long one over a few tiles of rows.
+NARROW_T_SHAPES = ((1024, 64), (256, 512))
+#: How the width in force was set: "prior" until a calibration measures it.
+_narrow_t_source = ["prior"]
+
+
+def narrow_t_n() -> tuple[int, str]:
+    """(the widest product with a transposed A that runs column tiles, "measured" or
+    "prior"), calibrating first (unless the machine is busy: then the prior)."""
+    ensure_calibrated()
+    return _k.narrow_t_n(), _narrow_t_source[0]
+
+
+def _measure_narrow_t_n(level: int) -> int:
+    """The widest of NARROW_T_TRIALS at which column tiles beat packed tiles on every
+    NARROW_T_SHAPES product (op(A) = a.T, one thread; the best of three alternating
+    rounds each), trying the widths in order and stopping at the first where packing wins
+    (0: never).  A few milliseconds."""
+    out = 0
+    for n in NARROW_T_TRIALS:
+        won = True
+        for rows, k in NARROW_T_SHAPES:
+            a = np.ones((k, rows), dtype=np.float32)
+            b = np.ones((k, n), dtype=np.float32)
+
+            def run(a=a, b=b) -> None:
+                _k.blocked(a, b, None, 1.0, 0.0, True, False, 0, None, None, 1, level)
+
+            tiles = packed = float("inf")
+            for _ in range(3):
+                _k.set_narrow_t_n(n)
+                tiles = min(tiles, best_seconds(run, repeats=2))
+                _k.set_narrow_t_n(n - 1)
+                packed = min(packed, best_seconds(run, repeats=2))
+            won = won and tiles < packed
+        if not won:
+            break
+        out = n
+    _k.set_narrow_t_n(out)
+    return out
 
 
 def prefers_blas(m: int, n: int, k: int, epilogue: bool) -> bool:
