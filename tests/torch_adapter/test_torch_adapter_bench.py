@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -31,5 +32,10 @@ def test_torch_patch_benchmark_smoke(monkeypatch, capsys):
     assert "12 layer(s) swapped to fastnn, 0 left alone (100% of leaf layers)" in out
     for mode in ("infer:", "train step:", "fused inference:", "forward time per layer type"):
         assert mode in out
+    # the train line measures both libraries' float32 gradients against torch's float64
+    found = re.search(r"from torch float64: patched (\S+), torch float32 (\S+)", out)
+    assert found, out
+    ours, theirs = (float(v) for v in found.groups())
+    assert 0 < theirs < 1e-3 and ours < 1e-3, found.group(0)
     table = out.split("| model |")[1]
     assert "| lenet | 12/12 |" in table and "| geomean |" in table

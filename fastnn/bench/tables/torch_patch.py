@@ -22,7 +22,10 @@ Times are medians of fastnn.bench.timing's interleaved, seeded-order blocks (the
 timing as every fastnn benchmark); x = torch / fastnn (> 1: the patch is faster).  Before
 timing, outputs (and, for training, every parameter's gradient, with dropout off since the
 two libraries draw different masks) are compared; in float32 the gradients of deep
-batch-normed nets differ by ~1e-2 between any two implementations (float64: ~1e-10).
+batch-normed nets differ by ~1e-2 between any two implementations (float64: ~1e-10), so in
+float32 the train line also gives each library's distance from torch's float64 gradients
+(the same step on a float64 copy of the model): a patched model within torch's own float32
+error is as accurate as torch.
 ``--shares`` adds each model's forward time per layer type (torch vs patched, measured
 with forward hooks on the leaf layers), to see where the time goes.
 """
@@ -181,10 +184,10 @@ def run_model(name, args, torch, plan, results):
 
         return run
 
-    def step(m):
+    def step(m, inputs=x):
         def run():
             m.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(m(x), target)
+            loss = torch.nn.functional.cross_entropy(m(inputs), target)
             loss.backward()
             return loss
 
@@ -207,9 +210,14 @@ def run_model(name, args, torch, plan, results):
         for layer in [*a.modules(), *b.modules()]:  # the libraries draw different masks
             if isinstance(layer, torch.nn.Dropout):
                 layer.eval()
+        exact = copy.deepcopy(a).double() if args.dtype == "float32" else None
         step(b)(), step(a)()
         diff = _grad_difference(b, a)
         note = f"largest gradient difference {diff:.1e} (relative, per tensor)"
+        if exact is not None:  # how far float32 itself is from the exact gradients
+            step(exact, x.double())()
+            ours, theirs = _grad_difference(b, exact), _grad_difference(a, exact)
+            note += f"; from torch float64: patched {ours:.1e}, torch float32 {theirs:.1e}"
         row["train"] = _compare("train step", step(model), step(patched), plan, note)
     if "fused" in args.modes:
         model.eval()
