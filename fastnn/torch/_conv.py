@@ -31,7 +31,7 @@ from fastnn.torch._bridge import (
     run_op,
 )
 from fastnn.torch._custom_op import op_pair
-from fastnn.torch._params import conv_padding, int_list
+from fastnn.torch._params import conv_padding, eager, int_list
 
 __all__ = [
     "ConvFunction",
@@ -280,7 +280,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, algo, acti
         return _OPS[nd](
             input, weight, bias, stride, pad_ints, pad_name, dilation, groups, algo, activation
         )
-    padding = pad_name or pad_ints
+    stride, padding, dilation = eager(stride, pad_name or pad_ints, dilation)
     return apply_function(
         ConvFunction, nd, input, weight, bias, stride, padding, dilation, groups, algo, activation
     )

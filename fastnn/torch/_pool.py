@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import fastnn
 from fastnn.torch._bridge import apply_function, run_op
 from fastnn.torch._custom_op import op_pair
-from fastnn.torch._params import int_list
+from fastnn.torch._params import eager, int_list
 
 __all__ = [
     "AvgPoolFunction",
@@ -345,6 +345,7 @@ def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, retu
         y, indices = _MAX_OPS[nd](input, *params, ceil_mode)
         return (y, indices) if return_indices else y
     keep = torch.is_grad_enabled() and isinstance(input, torch.Tensor) and input.requires_grad
+    params = eager(*params)
     return apply_function(MaxPoolFunction, nd, input, *params, ceil_mode, keep, return_indices)
 
 
@@ -358,6 +359,7 @@ def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_
     params = (int_list(kernel_size, nd), stride, int_list(padding, nd))
     if torch.compiler.is_compiling():
         return _AVG_OPS[nd](input, *params, ceil_mode, count_include_pad)
+    params = eager(*params)
     return apply_function(AvgPoolFunction, nd, input, *params, ceil_mode, count_include_pad)
 
 

@@ -126,3 +126,32 @@ def test_adapter_uses_the_real_torch():
     assert _bridge.torch is torch
     assert Path(torch.__file__).parent.name == "torch"
     assert "fastnn" not in Path(torch.__file__).parts
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+def test_eager_layers_hand_fastnn_memoisable_parameters(nd, monkeypatch):
+    """Conv and pooling through the adapter pass their integer parameters as tuples, so
+    fastnn's geometry memo serves every call after the first (a list cannot key it: each
+    call would validate afresh); forward and backward, with ints, tuples and lists given."""
+    from fastnn._geometry import _memo
+
+    unkeyed = []
+    real = _memo.memoised
+
+    def spy(memo, build, args):
+        if _memo.memo_key(args) is None:
+            unkeyed.append((build.__name__, args))
+        return real(memo, build, args)
+
+    monkeypatch.setattr(_memo, "memoised", spy)
+    size = (9,) * nd
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    w = torch.randn(4, 3, *(3,) * nd, requires_grad=True)
+    conv = getattr(ft, f"conv{nd}d")
+    max_pool, avg_pool = getattr(ft, f"max_pool{nd}d"), getattr(ft, f"avg_pool{nd}d")
+    for stride in (2, (2,) * nd, [2] * nd):
+        y = conv(x, w, None, stride, [1] * nd, (1,) * nd)
+        y = max_pool(y, [2] * nd, None, 0) + avg_pool(y, 2, [2] * nd, (0,) * nd)
+        y.sum().backward()
+    assert unkeyed == []
+    assert _memo.memo_key(([1],)) is None  # what the spy would have caught
