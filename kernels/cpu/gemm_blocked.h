@@ -38,6 +38,7 @@
 
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "activation_simd.h"
 #include "conv_epilogue.h"
@@ -296,6 +297,28 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
 #define FNN_EPI_X86_CASES(M)
 #endif
 
+#ifndef FNN_GEMM_SPLIT_K
+#define FNN_GEMM_SPLIT_K 1
+#endif
+/* A one-row product (m = 1: a row vector times B, B's rows contiguous) splits its
+ * reduction between threads, each summing whole rows of B into a row of its own, when
+ * splitting its columns would leave each thread less than a page of every row: each
+ * thread then streams one contiguous stretch of B instead of part-page runs 4 KiB apart,
+ * which the prefetchers follow less well (1 x 1024 x 1024 NN, two threads, AMD EPYC: see
+ * the commit).  Rows of sums per thread cost n elements each, added up at the end. */
+#define FNN_GEMM_SPLIT_K_BYTES 4096
+
+static int fnn_gemm_split_k_threads(const fnn_gemm_args* g, int num_threads, size_t size) {
+    if (!FNN_GEMM_SPLIT_K || g->m != 1 || g->n < 2 || g->b_cs != 1 || g->k <= fnn_gemm_short_k)
+        return 1;
+    int threads = (int)(2.0 * (double)g->n * (double)g->k / fnn_gemm_flops_per_thread);
+    threads = threads < 1 ? 1 : (threads > num_threads ? num_threads : threads);
+    if (threads < 2 || g->k < 8 * (ptrdiff_t)threads ||
+        g->n * (ptrdiff_t)size >= FNN_GEMM_SPLIT_K_BYTES * (ptrdiff_t)threads)
+        return 1;
+    return threads;
+}
+
 /* fnn_gemm_<M>(args, num_threads, variant) and fnn_epilogue_<M>(...) for one dtype. */
 #define FNN_DEFINE_GEMM(T, M, IS_DOUBLE)                                                  \
     static int fnn_gemm_run_##M(int variant, const fnn_gemm_args* g, ptrdiff_t m0,        \
@@ -307,10 +330,6 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
         }                                                                                 \
     }                                                                                     \
                                                                                           \
-    static int fnn_gemm_##M(const fnn_gemm_args* g, int num_threads, int variant) {      \
-        FNN_GEMM_ON_GRID(fnn_gemm_run_##M, IS_DOUBLE, g->k <= fnn_gemm_short_k)            \
-    }                                                                                     \
-                                                                                          \
     static void fnn_epilogue_rows_##M(int variant, const fnn_epilogue* e, T* out,         \
                                       ptrdiff_t ldo, ptrdiff_t i0, ptrdiff_t rows,        \
                                       ptrdiff_t n) {                                      \
@@ -318,6 +337,59 @@ static void fnn_gemm_grid(ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr, 
         FNN_EPI_X86_CASES(M)                                                              \
         default: fnn_epilogue_block_##M##_generic(e, out, ldo, i0, 0, rows, n);           \
         }                                                                                 \
+    }                                                                                     \
+                                                                                          \
+    /* The one-row product on `threads` threads, each summing a stretch of the reduction \
+     * into its own row of sums (fnn_gemm_split_k_threads), then the rows added in order, \
+     * beta * C and the epilogue (or, accumulating, the sum added to out). */           \
+    static int fnn_gemm_split_k_##M(int variant, const fnn_gemm_args* g, int threads) {   \
+        const ptrdiff_t n = g->n, k = g->k;                                               \
+        const T* a = (const T*)g->a;                                                      \
+        const T* b = (const T*)g->b;                                                      \
+        T* out = (T*)g->out;                                                              \
+        T* rows = (T*)malloc((size_t)threads * (size_t)n * sizeof(T));                    \
+        int failed = 0;                                                                   \
+        if (rows == NULL) return -1;                                                      \
+        _Pragma("omp parallel for schedule(static) num_threads(threads) reduction(|: failed)") \
+        for (int part = 0; part < threads; ++part) {                                      \
+            const ptrdiff_t p0 = k * part / threads, p1 = k * (part + 1) / threads;       \
+            fnn_gemm_args sub = *g;                                                       \
+            sub.k = p1 - p0;                                                              \
+            sub.a = a + p0 * g->a_cs;                                                     \
+            sub.b = b + p0 * g->b_rs;                                                     \
+            sub.c = NULL;                                                                 \
+            sub.beta = 0;                                                                 \
+            sub.out = rows + part * n;                                                    \
+            sub.ldo = n;                                                                  \
+            sub.accumulate = 0;                                                           \
+            memset(&sub.epi, 0, sizeof(sub.epi));                                         \
+            sub.epi.act = FNN_ACT_IDENTITY;                                               \
+            failed |= fnn_gemm_run_##M(variant, &sub, 0, 1, 0, n) != 0;                   \
+        }                                                                                 \
+        if (!failed) {                                                                    \
+            for (ptrdiff_t j = 0; j < n; ++j) {                                           \
+                T sum = rows[j];                                                          \
+                for (int part = 1; part < threads; ++part) sum += rows[part * n + j];     \
+                out[j] = g->accumulate ? out[j] + sum : sum;                              \
+            }                                                                             \
+        }                                                                                 \
+        free(rows);                                                                       \
+        if (failed) return -1;                                                            \
+        if (g->accumulate) return 0;                                                      \
+        if (g->c != NULL && g->beta != 0) {                                               \
+            const T beta = (T)g->beta;                                                    \
+            const T* c = (const T*)g->c;                                                  \
+            for (ptrdiff_t j = 0; j < n; ++j) out[j] += beta * c[j * g->c_cs];            \
+        }                                                                                 \
+        if (g->epi.derivative || g->epi.act != FNN_ACT_IDENTITY || g->epi.bias != NULL)   \
+            fnn_epilogue_rows_##M(variant, &g->epi, out, g->ldo, 0, 1, n);                \
+        return 0;                                                                         \
+    }                                                                                     \
+                                                                                          \
+    static int fnn_gemm_##M(const fnn_gemm_args* g, int num_threads, int variant) {      \
+        int split = fnn_gemm_split_k_threads(g, num_threads, sizeof(T));                  \
+        if (split > 1) return fnn_gemm_split_k_##M(fnn_gemm_variant(variant), g, split);  \
+        FNN_GEMM_ON_GRID(fnn_gemm_run_##M, IS_DOUBLE, g->k <= fnn_gemm_short_k)            \
     }                                                                                     \
                                                                                           \
     static void fnn_epilogue_##M(const fnn_epilogue* e, T* out, ptrdiff_t m, ptrdiff_t n, \

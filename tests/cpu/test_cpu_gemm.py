@@ -229,6 +229,21 @@ def test_thin_products_every_layout_and_epilogue(shape, threads, dtype, rng):
     _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("shape", [(1, 70, 41), (1, 1000, 300), (1, 2, 64), (1, 33, 517)])
+def test_one_row_products_split_over_the_reduction(shape, threads, dtype, rng):
+    """A one-row product on several threads sums stretches of the reduction into rows of
+    its own, then adds them up (a flops-per-thread of 1 makes every product here take
+    the split): every transpose and memory layout, with beta * c and the fused epilogues
+    applied once, after the sum."""
+    before = k.flops_per_thread()
+    k.set_flops_per_thread(1.0)
+    try:
+        _check_layouts_and_epilogues(shape, threads, "auto", dtype, rng)
+    finally:
+        k.set_flops_per_thread(before)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
