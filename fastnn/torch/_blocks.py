@@ -11,7 +11,11 @@ forward uses), and gives the object a subclass of its own class whose forward co
 the same thing with fastnn: the residual add and the ReLU after it in one pass
 (``fastnn.torch.add(..., activation="relu")``), and batch norm with the activation that
 follows it in one pass (``BatchNorm2d.forward_activation``).  A block of another origin,
-or one whose structure differs (a user's copy, an edited layer), is left alone.
+or one whose structure differs (a user's copy, an edited layer), is left alone.  A plain
+``nn.Sequential`` (the class itself, not a subclass) in which a convolution or linear
+layer is directly followed by an activation it can fuse runs each such pair as one call
+(forward and backward: one autograd node and one pass over the output instead of two),
+unless either layer has hooks, which the fused call would skip.
 
 Like the drop-ins, the subclass adds nothing to the instance: parameters, buffers, hooks
 and state_dict are untouched, and :func:`unpatch_block` restores the class.
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _module_hooks
 
 from fastnn.torch._bridge import runs_here
 
@@ -86,21 +91,58 @@ def conv_act(conv: nn.Module, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return fused(x, _activation_name(act))
 
 
-def _sequential_conv_act(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``seq(x)`` with every Conv2d directly followed by a ReLU/ReLU6 run as one fused
-    call (:func:`conv_act`)."""
-    kids = list(seq.children())
+def _hooked(layer: nn.Module) -> bool:
+    """Whether ``layer`` (or every module, globally) has hooks a fused call would skip."""
+    return bool(
+        layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
+        or layer._backward_pre_hooks or _module_hooks._global_forward_hooks
+        or _module_hooks._global_forward_pre_hooks or _module_hooks._global_backward_hooks
+        or _module_hooks._global_backward_pre_hooks
+    )  # fmt: skip
+
+
+def _fusable(layer: nn.Module, act: nn.Module | None) -> str | None:
+    """The activation ``act`` applies, when ``layer`` (fastnn's Conv1d/Conv2d/Linear
+    drop-in) can run it in its own write-out and neither layer has hooks; else None."""
+    name = _ACTIVATION_NAMES.get(type(act))
+    if name is None or name not in getattr(layer, "FUSED_ACTIVATIONS", ()):
+        return None
+    if getattr(act, "folded", False) or _hooked(layer) or _hooked(act):
+        return None
+    return name
+
+
+def _sequential_act(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``seq(x)`` with every convolution or linear layer directly followed by an
+    activation it can fuse (ReLU/ReLU6 for convolutions; ReLU, Sigmoid, Tanh for linear)
+    run as one call, forward and backward (:func:`_fusable`)."""
+    kids = list(seq._modules.values())
     i = 0
     while i < len(kids):
         layer = kids[i]
-        nxt = kids[i + 1] if i + 1 < len(kids) else None
-        if _is(layer, nn.Conv2d) and type(nxt) in _ACTIVATION_TYPES:
-            x = conv_act(layer, nxt, x)
+        name = _fusable(layer, kids[i + 1]) if i + 1 < len(kids) else None
+        if name is not None:
+            x = layer.forward_activation(x, name)
             i += 2
         else:
             x = layer(x)
             i += 1
     return x
+
+
+def _sequential_shape(seq: nn.Module) -> bool:
+    """A plain Sequential with a convolution or linear layer directly followed by an
+    activation it could fuse (decided again at each call: the layers may change)."""
+    kids = list(seq._modules.values())
+    for layer, act in zip(kids, kids[1:]):
+        name = _ACTIVATION_NAMES.get(type(act))
+        if name is not None and name in _FUSABLE.get(type(layer), ()):
+            return True
+    return False
+
+
+def _sequential_forward(self, x: torch.Tensor) -> torch.Tensor:
+    return _sequential_act(self, x)
 
 
 def residual_add(out: torch.Tensor, identity: torch.Tensor, activation: str | None):
@@ -246,8 +288,8 @@ def _squeezenet_shape(model: nn.Module) -> bool:
 
 
 def _squeezenet_forward(self, x: torch.Tensor) -> torch.Tensor:
-    x = _sequential_conv_act(self.features, x)
-    return torch.flatten(_sequential_conv_act(self.classifier, x), 1)
+    x = _sequential_act(self.features, x)
+    return torch.flatten(_sequential_act(self.classifier, x), 1)
 
 
 def _vgg_shape(model: nn.Module) -> bool:
@@ -259,7 +301,7 @@ def _vgg_shape(model: nn.Module) -> bool:
 
 
 def _vgg_forward(self, x: torch.Tensor) -> torch.Tensor:
-    x = self.avgpool(_sequential_conv_act(self.features, x))
+    x = self.avgpool(_sequential_act(self.features, x))
     return self.classifier(torch.flatten(x, 1))
 
 
@@ -270,7 +312,27 @@ def _activation_types() -> frozenset[type]:
     return frozenset({nn.ReLU, nn.ReLU6, ReLU, ReLU6})
 
 
+def _activation_names() -> dict[type, str]:
+    """Activation layer class (torch's and fastnn's drop-ins) -> the activation's name."""
+    from fastnn.torch._activation_modules import ReLU6
+    from fastnn.torch._modules import ReLU, Sigmoid, Tanh
+
+    return {nn.ReLU: "relu", ReLU: "relu", nn.ReLU6: "relu6", ReLU6: "relu6",
+            nn.Sigmoid: "sigmoid", Sigmoid: "sigmoid", nn.Tanh: "tanh", Tanh: "tanh"}  # fmt: skip
+
+
+def _fusable_layers() -> dict[type, frozenset[str]]:
+    """Layer class (torch's and fastnn's drop-ins) -> the activations its drop-in fuses."""
+    from fastnn.torch import _modules as m
+
+    conv, dense = m.Conv2d.FUSED_ACTIVATIONS, m.Linear.FUSED_ACTIVATIONS
+    return {nn.Conv1d: conv, m.Conv1d: conv, nn.Conv2d: conv, m.Conv2d: conv,
+            nn.Linear: dense, m.Linear: dense}  # fmt: skip
+
+
 _ACTIVATION_TYPES: frozenset[type] = frozenset()
+_ACTIVATION_NAMES: dict[type, str] = {}
+_FUSABLE: dict[type, frozenset[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -322,6 +384,10 @@ BLOCKS = (
         "torchvision.models.vgg", "VGG", _vgg_shape, _vgg_forward,
         "conv+ReLU fused in features (training too)",
     ),
+    Block(
+        "torch.nn.modules.container", "Sequential", _sequential_shape, _sequential_forward,
+        "conv/linear + activation fused (training too)",
+    ),
 )  # fmt: skip
 
 _BY_CLASS = {(b.module, b.name): b for b in BLOCKS}
@@ -339,6 +405,8 @@ def recognise(module: nn.Module) -> Block | None:
         return None
     if not _ACTIVATION_TYPES:
         _ACTIVATION_TYPES = _activation_types()
+        _ACTIVATION_NAMES.update(_activation_names())
+        _FUSABLE.update(_fusable_layers())
     return block if block.shape(module) else None
 
 

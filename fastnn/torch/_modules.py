@@ -54,16 +54,39 @@ class _DropIn:
         return None
 
 
+def _torch_activation(y: torch.Tensor, activation: str | None) -> torch.Tensor:
+    """``activation`` (None, "relu", "relu6", "sigmoid" or "tanh") applied by torch."""
+    if activation is None:
+        return y
+    if activation == "relu6":
+        return torch.nn.functional.relu6(y)
+    return getattr(torch, activation)(y)
+
+
 class _ConvDropIn(_DropIn):
     #: fastnn's convolution algorithm: "auto", "im2col" or "direct".  A class attribute;
     #: set it on a layer (``layer.algo = "direct"``) to choose for that layer only.
     algo = "auto"
+    #: The activations :meth:`forward_activation` fuses into the write-out.
+    FUSED_ACTIVATIONS = frozenset({"relu", "relu6"})
 
     @staticmethod
     def unsupported(layer: nn.Module) -> str | None:
         if layer.padding_mode != "zeros":
             return f"padding_mode={layer.padding_mode!r} (fastnn pads with zeros only)"
         return None
+
+    def forward_activation(self, input: torch.Tensor, activation: str | None) -> torch.Tensor:
+        """``activation(self(input))`` for activation None, "relu" or "relu6", the
+        activation fused into the convolution's write-out on fastnn, in training too (the
+        block forwards of fastnn.torch.patch call this)."""
+        if self.padding_mode != "zeros" or not runs_with(input, self.weight):
+            return _torch_activation(super().forward(input), activation)  # torch's layer
+        conv = conv2d if isinstance(self, nn.Conv2d) else conv1d
+        return conv(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+            self.groups, algo=self.algo, activation=activation,
+        )  # fmt: skip
 
 
 class Conv1d(_ConvDropIn, nn.Conv1d):
@@ -91,29 +114,26 @@ class Conv2d(_ConvDropIn, nn.Conv2d):
             self.groups, algo=self.algo,
         )  # fmt: skip
 
-    def forward_activation(self, input: torch.Tensor, activation: str | None) -> torch.Tensor:
-        """``activation(self(input))`` for activation None, "relu" or "relu6", the
-        activation fused into the convolution's write-out on fastnn, in training too (the
-        block forwards of fastnn.torch.patch call this)."""
-        if self.padding_mode != "zeros" or not runs_with(input, self.weight):
-            y = super().forward(input)
-            if activation is None:
-                return y
-            return torch.relu(y) if activation == "relu" else torch.nn.functional.relu6(y)
-        return conv2d(
-            input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-            self.groups, algo=self.algo, activation=activation,
-        )  # fmt: skip
-
 
 class Linear(_DropIn, nn.Linear):
     """``torch.nn.Linear`` run by :func:`fastnn.torch.linear` (falls back to torch for
     dtypes other than float32/float64 and unsupported devices)."""
 
+    #: The activations :meth:`forward_activation` fuses into the write-out.
+    FUSED_ACTIVATIONS = frozenset({"relu", "sigmoid", "tanh"})
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not runs_with(input, self.weight):
             return super().forward(input)
         return linear(input, self.weight, self.bias)
+
+    def forward_activation(self, input: torch.Tensor, activation: str | None) -> torch.Tensor:
+        """``activation(self(input))`` for activation None, "relu", "sigmoid" or "tanh",
+        fused into fastnn's linear, in training too (fastnn.torch.patch's Sequential
+        forward calls this)."""
+        if not runs_with(input, self.weight):
+            return _torch_activation(super().forward(input), activation)
+        return linear(input, self.weight, self.bias, activation=activation)
 
 
 class MaxPool1d(_DropIn, nn.MaxPool1d):

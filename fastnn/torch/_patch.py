@@ -136,7 +136,10 @@ def patch(model: nn.Module, *, fuse: bool = False) -> PatchReport:
     walked, not listed, except torchvision's BasicBlock, Bottleneck, ResNet,
     InvertedResidual, Conv2dNormActivation and MobileNetV2, recognised by class and
     structure, whose forward is replaced by one on fastnn ops (residual add + ReLU in one
-    pass, batch norm + activation in one pass); the report lists them as blocks.
+    pass, batch norm + activation in one pass), and plain ``nn.Sequential`` containers,
+    whose convolution or linear layers directly followed by an activation they can fuse
+    (ReLU/ReLU6; ReLU, Sigmoid, Tanh for linear) run each pair as one fastnn call, unless
+    a hook is set on either; the report lists them as blocks.
 
     ``fuse=True`` (a model in eval mode only) then folds every batch norm into the
     convolution before it and runs the following ReLU/ReLU6 in the convolution's (or

@@ -25,8 +25,8 @@ BLOCKS = {
     "resnet18": {"ResNet": 1, "BasicBlock": 8},
     "resnet50": {"ResNet": 1, "Bottleneck": 16},
     "mobilenet_v2": {"MobileNetV2": 1, "InvertedResidual": 17, "Conv2dNormActivation": 35},
-    "vgg11": {"VGG": 1},
-    "squeezenet1_1": {"SqueezeNet": 1, "Fire": 8},
+    "vgg11": {"VGG": 1, "Sequential": 2},  # features and classifier: conv/linear + ReLU
+    "squeezenet1_1": {"SqueezeNet": 1, "Fire": 8, "Sequential": 2},
 }
 
 
