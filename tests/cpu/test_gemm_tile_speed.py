@@ -76,46 +76,35 @@ def test_bad_ratio_is_refused(ratio):
         _k.set_t48_time(ratio)
 
 
-def test_calibration_sets_the_few_row_prefetch_everywhere(monkeypatch):
-    """The few-row prefetch distance is measured at calibration (a distance in the
-    trials, the prior unless another wins by the margin) and set in every module that
-    compiles the GEMM in."""
+@pytest.mark.parametrize(
+    "setting, stale, measured, trials",
+    [
+        ("few_prefetch", 63, 4, _gemm.FEW_PREFETCH_TRIALS),
+        ("narrow_t_n", 5, 16, (0, *_gemm.NARROW_T_TRIALS)),
+    ],
+)
+def test_calibration_sets_a_measured_setting_everywhere(
+    setting, stale, measured, trials, monkeypatch
+):
+    """The few-row prefetch distance and the widest transposed-A product on column tiles
+    are measured at calibration (a value among the trials) and set in every module that
+    compiles the GEMM in; ``fastnn info`` reads them as "measured", and the JAX handler
+    gets them through _gemm.calibration()."""
     modules = [importlib.import_module(f"fastnn.kernels.cpu.{m}") for m in _gemm.TILE_MODULES]
-    previous = [module.few_prefetch() for module in modules]
+    previous = [getattr(module, setting)() for module in modules]
     try:
         for module in modules:
-            module.set_few_prefetch(63)
-        monkeypatch.setattr(_gemm, "_measure_few_prefetch", lambda level: 4)
+            getattr(module, f"set_{setting}")(stale)
+        monkeypatch.setattr(_gemm, f"_measure_{setting}", lambda level: measured)
         _gemm.calibrate(force=True)
-        assert [module.few_prefetch() for module in modules] == [4] * len(modules)
-        assert _gemm.few_prefetch() == (4, "measured")
-    finally:
-        for module, rows in zip(modules, previous):
-            module.set_few_prefetch(rows)
-    assert _gemm._measure_few_prefetch(_isa.level_code("gemm")) in _gemm.FEW_PREFETCH_TRIALS
-
-
-def test_calibration_sets_the_column_tile_width_everywhere(monkeypatch):
-    """The widest transposed-A product on column tiles is measured at calibration (0 or a
-    width in the trials, whole tiles of 8 columns) and set in every module that compiles
-    the GEMM in; the measurement leaves the kernel at what it returns."""
-    modules = [importlib.import_module(f"fastnn.kernels.cpu.{m}") for m in _gemm.TILE_MODULES]
-    previous = [module.narrow_t_n() for module in modules]
-    try:
-        for module in modules:
-            module.set_narrow_t_n(5)
-        monkeypatch.setattr(_gemm, "_measure_narrow_t_n", lambda level: 16)
-        _gemm.calibrate(force=True)
-        assert [module.narrow_t_n() for module in modules] == [16] * len(modules)
-        assert _gemm.narrow_t_n() == (16, "measured")
-        assert _gemm.calibration()[4] == 16
+        assert [getattr(module, setting)() for module in modules] == [measured] * len(modules)
+        assert getattr(_gemm, setting)() == (measured, "measured")
+        assert measured in _gemm.calibration()[3:]
         monkeypatch.undo()
-        width = _gemm._measure_narrow_t_n(_isa.level_code("gemm"))
-        assert width in (0, *_gemm.NARROW_T_TRIALS)
-        assert _k.narrow_t_n() == width
+        assert getattr(_gemm, f"_measure_{setting}")(_isa.level_code("gemm")) in trials
     finally:
-        for module, width in zip(modules, previous):
-            module.set_narrow_t_n(width)
+        for module, value in zip(modules, previous):
+            getattr(module, f"set_{setting}")(value)
 
 
 def test_bad_column_tile_width_is_refused():
