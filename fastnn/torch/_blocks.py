@@ -91,14 +91,17 @@ def conv_act(conv: nn.Module, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return fused(x, _activation_name(act))
 
 
+#: The hook tables of a module, and of every module (torch.nn.modules.module), that a
+#: fused pair's call would skip (read with getattr: a torch without one has none).
+_LAYER_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOKS = tuple(f"_global{name}" for name in _LAYER_HOOKS)
+
+
 def _hooked(layer: nn.Module) -> bool:
     """Whether ``layer`` (or every module, globally) has hooks a fused call would skip."""
-    return bool(
-        layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
-        or layer._backward_pre_hooks or _module_hooks._global_forward_hooks
-        or _module_hooks._global_forward_pre_hooks or _module_hooks._global_backward_hooks
-        or _module_hooks._global_backward_pre_hooks
-    )  # fmt: skip
+    return any(getattr(layer, name, None) for name in _LAYER_HOOKS) or any(
+        getattr(_module_hooks, name, None) for name in _GLOBAL_HOOKS
+    )
 
 
 def _fusable(layer: nn.Module, act: nn.Module | None) -> str | None:
