@@ -383,3 +383,37 @@ def test_small_layers_are_tuned_on_enough_images():
     grouped = conv_geometry("conv2d", 2, (64, 256, 28, 28), (256, 1, 3, 3), 1, 1, 1, 256)
     flops = 2 * 256 * 9 * 28 * 28  # per image: one input channel per output channel
     assert cpu_conv._batch_slice(grouped) == slice(0, min(64, -(-int(TUNING_FLOPS) // flops)))
+
+
+def test_backward_candidates_are_timed_with_the_copies_they_need(rng, tmp_path, monkeypatch):
+    """The direct kernels read grad_output through a copy with slack (made once per call,
+    shared by both passes): each timed run of a candidate makes its own, as a call would,
+    instead of reusing one an earlier candidate made (which made them look up to twice
+    as fast as they run); the gradients stay right."""
+    from fastnn._backends.cpu import _conv_direct
+
+    fastnn.autotune(True, cache=tmp_path / "tune.json")
+    calls = {"copy": 0, "pass": 0}
+    real_copy = _conv_direct.with_slack
+
+    def copy(a):
+        calls["copy"] += 1
+        return real_copy(a)
+
+    monkeypatch.setattr(_conv_direct, "with_slack", copy)
+    for name in ("grad_input", "grad_weight"):
+        real = getattr(_conv_direct, name)
+
+        def counted(*args, _real=real):
+            calls["pass"] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(_conv_direct, name, counted)
+    x = rng.standard_normal((4, 1, 50)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 5)).astype(np.float32)
+    gy = rng.standard_normal((4, 6, 50)).astype(np.float32)
+    got = fastnn.conv1d_backward(gy, x, w, 1, 2, algo="auto", backend="cpu")
+    assert calls["pass"] >= 4, calls  # "direct" was timed (a warm-up and rounds)
+    assert calls["copy"] >= calls["pass"] - 1, calls  # the final run shares one copy
+    for g, r in zip(got, fastnn.conv1d_backward(gy, x, w, 1, 2, backend="reference")):
+        assert_close(g, r)

@@ -297,7 +297,20 @@ def conv_backward(gy, x, w, geom: ConvGeometry, algo: str, mask, names: tuple | 
 
     n = geom.batch
     if names is None:
-        names = _pick_backward(geom, algo, mask, dtype, cap, input_grad, weight_and_bias)
+        # Each candidate is timed paying for the copy of grad_output it needs, as a call
+        # does: one kept from an earlier candidate made the copying kernels look up to
+        # twice as fast as they run (the direct kernels' copy with slack of a 32 x 64 x
+        # 1000 gradient costs as much as their weight pass).
+        def fresh(pass_: Callable) -> Callable:
+            def timed(name: str, n: int, shp) -> object:
+                flat.clear()
+                return pass_(name, n, shp)
+
+            return timed
+
+        names = _pick_backward(
+            geom, algo, mask, dtype, cap, fresh(input_grad), fresh(weight_and_bias)
+        )
         conv_lean.remember(conv_lean.backward_key(geom, gy, x, w, algo, mask), names)
     gx = input_grad(names[0], n, shape) if want_x else None
     gw, gb = weight_and_bias(names[1], n, shape)
